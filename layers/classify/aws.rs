@@ -1,0 +1,1 @@
+//! AWS error codes and messages, as plain strings.

@@ -1,0 +1,47 @@
+//! Classification: turning what a call returned into an [`Outcome`].
+//!
+//! Every other policy in this crate reads [`Outcome`]s, never raw responses or errors. A
+//! [`Classify`] implementation looks at the `Ok` response or the error of one attempt and says
+//! which class of outcome it was, parsing any server-provided retry delay on the way.
+//!
+//! Provided classifiers:
+//! - [`HttpClassifier`]: `http::Response` status and headers (`Retry-After` and relatives),
+//!   errors through [`classify_error`];
+//! - [`aws`]: AWS error codes and messages as plain strings (Bedrock, DynamoDB), so the same
+//!   table serves the SDK adapters and hand-rolled HTTP clients;
+//! - [`classify_error`]: I/O errors, timeouts, and this crate's own errors, found anywhere in an
+//!   error's `source()` chain;
+//! - [`retry_after`]: the header parsers, usable on their own.
+//!
+//! A closure `Fn(Result<&Res, &(dyn Error + 'static)>) -> Outcome` is a classifier too.
+
+use std::error::Error;
+
+use crate::Outcome;
+
+pub mod aws;
+mod error;
+mod http;
+pub mod retry_after;
+
+pub use self::error::classify_error;
+pub use self::http::HttpClassifier;
+
+/// Classifies the result of one attempt into an [`Outcome`].
+///
+/// Errors are passed as `&(dyn Error + 'static)` so that a classifier can walk the `source()`
+/// chain and downcast; the layers of this crate convert inner errors into
+/// [`BoxError`](crate::BoxError) (Tower's convention) before classifying.
+pub trait Classify<Res> {
+    /// Classifies one attempt's result.
+    fn classify(&self, result: Result<&Res, &(dyn Error + 'static)>) -> Outcome;
+}
+
+impl<Res, F> Classify<Res> for F
+where
+    F: Fn(Result<&Res, &(dyn Error + 'static)>) -> Outcome,
+{
+    fn classify(&self, result: Result<&Res, &(dyn Error + 'static)>) -> Outcome {
+        self(result)
+    }
+}

@@ -1,0 +1,1 @@
+//! Parsers for server-provided retry delays.

@@ -1,0 +1,57 @@
+//! Quota-aware resilience for cloud API clients, as Tower layers.
+//!
+//! Teams calling Amazon Bedrock, DynamoDB and HTTP LLM endpoints meet three families of
+//! failure: quota throttles (429 `ThrottlingException`, DynamoDB
+//! `ProvisionedThroughputExceededException`), model overload, and unavailability (503). This
+//! crate gives every failure one typed [`Outcome`] and builds composable policies on it:
+//!
+//! - [`classify`]: HTTP, AWS and I/O classifiers, `Retry-After` and its relatives parsed once;
+//! - [`retry`]: per-class backoff with jitter, server delays honoured, retries aligned to the
+//!   quota window, a retry budget that bounds amplification, and [`RetryLayer`];
+//! - [`admission`], [`breaker`], [`fallback`]: token-budget admission, circuit breaking and a
+//!   fallback router;
+//! - [`observe`]: the `tracing` and `metrics` vocabulary they all report in.
+//!
+//! Every decision lives in a synchronous *core* that takes the current time as an argument and
+//! never sleeps; the Tower layers only await what the cores hand out. Time is
+//! [`tokio::time::Instant`], so whole scenarios run under `#[tokio::test(start_paused = true)]`.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_headroom::{HttpClassifier, RetryLayer, retry::RetryPolicy};
+//!
+//! # async fn run() -> Result<(), tower_headroom::BoxError> {
+//! let policy = RetryPolicy::builder()
+//!     .max_attempts(4)
+//!     .deadline(Duration::from_secs(30))
+//!     .build()?;
+//! let client = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(policy, HttpClassifier::new()))
+//!     .service_fn(|_req: http::Request<String>| async {
+//!         Ok::<_, std::io::Error>(http::Response::new(String::from("hello")))
+//!     });
+//! let response = client.oneshot(http::Request::new(String::new())).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
+//! ```
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod breaker;
+pub mod classify;
+pub mod fallback;
+pub mod observe;
+mod outcome;
+pub mod retry;
+
+pub use crate::classify::{Classify, HttpClassifier};
+pub use crate::outcome::{Outcome, OutcomeKind, ThrottleScope};
+pub use crate::retry::{RetryLayer, RetryPolicy};
+
+/// The boxed error type the layers of this crate return, as in Tower itself.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

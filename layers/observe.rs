@@ -1,0 +1,295 @@
+//! The event and metric vocabulary shared by every layer.
+//!
+//! One set of names, so that a dashboard built for one layer reads the others:
+//!
+//! | metric | kind | labels | meaning |
+//! |---|---|---|---|
+//! | `headroom_attempts_total` | counter | target, model, region, class | attempts finished, by outcome class |
+//! | `headroom_retries_total` | counter | target, model, region, class | retries scheduled, by the class that caused them |
+//! | `headroom_retry_wait_seconds` | histogram | target, model, region, class | wait before each retry |
+//! | `headroom_retries_exhausted_total` | counter | target, model, region, reason | calls the retry layer gave up on |
+//! | `headroom_admission_wait_seconds` | histogram | target, model, region | time a call waited for quota |
+//! | `headroom_admission_rejected_total` | counter | target, model, region | calls shed by admission |
+//! | `headroom_quota_limit` | gauge | target, model, region | the effective (learned) unit limit |
+//! | `headroom_breaker_state` | gauge | target, model, region | 0 closed, 1 half-open, 2 open |
+//! | `headroom_breaker_transitions_total` | counter | target, model, region, to | state changes |
+//! | `headroom_fallback_total` | counter | target, model, region, degraded | which target served a call |
+//!
+//! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
+//! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a
+//! target, model and region) and from fixed enumerations such as
+//! [`OutcomeKind::as_str`](crate::OutcomeKind::as_str): never a request or response body, a
+//! prompt, a completion, a header value or a credential.
+//!
+//! Metric handles are registered when a layer is built and reused on every call, so the hot
+//! path neither allocates nor looks anything up. A consequence: install your `metrics` recorder
+//! before you build the layers.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Metric names.
+pub mod names {
+    /// Counter: attempts finished, labelled by outcome class.
+    pub const ATTEMPTS: &str = "headroom_attempts_total";
+    /// Counter: retries scheduled, labelled by the class that caused them.
+    pub const RETRIES: &str = "headroom_retries_total";
+    /// Histogram: seconds waited before a retry.
+    pub const RETRY_WAIT: &str = "headroom_retry_wait_seconds";
+    /// Counter: calls the retry layer gave up on, labelled by reason.
+    pub const RETRIES_EXHAUSTED: &str = "headroom_retries_exhausted_total";
+    /// Histogram: seconds a call waited for quota before it was admitted.
+    pub const ADMISSION_WAIT: &str = "headroom_admission_wait_seconds";
+    /// Counter: calls rejected by admission.
+    pub const ADMISSION_REJECTED: &str = "headroom_admission_rejected_total";
+    /// Gauge: the effective unit limit per window after learning.
+    pub const QUOTA_LIMIT: &str = "headroom_quota_limit";
+    /// Gauge: circuit breaker state (0 closed, 1 half-open, 2 open).
+    pub const BREAKER_STATE: &str = "headroom_breaker_state";
+    /// Counter: circuit breaker transitions, labelled by the new state.
+    pub const BREAKER_TRANSITIONS: &str = "headroom_breaker_transitions_total";
+    /// Counter: calls served per fallback target, labelled `degraded` = `true`/`false`.
+    pub const FALLBACK: &str = "headroom_fallback_total";
+}
+
+/// Label keys.
+pub mod keys {
+    /// The user's name for the target (a host, a model × region, a table).
+    pub const TARGET: &str = "target";
+    /// The model id.
+    pub const MODEL: &str = "model";
+    /// The region.
+    pub const REGION: &str = "region";
+    /// The outcome class ([`OutcomeKind::as_str`](crate::OutcomeKind::as_str)).
+    pub const CLASS: &str = "class";
+    /// Why the retry layer stopped ([`StopReason::as_str`](crate::retry::StopReason::as_str)).
+    pub const REASON: &str = "reason";
+}
+
+/// The names a layer reports under: target, model and region.
+///
+/// All three are optional and chosen by the user; they are the only free-form label values this
+/// crate ever emits.
+///
+/// ```
+/// use tower_headroom::observe::Labels;
+///
+/// let labels = Labels::target("bedrock").model("anthropic.claude-3-haiku").region("us-east-1");
+/// assert_eq!(labels.to_string(), "target=bedrock model=anthropic.claude-3-haiku region=us-east-1");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Labels {
+    target: Option<Arc<str>>,
+    model: Option<Arc<str>>,
+    region: Option<Arc<str>>,
+}
+
+impl Labels {
+    /// No labels.
+    pub fn none() -> Self {
+        Labels::default()
+    }
+
+    /// Labels with a target name.
+    pub fn target(name: impl Into<Arc<str>>) -> Self {
+        Labels {
+            target: Some(name.into()),
+            ..Labels::default()
+        }
+    }
+
+    /// Sets the model label.
+    pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sets the region label.
+    pub fn region(mut self, region: impl Into<Arc<str>>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Sets the target label.
+    pub fn with_target(mut self, target: impl Into<Arc<str>>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// The target name, if set.
+    pub fn target_name(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// The model, if set.
+    pub fn model_name(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The region, if set.
+    pub fn region_name(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// The labels as `metrics` labels, plus `extra` fixed ones. Empty names are reported as `""`
+    /// so that every series of a metric has the same label keys.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metric_labels(
+        &self,
+        extra: &[(&'static str, &'static str)],
+    ) -> Vec<metrics::Label> {
+        let value = |v: &Option<Arc<str>>| -> metrics::SharedString {
+            match v {
+                Some(s) => metrics::SharedString::from(String::from(&**s)),
+                None => metrics::SharedString::const_str(""),
+            }
+        };
+        let mut labels = vec![
+            metrics::Label::new(keys::TARGET, value(&self.target)),
+            metrics::Label::new(keys::MODEL, value(&self.model)),
+            metrics::Label::new(keys::REGION, value(&self.region)),
+        ];
+        labels.extend(
+            extra
+                .iter()
+                .map(|(k, v)| metrics::Label::new(*k, metrics::SharedString::const_str(v))),
+        );
+        labels
+    }
+}
+
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        for (key, value) in [
+            ("target", &self.target),
+            ("model", &self.model),
+            ("region", &self.region),
+        ] {
+            if let Some(value) = value {
+                write!(f, "{sep}{key}={value}")?;
+                sep = " ";
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-outcome-class counters registered once for a set of labels.
+#[derive(Clone)]
+pub(crate) struct ClassCounters {
+    #[cfg(feature = "metrics")]
+    counters: Arc<[metrics::Counter; CLASSES.len()]>,
+}
+
+/// Every outcome class, in a fixed order for indexing metric handles.
+pub(crate) const CLASSES: [crate::OutcomeKind; 10] = {
+    use crate::{OutcomeKind as K, ThrottleScope as S};
+    [
+        K::Success,
+        K::Throttled(S::Requests),
+        K::Throttled(S::Tokens),
+        K::Throttled(S::Capacity),
+        K::Throttled(S::Unknown),
+        K::Overloaded,
+        K::Unavailable,
+        K::Timeout,
+        K::Transient,
+        K::Fatal,
+    ]
+};
+
+pub(crate) const fn class_index(kind: crate::OutcomeKind) -> usize {
+    use crate::{OutcomeKind as K, ThrottleScope as S};
+    match kind {
+        K::Success => 0,
+        K::Throttled(S::Requests) => 1,
+        K::Throttled(S::Tokens) => 2,
+        K::Throttled(S::Capacity) => 3,
+        K::Throttled(S::Unknown) => 4,
+        K::Overloaded => 5,
+        K::Unavailable => 6,
+        K::Timeout => 7,
+        K::Transient => 8,
+        K::Fatal => 9,
+    }
+}
+
+impl ClassCounters {
+    /// Registers `name` once per outcome class under `labels`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn register(name: &'static str, labels: &Labels) -> Self {
+        ClassCounters {
+            #[cfg(feature = "metrics")]
+            counters: Arc::new(CLASSES.map(|kind| {
+                metrics::counter!(name, labels.metric_labels(&[(keys::CLASS, kind.as_str())]))
+            })),
+        }
+    }
+
+    /// Adds one to the counter of `kind`.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn increment(&self, kind: crate::OutcomeKind) {
+        #[cfg(feature = "metrics")]
+        self.counters[class_index(kind)].increment(1);
+    }
+}
+
+impl fmt::Debug for ClassCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClassCounters")
+    }
+}
+
+/// Per-outcome-class histograms registered once for a set of labels.
+#[derive(Clone)]
+pub(crate) struct ClassHistograms {
+    #[cfg(feature = "metrics")]
+    histograms: Arc<[metrics::Histogram; CLASSES.len()]>,
+}
+
+impl ClassHistograms {
+    /// Registers `name` once per outcome class under `labels`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn register(name: &'static str, labels: &Labels) -> Self {
+        ClassHistograms {
+            #[cfg(feature = "metrics")]
+            histograms: Arc::new(CLASSES.map(|kind| {
+                metrics::histogram!(name, labels.metric_labels(&[(keys::CLASS, kind.as_str())]))
+            })),
+        }
+    }
+
+    /// Records `value` for `kind`.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn record(&self, kind: crate::OutcomeKind, value: f64) {
+        #[cfg(feature = "metrics")]
+        self.histograms[class_index(kind)].record(value);
+    }
+}
+
+impl fmt::Debug for ClassHistograms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClassHistograms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_index_matches_table() {
+        for (i, kind) in CLASSES.iter().enumerate() {
+            assert_eq!(class_index(*kind), i);
+        }
+    }
+
+    #[test]
+    fn labels_display_skips_missing() {
+        assert_eq!(Labels::none().to_string(), "");
+        assert_eq!(Labels::none().region("eu-west-1").to_string(), "region=eu-west-1");
+    }
+}

@@ -1,0 +1,235 @@
+//! The one vocabulary every policy speaks: what happened to a call.
+//!
+//! Classifiers (see [`crate::classify`]) turn an HTTP response, an AWS error code, an I/O error
+//! or a timeout into an [`Outcome`]; nothing else inspects raw errors. The methods on
+//! [`OutcomeKind`] are the table in `DESIGN.md` — whether a class is retried, whether a circuit
+//! breaker counts it, whether the quota learns from it — written down once, here.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What happened to one attempt, plus the retry delay the server asked for, if any.
+///
+/// `Outcome` is `Copy` and small so that it can be passed around freely on the hot path.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_headroom::{Outcome, OutcomeKind, ThrottleScope};
+///
+/// let outcome = Outcome::throttled(ThrottleScope::Tokens).with_retry_after(Duration::from_secs(7));
+/// assert_eq!(outcome.kind, OutcomeKind::Throttled(ThrottleScope::Tokens));
+/// assert!(outcome.kind.is_retryable());
+/// assert!(!outcome.kind.counts_for_breaker());
+/// assert_eq!(outcome.retry_after, Some(Duration::from_secs(7)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Outcome {
+    /// The class of the outcome.
+    pub kind: OutcomeKind,
+    /// How long the server asked the client to wait before trying again (`Retry-After` and its
+    /// relatives), already parsed and clamped by the classifier.
+    pub retry_after: Option<Duration>,
+}
+
+/// The class of an [`Outcome`]; see the table in `DESIGN.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutcomeKind {
+    /// The call succeeded (2xx, or an `Ok` the classifier accepted).
+    Success,
+    /// A quota said no: 429, `ThrottlingException`, `ProvisionedThroughputExceededException`.
+    Throttled(ThrottleScope),
+    /// The shared model (not your quota) is saturated: "Model ... is currently overloaded",
+    /// `ModelNotReadyException`, HTTP 529.
+    Overloaded,
+    /// The service is unhealthy or out of capacity: 503, 502, 504, "Too many connections".
+    Unavailable,
+    /// The attempt ran out of time: an attempt deadline, 408, `ModelTimeoutException`.
+    Timeout,
+    /// A short-lived fault worth a quick retry: connection reset/refused, 500.
+    Transient,
+    /// Retrying cannot help: 400 validation, 403 access denied, 404, service quota exceeded.
+    Fatal,
+}
+
+/// Which limit a [`OutcomeKind::Throttled`] outcome hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThrottleScope {
+    /// A requests-per-window quota (Bedrock RPM, DynamoDB `RequestLimitExceeded`).
+    Requests,
+    /// A tokens-per-window quota (Bedrock TPM).
+    Tokens,
+    /// Per-second provisioned capacity (DynamoDB RCU/WCU, a hot partition).
+    Capacity,
+    /// A throttle that did not say which limit it hit.
+    Unknown,
+}
+
+impl Outcome {
+    /// A successful call.
+    pub const SUCCESS: Outcome = Outcome::new(OutcomeKind::Success);
+    /// A fatal failure.
+    pub const FATAL: Outcome = Outcome::new(OutcomeKind::Fatal);
+
+    /// An outcome of the given kind with no server-provided delay.
+    pub const fn new(kind: OutcomeKind) -> Self {
+        Outcome {
+            kind,
+            retry_after: None,
+        }
+    }
+
+    /// A throttle of the given scope.
+    pub const fn throttled(scope: ThrottleScope) -> Self {
+        Outcome::new(OutcomeKind::Throttled(scope))
+    }
+
+    /// Attaches the delay the server asked for.
+    pub const fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// Attaches the delay the server asked for, if any.
+    pub const fn with_retry_after_opt(mut self, delay: Option<Duration>) -> Self {
+        self.retry_after = delay;
+        self
+    }
+
+    /// `true` for [`OutcomeKind::Success`].
+    pub const fn is_success(&self) -> bool {
+        matches!(self.kind, OutcomeKind::Success)
+    }
+}
+
+impl From<OutcomeKind> for Outcome {
+    fn from(kind: OutcomeKind) -> Self {
+        Outcome::new(kind)
+    }
+}
+
+impl OutcomeKind {
+    /// Whether an attempt with this outcome may be retried.
+    ///
+    /// [`OutcomeKind::Timeout`] is retryable here; whether a *particular* request may be retried
+    /// after a timeout (it may have been executed) is the retry policy's setting.
+    pub const fn is_retryable(&self) -> bool {
+        !matches!(self, OutcomeKind::Success | OutcomeKind::Fatal)
+    }
+
+    /// Whether a circuit breaker counts this outcome as a failure of the backend.
+    ///
+    /// Quota throttles and fatal (client) errors say nothing about the backend's health, so
+    /// they never open a breaker.
+    pub const fn counts_for_breaker(&self) -> bool {
+        matches!(
+            self,
+            OutcomeKind::Overloaded
+                | OutcomeKind::Unavailable
+                | OutcomeKind::Timeout
+                | OutcomeKind::Transient
+        )
+    }
+
+    /// Whether this outcome tells the quota (admission) layer that the budget was wrong.
+    pub const fn teaches_quota(&self) -> bool {
+        matches!(self, OutcomeKind::Throttled(_))
+    }
+
+    /// Whether a fallback router should move to another target after this outcome.
+    pub const fn moves_fallback(&self) -> bool {
+        matches!(
+            self,
+            OutcomeKind::Throttled(ThrottleScope::Requests | ThrottleScope::Tokens)
+                | OutcomeKind::Overloaded
+                | OutcomeKind::Unavailable
+                | OutcomeKind::Timeout
+        )
+    }
+
+    /// A short, stable, low-cardinality name, used as a metric label and in logs.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            OutcomeKind::Success => "success",
+            OutcomeKind::Throttled(ThrottleScope::Requests) => "throttled_requests",
+            OutcomeKind::Throttled(ThrottleScope::Tokens) => "throttled_tokens",
+            OutcomeKind::Throttled(ThrottleScope::Capacity) => "throttled_capacity",
+            OutcomeKind::Throttled(ThrottleScope::Unknown) => "throttled",
+            OutcomeKind::Overloaded => "overloaded",
+            OutcomeKind::Unavailable => "unavailable",
+            OutcomeKind::Timeout => "timeout",
+            OutcomeKind::Transient => "transient",
+            OutcomeKind::Fatal => "fatal",
+        }
+    }
+}
+
+impl fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.retry_after {
+            Some(delay) => write!(f, "{} (server asked to wait {:?})", self.kind, delay),
+            None => fmt::Display::fmt(&self.kind, f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [OutcomeKind; 10] = [
+        OutcomeKind::Success,
+        OutcomeKind::Throttled(ThrottleScope::Requests),
+        OutcomeKind::Throttled(ThrottleScope::Tokens),
+        OutcomeKind::Throttled(ThrottleScope::Capacity),
+        OutcomeKind::Throttled(ThrottleScope::Unknown),
+        OutcomeKind::Overloaded,
+        OutcomeKind::Unavailable,
+        OutcomeKind::Timeout,
+        OutcomeKind::Transient,
+        OutcomeKind::Fatal,
+    ];
+
+    #[test]
+    fn design_table_columns() {
+        // (kind, retried, breaker counts it, quota learns, fallback moves)
+        let table = [
+            (ALL[0], false, false, false, false),
+            (ALL[1], true, false, true, true),
+            (ALL[2], true, false, true, true),
+            (ALL[3], true, false, true, false),
+            (ALL[4], true, false, true, false),
+            (ALL[5], true, true, false, true),
+            (ALL[6], true, true, false, true),
+            (ALL[7], true, true, false, true),
+            (ALL[8], true, true, false, false),
+            (ALL[9], false, false, false, false),
+        ];
+        for (kind, retried, breaker, quota, fallback) in table {
+            assert_eq!(kind.is_retryable(), retried, "{kind}");
+            assert_eq!(kind.counts_for_breaker(), breaker, "{kind}");
+            assert_eq!(kind.teaches_quota(), quota, "{kind}");
+            assert_eq!(kind.moves_fallback(), fallback, "{kind}");
+        }
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let mut labels: Vec<_> = ALL.iter().map(|k| k.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), ALL.len());
+    }
+
+    #[test]
+    fn display_mentions_server_delay() {
+        let o = Outcome::new(OutcomeKind::Unavailable).with_retry_after(Duration::from_secs(3));
+        assert_eq!(o.to_string(), "unavailable (server asked to wait 3s)");
+        assert_eq!(Outcome::SUCCESS.to_string(), "success");
+    }
+}
