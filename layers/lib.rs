@@ -44,12 +44,14 @@
 pub mod admission;
 pub mod breaker;
 pub mod classify;
+mod error;
 pub mod fallback;
 pub mod observe;
 mod outcome;
 pub mod retry;
 
 pub use crate::classify::{Classify, HttpClassifier};
+pub use crate::error::ConfigError;
 pub use crate::outcome::{Outcome, OutcomeKind, ThrottleScope};
 pub use crate::retry::{RetryLayer, RetryPolicy};
 

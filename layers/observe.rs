@@ -242,6 +242,47 @@ impl fmt::Debug for ClassCounters {
     }
 }
 
+/// Counters registered once per value of one extra label (a fixed enumeration).
+#[derive(Clone)]
+pub(crate) struct CounterSet<const N: usize> {
+    #[cfg(feature = "metrics")]
+    counters: Arc<[metrics::Counter; N]>,
+}
+
+impl<const N: usize> CounterSet<N> {
+    /// Registers `name` once per value of `key` under `labels`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn register(
+        name: &'static str,
+        labels: &Labels,
+        key: &'static str,
+        values: [&'static str; N],
+    ) -> Self {
+        CounterSet {
+            #[cfg(feature = "metrics")]
+            counters: Arc::new(
+                values.map(|value| metrics::counter!(name, labels.metric_labels(&[(key, value)]))),
+            ),
+        }
+    }
+
+    /// Adds one to the counter of the `index`-th value.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn increment(&self, index: usize) {
+        #[cfg(feature = "metrics")]
+        if let Some(counter) = self.counters.get(index) {
+            counter.increment(1);
+        }
+    }
+}
+
+impl<const N: usize> fmt::Debug for CounterSet<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CounterSet")
+    }
+}
+
 /// Per-outcome-class histograms registered once for a set of labels.
 #[derive(Clone)]
 pub(crate) struct ClassHistograms {

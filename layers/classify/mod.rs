@@ -18,6 +18,7 @@
 use std::error::Error;
 
 use crate::Outcome;
+use crate::retry::RetryInfo;
 
 pub mod aws;
 mod error;
@@ -35,6 +36,15 @@ pub use self::http::HttpClassifier;
 pub trait Classify<Res> {
     /// Classifies one attempt's result.
     fn classify(&self, result: Result<&Res, &(dyn Error + 'static)>) -> Outcome;
+
+    /// Called by the retry layer with a response that took more than one attempt, so that the
+    /// attempt count can travel with the response. The default does nothing;
+    /// [`HttpClassifier`] inserts the [`RetryInfo`] into the response's extensions.
+    ///
+    /// Not called for first-attempt successes, so the success path never allocates.
+    fn record_retries(&self, response: &mut Res, info: RetryInfo) {
+        let _ = (response, info);
+    }
 }
 
 impl<Res, F> Classify<Res> for F

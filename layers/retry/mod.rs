@@ -1,10 +1,111 @@
-//! Retries (placeholder while the module is written).
-/// Placeholder.
+//! Retries that understand quotas.
+//!
+//! [`RetryLayer`] retries a call when its [`Outcome`](crate::Outcome) is retryable, waiting as
+//! the [`Backoff`] rules say: the server's `Retry-After` honoured (never retried earlier), quota
+//! throttles aligned to the next quota window, and per-class exponential schedules with jitter
+//! for everything else. A [`RetryBudget`] keeps retries to a fraction of requests, so a total
+//! outage costs at most `1 + ratio` attempts per request, and an overall deadline bounds the
+//! whole call.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_headroom::{HttpClassifier, RetryLayer, retry::RetryPolicy};
+//!
+//! # async fn run() -> Result<(), tower_headroom::BoxError> {
+//! let policy = RetryPolicy::builder()
+//!     .max_attempts(3)
+//!     .deadline(Duration::from_secs(30))
+//!     .build()?;
+//! let service = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(policy, HttpClassifier::new()))
+//!     .service_fn(|_: http::Request<()>| async {
+//!         Ok::<_, std::io::Error>(http::Response::new(()))
+//!     });
+//! let response = service.oneshot(http::Request::new(())).await?;
+//! // First-attempt successes carry no retry record.
+//! assert!(response.extensions().get::<tower_headroom::retry::RetryInfo>().is_none());
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
+//! ```
+//!
+//! The decision logic is [`RetryPolicy::decide`], a synchronous core that takes the time as an
+//! argument; the layer only sleeps where it says. The same policy drives the AWS SDK's retry
+//! loop through the Smithy adapter.
+
+mod backoff;
+mod budget;
+mod error;
+mod future;
+mod layer;
+mod policy;
+
+pub use self::backoff::{
+    Backoff, BackoffBuilder, Jitter, QuotaWindow, Schedule, ScheduleClass,
+};
+pub use self::budget::RetryBudget;
+pub use self::error::{Fatal, RetriesExhausted, RetryInfo};
+pub use self::future::ResponseFuture;
+pub use self::layer::{Retry, RetryLayer};
+pub use self::policy::{Decision, RetryPolicy, RetryPolicyBuilder, RetryState, StopReason};
+
+use std::time::Duration;
+
+use crate::Outcome;
+use crate::observe::{ClassCounters, ClassHistograms, CounterSet, Labels, keys, names};
+
+/// The metric handles of one retry layer, registered once.
 #[derive(Clone, Debug)]
-pub struct RetryPolicy;
-/// Placeholder.
-#[derive(Clone, Debug)]
-pub struct RetryLayer;
-/// Placeholder.
-#[derive(Clone, Copy, Debug)]
-pub enum StopReason {}
+pub(crate) struct RetryMetrics {
+    attempts: ClassCounters,
+    retries: ClassCounters,
+    wait: ClassHistograms,
+    exhausted: CounterSet<{ StopReason::ALL.len() }>,
+}
+
+impl RetryMetrics {
+    pub(crate) fn register(labels: &Labels) -> Self {
+        RetryMetrics {
+            attempts: ClassCounters::register(names::ATTEMPTS, labels),
+            retries: ClassCounters::register(names::RETRIES, labels),
+            wait: ClassHistograms::register(names::RETRY_WAIT, labels),
+            exhausted: CounterSet::register(
+                names::RETRIES_EXHAUSTED,
+                labels,
+                keys::REASON,
+                StopReason::ALL.map(|r| r.as_str()),
+            ),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn attempt(&self, kind: crate::OutcomeKind) {
+        self.attempts.increment(kind);
+    }
+
+    pub(crate) fn retry(&self, labels: &Labels, outcome: &Outcome, state: &RetryState, wait: Duration) {
+        self.retries.increment(outcome.kind);
+        self.wait.record(outcome.kind, wait.as_secs_f64());
+        tracing::debug!(
+            target: "tower_headroom::retry",
+            labels = %labels,
+            class = outcome.kind.as_str(),
+            attempt = state.attempts(),
+            wait_ms = wait.as_millis() as u64,
+            server_delay_ms = outcome.retry_after.map(|d| d.as_millis() as u64),
+            "retrying",
+        );
+    }
+
+    pub(crate) fn stop(&self, labels: &Labels, outcome: &Outcome, state: &RetryState, reason: StopReason) {
+        self.exhausted.increment(reason.index());
+        tracing::debug!(
+            target: "tower_headroom::retry",
+            labels = %labels,
+            class = outcome.kind.as_str(),
+            attempts = state.attempts(),
+            reason = reason.as_str(),
+            "not retrying",
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The retry layer's response future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::layer::Shared;
+use super::{Decision, Fatal, RetriesExhausted, RetryInfo, RetryState};
+use crate::{BoxError, Classify, OutcomeKind};
+
+pin_project! {
+    /// The future returned by [`Retry`](super::Retry): drives attempts, waits and readiness
+    /// checks until the call succeeds or the policy stops it.
+    pub struct ResponseFuture<S, C, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        service: S,
+        request: Req,
+        shared: Arc<Shared<C>>,
+        retry: RetryState,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] future: F },
+        Waiting { #[pin] sleep: Sleep },
+        Readying,
+    }
+}
+
+impl<S, C, Req> ResponseFuture<S, C, Req>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn new(
+        future: S::Future,
+        service: S,
+        request: Req,
+        shared: Arc<Shared<C>>,
+        retry: RetryState,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            service,
+            request,
+            shared,
+            retry,
+        }
+    }
+}
+
+impl<S, C, Req> Future for ResponseFuture<S, C, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response>,
+    Req: Clone,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let shared = &**this.shared;
+                    let (outcome, result) = match ready!(future.poll(cx)) {
+                        Ok(response) => {
+                            let outcome = shared.classifier.classify(Ok(&response));
+                            (outcome, Ok(response))
+                        }
+                        Err(error) => {
+                            let error: BoxError = error.into();
+                            let outcome = shared.classifier.classify(Err(&*error));
+                            (outcome, Err(error))
+                        }
+                    };
+                    shared.metrics.attempt(outcome.kind);
+                    if outcome.is_success() {
+                        let attempts = this.retry.attempts() + 1;
+                        return Poll::Ready(finish(shared, attempts, this.retry, result));
+                    }
+                    let now = Instant::now();
+                    match shared.policy.decide(this.retry, &outcome, now) {
+                        Decision::Retry(delay) => {
+                            shared.metrics.retry(&shared.labels, &outcome, this.retry, delay);
+                            drop(result);
+                            this.state.set(State::Waiting {
+                                sleep: tokio::time::sleep_until(now + delay),
+                            });
+                        }
+                        Decision::Stop(reason) => {
+                            shared.metrics.stop(&shared.labels, &outcome, this.retry, reason);
+                            let result = result.map_err(|source| match outcome.kind {
+                                OutcomeKind::Fatal => {
+                                    Box::new(Fatal::new(this.retry.attempts(), source)) as BoxError
+                                }
+                                _ => Box::new(RetriesExhausted::new(
+                                    this.retry.attempts(),
+                                    outcome,
+                                    reason,
+                                    this.retry.waited(),
+                                    source,
+                                )),
+                            });
+                            let attempts = this.retry.attempts();
+                            return Poll::Ready(finish(shared, attempts, this.retry, result));
+                        }
+                    }
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
+                    let future = this.service.call(this.request.clone());
+                    this.state.set(State::Called { future });
+                }
+            }
+        }
+    }
+}
+
+/// Hands the retry record to the classifier for responses that took more than one attempt.
+fn finish<C, Res>(
+    shared: &Shared<C>,
+    attempts: u32,
+    retry: &RetryState,
+    mut result: Result<Res, BoxError>,
+) -> Result<Res, BoxError>
+where
+    C: Classify<Res>,
+{
+    if attempts > 1 {
+        if let Ok(response) = &mut result {
+            shared.classifier.record_retries(
+                response,
+                RetryInfo {
+                    attempts,
+                    waited: retry.waited(),
+                },
+            );
+        }
+    }
+    result
+}
+
+impl<S, C, Req> std::fmt::Debug for ResponseFuture<S, C, Req>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempts", &self.retry.attempts())
+            .finish()
+    }
+}
+
