@@ -331,6 +331,9 @@ mod tests {
     #[test]
     fn labels_display_skips_missing() {
         assert_eq!(Labels::none().to_string(), "");
-        assert_eq!(Labels::none().region("eu-west-1").to_string(), "region=eu-west-1");
+        assert_eq!(
+            Labels::none().region("eu-west-1").to_string(),
+            "region=eu-west-1"
+        );
     }
 }

@@ -329,8 +329,10 @@ impl Backoff {
             let extra = asked.saturating_mul(self.server_jitter_percent) / 100;
             return Ok(asked + uniform(rng, Duration::ZERO, extra));
         }
-        if let (Some(window), OutcomeKind::Throttled(ThrottleScope::Requests | ThrottleScope::Tokens)) =
-            (&self.window, outcome.kind)
+        if let (
+            Some(window),
+            OutcomeKind::Throttled(ThrottleScope::Requests | ThrottleScope::Tokens),
+        ) = (&self.window, outcome.kind)
         {
             let boundary = window.next_boundary(now);
             return Ok((boundary - now) + uniform(rng, Duration::ZERO, window.spread));
@@ -493,23 +495,37 @@ mod tests {
 
     #[test]
     fn no_jitter_doubles_until_cap() {
-        let s = Schedule::new(Duration::from_millis(100), Duration::from_secs(1), Jitter::None)
-            .unwrap();
+        let s = Schedule::new(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            Jitter::None,
+        )
+        .unwrap();
         let delays: Vec<_> = (0..6)
             .map(|n| s.delay(n, Duration::ZERO, &mut rng()).as_millis())
             .collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(s.delay(u32::MAX, Duration::ZERO, &mut rng()), Duration::from_secs(1));
+        assert_eq!(
+            s.delay(u32::MAX, Duration::ZERO, &mut rng()),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
     fn equal_jitter_keeps_half() {
-        let s = Schedule::new(Duration::from_millis(100), Duration::from_secs(10), Jitter::Equal)
-            .unwrap();
+        let s = Schedule::new(
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+            Jitter::Equal,
+        )
+        .unwrap();
         let mut r = rng();
         for _ in 0..1000 {
             let d = s.delay(3, Duration::ZERO, &mut r);
-            assert!(d >= Duration::from_millis(400) && d <= Duration::from_millis(800), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(400) && d <= Duration::from_millis(800),
+                "{d:?}"
+            );
         }
     }
 
@@ -544,7 +560,11 @@ mod tests {
             "window_spread"
         );
         assert_eq!(
-            Backoff::builder().server_jitter(101).build().unwrap_err().field(),
+            Backoff::builder()
+                .server_jitter(101)
+                .build()
+                .unwrap_err()
+                .field(),
             "server_jitter"
         );
     }

@@ -216,7 +216,9 @@ mod tests {
             );
         }
         assert_eq!(
-            RetryBudget::new(Duration::ZERO, 0.1, 0).unwrap_err().field(),
+            RetryBudget::new(Duration::ZERO, 0.1, 0)
+                .unwrap_err()
+                .field(),
             "budget.window"
         );
     }
@@ -239,7 +241,10 @@ mod tests {
             })
             .collect();
         let granted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        assert!(granted <= 2_000, "granted {granted} retries for 20000 requests");
+        assert!(
+            granted <= 2_000,
+            "granted {granted} retries for 20000 requests"
+        );
         assert!(granted >= 1_990, "granted only {granted}");
     }
 }

@@ -93,14 +93,18 @@ where
                     let now = Instant::now();
                     match shared.policy.decide(this.retry, &outcome, now) {
                         Decision::Retry(delay) => {
-                            shared.metrics.retry(&shared.labels, &outcome, this.retry, delay);
+                            shared
+                                .metrics
+                                .retry(&shared.labels, &outcome, this.retry, delay);
                             drop(result);
                             this.state.set(State::Waiting {
                                 sleep: tokio::time::sleep_until(now + delay),
                             });
                         }
                         Decision::Stop(reason) => {
-                            shared.metrics.stop(&shared.labels, &outcome, this.retry, reason);
+                            shared
+                                .metrics
+                                .stop(&shared.labels, &outcome, this.retry, reason);
                             let result = result.map_err(|source| match outcome.kind {
                                 OutcomeKind::Fatal => {
                                     Box::new(Fatal::new(this.retry.attempts(), source)) as BoxError
@@ -166,4 +170,3 @@ where
             .finish()
     }
 }
-

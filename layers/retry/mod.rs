@@ -40,9 +40,7 @@ mod future;
 mod layer;
 mod policy;
 
-pub use self::backoff::{
-    Backoff, BackoffBuilder, Jitter, QuotaWindow, Schedule, ScheduleClass,
-};
+pub use self::backoff::{Backoff, BackoffBuilder, Jitter, QuotaWindow, Schedule, ScheduleClass};
 pub use self::budget::RetryBudget;
 pub use self::error::{Fatal, RetriesExhausted, RetryInfo};
 pub use self::future::ResponseFuture;
@@ -83,7 +81,13 @@ impl RetryMetrics {
         self.attempts.increment(kind);
     }
 
-    pub(crate) fn retry(&self, labels: &Labels, outcome: &Outcome, state: &RetryState, wait: Duration) {
+    pub(crate) fn retry(
+        &self,
+        labels: &Labels,
+        outcome: &Outcome,
+        state: &RetryState,
+        wait: Duration,
+    ) {
         self.retries.increment(outcome.kind);
         self.wait.record(outcome.kind, wait.as_secs_f64());
         tracing::debug!(
@@ -97,7 +101,13 @@ impl RetryMetrics {
         );
     }
 
-    pub(crate) fn stop(&self, labels: &Labels, outcome: &Outcome, state: &RetryState, reason: StopReason) {
+    pub(crate) fn stop(
+        &self,
+        labels: &Labels,
+        outcome: &Outcome,
+        state: &RetryState,
+        reason: StopReason,
+    ) {
         self.exhausted.increment(reason.index());
         tracing::debug!(
             target: "tower_headroom::retry",

@@ -227,8 +227,7 @@ impl RetryPolicy {
         if let Some(deadline) = inner.deadline {
             let retry_at = now.checked_add(delay);
             let end = state.started.checked_add(deadline);
-            if matches!((retry_at, end), (Some(at), Some(end)) if at > end) || retry_at.is_none()
-            {
+            if matches!((retry_at, end), (Some(at), Some(end)) if at > end) || retry_at.is_none() {
                 return Decision::Stop(StopReason::Deadline);
             }
         }
@@ -409,7 +408,10 @@ mod tests {
         );
         let p = policy().build().unwrap();
         let mut s = p.start(now);
-        assert!(matches!(p.decide(&mut s, &timeout, now), Decision::Retry(_)));
+        assert!(matches!(
+            p.decide(&mut s, &timeout, now),
+            Decision::Retry(_)
+        ));
     }
 
     #[test]
@@ -419,12 +421,8 @@ mod tests {
             .deadline(Duration::from_secs(10))
             .backoff(
                 Backoff::builder().quota_window_at(
-                    super::super::QuotaWindow::new(
-                        Duration::from_secs(60),
-                        now,
-                        Duration::ZERO,
-                    )
-                    .unwrap(),
+                    super::super::QuotaWindow::new(Duration::from_secs(60), now, Duration::ZERO)
+                        .unwrap(),
                 ),
             )
             .build()
@@ -450,7 +448,10 @@ mod tests {
         p.decide(&mut s, &Outcome::FATAL, now);
         let mut s = p.start(now);
         let transient = Outcome::new(OutcomeKind::Transient);
-        assert!(matches!(p.decide(&mut s, &transient, now), Decision::Retry(_)));
+        assert!(matches!(
+            p.decide(&mut s, &transient, now),
+            Decision::Retry(_)
+        ));
         let mut s = p.start(now);
         assert_eq!(
             p.decide(&mut s, &transient, now),
