@@ -6,7 +6,7 @@
 //!
 //! Provided classifiers:
 //! - [`HttpClassifier`]: `http::Response` status and headers (`Retry-After` and relatives),
-//!   errors through [`classify_error`];
+//!   errors through [`classify_error`]; [`classify_status`] is its status table alone;
 //! - [`aws`]: AWS error codes and messages as plain strings (Bedrock, DynamoDB), so the same
 //!   table serves the SDK adapters and hand-rolled HTTP clients;
 //! - [`classify_error`]: I/O errors, timeouts, and this crate's own errors, found anywhere in an
@@ -25,7 +25,7 @@ mod http;
 pub mod retry_after;
 
 pub use self::error::classify_error;
-pub use self::http::HttpClassifier;
+pub use self::http::{HttpClassifier, classify_status};
 
 /// Classifies the result of one attempt into an [`Outcome`].
 ///
