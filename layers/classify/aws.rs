@@ -193,7 +193,11 @@ pub fn classify_code(code: &str, message: Option<&str>) -> Option<OutcomeKind> {
         | "NoSuchBucket" => return Some(Fatal),
         _ => return None,
     };
-    Some(if is_overloaded(message) { Overloaded } else { kind })
+    Some(if is_overloaded(message) {
+        Overloaded
+    } else {
+        kind
+    })
 }
 
 /// An unknown code: the overload message still counts (it is unambiguous, whatever the code or
@@ -240,11 +244,17 @@ mod tests {
 
     #[test]
     fn substring_search_is_case_insensitive_and_bounded() {
-        assert!(contains_ignore_ascii_case("Model X is Currently OVERLOADED.", "overloaded"));
+        assert!(contains_ignore_ascii_case(
+            "Model X is Currently OVERLOADED.",
+            "overloaded"
+        ));
         assert!(!contains_ignore_ascii_case("overload", "overloaded"));
         assert!(!contains_ignore_ascii_case("", "overloaded"));
         // Multi-byte text never panics.
-        assert!(contains_ignore_ascii_case("ümlaut überloaded overloaded", "overloaded"));
+        assert!(contains_ignore_ascii_case(
+            "ümlaut überloaded overloaded",
+            "overloaded"
+        ));
     }
 
     #[test]
@@ -252,6 +262,9 @@ mod tests {
         assert_eq!(normalize_code(""), "");
         assert_eq!(normalize_code("#"), "");
         assert_eq!(normalize_code(":"), "");
-        assert_eq!(normalize_code("a#b#ThrottlingException"), "ThrottlingException");
+        assert_eq!(
+            normalize_code("a#b#ThrottlingException"),
+            "ThrottlingException"
+        );
     }
 }

@@ -111,7 +111,9 @@ pub fn parse_retry_after(value: impl AsRef<[u8]>, now: SystemTime) -> Option<Dur
         Some(_) => {
             let text = std::str::from_utf8(bytes).ok()?;
             let at = httpdate::parse_http_date(text).ok()?;
-            Some(clamp_duration(at.duration_since(now).unwrap_or(Duration::ZERO)))
+            Some(clamp_duration(
+                at.duration_since(now).unwrap_or(Duration::ZERO),
+            ))
         }
         None => None,
     }
@@ -251,7 +253,10 @@ pub fn from_headers(
         });
         let i = limit.scope as usize;
         any_reset[i] = max_opt(any_reset[i], reset);
-        if headers.get(&limit.remaining).is_some_and(|v| is_zero(v.as_bytes())) {
+        if headers
+            .get(&limit.remaining)
+            .is_some_and(|v| is_zero(v.as_bytes()))
+        {
             exhausted[i] = true;
             exhausted_reset[i] = max_opt(exhausted_reset[i], reset);
         }
@@ -269,20 +274,22 @@ pub fn from_headers(
         }),
         [false, false] => None,
     };
-    let scope = match scope {
-        Some(s @ (ThrottleScope::Requests | ThrottleScope::Tokens | ThrottleScope::Capacity)) => {
-            Some(s)
-        }
-        other => derived.or(other),
-    };
-
     delay = max_opt(delay, exhausted_reset[0]);
     delay = max_opt(delay, exhausted_reset[1]);
-    match scope {
-        Some(ThrottleScope::Requests) => delay = max_opt(delay, any_reset[0]),
-        Some(ThrottleScope::Tokens) => delay = max_opt(delay, any_reset[1]),
-        _ => {}
-    }
+    // Only the caller's own scope pulls in resets of limits that are not exhausted: a scope
+    // derived from the headers already has its exhausted resets counted above.
+    let scope = match scope {
+        Some(ThrottleScope::Requests) => {
+            delay = max_opt(delay, any_reset[0]);
+            scope
+        }
+        Some(ThrottleScope::Tokens) => {
+            delay = max_opt(delay, any_reset[1]);
+            scope
+        }
+        Some(ThrottleScope::Capacity) => scope,
+        other => derived.or(other),
+    };
     RetryHints { delay, scope }
 }
 
