@@ -1331,3 +1331,96 @@ fn format_rfc3339(local_secs: i64, nanos: u32, offset_min: i64) -> String {
         rem % 60
     )
 }
+
+// ---------------------------------------------------------------------------------------------
+// allocation: classifying never allocates (counted per thread, so parallel tests do not mix)
+// ---------------------------------------------------------------------------------------------
+
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: forwards to the system allocator; the counter is a const-initialised
+    // thread-local `Cell`, which itself never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    /// Allocations made on this thread while running `f`.
+    pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let before = ALLOCATIONS.with(Cell::get);
+        let out = f();
+        (out, ALLOCATIONS.with(Cell::get) - before)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+#[test]
+fn classifying_does_not_allocate() {
+    // The counter itself works.
+    let (_, n) = counting::allocations(|| std::hint::black_box(vec![1u8; 8]));
+    assert!(n >= 1);
+
+    let classifier = HttpClassifier::new();
+    let mut all_headers: Vec<(&str, &str)> = OPENAI_TOK_EXHAUSTED.to_vec();
+    all_headers.extend([
+        ("retry-after", "Tue, 14 Nov 2023 22:15:20 GMT"),
+        ("retry-after-ms", "1500.5"),
+        ("x-amz-retry-after", "5000"),
+        ("anthropic-ratelimit-tokens-remaining", "0"),
+        (
+            "anthropic-ratelimit-tokens-reset",
+            "2023-11-14T22:13:50+00:00",
+        ),
+        (
+            "x-amzn-errortype",
+            "ThrottlingException:http://internal.amazon.com/",
+        ),
+    ]);
+    let ok = response(200, &all_headers);
+    let throttled = response(429, &all_headers);
+    let unavailable = response(503, &[("retry-after", "garbage")]);
+
+    let (outcome, n) = counting::allocations(|| classifier.classify(Ok(&ok)));
+    assert_eq!((outcome, n), (Outcome::SUCCESS, 0));
+
+    let (outcome, n) = counting::allocations(|| classifier.classify_response(&throttled, now()));
+    assert_eq!(
+        outcome,
+        Outcome::throttled(Tokens).with_retry_after(secs(360))
+    );
+    assert_eq!(n, 0, "429 with every header");
+
+    let (outcome, n) = counting::allocations(|| classifier.classify(Ok(&unavailable)));
+    assert_eq!((outcome, n), (Outcome::new(Unavailable), 0));
+
+    let (kind, n) = counting::allocations(|| {
+        aws::classify(
+            "com.amazonaws.bedrock#ThrottlingException",
+            Some(TOO_MANY_TOKENS),
+        )
+    });
+    assert_eq!((kind, n), (Throttled(Tokens), 0));
+
+    let error = wrapped(io::Error::from(io::ErrorKind::ConnectionReset));
+    let (outcome, n) = counting::allocations(|| classify_error(&error));
+    assert_eq!((outcome, n), (Outcome::new(Transient), 0));
+}
