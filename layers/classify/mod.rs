@@ -11,7 +11,13 @@
 //!   table serves the SDK adapters and hand-rolled HTTP clients;
 //! - [`classify_error`]: I/O errors, timeouts, and this crate's own errors, found anywhere in an
 //!   error's `source()` chain;
-//! - [`retry_after`]: the header parsers, usable on their own.
+//! - [`retry_after`]: the header parsers, usable on their own, and
+//!   [`retry_after::from_headers`], which picks the delay to honour and the throttle scope.
+//!
+//! Only failures known to be worth retrying are retryable: an unrecognised error or status is
+//! [`OutcomeKind::Fatal`](crate::OutcomeKind::Fatal), as in the AWS SDKs. Server delays are
+//! clamped to [`retry_after::MAX_SERVER_DELAY`], and no header value can make a classifier panic
+//! or shorten a delay the server asked for.
 //!
 //! A closure `Fn(Result<&Res, &(dyn Error + 'static)>) -> Outcome` is a classifier too.
 
