@@ -1,1 +1,270 @@
 //! AWS error codes and messages, as plain strings.
+//!
+//! The same table serves the AWS SDK adapters (`ProvideErrorMetadata::code()` / `message()`),
+//! hand-rolled HTTP clients (the `x-amzn-errortype` header, the `__type` field of a JSON error
+//! body) and tests; it needs no SDK crate.
+//!
+//! ```
+//! use tower_headroom::{OutcomeKind, ThrottleScope};
+//! use tower_headroom::classify::aws;
+//!
+//! let kind = aws::classify(
+//!     "ThrottlingException",
+//!     Some("Too many tokens, please wait before trying again."),
+//! );
+//! assert_eq!(kind, OutcomeKind::Throttled(ThrottleScope::Tokens));
+//!
+//! let kind = aws::classify(
+//!     "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+//!     None,
+//! );
+//! assert_eq!(kind, OutcomeKind::Throttled(ThrottleScope::Capacity));
+//!
+//! // Unknown codes fall back to the HTTP status when there is one.
+//! assert_eq!(aws::classify_with_status("SomethingNew", None, 503), OutcomeKind::Unavailable);
+//! assert_eq!(aws::classify("SomethingNew", None), OutcomeKind::Fatal);
+//! ```
+//!
+//! # The table
+//!
+//! Codes are first [normalised](normalize_code): a `namespace#` prefix and a `:suffix` are
+//! dropped. Matching is exact and case-sensitive on the normalised code (AWS codes are
+//! case-stable), and case-insensitive substring matching on the message.
+//!
+//! | code | outcome |
+//! |---|---|
+//! | `ProvisionedThroughputExceededException` | `Throttled(Capacity)` |
+//! | `RequestLimitExceeded`, `TooManyRequestsException`, `RequestThrottled`, `RequestThrottledException`, `SlowDown` | `Throttled(Requests)` unless the message says tokens |
+//! | `ThrottlingException`, `Throttling`, `ThrottledException`, `EC2ThrottledException`, `BandwidthLimitExceeded`, `LimitExceededException` | `Throttled`, scope from the message, else `Unknown` |
+//! | `TransactionInProgressException`, `PriorRequestNotComplete` | `Throttled(Unknown)` (the SDK retries them as throttles; they are not breaker-worthy) |
+//! | `ModelNotReadyException` | `Overloaded` |
+//! | `ServiceUnavailableException`, `ServiceUnavailable` (incl. "Too many connections") | `Unavailable` |
+//! | `ModelTimeoutException`, `RequestTimeout`, `RequestTimeoutException` | `Timeout` |
+//! | `InternalServerException`, `InternalServerError`, `InternalFailure`, `InternalError`, `ModelStreamErrorException` | `Transient` |
+//! | `ValidationException`, `AccessDeniedException`, `ResourceNotFoundException`, `ServiceQuotaExceededException`, `ModelErrorException`, `UnrecognizedClientException`, `TransactionConflictException`, … (see [`classify_code`]) | `Fatal` |
+//! | anything else | the HTTP status if known (see [`classify_with_status`]), else `Fatal` |
+//!
+//! Messages, for every code except those in the `Fatal` list (so also for unknown codes):
+//! - "overloaded" (Bedrock's "Model ... is currently overloaded. Please try again later.") ->
+//!   `Overloaded`, whatever the code — Bedrock sends it under `ThrottlingException` and
+//!   `ServiceUnavailableException`, and it is a saturated shared model, not your quota;
+//! - "too many tokens" -> `Tokens`; "too many requests", "rate of requests exceeds"
+//!   (DynamoDB), "rate exceeded" -> `Requests` (for throttling codes only).
+//!
+//! Decisions worth knowing:
+//! - `ModelErrorException` (HTTP 424, "an error while processing the model") is `Fatal`: it is
+//!   tied to the request (the model failed on this input), so a retry repeats it;
+//!   `ModelStreamErrorException` is `Transient` because AWS documents it as "retry your request".
+//! - `TransactionConflictException` (DynamoDB) is `Fatal`, as in the AWS SDKs: another writer
+//!   holds the item, and the caller usually has to re-read and decide again; a blind retry loop
+//!   under contention only adds load.
+//! - `ServiceQuotaExceededException` is `Fatal`: a hard account quota does not refill by
+//!   waiting.
+//! - Clock-skew codes (`RequestTimeTooSkewed`, `InvalidSignatureException`, …) are `Fatal`:
+//!   the SDK retries them only after correcting its clock, which this table cannot do.
+//! - The throttling and transient code lists follow the AWS SDK for Rust
+//!   (`aws-runtime`'s `THROTTLING_ERRORS` and `TRANSIENT_ERRORS`).
+//!
+//! Messages are only matched, never logged or stored.
+
+use crate::{OutcomeKind, ThrottleScope};
+
+/// Strips a `namespace#` prefix and a `:suffix` from an AWS error code.
+///
+/// `com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException` and
+/// `ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/` (as sent in
+/// `x-amzn-errortype`) become `ProvisionedThroughputExceededException` and
+/// `ThrottlingException`. Surrounding whitespace is trimmed.
+///
+/// ```
+/// use tower_headroom::classify::aws::normalize_code;
+///
+/// assert_eq!(normalize_code("aws.protocoltests#ThrottlingException:http://x/"), "ThrottlingException");
+/// assert_eq!(normalize_code(" SlowDown "), "SlowDown");
+/// ```
+pub fn normalize_code(code: &str) -> &str {
+    let code = code.trim();
+    let code = match code.rfind('#') {
+        Some(i) => &code[i + 1..],
+        None => code,
+    };
+    match code.find(':') {
+        Some(i) => code[..i].trim(),
+        None => code.trim(),
+    }
+}
+
+/// Classifies an AWS error code (and its message, if any). Unknown codes are
+/// [`OutcomeKind::Fatal`] (or `Overloaded` if the message says so); use
+/// [`classify_with_status`] when the HTTP status is known.
+pub fn classify(code: &str, message: Option<&str>) -> OutcomeKind {
+    classify_code(code, message).unwrap_or_else(|| unknown(message, OutcomeKind::Fatal))
+}
+
+/// Classifies an AWS error code and message, falling back to the HTTP status
+/// ([`classify_status`](super::classify_status)) for codes the table does not know. A status
+/// below 400 says nothing about an error and falls back to `Fatal`.
+///
+/// A known code always wins over the status (Bedrock sends `ThrottlingException` with 429 and
+/// DynamoDB sends it with 400). An empty code counts as unknown.
+pub fn classify_with_status(code: &str, message: Option<&str>, status: u16) -> OutcomeKind {
+    classify_code(code, message).unwrap_or_else(|| {
+        let by_status = match super::http::classify_status(status) {
+            // An error code with a success status (S3 can send a 200 with an error body): the
+            // status says nothing, and an unknown error is not retried.
+            OutcomeKind::Success => OutcomeKind::Fatal,
+            other => other,
+        };
+        unknown(message, by_status)
+    })
+}
+
+/// Looks a code up in the table; `None` if the code is unknown.
+///
+/// `Fatal` codes: `ValidationException`, `AccessDeniedException`, `ResourceNotFoundException`,
+/// `ServiceQuotaExceededException`, `ModelErrorException`, `UnrecognizedClientException`,
+/// `TransactionConflictException`, `ConditionalCheckFailedException`,
+/// `TransactionCanceledException`, `ItemCollectionSizeLimitExceededException`,
+/// `ResourceInUseException`, `ConflictException`, `IdempotentParameterMismatchException`,
+/// `SerializationException`, `UnknownOperationException`, `InvalidParameterValue`,
+/// `InvalidParameterCombination`, `MissingParameter`, `MissingAuthenticationToken`,
+/// `IncompleteSignature`, `InvalidSignatureException`, `SignatureDoesNotMatch`,
+/// `InvalidClientTokenId`, `ExpiredTokenException`, `ExpiredToken`, `RequestExpired`,
+/// `RequestTimeTooSkewed`, `AuthFailure`, `NotAuthorized`, `OptInRequired`,
+/// `AccessDenied`, `NoSuchKey`, `NoSuchBucket`.
+pub fn classify_code(code: &str, message: Option<&str>) -> Option<OutcomeKind> {
+    use OutcomeKind::*;
+    use ThrottleScope as S;
+
+    let kind = match normalize_code(code) {
+        "ProvisionedThroughputExceededException" => Throttled(S::Capacity),
+        "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled"
+        | "RequestThrottledException"
+        | "SlowDown" => Throttled(throttle_scope(message).unwrap_or(S::Requests)),
+        "ThrottlingException"
+        | "Throttling"
+        | "ThrottledException"
+        | "EC2ThrottledException"
+        | "BandwidthLimitExceeded"
+        | "LimitExceededException" => Throttled(throttle_scope(message).unwrap_or(S::Unknown)),
+        "TransactionInProgressException" | "PriorRequestNotComplete" => Throttled(S::Unknown),
+        "ModelNotReadyException" => Overloaded,
+        "ServiceUnavailableException" | "ServiceUnavailable" => Unavailable,
+        "ModelTimeoutException" | "RequestTimeout" | "RequestTimeoutException" => Timeout,
+        "InternalServerException"
+        | "InternalServerError"
+        | "InternalFailure"
+        | "InternalError"
+        | "ModelStreamErrorException" => Transient,
+        "ValidationException"
+        | "AccessDeniedException"
+        | "ResourceNotFoundException"
+        | "ServiceQuotaExceededException"
+        | "ModelErrorException"
+        | "UnrecognizedClientException"
+        | "TransactionConflictException"
+        | "ConditionalCheckFailedException"
+        | "TransactionCanceledException"
+        | "ItemCollectionSizeLimitExceededException"
+        | "ResourceInUseException"
+        | "ConflictException"
+        | "IdempotentParameterMismatchException"
+        | "SerializationException"
+        | "UnknownOperationException"
+        | "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "MissingParameter"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "InvalidClientTokenId"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "RequestExpired"
+        | "RequestTimeTooSkewed"
+        | "AuthFailure"
+        | "NotAuthorized"
+        | "OptInRequired"
+        | "AccessDenied"
+        | "NoSuchKey"
+        | "NoSuchBucket" => return Some(Fatal),
+        _ => return None,
+    };
+    Some(if is_overloaded(message) {
+        Overloaded
+    } else {
+        kind
+    })
+}
+
+/// An unknown code: the overload message still counts (it is unambiguous, whatever the code or
+/// status), else the fallback.
+fn unknown(message: Option<&str>, fallback: OutcomeKind) -> OutcomeKind {
+    if is_overloaded(message) {
+        OutcomeKind::Overloaded
+    } else {
+        fallback
+    }
+}
+
+fn is_overloaded(message: Option<&str>) -> bool {
+    message.is_some_and(|m| contains_ignore_ascii_case(m, "overloaded"))
+}
+
+/// Which limit a throttling message names, if it names one.
+fn throttle_scope(message: Option<&str>) -> Option<ThrottleScope> {
+    let message = message?;
+    if contains_ignore_ascii_case(message, "too many tokens") {
+        Some(ThrottleScope::Tokens)
+    } else if contains_ignore_ascii_case(message, "too many requests")
+        || contains_ignore_ascii_case(message, "rate of requests exceeds")
+        || contains_ignore_ascii_case(message, "rate exceeded")
+    {
+        Some(ThrottleScope::Requests)
+    } else {
+        None
+    }
+}
+
+/// ASCII case-insensitive substring search, without allocating. `needle` is lowercase ASCII.
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substring_search_is_case_insensitive_and_bounded() {
+        assert!(contains_ignore_ascii_case(
+            "Model X is Currently OVERLOADED.",
+            "overloaded"
+        ));
+        assert!(!contains_ignore_ascii_case("overload", "overloaded"));
+        assert!(!contains_ignore_ascii_case("", "overloaded"));
+        // Multi-byte text never panics.
+        assert!(contains_ignore_ascii_case(
+            "ümlaut überloaded overloaded",
+            "overloaded"
+        ));
+    }
+
+    #[test]
+    fn normalize_edge_cases() {
+        assert_eq!(normalize_code(""), "");
+        assert_eq!(normalize_code("#"), "");
+        assert_eq!(normalize_code(":"), "");
+        assert_eq!(
+            normalize_code("a#b#ThrottlingException"),
+            "ThrottlingException"
+        );
+    }
+}

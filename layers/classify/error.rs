@@ -1,10 +1,156 @@
 //! Classification of errors: I/O kinds, timeouts and this crate's own errors.
-use std::error::Error;
+//!
+//! [`classify_error`] walks an error's `source()` chain, outermost first, and the first error it
+//! recognises decides the outcome. Like the AWS SDK's retry classifiers, only errors *known* to
+//! be transient are retried: anything unrecognised is [`OutcomeKind::Fatal`], because retrying
+//! an error nobody understood (a serialization bug, a bad URI, a TLS configuration error) only
+//! multiplies the load and delays the report. Wrap a classifier of your own around this one
+//! (a closure is a [`Classify`](super::Classify)) to retry more.
 
-use crate::Outcome;
+use std::error::Error;
+use std::io;
+
+use crate::{Outcome, OutcomeKind};
 
 /// Classifies an error by walking its `source()` chain.
+///
+/// Recognised, in order, at each link of the chain:
+///
+/// | error | outcome |
+/// |---|---|
+/// | `std::io::Error` of kind `ConnectionReset`, `ConnectionRefused`, `ConnectionAborted`, `BrokenPipe`, `NotConnected`, `UnexpectedEof`, `NetworkUnreachable`, `HostUnreachable`, `NetworkDown` | [`OutcomeKind::Transient`] |
+/// | `std::io::Error` of kind `TimedOut` | [`OutcomeKind::Timeout`] |
+/// | `tokio::time::error::Elapsed`, `tower::timeout::error::Elapsed` | [`OutcomeKind::Timeout`] |
+/// | anything else | look at `source()` (and, for an `io::Error`, the error it wraps) |
+/// | end of the chain | [`OutcomeKind::Fatal`] |
+///
+/// An `io::Error` built with `io::Error::new(kind, inner)` does not expose `inner` through
+/// `source()` (it forwards to `inner.source()`), so the wrapped error is inspected through
+/// `io::Error::get_ref` as well: a `tokio` timeout boxed in an `io::Error` is still a timeout.
+///
+/// ```
+/// use std::io;
+/// use tower_headroom::{OutcomeKind, classify::classify_error};
+///
+/// let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+/// assert_eq!(classify_error(&reset).kind, OutcomeKind::Transient);
+///
+/// let timeout = tower::timeout::error::Elapsed::new();
+/// assert_eq!(classify_error(&timeout).kind, OutcomeKind::Timeout);
+///
+/// let other = io::Error::other("certificate rejected");
+/// assert_eq!(classify_error(&other).kind, OutcomeKind::Fatal);
+/// ```
 pub fn classify_error(error: &(dyn Error + 'static)) -> Outcome {
-    let _ = error;
-    todo!("classify helper fills this in")
+    // Bounded so that a (buggy) cyclic `source()` chain cannot hang the caller.
+    const MAX_DEPTH: usize = 32;
+    let mut next = Some(error);
+    let mut depth = 0;
+    while let Some(current) = next {
+        if depth == MAX_DEPTH {
+            break;
+        }
+        depth += 1;
+        if let Some(outcome) = classify_one(current) {
+            return outcome;
+        }
+        next = match current.downcast_ref::<io::Error>() {
+            // `io::Error::source` skips the wrapped error itself; look at it first.
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn Error + 'static)),
+            None => current.source(),
+        };
+    }
+    Outcome::FATAL
+}
+
+/// Recognises a single error, without looking at its source.
+fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
+    // SEAM (lead, at merge): this crate's own errors are recognised here, first, so that a
+    // layer's typed error decides before anything it wraps. Expected shape:
+    //
+    //     if let Some(e) = error.downcast_ref::<crate::admission::Rejected>() {
+    //         return Some(Outcome::throttled(ThrottleScope::Unknown).with_retry_after(e.retry_in));
+    //     }
+    //     if let Some(e) = error.downcast_ref::<crate::breaker::CircuitOpen>() {
+    //         return Some(Outcome::new(OutcomeKind::Unavailable).with_retry_after(e.retry_in));
+    //     }
+    //     if let Some(e) = error.downcast_ref::<crate::retry::RetriesExhausted>() {
+    //         return Some(Outcome::FATAL); // or classify `e.last`, per the retry design
+    //     }
+    //
+    // (The mapping above is a suggestion; the owners of those types decide.)
+
+    if let Some(io) = error.downcast_ref::<io::Error>() {
+        return io_kind(io.kind()).map(Outcome::new);
+    }
+    if error.is::<tokio::time::error::Elapsed>() || error.is::<tower::timeout::error::Elapsed>() {
+        return Some(Outcome::new(OutcomeKind::Timeout));
+    }
+    None
+}
+
+/// The outcome of an I/O error kind, if the kind says anything about retrying.
+const fn io_kind(kind: io::ErrorKind) -> Option<OutcomeKind> {
+    use io::ErrorKind as K;
+    match kind {
+        K::ConnectionReset
+        | K::ConnectionRefused
+        | K::ConnectionAborted
+        | K::BrokenPipe
+        | K::NotConnected
+        | K::UnexpectedEof
+        | K::NetworkUnreachable
+        | K::HostUnreachable
+        | K::NetworkDown => Some(OutcomeKind::Transient),
+        K::TimedOut => Some(OutcomeKind::Timeout),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt;
+
+    #[derive(Debug)]
+    struct Wrapper(Box<dyn Error + Send + Sync>);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapper")
+        }
+    }
+
+    impl Error for Wrapper {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    #[test]
+    fn io_error_wrapping_a_timeout_is_a_timeout() {
+        let inner = tower::timeout::error::Elapsed::new();
+        let io = io::Error::other(inner);
+        assert_eq!(classify_error(&io).kind, OutcomeKind::Timeout);
+    }
+
+    #[test]
+    fn deep_chain_is_walked() {
+        let mut error: Box<dyn Error + Send + Sync> =
+            Box::new(io::Error::from(io::ErrorKind::BrokenPipe));
+        for _ in 0..10 {
+            error = Box::new(Wrapper(error));
+        }
+        assert_eq!(classify_error(&*error).kind, OutcomeKind::Transient);
+    }
+
+    #[test]
+    fn chain_deeper_than_the_bound_is_fatal_not_a_hang() {
+        let mut error: Box<dyn Error + Send + Sync> =
+            Box::new(io::Error::from(io::ErrorKind::BrokenPipe));
+        for _ in 0..40 {
+            error = Box::new(Wrapper(error));
+        }
+        assert_eq!(classify_error(&*error).kind, OutcomeKind::Fatal);
+    }
 }

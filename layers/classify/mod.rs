@@ -6,12 +6,18 @@
 //!
 //! Provided classifiers:
 //! - [`HttpClassifier`]: `http::Response` status and headers (`Retry-After` and relatives),
-//!   errors through [`classify_error`];
+//!   errors through [`classify_error`]; [`classify_status`] is its status table alone;
 //! - [`aws`]: AWS error codes and messages as plain strings (Bedrock, DynamoDB), so the same
 //!   table serves the SDK adapters and hand-rolled HTTP clients;
 //! - [`classify_error`]: I/O errors, timeouts, and this crate's own errors, found anywhere in an
 //!   error's `source()` chain;
-//! - [`retry_after`]: the header parsers, usable on their own.
+//! - [`retry_after`]: the header parsers, usable on their own, and
+//!   [`retry_after::from_headers`], which picks the delay to honour and the throttle scope.
+//!
+//! Only failures known to be worth retrying are retryable: an unrecognised error or status is
+//! [`OutcomeKind::Fatal`](crate::OutcomeKind::Fatal), as in the AWS SDKs. Server delays are
+//! clamped to [`retry_after::MAX_SERVER_DELAY`], and no header value can make a classifier panic
+//! or shorten a delay the server asked for.
 //!
 //! A closure `Fn(Result<&Res, &(dyn Error + 'static)>) -> Outcome` is a classifier too.
 
@@ -26,7 +32,7 @@ mod http;
 pub mod retry_after;
 
 pub use self::error::classify_error;
-pub use self::http::HttpClassifier;
+pub use self::http::{HttpClassifier, classify_status};
 
 /// Classifies the result of one attempt into an [`Outcome`].
 ///
