@@ -67,9 +67,13 @@ impl ThrottlingEndpoint {
 impl Service<Request<String>> for ThrottlingEndpoint {
     type Response = Response<String>;
     type Error = BoxError;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response<String>, BoxError>> + Send>>;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response<String>, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -132,7 +136,10 @@ where
         failed,
         attempts: endpoint.attempts.load(Ordering::Relaxed),
         throttled: endpoint.throttled.load(Ordering::Relaxed),
-        p50: latencies.get(latencies.len() / 2).copied().unwrap_or_default(),
+        p50: latencies
+            .get(latencies.len() / 2)
+            .copied()
+            .unwrap_or_default(),
         max: latencies.last().copied().unwrap_or_default(),
     }
 }

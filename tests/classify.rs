@@ -1424,3 +1424,42 @@ fn classifying_does_not_allocate() {
     let (outcome, n) = counting::allocations(|| classify_error(&error));
     assert_eq!((outcome, n), (Outcome::new(Transient), 0));
 }
+
+#[test]
+fn the_crates_own_retry_errors_are_recognised() {
+    use tower::ServiceExt;
+    use tower_headroom::retry::RetryPolicy;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let layer = |kind| {
+            let policy = RetryPolicy::builder()
+                .max_attempts(2)
+                .no_budget()
+                .seed(1)
+                .build()
+                .unwrap();
+            tower::ServiceBuilder::new()
+                .layer(tower_headroom::RetryLayer::new(
+                    policy,
+                    tower_headroom::HttpClassifier::new(),
+                ))
+                .service(tower::service_fn(move |_: http::Request<()>| async move {
+                    Err::<http::Response<()>, _>(std::io::Error::from(kind))
+                }))
+        };
+        let err = layer(std::io::ErrorKind::ConnectionReset)
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap_err();
+        assert_eq!(classify_error(&*err).kind, OutcomeKind::Transient);
+        let err = layer(std::io::ErrorKind::PermissionDenied)
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap_err();
+        assert_eq!(classify_error(&*err), Outcome::FATAL);
+    });
+}

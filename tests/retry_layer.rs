@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_headroom::retry::RetryInfo;
 use tower_headroom::retry::{
     Backoff, Fatal, QuotaWindow, RetriesExhausted, RetryPolicy, StopReason,
 };
-use tower_headroom::{Outcome, OutcomeKind, RetryLayer, ThrottleScope};
+use tower_headroom::{BoxError, Outcome, OutcomeKind, RetryLayer, ThrottleScope};
 
 /// An error that says which outcome it stands for.
 #[derive(Debug)]
@@ -335,4 +336,51 @@ async fn clones_share_the_budget() {
     }
     // The floor of two retries per window is shared by both services.
     assert_eq!(retries, 2);
+}
+#[tokio::test(start_paused = true)]
+async fn http_responses_carry_attempts_and_wait() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let inner = tower::service_fn(move |_req: http::Request<()>| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let status = if n < 2 { 503 } else { 200 };
+            let mut res = http::Response::new(());
+            *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            Ok::<_, BoxError>(res)
+        }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(
+            policy().build().unwrap(),
+            tower_headroom::HttpClassifier::new(),
+        ))
+        .service(inner);
+    let res = svc.oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let info = res.extensions().get::<RetryInfo>().expect("retry record");
+    assert_eq!(info.attempts, 3);
+    assert!(info.waited > Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_failure_response_is_returned_as_is() {
+    let inner = tower::service_fn(|_req: http::Request<()>| async {
+        let mut res = http::Response::new(());
+        *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+        Ok::<_, BoxError>(res)
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(
+            policy()
+                .max_attempts(2)
+                .backoff(Backoff::builder().no_quota_window())
+                .build()
+                .unwrap(),
+            tower_headroom::HttpClassifier::new(),
+        ))
+        .service(inner);
+    let res = svc.oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.extensions().get::<RetryInfo>().unwrap().attempts, 2);
 }

@@ -65,20 +65,15 @@ pub fn classify_error(error: &(dyn Error + 'static)) -> Outcome {
 
 /// Recognises a single error, without looking at its source.
 fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
-    // SEAM (lead, at merge): this crate's own errors are recognised here, first, so that a
-    // layer's typed error decides before anything it wraps. Expected shape:
-    //
-    //     if let Some(e) = error.downcast_ref::<crate::admission::Rejected>() {
-    //         return Some(Outcome::throttled(ThrottleScope::Unknown).with_retry_after(e.retry_in));
-    //     }
-    //     if let Some(e) = error.downcast_ref::<crate::breaker::CircuitOpen>() {
-    //         return Some(Outcome::new(OutcomeKind::Unavailable).with_retry_after(e.retry_in));
-    //     }
-    //     if let Some(e) = error.downcast_ref::<crate::retry::RetriesExhausted>() {
-    //         return Some(Outcome::FATAL); // or classify `e.last`, per the retry design
-    //     }
-    //
-    // (The mapping above is a suggestion; the owners of those types decide.)
+    // This crate's own errors decide before anything they wrap.
+    if let Some(exhausted) = error.downcast_ref::<crate::retry::RetriesExhausted>() {
+        // A layer outside the retry layer (a fallback router) acts on what the backend last
+        // said: an overloaded model that stayed overloaded moves the router to the next one.
+        return Some(exhausted.last());
+    }
+    if error.is::<crate::retry::Fatal>() {
+        return Some(Outcome::FATAL);
+    }
 
     if let Some(io) = error.downcast_ref::<io::Error>() {
         return io_kind(io.kind()).map(Outcome::new);

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use http::{HeaderName, Response};
 
 use super::{Classify, aws, classify_error, retry_after};
+use crate::retry::RetryInfo;
 use crate::{Outcome, OutcomeKind, ThrottleScope};
 
 const X_AMZN_ERRORTYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
@@ -105,6 +106,11 @@ impl<B> Classify<Response<B>> for HttpClassifier {
             Ok(res) => self.classify_response(res, SystemTime::now()),
             Err(error) => classify_error(error),
         }
+    }
+
+    /// Inserts the [`RetryInfo`] into the response's extensions.
+    fn record_retries(&self, response: &mut Response<B>, info: RetryInfo) {
+        response.extensions_mut().insert(info);
     }
 }
 
