@@ -57,3 +57,8 @@ pub use crate::retry::{RetryLayer, RetryPolicy};
 
 /// The boxed error type the layers of this crate return, as in Tower itself.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The README's code blocks, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
