@@ -1,6 +1,6 @@
 //! Retries that understand quotas.
 //!
-//! [`RetryLayer`] retries a call when its [`Outcome`](crate::Outcome) is retryable, waiting as
+//! [`RetryLayer`] retries a call when its [`Outcome`] is retryable, waiting as
 //! the [`Backoff`] rules say: the server's `Retry-After` honoured (never retried earlier), quota
 //! throttles aligned to the next quota window, and per-class exponential schedules with jitter
 //! for everything else. A [`RetryBudget`] keeps retries to a fraction of requests, so a total
