@@ -212,7 +212,7 @@ fn open_lasts_open_for_then_admits_exactly_the_probe_limit() {
             to: State::Closed
         })
     );
-    assert!(core.acquire(t).unwrap().is_probe() == false);
+    assert!(!core.acquire(t).unwrap().is_probe());
 }
 
 #[test]

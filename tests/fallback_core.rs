@@ -73,9 +73,8 @@ fn default_policy_follows_the_design_table() {
         OutcomeKind::Success,
     ] {
         assert_eq!(p.action(kind), Action::Stop, "{kind}");
-        assert_eq!(
-            kind.moves_fallback(),
-            false,
+        assert!(
+            !kind.moves_fallback(),
             "policy agrees with Outcome::moves_fallback"
         );
     }
@@ -119,7 +118,7 @@ fn next_region_prefers_another_region_and_falls_back_to_any() {
         .build()
         .unwrap();
     let mut plan = route.plan();
-    let mut call = |plan: &mut _| match route.choose(plan, Instant::now(), &NoHeadroom, open_none) {
+    let call = |plan: &mut _| match route.choose(plan, Instant::now(), &NoHeadroom, open_none) {
         Choice::Call { target, .. } => target,
         Choice::Exhausted { .. } => usize::MAX,
     };

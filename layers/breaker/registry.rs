@@ -35,7 +35,7 @@ type LabelFn<K> = dyn Fn(&K) -> Labels + Send + Sync;
 /// use tower_headroom::observe::Labels;
 ///
 /// let registry = BreakerRegistry::builder(BreakerConfig::default())
-///     .labels(|model: &&str| Labels::target("bedrock").model(*model))
+///     .labels(|model: &String| Labels::target("bedrock").model(model.as_str()))
 ///     .idle_after(Duration::from_secs(600))
 ///     .build()?;
 /// let now = Instant::now();

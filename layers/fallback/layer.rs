@@ -427,7 +427,7 @@ fn prepare<Req, D, T, C, H, A>(
     original: &mut Option<Req>,
     target: usize,
     permit: Option<BreakerPermit>,
-) -> Option<State<Req, D::Service, <D::Service as Service<Req>>::Future>>
+) -> Option<StateOf<Req, D, T>>
 where
     Req: Clone,
     D: Dispatch<Req, T>,
@@ -446,6 +446,13 @@ where
         permit,
     })
 }
+
+/// The future's state for a dispatcher `D`.
+type StateOf<Req, D, T> = State<
+    Req,
+    <D as Dispatch<Req, T>>::Service,
+    <<D as Dispatch<Req, T>>::Service as Service<Req>>::Future,
+>;
 
 pin_project! {
     /// The response future of [`Fallback`].
@@ -578,8 +585,8 @@ where
                     let targets = router.route.targets();
                     if let State::Ready { target: to, .. } = &next {
                         tracing::debug!(
-                            target_name = &*targets[target].name().as_ref(),
-                            to = &*targets[*to].name().as_ref(),
+                            target_name = targets[target].name().as_ref(),
+                            to = targets[*to].name().as_ref(),
                             class = outcome.kind.as_str(),
                             "fallback moving to the next target"
                         );
