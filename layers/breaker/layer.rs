@@ -122,7 +122,9 @@ impl<C> BreakerLayer<C> {
 }
 
 impl<C, K, F> BreakerLayer<C, Keyed<K, F>> {
-    /// Guards each call with the breaker of `key(&request)` in `registry`.
+    /// Guards each call with the breaker of `key(&request)` in `registry`. The key is built on
+    /// every call: use a cheap one (`&'static str`, `Arc<str>`, a small enum) to keep the hot
+    /// path free of allocation.
     pub fn keyed(registry: BreakerRegistry<K>, key: F, classifier: C) -> Self {
         BreakerLayer {
             select: Keyed { registry, key },

@@ -26,6 +26,11 @@
 //! use [`BreakerConfigBuilder::slow_call`]. A call that started in one state and ends in another
 //! (the breaker opened meanwhile) is not counted in the new state.
 //!
+//! Hand-written rather than taken from `failsafe` or `tower-resilience`: their state machines read
+//! the clock themselves instead of taking the time as an argument, as this crate's sans-IO cores
+//! must, and they are not built around a shared outcome taxonomy in which a quota 429 is neither
+//! a success nor a failure.
+//!
 //! # Where it sits in a stack
 //!
 //! From the outside in: `retry → fallback → breaker → admission → client`, every layer
