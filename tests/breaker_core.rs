@@ -618,3 +618,82 @@ proptest! {
         prop_assert_eq!(core.state(), State::Closed);
     }
 }
+
+proptest! {
+    /// The time window against a reference model: a call counts while its 1/10-window bucket is
+    /// one of the last ten, so a call older than the window never counts and one younger than
+    /// nine tenths of it always does. The breaker trips exactly when the reference says so.
+    #[test]
+    fn time_window_matches_the_reference_model(
+        rate in 0.2..1.0f64,
+        minimum in 1..8u32,
+        events in proptest::collection::vec((0..4_000u64, any::<bool>()), 1..120),
+    ) {
+        let window = Duration::from_secs(10);
+        let width_ms = 1_000u64;
+        let config = BreakerConfig::builder()
+            .no_consecutive_failures()
+            .failure_rate(rate)
+            .window(Window::Time(window))
+            .minimum_calls(minimum)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let mut core = BreakerCore::new(config, start);
+        let mut at_ms = 0u64;
+        let mut seen: Vec<(u64, bool)> = Vec::new();
+        for (advance, failure) in events {
+            at_ms += advance;
+            let now = start + Duration::from_millis(at_ms);
+            seen.push((at_ms, failure));
+            let outcome = if failure { fail() } else { Outcome::SUCCESS };
+            let transition = call(&mut core, outcome, now);
+
+            let current = at_ms / width_ms;
+            let counted: Vec<bool> = seen
+                .iter()
+                .filter(|(t, _)| t / width_ms + 9 >= current)
+                .map(|(_, f)| *f)
+                .collect();
+            for (t, _) in &seen {
+                if at_ms - t > window.as_millis() as u64 {
+                    prop_assert!(t / width_ms + 9 < current, "a call older than the window counted");
+                }
+            }
+            let calls = counted.len() as u32;
+            let failures = counted.iter().filter(|f| **f).count() as u32;
+            let expected = calls >= minimum && f64::from(failures) >= rate * f64::from(calls);
+            prop_assert_eq!(transition.is_some(), expected, "calls {} failures {}", calls, failures);
+            if expected {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn registry_gives_one_breaker_per_key_across_threads() {
+    let registry = BreakerRegistry::builder(BreakerConfig::default())
+        .build()
+        .unwrap();
+    let now = Instant::now();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u32 {
+                    let breaker = registry.get(&(i % 16), now);
+                    if i % 16 == 3 {
+                        breaker.trip(now);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(registry.len(), 16);
+    assert_eq!(registry.get(&3, now).state(), State::Open);
+    assert_eq!(registry.get(&4, now).state(), State::Closed);
+}
