@@ -697,3 +697,40 @@ fn registry_gives_one_breaker_per_key_across_threads() {
     assert_eq!(registry.get(&3, now).state(), State::Open);
     assert_eq!(registry.get(&4, now).state(), State::Closed);
 }
+
+#[test]
+fn open_backoff_lengthens_each_failed_probe_period_and_a_close_resets_it() {
+    let config = no_jitter()
+        .consecutive_failures(1)
+        .open_for(10 * SEC)
+        .open_backoff(2.0, 35 * SEC)
+        .half_open_probes(1)
+        .build()
+        .unwrap();
+    let mut now = Instant::now();
+    let mut core = BreakerCore::new(config, now);
+    call(&mut core, fail(), now);
+    let mut periods = Vec::new();
+    for _ in 0..4 {
+        let open = core.acquire(now).unwrap_err().retry_in;
+        periods.push(open.as_secs());
+        now += open;
+        call(&mut core, fail(), now); // the probe fails
+    }
+    assert_eq!(periods, [10, 20, 35, 35]);
+    now += core.acquire(now).unwrap_err().retry_in;
+    call(&mut core, Outcome::SUCCESS, now);
+    assert_eq!(core.state(), State::Closed);
+    call(&mut core, fail(), now);
+    assert_eq!(core.acquire(now).unwrap_err().retry_in, 10 * SEC);
+    let e = BreakerConfig::builder()
+        .open_backoff(0.5, 60 * SEC)
+        .build()
+        .unwrap_err();
+    assert_eq!((e.field(), e.value()), ("open_backoff.multiplier", "0.5"));
+    let e = BreakerConfig::builder()
+        .open_backoff(2.0, SEC)
+        .build()
+        .unwrap_err();
+    assert_eq!((e.field(), e.value()), ("open_backoff.max", "1s"));
+}

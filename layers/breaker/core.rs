@@ -119,6 +119,7 @@ impl std::error::Error for ConfigError {}
 /// | `slow_call` | off | LLM latency depends on the output length, so "slow" is the caller's call [R4j 60 s at 100 %] |
 /// | `open_for` | 30 s | overload episodes last minutes; probing every 30 s costs little [R4j 60 s, Polly 5 s] |
 /// | `open_jitter` | 0.2 | breakers of many clients opened by one outage do not probe in lockstep |
+/// | `open_backoff` | off | each failed probe period can lengthen the next (R4j `waitIntervalFunctionInOpenState`, Polly `BreakDurationGenerator`) |
 /// | `half_open_probes` | 3 | LLM calls are expensive; 3 successes are enough evidence [R4j 10, Polly 1] |
 ///
 /// ```
@@ -144,6 +145,7 @@ pub struct BreakerConfig {
     minimum_calls: u32,
     open_for: Duration,
     open_jitter: f64,
+    open_backoff: Option<(f64, Duration)>,
     half_open_probes: u32,
     seed: Option<u64>,
 }
@@ -158,6 +160,7 @@ impl Default for BreakerConfig {
             minimum_calls: 10,
             open_for: Duration::from_secs(30),
             open_jitter: 0.2,
+            open_backoff: None,
             half_open_probes: 3,
             seed: None,
         }
@@ -205,6 +208,12 @@ impl BreakerConfig {
     /// The open duration is `open_for * (1 + open_jitter * u)`, `u` uniform in `[0, 1)`.
     pub fn open_jitter(&self) -> f64 {
         self.open_jitter
+    }
+
+    /// `(multiplier, max)`: after each failed half-open period the open duration is multiplied,
+    /// up to `max` (before jitter); a close resets it.
+    pub fn open_backoff(&self) -> Option<(f64, Duration)> {
+        self.open_backoff
     }
 
     /// Probe calls admitted in half-open; this many successes close the breaker.
@@ -288,6 +297,13 @@ impl BreakerConfigBuilder {
         self
     }
 
+    /// Multiplies the open duration by `multiplier` (at least 1) after each failed half-open
+    /// period, up to `max` (at least `open_for`); a close resets it (default: off).
+    pub fn open_backoff(mut self, multiplier: f64, max: Duration) -> Self {
+        self.config.open_backoff = Some((multiplier, max));
+        self
+    }
+
     /// Probes admitted in half-open (default 3).
     pub fn half_open_probes(mut self, n: u32) -> Self {
         self.config.half_open_probes = n;
@@ -364,6 +380,22 @@ impl BreakerConfigBuilder {
                 c.open_jitter,
                 "must be in [0, 1]",
             ));
+        }
+        if let Some((multiplier, max)) = c.open_backoff {
+            if !(multiplier.is_finite() && multiplier >= 1.0) {
+                return Err(ConfigError::new(
+                    "open_backoff.multiplier",
+                    multiplier,
+                    "must be at least 1",
+                ));
+            }
+            if max < c.open_for {
+                return Err(ConfigError::new(
+                    "open_backoff.max",
+                    max,
+                    "must be at least open_for",
+                ));
+            }
         }
         if c.half_open_probes == 0 {
             return Err(ConfigError::new(
@@ -579,6 +611,8 @@ pub struct BreakerCore {
     consecutive: u32,
     ring: Ring,
     open_until: Instant,
+    /// Failed half-open periods since the last close, for `open_backoff`.
+    reopenings: u32,
     probes_in_flight: u32,
     probe_successes: u32,
     rng: fastrand::Rng,
@@ -598,6 +632,7 @@ impl BreakerCore {
             generation: 0,
             consecutive: 0,
             open_until: now,
+            reopenings: 0,
             probes_in_flight: 0,
             probe_successes: 0,
             rng,
@@ -765,13 +800,22 @@ impl BreakerCore {
         self.probe_successes = 0;
         match to {
             State::Open => {
-                let extra = self
-                    .config
-                    .open_for
-                    .mul_f64(self.config.open_jitter * self.rng.f64());
-                self.open_until = now + self.config.open_for + extra;
+                if from == State::HalfOpen {
+                    self.reopenings = self.reopenings.saturating_add(1);
+                }
+                let base = match self.config.open_backoff {
+                    Some((multiplier, max)) => {
+                        let factor = multiplier.powi(self.reopenings.min(64) as i32);
+                        Duration::try_from_secs_f64(self.config.open_for.as_secs_f64() * factor)
+                            .map_or(max, |d| d.min(max))
+                    }
+                    None => self.config.open_for,
+                };
+                let extra = base.mul_f64(self.config.open_jitter * self.rng.f64());
+                self.open_until = now + base + extra;
             }
             State::Closed => {
+                self.reopenings = 0;
                 self.consecutive = 0;
                 self.ring.clear(now);
             }
