@@ -8,10 +8,10 @@
 //! - [`BreakerCore`]: the sans-IO state machine, Closed → Open → HalfOpen → Closed, with time
 //!   passed in. It trips on `consecutive_failures` in a row, or on a failure rate (or slow-call
 //!   rate) over a count- or time-based [`Window`] once it holds `minimum_calls` (Resilience4j
-//!   semantics; the defaults and why are on [`BreakerConfig`]). Open lasts `open_for` (optionally
-//!   growing after each failed probe period, `open_backoff`) plus
-//!   jitter; half-open admits `half_open_probes` probes, closes when all of them succeed and
-//!   reopens on the first failed one.
+//!   semantics; the defaults and why are on [`BreakerConfig`]). Open lasts `open_for` plus
+//!   jitter, optionally growing after each failed probe period (`open_backoff`); half-open
+//!   admits `half_open_probes` probes, closes when all of them succeed and reopens on the first
+//!   failed one.
 //! - [`BreakerHandle`]: one breaker shared by every clone (core behind a short-held mutex),
 //!   reporting `headroom_breaker_state` / `headroom_breaker_transitions_total` and a `tracing`
 //!   event on each transition. [`BreakerRegistry`]: one breaker per key (model, region, host),
