@@ -8,8 +8,11 @@
 //! - [`classify`]: HTTP, AWS and I/O classifiers, `Retry-After` and its relatives parsed once;
 //! - [`retry`]: per-class backoff with jitter, server delays honoured, retries aligned to the
 //!   quota window, a retry budget that bounds amplification, and [`RetryLayer`];
-//! - [`admission`], [`breaker`], [`fallback`]: token-budget admission, circuit breaking and a
-//!   fallback router;
+//! - [`breaker`]: circuit breakers per model, region or host, failing fast with
+//!   [`CircuitOpen`] while a backend is sick;
+//! - [`fallback`]: a router across models, regions and inference profiles that reports every
+//!   degraded answer ([`Served`]);
+//! - [`admission`]: token-budget admission (in progress);
 //! - [`observe`]: the `tracing` and `metrics` vocabulary they all report in.
 //!
 //! Every decision lives in a synchronous *core* that takes the current time as an argument and
@@ -50,8 +53,12 @@ pub mod observe;
 mod outcome;
 pub mod retry;
 
+pub use crate::breaker::{BreakerConfig, BreakerLayer, BreakerRegistry, CircuitOpen};
 pub use crate::classify::{Classify, HttpClassifier};
 pub use crate::error::ConfigError;
+pub use crate::fallback::{
+    FallbackBuilder, FallbackLayer, NoTargetAvailable, Route, Served, Target,
+};
 pub use crate::outcome::{Outcome, OutcomeKind, ThrottleScope};
 pub use crate::retry::{RetryLayer, RetryPolicy};
 

@@ -64,6 +64,10 @@ pub mod keys {
     pub const CLASS: &str = "class";
     /// Why the retry layer stopped ([`StopReason::as_str`](crate::retry::StopReason::as_str)).
     pub const REASON: &str = "reason";
+    /// The state a circuit breaker moved to (`closed`, `half_open`, `open`).
+    pub const TO: &str = "to";
+    /// Whether a fallback router served a call from a target other than the first (`true`/`false`).
+    pub const DEGRADED: &str = "degraded";
 }
 
 /// The names a layer reports under: target, model and region.

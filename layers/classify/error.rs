@@ -74,6 +74,14 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
     if error.is::<crate::retry::Fatal>() {
         return Some(Outcome::FATAL);
     }
+    // A fast-fail says the backend is unavailable and when to come back; it was never sent, so
+    // a breaker never records it.
+    if let Some(open) = error.downcast_ref::<crate::breaker::CircuitOpen>() {
+        return Some(Outcome::new(OutcomeKind::Unavailable).with_retry_after(open.retry_in));
+    }
+    if let Some(none) = error.downcast_ref::<crate::fallback::NoTargetAvailable>() {
+        return Some(Outcome::new(OutcomeKind::Unavailable).with_retry_after_opt(none.retry_in));
+    }
 
     if let Some(io) = error.downcast_ref::<io::Error>() {
         return io_kind(io.kind()).map(Outcome::new);

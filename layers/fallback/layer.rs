@@ -1,0 +1,662 @@
+//! The Tower adapter: a router over several services, or a request rewriter over one.
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::route::{After, Choice, Headroom, NoHeadroom, Plan, Route};
+use crate::breaker::{BreakerConfig, BreakerHandle, BreakerPermit, BreakerRegistry, ConfigError};
+use crate::{BoxError, Classify, Outcome};
+
+/// Which target served a response, and whether that was a fallback.
+///
+/// Inserted as an `http::Response` extension by [`HttpExtension`] (the default
+/// [`Annotate`]); also counted in `headroom_fallback_total{degraded}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// Index of the target in the route (0 is the preferred one).
+    pub target: usize,
+    /// The target's name.
+    pub name: Arc<str>,
+    /// `true` when a target other than the first one served.
+    pub degraded: bool,
+    /// Moves made before this target answered (calls made minus one).
+    pub hops: u32,
+}
+
+/// Attaches a [`Served`] record to a response. Implemented by [`HttpExtension`] for
+/// `http::Response<B>`, by [`NoAnnotation`] for any response, and by closures
+/// `Fn(&mut Res, &Served)`.
+pub trait Annotate<Res> {
+    /// Records `served` on `response`.
+    fn annotate(&self, response: &mut Res, served: &Served);
+}
+
+/// Inserts [`Served`] into the extensions of an `http::Response`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpExtension;
+
+impl<B> Annotate<http::Response<B>> for HttpExtension {
+    fn annotate(&self, response: &mut http::Response<B>, served: &Served) {
+        response.extensions_mut().insert(served.clone());
+    }
+}
+
+/// Annotates nothing, for responses with no room for it (metrics still count the fallback).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoAnnotation;
+
+impl<Res> Annotate<Res> for NoAnnotation {
+    fn annotate(&self, _response: &mut Res, _served: &Served) {}
+}
+
+impl<Res, F: Fn(&mut Res, &Served)> Annotate<Res> for F {
+    fn annotate(&self, response: &mut Res, served: &Served) {
+        self(response, served)
+    }
+}
+
+/// Gives the router a service for a target, preparing the request for it.
+pub trait Dispatch<Req, T> {
+    /// The service a call goes to.
+    type Service: Service<Req>;
+    /// The service for target `index` (reached with `key`); may rewrite `request` for it.
+    fn service(&self, index: usize, key: &T, request: &mut Req) -> Self::Service;
+}
+
+/// Form (a): one inner service per target (e.g. one client per region). Services are cloned
+/// per call, as `tower::retry` does: use cheap-to-clone clients.
+#[derive(Clone, Debug)]
+pub struct Services<S> {
+    services: Box<[S]>,
+}
+
+impl<Req, T, S> Dispatch<Req, T> for Services<S>
+where
+    S: Service<Req> + Clone,
+{
+    type Service = S;
+
+    fn service(&self, index: usize, _key: &T, _request: &mut Req) -> S {
+        self.services[index].clone()
+    }
+}
+
+/// Form (b): one inner service; the request is rewritten for the chosen target (e.g. its
+/// model id) by `rewrite(&mut request, &key)`. The caller's original request is never rewritten
+/// twice: each call rewrites a fresh copy.
+#[derive(Clone, Debug)]
+pub struct Rewrite<S, F> {
+    service: S,
+    rewrite: F,
+}
+
+impl<Req, T, S, F> Dispatch<Req, T> for Rewrite<S, F>
+where
+    S: Service<Req> + Clone,
+    F: Fn(&mut Req, &T),
+{
+    type Service = S;
+
+    fn service(&self, _index: usize, key: &T, request: &mut Req) -> S {
+        (self.rewrite)(request, key);
+        self.service.clone()
+    }
+}
+
+/// The error a [`Fallback`] returns when no target could take the request, without calling any.
+///
+/// Every target's breaker is open, or no quota admits within the route's `max_wait`. Maps to
+/// an HTTP 503 with `Retry-After: retry_in`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoTargetAvailable {
+    /// The earliest any target could take a call, if known.
+    pub retry_in: Option<Duration>,
+}
+
+impl fmt::Display for NoTargetAvailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no fallback target available")?;
+        if let Some(retry_in) = self.retry_in {
+            write!(f, "; retry in {retry_in:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for NoTargetAvailable {}
+
+enum BreakerSource {
+    PerTarget(BreakerConfig),
+    Registry(BreakerRegistry<Arc<str>>),
+    None,
+}
+
+/// Builds a [`Fallback`] router (form (a), [`services`](Self::services)) or a
+/// [`FallbackLayer`] rewriter (form (b), [`rewrite`](Self::rewrite)).
+pub struct FallbackBuilder<T, C, H = NoHeadroom, A = HttpExtension> {
+    route: Route<T>,
+    classifier: C,
+    headroom: H,
+    annotate: A,
+    breakers: BreakerSource,
+}
+
+impl<T, C, H, A> fmt::Debug for FallbackBuilder<T, C, H, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackBuilder")
+            .field("targets", &self.route.targets().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, C> FallbackBuilder<T, C> {
+    /// A router over `route`, classifying results with `classifier`. By default each target
+    /// gets its own breaker with [`BreakerConfig::default`], every target admits now, and
+    /// responses are annotated with [`HttpExtension`].
+    pub fn new(route: Route<T>, classifier: C) -> Self {
+        FallbackBuilder {
+            route,
+            classifier,
+            headroom: NoHeadroom,
+            annotate: HttpExtension,
+            breakers: BreakerSource::PerTarget(BreakerConfig::default()),
+        }
+    }
+}
+
+impl<T, C, H, A> FallbackBuilder<T, C, H, A> {
+    /// One breaker per target with `config`, labelled with the target's labels.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breakers = BreakerSource::PerTarget(config);
+        self
+    }
+
+    /// Takes each target's breaker from `registry`, keyed by the target's name, so that several
+    /// routers (or a keyed [`BreakerLayer`](crate::breaker::BreakerLayer)) share them.
+    pub fn breaker_registry(mut self, registry: BreakerRegistry<Arc<str>>) -> Self {
+        self.breakers = BreakerSource::Registry(registry);
+        self
+    }
+
+    /// No breakers: every target is always eligible.
+    pub fn no_breakers(mut self) -> Self {
+        self.breakers = BreakerSource::None;
+        self
+    }
+
+    /// Consults `headroom` (e.g. the admission layer's quota) when choosing a target.
+    pub fn headroom<H2: Headroom<T>>(self, headroom: H2) -> FallbackBuilder<T, C, H2, A> {
+        FallbackBuilder {
+            route: self.route,
+            classifier: self.classifier,
+            headroom,
+            annotate: self.annotate,
+            breakers: self.breakers,
+        }
+    }
+
+    /// How responses are annotated with [`Served`] (default [`HttpExtension`]).
+    pub fn annotate<A2>(self, annotate: A2) -> FallbackBuilder<T, C, H, A2> {
+        FallbackBuilder {
+            route: self.route,
+            classifier: self.classifier,
+            headroom: self.headroom,
+            annotate,
+            breakers: self.breakers,
+        }
+    }
+
+    /// Form (a): a router over one service per target, in the route's order.
+    pub fn services<S>(
+        self,
+        services: Vec<S>,
+    ) -> Result<Fallback<Services<S>, T, C, H, A>, ConfigError> {
+        let expected = self.route.targets().len();
+        if services.len() != expected {
+            return Err(ConfigError::new(
+                "services",
+                services.len(),
+                "needs exactly one service per target",
+            ));
+        }
+        let router = Arc::new(self.into_router());
+        Ok(Fallback {
+            shared: Arc::new(Shared {
+                router,
+                dispatch: Services {
+                    services: services.into_boxed_slice(),
+                },
+            }),
+        })
+    }
+
+    /// Form (b): a layer that sends every call to its one inner service, rewriting the request
+    /// for the chosen target with `rewrite(&mut request, &key)`.
+    pub fn rewrite<F>(self, rewrite: F) -> FallbackLayer<F, T, C, H, A> {
+        FallbackLayer {
+            router: Arc::new(self.into_router()),
+            rewrite,
+        }
+    }
+
+    fn into_router(self) -> Router<T, C, H, A> {
+        let now = Instant::now();
+        let targets = self.route.targets();
+        let breakers = targets
+            .iter()
+            .map(|target| match &self.breakers {
+                BreakerSource::PerTarget(config) => Some(BreakerHandle::new_at(
+                    config.clone(),
+                    target.labels().clone(),
+                    now,
+                )),
+                BreakerSource::Registry(registry) => Some(registry.get(target.name(), now)),
+                BreakerSource::None => None,
+            })
+            .collect();
+        let served = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ServedCounter::register(t.labels(), i != 0))
+            .collect();
+        Router {
+            route: self.route,
+            breakers,
+            classifier: self.classifier,
+            headroom: self.headroom,
+            annotate: self.annotate,
+            served,
+        }
+    }
+}
+
+struct Router<T, C, H, A> {
+    route: Route<T>,
+    breakers: Box<[Option<BreakerHandle>]>,
+    classifier: C,
+    headroom: H,
+    annotate: A,
+    served: Box<[ServedCounter]>,
+}
+
+impl<T, C, H: Headroom<T>, A> Router<T, C, H, A> {
+    fn choose(&self, plan: &mut Plan, now: Instant) -> Choice<Option<BreakerPermit>> {
+        self.route.choose(plan, now, &self.headroom, |index| {
+            match &self.breakers[index] {
+                Some(breaker) => breaker.acquire(now).map(Some).map_err(|open| open.retry_in),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
+struct Shared<D, T, C, H, A> {
+    router: Arc<Router<T, C, H, A>>,
+    dispatch: D,
+}
+
+/// A fallback router as a Tower layer over one service (form (b)); built by
+/// [`FallbackBuilder::rewrite`]. Services built from one layer share its breakers.
+pub struct FallbackLayer<F, T, C, H = NoHeadroom, A = HttpExtension> {
+    router: Arc<Router<T, C, H, A>>,
+    rewrite: F,
+}
+
+impl<F: Clone, T, C, H, A> Clone for FallbackLayer<F, T, C, H, A> {
+    fn clone(&self) -> Self {
+        FallbackLayer {
+            router: Arc::clone(&self.router),
+            rewrite: self.rewrite.clone(),
+        }
+    }
+}
+
+impl<F, T, C, H, A> fmt::Debug for FallbackLayer<F, T, C, H, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackLayer")
+            .field("targets", &self.router.route.targets().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, F: Clone, T, C, H, A> Layer<S> for FallbackLayer<F, T, C, H, A> {
+    type Service = Fallback<Rewrite<S, F>, T, C, H, A>;
+
+    fn layer(&self, service: S) -> Self::Service {
+        Fallback {
+            shared: Arc::new(Shared {
+                router: Arc::clone(&self.router),
+                dispatch: Rewrite {
+                    service,
+                    rewrite: self.rewrite.clone(),
+                },
+            }),
+        }
+    }
+}
+
+/// The fallback router service; see the [module docs](crate::fallback).
+///
+/// `poll_ready` is always ready: which target a call goes to is decided per call (and per
+/// hop), so each target's readiness is awaited in the response future on its own clone of the
+/// target service, as `tower::retry` does for retries.
+pub struct Fallback<D, T, C, H = NoHeadroom, A = HttpExtension> {
+    shared: Arc<Shared<D, T, C, H, A>>,
+}
+
+impl<D, T, C, H, A> Clone for Fallback<D, T, C, H, A> {
+    fn clone(&self) -> Self {
+        Fallback {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<D, T, C, H, A> fmt::Debug for Fallback<D, T, C, H, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fallback")
+            .field("targets", &self.shared.router.route.targets().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D, T, C, H, A> Fallback<D, T, C, H, A> {
+    /// The breaker of each target, in route order (`None` when built without breakers).
+    pub fn breakers(&self) -> &[Option<BreakerHandle>] {
+        &self.shared.router.breakers
+    }
+
+    /// The route.
+    pub fn route(&self) -> &Route<T> {
+        &self.shared.router.route
+    }
+}
+
+impl<Req, D, T, C, H, A> Service<Req> for Fallback<D, T, C, H, A>
+where
+    Req: Clone,
+    D: Dispatch<Req, T>,
+    <D::Service as Service<Req>>::Error: Into<BoxError>,
+    C: Classify<<D::Service as Service<Req>>::Response>,
+    H: Headroom<T>,
+    A: Annotate<<D::Service as Service<Req>>::Response>,
+{
+    type Response = <D::Service as Service<Req>>::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<Req, D, T, C, H, A>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        let mut plan = shared.router.route.plan();
+        let mut original = Some(request);
+        let state = match shared.router.choose(&mut plan, Instant::now()) {
+            Choice::Call { target, permit, .. } => {
+                prepare(&shared, &plan, &mut original, target, permit)
+                    .unwrap_or(State::NoTarget { retry_in: None })
+            }
+            Choice::Exhausted { retry_in } => State::NoTarget { retry_in },
+        };
+        ResponseFuture {
+            shared,
+            original,
+            plan,
+            state,
+        }
+    }
+}
+
+/// The state for a call to `target`: a copy of the request if the plan may still move after
+/// it, else the original itself.
+fn prepare<Req, D, T, C, H, A>(
+    shared: &Shared<D, T, C, H, A>,
+    plan: &Plan,
+    original: &mut Option<Req>,
+    target: usize,
+    permit: Option<BreakerPermit>,
+) -> Option<StateOf<Req, D, T>>
+where
+    Req: Clone,
+    D: Dispatch<Req, T>,
+{
+    let mut request = if shared.router.route.may_move(plan) {
+        original.clone()?
+    } else {
+        original.take()?
+    };
+    let key = shared.router.route.targets()[target].key();
+    let service = shared.dispatch.service(target, key, &mut request);
+    Some(State::Ready {
+        service,
+        request: Some(request),
+        target,
+        permit,
+    })
+}
+
+/// The future's state for a dispatcher `D`.
+type StateOf<Req, D, T> = State<
+    Req,
+    <D as Dispatch<Req, T>>::Service,
+    <<D as Dispatch<Req, T>>::Service as Service<Req>>::Future,
+>;
+
+pin_project! {
+    /// The response future of [`Fallback`].
+    pub struct ResponseFuture<Req, D, T, C, H, A>
+    where
+        D: Dispatch<Req, T>,
+    {
+        shared: Arc<Shared<D, T, C, H, A>>,
+        original: Option<Req>,
+        plan: Plan,
+        #[pin]
+        state: State<Req, D::Service, <D::Service as Service<Req>>::Future>,
+    }
+}
+
+impl<Req, D, T, C, H, A> fmt::Debug for ResponseFuture<Req, D, T, C, H, A>
+where
+    D: Dispatch<Req, T>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("fallback::ResponseFuture")
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<Req, S, F> {
+        Ready {
+            service: S,
+            request: Option<Req>,
+            target: usize,
+            permit: Option<BreakerPermit>,
+        },
+        Calling {
+            #[pin]
+            future: F,
+            target: usize,
+            permit: Option<BreakerPermit>,
+            started: Instant,
+        },
+        NoTarget {
+            retry_in: Option<Duration>,
+        },
+    }
+}
+
+impl<Req, D, T, C, H, A> Future for ResponseFuture<Req, D, T, C, H, A>
+where
+    Req: Clone,
+    D: Dispatch<Req, T>,
+    <D::Service as Service<Req>>::Error: Into<BoxError>,
+    C: Classify<<D::Service as Service<Req>>::Response>,
+    H: Headroom<T>,
+    A: Annotate<<D::Service as Service<Req>>::Response>,
+{
+    type Output = Result<<D::Service as Service<Req>>::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let (result, target, permit, started) = match this.state.as_mut().project() {
+                StateProj::Ready {
+                    service,
+                    request,
+                    target,
+                    permit,
+                } => match ready!(service.poll_ready(cx)) {
+                    Ok(()) => {
+                        let Some(request) = request.take() else {
+                            return Poll::Ready(Err(polled_after_completion()));
+                        };
+                        let future = service.call(request);
+                        let (target, permit) = (*target, permit.take());
+                        this.state.set(State::Calling {
+                            future,
+                            target,
+                            permit,
+                            started: Instant::now(),
+                        });
+                        continue;
+                    }
+                    // A target that cannot get ready is a failed call to it.
+                    Err(error) => (Err(error.into()), *target, permit.take(), Instant::now()),
+                },
+                StateProj::Calling {
+                    future,
+                    target,
+                    permit,
+                    started,
+                } => {
+                    let result = ready!(future.poll(cx)).map_err(Into::into);
+                    (result, *target, permit.take(), *started)
+                }
+                StateProj::NoTarget { retry_in } => {
+                    return Poll::Ready(Err(Box::new(NoTargetAvailable {
+                        retry_in: *retry_in,
+                    })));
+                }
+            };
+
+            let router = &*this.shared.router;
+            let now = Instant::now();
+            let outcome: Outcome = match &result {
+                Ok(response) => router.classifier.classify(Ok(response)),
+                Err(error) => router
+                    .classifier
+                    .classify(Err(&**error as &(dyn Error + 'static))),
+            };
+            if let Some(permit) = permit {
+                permit.record(outcome, now.saturating_duration_since(started), now);
+            }
+            match router.route.after(this.plan, target, outcome) {
+                After::Done | After::Stop => {
+                    return Poll::Ready(finish(router, this.plan, target, outcome, result));
+                }
+                After::Move => {
+                    let next = match router.choose(this.plan, now) {
+                        Choice::Call {
+                            target: next,
+                            permit,
+                            ..
+                        } => prepare(this.shared, this.plan, this.original, next, permit),
+                        Choice::Exhausted { .. } => None,
+                    };
+                    let Some(next) = next else {
+                        return Poll::Ready(finish(router, this.plan, target, outcome, result));
+                    };
+                    let targets = router.route.targets();
+                    if let State::Ready { target: to, .. } = &next {
+                        tracing::debug!(
+                            target_name = targets[target].name().as_ref(),
+                            to = targets[*to].name().as_ref(),
+                            class = outcome.kind.as_str(),
+                            "fallback moving to the next target"
+                        );
+                    }
+                    this.state.set(next);
+                }
+            }
+        }
+    }
+}
+
+fn finish<T, C, H, A, Res>(
+    router: &Router<T, C, H, A>,
+    plan: &Plan,
+    target: usize,
+    outcome: Outcome,
+    mut result: Result<Res, BoxError>,
+) -> Result<Res, BoxError>
+where
+    A: Annotate<Res>,
+{
+    if let Ok(response) = &mut result {
+        let served = Served {
+            target,
+            name: Arc::clone(router.route.targets()[target].name()),
+            degraded: target != 0,
+            hops: plan.calls().saturating_sub(1),
+        };
+        router.annotate.annotate(response, &served);
+        if outcome.is_success() {
+            router.served[target].increment();
+            if served.degraded {
+                tracing::debug!(
+                    target_name = &*served.name,
+                    hops = served.hops,
+                    "served by a fallback target"
+                );
+            }
+        }
+    }
+    result
+}
+
+fn polled_after_completion() -> BoxError {
+    "fallback response future polled after completion".into()
+}
+
+/// `headroom_fallback_total{target, model, region, degraded}` for one target.
+struct ServedCounter {
+    #[cfg(feature = "metrics")]
+    counter: metrics::Counter,
+}
+
+impl ServedCounter {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn register(labels: &crate::observe::Labels, degraded: bool) -> Self {
+        ServedCounter {
+            #[cfg(feature = "metrics")]
+            counter: metrics::counter!(
+                crate::observe::names::FALLBACK,
+                labels.metric_labels(&[(
+                    crate::observe::keys::DEGRADED,
+                    if degraded { "true" } else { "false" }
+                )])
+            ),
+        }
+    }
+
+    fn increment(&self) {
+        #[cfg(feature = "metrics")]
+        self.counter.increment(1);
+    }
+}

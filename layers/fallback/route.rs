@@ -1,0 +1,483 @@
+//! The sans-IO route core: which target to call first, and where to go after an outcome.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::breaker::ConfigError;
+use crate::observe::Labels;
+use crate::{Outcome, OutcomeKind, ThrottleScope};
+
+/// The most targets a [`Route`] may hold (a request's tried set is a 64-bit mask).
+pub const MAX_TARGETS: usize = 64;
+
+/// One place a request can be sent: a model, a region, an inference profile, a host.
+///
+/// `key` is what the caller needs to reach it (e.g. the model id to rewrite the request with)
+/// and what [`Headroom`] is asked about; `labels` name it in metrics, events and [`Served`].
+///
+/// [`Served`]: super::Served
+#[derive(Clone, Debug)]
+pub struct Target<T> {
+    key: T,
+    labels: Labels,
+    name: Arc<str>,
+}
+
+impl<T> Target<T> {
+    /// A target called `name` (unique within a route), reached with `key`.
+    pub fn new(name: impl Into<Arc<str>>, key: T) -> Self {
+        let name = name.into();
+        Target {
+            key,
+            labels: Labels::target(Arc::clone(&name)),
+            name,
+        }
+    }
+
+    /// Sets the model label; [`Action::NextModel`] compares it.
+    pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
+        self.labels = self.labels.model(model);
+        self
+    }
+
+    /// Sets the region label; [`Action::NextRegion`] compares it.
+    pub fn region(mut self, region: impl Into<Arc<str>>) -> Self {
+        self.labels = self.labels.region(region);
+        self
+    }
+
+    /// The key.
+    pub fn key(&self) -> &T {
+        &self.key
+    }
+
+    /// The name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The labels: target name, model, region.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+}
+
+/// How long a target's quota would make a call wait before it is admitted.
+///
+/// The seam between the router and admission: the router prefers targets that can admit now,
+/// waits (through the admission layer inside the target) for the shortest wait within
+/// `max_wait` when none can, and skips targets that cannot admit at all (`None`).
+pub trait Headroom<T> {
+    /// `Some(ZERO)`: admits now; `Some(wait)`: admits after `wait`; `None`: cannot admit.
+    fn admit_wait(&self, target: &T, now: Instant) -> Option<Duration>;
+}
+
+/// The default [`Headroom`]: every target always admits now.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHeadroom;
+
+impl<T> Headroom<T> for NoHeadroom {
+    fn admit_wait(&self, _target: &T, _now: Instant) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl<T, H: Headroom<T> + ?Sized> Headroom<T> for Arc<H> {
+    fn admit_wait(&self, target: &T, now: Instant) -> Option<Duration> {
+        (**self).admit_wait(target, now)
+    }
+}
+
+/// What the router does after an outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Return the result to the caller as it is.
+    Stop,
+    /// Try the next target in order (preferring ones that can admit now).
+    NextTarget,
+    /// Prefer the next target with a different model; any next target if there is none.
+    NextModel,
+    /// Prefer the next target in a different region; any next target if there is none.
+    NextRegion,
+}
+
+/// A map from outcome class to [`Action`].
+///
+/// The default, after the table in `DESIGN.md`:
+///
+/// | outcome | action |
+/// |---|---|
+/// | `Throttled(Requests)`, `Throttled(Tokens)` | `NextTarget` — the choice prefers targets whose quota has headroom, and waits for the shortest admission when none has |
+/// | `Overloaded` | `NextModel` |
+/// | `Unavailable`, `Timeout` | `NextTarget` |
+/// | `Throttled(Capacity)`, `Throttled(Unknown)`, `Transient`, `Fatal` | `Stop` (the retry layer outside decides) |
+///
+/// ```
+/// use tower_headroom::fallback::{Action, FallbackPolicy};
+/// use tower_headroom::OutcomeKind;
+///
+/// let policy = FallbackPolicy::default().on(OutcomeKind::Unavailable, Action::NextRegion);
+/// assert_eq!(policy.action(OutcomeKind::Unavailable), Action::NextRegion);
+/// assert_eq!(policy.action(OutcomeKind::Fatal), Action::Stop);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FallbackPolicy {
+    actions: [Action; 10],
+}
+
+impl Default for FallbackPolicy {
+    fn default() -> Self {
+        let mut actions = [Action::Stop; 10];
+        for kind in crate::observe::CLASSES {
+            actions[crate::observe::class_index(kind)] = match kind {
+                OutcomeKind::Overloaded => Action::NextModel,
+                OutcomeKind::Throttled(ThrottleScope::Requests | ThrottleScope::Tokens)
+                | OutcomeKind::Unavailable
+                | OutcomeKind::Timeout => Action::NextTarget,
+                _ => Action::Stop,
+            };
+        }
+        FallbackPolicy { actions }
+    }
+}
+
+impl FallbackPolicy {
+    /// Sets the action for `kind`. [`OutcomeKind::Success`] always stops: it is served.
+    pub fn on(mut self, kind: OutcomeKind, action: Action) -> Self {
+        if kind != OutcomeKind::Success {
+            self.actions[crate::observe::class_index(kind)] = action;
+        }
+        self
+    }
+
+    /// The action for `kind`.
+    pub fn action(&self, kind: OutcomeKind) -> Action {
+        self.actions[crate::observe::class_index(kind)]
+    }
+}
+
+/// An ordered list of targets with a policy: the route core. Build with [`Route::builder`].
+///
+/// Per request, keep a [`Plan`]; ask [`choose`](Route::choose) for a target, call it, and tell
+/// [`after`](Route::after) the outcome; repeat while it says [`After::Move`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio::time::Instant;
+/// use tower_headroom::fallback::{After, Choice, NoHeadroom, Route, Target};
+/// use tower_headroom::{Outcome, OutcomeKind};
+///
+/// let route = Route::builder()
+///     .target(Target::new("sonnet", "anthropic.claude-sonnet").model("sonnet"))
+///     .target(Target::new("haiku", "anthropic.claude-haiku").model("haiku"))
+///     .build()?;
+/// let now = Instant::now();
+/// let mut plan = route.plan();
+/// let Choice::Call { target, .. } = route.choose(&mut plan, now, &NoHeadroom, |_| Ok(())) else { panic!() };
+/// assert_eq!(target, 0);
+/// assert_eq!(route.after(&mut plan, target, Outcome::new(OutcomeKind::Overloaded)), After::Move);
+/// let Choice::Call { target, .. } = route.choose(&mut plan, now, &NoHeadroom, |_| Ok(())) else { panic!() };
+/// assert_eq!(target, 1);
+/// # Ok::<(), tower_headroom::breaker::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Route<T> {
+    targets: Box<[Target<T>]>,
+    policy: FallbackPolicy,
+    max_hops: u32,
+    max_wait: Duration,
+}
+
+/// Builds a [`Route`].
+#[derive(Clone, Debug)]
+pub struct RouteBuilder<T> {
+    targets: Vec<Target<T>>,
+    policy: FallbackPolicy,
+    max_hops: u32,
+    max_wait: Duration,
+}
+
+impl<T> Route<T> {
+    /// A builder with no targets, the default policy, `max_hops` 2 and `max_wait` 10 s.
+    pub fn builder() -> RouteBuilder<T> {
+        RouteBuilder {
+            targets: Vec::new(),
+            policy: FallbackPolicy::default(),
+            max_hops: 2,
+            max_wait: Duration::from_secs(10),
+        }
+    }
+
+    /// The targets, in order of preference.
+    pub fn targets(&self) -> &[Target<T>] {
+        &self.targets
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &FallbackPolicy {
+        &self.policy
+    }
+
+    /// The most moves to another target per request.
+    pub fn max_hops(&self) -> u32 {
+        self.max_hops
+    }
+
+    /// The longest admission wait the router accepts for a target.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// A fresh per-request plan.
+    pub fn plan(&self) -> Plan {
+        Plan {
+            tried: 0,
+            calls: 0,
+            prefer: Prefer::Any,
+        }
+    }
+
+    /// Chooses the next target for the request.
+    ///
+    /// Walks the untried targets in order (those matching the preference the last outcome set
+    /// come first) and takes the first that can admit now and whose breaker gives a permit
+    /// (`acquire(index)`, which returns `Err(retry_in)` when open). If none can admit now, takes
+    /// the one with the shortest admission wait within `max_wait`. Otherwise the request is
+    /// [`Choice::Exhausted`], with the earliest time any skipped target could serve.
+    pub fn choose<H, P>(
+        &self,
+        plan: &mut Plan,
+        now: Instant,
+        headroom: &H,
+        mut acquire: impl FnMut(usize) -> Result<P, Duration>,
+    ) -> Choice<P>
+    where
+        H: Headroom<T> + ?Sized,
+    {
+        if plan.calls > self.max_hops {
+            return Choice::Exhausted { retry_in: None };
+        }
+        let mut retry_in: Option<Duration> = None;
+        let mut note = |d: Duration| retry_in = Some(retry_in.map_or(d, |r| r.min(d)));
+        // Waits are remembered per target so the second pass does not ask again.
+        let mut waits = [None::<Duration>; MAX_TARGETS];
+        for pass in [true, false] {
+            for (index, target) in self.targets.iter().enumerate() {
+                if plan.tried & (1 << index) != 0 || self.matches(plan.prefer, target) != pass {
+                    continue;
+                }
+                let Some(wait) = headroom.admit_wait(&target.key, now) else {
+                    continue;
+                };
+                if wait.is_zero() {
+                    match acquire(index) {
+                        Ok(permit) => {
+                            return self.take(plan, index, wait, permit);
+                        }
+                        Err(open) => note(open),
+                    }
+                } else if wait <= self.max_wait {
+                    waits[index] = Some(wait);
+                } else {
+                    note(wait);
+                }
+            }
+        }
+        // Nobody admits now: the shortest wait within the deadline, ties in order.
+        loop {
+            let best = waits
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.map(|w| (w, i)))
+                .min();
+            let Some((wait, index)) = best else { break };
+            waits[index] = None;
+            match acquire(index) {
+                Ok(permit) => return self.take(plan, index, wait, permit),
+                Err(open) => note(open.max(wait)),
+            }
+        }
+        Choice::Exhausted { retry_in }
+    }
+
+    /// Tells the core the outcome of a call to `target`, and returns what to do next.
+    pub fn after(&self, plan: &mut Plan, target: usize, outcome: Outcome) -> After {
+        if outcome.is_success() {
+            return After::Done;
+        }
+        plan.prefer = match self.policy.action(outcome.kind) {
+            Action::Stop => return After::Stop,
+            Action::NextTarget => Prefer::Any,
+            Action::NextModel => Prefer::OtherModel(target),
+            Action::NextRegion => Prefer::OtherRegion(target),
+        };
+        if plan.calls > self.max_hops {
+            return After::Stop;
+        }
+        let untried = self.targets.len() as u32 - plan.tried.count_ones();
+        if untried == 0 {
+            return After::Stop;
+        }
+        After::Move
+    }
+
+    /// Whether a request in `plan` could still move after its current call (so the adapter must
+    /// keep a copy of the request).
+    pub fn may_move(&self, plan: &Plan) -> bool {
+        plan.calls <= self.max_hops && (plan.tried.count_ones() as usize) < self.targets.len()
+    }
+
+    fn take<P>(&self, plan: &mut Plan, index: usize, wait: Duration, permit: P) -> Choice<P> {
+        plan.tried |= 1 << index;
+        plan.calls += 1;
+        Choice::Call {
+            target: index,
+            wait,
+            permit,
+        }
+    }
+
+    fn matches(&self, prefer: Prefer, target: &Target<T>) -> bool {
+        match prefer {
+            Prefer::Any => true,
+            Prefer::OtherModel(failed) => {
+                target.labels.model_name() != self.targets[failed].labels.model_name()
+            }
+            Prefer::OtherRegion(failed) => {
+                target.labels.region_name() != self.targets[failed].labels.region_name()
+            }
+        }
+    }
+}
+
+impl<T> RouteBuilder<T> {
+    /// Appends a target; order is preference.
+    pub fn target(mut self, target: Target<T>) -> Self {
+        self.targets.push(target);
+        self
+    }
+
+    /// The outcome → action policy (default: [`FallbackPolicy::default`]).
+    pub fn policy(mut self, policy: FallbackPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The most moves to another target per request (default 2: at most three calls).
+    pub fn max_hops(mut self, hops: u32) -> Self {
+        self.max_hops = hops;
+        self
+    }
+
+    /// The longest admission wait a target may need and still be chosen (default 10 s).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// Validates: at least one target, at most [`MAX_TARGETS`], names unique.
+    pub fn build(self) -> Result<Route<T>, ConfigError> {
+        if self.targets.is_empty() {
+            return Err(ConfigError::new(
+                "targets",
+                0,
+                "a route needs at least one target",
+            ));
+        }
+        if self.targets.len() > MAX_TARGETS {
+            return Err(ConfigError::new(
+                "targets",
+                self.targets.len(),
+                "a route holds at most 64 targets",
+            ));
+        }
+        for (i, target) in self.targets.iter().enumerate() {
+            if target.name.is_empty() {
+                return Err(ConfigError::new("targets.name", "", "must not be empty"));
+            }
+            if self.targets[..i].iter().any(|t| t.name == target.name) {
+                return Err(ConfigError::new(
+                    "targets.name",
+                    &*target.name,
+                    "duplicate target",
+                ));
+            }
+        }
+        Ok(Route {
+            targets: self.targets.into_boxed_slice(),
+            policy: self.policy,
+            max_hops: self.max_hops,
+            max_wait: self.max_wait,
+        })
+    }
+}
+
+/// Per-request routing state; see [`Route`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    tried: u64,
+    calls: u32,
+    prefer: Prefer,
+}
+
+impl Plan {
+    /// Calls made so far.
+    pub fn calls(&self) -> u32 {
+        self.calls
+    }
+
+    /// Whether `target` was already called.
+    pub fn tried(&self, target: usize) -> bool {
+        target < MAX_TARGETS && self.tried & (1 << target) != 0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prefer {
+    Any,
+    OtherModel(usize),
+    OtherRegion(usize),
+}
+
+/// The answer of [`Route::choose`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice<P> {
+    /// Call `target` (after the admission layer waits about `wait`), under `permit`.
+    Call {
+        /// Index of the target.
+        target: usize,
+        /// The admission wait the target reported (zero if it admits now).
+        wait: Duration,
+        /// What `acquire` returned for the target (its breaker permit).
+        permit: P,
+    },
+    /// No target can take the request now.
+    Exhausted {
+        /// The earliest a skipped target could serve (breaker or quota), if any will.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// The answer of [`Route::after`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Served: return the response.
+    Done,
+    /// Return the result as it is (the policy says stop, or no move is left).
+    Stop,
+    /// Choose another target.
+    Move,
+}
+
+impl fmt::Display for After {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            After::Done => "done",
+            After::Stop => "stop",
+            After::Move => "move",
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! The breaker allocates nothing per call on the success path, and exactly the boxed error on
+//! the fast-fail path. Counted with a global allocator, so this file holds only this test.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::error::Error;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tower::Service;
+use tower_headroom::breaker::{BreakerConfig, BreakerHandle, BreakerLayer, CircuitOpen};
+use tower_headroom::observe::Labels;
+use tower_headroom::{Outcome, OutcomeKind};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: defers to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn classify(result: Result<&u16, &(dyn Error + 'static)>) -> Outcome {
+    match result {
+        Ok(200) => Outcome::SUCCESS,
+        Ok(_) => Outcome::new(OutcomeKind::Unavailable),
+        Err(_) => Outcome::new(OutcomeKind::Transient),
+    }
+}
+
+fn call_once<S>(service: &mut S, status: u16) -> Result<u16, tower_headroom::BoxError>
+where
+    S: Service<u16, Response = u16, Error = tower_headroom::BoxError>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let mut future = pin!(service.call(status));
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(result) => result,
+        Poll::Pending => unreachable!("the inner future is ready"),
+    }
+}
+
+#[test]
+fn success_path_allocates_nothing_and_fast_fail_allocates_only_the_error() {
+    let config = BreakerConfig::builder()
+        .consecutive_failures(5)
+        .open_for(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let breaker = BreakerHandle::new(config, Labels::target("bench").region("us-east-1"));
+    let layer = BreakerLayer::new(breaker, classify);
+    let inner =
+        tower::service_fn(|status: u16| std::future::ready(Ok::<_, std::io::Error>(status)));
+    let mut service = tower::Layer::layer(&layer, inner);
+
+    // Warm up (thread-locals of the clock and of fastrand, if any).
+    assert_eq!(call_once(&mut service, 200).unwrap(), 200);
+
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..1000 {
+        assert_eq!(call_once(&mut service, 200).unwrap(), 200);
+    }
+    let success_allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(
+        success_allocations, 0,
+        "closed-circuit calls allocate nothing"
+    );
+
+    // Failures that do not trip yet are counted without allocating either.
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..4 {
+        assert_eq!(call_once(&mut service, 503).unwrap(), 503);
+    }
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed) - before, 0);
+    assert_eq!(call_once(&mut service, 503).unwrap(), 503); // trips (the event may allocate)
+
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..1000 {
+        let error = call_once(&mut service, 200).unwrap_err();
+        assert!(error.is::<CircuitOpen>());
+    }
+    let fast_fail_allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(
+        fast_fail_allocations, 1000,
+        "one allocation per fast fail: the boxed error"
+    );
+}
