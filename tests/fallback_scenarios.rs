@@ -308,7 +308,7 @@ async fn total_outage_opens_the_breakers_and_keeps_attempts_per_request_low() {
         .target(Target::new("west", ()).region("us-west-2"))
         .build()
         .unwrap();
-    let breaker = BreakerConfig::default();
+    let breaker = BreakerConfig::builder().seed(17).build().unwrap();
     let open_max = breaker.open_for().mul_f64(1.0 + breaker.open_jitter());
     let service = FallbackBuilder::new(route, classify)
         .breaker(breaker)
@@ -380,5 +380,63 @@ async fn total_outage_opens_the_breakers_and_keeps_attempts_per_request_low() {
             (*status, &*served.name, served.degraded),
             (200, "east", false)
         );
+    }
+}
+
+/// The same outage with the retry layer (default policy and budget) on top of the router:
+/// the retries it adds wait for the breakers' `retry_in` and stay inside the budget, so calls
+/// that reach a backend still stay at or below 1.1 per request.
+#[tokio::test(start_paused = true)]
+async fn total_outage_with_retries_on_top_keeps_attempts_per_request_low() {
+    use tower_headroom::retry::RetryPolicy;
+    let start = Instant::now();
+    let script: Arc<Script> = Arc::new(|_region, elapsed, rng| {
+        if elapsed >= 2 * MIN && elapsed < 8 * MIN {
+            (503, Duration::from_millis(200))
+        } else {
+            (200, normal(rng))
+        }
+    });
+    let backend = Scripted::new(start, script);
+    let route = Route::builder()
+        .target(Target::new("east", ()).region("us-east-1"))
+        .target(Target::new("west", ()).region("us-west-2"))
+        .build()
+        .unwrap();
+    let router = FallbackBuilder::new(route, classify)
+        .breaker(BreakerConfig::builder().seed(17).build().unwrap())
+        .services(vec![
+            backend.in_region("us-east-1"),
+            backend.in_region("us-west-2"),
+        ])
+        .unwrap();
+    let with_errors = |result: Result<&Response, &(dyn Error + 'static)>| match result {
+        Ok(_) => classify(result),
+        Err(e) => tower_headroom::classify::classify_error(e),
+    };
+    let policy = RetryPolicy::builder().seed(3).build().unwrap();
+    let service = tower::ServiceBuilder::new()
+        .layer(tower_headroom::RetryLayer::new(policy, with_errors))
+        .service(router);
+    let records = drive(service, start).await;
+
+    let outage = |r: &&Record| r.start >= 2 * MIN && r.start < 8 * MIN;
+    let requests = records.iter().filter(outage).count();
+    let attempts = backend.calls_between(2 * MIN, 8 * MIN).len();
+    let per_request = attempts as f64 / requests as f64;
+    let total = backend.calls_between(Duration::ZERO, 2 * RUN).len() as f64 / records.len() as f64;
+    println!(
+        "outage with retries: {attempts} backend calls for {requests} requests \
+         ({per_request:.3} per request; {total:.3} over the whole run)"
+    );
+    assert!(per_request <= 1.1, "{per_request}");
+    assert!(total <= 1.1, "{total}");
+    // After recovery every request succeeds on the primary region.
+    for r in records
+        .iter()
+        .filter(|r| r.start >= 8 * MIN + Duration::from_secs(45))
+    {
+        let (status, served) = r.result.as_ref().unwrap();
+        assert_eq!((*status, &*served.name), (200, "east"));
     }
 }
