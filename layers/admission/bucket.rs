@@ -84,6 +84,9 @@ pub(crate) struct KeyState {
     lanes: [Lane; LANES],
     tenants: Box<[[Bucket; 2]]>,
     last_used: u64,
+    /// The latest time seen: callers on several threads may pass slightly older instants,
+    /// and time never runs backwards for the arithmetic.
+    clock: u64,
 }
 
 /// What a reservation remembers, so that it can be confirmed, settled or cancelled later
@@ -191,7 +194,13 @@ impl KeyState {
             lanes: [Lane::default(); LANES],
             tenants,
             last_used: now,
+            clock: now,
         }
+    }
+
+    fn tick(&mut self, now: u64) -> u64 {
+        self.clock = self.clock.max(now);
+        self.clock
     }
 
     fn advance(&mut self, l: &Limit, now: u64) {
@@ -300,6 +309,7 @@ impl KeyState {
     }
 
     pub(crate) fn reserve(&mut self, l: &Limit, ask: &Ask, now: u64) -> Result<Ticket, Refusal> {
+        let now = self.tick(now);
         self.last_used = now;
         if self.cost_too_large(l, ask.cost) {
             return Err(Refusal {
@@ -380,19 +390,25 @@ impl KeyState {
         t.waiting = false;
     }
 
-    /// After waking at `t.admit_at`: admitted (`Ok(now)`), wait more (`Ok(later)`) or
+    /// After waking at `t.admit_at`: admitted (`Ok(None)`), wait more (`Ok(Some(later))`) or
     /// refused (the deadline cannot be met; the ticket is then spent).
-    pub(crate) fn confirm(&mut self, l: &Limit, t: &mut Ticket, now: u64) -> Result<u64, Refusal> {
+    pub(crate) fn confirm(
+        &mut self,
+        l: &Limit,
+        t: &mut Ticket,
+        now: u64,
+    ) -> Result<Option<u64>, Refusal> {
         if !t.waiting {
-            return Ok(now);
+            return Ok(None);
         }
         if t.charged {
             if now < t.admit_at {
-                return Ok(t.admit_at);
+                return Ok(Some(t.admit_at));
             }
             self.leave_lane(t);
-            return Ok(now);
+            return Ok(None);
         }
+        let now = self.tick(now);
         self.last_used = now;
         self.advance(l, now);
         if let Some(c) = t.green {
@@ -404,7 +420,7 @@ impl KeyState {
             self.charge(l, t.cost, t.green);
             t.charged = true;
             t.admit_at = now;
-            return Ok(now);
+            return Ok(None);
         }
         let at = now.saturating_add(wait);
         if at > t.deadline {
@@ -415,7 +431,7 @@ impl KeyState {
             });
         }
         t.admit_at = at;
-        Ok(at)
+        Ok(Some(at))
     }
 
     /// The call will not happen (dropped while waiting) or was dropped in flight.
@@ -424,6 +440,7 @@ impl KeyState {
             // In flight: the call may have spent its estimate; keep it charged.
             return;
         }
+        let now = self.tick(now);
         let booked = t.charged;
         self.leave_lane(t);
         if booked {
@@ -457,6 +474,7 @@ impl KeyState {
         if !t.charged {
             return;
         }
+        let now = self.tick(now);
         self.last_used = now;
         self.advance(l, now);
         if let Some(c) = t.green {
@@ -528,6 +546,7 @@ impl KeyState {
         if self.cost_too_large(l, cost) {
             return None;
         }
+        let now = now.max(self.clock);
         let mut wait = 0;
         for d in 0..2 {
             if let Some(dim) = &self.dims[d] {

@@ -242,13 +242,6 @@ impl MemorySlot {
             .unwrap_or(self.epoch + MAX_WAIT)
     }
 
-    fn grant(&self, at: u64, now: u64) -> Grant {
-        if at <= now {
-            Grant::Now
-        } else {
-            Grant::At(self.instant(at))
-        }
-    }
 
     /// The slot's state, at `now`.
     pub fn stats(&self, now: Instant) -> SlotStats {
@@ -273,7 +266,12 @@ impl Slot for Arc<MemorySlot> {
             .lock()
             .reserve(&self.limit, ask, now)
             .map_err(Rejected::from_refusal)?;
-        Ok((MemoryTicket(ticket), self.grant(ticket.admit_at, now)))
+        let grant = if ticket.waiting {
+            Grant::At(self.instant(ticket.admit_at))
+        } else {
+            Grant::Now
+        };
+        Ok((MemoryTicket(ticket), grant))
     }
 
     fn confirm(&self, ticket: &mut MemoryTicket, now: Instant) -> Result<Grant, Rejected> {
@@ -282,7 +280,7 @@ impl Slot for Arc<MemorySlot> {
             .lock()
             .confirm(&self.limit, &mut ticket.0, now)
             .map_err(Rejected::from_refusal)?;
-        Ok(self.grant(at, now))
+        Ok(at.map_or(Grant::Now, |at| Grant::At(self.instant(at))))
     }
 
     #[inline]
@@ -462,10 +460,10 @@ impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
 /// let now = Instant::now();
 /// let first = quota.reserve(&"claude", Cost::units(3_000), now)?;
 /// assert_eq!(first.grant(), Grant::Now);
-/// first.settle(Usage::units(1_000), now); // 2,000 tokens refunded
-/// // The next call waits for the bucket: one request per second at 60 RPM.
-/// let second = quota.reserve(&"claude", Cost::units(1_000), now)?;
-/// assert_eq!(second.grant(), Grant::At(now + Duration::from_secs(1)));
+/// // It spent 1,000 tokens: 2,000 are refunded, a debt of 1,000 is left (10 s at 6,000 TPM).
+/// first.settle(Usage::units(1_000), now);
+/// let second = quota.reserve(&"claude", Cost::units(50), now)?;
+/// assert_eq!(second.grant(), Grant::At(now + Duration::from_secs(10)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Quota<K, S = MemoryStore<K>> {
