@@ -143,12 +143,21 @@ fn cancelling_a_waiting_reservation_refunds_it() {
     let t0 = Instant::now();
     let _a = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
     let b = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
-    let _c = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
+    let c = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
     assert_eq!(quota.stats(&"k", t0).unwrap().waiting, 2);
-    b.cancel(t0);
+    c.cancel(t0);
     assert_eq!(quota.stats(&"k", t0).unwrap().waiting, 1);
     let d = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
-    assert_eq!(d.grant(), Grant::At(t0 + 2 * S), "b's slot was given back");
+    assert_eq!(d.grant(), Grant::At(t0 + 2 * S), "the last booking's slot is given back");
+    // A booking in the middle keeps the later ones at their instants: its slot cannot be
+    // handed to a later call without letting a window hold more than the limit.
+    drop(b);
+    assert_eq!(quota.stats(&"k", t0).unwrap().waiting, 1);
+    let e = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
+    assert_eq!(e.grant(), Grant::At(t0 + 3 * S));
+    // Once the queue has drained, the bucket is whole again.
+    drop((d, e));
+    assert!(quota.stats(&"k", t0 + 10 * S).unwrap().at_rest);
 }
 
 #[test]

@@ -68,6 +68,12 @@ struct Dim {
     rate: u64,
     /// Configured limit per window.
     max: u64,
+    /// While interactive bookings wait: the highest level any of them was booked against...
+    booked_need: i128,
+    /// ...and the credit (refunds, cancellations) given back since. A booked call keeps its
+    /// instant, so credit given back now is still in the bucket at that instant; together
+    /// these keep the level seen by every booked call within the capacity.
+    booked_credit: i128,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -172,6 +178,8 @@ impl KeyState {
                 bucket: Bucket::full(cap(l, max), now),
                 rate: max,
                 max,
+                booked_need: 0,
+                booked_credit: 0,
             })
         };
         let dims = [dim(l.requests), dim(l.units)];
@@ -288,12 +296,25 @@ impl KeyState {
         }
     }
 
-    /// Gives `amount` (per dimension, scaled) back, or takes more when negative.
-    fn adjust(&mut self, l: &Limit, d: usize, amount: i128, green: Option<u16>) {
+    /// Gives `amount` (per dimension, scaled) back, or takes more when negative. `tail` says
+    /// the credit comes from the last booked call, which no other booked call counted on.
+    fn adjust(&mut self, l: &Limit, d: usize, amount: i128, green: Option<u16>, tail: bool) {
+        let booked = self.lanes[0].waiting > 0;
         if let Some(dim) = &mut self.dims[d] {
             let cap = dim.cap(l);
             if amount >= 0 {
-                dim.bucket.refund(amount, cap);
+                let credit = if booked && !tail {
+                    let room = cap
+                        .saturating_sub(dim.booked_need)
+                        .saturating_sub(dim.booked_credit)
+                        .max(0);
+                    let credit = amount.min(room);
+                    dim.booked_credit = dim.booked_credit.saturating_add(credit);
+                    credit
+                } else {
+                    amount
+                };
+                dim.bucket.refund(credit, cap);
             } else {
                 dim.bucket.charge(amount.saturating_neg());
             }
@@ -356,6 +377,20 @@ impl KeyState {
             ticket.charged = true;
         }
         if wait > 0 {
+            if lane == 0 {
+                for d in 0..2 {
+                    if let Some(dim) = &mut self.dims[d] {
+                        // The level at the booked instant is the need plus under one
+                        // nanosecond of refill (the wait is rounded up).
+                        let need = dim
+                            .need(l, scaled(part(ask.cost, d), l), 0, 0)
+                            .saturating_add(i128::from(dim.rate));
+                        dim.booked_need = dim.booked_need.max(need);
+                    }
+                }
+                let ln = &mut self.lanes[0];
+                ln.tail = ln.tail.max(ticket.admit_at);
+            }
             let ln = &mut self.lanes[lane];
             ln.waiting += 1;
             if lane > 0 {
@@ -386,6 +421,12 @@ impl KeyState {
         if !t.charged {
             ln.pending[REQ] = ln.pending[REQ].saturating_sub(t.cost.requests);
             ln.pending[UNITS] = ln.pending[UNITS].saturating_sub(t.cost.units);
+        }
+        if t.lane == 0 && ln.waiting == 0 {
+            for dim in self.dims.iter_mut().flatten() {
+                dim.booked_need = 0;
+                dim.booked_credit = 0;
+            }
         }
         t.waiting = false;
     }
@@ -442,17 +483,18 @@ impl KeyState {
         }
         let now = self.tick(now);
         let booked = t.charged;
-        self.leave_lane(t);
+        let last = t.lane == 0 && t.admit_at >= self.lanes[0].tail;
         if booked {
             self.advance(l, now);
             if let Some(c) = t.green {
                 self.advance_child(l, usize::from(c), now);
             }
             for d in 0..2 {
-                self.adjust(l, d, scaled(part(t.cost, d), l), t.green);
+                self.adjust(l, d, scaled(part(t.cost, d), l), t.green, last);
             }
             t.charged = false;
         }
+        self.leave_lane(t);
     }
 
     /// Settles an admitted call: real usage, the server's remaining budget, and learning.
@@ -482,7 +524,7 @@ impl KeyState {
         }
         if let Some(actual) = usage.units {
             let delta = scaled(t.cost.units, l).saturating_sub(scaled(actual, l));
-            self.adjust(l, UNITS, delta, t.green);
+            self.adjust(l, UNITS, delta, t.green, false);
         }
         for (d, remaining) in [(REQ, usage.remaining.requests), (UNITS, usage.remaining.units)] {
             if let (Some(rem), Some(dim)) = (remaining, &mut self.dims[d]) {
