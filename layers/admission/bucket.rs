@@ -482,6 +482,11 @@ impl KeyState {
             return;
         }
         let now = self.tick(now);
+        if t.charged && now >= t.admit_at {
+            // Booked and its instant has come: by the book it was admitted, so it is in flight.
+            self.leave_lane(t);
+            return;
+        }
         let booked = t.charged;
         let last = t.lane == 0 && t.admit_at >= self.lanes[0].tail;
         if booked {

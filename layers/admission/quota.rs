@@ -178,6 +178,8 @@ pub trait Slot: Send + Sync {
     /// The wait an interactive, within-share call of `cost` would get now, without reserving;
     /// `None` when it can never be admitted.
     fn admit_wait(&self, cost: Cost, now: Instant) -> Option<Duration>;
+    /// The instant the reservation was (or is to be) admitted, by the store's clock.
+    fn admitted_at(&self, ticket: &Self::Ticket) -> Instant;
 }
 
 /// Where the per-key state lives: finds (or creates) a key's [`Slot`].
@@ -308,6 +310,10 @@ impl Slot for Arc<MemorySlot> {
         }
         let now = self.ns(now);
         self.lock().cancel(&self.limit, &mut ticket.0, now);
+    }
+
+    fn admitted_at(&self, ticket: &MemoryTicket) -> Instant {
+        self.instant(ticket.0.admit_at)
     }
 
     fn admit_wait(&self, cost: Cost, now: Instant) -> Option<Duration> {
@@ -663,6 +669,13 @@ impl<T: Slot> Reservation<T> {
     /// When the call may start: now, or at an instant (then [`confirm`](Reservation::confirm)).
     pub fn grant(&self) -> Grant {
         self.grant
+    }
+
+    /// The instant the call was (or is to be) admitted, by the store's clock: for
+    /// [`Grant::Now`], the latest time the key had seen, which a caller on another thread may
+    /// have moved a little past this caller's `now`.
+    pub fn admitted_at(&self) -> Instant {
+        self.slot.admitted_at(&self.ticket)
     }
 
     /// At (or after) the granted instant: admitted ([`Grant::Now`]), or wait again (a
