@@ -247,8 +247,8 @@ impl LimitBuilder {
         self
     }
 
-    /// How much unused guaranteed share a tenant keeps, as a duration (default a tenth of the
-    /// window), so that a tenant arriving in clumps keeps its share.
+    /// How much unused guaranteed share a tenant keeps, as a duration (default a quarter of
+    /// the window), so that a tenant whose calls arrive in clumps keeps its share.
     pub fn share_burst(mut self, credit: Duration) -> Self {
         self.share_burst = Some(credit);
         self
@@ -334,7 +334,7 @@ impl LimitBuilder {
                 Some(Arc::from(weights))
             }
         };
-        let share_burst = self.share_burst.unwrap_or(self.window / 10);
+        let share_burst = self.share_burst.unwrap_or(self.window / 4);
         if share_burst > MAX_BURST {
             return Err(ConfigError::new(
                 "share_burst",
