@@ -372,25 +372,31 @@ impl KeyState {
             admit_at: now.saturating_add(wait),
             deadline,
         };
+        if lane == 0 && wait > 0 {
+            let ahead = i128::from(wait);
+            for dim in self.dims.iter_mut().flatten() {
+                // Booked calls are charged now, but the bucket they are admitted from is the
+                // one at the booked instant, which cannot have refilled past the capacity: in a
+                // dimension that is not the one waited for, the refill beyond the capacity
+                // until then is not theirs to spend.
+                let cap = dim.cap(l);
+                let at_instant = dim
+                    .bucket
+                    .level
+                    .saturating_add(ahead.saturating_mul(i128::from(dim.rate)));
+                if at_instant > cap {
+                    dim.bucket.charge(at_instant - cap);
+                }
+                dim.booked_need = dim.booked_need.max(at_instant.min(cap));
+            }
+            let ln = &mut self.lanes[0];
+            ln.tail = ln.tail.max(ticket.admit_at);
+        }
         if lane == 0 || wait == 0 {
             self.charge(l, ask.cost, green);
             ticket.charged = true;
         }
         if wait > 0 {
-            if lane == 0 {
-                for d in 0..2 {
-                    if let Some(dim) = &mut self.dims[d] {
-                        // The level at the booked instant is the need plus under one
-                        // nanosecond of refill (the wait is rounded up).
-                        let need = dim
-                            .need(l, scaled(part(ask.cost, d), l), 0, 0)
-                            .saturating_add(i128::from(dim.rate));
-                        dim.booked_need = dim.booked_need.max(need);
-                    }
-                }
-                let ln = &mut self.lanes[0];
-                ln.tail = ln.tail.max(ticket.admit_at);
-            }
             let ln = &mut self.lanes[lane];
             ln.waiting += 1;
             if lane > 0 {
