@@ -161,6 +161,36 @@ fn cancelling_a_waiting_reservation_refunds_it() {
 }
 
 #[test]
+fn refunds_reach_a_queue_within_the_burst_room() {
+    let limit = Limit::per_minute()
+        .units(6_000) // 100 tokens/s
+        .burst(Duration::from_secs(10)) // 1,000 tokens of credit
+        .learning(Learning::OFF)
+        .build()
+        .unwrap();
+    let quota = Quota::new(limit);
+    let t0 = Instant::now();
+    let first = quota.reserve(&"k", Cost::units(600), t0).unwrap();
+    let second = quota.reserve(&"k", Cost::units(600), t0).unwrap();
+    let third = quota.reserve(&"k", Cost::units(600), t0).unwrap();
+    assert_eq!(first.grant(), Grant::Now);
+    assert_eq!(second.grant(), Grant::At(t0 + 2 * S));
+    assert_eq!(third.grant(), Grant::At(t0 + 8 * S));
+    // 500 tokens come back, but the booked calls will each find 600 at their instants: only
+    // 400 more fit under the 1,000 capacity.
+    first.settle(Usage::units(100), t0);
+    let fourth = quota.reserve(&"k", Cost::units(600), t0).unwrap();
+    assert_eq!(fourth.grant(), Grant::At(t0 + 10 * S), "14 s without the credit");
+    // Once the booked calls have gone, refunds are credited whole again (up to capacity).
+    let t = t0 + 20 * S;
+    drop((second, third, fourth));
+    let fifth = quota.reserve(&"k", Cost::units(900), t).unwrap();
+    assert_eq!(fifth.grant(), Grant::Now);
+    fifth.settle(Usage::units(0), t);
+    assert_eq!(quota.admit_wait(&"k", Cost::units(1_000), t), Some(Duration::ZERO));
+}
+
+#[test]
 fn in_flight_cancellation_keeps_the_estimate() {
     let quota = Quota::new(rpm(60));
     let t0 = Instant::now();

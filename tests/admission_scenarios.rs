@@ -141,7 +141,7 @@ fn classify(r: Result<&u64, &(dyn std::error::Error + 'static)>) -> Outcome {
     }
 }
 
-fn demand() -> Keyed<impl Fn(&Call) -> &'static str + Clone, impl Fn(&Call) -> Ask + Clone> {
+fn demand() -> Keyed<&'static str, impl Fn(&Call) -> &'static str + Clone, impl Fn(&Call) -> Ask + Clone> {
     Keyed::new(
         |_: &Call| "model",
         |c: &Call| {

@@ -5,7 +5,11 @@
 //!
 //! Levels are kept in *unit-nanoseconds*: a cost of `n` units is `n * window_ns`, and a
 //! bucket refills by `rate` (units per window) every nanosecond. All of it is exact integer
-//! arithmetic in `i128` (saturating), so there is no rounding drift and no NaN.
+//! arithmetic in `i128`, so there is no rounding drift and no NaN. Products are of a `u64`
+//! and a value the configuration bounds (limits at most 2^50 per window, windows and bursts at
+//! most a day, under 2^47 ns), so they stay below 2^115 and cannot overflow; sums and
+//! differences saturate. (Plain products also keep the hot path free of the slow checked
+//! 128-bit multiplication routine.)
 
 use super::cost::{Cost, Usage};
 use super::limit::{Limit, Priority};
@@ -35,7 +39,7 @@ impl Bucket {
 
     fn advance(&mut self, now: u64, rate: u64, cap: i128) {
         if now > self.last {
-            let refill = i128::from(now - self.last).saturating_mul(i128::from(rate));
+            let refill = i128::from(now - self.last) * i128::from(rate);
             self.level = self.level.saturating_add(refill).min(cap);
             self.last = now;
         }
@@ -68,12 +72,32 @@ struct Dim {
     rate: u64,
     /// Configured limit per window.
     max: u64,
-    /// While interactive bookings wait: the highest level any of them was booked against...
-    booked_need: i128,
-    /// ...and the credit (refunds, cancellations) given back since. A booked call keeps its
-    /// instant, so credit given back now is still in the bucket at that instant; together
-    /// these keep the level seen by every booked call within the capacity.
-    booked_credit: i128,
+    /// The capacity at the effective limit (kept with `rate`).
+    cap: i128,
+    /// The part of the capacity batch and borrowing calls leave to interactive ones.
+    reserve: i128,
+    /// The largest cost a window plus burst can hold, in units.
+    max_cost: u64,
+    /// Credit (refunds, cancellations) given back while interactive calls are booked ahead. A
+    /// booked call keeps its instant, so credit given back now is still in the bucket at that
+    /// instant: the level each booked call will see is its level at booking plus the credit
+    /// given since, and that must stay within the capacity.
+    credit: i128,
+    /// For bookings that did not fit the ring: the highest level at booking, less the credit
+    /// then, until the queue drains.
+    overflow_base: i128,
+}
+
+/// How many interactive bookings per key are tracked one by one for crediting refunds; beyond
+/// that, the quota is conservative until the queue drains.
+const BOOKINGS: usize = 16;
+
+/// A booked interactive call: its instant and, per dimension, its level at booking less the
+/// credit given until then.
+#[derive(Clone, Copy, Debug, Default)]
+struct Booking {
+    at: u64,
+    base: [i128; 2],
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -88,6 +112,9 @@ struct Lane {
 pub(crate) struct KeyState {
     dims: [Option<Dim>; 2],
     lanes: [Lane; LANES],
+    bookings: [Booking; BOOKINGS],
+    booked: usize,
+    overflow: bool,
     tenants: Box<[[Bucket; 2]]>,
     last_used: u64,
     /// The latest time seen: callers on several threads may pass slightly older instants,
@@ -120,11 +147,11 @@ fn part(cost: Cost, d: usize) -> u64 {
 }
 
 fn scaled(n: u64, l: &Limit) -> i128 {
-    i128::from(n).saturating_mul(i128::from(l.window))
+    i128::from(n) * i128::from(l.window)
 }
 
 fn cap(l: &Limit, rate: u64) -> i128 {
-    i128::from(l.burst).saturating_mul(i128::from(rate))
+    i128::from(l.burst) * i128::from(rate)
 }
 
 fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
@@ -139,12 +166,19 @@ fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
 }
 
 fn child_cap(l: &Limit, rate: u64) -> i128 {
-    i128::from(l.share_burst).saturating_mul(i128::from(rate))
+    i128::from(l.share_burst) * i128::from(rate)
 }
 
 impl Dim {
-    fn cap(&self, l: &Limit) -> i128 {
-        cap(l, self.rate)
+    #[inline]
+    fn cap(&self, _l: &Limit) -> i128 {
+        self.cap
+    }
+
+    fn set_rate(&mut self, l: &Limit, rate: u64) {
+        self.rate = rate;
+        self.cap = cap(l, rate);
+        self.reserve = self.cap * i128::from(l.reserve_ppm) / PPM;
     }
 
     /// The level a call of `n` (scaled) needs in `lane`, given the units waiting in lanes
@@ -154,15 +188,16 @@ impl Dim {
         if lane == 0 {
             return n.min(cap);
         }
-        let reserve = cap.saturating_mul(i128::from(l.reserve_ppm)) / PPM;
+        let reserve = self.reserve;
         n.min(cap - reserve)
             .saturating_add(reserve)
             .saturating_add(scaled(ahead, l))
     }
 
     /// A cost no window plus burst could ever hold.
-    fn too_large(&self, l: &Limit, n: u64) -> bool {
-        scaled(n, l) > scaled(self.max, l).saturating_add(cap(l, self.max))
+    #[inline]
+    fn too_large(&self, n: u64) -> bool {
+        n > self.max_cost
     }
 
     fn floor(&self, l: &Limit) -> u64 {
@@ -178,8 +213,15 @@ impl KeyState {
                 bucket: Bucket::full(cap(l, max), now),
                 rate: max,
                 max,
-                booked_need: 0,
-                booked_credit: 0,
+                cap: cap(l, max),
+                reserve: cap(l, max) * i128::from(l.reserve_ppm) / PPM,
+                // n * W > max * W + burst * max  <=>  n > max + floor(burst * max / W)
+                max_cost: u64::try_from(
+                    u128::from(max) + u128::from(l.burst) * u128::from(max) / u128::from(l.window),
+                )
+                .unwrap_or(u64::MAX),
+                credit: 0,
+                overflow_base: i128::MIN,
             })
         };
         let dims = [dim(l.requests), dim(l.units)];
@@ -200,6 +242,9 @@ impl KeyState {
         KeyState {
             dims,
             lanes: [Lane::default(); LANES],
+            bookings: [Booking::default(); BOOKINGS],
+            booked: 0,
+            overflow: false,
             tenants,
             last_used: now,
             clock: now,
@@ -227,11 +272,11 @@ impl KeyState {
         }
     }
 
-    fn cost_too_large(&self, l: &Limit, cost: Cost) -> bool {
+    fn cost_too_large(&self, cost: Cost) -> bool {
         (0..2).any(|d| {
             self.dims[d]
                 .as_ref()
-                .is_some_and(|dim| dim.too_large(l, part(cost, d)))
+                .is_some_and(|dim| dim.too_large(part(cost, d)))
         })
     }
 
@@ -296,24 +341,52 @@ impl KeyState {
         }
     }
 
+    /// Drops the bookings whose instant has passed: by the book they are admitted.
+    fn prune_bookings(&mut self, now: u64) {
+        let mut i = 0;
+        while i < self.booked {
+            if self.bookings[i].at <= now {
+                self.booked -= 1;
+                self.bookings[i] = self.bookings[self.booked];
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// How much credit dimension `d` can take now without any booked call seeing a level above
+    /// the capacity at its instant.
+    fn credit_room(&self, d: usize) -> i128 {
+        let Some(dim) = &self.dims[d] else { return 0 };
+        let mut base = if self.overflow { dim.overflow_base } else { i128::MIN };
+        for b in &self.bookings[..self.booked] {
+            base = base.max(b.base[d]);
+        }
+        if base == i128::MIN {
+            return i128::MAX;
+        }
+        dim.cap
+            .saturating_sub(base)
+            .saturating_sub(dim.credit)
+            .max(0)
+    }
+
     /// Gives `amount` (per dimension, scaled) back, or takes more when negative. `tail` says
     /// the credit comes from the last booked call, which no other booked call counted on.
     fn adjust(&mut self, l: &Limit, d: usize, amount: i128, green: Option<u16>, tail: bool) {
-        let booked = self.lanes[0].waiting > 0;
+        let booked = self.lanes[0].waiting > 0 && !tail;
+        let room = if booked && amount > 0 {
+            self.credit_room(d)
+        } else {
+            i128::MAX
+        };
         if let Some(dim) = &mut self.dims[d] {
             let cap = dim.cap(l);
             if amount >= 0 {
-                let credit = if booked && !tail {
-                    let room = cap
-                        .saturating_sub(dim.booked_need)
-                        .saturating_sub(dim.booked_credit)
-                        .max(0);
-                    let credit = amount.min(room);
-                    dim.booked_credit = dim.booked_credit.saturating_add(credit);
-                    credit
-                } else {
-                    amount
-                };
+                let credit = amount.min(room);
+                if booked {
+                    dim.credit = dim.credit.saturating_add(credit);
+                }
                 dim.bucket.refund(credit, cap);
             } else {
                 dim.bucket.charge(amount.saturating_neg());
@@ -332,7 +405,7 @@ impl KeyState {
     pub(crate) fn reserve(&mut self, l: &Limit, ask: &Ask, now: u64) -> Result<Ticket, Refusal> {
         let now = self.tick(now);
         self.last_used = now;
-        if self.cost_too_large(l, ask.cost) {
+        if self.cost_too_large(ask.cost) {
             return Err(Refusal {
                 reason: RejectReason::CostTooLarge,
                 retry_in: None,
@@ -373,8 +446,14 @@ impl KeyState {
             deadline,
         };
         if lane == 0 && wait > 0 {
+            self.prune_bookings(now);
             let ahead = i128::from(wait);
-            for dim in self.dims.iter_mut().flatten() {
+            let mut booking = Booking {
+                at: now.saturating_add(wait),
+                base: [i128::MIN; 2],
+            };
+            for (d, dim) in self.dims.iter_mut().enumerate() {
+                let Some(dim) = dim else { continue };
                 // Booked calls are charged now, but the bucket they are admitted from is the
                 // one at the booked instant, which cannot have refilled past the capacity: in a
                 // dimension that is not the one waited for, the refill beyond the capacity
@@ -383,11 +462,20 @@ impl KeyState {
                 let at_instant = dim
                     .bucket
                     .level
-                    .saturating_add(ahead.saturating_mul(i128::from(dim.rate)));
+                    .saturating_add(ahead * i128::from(dim.rate));
                 if at_instant > cap {
                     dim.bucket.charge(at_instant - cap);
                 }
-                dim.booked_need = dim.booked_need.max(at_instant.min(cap));
+                booking.base[d] = at_instant.min(cap).saturating_sub(dim.credit);
+                if self.booked == BOOKINGS {
+                    dim.overflow_base = dim.overflow_base.max(booking.base[d]);
+                }
+            }
+            if self.booked < BOOKINGS {
+                self.bookings[self.booked] = booking;
+                self.booked += 1;
+            } else {
+                self.overflow = true;
             }
             let ln = &mut self.lanes[0];
             ln.tail = ln.tail.max(ticket.admit_at);
@@ -430,9 +518,11 @@ impl KeyState {
         }
         if t.lane == 0 && ln.waiting == 0 {
             for dim in self.dims.iter_mut().flatten() {
-                dim.booked_need = 0;
-                dim.booked_credit = 0;
+                dim.credit = 0;
+                dim.overflow_base = i128::MIN;
             }
+            self.booked = 0;
+            self.overflow = false;
         }
         t.waiting = false;
     }
@@ -496,6 +586,14 @@ impl KeyState {
         let booked = t.charged;
         let last = t.lane == 0 && t.admit_at >= self.lanes[0].tail;
         if booked {
+            self.prune_bookings(now);
+            if let Some(i) = self.bookings[..self.booked]
+                .iter()
+                .position(|b| b.at == t.admit_at)
+            {
+                self.booked -= 1;
+                self.bookings[i] = self.bookings[self.booked];
+            }
             self.advance(l, now);
             if let Some(c) = t.green {
                 self.advance_child(l, usize::from(c), now);
@@ -533,6 +631,7 @@ impl KeyState {
         if let Some(c) = t.green {
             self.advance_child(l, usize::from(c), now);
         }
+        self.prune_bookings(now);
         if let Some(actual) = usage.units {
             let delta = scaled(t.cost.units, l).saturating_sub(scaled(actual, l));
             self.adjust(l, UNITS, delta, t.green, false);
@@ -568,13 +667,12 @@ impl KeyState {
                     }
                     let floor = dim.floor(l);
                     let dec = u128::from(dim.rate) * u128::from(l.learning.decrease_ppm) / 1_000_000;
-                    dim.rate = u64::try_from(dec).unwrap_or(u64::MAX).max(floor).min(dim.max);
+                    let rate = u64::try_from(dec).unwrap_or(u64::MAX).max(floor).min(dim.max);
+                    dim.set_rate(l, rate);
                     let cap = dim.cap(l);
                     dim.bucket.level = dim.bucket.level.min(cap);
                     if let Some(ra) = outcome.retry_after {
-                        let debt = i128::from(super::cost::nanos(ra))
-                            .saturating_mul(i128::from(dim.rate))
-                            .saturating_neg();
+                        let debt = -(i128::from(super::cost::nanos(ra)) * i128::from(dim.rate));
                         dim.bucket.level = dim.bucket.level.min(debt);
                     }
                 }
@@ -585,7 +683,8 @@ impl KeyState {
                         let step =
                             u128::from(dim.max) * u128::from(l.learning.increase_ppm) / 1_000_000;
                         let step = u64::try_from(step).unwrap_or(u64::MAX).max(1);
-                        dim.rate = dim.rate.saturating_add(step).min(dim.max);
+                        let rate = dim.rate.saturating_add(step).min(dim.max);
+                        dim.set_rate(l, rate);
                     }
                 }
             }
@@ -596,7 +695,7 @@ impl KeyState {
     /// The wait an interactive, within-share call of `cost` would get now; `None` when it can
     /// never be admitted. Does not change the state.
     pub(crate) fn peek(&self, l: &Limit, cost: Cost, now: u64) -> Option<u64> {
-        if self.cost_too_large(l, cost) {
+        if self.cost_too_large(cost) {
             return None;
         }
         let now = now.max(self.clock);

@@ -4,6 +4,7 @@ use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -25,9 +26,7 @@ use crate::{BoxError, Classify, Outcome, OutcomeKind};
 /// Provided: [`Fixed`] (one key for every request, e.g. one layer per model × region) and
 /// [`Keyed`] (a key closure). Keys are cloned per call: use cheap keys (`&'static str`, an
 /// enum, `Arc<str>`), so that the success path does not allocate.
-pub trait Demand<Req> {
-    /// The key type.
-    type Key;
+pub trait Demand<Req>: DemandKey {
     /// The key of `req`.
     fn key(&self, req: &Req) -> Self::Key;
     /// The key every request has, if it is always the same; lets the service pin the key's
@@ -37,6 +36,14 @@ pub trait Demand<Req> {
     }
     /// What `req` asks for.
     fn ask(&self, req: &Req) -> Ask;
+}
+
+/// The key type of a [`Demand`], apart from the request type, so that a service's type names
+/// its key once (a type that named it twice would trip the compiler's check that a spawned
+/// future is `Send` when the key is a reference, as in `&'static str`).
+pub trait DemandKey {
+    /// The key type.
+    type Key;
 }
 
 /// One key for every request, with a cost from an [`Estimate`].
@@ -80,9 +87,11 @@ impl<K, E> Fixed<K, E> {
     }
 }
 
-impl<Req, K: Clone, E: Estimate<Req>> Demand<Req> for Fixed<K, E> {
+impl<K, E> DemandKey for Fixed<K, E> {
     type Key = K;
+}
 
+impl<Req, K: Clone, E: Estimate<Req>> Demand<Req> for Fixed<K, E> {
     fn key(&self, _req: &Req) -> K {
         self.key.clone()
     }
@@ -117,26 +126,48 @@ impl<Req, K: Clone, E: Estimate<Req>> Demand<Req> for Fixed<K, E> {
 /// );
 /// # let _ = demand;
 /// ```
-#[derive(Clone, Debug)]
-pub struct Keyed<F, A> {
+pub struct Keyed<K, F, A> {
     key: F,
     ask: A,
+    _key: PhantomData<fn() -> K>,
 }
 
-impl<F, A> Keyed<F, A> {
-    /// Keys from `key`, asks from `ask`.
-    pub fn new(key: F, ask: A) -> Self {
-        Keyed { key, ask }
+impl<K, F: Clone, A: Clone> Clone for Keyed<K, F, A> {
+    fn clone(&self) -> Self {
+        Keyed {
+            key: self.key.clone(),
+            ask: self.ask.clone(),
+            _key: PhantomData,
+        }
     }
 }
 
-impl<Req, K, F, A> Demand<Req> for Keyed<F, A>
+impl<K, F, A> fmt::Debug for Keyed<K, F, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyed").finish_non_exhaustive()
+    }
+}
+
+impl<K, F, A> Keyed<K, F, A> {
+    /// Keys from `key`, asks from `ask`.
+    pub fn new(key: F, ask: A) -> Self {
+        Keyed {
+            key,
+            ask,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K, F, A> DemandKey for Keyed<K, F, A> {
+    type Key = K;
+}
+
+impl<Req, K, F, A> Demand<Req> for Keyed<K, F, A>
 where
     F: Fn(&Req) -> K,
     A: Fn(&Req) -> Ask,
 {
-    type Key = K;
-
     fn key(&self, req: &Req) -> K {
         (self.key)(req)
     }
@@ -224,14 +255,14 @@ struct After<U, C> {
 /// # Ok(()) }
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
 /// ```
-pub struct AdmissionLayer<K, D, U = NoUsage, C = OkIsSuccess> {
-    quota: Quota<K>,
+pub struct AdmissionLayer<D: DemandKey, U = NoUsage, C = OkIsSuccess> {
+    quota: Quota<D::Key>,
     demand: D,
     after: Arc<After<U, C>>,
     labels: Labels,
 }
 
-impl<K, D: Clone, U, C> Clone for AdmissionLayer<K, D, U, C> {
+impl<D: DemandKey + Clone, U, C> Clone for AdmissionLayer<D, U, C> {
     fn clone(&self) -> Self {
         AdmissionLayer {
             quota: self.quota.clone(),
@@ -242,7 +273,7 @@ impl<K, D: Clone, U, C> Clone for AdmissionLayer<K, D, U, C> {
     }
 }
 
-impl<K, D: fmt::Debug, U, C> fmt::Debug for AdmissionLayer<K, D, U, C> {
+impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayer")
             .field("demand", &self.demand)
@@ -251,10 +282,10 @@ impl<K, D: fmt::Debug, U, C> fmt::Debug for AdmissionLayer<K, D, U, C> {
     }
 }
 
-impl<K, D> AdmissionLayer<K, D> {
+impl<D: DemandKey> AdmissionLayer<D> {
     /// Admission against `quota`, with keys and asks from `demand`; settles at the estimate
     /// and learns nothing until given [`usage`](Self::usage) and [`classify`](Self::classify).
-    pub fn new(quota: Quota<K>, demand: D) -> Self {
+    pub fn new(quota: Quota<D::Key>, demand: D) -> Self {
         let labels = Labels::none();
         AdmissionLayer {
             quota,
@@ -269,8 +300,8 @@ impl<K, D> AdmissionLayer<K, D> {
     }
 }
 
-impl<K, D, U, C> AdmissionLayer<K, D, U, C> {
-    fn rebuild<U2, C2>(self, usage: U2, classify: C2) -> AdmissionLayer<K, D, U2, C2> {
+impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
+    fn rebuild<U2, C2>(self, usage: U2, classify: C2) -> AdmissionLayer<D, U2, C2> {
         AdmissionLayer {
             quota: self.quota,
             demand: self.demand,
@@ -284,7 +315,7 @@ impl<K, D, U, C> AdmissionLayer<K, D, U, C> {
     }
 
     /// Reads the real usage from responses.
-    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<K, D, U2, C>
+    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C>
     where
         C: Clone,
     {
@@ -293,7 +324,7 @@ impl<K, D, U, C> AdmissionLayer<K, D, U, C> {
     }
 
     /// Classifies results, so that throttles teach the quota.
-    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<K, D, U, C2>
+    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2>
     where
         U: Clone,
     {
@@ -313,13 +344,13 @@ impl<K, D, U, C> AdmissionLayer<K, D, U, C> {
     }
 
     /// The shared quota.
-    pub fn quota(&self) -> &Quota<K> {
+    pub fn quota(&self) -> &Quota<D::Key> {
         &self.quota
     }
 }
 
-impl<S, K, D: Clone, U, C> Layer<S> for AdmissionLayer<K, D, U, C> {
-    type Service = Admission<S, K, D, U, C>;
+impl<S, D: DemandKey + Clone, U, C> Layer<S> for AdmissionLayer<D, U, C> {
+    type Service = Admission<S, D, U, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Admission {
@@ -333,15 +364,15 @@ impl<S, K, D: Clone, U, C> Layer<S> for AdmissionLayer<K, D, U, C> {
 }
 
 /// The service built by [`AdmissionLayer`].
-pub struct Admission<S, K, D, U = NoUsage, C = OkIsSuccess> {
+pub struct Admission<S, D: DemandKey, U = NoUsage, C = OkIsSuccess> {
     inner: S,
-    quota: Quota<K>,
+    quota: Quota<D::Key>,
     demand: D,
     after: Arc<After<U, C>>,
     pinned: Option<Arc<MemorySlot>>,
 }
 
-impl<S: Clone, K, D: Clone, U, C> Clone for Admission<S, K, D, U, C> {
+impl<S: Clone, D: DemandKey + Clone, U, C> Clone for Admission<S, D, U, C> {
     fn clone(&self) -> Self {
         Admission {
             inner: self.inner.clone(),
@@ -353,7 +384,7 @@ impl<S: Clone, K, D: Clone, U, C> Clone for Admission<S, K, D, U, C> {
     }
 }
 
-impl<S: fmt::Debug, K, D: fmt::Debug, U, C> fmt::Debug for Admission<S, K, D, U, C> {
+impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C> fmt::Debug for Admission<S, D, U, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
             .field("inner", &self.inner)
@@ -362,12 +393,12 @@ impl<S: fmt::Debug, K, D: fmt::Debug, U, C> fmt::Debug for Admission<S, K, D, U,
     }
 }
 
-impl<S, K, D, U, C, Req> Service<Req> for Admission<S, K, D, U, C>
+impl<S, D, U, C, Req> Service<Req> for Admission<S, D, U, C>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    K: Hash + Eq + Clone + Send + Sync,
-    D: Demand<Req, Key = K>,
+    D: Demand<Req>,
+    D::Key: Hash + Eq + Clone + Send + Sync,
     U: ReadUsage<S::Response>,
     C: Classify<S::Response>,
 {

@@ -98,7 +98,7 @@ pub use self::cost::{
     Remaining, Usage, remaining_from_headers,
 };
 pub use self::layer::{
-    Admission, AdmissionLayer, Demand, Fixed, Keyed, OkIsSuccess, ResponseFuture,
+    Admission, AdmissionLayer, Demand, DemandKey, Fixed, Keyed, OkIsSuccess, ResponseFuture,
 };
 pub use self::limit::{
     ConfigError, Learning, Limit, LimitBuilder, MAX_BURST, MAX_LIMIT, MAX_TENANTS, MAX_WINDOW,
