@@ -159,9 +159,12 @@ fn ratios() {
     const OPS: u64 = 2_000_000;
     let q = quota();
     let gd = governor_direct();
-    let g1 = per_op(OPS, timed(|| {
-        black_box(gd.check_n(N)).ok();
-    }));
+    let g1 = per_op(
+        OPS,
+        timed(|| {
+            black_box(gd.check_n(N)).ok();
+        }),
+    );
     let t0 = Instant::now();
     let hc = per_op(OPS, |ops| {
         let start = std::time::Instant::now();
@@ -182,28 +185,60 @@ fn ratios() {
         start.elapsed()
     });
     let gk = governor_keyed();
-    let gk1 = per_op(OPS, timed(|| {
-        black_box(gk.check_key_n(&KEYS[0], N)).ok();
-    }));
+    let gk1 = per_op(
+        OPS,
+        timed(|| {
+            black_box(gk.check_key_n(&KEYS[0], N)).ok();
+        }),
+    );
     let h1 = per_op(OPS, timed(|| headroom_op(&q, black_box(&KEYS[0]))));
     let g2 = per_op(OPS, |ops| {
         two_threads(ops, |_| {
             black_box(gd.check_n(N)).ok();
         }) / 2
     });
-    let h2 = per_op(OPS, |ops| two_threads(ops, |t| headroom_op(&q, &KEYS[t])) / 2);
-    let h2s = per_op(OPS, |ops| two_threads(ops, |_| headroom_op(&q, &KEYS[0])) / 2);
+    let h2 = per_op(OPS, |ops| {
+        two_threads(ops, |t| headroom_op(&q, &KEYS[t])) / 2
+    });
+    let h2s = per_op(OPS, |ops| {
+        two_threads(ops, |_| headroom_op(&q, &KEYS[0])) / 2
+    });
     println!();
-    println!("ratios (ns per operation, best of 3 x {OPS}; 2-thread figures are wall time / ops at aggregate throughput)");
+    println!(
+        "ratios (ns per operation, best of 3 x {OPS}; 2-thread figures are wall time / ops at aggregate throughput)"
+    );
     println!("  governor check_n, 1 thread:                 {g1:>7.1} ns");
     println!("  governor check_key_n (keyed), 1 thread:     {gk1:>7.1} ns");
-    println!("  headroom reserve+settle, 1 thread, with Instant::now(): {h1:>7.1} ns = {:.2}x governor check_n, {:.2}x check_key_n", h1 / g1, h1 / gk1);
-    println!("  headroom reserve+settle, time passed in:    {hc:>7.1} ns   = {:.2}x governor check_n (goal <= 2x), {:.2}x check_key_n", hc / g1, hc / gk1);
-    println!("  headroom, pinned slot, time passed in:      {hp:>7.1} ns   = {:.2}x governor check_n", hp / g1);
-    println!("  governor check_n, 2 threads:                {g2:>7.1} ns   = {:.2}x its 1-thread throughput", g1 / g2);
-    println!("  headroom, 2 threads on their own keys:      {h2:>7.1} ns   = {:.2}x its 1-thread throughput (goal >= 1.5x)", h1 / h2);
-    println!("  headroom, 2 threads on one key:             {h2s:>7.1} ns   = {:.2}x its 1-thread throughput", h1 / h2s);
-    println!("  available parallelism: {:?}", std::thread::available_parallelism());
+    println!(
+        "  headroom reserve+settle, 1 thread, with Instant::now(): {h1:>7.1} ns = {:.2}x governor check_n, {:.2}x check_key_n",
+        h1 / g1,
+        h1 / gk1
+    );
+    println!(
+        "  headroom reserve+settle, time passed in:    {hc:>7.1} ns   = {:.2}x governor check_n (goal <= 2x), {:.2}x check_key_n",
+        hc / g1,
+        hc / gk1
+    );
+    println!(
+        "  headroom, pinned slot, time passed in:      {hp:>7.1} ns   = {:.2}x governor check_n",
+        hp / g1
+    );
+    println!(
+        "  governor check_n, 2 threads:                {g2:>7.1} ns   = {:.2}x its 1-thread throughput",
+        g1 / g2
+    );
+    println!(
+        "  headroom, 2 threads on their own keys:      {h2:>7.1} ns   = {:.2}x its 1-thread throughput (goal >= 1.5x)",
+        h1 / h2
+    );
+    println!(
+        "  headroom, 2 threads on one key:             {h2s:>7.1} ns   = {:.2}x its 1-thread throughput",
+        h1 / h2s
+    );
+    println!(
+        "  available parallelism: {:?}",
+        std::thread::available_parallelism()
+    );
 }
 
 fn main() {

@@ -112,13 +112,22 @@ async fn main() -> Result<(), BoxError> {
             },
         }
     }
-    println!("{served} served, {shed} shed, in {:.1}s", start.elapsed().as_secs_f64());
+    println!(
+        "{served} served, {shed} shed, in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
 
     // The same queue without Tower: wait for quota, call, settle.
     let reservation = quota
-        .acquire(&"claude-us-east-1", Ask::new(Cost::units(500)).max_wait(Duration::from_secs(300)))
+        .acquire(
+            &"claude-us-east-1",
+            Ask::new(Cost::units(500)).max_wait(Duration::from_secs(300)),
+        )
         .await?;
-    println!("a worker got quota at +{:.1}s", start.elapsed().as_secs_f64());
+    println!(
+        "a worker got quota at +{:.1}s",
+        start.elapsed().as_secs_f64()
+    );
     reservation.settle(Usage::units(320), Instant::now());
     Ok(())
 }

@@ -90,8 +90,11 @@ fn tower_call_does_not_allocate() {
         .build()
         .unwrap();
     let quota: Quota<&'static str> = Quota::new(big_limit());
-    let layer = AdmissionLayer::new(quota.clone(), Fixed::new("model", FixedCost(Cost::units(50))))
-        .usage(HeaderUsage::new());
+    let layer = AdmissionLayer::new(
+        quota.clone(),
+        Fixed::new("model", FixedCost(Cost::units(50))),
+    )
+    .usage(HeaderUsage::new());
     let inner = tower::service_fn(|req: u64| {
         std::future::ready(Ok::<_, Infallible>(http::Response::new(req)))
     });

@@ -87,8 +87,13 @@ fn cost_beyond_window_plus_burst_is_rejected_not_waited_for() {
     let err = quota.reserve(&"k", Cost::units(2_001), t0).unwrap_err();
     assert_eq!(err.reason, RejectReason::CostTooLarge);
     assert_eq!(err.retry_in, None);
-    assert!(err.to_string().contains("more than the quota window"), "{err}");
-    let err = quota.reserve(&"k", Cost::new(u64::MAX, u64::MAX), t0).unwrap_err();
+    assert!(
+        err.to_string().contains("more than the quota window"),
+        "{err}"
+    );
+    let err = quota
+        .reserve(&"k", Cost::new(u64::MAX, u64::MAX), t0)
+        .unwrap_err();
     assert_eq!(err.reason, RejectReason::CostTooLarge);
     assert_eq!(
         quota.admit_wait(&"k", Cost::units(u64::MAX), t0),
@@ -148,7 +153,11 @@ fn cancelling_a_waiting_reservation_refunds_it() {
     c.cancel(t0);
     assert_eq!(quota.stats(&"k", t0).unwrap().waiting, 1);
     let d = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
-    assert_eq!(d.grant(), Grant::At(t0 + 2 * S), "the last booking's slot is given back");
+    assert_eq!(
+        d.grant(),
+        Grant::At(t0 + 2 * S),
+        "the last booking's slot is given back"
+    );
     // A booking in the middle keeps the later ones at their instants: its slot cannot be
     // handed to a later call without letting a window hold more than the limit.
     drop(b);
@@ -180,14 +189,21 @@ fn refunds_reach_a_queue_within_the_burst_room() {
     // 400 more fit under the 1,000 capacity.
     first.settle(Usage::units(100), t0);
     let fourth = quota.reserve(&"k", Cost::units(600), t0).unwrap();
-    assert_eq!(fourth.grant(), Grant::At(t0 + 10 * S), "14 s without the credit");
+    assert_eq!(
+        fourth.grant(),
+        Grant::At(t0 + 10 * S),
+        "14 s without the credit"
+    );
     // Once the booked calls have gone, refunds are credited whole again (up to capacity).
     let t = t0 + 20 * S;
     drop((second, third, fourth));
     let fifth = quota.reserve(&"k", Cost::units(900), t).unwrap();
     assert_eq!(fifth.grant(), Grant::Now);
     fifth.settle(Usage::units(0), t);
-    assert_eq!(quota.admit_wait(&"k", Cost::units(1_000), t), Some(Duration::ZERO));
+    assert_eq!(
+        quota.admit_wait(&"k", Cost::units(1_000), t),
+        Some(Duration::ZERO)
+    );
 }
 
 #[test]
@@ -295,7 +311,11 @@ fn throttles_shrink_the_limit_and_successes_restore_it() {
     for i in 0..3 {
         let t = t0 + 60 * S * (i + 1);
         let r = quota.reserve(&"k", Cost::units(10), t).unwrap();
-        r.finish(&Outcome::throttled(ThrottleScope::Tokens), Usage::UNKNOWN, t);
+        r.finish(
+            &Outcome::throttled(ThrottleScope::Tokens),
+            Usage::UNKNOWN,
+            t,
+        );
     }
     let s = quota.stats(&"k", t0 + 240 * S).unwrap();
     assert_eq!(s.units_limit, Some(20_000), "never below the floor");
@@ -307,7 +327,11 @@ fn throttles_shrink_the_limit_and_successes_restore_it() {
             .settle(Usage::units(10), t);
     }
     let s = quota.stats(&"k", t0 + 310 * S).unwrap();
-    assert_eq!(s.units_limit, Some(100_000), "additive increase back to the limit");
+    assert_eq!(
+        s.units_limit,
+        Some(100_000),
+        "additive increase back to the limit"
+    );
 }
 
 #[test]
@@ -354,7 +378,10 @@ fn retry_after_and_remaining_headers_correct_the_bucket() {
 fn headroom_reads_without_reserving() {
     let quota = Quota::new(rpm(60));
     let t0 = Instant::now();
-    assert_eq!(quota.admit_wait(&"new", Cost::ONE_REQUEST, t0), Some(Duration::ZERO));
+    assert_eq!(
+        quota.admit_wait(&"new", Cost::ONE_REQUEST, t0),
+        Some(Duration::ZERO)
+    );
     assert_eq!(quota.keys(), 0, "peeking does not create state");
     let _a = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
     assert_eq!(quota.admit_wait(&"k", Cost::ONE_REQUEST, t0), Some(S));
@@ -362,7 +389,10 @@ fn headroom_reads_without_reserving() {
     let b = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
     assert_eq!(b.grant(), Grant::At(t0 + S));
     let h: &dyn Headroom<&str> = &quota;
-    assert_eq!(h.admit_wait(&"k", Cost::ONE_REQUEST, t0 + 2 * S), Some(Duration::ZERO));
+    assert_eq!(
+        h.admit_wait(&"k", Cost::ONE_REQUEST, t0 + 2 * S),
+        Some(Duration::ZERO)
+    );
 }
 
 #[test]
@@ -421,7 +451,9 @@ fn absurd_inputs_neither_panic_nor_wait_forever() {
         .unwrap();
     let quota = Quota::new(limit);
     let t0 = Instant::now();
-    let r = quota.reserve(&"k", Cost::new(1 << 50, 1 << 51), t0).unwrap();
+    let r = quota
+        .reserve(&"k", Cost::new(1 << 50, 1 << 51), t0)
+        .unwrap();
     r.settle(Usage::units(u64::MAX), t0);
     let err = quota.reserve(&"k", Cost::units(1), t0).unwrap_err();
     assert_eq!(err.reason, RejectReason::Deadline);

@@ -70,7 +70,11 @@ async fn rejection_is_typed_and_carries_retry_in() {
     let res = rejected.to_response::<String>();
     assert_eq!(res.status(), 429);
     assert_eq!(res.headers()["retry-after"], "1");
-    assert_eq!(log.lock().unwrap().len(), 1, "the rejected call never reached the service");
+    assert_eq!(
+        log.lock().unwrap().len(),
+        1,
+        "the rejected call never reached the service"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -104,7 +108,11 @@ async fn dropping_a_waiting_call_gives_its_place_back() {
     svc.ready().await.unwrap().call(3).await.unwrap();
     let log = log.lock().unwrap();
     assert_eq!(log.iter().map(|(r, _)| *r).collect::<Vec<_>>(), [1, 3]);
-    assert_eq!(log[1].1 - t0, S, "call 3 took call 2's place, not the one after");
+    assert_eq!(
+        log[1].1 - t0,
+        S,
+        "call 3 took call 2's place, not the one after"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -119,7 +127,12 @@ async fn dropping_a_call_in_flight_keeps_its_estimate() {
     assert!(timed_out.is_err());
     // The call may have reached the server: its request still counts.
     assert_eq!(
-        tower_headroom::admission::Headroom::admit_wait(&quota, &"k", Cost::ONE_REQUEST, t0 + Duration::from_millis(10)),
+        tower_headroom::admission::Headroom::admit_wait(
+            &quota,
+            &"k",
+            Cost::ONE_REQUEST,
+            t0 + Duration::from_millis(10)
+        ),
         Some(Duration::from_millis(990))
     );
 }
@@ -136,7 +149,9 @@ async fn usage_settles_and_throttles_teach() {
     // The response is the number of tokens really spent; 0 means "throttled".
     let inner = tower::service_fn(|spent: u64| async move {
         if spent == 0 {
-            Err(std::io::Error::other("ThrottlingException: Too many tokens"))
+            Err(std::io::Error::other(
+                "ThrottlingException: Too many tokens",
+            ))
         } else {
             Ok(spent)
         }
@@ -145,10 +160,13 @@ async fn usage_settles_and_throttles_teach() {
         Ok(_) => Outcome::SUCCESS,
         Err(_) => Outcome::throttled(ThrottleScope::Tokens),
     };
-    let svc = AdmissionLayer::new(quota.clone(), Fixed::new("k", FixedCost(Cost::units(1_000))))
-        .usage(|spent: &u64| Usage::units(*spent))
-        .classify(classify)
-        .layer(inner);
+    let svc = AdmissionLayer::new(
+        quota.clone(),
+        Fixed::new("k", FixedCost(Cost::units(1_000))),
+    )
+    .usage(|spent: &u64| Usage::units(*spent))
+    .classify(classify)
+    .layer(inner);
     let t0 = Instant::now();
     assert_eq!(svc.clone().oneshot(100).await.unwrap(), 100);
     // 900 refunded: 100 tokens of debt, one second at 100 tokens/s.
@@ -158,7 +176,10 @@ async fn usage_settles_and_throttles_teach() {
     );
     tokio::time::advance(2 * S).await;
     assert!(svc.clone().oneshot(0).await.is_err());
-    assert_eq!(quota.stats(&"k", Instant::now()).unwrap().units_limit, Some(3_000));
+    assert_eq!(
+        quota.stats(&"k", Instant::now()).unwrap().units_limit,
+        Some(3_000)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -168,7 +189,11 @@ async fn interactive_calls_overtake_waiting_batch_calls() {
         |_: &u64| "k",
         |req: &u64| {
             let ask = Ask::new(Cost::ONE_REQUEST);
-            if *req >= 100 { ask.priority(Priority::Batch) } else { ask }
+            if *req >= 100 {
+                ask.priority(Priority::Batch)
+            } else {
+                ask
+            }
         },
     );
     let svc = AdmissionLayer::new(rpm(60), demand).layer(logging(log.clone()));
@@ -186,10 +211,10 @@ async fn interactive_calls_overtake_waiting_batch_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cost_no_window_can_hold_fails_fast() {
-    let quota: Quota<&'static str> =
-        Quota::new(Limit::per_minute().units(1_000).build().unwrap());
-    let svc = AdmissionLayer::new(quota, Fixed::new("k", FixedCost(Cost::units(5_000))))
-        .layer(tower::service_fn(|r: u64| async move { Ok::<_, std::io::Error>(r) }));
+    let quota: Quota<&'static str> = Quota::new(Limit::per_minute().units(1_000).build().unwrap());
+    let svc = AdmissionLayer::new(quota, Fixed::new("k", FixedCost(Cost::units(5_000)))).layer(
+        tower::service_fn(|r: u64| async move { Ok::<_, std::io::Error>(r) }),
+    );
     let t0 = Instant::now();
     let err = svc.oneshot(1).await.unwrap_err();
     assert_eq!(
@@ -211,4 +236,101 @@ where
         out.push(h.await.unwrap());
     }
     out
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn waits_and_rejections_are_reported_with_labels() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use tower_headroom::observe::Labels;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let demand = Fixed::new("k", FixedCost(Cost::ONE_REQUEST)).max_wait(Duration::from_secs(2));
+    let layer = AdmissionLayer::new(rpm(60), demand).labels(
+        Labels::target("bedrock")
+            .model("claude")
+            .region("us-east-1"),
+    );
+    let log = Log::default();
+    let svc = metrics::with_local_recorder(&recorder, || layer.layer(logging(log.clone())));
+    let (a, b, c, d) = tokio::join!(
+        svc.clone().oneshot(1),
+        svc.clone().oneshot(2),
+        svc.clone().oneshot(3),
+        svc.clone().oneshot(4),
+    );
+    assert!(a.is_ok() && b.is_ok() && c.is_ok());
+    assert!(d.unwrap_err().is::<Rejected>());
+    let mut rejected = None;
+    let mut waits = None;
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let labels: Vec<_> = key
+            .key()
+            .labels()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .collect();
+        assert!(
+            labels.contains(&("model".into(), "claude".into())),
+            "{labels:?}"
+        );
+        match (key.key().name(), value) {
+            ("headroom_admission_rejected_total", DebugValue::Counter(n)) => rejected = Some(n),
+            ("headroom_admission_wait_seconds", DebugValue::Histogram(v)) => {
+                waits = Some(v.iter().map(|x| x.into_inner()).collect::<Vec<_>>())
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(rejected, Some(1));
+    assert_eq!(
+        waits,
+        Some(vec![1.0, 2.0]),
+        "only calls that waited are recorded"
+    );
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn the_learned_limit_is_reported() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let quota: Quota<&'static str> = Quota::new(
+        Limit::per_minute()
+            .units(6_000)
+            .learning(Learning::aimd(0.5, 0.5, 0.1))
+            .build()
+            .unwrap(),
+    );
+    let inner = tower::service_fn(|ok: bool| async move {
+        if ok {
+            Ok(1u64)
+        } else {
+            Err(std::io::Error::other("throttled"))
+        }
+    });
+    let classify = |r: Result<&u64, &(dyn std::error::Error + 'static)>| match r {
+        Ok(_) => Outcome::SUCCESS,
+        Err(_) => Outcome::throttled(ThrottleScope::Tokens),
+    };
+    let layer =
+        AdmissionLayer::new(quota, Fixed::new("k", FixedCost(Cost::units(10)))).classify(classify);
+    let svc = metrics::with_local_recorder(&recorder, || layer.layer(inner));
+    let gauge = || {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find_map(|(k, _, _, v)| match (k.key().name(), v) {
+                ("headroom_quota_limit", DebugValue::Gauge(g)) => Some(g.into_inner()),
+                _ => None,
+            })
+    };
+    assert!(svc.clone().oneshot(false).await.is_err());
+    assert_eq!(gauge(), Some(3_000.0));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(svc.clone().oneshot(true).await.is_ok());
+    assert_eq!(gauge(), Some(6_000.0), "recovery is reported too");
 }

@@ -160,7 +160,12 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                         }
                         Grant::At(at) => {
                             prop_assert!(at > now);
-                            waiting.push(Waiting { key: *key, r, at, cost });
+                            waiting.push(Waiting {
+                                key: *key,
+                                r,
+                                at,
+                                cost,
+                            });
                         }
                     }
                 }
@@ -169,7 +174,11 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                 let target = now + Duration::from_millis(*ms);
                 // Wake every waiter exactly at its instant, in time order, as timers would.
                 loop {
-                    let next = waiting.iter().map(|w| w.at).filter(|at| *at <= target).min();
+                    let next = waiting
+                        .iter()
+                        .map(|w| w.at)
+                        .filter(|at| *at <= target)
+                        .min();
                     let Some(at) = next else { break };
                     now = at;
                     let mut i = 0;
@@ -182,7 +191,11 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                         match w.r.confirm(now) {
                             Ok(Grant::Now) => {
                                 admit(&mut events, now, w.key, w.cost);
-                                in_flight.push(InFlight { key: w.key, r: w.r, cost: w.cost });
+                                in_flight.push(InFlight {
+                                    key: w.key,
+                                    r: w.r,
+                                    cost: w.cost,
+                                });
                             }
                             Ok(Grant::At(later)) => {
                                 prop_assert!(later > now);

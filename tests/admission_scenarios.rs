@@ -15,8 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 use tower_headroom::admission::{
-    AdmissionLayer, Ask, Cost, Keyed, Limit, Priority, Quota, RejectReason, Rejected, Tenant,
-    Usage,
+    AdmissionLayer, Ask, Cost, Keyed, Limit, Priority, Quota, RejectReason, Rejected, Tenant, Usage,
 };
 use tower_headroom::{BoxError, Outcome, ThrottleScope};
 
@@ -141,7 +140,8 @@ fn classify(r: Result<&u64, &(dyn std::error::Error + 'static)>) -> Outcome {
     }
 }
 
-fn demand() -> Keyed<&'static str, impl Fn(&Call) -> &'static str + Clone, impl Fn(&Call) -> Ask + Clone> {
+fn demand()
+-> Keyed<&'static str, impl Fn(&Call) -> &'static str + Clone, impl Fn(&Call) -> Ask + Clone> {
     Keyed::new(
         |_: &Call| "model",
         |c: &Call| {
@@ -186,7 +186,11 @@ async fn arrivals<S>(
             match svc.oneshot(call).await {
                 Ok(_) => results.lock().unwrap().ok.push((call, t.elapsed())),
                 Err(e) => match e.downcast::<Rejected>() {
-                    Ok(r) => results.lock().unwrap().rejected.push((call, *r, t.elapsed())),
+                    Ok(r) => results
+                        .lock()
+                        .unwrap()
+                        .rejected
+                        .push((call, *r, t.elapsed())),
                     Err(_) => results.lock().unwrap().throttled.push(call),
                 },
             }
@@ -227,7 +231,13 @@ async fn three_apps_one_quota() {
             max_wait: Duration::from_secs(20),
         }
     };
-    let a_rate = |t: Duration| if t >= 4 * MINUTE && t < 7 * MINUTE { 90 } else { 75 };
+    let a_rate = |t: Duration| {
+        if t >= 4 * MINUTE && t < 7 * MINUTE {
+            90
+        } else {
+            75
+        }
+    };
     tokio::join!(
         arrivals(svc.clone(), 1, end, a_rate, call(0), Arc::clone(&results)),
         arrivals(svc.clone(), 2, end, |_| 50, call(1), Arc::clone(&results)),
@@ -304,7 +314,14 @@ async fn token_heavy(with_batch: bool) -> (Vec<Duration>, Results, u64, u64) {
         output: 5_000,
         max_wait: Duration::from_secs(600),
     };
-    let i = arrivals(svc.clone(), 7, end, |_| 200, interactive, Arc::clone(&results));
+    let i = arrivals(
+        svc.clone(),
+        7,
+        end,
+        |_| 200,
+        interactive,
+        Arc::clone(&results),
+    );
     if with_batch {
         let b = arrivals(svc.clone(), 8, end, |_| 10, batch, Arc::clone(&results));
         tokio::join!(i, b);
@@ -312,12 +329,11 @@ async fn token_heavy(with_batch: bool) -> (Vec<Duration>, Results, u64, u64) {
         i.await;
     }
     let mut r = std::mem::take(&mut *results.lock().unwrap());
-    let mut latencies: Vec<_> = r
-        .ok
-        .iter()
-        .filter(|(c, _)| !c.batch)
-        .map(|(_, d)| *d)
-        .collect();
+    let mut latencies: Vec<_> =
+        r.ok.iter()
+            .filter(|(c, _)| !c.batch)
+            .map(|(_, d)| *d)
+            .collect();
     latencies.sort();
     r.ok.retain(|(c, _)| c.batch);
     let s = server.state.lock().unwrap();
@@ -333,7 +349,11 @@ async fn token_heavy_batch_keeps_interactive_fast() {
     let (alone, alone_rest, _, alone_throttled) = token_heavy(false).await;
     let (loaded, loaded_rest, attempts, throttled) = token_heavy(true).await;
     let (p_alone, p_loaded) = (p99(&alone), p99(&loaded));
-    let interactive_failed = loaded_rest.rejected.iter().filter(|(c, _, _)| !c.batch).count()
+    let interactive_failed = loaded_rest
+        .rejected
+        .iter()
+        .filter(|(c, _, _)| !c.batch)
+        .count()
         + loaded_rest.throttled.iter().filter(|c| !c.batch).count();
     println!(
         "token-heavy batch: interactive p99 {p_alone:?} alone, {p_loaded:?} beside batch \

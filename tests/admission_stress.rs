@@ -87,12 +87,25 @@ fn two_threads_keep_the_window_bound() {
     });
     events.extend(e2);
     events.sort_unstable_by_key(|e| e.0);
-    assert!(a1 > 10_000 && a2 > 10_000, "both threads admitted calls: {a1} {a2}");
+    assert!(
+        a1 > 10_000 && a2 > 10_000,
+        "both threads admitted calls: {a1} {a2}"
+    );
 
     // Sliding window sums with prefix sums: every window [s, s + W) starting at an event.
     for (dim, limit, n_max, burst_units) in [
-        (0, REQUESTS as i128, 1i128, (REQUESTS * BURST_NS / WINDOW_NS) as i128),
-        (1, UNITS as i128, MAX_COST as i128, (UNITS * BURST_NS / WINDOW_NS) as i128),
+        (
+            0,
+            REQUESTS as i128,
+            1i128,
+            (REQUESTS * BURST_NS / WINDOW_NS) as i128,
+        ),
+        (
+            1,
+            UNITS as i128,
+            MAX_COST as i128,
+            (UNITS * BURST_NS / WINDOW_NS) as i128,
+        ),
     ] {
         let bound = limit + burst_units.max(n_max);
         let delta = |e: &Event| if dim == 0 { e.1 as i128 } else { e.2 as i128 };
@@ -109,7 +122,10 @@ fn two_threads_keep_the_window_bound() {
             }
             worst = worst.max(prefix[j] - prefix[i]);
         }
-        assert!(worst <= bound, "dim {dim}: {worst} in one window, bound {bound}");
+        assert!(
+            worst <= bound,
+            "dim {dim}: {worst} in one window, bound {bound}"
+        );
         println!("dim {dim}: busiest window {worst} of bound {bound}");
     }
 

@@ -358,7 +358,11 @@ impl KeyState {
     /// the capacity at its instant.
     fn credit_room(&self, d: usize) -> i128 {
         let Some(dim) = &self.dims[d] else { return 0 };
-        let mut base = if self.overflow { dim.overflow_base } else { i128::MIN };
+        let mut base = if self.overflow {
+            dim.overflow_base
+        } else {
+            i128::MIN
+        };
         for b in &self.bookings[..self.booked] {
             base = base.max(b.base[d]);
         }
@@ -636,7 +640,10 @@ impl KeyState {
             let delta = scaled(t.cost.units, l).saturating_sub(scaled(actual, l));
             self.adjust(l, UNITS, delta, t.green, false);
         }
-        for (d, remaining) in [(REQ, usage.remaining.requests), (UNITS, usage.remaining.units)] {
+        for (d, remaining) in [
+            (REQ, usage.remaining.requests),
+            (UNITS, usage.remaining.units),
+        ] {
             if let (Some(rem), Some(dim)) = (remaining, &mut self.dims[d]) {
                 dim.bucket.level = dim.bucket.level.min(scaled(rem, l));
             }
@@ -666,8 +673,12 @@ impl KeyState {
                         continue;
                     }
                     let floor = dim.floor(l);
-                    let dec = u128::from(dim.rate) * u128::from(l.learning.decrease_ppm) / 1_000_000;
-                    let rate = u64::try_from(dec).unwrap_or(u64::MAX).max(floor).min(dim.max);
+                    let dec =
+                        u128::from(dim.rate) * u128::from(l.learning.decrease_ppm) / 1_000_000;
+                    let rate = u64::try_from(dec)
+                        .unwrap_or(u64::MAX)
+                        .max(floor)
+                        .min(dim.max);
                     dim.set_rate(l, rate);
                     let cap = dim.cap(l);
                     dim.bucket.level = dim.bucket.level.min(cap);
@@ -714,8 +725,7 @@ impl KeyState {
     /// Whether forgetting this state changes nothing: idle long enough, nobody waiting, every
     /// bucket full again.
     pub(crate) fn at_rest(&self, l: &Limit, now: u64, idle: u64) -> bool {
-        if now.saturating_sub(self.last_used) < idle || self.lanes.iter().any(|ln| ln.waiting > 0)
-        {
+        if now.saturating_sub(self.last_used) < idle || self.lanes.iter().any(|ln| ln.waiting > 0) {
             return false;
         }
         (0..2).all(|d| match &self.dims[d] {

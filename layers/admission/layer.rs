@@ -6,7 +6,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -198,18 +198,29 @@ struct Metrics {
     wait: metrics::Histogram,
     #[cfg(feature = "metrics")]
     rejected: metrics::Counter,
+    #[cfg(feature = "metrics")]
+    limit: metrics::Gauge,
 }
 
 impl Metrics {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     fn register(labels: &Labels) -> Self {
+        #[cfg(feature = "metrics")]
         use crate::observe::names;
         Metrics {
             #[cfg(feature = "metrics")]
             wait: metrics::histogram!(names::ADMISSION_WAIT, labels.metric_labels(&[])),
             #[cfg(feature = "metrics")]
             rejected: metrics::counter!(names::ADMISSION_REJECTED, labels.metric_labels(&[])),
+            #[cfg(feature = "metrics")]
+            limit: metrics::gauge!(names::QUOTA_LIMIT, labels.metric_labels(&[])),
         }
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn limit(&self, limit: u64) {
+        #[cfg(feature = "metrics")]
+        self.limit.set(limit as f64);
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -233,7 +244,54 @@ impl Metrics {
 struct After<U, C> {
     usage: U,
     classify: C,
-    metrics: Metrics,
+    labels: Labels,
+    /// Registered when the layer first builds a service, so that a layer reconfigured with
+    /// labels never leaves an unlabelled series behind.
+    metrics: OnceLock<Metrics>,
+}
+
+impl<U, C> After<U, C> {
+    fn waited(&self, wait: Duration) {
+        if let Some(m) = self.metrics.get() {
+            m.waited(wait);
+        }
+    }
+
+    fn rejected(&self, rejected: &Rejected) {
+        if let Some(m) = self.metrics.get() {
+            m.rejected(rejected);
+        }
+    }
+
+    /// Settles, and reports the learned limit while learning moves it.
+    fn finish(
+        &self,
+        r: Reservation<Arc<MemorySlot>>,
+        outcome: &Outcome,
+        usage: Usage,
+        now: Instant,
+    ) {
+        let learning = outcome.kind.teaches_quota() || r.slot().limit_is_learning();
+        if !learning {
+            r.finish(outcome, usage, now);
+            return;
+        }
+        let slot = Arc::clone(r.slot());
+        r.finish(outcome, usage, now);
+        let stats = slot.stats(now);
+        if let Some(limit) = stats.units_limit.or(stats.requests_limit) {
+            if let Some(m) = self.metrics.get() {
+                m.limit(limit);
+            }
+            if outcome.kind.teaches_quota() {
+                tracing::debug!(
+                    class = outcome.kind.as_str(),
+                    limit,
+                    "admission learned a lower limit from a throttle"
+                );
+            }
+        }
+    }
 }
 
 /// Admits each call only when its key's quota has room: estimates, reserves, waits (FIFO per
@@ -259,7 +317,6 @@ pub struct AdmissionLayer<D: DemandKey, U = NoUsage, C = OkIsSuccess> {
     quota: Quota<D::Key>,
     demand: D,
     after: Arc<After<U, C>>,
-    labels: Labels,
 }
 
 impl<D: DemandKey + Clone, U, C> Clone for AdmissionLayer<D, U, C> {
@@ -268,7 +325,6 @@ impl<D: DemandKey + Clone, U, C> Clone for AdmissionLayer<D, U, C> {
             quota: self.quota.clone(),
             demand: self.demand.clone(),
             after: Arc::clone(&self.after),
-            labels: self.labels.clone(),
         }
     }
 }
@@ -277,7 +333,7 @@ impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayer")
             .field("demand", &self.demand)
-            .field("labels", &self.labels)
+            .field("labels", &self.after.labels)
             .finish_non_exhaustive()
     }
 }
@@ -286,31 +342,30 @@ impl<D: DemandKey> AdmissionLayer<D> {
     /// Admission against `quota`, with keys and asks from `demand`; settles at the estimate
     /// and learns nothing until given [`usage`](Self::usage) and [`classify`](Self::classify).
     pub fn new(quota: Quota<D::Key>, demand: D) -> Self {
-        let labels = Labels::none();
         AdmissionLayer {
             quota,
             demand,
             after: Arc::new(After {
                 usage: NoUsage,
                 classify: OkIsSuccess,
-                metrics: Metrics::register(&labels),
+                labels: Labels::none(),
+                metrics: OnceLock::new(),
             }),
-            labels,
         }
     }
 }
 
 impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
-    fn rebuild<U2, C2>(self, usage: U2, classify: C2) -> AdmissionLayer<D, U2, C2> {
+    fn rebuild<U2, C2>(self, usage: U2, classify: C2, labels: Labels) -> AdmissionLayer<D, U2, C2> {
         AdmissionLayer {
             quota: self.quota,
             demand: self.demand,
             after: Arc::new(After {
                 usage,
                 classify,
-                metrics: Metrics::register(&self.labels),
+                labels,
+                metrics: OnceLock::new(),
             }),
-            labels: self.labels,
         }
     }
 
@@ -319,8 +374,8 @@ impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
     where
         C: Clone,
     {
-        let classify = self.after.classify.clone();
-        self.rebuild(usage, classify)
+        let (classify, labels) = (self.after.classify.clone(), self.after.labels.clone());
+        self.rebuild(usage, classify, labels)
     }
 
     /// Classifies results, so that throttles teach the quota.
@@ -328,19 +383,19 @@ impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
     where
         U: Clone,
     {
-        let usage = self.after.usage.clone();
-        self.rebuild(usage, classify)
+        let (usage, labels) = (self.after.usage.clone(), self.after.labels.clone());
+        self.rebuild(usage, classify, labels)
     }
 
-    /// Reports metrics under `labels` (install the `metrics` recorder first).
-    pub fn labels(mut self, labels: Labels) -> Self
+    /// Reports metrics under `labels`. Metric handles are registered when the layer first
+    /// builds a service: install the `metrics` recorder before that.
+    pub fn labels(self, labels: Labels) -> Self
     where
         U: Clone,
         C: Clone,
     {
-        self.labels = labels;
         let (usage, classify) = (self.after.usage.clone(), self.after.classify.clone());
-        self.rebuild(usage, classify)
+        self.rebuild(usage, classify, labels)
     }
 
     /// The shared quota.
@@ -353,6 +408,9 @@ impl<S, D: DemandKey + Clone, U, C> Layer<S> for AdmissionLayer<D, U, C> {
     type Service = Admission<S, D, U, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.after
+            .metrics
+            .get_or_init(|| Metrics::register(&self.after.labels));
         Admission {
             inner,
             quota: self.quota.clone(),
@@ -414,10 +472,7 @@ where
         let now = Instant::now();
         let ask = self.demand.ask(&req);
         let slot = match self.demand.fixed_key() {
-            Some(key) => Arc::clone(
-                self.pinned
-                    .get_or_insert_with(|| self.quota.slot(key, now)),
-            ),
+            Some(key) => Arc::clone(self.pinned.get_or_insert_with(|| self.quota.slot(key, now))),
             None => self.quota.slot(&self.demand.key(&req), now),
         };
         // Take the service that was driven to readiness; leave a clone for the next call.
@@ -426,7 +481,7 @@ where
         let after = Arc::clone(&self.after);
         match Reservation::reserve(slot, &ask, now) {
             Err(rejected) => {
-                after.metrics.rejected(&rejected);
+                after.rejected(&rejected);
                 ResponseFuture {
                     state: State::Rejected {
                         rejected: Some(rejected),
@@ -518,7 +573,7 @@ where
                     let reservation = this.reservation.as_mut().expect("reserved while waiting");
                     match reservation.confirm(Instant::now()) {
                         Err(rejected) => {
-                            this.after.metrics.rejected(&rejected);
+                            this.after.rejected(&rejected);
                             *this.reservation = None;
                             self.as_mut().project().state.set(State::Done);
                             return Poll::Ready(Err(Box::new(rejected)));
@@ -531,12 +586,9 @@ where
                             }
                         }
                         Ok(Grant::Now) => {
-                            this.after.metrics.waited(this.started.elapsed());
+                            this.after.waited(this.started.elapsed());
                             let (svc, req) = (svc.take(), req.take());
-                            self.as_mut()
-                                .project()
-                                .state
-                                .set(State::Ready { svc, req });
+                            self.as_mut().project().state.set(State::Ready { svc, req });
                         }
                     }
                 }
@@ -550,10 +602,7 @@ where
                     }
                     let req = req.take().expect("request present until called");
                     let future = inner.call(req);
-                    self.as_mut()
-                        .project()
-                        .state
-                        .set(State::Calling { future });
+                    self.as_mut().project().state.set(State::Calling { future });
                 }
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
@@ -565,7 +614,7 @@ where
                             let outcome = after.classify.classify(Ok(&res));
                             let usage = after.usage.read_usage(&res);
                             if let Some(r) = reservation {
-                                r.finish(&outcome, usage, now);
+                                after.finish(r, &outcome, usage, now);
                             }
                             Ok(res)
                         }
@@ -574,7 +623,7 @@ where
                             let source: &(dyn Error + 'static) = &*err;
                             let outcome = after.classify.classify(Err(source));
                             if let Some(r) = reservation {
-                                r.finish(&outcome, Usage::UNKNOWN, now);
+                                after.finish(r, &outcome, Usage::UNKNOWN, now);
                             }
                             Err(err)
                         }

@@ -301,7 +301,11 @@ impl LimitBuilder {
             ));
         }
         if self.burst > MAX_BURST {
-            return Err(ConfigError::new("burst", self.burst, "must be at most 24 h"));
+            return Err(ConfigError::new(
+                "burst",
+                self.burst,
+                "must be at most 24 h",
+            ));
         }
         if !(0.0..=1.0).contains(&self.reserve) {
             return Err(ConfigError::new(
@@ -404,7 +408,10 @@ mod tests {
         let e = Limit::per_minute().requests(0).build().unwrap_err();
         assert_eq!(e.field(), "requests");
         assert!(e.to_string().contains("`requests` = 0"), "{e}");
-        let e = Limit::per_window(Duration::ZERO).units(5).build().unwrap_err();
+        let e = Limit::per_window(Duration::ZERO)
+            .units(5)
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), "window");
         let e = Limit::per_minute().units(u64::MAX).build().unwrap_err();
         assert!(e.to_string().contains("18446744073709551615"), "{e}");

@@ -94,8 +94,8 @@ mod limit;
 mod quota;
 
 pub use self::cost::{
-    Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage,
-    Remaining, Usage, remaining_from_headers,
+    Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage, Remaining,
+    Usage, remaining_from_headers,
 };
 pub use self::layer::{
     Admission, AdmissionLayer, Demand, DemandKey, Fixed, Keyed, OkIsSuccess, ResponseFuture,

@@ -244,7 +244,6 @@ impl MemorySlot {
             .unwrap_or(self.epoch + MAX_WAIT)
     }
 
-
     /// The slot's state, at `now`.
     pub fn stats(&self, now: Instant) -> SlotStats {
         let state = self.lock();
@@ -327,7 +326,7 @@ impl Slot for Arc<MemorySlot> {
 impl MemorySlot {
     /// Whether a success could change the state (a learned limit below the configured one).
     #[inline]
-    fn limit_is_learning(&self) -> bool {
+    pub(crate) fn limit_is_learning(&self) -> bool {
         self.learning.load(Ordering::Relaxed)
     }
 }
@@ -343,7 +342,7 @@ pub struct MemoryTicket(Ticket);
 /// nobody waiting, no reservation alive) are evicted: a shard is swept every 64 new keys, and
 /// [`Quota::evict_idle`] sweeps all of them.
 pub struct MemoryStore<K> {
-    shards: Box<[RwLock<HashMap<K, Arc<MemorySlot>, foldhash::fast::RandomState>>]>,
+    shards: Box<[Shard<K>]>,
     hasher: foldhash::fast::RandomState,
     default: Arc<Limit>,
     per_key: HashMap<K, Arc<Limit>, foldhash::fast::RandomState>,
@@ -360,11 +359,14 @@ impl<K> fmt::Debug for MemoryStore<K> {
     }
 }
 
+/// One shard of the key map.
+type Shard<K> = RwLock<HashMap<K, Arc<MemorySlot>, foldhash::fast::RandomState>>;
+
 const SHARDS: usize = 32;
 const SWEEP_EVERY: usize = 64;
 
 impl<K: Hash + Eq + Clone + Send + Sync> MemoryStore<K> {
-    fn shard(&self, key: &K) -> &RwLock<HashMap<K, Arc<MemorySlot>, foldhash::fast::RandomState>> {
+    fn shard(&self, key: &K) -> &Shard<K> {
         let h = self.hasher.hash_one(key) as usize;
         &self.shards[h % self.shards.len()]
     }
@@ -409,11 +411,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
         {
             return Arc::clone(slot);
         }
-        let limit = self
-            .per_key
-            .get(key)
-            .unwrap_or(&self.default)
-            .clone();
+        let limit = self.per_key.get(key).unwrap_or(&self.default).clone();
         let now_ns = nanos(now.saturating_duration_since(self.epoch));
         let slot = shard
             .write()
@@ -669,6 +667,11 @@ impl<T: Slot> Reservation<T> {
     /// When the call may start: now, or at an instant (then [`confirm`](Reservation::confirm)).
     pub fn grant(&self) -> Grant {
         self.grant
+    }
+
+    /// The slot the reservation was made on.
+    pub fn slot(&self) -> &T {
+        &self.slot
     }
 
     /// The instant the call was (or is to be) admitted, by the store's clock: for
