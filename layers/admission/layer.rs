@@ -117,7 +117,7 @@ impl<Req, K: Clone, E: Estimate<Req>> Demand<Req> for Fixed<K, E> {
 /// use tower_headroom::admission::{Ask, Cost, Keyed, Priority, Tenant};
 ///
 /// struct Job { app: u16, batch: bool, tokens: u64 }
-/// let demand = Keyed::new(
+/// let demand: Keyed<&str, _, _> = Keyed::new(
 ///     |_: &Job| "claude-us-east-1",
 ///     |job: &Job| {
 ///         let ask = Ask::new(Cost::units(job.tokens)).tenant(Tenant(job.app));

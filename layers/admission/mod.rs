@@ -41,6 +41,13 @@
 //! zero, calls of one request are paced one per `window / limit`, so no server window ever
 //! sees more than the limit.
 //!
+//! A booked call keeps its instant, so credit given back while calls are booked (a refund, a
+//! cancelled booking) is only credited as far as no booked call would find more than the
+//! capacity at its instant; the rest is dropped. With no burst credit that is nothing while a
+//! queue stands (the last booking's own cancellation excepted): for queue-and-drain with
+//! estimates well above real usage (`max_tokens`), give the limit a few seconds of
+//! [burst](LimitBuilder::burst) so that refunds shorten the queue.
+//!
 //! The arithmetic is exact integer arithmetic (levels in unit-nanoseconds, `i128`,
 //! saturating): no rounding drift, no NaN, no overflow panic.
 //!
@@ -82,10 +89,25 @@
 //!
 //! # Performance
 //!
-//! `reserve` + `settle` on the success path does one map lookup (or none, with a pinned
-//! [`Slot`]), one uncontended mutex, integer arithmetic, and no allocation (a test with a
-//! counting allocator checks the whole Tower call path). Run `cargo bench --bench admission`
-//! for the ratios against `governor`.
+//! `reserve` + `settle` on the success path does one map lookup (none with a pinned
+//! [`Slot`], as the layer uses for a [`Fixed`] key), one uncontended mutex, integer
+//! arithmetic, and no allocation (a test with a counting allocator checks the whole Tower call
+//! path). `cargo bench --bench admission` prints, side by side with `governor` in the same run
+//! (2-core machine shared with other builds, so two-thread figures are noisy):
+//!
+//! | operation | ns/op | vs `governor` `check_n` | vs `check_key_n` |
+//! |---|---|---|---|
+//! | `governor` `check_n` (direct, its own clock) | 29 | 1x | |
+//! | `governor` `check_key_n` (keyed, its own clock) | 70 | | 1x |
+//! | reserve + settle, time passed in | 85 | 2.9x | 1.2x |
+//! | reserve + settle, pinned slot, time passed in | 60–68 | 2.1–2.4x | |
+//! | reserve + settle with `Instant::now()` | 126 | 4.4x | 1.8x |
+//! | two threads, own keys (aggregate) | 71 | 1.76x one thread's throughput | |
+//!
+//! The floor is the uncontended atomic read-modify-writes: the `Arc` that lets a
+//! reservation settle itself when dropped (two), the key's mutex (two) and the shard's read
+//! lock (two), against `governor`'s single compare-and-swap; a crate that forbids `unsafe`
+//! cannot trade them for a spin lock or an arena. The arithmetic itself is about 15 ns.
 
 mod bucket;
 mod cost;
