@@ -334,3 +334,55 @@ async fn the_learned_limit_is_reported() {
     assert!(svc.clone().oneshot(true).await.is_ok());
     assert_eq!(gauge(), Some(6_000.0), "recovery is reported too");
 }
+
+/// A service that can be made to fail `poll_ready`.
+#[derive(Clone)]
+struct Flaky(Arc<std::sync::atomic::AtomicBool>);
+
+impl Service<u64> for Flaky {
+    type Response = u64;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<u64, std::io::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            std::task::Poll::Ready(Err(std::io::Error::other("connection pool closed")))
+        } else {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    fn call(&mut self, req: u64) -> Self::Future {
+        std::future::ready(Ok(req))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_never_starts_gives_its_units_back() {
+    let quota: Quota<&'static str> = Quota::new(
+        Limit::per_minute()
+            .units(6_000) // 100 tokens/s
+            .learning(Learning::OFF)
+            .build()
+            .unwrap(),
+    );
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let svc = AdmissionLayer::new(quota.clone(), Fixed::new("k", FixedCost(Cost::units(500))))
+        .layer(Flaky(Arc::clone(&broken)));
+    let t0 = Instant::now();
+    svc.clone().oneshot(1).await.unwrap(); // 500 tokens of debt: 5 s
+    let waiting = tokio::spawn(svc.clone().oneshot(2)); // booked at 5 s
+    tokio::task::yield_now().await;
+    broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(waiting.await.unwrap().is_err());
+    let now = Instant::now();
+    assert_eq!(now - t0, 5 * S);
+    // Only the first call's tokens are spent: the bucket is even again at 5 s.
+    assert_eq!(
+        tower_headroom::admission::Headroom::admit_wait(&quota, &"k", Cost::units(1), now),
+        Some(Duration::ZERO)
+    );
+}

@@ -595,8 +595,12 @@ where
                 StateProj::Ready { svc, req } => {
                     let inner = svc.as_mut().expect("service present until called");
                     if let Err(e) = ready!(inner.poll_ready(cx)) {
-                        // The call never started: the reservation is refunded.
-                        *this.reservation = None;
+                        // The call never started: its units go back (its request stays
+                        // counted, as the request of any admitted call does).
+                        if let Some(r) = this.reservation.take() {
+                            let never_sent = Outcome::new(OutcomeKind::Transient);
+                            r.finish(&never_sent, Usage::units(0), Instant::now());
+                        }
                         self.as_mut().project().state.set(State::Done);
                         return Poll::Ready(Err(e.into()));
                     }
