@@ -8,14 +8,18 @@
 //!   the rest are cancelled), and the core's count of waiting calls always equals the test's;
 //! - once everything is settled or cancelled and time has passed, every key is back at rest:
 //!   cancellation leaks nothing.
+//!
+//! Schedules also throttle calls (with and without `Retry-After`) and report servers'
+//! remaining budgets, with learning on or off: learning only ever lowers what is admitted.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use tokio::time::Instant;
 use tower_headroom::admission::{
-    Ask, Cost, Grant, Learning, Limit, Priority, Quota, Reservation, Tenant, Usage,
+    Ask, Cost, Grant, Learning, Limit, Priority, Quota, Remaining, Reservation, Tenant, Usage,
 };
+use tower_headroom::{Outcome, ThrottleScope};
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -26,6 +30,7 @@ struct Config {
     reserve: f64,
     shares: Option<Vec<u64>>,
     max_queue: u32,
+    learning: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -45,6 +50,14 @@ enum Op {
     },
     CancelWaiting(usize),
     CancelInFlight(usize),
+    /// Finish an in-flight call with a throttle (0 requests, 1 tokens, 2 unknown) or a
+    /// success carrying the server's remaining tokens.
+    Learn {
+        pick: usize,
+        throttle: Option<u8>,
+        retry_after_ms: Option<u64>,
+        remaining: Option<u64>,
+    },
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -56,9 +69,10 @@ fn config() -> impl Strategy<Value = Config> {
         prop_oneof![Just(0.0), 0.0f64..=1.0],
         proptest::option::of(proptest::collection::vec(1u64..5, 1..4)),
         1u32..40,
+        any::<bool>(),
     )
         .prop_map(
-            |(window_ms, requests, units, burst_ms, reserve, shares, max_queue)| Config {
+            |(window_ms, requests, units, burst_ms, reserve, shares, max_queue, learning)| Config {
                 window_ms,
                 requests,
                 units,
@@ -66,6 +80,7 @@ fn config() -> impl Strategy<Value = Config> {
                 reserve,
                 shares,
                 max_queue,
+                learning,
             },
         )
 }
@@ -81,6 +96,18 @@ fn op(cfg_units: u64) -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), 0u64..150).prop_map(|(pick, percent)| Op::Settle { pick, percent }),
         1 => any::<usize>().prop_map(Op::CancelWaiting),
         1 => any::<usize>().prop_map(Op::CancelInFlight),
+        1 => (
+            any::<usize>(),
+            proptest::option::of(0u8..3),
+            proptest::option::of(0u64..10_000),
+            proptest::option::of(0u64..1_000_000),
+        )
+            .prop_map(|(pick, throttle, retry_after_ms, remaining)| Op::Learn {
+                pick,
+                throttle,
+                retry_after_ms,
+                remaining,
+            }),
     ]
 }
 
@@ -114,7 +141,11 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
         .burst(Duration::from_millis(cfg.burst_ms))
         .interactive_reserve(cfg.reserve)
         .max_queue(cfg.max_queue)
-        .learning(Learning::OFF);
+        .learning(if cfg.learning {
+            Learning::AIMD
+        } else {
+            Learning::OFF
+        });
     if let Some(w) = &cfg.shares {
         b = b.shares(w);
     }
@@ -222,6 +253,30 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                 if !waiting.is_empty() {
                     let w = waiting.swap_remove(pick % waiting.len());
                     w.r.cancel(now);
+                }
+            }
+            Op::Learn {
+                pick,
+                throttle,
+                retry_after_ms,
+                remaining,
+            } => {
+                if !in_flight.is_empty() {
+                    let f = in_flight.swap_remove(pick % in_flight.len());
+                    let outcome = match throttle {
+                        Some(s) => Outcome::throttled(match s {
+                            0 => ThrottleScope::Requests,
+                            1 => ThrottleScope::Tokens,
+                            _ => ThrottleScope::Unknown,
+                        })
+                        .with_retry_after_opt(retry_after_ms.map(Duration::from_millis)),
+                        None => Outcome::SUCCESS,
+                    };
+                    let usage = Usage::UNKNOWN.with_remaining(Remaining {
+                        requests: None,
+                        units: *remaining,
+                    });
+                    f.r.finish(&outcome, usage, now);
                 }
             }
             Op::CancelInFlight(pick) => {
