@@ -1,0 +1,133 @@
+//! Queue and drain: a burst of LLM calls goes out at the rate the quota sustains instead of
+//! earning 429s.
+//!
+//! Thirty calls arrive at once for a model with 30 requests and 12,000 tokens per minute. The
+//! admission layer queues them (FIFO, bounded, each with a deadline) and lets them out as the
+//! budget refills, settling every call to the tokens it really used; calls whose wait would
+//! pass their deadline are shed at once with `Retry-After`. The same wait is available without
+//! Tower as `Quota::acquire`.
+//!
+//! `cargo run --example queue_and_drain` (runs on tokio's paused clock: instant, repeatable).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_headroom::BoxError;
+use tower_headroom::admission::{
+    AdmissionLayer, Ask, Cost, Fixed, Limit, LlmEstimator, LlmInput, Quota, Rejected, Usage,
+};
+
+#[derive(Clone)]
+struct Prompt {
+    id: usize,
+    text: String,
+    max_tokens: u64,
+}
+
+struct Completion {
+    id: usize,
+    tokens_used: u64,
+}
+
+/// What the estimator needs from a prompt: its size and its output budget.
+fn llm_input(p: &Prompt) -> LlmInput {
+    LlmInput {
+        input_chars: p.text.chars().count() as u64,
+        max_tokens: p.max_tokens,
+    }
+}
+
+/// What a completion really spent.
+fn usage(c: &Completion) -> Usage {
+    Usage::units(c.tokens_used)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    // Virtual time, so that minutes of draining take milliseconds; drop this line in real use.
+    tokio::time::pause();
+    let start = Instant::now();
+
+    let quota = Quota::new(
+        Limit::per_minute()
+            .requests(30)
+            .units(12_000)
+            // A little burst credit lets refunds (estimates above real usage) shorten the queue.
+            .burst(Duration::from_secs(10))
+            .max_wait(Duration::from_secs(45))
+            .build()?,
+    );
+    // A stand-in for the model: answers after 300 ms, using about half of max_tokens.
+    let model = tower::service_fn(|p: Prompt| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let input = (p.text.len() as u64).div_ceil(4);
+        Ok::<_, std::io::Error>(Completion {
+            id: p.id,
+            tokens_used: input + p.max_tokens / 2,
+        })
+    });
+    let estimator = LlmEstimator::new(llm_input);
+    let client = ServiceBuilder::new()
+        .layer(
+            AdmissionLayer::new(quota.clone(), Fixed::new("claude-us-east-1", estimator))
+                .usage(usage),
+        )
+        .service(model);
+
+    let calls: Vec<_> = (0..30)
+        .map(|id| {
+            let client = client.clone();
+            let prompt = Prompt {
+                id,
+                text: "Summarise this paragraph. ".repeat(40),
+                max_tokens: 400,
+            };
+            tokio::spawn(async move { client.oneshot(prompt).await })
+        })
+        .collect();
+    let (mut served, mut shed) = (0, 0);
+    for call in calls {
+        match call.await? {
+            Ok(done) => {
+                served += 1;
+                println!(
+                    "call {:>2} done at +{:>5.1}s, {} tokens",
+                    done.id,
+                    start.elapsed().as_secs_f64(),
+                    done.tokens_used
+                );
+            }
+            Err(e) => match e.downcast_ref::<Rejected>() {
+                Some(rejected) => {
+                    shed += 1;
+                    let res = rejected.to_response::<()>();
+                    println!(
+                        "shed: {rejected} -> HTTP {} Retry-After: {:?}",
+                        res.status().as_u16(),
+                        res.headers().get("retry-after")
+                    );
+                }
+                None => return Err(e),
+            },
+        }
+    }
+    println!(
+        "{served} served, {shed} shed, in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+
+    // The same queue without Tower: wait for quota, call, settle.
+    let reservation = quota
+        .acquire(
+            &"claude-us-east-1",
+            Ask::new(Cost::units(500)).max_wait(Duration::from_secs(300)),
+        )
+        .await?;
+    println!(
+        "a worker got quota at +{:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    reservation.settle(Usage::units(320), Instant::now());
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! What a call spends: [`Cost`] before the call (from an [`Estimate`]), [`Usage`] after it
+//! (from a [`ReadUsage`]).
+
+use std::time::Duration;
+
+/// What one call spends against a quota: requests and units (tokens, capacity units).
+///
+/// ```
+/// use tower_headroom::admission::Cost;
+///
+/// // A Bedrock call reserving 1,200 input tokens plus max_tokens = 800.
+/// let cost = Cost::units(2_000);
+/// assert_eq!(cost, Cost { requests: 1, units: 2_000 });
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Cost {
+    /// Requests, counted against a requests-per-window limit (usually 1).
+    pub requests: u64,
+    /// Units (tokens, capacity units), counted against a units-per-window limit.
+    pub units: u64,
+}
+
+impl Cost {
+    /// One request and no units: a plain HTTP call against an RPM limit.
+    pub const ONE_REQUEST: Cost = Cost::new(1, 0);
+
+    /// A cost of `requests` requests and `units` units.
+    pub const fn new(requests: u64, units: u64) -> Self {
+        Cost { requests, units }
+    }
+
+    /// One request spending `units` units.
+    pub const fn units(units: u64) -> Self {
+        Cost { requests: 1, units }
+    }
+}
+
+/// What a call really spent, read after it finished (see [`ReadUsage`]).
+///
+/// Both parts are optional: a response may carry the real unit count (Converse `usage`,
+/// DynamoDB `ConsumedCapacity`), the server's view of what is left in the window (OpenAI and
+/// Anthropic rate-limit headers), both or neither. A reading with neither settles the
+/// reservation at its estimate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Units the call really spent, when known; the reservation is settled to this.
+    pub units: Option<u64>,
+    /// What the server says is left, when it says so.
+    pub remaining: Remaining,
+}
+
+impl Usage {
+    /// Nothing known: settle at the estimate.
+    pub const UNKNOWN: Usage = Usage {
+        units: None,
+        remaining: Remaining::UNKNOWN,
+    };
+
+    /// The call spent `units` units.
+    pub const fn units(units: u64) -> Self {
+        Usage {
+            units: Some(units),
+            remaining: Remaining::UNKNOWN,
+        }
+    }
+
+    /// Adds the server's remaining budget.
+    pub const fn with_remaining(mut self, remaining: Remaining) -> Self {
+        self.remaining = remaining;
+        self
+    }
+}
+
+/// The server's view of the budget left in its current window.
+///
+/// The quota only ever *lowers* its own level to these numbers: a server that reports less
+/// than the client expected knows about other callers; one that reports more is not trusted
+/// to hand out credit the client's own limit does not have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Remaining {
+    /// Requests left.
+    pub requests: Option<u64>,
+    /// Units (tokens) left.
+    pub units: Option<u64>,
+}
+
+impl Remaining {
+    /// The server said nothing.
+    pub const UNKNOWN: Remaining = Remaining {
+        requests: None,
+        units: None,
+    };
+}
+
+/// Gives the cost of a request before the call.
+///
+/// Provided: [`FixedCost`], any `Fn(&Req) -> Cost` closure, and [`LlmEstimator`].
+pub trait Estimate<Req> {
+    /// The cost to reserve for `req`.
+    fn estimate(&self, req: &Req) -> Cost;
+}
+
+impl<Req, F> Estimate<Req> for F
+where
+    F: Fn(&Req) -> Cost,
+{
+    fn estimate(&self, req: &Req) -> Cost {
+        self(req)
+    }
+}
+
+/// The same cost for every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedCost(pub Cost);
+
+impl<Req> Estimate<Req> for FixedCost {
+    fn estimate(&self, _req: &Req) -> Cost {
+        self.0
+    }
+}
+
+/// What an LLM request carries that matters for its cost: the size of its input and its
+/// `max_tokens`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LlmInput {
+    /// Characters of input text (prompt, system prompt, messages).
+    pub input_chars: u64,
+    /// The request's `max_tokens` (output token budget).
+    pub max_tokens: u64,
+}
+
+/// Estimates an LLM call the way Bedrock reserves it: input tokens (characters divided by
+/// `chars_per_token`, 4 unless configured) plus `max_tokens`.
+///
+/// Bodies are generic, so the closure given to [`LlmEstimator::new`] extracts the
+/// [`LlmInput`] from the request; [`LlmEstimator::cost`] works on the numbers directly.
+///
+/// ```
+/// use tower_headroom::admission::{Cost, Estimate, LlmEstimator, LlmInput};
+///
+/// struct Prompt { text: String, max_tokens: u64 }
+/// let estimator = LlmEstimator::new(|p: &Prompt| LlmInput {
+///     input_chars: p.text.chars().count() as u64,
+///     max_tokens: p.max_tokens,
+/// });
+/// let prompt = Prompt { text: "x".repeat(4_000), max_tokens: 500 };
+/// assert_eq!(estimator.estimate(&prompt), Cost::units(1_500));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct LlmEstimator<F> {
+    extract: F,
+    chars_per_token: u64,
+    output_multiplier: u64,
+}
+
+impl<F> LlmEstimator<F> {
+    /// An estimator reading [`LlmInput`] from requests with `extract`.
+    pub const fn new(extract: F) -> Self {
+        LlmEstimator {
+            extract,
+            chars_per_token: 4,
+            output_multiplier: 1,
+        }
+    }
+
+    /// Characters per input token (default 4). Zero is treated as 1.
+    pub const fn chars_per_token(mut self, chars: u64) -> Self {
+        self.chars_per_token = if chars == 0 { 1 } else { chars };
+        self
+    }
+
+    /// Multiplier on `max_tokens`, for models that burn output tokens at a multiple of input
+    /// tokens against TPM (default 1). Zero is treated as 1.
+    pub const fn output_multiplier(mut self, multiplier: u64) -> Self {
+        self.output_multiplier = if multiplier == 0 { 1 } else { multiplier };
+        self
+    }
+
+    /// The cost of a call with this input: one request, input tokens plus `max_tokens`
+    /// (saturating, never overflowing).
+    pub const fn cost(&self, input: LlmInput) -> Cost {
+        let input_tokens = input.input_chars.div_ceil(self.chars_per_token);
+        Cost::units(
+            input_tokens.saturating_add(input.max_tokens.saturating_mul(self.output_multiplier)),
+        )
+    }
+}
+
+impl<Req, F> Estimate<Req> for LlmEstimator<F>
+where
+    F: Fn(&Req) -> LlmInput,
+{
+    fn estimate(&self, req: &Req) -> Cost {
+        self.cost((self.extract)(req))
+    }
+}
+
+/// Reads what a call really spent from its response.
+///
+/// Provided: [`NoUsage`] (settle at the estimate), any `Fn(&Res) -> Usage` closure, and
+/// [`HeaderUsage`] for `http::Response` rate-limit headers.
+pub trait ReadUsage<Res> {
+    /// The usage reported by `res`.
+    fn read_usage(&self, res: &Res) -> Usage;
+}
+
+impl<Res, F> ReadUsage<Res> for F
+where
+    F: Fn(&Res) -> Usage,
+{
+    fn read_usage(&self, res: &Res) -> Usage {
+        self(res)
+    }
+}
+
+/// Reads nothing: every call settles at its estimate.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoUsage;
+
+impl<Res> ReadUsage<Res> for NoUsage {
+    fn read_usage(&self, _res: &Res) -> Usage {
+        Usage::UNKNOWN
+    }
+}
+
+/// Reads the providers' rate-limit headers from an `http::Response`: OpenAI
+/// `x-ratelimit-remaining-tokens` / `x-ratelimit-remaining-requests` and Anthropic
+/// `anthropic-ratelimit-tokens-remaining` / `anthropic-ratelimit-requests-remaining`
+/// (Anthropic's `anthropic-ratelimit-input-tokens-remaining` when the combined one is absent).
+///
+/// The real unit count of a call is in the response body, which is generic; give it with
+/// [`HeaderUsage::with_units`]. Malformed header values are ignored, never an error.
+///
+/// ```
+/// use tower_headroom::admission::{HeaderUsage, ReadUsage};
+///
+/// let res = http::Response::builder()
+///     .header("x-ratelimit-remaining-tokens", "1200")
+///     .body(())
+///     .unwrap();
+/// let usage = HeaderUsage::new().read_usage(&res);
+/// assert_eq!(usage.remaining.units, Some(1200));
+/// assert_eq!(usage.units, None);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeaderUsage<F = ()> {
+    units: F,
+}
+
+impl HeaderUsage {
+    /// Reads the remaining headers only.
+    pub const fn new() -> Self {
+        HeaderUsage { units: () }
+    }
+
+    /// Also reads the real unit count of a call with `units` (e.g. from a parsed body kept in
+    /// the response extensions).
+    pub fn with_units<B, F>(self, units: F) -> HeaderUsage<F>
+    where
+        F: Fn(&http::Response<B>) -> Option<u64>,
+    {
+        HeaderUsage { units }
+    }
+}
+
+const REMAINING_TOKENS: [&str; 3] = [
+    "x-ratelimit-remaining-tokens",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-input-tokens-remaining",
+];
+const REMAINING_REQUESTS: [&str; 2] = [
+    "x-ratelimit-remaining-requests",
+    "anthropic-ratelimit-requests-remaining",
+];
+
+fn header_u64(headers: &http::HeaderMap, names: &[&str]) -> Option<u64> {
+    names.iter().find_map(|name| {
+        let value = headers.get(*name)?.to_str().ok()?.trim();
+        value.parse::<u64>().ok()
+    })
+}
+
+/// Reads the remaining budget from provider rate-limit headers.
+pub fn remaining_from_headers(headers: &http::HeaderMap) -> Remaining {
+    Remaining {
+        requests: header_u64(headers, &REMAINING_REQUESTS),
+        units: header_u64(headers, &REMAINING_TOKENS),
+    }
+}
+
+impl<B> ReadUsage<http::Response<B>> for HeaderUsage<()> {
+    fn read_usage(&self, res: &http::Response<B>) -> Usage {
+        Usage {
+            units: None,
+            remaining: remaining_from_headers(res.headers()),
+        }
+    }
+}
+
+impl<B, F> ReadUsage<http::Response<B>> for HeaderUsage<F>
+where
+    F: Fn(&http::Response<B>) -> Option<u64>,
+{
+    fn read_usage(&self, res: &http::Response<B>) -> Usage {
+        Usage {
+            units: (self.units)(res),
+            remaining: remaining_from_headers(res.headers()),
+        }
+    }
+}
+
+/// Saturating conversion used wherever a `Duration` turns into nanoseconds.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llm_estimator_rounds_up_and_saturates() {
+        let e = LlmEstimator::new(|n: &u64| LlmInput {
+            input_chars: *n,
+            max_tokens: 10,
+        });
+        assert_eq!(e.estimate(&0), Cost::units(10));
+        assert_eq!(e.estimate(&1), Cost::units(11));
+        assert_eq!(e.estimate(&8), Cost::units(12));
+        let e = e.chars_per_token(0).output_multiplier(5);
+        assert_eq!(e.estimate(&3), Cost::units(53));
+        let big = LlmEstimator::new(|_: &()| LlmInput {
+            input_chars: u64::MAX,
+            max_tokens: u64::MAX,
+        });
+        assert_eq!(big.estimate(&()), Cost::units(u64::MAX));
+    }
+
+    #[test]
+    fn header_usage_reads_anthropic_and_ignores_garbage() {
+        let res = http::Response::builder()
+            .header("anthropic-ratelimit-tokens-remaining", " 77 ")
+            .header("anthropic-ratelimit-requests-remaining", "-3")
+            .body(())
+            .unwrap();
+        let usage = HeaderUsage::new()
+            .with_units(|_: &http::Response<()>| Some(5))
+            .read_usage(&res);
+        assert_eq!(usage.units, Some(5));
+        assert_eq!(usage.remaining.units, Some(77));
+        assert_eq!(usage.remaining.requests, None);
+    }
+}

@@ -1,0 +1,642 @@
+//! The Tower adapter: [`AdmissionLayer`], [`Admission`], [`ResponseFuture`].
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::cost::{Estimate, NoUsage, ReadUsage, Usage};
+use super::limit::{Priority, Tenant};
+use super::quota::{Ask, Grant, MemorySlot, Quota, Rejected, Reservation};
+use crate::observe::Labels;
+use crate::{BoxError, Classify, Outcome, OutcomeKind};
+
+/// What the adapter needs to know about a request before the call: its key and its [`Ask`].
+///
+/// Provided: [`Fixed`] (one key for every request, e.g. one layer per model × region) and
+/// [`Keyed`] (a key closure). Keys are cloned per call: use cheap keys (`&'static str`, an
+/// enum, `Arc<str>`), so that the success path does not allocate.
+pub trait Demand<Req>: DemandKey {
+    /// The key of `req`.
+    fn key(&self, req: &Req) -> Self::Key;
+    /// The key every request has, if it is always the same; lets the service pin the key's
+    /// state and skip the lookup.
+    fn fixed_key(&self) -> Option<&Self::Key> {
+        None
+    }
+    /// What `req` asks for.
+    fn ask(&self, req: &Req) -> Ask;
+}
+
+/// The key type of a [`Demand`], apart from the request type, so that a service's type names
+/// its key once (a type that named it twice would trip the compiler's check that a spawned
+/// future is `Send` when the key is a reference, as in `&'static str`).
+pub trait DemandKey {
+    /// The key type.
+    type Key;
+}
+
+/// One key for every request, with a cost from an [`Estimate`].
+#[derive(Clone, Debug)]
+pub struct Fixed<K, E> {
+    key: K,
+    estimator: E,
+    priority: Priority,
+    tenant: Option<Tenant>,
+    max_wait: Option<Duration>,
+}
+
+impl<K, E> Fixed<K, E> {
+    /// Every request is on `key` and costs what `estimator` says.
+    pub fn new(key: K, estimator: E) -> Self {
+        Fixed {
+            key,
+            estimator,
+            priority: Priority::Interactive,
+            tenant: None,
+            max_wait: None,
+        }
+    }
+
+    /// Every request has this priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Every request is for this tenant.
+    pub fn tenant(mut self, tenant: Tenant) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// Every request waits at most this long for quota.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = Some(wait);
+        self
+    }
+}
+
+impl<K, E> DemandKey for Fixed<K, E> {
+    type Key = K;
+}
+
+impl<Req, K: Clone, E: Estimate<Req>> Demand<Req> for Fixed<K, E> {
+    fn key(&self, _req: &Req) -> K {
+        self.key.clone()
+    }
+
+    fn fixed_key(&self) -> Option<&K> {
+        Some(&self.key)
+    }
+
+    fn ask(&self, req: &Req) -> Ask {
+        Ask {
+            cost: self.estimator.estimate(req),
+            priority: self.priority,
+            tenant: self.tenant,
+            max_wait: self.max_wait,
+        }
+    }
+}
+
+/// A key from a closure and an [`Ask`] from a closure, for requests that differ in key,
+/// priority or tenant.
+///
+/// ```
+/// use tower_headroom::admission::{Ask, Cost, Keyed, Priority, Tenant};
+///
+/// struct Job { app: u16, batch: bool, tokens: u64 }
+/// let demand: Keyed<&str, _, _> = Keyed::new(
+///     |_: &Job| "claude-us-east-1",
+///     |job: &Job| {
+///         let ask = Ask::new(Cost::units(job.tokens)).tenant(Tenant(job.app));
+///         if job.batch { ask.priority(Priority::Batch) } else { ask }
+///     },
+/// );
+/// # let _ = demand;
+/// ```
+pub struct Keyed<K, F, A> {
+    key: F,
+    ask: A,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K, F: Clone, A: Clone> Clone for Keyed<K, F, A> {
+    fn clone(&self) -> Self {
+        Keyed {
+            key: self.key.clone(),
+            ask: self.ask.clone(),
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K, F, A> fmt::Debug for Keyed<K, F, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyed").finish_non_exhaustive()
+    }
+}
+
+impl<K, F, A> Keyed<K, F, A> {
+    /// Keys from `key`, asks from `ask`.
+    pub fn new(key: F, ask: A) -> Self {
+        Keyed {
+            key,
+            ask,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K, F, A> DemandKey for Keyed<K, F, A> {
+    type Key = K;
+}
+
+impl<Req, K, F, A> Demand<Req> for Keyed<K, F, A>
+where
+    F: Fn(&Req) -> K,
+    A: Fn(&Req) -> Ask,
+{
+    fn key(&self, req: &Req) -> K {
+        (self.key)(req)
+    }
+
+    fn ask(&self, req: &Req) -> Ask {
+        (self.ask)(req)
+    }
+}
+
+/// The default classifier of the adapter: `Ok` is a success, an error teaches nothing.
+/// Give a real one (e.g. the crate's HTTP classifier) with [`AdmissionLayer::classify`] so that
+/// throttles shrink the learned limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OkIsSuccess;
+
+impl<Res> Classify<Res> for OkIsSuccess {
+    fn classify(&self, result: Result<&Res, &(dyn Error + 'static)>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::SUCCESS,
+            Err(_) => Outcome::new(OutcomeKind::Transient),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Metrics {
+    #[cfg(feature = "metrics")]
+    wait: metrics::Histogram,
+    #[cfg(feature = "metrics")]
+    rejected: metrics::Counter,
+    #[cfg(feature = "metrics")]
+    limit: metrics::Gauge,
+}
+
+impl Metrics {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn register(labels: &Labels) -> Self {
+        #[cfg(feature = "metrics")]
+        use crate::observe::names;
+        Metrics {
+            #[cfg(feature = "metrics")]
+            wait: metrics::histogram!(names::ADMISSION_WAIT, labels.metric_labels(&[])),
+            #[cfg(feature = "metrics")]
+            rejected: metrics::counter!(names::ADMISSION_REJECTED, labels.metric_labels(&[])),
+            #[cfg(feature = "metrics")]
+            limit: metrics::gauge!(names::QUOTA_LIMIT, labels.metric_labels(&[])),
+        }
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn limit(&self, limit: u64) {
+        #[cfg(feature = "metrics")]
+        self.limit.set(limit as f64);
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn waited(&self, wait: Duration) {
+        #[cfg(feature = "metrics")]
+        self.wait.record(wait.as_secs_f64());
+    }
+
+    fn rejected(&self, rejected: &Rejected) {
+        #[cfg(feature = "metrics")]
+        self.rejected.increment(1);
+        tracing::debug!(
+            reason = rejected.reason.as_str(),
+            wait_ms = rejected.retry_in.map(|d| d.as_millis() as u64),
+            "admission rejected a call"
+        );
+    }
+}
+
+/// What the future needs after the call: usage reader, classifier, metrics.
+struct After<U, C> {
+    usage: U,
+    classify: C,
+    labels: Labels,
+    /// Registered when the layer first builds a service, so that a layer reconfigured with
+    /// labels never leaves an unlabelled series behind.
+    metrics: OnceLock<Metrics>,
+}
+
+impl<U, C> After<U, C> {
+    fn waited(&self, wait: Duration) {
+        if let Some(m) = self.metrics.get() {
+            m.waited(wait);
+        }
+    }
+
+    fn rejected(&self, rejected: &Rejected) {
+        if let Some(m) = self.metrics.get() {
+            m.rejected(rejected);
+        }
+    }
+
+    /// Settles, and reports the learned limit while learning moves it.
+    fn finish(
+        &self,
+        r: Reservation<Arc<MemorySlot>>,
+        outcome: &Outcome,
+        usage: Usage,
+        now: Instant,
+    ) {
+        let learning = outcome.kind.teaches_quota() || r.slot().limit_is_learning();
+        if !learning {
+            r.finish(outcome, usage, now);
+            return;
+        }
+        let slot = Arc::clone(r.slot());
+        r.finish(outcome, usage, now);
+        let stats = slot.stats(now);
+        if let Some(limit) = stats.units_limit.or(stats.requests_limit) {
+            if let Some(m) = self.metrics.get() {
+                m.limit(limit);
+            }
+            if outcome.kind.teaches_quota() {
+                tracing::debug!(
+                    class = outcome.kind.as_str(),
+                    limit,
+                    "admission learned a lower limit from a throttle"
+                );
+            }
+        }
+    }
+}
+
+/// Admits each call only when its key's quota has room: estimates, reserves, waits (FIFO per
+/// key and priority, bounded, within the call's deadline), calls, reads usage, settles.
+///
+/// Every clone of the layer and of the services it builds shares one [`Quota`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_headroom::admission::{AdmissionLayer, Cost, FixedCost, Fixed, Limit, Quota};
+///
+/// # async fn run() -> Result<(), tower_headroom::BoxError> {
+/// let quota = Quota::new(Limit::per_minute().requests(120).build()?);
+/// let svc = ServiceBuilder::new()
+///     .layer(AdmissionLayer::new(quota, Fixed::new("api", FixedCost(Cost::ONE_REQUEST))))
+///     .service_fn(|req: &'static str| async move { Ok::<_, std::io::Error>(req.len()) });
+/// assert_eq!(svc.oneshot("hello").await?, 5);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
+/// ```
+pub struct AdmissionLayer<D: DemandKey, U = NoUsage, C = OkIsSuccess> {
+    quota: Quota<D::Key>,
+    demand: D,
+    after: Arc<After<U, C>>,
+}
+
+impl<D: DemandKey + Clone, U, C> Clone for AdmissionLayer<D, U, C> {
+    fn clone(&self) -> Self {
+        AdmissionLayer {
+            quota: self.quota.clone(),
+            demand: self.demand.clone(),
+            after: Arc::clone(&self.after),
+        }
+    }
+}
+
+impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdmissionLayer")
+            .field("demand", &self.demand)
+            .field("labels", &self.after.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: DemandKey> AdmissionLayer<D> {
+    /// Admission against `quota`, with keys and asks from `demand`; settles at the estimate
+    /// and learns nothing until given [`usage`](Self::usage) and [`classify`](Self::classify).
+    pub fn new(quota: Quota<D::Key>, demand: D) -> Self {
+        AdmissionLayer {
+            quota,
+            demand,
+            after: Arc::new(After {
+                usage: NoUsage,
+                classify: OkIsSuccess,
+                labels: Labels::none(),
+                metrics: OnceLock::new(),
+            }),
+        }
+    }
+}
+
+impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
+    fn rebuild<U2, C2>(self, usage: U2, classify: C2, labels: Labels) -> AdmissionLayer<D, U2, C2> {
+        AdmissionLayer {
+            quota: self.quota,
+            demand: self.demand,
+            after: Arc::new(After {
+                usage,
+                classify,
+                labels,
+                metrics: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Reads the real usage from responses.
+    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C>
+    where
+        C: Clone,
+    {
+        let (classify, labels) = (self.after.classify.clone(), self.after.labels.clone());
+        self.rebuild(usage, classify, labels)
+    }
+
+    /// Classifies results, so that throttles teach the quota.
+    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2>
+    where
+        U: Clone,
+    {
+        let (usage, labels) = (self.after.usage.clone(), self.after.labels.clone());
+        self.rebuild(usage, classify, labels)
+    }
+
+    /// Reports metrics under `labels`. Metric handles are registered when the layer first
+    /// builds a service: install the `metrics` recorder before that.
+    pub fn labels(self, labels: Labels) -> Self
+    where
+        U: Clone,
+        C: Clone,
+    {
+        let (usage, classify) = (self.after.usage.clone(), self.after.classify.clone());
+        self.rebuild(usage, classify, labels)
+    }
+
+    /// The shared quota.
+    pub fn quota(&self) -> &Quota<D::Key> {
+        &self.quota
+    }
+}
+
+impl<S, D: DemandKey + Clone, U, C> Layer<S> for AdmissionLayer<D, U, C> {
+    type Service = Admission<S, D, U, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.after
+            .metrics
+            .get_or_init(|| Metrics::register(&self.after.labels));
+        Admission {
+            inner,
+            quota: self.quota.clone(),
+            demand: self.demand.clone(),
+            after: Arc::clone(&self.after),
+            pinned: None,
+        }
+    }
+}
+
+/// The service built by [`AdmissionLayer`].
+pub struct Admission<S, D: DemandKey, U = NoUsage, C = OkIsSuccess> {
+    inner: S,
+    quota: Quota<D::Key>,
+    demand: D,
+    after: Arc<After<U, C>>,
+    pinned: Option<Arc<MemorySlot>>,
+}
+
+impl<S: Clone, D: DemandKey + Clone, U, C> Clone for Admission<S, D, U, C> {
+    fn clone(&self) -> Self {
+        Admission {
+            inner: self.inner.clone(),
+            quota: self.quota.clone(),
+            demand: self.demand.clone(),
+            after: Arc::clone(&self.after),
+            pinned: self.pinned.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C> fmt::Debug for Admission<S, D, U, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("inner", &self.inner)
+            .field("demand", &self.demand)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, D, U, C, Req> Service<Req> for Admission<S, D, U, C>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    D: Demand<Req>,
+    D::Key: Hash + Eq + Clone + Send + Sync,
+    U: ReadUsage<S::Response>,
+    C: Classify<S::Response>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, U, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let now = Instant::now();
+        let ask = self.demand.ask(&req);
+        let slot = match self.demand.fixed_key() {
+            Some(key) => Arc::clone(self.pinned.get_or_insert_with(|| self.quota.slot(key, now))),
+            None => self.quota.slot(&self.demand.key(&req), now),
+        };
+        // Take the service that was driven to readiness; leave a clone for the next call.
+        let clone = self.inner.clone();
+        let mut svc = std::mem::replace(&mut self.inner, clone);
+        let after = Arc::clone(&self.after);
+        match Reservation::reserve(slot, &ask, now) {
+            Err(rejected) => {
+                after.rejected(&rejected);
+                ResponseFuture {
+                    state: State::Rejected {
+                        rejected: Some(rejected),
+                    },
+                    reservation: None,
+                    after,
+                    started: now,
+                }
+            }
+            Ok(reservation) => {
+                let state = match reservation.grant() {
+                    Grant::Now => State::Calling {
+                        future: svc.call(req),
+                    },
+                    Grant::At(at) => State::Waiting {
+                        sleep: tokio::time::sleep_until(at),
+                        svc: Some(svc),
+                        req: Some(req),
+                    },
+                };
+                ResponseFuture {
+                    state,
+                    reservation: Some(reservation),
+                    after,
+                    started: now,
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Admission`]: waits for quota when told to, calls, settles.
+    pub struct ResponseFuture<S, Req, U, C>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S, Req>,
+        reservation: Option<Reservation<Arc<MemorySlot>>>,
+        after: Arc<After<U, C>>,
+        started: Instant,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req>
+    where
+        S: Service<Req>,
+    {
+        Rejected { rejected: Option<Rejected> },
+        Waiting { #[pin] sleep: Sleep, svc: Option<S>, req: Option<Req> },
+        Ready { svc: Option<S>, req: Option<Req> },
+        Calling { #[pin] future: S::Future },
+        Done,
+    }
+}
+
+impl<S, Req, U, C> fmt::Debug for ResponseFuture<S, Req, U, C>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, U, C> Future for ResponseFuture<S, Req, U, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    U: ReadUsage<S::Response>,
+    C: Classify<S::Response>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let this = self.as_mut().project();
+            match this.state.project() {
+                StateProj::Rejected { rejected } => {
+                    let rejected = rejected.take().expect("polled after completion");
+                    self.as_mut().project().state.set(State::Done);
+                    return Poll::Ready(Err(Box::new(rejected)));
+                }
+                StateProj::Waiting { sleep, svc, req } => {
+                    ready!(sleep.poll(cx));
+                    let reservation = this.reservation.as_mut().expect("reserved while waiting");
+                    match reservation.confirm(Instant::now()) {
+                        Err(rejected) => {
+                            this.after.rejected(&rejected);
+                            *this.reservation = None;
+                            self.as_mut().project().state.set(State::Done);
+                            return Poll::Ready(Err(Box::new(rejected)));
+                        }
+                        Ok(Grant::At(at)) => {
+                            // A higher-priority call took the room: wait again, same timer.
+                            let this = self.as_mut().project();
+                            if let StateProj::Waiting { sleep, .. } = this.state.project() {
+                                sleep.reset(at);
+                            }
+                        }
+                        Ok(Grant::Now) => {
+                            this.after.waited(this.started.elapsed());
+                            let (svc, req) = (svc.take(), req.take());
+                            self.as_mut().project().state.set(State::Ready { svc, req });
+                        }
+                    }
+                }
+                StateProj::Ready { svc, req } => {
+                    let inner = svc.as_mut().expect("service present until called");
+                    if let Err(e) = ready!(inner.poll_ready(cx)) {
+                        // The call never started: its units go back (its request stays
+                        // counted, as the request of any admitted call does).
+                        if let Some(r) = this.reservation.take() {
+                            let never_sent = Outcome::new(OutcomeKind::Transient);
+                            r.finish(&never_sent, Usage::units(0), Instant::now());
+                        }
+                        self.as_mut().project().state.set(State::Done);
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let req = req.take().expect("request present until called");
+                    let future = inner.call(req);
+                    self.as_mut().project().state.set(State::Calling { future });
+                }
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx));
+                    let now = Instant::now();
+                    let after = &**this.after;
+                    let reservation = this.reservation.take();
+                    let output = match result {
+                        Ok(res) => {
+                            let outcome = after.classify.classify(Ok(&res));
+                            let usage = after.usage.read_usage(&res);
+                            if let Some(r) = reservation {
+                                after.finish(r, &outcome, usage, now);
+                            }
+                            Ok(res)
+                        }
+                        Err(e) => {
+                            let err: BoxError = e.into();
+                            let source: &(dyn Error + 'static) = &*err;
+                            let outcome = after.classify.classify(Err(source));
+                            if let Some(r) = reservation {
+                                after.finish(r, &outcome, Usage::UNKNOWN, now);
+                            }
+                            Err(err)
+                        }
+                    };
+                    self.as_mut().project().state.set(State::Done);
+                    return Poll::Ready(output);
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}

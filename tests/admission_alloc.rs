@@ -1,0 +1,131 @@
+//! The success path allocates nothing: the core's reserve + settle, and a whole call through
+//! the Tower layer. A counting global allocator (one per test binary) checks it.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+use tower_headroom::admission::{
+    AdmissionLayer, Cost, Fixed, FixedCost, Grant, HeaderUsage, Keyed, Limit, Quota, Usage,
+};
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts, on the calling thread.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        }
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    ALLOCATIONS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (r, ALLOCATIONS.with(Cell::get))
+}
+
+fn big_limit() -> Limit {
+    Limit::per_second()
+        .requests(1 << 40)
+        .units(1 << 40)
+        .burst(Duration::from_secs(3600))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn core_reserve_and_settle_do_not_allocate() {
+    let quota: Quota<&'static str> = Quota::new(big_limit());
+    let t0 = Instant::now();
+    // The first call creates the key's state (that allocates, once).
+    quota
+        .reserve(&"model", Cost::units(10), t0)
+        .unwrap()
+        .settle(Usage::units(10), t0);
+    let ((), allocations) = count(|| {
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_micros(i);
+            let r = quota.reserve(&"model", Cost::units(100), now).unwrap();
+            assert_eq!(r.grant(), Grant::Now);
+            r.settle(Usage::units(40 + i % 100), now);
+        }
+    });
+    assert_eq!(allocations, 0);
+    // And a control that the counter counts.
+    let (_v, allocations) = count(|| vec![1u8; 16]);
+    assert_eq!(allocations, 1);
+}
+
+#[test]
+fn tower_call_does_not_allocate() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let quota: Quota<&'static str> = Quota::new(big_limit());
+    let layer = AdmissionLayer::new(
+        quota.clone(),
+        Fixed::new("model", FixedCost(Cost::units(50))),
+    )
+    .usage(HeaderUsage::new());
+    let inner = tower::service_fn(|req: u64| {
+        std::future::ready(Ok::<_, Infallible>(http::Response::new(req)))
+    });
+    let mut svc = tower::Layer::layer(&layer, inner);
+    let keyed = AdmissionLayer::new(
+        quota,
+        Keyed::new(
+            |req: &u64| if req % 2 == 0 { "even" } else { "odd" },
+            |_: &u64| tower_headroom::admission::Ask::new(Cost::units(5)),
+        ),
+    );
+    let mut keyed_svc = tower::Layer::layer(&keyed, inner);
+    rt.block_on(async {
+        // Warm up: state created, slot pinned.
+        for i in 0..4 {
+            svc.ready().await.unwrap().call(i).await.unwrap();
+            keyed_svc.ready().await.unwrap().call(i).await.unwrap();
+        }
+    });
+    let (sum, allocations) = count(|| {
+        rt.block_on(async {
+            let mut sum = 0;
+            for i in 0..5_000u64 {
+                let res = svc.ready().await.unwrap().call(i).await.unwrap();
+                sum += *res.body();
+                let res = keyed_svc.ready().await.unwrap().call(i).await.unwrap();
+                sum += *res.body();
+            }
+            sum
+        })
+    });
+    assert_eq!(sum, 2 * (0..5_000u64).sum::<u64>());
+    assert_eq!(allocations, 0, "allocations on the success path");
+}
