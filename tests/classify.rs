@@ -1463,3 +1463,50 @@ fn the_crates_own_retry_errors_are_recognised() {
         assert_eq!(classify_error(&*err), Outcome::FATAL);
     });
 }
+
+#[test]
+fn layer_errors_classify_with_their_retry_hints() {
+    use std::time::Duration;
+    use tokio::time::Instant;
+    use tower_headroom::admission::{Cost, Limit, Quota, RejectReason};
+    use tower_headroom::breaker::CircuitOpen;
+    use tower_headroom::fallback::NoTargetAvailable;
+    use tower_headroom::observe::Labels;
+
+    let open = CircuitOpen::new(Duration::from_secs(30), Labels::none());
+    let o = classify_error(&open);
+    assert_eq!(
+        (o.kind, o.retry_after),
+        (Unavailable, Some(Duration::from_secs(30)))
+    );
+    let none = NoTargetAvailable {
+        retry_in: Some(Duration::from_secs(4)),
+    };
+    let o = classify_error(&none);
+    assert_eq!(
+        (o.kind, o.retry_after),
+        (Unavailable, Some(Duration::from_secs(4)))
+    );
+
+    let limit = Limit::per_window(Duration::from_secs(60))
+        .units(1_000)
+        .build()
+        .unwrap();
+    let quota = Quota::new(limit);
+    let now = Instant::now();
+    let too_large = quota
+        .reserve(&"m", Cost::units(1_000_000), now)
+        .unwrap_err();
+    assert_eq!(too_large.reason, RejectReason::CostTooLarge);
+    assert_eq!(classify_error(&too_large), Outcome::FATAL);
+    let _held = quota.reserve(&"m", Cost::units(1_000), now).unwrap();
+    let ask =
+        tower_headroom::admission::Ask::new(Cost::units(1_000)).max_wait(Duration::from_secs(1));
+    if let Err(rejected) = quota.reserve_ask(&"m", &ask, now) {
+        let o = classify_error(&rejected);
+        assert_eq!(o.kind, Throttled(ThrottleScope::Unknown));
+        assert_eq!(o.retry_after, rejected.retry_in);
+    } else {
+        panic!("a full window with a 1 s deadline rejects");
+    }
+}

@@ -74,6 +74,15 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
     if error.is::<crate::retry::Fatal>() {
         return Some(Outcome::FATAL);
     }
+    // Admission shed the call locally: a quota throttle that was never sent. A cost that no
+    // window could ever hold is a mistake in the request, not a reason to wait.
+    if let Some(rejected) = error.downcast_ref::<crate::admission::Rejected>() {
+        return Some(match rejected.reason {
+            crate::admission::RejectReason::CostTooLarge => Outcome::FATAL,
+            _ => Outcome::throttled(crate::ThrottleScope::Unknown)
+                .with_retry_after_opt(rejected.retry_in),
+        });
+    }
     // A fast-fail says the backend is unavailable and when to come back; it was never sent, so
     // a breaker never records it.
     if let Some(open) = error.downcast_ref::<crate::breaker::CircuitOpen>() {

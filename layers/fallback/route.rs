@@ -75,6 +75,44 @@ pub trait Headroom<T> {
     fn admit_wait(&self, target: &T, now: Instant) -> Option<Duration>;
 }
 
+/// Admission's [`Quota`](crate::admission::Quota) as the router's [`Headroom`]: a target's wait
+/// is the wait its quota key would give a call of `cost`, read without reserving anything. The
+/// target's key type is the quota's key type (a model × region, say).
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio::time::Instant;
+/// use tower_headroom::admission::{Cost, Limit, Quota};
+/// use tower_headroom::fallback::{Headroom, QuotaHeadroom};
+///
+/// let quota = Quota::new(Limit::per_window(Duration::from_secs(60)).requests(1).build().unwrap());
+/// let headroom = QuotaHeadroom::new(quota.clone(), Cost::ONE_REQUEST);
+/// let now = Instant::now();
+/// assert_eq!(headroom.admit_wait(&"sonnet", now), Some(Duration::ZERO));
+/// let _held = quota.reserve(&"sonnet", Cost::ONE_REQUEST, now).unwrap();
+/// assert!(headroom.admit_wait(&"sonnet", now).unwrap() > Duration::ZERO);
+/// assert_eq!(headroom.admit_wait(&"haiku", now), Some(Duration::ZERO));
+/// ```
+#[derive(Clone, Debug)]
+pub struct QuotaHeadroom<Q> {
+    quota: Q,
+    cost: crate::admission::Cost,
+}
+
+impl<Q> QuotaHeadroom<Q> {
+    /// Reads `quota` for a call of `cost` (a typical call: the router does not know the cost of
+    /// the request at hand before it chooses).
+    pub fn new(quota: Q, cost: crate::admission::Cost) -> Self {
+        QuotaHeadroom { quota, cost }
+    }
+}
+
+impl<T, Q: crate::admission::Headroom<T>> Headroom<T> for QuotaHeadroom<Q> {
+    fn admit_wait(&self, target: &T, now: Instant) -> Option<Duration> {
+        self.quota.admit_wait(target, self.cost, now)
+    }
+}
+
 /// The default [`Headroom`]: every target always admits now.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoHeadroom;
