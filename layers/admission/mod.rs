@@ -137,8 +137,8 @@
 //! | `governor` `check_key_n` (keyed, its own clock) | 70 | | 1x |
 //! | reserve + settle, time passed in | 85 | 2.9x | 1.2x |
 //! | reserve + settle, pinned slot, time passed in | 60–68 | 2.1–2.4x | |
-//! | reserve + settle with `Instant::now()` | 126 | 4.4x | 1.8x |
-//! | two threads, own keys (aggregate) | 71 | 1.76x one thread's throughput | |
+//! | reserve + settle with `Instant::now()` | 126–131 | 4.4–4.6x | 1.8–1.9x |
+//! | two threads, own keys (aggregate, with `Instant::now()`) | 63–71 | 1.8–2.1x one thread's throughput | |
 //!
 //! The floor is the uncontended atomic read-modify-writes: the `Arc` that lets a
 //! reservation settle itself when dropped (two), the key's mutex (two) and the shard's read
