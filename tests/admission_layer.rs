@@ -386,3 +386,47 @@ async fn a_call_that_never_starts_gives_its_units_back() {
         Some(Duration::ZERO)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn acquire_is_the_same_queue_without_tower() {
+    let quota = rpm(60);
+    let t0 = Instant::now();
+    let mut at = Vec::new();
+    for _ in 0..3 {
+        let r = quota
+            .acquire(&"k", Ask::new(Cost::ONE_REQUEST))
+            .await
+            .unwrap();
+        at.push(Instant::now() - t0);
+        r.settle(Usage::UNKNOWN, Instant::now());
+    }
+    assert_eq!(at, [Duration::ZERO, S, 2 * S]);
+    let err = quota
+        .acquire(
+            &"k",
+            Ask::new(Cost::ONE_REQUEST).max_wait(Duration::from_millis(10)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, RejectReason::Deadline);
+}
+
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    type Svc = tower::util::ServiceFn<fn(u64) -> std::future::Ready<Result<u64, std::io::Error>>>;
+    type D = Fixed<&'static str, FixedCost>;
+    send_sync::<Quota<&'static str>>();
+    send_sync::<tower_headroom::admission::Reservation>();
+    send_sync::<AdmissionLayer<D>>();
+    send_sync::<tower_headroom::admission::Admission<Svc, D>>();
+    send::<
+        tower_headroom::admission::ResponseFuture<
+            Svc,
+            u64,
+            tower_headroom::admission::NoUsage,
+            tower_headroom::admission::OkIsSuccess,
+        >,
+    >();
+}

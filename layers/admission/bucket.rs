@@ -72,7 +72,7 @@ struct Dim {
     rate: u64,
     /// Configured limit per window.
     max: u64,
-    /// The capacity at the effective limit (kept with `rate`).
+    /// The capacity, at the configured limit.
     cap: i128,
     /// The part of the capacity batch and borrowing calls leave to interactive ones.
     reserve: i128,
@@ -175,10 +175,11 @@ impl Dim {
         self.cap
     }
 
-    fn set_rate(&mut self, l: &Limit, rate: u64) {
+    /// Learning moves the refill rate only. The capacity stays that of the configured limit:
+    /// a capacity shrunk by learning would let a call larger than it in with less in the
+    /// bucket, and the window bound (`limit + max(burst, largest call)`) would no longer hold.
+    fn set_rate(&mut self, rate: u64) {
         self.rate = rate;
-        self.cap = cap(l, rate);
-        self.reserve = self.cap * i128::from(l.reserve_ppm) / PPM;
     }
 
     /// The level a call of `n` (scaled) needs in `lane`, given the units waiting in lanes
@@ -679,7 +680,7 @@ impl KeyState {
                         .unwrap_or(u64::MAX)
                         .max(floor)
                         .min(dim.max);
-                    dim.set_rate(l, rate);
+                    dim.set_rate(rate);
                     let cap = dim.cap(l);
                     dim.bucket.level = dim.bucket.level.min(cap);
                     if let Some(ra) = outcome.retry_after {
@@ -695,7 +696,7 @@ impl KeyState {
                             u128::from(dim.max) * u128::from(l.learning.increase_ppm) / 1_000_000;
                         let step = u64::try_from(step).unwrap_or(u64::MAX).max(1);
                         let rate = dim.rate.saturating_add(step).min(dim.max);
-                        dim.set_rate(l, rate);
+                        dim.set_rate(rate);
                     }
                 }
             }

@@ -38,10 +38,11 @@ pub struct Tenant(pub u16);
 /// How the quota learns its real size from throttles it did not predict (AIMD on both requests
 /// and units).
 ///
-/// A throttle multiplies the effective limit of the dimension it names by `decrease` (both
-/// dimensions when the throttle does not say), never below `floor` of the configured limit; a
-/// server `Retry-After` also empties the bucket for that long. Every successful call adds
-/// `increase` of the configured limit back, up to the configured limit.
+/// A throttle multiplies the effective limit (the refill rate) of the dimension it names by
+/// `decrease` (both dimensions when the throttle does not say), never below `floor` of the
+/// configured limit; a server `Retry-After` also empties the bucket for that long. Every
+/// successful call adds `increase` of the configured limit back, up to the configured limit.
+/// The burst capacity stays that of the configured limit.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Learning {
     decrease: f64,
