@@ -12,7 +12,9 @@
 //!   [`CircuitOpen`] while a backend is sick;
 //! - [`fallback`]: a router across models, regions and inference profiles that reports every
 //!   degraded answer ([`Served`]);
-//! - [`admission`]: token-budget admission (in progress);
+//! - [`admission`]: token-budget admission — estimate a call's tokens or capacity units,
+//!   reserve before the call, settle the real usage after, wait or shed ([`Rejected`]), with
+//!   shares per application, priorities and a limit learned from unexpected throttles;
 //! - [`observe`]: the `tracing` and `metrics` vocabulary they all report in.
 //!
 //! Every decision lives in a synchronous *core* that takes the current time as an argument and
@@ -53,6 +55,7 @@ pub mod observe;
 mod outcome;
 pub mod retry;
 
+pub use crate::admission::{AdmissionLayer, Cost, Limit, Quota, Rejected, Usage};
 pub use crate::breaker::{BreakerConfig, BreakerLayer, BreakerRegistry, CircuitOpen};
 pub use crate::classify::{Classify, HttpClassifier};
 pub use crate::error::ConfigError;
