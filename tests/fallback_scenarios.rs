@@ -289,12 +289,8 @@ async fn overload_episode_is_served_by_the_secondary_model_then_returns_to_the_p
     assert!(degraded >= 240);
 }
 
-/// Both regions down from minute 2 to 8: the breakers open within their window, calls per
-/// request stay at or below 1.1, callers fail fast with `NoTargetAvailable { retry_in }`, and
-/// service resumes in the primary region after recovery.
-#[tokio::test(start_paused = true)]
-async fn total_outage_opens_the_breakers_and_keeps_attempts_per_request_low() {
-    let start = Instant::now();
+/// Two regions behind one backend, both answering 503 from minute 2 to 8.
+fn regional_outage(start: Instant) -> (Scripted, Route<()>) {
     let script: Arc<Script> = Arc::new(|_region, elapsed, rng| {
         if elapsed >= 2 * MIN && elapsed < 8 * MIN {
             (503, Duration::from_millis(200))
@@ -302,12 +298,21 @@ async fn total_outage_opens_the_breakers_and_keeps_attempts_per_request_low() {
             (200, normal(rng))
         }
     });
-    let backend = Scripted::new(start, script);
     let route = Route::builder()
         .target(Target::new("east", ()).region("us-east-1"))
         .target(Target::new("west", ()).region("us-west-2"))
         .build()
         .unwrap();
+    (Scripted::new(start, script), route)
+}
+
+/// Both regions down from minute 2 to 8: the breakers open within their window, calls per
+/// request stay at or below 1.1, callers fail fast with `NoTargetAvailable { retry_in }`, and
+/// service resumes in the primary region after recovery.
+#[tokio::test(start_paused = true)]
+async fn total_outage_opens_the_breakers_and_keeps_attempts_per_request_low() {
+    let start = Instant::now();
+    let (backend, route) = regional_outage(start);
     let breaker = BreakerConfig::builder().seed(17).build().unwrap();
     let open_max = breaker.open_for().mul_f64(1.0 + breaker.open_jitter());
     let service = FallbackBuilder::new(route, classify)
@@ -390,19 +395,7 @@ async fn total_outage_opens_the_breakers_and_keeps_attempts_per_request_low() {
 async fn total_outage_with_retries_on_top_keeps_attempts_per_request_low() {
     use tower_headroom::retry::RetryPolicy;
     let start = Instant::now();
-    let script: Arc<Script> = Arc::new(|_region, elapsed, rng| {
-        if elapsed >= 2 * MIN && elapsed < 8 * MIN {
-            (503, Duration::from_millis(200))
-        } else {
-            (200, normal(rng))
-        }
-    });
-    let backend = Scripted::new(start, script);
-    let route = Route::builder()
-        .target(Target::new("east", ()).region("us-east-1"))
-        .target(Target::new("west", ()).region("us-west-2"))
-        .build()
-        .unwrap();
+    let (backend, route) = regional_outage(start);
     let router = FallbackBuilder::new(route, classify)
         .breaker(BreakerConfig::builder().seed(17).build().unwrap())
         .services(vec![
