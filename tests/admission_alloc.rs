@@ -1,8 +1,6 @@
 //! The success path allocates nothing: the core's reserve + settle, and a whole call through
 //! the Tower layer. A counting global allocator (one per test binary) checks it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -12,44 +10,10 @@ use tower_headroom::admission::{
     AdmissionLayer, Cost, Fixed, FixedCost, Grant, HeaderUsage, Keyed, Limit, Quota, Usage,
 };
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only counts, on the calling thread.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        }
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|a| a.set(a.get() + 1));
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod support;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn count<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    ALLOCATIONS.with(|a| a.set(0));
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    (r, ALLOCATIONS.with(Cell::get))
-}
+static GLOBAL: support::Counting = support::Counting;
 
 fn big_limit() -> Limit {
     Limit::per_second()
@@ -69,7 +33,7 @@ fn core_reserve_and_settle_do_not_allocate() {
         .reserve(&"model", Cost::units(10), t0)
         .unwrap()
         .settle(Usage::units(10), t0);
-    let ((), allocations) = count(|| {
+    let ((), allocations) = support::allocations(|| {
         for i in 0..10_000u64 {
             let now = t0 + Duration::from_micros(i);
             let r = quota.reserve(&"model", Cost::units(100), now).unwrap();
@@ -79,7 +43,7 @@ fn core_reserve_and_settle_do_not_allocate() {
     });
     assert_eq!(allocations, 0);
     // And a control that the counter counts.
-    let (_v, allocations) = count(|| vec![1u8; 16]);
+    let (_v, allocations) = support::allocations(|| vec![1u8; 16]);
     assert_eq!(allocations, 1);
 }
 
@@ -114,7 +78,7 @@ fn tower_call_does_not_allocate() {
             keyed_svc.ready().await.unwrap().call(i).await.unwrap();
         }
     });
-    let (sum, allocations) = count(|| {
+    let (sum, allocations) = support::allocations(|| {
         rt.block_on(async {
             let mut sum = 0;
             for i in 0..5_000u64 {

@@ -1,11 +1,9 @@
 //! The breaker allocates nothing per call on the success path, and exactly the boxed error on
 //! the fast-fail path. Counted with a global allocator, so this file holds only this test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::error::Error;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -14,30 +12,10 @@ use tower_headroom::breaker::{BreakerConfig, BreakerHandle, BreakerLayer, Circui
 use tower_headroom::observe::Labels;
 use tower_headroom::{Outcome, OutcomeKind};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod support;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: support::Counting = support::Counting;
 
 fn classify(result: Result<&u16, &(dyn Error + 'static)>) -> Outcome {
     match result {
@@ -76,30 +54,31 @@ fn success_path_allocates_nothing_and_fast_fail_allocates_only_the_error() {
     // Warm up (thread-locals of the clock and of fastrand, if any).
     assert_eq!(call_once(&mut service, 200).unwrap(), 200);
 
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..1000 {
-        assert_eq!(call_once(&mut service, 200).unwrap(), 200);
-    }
-    let success_allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let ((), success_allocations) = support::allocations(|| {
+        for _ in 0..1000 {
+            assert_eq!(call_once(&mut service, 200).unwrap(), 200);
+        }
+    });
     assert_eq!(
         success_allocations, 0,
         "closed-circuit calls allocate nothing"
     );
 
     // Failures that do not trip yet are counted without allocating either.
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..4 {
-        assert_eq!(call_once(&mut service, 503).unwrap(), 503);
-    }
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed) - before, 0);
+    let ((), allocations) = support::allocations(|| {
+        for _ in 0..4 {
+            assert_eq!(call_once(&mut service, 503).unwrap(), 503);
+        }
+    });
+    assert_eq!(allocations, 0);
     assert_eq!(call_once(&mut service, 503).unwrap(), 503); // trips (the event may allocate)
 
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..1000 {
-        let error = call_once(&mut service, 200).unwrap_err();
-        assert!(error.is::<CircuitOpen>());
-    }
-    let fast_fail_allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let ((), fast_fail_allocations) = support::allocations(|| {
+        for _ in 0..1000 {
+            let error = call_once(&mut service, 200).unwrap_err();
+            assert!(error.is::<CircuitOpen>());
+        }
+    });
     assert_eq!(
         fast_fail_allocations, 1000,
         "one allocation per fast fail: the boxed error"

@@ -1336,47 +1336,15 @@ fn format_rfc3339(local_secs: i64, nanos: u32, offset_min: i64) -> String {
 // allocation: classifying never allocates (counted per thread, so parallel tests do not mix)
 // ---------------------------------------------------------------------------------------------
 
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    pub struct Counting;
-
-    thread_local! {
-        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-    }
-
-    // SAFETY: forwards to the system allocator; the counter is a const-initialised
-    // thread-local `Cell`, which itself never allocates.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-
-    /// Allocations made on this thread while running `f`.
-    pub fn allocations<T>(f: impl FnOnce() -> T) -> (T, usize) {
-        let before = ALLOCATIONS.with(Cell::get);
-        let out = f();
-        (out, ALLOCATIONS.with(Cell::get) - before)
-    }
-}
+mod support;
 
 #[global_allocator]
-static ALLOCATOR: counting::Counting = counting::Counting;
+static ALLOCATOR: support::Counting = support::Counting;
 
 #[test]
 fn classifying_does_not_allocate() {
     // The counter itself works.
-    let (_, n) = counting::allocations(|| std::hint::black_box(vec![1u8; 8]));
+    let (_, n) = support::allocations(|| std::hint::black_box(vec![1u8; 8]));
     assert!(n >= 1);
 
     let classifier = HttpClassifier::new();
@@ -1399,20 +1367,20 @@ fn classifying_does_not_allocate() {
     let throttled = response(429, &all_headers);
     let unavailable = response(503, &[("retry-after", "garbage")]);
 
-    let (outcome, n) = counting::allocations(|| classifier.classify(Ok(&ok)));
+    let (outcome, n) = support::allocations(|| classifier.classify(Ok(&ok)));
     assert_eq!((outcome, n), (Outcome::SUCCESS, 0));
 
-    let (outcome, n) = counting::allocations(|| classifier.classify_response(&throttled, now()));
+    let (outcome, n) = support::allocations(|| classifier.classify_response(&throttled, now()));
     assert_eq!(
         outcome,
         Outcome::throttled(Tokens).with_retry_after(secs(360))
     );
     assert_eq!(n, 0, "429 with every header");
 
-    let (outcome, n) = counting::allocations(|| classifier.classify(Ok(&unavailable)));
+    let (outcome, n) = support::allocations(|| classifier.classify(Ok(&unavailable)));
     assert_eq!((outcome, n), (Outcome::new(Unavailable), 0));
 
-    let (kind, n) = counting::allocations(|| {
+    let (kind, n) = support::allocations(|| {
         aws::classify(
             "com.amazonaws.bedrock#ThrottlingException",
             Some(TOO_MANY_TOKENS),
@@ -1421,7 +1389,7 @@ fn classifying_does_not_allocate() {
     assert_eq!((kind, n), (Throttled(Tokens), 0));
 
     let error = wrapped(io::Error::from(io::ErrorKind::ConnectionReset));
-    let (outcome, n) = counting::allocations(|| classify_error(&error));
+    let (outcome, n) = support::allocations(|| classify_error(&error));
     assert_eq!((outcome, n), (Outcome::new(Transient), 0));
 }
 

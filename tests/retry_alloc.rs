@@ -1,33 +1,18 @@
 //! The retry layer's success path does not touch the heap: proved with a counting allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::error::Error;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use tower::{Layer, Service};
 use tower_headroom::retry::RetryPolicy;
 use tower_headroom::{Outcome, RetryLayer};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod support;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: support::Counting = support::Counting;
 
 fn classify(result: Result<&u64, &(dyn Error + 'static)>) -> Outcome {
     match result {
@@ -59,18 +44,16 @@ fn success_path_makes_no_heap_allocation() {
         call_once(&mut svc, &mut cx, i);
     }
 
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let mut sum = 0;
-    for i in 0..10_000 {
-        sum += call_once(&mut svc, &mut cx, i);
-    }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let (sum, allocations) = support::allocations(|| {
+        (0..10_000)
+            .map(|i| call_once(&mut svc, &mut cx, i))
+            .sum::<u64>()
+    });
     assert_eq!(sum, (1..=10_000).sum::<u64>());
     assert_eq!(allocations, 0, "{allocations} allocations in 10,000 calls");
 
     // The counter itself works: a boxed value is seen.
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let boxed = std::hint::black_box(Box::new(1u64));
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed) - before, 1);
+    let (boxed, allocations) = support::allocations(|| std::hint::black_box(Box::new(1u64)));
+    assert_eq!(allocations, 1);
     drop(boxed);
 }
