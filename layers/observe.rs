@@ -180,11 +180,8 @@ impl fmt::Display for Labels {
 }
 
 /// Per-outcome-class counters registered once for a set of labels.
-#[derive(Clone)]
-pub(crate) struct ClassCounters {
-    #[cfg(feature = "metrics")]
-    counters: Arc<[metrics::Counter; CLASSES.len()]>,
-}
+#[derive(Clone, Debug)]
+pub(crate) struct ClassCounters(CounterSet<{ CLASSES.len() }>);
 
 /// Every outcome class, in a fixed order for indexing metric handles.
 pub(crate) const CLASSES: [crate::OutcomeKind; 10] = {
@@ -221,28 +218,19 @@ pub(crate) const fn class_index(kind: crate::OutcomeKind) -> usize {
 
 impl ClassCounters {
     /// Registers `name` once per outcome class under `labels`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn register(name: &'static str, labels: &Labels) -> Self {
-        ClassCounters {
-            #[cfg(feature = "metrics")]
-            counters: Arc::new(CLASSES.map(|kind| {
-                metrics::counter!(name, labels.metric_labels(&[(keys::CLASS, kind.as_str())]))
-            })),
-        }
+        ClassCounters(CounterSet::register(
+            name,
+            labels,
+            keys::CLASS,
+            CLASSES.map(|kind| kind.as_str()),
+        ))
     }
 
     /// Adds one to the counter of `kind`.
     #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn increment(&self, kind: crate::OutcomeKind) {
-        #[cfg(feature = "metrics")]
-        self.counters[class_index(kind)].increment(1);
-    }
-}
-
-impl fmt::Debug for ClassCounters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClassCounters")
+        self.0.increment(class_index(kind));
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_headroom::breaker::{
     BreakerConfig, BreakerHandle, BreakerLayer, BreakerRegistry, CircuitOpen, State,
@@ -280,8 +279,10 @@ async fn keyed_breakers_are_independent_per_key() {
     assert_eq!(backend.calls(), 4);
 }
 
+#[cfg(feature = "metrics")]
 #[test]
 fn transitions_are_reported_as_metrics() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let breaker = metrics::with_local_recorder(&recorder, || {

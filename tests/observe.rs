@@ -4,9 +4,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_headroom::observe::{Labels, names};
+use tower_headroom::observe::Labels;
 use tower_headroom::retry::{Backoff, RetryPolicy};
 use tower_headroom::{BoxError, HttpClassifier, RetryLayer};
 
@@ -58,8 +57,10 @@ fn request() -> http::Request<String> {
         .unwrap()
 }
 
+#[cfg(feature = "metrics")]
 #[test]
 fn metrics_count_attempts_by_class_with_the_users_labels_only() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let svc = metrics::with_local_recorder(&recorder, || {
@@ -102,14 +103,18 @@ fn metrics_count_attempts_by_class_with_the_users_labels_only() {
     assert_eq!(
         seen,
         vec![
-            (names::ATTEMPTS.to_string(), Some("success".to_string()), 1),
             (
-                names::ATTEMPTS.to_string(),
+                tower_headroom::observe::names::ATTEMPTS.to_string(),
+                Some("success".to_string()),
+                1
+            ),
+            (
+                tower_headroom::observe::names::ATTEMPTS.to_string(),
                 Some("unavailable".to_string()),
                 2
             ),
             (
-                names::RETRIES.to_string(),
+                tower_headroom::observe::names::RETRIES.to_string(),
                 Some("unavailable".to_string()),
                 2
             ),

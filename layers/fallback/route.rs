@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::breaker::ConfigError;
 use crate::observe::Labels;
-use crate::{Outcome, OutcomeKind, ThrottleScope};
+use crate::{Outcome, OutcomeKind};
 
 /// The most targets a [`Route`] may hold (a request's tried set is a 64-bit mask).
 pub const MAX_TARGETS: usize = 64;
@@ -163,22 +163,20 @@ pub enum Action {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FallbackPolicy {
-    actions: [Action; 10],
+    actions: [Action; crate::observe::CLASSES.len()],
 }
 
 impl Default for FallbackPolicy {
+    /// The Outcome table's fallback column ([`OutcomeKind::moves_fallback`]): an overloaded
+    /// model moves to the next model, the other moving outcomes to the next target.
     fn default() -> Self {
-        let mut actions = [Action::Stop; 10];
-        for kind in crate::observe::CLASSES {
-            actions[crate::observe::class_index(kind)] = match kind {
+        FallbackPolicy {
+            actions: crate::observe::CLASSES.map(|kind| match kind {
                 OutcomeKind::Overloaded => Action::NextModel,
-                OutcomeKind::Throttled(ThrottleScope::Requests | ThrottleScope::Tokens)
-                | OutcomeKind::Unavailable
-                | OutcomeKind::Timeout => Action::NextTarget,
+                kind if kind.moves_fallback() => Action::NextTarget,
                 _ => Action::Stop,
-            };
+            }),
         }
-        FallbackPolicy { actions }
     }
 }
 
