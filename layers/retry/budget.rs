@@ -103,14 +103,14 @@ impl RetryBudget {
     /// Asks for one retry; `true` (and the retry is counted) when the budget allows it.
     pub fn withdraw(&self, now: Instant) -> bool {
         let epoch = self.epoch(now);
-        let requests = sum(&self.requests, epoch);
+        let (requests, _) = sum(&self.requests, epoch);
         let allowed = (requests.saturating_mul(self.ratio_millis) / 1000).max(self.min_retries);
         loop {
-            let retries = sum(&self.retries, epoch);
+            let (retries, seen) = sum(&self.retries, epoch);
             if retries >= allowed {
                 return false;
             }
-            if try_add(&self.retries, epoch) {
+            if try_add(&self.retries, epoch, seen) {
                 return true;
             }
         }
@@ -119,7 +119,7 @@ impl RetryBudget {
     fn epoch(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.origin).as_nanos();
         // Epochs wrap at 2³²; a wrapped epoch only makes an old slot look older.
-        ((since / u128::from(self.slot_nanos.max(1))) as u64) & COUNT_MASK
+        ((since / u128::from(self.slot_nanos)) as u64) & COUNT_MASK
     }
 }
 
@@ -131,12 +131,11 @@ fn add(slots: &[AtomicU64; SLOTS], epoch: u64) {
     });
 }
 
-/// Like [`add`], but fails if the slot changed since the caller summed the window, so that a
-/// concurrent withdrawal re-checks the budget.
-fn try_add(slots: &[AtomicU64; SLOTS], epoch: u64) -> bool {
+/// Like [`add`], but fails if the slot no longer holds `seen`, the word the caller summed, so
+/// that a concurrent withdrawal makes this one re-check the budget.
+fn try_add(slots: &[AtomicU64; SLOTS], epoch: u64, seen: u64) -> bool {
     let slot = &slots[(epoch % SLOTS as u64) as usize];
-    let word = slot.load(Ordering::Acquire);
-    slot.compare_exchange(word, bump(word, epoch), Ordering::AcqRel, Ordering::Acquire)
+    slot.compare_exchange(seen, bump(seen, epoch), Ordering::AcqRel, Ordering::Acquire)
         .is_ok()
 }
 
@@ -148,20 +147,23 @@ fn bump(word: u64, epoch: u64) -> u64 {
     }
 }
 
-/// The sum of the counts of slots whose epoch lies in the window ending at `epoch`.
-fn sum(slots: &[AtomicU64; SLOTS], epoch: u64) -> u64 {
-    slots
-        .iter()
-        .map(|slot| {
-            let word = slot.load(Ordering::Acquire);
-            let age = epoch.wrapping_sub(word >> COUNT_BITS) & COUNT_MASK;
-            if age < SLOTS as u64 {
-                word & COUNT_MASK
-            } else {
-                0
-            }
-        })
-        .sum()
+/// The sum of the counts of slots whose epoch lies in the window ending at `epoch`, and the word
+/// read from `epoch`'s own slot.
+fn sum(slots: &[AtomicU64; SLOTS], epoch: u64) -> (u64, u64) {
+    let current = (epoch % SLOTS as u64) as usize;
+    let mut seen = 0;
+    let mut total = 0;
+    for (i, slot) in slots.iter().enumerate() {
+        let word = slot.load(Ordering::Acquire);
+        if i == current {
+            seen = word;
+        }
+        let age = epoch.wrapping_sub(word >> COUNT_BITS) & COUNT_MASK;
+        if age < SLOTS as u64 {
+            total += word & COUNT_MASK;
+        }
+    }
+    (total, seen)
 }
 
 impl fmt::Debug for RetryBudget {
@@ -246,5 +248,22 @@ mod tests {
             "granted {granted} retries for 20000 requests"
         );
         assert!(granted >= 1_990, "granted only {granted}");
+    }
+
+    #[test]
+    fn contended_withdrawals_never_take_more_than_allowed() {
+        let b = std::sync::Arc::new(RetryBudget::new(Duration::from_secs(10), 0.1, 0).unwrap());
+        let now = Instant::now();
+        for _ in 0..10_000 {
+            b.deposit(now);
+        }
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..1_000).filter(|_| b.withdraw(now)).count())
+            })
+            .collect();
+        let granted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(granted, 1_000);
     }
 }
