@@ -10,7 +10,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::layer::Shared;
-use super::{Decision, Fatal, RetriesExhausted, RetryInfo, RetryState};
+use super::{Decision, Fatal, RetriesExhausted, RetryState};
 use crate::{BoxError, Classify, OutcomeKind};
 
 pin_project! {
@@ -87,24 +87,20 @@ where
                     };
                     shared.metrics.attempt(outcome.kind);
                     if outcome.is_success() {
-                        let attempts = this.retry.attempts() + 1;
-                        return Poll::Ready(finish(shared, attempts, this.retry, result));
+                        this.retry.succeeded();
+                        return Poll::Ready(finish(shared, this.retry, result));
                     }
                     let now = Instant::now();
                     match shared.policy.decide(this.retry, &outcome, now) {
                         Decision::Retry(delay) => {
-                            shared
-                                .metrics
-                                .retry(&shared.labels, &outcome, this.retry, delay);
+                            shared.metrics.retry(&outcome, this.retry, delay);
                             drop(result);
                             this.state.set(State::Waiting {
                                 sleep: tokio::time::sleep_until(now + delay),
                             });
                         }
                         Decision::Stop(reason) => {
-                            shared
-                                .metrics
-                                .stop(&shared.labels, &outcome, this.retry, reason);
+                            shared.metrics.stop(&outcome, this.retry, reason);
                             let result = result.map_err(|source| match outcome.kind {
                                 OutcomeKind::Fatal => {
                                     Box::new(Fatal::new(this.retry.attempts(), source)) as BoxError
@@ -117,8 +113,7 @@ where
                                     source,
                                 )),
                             });
-                            let attempts = this.retry.attempts();
-                            return Poll::Ready(finish(shared, attempts, this.retry, result));
+                            return Poll::Ready(finish(shared, this.retry, result));
                         }
                     }
                 }
@@ -139,22 +134,15 @@ where
 /// Hands the retry record to the classifier for responses that took more than one attempt.
 fn finish<C, Res>(
     shared: &Shared<C>,
-    attempts: u32,
     retry: &RetryState,
     mut result: Result<Res, BoxError>,
 ) -> Result<Res, BoxError>
 where
     C: Classify<Res>,
 {
-    if attempts > 1 {
+    if retry.attempts() > 1 {
         if let Ok(response) = &mut result {
-            shared.classifier.record_retries(
-                response,
-                RetryInfo {
-                    attempts,
-                    waited: retry.waited(),
-                },
-            );
+            shared.classifier.record_retries(response, retry.info());
         }
     }
     result

@@ -52,7 +52,6 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
                 policy: self.policy.clone(),
                 classifier: self.classifier.clone(),
                 metrics: RetryMetrics::register(&self.labels),
-                labels: self.labels.clone(),
             }),
         }
     }
@@ -71,7 +70,6 @@ pub(crate) struct Shared<C> {
     pub(crate) policy: RetryPolicy,
     pub(crate) classifier: C,
     pub(crate) metrics: RetryMetrics,
-    pub(crate) labels: Labels,
 }
 
 /// The service built by [`RetryLayer`].

@@ -53,8 +53,9 @@ use crate::Outcome;
 use crate::observe::{ClassCounters, ClassHistograms, CounterSet, Labels, keys, names};
 
 /// The metric handles of one retry layer, registered once.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct RetryMetrics {
+    labels: Labels,
     attempts: ClassCounters,
     retries: ClassCounters,
     wait: ClassHistograms,
@@ -64,6 +65,7 @@ pub(crate) struct RetryMetrics {
 impl RetryMetrics {
     pub(crate) fn register(labels: &Labels) -> Self {
         RetryMetrics {
+            labels: labels.clone(),
             attempts: ClassCounters::register(names::ATTEMPTS, labels),
             retries: ClassCounters::register(names::RETRIES, labels),
             wait: ClassHistograms::register(names::RETRY_WAIT, labels),
@@ -83,7 +85,6 @@ impl RetryMetrics {
 
     pub(crate) fn retry(
         &self,
-        labels: &Labels,
         outcome: &Outcome,
         state: &RetryState,
         wait: Duration,
@@ -92,7 +93,7 @@ impl RetryMetrics {
         self.wait.record(outcome.kind, wait.as_secs_f64());
         tracing::debug!(
             target: "tower_headroom::retry",
-            labels = %labels,
+            labels = %self.labels,
             class = outcome.kind.as_str(),
             attempt = state.attempts(),
             wait_ms = wait.as_millis() as u64,
@@ -103,7 +104,6 @@ impl RetryMetrics {
 
     pub(crate) fn stop(
         &self,
-        labels: &Labels,
         outcome: &Outcome,
         state: &RetryState,
         reason: StopReason,
@@ -111,7 +111,7 @@ impl RetryMetrics {
         self.exhausted.increment(reason.index());
         tracing::debug!(
             target: "tower_headroom::retry",
-            labels = %labels,
+            labels = %self.labels,
             class = outcome.kind.as_str(),
             attempts = state.attempts(),
             reason = reason.as_str(),

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::backoff::{Backoff, BackoffBuilder};
 use super::budget::RetryBudget;
+use super::error::RetryInfo;
 use crate::error::ConfigError;
 use crate::{Outcome, OutcomeKind};
 
@@ -51,13 +52,7 @@ impl StopReason {
     }
 
     pub(crate) const fn index(&self) -> usize {
-        match self {
-            StopReason::NotRetryable => 0,
-            StopReason::MaxAttempts => 1,
-            StopReason::Deadline => 2,
-            StopReason::ServerDelayTooLong => 3,
-            StopReason::Budget => 4,
-        }
+        *self as usize
     }
 
     fn describe(&self) -> &'static str {
@@ -112,6 +107,20 @@ impl RetryState {
     /// The total time spent waiting between attempts so far.
     pub fn waited(&self) -> Duration {
         self.waited
+    }
+
+    /// Records that the latest attempt succeeded (failed attempts are recorded by
+    /// [`RetryPolicy::decide`]).
+    pub fn succeeded(&mut self) {
+        self.attempts = self.attempts.saturating_add(1);
+    }
+
+    /// The attempts made and the time waited so far.
+    pub fn info(&self) -> RetryInfo {
+        RetryInfo {
+            attempts: self.attempts,
+            waited: self.waited,
+        }
     }
 }
 
@@ -225,10 +234,12 @@ impl RetryPolicy {
                 Err(reason) => return Decision::Stop(reason),
             };
         if let Some(deadline) = inner.deadline {
-            let retry_at = now.checked_add(delay);
-            let end = state.started.checked_add(deadline);
-            if matches!((retry_at, end), (Some(at), Some(end)) if at > end) || retry_at.is_none() {
-                return Decision::Stop(StopReason::Deadline);
+            match (now.checked_add(delay), state.started.checked_add(deadline)) {
+                (None, _) => return Decision::Stop(StopReason::Deadline),
+                (Some(retry_at), Some(end)) if retry_at > end => {
+                    return Decision::Stop(StopReason::Deadline);
+                }
+                _ => {}
             }
         }
         if let Some(budget) = &inner.budget {
