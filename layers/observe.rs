@@ -18,7 +18,7 @@
 //! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
 //! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a
 //! target, model and region) and from fixed enumerations such as
-//! [`OutcomeKind::as_str`](crate::OutcomeKind::as_str): never a request or response body, a
+//! [`OutcomeKind::as_str`](OutcomeKind::as_str): never a request or response body, a
 //! prompt, a completion, a header value or a credential.
 //!
 //! Metric handles are registered when a layer is built and reused on every call, so the hot
@@ -27,6 +27,8 @@
 
 use std::fmt;
 use std::sync::Arc;
+
+use crate::OutcomeKind;
 
 /// Metric names.
 pub mod names {
@@ -60,7 +62,7 @@ pub mod keys {
     pub const MODEL: &str = "model";
     /// The region.
     pub const REGION: &str = "region";
-    /// The outcome class ([`OutcomeKind::as_str`](crate::OutcomeKind::as_str)).
+    /// The outcome class ([`OutcomeKind::as_str`](OutcomeKind::as_str)).
     pub const CLASS: &str = "class";
     /// Why the retry layer stopped ([`StopReason::as_str`](crate::retry::StopReason::as_str)).
     pub const REASON: &str = "reason";
@@ -144,7 +146,7 @@ impl Labels {
     ) -> Vec<metrics::Label> {
         let value = |v: &Option<Arc<str>>| -> metrics::SharedString {
             match v {
-                Some(s) => metrics::SharedString::from(String::from(&**s)),
+                Some(s) => metrics::SharedString::from(Arc::clone(s)),
                 None => metrics::SharedString::const_str(""),
             }
         };
@@ -181,40 +183,7 @@ impl fmt::Display for Labels {
 
 /// Per-outcome-class counters registered once for a set of labels.
 #[derive(Clone, Debug)]
-pub(crate) struct ClassCounters(CounterSet<{ CLASSES.len() }>);
-
-/// Every outcome class, in a fixed order for indexing metric handles.
-pub(crate) const CLASSES: [crate::OutcomeKind; 10] = {
-    use crate::{OutcomeKind as K, ThrottleScope as S};
-    [
-        K::Success,
-        K::Throttled(S::Requests),
-        K::Throttled(S::Tokens),
-        K::Throttled(S::Capacity),
-        K::Throttled(S::Unknown),
-        K::Overloaded,
-        K::Unavailable,
-        K::Timeout,
-        K::Transient,
-        K::Fatal,
-    ]
-};
-
-pub(crate) const fn class_index(kind: crate::OutcomeKind) -> usize {
-    use crate::{OutcomeKind as K, ThrottleScope as S};
-    match kind {
-        K::Success => 0,
-        K::Throttled(S::Requests) => 1,
-        K::Throttled(S::Tokens) => 2,
-        K::Throttled(S::Capacity) => 3,
-        K::Throttled(S::Unknown) => 4,
-        K::Overloaded => 5,
-        K::Unavailable => 6,
-        K::Timeout => 7,
-        K::Transient => 8,
-        K::Fatal => 9,
-    }
-}
+pub(crate) struct ClassCounters(CounterSet<{ OutcomeKind::ALL.len() }>);
 
 impl ClassCounters {
     /// Registers `name` once per outcome class under `labels`.
@@ -223,14 +192,14 @@ impl ClassCounters {
             name,
             labels,
             keys::CLASS,
-            CLASSES.map(|kind| kind.as_str()),
+            OutcomeKind::ALL.map(|kind| kind.as_str()),
         ))
     }
 
     /// Adds one to the counter of `kind`.
     #[inline]
-    pub(crate) fn increment(&self, kind: crate::OutcomeKind) {
-        self.0.increment(class_index(kind));
+    pub(crate) fn increment(&self, kind: OutcomeKind) {
+        self.0.increment(kind.index());
     }
 }
 
@@ -238,7 +207,7 @@ impl ClassCounters {
 #[derive(Clone)]
 pub(crate) struct CounterSet<const N: usize> {
     #[cfg(feature = "metrics")]
-    counters: Arc<[metrics::Counter; N]>,
+    counters: [metrics::Counter; N],
 }
 
 impl<const N: usize> CounterSet<N> {
@@ -252,9 +221,8 @@ impl<const N: usize> CounterSet<N> {
     ) -> Self {
         CounterSet {
             #[cfg(feature = "metrics")]
-            counters: Arc::new(
-                values.map(|value| metrics::counter!(name, labels.metric_labels(&[(key, value)]))),
-            ),
+            counters: values
+                .map(|value| metrics::counter!(name, labels.metric_labels(&[(key, value)]))),
         }
     }
 
@@ -263,9 +231,7 @@ impl<const N: usize> CounterSet<N> {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn increment(&self, index: usize) {
         #[cfg(feature = "metrics")]
-        if let Some(counter) = self.counters.get(index) {
-            counter.increment(1);
-        }
+        self.counters[index].increment(1);
     }
 }
 
@@ -279,7 +245,7 @@ impl<const N: usize> fmt::Debug for CounterSet<N> {
 #[derive(Clone)]
 pub(crate) struct ClassHistograms {
     #[cfg(feature = "metrics")]
-    histograms: Arc<[metrics::Histogram; CLASSES.len()]>,
+    histograms: [metrics::Histogram; OutcomeKind::ALL.len()],
 }
 
 impl ClassHistograms {
@@ -288,18 +254,18 @@ impl ClassHistograms {
     pub(crate) fn register(name: &'static str, labels: &Labels) -> Self {
         ClassHistograms {
             #[cfg(feature = "metrics")]
-            histograms: Arc::new(CLASSES.map(|kind| {
+            histograms: OutcomeKind::ALL.map(|kind| {
                 metrics::histogram!(name, labels.metric_labels(&[(keys::CLASS, kind.as_str())]))
-            })),
+            }),
         }
     }
 
     /// Records `value` for `kind`.
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn record(&self, kind: crate::OutcomeKind, value: f64) {
+    pub(crate) fn record(&self, kind: OutcomeKind, value: f64) {
         #[cfg(feature = "metrics")]
-        self.histograms[class_index(kind)].record(value);
+        self.histograms[kind.index()].record(value);
     }
 }
 
@@ -312,13 +278,6 @@ impl fmt::Debug for ClassHistograms {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn class_index_matches_table() {
-        for (i, kind) in CLASSES.iter().enumerate() {
-            assert_eq!(class_index(*kind), i);
-        }
-    }
 
     #[test]
     fn labels_display_skips_missing() {

@@ -108,6 +108,36 @@ impl From<OutcomeKind> for Outcome {
 }
 
 impl OutcomeKind {
+    /// Every outcome class, in a fixed order ([`index`](Self::index) is the position here).
+    pub const ALL: [OutcomeKind; 10] = [
+        OutcomeKind::Success,
+        OutcomeKind::Throttled(ThrottleScope::Requests),
+        OutcomeKind::Throttled(ThrottleScope::Tokens),
+        OutcomeKind::Throttled(ThrottleScope::Capacity),
+        OutcomeKind::Throttled(ThrottleScope::Unknown),
+        OutcomeKind::Overloaded,
+        OutcomeKind::Unavailable,
+        OutcomeKind::Timeout,
+        OutcomeKind::Transient,
+        OutcomeKind::Fatal,
+    ];
+
+    /// The position of this class in [`ALL`](Self::ALL), for tables indexed by class.
+    pub(crate) const fn index(&self) -> usize {
+        match self {
+            OutcomeKind::Success => 0,
+            OutcomeKind::Throttled(ThrottleScope::Requests) => 1,
+            OutcomeKind::Throttled(ThrottleScope::Tokens) => 2,
+            OutcomeKind::Throttled(ThrottleScope::Capacity) => 3,
+            OutcomeKind::Throttled(ThrottleScope::Unknown) => 4,
+            OutcomeKind::Overloaded => 5,
+            OutcomeKind::Unavailable => 6,
+            OutcomeKind::Timeout => 7,
+            OutcomeKind::Transient => 8,
+            OutcomeKind::Fatal => 9,
+        }
+    }
+
     /// Whether an attempt with this outcome may be retried.
     ///
     /// [`OutcomeKind::Timeout`] is retryable here; whether a *particular* request may be retried
@@ -182,18 +212,7 @@ impl fmt::Display for Outcome {
 mod tests {
     use super::*;
 
-    const ALL: [OutcomeKind; 10] = [
-        OutcomeKind::Success,
-        OutcomeKind::Throttled(ThrottleScope::Requests),
-        OutcomeKind::Throttled(ThrottleScope::Tokens),
-        OutcomeKind::Throttled(ThrottleScope::Capacity),
-        OutcomeKind::Throttled(ThrottleScope::Unknown),
-        OutcomeKind::Overloaded,
-        OutcomeKind::Unavailable,
-        OutcomeKind::Timeout,
-        OutcomeKind::Transient,
-        OutcomeKind::Fatal,
-    ];
+    const ALL: [OutcomeKind; 10] = OutcomeKind::ALL;
 
     #[test]
     fn design_table_columns() {
@@ -215,6 +234,13 @@ mod tests {
             assert_eq!(kind.counts_for_breaker(), breaker, "{kind}");
             assert_eq!(kind.teaches_quota(), quota, "{kind}");
             assert_eq!(kind.moves_fallback(), fallback, "{kind}");
+        }
+    }
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, kind) in ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
         }
     }
 

@@ -163,7 +163,7 @@ pub enum Action {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FallbackPolicy {
-    actions: [Action; crate::observe::CLASSES.len()],
+    actions: [Action; OutcomeKind::ALL.len()],
 }
 
 impl Default for FallbackPolicy {
@@ -171,7 +171,7 @@ impl Default for FallbackPolicy {
     /// model moves to the next model, the other moving outcomes to the next target.
     fn default() -> Self {
         FallbackPolicy {
-            actions: crate::observe::CLASSES.map(|kind| match kind {
+            actions: OutcomeKind::ALL.map(|kind| match kind {
                 OutcomeKind::Overloaded => Action::NextModel,
                 kind if kind.moves_fallback() => Action::NextTarget,
                 _ => Action::Stop,
@@ -184,14 +184,14 @@ impl FallbackPolicy {
     /// Sets the action for `kind`. [`OutcomeKind::Success`] always stops: it is served.
     pub fn on(mut self, kind: OutcomeKind, action: Action) -> Self {
         if kind != OutcomeKind::Success {
-            self.actions[crate::observe::class_index(kind)] = action;
+            self.actions[kind.index()] = action;
         }
         self
     }
 
     /// The action for `kind`.
     pub fn action(&self, kind: OutcomeKind) -> Action {
-        self.actions[crate::observe::class_index(kind)]
+        self.actions[kind.index()]
     }
 }
 

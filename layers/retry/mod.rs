@@ -83,12 +83,7 @@ impl RetryMetrics {
         self.attempts.increment(kind);
     }
 
-    pub(crate) fn retry(
-        &self,
-        outcome: &Outcome,
-        state: &RetryState,
-        wait: Duration,
-    ) {
+    pub(crate) fn retry(&self, outcome: &Outcome, state: &RetryState, wait: Duration) {
         self.retries.increment(outcome.kind);
         self.wait.record(outcome.kind, wait.as_secs_f64());
         tracing::debug!(
@@ -102,12 +97,7 @@ impl RetryMetrics {
         );
     }
 
-    pub(crate) fn stop(
-        &self,
-        outcome: &Outcome,
-        state: &RetryState,
-        reason: StopReason,
-    ) {
+    pub(crate) fn stop(&self, outcome: &Outcome, state: &RetryState, reason: StopReason) {
         self.exhausted.increment(reason.index());
         tracing::debug!(
             target: "tower_headroom::retry",
