@@ -62,7 +62,7 @@ pub mod keys {
     pub const MODEL: &str = "model";
     /// The region.
     pub const REGION: &str = "region";
-    /// The outcome class ([`OutcomeKind::as_str`](OutcomeKind::as_str)).
+    /// The outcome class ([`OutcomeKind::as_str`](crate::OutcomeKind::as_str)).
     pub const CLASS: &str = "class";
     /// Why the retry layer stopped ([`StopReason::as_str`](crate::retry::StopReason::as_str)).
     pub const REASON: &str = "reason";
