@@ -18,7 +18,7 @@
 //! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
 //! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a
 //! target, model and region) and from fixed enumerations such as
-//! [`OutcomeKind::as_str`](OutcomeKind::as_str): never a request or response body, a
+//! [`OutcomeKind::as_str`](crate::OutcomeKind::as_str): never a request or response body, a
 //! prompt, a completion, a header value or a credential.
 //!
 //! Metric handles are registered when a layer is built and reused on every call, so the hot

@@ -108,7 +108,7 @@ impl From<OutcomeKind> for Outcome {
 }
 
 impl OutcomeKind {
-    /// Every outcome class, in a fixed order ([`index`](Self::index) is the position here).
+    /// Every outcome class, in a fixed order.
     pub const ALL: [OutcomeKind; 10] = [
         OutcomeKind::Success,
         OutcomeKind::Throttled(ThrottleScope::Requests),
