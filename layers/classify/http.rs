@@ -68,9 +68,13 @@ impl HttpClassifier {
     }
 
     /// Classifies a response with the current time `now` given, for deterministic tests of
-    /// date-valued headers. [`Classify::classify`] calls this with [`SystemTime::now`] (only for
-    /// responses that are not successes).
+    /// date-valued headers. [`Classify::classify`] reads [`SystemTime::now`] instead, and only
+    /// for a failure whose headers may carry a retry delay.
     pub fn classify_response<B>(&self, res: &Response<B>, now: SystemTime) -> Outcome {
+        self.classify_with(res, || now)
+    }
+
+    fn classify_with<B>(&self, res: &Response<B>, now: impl FnOnce() -> SystemTime) -> Outcome {
         let status = res.status().as_u16();
         if status < 400 {
             return Outcome::SUCCESS;
@@ -87,12 +91,11 @@ impl HttpClassifier {
             OutcomeKind::Throttled(scope) => Some(scope),
             _ => None,
         };
-        let hints = retry_after::from_headers(headers, known_scope, now);
-        let kind = match kind {
-            OutcomeKind::Throttled(_) => {
-                OutcomeKind::Throttled(hints.scope.unwrap_or(ThrottleScope::Unknown))
-            }
-            other => other,
+        let hints = retry_after::from_headers(headers, known_scope, now());
+        // A throttle's scope may be refined by the headers (which limit reads zero).
+        let kind = match (kind, hints.scope) {
+            (OutcomeKind::Throttled(_), Some(scope)) => OutcomeKind::Throttled(scope),
+            (kind, _) => kind,
         };
         Outcome::new(kind).with_retry_after_opt(hints.delay)
     }
@@ -101,9 +104,7 @@ impl HttpClassifier {
 impl<B> Classify<Response<B>> for HttpClassifier {
     fn classify(&self, result: Result<&Response<B>, &(dyn Error + 'static)>) -> Outcome {
         match result {
-            // Checked here too so that a success never reads the clock.
-            Ok(res) if res.status().as_u16() < 400 => Outcome::SUCCESS,
-            Ok(res) => self.classify_response(res, SystemTime::now()),
+            Ok(res) => self.classify_with(res, SystemTime::now),
             Err(error) => classify_error(error),
         }
     }
