@@ -270,11 +270,8 @@ impl ScheduleClass {
 /// with up to 10% added jitter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backoff {
-    throttled: Schedule,
-    overloaded: Schedule,
-    unavailable: Schedule,
-    timeout: Schedule,
-    transient: Schedule,
+    /// Indexed by [`ScheduleClass`].
+    schedules: [Schedule; 5],
     window: Option<QuotaWindow>,
     max_server_delay: Duration,
     server_jitter_percent: u32,
@@ -288,13 +285,7 @@ impl Backoff {
 
     /// The schedule used for `class`.
     pub fn schedule(&self, class: ScheduleClass) -> &Schedule {
-        match class {
-            ScheduleClass::Throttled => &self.throttled,
-            ScheduleClass::Overloaded => &self.overloaded,
-            ScheduleClass::Unavailable => &self.unavailable,
-            ScheduleClass::Timeout => &self.timeout,
-            ScheduleClass::Transient => &self.transient,
-        }
+        &self.schedules[class as usize]
     }
 
     /// The quota window, if retries of request/token throttles align to one.
@@ -352,11 +343,8 @@ impl Default for Backoff {
 /// Builds a [`Backoff`]; see [`Backoff`] for the defaults.
 #[derive(Clone, Debug)]
 pub struct BackoffBuilder {
-    throttled: Schedule,
-    overloaded: Schedule,
-    unavailable: Schedule,
-    timeout: Schedule,
-    transient: Schedule,
+    /// Indexed by [`ScheduleClass`].
+    schedules: [Schedule; 5],
     window: WindowSetting,
     max_server_delay: Duration,
     server_jitter_percent: u32,
@@ -372,11 +360,14 @@ enum WindowSetting {
 impl Default for BackoffBuilder {
     fn default() -> Self {
         BackoffBuilder {
-            throttled: Schedule::fixed(50, 5_000),
-            overloaded: Schedule::fixed(500, 20_000),
-            unavailable: Schedule::fixed(1_000, 30_000),
-            timeout: Schedule::fixed(500, 10_000),
-            transient: Schedule::fixed(50, 5_000),
+            // In `ScheduleClass` order: throttled, overloaded, unavailable, timeout, transient.
+            schedules: [
+                Schedule::fixed(50, 5_000),
+                Schedule::fixed(500, 20_000),
+                Schedule::fixed(1_000, 30_000),
+                Schedule::fixed(500, 10_000),
+                Schedule::fixed(50, 5_000),
+            ],
             window: WindowSetting::Clock {
                 length: Duration::from_secs(60),
                 spread: Duration::from_secs(5),
@@ -390,26 +381,14 @@ impl Default for BackoffBuilder {
 impl BackoffBuilder {
     /// Sets the schedule for one class of outcome.
     pub fn schedule(mut self, class: ScheduleClass, schedule: Schedule) -> Self {
-        *match class {
-            ScheduleClass::Throttled => &mut self.throttled,
-            ScheduleClass::Overloaded => &mut self.overloaded,
-            ScheduleClass::Unavailable => &mut self.unavailable,
-            ScheduleClass::Timeout => &mut self.timeout,
-            ScheduleClass::Transient => &mut self.transient,
-        } = schedule;
+        self.schedules[class as usize] = schedule;
         self
     }
 
     /// Sets the same jitter mode on every schedule.
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        for s in [
-            &mut self.throttled,
-            &mut self.overloaded,
-            &mut self.unavailable,
-            &mut self.timeout,
-            &mut self.transient,
-        ] {
-            s.jitter = jitter;
+        for schedule in &mut self.schedules {
+            schedule.jitter = jitter;
         }
         self
     }
@@ -464,11 +443,7 @@ impl BackoffBuilder {
             WindowSetting::Anchored(window) => Some(window),
         };
         Ok(Backoff {
-            throttled: self.throttled,
-            overloaded: self.overloaded,
-            unavailable: self.unavailable,
-            timeout: self.timeout,
-            transient: self.transient,
+            schedules: self.schedules,
             window,
             max_server_delay: self.max_server_delay,
             server_jitter_percent: self.server_jitter_percent,
