@@ -74,7 +74,9 @@ pub(crate) struct Shared<C> {
 
 /// The service built by [`RetryLayer`].
 ///
-/// Requests must be `Clone`: each attempt sends a clone and the original is kept for the next.
+/// Requests must be `Clone`: each attempt sends a clone and the original is kept for the next,
+/// as in tower's own `Retry`. The layer itself allocates nothing per call; cloning the request
+/// may (an `http::Request` with headers does), so share large bodies (`Bytes`, `Arc`).
 /// Readiness is checked again before every retry. Errors are [`BoxError`]s: the inner error
 /// when no retry was attempted for a reason other than those below, otherwise
 /// [`RetriesExhausted`](super::RetriesExhausted) or [`Fatal`](super::Fatal) with the inner error
