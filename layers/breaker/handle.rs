@@ -81,13 +81,25 @@ impl BreakerHandle {
     /// Asks to make a call. The permit gives itself back when dropped unrecorded (the call
     /// then counts as neither success nor failure).
     pub fn acquire(&self, now: Instant) -> Result<BreakerPermit, Open> {
+        self.clone().acquire_owned(now).map_err(|(open, _)| open)
+    }
+
+    /// [`acquire`](Self::acquire) by value: the permit takes this handle instead of a clone of
+    /// it, and a refusal gives it back.
+    pub(crate) fn acquire_owned(
+        self,
+        now: Instant,
+    ) -> Result<BreakerPermit, (Open, BreakerHandle)> {
         self.touch(now);
         let (result, transition) = self.lock().acquire_reporting(now);
         self.report(transition);
-        result.map(|permit| BreakerPermit {
-            breaker: self.clone(),
-            permit: Some(permit),
-        })
+        match result {
+            Ok(permit) => Ok(BreakerPermit {
+                breaker: self,
+                permit: Some(permit),
+            }),
+            Err(open) => Err((open, self)),
+        }
     }
 
     /// Opens the breaker now (an operator's override).

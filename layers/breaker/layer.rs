@@ -187,7 +187,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let now = Instant::now();
         let breaker = self.select.select(&request, now);
-        match breaker.acquire(now) {
+        match breaker.acquire_owned(now) {
             Ok(permit) => ResponseFuture {
                 kind: Kind::Called {
                     future: self.inner.call(request),
@@ -196,7 +196,7 @@ where
                     started: now,
                 },
             },
-            Err(open) => ResponseFuture {
+            Err((open, breaker)) => ResponseFuture {
                 kind: Kind::Open {
                     retry_in: open.retry_in,
                     breaker: Some(breaker),
