@@ -37,7 +37,6 @@ impl State {
         }
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) const fn index(&self) -> usize {
         match self {
             State::Closed => 0,

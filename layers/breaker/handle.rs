@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::core::{BreakerConfig, BreakerCore, Open, Permit, State, Transition};
 use crate::Outcome;
-use crate::observe::Labels;
+use crate::observe::{CounterSet, Labels};
 
 /// A circuit breaker shared by every clone of the layers and routers that hold it.
 ///
@@ -231,33 +231,22 @@ struct BreakerMetrics {
     #[cfg(feature = "metrics")]
     state: metrics::Gauge,
     /// Indexed by [`State::index`].
-    #[cfg(feature = "metrics")]
-    transitions: [metrics::Counter; 3],
+    transitions: CounterSet<3>,
 }
 
 impl BreakerMetrics {
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     fn register(labels: &Labels) -> Self {
-        #[cfg(feature = "metrics")]
-        {
-            use crate::observe::{keys, names};
-            let counter = |to: State| {
-                metrics::counter!(
-                    names::BREAKER_TRANSITIONS,
-                    labels.metric_labels(&[(keys::TO, to.as_str())])
-                )
-            };
-            BreakerMetrics {
-                state: metrics::gauge!(names::BREAKER_STATE, labels.metric_labels(&[])),
-                transitions: [
-                    counter(State::Closed),
-                    counter(State::HalfOpen),
-                    counter(State::Open),
-                ],
-            }
+        use crate::observe::{keys, names};
+        BreakerMetrics {
+            #[cfg(feature = "metrics")]
+            state: metrics::gauge!(names::BREAKER_STATE, labels.metric_labels(&[])),
+            transitions: CounterSet::register(
+                names::BREAKER_TRANSITIONS,
+                labels,
+                keys::TO,
+                [State::Closed, State::HalfOpen, State::Open].map(|to| to.as_str()),
+            ),
         }
-        #[cfg(not(feature = "metrics"))]
-        BreakerMetrics {}
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -268,7 +257,6 @@ impl BreakerMetrics {
 
     fn transition(&self, to: State) {
         self.state(to);
-        #[cfg(feature = "metrics")]
-        self.transitions[to.index()].increment(1);
+        self.transitions.increment(to.index());
     }
 }

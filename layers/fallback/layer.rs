@@ -15,6 +15,7 @@ use tower_service::Service;
 
 use super::route::{After, Choice, Headroom, NoHeadroom, Plan, Route};
 use crate::breaker::{BreakerConfig, BreakerHandle, BreakerPermit, BreakerRegistry, ConfigError};
+use crate::observe::{CounterSet, Labels, keys, names};
 use crate::{BoxError, Classify, Outcome};
 
 /// Which target served a response, and whether that was a fallback.
@@ -267,7 +268,7 @@ impl<T, C, H, A> FallbackBuilder<T, C, H, A> {
         let served = targets
             .iter()
             .enumerate()
-            .map(|(i, t)| ServedCounter::register(t.labels(), i != 0))
+            .map(|(i, t)| served_counter(t.labels(), i != 0))
             .collect();
         Router {
             route: self.route,
@@ -286,7 +287,8 @@ struct Router<T, C, H, A> {
     classifier: C,
     headroom: H,
     annotate: A,
-    served: Box<[ServedCounter]>,
+    /// `headroom_fallback_total` per target (see [`served_counter`]).
+    served: Box<[CounterSet<1>]>,
 }
 
 impl<T, C, H: Headroom<T>, A> Router<T, C, H, A> {
@@ -617,7 +619,7 @@ where
         };
         router.annotate.annotate(response, &served);
         if outcome.is_success() {
-            router.served[target].increment();
+            router.served[target].increment(0);
             if served.degraded {
                 tracing::debug!(
                     target_name = &*served.name,
@@ -634,29 +636,9 @@ fn polled_after_completion() -> BoxError {
     "fallback response future polled after completion".into()
 }
 
-/// `headroom_fallback_total{target, model, region, degraded}` for one target.
-struct ServedCounter {
-    #[cfg(feature = "metrics")]
-    counter: metrics::Counter,
-}
-
-impl ServedCounter {
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn register(labels: &crate::observe::Labels, degraded: bool) -> Self {
-        ServedCounter {
-            #[cfg(feature = "metrics")]
-            counter: metrics::counter!(
-                crate::observe::names::FALLBACK,
-                labels.metric_labels(&[(
-                    crate::observe::keys::DEGRADED,
-                    if degraded { "true" } else { "false" }
-                )])
-            ),
-        }
-    }
-
-    fn increment(&self) {
-        #[cfg(feature = "metrics")]
-        self.counter.increment(1);
-    }
+/// `headroom_fallback_total{target, model, region, degraded}` for one target: `degraded` is
+/// `true` for every target but the first.
+fn served_counter(labels: &Labels, degraded: bool) -> CounterSet<1> {
+    let degraded = if degraded { "true" } else { "false" };
+    CounterSet::register(names::FALLBACK, labels, keys::DEGRADED, [degraded])
 }
