@@ -30,13 +30,10 @@ impl State {
 
     /// The value of the `headroom_breaker_state` gauge: 0 closed, 1 half-open, 2 open.
     pub const fn gauge_value(&self) -> f64 {
-        match self {
-            State::Closed => 0.0,
-            State::HalfOpen => 1.0,
-            State::Open => 2.0,
-        }
+        self.index() as f64
     }
 
+    /// 0 closed, 1 half-open, 2 open: the gauge value, and the index of the transition counters.
     pub(crate) const fn index(&self) -> usize {
         match self {
             State::Closed => 0,
