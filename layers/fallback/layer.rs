@@ -408,7 +408,6 @@ where
         let state = match shared.router.choose(&mut plan, Instant::now()) {
             Choice::Call { target, permit, .. } => {
                 prepare(&shared, &plan, &mut original, target, permit)
-                    .unwrap_or(State::NoTarget { retry_in: None })
             }
             Choice::Exhausted { retry_in } => State::NoTarget { retry_in },
         };
@@ -423,30 +422,35 @@ where
 
 /// The state for a call to `target`: a copy of the request if the plan may still move after
 /// it, else the original itself.
+///
+/// `original` is always there: it is taken only for a call after which the plan may not move
+/// (`!may_move`), and [`Route::after`] answers [`After::Move`] only when it may, so no call is
+/// prepared after the original was taken.
 fn prepare<Req, D, T, C, H, A>(
     shared: &Shared<D, T, C, H, A>,
     plan: &Plan,
     original: &mut Option<Req>,
     target: usize,
     permit: Option<BreakerPermit>,
-) -> Option<StateOf<Req, D, T>>
+) -> StateOf<Req, D, T>
 where
     Req: Clone,
     D: Dispatch<Req, T>,
 {
+    let original_kept = "the original request is kept while the plan may move";
     let mut request = if shared.router.route.may_move(plan) {
-        original.clone()?
+        original.as_ref().expect(original_kept).clone()
     } else {
-        original.take()?
+        original.take().expect(original_kept)
     };
     let key = shared.router.route.targets()[target].key();
     let service = shared.dispatch.service(target, key, &mut request);
-    Some(State::Ready {
+    State::Ready {
         service,
         request: Some(request),
         target,
         permit,
-    })
+    }
 }
 
 /// The future's state for a dispatcher `D`.
@@ -573,26 +577,20 @@ where
                     return Poll::Ready(finish(router, this.plan, target, outcome, result));
                 }
                 After::Move => {
-                    let next = match router.choose(this.plan, now) {
-                        Choice::Call {
-                            target: next,
-                            permit,
-                            ..
-                        } => prepare(this.shared, this.plan, this.original, next, permit),
-                        Choice::Exhausted { .. } => None,
-                    };
-                    let Some(next) = next else {
+                    let Choice::Call {
+                        target: to, permit, ..
+                    } = router.choose(this.plan, now)
+                    else {
                         return Poll::Ready(finish(router, this.plan, target, outcome, result));
                     };
+                    let next = prepare(this.shared, this.plan, this.original, to, permit);
                     let targets = router.route.targets();
-                    if let State::Ready { target: to, .. } = &next {
-                        tracing::debug!(
-                            target_name = targets[target].name().as_ref(),
-                            to = targets[*to].name().as_ref(),
-                            class = outcome.kind.as_str(),
-                            "fallback moving to the next target"
-                        );
-                    }
+                    tracing::debug!(
+                        target_name = targets[target].name().as_ref(),
+                        to = targets[to].name().as_ref(),
+                        class = outcome.kind.as_str(),
+                        "fallback moving to the next target"
+                    );
                     this.state.set(next);
                 }
             }
