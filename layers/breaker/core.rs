@@ -30,14 +30,10 @@ impl State {
 
     /// The value of the `headroom_breaker_state` gauge: 0 closed, 1 half-open, 2 open.
     pub const fn gauge_value(&self) -> f64 {
-        match self {
-            State::Closed => 0.0,
-            State::HalfOpen => 1.0,
-            State::Open => 2.0,
-        }
+        self.index() as f64
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    /// 0 closed, 1 half-open, 2 open: the gauge value, and the index of the transition counters.
     pub(crate) const fn index(&self) -> usize {
         match self {
             State::Closed => 0,
@@ -636,31 +632,26 @@ impl BreakerCore {
         &mut self,
         now: Instant,
     ) -> (Result<Permit, Open>, Option<Transition>) {
-        let mut transition = None;
-        if self.state == State::Open {
-            if now < self.open_until {
-                let open = Open {
-                    retry_in: self.open_until - now,
-                };
-                return (Err(open), None);
-            }
-            transition = self.enter(State::HalfOpen, now);
+        if let Err(open) = self.would_admit(now) {
+            return (Err(open), None);
         }
-        let result = match self.state {
-            State::Closed => Ok(Permit {
-                generation: self.generation,
-                probe: false,
-            }),
-            State::HalfOpen if self.probe_slots_left() > 0 => {
-                self.probes_in_flight += 1;
-                Ok(Permit {
-                    generation: self.generation,
-                    probe: true,
-                })
-            }
-            _ => Err(self.probe_busy()),
+        // Admitted while open: the period has ended, so this call is the first probe. Entering
+        // half-open frees every probe slot, and `half_open_probes` is at least 1.
+        let transition = if self.state == State::Open {
+            self.enter(State::HalfOpen, now)
+        } else {
+            None
         };
-        (result, transition)
+        let probe = self.state == State::HalfOpen;
+        if probe {
+            debug_assert!(self.probe_slots_left() > 0);
+            self.probes_in_flight += 1;
+        }
+        let permit = Permit {
+            generation: self.generation,
+            probe,
+        };
+        (Ok(permit), transition)
     }
 
     /// Records the outcome of a call made under `permit`, `latency` after it started.

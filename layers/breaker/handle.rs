@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::core::{BreakerConfig, BreakerCore, Open, Permit, State, Transition};
 use crate::Outcome;
-use crate::observe::Labels;
+use crate::observe::{CounterSet, Labels};
 
 /// A circuit breaker shared by every clone of the layers and routers that hold it.
 ///
@@ -81,13 +81,25 @@ impl BreakerHandle {
     /// Asks to make a call. The permit gives itself back when dropped unrecorded (the call
     /// then counts as neither success nor failure).
     pub fn acquire(&self, now: Instant) -> Result<BreakerPermit, Open> {
+        self.clone().acquire_owned(now).map_err(|(open, _)| open)
+    }
+
+    /// [`acquire`](Self::acquire) by value: the permit takes this handle instead of a clone of
+    /// it, and a refusal gives it back.
+    pub(crate) fn acquire_owned(
+        self,
+        now: Instant,
+    ) -> Result<BreakerPermit, (Open, BreakerHandle)> {
         self.touch(now);
         let (result, transition) = self.lock().acquire_reporting(now);
         self.report(transition);
-        result.map(|permit| BreakerPermit {
-            breaker: self.clone(),
-            permit: Some(permit),
-        })
+        match result {
+            Ok(permit) => Ok(BreakerPermit {
+                breaker: self,
+                permit: Some(permit),
+            }),
+            Err(open) => Err((open, self)),
+        }
     }
 
     /// Opens the breaker now (an operator's override).
@@ -219,33 +231,22 @@ struct BreakerMetrics {
     #[cfg(feature = "metrics")]
     state: metrics::Gauge,
     /// Indexed by [`State::index`].
-    #[cfg(feature = "metrics")]
-    transitions: [metrics::Counter; 3],
+    transitions: CounterSet<3>,
 }
 
 impl BreakerMetrics {
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     fn register(labels: &Labels) -> Self {
-        #[cfg(feature = "metrics")]
-        {
-            use crate::observe::{keys, names};
-            let counter = |to: State| {
-                metrics::counter!(
-                    names::BREAKER_TRANSITIONS,
-                    labels.metric_labels(&[(keys::TO, to.as_str())])
-                )
-            };
-            BreakerMetrics {
-                state: metrics::gauge!(names::BREAKER_STATE, labels.metric_labels(&[])),
-                transitions: [
-                    counter(State::Closed),
-                    counter(State::HalfOpen),
-                    counter(State::Open),
-                ],
-            }
+        use crate::observe::{keys, names};
+        BreakerMetrics {
+            #[cfg(feature = "metrics")]
+            state: metrics::gauge!(names::BREAKER_STATE, labels.metric_labels(&[])),
+            transitions: CounterSet::register(
+                names::BREAKER_TRANSITIONS,
+                labels,
+                keys::TO,
+                [State::Closed, State::HalfOpen, State::Open].map(|to| to.as_str()),
+            ),
         }
-        #[cfg(not(feature = "metrics"))]
-        BreakerMetrics {}
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -256,7 +257,6 @@ impl BreakerMetrics {
 
     fn transition(&self, to: State) {
         self.state(to);
-        #[cfg(feature = "metrics")]
-        self.transitions[to.index()].increment(1);
+        self.transitions.increment(to.index());
     }
 }

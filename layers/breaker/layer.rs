@@ -187,7 +187,7 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let now = Instant::now();
         let breaker = self.select.select(&request, now);
-        match breaker.acquire(now) {
+        match breaker.acquire_owned(now) {
             Ok(permit) => ResponseFuture {
                 kind: Kind::Called {
                     future: self.inner.call(request),
@@ -196,10 +196,10 @@ where
                     started: now,
                 },
             },
-            Err(open) => ResponseFuture {
+            // Cloning the labels copies `Arc`s: the boxed error (at poll) is the only allocation.
+            Err((open, breaker)) => ResponseFuture {
                 kind: Kind::Open {
-                    retry_in: open.retry_in,
-                    breaker: Some(breaker),
+                    error: CircuitOpen::new(open.retry_in, breaker.labels().clone()),
                 },
             },
         }
@@ -225,8 +225,7 @@ pin_project! {
             started: Instant,
         },
         Open {
-            retry_in: Duration,
-            breaker: Option<BreakerHandle>,
+            error: CircuitOpen,
         },
     }
 }
@@ -264,12 +263,10 @@ where
                 }
                 Poll::Ready(result)
             }
-            KindProj::Open { retry_in, breaker } => {
-                let labels = breaker
-                    .take()
-                    .map(|b| b.labels().clone())
-                    .unwrap_or_default();
-                Poll::Ready(Err(Box::new(CircuitOpen::new(*retry_in, labels))))
+            KindProj::Open { error } => {
+                // Polled again after completion, it fails again, without the labels.
+                let unlabelled = CircuitOpen::new(error.retry_in, Labels::none());
+                Poll::Ready(Err(Box::new(std::mem::replace(error, unlabelled))))
             }
         }
     }

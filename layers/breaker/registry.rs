@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -63,6 +63,25 @@ struct Shard<K> {
     last_sweep: Option<Instant>,
 }
 
+impl<K> Shard<K> {
+    /// Evicts the breakers idle for `idle_after` that only this shard holds; returns how many.
+    fn sweep(&mut self, now: Instant, idle_after: Duration) -> usize {
+        let before = self.map.len();
+        self.map
+            .retain(|_, breaker| breaker.is_shared() || breaker.idle_since(now) < idle_after);
+        self.last_sweep = Some(now);
+        before - self.map.len()
+    }
+}
+
+/// Locks a shard. A panic while it was held (in a labels function, say) leaves the map usable:
+/// keep going.
+fn lock<K>(shard: &Mutex<Shard<K>>) -> MutexGuard<'_, Shard<K>> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl<K> Clone for BreakerRegistry<K> {
     fn clone(&self) -> Self {
         BreakerRegistry {
@@ -97,26 +116,20 @@ impl<K: Hash + Eq + Clone> BreakerRegistry<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let inner = &*self.inner;
-        let index = (inner.hasher.hash_one(key) % inner.shards.len() as u64) as usize;
-        let mut shard = inner.shards[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let idle_after = self.inner.idle_after;
+        let mut shard = self.shard(key);
         let due = shard
             .last_sweep
-            .is_none_or(|last| now.saturating_duration_since(last) >= inner.idle_after);
+            .is_none_or(|last| now.saturating_duration_since(last) >= idle_after);
         if due {
-            shard.last_sweep = Some(now);
-            let idle_after = inner.idle_after;
-            shard
-                .map
-                .retain(|_, breaker| breaker.is_shared() || breaker.idle_since(now) < idle_after);
+            shard.sweep(now, idle_after);
         }
         if let Some(breaker) = shard.map.get(key) {
             return breaker.clone();
         }
         let owned = key.to_owned();
-        let breaker = BreakerHandle::new_at(self.config_for_new(), (inner.labels)(&owned), now);
+        let breaker =
+            BreakerHandle::new_at(self.config_for_new(), (self.inner.labels)(&owned), now);
         shard.map.insert(owned, breaker.clone());
         breaker
     }
@@ -127,30 +140,17 @@ impl<K: Hash + Eq + Clone> BreakerRegistry<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let inner = &*self.inner;
-        let index = (inner.hasher.hash_one(key) % inner.shards.len() as u64) as usize;
-        let shard = inner.shards[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        shard.map.get(key).cloned()
+        self.shard(key).map.get(key).cloned()
     }
 
     /// Evicts every breaker idle for `idle_after` that only the registry holds; returns how many.
     pub fn evict_idle(&self, now: Instant) -> usize {
         let idle_after = self.inner.idle_after;
-        let mut evicted = 0;
-        for shard in self.inner.shards.iter() {
-            let mut shard = shard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let before = shard.map.len();
-            shard
-                .map
-                .retain(|_, breaker| breaker.is_shared() || breaker.idle_since(now) < idle_after);
-            shard.last_sweep = Some(now);
-            evicted += before - shard.map.len();
-        }
-        evicted
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| lock(shard).sweep(now, idle_after))
+            .sum()
     }
 
     /// How many breakers the registry holds.
@@ -158,13 +158,20 @@ impl<K: Hash + Eq + Clone> BreakerRegistry<K> {
         self.inner
             .shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
+            .map(|shard| lock(shard).map.len())
             .sum()
     }
 
     /// Whether the registry holds no breaker.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The locked shard that holds `key`.
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K>> {
+        let inner = &*self.inner;
+        let index = (inner.hasher.hash_one(key) % inner.shards.len() as u64) as usize;
+        lock(&inner.shards[index])
     }
 
     /// Each breaker gets its own jitter stream; with a fixed seed, a repeatable one.

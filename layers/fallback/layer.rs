@@ -15,6 +15,7 @@ use tower_service::Service;
 
 use super::route::{After, Choice, Headroom, NoHeadroom, Plan, Route};
 use crate::breaker::{BreakerConfig, BreakerHandle, BreakerPermit, BreakerRegistry, ConfigError};
+use crate::observe::{CounterSet, Labels, keys, names};
 use crate::{BoxError, Classify, Outcome};
 
 /// Which target served a response, and whether that was a fallback.
@@ -267,7 +268,7 @@ impl<T, C, H, A> FallbackBuilder<T, C, H, A> {
         let served = targets
             .iter()
             .enumerate()
-            .map(|(i, t)| ServedCounter::register(t.labels(), i != 0))
+            .map(|(i, t)| served_counter(t.labels(), i != 0))
             .collect();
         Router {
             route: self.route,
@@ -286,7 +287,8 @@ struct Router<T, C, H, A> {
     classifier: C,
     headroom: H,
     annotate: A,
-    served: Box<[ServedCounter]>,
+    /// `headroom_fallback_total` per target (see [`served_counter`]).
+    served: Box<[CounterSet<1>]>,
 }
 
 impl<T, C, H: Headroom<T>, A> Router<T, C, H, A> {
@@ -406,7 +408,6 @@ where
         let state = match shared.router.choose(&mut plan, Instant::now()) {
             Choice::Call { target, permit, .. } => {
                 prepare(&shared, &plan, &mut original, target, permit)
-                    .unwrap_or(State::NoTarget { retry_in: None })
             }
             Choice::Exhausted { retry_in } => State::NoTarget { retry_in },
         };
@@ -421,30 +422,35 @@ where
 
 /// The state for a call to `target`: a copy of the request if the plan may still move after
 /// it, else the original itself.
+///
+/// `original` is always there: it is taken only for a call after which the plan may not move
+/// (`!may_move`), and [`Route::after`] answers [`After::Move`] only when it may, so no call is
+/// prepared after the original was taken.
 fn prepare<Req, D, T, C, H, A>(
     shared: &Shared<D, T, C, H, A>,
     plan: &Plan,
     original: &mut Option<Req>,
     target: usize,
     permit: Option<BreakerPermit>,
-) -> Option<StateOf<Req, D, T>>
+) -> StateOf<Req, D, T>
 where
     Req: Clone,
     D: Dispatch<Req, T>,
 {
+    let original_kept = "the original request is kept while the plan may move";
     let mut request = if shared.router.route.may_move(plan) {
-        original.clone()?
+        original.as_ref().expect(original_kept).clone()
     } else {
-        original.take()?
+        original.take().expect(original_kept)
     };
     let key = shared.router.route.targets()[target].key();
     let service = shared.dispatch.service(target, key, &mut request);
-    Some(State::Ready {
+    State::Ready {
         service,
         request: Some(request),
         target,
         permit,
-    })
+    }
 }
 
 /// The future's state for a dispatcher `D`.
@@ -571,26 +577,20 @@ where
                     return Poll::Ready(finish(router, this.plan, target, outcome, result));
                 }
                 After::Move => {
-                    let next = match router.choose(this.plan, now) {
-                        Choice::Call {
-                            target: next,
-                            permit,
-                            ..
-                        } => prepare(this.shared, this.plan, this.original, next, permit),
-                        Choice::Exhausted { .. } => None,
-                    };
-                    let Some(next) = next else {
+                    let Choice::Call {
+                        target: to, permit, ..
+                    } = router.choose(this.plan, now)
+                    else {
                         return Poll::Ready(finish(router, this.plan, target, outcome, result));
                     };
+                    let next = prepare(this.shared, this.plan, this.original, to, permit);
                     let targets = router.route.targets();
-                    if let State::Ready { target: to, .. } = &next {
-                        tracing::debug!(
-                            target_name = targets[target].name().as_ref(),
-                            to = targets[*to].name().as_ref(),
-                            class = outcome.kind.as_str(),
-                            "fallback moving to the next target"
-                        );
-                    }
+                    tracing::debug!(
+                        target_name = targets[target].name().as_ref(),
+                        to = targets[to].name().as_ref(),
+                        class = outcome.kind.as_str(),
+                        "fallback moving to the next target"
+                    );
                     this.state.set(next);
                 }
             }
@@ -617,7 +617,7 @@ where
         };
         router.annotate.annotate(response, &served);
         if outcome.is_success() {
-            router.served[target].increment();
+            router.served[target].increment(0);
             if served.degraded {
                 tracing::debug!(
                     target_name = &*served.name,
@@ -634,29 +634,9 @@ fn polled_after_completion() -> BoxError {
     "fallback response future polled after completion".into()
 }
 
-/// `headroom_fallback_total{target, model, region, degraded}` for one target.
-struct ServedCounter {
-    #[cfg(feature = "metrics")]
-    counter: metrics::Counter,
-}
-
-impl ServedCounter {
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn register(labels: &crate::observe::Labels, degraded: bool) -> Self {
-        ServedCounter {
-            #[cfg(feature = "metrics")]
-            counter: metrics::counter!(
-                crate::observe::names::FALLBACK,
-                labels.metric_labels(&[(
-                    crate::observe::keys::DEGRADED,
-                    if degraded { "true" } else { "false" }
-                )])
-            ),
-        }
-    }
-
-    fn increment(&self) {
-        #[cfg(feature = "metrics")]
-        self.counter.increment(1);
-    }
+/// `headroom_fallback_total{target, model, region, degraded}` for one target: `degraded` is
+/// `true` for every target but the first.
+fn served_counter(labels: &Labels, degraded: bool) -> CounterSet<1> {
+    let degraded = if degraded { "true" } else { "false" };
+    CounterSet::register(names::FALLBACK, labels, keys::DEGRADED, [degraded])
 }

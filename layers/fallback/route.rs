@@ -350,14 +350,11 @@ impl<T> Route<T> {
             Action::NextModel => Prefer::OtherModel(target),
             Action::NextRegion => Prefer::OtherRegion(target),
         };
-        if plan.calls > self.max_hops {
-            return After::Stop;
+        if self.may_move(plan) {
+            After::Move
+        } else {
+            After::Stop
         }
-        let untried = self.targets.len() as u32 - plan.tried.count_ones();
-        if untried == 0 {
-            return After::Stop;
-        }
-        After::Move
     }
 
     /// Whether a request in `plan` could still move after its current call (so the adapter must
