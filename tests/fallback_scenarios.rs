@@ -203,11 +203,11 @@ async fn overload_episode_is_served_by_the_secondary_model_then_returns_to_the_p
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let layer = metrics::with_local_recorder(&recorder, || {
-        FallbackBuilder::new(route, classify).rewrite(
-            |request: &mut Request, model: &&'static str| {
+        FallbackBuilder::new(route, classify)
+            .breaker(BreakerConfig::builder().seed(17).build().unwrap())
+            .rewrite(|request: &mut Request, model: &&'static str| {
                 *request.uri_mut() = format!("/model/{model}/converse").parse().unwrap();
-            },
-        )
+            })
     });
     let service = tower::Layer::layer(&layer, backend.clone());
     let records = drive(service.clone(), start).await;
