@@ -269,14 +269,14 @@ impl<U, C> After<U, C> {
         r: Reservation<Arc<MemorySlot>>,
         outcome: &Outcome,
         usage: Usage,
-        now: Instant,
     ) {
         let learning = outcome.kind.teaches_quota() || r.slot().limit_is_learning();
         if !learning {
-            r.finish(outcome, usage, now);
+            r.finish_with(outcome, usage, Instant::now);
             return;
         }
         let slot = Arc::clone(r.slot());
+        let now = Instant::now();
         r.finish(outcome, usage, now);
         let stats = slot.stats(now);
         if let Some(limit) = stats.units_limit.or(stats.requests_limit) {
@@ -610,7 +610,6 @@ where
                 }
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
-                    let now = Instant::now();
                     let after = &**this.after;
                     let reservation = this.reservation.take();
                     let output = match result {
@@ -618,7 +617,7 @@ where
                             let outcome = after.classify.classify(Ok(&res));
                             let usage = after.usage.read_usage(&res);
                             if let Some(r) = reservation {
-                                after.finish(r, &outcome, usage, now);
+                                after.finish(r, &outcome, usage);
                             }
                             Ok(res)
                         }
@@ -627,7 +626,7 @@ where
                             let source: &(dyn Error + 'static) = &*err;
                             let outcome = after.classify.classify(Err(source));
                             if let Some(r) = reservation {
-                                after.finish(r, &outcome, Usage::UNKNOWN, now);
+                                after.finish(r, &outcome, Usage::UNKNOWN);
                             }
                             Err(err)
                         }

@@ -170,8 +170,16 @@ pub trait Slot: Send + Sync {
     fn reserve(&self, ask: &Ask, now: Instant) -> Result<(Self::Ticket, Grant), Rejected>;
     /// Re-checks a waiting reservation when its instant has come.
     fn confirm(&self, ticket: &mut Self::Ticket, now: Instant) -> Result<Grant, Rejected>;
-    /// Settles an admitted reservation with what the call spent and how it ended.
-    fn settle(&self, ticket: &mut Self::Ticket, outcome: &Outcome, usage: &Usage, now: Instant);
+    /// Settles an admitted reservation with what the call spent and how it ended. `now` is
+    /// called only when the settling needs the time (not for a success at its estimate with
+    /// nothing to learn).
+    fn settle(
+        &self,
+        ticket: &mut Self::Ticket,
+        outcome: &Outcome,
+        usage: &Usage,
+        now: impl FnOnce() -> Instant,
+    );
     /// Gives a reservation up: refunded when the call never started, kept at the estimate
     /// when it was in flight.
     fn cancel(&self, ticket: &mut Self::Ticket, now: Instant);
@@ -285,7 +293,13 @@ impl Slot for Arc<MemorySlot> {
     }
 
     #[inline]
-    fn settle(&self, ticket: &mut MemoryTicket, outcome: &Outcome, usage: &Usage, now: Instant) {
+    fn settle(
+        &self,
+        ticket: &mut MemoryTicket,
+        outcome: &Outcome,
+        usage: &Usage,
+        now: impl FnOnce() -> Instant,
+    ) {
         // The success path of a call settled at its estimate, with nothing to learn, needs no lock.
         let t = &ticket.0;
         if !t.waiting
@@ -297,7 +311,7 @@ impl Slot for Arc<MemorySlot> {
         {
             return;
         }
-        let now = self.ns(now);
+        let now = self.ns(now());
         let mut state = self.lock();
         state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
         self.learning.store(state.learning(), Ordering::Relaxed);
@@ -706,7 +720,14 @@ impl<T: Slot> Reservation<T> {
     /// Settles a call with its outcome: a throttle the budget did not predict shrinks the
     /// learned limit; successes grow it back.
     #[inline]
-    pub fn finish(mut self, outcome: &Outcome, usage: Usage, now: Instant) {
+    pub fn finish(self, outcome: &Outcome, usage: Usage, now: Instant) {
+        self.finish_with(outcome, usage, || now);
+    }
+
+    /// [`finish`](Reservation::finish), reading the time from `now` only when settling needs
+    /// it (a success at its estimate, with nothing to learn, does not).
+    #[inline]
+    pub fn finish_with(mut self, outcome: &Outcome, usage: Usage, now: impl FnOnce() -> Instant) {
         self.done = true;
         self.slot.settle(&mut self.ticket, outcome, &usage, now);
     }
