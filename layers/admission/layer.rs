@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use super::cost::{Estimate, NoUsage, ReadUsage, Usage};
 use super::limit::{Priority, Tenant};
-use super::quota::{Ask, Grant, MemorySlot, Quota, Rejected, Reservation};
+use super::quota::{Ask, Grant, MemorySlot, Quota, Rejected, Reservation, Slot};
 use crate::observe::Labels;
 use crate::{BoxError, Classify, Outcome, OutcomeKind};
 
@@ -263,33 +263,20 @@ impl<U, C> After<U, C> {
         }
     }
 
-    /// Settles, and reports the learned limit while learning moves it.
-    fn finish(
-        &self,
-        r: Reservation<Arc<MemorySlot>>,
-        outcome: &Outcome,
-        usage: Usage,
-    ) {
-        let learning = outcome.kind.teaches_quota() || r.slot().limit_is_learning();
-        if !learning {
-            r.finish_with(outcome, usage, Instant::now);
+    /// Settles, and reports the learned limit when settling may have moved it.
+    fn finish<T: Slot>(&self, r: Reservation<T>, outcome: &Outcome, usage: Usage) {
+        let Some(limit) = r.finish_with(outcome, usage, Instant::now) else {
             return;
+        };
+        if let Some(m) = self.metrics.get() {
+            m.limit(limit);
         }
-        let slot = Arc::clone(r.slot());
-        let now = Instant::now();
-        r.finish(outcome, usage, now);
-        let stats = slot.stats(now);
-        if let Some(limit) = stats.units_limit.or(stats.requests_limit) {
-            if let Some(m) = self.metrics.get() {
-                m.limit(limit);
-            }
-            if outcome.kind.teaches_quota() {
-                tracing::debug!(
-                    class = outcome.kind.as_str(),
-                    limit,
-                    "admission learned a lower limit from a throttle"
-                );
-            }
+        if outcome.kind.teaches_quota() {
+            tracing::debug!(
+                class = outcome.kind.as_str(),
+                limit,
+                "admission learned a lower limit from a throttle"
+            );
         }
     }
 }

@@ -173,13 +173,17 @@ pub trait Slot: Send + Sync {
     /// Settles an admitted reservation with what the call spent and how it ended. `now` is
     /// called only when the settling needs the time (not for a success at its estimate with
     /// nothing to learn).
+    ///
+    /// Returns the key's effective limit per window (units when limited, else requests) when
+    /// the settling may have moved it (a throttle, or a call while the limit is learned below
+    /// the configured one), `None` otherwise.
     fn settle(
         &self,
         ticket: &mut Self::Ticket,
         outcome: &Outcome,
         usage: &Usage,
         now: impl FnOnce() -> Instant,
-    );
+    ) -> Option<u64>;
     /// Gives a reservation up: refunded when the call never started, kept at the estimate
     /// when it was in flight.
     fn cancel(&self, ticket: &mut Self::Ticket, now: Instant);
@@ -299,7 +303,7 @@ impl Slot for Arc<MemorySlot> {
         outcome: &Outcome,
         usage: &Usage,
         now: impl FnOnce() -> Instant,
-    ) {
+    ) -> Option<u64> {
         // The success path of a call settled at its estimate, with nothing to learn, needs no lock.
         let t = &ticket.0;
         if !t.waiting
@@ -307,14 +311,20 @@ impl Slot for Arc<MemorySlot> {
             && usage.units.is_none_or(|u| u == t.cost.units)
             && usage.remaining.requests.is_none()
             && usage.remaining.units.is_none()
-            && !self.limit_is_learning()
+            && !self.learning.load(Ordering::Relaxed)
         {
-            return;
+            return None;
         }
         let now = self.ns(now());
         let mut state = self.lock();
+        let moves = outcome.kind.teaches_quota() || state.learning();
         state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
         self.learning.store(state.learning(), Ordering::Relaxed);
+        if !moves {
+            return None;
+        }
+        let (requests, units) = state.effective();
+        units.or(requests)
     }
 
     fn cancel(&self, ticket: &mut MemoryTicket, now: Instant) {
@@ -334,14 +344,6 @@ impl Slot for Arc<MemorySlot> {
         self.lock()
             .peek(&self.limit, cost, now)
             .map(Duration::from_nanos)
-    }
-}
-
-impl MemorySlot {
-    /// Whether a success could change the state (a learned limit below the configured one).
-    #[inline]
-    pub(crate) fn limit_is_learning(&self) -> bool {
-        self.learning.load(Ordering::Relaxed)
     }
 }
 
@@ -714,22 +716,28 @@ impl<T: Slot> Reservation<T> {
     /// Settles a successful call with what it really spent (refund when less, debt when more).
     #[inline]
     pub fn settle(self, usage: Usage, now: Instant) {
-        self.finish(&Outcome::SUCCESS, usage, now);
+        let _ = self.finish(&Outcome::SUCCESS, usage, now);
     }
 
     /// Settles a call with its outcome: a throttle the budget did not predict shrinks the
-    /// learned limit; successes grow it back.
+    /// learned limit; successes grow it back. Returns the effective limit when settling may
+    /// have moved it (see [`Slot::settle`]).
     #[inline]
-    pub fn finish(self, outcome: &Outcome, usage: Usage, now: Instant) {
-        self.finish_with(outcome, usage, || now);
+    pub fn finish(self, outcome: &Outcome, usage: Usage, now: Instant) -> Option<u64> {
+        self.finish_with(outcome, usage, || now)
     }
 
     /// [`finish`](Reservation::finish), reading the time from `now` only when settling needs
     /// it (a success at its estimate, with nothing to learn, does not).
     #[inline]
-    pub fn finish_with(mut self, outcome: &Outcome, usage: Usage, now: impl FnOnce() -> Instant) {
+    pub fn finish_with(
+        mut self,
+        outcome: &Outcome,
+        usage: Usage,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<u64> {
         self.done = true;
-        self.slot.settle(&mut self.ticket, outcome, &usage, now);
+        self.slot.settle(&mut self.ticket, outcome, &usage, now)
     }
 
     /// Gives the reservation up (as dropping it does, at `now`).
