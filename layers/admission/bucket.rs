@@ -157,8 +157,7 @@ fn cap(l: &Limit, rate: u64) -> i128 {
 fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
     match &l.shares {
         Some(w) => {
-            let total: u64 = w.iter().sum();
-            let r = u128::from(rate) * u128::from(w[tenant]) / u128::from(total.max(1));
+            let r = u128::from(rate) * u128::from(w[tenant]) / u128::from(l.share_total.max(1));
             u64::try_from(r).unwrap_or(u64::MAX).max(1)
         }
         None => rate,
