@@ -651,55 +651,57 @@ impl KeyState {
         self.learn(l, outcome);
     }
 
+    /// Learning, as the Outcome table says: outcomes that teach the quota shrink the named
+    /// dimension's effective limit; successes grow it back.
     fn learn(&mut self, l: &Limit, outcome: &Outcome) {
-        match outcome.kind {
-            OutcomeKind::Throttled(scope) => {
-                let named = match scope {
-                    ThrottleScope::Requests => [true, false],
-                    ThrottleScope::Tokens | ThrottleScope::Capacity => [false, true],
-                    ThrottleScope::Unknown => [true, true],
+        if outcome.kind.teaches_quota() {
+            let scope = if let OutcomeKind::Throttled(scope) = outcome.kind {
+                scope
+            } else {
+                ThrottleScope::Unknown
+            };
+            let named = match scope {
+                ThrottleScope::Requests => [true, false],
+                ThrottleScope::Tokens | ThrottleScope::Capacity => [false, true],
+                ThrottleScope::Unknown => [true, true],
+            };
+            // A throttle on a dimension this key does not limit teaches the others.
+            let named = if (0..2).any(|d| named[d] && self.dims[d].is_some()) {
+                named
+            } else {
+                [true, true]
+            };
+            for (d, hit) in named.into_iter().enumerate() {
+                let Some(dim) = &mut self.dims[d] else {
+                    continue;
                 };
-                // A throttle on a dimension this key does not limit teaches the others.
-                let named = if (0..2).any(|d| named[d] && self.dims[d].is_some()) {
-                    named
-                } else {
-                    [true, true]
-                };
-                for (d, hit) in named.into_iter().enumerate() {
-                    let Some(dim) = &mut self.dims[d] else {
-                        continue;
-                    };
-                    if !hit {
-                        continue;
-                    }
-                    let floor = dim.floor(l);
-                    let dec =
-                        u128::from(dim.rate) * u128::from(l.learning.decrease_ppm) / 1_000_000;
-                    let rate = u64::try_from(dec)
-                        .unwrap_or(u64::MAX)
-                        .max(floor)
-                        .min(dim.max);
+                if !hit {
+                    continue;
+                }
+                let floor = dim.floor(l);
+                let dec = u128::from(dim.rate) * u128::from(l.learning.decrease_ppm) / 1_000_000;
+                let rate = u64::try_from(dec)
+                    .unwrap_or(u64::MAX)
+                    .max(floor)
+                    .min(dim.max);
+                dim.set_rate(rate);
+                let cap = dim.cap(l);
+                dim.bucket.level = dim.bucket.level.min(cap);
+                if let Some(ra) = outcome.retry_after {
+                    let debt = -(i128::from(super::cost::nanos(ra)) * i128::from(dim.rate));
+                    dim.bucket.level = dim.bucket.level.min(debt);
+                }
+            }
+        } else if outcome.is_success() {
+            for dim in self.dims.iter_mut().flatten() {
+                if dim.rate < dim.max {
+                    let step =
+                        u128::from(dim.max) * u128::from(l.learning.increase_ppm) / 1_000_000;
+                    let step = u64::try_from(step).unwrap_or(u64::MAX).max(1);
+                    let rate = dim.rate.saturating_add(step).min(dim.max);
                     dim.set_rate(rate);
-                    let cap = dim.cap(l);
-                    dim.bucket.level = dim.bucket.level.min(cap);
-                    if let Some(ra) = outcome.retry_after {
-                        let debt = -(i128::from(super::cost::nanos(ra)) * i128::from(dim.rate));
-                        dim.bucket.level = dim.bucket.level.min(debt);
-                    }
                 }
             }
-            OutcomeKind::Success => {
-                for dim in self.dims.iter_mut().flatten() {
-                    if dim.rate < dim.max {
-                        let step =
-                            u128::from(dim.max) * u128::from(l.learning.increase_ppm) / 1_000_000;
-                        let step = u64::try_from(step).unwrap_or(u64::MAX).max(1);
-                        let rate = dim.rate.saturating_add(step).min(dim.max);
-                        dim.set_rate(rate);
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
