@@ -619,15 +619,29 @@ impl KeyState {
         usage: &Usage,
         now: u64,
     ) {
+        if self.settle_usage(l, t, usage, now) {
+            self.learn(l, outcome);
+        }
+    }
+
+    /// An admitted call that was never sent: its units go back, its request stays counted (as
+    /// the request of any admitted call does), and nothing is learned.
+    pub(crate) fn release_unsent(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
+        self.settle_usage(l, t, &Usage::units(0), now);
+    }
+
+    /// Settles real usage and the server's remaining budget; `false` when the call was never
+    /// admitted (then it is cancelled) and there is nothing to learn from.
+    fn settle_usage(&mut self, l: &Limit, t: &mut Ticket, usage: &Usage, now: u64) -> bool {
         if t.waiting {
             if !t.charged {
                 self.cancel(l, t, now);
-                return;
+                return false;
             }
             self.leave_lane(t);
         }
         if !t.charged {
-            return;
+            return false;
         }
         let now = self.tick(now);
         self.last_used = now;
@@ -648,7 +662,7 @@ impl KeyState {
                 dim.bucket.level = dim.bucket.level.min(scaled(rem, l));
             }
         }
-        self.learn(l, outcome);
+        true
     }
 
     /// Learning, as the Outcome table says: outcomes that teach the quota shrink the named

@@ -585,8 +585,7 @@ where
                         // The call never started: its units go back (its request stays
                         // counted, as the request of any admitted call does).
                         if let Some(r) = this.reservation.take() {
-                            let never_sent = Outcome::new(OutcomeKind::Transient);
-                            r.finish(&never_sent, Usage::units(0), Instant::now());
+                            r.release_unsent(Instant::now());
                         }
                         self.as_mut().project().state.set(State::Done);
                         return Poll::Ready(Err(e.into()));

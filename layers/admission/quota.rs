@@ -159,7 +159,7 @@ pub enum Grant {
 /// answers synchronously. A store whose state lives elsewhere (Redis: one Lua script per
 /// operation, the server's clock) keeps this interface by leasing slices of the shared quota
 /// into a local slot and answering from the lease, refilling it in the background; a store
-/// that must answer each call over the network instead exposes the same four operations as
+/// that must answer each call over the network instead exposes the same operations as
 /// futures, and the adapter awaits them where it now awaits the grant. Nothing here holds a
 /// lock across an await.
 pub trait Slot: Send + Sync {
@@ -184,6 +184,9 @@ pub trait Slot: Send + Sync {
         usage: &Usage,
         now: impl FnOnce() -> Instant,
     ) -> Option<u64>;
+    /// Settles an admitted reservation whose call was never sent (the service failed before
+    /// it): its units go back, its request stays counted, nothing is learned.
+    fn release_unsent(&self, ticket: &mut Self::Ticket, now: Instant);
     /// Gives a reservation up: refunded when the call never started, kept at the estimate
     /// when it was in flight.
     fn cancel(&self, ticket: &mut Self::Ticket, now: Instant);
@@ -325,6 +328,11 @@ impl Slot for Arc<MemorySlot> {
         }
         let (requests, units) = state.effective();
         units.or(requests)
+    }
+
+    fn release_unsent(&self, ticket: &mut MemoryTicket, now: Instant) {
+        let now = self.ns(now);
+        self.lock().release_unsent(&self.limit, &mut ticket.0, now);
     }
 
     fn cancel(&self, ticket: &mut MemoryTicket, now: Instant) {
@@ -738,6 +746,13 @@ impl<T: Slot> Reservation<T> {
     ) -> Option<u64> {
         self.done = true;
         self.slot.settle(&mut self.ticket, outcome, &usage, now)
+    }
+
+    /// The call was admitted but never sent (the service failed before it): its units go
+    /// back, its request stays counted, nothing is learned.
+    pub fn release_unsent(mut self, now: Instant) {
+        self.done = true;
+        self.slot.release_unsent(&mut self.ticket, now);
     }
 
     /// Gives the reservation up (as dropping it does, at `now`).
