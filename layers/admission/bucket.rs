@@ -18,7 +18,7 @@ use crate::{Outcome, OutcomeKind, ThrottleScope};
 
 /// Lanes: 0 interactive within share, 1 batch within share, 2 interactive borrowing,
 /// 3 batch borrowing. Lane 0 books at once; the others confirm when they wake.
-pub(crate) const LANES: usize = 4;
+const LANES: usize = 4;
 const REQ: usize = 0;
 const UNITS: usize = 1;
 const PPM: i128 = 1_000_000;
@@ -68,7 +68,10 @@ impl Bucket {
 #[derive(Clone, Copy, Debug)]
 struct Dim {
     bucket: Bucket,
-    /// Effective (learned) limit per window.
+    /// Effective (learned) limit per window: the refill rate. Learning moves the rate only;
+    /// the capacity stays that of the configured limit, since a capacity shrunk by learning
+    /// would let a call larger than it in with less in the bucket, and the window bound
+    /// (`limit + max(burst, largest call)`) would no longer hold.
     rate: u64,
     /// Configured limit per window.
     max: u64,
@@ -129,7 +132,7 @@ pub(crate) struct Ticket {
     pub(crate) cost: Cost,
     lane: u8,
     green: Option<u16>,
-    pub(crate) charged: bool,
+    charged: bool,
     pub(crate) waiting: bool,
     pub(crate) admit_at: u64,
     deadline: u64,
@@ -169,22 +172,10 @@ fn child_cap(l: &Limit, rate: u64) -> i128 {
 }
 
 impl Dim {
-    #[inline]
-    fn cap(&self, _l: &Limit) -> i128 {
-        self.cap
-    }
-
-    /// Learning moves the refill rate only. The capacity stays that of the configured limit:
-    /// a capacity shrunk by learning would let a call larger than it in with less in the
-    /// bucket, and the window bound (`limit + max(burst, largest call)`) would no longer hold.
-    fn set_rate(&mut self, rate: u64) {
-        self.rate = rate;
-    }
-
     /// The level a call of `n` (scaled) needs in `lane`, given the units waiting in lanes
     /// that go before it.
     fn need(&self, l: &Limit, n: i128, lane: usize, ahead: u64) -> i128 {
-        let cap = self.cap(l);
+        let cap = self.cap;
         if lane == 0 {
             return n.min(cap);
         }
@@ -256,9 +247,9 @@ impl KeyState {
         self.clock
     }
 
-    fn advance(&mut self, l: &Limit, now: u64) {
+    fn advance(&mut self, now: u64) {
         for dim in self.dims.iter_mut().flatten() {
-            let cap = dim.cap(l);
+            let cap = dim.cap;
             dim.bucket.advance(now, dim.rate, cap);
         }
     }
@@ -329,14 +320,13 @@ impl KeyState {
 
     fn charge(&mut self, l: &Limit, cost: Cost, green: Option<u16>) {
         for d in 0..2 {
-            if self.dims[d].is_some() {
-                let n = scaled(part(cost, d), l);
-                if let Some(dim) = &mut self.dims[d] {
-                    dim.bucket.charge(n);
-                }
-                if let Some(t) = green {
-                    self.tenants[usize::from(t)][d].charge(n);
-                }
+            let Some(dim) = &mut self.dims[d] else {
+                continue;
+            };
+            let n = scaled(part(cost, d), l);
+            dim.bucket.charge(n);
+            if let Some(t) = green {
+                self.tenants[usize::from(t)][d].charge(n);
             }
         }
     }
@@ -385,7 +375,7 @@ impl KeyState {
             i128::MAX
         };
         if let Some(dim) = &mut self.dims[d] {
-            let cap = dim.cap(l);
+            let cap = dim.cap;
             if amount >= 0 {
                 let credit = amount.min(room);
                 if booked {
@@ -415,7 +405,7 @@ impl KeyState {
                 retry_in: None,
             });
         }
-        self.advance(l, now);
+        self.advance(now);
         let (lane, green) = self.lane_for(l, ask, now);
         let mut wait = self.level_wait(l, ask.cost, lane);
         if lane > 0 {
@@ -462,7 +452,7 @@ impl KeyState {
                 // one at the booked instant, which cannot have refilled past the capacity: in a
                 // dimension that is not the one waited for, the refill beyond the capacity
                 // until then is not theirs to spend.
-                let cap = dim.cap(l);
+                let cap = dim.cap;
                 let at_instant = dim
                     .bucket
                     .level
@@ -551,7 +541,7 @@ impl KeyState {
         }
         let now = self.tick(now);
         self.last_used = now;
-        self.advance(l, now);
+        self.advance(now);
         if let Some(c) = t.green {
             self.advance_child(l, usize::from(c), now);
         }
@@ -598,7 +588,7 @@ impl KeyState {
                 self.booked -= 1;
                 self.bookings[i] = self.bookings[self.booked];
             }
-            self.advance(l, now);
+            self.advance(now);
             if let Some(c) = t.green {
                 self.advance_child(l, usize::from(c), now);
             }
@@ -645,7 +635,7 @@ impl KeyState {
         }
         let now = self.tick(now);
         self.last_used = now;
-        self.advance(l, now);
+        self.advance(now);
         if let Some(c) = t.green {
             self.advance_child(l, usize::from(c), now);
         }
@@ -698,8 +688,8 @@ impl KeyState {
                     .unwrap_or(u64::MAX)
                     .max(floor)
                     .min(dim.max);
-                dim.set_rate(rate);
-                let cap = dim.cap(l);
+                dim.rate = rate;
+                let cap = dim.cap;
                 dim.bucket.level = dim.bucket.level.min(cap);
                 if let Some(ra) = outcome.retry_after {
                     let debt = -(i128::from(super::cost::nanos(ra)) * i128::from(dim.rate));
@@ -713,7 +703,7 @@ impl KeyState {
                         u128::from(dim.max) * u128::from(l.learning.increase_ppm) / 1_000_000;
                     let step = u64::try_from(step).unwrap_or(u64::MAX).max(1);
                     let rate = dim.rate.saturating_add(step).min(dim.max);
-                    dim.set_rate(rate);
+                    dim.rate = rate;
                 }
             }
         }
@@ -730,7 +720,7 @@ impl KeyState {
         for d in 0..2 {
             if let Some(dim) = &self.dims[d] {
                 let mut b = dim.bucket;
-                b.advance(now, dim.rate, dim.cap(l));
+                b.advance(now, dim.rate, dim.cap);
                 let need = dim.need(l, scaled(part(cost, d), l), 0, 0);
                 wait = wait.max(b.wait_for(need, dim.rate));
             }
@@ -748,7 +738,7 @@ impl KeyState {
             None => true,
             Some(dim) => {
                 let mut b = dim.bucket;
-                let cap = dim.cap(l);
+                let cap = dim.cap;
                 b.advance(now, dim.rate, cap);
                 b.level >= cap
                     && self.tenants.iter().enumerate().all(|(t, c)| {
