@@ -6,7 +6,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -229,38 +229,29 @@ impl Metrics {
         self.wait.record(wait.as_secs_f64());
     }
 
-    fn rejected(&self, rejected: &Rejected) {
+    fn rejected(&self) {
         #[cfg(feature = "metrics")]
         self.rejected.increment(1);
-        tracing::debug!(
-            reason = rejected.reason.as_str(),
-            wait_ms = rejected.retry_in.map(|d| d.as_millis() as u64),
-            "admission rejected a call"
-        );
     }
 }
 
-/// What the future needs after the call: usage reader, classifier, metrics.
+/// What the future needs after the call: usage reader, classifier, labels, metrics.
 struct After<U, C> {
     usage: U,
     classify: C,
     labels: Labels,
-    /// Registered when the layer first builds a service, so that a layer reconfigured with
-    /// labels never leaves an unlabelled series behind.
-    metrics: OnceLock<Metrics>,
+    metrics: Metrics,
 }
 
 impl<U, C> After<U, C> {
-    fn waited(&self, wait: Duration) {
-        if let Some(m) = self.metrics.get() {
-            m.waited(wait);
-        }
-    }
-
     fn rejected(&self, rejected: &Rejected) {
-        if let Some(m) = self.metrics.get() {
-            m.rejected(rejected);
-        }
+        self.metrics.rejected();
+        tracing::debug!(
+            labels = %self.labels,
+            reason = rejected.reason.as_str(),
+            wait_ms = rejected.retry_in.map(|d| d.as_millis() as u64),
+            "admission rejected a call"
+        );
     }
 
     /// Settles, and reports the learned limit when settling may have moved it.
@@ -268,11 +259,10 @@ impl<U, C> After<U, C> {
         let Some(limit) = r.finish_with(outcome, usage, Instant::now) else {
             return;
         };
-        if let Some(m) = self.metrics.get() {
-            m.limit(limit);
-        }
+        self.metrics.limit(limit);
         if outcome.kind.teaches_quota() {
             tracing::debug!(
+                labels = %self.labels,
                 class = outcome.kind.as_str(),
                 limit,
                 "admission learned a lower limit from a throttle"
@@ -303,15 +293,19 @@ impl<U, C> After<U, C> {
 pub struct AdmissionLayer<D: DemandKey, U = NoUsage, C = OkIsSuccess> {
     quota: Quota<D::Key>,
     demand: D,
-    after: Arc<After<U, C>>,
+    usage: U,
+    classify: C,
+    labels: Labels,
 }
 
-impl<D: DemandKey + Clone, U, C> Clone for AdmissionLayer<D, U, C> {
+impl<D: DemandKey + Clone, U: Clone, C: Clone> Clone for AdmissionLayer<D, U, C> {
     fn clone(&self) -> Self {
         AdmissionLayer {
             quota: self.quota.clone(),
             demand: self.demand.clone(),
-            after: Arc::clone(&self.after),
+            usage: self.usage.clone(),
+            classify: self.classify.clone(),
+            labels: self.labels.clone(),
         }
     }
 }
@@ -320,7 +314,7 @@ impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayer")
             .field("demand", &self.demand)
-            .field("labels", &self.after.labels)
+            .field("labels", &self.labels)
             .finish_non_exhaustive()
     }
 }
@@ -332,57 +326,41 @@ impl<D: DemandKey> AdmissionLayer<D> {
         AdmissionLayer {
             quota,
             demand,
-            after: Arc::new(After {
-                usage: NoUsage,
-                classify: OkIsSuccess,
-                labels: Labels::none(),
-                metrics: OnceLock::new(),
-            }),
+            usage: NoUsage,
+            classify: OkIsSuccess,
+            labels: Labels::none(),
         }
     }
 }
 
 impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
-    fn rebuild<U2, C2>(self, usage: U2, classify: C2, labels: Labels) -> AdmissionLayer<D, U2, C2> {
+    /// Reads the real usage from responses.
+    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C> {
         AdmissionLayer {
             quota: self.quota,
             demand: self.demand,
-            after: Arc::new(After {
-                usage,
-                classify,
-                labels,
-                metrics: OnceLock::new(),
-            }),
+            usage,
+            classify: self.classify,
+            labels: self.labels,
         }
     }
 
-    /// Reads the real usage from responses.
-    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C>
-    where
-        C: Clone,
-    {
-        let (classify, labels) = (self.after.classify.clone(), self.after.labels.clone());
-        self.rebuild(usage, classify, labels)
-    }
-
     /// Classifies results, so that throttles teach the quota.
-    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2>
-    where
-        U: Clone,
-    {
-        let (usage, labels) = (self.after.usage.clone(), self.after.labels.clone());
-        self.rebuild(usage, classify, labels)
+    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2> {
+        AdmissionLayer {
+            quota: self.quota,
+            demand: self.demand,
+            usage: self.usage,
+            classify,
+            labels: self.labels,
+        }
     }
 
-    /// Reports metrics under `labels`. Metric handles are registered when the layer first
-    /// builds a service: install the `metrics` recorder before that.
-    pub fn labels(self, labels: Labels) -> Self
-    where
-        U: Clone,
-        C: Clone,
-    {
-        let (usage, classify) = (self.after.usage.clone(), self.after.classify.clone());
-        self.rebuild(usage, classify, labels)
+    /// Reports metrics and events under `labels`. Metric handles are registered when the
+    /// layer builds a service: install the `metrics` recorder before that.
+    pub fn labels(mut self, labels: Labels) -> Self {
+        self.labels = labels;
+        self
     }
 
     /// The shared quota.
@@ -391,18 +369,20 @@ impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
     }
 }
 
-impl<S, D: DemandKey + Clone, U, C> Layer<S> for AdmissionLayer<D, U, C> {
+impl<S, D: DemandKey + Clone, U: Clone, C: Clone> Layer<S> for AdmissionLayer<D, U, C> {
     type Service = Admission<S, D, U, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.after
-            .metrics
-            .get_or_init(|| Metrics::register(&self.after.labels));
         Admission {
             inner,
             quota: self.quota.clone(),
             demand: self.demand.clone(),
-            after: Arc::clone(&self.after),
+            after: Arc::new(After {
+                usage: self.usage.clone(),
+                classify: self.classify.clone(),
+                labels: self.labels.clone(),
+                metrics: Metrics::register(&self.labels),
+            }),
             pinned: None,
         }
     }
@@ -573,7 +553,7 @@ where
                             }
                         }
                         Ok(Grant::Now) => {
-                            this.after.waited(this.started.elapsed());
+                            this.after.metrics.waited(this.started.elapsed());
                             let (svc, req) = (svc.take(), req.take());
                             self.as_mut().project().state.set(State::Ready { svc, req });
                         }
