@@ -538,7 +538,8 @@ where
                 StateProj::Waiting { sleep, svc, req } => {
                     ready!(sleep.poll(cx));
                     let reservation = this.reservation.as_mut().expect("reserved while waiting");
-                    match reservation.confirm(Instant::now()) {
+                    let now = Instant::now();
+                    match reservation.confirm(now) {
                         Err(rejected) => {
                             this.after.rejected(&rejected);
                             *this.reservation = None;
@@ -553,7 +554,9 @@ where
                             }
                         }
                         Ok(Grant::Now) => {
-                            this.after.metrics.waited(this.started.elapsed());
+                            this.after
+                                .metrics
+                                .waited(now.saturating_duration_since(*this.started));
                             let (svc, req) = (svc.take(), req.take());
                             self.as_mut().project().state.set(State::Ready { svc, req });
                         }

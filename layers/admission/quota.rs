@@ -216,6 +216,11 @@ pub trait Headroom<K> {
     fn admit_wait(&self, key: &K, cost: Cost, now: Instant) -> Option<Duration>;
 }
 
+/// Nanoseconds from a store's epoch to `now` (zero before it, saturating).
+fn since(epoch: Instant, now: Instant) -> u64 {
+    nanos(now.saturating_duration_since(epoch))
+}
+
 /// In-process state of one key.
 pub struct MemorySlot {
     state: Mutex<KeyState>,
@@ -249,7 +254,7 @@ impl MemorySlot {
     }
 
     fn ns(&self, now: Instant) -> u64 {
-        nanos(now.saturating_duration_since(self.epoch))
+        since(self.epoch, now)
     }
 
     fn instant(&self, ns: u64) -> Instant {
@@ -395,8 +400,17 @@ impl<K: Hash + Eq + Clone + Send + Sync> MemoryStore<K> {
         &self.shards[h % self.shards.len()]
     }
 
+    /// The key's slot, if it has state.
+    fn get(&self, key: &K) -> Option<Arc<MemorySlot>> {
+        self.shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
     fn sweep(&self, shard: usize, now: Instant) -> usize {
-        let now_ns = nanos(now.saturating_duration_since(self.epoch));
+        let now_ns = since(self.epoch, now);
         let mut map = self.shards[shard]
             .write()
             .unwrap_or_else(PoisonError::into_inner);
@@ -427,16 +441,12 @@ impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
 
     #[inline]
     fn slot(&self, key: &K, now: Instant) -> Arc<MemorySlot> {
-        let shard = self.shard(key);
-        if let Some(slot) = shard
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-        {
-            return Arc::clone(slot);
+        if let Some(slot) = self.get(key) {
+            return slot;
         }
+        let shard = self.shard(key);
         let limit = self.per_key.get(key).unwrap_or(&self.default).clone();
-        let now_ns = nanos(now.saturating_duration_since(self.epoch));
+        let now_ns = since(self.epoch, now);
         let slot = shard
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -458,13 +468,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
     }
 
     fn admit_wait(&self, key: &K, cost: Cost, now: Instant) -> Option<Duration> {
-        let existing = self
-            .shard(key)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned();
-        match existing {
+        match self.get(key) {
             Some(slot) => slot.admit_wait(cost, now),
             None => {
                 let limit = self.per_key.get(key).unwrap_or(&self.default);
@@ -583,14 +587,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> Quota<K> {
 
     /// The state of `key`, if it has any.
     pub fn stats(&self, key: &K, now: Instant) -> Option<SlotStats> {
-        let slot = self
-            .store
-            .shard(key)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned();
-        slot.map(|s| s.stats(now))
+        self.store.get(key).map(|s| s.stats(now))
     }
 }
 
