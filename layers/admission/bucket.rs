@@ -18,7 +18,7 @@ use crate::{Outcome, OutcomeKind, ThrottleScope};
 
 /// Lanes: 0 interactive within share, 1 batch within share, 2 interactive borrowing,
 /// 3 batch borrowing. Lane 0 books at once; the others confirm when they wake.
-pub(crate) const LANES: usize = 4;
+const LANES: usize = 4;
 const REQ: usize = 0;
 const UNITS: usize = 1;
 const PPM: i128 = 1_000_000;
@@ -68,7 +68,10 @@ impl Bucket {
 #[derive(Clone, Copy, Debug)]
 struct Dim {
     bucket: Bucket,
-    /// Effective (learned) limit per window.
+    /// Effective (learned) limit per window: the refill rate. Learning moves the rate only;
+    /// the capacity stays that of the configured limit, since a capacity shrunk by learning
+    /// would let a call larger than it in with less in the bucket, and the window bound
+    /// (`limit + max(burst, largest call)`) would no longer hold.
     rate: u64,
     /// Configured limit per window.
     max: u64,
@@ -129,7 +132,7 @@ pub(crate) struct Ticket {
     pub(crate) cost: Cost,
     lane: u8,
     green: Option<u16>,
-    pub(crate) charged: bool,
+    charged: bool,
     pub(crate) waiting: bool,
     pub(crate) admit_at: u64,
     deadline: u64,
@@ -157,8 +160,7 @@ fn cap(l: &Limit, rate: u64) -> i128 {
 fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
     match &l.shares {
         Some(w) => {
-            let total: u64 = w.iter().sum();
-            let r = u128::from(rate) * u128::from(w[tenant]) / u128::from(total.max(1));
+            let r = u128::from(rate) * u128::from(w[tenant]) / u128::from(l.share_total.max(1));
             u64::try_from(r).unwrap_or(u64::MAX).max(1)
         }
         None => rate,
@@ -170,22 +172,10 @@ fn child_cap(l: &Limit, rate: u64) -> i128 {
 }
 
 impl Dim {
-    #[inline]
-    fn cap(&self, _l: &Limit) -> i128 {
-        self.cap
-    }
-
-    /// Learning moves the refill rate only. The capacity stays that of the configured limit:
-    /// a capacity shrunk by learning would let a call larger than it in with less in the
-    /// bucket, and the window bound (`limit + max(burst, largest call)`) would no longer hold.
-    fn set_rate(&mut self, rate: u64) {
-        self.rate = rate;
-    }
-
     /// The level a call of `n` (scaled) needs in `lane`, given the units waiting in lanes
     /// that go before it.
     fn need(&self, l: &Limit, n: i128, lane: usize, ahead: u64) -> i128 {
-        let cap = self.cap(l);
+        let cap = self.cap;
         if lane == 0 {
             return n.min(cap);
         }
@@ -257,9 +247,9 @@ impl KeyState {
         self.clock
     }
 
-    fn advance(&mut self, l: &Limit, now: u64) {
+    fn advance(&mut self, now: u64) {
         for dim in self.dims.iter_mut().flatten() {
-            let cap = dim.cap(l);
+            let cap = dim.cap;
             dim.bucket.advance(now, dim.rate, cap);
         }
     }
@@ -330,14 +320,13 @@ impl KeyState {
 
     fn charge(&mut self, l: &Limit, cost: Cost, green: Option<u16>) {
         for d in 0..2 {
-            if self.dims[d].is_some() {
-                let n = scaled(part(cost, d), l);
-                if let Some(dim) = &mut self.dims[d] {
-                    dim.bucket.charge(n);
-                }
-                if let Some(t) = green {
-                    self.tenants[usize::from(t)][d].charge(n);
-                }
+            let Some(dim) = &mut self.dims[d] else {
+                continue;
+            };
+            let n = scaled(part(cost, d), l);
+            dim.bucket.charge(n);
+            if let Some(t) = green {
+                self.tenants[usize::from(t)][d].charge(n);
             }
         }
     }
@@ -386,7 +375,7 @@ impl KeyState {
             i128::MAX
         };
         if let Some(dim) = &mut self.dims[d] {
-            let cap = dim.cap(l);
+            let cap = dim.cap;
             if amount >= 0 {
                 let credit = amount.min(room);
                 if booked {
@@ -416,7 +405,7 @@ impl KeyState {
                 retry_in: None,
             });
         }
-        self.advance(l, now);
+        self.advance(now);
         let (lane, green) = self.lane_for(l, ask, now);
         let mut wait = self.level_wait(l, ask.cost, lane);
         if lane > 0 {
@@ -463,7 +452,7 @@ impl KeyState {
                 // one at the booked instant, which cannot have refilled past the capacity: in a
                 // dimension that is not the one waited for, the refill beyond the capacity
                 // until then is not theirs to spend.
-                let cap = dim.cap(l);
+                let cap = dim.cap;
                 let at_instant = dim
                     .bucket
                     .level
@@ -552,7 +541,7 @@ impl KeyState {
         }
         let now = self.tick(now);
         self.last_used = now;
-        self.advance(l, now);
+        self.advance(now);
         if let Some(c) = t.green {
             self.advance_child(l, usize::from(c), now);
         }
@@ -599,7 +588,7 @@ impl KeyState {
                 self.booked -= 1;
                 self.bookings[i] = self.bookings[self.booked];
             }
-            self.advance(l, now);
+            self.advance(now);
             if let Some(c) = t.green {
                 self.advance_child(l, usize::from(c), now);
             }
@@ -620,19 +609,33 @@ impl KeyState {
         usage: &Usage,
         now: u64,
     ) {
+        if self.settle_usage(l, t, usage, now) {
+            self.learn(l, outcome);
+        }
+    }
+
+    /// An admitted call that was never sent: its units go back, its request stays counted (as
+    /// the request of any admitted call does), and nothing is learned.
+    pub(crate) fn release_unsent(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
+        self.settle_usage(l, t, &Usage::units(0), now);
+    }
+
+    /// Settles real usage and the server's remaining budget; `false` when the call was never
+    /// admitted (then it is cancelled) and there is nothing to learn from.
+    fn settle_usage(&mut self, l: &Limit, t: &mut Ticket, usage: &Usage, now: u64) -> bool {
         if t.waiting {
             if !t.charged {
                 self.cancel(l, t, now);
-                return;
+                return false;
             }
             self.leave_lane(t);
         }
         if !t.charged {
-            return;
+            return false;
         }
         let now = self.tick(now);
         self.last_used = now;
-        self.advance(l, now);
+        self.advance(now);
         if let Some(c) = t.green {
             self.advance_child(l, usize::from(c), now);
         }
@@ -649,58 +652,60 @@ impl KeyState {
                 dim.bucket.level = dim.bucket.level.min(scaled(rem, l));
             }
         }
-        self.learn(l, outcome);
+        true
     }
 
+    /// Learning, as the Outcome table says: outcomes that teach the quota shrink the named
+    /// dimension's effective limit; successes grow it back.
     fn learn(&mut self, l: &Limit, outcome: &Outcome) {
-        match outcome.kind {
-            OutcomeKind::Throttled(scope) => {
-                let named = match scope {
-                    ThrottleScope::Requests => [true, false],
-                    ThrottleScope::Tokens | ThrottleScope::Capacity => [false, true],
-                    ThrottleScope::Unknown => [true, true],
+        if outcome.kind.teaches_quota() {
+            let scope = if let OutcomeKind::Throttled(scope) = outcome.kind {
+                scope
+            } else {
+                ThrottleScope::Unknown
+            };
+            let named = match scope {
+                ThrottleScope::Requests => [true, false],
+                ThrottleScope::Tokens | ThrottleScope::Capacity => [false, true],
+                ThrottleScope::Unknown => [true, true],
+            };
+            // A throttle on a dimension this key does not limit teaches the others.
+            let named = if (0..2).any(|d| named[d] && self.dims[d].is_some()) {
+                named
+            } else {
+                [true, true]
+            };
+            for (d, hit) in named.into_iter().enumerate() {
+                let Some(dim) = &mut self.dims[d] else {
+                    continue;
                 };
-                // A throttle on a dimension this key does not limit teaches the others.
-                let named = if (0..2).any(|d| named[d] && self.dims[d].is_some()) {
-                    named
-                } else {
-                    [true, true]
-                };
-                for (d, hit) in named.into_iter().enumerate() {
-                    let Some(dim) = &mut self.dims[d] else {
-                        continue;
-                    };
-                    if !hit {
-                        continue;
-                    }
-                    let floor = dim.floor(l);
-                    let dec =
-                        u128::from(dim.rate) * u128::from(l.learning.decrease_ppm) / 1_000_000;
-                    let rate = u64::try_from(dec)
-                        .unwrap_or(u64::MAX)
-                        .max(floor)
-                        .min(dim.max);
-                    dim.set_rate(rate);
-                    let cap = dim.cap(l);
-                    dim.bucket.level = dim.bucket.level.min(cap);
-                    if let Some(ra) = outcome.retry_after {
-                        let debt = -(i128::from(super::cost::nanos(ra)) * i128::from(dim.rate));
-                        dim.bucket.level = dim.bucket.level.min(debt);
-                    }
+                if !hit {
+                    continue;
+                }
+                let floor = dim.floor(l);
+                let dec = u128::from(dim.rate) * u128::from(l.learning.decrease_ppm) / 1_000_000;
+                let rate = u64::try_from(dec)
+                    .unwrap_or(u64::MAX)
+                    .max(floor)
+                    .min(dim.max);
+                dim.rate = rate;
+                let cap = dim.cap;
+                dim.bucket.level = dim.bucket.level.min(cap);
+                if let Some(ra) = outcome.retry_after {
+                    let debt = -(i128::from(super::cost::nanos(ra)) * i128::from(dim.rate));
+                    dim.bucket.level = dim.bucket.level.min(debt);
                 }
             }
-            OutcomeKind::Success => {
-                for dim in self.dims.iter_mut().flatten() {
-                    if dim.rate < dim.max {
-                        let step =
-                            u128::from(dim.max) * u128::from(l.learning.increase_ppm) / 1_000_000;
-                        let step = u64::try_from(step).unwrap_or(u64::MAX).max(1);
-                        let rate = dim.rate.saturating_add(step).min(dim.max);
-                        dim.set_rate(rate);
-                    }
+        } else if outcome.is_success() {
+            for dim in self.dims.iter_mut().flatten() {
+                if dim.rate < dim.max {
+                    let step =
+                        u128::from(dim.max) * u128::from(l.learning.increase_ppm) / 1_000_000;
+                    let step = u64::try_from(step).unwrap_or(u64::MAX).max(1);
+                    let rate = dim.rate.saturating_add(step).min(dim.max);
+                    dim.rate = rate;
                 }
             }
-            _ => {}
         }
     }
 
@@ -715,7 +720,7 @@ impl KeyState {
         for d in 0..2 {
             if let Some(dim) = &self.dims[d] {
                 let mut b = dim.bucket;
-                b.advance(now, dim.rate, dim.cap(l));
+                b.advance(now, dim.rate, dim.cap);
                 let need = dim.need(l, scaled(part(cost, d), l), 0, 0);
                 wait = wait.max(b.wait_for(need, dim.rate));
             }
@@ -733,7 +738,7 @@ impl KeyState {
             None => true,
             Some(dim) => {
                 let mut b = dim.bucket;
-                let cap = dim.cap(l);
+                let cap = dim.cap;
                 b.advance(now, dim.rate, cap);
                 b.level >= cap
                     && self.tenants.iter().enumerate().all(|(t, c)| {

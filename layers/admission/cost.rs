@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use http::HeaderName;
+
 /// What one call spends against a quota: requests and units (tokens, capacity units).
 ///
 /// ```
@@ -263,19 +265,21 @@ impl HeaderUsage {
     }
 }
 
-const REMAINING_TOKENS: [&str; 3] = [
-    "x-ratelimit-remaining-tokens",
-    "anthropic-ratelimit-tokens-remaining",
-    "anthropic-ratelimit-input-tokens-remaining",
+/// The remaining-tokens headers, in the order they are read (the first that parses wins).
+const REMAINING_TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+    HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining"),
 ];
-const REMAINING_REQUESTS: [&str; 2] = [
-    "x-ratelimit-remaining-requests",
-    "anthropic-ratelimit-requests-remaining",
+/// The remaining-requests headers, in the order they are read.
+const REMAINING_REQUESTS: [HeaderName; 2] = [
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
 ];
 
-fn header_u64(headers: &http::HeaderMap, names: &[&str]) -> Option<u64> {
+fn header_u64(headers: &http::HeaderMap, names: &[HeaderName]) -> Option<u64> {
     names.iter().find_map(|name| {
-        let value = headers.get(*name)?.to_str().ok()?.trim();
+        let value = headers.get(name)?.to_str().ok()?.trim();
         value.parse::<u64>().ok()
     })
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use super::cost::{Estimate, NoUsage, ReadUsage, Usage};
 use super::limit::{Priority, Tenant};
-use super::quota::{Ask, Grant, MemorySlot, Quota, Rejected, Reservation};
+use super::quota::{Ask, Grant, MemorySlot, Quota, Rejected, Reservation, Slot};
 use crate::observe::Labels;
 use crate::{BoxError, Classify, Outcome, OutcomeKind};
 
@@ -229,67 +229,44 @@ impl Metrics {
         self.wait.record(wait.as_secs_f64());
     }
 
-    fn rejected(&self, rejected: &Rejected) {
+    fn rejected(&self) {
         #[cfg(feature = "metrics")]
         self.rejected.increment(1);
+    }
+}
+
+/// What the future needs after the call: usage reader, classifier, labels, metrics.
+struct After<U, C> {
+    usage: U,
+    classify: C,
+    labels: Labels,
+    metrics: Metrics,
+}
+
+impl<U, C> After<U, C> {
+    fn rejected(&self, rejected: &Rejected) {
+        self.metrics.rejected();
         tracing::debug!(
+            labels = %self.labels,
             reason = rejected.reason.as_str(),
             wait_ms = rejected.retry_in.map(|d| d.as_millis() as u64),
             "admission rejected a call"
         );
     }
-}
 
-/// What the future needs after the call: usage reader, classifier, metrics.
-struct After<U, C> {
-    usage: U,
-    classify: C,
-    labels: Labels,
-    /// Registered when the layer first builds a service, so that a layer reconfigured with
-    /// labels never leaves an unlabelled series behind.
-    metrics: OnceLock<Metrics>,
-}
-
-impl<U, C> After<U, C> {
-    fn waited(&self, wait: Duration) {
-        if let Some(m) = self.metrics.get() {
-            m.waited(wait);
-        }
-    }
-
-    fn rejected(&self, rejected: &Rejected) {
-        if let Some(m) = self.metrics.get() {
-            m.rejected(rejected);
-        }
-    }
-
-    /// Settles, and reports the learned limit while learning moves it.
-    fn finish(
-        &self,
-        r: Reservation<Arc<MemorySlot>>,
-        outcome: &Outcome,
-        usage: Usage,
-        now: Instant,
-    ) {
-        let learning = outcome.kind.teaches_quota() || r.slot().limit_is_learning();
-        if !learning {
-            r.finish(outcome, usage, now);
+    /// Settles, and reports the learned limit when settling may have moved it.
+    fn finish<T: Slot>(&self, r: Reservation<T>, outcome: &Outcome, usage: Usage) {
+        let Some(limit) = r.finish_with(outcome, usage, Instant::now) else {
             return;
-        }
-        let slot = Arc::clone(r.slot());
-        r.finish(outcome, usage, now);
-        let stats = slot.stats(now);
-        if let Some(limit) = stats.units_limit.or(stats.requests_limit) {
-            if let Some(m) = self.metrics.get() {
-                m.limit(limit);
-            }
-            if outcome.kind.teaches_quota() {
-                tracing::debug!(
-                    class = outcome.kind.as_str(),
-                    limit,
-                    "admission learned a lower limit from a throttle"
-                );
-            }
+        };
+        self.metrics.limit(limit);
+        if outcome.kind.teaches_quota() {
+            tracing::debug!(
+                labels = %self.labels,
+                class = outcome.kind.as_str(),
+                limit,
+                "admission learned a lower limit from a throttle"
+            );
         }
     }
 }
@@ -316,15 +293,19 @@ impl<U, C> After<U, C> {
 pub struct AdmissionLayer<D: DemandKey, U = NoUsage, C = OkIsSuccess> {
     quota: Quota<D::Key>,
     demand: D,
-    after: Arc<After<U, C>>,
+    usage: U,
+    classify: C,
+    labels: Labels,
 }
 
-impl<D: DemandKey + Clone, U, C> Clone for AdmissionLayer<D, U, C> {
+impl<D: DemandKey + Clone, U: Clone, C: Clone> Clone for AdmissionLayer<D, U, C> {
     fn clone(&self) -> Self {
         AdmissionLayer {
             quota: self.quota.clone(),
             demand: self.demand.clone(),
-            after: Arc::clone(&self.after),
+            usage: self.usage.clone(),
+            classify: self.classify.clone(),
+            labels: self.labels.clone(),
         }
     }
 }
@@ -333,7 +314,7 @@ impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayer")
             .field("demand", &self.demand)
-            .field("labels", &self.after.labels)
+            .field("labels", &self.labels)
             .finish_non_exhaustive()
     }
 }
@@ -345,57 +326,41 @@ impl<D: DemandKey> AdmissionLayer<D> {
         AdmissionLayer {
             quota,
             demand,
-            after: Arc::new(After {
-                usage: NoUsage,
-                classify: OkIsSuccess,
-                labels: Labels::none(),
-                metrics: OnceLock::new(),
-            }),
+            usage: NoUsage,
+            classify: OkIsSuccess,
+            labels: Labels::none(),
         }
     }
 }
 
 impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
-    fn rebuild<U2, C2>(self, usage: U2, classify: C2, labels: Labels) -> AdmissionLayer<D, U2, C2> {
+    /// Reads the real usage from responses.
+    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C> {
         AdmissionLayer {
             quota: self.quota,
             demand: self.demand,
-            after: Arc::new(After {
-                usage,
-                classify,
-                labels,
-                metrics: OnceLock::new(),
-            }),
+            usage,
+            classify: self.classify,
+            labels: self.labels,
         }
     }
 
-    /// Reads the real usage from responses.
-    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C>
-    where
-        C: Clone,
-    {
-        let (classify, labels) = (self.after.classify.clone(), self.after.labels.clone());
-        self.rebuild(usage, classify, labels)
-    }
-
     /// Classifies results, so that throttles teach the quota.
-    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2>
-    where
-        U: Clone,
-    {
-        let (usage, labels) = (self.after.usage.clone(), self.after.labels.clone());
-        self.rebuild(usage, classify, labels)
+    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2> {
+        AdmissionLayer {
+            quota: self.quota,
+            demand: self.demand,
+            usage: self.usage,
+            classify,
+            labels: self.labels,
+        }
     }
 
-    /// Reports metrics under `labels`. Metric handles are registered when the layer first
-    /// builds a service: install the `metrics` recorder before that.
-    pub fn labels(self, labels: Labels) -> Self
-    where
-        U: Clone,
-        C: Clone,
-    {
-        let (usage, classify) = (self.after.usage.clone(), self.after.classify.clone());
-        self.rebuild(usage, classify, labels)
+    /// Reports metrics and events under `labels`. Metric handles are registered when the
+    /// layer builds a service: install the `metrics` recorder before that.
+    pub fn labels(mut self, labels: Labels) -> Self {
+        self.labels = labels;
+        self
     }
 
     /// The shared quota.
@@ -404,18 +369,20 @@ impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
     }
 }
 
-impl<S, D: DemandKey + Clone, U, C> Layer<S> for AdmissionLayer<D, U, C> {
+impl<S, D: DemandKey + Clone, U: Clone, C: Clone> Layer<S> for AdmissionLayer<D, U, C> {
     type Service = Admission<S, D, U, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.after
-            .metrics
-            .get_or_init(|| Metrics::register(&self.after.labels));
         Admission {
             inner,
             quota: self.quota.clone(),
             demand: self.demand.clone(),
-            after: Arc::clone(&self.after),
+            after: Arc::new(After {
+                usage: self.usage.clone(),
+                classify: self.classify.clone(),
+                labels: self.labels.clone(),
+                metrics: Metrics::register(&self.labels),
+            }),
             pinned: None,
         }
     }
@@ -571,7 +538,8 @@ where
                 StateProj::Waiting { sleep, svc, req } => {
                     ready!(sleep.poll(cx));
                     let reservation = this.reservation.as_mut().expect("reserved while waiting");
-                    match reservation.confirm(Instant::now()) {
+                    let now = Instant::now();
+                    match reservation.confirm(now) {
                         Err(rejected) => {
                             this.after.rejected(&rejected);
                             *this.reservation = None;
@@ -586,7 +554,9 @@ where
                             }
                         }
                         Ok(Grant::Now) => {
-                            this.after.waited(this.started.elapsed());
+                            this.after
+                                .metrics
+                                .waited(now.saturating_duration_since(*this.started));
                             let (svc, req) = (svc.take(), req.take());
                             self.as_mut().project().state.set(State::Ready { svc, req });
                         }
@@ -598,8 +568,7 @@ where
                         // The call never started: its units go back (its request stays
                         // counted, as the request of any admitted call does).
                         if let Some(r) = this.reservation.take() {
-                            let never_sent = Outcome::new(OutcomeKind::Transient);
-                            r.finish(&never_sent, Usage::units(0), Instant::now());
+                            r.release_unsent(Instant::now());
                         }
                         self.as_mut().project().state.set(State::Done);
                         return Poll::Ready(Err(e.into()));
@@ -610,7 +579,6 @@ where
                 }
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
-                    let now = Instant::now();
                     let after = &**this.after;
                     let reservation = this.reservation.take();
                     let output = match result {
@@ -618,7 +586,7 @@ where
                             let outcome = after.classify.classify(Ok(&res));
                             let usage = after.usage.read_usage(&res);
                             if let Some(r) = reservation {
-                                after.finish(r, &outcome, usage, now);
+                                after.finish(r, &outcome, usage);
                             }
                             Ok(res)
                         }
@@ -627,7 +595,7 @@ where
                             let source: &(dyn Error + 'static) = &*err;
                             let outcome = after.classify.classify(Err(source));
                             if let Some(r) = reservation {
-                                after.finish(r, &outcome, Usage::UNKNOWN, now);
+                                after.finish(r, &outcome, Usage::UNKNOWN);
                             }
                             Err(err)
                         }

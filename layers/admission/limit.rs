@@ -101,6 +101,8 @@ pub struct Limit {
     pub(crate) burst: u64,
     pub(crate) reserve_ppm: u64,
     pub(crate) shares: Option<Arc<[u64]>>,
+    /// The sum of the share weights (0 without shares).
+    pub(crate) share_total: u64,
     pub(crate) share_burst: u64,
     pub(crate) max_queue: u32,
     pub(crate) max_wait: u64,
@@ -281,8 +283,8 @@ impl LimitBuilder {
                 "must be a fraction between 0 and 1",
             ));
         }
-        let shares = match self.shares {
-            None => None,
+        let (shares, share_total) = match self.shares {
+            None => (None, 0),
             Some(weights) => {
                 if weights.is_empty() || weights.len() > MAX_TENANTS {
                     return Err(ConfigError::new(
@@ -292,8 +294,8 @@ impl LimitBuilder {
                     ));
                 }
                 let total = weights.iter().try_fold(0u64, |a, w| a.checked_add(*w));
-                match total {
-                    Some(t) if t > 0 && t <= MAX_LIMIT => {}
+                let total = match total {
+                    Some(t) if t > 0 && t <= MAX_LIMIT => t,
                     _ => {
                         return Err(ConfigError::new(
                             "shares",
@@ -301,8 +303,8 @@ impl LimitBuilder {
                             "weights must add up to between 1 and 2^50",
                         ));
                     }
-                }
-                Some(Arc::from(weights))
+                };
+                (Some(Arc::from(weights)), total)
             }
         };
         let share_burst = self.share_burst.unwrap_or(self.window / 4);
@@ -354,6 +356,7 @@ impl LimitBuilder {
             burst: nanos(self.burst),
             reserve_ppm: ppm(self.reserve),
             shares,
+            share_total,
             share_burst: nanos(share_burst),
             max_queue: self.max_queue,
             max_wait: nanos(self.max_wait),

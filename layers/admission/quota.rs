@@ -159,7 +159,7 @@ pub enum Grant {
 /// answers synchronously. A store whose state lives elsewhere (Redis: one Lua script per
 /// operation, the server's clock) keeps this interface by leasing slices of the shared quota
 /// into a local slot and answering from the lease, refilling it in the background; a store
-/// that must answer each call over the network instead exposes the same four operations as
+/// that must answer each call over the network instead exposes the same operations as
 /// futures, and the adapter awaits them where it now awaits the grant. Nothing here holds a
 /// lock across an await.
 pub trait Slot: Send + Sync {
@@ -170,8 +170,23 @@ pub trait Slot: Send + Sync {
     fn reserve(&self, ask: &Ask, now: Instant) -> Result<(Self::Ticket, Grant), Rejected>;
     /// Re-checks a waiting reservation when its instant has come.
     fn confirm(&self, ticket: &mut Self::Ticket, now: Instant) -> Result<Grant, Rejected>;
-    /// Settles an admitted reservation with what the call spent and how it ended.
-    fn settle(&self, ticket: &mut Self::Ticket, outcome: &Outcome, usage: &Usage, now: Instant);
+    /// Settles an admitted reservation with what the call spent and how it ended. `now` is
+    /// called only when the settling needs the time (not for a success at its estimate with
+    /// nothing to learn).
+    ///
+    /// Returns the key's effective limit per window (units when limited, else requests) when
+    /// the settling may have moved it (a throttle, or a call while the limit is learned below
+    /// the configured one), `None` otherwise.
+    fn settle(
+        &self,
+        ticket: &mut Self::Ticket,
+        outcome: &Outcome,
+        usage: &Usage,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<u64>;
+    /// Settles an admitted reservation whose call was never sent (the service failed before
+    /// it): its units go back, its request stays counted, nothing is learned.
+    fn release_unsent(&self, ticket: &mut Self::Ticket, now: Instant);
     /// Gives a reservation up: refunded when the call never started, kept at the estimate
     /// when it was in flight.
     fn cancel(&self, ticket: &mut Self::Ticket, now: Instant);
@@ -199,6 +214,11 @@ pub trait Headroom<K> {
     /// reserving anything; `None` when it can never be admitted (the cost exceeds the whole
     /// window plus burst). Answers for an interactive call within its share.
     fn admit_wait(&self, key: &K, cost: Cost, now: Instant) -> Option<Duration>;
+}
+
+/// Nanoseconds from a store's epoch to `now` (zero before it, saturating).
+fn since(epoch: Instant, now: Instant) -> u64 {
+    nanos(now.saturating_duration_since(epoch))
 }
 
 /// In-process state of one key.
@@ -234,7 +254,7 @@ impl MemorySlot {
     }
 
     fn ns(&self, now: Instant) -> u64 {
-        nanos(now.saturating_duration_since(self.epoch))
+        since(self.epoch, now)
     }
 
     fn instant(&self, ns: u64) -> Instant {
@@ -285,7 +305,13 @@ impl Slot for Arc<MemorySlot> {
     }
 
     #[inline]
-    fn settle(&self, ticket: &mut MemoryTicket, outcome: &Outcome, usage: &Usage, now: Instant) {
+    fn settle(
+        &self,
+        ticket: &mut MemoryTicket,
+        outcome: &Outcome,
+        usage: &Usage,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<u64> {
         // The success path of a call settled at its estimate, with nothing to learn, needs no lock.
         let t = &ticket.0;
         if !t.waiting
@@ -293,14 +319,25 @@ impl Slot for Arc<MemorySlot> {
             && usage.units.is_none_or(|u| u == t.cost.units)
             && usage.remaining.requests.is_none()
             && usage.remaining.units.is_none()
-            && !self.limit_is_learning()
+            && !self.learning.load(Ordering::Relaxed)
         {
-            return;
+            return None;
         }
-        let now = self.ns(now);
+        let now = self.ns(now());
         let mut state = self.lock();
+        let moves = outcome.kind.teaches_quota() || state.learning();
         state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
         self.learning.store(state.learning(), Ordering::Relaxed);
+        if !moves {
+            return None;
+        }
+        let (requests, units) = state.effective();
+        units.or(requests)
+    }
+
+    fn release_unsent(&self, ticket: &mut MemoryTicket, now: Instant) {
+        let now = self.ns(now);
+        self.lock().release_unsent(&self.limit, &mut ticket.0, now);
     }
 
     fn cancel(&self, ticket: &mut MemoryTicket, now: Instant) {
@@ -320,14 +357,6 @@ impl Slot for Arc<MemorySlot> {
         self.lock()
             .peek(&self.limit, cost, now)
             .map(Duration::from_nanos)
-    }
-}
-
-impl MemorySlot {
-    /// Whether a success could change the state (a learned limit below the configured one).
-    #[inline]
-    pub(crate) fn limit_is_learning(&self) -> bool {
-        self.learning.load(Ordering::Relaxed)
     }
 }
 
@@ -371,8 +400,17 @@ impl<K: Hash + Eq + Clone + Send + Sync> MemoryStore<K> {
         &self.shards[h % self.shards.len()]
     }
 
+    /// The key's slot, if it has state.
+    fn get(&self, key: &K) -> Option<Arc<MemorySlot>> {
+        self.shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
     fn sweep(&self, shard: usize, now: Instant) -> usize {
-        let now_ns = nanos(now.saturating_duration_since(self.epoch));
+        let now_ns = since(self.epoch, now);
         let mut map = self.shards[shard]
             .write()
             .unwrap_or_else(PoisonError::into_inner);
@@ -403,16 +441,12 @@ impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
 
     #[inline]
     fn slot(&self, key: &K, now: Instant) -> Arc<MemorySlot> {
-        let shard = self.shard(key);
-        if let Some(slot) = shard
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-        {
-            return Arc::clone(slot);
+        if let Some(slot) = self.get(key) {
+            return slot;
         }
+        let shard = self.shard(key);
         let limit = self.per_key.get(key).unwrap_or(&self.default).clone();
-        let now_ns = nanos(now.saturating_duration_since(self.epoch));
+        let now_ns = since(self.epoch, now);
         let slot = shard
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -434,13 +468,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
     }
 
     fn admit_wait(&self, key: &K, cost: Cost, now: Instant) -> Option<Duration> {
-        let existing = self
-            .shard(key)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned();
-        match existing {
+        match self.get(key) {
             Some(slot) => slot.admit_wait(cost, now),
             None => {
                 let limit = self.per_key.get(key).unwrap_or(&self.default);
@@ -559,14 +587,7 @@ impl<K: Hash + Eq + Clone + Send + Sync> Quota<K> {
 
     /// The state of `key`, if it has any.
     pub fn stats(&self, key: &K, now: Instant) -> Option<SlotStats> {
-        let slot = self
-            .store
-            .shard(key)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned();
-        slot.map(|s| s.stats(now))
+        self.store.get(key).map(|s| s.stats(now))
     }
 }
 
@@ -700,15 +721,35 @@ impl<T: Slot> Reservation<T> {
     /// Settles a successful call with what it really spent (refund when less, debt when more).
     #[inline]
     pub fn settle(self, usage: Usage, now: Instant) {
-        self.finish(&Outcome::SUCCESS, usage, now);
+        let _ = self.finish(&Outcome::SUCCESS, usage, now);
     }
 
     /// Settles a call with its outcome: a throttle the budget did not predict shrinks the
-    /// learned limit; successes grow it back.
+    /// learned limit; successes grow it back. Returns the effective limit when settling may
+    /// have moved it (see [`Slot::settle`]).
     #[inline]
-    pub fn finish(mut self, outcome: &Outcome, usage: Usage, now: Instant) {
+    pub fn finish(self, outcome: &Outcome, usage: Usage, now: Instant) -> Option<u64> {
+        self.finish_with(outcome, usage, || now)
+    }
+
+    /// [`finish`](Reservation::finish), reading the time from `now` only when settling needs
+    /// it (a success at its estimate, with nothing to learn, does not).
+    #[inline]
+    pub fn finish_with(
+        mut self,
+        outcome: &Outcome,
+        usage: Usage,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<u64> {
         self.done = true;
-        self.slot.settle(&mut self.ticket, outcome, &usage, now);
+        self.slot.settle(&mut self.ticket, outcome, &usage, now)
+    }
+
+    /// The call was admitted but never sent (the service failed before it): its units go
+    /// back, its request stays counted, nothing is learned.
+    pub fn release_unsent(mut self, now: Instant) {
+        self.done = true;
+        self.slot.release_unsent(&mut self.ticket, now);
     }
 
     /// Gives the reservation up (as dropping it does, at `now`).
