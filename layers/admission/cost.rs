@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use crate::classify::retry_after::remaining;
+
 /// What one call spends against a quota: requests and units (tokens, capacity units).
 ///
 /// ```
@@ -267,15 +269,13 @@ impl HeaderUsage {
 
 /// The remaining-tokens headers, in the order they are read (the first that parses wins).
 const REMAINING_TOKENS: [HeaderName; 3] = [
-    HeaderName::from_static("x-ratelimit-remaining-tokens"),
-    HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
-    HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining"),
+    remaining::OPENAI_TOKENS,
+    remaining::ANTHROPIC_TOKENS,
+    remaining::ANTHROPIC_INPUT_TOKENS,
 ];
 /// The remaining-requests headers, in the order they are read.
-const REMAINING_REQUESTS: [HeaderName; 2] = [
-    HeaderName::from_static("x-ratelimit-remaining-requests"),
-    HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
-];
+const REMAINING_REQUESTS: [HeaderName; 2] =
+    [remaining::OPENAI_REQUESTS, remaining::ANTHROPIC_REQUESTS];
 
 fn header_u64(headers: &http::HeaderMap, names: &[HeaderName]) -> Option<u64> {
     names.iter().find_map(|name| {

@@ -313,15 +313,40 @@ struct Limit {
     format: ResetFormat,
 }
 
+/// The `*-remaining` headers of rate-limited APIs, shared with the admission layer's usage
+/// reader.
+pub(crate) mod remaining {
+    use http::HeaderName;
+
+    /// OpenAI: requests left in the current window.
+    pub(crate) const OPENAI_REQUESTS: HeaderName =
+        HeaderName::from_static("x-ratelimit-remaining-requests");
+    /// OpenAI: tokens left in the current window.
+    pub(crate) const OPENAI_TOKENS: HeaderName =
+        HeaderName::from_static("x-ratelimit-remaining-tokens");
+    /// Anthropic: requests left.
+    pub(crate) const ANTHROPIC_REQUESTS: HeaderName =
+        HeaderName::from_static("anthropic-ratelimit-requests-remaining");
+    /// Anthropic: tokens left.
+    pub(crate) const ANTHROPIC_TOKENS: HeaderName =
+        HeaderName::from_static("anthropic-ratelimit-tokens-remaining");
+    /// Anthropic: input tokens left.
+    pub(crate) const ANTHROPIC_INPUT_TOKENS: HeaderName =
+        HeaderName::from_static("anthropic-ratelimit-input-tokens-remaining");
+    /// Anthropic: output tokens left.
+    pub(crate) const ANTHROPIC_OUTPUT_TOKENS: HeaderName =
+        HeaderName::from_static("anthropic-ratelimit-output-tokens-remaining");
+}
+
 const fn limit(
     scope: LimitScope,
-    remaining: &'static str,
+    remaining: HeaderName,
     reset: &'static str,
     format: ResetFormat,
 ) -> Limit {
     Limit {
         scope,
-        remaining: HeaderName::from_static(remaining),
+        remaining,
         reset: HeaderName::from_static(reset),
         format,
     }
@@ -330,37 +355,37 @@ const fn limit(
 const LIMITS: [Limit; 6] = [
     limit(
         LimitScope::Requests,
-        "x-ratelimit-remaining-requests",
+        remaining::OPENAI_REQUESTS,
         "x-ratelimit-reset-requests",
         ResetFormat::GoDuration,
     ),
     limit(
         LimitScope::Tokens,
-        "x-ratelimit-remaining-tokens",
+        remaining::OPENAI_TOKENS,
         "x-ratelimit-reset-tokens",
         ResetFormat::GoDuration,
     ),
     limit(
         LimitScope::Requests,
-        "anthropic-ratelimit-requests-remaining",
+        remaining::ANTHROPIC_REQUESTS,
         "anthropic-ratelimit-requests-reset",
         ResetFormat::Rfc3339,
     ),
     limit(
         LimitScope::Tokens,
-        "anthropic-ratelimit-tokens-remaining",
+        remaining::ANTHROPIC_TOKENS,
         "anthropic-ratelimit-tokens-reset",
         ResetFormat::Rfc3339,
     ),
     limit(
         LimitScope::Tokens,
-        "anthropic-ratelimit-input-tokens-remaining",
+        remaining::ANTHROPIC_INPUT_TOKENS,
         "anthropic-ratelimit-input-tokens-reset",
         ResetFormat::Rfc3339,
     ),
     limit(
         LimitScope::Tokens,
-        "anthropic-ratelimit-output-tokens-remaining",
+        remaining::ANTHROPIC_OUTPUT_TOKENS,
         "anthropic-ratelimit-output-tokens-reset",
         ResetFormat::Rfc3339,
     ),
