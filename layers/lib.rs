@@ -65,6 +65,12 @@ pub use crate::fallback::{
 pub use crate::outcome::{Outcome, OutcomeKind, ThrottleScope};
 pub use crate::retry::{RetryLayer, RetryPolicy};
 
+/// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years): the one conversion
+/// the cores use wherever a `Duration` becomes integer arithmetic.
+pub(crate) fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The boxed error type the layers of this crate return, as in Tower itself.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

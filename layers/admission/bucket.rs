@@ -413,8 +413,8 @@ impl KeyState {
         }
         let max_wait = ask
             .max_wait
-            .map_or(l.max_wait, super::cost::nanos)
-            .min(super::cost::nanos(super::quota::MAX_WAIT));
+            .map_or(l.max_wait, crate::nanos)
+            .min(crate::nanos(super::quota::MAX_WAIT));
         let deadline = now.saturating_add(max_wait);
         if wait > 0 {
             if self.lanes[lane].waiting >= l.max_queue {
@@ -692,7 +692,7 @@ impl KeyState {
                 let cap = dim.cap;
                 dim.bucket.level = dim.bucket.level.min(cap);
                 if let Some(ra) = outcome.retry_after {
-                    let debt = -(i128::from(super::cost::nanos(ra)) * i128::from(dim.rate));
+                    let debt = -(i128::from(crate::nanos(ra)) * i128::from(dim.rate));
                     dim.bucket.level = dim.bucket.level.min(debt);
                 }
             }

@@ -1,8 +1,6 @@
 //! What a call spends: [`Cost`] before the call (from an [`Estimate`]), [`Usage`] after it
 //! (from a [`ReadUsage`]).
 
-use std::time::Duration;
-
 use http::HeaderName;
 
 use crate::classify::retry_after::remaining;
@@ -311,11 +309,6 @@ where
             remaining: remaining_from_headers(res.headers()),
         }
     }
-}
-
-/// Saturating conversion used wherever a `Duration` turns into nanoseconds.
-pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

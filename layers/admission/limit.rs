@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cost::nanos;
+use crate::nanos;
 
 /// The largest limit per window accepted (requests or units); beyond it the arithmetic would
 /// lose its guarantees, and no real quota is that large.

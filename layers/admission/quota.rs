@@ -12,9 +12,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::bucket::{KeyState, Refusal, Ticket};
-use super::cost::{Cost, Usage, nanos};
+use super::cost::{Cost, Usage};
 use super::limit::{Limit, Priority, Tenant};
 use crate::Outcome;
+use crate::nanos;
 
 /// The longest any call may be told to wait; longer waits are rejected.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);

@@ -123,16 +123,12 @@ impl Schedule {
 
 /// A uniformly random duration in `[low, high]`, at nanosecond resolution.
 fn uniform(rng: &mut fastrand::Rng, low: Duration, high: Duration) -> Duration {
-    let low_ns = duration_nanos(low);
-    let high_ns = duration_nanos(high);
+    let low_ns = crate::nanos(low);
+    let high_ns = crate::nanos(high);
     if high_ns <= low_ns {
         return low;
     }
     Duration::from_nanos(rng.u64(low_ns..=high_ns))
-}
-
-fn duration_nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A windowed quota: fixed windows of `length` starting at `anchor`, so that window `k` is
@@ -178,7 +174,7 @@ impl QuotaWindow {
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let length_ns = duration_nanos(length).max(1);
+        let length_ns = crate::nanos(length).max(1);
         let phase = Duration::from_nanos(
             u64::try_from(since_epoch.as_nanos() % u128::from(length_ns)).unwrap_or(0),
         );
@@ -204,7 +200,7 @@ impl QuotaWindow {
 
     /// The first window boundary strictly after `now`.
     pub fn next_boundary(&self, now: Instant) -> Instant {
-        let length_ns = u128::from(duration_nanos(self.length).max(1));
+        let length_ns = u128::from(crate::nanos(self.length).max(1));
         if now < self.anchor {
             // Whole windows that fit strictly between now and the anchor.
             let whole = ((self.anchor - now).as_nanos() - 1) / length_ns;

@@ -73,7 +73,7 @@ impl RetryBudget {
                 "must be at least 10ms",
             ));
         }
-        let slot_nanos = u64::try_from(window.as_nanos() / SLOTS as u128).unwrap_or(u64::MAX);
+        let slot_nanos = crate::nanos(window / SLOTS as u32);
         Ok(RetryBudget {
             ratio_millis: (ratio * 1000.0).round() as u64,
             min_retries: u64::from(min_retries),
