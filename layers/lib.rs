@@ -54,6 +54,7 @@ pub mod fallback;
 pub mod observe;
 mod outcome;
 pub mod retry;
+pub mod stack;
 
 pub use crate::admission::{AdmissionLayer, Cost, Limit, Quota, Rejected, Usage};
 pub use crate::breaker::{BreakerConfig, BreakerLayer, BreakerRegistry, CircuitOpen};
@@ -64,6 +65,7 @@ pub use crate::fallback::{
 };
 pub use crate::outcome::{Outcome, OutcomeKind, ThrottleScope};
 pub use crate::retry::{RetryLayer, RetryPolicy};
+pub use crate::stack::{Profile, StackBuilder};
 
 /// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years): the one conversion
 /// the cores use wherever a `Duration` becomes integer arithmetic.

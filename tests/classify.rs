@@ -1438,7 +1438,7 @@ fn layer_errors_classify_with_their_retry_hints() {
     use tokio::time::Instant;
     use tower_headroom::admission::{Cost, Limit, Quota, RejectReason};
     use tower_headroom::breaker::CircuitOpen;
-    use tower_headroom::fallback::NoTargetAvailable;
+    use tower_headroom::fallback::{Exhaustion, NoTargetAvailable};
     use tower_headroom::observe::Labels;
 
     let open = CircuitOpen::new(Duration::from_secs(30), Labels::none());
@@ -1449,11 +1449,25 @@ fn layer_errors_classify_with_their_retry_hints() {
     );
     let none = NoTargetAvailable {
         retry_in: Some(Duration::from_secs(4)),
+        cause: Exhaustion::BreakerOpen,
     };
     let o = classify_error(&none);
     assert_eq!(
         (o.kind, o.retry_after),
         (Unavailable, Some(Duration::from_secs(4)))
+    );
+    // No quota could admit in time: a throttle to wait out, not a sick backend.
+    let no_quota = NoTargetAvailable {
+        retry_in: Some(Duration::from_secs(4)),
+        cause: Exhaustion::NoHeadroom,
+    };
+    let o = classify_error(&no_quota);
+    assert_eq!(
+        (o.kind, o.retry_after),
+        (
+            OutcomeKind::Throttled(ThrottleScope::Unknown),
+            Some(Duration::from_secs(4))
+        )
     );
 
     let limit = Limit::per_window(Duration::from_secs(60))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::time::Instant;
 use tower_headroom::fallback::{
-    Action, After, Choice, FallbackPolicy, Headroom, NoHeadroom, Route, Target,
+    Action, After, Choice, Exhaustion, FallbackPolicy, Headroom, NoHeadroom, Route, Target,
 };
 use tower_headroom::{Outcome, OutcomeKind, ThrottleScope};
 
@@ -168,7 +168,10 @@ fn hop_cap_limits_calls_per_request() {
     assert!(!route.may_move(&plan));
     assert_eq!(
         route.choose(&mut plan, Instant::now(), &NoHeadroom, open_none),
-        Choice::Exhausted { retry_in: None }
+        Choice::Exhausted {
+            retry_in: None,
+            cause: Exhaustion::Hops
+        }
     );
 }
 
@@ -193,7 +196,8 @@ fn open_breakers_are_skipped_and_the_earliest_reopening_is_reported() {
     assert_eq!(
         route.choose(&mut plan, Instant::now(), &NoHeadroom, all_open),
         Choice::Exhausted {
-            retry_in: Some(Duration::from_secs(10))
+            retry_in: Some(Duration::from_secs(10)),
+            cause: Exhaustion::BreakerOpen
         }
     );
     assert_eq!(plan.calls(), 0);
@@ -254,7 +258,8 @@ fn when_no_quota_admits_now_it_waits_for_the_shortest_within_max_wait() {
     assert_eq!(
         route.choose(&mut plan, Instant::now(), &headroom, open_none),
         Choice::Exhausted {
-            retry_in: Some(7 * SEC)
+            retry_in: Some(7 * SEC),
+            cause: Exhaustion::NoHeadroom
         }
     );
 }

@@ -1,173 +1,15 @@
 //! Ten-minute scenarios on tokio's paused clock, against a scripted Bedrock-like backend:
 //! a primary-model overload episode, and a total outage.
 
-use std::error::Error;
-use std::sync::{Arc, Mutex};
+mod scripted;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use scripted::*;
 use tokio::time::Instant;
-use tower::{Service, ServiceExt};
 use tower_headroom::breaker::BreakerConfig;
-use tower_headroom::fallback::{FallbackBuilder, NoTargetAvailable, Route, Served, Target};
-use tower_headroom::{BoxError, Outcome, OutcomeKind, ThrottleScope};
-
-const MIN: Duration = Duration::from_secs(60);
-const EVERY: Duration = Duration::from_millis(500);
-const RUN: Duration = Duration::from_secs(600);
-
-type Request = http::Request<()>;
-type Response = http::Response<()>;
-
-/// What the scripted backend does for a call to `target` at `elapsed` into the run:
-/// `(status, latency)`.
-type Script = dyn Fn(&str, Duration, &mut fastrand::Rng) -> (u16, Duration) + Send + Sync;
-
-/// A backend whose behaviour per target over virtual time is scripted. The target is the
-/// model id in the URI (`/model/{id}/converse`, as Bedrock) or, for one-client-per-region
-/// routers, the client's own region.
-#[derive(Clone)]
-struct Scripted {
-    start: Instant,
-    region: Option<&'static str>,
-    script: Arc<Script>,
-    rng: Arc<Mutex<fastrand::Rng>>,
-    calls: Arc<Mutex<Vec<(String, Duration)>>>,
-}
-
-impl Scripted {
-    fn new(start: Instant, script: Arc<Script>) -> Self {
-        Scripted {
-            start,
-            region: None,
-            script,
-            rng: Arc::new(Mutex::new(fastrand::Rng::with_seed(42))),
-            calls: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
-
-    fn in_region(&self, region: &'static str) -> Self {
-        Scripted {
-            region: Some(region),
-            ..self.clone()
-        }
-    }
-
-    /// Calls to the backend started in `[from, to)`.
-    fn calls_between(&self, from: Duration, to: Duration) -> Vec<String> {
-        let calls = self.calls.lock().unwrap();
-        calls
-            .iter()
-            .filter(|(_, at)| *at >= from && *at < to)
-            .map(|(t, _)| t.clone())
-            .collect()
-    }
-}
-
-impl Service<Request> for Scripted {
-    type Response = Response;
-    type Error = BoxError;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let target = match self.region {
-            Some(region) => region.to_owned(),
-            None => request
-                .uri()
-                .path()
-                .split('/')
-                .nth(2)
-                .unwrap_or("")
-                .to_owned(),
-        };
-        let elapsed = self.start.elapsed();
-        let (status, latency) = (self.script)(&target, elapsed, &mut self.rng.lock().unwrap());
-        self.calls.lock().unwrap().push((target, elapsed));
-        Box::pin(async move {
-            tokio::time::sleep(latency).await;
-            let mut response = http::Response::new(());
-            *response.status_mut() = http::StatusCode::from_u16(status)?;
-            Ok(response)
-        })
-    }
-}
-
-fn classify(result: Result<&Response, &(dyn Error + 'static)>) -> Outcome {
-    match result {
-        Ok(r) if r.status().is_success() => Outcome::SUCCESS,
-        Ok(r) => match r.status().as_u16() {
-            429 => Outcome::throttled(ThrottleScope::Requests),
-            529 => Outcome::new(OutcomeKind::Overloaded),
-            503 => Outcome::new(OutcomeKind::Unavailable),
-            _ => Outcome::FATAL,
-        },
-        Err(_) => Outcome::new(OutcomeKind::Transient),
-    }
-}
-
-/// Normal latency of a Converse call: 800–1200 ms.
-fn normal(rng: &mut fastrand::Rng) -> Duration {
-    Duration::from_millis(800 + rng.u64(0..400))
-}
-
-struct Record {
-    start: Duration,
-    latency: Duration,
-    result: Result<(u16, Served), BoxError>,
-}
-
-/// Sends one request every 500 ms for ten minutes, each on its own task, and waits for all.
-async fn drive<S>(service: S, start: Instant) -> Vec<Record>
-where
-    S: Service<Request, Response = Response, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    let mut tasks = Vec::new();
-    let mut at = Duration::ZERO;
-    while at < RUN {
-        tokio::time::sleep_until(start + at).await;
-        let service = service.clone();
-        tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            let request = http::Request::builder()
-                .uri("/model/unset/converse")
-                .body(())
-                .unwrap();
-            let result = service.oneshot(request).await.map(|response| {
-                let served = response
-                    .extensions()
-                    .get::<Served>()
-                    .cloned()
-                    .expect("annotated");
-                (response.status().as_u16(), served)
-            });
-            Record {
-                start: sent - start,
-                latency: sent.elapsed(),
-                result,
-            }
-        }));
-        at += EVERY;
-    }
-    let mut records = Vec::new();
-    for task in tasks {
-        records.push(task.await.unwrap());
-    }
-    records
-}
-
-#[cfg(feature = "metrics")]
-fn p99(mut latencies: Vec<Duration>) -> Duration {
-    assert!(!latencies.is_empty());
-    latencies.sort_unstable();
-    latencies[(latencies.len() * 99).div_ceil(100) - 1]
-}
+use tower_headroom::fallback::{FallbackBuilder, NoTargetAvailable, Route, Target};
 
 /// Primary model overloaded from minute 4 to 6 of 10: every request is served (by Haiku during
 /// the episode), p99 stays within 1.2x of normal, and traffic returns to Sonnet afterwards.
@@ -406,13 +248,9 @@ async fn total_outage_with_retries_on_top_keeps_attempts_per_request_low() {
             backend.in_region("us-west-2"),
         ])
         .unwrap();
-    let with_errors = |result: Result<&Response, &(dyn Error + 'static)>| match result {
-        Ok(_) => classify(result),
-        Err(e) => tower_headroom::classify::classify_error(e),
-    };
     let policy = RetryPolicy::builder().seed(3).build().unwrap();
     let service = tower::ServiceBuilder::new()
-        .layer(tower_headroom::RetryLayer::new(policy, with_errors))
+        .layer(tower_headroom::RetryLayer::new(policy, classify_all))
         .service(router);
     let records = drive(service, start).await;
 

@@ -115,9 +115,7 @@ impl Rejected {
         }
         *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
         if let Some(wait) = self.retry_in {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            res.headers_mut()
-                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            crate::classify::retry_after::insert(res.headers_mut(), wait);
         }
         res
     }

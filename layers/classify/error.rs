@@ -89,7 +89,14 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
         return Some(Outcome::new(OutcomeKind::Unavailable).with_retry_after(open.retry_in));
     }
     if let Some(none) = error.downcast_ref::<crate::fallback::NoTargetAvailable>() {
-        return Some(Outcome::new(OutcomeKind::Unavailable).with_retry_after_opt(none.retry_in));
+        let kind = match none.cause {
+            // No quota could admit it in time: a throttle the client caused, not a sick backend.
+            crate::fallback::Exhaustion::NoHeadroom => {
+                OutcomeKind::Throttled(crate::ThrottleScope::Unknown)
+            }
+            _ => OutcomeKind::Unavailable,
+        };
+        return Some(Outcome::new(kind).with_retry_after_opt(none.retry_in));
     }
 
     if let Some(io) = error.downcast_ref::<io::Error>() {

@@ -608,3 +608,10 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
+
+/// Sets `Retry-After` to `wait` in whole seconds, rounded up (a client that waits the rounded-down
+/// value would come back too early).
+pub(crate) fn insert(headers: &mut http::HeaderMap, wait: Duration) {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+}

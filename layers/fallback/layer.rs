@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::route::{After, Choice, Headroom, NoHeadroom, Plan, Route};
+use super::route::{After, Choice, Exhaustion, Headroom, NoHeadroom, Plan, Route};
 use crate::breaker::{BreakerConfig, BreakerHandle, BreakerPermit, BreakerRegistry, ConfigError};
 use crate::observe::{CounterSet, Labels, keys, names};
 use crate::{BoxError, Classify, Outcome};
@@ -116,17 +116,21 @@ where
 
 /// The error a [`Fallback`] returns when no target could take the request, without calling any.
 ///
-/// Every target's breaker is open, or no quota admits within the route's `max_wait`. Maps to
-/// an HTTP 503 with `Retry-After: retry_in`.
+/// Every target's breaker is open, or no quota admits within the route's `max_wait`; `cause`
+/// says which held back the target that could serve soonest. Classified as `Unavailable` (an
+/// HTTP 503) when a breaker is the cause and as a quota throttle (a 429) when quota is, with
+/// `retry_in` as the server delay either way (see [`crate::stack::error_response`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NoTargetAvailable {
     /// The earliest any target could take a call, if known.
     pub retry_in: Option<Duration>,
+    /// What holds back the target that could serve soonest.
+    pub cause: Exhaustion,
 }
 
 impl fmt::Display for NoTargetAvailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no fallback target available")?;
+        write!(f, "no fallback target available ({})", self.cause.as_str())?;
         if let Some(retry_in) = self.retry_in {
             write!(f, "; retry in {retry_in:?}")?;
         }
@@ -230,15 +234,21 @@ impl<T, C, H, A> FallbackBuilder<T, C, H, A> {
                 "needs exactly one service per target",
             ));
         }
-        let router = Arc::new(self.into_router());
-        Ok(Fallback {
+        Ok(self.dispatch(Services {
+            services: services.into_boxed_slice(),
+        }))
+    }
+
+    /// A router that asks `dispatch` for each call's service: for dispatchers other than
+    /// [`Services`] and [`Rewrite`], such as the [stack](crate::stack)'s one service per
+    /// target with the request rewritten for it.
+    pub fn dispatch<D>(self, dispatch: D) -> Fallback<D, T, C, H, A> {
+        Fallback {
             shared: Arc::new(Shared {
-                router,
-                dispatch: Services {
-                    services: services.into_boxed_slice(),
-                },
+                router: Arc::new(self.into_router()),
+                dispatch,
             }),
-        })
+        }
     }
 
     /// Form (b): a layer that sends every call to its one inner service, rewriting the request
@@ -409,7 +419,7 @@ where
             Choice::Call { target, permit, .. } => {
                 prepare(&shared, &plan, &mut original, target, permit)
             }
-            Choice::Exhausted { retry_in } => State::NoTarget { retry_in },
+            Choice::Exhausted { retry_in, cause } => State::NoTarget { retry_in, cause },
         };
         ResponseFuture {
             shared,
@@ -503,6 +513,7 @@ pin_project! {
         },
         NoTarget {
             retry_in: Option<Duration>,
+            cause: Exhaustion,
         },
     }
 }
@@ -554,9 +565,10 @@ where
                     let result = ready!(future.poll(cx)).map_err(Into::into);
                     (result, *target, permit.take(), *started)
                 }
-                StateProj::NoTarget { retry_in } => {
+                StateProj::NoTarget { retry_in, cause } => {
                     return Poll::Ready(Err(Box::new(NoTargetAvailable {
                         retry_in: *retry_in,
+                        cause: *cause,
                     })));
                 }
             };

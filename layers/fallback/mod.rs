@@ -64,6 +64,6 @@ pub use self::layer::{
     NoTargetAvailable, ResponseFuture, Rewrite, Served, Services,
 };
 pub use self::route::{
-    Action, After, Choice, FallbackPolicy, Headroom, MAX_TARGETS, NoHeadroom, Plan, QuotaHeadroom,
-    Route, RouteBuilder, Target,
+    Action, After, Choice, Exhaustion, FallbackPolicy, Headroom, MAX_TARGETS, NoHeadroom, Plan,
+    QuotaHeadroom, Route, RouteBuilder, Target,
 };

@@ -294,10 +294,19 @@ impl<T> Route<T> {
         H: Headroom<T> + ?Sized,
     {
         if plan.calls > self.max_hops {
-            return Choice::Exhausted { retry_in: None };
+            return Choice::Exhausted {
+                retry_in: None,
+                cause: Exhaustion::Hops,
+            };
         }
-        let mut retry_in: Option<Duration> = None;
-        let mut note = |d: Duration| retry_in = Some(retry_in.map_or(d, |r| r.min(d)));
+        // The earliest a skipped target could serve, and what holds that one back.
+        let mut soonest: Option<(Duration, Exhaustion)> = None;
+        let mut never_admits = false;
+        let mut note = |d: Duration, cause: Exhaustion| {
+            if soonest.is_none_or(|(r, _)| d < r) {
+                soonest = Some((d, cause));
+            }
+        };
         // Waits are remembered per target so the second pass does not ask again.
         let mut waits = [None::<Duration>; MAX_TARGETS];
         for pass in [true, false] {
@@ -306,6 +315,7 @@ impl<T> Route<T> {
                     continue;
                 }
                 let Some(wait) = headroom.admit_wait(&target.key, now) else {
+                    never_admits = true;
                     continue;
                 };
                 if wait.is_zero() {
@@ -313,12 +323,12 @@ impl<T> Route<T> {
                         Ok(permit) => {
                             return self.take(plan, index, wait, permit);
                         }
-                        Err(open) => note(open),
+                        Err(open) => note(open, Exhaustion::BreakerOpen),
                     }
                 } else if wait <= self.max_wait {
                     waits[index] = Some(wait);
                 } else {
-                    note(wait);
+                    note(wait, Exhaustion::NoHeadroom);
                 }
             }
         }
@@ -333,10 +343,24 @@ impl<T> Route<T> {
             waits[index] = None;
             match acquire(index) {
                 Ok(permit) => return self.take(plan, index, wait, permit),
-                Err(open) => note(open.max(wait)),
+                Err(open) if open >= wait => note(open, Exhaustion::BreakerOpen),
+                Err(_) => note(wait, Exhaustion::NoHeadroom),
             }
         }
-        Choice::Exhausted { retry_in }
+        match soonest {
+            Some((retry_in, cause)) => Choice::Exhausted {
+                retry_in: Some(retry_in),
+                cause,
+            },
+            None => Choice::Exhausted {
+                retry_in: None,
+                cause: if never_admits {
+                    Exhaustion::NoHeadroom
+                } else {
+                    Exhaustion::Hops
+                },
+            },
+        }
     }
 
     /// Tells the core the outcome of a call to `target`, and returns what to do next.
@@ -387,6 +411,11 @@ impl<T> Route<T> {
 }
 
 impl<T> RouteBuilder<T> {
+    /// Targets added so far.
+    pub(crate) fn len(&self) -> usize {
+        self.targets.len()
+    }
+
     /// Appends a target; order is preference.
     pub fn target(mut self, target: Target<T>) -> Self {
         self.targets.push(target);
@@ -491,7 +520,34 @@ pub enum Choice<P> {
     Exhausted {
         /// The earliest a skipped target could serve (breaker or quota), if any will.
         retry_in: Option<Duration>,
+        /// What holds back the target that could serve soonest.
+        cause: Exhaustion,
     },
+}
+
+/// Why no target could take a request: what holds back the target that could serve soonest.
+///
+/// A gateway answers differently: quota is a `429` (the caller should slow down), an open
+/// breaker a `503` (the backend is sick).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exhaustion {
+    /// The request used up its hops, or every target was tried.
+    Hops,
+    /// A circuit breaker is open.
+    BreakerOpen,
+    /// The target's quota cannot admit the call within the route's `max_wait` (or ever).
+    NoHeadroom,
+}
+
+impl Exhaustion {
+    /// A short lowercase name, for logs and metrics.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Exhaustion::Hops => "hops",
+            Exhaustion::BreakerOpen => "breaker_open",
+            Exhaustion::NoHeadroom => "no_headroom",
+        }
+    }
 }
 
 /// The answer of [`Route::after`].
