@@ -135,7 +135,7 @@ async fn open_breakers_are_skipped_without_a_call_and_all_open_fails_fast() {
     assert_eq!(none.retry_in, Some(Duration::from_secs(7)));
     assert_eq!(
         error.to_string(),
-        "no fallback target available; retry in 7s"
+        "no fallback target available: circuit open; retry in 7s"
     );
     assert_eq!((count(&a), count(&b), count(&c)), (1, 1, 1));
 }

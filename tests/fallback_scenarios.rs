@@ -52,7 +52,7 @@ async fn overload_episode_is_served_by_the_secondary_model_then_returns_to_the_p
             })
     });
     let service = tower::Layer::layer(&layer, backend.clone());
-    let records = drive(service.clone(), start).await;
+    let records = drive(service.clone(), start, "sonnet").await;
 
     assert_eq!(records.len(), 1200);
     let failed = records
@@ -167,7 +167,7 @@ async fn total_outage_opens_the_breakers_and_keeps_attempts_per_request_low() {
             backend.in_region("us-west-2"),
         ])
         .unwrap();
-    let records = drive(service.clone(), start).await;
+    let records = drive(service.clone(), start, "east").await;
 
     let outage = |r: &&Record| r.start >= 2 * MIN && r.start < 8 * MIN;
     let requests = records.iter().filter(outage).count();
@@ -252,7 +252,7 @@ async fn total_outage_with_retries_on_top_keeps_attempts_per_request_low() {
     let service = tower::ServiceBuilder::new()
         .layer(tower_headroom::RetryLayer::new(policy, classify_all))
         .service(router);
-    let records = drive(service, start).await;
+    let records = drive(service, start, "east").await;
 
     let outage = |r: &&Record| r.start >= 2 * MIN && r.start < 8 * MIN;
     let requests = records.iter().filter(outage).count();

@@ -71,7 +71,7 @@ async fn overload_episode_is_served_by_the_secondary_through_the_whole_stack() {
         .admission(quota.clone(), FixedCost(Cost::ONE_REQUEST))
         .rewrite(backend.clone(), rewrite_model)
         .unwrap();
-    let records = drive(service.clone(), start).await;
+    let records = drive(service.clone(), start, "sonnet").await;
 
     assert_eq!(records.len(), 1200);
     let failed = records
@@ -134,7 +134,7 @@ async fn total_outage_through_the_whole_stack_keeps_attempts_per_request_low() {
             backend.in_region("us-west-2"),
         ])
         .unwrap();
-    let records = drive(service, start).await;
+    let records = drive(service, start, "east").await;
 
     let outage = |r: &&Record| r.start >= 2 * MIN && r.start < 8 * MIN;
     let requests = records.iter().filter(outage).count();

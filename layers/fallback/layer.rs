@@ -20,8 +20,10 @@ use crate::{BoxError, Classify, Outcome};
 
 /// Which target served a response, and whether that was a fallback.
 ///
-/// Inserted as an `http::Response` extension by [`HttpExtension`] (the default
-/// [`Annotate`]); also counted in `headroom_fallback_total{degraded}`.
+/// Attached (as an `http::Response` extension by [`HttpExtension`], the default [`Annotate`])
+/// to every response that did *not* come from the preferred target on the first call: its
+/// absence means the first target answered at once, so the common case allocates nothing.
+/// Every answer is also counted in `headroom_fallback_total{target, degraded}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Served {
     /// Index of the target in the route (0 is the preferred one).
@@ -130,7 +132,11 @@ pub struct NoTargetAvailable {
 
 impl fmt::Display for NoTargetAvailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no fallback target available ({})", self.cause.as_str())?;
+        f.write_str(match self.cause {
+            Exhaustion::Hops => "no fallback target available: hops used up",
+            Exhaustion::BreakerOpen => "no fallback target available: circuit open",
+            Exhaustion::NoHeadroom => "no fallback target available: no quota headroom",
+        })?;
         if let Some(retry_in) = self.retry_in {
             write!(f, "; retry in {retry_in:?}")?;
         }
@@ -621,22 +627,27 @@ where
     A: Annotate<Res>,
 {
     if let Ok(response) = &mut result {
-        let served = Served {
-            target,
-            name: Arc::clone(router.route.targets()[target].name()),
-            degraded: target != 0,
-            hops: plan.calls().saturating_sub(1),
-        };
-        router.annotate.annotate(response, &served);
-        if outcome.is_success() {
-            router.served[target].increment(0);
-            if served.degraded {
+        let hops = plan.calls().saturating_sub(1);
+        // The preferred target answering at once is the common case: it is left unannotated
+        // (and counted), so that it allocates nothing.
+        if target != 0 || hops > 0 {
+            let served = Served {
+                target,
+                name: Arc::clone(router.route.targets()[target].name()),
+                degraded: target != 0,
+                hops,
+            };
+            router.annotate.annotate(response, &served);
+            if outcome.is_success() && served.degraded {
                 tracing::debug!(
                     target_name = &*served.name,
                     hops = served.hops,
                     "served by a fallback target"
                 );
             }
+        }
+        if outcome.is_success() {
+            router.served[target].increment(0);
         }
     }
     result
