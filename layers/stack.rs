@@ -66,13 +66,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::OutcomeKind;
-use crate::admission::{Admission, AdmissionLayer, Cost, Fixed, NoUsage, Quota, Rejected};
+use crate::admission::{
+    Admission, AdmissionLayer, Cost, Fixed, MemorySlot, NoUsage, Quota, Rejected, Slot,
+};
 use crate::breaker::{BreakerConfig, BreakerRegistry};
 use crate::classify::{HttpClassifier, classify_error};
 use crate::error::ConfigError;
 use crate::fallback::{
-    Dispatch, Fallback, FallbackBuilder, FallbackPolicy, NoHeadroom, QuotaHeadroom, Route,
-    RouteBuilder, Target,
+    Dispatch, Fallback, FallbackBuilder, FallbackPolicy, NoHeadroom, Route, RouteBuilder, Target,
 };
 use crate::retry::{BackoffBuilder, Retry, RetryLayer, RetryPolicy};
 
@@ -305,8 +306,8 @@ impl<T, C, A> StackBuilder<T, C, A> {
             .zip(services)
             .map(|(target, service)| self.admission.wrap(target, &self.classifier, service))
             .collect();
-        let fallback = FallbackBuilder::new(route, self.classifier.clone())
-            .headroom(self.admission.headroom());
+        let headroom = self.admission.headroom(route.targets());
+        let fallback = FallbackBuilder::new(route, self.classifier.clone()).headroom(headroom);
         let fallback = match self.breakers {
             Breakers::PerTarget(Some(config)) => fallback.breaker(config),
             Breakers::PerTarget(None) => fallback.breaker(self.profile.breaker().build()?),
@@ -372,8 +373,8 @@ pub trait PerTarget<T, C, S> {
     type Headroom: crate::fallback::Headroom<T>;
     /// Wraps `service` for `target`.
     fn wrap(&self, target: &Target<T>, classifier: &C, service: S) -> Self::Service;
-    /// The headroom the router consults.
-    fn headroom(&self) -> Self::Headroom;
+    /// The headroom the router consults for `targets`.
+    fn headroom(&self, targets: &[Target<T>]) -> Self::Headroom;
 }
 
 /// No admission: calls go from the breaker to the client.
@@ -388,12 +389,14 @@ impl<T, C, S> PerTarget<T, C, S> for NoAdmission {
         service
     }
 
-    fn headroom(&self) -> NoHeadroom {
+    fn headroom(&self, _targets: &[Target<T>]) -> NoHeadroom {
         NoHeadroom
     }
 }
 
-/// Admission per target against one shared [`Quota`]; see [`StackBuilder::admission`].
+/// Admission per target against one shared [`Quota`]; see [`StackBuilder::admission`]. The
+/// router reads each target's quota as [`TargetHeadroom`] (like
+/// [`QuotaHeadroom`](crate::fallback::QuotaHeadroom), with the targets' state pinned).
 pub struct Admit<T, E, U = NoUsage> {
     quota: Quota<T>,
     estimate: E,
@@ -417,7 +420,7 @@ where
     U: Clone,
 {
     type Service = Admission<S, Fixed<T, E>, U, C>;
-    type Headroom = QuotaHeadroom<Quota<T>>;
+    type Headroom = TargetHeadroom<T>;
 
     fn wrap(&self, target: &Target<T>, classifier: &C, service: S) -> Self::Service {
         let demand = Fixed::new(target.key().clone(), self.estimate.clone());
@@ -426,10 +429,54 @@ where
             .classify(classifier.clone())
             .labels(target.labels().clone())
             .layer(service)
+            .pinned(tokio::time::Instant::now())
     }
 
-    fn headroom(&self) -> Self::Headroom {
-        QuotaHeadroom::new(self.quota.clone(), self.headroom_cost)
+    fn headroom(&self, targets: &[Target<T>]) -> Self::Headroom {
+        let now = tokio::time::Instant::now();
+        TargetHeadroom {
+            slots: targets
+                .iter()
+                .map(|t| (t.key().clone(), self.quota.slot(t.key(), now)))
+                .collect(),
+            cost: self.headroom_cost,
+        }
+    }
+}
+
+/// The router's view of the stack's quota: each target's state pinned when the stack is built,
+/// so choosing a target reads it without a map lookup ([`QuotaHeadroom`] looks keys up, for
+/// routers whose targets are not known up front).
+pub struct TargetHeadroom<T> {
+    slots: Arc<[(T, Arc<MemorySlot>)]>,
+    cost: Cost,
+}
+
+impl<T> Clone for TargetHeadroom<T> {
+    fn clone(&self) -> Self {
+        TargetHeadroom {
+            slots: Arc::clone(&self.slots),
+            cost: self.cost,
+        }
+    }
+}
+
+impl<T> fmt::Debug for TargetHeadroom<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetHeadroom")
+            .field("targets", &self.slots.len())
+            .field("cost", &self.cost)
+            .finish()
+    }
+}
+
+impl<T: PartialEq> crate::fallback::Headroom<T> for TargetHeadroom<T> {
+    fn admit_wait(&self, target: &T, now: tokio::time::Instant) -> Option<Duration> {
+        match self.slots.iter().find(|(key, _)| key == target) {
+            Some((_, slot)) => slot.admit_wait(self.cost, now),
+            // Not one of the stack's targets: no quota of ours holds it back.
+            None => Some(Duration::ZERO),
+        }
     }
 }
 

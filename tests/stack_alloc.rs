@@ -87,9 +87,21 @@ fn stack_success_path_does_not_allocate() {
         })
         .unwrap();
     let (response, allocations) = support::allocations(|| {
-        rt.block_on(async { fallback.ready().await.unwrap().call(Call { model: "" }).await })
+        rt.block_on(async {
+            fallback
+                .ready()
+                .await
+                .unwrap()
+                .call(Call { model: "" })
+                .await
+        })
     });
     assert!(allocations > 0);
-    let served = response.unwrap().extensions().get::<Served>().cloned().unwrap();
+    let served = response
+        .unwrap()
+        .extensions()
+        .get::<Served>()
+        .cloned()
+        .unwrap();
     assert_eq!((&*served.name, served.degraded), ("sonnet", true));
 }

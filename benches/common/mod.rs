@@ -38,3 +38,23 @@ pub fn print_ratio(group: &str, numerator: &str, denominator: &str) {
         _ => println!("  {group}: {numerator} / {denominator}: not measured in this run"),
     }
 }
+
+/// Prints the ratio of two benchmarks' overheads over a `baseline` of the same `group`:
+/// `(numerator - baseline) / (denominator - baseline)`, when all three ran.
+pub fn print_overhead_ratio(group: &str, numerator: &str, denominator: &str, baseline: &str) {
+    let medians = (
+        median_ns(group, numerator),
+        median_ns(group, denominator),
+        median_ns(group, baseline),
+    );
+    match medians {
+        (Some(n), Some(d), Some(b)) if d > b => println!(
+            "  {group}: overhead of {numerator} / overhead of {denominator} = {:.2}x  \
+             ({:.2} ns / {:.2} ns over {baseline} {b:.2} ns, medians)",
+            (n - b) / (d - b),
+            n - b,
+            d - b
+        ),
+        _ => println!("  {group}: overhead ratio {numerator} / {denominator}: not measured"),
+    }
+}

@@ -409,6 +409,18 @@ impl<S: Clone, D: DemandKey + Clone, U, C> Clone for Admission<S, D, U, C> {
     }
 }
 
+impl<S, K, E, U, C> Admission<S, Fixed<K, E>, U, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// Pins the key's state now, so that clones made before the first call (the stack's
+    /// per-target services, cloned per call) skip the lookup too.
+    pub(crate) fn pinned(mut self, now: Instant) -> Self {
+        self.pinned = Some(self.quota.slot(&self.demand.key, now));
+        self
+    }
+}
+
 impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C> fmt::Debug for Admission<S, D, U, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
