@@ -67,7 +67,8 @@ use tower_service::Service;
 
 use crate::OutcomeKind;
 use crate::admission::{
-    Admission, AdmissionLayer, Cost, Fixed, MemorySlot, NoUsage, Quota, Rejected, Slot,
+    Admission, AdmissionLayer, Cost, Fixed, MemorySlot, NoUsage, Priority, Quota, Rejected, Slot,
+    Tenant,
 };
 use crate::breaker::{BreakerConfig, BreakerRegistry};
 use crate::classify::{HttpClassifier, classify_error};
@@ -201,6 +202,8 @@ impl<T, C> StackBuilder<T, C> {
                 estimate,
                 usage: NoUsage,
                 headroom_cost: Cost::ONE_REQUEST,
+                priority: Priority::Interactive,
+                tenant: None,
             },
         }
     }
@@ -327,6 +330,8 @@ impl<T, C, E> StackBuilder<T, C, Admit<T, E>> {
             quota,
             estimate,
             headroom_cost,
+            priority,
+            tenant,
             ..
         } = self.admission;
         StackBuilder {
@@ -340,6 +345,8 @@ impl<T, C, E> StackBuilder<T, C, Admit<T, E>> {
                 estimate,
                 usage,
                 headroom_cost,
+                priority,
+                tenant,
             },
         }
     }
@@ -350,6 +357,20 @@ impl<T, C, E, U> StackBuilder<T, C, Admit<T, E, U>> {
     /// and no units: the router chooses before the request's own estimate is known).
     pub fn headroom_cost(mut self, cost: Cost) -> Self {
         self.admission.headroom_cost = cost;
+        self
+    }
+
+    /// Every call of this stack is for `tenant`: its share of the quota
+    /// ([`LimitBuilder::shares`](crate::admission::LimitBuilder::shares)). Several stacks — one
+    /// per application, say — share one [`Quota`] and each keeps to its share.
+    pub fn tenant(mut self, tenant: Tenant) -> Self {
+        self.admission.tenant = Some(tenant);
+        self
+    }
+
+    /// Every call of this stack has `priority` (default interactive).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.admission.priority = priority;
         self
     }
 }
@@ -402,6 +423,8 @@ pub struct Admit<T, E, U = NoUsage> {
     estimate: E,
     usage: U,
     headroom_cost: Cost,
+    priority: Priority,
+    tenant: Option<Tenant>,
 }
 
 impl<T, E, U> fmt::Debug for Admit<T, E, U> {
@@ -423,7 +446,12 @@ where
     type Headroom = TargetHeadroom<T>;
 
     fn wrap(&self, target: &Target<T>, classifier: &C, service: S) -> Self::Service {
-        let demand = Fixed::new(target.key().clone(), self.estimate.clone());
+        let demand =
+            Fixed::new(target.key().clone(), self.estimate.clone()).priority(self.priority);
+        let demand = match self.tenant {
+            Some(tenant) => demand.tenant(tenant),
+            None => demand,
+        };
         AdmissionLayer::new(self.quota.clone(), demand)
             .usage(self.usage.clone())
             .classify(classifier.clone())
