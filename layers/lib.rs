@@ -54,6 +54,8 @@ pub mod fallback;
 pub mod observe;
 mod outcome;
 pub mod retry;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use crate::admission::{AdmissionLayer, Cost, Limit, Quota, Rejected, Usage};
 pub use crate::breaker::{BreakerConfig, BreakerLayer, BreakerRegistry, CircuitOpen};

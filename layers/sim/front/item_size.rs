@@ -11,17 +11,11 @@
 //!   includes its key's length);
 //! - a set is the sum of its elements.
 //!
-//! A write costs one write capacity unit per started KiB; a strongly consistent read one read
-//! unit per started 4 KiB, an eventually consistent read half that. Sizes are computed on the
-//! JSON as sent, so a malformed value counts as what it looks like rather than failing: the
+//! The simulator core turns sizes into capacity units ([`DynamoCall`](crate::sim::DynamoCall)).
+//! Sizes are computed on the JSON as sent, so a malformed value counts as what it looks like rather than failing: the
 //! store behind the front validates the request properly.
 
 use serde_json::Value;
-
-/// Bytes one write capacity unit covers.
-pub(crate) const WRITE_UNIT_BYTES: u64 = 1024;
-/// Bytes one read capacity unit covers (strongly consistent).
-pub(crate) const READ_UNIT_BYTES: u64 = 4096;
 
 /// The size of an item: a JSON object of attribute name to attribute value.
 pub(crate) fn item_size(item: &serde_json::Map<String, Value>) -> u64 {
@@ -83,19 +77,6 @@ fn base64_decoded_len(b: &str) -> u64 {
     (b.len() as u64 * 3) / 4
 }
 
-/// Write capacity units for an item of `size` bytes: one per started KiB, at least one.
-pub(crate) fn write_units(size: u64) -> u64 {
-    size.div_ceil(WRITE_UNIT_BYTES).max(1)
-}
-
-/// Read capacity units, in half units (DynamoDB's smallest charge is 0.5 RCU), for `size`
-/// bytes read: two halves per started 4 KiB when strongly consistent, one when eventually
-/// consistent; at least one half.
-pub(crate) fn read_half_units(size: u64, consistent: bool) -> u64 {
-    let blocks = size.div_ceil(READ_UNIT_BYTES).max(1);
-    if consistent { blocks * 2 } else { blocks }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,15 +111,6 @@ mod tests {
         assert_eq!(size(json!({"s": {"SS": ["ab", "c"]}})), 1 + 3);
         // "AAAA" decodes to 3 bytes, "AA==" to 1.
         assert_eq!(size(json!({"b": {"BS": ["AAAA", "AA=="]}})), 1 + 4);
-    }
-
-    #[test]
-    fn units_round_up_to_the_started_block() {
-        assert_eq!(write_units(0), 1);
-        assert_eq!(write_units(1024), 1);
-        assert_eq!(write_units(1025), 2);
-        assert_eq!(read_half_units(1, false), 1);
-        assert_eq!(read_half_units(4097, true), 4);
     }
 
     #[test]
