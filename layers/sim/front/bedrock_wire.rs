@@ -3,7 +3,9 @@
 //! Converse or Anthropic-messages body, and the reply bodies.
 //!
 //! Input tokens are *estimated* from the request text: one token per four characters
-//! (rounded up) of every text the model would read — message contents and the system prompt.
+//! (rounded up) of every text the model would read — the `text` of message content blocks
+//! (or a message's plain string content) and the system prompt; images and other non-text
+//! blocks are not counted.
 //! That is the usual rule of thumb for English text with Claude-family tokenizers; exact counts
 //! would need the model's tokenizer, and the quota semantics only need a stable, plausible
 //! number. The text itself is only counted, never kept or logged.
@@ -92,14 +94,27 @@ pub(crate) fn estimate_tokens(chars: u64) -> u64 {
     chars.div_ceil(CHARS_PER_TOKEN)
 }
 
-/// Characters of every string inside `value` (recursively): a content block's text, a tool
-/// result's text, a document name. Keys and structure are not counted.
+/// Characters of the text inside `value`: a string itself (Anthropic's `"content": "..."` and
+/// `"system": "..."`), else every `text` field found recursively (Converse's and Anthropic's
+/// content blocks, tool results). Other fields — block types, image bytes, ids — are not
+/// model text and are not counted.
 fn text_chars(value: &Value) -> u64 {
+    fn blocks(value: &Value) -> u64 {
+        match value {
+            Value::Array(items) => items.iter().map(blocks).sum(),
+            Value::Object(map) => map
+                .iter()
+                .map(|(key, v)| match v {
+                    Value::String(s) if key == "text" => s.chars().count() as u64,
+                    _ => blocks(v),
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
     match value {
         Value::String(s) => s.chars().count() as u64,
-        Value::Array(items) => items.iter().map(text_chars).sum(),
-        Value::Object(map) => map.values().map(text_chars).sum(),
-        _ => 0,
+        other => blocks(other),
     }
 }
 
@@ -306,10 +321,10 @@ mod tests {
     fn anthropic_bodies_need_max_tokens_and_count_string_or_block_content() {
         let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":50,"system":"abcd",
             "messages":[{"role":"user","content":"12345678"},{"role":"user","content":[{"type":"text","text":"abcd"}]}]}"#;
-        // "text" and "type" are keys, not counted; "text" as a value is: 4 + 8 + 4 + 4 = 20.
+        // The block's "type" is not text: 4 + 8 + 4 = 16 characters.
         assert_eq!(
             parse_anthropic(body).unwrap(),
-            Ask { input_tokens: 5, max_tokens: Some(50) }
+            Ask { input_tokens: 4, max_tokens: Some(50) }
         );
         let missing = br#"{"messages":[{"role":"user","content":"x"}]}"#;
         assert_eq!(parse_anthropic(missing).unwrap_err().code, "ValidationException");
