@@ -118,8 +118,8 @@ async fn throttles_are_bedrocks_429s_with_the_scope_in_the_message() {
     let mut front = front(vec![model("us-east-1").rpm(2).tpm(1_000).max_output_tokens(1_000).build().unwrap()]);
     assert_eq!(send(&mut front, converse(HAIKU_PATH, hello(100))).await.status(), 200);
 
-    // 10 + 100 reserved already: 10 + 900 more is over 1,000 TPM.
-    let response = send(&mut front, converse(HAIKU_PATH, hello(900))).await;
+    // The first call settled at 10 + 50 tokens: 10 + 950 more is over 1,000 TPM.
+    let response = send(&mut front, converse(HAIKU_PATH, hello(950))).await;
     assert_eq!(response.status(), 429);
     let (kind, code, message) = classify(response).await;
     assert_eq!(code, "ThrottlingException");
