@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -377,12 +377,11 @@ impl DynamoFront {
             ))
         };
         let upstream = self.upstream.as_ref().ok_or_else(unknown)?;
-        let mut headers = HeaderMap::new();
+        // The client's headers (the store wants a signature and its date; it does not check
+        // the signature), retargeted.
+        let mut headers = head.headers.clone();
         headers.insert("x-amz-target", HeaderValue::from_static("DynamoDB_20120810.DescribeTable"));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_0));
-        if let Some(auth) = head.headers.get(AUTHORIZATION) {
-            headers.insert(AUTHORIZATION, auth.clone());
-        }
         let body = Bytes::from(serde_json::to_vec(&json!({ "TableName": table })).unwrap_or_default());
         let answer = upstream.send(&headers, body).await?;
         let key = answer
