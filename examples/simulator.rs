@@ -36,10 +36,9 @@ fn parse_args() -> Result<Args, String> {
             "--config" => config = Some(PathBuf::from(value("--config")?)),
             "--listen" => {
                 let text = value("--listen")?;
-                listen = Some(
-                    text.parse()
-                        .map_err(|_| format!("--listen {text:?} is not an address like 127.0.0.1:4566"))?,
-                );
+                listen = Some(text.parse().map_err(|_| {
+                    format!("--listen {text:?} is not an address like 127.0.0.1:4566")
+                })?);
             }
             "--dynamo-upstream" => upstream = Some(value("--dynamo-upstream")?),
             "--help" | "-h" => {
@@ -75,7 +74,9 @@ async fn main() -> ExitCode {
     };
 
     // The store: named on the command line, else in the file, else a dynalite of our own.
-    let mut upstream = args.upstream.or_else(|| file.front.dynamodb_upstream.clone());
+    let mut upstream = args
+        .upstream
+        .or_else(|| file.front.dynamodb_upstream.clone());
     let mut _dynalite = None;
     if upstream.is_none() && file.has_tables() {
         let started = Dynalite::locate(Path::new(env!("CARGO_MANIFEST_DIR")))
@@ -119,7 +120,10 @@ async fn main() -> ExitCode {
     }
     if let Some(dynamo) = service.dynamodb() {
         for table in dynamo.stats().tables {
-            println!("  dynamodb {}: {} RCU, {} WCU", table.name, table.rcu, table.wcu);
+            println!(
+                "  dynamodb {}: {} RCU, {} WCU",
+                table.name, table.rcu, table.wcu
+            );
         }
     }
 

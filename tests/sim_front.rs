@@ -28,7 +28,11 @@ fn model(region: &str) -> tower_headroom::sim::ModelConfigBuilder {
 }
 
 fn front(models: Vec<ModelConfig>) -> SimService {
-    let bedrock = BedrockSim::builder().models(models).seed(1).build().unwrap();
+    let bedrock = BedrockSim::builder()
+        .models(models)
+        .seed(1)
+        .build()
+        .unwrap();
     SimService::builder().bedrock(bedrock).build().unwrap()
 }
 
@@ -48,7 +52,12 @@ fn hello(max_tokens: u64) -> Value {
 }
 
 async fn send(front: &mut SimService, request: Request<Full<Bytes>>) -> Response<Full<Bytes>> {
-    ServiceExt::<Request<Full<Bytes>>>::ready(front).await.unwrap().call(request).await.unwrap()
+    ServiceExt::<Request<Full<Bytes>>>::ready(front)
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap()
 }
 
 async fn json_of(response: Response<Full<Bytes>>) -> Value {
@@ -59,7 +68,10 @@ async fn json_of(response: Response<Full<Bytes>>) -> Value {
 /// The code, message and status a client sees, classified as the AWS SDK adapters will.
 async fn classify(response: Response<Full<Bytes>>) -> (OutcomeKind, String, String) {
     let status = response.status().as_u16();
-    let code = response.headers()["x-amzn-errortype"].to_str().unwrap().to_owned();
+    let code = response.headers()["x-amzn-errortype"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body = json_of(response).await;
     let message = body["message"].as_str().unwrap().to_owned();
     let kind = aws::classify_with_status(&code, Some(&message), status);
@@ -68,13 +80,18 @@ async fn classify(response: Response<Full<Bytes>>) -> (OutcomeKind, String, Stri
 
 #[tokio::test(start_paused = true)]
 async fn converse_round_trips_usage_and_the_latency_model() {
-    let mut front = front(vec![model("us-east-1").rpm(10).tpm(100_000).build().unwrap()]);
+    let mut front = front(vec![
+        model("us-east-1").rpm(10).tpm(100_000).build().unwrap(),
+    ]);
     let started = tokio::time::Instant::now();
     let response = send(&mut front, converse(HAIKU_PATH, hello(100))).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body = json_of(response).await;
-    assert_eq!(body["usage"], json!({"inputTokens": 10, "outputTokens": 50, "totalTokens": 60}));
+    assert_eq!(
+        body["usage"],
+        json!({"inputTokens": 10, "outputTokens": 50, "totalTokens": 60})
+    );
     assert_eq!(body["stopReason"], "end_turn");
     assert_eq!(body["output"]["message"]["role"], "assistant");
     // ttft + 50 tokens x 10 ms, on the paused clock.
@@ -89,7 +106,9 @@ async fn converse_round_trips_usage_and_the_latency_model() {
 
 #[tokio::test(start_paused = true)]
 async fn invoke_model_speaks_the_anthropic_messages_body() {
-    let mut front = front(vec![model("us-east-1").rpm(10).tpm(100_000).build().unwrap()]);
+    let mut front = front(vec![
+        model("us-east-1").rpm(10).tpm(100_000).build().unwrap(),
+    ]);
     let request = Request::post(format!("/model/{HAIKU_PATH}/invoke"))
         .body(Full::new(Bytes::from(
             json!({
@@ -105,9 +124,15 @@ async fn invoke_model_speaks_the_anthropic_messages_body() {
     assert_eq!(response.status(), 200);
     // 14 + 20 characters: 9 tokens.
     assert_eq!(response.headers()["x-amzn-bedrock-input-token-count"], "9");
-    assert_eq!(response.headers()["x-amzn-bedrock-output-token-count"], "30");
+    assert_eq!(
+        response.headers()["x-amzn-bedrock-output-token-count"],
+        "30"
+    );
     let body = json_of(response).await;
-    assert_eq!(body["usage"], json!({"input_tokens": 9, "output_tokens": 30}));
+    assert_eq!(
+        body["usage"],
+        json!({"input_tokens": 9, "output_tokens": 30})
+    );
     assert_eq!(body["stop_reason"], "max_tokens");
     assert_eq!(body["type"], "message");
     assert_eq!(body["model"], HAIKU);
@@ -115,8 +140,20 @@ async fn invoke_model_speaks_the_anthropic_messages_body() {
 
 #[tokio::test(start_paused = true)]
 async fn throttles_are_bedrocks_429s_with_the_scope_in_the_message() {
-    let mut front = front(vec![model("us-east-1").rpm(2).tpm(1_000).max_output_tokens(1_000).build().unwrap()]);
-    assert_eq!(send(&mut front, converse(HAIKU_PATH, hello(100))).await.status(), 200);
+    let mut front = front(vec![
+        model("us-east-1")
+            .rpm(2)
+            .tpm(1_000)
+            .max_output_tokens(1_000)
+            .build()
+            .unwrap(),
+    ]);
+    assert_eq!(
+        send(&mut front, converse(HAIKU_PATH, hello(100)))
+            .await
+            .status(),
+        200
+    );
 
     // The first call settled at 10 + 50 tokens: 10 + 950 more is over 1,000 TPM.
     let response = send(&mut front, converse(HAIKU_PATH, hello(950))).await;
@@ -126,14 +163,28 @@ async fn throttles_are_bedrocks_429s_with_the_scope_in_the_message() {
     assert_eq!(message, "Too many tokens, please wait before trying again.");
     assert_eq!(kind, OutcomeKind::Throttled(ThrottleScope::Tokens));
 
-    assert_eq!(send(&mut front, converse(HAIKU_PATH, hello(100))).await.status(), 200);
-    let (kind, _, message) = classify(send(&mut front, converse(HAIKU_PATH, hello(100))).await).await;
-    assert_eq!(message, "Too many requests, please wait before trying again.");
+    assert_eq!(
+        send(&mut front, converse(HAIKU_PATH, hello(100)))
+            .await
+            .status(),
+        200
+    );
+    let (kind, _, message) =
+        classify(send(&mut front, converse(HAIKU_PATH, hello(100))).await).await;
+    assert_eq!(
+        message,
+        "Too many requests, please wait before trying again."
+    );
     assert_eq!(kind, OutcomeKind::Throttled(ThrottleScope::Requests));
 
     // The next window has room again.
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(send(&mut front, converse(HAIKU_PATH, hello(100))).await.status(), 200);
+    assert_eq!(
+        send(&mut front, converse(HAIKU_PATH, hello(100)))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -142,7 +193,10 @@ async fn overload_and_outage_answers_classify_as_intended() {
         .rpm(100)
         .tpm(1_000_000)
         .overload(Episode::new(Duration::ZERO, Duration::from_secs(60)))
-        .outage(Episode::new(Duration::from_secs(60), Duration::from_secs(60)))
+        .outage(Episode::new(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ))
         .build()
         .unwrap();
     let mut front = front(vec![config]);
@@ -150,19 +204,36 @@ async fn overload_and_outage_answers_classify_as_intended() {
     assert_eq!(response.status(), 503);
     let (kind, code, message) = classify(response).await;
     assert_eq!(code, "ServiceUnavailableException");
-    assert_eq!(message, format!("Model {HAIKU} is currently overloaded. Please try again later."));
+    assert_eq!(
+        message,
+        format!("Model {HAIKU} is currently overloaded. Please try again later.")
+    );
     assert_eq!(kind, OutcomeKind::Overloaded);
 
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let (kind, code, message) = classify(send(&mut front, converse(HAIKU_PATH, hello(100))).await).await;
-    assert_eq!((code.as_str(), message.as_str()), ("ServiceUnavailableException", "Service temporarily unavailable"));
+    let (kind, code, message) =
+        classify(send(&mut front, converse(HAIKU_PATH, hello(100))).await).await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        (
+            "ServiceUnavailableException",
+            "Service temporarily unavailable"
+        )
+    );
     assert_eq!(kind, OutcomeKind::Unavailable);
 }
 
 #[tokio::test(start_paused = true)]
 async fn wire_errors_carry_exactly_what_the_core_said() {
     // Every rejection the core can produce for a model, through the wire and back.
-    let mut front = front(vec![model("us-east-1").rpm(1).tpm(10_000).max_concurrency(1).build().unwrap()]);
+    let mut front = front(vec![
+        model("us-east-1")
+            .rpm(1)
+            .tpm(10_000)
+            .max_concurrency(1)
+            .build()
+            .unwrap(),
+    ]);
     let direct = BedrockSim::builder()
         .model(model("us-east-1").rpm(1).tpm(10_000).build().unwrap())
         .build()
@@ -191,38 +262,72 @@ async fn the_region_comes_from_the_signature_scope() {
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/{region}/bedrock/aws4_request, SignedHeaders=host, Signature=00"
         );
-        request.headers_mut().insert("authorization", auth.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("authorization", auth.parse().unwrap());
         request
     };
     assert_eq!(send(&mut front, signed("eu-west-3")).await.status(), 200);
     // us-east-1 (also the default region) still has its own quota.
-    assert_eq!(send(&mut front, converse(HAIKU_PATH, hello(100))).await.status(), 200);
+    assert_eq!(
+        send(&mut front, converse(HAIKU_PATH, hello(100)))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(send(&mut front, signed("eu-west-3")).await.status(), 429);
     // A region with no such model is a validation error, as Bedrock answers an unknown id.
     let response = send(&mut front, signed("ap-south-1")).await;
     assert_eq!(response.status(), 400);
-    assert_eq!(response.headers()["x-amzn-errortype"], "ValidationException");
+    assert_eq!(
+        response.headers()["x-amzn-errortype"],
+        "ValidationException"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn bad_bedrock_input_gets_aws_400s() {
     let mut front = SimService::builder()
-        .bedrock(BedrockSim::builder().model(model("us-east-1").rpm(100).tpm(100_000).build().unwrap()).build().unwrap())
+        .bedrock(
+            BedrockSim::builder()
+                .model(model("us-east-1").rpm(100).tpm(100_000).build().unwrap())
+                .build()
+                .unwrap(),
+        )
         .max_body_bytes(1024)
         .build()
         .unwrap();
     let raw = |path: &str, body: &'static [u8]| {
-        Request::post(path.to_owned()).body(Full::new(Bytes::from_static(body))).unwrap()
+        Request::post(path.to_owned())
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap()
     };
     let cases = [
-        (raw(&format!("/model/{HAIKU_PATH}/converse"), b"{not json"), "SerializationException"),
-        (raw(&format!("/model/{HAIKU_PATH}/converse"), b"{}"), "ValidationException"),
-        (raw(&format!("/model/{HAIKU_PATH}/invoke"), b"{\"messages\":[]}"), "ValidationException"),
-        (raw("/model/x/converse-stream", b"{}"), "UnknownOperationException"),
-        (raw("/nowhere", b"{}"), "UnknownOperationException"),
-        (raw(&format!("/model/{HAIKU_PATH}/converse"), &[b'x'; 2048]), "ValidationException"),
         (
-            Request::get(format!("/model/{HAIKU_PATH}/converse")).body(Full::new(Bytes::new())).unwrap(),
+            raw(&format!("/model/{HAIKU_PATH}/converse"), b"{not json"),
+            "SerializationException",
+        ),
+        (
+            raw(&format!("/model/{HAIKU_PATH}/converse"), b"{}"),
+            "ValidationException",
+        ),
+        (
+            raw(&format!("/model/{HAIKU_PATH}/invoke"), b"{\"messages\":[]}"),
+            "ValidationException",
+        ),
+        (
+            raw("/model/x/converse-stream", b"{}"),
+            "UnknownOperationException",
+        ),
+        (raw("/nowhere", b"{}"), "UnknownOperationException"),
+        (
+            raw(&format!("/model/{HAIKU_PATH}/converse"), &[b'x'; 2048]),
+            "ValidationException",
+        ),
+        (
+            Request::get(format!("/model/{HAIKU_PATH}/converse"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
             "UnknownOperationException",
         ),
         // A maxTokens over the model's limit: the core's own validation.
@@ -241,10 +346,22 @@ async fn bad_bedrock_input_gets_aws_400s() {
 
 fn dynamo_front() -> SimService {
     let sim = DynamoSim::builder()
-        .table(TableConfig::builder("orders").rcu(10).wcu(2).partitions(2).latency(Duration::from_millis(5)).build().unwrap())
+        .table(
+            TableConfig::builder("orders")
+                .rcu(10)
+                .wcu(2)
+                .partitions(2)
+                .latency(Duration::from_millis(5))
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
-    SimService::builder().dynamodb(sim).partition_key("orders", "pk").build().unwrap()
+    SimService::builder()
+        .dynamodb(sim)
+        .partition_key("orders", "pk")
+        .build()
+        .unwrap()
 }
 
 fn dynamo(op: &str, body: Value) -> Request<Full<Bytes>> {
@@ -272,7 +389,10 @@ async fn dynamodb_writes_are_charged_and_report_consumed_capacity() {
     // 2 + 1 + 4 + 2000 bytes: two write units.
     let response = send(&mut front, put("a", 2000)).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/x-amz-json-1.0");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/x-amz-json-1.0"
+    );
     let body = json_of(response).await;
     assert_eq!(body["ConsumedCapacity"]["TableName"], "orders");
     assert_eq!(body["ConsumedCapacity"]["CapacityUnits"], 2.0);
@@ -280,7 +400,10 @@ async fn dynamodb_writes_are_charged_and_report_consumed_capacity() {
     // The key's partition (1 WCU/s) is now in debt: the next write to it is throttled ...
     let response = send(&mut front, put("a", 10)).await;
     assert_eq!(response.status(), 400);
-    assert_eq!(response.headers()["content-type"], "application/x-amz-json-1.0");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/x-amz-json-1.0"
+    );
     let body = json_of(response).await;
     assert_eq!(
         body["__type"],
@@ -299,7 +422,11 @@ async fn dynamodb_writes_are_charged_and_report_consumed_capacity() {
 #[tokio::test(start_paused = true)]
 async fn dynamodb_batch_writes_return_throttled_items_unprocessed() {
     let mut front = dynamo_front();
-    let hot = front.dynamodb().unwrap().partition("orders", "hot").unwrap();
+    let hot = front
+        .dynamodb()
+        .unwrap()
+        .partition("orders", "hot")
+        .unwrap();
     let cold = (0..100)
         .map(|i| format!("k{i}"))
         .find(|k| front.dynamodb().unwrap().partition("orders", k).unwrap() != hot)
@@ -321,7 +448,10 @@ async fn dynamodb_batch_writes_return_throttled_items_unprocessed() {
     assert_eq!(body["ConsumedCapacity"][0]["CapacityUnits"], 4.0);
 
     // When every item is throttled, the whole call fails.
-    let request = dynamo("BatchWriteItem", json!({"RequestItems": {"orders": [item("hot")]}}));
+    let request = dynamo(
+        "BatchWriteItem",
+        json!({"RequestItems": {"orders": [item("hot")]}}),
+    );
     let response = send(&mut front, request).await;
     assert_eq!(response.status(), 400);
     assert_eq!(
@@ -357,26 +487,53 @@ async fn bad_dynamodb_input_gets_aws_json_400s() {
             .unwrap()
     };
     let cases = [
-        (raw("DynamoDB_20120810.PutItem", b"garbage"), "com.amazon.coral.service#SerializationException"),
-        (raw("DynamoDB_20120810.PutItem", b"[]"), "com.amazon.coral.service#SerializationException"),
-        (raw("DynamoDB_20120810.FlyToTheMoon", b"{}"), "com.amazon.coral.service#UnknownOperationException"),
-        (raw("NotDynamo.PutItem", b"{}"), "com.amazon.coral.service#UnknownOperationException"),
-        (raw("DynamoDB_20120810.PutItem", b"{}"), "com.amazon.coral.validate#ValidationException"),
         (
-            raw("DynamoDB_20120810.PutItem", br#"{"TableName":"orders","Item":{"other":{"S":"x"}}}"#),
+            raw("DynamoDB_20120810.PutItem", b"garbage"),
+            "com.amazon.coral.service#SerializationException",
+        ),
+        (
+            raw("DynamoDB_20120810.PutItem", b"[]"),
+            "com.amazon.coral.service#SerializationException",
+        ),
+        (
+            raw("DynamoDB_20120810.FlyToTheMoon", b"{}"),
+            "com.amazon.coral.service#UnknownOperationException",
+        ),
+        (
+            raw("NotDynamo.PutItem", b"{}"),
+            "com.amazon.coral.service#UnknownOperationException",
+        ),
+        (
+            raw("DynamoDB_20120810.PutItem", b"{}"),
             "com.amazon.coral.validate#ValidationException",
         ),
         (
-            raw("DynamoDB_20120810.BatchWriteItem", br#"{"RequestItems":{"orders":[{"PutRequest":{}}]}}"#),
+            raw(
+                "DynamoDB_20120810.PutItem",
+                br#"{"TableName":"orders","Item":{"other":{"S":"x"}}}"#,
+            ),
+            "com.amazon.coral.validate#ValidationException",
+        ),
+        (
+            raw(
+                "DynamoDB_20120810.BatchWriteItem",
+                br#"{"RequestItems":{"orders":[{"PutRequest":{}}]}}"#,
+            ),
             "com.amazon.coral.validate#ValidationException",
         ),
         // No store: table operations cannot be answered.
-        (raw("DynamoDB_20120810.CreateTable", br#"{"TableName":"t"}"#), "com.amazon.coral.validate#ValidationException"),
+        (
+            raw("DynamoDB_20120810.CreateTable", br#"{"TableName":"t"}"#),
+            "com.amazon.coral.validate#ValidationException",
+        ),
     ];
     for (request, expected) in cases {
         let response = send(&mut front, request).await;
         assert_eq!(response.status(), 400, "{expected}");
-        assert_eq!(response.headers()["content-type"], "application/x-amz-json-1.0");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/x-amz-json-1.0"
+        );
         assert_eq!(json_of(response).await["__type"], expected);
     }
 }
@@ -390,10 +547,14 @@ fn a_bad_config_file_names_the_field_and_the_value() {
     .to_string();
     assert!(err.contains("rpm") && err.contains("-5"), "{err}");
 
-    let err = SimFile::from_toml("[front]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+    let err = SimFile::from_toml("[front]\nlisten = \"nowhere\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("listen") && err.contains("nowhere"), "{err}");
 
-    let err = SimFile::from_toml("[front]\nlisen = \"127.0.0.1:1\"\n").unwrap_err().to_string();
+    let err = SimFile::from_toml("[front]\nlisen = \"127.0.0.1:1\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("lisen"), "{err}");
 
     // Parsed, but out of range: the core's validation, with the field's name.
@@ -412,7 +573,10 @@ fn the_example_config_loads_and_builds() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sim.toml");
     let file = SimFile::load(std::path::Path::new(path)).unwrap();
     assert!(file.bedrock.is_some() && file.has_tables());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         SimService::from_file(&file, Some("http://127.0.0.1:9")).unwrap();
     });

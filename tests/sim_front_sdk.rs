@@ -17,7 +17,9 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::primitives::Blob;
-use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, InferenceConfiguration, Message};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, InferenceConfiguration, Message,
+};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -41,7 +43,13 @@ fn model(id: &str, region: &str) -> tower_headroom::sim::ModelConfigBuilder {
 
 fn bedrock_sim() -> BedrockSim {
     BedrockSim::builder()
-        .model(model(HAIKU, "us-east-1").rpm(2).tpm(100_000).build().unwrap())
+        .model(
+            model(HAIKU, "us-east-1")
+                .rpm(2)
+                .tpm(100_000)
+                .build()
+                .unwrap(),
+        )
         .model(
             model(SONNET, "us-east-1")
                 .rpm(100)
@@ -122,7 +130,10 @@ async fn captured<F: std::future::Future<Output = ()>>(f: F) -> String {
 async fn bedrock_converse_and_invoke_round_trip_and_errors_are_modeled() {
     let server = Server::bind(
         "127.0.0.1:0".parse().unwrap(),
-        SimService::builder().bedrock(bedrock_sim()).build().unwrap(),
+        SimService::builder()
+            .bedrock(bedrock_sim())
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -139,7 +150,9 @@ async fn bedrock_converse_and_invoke_round_trip_and_errors_are_modeled() {
         assert_eq!(usage.total_tokens(), expected_input + 42);
         assert_eq!(output.stop_reason().as_str(), "end_turn");
         assert!(output.metrics().is_some());
-        let text = output.output().unwrap().as_message().unwrap().content()[0].as_text().unwrap();
+        let text = output.output().unwrap().as_message().unwrap().content()[0]
+            .as_text()
+            .unwrap();
         assert!(!text.is_empty());
 
         // InvokeModel with an Anthropic messages body.
@@ -164,7 +177,10 @@ async fn bedrock_converse_and_invoke_round_trip_and_errors_are_modeled() {
         // Third call in the minute, over 2 RPM: a modeled ThrottlingException.
         match converse(&east, HAIKU).await.unwrap_err() {
             ConverseError::ThrottlingException(e) => {
-                assert_eq!(e.message(), Some("Too many requests, please wait before trying again."));
+                assert_eq!(
+                    e.message(),
+                    Some("Too many requests, please wait before trying again.")
+                );
             }
             other => panic!("expected ThrottlingException, got {other:?}"),
         }
@@ -173,7 +189,10 @@ async fn bedrock_converse_and_invoke_round_trip_and_errors_are_modeled() {
         match converse(&east, SONNET).await.unwrap_err() {
             ConverseError::ServiceUnavailableException(e) => assert_eq!(
                 e.message(),
-                Some(format!("Model {SONNET} is currently overloaded. Please try again later.").as_str())
+                Some(
+                    format!("Model {SONNET} is currently overloaded. Please try again later.")
+                        .as_str()
+                )
             ),
             other => panic!("expected ServiceUnavailableException, got {other:?}"),
         }
@@ -188,24 +207,44 @@ async fn bedrock_converse_and_invoke_round_trip_and_errors_are_modeled() {
 
         // The region is the signature's: Haiku is not configured in us-west-2.
         let err = converse(&west, HAIKU).await.unwrap_err();
-        assert!(matches!(err, ConverseError::ValidationException(_)), "{err:?}");
+        assert!(
+            matches!(err, ConverseError::ValidationException(_)),
+            "{err:?}"
+        );
         assert_eq!(err.code(), Some("ValidationException"));
     })
     .await;
 
-    assert!(logs.contains("sim front"), "the front logged nothing: {logs}");
+    assert!(
+        logs.contains("sim front"),
+        "the front logged nothing: {logs}"
+    );
     for secret in [ACCESS_KEY, SECRET_KEY, "CANARY-PROMPT", "Signature="] {
-        assert!(!logs.contains(secret), "{secret} leaked into the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
     }
     server.shutdown().await.unwrap();
 }
 
 fn dynamo_front(store: &str) -> SimService {
     let sim = DynamoSim::builder()
-        .table(TableConfig::builder("orders").rcu(100).wcu(5).partitions(1).build().unwrap())
+        .table(
+            TableConfig::builder("orders")
+                .rcu(100)
+                .wcu(5)
+                .partitions(1)
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
-    SimService::builder().dynamodb(sim).dynamodb_upstream(store).build().unwrap()
+    SimService::builder()
+        .dynamodb(sim)
+        .dynamodb_upstream(store)
+        .build()
+        .unwrap()
 }
 
 async fn create_orders(client: &aws_sdk_dynamodb::Client) {
@@ -219,7 +258,13 @@ async fn create_orders(client: &aws_sdk_dynamodb::Client) {
                 .build()
                 .unwrap(),
         )
-        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -230,7 +275,9 @@ async fn create_orders(client: &aws_sdk_dynamodb::Client) {
 async fn dynamodb_items_are_stored_in_dynalite_and_throttles_are_modeled() {
     let dynalite = support::dynalite::start();
     let front = dynamo_front(&dynalite.url());
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), front.clone()).await.unwrap();
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), front.clone())
+        .await
+        .unwrap();
     let client = support::sdk::dynamodb(&server.url());
 
     let logs = captured(async {
@@ -322,7 +369,10 @@ async fn dynamodb_items_are_stored_in_dynalite_and_throttles_are_modeled() {
     assert_eq!(stats.tables[0].writes.throttled_capacity, 1);
     assert_eq!(stats.tables[0].writes.admitted, 2);
     for secret in [ACCESS_KEY, SECRET_KEY, "Signature="] {
-        assert!(!logs.contains(secret), "{secret} leaked into the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
     }
     server.shutdown().await.unwrap();
 }
@@ -332,9 +382,12 @@ async fn a_front_learns_the_partition_key_of_an_existing_table_from_the_store() 
     let dynalite = support::dynalite::start();
     // The table is created behind the front's back, directly in the store.
     create_orders(&support::sdk::dynamodb(&dynalite.url())).await;
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), dynamo_front(&dynalite.url()))
-        .await
-        .unwrap();
+    let server = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        dynamo_front(&dynalite.url()),
+    )
+    .await
+    .unwrap();
     let client = support::sdk::dynamodb(&server.url());
     client
         .put_item()

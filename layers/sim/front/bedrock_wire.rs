@@ -121,8 +121,12 @@ fn text_chars(value: &Value) -> u64 {
 fn object(body: &[u8]) -> Result<Map<String, Value>, WireError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(WireError::serialization("The request body must be a JSON object.")),
-        Err(_) => Err(WireError::serialization("The request body is not valid JSON.")),
+        Ok(_) => Err(WireError::serialization(
+            "The request body must be a JSON object.",
+        )),
+        Err(_) => Err(WireError::serialization(
+            "The request body is not valid JSON.",
+        )),
     }
 }
 
@@ -253,7 +257,10 @@ mod tests {
     fn paths_decode_the_model_id_segment() {
         assert_eq!(
             parse_path("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"),
-            Some((String::from("anthropic.claude-3-haiku-20240307-v1:0"), BedrockOp::Converse))
+            Some((
+                String::from("anthropic.claude-3-haiku-20240307-v1:0"),
+                BedrockOp::Converse
+            ))
         );
         assert_eq!(
             parse_path(
@@ -283,7 +290,10 @@ mod tests {
             region_from_authorization("AWS4-HMAC-SHA256 Credential=AK/2024/EU WEST/bedrock"),
             None
         );
-        assert_eq!(region_from_authorization("AWS4-HMAC-SHA256 Credential=AK"), None);
+        assert_eq!(
+            region_from_authorization("AWS4-HMAC-SHA256 Credential=AK"),
+            None
+        );
     }
 
     #[test]
@@ -294,7 +304,10 @@ mod tests {
         // 14 characters -> 4 tokens (rounded up).
         assert_eq!(
             parse_converse(body).unwrap(),
-            Ask { input_tokens: 4, max_tokens: Some(300) }
+            Ask {
+                input_tokens: 4,
+                max_tokens: Some(300)
+            }
         );
         let body = br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#;
         assert_eq!(parse_converse(body).unwrap().max_tokens, None);
@@ -324,10 +337,16 @@ mod tests {
         // The block's "type" is not text: 4 + 8 + 4 = 16 characters.
         assert_eq!(
             parse_anthropic(body).unwrap(),
-            Ask { input_tokens: 4, max_tokens: Some(50) }
+            Ask {
+                input_tokens: 4,
+                max_tokens: Some(50)
+            }
         );
         let missing = br#"{"messages":[{"role":"user","content":"x"}]}"#;
-        assert_eq!(parse_anthropic(missing).unwrap_err().code, "ValidationException");
+        assert_eq!(
+            parse_anthropic(missing).unwrap_err().code,
+            "ValidationException"
+        );
     }
 
     #[test]
@@ -335,7 +354,10 @@ mod tests {
         let reply = converse_reply(10, 3, Stop::MaxTokens, 42);
         assert_eq!(reply["usage"]["totalTokens"], 13);
         assert_eq!(reply["stopReason"], "max_tokens");
-        assert_eq!(reply["output"]["message"]["content"][0]["text"], "sim sim sim ");
+        assert_eq!(
+            reply["output"]["message"]["content"][0]["text"],
+            "sim sim sim "
+        );
         let reply = anthropic_reply("m", "msg_1", 10, 3, Stop::EndTurn);
         assert_eq!(reply["usage"]["output_tokens"], 3);
         assert_eq!(reply["stop_reason"], "end_turn");

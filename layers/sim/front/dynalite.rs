@@ -12,8 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What to tell a user whose machine has no dynalite yet.
-pub const INSTALL_HINT: &str =
-    "dynalite is not installed: run scripts/dynalite (it installs dynalite from npm into target/node, or into $DYNALITE_DIR)";
+pub const INSTALL_HINT: &str = "dynalite is not installed: run scripts/dynalite (it installs dynalite from npm into target/node, or into $DYNALITE_DIR)";
 
 /// The environment variable naming the directory dynalite is installed in (as
 /// `scripts/dynalite` uses it).
@@ -71,7 +70,9 @@ impl Dynalite {
     fn try_start(script: &Path) -> io::Result<Dynalite> {
         // dynalite takes `--port 0` as "the default port", so pick a free one here; another
         // process may take it in between, hence the attempts in `start`.
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let child = Command::new("node")
             .arg(script)

@@ -117,14 +117,20 @@ impl Upstream {
             .parse()
             .map_err(|_| bad("must be an http:// URL, e.g. http://127.0.0.1:8000"))?;
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(bad("must be an http:// URL with a host, e.g. http://127.0.0.1:8000"));
+            return Err(bad(
+                "must be an http:// URL with a host, e.g. http://127.0.0.1:8000",
+            ));
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(bad("must not have a path or query"));
         }
         let uri = Uri::builder()
             .scheme("http")
-            .authority(uri.authority().cloned().ok_or_else(|| bad("must have a host"))?)
+            .authority(
+                uri.authority()
+                    .cloned()
+                    .ok_or_else(|| bad("must have a host"))?,
+            )
             .path_and_query("/")
             .build()
             .map_err(|_| bad("must be an http:// URL"))?;
@@ -191,8 +197,7 @@ impl Answer {
 
     /// The answer as it is (the store's checksum header included).
     fn into_response(self, request_id: &str) -> WireResponse {
-        let mut response =
-            wire::bytes_response(AMZ_JSON_1_0, self.status, self.body, request_id);
+        let mut response = wire::bytes_response(AMZ_JSON_1_0, self.status, self.body, request_id);
         for name in ["x-amz-crc32", wire::ERROR_TYPE] {
             if let Some(value) = self.headers.get(name) {
                 response.headers_mut().insert(name, value.clone());
@@ -219,7 +224,9 @@ pub(crate) struct DynamoFront {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The map holds no invariant a panicking holder could break.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What a request asked to see of its consumed capacity.
@@ -239,7 +246,11 @@ fn report(body: &Map<String, Value>) -> Report {
 }
 
 fn consumed_capacity(table: &str, units: f64, write: bool, report: Report) -> Value {
-    let per_kind = if write { "WriteCapacityUnits" } else { "ReadCapacityUnits" };
+    let per_kind = if write {
+        "WriteCapacityUnits"
+    } else {
+        "ReadCapacityUnits"
+    };
     let mut value = json!({ "TableName": table, "CapacityUnits": units, per_kind: units });
     if report == Report::Indexes {
         value["Table"] = json!({ "CapacityUnits": units, per_kind: units });
@@ -285,12 +296,20 @@ impl DynamoFront {
         let id = &head.request_id;
         let result = match serde_json::from_slice::<Value>(&raw) {
             Ok(Value::Object(body)) => self.dispatch(op, head, raw, body).await,
-            Ok(_) => Err(WireError::serialization("The request body must be a JSON object.")),
-            Err(_) => Err(WireError::serialization("The request body is not valid JSON.")),
+            Ok(_) => Err(WireError::serialization(
+                "The request body must be a JSON object.",
+            )),
+            Err(_) => Err(WireError::serialization(
+                "The request body is not valid JSON.",
+            )),
         };
         match result {
             Ok(response) => {
-                tracing::debug!(op = op.as_str(), status = response.status().as_u16(), "sim front: dynamodb call answered");
+                tracing::debug!(
+                    op = op.as_str(),
+                    status = response.status().as_u16(),
+                    "sim front: dynamodb call answered"
+                );
                 response
             }
             Err(error) => {
@@ -332,10 +351,13 @@ impl DynamoFront {
         match &self.upstream {
             Some(upstream) => upstream.send(&head.headers, raw).await,
             None => match op {
-                DynamoOp::PutItem | DynamoOp::UpdateItem | DynamoOp::DeleteItem | DynamoOp::GetItem => {
-                    Ok(Answer::empty(json!({})))
-                }
-                DynamoOp::Query => Ok(Answer::empty(json!({"Items": [], "Count": 0, "ScannedCount": 0}))),
+                DynamoOp::PutItem
+                | DynamoOp::UpdateItem
+                | DynamoOp::DeleteItem
+                | DynamoOp::GetItem => Ok(Answer::empty(json!({}))),
+                DynamoOp::Query => Ok(Answer::empty(
+                    json!({"Items": [], "Count": 0, "ScannedCount": 0}),
+                )),
                 DynamoOp::BatchWriteItem => Ok(Answer::empty(json!({"UnprocessedItems": {}}))),
                 _ => Err(WireError::validation(format!(
                     "The simulator has no DynamoDB store to answer {}.",
@@ -363,7 +385,9 @@ impl DynamoFront {
 
     /// Whether the simulator has a quota for `table`.
     fn charged(&self, table: &str) -> Option<&DynamoSim> {
-        self.sim.as_ref().filter(|sim| sim.partition(table, "").is_some())
+        self.sim
+            .as_ref()
+            .filter(|sim| sim.partition(table, "").is_some())
     }
 
     /// `table`'s partition key attribute: known, or asked of the store.
@@ -380,14 +404,20 @@ impl DynamoFront {
         // The client's headers (the store wants a signature and its date; it does not check
         // the signature), retargeted.
         let mut headers = head.headers.clone();
-        headers.insert("x-amz-target", HeaderValue::from_static("DynamoDB_20120810.DescribeTable"));
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("DynamoDB_20120810.DescribeTable"),
+        );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON_1_0));
-        let body = Bytes::from(serde_json::to_vec(&json!({ "TableName": table })).unwrap_or_default());
+        let body =
+            Bytes::from(serde_json::to_vec(&json!({ "TableName": table })).unwrap_or_default());
         let answer = upstream.send(&headers, body).await?;
         let key = answer
             .json()
             .filter(|_| answer.status.is_success())
-            .and_then(|d| hash_key(d.get("Table").and_then(|t| t.get("KeySchema"))).map(Arc::<str>::from))
+            .and_then(|d| {
+                hash_key(d.get("Table").and_then(|t| t.get("KeySchema"))).map(Arc::<str>::from)
+            })
             .ok_or_else(unknown)?;
         lock(&self.keys).insert(table.to_owned(), key.clone());
         Ok(key)
@@ -402,10 +432,17 @@ impl DynamoFront {
     ) -> Result<WireResponse, WireError> {
         let table = table_name(body)?;
         let Some(sim) = self.charged(table) else {
-            return Ok(self.forward(op, head, raw).await?.into_response(&head.request_id));
+            return Ok(self
+                .forward(op, head, raw)
+                .await?
+                .into_response(&head.request_id));
         };
         let pk = self.partition_key(table, head).await?;
-        let source = if op == DynamoOp::PutItem { "Item" } else { "Key" };
+        let source = if op == DynamoOp::PutItem {
+            "Item"
+        } else {
+            "Key"
+        };
         let Some(item) = body.get(source).and_then(Value::as_object) else {
             return Err(missing_key());
         };
@@ -423,7 +460,9 @@ impl DynamoFront {
                         .map_or(0, |updates| {
                             updates
                                 .iter()
-                                .map(|(name, u)| name.len() as u64 + u.get("Value").map_or(0, value_size))
+                                .map(|(name, u)| {
+                                    name.len() as u64 + u.get("Value").map_or(0, value_size)
+                                })
                                 .sum()
                         })
             }
@@ -435,7 +474,14 @@ impl DynamoFront {
         }
         let units = charge(sim, call).await?;
         let answer = self.forward(op, head, raw).await?;
-        Ok(with_capacity(answer, table, units, true, report(body), &head.request_id))
+        Ok(with_capacity(
+            answer,
+            table,
+            units,
+            true,
+            report(body),
+            &head.request_id,
+        ))
     }
 
     async fn read(
@@ -447,7 +493,10 @@ impl DynamoFront {
     ) -> Result<WireResponse, WireError> {
         let table = table_name(body)?;
         let Some(sim) = self.charged(table) else {
-            return Ok(self.forward(op, head, raw).await?.into_response(&head.request_id));
+            return Ok(self
+                .forward(op, head, raw)
+                .await?
+                .into_response(&head.request_id));
         };
         let pk = self.partition_key(table, head).await?;
         let key = match op {
@@ -476,7 +525,11 @@ impl DynamoFront {
                 .get("Items")
                 .and_then(Value::as_array)
                 .map_or(0, |items| {
-                    items.iter().filter_map(Value::as_object).map(item_size).sum()
+                    items
+                        .iter()
+                        .filter_map(Value::as_object)
+                        .map(item_size)
+                        .sum()
                 }),
             (None, _) => 0,
         };
@@ -485,7 +538,14 @@ impl DynamoFront {
             call = call.caller(caller.clone());
         }
         let units = charge(sim, call).await?;
-        Ok(with_capacity(answer, table, units, false, report(body), &head.request_id))
+        Ok(with_capacity(
+            answer,
+            table,
+            units,
+            false,
+            report(body),
+            &head.request_id,
+        ))
     }
 
     async fn batch_write(
@@ -507,7 +567,9 @@ impl DynamoFront {
         let mut items = 0usize;
         for (table, writes) in requests {
             let Some(writes) = writes.as_array() else {
-                return Err(WireError::serialization("RequestItems values must be lists."));
+                return Err(WireError::serialization(
+                    "RequestItems values must be lists.",
+                ));
             };
             let Some(sim) = self.charged(table) else {
                 admitted.insert(table.clone(), Value::Array(writes.clone()));
@@ -560,7 +622,11 @@ impl DynamoFront {
             body.insert(String::from("RequestItems"), Value::Object(admitted));
             Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
         };
-        tracing::trace!(items, throttled = unprocessed.len(), "sim front: batch write charged");
+        tracing::trace!(
+            items,
+            throttled = unprocessed.len(),
+            "sim front: batch write charged"
+        );
         let answer = self.forward(DynamoOp::BatchWriteItem, head, raw).await?;
         if !answer.status.is_success() || (unprocessed.is_empty() && report == Report::None) {
             return Ok(answer.into_response(&head.request_id));
@@ -569,7 +635,9 @@ impl DynamoFront {
         let merged = match reply.remove("UnprocessedItems") {
             Some(Value::Object(mut theirs)) => {
                 for (table, writes) in unprocessed {
-                    let slot = theirs.entry(table).or_insert_with(|| Value::Array(Vec::new()));
+                    let slot = theirs
+                        .entry(table)
+                        .or_insert_with(|| Value::Array(Vec::new()));
                     if let (Value::Array(slot), Value::Array(writes)) = (slot, writes) {
                         slot.extend(writes);
                     }
@@ -639,8 +707,12 @@ fn hash_key(schema: Option<&Value>) -> Option<&str> {
 /// (names through `ExpressionAttributeNames`), or the legacy `KeyConditions` `EQ`.
 fn query_key(body: &Map<String, Value>, pk: &str) -> Option<String> {
     if let Some(expression) = body.get("KeyConditionExpression").and_then(Value::as_str) {
-        let names = body.get("ExpressionAttributeNames").and_then(Value::as_object);
-        let values = body.get("ExpressionAttributeValues").and_then(Value::as_object);
+        let names = body
+            .get("ExpressionAttributeNames")
+            .and_then(Value::as_object);
+        let values = body
+            .get("ExpressionAttributeValues")
+            .and_then(Value::as_object);
         let resolve = |token: &str| -> Option<String> {
             let token = token.trim().trim_matches(|c| c == '(' || c == ')').trim();
             if token.starts_with('#') {
@@ -665,14 +737,23 @@ fn query_key(body: &Map<String, Value>, pk: &str) -> Option<String> {
             };
             if resolve(name).as_deref() == Some(pk) {
                 let placeholder = placeholder.trim_matches(|c| c == '(' || c == ')').trim();
-                return values?.get(placeholder).and_then(key_text).map(str::to_owned);
+                return values?
+                    .get(placeholder)
+                    .and_then(key_text)
+                    .map(str::to_owned);
             }
         }
         return None;
     }
     let condition = body.get("KeyConditions")?.get(pk)?;
     (condition.get("ComparisonOperator")?.as_str()? == "EQ")
-        .then(|| condition.get("AttributeValueList")?.get(0).and_then(key_text).map(str::to_owned))
+        .then(|| {
+            condition
+                .get("AttributeValueList")?
+                .get(0)
+                .and_then(key_text)
+                .map(str::to_owned)
+        })
         .flatten()
 }
 
@@ -706,7 +787,10 @@ mod tests {
 
     #[test]
     fn targets_name_known_operations_only() {
-        assert_eq!(parse_target(b"DynamoDB_20120810.PutItem"), Some(DynamoOp::PutItem));
+        assert_eq!(
+            parse_target(b"DynamoDB_20120810.PutItem"),
+            Some(DynamoOp::PutItem)
+        );
         assert_eq!(
             parse_target(b"DynamoDB_20120810.ListTables"),
             Some(DynamoOp::PassThrough("ListTables"))
@@ -753,7 +837,13 @@ mod tests {
     fn upstream_urls_are_checked() {
         assert!(Upstream::new("http://127.0.0.1:8000").is_ok());
         assert!(Upstream::new("http://127.0.0.1:8000/").is_ok());
-        for bad in ["https://x:1", "127.0.0.1:8000", "http://x/path", "not a url", ""] {
+        for bad in [
+            "https://x:1",
+            "127.0.0.1:8000",
+            "http://x/path",
+            "not a url",
+            "",
+        ] {
             let err = Upstream::new(bad).unwrap_err();
             assert_eq!(err.field(), "dynamodb_upstream", "{bad}");
         }

@@ -105,9 +105,15 @@ mod tests {
     #[test]
     fn containers_add_their_overheads() {
         // 3 + (1 + 1) + (1 + 2) for the list; name "l" is 1.
-        assert_eq!(size(json!({"l": {"L": [{"BOOL": true}, {"N": "12"}]}})), 1 + 3 + 2 + 3);
+        assert_eq!(
+            size(json!({"l": {"L": [{"BOOL": true}, {"N": "12"}]}})),
+            1 + 3 + 2 + 3
+        );
         // map: 3 + (1 + len("k") + len("v"))
-        assert_eq!(size(json!({"m": {"M": {"k": {"S": "v"}}}})), 1 + 3 + 1 + 1 + 1);
+        assert_eq!(
+            size(json!({"m": {"M": {"k": {"S": "v"}}}})),
+            1 + 3 + 1 + 1 + 1
+        );
         assert_eq!(size(json!({"s": {"SS": ["ab", "c"]}})), 1 + 3);
         // "AAAA" decodes to 3 bytes, "AA==" to 1.
         assert_eq!(size(json!({"b": {"BS": ["AAAA", "AA=="]}})), 1 + 4);

@@ -208,9 +208,8 @@ impl SimServiceBuilder {
     /// spawns connection tasks on first use, not here, but the same runtime must run them).
     pub fn build(self) -> Result<SimService, ConfigError> {
         let default_region = self.default_region.unwrap_or_else(|| DEFAULT_REGION.into());
-        if bedrock_wire::region_from_authorization(&format!(
-            "Credential=a/b/{default_region}/c"
-        )) != Some(default_region.as_str())
+        if bedrock_wire::region_from_authorization(&format!("Credential=a/b/{default_region}/c"))
+            != Some(default_region.as_str())
         {
             return Err(ConfigError::new(
                 "default_region",
@@ -224,7 +223,11 @@ impl SimServiceBuilder {
         }
         let default_max_tokens = self.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         if default_max_tokens == 0 {
-            return Err(ConfigError::new("default_max_tokens", 0, "must be at least 1"));
+            return Err(ConfigError::new(
+                "default_max_tokens",
+                0,
+                "must be at least 1",
+            ));
         }
         let upstream = self
             .upstream
@@ -232,7 +235,11 @@ impl SimServiceBuilder {
             .transpose()?;
         let dynamo = match (self.dynamo, upstream) {
             (None, None) => None,
-            (sim, upstream) => Some(dynamodb::DynamoFront::new(sim, upstream, self.partition_keys)),
+            (sim, upstream) => Some(dynamodb::DynamoFront::new(
+                sim,
+                upstream,
+                self.partition_keys,
+            )),
         };
         Ok(SimService {
             inner: Arc::new(Inner {
@@ -358,7 +365,10 @@ impl Inner {
             self.next_request.fetch_add(1, Ordering::Relaxed)
         );
         let (parts, body) = request.into_parts();
-        let target = parts.headers.get("x-amz-target").map(|v| v.as_bytes().to_vec());
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .map(|v| v.as_bytes().to_vec());
         let protocol = if target.is_some() {
             Protocol::AwsJson10
         } else {
@@ -376,32 +386,62 @@ impl Inner {
         match target {
             Some(target) if path == "/" => {
                 let Some(dynamo) = &self.dynamo else {
-                    return self.reject(protocol, WireError::unknown_operation(), &head.request_id, "dynamodb");
+                    return self.reject(
+                        protocol,
+                        WireError::unknown_operation(),
+                        &head.request_id,
+                        "dynamodb",
+                    );
                 };
                 let Some(op) = dynamodb::parse_target(&target) else {
-                    return self.reject(protocol, WireError::unknown_operation(), &head.request_id, "dynamodb");
+                    return self.reject(
+                        protocol,
+                        WireError::unknown_operation(),
+                        &head.request_id,
+                        "dynamodb",
+                    );
                 };
                 let body = match self.read_body(body, &head.headers).await {
                     Ok(body) => body,
-                    Err(error) => return self.reject(protocol, error, &head.request_id, op.as_str()),
+                    Err(error) => {
+                        return self.reject(protocol, error, &head.request_id, op.as_str());
+                    }
                 };
                 dynamo.handle(op, &head, body).await
             }
-            Some(_) => self.reject(protocol, WireError::unknown_operation(), &head.request_id, "-"),
+            Some(_) => self.reject(
+                protocol,
+                WireError::unknown_operation(),
+                &head.request_id,
+                "-",
+            ),
             None => {
                 let Some((model, op)) = bedrock_wire::parse_path(&path) else {
-                    return self.reject(protocol, WireError::unknown_operation(), &head.request_id, "-");
+                    return self.reject(
+                        protocol,
+                        WireError::unknown_operation(),
+                        &head.request_id,
+                        "-",
+                    );
                 };
                 let body = match self.read_body(body, &head.headers).await {
                     Ok(body) => body,
-                    Err(error) => return self.reject(protocol, error, &head.request_id, op.as_str()),
+                    Err(error) => {
+                        return self.reject(protocol, error, &head.request_id, op.as_str());
+                    }
                 };
                 self.bedrock(op, model, &head, &body).await
             }
         }
     }
 
-    fn reject(&self, protocol: Protocol, error: WireError, request_id: &str, op: &str) -> WireResponse {
+    fn reject(
+        &self,
+        protocol: Protocol,
+        error: WireError,
+        request_id: &str,
+        op: &str,
+    ) -> WireResponse {
         tracing::debug!(
             op,
             status = error.status.as_u16(),
@@ -435,11 +475,19 @@ impl Inner {
         match Limited::new(body, self.max_body_bytes).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_big()),
-            Err(_) => Err(WireError::serialization("The request body could not be read.")),
+            Err(_) => Err(WireError::serialization(
+                "The request body could not be read.",
+            )),
         }
     }
 
-    async fn bedrock(&self, op: BedrockOp, model: String, head: &Head, body: &[u8]) -> WireResponse {
+    async fn bedrock(
+        &self,
+        op: BedrockOp,
+        model: String,
+        head: &Head,
+        body: &[u8],
+    ) -> WireResponse {
         let protocol = Protocol::RestJson1;
         let region: Arc<str> = head
             .headers
@@ -510,7 +558,12 @@ impl Inner {
             BedrockOp::Converse => wire::json_response(
                 protocol,
                 StatusCode::OK,
-                &bedrock_wire::converse_reply(reply.input_tokens, reply.output_tokens, stop, latency_ms),
+                &bedrock_wire::converse_reply(
+                    reply.input_tokens,
+                    reply.output_tokens,
+                    stop,
+                    latency_ms,
+                ),
                 &head.request_id,
             ),
             BedrockOp::Invoke => {
@@ -524,8 +577,14 @@ impl Inner {
                 let mut response =
                     wire::json_response(protocol, StatusCode::OK, &body, &head.request_id);
                 let headers = response.headers_mut();
-                headers.insert("x-amzn-bedrock-input-token-count", reply.input_tokens.into());
-                headers.insert("x-amzn-bedrock-output-token-count", reply.output_tokens.into());
+                headers.insert(
+                    "x-amzn-bedrock-input-token-count",
+                    reply.input_tokens.into(),
+                );
+                headers.insert(
+                    "x-amzn-bedrock-output-token-count",
+                    reply.output_tokens.into(),
+                );
                 headers.insert("x-amzn-bedrock-invocation-latency", latency_ms.into());
                 response
             }

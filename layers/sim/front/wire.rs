@@ -141,7 +141,12 @@ pub(crate) fn json_response(
 ) -> WireResponse {
     // Serializing a `Value` cannot fail: its keys are strings.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    bytes_response(protocol.content_type(), status, Bytes::from(bytes), request_id)
+    bytes_response(
+        protocol.content_type(),
+        status,
+        Bytes::from(bytes),
+        request_id,
+    )
 }
 
 /// An answer with a ready body.
@@ -173,17 +178,22 @@ mod tests {
 
     #[tokio::test]
     async fn rest_json_errors_carry_the_code_in_the_header_and_the_message_in_the_body() {
-        let response = WireError::validation("bad maxTokens").into_response(Protocol::RestJson1, "r1");
+        let response =
+            WireError::validation("bad maxTokens").into_response(Protocol::RestJson1, "r1");
         assert_eq!(response.status(), 400);
         assert_eq!(response.headers()[ERROR_TYPE], "ValidationException");
         assert_eq!(response.headers()[CONTENT_TYPE], JSON);
         assert_eq!(response.headers()[REQUEST_ID], "r1");
-        assert_eq!(body_json(response).await, serde_json::json!({"message": "bad maxTokens"}));
+        assert_eq!(
+            body_json(response).await,
+            serde_json::json!({"message": "bad maxTokens"})
+        );
     }
 
     #[tokio::test]
     async fn aws_json_errors_carry_the_qualified_type_in_the_body() {
-        let response = WireError::serialization("not JSON").into_response(Protocol::AwsJson10, "r2");
+        let response =
+            WireError::serialization("not JSON").into_response(Protocol::AwsJson10, "r2");
         assert_eq!(response.status(), 400);
         assert_eq!(response.headers()[CONTENT_TYPE], AMZ_JSON_1_0);
         assert_eq!(
