@@ -36,7 +36,7 @@
 //!
 //! ```
 //! use http_body_util::{BodyExt, Full};
-//! use tower::{Service, ServiceExt};
+//! use tower::ServiceExt;
 //! use tower_headroom::sim::{BedrockSim, ModelConfig, OutputLength};
 //! use tower_headroom::sim::front::SimService;
 //!
@@ -50,7 +50,7 @@
 //!             .build()?,
 //!     )
 //!     .build()?;
-//! let mut front = SimService::builder().bedrock(bedrock).build()?;
+//! let front = SimService::builder().bedrock(bedrock).build()?;
 //! let request = || {
 //!     http::Request::post("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse")
 //!         .body(Full::new(bytes::Bytes::from_static(
@@ -60,7 +60,7 @@
 //!         .unwrap()
 //! };
 //!
-//! let response = front.ready().await?.call(request()).await?;
+//! let response = front.clone().oneshot(request()).await?;
 //! assert_eq!(response.status(), 200);
 //! let body: serde_json::Value =
 //!     serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
@@ -68,7 +68,7 @@
 //! assert_eq!(body["usage"]["outputTokens"], 20);
 //!
 //! // Over the 1 RPM quota: Bedrock's throttle, as the SDK expects it.
-//! let response = front.ready().await?.call(request()).await?;
+//! let response = front.clone().oneshot(request()).await?;
 //! assert_eq!(response.status(), 429);
 //! assert_eq!(response.headers()["x-amzn-errortype"], "ThrottlingException");
 //! # Ok(()) }
