@@ -170,11 +170,27 @@ impl EndpointSimBuilder {
         limit.validate()?;
         let start = self.start.unwrap_or_else(Instant::now);
         let limiter = match limit {
-            EndpointLimit::FixedWindow { .. } => Limiter::Window { index: 0, count: 0 },
-            EndpointLimit::TokenBucket { burst, per, .. } => Limiter::Bucket {
-                level: u128::from(burst) * u128::from(crate::nanos(per)),
-                last: start,
+            EndpointLimit::FixedWindow { requests, window } => Limiter::Window {
+                requests,
+                window_nanos: window.as_nanos(),
+                index: 0,
+                count: 0,
             },
+            EndpointLimit::TokenBucket {
+                requests,
+                per,
+                burst,
+            } => {
+                let cost = u128::from(crate::nanos(per));
+                let max = u128::from(burst).saturating_mul(cost);
+                Limiter::Bucket {
+                    requests: u128::from(requests),
+                    cost,
+                    max,
+                    level: max,
+                    last: start,
+                }
+            }
         };
         Ok(EndpointSim {
             inner: Arc::new(Inner {
@@ -221,12 +237,17 @@ struct State {
 #[derive(Debug)]
 enum Limiter {
     Window {
+        requests: u64,
+        window_nanos: u128,
         index: u128,
         count: u64,
     },
-    /// Level in request × `per` nanoseconds: a refill of `requests` per nanosecond, a request
-    /// costs `per` in nanoseconds. Exact integers.
+    /// Level in request × `per`-nanoseconds: a refill of `requests` per nanosecond, and a
+    /// request costs `per` in nanoseconds, so the arithmetic is exact integers.
     Bucket {
+        requests: u128,
+        cost: u128,
+        max: u128,
         level: u128,
         last: Instant,
     },
@@ -259,59 +280,62 @@ impl EndpointSim {
             .build()
     }
 
+    /// The configured limit.
+    pub fn limit(&self) -> EndpointLimit {
+        self.inner.limit
+    }
+
     /// The synchronous core: admits one request at `now`, or says how long until one would
     /// be admitted (the exact wait; the `Retry-After` header rounds it up to whole seconds).
     pub fn admit(&self, caller: Option<&Arc<str>>, now: Instant) -> Result<(), Duration> {
         let inner = &self.inner;
         let mut state = lock(&inner.state);
         let state = &mut *state;
-        let result = match (&mut state.limiter, inner.limit) {
-            (Limiter::Window { index, count }, EndpointLimit::FixedWindow { requests, window }) => {
+        let result = match &mut state.limiter {
+            Limiter::Window {
+                requests,
+                window_nanos,
+                index,
+                count,
+            } => {
                 let since = elapsed(inner.start, now).as_nanos();
-                let len = window.as_nanos();
-                let current = since / len;
+                let current = since / *window_nanos;
                 if current != *index {
                     *index = current;
                     *count = 0;
                 }
-                if *count < requests {
+                if *count < *requests {
                     *count += 1;
                     Ok(())
                 } else {
-                    let end = (current + 1) * len;
+                    let end = (current + 1) * *window_nanos;
                     Err(Duration::from_nanos(
                         u64::try_from(end - since).unwrap_or(u64::MAX),
                     ))
                 }
             }
-            (
-                Limiter::Bucket { level, last },
-                EndpointLimit::TokenBucket {
-                    requests,
-                    per,
-                    burst,
-                },
-            ) => {
-                let cost = u128::from(crate::nanos(per));
+            Limiter::Bucket {
+                requests,
+                cost,
+                max,
+                level,
+                last,
+            } => {
                 if now > *last {
                     let dt = u128::from(crate::nanos(now - *last));
-                    *level = level
-                        .saturating_add(dt.saturating_mul(u128::from(requests)))
-                        .min(u128::from(burst).saturating_mul(cost));
+                    *level = level.saturating_add(dt.saturating_mul(*requests)).min(*max);
                     *last = now;
                 }
-                if *level >= cost {
-                    *level -= cost;
+                if *level >= *cost {
+                    *level -= *cost;
                     Ok(())
                 } else {
-                    let wait = (cost - *level).div_ceil(u128::from(requests));
+                    let wait = (*cost - *level).div_ceil(*requests);
                     Err(Duration::from_nanos(
                         u64::try_from(wait).unwrap_or(u64::MAX),
                     ))
                 }
             }
-            // The builder pairs the limiter with its limit.
-            _ => unreachable!("limiter and limit kinds always match"),
         };
         let caller = caller.cloned();
         match result {
