@@ -406,3 +406,42 @@ async fn a_front_learns_the_partition_key_of_an_existing_table_from_the_store() 
     assert!(got.item().is_some());
     server.shutdown().await.unwrap();
 }
+
+/// No socket at all: the SDK's requests handed to the front in process, on the paused clock —
+/// the simulator's latency model is virtual time, and a throttle is still the modeled error.
+#[tokio::test(start_paused = true)]
+async fn the_sdk_runs_in_process_on_virtual_time() {
+    let sim = BedrockSim::builder()
+        .model(
+            ModelConfig::builder(HAIKU, "us-east-1")
+                .rpm(1)
+                .tpm(100_000)
+                .ttft(Duration::from_millis(400))
+                .per_output_token(Duration::from_millis(10))
+                .output(OutputLength::Fixed { tokens: 100 })
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let front = SimService::builder().bedrock(sim).build().unwrap();
+    let client = support::sdk::bedrock_with(
+        "http://simulator.invalid",
+        "us-east-1",
+        support::sdk::in_process(front.clone()),
+    );
+    let started = tokio::time::Instant::now();
+    let output = converse(&client, HAIKU).await.unwrap();
+    assert_eq!(output.usage().unwrap().output_tokens(), 100);
+    // 400 ms to the first token + 100 x 10 ms, all virtual.
+    assert_eq!(started.elapsed(), Duration::from_millis(1400));
+    assert!(matches!(
+        converse(&client, HAIKU).await.unwrap_err(),
+        ConverseError::ThrottlingException(_)
+    ));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(converse(&client, HAIKU).await.is_ok());
+    let stats = front.bedrock().unwrap().stats();
+    assert_eq!(stats.models[0].counts.admitted, 2);
+    assert_eq!(stats.models[0].counts.throttled_requests, 1);
+}

@@ -16,6 +16,8 @@ use aws_smithy_types::body::SdkBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::TokioExecutor;
+use tower::ServiceExt;
+use tower_headroom::sim::front::SimService;
 
 /// Fake static credentials; tests assert these strings never reach the front's logs.
 pub const ACCESS_KEY: &str = "AKIDFAKECANARY0000001";
@@ -44,6 +46,33 @@ impl HttpConnector for Loopback {
     }
 }
 
+/// Hands each SDK request to a [`SimService`] in process: no socket, so it runs on tokio's
+/// paused clock (the shape issue 6's in-process connector takes).
+#[derive(Clone, Debug)]
+struct InProcess {
+    front: SimService,
+}
+
+impl HttpConnector for InProcess {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let front = self.front.clone();
+        HttpConnectorFuture::new(async move {
+            let request = request
+                .try_into_http1x()
+                .map_err(|e| ConnectorError::other(e.into(), None))?;
+            let Ok(response) = front.oneshot(request).await;
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// An SDK `HttpClient` that answers from `front` in process.
+pub fn in_process(front: SimService) -> SharedHttpClient {
+    let connector = InProcess { front };
+    http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone()))
+}
+
 /// A plain-HTTP client for SDK configs (`http_client(...)`).
 pub fn http_client() -> SharedHttpClient {
     let connector = Loopback {
@@ -54,6 +83,15 @@ pub fn http_client() -> SharedHttpClient {
 
 /// A Bedrock Runtime client for `endpoint` in `region`, fake credentials, retries off.
 pub fn bedrock(endpoint: &str, region: &'static str) -> aws_sdk_bedrockruntime::Client {
+    bedrock_with(endpoint, region, http_client())
+}
+
+/// A Bedrock Runtime client over `client` (e.g. [`in_process`]).
+pub fn bedrock_with(
+    endpoint: &str,
+    region: &'static str,
+    client: SharedHttpClient,
+) -> aws_sdk_bedrockruntime::Client {
     use aws_sdk_bedrockruntime::config::{Credentials, Region, retry::RetryConfig};
     let config = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version_latest()
@@ -61,7 +99,7 @@ pub fn bedrock(endpoint: &str, region: &'static str) -> aws_sdk_bedrockruntime::
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
         .retry_config(RetryConfig::disabled())
-        .http_client(http_client())
+        .http_client(client)
         .build();
     aws_sdk_bedrockruntime::Client::from_conf(config)
 }
