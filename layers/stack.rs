@@ -473,7 +473,7 @@ where
 }
 
 /// The router's view of the stack's quota: each target's state pinned when the stack is built,
-/// so choosing a target reads it without a map lookup ([`QuotaHeadroom`] looks keys up, for
+/// so choosing a target reads it without a map lookup ([`QuotaHeadroom`](crate::fallback::QuotaHeadroom) looks keys up, for
 /// routers whose targets are not known up front).
 pub struct TargetHeadroom<T> {
     slots: Arc<[(T, Arc<MemorySlot>)]>,

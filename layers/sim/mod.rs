@@ -57,7 +57,7 @@
 //!
 //! Configuration structs derive `serde::Deserialize` (durations are written in milliseconds,
 //! `*_ms`, or seconds, `*_s`) and are validated when a simulator is built: a bad value is a
-//! [`ConfigError`](crate::ConfigError) naming the field and the value, never a panic.
+//! [`ConfigError`] naming the field and the value, never a panic.
 //!
 //! Why hand-written: the quota semantics (fixed windows shared by all callers, reserve then
 //! settle with burndown, DynamoDB's debt-allowing burst buckets per partition) are the point of
