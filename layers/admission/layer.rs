@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use super::cost::{Estimate, NoUsage, ReadUsage, Usage};
 use super::limit::{Priority, Tenant};
-use super::quota::{Ask, Grant, MemorySlot, Quota, Rejected, Reservation, Slot};
+use super::quota::{Ask, Grant, MemorySlot, MemoryStore, Quota, QuotaStore, Rejected, Reservation, Slot};
 use crate::observe::Labels;
 use crate::{BoxError, Classify, Outcome, OutcomeKind};
 
@@ -274,7 +274,9 @@ impl<U, C> After<U, C> {
 /// Admits each call only when its key's quota has room: estimates, reserves, waits (FIFO per
 /// key and priority, bounded, within the call's deadline), calls, reads usage, settles.
 ///
-/// Every clone of the layer and of the services it builds shares one [`Quota`].
+/// Every clone of the layer and of the services it builds shares one [`Quota`], in process
+/// ([`MemoryStore`], the default) or in any other [`QuotaStore`] (e.g. the Redis store of the
+/// `redis` feature, shared by every process).
 ///
 /// ```
 /// use std::time::Duration;
@@ -290,15 +292,20 @@ impl<U, C> After<U, C> {
 /// # Ok(()) }
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
 /// ```
-pub struct AdmissionLayer<D: DemandKey, U = NoUsage, C = OkIsSuccess> {
-    quota: Quota<D::Key>,
+pub struct AdmissionLayer<
+    D: DemandKey,
+    U = NoUsage,
+    C = OkIsSuccess,
+    Q = MemoryStore<<D as DemandKey>::Key>,
+> {
+    quota: Quota<D::Key, Q>,
     demand: D,
     usage: U,
     classify: C,
     labels: Labels,
 }
 
-impl<D: DemandKey + Clone, U: Clone, C: Clone> Clone for AdmissionLayer<D, U, C> {
+impl<D: DemandKey + Clone, U: Clone, C: Clone, Q> Clone for AdmissionLayer<D, U, C, Q> {
     fn clone(&self) -> Self {
         AdmissionLayer {
             quota: self.quota.clone(),
@@ -310,7 +317,7 @@ impl<D: DemandKey + Clone, U: Clone, C: Clone> Clone for AdmissionLayer<D, U, C>
     }
 }
 
-impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
+impl<D: DemandKey + fmt::Debug, U, C, Q> fmt::Debug for AdmissionLayer<D, U, C, Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayer")
             .field("demand", &self.demand)
@@ -319,10 +326,10 @@ impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
     }
 }
 
-impl<D: DemandKey> AdmissionLayer<D> {
+impl<D: DemandKey, Q> AdmissionLayer<D, NoUsage, OkIsSuccess, Q> {
     /// Admission against `quota`, with keys and asks from `demand`; settles at the estimate
     /// and learns nothing until given [`usage`](Self::usage) and [`classify`](Self::classify).
-    pub fn new(quota: Quota<D::Key>, demand: D) -> Self {
+    pub fn new(quota: Quota<D::Key, Q>, demand: D) -> Self {
         AdmissionLayer {
             quota,
             demand,
@@ -333,9 +340,9 @@ impl<D: DemandKey> AdmissionLayer<D> {
     }
 }
 
-impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
+impl<D: DemandKey, U, C, Q> AdmissionLayer<D, U, C, Q> {
     /// Reads the real usage from responses.
-    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C> {
+    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C, Q> {
         AdmissionLayer {
             quota: self.quota,
             demand: self.demand,
@@ -346,7 +353,7 @@ impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
     }
 
     /// Classifies results, so that throttles teach the quota.
-    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2> {
+    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2, Q> {
         AdmissionLayer {
             quota: self.quota,
             demand: self.demand,
@@ -364,13 +371,19 @@ impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
     }
 
     /// The shared quota.
-    pub fn quota(&self) -> &Quota<D::Key> {
+    pub fn quota(&self) -> &Quota<D::Key, Q> {
         &self.quota
     }
 }
 
-impl<S, D: DemandKey + Clone, U: Clone, C: Clone> Layer<S> for AdmissionLayer<D, U, C> {
-    type Service = Admission<S, D, U, C>;
+impl<S, D, U, C, Q> Layer<S> for AdmissionLayer<D, U, C, Q>
+where
+    D: DemandKey + Clone,
+    U: Clone,
+    C: Clone,
+    Q: QuotaStore<D::Key>,
+{
+    type Service = Admission<S, D, U, C, Q>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Admission {
@@ -389,15 +402,21 @@ impl<S, D: DemandKey + Clone, U: Clone, C: Clone> Layer<S> for AdmissionLayer<D,
 }
 
 /// The service built by [`AdmissionLayer`].
-pub struct Admission<S, D: DemandKey, U = NoUsage, C = OkIsSuccess> {
+pub struct Admission<
+    S,
+    D: DemandKey,
+    U = NoUsage,
+    C = OkIsSuccess,
+    Q: QuotaStore<D::Key> = MemoryStore<<D as DemandKey>::Key>,
+> {
     inner: S,
-    quota: Quota<D::Key>,
+    quota: Quota<D::Key, Q>,
     demand: D,
     after: Arc<After<U, C>>,
-    pinned: Option<Arc<MemorySlot>>,
+    pinned: Option<Q::Slot>,
 }
 
-impl<S: Clone, D: DemandKey + Clone, U, C> Clone for Admission<S, D, U, C> {
+impl<S: Clone, D: DemandKey + Clone, U, C, Q: QuotaStore<D::Key>> Clone for Admission<S, D, U, C, Q> {
     fn clone(&self) -> Self {
         Admission {
             inner: self.inner.clone(),
@@ -409,7 +428,9 @@ impl<S: Clone, D: DemandKey + Clone, U, C> Clone for Admission<S, D, U, C> {
     }
 }
 
-impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C> fmt::Debug for Admission<S, D, U, C> {
+impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C, Q: QuotaStore<D::Key>> fmt::Debug
+    for Admission<S, D, U, C, Q>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
             .field("inner", &self.inner)
@@ -418,7 +439,7 @@ impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C> fmt::Debug for Admission<S,
     }
 }
 
-impl<S, D, U, C, Req> Service<Req> for Admission<S, D, U, C>
+impl<S, D, U, C, Q, Req> Service<Req> for Admission<S, D, U, C, Q>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
@@ -426,10 +447,11 @@ where
     D::Key: Hash + Eq + Clone + Send + Sync,
     U: ReadUsage<S::Response>,
     C: Classify<S::Response>,
+    Q: QuotaStore<D::Key>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req, U, C>;
+    type Future = ResponseFuture<S, Req, U, C, Q::Slot>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -439,7 +461,10 @@ where
         let now = Instant::now();
         let ask = self.demand.ask(&req);
         let slot = match self.demand.fixed_key() {
-            Some(key) => Arc::clone(self.pinned.get_or_insert_with(|| self.quota.slot(key, now))),
+            Some(key) => self
+                .pinned
+                .get_or_insert_with(|| self.quota.slot(key, now))
+                .clone(),
             None => self.quota.slot(&self.demand.key(&req), now),
         };
         // Take the service that was driven to readiness; leave a clone for the next call.
@@ -482,13 +507,14 @@ where
 
 pin_project! {
     /// The future of [`Admission`]: waits for quota when told to, calls, settles.
-    pub struct ResponseFuture<S, Req, U, C>
+    pub struct ResponseFuture<S, Req, U, C, T = Arc<MemorySlot>>
     where
         S: Service<Req>,
+        T: Slot,
     {
         #[pin]
         state: State<S, Req>,
-        reservation: Option<Reservation<Arc<MemorySlot>>>,
+        reservation: Option<Reservation<T>>,
         after: Arc<After<U, C>>,
         started: Instant,
     }
@@ -508,18 +534,20 @@ pin_project! {
     }
 }
 
-impl<S, Req, U, C> fmt::Debug for ResponseFuture<S, Req, U, C>
+impl<S, Req, U, C, T> fmt::Debug for ResponseFuture<S, Req, U, C, T>
 where
     S: Service<Req>,
+    T: Slot,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<S, Req, U, C> Future for ResponseFuture<S, Req, U, C>
+impl<S, Req, U, C, T> Future for ResponseFuture<S, Req, U, C, T>
 where
     S: Service<Req>,
+    T: Slot,
     S::Error: Into<BoxError>,
     U: ReadUsage<S::Response>,
     C: Classify<S::Response>,
@@ -536,8 +564,12 @@ where
                     return Poll::Ready(Err(Box::new(rejected)));
                 }
                 StateProj::Waiting { sleep, svc, req } => {
-                    ready!(sleep.poll(cx));
                     let reservation = this.reservation.as_mut().expect("reserved while waiting");
+                    // The granted instant, or earlier when the store says the call may now be
+                    // admitted (a shared store whose budget arrived from the server).
+                    if sleep.poll(cx).is_pending() {
+                        ready!(reservation.poll_wake(cx));
+                    }
                     let now = Instant::now();
                     match reservation.confirm(now) {
                         Err(rejected) => {
