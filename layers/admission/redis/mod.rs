@@ -407,8 +407,8 @@ fn scaled(l: &Limit, fraction: f64) -> Limit {
 
 /// What a key of a [`RedisStore`] must be: printable (it names the Redis key) and usable as a
 /// map key.
-pub trait Key: fmt::Display + Hash + Eq + Clone + Send + Sync + 'static {}
-impl<K: fmt::Display + Hash + Eq + Clone + Send + Sync + 'static> Key for K {}
+pub trait Key: fmt::Display + Hash + Eq + Clone + Send + Sync {}
+impl<K: fmt::Display + Hash + Eq + Clone + Send + Sync> Key for K {}
 
 /// A [`QuotaStore`] whose budgets live in Redis, shared by every process that uses the same
 /// quota name and key. Cheap to clone; see the [module docs](self).
