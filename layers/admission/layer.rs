@@ -17,7 +17,9 @@ use tower_service::Service;
 
 use super::cost::{Estimate, NoUsage, ReadUsage, Usage};
 use super::limit::{Priority, Tenant};
-use super::quota::{Ask, Grant, MemorySlot, MemoryStore, Quota, QuotaStore, Rejected, Reservation, Slot};
+use super::quota::{
+    Ask, Grant, MemorySlot, MemoryStore, Quota, QuotaStore, Rejected, Reservation, Slot, StoreSlot,
+};
 use crate::observe::Labels;
 use crate::{BoxError, Classify, Outcome, OutcomeKind};
 
@@ -397,6 +399,7 @@ where
                 metrics: Metrics::register(&self.labels),
             }),
             pinned: None,
+            slot_of: Quota::<D::Key, Q>::slot,
         }
     }
 }
@@ -407,16 +410,22 @@ pub struct Admission<
     D: DemandKey,
     U = NoUsage,
     C = OkIsSuccess,
-    Q: QuotaStore<D::Key> = MemoryStore<<D as DemandKey>::Key>,
+    Q: StoreSlot = MemoryStore<<D as DemandKey>::Key>,
 > {
     inner: S,
     quota: Quota<D::Key, Q>,
     demand: D,
     after: Arc<After<U, C>>,
     pinned: Option<Q::Slot>,
+    /// The store's slot lookup, taken where the store is known to serve the key type, so that
+    /// the service's `Service` impl (and so a spawned call's `Send` check) does not need that
+    /// bound: with a reference key (`&'static str`) the compiler cannot prove it there.
+    slot_of: SlotOf<D::Key, Q>,
 }
 
-impl<S: Clone, D: DemandKey + Clone, U, C, Q: QuotaStore<D::Key>> Clone for Admission<S, D, U, C, Q> {
+type SlotOf<K, Q> = fn(&Quota<K, Q>, &K, Instant) -> <Q as StoreSlot>::Slot;
+
+impl<S: Clone, D: DemandKey + Clone, U, C, Q: StoreSlot> Clone for Admission<S, D, U, C, Q> {
     fn clone(&self) -> Self {
         Admission {
             inner: self.inner.clone(),
@@ -424,11 +433,12 @@ impl<S: Clone, D: DemandKey + Clone, U, C, Q: QuotaStore<D::Key>> Clone for Admi
             demand: self.demand.clone(),
             after: Arc::clone(&self.after),
             pinned: self.pinned.clone(),
+            slot_of: self.slot_of,
         }
     }
 }
 
-impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C, Q: QuotaStore<D::Key>> fmt::Debug
+impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C, Q: StoreSlot> fmt::Debug
     for Admission<S, D, U, C, Q>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -447,11 +457,11 @@ where
     D::Key: Hash + Eq + Clone + Send + Sync,
     U: ReadUsage<S::Response>,
     C: Classify<S::Response>,
-    Q: QuotaStore<D::Key>,
+    Q: StoreSlot,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req, U, C, Q::Slot>;
+    type Future = ResponseFuture<S, Req, U, C, <Q as StoreSlot>::Slot>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -460,12 +470,13 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let now = Instant::now();
         let ask = self.demand.ask(&req);
+        let (quota, slot_of) = (&self.quota, self.slot_of);
         let slot = match self.demand.fixed_key() {
             Some(key) => self
                 .pinned
-                .get_or_insert_with(|| self.quota.slot(key, now))
+                .get_or_insert_with(|| slot_of(quota, key, now))
                 .clone(),
-            None => self.quota.slot(&self.demand.key(&req), now),
+            None => slot_of(quota, &self.demand.key(&req), now),
         };
         // Take the service that was driven to readiness; leave a clone for the next call.
         let clone = self.inner.clone();

@@ -167,5 +167,5 @@ pub use self::limit::{
 };
 pub use self::quota::{
     Ask, Grant, Headroom, MAX_WAIT, MemorySlot, MemoryStore, MemoryTicket, Quota, QuotaBuilder,
-    QuotaStore, RejectReason, Rejected, Reservation, Slot, SlotStats,
+    QuotaStore, RejectReason, Rejected, Reservation, Slot, SlotStats, StoreSlot,
 };

@@ -216,10 +216,16 @@ pub trait Slot: Send + Sync {
     }
 }
 
-/// Where the per-key state lives: finds (or creates) a key's [`Slot`].
-pub trait QuotaStore<K>: Send + Sync {
+/// The [`Slot`] type of a store, apart from its key type, so that a service's future names the
+/// slot without the key (a type that named the key there would trip the compiler's check that
+/// a spawned future is `Send` when the key is a reference, as in `&'static str`).
+pub trait StoreSlot {
     /// A handle to one key's state, held by reservations.
     type Slot: Slot + Clone;
+}
+
+/// Where the per-key state lives: finds (or creates) a key's [`Slot`].
+pub trait QuotaStore<K>: StoreSlot + Send + Sync {
 
     /// The key's slot, created from its limit when missing.
     fn slot(&self, key: &K, now: Instant) -> Self::Slot;
@@ -455,9 +461,11 @@ impl<K: Hash + Eq + Clone + Send + Sync> MemoryStore<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
+impl<K> StoreSlot for MemoryStore<K> {
     type Slot = Arc<MemorySlot>;
+}
 
+impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
     #[inline]
     fn slot(&self, key: &K, now: Instant) -> Arc<MemorySlot> {
         if let Some(slot) = self.get(key) {

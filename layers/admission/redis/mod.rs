@@ -117,7 +117,7 @@ use self::script::{Answer, Args};
 use super::quota::MAX_WAIT;
 use super::{
     Ask, Cost, Grant, Limit, MemorySlot, MemoryTicket, Quota, QuotaStore, RejectReason, Rejected,
-    Slot, Tenant, Usage,
+    Slot, StoreSlot, Tenant, Usage,
 };
 use crate::observe::{Labels, keys, names};
 use crate::{ConfigError, Outcome};
@@ -747,9 +747,11 @@ impl<K: Key> RedisStore<K> {
     }
 }
 
-impl<K: Key> QuotaStore<K> for RedisStore<K> {
+impl<K> StoreSlot for RedisStore<K> {
     type Slot = RedisSlot;
+}
 
+impl<K: Key> QuotaStore<K> for RedisStore<K> {
     fn slot(&self, key: &K, now: Instant) -> RedisSlot {
         if let Some(s) = lock(&self.inner.slots).get(key) {
             return s.clone();
