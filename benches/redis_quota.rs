@@ -12,9 +12,9 @@ use tokio::time::Instant;
 use tower_headroom::admission::redis::RedisStore;
 use tower_headroom::admission::{Ask, Cost, Limit, Quota, QuotaStore, Usage};
 
+mod common;
 #[path = "../tests/support/redis.rs"]
 mod redis_server;
-mod common;
 
 const KEY: &str = "bench";
 const GROUP: &str = "redis_quota";
@@ -41,23 +41,34 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn store(rt: &tokio::runtime::Runtime, url: &str, name: &str, lease: f64) -> RedisStore<&'static str> {
-    rt.block_on(
-        RedisStore::builder(name, limit())
-            .lease(lease)
-            .connect(url),
-    )
-    .expect("connect to the bench's redis-server")
+fn store(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    name: &str,
+    lease: f64,
+) -> RedisStore<&'static str> {
+    rt.block_on(RedisStore::builder(name, limit()).lease(lease).connect(url))
+        .expect("connect to the bench's redis-server")
 }
 
 /// `EVALSHA` + `EVAL` calls the server has answered.
 fn server_script_calls(url: &str) -> u64 {
     let client = redis::Client::open(url).unwrap();
     let mut con = client.get_connection().unwrap();
-    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut con).unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut con)
+        .unwrap();
     info.lines()
         .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum()
 }
 

@@ -33,7 +33,11 @@ async fn unparsable_and_unreachable_urls() {
         .unwrap_err();
     assert_eq!(e, StoreError::Unreachable, "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
-    assert!(start.elapsed() < Duration::from_secs(3), "connect took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "connect took {:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -46,7 +50,10 @@ async fn wrong_or_missing_password() {
     assert!(e.to_string().contains("password"), "{e}");
 
     let none = format!("redis://127.0.0.1:{}/", server.port());
-    assert_eq!(builder().connect(&none).await.unwrap_err(), StoreError::Auth);
+    assert_eq!(
+        builder().connect(&none).await.unwrap_err(),
+        StoreError::Auth
+    );
 
     let store = builder().connect(&server.url()).await.unwrap();
     assert_eq!(store.take_now(&"k", Cost::units(10), None).await, Ok(None));
@@ -87,7 +94,11 @@ async fn a_script_the_server_refuses() {
     let start = Instant::now();
     let ask = Ask::new(Cost::units(10)).max_wait(Duration::from_millis(300));
     let rejected = quota.acquire(&"k", ask).await.unwrap_err();
-    assert!(start.elapsed() <= Duration::from_millis(450), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() <= Duration::from_millis(450),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(
         matches!(
             rejected.reason,
@@ -96,7 +107,10 @@ async fn a_script_the_server_refuses() {
         "{rejected:?}"
     );
     assert_eq!(store.mode(), StoreMode::FailingClosed);
-    assert!(matches!(store.last_error(), Some(StoreError::Script { .. })));
+    assert!(matches!(
+        store.last_error(),
+        Some(StoreError::Script { .. })
+    ));
 
     // Cleared by the operator: the store recovers on its own.
     let _: () = redis::cmd("DEL")
@@ -109,7 +123,10 @@ async fn a_script_the_server_refuses() {
         if quota.acquire(&"k", ask).await.is_ok() {
             break;
         }
-        assert!(Instant::now() < until, "no recovery after the key was fixed");
+        assert!(
+            Instant::now() < until,
+            "no recovery after the key was fixed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(store.mode(), StoreMode::Shared);
@@ -120,7 +137,10 @@ async fn bad_configuration_names_the_field() {
     let cases: [(_, &str); 5] = [
         (builder().lease(1.5), "lease"),
         (builder().lease(f64::NAN), "lease"),
-        (builder().fail(FailMode::Open { fraction: 0.0 }), "fail.fraction"),
+        (
+            builder().fail(FailMode::Open { fraction: 0.0 }),
+            "fail.fraction",
+        ),
         (builder().op_timeout(Duration::ZERO), "op_timeout"),
         (
             RedisStore::builder("a{b}", Limit::per_second().units(1).build().unwrap()),

@@ -16,14 +16,17 @@ use redis_server::RedisServer;
 const KEY: &str = "model";
 
 async fn store(server: &RedisServer, fail: FailMode) -> RedisStore<String> {
-    RedisStore::builder("failover", Limit::per_second().units(1_000).build().unwrap())
-        .lease(0.05)
-        .fail(fail)
-        .op_timeout(Duration::from_millis(100))
-        .retry_interval(Duration::from_millis(100))
-        .connect(&server.url())
-        .await
-        .unwrap()
+    RedisStore::builder(
+        "failover",
+        Limit::per_second().units(1_000).build().unwrap(),
+    )
+    .lease(0.05)
+    .fail(fail)
+    .op_timeout(Duration::from_millis(100))
+    .retry_interval(Duration::from_millis(100))
+    .connect(&server.url())
+    .await
+    .unwrap()
 }
 
 /// One call of 10 units that may wait `max_wait`: admitted or the rejection's reason, and how
@@ -116,7 +119,9 @@ async fn fail_closed_rejects_within_deadlines_and_resumes() {
         Some(RejectReason::StoreUnavailable),
     )
     .await;
-    println!("Redis down, failing closed: {ok} admitted (from the lease held), {rejected} rejected");
+    println!(
+        "Redis down, failing closed: {ok} admitted (from the lease held), {rejected} rejected"
+    );
     assert_eq!(store.mode(), StoreMode::FailingClosed);
     assert!(rejected > 0);
     // What was admitted came from the lease already held: at most one lease.

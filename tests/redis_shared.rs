@@ -35,7 +35,12 @@ type Log = Arc<Mutex<Vec<(Instant, u64)>>>;
 
 /// Admits `ask` as a client whose local clock is off by `skew` (plus or minus), waiting as
 /// told (or until the store wakes it).
-async fn admit(quota: &Quota<&'static str, Store>, ask: Ask, ahead: Duration, behind: Duration) -> bool {
+async fn admit(
+    quota: &Quota<&'static str, Store>,
+    ask: Ask,
+    ahead: Duration,
+    behind: Duration,
+) -> bool {
     let local = || Instant::now() + ahead - behind;
     let Ok(mut r) = quota.reserve_ask(&KEY, &ask, local()) else {
         return false;
@@ -115,7 +120,10 @@ fn total(log: &Log) -> u64 {
 /// second (at the start the leases are being taken; at the end calls still queued finish late,
 /// and each process still holds part of a lease).
 fn utilisation(logs: &[&Log], start: Instant, until: Instant, limit: u64) -> f64 {
-    let (from, to) = (start + Duration::from_millis(500), until - Duration::from_millis(500));
+    let (from, to) = (
+        start + Duration::from_millis(500),
+        until - Duration::from_millis(500),
+    );
     let units: u64 = logs
         .iter()
         .flat_map(|l| l.lock().unwrap().clone())
@@ -148,7 +156,14 @@ async fn three_clients(skews: [(Duration, Duration); 3], tag: &str) -> [u64; 3] 
     let mut handles = Vec::new();
     for (i, store) in stores.iter().enumerate() {
         let quota = Quota::with_store(store.clone());
-        handles.extend(hungry(&quota, Ask::new(Cost::units(10)), 4, until, &logs[i], skews[i]));
+        handles.extend(hungry(
+            &quota,
+            Ask::new(Cost::units(10)),
+            4,
+            until,
+            &logs[i],
+            skews[i],
+        ));
     }
     for h in handles {
         h.await.unwrap();
@@ -264,7 +279,10 @@ async fn shares_hold_across_processes() {
     assert!(tc * 10 >= demanded[1] * 9, "C got {tc} of {}", demanded[1]);
     // A borrows what B and C leave: the quota is used.
     let utilisation = utilisation(&[&la, &lb, &lc], start, until, LIMIT);
-    println!("shares: steady state {:.1}% of the quota", utilisation * 100.0);
+    println!(
+        "shares: steady state {:.1}% of the quota",
+        utilisation * 100.0
+    );
     assert!(utilisation >= 0.95, "utilisation {utilisation:.3}");
 }
 
@@ -289,9 +307,15 @@ async fn leasing_keeps_redis_off_the_hot_path() {
         let per_call = (store.round_trips() - before) as f64 / calls as f64;
         println!("{tag}: {per_call:.4} round trips per call");
         if lease > 0.0 {
-            assert!(per_call <= 0.1, "{per_call} round trips per call with leasing");
+            assert!(
+                per_call <= 0.1,
+                "{per_call} round trips per call with leasing"
+            );
         } else {
-            assert!((0.9..=1.1).contains(&per_call), "{per_call} without leasing");
+            assert!(
+                (0.9..=1.1).contains(&per_call),
+                "{per_call} without leasing"
+            );
         }
         store.shutdown().await;
     }
@@ -311,7 +335,12 @@ async fn unused_leases_go_back_on_shutdown() {
     r.settle(Usage::UNKNOWN, Instant::now());
     assert_eq!(qa.slot(&KEY, Instant::now()).lease_balance(None), (4, 0));
     // The bucket (capacity five) is empty until A gives its four back.
-    assert!(b.take_now(&KEY, Cost::new(5, 0), None).await.unwrap().is_some());
+    assert!(
+        b.take_now(&KEY, Cost::new(5, 0), None)
+            .await
+            .unwrap()
+            .is_some()
+    );
     a.shutdown().await;
     assert_eq!(b.take_now(&KEY, Cost::new(4, 0), None).await.unwrap(), None);
     drop(qb);

@@ -226,7 +226,6 @@ pub trait StoreSlot {
 
 /// Where the per-key state lives: finds (or creates) a key's [`Slot`].
 pub trait QuotaStore<K>: StoreSlot + Send + Sync {
-
     /// The key's slot, created from its limit when missing.
     fn slot(&self, key: &K, now: Instant) -> Self::Slot;
     /// [`Slot::admit_wait`] for a key, without creating its state.

@@ -91,7 +91,11 @@ impl RedisServer {
                     }
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "redis-server exited at start ({status}); is port {} taken?",
                     self.port

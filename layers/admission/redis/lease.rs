@@ -188,7 +188,6 @@ impl Leases {
         }
     }
 
-
     /// Admits `cost` from lease `i` now if nothing waits before it and the balance covers it.
     #[inline]
     pub(crate) fn try_admit(
@@ -372,10 +371,13 @@ impl Leases {
                     let amount = l.balance;
                     l.balance = [0; 2];
                     l.asking = true;
-                    steps.push((i, Step::Give {
-                        amount,
-                        within: l.within,
-                    }));
+                    steps.push((
+                        i,
+                        Step::Give {
+                            amount,
+                            within: l.within,
+                        },
+                    ));
                 } else {
                     at(expires);
                 }
@@ -478,13 +480,21 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Leases::new(sizes(0), 1);
         let b = l.enqueue(0, Cost::new(1, 30), Priority::Batch, t0).unwrap();
-        let i1 = l.enqueue(0, Cost::new(1, 30), Priority::Interactive, t0).unwrap();
-        let i2 = l.enqueue(0, Cost::new(1, 30), Priority::Interactive, t0).unwrap();
+        let i1 = l
+            .enqueue(0, Cost::new(1, 30), Priority::Interactive, t0)
+            .unwrap();
+        let i2 = l
+            .enqueue(0, Cost::new(1, 30), Priority::Interactive, t0)
+            .unwrap();
         let mut steps = Vec::new();
         l.plan(t0, &mut steps);
-        assert_eq!(steps, vec![(0, Step::Take([1, 30]))], "exactly what the head needs");
+        assert_eq!(
+            steps,
+            vec![(0, Step::Take([1, 30]))],
+            "exactly what the head needs"
+        );
         l.granted(0, [2, 60], false, t0);
-        assert_eq!(l.stand(0, i1, ), Some(Stand::Admitted(t0)));
+        assert_eq!(l.stand(0, i1,), Some(Stand::Admitted(t0)));
         assert_eq!(l.stand(0, i2), Some(Stand::Admitted(t0)));
         assert_eq!(l.stand(0, b), Some(Stand::Waiting));
         // A new interactive call does not jump the queue... there is none left; batch waits.
@@ -494,7 +504,8 @@ mod tests {
         assert_eq!(l.stand(0, b), Some(Stand::Admitted(t0)));
         assert_eq!(l.balance(0), [0, 0]);
         assert_eq!(
-            l.enqueue(0, Cost::new(1, 1), Priority::Batch, t0).map(|_| ()),
+            l.enqueue(0, Cost::new(1, 1), Priority::Batch, t0)
+                .map(|_| ()),
             Ok(())
         );
     }
@@ -504,7 +515,8 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Leases::new(sizes(100), 1);
         for _ in 0..4 {
-            l.enqueue(0, Cost::new(1, 500), Priority::Interactive, t0).unwrap();
+            l.enqueue(0, Cost::new(1, 500), Priority::Interactive, t0)
+                .unwrap();
         }
         assert_eq!(
             l.enqueue(0, Cost::new(1, 500), Priority::Interactive, t0),
@@ -520,10 +532,13 @@ mod tests {
         l.plan(t0 + Duration::from_secs(1), &mut steps);
         assert_eq!(
             steps,
-            vec![(0, Step::Give {
-                amount: [9, 90],
-                within: true
-            })]
+            vec![(
+                0,
+                Step::Give {
+                    amount: [9, 90],
+                    within: true
+                }
+            )]
         );
         assert_eq!(l.balance(0), [0, 0]);
     }

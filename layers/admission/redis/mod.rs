@@ -694,16 +694,16 @@ impl<K: Key> RedisStore<K> {
         // The server's bucket holds a lease plus 20 ms of refill, so that a client whose timer
         // fires a tick late (or whose ask is a round trip behind another's) loses nothing.
         let slack = |v: u64| {
-            u64::try_from(
-                (u128::from(v) * u128::from(LAG_NS)).div_ceil(u128::from(limit.window)),
-            )
-            .unwrap_or(u64::MAX)
+            u64::try_from((u128::from(v) * u128::from(LAG_NS)).div_ceil(u128::from(limit.window)))
+                .unwrap_or(u64::MAX)
         };
         let caps = [0, 1].map(|d| burst(limits[d]).max(lease[d].saturating_add(slack(limits[d]))));
         let max_cost = [0, 1].map(|d| limits[d].saturating_add(burst(limits[d])));
         let reserve = [0, 1].map(|d| {
-            sat(u64::try_from(u128::from(lease[d]) * u128::from(limit.reserve_ppm) / 1_000_000)
-                .unwrap_or(0))
+            sat(
+                u64::try_from(u128::from(lease[d]) * u128::from(limit.reserve_ppm) / 1_000_000)
+                    .unwrap_or(0),
+            )
         });
         let ms = |ns: u64| ns / 1_000_000;
         let args = Args {
@@ -722,7 +722,9 @@ impl<K: Key> RedisStore<K> {
             limited: [limit.requests.is_some(), limit.units.is_some()],
             lease: lease.map(sat),
             reserve,
-            ttl: inner.lease_ttl.unwrap_or(Duration::from_nanos(limit.window)),
+            ttl: inner
+                .lease_ttl
+                .unwrap_or(Duration::from_nanos(limit.window)),
             max_queue: limit.max_queue,
         };
         let tenants = limit.shares.as_ref().map_or(0, |w| w.len());
@@ -856,7 +858,14 @@ impl SlotInner {
             Step::Take(want) => {
                 let res = self
                     .common
-                    .call(&self.key, &self.args, "take", want, self.tenant_of(i), false)
+                    .call(
+                        &self.key,
+                        &self.args,
+                        "take",
+                        want,
+                        self.tenant_of(i),
+                        false,
+                    )
                     .await;
                 let now = Instant::now();
                 match res {
@@ -877,7 +886,14 @@ impl SlotInner {
             Step::Give { amount, within } => {
                 let res = self
                     .common
-                    .call(&self.key, &self.args, "give", amount, self.tenant_of(i), within)
+                    .call(
+                        &self.key,
+                        &self.args,
+                        "give",
+                        amount,
+                        self.tenant_of(i),
+                        within,
+                    )
                     .await;
                 lock(&self.leases).gave(i);
                 match res {
@@ -893,7 +909,14 @@ impl SlotInner {
         for (i, amount, within) in balances {
             let res = self
                 .common
-                .call(&self.key, &self.args, "give", amount, self.tenant_of(i), within)
+                .call(
+                    &self.key,
+                    &self.args,
+                    "give",
+                    amount,
+                    self.tenant_of(i),
+                    within,
+                )
                 .await;
             if let Err(e) = res {
                 self.common.down(e);
@@ -1149,7 +1172,9 @@ impl Slot for RedisSlot {
                 }
                 None
             }
-            TicketState::Lease { lease, seq, ask, .. } => {
+            TicketState::Lease {
+                lease, seq, ask, ..
+            } => {
                 lock(&self.0.leases).remove(lease, seq, ask.cost, now());
                 None
             }
@@ -1168,7 +1193,9 @@ impl Slot for RedisSlot {
             } => {
                 lock(&self.0.leases).adjust(lease, [0, sat(ask.cost.units)], now);
             }
-            TicketState::Lease { lease, seq, ask, .. } => {
+            TicketState::Lease {
+                lease, seq, ask, ..
+            } => {
                 lock(&self.0.leases).remove(lease, seq, ask.cost, now);
             }
             TicketState::Done => {}
@@ -1180,7 +1207,9 @@ impl Slot for RedisSlot {
             TicketState::Local(t) => self.local().cancel(t, now),
             // In flight: the call may have spent its estimate; keep it charged.
             TicketState::Lease { flight: true, .. } | TicketState::Done => {}
-            TicketState::Lease { lease, seq, ask, .. } => {
+            TicketState::Lease {
+                lease, seq, ask, ..
+            } => {
                 lock(&self.0.leases).remove(*lease, *seq, ask.cost, now);
                 ticket.0 = TicketState::Done;
             }
@@ -1200,8 +1229,8 @@ impl Slot for RedisSlot {
         let leases = lock(&s.leases);
         let b = leases.balance(0);
         let limited = [s.args.limits[0] > 0, s.args.limits[1] > 0];
-        let covered = (!limited[0] || b[0] >= sat(cost.requests))
-            && (!limited[1] || b[1] >= sat(cost.units));
+        let covered =
+            (!limited[0] || b[0] >= sat(cost.requests)) && (!limited[1] || b[1] >= sat(cost.units));
         Some(if covered {
             Duration::ZERO
         } else {

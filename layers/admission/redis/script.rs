@@ -212,7 +212,9 @@ impl Args {
 
 pub(crate) fn answer(reply: &[i64]) -> Result<Answer, StoreError> {
     match reply {
-        [1, _, within] => Ok(Answer::Granted { within: *within == 1 }),
+        [1, _, within] => Ok(Answer::Granted {
+            within: *within == 1,
+        }),
         [0, wait, _] => Ok(Answer::Wait(u64::try_from(*wait).unwrap_or(0).max(1))),
         _ => Err(StoreError::Reply),
     }
@@ -290,9 +292,7 @@ impl StoreError {
     /// Maps a `redis` error, keeping only its kind and the server's error code.
     pub(crate) fn from_redis(e: &RedisError) -> Self {
         let code = e.code().unwrap_or_default();
-        if e.kind() == ErrorKind::AuthenticationFailed
-            || matches!(code, "WRONGPASS" | "NOAUTH")
-        {
+        if e.kind() == ErrorKind::AuthenticationFailed || matches!(code, "WRONGPASS" | "NOAUTH") {
             return StoreError::Auth;
         }
         if e.kind() == ErrorKind::InvalidClientConfig {
