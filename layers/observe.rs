@@ -14,6 +14,8 @@
 //! | `headroom_breaker_state` | gauge | target, model, region | 0 closed, 1 half-open, 2 open |
 //! | `headroom_breaker_transitions_total` | counter | target, model, region, to | state changes |
 //! | `headroom_fallback_total` | counter | target, model, region, degraded | which target served a call |
+//! | `headroom_quota_store_mode` | gauge | target, model, region | shared quota store: 0 shared, 1 failing open, 2 failing closed |
+//! | `headroom_quota_store_transitions_total` | counter | target, model, region, to | shared quota store mode changes |
 //!
 //! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
 //! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a
@@ -52,6 +54,10 @@ pub mod names {
     pub const BREAKER_TRANSITIONS: &str = "headroom_breaker_transitions_total";
     /// Counter: calls served per fallback target, labelled `degraded` = `true`/`false`.
     pub const FALLBACK: &str = "headroom_fallback_total";
+    /// Gauge: the mode of a shared quota store (0 shared, 1 failing open, 2 failing closed).
+    pub const QUOTA_STORE_MODE: &str = "headroom_quota_store_mode";
+    /// Counter: mode changes of a shared quota store, labelled by the new mode.
+    pub const QUOTA_STORE_TRANSITIONS: &str = "headroom_quota_store_transitions_total";
 }
 
 /// Label keys.
@@ -66,7 +72,8 @@ pub mod keys {
     pub const CLASS: &str = "class";
     /// Why the retry layer stopped ([`StopReason::as_str`](crate::retry::StopReason::as_str)).
     pub const REASON: &str = "reason";
-    /// The state a circuit breaker moved to (`closed`, `half_open`, `open`).
+    /// The state a circuit breaker moved to (`closed`, `half_open`, `open`), or a shared
+    /// quota store to (`shared`, `fail_open`, `fail_closed`).
     pub const TO: &str = "to";
     /// Whether a fallback router served a call from a target other than the first (`true`/`false`).
     pub const DEGRADED: &str = "degraded";

@@ -17,7 +17,9 @@ use tower_service::Service;
 
 use super::cost::{Estimate, NoUsage, ReadUsage, Usage};
 use super::limit::{Priority, Tenant};
-use super::quota::{Ask, Grant, MemorySlot, Quota, Rejected, Reservation, Slot};
+use super::quota::{
+    Ask, Grant, MemorySlot, MemoryStore, Quota, QuotaStore, Rejected, Reservation, Slot, StoreSlot,
+};
 use crate::observe::Labels;
 use crate::{BoxError, Classify, Outcome, OutcomeKind};
 
@@ -274,7 +276,9 @@ impl<U, C> After<U, C> {
 /// Admits each call only when its key's quota has room: estimates, reserves, waits (FIFO per
 /// key and priority, bounded, within the call's deadline), calls, reads usage, settles.
 ///
-/// Every clone of the layer and of the services it builds shares one [`Quota`].
+/// Every clone of the layer and of the services it builds shares one [`Quota`], in process
+/// ([`MemoryStore`], the default) or in any other [`QuotaStore`] (e.g. the Redis store of the
+/// `redis` feature, shared by every process).
 ///
 /// ```
 /// use std::time::Duration;
@@ -290,15 +294,20 @@ impl<U, C> After<U, C> {
 /// # Ok(()) }
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
 /// ```
-pub struct AdmissionLayer<D: DemandKey, U = NoUsage, C = OkIsSuccess> {
-    quota: Quota<D::Key>,
+pub struct AdmissionLayer<
+    D: DemandKey,
+    U = NoUsage,
+    C = OkIsSuccess,
+    Q = MemoryStore<<D as DemandKey>::Key>,
+> {
+    quota: Quota<D::Key, Q>,
     demand: D,
     usage: U,
     classify: C,
     labels: Labels,
 }
 
-impl<D: DemandKey + Clone, U: Clone, C: Clone> Clone for AdmissionLayer<D, U, C> {
+impl<D: DemandKey + Clone, U: Clone, C: Clone, Q> Clone for AdmissionLayer<D, U, C, Q> {
     fn clone(&self) -> Self {
         AdmissionLayer {
             quota: self.quota.clone(),
@@ -310,7 +319,7 @@ impl<D: DemandKey + Clone, U: Clone, C: Clone> Clone for AdmissionLayer<D, U, C>
     }
 }
 
-impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
+impl<D: DemandKey + fmt::Debug, U, C, Q> fmt::Debug for AdmissionLayer<D, U, C, Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdmissionLayer")
             .field("demand", &self.demand)
@@ -319,10 +328,10 @@ impl<D: DemandKey + fmt::Debug, U, C> fmt::Debug for AdmissionLayer<D, U, C> {
     }
 }
 
-impl<D: DemandKey> AdmissionLayer<D> {
+impl<D: DemandKey, Q> AdmissionLayer<D, NoUsage, OkIsSuccess, Q> {
     /// Admission against `quota`, with keys and asks from `demand`; settles at the estimate
     /// and learns nothing until given [`usage`](Self::usage) and [`classify`](Self::classify).
-    pub fn new(quota: Quota<D::Key>, demand: D) -> Self {
+    pub fn new(quota: Quota<D::Key, Q>, demand: D) -> Self {
         AdmissionLayer {
             quota,
             demand,
@@ -333,9 +342,9 @@ impl<D: DemandKey> AdmissionLayer<D> {
     }
 }
 
-impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
+impl<D: DemandKey, U, C, Q> AdmissionLayer<D, U, C, Q> {
     /// Reads the real usage from responses.
-    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C> {
+    pub fn usage<U2>(self, usage: U2) -> AdmissionLayer<D, U2, C, Q> {
         AdmissionLayer {
             quota: self.quota,
             demand: self.demand,
@@ -346,7 +355,7 @@ impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
     }
 
     /// Classifies results, so that throttles teach the quota.
-    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2> {
+    pub fn classify<C2>(self, classify: C2) -> AdmissionLayer<D, U, C2, Q> {
         AdmissionLayer {
             quota: self.quota,
             demand: self.demand,
@@ -364,13 +373,19 @@ impl<D: DemandKey, U, C> AdmissionLayer<D, U, C> {
     }
 
     /// The shared quota.
-    pub fn quota(&self) -> &Quota<D::Key> {
+    pub fn quota(&self) -> &Quota<D::Key, Q> {
         &self.quota
     }
 }
 
-impl<S, D: DemandKey + Clone, U: Clone, C: Clone> Layer<S> for AdmissionLayer<D, U, C> {
-    type Service = Admission<S, D, U, C>;
+impl<S, D, U, C, Q> Layer<S> for AdmissionLayer<D, U, C, Q>
+where
+    D: DemandKey + Clone,
+    U: Clone,
+    C: Clone,
+    Q: QuotaStore<D::Key>,
+{
+    type Service = Admission<S, D, U, C, Q>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Admission {
@@ -384,20 +399,33 @@ impl<S, D: DemandKey + Clone, U: Clone, C: Clone> Layer<S> for AdmissionLayer<D,
                 metrics: Metrics::register(&self.labels),
             }),
             pinned: None,
+            slot_of: Quota::<D::Key, Q>::slot,
         }
     }
 }
 
 /// The service built by [`AdmissionLayer`].
-pub struct Admission<S, D: DemandKey, U = NoUsage, C = OkIsSuccess> {
+pub struct Admission<
+    S,
+    D: DemandKey,
+    U = NoUsage,
+    C = OkIsSuccess,
+    Q: StoreSlot = MemoryStore<<D as DemandKey>::Key>,
+> {
     inner: S,
-    quota: Quota<D::Key>,
+    quota: Quota<D::Key, Q>,
     demand: D,
     after: Arc<After<U, C>>,
-    pinned: Option<Arc<MemorySlot>>,
+    pinned: Option<Q::Slot>,
+    /// The store's slot lookup, taken where the store is known to serve the key type, so that
+    /// the service's `Service` impl (and so a spawned call's `Send` check) does not need that
+    /// bound: with a reference key (`&'static str`) the compiler cannot prove it there.
+    slot_of: SlotOf<D::Key, Q>,
 }
 
-impl<S: Clone, D: DemandKey + Clone, U, C> Clone for Admission<S, D, U, C> {
+type SlotOf<K, Q> = fn(&Quota<K, Q>, &K, Instant) -> <Q as StoreSlot>::Slot;
+
+impl<S: Clone, D: DemandKey + Clone, U, C, Q: StoreSlot> Clone for Admission<S, D, U, C, Q> {
     fn clone(&self) -> Self {
         Admission {
             inner: self.inner.clone(),
@@ -405,13 +433,15 @@ impl<S: Clone, D: DemandKey + Clone, U, C> Clone for Admission<S, D, U, C> {
             demand: self.demand.clone(),
             after: Arc::clone(&self.after),
             pinned: self.pinned.clone(),
+            slot_of: self.slot_of,
         }
     }
 }
 
-impl<S, K, E, U, C> Admission<S, Fixed<K, E>, U, C>
+impl<S, K, E, U, C, Q> Admission<S, Fixed<K, E>, U, C, Q>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
+    Q: QuotaStore<K>,
 {
     /// Pins the key's state now, so that clones made before the first call (the stack's
     /// per-target services, cloned per call) skip the lookup too.
@@ -421,7 +451,9 @@ where
     }
 }
 
-impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C> fmt::Debug for Admission<S, D, U, C> {
+impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C, Q: StoreSlot> fmt::Debug
+    for Admission<S, D, U, C, Q>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
             .field("inner", &self.inner)
@@ -430,7 +462,7 @@ impl<S: fmt::Debug, D: DemandKey + fmt::Debug, U, C> fmt::Debug for Admission<S,
     }
 }
 
-impl<S, D, U, C, Req> Service<Req> for Admission<S, D, U, C>
+impl<S, D, U, C, Q, Req> Service<Req> for Admission<S, D, U, C, Q>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
@@ -438,10 +470,11 @@ where
     D::Key: Hash + Eq + Clone + Send + Sync,
     U: ReadUsage<S::Response>,
     C: Classify<S::Response>,
+    Q: StoreSlot,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req, U, C>;
+    type Future = ResponseFuture<S, Req, U, C, <Q as StoreSlot>::Slot>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -450,9 +483,13 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let now = Instant::now();
         let ask = self.demand.ask(&req);
+        let (quota, slot_of) = (&self.quota, self.slot_of);
         let slot = match self.demand.fixed_key() {
-            Some(key) => Arc::clone(self.pinned.get_or_insert_with(|| self.quota.slot(key, now))),
-            None => self.quota.slot(&self.demand.key(&req), now),
+            Some(key) => self
+                .pinned
+                .get_or_insert_with(|| slot_of(quota, key, now))
+                .clone(),
+            None => slot_of(quota, &self.demand.key(&req), now),
         };
         // Take the service that was driven to readiness; leave a clone for the next call.
         let clone = self.inner.clone();
@@ -494,13 +531,14 @@ where
 
 pin_project! {
     /// The future of [`Admission`]: waits for quota when told to, calls, settles.
-    pub struct ResponseFuture<S, Req, U, C>
+    pub struct ResponseFuture<S, Req, U, C, T = Arc<MemorySlot>>
     where
         S: Service<Req>,
+        T: Slot,
     {
         #[pin]
         state: State<S, Req>,
-        reservation: Option<Reservation<Arc<MemorySlot>>>,
+        reservation: Option<Reservation<T>>,
         after: Arc<After<U, C>>,
         started: Instant,
     }
@@ -520,18 +558,20 @@ pin_project! {
     }
 }
 
-impl<S, Req, U, C> fmt::Debug for ResponseFuture<S, Req, U, C>
+impl<S, Req, U, C, T> fmt::Debug for ResponseFuture<S, Req, U, C, T>
 where
     S: Service<Req>,
+    T: Slot,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<S, Req, U, C> Future for ResponseFuture<S, Req, U, C>
+impl<S, Req, U, C, T> Future for ResponseFuture<S, Req, U, C, T>
 where
     S: Service<Req>,
+    T: Slot,
     S::Error: Into<BoxError>,
     U: ReadUsage<S::Response>,
     C: Classify<S::Response>,
@@ -548,8 +588,12 @@ where
                     return Poll::Ready(Err(Box::new(rejected)));
                 }
                 StateProj::Waiting { sleep, svc, req } => {
-                    ready!(sleep.poll(cx));
                     let reservation = this.reservation.as_mut().expect("reserved while waiting");
+                    // The granted instant, or earlier when the store says the call may now be
+                    // admitted (a shared store whose budget arrived from the server).
+                    if sleep.poll(cx).is_pending() {
+                        ready!(reservation.poll_wake(cx));
+                    }
                     let now = Instant::now();
                     match reservation.confirm(now) {
                         Err(rejected) => {

@@ -114,7 +114,8 @@
 //! Policy and state are apart: the arithmetic runs on one key's state ([`Slot`]), and a
 //! [`QuotaStore`] finds a key's slot. [`MemoryStore`] keeps states in a sharded map with
 //! idle-key eviction, each behind a mutex held only for the arithmetic (never across an
-//! await). A shared store (Redis) implements the same traits; see [`Slot`].
+//! await). A shared store implements the same traits: with the `redis` feature,
+//! `admission::redis::RedisStore` keeps the budget in Redis for every process; see [`Slot`].
 //!
 //! # Why not `governor`
 //!
@@ -150,6 +151,8 @@ mod cost;
 mod layer;
 mod limit;
 mod quota;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 pub use self::cost::{
     Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage, Remaining,
@@ -164,5 +167,5 @@ pub use self::limit::{
 };
 pub use self::quota::{
     Ask, Grant, Headroom, MAX_WAIT, MemorySlot, MemoryStore, MemoryTicket, Quota, QuotaBuilder,
-    QuotaStore, RejectReason, Rejected, Reservation, Slot, SlotStats,
+    QuotaStore, RejectReason, Rejected, Reservation, Slot, SlotStats, StoreSlot,
 };

@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -72,6 +73,9 @@ pub enum RejectReason {
     QueueFull,
     /// The cost is more than a whole window plus burst credit could ever hold.
     CostTooLarge,
+    /// The store holding the shared quota (Redis) cannot be reached and the store is
+    /// configured to fail closed.
+    StoreUnavailable,
 }
 
 impl RejectReason {
@@ -81,6 +85,7 @@ impl RejectReason {
             RejectReason::Deadline => "deadline",
             RejectReason::QueueFull => "queue_full",
             RejectReason::CostTooLarge => "cost_too_large",
+            RejectReason::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -135,6 +140,10 @@ impl fmt::Display for Rejected {
                 f,
                 "admission rejected: the quota wait queue is full; retry in {w:?}"
             ),
+            (RejectReason::StoreUnavailable, Some(w)) => write!(
+                f,
+                "admission rejected: the shared quota store is unavailable (failing closed); retry in {w:?}"
+            ),
             (reason, None) => write!(f, "admission rejected: {}", reason.as_str()),
         }
     }
@@ -156,11 +165,11 @@ pub enum Grant {
 /// The policy (what to admit, shares, priorities, learning) is arithmetic on the key's state;
 /// a `Slot` runs it atomically. [`MemoryStore`] keeps the state in process behind a mutex and
 /// answers synchronously. A store whose state lives elsewhere (Redis: one Lua script per
-/// operation, the server's clock) keeps this interface by leasing slices of the shared quota
-/// into a local slot and answering from the lease, refilling it in the background; a store
-/// that must answer each call over the network instead exposes the same operations as
-/// futures, and the adapter awaits them where it now awaits the grant. Nothing here holds a
-/// lock across an await.
+/// operation, the server's clock) keeps this interface by answering from a local lease of the
+/// shared quota, refilled in the background: a call the lease cannot cover yet is granted
+/// [`Grant::At`] an estimate, and [`poll_wake`](Slot::poll_wake) wakes it as soon as the
+/// server's answer arrives, so a store that asks the server per call costs one round trip, not
+/// a polling interval. Nothing here holds a lock across an await.
 pub trait Slot: Send + Sync {
     /// What a reservation carries between operations.
     type Ticket: Send + Sync + Unpin;
@@ -194,13 +203,27 @@ pub trait Slot: Send + Sync {
     fn admit_wait(&self, cost: Cost, now: Instant) -> Option<Duration>;
     /// The instant the reservation was (or is to be) admitted, by the store's clock.
     fn admitted_at(&self, ticket: &Self::Ticket) -> Instant;
+    /// While a reservation waits for its [`Grant::At`] instant: `Ready` when the slot may
+    /// admit it earlier (a store whose budget is refilled from a server got its answer),
+    /// after which the waiter calls [`confirm`](Slot::confirm); otherwise `Pending`, with
+    /// `cx` woken when that changes. The default never wakes early: stores that compute the
+    /// instant exactly (the in-process one) need nothing else.
+    fn poll_wake(&self, ticket: &mut Self::Ticket, cx: &mut Context<'_>) -> Poll<()> {
+        let _ = (ticket, cx);
+        Poll::Pending
+    }
+}
+
+/// The [`Slot`] type of a store, apart from its key type, so that a service's future names the
+/// slot without the key (a type that named the key there would trip the compiler's check that
+/// a spawned future is `Send` when the key is a reference, as in `&'static str`).
+pub trait StoreSlot {
+    /// A handle to one key's state, held by reservations.
+    type Slot: Slot + Clone;
 }
 
 /// Where the per-key state lives: finds (or creates) a key's [`Slot`].
-pub trait QuotaStore<K>: Send + Sync {
-    /// A handle to one key's state, held by reservations.
-    type Slot: Slot + Clone;
-
+pub trait QuotaStore<K>: StoreSlot + Send + Sync {
     /// The key's slot, created from its limit when missing.
     fn slot(&self, key: &K, now: Instant) -> Self::Slot;
     /// [`Slot::admit_wait`] for a key, without creating its state.
@@ -435,9 +458,11 @@ impl<K: Hash + Eq + Clone + Send + Sync> MemoryStore<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
+impl<K> StoreSlot for MemoryStore<K> {
     type Slot = Arc<MemorySlot>;
+}
 
+impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
     #[inline]
     fn slot(&self, key: &K, now: Instant) -> Arc<MemorySlot> {
         if let Some(slot) = self.get(key) {
@@ -637,7 +662,14 @@ impl<K, S: QuotaStore<K>> Quota<K, S> {
             match reservation.grant {
                 Grant::Now => return Ok(reservation),
                 Grant::At(at) => {
-                    tokio::time::sleep_until(at).await;
+                    let mut sleep = std::pin::pin!(tokio::time::sleep_until(at));
+                    std::future::poll_fn(|cx| {
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(());
+                        }
+                        reservation.poll_wake(cx)
+                    })
+                    .await;
                     reservation.confirm(Instant::now())?;
                 }
             }
@@ -715,6 +747,13 @@ impl<T: Slot> Reservation<T> {
                 Err(rejected)
             }
         }
+    }
+
+    /// While waiting for a [`Grant::At`] instant: `Ready` when the store may admit the call
+    /// earlier, so [`confirm`](Reservation::confirm) now (see [`Slot::poll_wake`]).
+    #[inline]
+    pub fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.slot.poll_wake(&mut self.ticket, cx)
     }
 
     /// Settles a successful call with what it really spent (refund when less, debt when more).
