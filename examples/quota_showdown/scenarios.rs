@@ -110,6 +110,16 @@ pub fn utilisation_note(scenario: u8) -> &'static str {
     }
 }
 
+/// The quota's rate per second, and its unit, for the plot.
+pub fn quota_rate(scenario: u8) -> (f64, &'static str) {
+    match scenario {
+        1 => (150.0 / 60.0, "requests"),
+        2 => (200_000.0 / 60.0, "tokens"),
+        3 | 4 => (100.0 / 60.0, "requests"),
+        _ => (100.0, "WCU"),
+    }
+}
+
 /// One row of a scenario's table: exactly the fields of the `--json` output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
