@@ -151,12 +151,20 @@ fn token_heavy_batch() {
 fn model_overload_and_regional_outage_fail_nothing() {
     for scenario in [3, 4] {
         let headroom = row(scenario, Strategy::Headroom);
-        assert_eq!(headroom.row.failed, 0, "scenario {scenario}: {:?}", headroom.row);
+        assert_eq!(
+            headroom.row.failed, 0,
+            "scenario {scenario}: {:?}",
+            headroom.row
+        );
         assert!(headroom.row.amplification < 1.05, "{:?}", headroom.row);
         let none = row(scenario, Strategy::NoRetry);
         let naive = row(scenario, Strategy::NaiveRetry);
         assert!(none.row.failed > 50, "scenario {scenario}: {:?}", none.row);
-        assert!(naive.row.failed > 50, "scenario {scenario}: {:?}", naive.row);
+        assert!(
+            naive.row.failed > 50,
+            "scenario {scenario}: {:?}",
+            naive.row
+        );
     }
 }
 
@@ -165,7 +173,10 @@ fn dynamodb_hot_key_wastes_fewer_attempts() {
     let headroom = &row(5, Strategy::Headroom).row;
     let none = &row(5, Strategy::NoRetry).row;
     let naive = &row(5, Strategy::NaiveRetry).row;
-    assert!(headroom.completed >= none.completed, "{headroom:?} vs {none:?}");
+    assert!(
+        headroom.completed >= none.completed,
+        "{headroom:?} vs {none:?}"
+    );
     assert!(
         headroom.throttled_attempts * 2 < naive.throttled_attempts,
         "{headroom:?} vs {naive:?}"

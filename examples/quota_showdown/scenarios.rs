@@ -35,7 +35,8 @@ const SONNET: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
-const TABLE: &str = "orders";
+/// The DynamoDB table of scenario 5.
+pub const TABLE: &str = "orders";
 
 /// The scenario numbers, in order.
 pub const SCENARIOS: [u8; 5] = [1, 2, 3, 4, 5];
@@ -85,9 +86,15 @@ impl Strategy {
 /// A scenario's title, as printed above its table.
 pub fn title(scenario: u8) -> &'static str {
     match scenario {
-        1 => "three apps, one quota: A/B/C at 75/50/50 req/min (A spikes to 90 in minutes 4-7), 150 RPM",
-        2 => "token-heavy batch: 10/min of 15,000 in + 5,000 out beside 200 small calls/min, 200,000 TPM",
-        3 => "model overload: the primary model overloaded for minutes 3-5, a secondary model available",
+        1 => {
+            "three apps, one quota: A/B/C at 75/50/50 req/min (A spikes to 90 in minutes 4-7), 150 RPM"
+        }
+        2 => {
+            "token-heavy batch: 10/min of 15,000 in + 5,000 out beside 200 small calls/min, 200,000 TPM"
+        }
+        3 => {
+            "model overload: the primary model overloaded for minutes 3-5, a secondary model available"
+        }
         4 => "regional outage: us-east-1 answers 503 for 60 s (minute 4), us-west-2 healthy",
         5 => "DynamoDB hot key: bursty writes to a 100 WCU table (4 partitions), 30% to one key",
         _ => "unknown scenario",
@@ -397,7 +404,8 @@ pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
             for second in 0..MINUTES * 60 {
                 let n = if second % 10 < 2 { 120 } else { 40 };
                 for i in 0..n {
-                    let at = secs(second) + Duration::from_secs_f64((i as f64 + r.f64()) / n as f64);
+                    let at =
+                        secs(second) + Duration::from_secs_f64((i as f64 + r.f64()) / n as f64);
                     let key: Arc<str> = if r.f64() < 0.3 {
                         Arc::from("order#hot")
                     } else {
@@ -413,10 +421,7 @@ pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
                     });
                 }
             }
-            (
-                Backend::Dynamo(sim),
-                vec![app("writer", TABLE, EAST)],
-            )
+            (Backend::Dynamo(sim), vec![app("writer", TABLE, EAST)])
         }
         n => return Err(format!("no scenario {n}: choose 1 to 5").into()),
     };
@@ -817,18 +822,12 @@ fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxError> {
         // The secondary model as the fallback target.
         3 => (
             Limit::per_minute().requests(100).build()?,
-            vec![
-                target("sonnet", SONNET, EAST),
-                target("haiku", HAIKU, EAST),
-            ],
+            vec![target("sonnet", SONNET, EAST), target("haiku", HAIKU, EAST)],
         ),
         // A second region as the fallback target.
         4 => (
             Limit::per_minute().requests(100).build()?,
-            vec![
-                target("east", SONNET, EAST),
-                target("west", SONNET, WEST),
-            ],
+            vec![target("east", SONNET, EAST), target("west", SONNET, WEST)],
         ),
         n => return Err(format!("no Bedrock scenario {n}").into()),
     };
