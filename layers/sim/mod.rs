@@ -79,6 +79,7 @@ use crate::{ConfigError, Outcome};
 mod bedrock;
 mod dynamodb;
 mod endpoint;
+pub mod front;
 mod serde_time;
 
 pub use self::bedrock::{
