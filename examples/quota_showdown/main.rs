@@ -15,8 +15,12 @@
 //! second of real time, and a seed (`--seed`, default 42) gives the same output every time.
 //!
 //! Options: `--scenario N` (1 to 5) runs one scenario; `--json` prints one JSON object per
-//! (scenario, strategy) instead of tables; `--plot DIR` writes `scenario-N.svg` per scenario
-//! (admitted units per second and throttles over time, per strategy); `--seed N`.
+//! (scenario, strategy) instead of tables; `--plot DIR` writes `DIR/showdown-scenarioN.svg`
+//! per scenario (admitted units per second and throttles over time, per strategy; the README's
+//! plot is `--scenario 1 --plot docs`); `--seed N`.
+//!
+//! The scenarios and strategies are in `scenarios.rs`, the SDK route in `sdk.rs`;
+//! `tests/showdown.rs` runs the same code and asserts the headline claims on its numbers.
 
 mod plot;
 mod report;

@@ -36,10 +36,10 @@ fn binned(values: impl Iterator<Item = f64> + Clone) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Writes `DIR/scenario-N.svg` and returns its path.
+/// Writes `DIR/showdown-scenarioN.svg` and returns its path.
 pub fn scenario(dir: &Path, n: u8, rows: &[Measured]) -> Result<PathBuf, BoxError> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("scenario-{n}.svg"));
+    let path = dir.join(format!("showdown-scenario{n}.svg"));
     let (rate, unit) = quota_rate(n);
     let admitted: Vec<(&str, Vec<(f64, f64)>)> = rows
         .iter()
