@@ -136,7 +136,8 @@ impl Service<Complete> for InferenceClient {
             });
             let codec = ProstCodec::<CompleteRequest, CompleteReply>::default();
             let path = PathAndQuery::from_static(COMPLETE);
-            let (metadata, reply, extensions) = grpc.unary(request, path, codec).await?.into_parts();
+            let (metadata, reply, extensions) =
+                grpc.unary(request, path, codec).await?.into_parts();
             let mut response = http::Response::new(reply);
             *response.headers_mut() = metadata.into_headers();
             *response.extensions_mut() = extensions;
@@ -237,20 +238,26 @@ fn pushback(metadata: &MetadataMap) -> Pushback {
     let Some(value) = metadata.get(PUSHBACK) else {
         return Pushback::None;
     };
-    match value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+    match value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
         Some(ms) => Pushback::After(Duration::from_millis(ms).min(MAX_SERVER_DELAY)),
         None => Pushback::DoNotRetry,
     }
 }
 
-/// How long a breaker stays open (plus up to 20 % jitter): longer than the retry deadline,
-/// so that a call finding every breaker open fails fast instead of waiting it out.
-const OPEN_FOR: Duration = Duration::from_millis(1500);
+/// How long a breaker stays open (plus up to 20 % jitter): well past the retry deadline, so
+/// that a call finding every breaker open fails fast instead of waiting for a half-open probe.
+const OPEN_FOR: Duration = Duration::from_secs(2);
+/// How long the stack may keep retrying a call: an interactive caller's budget.
+const RETRY_DEADLINE: Duration = Duration::from_millis(500);
 /// Each model's request quota.
 const REQUESTS_PER_MINUTE: u64 = 20;
 
 /// The client stack over `channel`: two models with REQUESTS_PER_MINUTE and 20,000 tokens per
-/// minute each, a 1 s retry deadline for interactive callers, breakers that open after 3
+/// minute each, a short retry deadline for interactive callers, breakers that open after 3
 /// failures in a row.
 fn client_stack(channel: Channel) -> Result<Client, BoxError> {
     let quota = Quota::new(
@@ -278,7 +285,7 @@ fn client_stack(channel: Channel) -> Result<Client, BoxError> {
         .retry(
             RetryPolicy::builder()
                 .max_attempts(3)
-                .deadline(Duration::from_secs(1))
+                .deadline(RETRY_DEADLINE)
                 .build()?,
         )
         .breaker(
