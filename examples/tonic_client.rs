@@ -33,7 +33,15 @@
 //! reads the message only to tell the two apart. A `grpc-retry-pushback-ms` trailer (gRFC A6)
 //! is the server's retry delay; a negative or unreadable one means "do not retry" (`Fatal`).
 //!
-//! `cargo run --example tonic_client` runs a scripted tour and exits;
+//! `cargo run --example tonic_client` runs a scripted tour (a few seconds) that prints and asserts:
+//! normal calls go to `large`; with `large` overloaded, `small` answers (marked degraded); with
+//! the service down, both breakers open and calls fail fast with `NoTargetAvailable`
+//! (`BreakerOpen`) and its `retry_in`; after recovery `large` answers again; a throttle with
+//! pushback is retried after it; past the request quota, calls are shed unsent with a
+//! `retry_in`. With two targets the router sees the missing quota before admission does, so the
+//! shed is `NoTargetAvailable` (`NoHeadroom`), a throttle to `classify_error` (429 at a
+//! gateway); a target's own admission answers `Rejected` when the router could not foresee it.
+//!
 //! `cargo run --example tonic_client -- --serve` keeps the stub on 127.0.0.1:50051
 //! (`grpcurl -plaintext -proto llm.proto -d '{"model":"llm.large","prompt":"hi","max_tokens":16}'
 //! 127.0.0.1:50051 llm.Inference/Complete`, with the proto above saved as `llm.proto`).
