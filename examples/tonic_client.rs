@@ -33,7 +33,15 @@
 //! reads the message only to tell the two apart. A `grpc-retry-pushback-ms` trailer (gRFC A6)
 //! is the server's retry delay; a negative or unreadable one means "do not retry" (`Fatal`).
 //!
-//! `cargo run --example tonic_client` runs a scripted tour and exits;
+//! `cargo run --example tonic_client` runs a scripted tour (a few seconds) that prints and asserts:
+//! normal calls go to `large`; with `large` overloaded, `small` answers (marked degraded); with
+//! the service down, both breakers open and calls fail fast with `NoTargetAvailable`
+//! (`BreakerOpen`) and its `retry_in`; after recovery `large` answers again; a throttle with
+//! pushback is retried after it; past the request quota, calls are shed unsent with a
+//! `retry_in`. With two targets the router sees the missing quota before admission does, so the
+//! shed is `NoTargetAvailable` (`NoHeadroom`), a throttle to `classify_error` (429 at a
+//! gateway); a target's own admission answers `Rejected` when the router could not foresee it.
+//!
 //! `cargo run --example tonic_client -- --serve` keeps the stub on 127.0.0.1:50051
 //! (`grpcurl -plaintext -proto llm.proto -d '{"model":"llm.large","prompt":"hi","max_tokens":16}'
 //! 127.0.0.1:50051 llm.Inference/Complete`, with the proto above saved as `llm.proto`).
@@ -136,7 +144,8 @@ impl Service<Complete> for InferenceClient {
             });
             let codec = ProstCodec::<CompleteRequest, CompleteReply>::default();
             let path = PathAndQuery::from_static(COMPLETE);
-            let (metadata, reply, extensions) = grpc.unary(request, path, codec).await?.into_parts();
+            let (metadata, reply, extensions) =
+                grpc.unary(request, path, codec).await?.into_parts();
             let mut response = http::Response::new(reply);
             *response.headers_mut() = metadata.into_headers();
             *response.extensions_mut() = extensions;
@@ -237,20 +246,26 @@ fn pushback(metadata: &MetadataMap) -> Pushback {
     let Some(value) = metadata.get(PUSHBACK) else {
         return Pushback::None;
     };
-    match value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+    match value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
         Some(ms) => Pushback::After(Duration::from_millis(ms).min(MAX_SERVER_DELAY)),
         None => Pushback::DoNotRetry,
     }
 }
 
-/// How long a breaker stays open (plus up to 20 % jitter): longer than the retry deadline,
-/// so that a call finding every breaker open fails fast instead of waiting it out.
-const OPEN_FOR: Duration = Duration::from_millis(1500);
+/// How long a breaker stays open (plus up to 20 % jitter): well past the retry deadline, so
+/// that a call finding every breaker open fails fast instead of waiting for a half-open probe.
+const OPEN_FOR: Duration = Duration::from_secs(2);
+/// How long the stack may keep retrying a call: an interactive caller's budget.
+const RETRY_DEADLINE: Duration = Duration::from_millis(500);
 /// Each model's request quota.
 const REQUESTS_PER_MINUTE: u64 = 20;
 
 /// The client stack over `channel`: two models with REQUESTS_PER_MINUTE and 20,000 tokens per
-/// minute each, a 1 s retry deadline for interactive callers, breakers that open after 3
+/// minute each, a short retry deadline for interactive callers, breakers that open after 3
 /// failures in a row.
 fn client_stack(channel: Channel) -> Result<Client, BoxError> {
     let quota = Quota::new(
@@ -278,7 +293,7 @@ fn client_stack(channel: Channel) -> Result<Client, BoxError> {
         .retry(
             RetryPolicy::builder()
                 .max_attempts(3)
-                .deadline(Duration::from_secs(1))
+                .deadline(RETRY_DEADLINE)
                 .build()?,
         )
         .breaker(
