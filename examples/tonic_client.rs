@@ -67,9 +67,10 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 use tower_headroom::admission::{Limit, LlmEstimator, LlmInput, Quota, Rejected, Usage};
 use tower_headroom::breaker::{BreakerConfig, CircuitOpen};
-use tower_headroom::classify::{classify_error, retry_after::MAX_SERVER_DELAY};
+use tower_headroom::classify::aws::says_overloaded;
+use tower_headroom::classify::{classify_error_with, find, retry_after::MAX_SERVER_DELAY};
 use tower_headroom::fallback::{Exhaustion, NoTargetAvailable, Served, Target};
-use tower_headroom::retry::{RetriesExhausted, RetryPolicy};
+use tower_headroom::retry::RetryPolicy;
 use tower_headroom::stack::{Profile, StackBuilder};
 use tower_headroom::{BoxError, Outcome, OutcomeKind, ThrottleScope};
 
@@ -158,39 +159,26 @@ impl Service<Complete> for InferenceClient {
 /// table in the module docs). This crate's own errors (a fast-fail, a shed call, a retry that
 /// gave up) decide first, as in `classify_error`, which also takes every error with no status.
 fn grpc_outcome(result: Result<&Reply, &(dyn Error + 'static)>) -> Outcome {
-    let error = match result {
+    match result {
         // gRPC failures arrive as `Err(Status)`; an `Ok` is an answer.
-        Ok(_) => return Outcome::SUCCESS,
-        Err(error) => error,
-    };
-    let mut next = Some(error);
-    // Bounded, as in `classify_error`, against a cyclic `source()` chain.
-    for _ in 0..32 {
-        let Some(current) = next else { break };
-        if current.is::<RetriesExhausted>()
-            || current.is::<tower_headroom::retry::Fatal>()
-            || current.is::<CircuitOpen>()
-            || current.is::<NoTargetAvailable>()
-            || current.is::<Rejected>()
-        {
-            return classify_error(current);
-        }
-        if let Some(status) = current.downcast_ref::<Status>() {
-            return status_outcome(status);
-        }
-        next = current.source();
+        Ok(_) => Outcome::SUCCESS,
+        Err(error) => classify_error_with(error, |link| {
+            link.downcast_ref::<Status>().and_then(status_outcome)
+        }),
     }
-    classify_error(error)
 }
 
-fn status_outcome(status: &Status) -> Outcome {
+/// The outcome of a status, `None` for the codes that say nothing about retrying (UNKNOWN and
+/// the rest): what caused them might (tonic puts a transport error it could not map under an
+/// UNKNOWN status), so the walk goes on to the status's source.
+fn status_outcome(status: &Status) -> Option<Outcome> {
     let kind = match status.code() {
         Code::ResourceExhausted if says_overloaded(status.message()) => OutcomeKind::Overloaded,
         Code::ResourceExhausted => OutcomeKind::Throttled(ThrottleScope::Unknown),
         Code::Unavailable => OutcomeKind::Unavailable,
         Code::DeadlineExceeded => OutcomeKind::Timeout,
         // tonic reports its own client-side timeout (`Endpoint::timeout`) as CANCELLED.
-        Code::Cancelled if chain_has::<tonic::TimeoutExpired>(status) => OutcomeKind::Timeout,
+        Code::Cancelled if find::<tonic::TimeoutExpired>(status).is_some() => OutcomeKind::Timeout,
         Code::Aborted | Code::Internal => OutcomeKind::Transient,
         Code::Cancelled
         | Code::InvalidArgument
@@ -199,38 +187,16 @@ fn status_outcome(status: &Status) -> Outcome {
         | Code::NotFound
         | Code::FailedPrecondition
         | Code::Unimplemented => OutcomeKind::Fatal,
-        // UNKNOWN and the rest say nothing about retrying; what caused them might (tonic puts
-        // a transport error it could not map under an UNKNOWN status).
-        _ => return classify_error(status),
+        _ => return None,
     };
     if !kind.is_retryable() {
-        return Outcome::new(kind);
+        return Some(Outcome::new(kind));
     }
-    match pushback(status.metadata()) {
+    Some(match pushback(status.metadata()) {
         Pushback::None => Outcome::new(kind),
         Pushback::After(delay) => Outcome::new(kind).with_retry_after(delay),
         Pushback::DoNotRetry => Outcome::FATAL,
-    }
-}
-
-fn says_overloaded(message: &str) -> bool {
-    const WORD: &[u8] = b"overloaded";
-    message
-        .as_bytes()
-        .windows(WORD.len())
-        .any(|w| w.eq_ignore_ascii_case(WORD))
-}
-
-fn chain_has<E: Error + 'static>(error: &(dyn Error + 'static)) -> bool {
-    let mut next = Some(error);
-    for _ in 0..32 {
-        let Some(current) = next else { return false };
-        if current.is::<E>() {
-            return true;
-        }
-        next = current.source();
-    }
-    false
+    })
 }
 
 enum Pushback {
@@ -536,18 +502,6 @@ async fn send_until(
         }
     }
     Ok(seen)
-}
-
-fn find<'a, E: Error + 'static>(error: &'a (dyn Error + 'static)) -> Option<&'a E> {
-    let mut next = Some(error);
-    for _ in 0..32 {
-        let current = next?;
-        if let Some(found) = current.downcast_ref::<E>() {
-            return Some(found);
-        }
-        next = current.source();
-    }
-    None
 }
 
 async fn tour(client: &Client, switches: &Switches) -> Result<(), BoxError> {

@@ -71,7 +71,7 @@ use crate::admission::{
     Tenant,
 };
 use crate::breaker::{BreakerConfig, BreakerRegistry};
-use crate::classify::{HttpClassifier, classify_error};
+use crate::classify::{HttpClassifier, classify_error, find};
 use crate::error::ConfigError;
 use crate::fallback::{
     Dispatch, Fallback, FallbackBuilder, FallbackPolicy, NoHeadroom, Route, RouteBuilder, Target,
@@ -592,18 +592,4 @@ pub fn error_response<B: Default>(error: &(dyn Error + 'static)) -> http::Respon
         crate::classify::retry_after::insert(response.headers_mut(), wait);
     }
     response
-}
-
-/// The first error of type `E` in `error`'s `source()` chain.
-fn find<'a, E: Error + 'static>(error: &'a (dyn Error + 'static)) -> Option<&'a E> {
-    let mut next = Some(error);
-    // Bounded, as in `classify_error`, against a cyclic `source()` chain.
-    for _ in 0..32 {
-        let current = next?;
-        if let Some(found) = current.downcast_ref::<E>() {
-            return Some(found);
-        }
-        next = current.source();
-    }
-    None
 }

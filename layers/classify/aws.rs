@@ -211,7 +211,21 @@ fn unknown(message: Option<&str>, fallback: OutcomeKind) -> OutcomeKind {
 }
 
 fn is_overloaded(message: Option<&str>) -> bool {
-    message.is_some_and(|m| contains_ignore_ascii_case(m, "overloaded"))
+    message.is_some_and(says_overloaded)
+}
+
+/// Whether a service message says the model or service is overloaded ("Model … is currently
+/// overloaded", Anthropic's `overloaded_error`): ASCII case-insensitive, without allocating.
+/// The message family every classifier of this crate reads as [`OutcomeKind::Overloaded`].
+///
+/// ```
+/// use tower_headroom::classify::aws::says_overloaded;
+///
+/// assert!(says_overloaded("Model anthropic.claude-sonnet is currently OVERLOADED."));
+/// assert!(!says_overloaded("Too many requests, please wait before trying again."));
+/// ```
+pub fn says_overloaded(message: &str) -> bool {
+    contains_ignore_ascii_case(message, "overloaded")
 }
 
 /// Which limit a throttling message names, if it names one.

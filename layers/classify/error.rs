@@ -42,30 +42,87 @@ use crate::{Outcome, OutcomeKind};
 /// assert_eq!(classify_error(&other).kind, OutcomeKind::Fatal);
 /// ```
 pub fn classify_error(error: &(dyn Error + 'static)) -> Outcome {
-    // Bounded so that a (buggy) cyclic `source()` chain cannot hang the caller.
-    const MAX_DEPTH: usize = 32;
-    let mut next = Some(error);
-    let mut depth = 0;
-    while let Some(current) = next {
-        if depth == MAX_DEPTH {
-            break;
-        }
-        depth += 1;
-        if let Some(outcome) = classify_one(current) {
-            return outcome;
-        }
-        next = match current.downcast_ref::<io::Error>() {
-            // `io::Error::source` skips the wrapped error itself; look at it first.
-            Some(io) => io.get_ref().map(|inner| inner as &(dyn Error + 'static)),
-            None => current.source(),
-        };
-    }
-    Outcome::FATAL
+    classify_error_with(error, |_| None)
 }
 
-/// Recognises a single error, without looking at its source.
-fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
-    // This crate's own errors decide before anything they wrap.
+/// [`classify_error`] with a recogniser of your own for the errors of your transport (a
+/// `tonic::Status`, say), asked at each link of the chain after this crate's own errors (which
+/// always decide first: a fast-fail, a shed call, a retry that gave up) and before the I/O and
+/// timeout rules. `None` from `recognise` moves on to the rest of the rules and the next link.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_headroom::classify::classify_error_with;
+/// use tower_headroom::{Outcome, OutcomeKind};
+///
+/// #[derive(Debug)]
+/// struct Status(u16);
+/// impl std::fmt::Display for Status {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "status {}", self.0) }
+/// }
+/// impl std::error::Error for Status {}
+///
+/// let grpc = |e: &(dyn std::error::Error + 'static)| {
+///     e.downcast_ref::<Status>().map(|s| match s.0 {
+///         14 => Outcome::new(OutcomeKind::Unavailable),
+///         _ => Outcome::FATAL,
+///     })
+/// };
+/// let wrapped = std::io::Error::other(Status(14));
+/// assert_eq!(classify_error_with(&wrapped, grpc).kind, OutcomeKind::Unavailable);
+/// ```
+pub fn classify_error_with(
+    error: &(dyn Error + 'static),
+    recognise: impl Fn(&(dyn Error + 'static)) -> Option<Outcome>,
+) -> Outcome {
+    chain(error)
+        .find_map(|link| {
+            own_error(link)
+                .or_else(|| recognise(link))
+                .or_else(|| transport_error(link))
+        })
+        .unwrap_or(Outcome::FATAL)
+}
+
+/// The longest `source()` chain walked, so that a (buggy) cyclic chain cannot hang the caller.
+const MAX_DEPTH: usize = 32;
+
+/// `error` and its sources, outermost first, at most 32 links.
+///
+/// An `io::Error` built with `io::Error::new(kind, inner)` does not expose `inner` through
+/// `source()`, so the chain goes through `io::Error::get_ref` instead.
+pub fn chain<'a>(
+    error: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(error), |&current| next_link(current)).take(MAX_DEPTH)
+}
+
+fn next_link<'a>(current: &'a (dyn Error + 'static)) -> Option<&'a (dyn Error + 'static)> {
+    match current.downcast_ref::<io::Error>() {
+        // `io::Error::source` skips the wrapped error itself; look at it first.
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn Error + 'static)),
+        None => current.source(),
+    }
+}
+
+/// The first error of type `E` in `error`'s [`chain`]: for classifiers of your own that look
+/// for a transport's status (a `tonic::Status`, say) behind the layers' wrapping.
+///
+/// ```
+/// use tower_headroom::classify::find;
+/// use tower_headroom::fallback::{Exhaustion, NoTargetAvailable};
+///
+/// let inner = NoTargetAvailable { retry_in: None, cause: Exhaustion::BreakerOpen };
+/// let wrapped = std::io::Error::other(inner);
+/// assert_eq!(find::<NoTargetAvailable>(&wrapped), Some(&inner));
+/// ```
+pub fn find<'a, E: Error + 'static>(error: &'a (dyn Error + 'static)) -> Option<&'a E> {
+    chain(error).find_map(|e| e.downcast_ref::<E>())
+}
+
+/// Recognises one of this crate's own errors, without looking at its source. They decide
+/// before anything they wrap.
+fn own_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
     if let Some(exhausted) = error.downcast_ref::<crate::retry::RetriesExhausted>() {
         // A layer outside the retry layer (a fallback router) acts on what the backend last
         // said: an overloaded model that stayed overloaded moves the router to the next one.
@@ -98,7 +155,11 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<Outcome> {
         };
         return Some(Outcome::new(kind).with_retry_after_opt(none.retry_in));
     }
+    None
+}
 
+/// Recognises an I/O error or a timeout, without looking at its source.
+fn transport_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
     if let Some(io) = error.downcast_ref::<io::Error>() {
         return io_kind(io.kind()).map(Outcome::new);
     }

@@ -31,7 +31,7 @@ mod error;
 mod http;
 pub mod retry_after;
 
-pub use self::error::classify_error;
+pub use self::error::{chain, classify_error, classify_error_with, find};
 pub use self::http::{HttpClassifier, classify_status};
 
 /// Classifies the result of one attempt into an [`Outcome`].
