@@ -3,7 +3,7 @@
 //! without it fails with "run scripts/dynalite").
 //!
 //! Real sockets, so the real clock: the simulators are configured with millisecond latencies.
-#![cfg(feature = "sim")]
+#![cfg(all(feature = "sim", feature = "smithy"))]
 
 mod support {
     pub mod dynalite;
@@ -428,7 +428,7 @@ async fn the_sdk_runs_in_process_on_virtual_time() {
     let client = support::sdk::bedrock_with(
         "http://simulator.invalid",
         "us-east-1",
-        support::sdk::in_process(front.clone()),
+        tower_headroom::sim::front::sdk_http_client(front.clone()),
     );
     let started = tokio::time::Instant::now();
     let output = converse(&client, HAIKU).await.unwrap();

@@ -2,9 +2,9 @@
 //! strategies, on a simulated Bedrock and DynamoDB, on virtual time.
 //!
 //! ```text
-//! cargo run --release --features sim --example quota_showdown
-//! cargo run --release --features sim --example quota_showdown -- --scenario 1 --json
-//! cargo run --release --features sim --example quota_showdown -- --plot docs/
+//! cargo run --release --features sim,smithy --example quota_showdown
+//! cargo run --release --features sim,smithy --example quota_showdown -- --scenario 1 --json
+//! cargo run --release --features sim,smithy --example quota_showdown -- --plot docs/
 //! ```
 //!
 //! Each scenario runs ten minutes of traffic through each strategy — no retry, a naive retry

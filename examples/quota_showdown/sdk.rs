@@ -22,17 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_smithy_async::time::TimeSource;
-use aws_smithy_runtime_api::client::http::{
-    HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector, http_client_fn,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig;
-use aws_smithy_runtime_api::http::Response as HttpResponse;
-use aws_smithy_types::body::SdkBody;
+use tower::BoxError;
 use tower::util::BoxCloneService;
-use tower::{BoxError, ServiceExt};
-use tower_headroom::sim::front::SimService;
+use tower_headroom::sim::front::{SimService, sdk_http_client};
 
 use super::scenarios::{App, Backend, Client, Setup, Work};
 
@@ -66,34 +60,6 @@ fn virtual_time() -> VirtualTime {
     }
 }
 
-/// Hands each request to the front, in process.
-#[derive(Clone, Debug)]
-struct InProcess {
-    front: SimService,
-}
-
-impl HttpConnector for InProcess {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let front = self.front.clone();
-        HttpConnectorFuture::new(async move {
-            let request = request
-                .try_into_http1x()
-                .map_err(|e| ConnectorError::other(e.into(), None))?;
-            let response = match front.oneshot(request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
-            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-                .map_err(|e| ConnectorError::other(e.into(), None))
-        })
-    }
-}
-
-fn http_client(front: SimService) -> SharedHttpClient {
-    let connector = InProcess { front };
-    http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone()))
-}
-
 /// The SDK clients of every app of `setup`, standard or adaptive retry.
 pub fn clients(setup: &Setup, adaptive: bool, seed: u64) -> Result<Vec<Client>, BoxError> {
     // The standard strategy's jitter draws from fastrand's thread-local generator.
@@ -106,7 +72,7 @@ pub fn clients(setup: &Setup, adaptive: bool, seed: u64) -> Result<Vec<Client>, 
             .partition_key(super::scenarios::TABLE, PARTITION_KEY)
             .build()?,
     };
-    let http = http_client(front);
+    let http = sdk_http_client(front);
     setup
         .apps
         .iter()

@@ -16,8 +16,6 @@ use aws_smithy_types::body::SdkBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::rt::TokioExecutor;
-use tower::ServiceExt;
-use tower_headroom::sim::front::SimService;
 
 /// Fake static credentials; tests assert these strings never reach the front's logs.
 pub const ACCESS_KEY: &str = "AKIDFAKECANARY0000001";
@@ -46,33 +44,6 @@ impl HttpConnector for Loopback {
     }
 }
 
-/// Hands each SDK request to a [`SimService`] in process: no socket, so it runs on tokio's
-/// paused clock (the shape issue 6's in-process connector takes).
-#[derive(Clone, Debug)]
-struct InProcess {
-    front: SimService,
-}
-
-impl HttpConnector for InProcess {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let front = self.front.clone();
-        HttpConnectorFuture::new(async move {
-            let request = request
-                .try_into_http1x()
-                .map_err(|e| ConnectorError::other(e.into(), None))?;
-            let Ok(response) = front.oneshot(request).await;
-            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-                .map_err(|e| ConnectorError::other(e.into(), None))
-        })
-    }
-}
-
-/// An SDK `HttpClient` that answers from `front` in process.
-pub fn in_process(front: SimService) -> SharedHttpClient {
-    let connector = InProcess { front };
-    http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone()))
-}
-
 /// A plain-HTTP client for SDK configs (`http_client(...)`).
 pub fn http_client() -> SharedHttpClient {
     let connector = Loopback {
@@ -86,7 +57,7 @@ pub fn bedrock(endpoint: &str, region: &'static str) -> aws_sdk_bedrockruntime::
     bedrock_with(endpoint, region, http_client())
 }
 
-/// A Bedrock Runtime client over `client` (e.g. [`in_process`]).
+/// A Bedrock Runtime client over `client` (e.g. `sim::front::sdk_http_client`).
 pub fn bedrock_with(
     endpoint: &str,
     region: &'static str,

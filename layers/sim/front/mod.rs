@@ -85,6 +85,8 @@ mod config;
 pub mod dynalite;
 mod dynamodb;
 mod item_size;
+#[cfg(feature = "smithy")]
+mod sdk;
 mod server;
 mod wire;
 
@@ -107,6 +109,8 @@ use super::{BedrockSim, DynamoSim, ModelCall, SimError, StopReason};
 use crate::{BoxError, ConfigError};
 
 pub use self::config::{FrontConfig, SimFile, SimFileError};
+#[cfg(feature = "smithy")]
+pub use self::sdk::sdk_http_client;
 pub use self::server::{Server, serve};
 
 /// The header a client may set to label its calls with an application name, for the
