@@ -457,7 +457,6 @@ where
             .classify(classifier.clone())
             .labels(target.labels().clone())
             .layer(service)
-            .pinned(tokio::time::Instant::now())
     }
 
     fn headroom(&self, targets: &[Target<T>]) -> Self::Headroom {

@@ -31,11 +31,6 @@ use crate::{BoxError, Classify, Outcome, OutcomeKind};
 pub trait Demand<Req>: DemandKey {
     /// The key of `req`.
     fn key(&self, req: &Req) -> Self::Key;
-    /// The key every request has, if it is always the same; lets the service pin the key's
-    /// state and skip the lookup.
-    fn fixed_key(&self) -> Option<&Self::Key> {
-        None
-    }
     /// What `req` asks for.
     fn ask(&self, req: &Req) -> Ask;
 }
@@ -46,6 +41,11 @@ pub trait Demand<Req>: DemandKey {
 pub trait DemandKey {
     /// The key type.
     type Key;
+    /// The key every request has, if it is always the same; lets the service pin the key's
+    /// state when it is built and skip the lookup on every call.
+    fn fixed_key(&self) -> Option<&Self::Key> {
+        None
+    }
 }
 
 /// One key for every request, with a cost from an [`Estimate`].
@@ -91,15 +91,15 @@ impl<K, E> Fixed<K, E> {
 
 impl<K, E> DemandKey for Fixed<K, E> {
     type Key = K;
+
+    fn fixed_key(&self) -> Option<&K> {
+        Some(&self.key)
+    }
 }
 
 impl<Req, K: Clone, E: Estimate<Req>> Demand<Req> for Fixed<K, E> {
     fn key(&self, _req: &Req) -> K {
         self.key.clone()
-    }
-
-    fn fixed_key(&self) -> Option<&K> {
-        Some(&self.key)
     }
 
     fn ask(&self, req: &Req) -> Ask {
@@ -388,6 +388,10 @@ where
     type Service = Admission<S, D, U, C, Q>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let slot_of: SlotOf<D::Key, Q> = Quota::<D::Key, Q>::slot;
+        // A fixed key's state is pinned here, so that every clone of the service (one per
+        // call, in the usual `service.clone().oneshot(..)`) skips the lookup too.
+        let pinned = (self.demand.fixed_key()).map(|key| slot_of(&self.quota, key, Instant::now()));
         Admission {
             inner,
             quota: self.quota.clone(),
@@ -398,8 +402,8 @@ where
                 labels: self.labels.clone(),
                 metrics: Metrics::register(&self.labels),
             }),
-            pinned: None,
-            slot_of: Quota::<D::Key, Q>::slot,
+            pinned,
+            slot_of,
         }
     }
 }
@@ -435,19 +439,6 @@ impl<S: Clone, D: DemandKey + Clone, U, C, Q: StoreSlot> Clone for Admission<S, 
             pinned: self.pinned.clone(),
             slot_of: self.slot_of,
         }
-    }
-}
-
-impl<S, K, E, U, C, Q> Admission<S, Fixed<K, E>, U, C, Q>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    Q: QuotaStore<K>,
-{
-    /// Pins the key's state now, so that clones made before the first call (the stack's
-    /// per-target services, cloned per call) skip the lookup too.
-    pub(crate) fn pinned(mut self, now: Instant) -> Self {
-        self.pinned = Some(self.quota.slot(&self.demand.key, now));
-        self
     }
 }
 
