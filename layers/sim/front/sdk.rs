@@ -19,7 +19,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::body::SdkBody;
-use tower::ServiceExt;
+use tower_service::Service;
 
 use super::SimService;
 
@@ -30,12 +30,16 @@ struct InProcess {
 
 impl HttpConnector for InProcess {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let front = self.front.clone();
+        let mut front = self.front.clone();
         HttpConnectorFuture::new(async move {
             let request = request
                 .try_into_http1x()
                 .map_err(|e| ConnectorError::other(e.into(), None))?;
-            let Ok(response) = front.oneshot(request).await;
+            let Ok(()) = std::future::poll_fn(|cx| {
+                Service::<http::Request<SdkBody>>::poll_ready(&mut front, cx)
+            })
+            .await;
+            let Ok(response) = front.call(request).await;
             HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
                 .map_err(|e| ConnectorError::other(e.into(), None))
         })
