@@ -56,8 +56,13 @@ pub(crate) struct Lease {
     next_ask: Option<Instant>,
     /// An ask is on its way.
     asking: bool,
-    /// Last use by a call (none yet: nothing is leased ahead for a key never used); unused
-    /// balance older than the ttl goes back.
+    /// Used by a call since the refill task last looked. Calls set only this flag: the times
+    /// the lease keeps are all the store's own (the refill task's), never a caller's `now`,
+    /// so a caller whose instants run ahead or behind cannot make its lease look idle or
+    /// forever busy.
+    used: bool,
+    /// When the refill task last saw the lease used (none yet: nothing is leased ahead for a
+    /// key never used); unused balance older than the ttl goes back.
     last_used: Option<Instant>,
 }
 
@@ -70,6 +75,7 @@ impl Lease {
             granted: Vec::new(),
             next_ask: None,
             asking: false,
+            used: false,
             last_used: None,
         }
     }
@@ -103,6 +109,7 @@ impl Lease {
     /// within the server bucket's capacity, and without leasing each call is one take.
     fn want(&self, sizes: &Sizes, now: Instant) -> Option<Amount> {
         let active = self.waiting()
+            || self.used
             || self
                 .last_used
                 .is_some_and(|t| now.saturating_duration_since(t) < sizes.ttl);
@@ -190,17 +197,11 @@ impl Leases {
 
     /// Admits `cost` from lease `i` now if nothing waits before it and the balance covers it.
     #[inline]
-    pub(crate) fn try_admit(
-        &mut self,
-        i: usize,
-        cost: Cost,
-        priority: Priority,
-        now: Instant,
-    ) -> bool {
+    pub(crate) fn try_admit(&mut self, i: usize, cost: Cost, priority: Priority) -> bool {
         let lane = lane(priority);
         let sizes = self.sizes;
         let l = &mut self.leases[i];
-        l.last_used = Some(now);
+        l.used = true;
         let ahead = !l.queue[0].is_empty() || (lane == 1 && !l.queue[1].is_empty());
         let need = amount(cost);
         if ahead || !l.covers(&sizes, need, lane) {
@@ -223,7 +224,6 @@ impl Leases {
         i: usize,
         cost: Cost,
         priority: Priority,
-        now: Instant,
     ) -> Result<u64, Full> {
         let lane = lane(priority);
         let max = self.sizes.max_queue as usize;
@@ -231,7 +231,7 @@ impl Leases {
         if l.queue[lane].len() >= max {
             return Err(Full::Queue);
         }
-        l.last_used = Some(now);
+        l.used = true;
         self.seq += 1;
         let need = amount(cost);
         l.queue[lane].push_back(Waiter {
@@ -351,6 +351,9 @@ impl Leases {
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         for (i, l) in self.leases.iter_mut().enumerate() {
+            if std::mem::take(&mut l.used) {
+                l.last_used = Some(now);
+            }
             if l.asking {
                 continue;
             }
@@ -458,17 +461,17 @@ mod tests {
     fn admits_from_the_balance_and_refills_when_low() {
         let t0 = Instant::now();
         let mut l = Leases::new(sizes(100), 1);
-        assert!(!l.try_admit(0, Cost::new(1, 10), Priority::Interactive, t0));
+        assert!(!l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
         let mut steps = Vec::new();
         l.plan(t0, &mut steps);
         assert_eq!(steps, vec![(0, Step::Take([10, 100]))]);
         l.granted(0, [10, 100], false, t0);
         for _ in 0..5 {
-            assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive, t0));
+            assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
         }
         assert_eq!(l.balance(0), [5, 50]);
         assert!(!l.low(0, t0));
-        assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive, t0));
+        assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
         assert!(l.low(0, t0), "below half a lease");
         steps.clear();
         l.plan(t0, &mut steps);
@@ -479,12 +482,12 @@ mod tests {
     fn waiters_are_admitted_in_order_interactive_first() {
         let t0 = Instant::now();
         let mut l = Leases::new(sizes(0), 1);
-        let b = l.enqueue(0, Cost::new(1, 30), Priority::Batch, t0).unwrap();
+        let b = l.enqueue(0, Cost::new(1, 30), Priority::Batch).unwrap();
         let i1 = l
-            .enqueue(0, Cost::new(1, 30), Priority::Interactive, t0)
+            .enqueue(0, Cost::new(1, 30), Priority::Interactive)
             .unwrap();
         let i2 = l
-            .enqueue(0, Cost::new(1, 30), Priority::Interactive, t0)
+            .enqueue(0, Cost::new(1, 30), Priority::Interactive)
             .unwrap();
         let mut steps = Vec::new();
         l.plan(t0, &mut steps);
@@ -498,14 +501,13 @@ mod tests {
         assert_eq!(l.stand(0, i2), Some(Stand::Admitted(t0)));
         assert_eq!(l.stand(0, b), Some(Stand::Waiting));
         // A new interactive call does not jump the queue... there is none left; batch waits.
-        assert!(!l.try_admit(0, Cost::new(1, 1), Priority::Batch, t0));
+        assert!(!l.try_admit(0, Cost::new(1, 1), Priority::Batch));
         // Cancelling an admitted ticket gives its budget back, which admits the batch call.
         assert!(l.remove(0, i2, Cost::new(1, 30), t0));
         assert_eq!(l.stand(0, b), Some(Stand::Admitted(t0)));
         assert_eq!(l.balance(0), [0, 0]);
         assert_eq!(
-            l.enqueue(0, Cost::new(1, 1), Priority::Batch, t0)
-                .map(|_| ()),
+            l.enqueue(0, Cost::new(1, 1), Priority::Batch).map(|_| ()),
             Ok(())
         );
     }
@@ -515,21 +517,29 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Leases::new(sizes(100), 1);
         for _ in 0..4 {
-            l.enqueue(0, Cost::new(1, 500), Priority::Interactive, t0)
+            l.enqueue(0, Cost::new(1, 500), Priority::Interactive)
                 .unwrap();
         }
         assert_eq!(
-            l.enqueue(0, Cost::new(1, 500), Priority::Interactive, t0),
+            l.enqueue(0, Cost::new(1, 500), Priority::Interactive),
             Err(Full::Queue)
         );
         let mut l = Leases::new(sizes(100), 1);
         l.granted(0, [10, 100], true, t0);
-        assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive, t0));
+        assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
         let mut steps = Vec::new();
-        let next = l.plan(t0 + Duration::from_millis(10), &mut steps);
+        // The refill task sees the use at t0 + 10 ms: idle time counts from there, on the
+        // store's clock (the caller's instants never enter the lease's times).
+        let seen = t0 + Duration::from_millis(10);
+        let next = l.plan(seen, &mut steps);
         assert!(steps.is_empty());
-        assert_eq!(next, Some(t0 + Duration::from_secs(1)));
-        l.plan(t0 + Duration::from_secs(1), &mut steps);
+        assert_eq!(next, Some(seen + Duration::from_secs(1)));
+        l.plan(
+            seen + Duration::from_secs(1) - Duration::from_millis(1),
+            &mut steps,
+        );
+        assert!(steps.is_empty(), "not idle for the ttl yet");
+        l.plan(seen + Duration::from_secs(1), &mut steps);
         assert_eq!(
             steps,
             vec![(
@@ -548,7 +558,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Leases::new(sizes(100), 1);
         l.granted(0, [10, 100], false, t0);
-        assert!(l.try_admit(0, Cost::new(1, 100), Priority::Interactive, t0));
+        assert!(l.try_admit(0, Cost::new(1, 100), Priority::Interactive));
         l.adjust(0, [0, -50], t0);
         assert_eq!(l.balance(0), [9, -50]);
         let mut steps = Vec::new();

@@ -1034,7 +1034,7 @@ impl Slot for RedisSlot {
         let mode = s.common.mode();
         let epoch = s.common.epoch.load(Ordering::Acquire);
         let mut leases = lock(&s.leases);
-        if leases.try_admit(i, ask.cost, ask.priority, now) {
+        if leases.try_admit(i, ask.cost, ask.priority) {
             let low = leases.low(i, now);
             drop(leases);
             if low {
@@ -1064,7 +1064,7 @@ impl Slot for RedisSlot {
             });
         }
         let seq = leases
-            .enqueue(i, ask.cost, ask.priority, now)
+            .enqueue(i, ask.cost, ask.priority)
             .map_err(|_| Rejected {
                 retry_in: Some(est),
                 reason: RejectReason::QueueFull,
