@@ -56,6 +56,8 @@ mod outcome;
 pub mod retry;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "smithy")]
+pub mod smithy;
 pub mod stack;
 
 pub use crate::admission::{AdmissionLayer, Cost, Limit, Quota, Rejected, Usage};

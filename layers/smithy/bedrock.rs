@@ -1,0 +1,280 @@
+//! Amazon Bedrock Runtime (`aws-sdk-bedrockruntime`): costs from `Converse`, `ConverseStream`
+//! and `InvokeModel` inputs, usage from their outputs, model fallback by rewriting the model id
+//! in the request path.
+
+use std::sync::Arc;
+
+use aws_sdk_bedrockruntime::operation::converse::{ConverseInput, ConverseOutput};
+use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamInput;
+use aws_sdk_bedrockruntime::operation::invoke_model::{InvokeModelInput, InvokeModelOutput};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, InferenceConfiguration, Message, SystemContentBlock, ToolResultContentBlock,
+};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{Input, Output};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_types::config_bag::ConfigBag;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::call::Prepared;
+use super::interceptor::Shape;
+use super::{Estimation, SdkHeadroom};
+use crate::admission::{LlmEstimator, LlmInput, QuotaStore};
+use crate::error::ConfigError;
+
+/// Characters a Smithy label keeps as they are (RFC 3986 unreserved).
+const LABEL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+#[derive(Debug)]
+pub(crate) struct Bedrock;
+
+impl Shape for Bedrock {
+    fn prepare(&self, input: &mut Input, estimation: &Estimation) -> Option<Prepared> {
+        let (model, llm, stream) = if let Some(input) = input.downcast_ref::<ConverseInput>() {
+            let llm = converse_input(
+                input.messages(),
+                input.system(),
+                input.inference_config(),
+                estimation,
+            );
+            (input.model_id()?, llm, false)
+        } else if let Some(input) = input.downcast_ref::<ConverseStreamInput>() {
+            let llm = converse_input(
+                input.messages(),
+                input.system(),
+                input.inference_config(),
+                estimation,
+            );
+            (input.model_id()?, llm, true)
+        } else if let Some(input) = input.downcast_ref::<InvokeModelInput>() {
+            let body = input.body().map(|b| b.as_ref()).unwrap_or_default();
+            (input.model_id()?, invoke_input(body, estimation), false)
+        } else {
+            return None;
+        };
+        let estimator = LlmEstimator::new(|input: &LlmInput| *input)
+            .chars_per_token(estimation.chars_per_token)
+            .output_multiplier(estimation.output_multiplier);
+        Some(Prepared {
+            key: Arc::from(model),
+            cost: estimator.cost(llm),
+            stream,
+            asked_usage: false,
+        })
+    }
+
+    fn region(&self, cfg: &ConfigBag) -> Option<Arc<str>> {
+        cfg.load::<aws_sdk_bedrockruntime::config::Region>()
+            .map(|region| Arc::from(region.as_ref()))
+    }
+
+    fn retarget(&self, request: &mut HttpRequest, key: &str) -> Result<(), BoxError> {
+        let uri = request.uri();
+        let (path_start, rest) = match uri.find("/model/") {
+            Some(i) => (i + "/model/".len(), &uri[i + "/model/".len()..]),
+            None => return Err("not a Bedrock model request: no /model/ in the path".into()),
+        };
+        let end = rest.find('/').ok_or("no operation after the model id")?;
+        let encoded = utf8_percent_encode(key, LABEL).to_string();
+        let rewritten = format!(
+            "{}{}{}",
+            &uri[..path_start],
+            encoded,
+            &uri[path_start + end..]
+        );
+        request
+            .set_uri(rewritten)
+            .map_err(|e| -> BoxError { Box::new(e) })
+    }
+
+    fn usage(
+        &self,
+        output: &Output,
+        response: Option<&HttpResponse>,
+        estimation: &Estimation,
+    ) -> Option<u64> {
+        let tokens = |input: u64, output: u64| {
+            input.saturating_add(output.saturating_mul(estimation.output_multiplier))
+        };
+        if let Some(output) = output.downcast_ref::<ConverseOutput>() {
+            let usage = output.usage()?;
+            let count = |n: i32| u64::try_from(n).ok();
+            return Some(tokens(
+                count(usage.input_tokens())?,
+                count(usage.output_tokens())?,
+            ));
+        }
+        if let Some(output) = output.downcast_ref::<InvokeModelOutput>() {
+            // Bedrock reports the counts in headers for every model; Anthropic bodies too.
+            let header = |name: &str| {
+                response?
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            if let (Some(input), Some(out)) = (
+                header("x-amzn-bedrock-input-token-count"),
+                header("x-amzn-bedrock-output-token-count"),
+            ) {
+                return Some(tokens(input, out));
+            }
+            let body: serde_json::Value = serde_json::from_slice(output.body().as_ref()).ok()?;
+            let usage = body.get("usage")?;
+            return Some(tokens(
+                usage.get("input_tokens")?.as_u64()?,
+                usage.get("output_tokens")?.as_u64()?,
+            ));
+        }
+        None
+    }
+}
+
+/// The characters of a Converse request's text, and its `maxTokens`.
+fn converse_input(
+    messages: &[Message],
+    system: &[SystemContentBlock],
+    config: Option<&InferenceConfiguration>,
+    estimation: &Estimation,
+) -> LlmInput {
+    let chars = |s: &str| s.chars().count() as u64;
+    let mut input_chars = 0u64;
+    for message in messages {
+        for block in message.content() {
+            input_chars += match block {
+                ContentBlock::Text(text) => chars(text),
+                ContentBlock::ToolResult(result) => result
+                    .content()
+                    .iter()
+                    .map(|c| match c {
+                        ToolResultContentBlock::Text(text) => chars(text),
+                        _ => 0,
+                    })
+                    .sum(),
+                _ => 0,
+            };
+        }
+    }
+    for block in system {
+        if let SystemContentBlock::Text(text) = block {
+            input_chars += chars(text);
+        }
+    }
+    let max_tokens = config
+        .and_then(|c| c.max_tokens())
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(estimation.default_max_tokens);
+    LlmInput {
+        input_chars,
+        max_tokens,
+    }
+}
+
+/// The characters of an `InvokeModel` JSON body's text (every string under `messages`,
+/// `system`, `prompt` or `inputText`) and its output cap (`max_tokens`, `maxTokens`,
+/// `max_tokens_to_sample`, `max_gen_len`, `textGenerationConfig.maxTokenCount`).
+fn invoke_input(body: &[u8], estimation: &Estimation) -> LlmInput {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        // Not JSON: count the bytes, reserve the default output.
+        return LlmInput {
+            input_chars: body.len() as u64,
+            max_tokens: estimation.default_max_tokens,
+        };
+    };
+    fn text_chars(value: &serde_json::Value) -> u64 {
+        match value {
+            serde_json::Value::String(s) => s.chars().count() as u64,
+            serde_json::Value::Array(items) => items.iter().map(text_chars).sum(),
+            serde_json::Value::Object(map) => map.values().map(text_chars).sum(),
+            _ => 0,
+        }
+    }
+    let input_chars = ["messages", "system", "prompt", "inputText"]
+        .iter()
+        .filter_map(|key| value.get(key))
+        .map(text_chars)
+        .sum();
+    let max_tokens = ["max_tokens", "maxTokens", "max_tokens_to_sample", "max_gen_len"]
+        .iter()
+        .find_map(|key| value.get(key).and_then(|v| v.as_u64()))
+        .or_else(|| {
+            value
+                .get("textGenerationConfig")
+                .and_then(|c| c.get("maxTokenCount"))
+                .and_then(|v| v.as_u64())
+        })
+        .unwrap_or(estimation.default_max_tokens);
+    LlmInput {
+        input_chars,
+        max_tokens,
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
+    /// Installs the interceptor, the retry classifier, the HTTP client wrapper (around the
+    /// builder's HTTP client) and the paired [`RetryConfig`](aws_smithy_types::retry::RetryConfig)
+    /// on a Bedrock Runtime config builder.
+    ///
+    /// Fails with a [`ConfigError`] naming `http_client` when the builder has none to wrap:
+    /// build it from an `SdkConfig` (which carries one) or set one first.
+    pub fn configure_bedrock(
+        &self,
+        builder: aws_sdk_bedrockruntime::config::Builder,
+    ) -> Result<aws_sdk_bedrockruntime::config::Builder, ConfigError> {
+        let config = builder.build();
+        let inner = config.http_client().ok_or_else(super::no_http_client)?;
+        Ok(config
+            .to_builder()
+            .http_client(self.http_client(inner))
+            .interceptor(self.interceptor_with(Arc::new(Bedrock)))
+            .retry_classifier(self.retry_classifier())
+            .retry_config(self.sdk_retry_config()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_types::body::SdkBody;
+
+    fn estimation() -> Estimation {
+        Estimation {
+            chars_per_token: 4,
+            output_multiplier: 1,
+            default_max_tokens: 1000,
+        }
+    }
+
+    #[test]
+    fn retarget_rewrites_only_the_model_segment() {
+        let mut request = HttpRequest::new(SdkBody::empty());
+        request
+            .set_uri("https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-sonnet-20240229-v1%3A0/converse?x=1")
+            .unwrap();
+        Bedrock
+            .retarget(&mut request, "us.anthropic.claude-3-haiku-20240307-v1:0")
+            .unwrap();
+        assert_eq!(
+            request.uri(),
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.anthropic.claude-3-haiku-20240307-v1%3A0/converse?x=1"
+        );
+        let mut other = HttpRequest::new(SdkBody::empty());
+        other.set_uri("https://example.com/other").unwrap();
+        assert!(Bedrock.retarget(&mut other, "m").is_err());
+    }
+
+    #[test]
+    fn invoke_bodies_count_text_and_the_output_cap() {
+        let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":300,
+            "system":"abcd","messages":[{"role":"user","content":[{"type":"text","text":"12345678"}]}]}"#;
+        let input = invoke_input(body, &estimation());
+        // "abcd" + "user" + "text" + "12345678": every string under messages and system.
+        assert_eq!(input.input_chars, 20);
+        assert_eq!(input.max_tokens, 300);
+        let garbage = invoke_input(b"\xff\xfe", &estimation());
+        assert_eq!(garbage.max_tokens, 1000);
+    }
+}

@@ -1,0 +1,470 @@
+//! One SDK operation's progress through its attempts: the synchronous core that the
+//! interceptor and the HTTP client drive, with the time passed in.
+//!
+//! The interceptor starts the call from its typed input ([`Shared::start`]), opens each attempt
+//! before signing ([`Shared::begin_attempt`]: which target, with which breaker permit), and ends
+//! it after the SDK has the attempt's result ([`Shared::end_attempt`]: settle, record, fall back
+//! or retry). Between the two the HTTP client admits the attempt against the quota
+//! ([`Shared::admit`]). The state lives behind one mutex shared through the operation's config
+//! bag and the request's extensions; nothing holds the lock across an await.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use tokio::time::Instant;
+
+use super::{Decision, Shared};
+use crate::admission::{Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage};
+use crate::breaker::{BreakerPermit, CircuitOpen};
+use crate::fallback::{After, Choice, NoTargetAvailable, Plan};
+use crate::observe::{Labels, keys, names};
+use crate::retry::{RetryState, StopReason};
+use crate::{BoxError, Outcome, OutcomeKind};
+
+/// What the interceptor read from a call's typed input.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    /// The call's own key: the model id in the request, or the table.
+    pub(crate) key: Arc<str>,
+    /// The estimated cost.
+    pub(crate) cost: Cost,
+    /// The response is an event stream, settled from its own usage event.
+    pub(crate) stream: bool,
+    /// The interceptor asked for usage the caller did not (DynamoDB `ReturnConsumedCapacity`),
+    /// so the output's copy is removed before the caller sees it.
+    pub(crate) asked_usage: bool,
+}
+
+type SlotOf<S> = <S as StoreSlot>::Slot;
+
+/// One operation's state.
+pub(crate) struct Call<S: StoreSlot> {
+    pub(crate) prepared: Prepared,
+    region: Option<Arc<str>>,
+    /// The route's plan, when the call's key is the route's first target (it may fall back).
+    plan: Option<Plan>,
+    retry: RetryState,
+    attempt: Option<Attempt<SlotOf<S>>>,
+}
+
+/// The attempt in flight.
+pub(crate) struct Attempt<T: crate::admission::Slot> {
+    /// The route index of the target, `None` for the call's own key.
+    target: Option<usize>,
+    pub(crate) key: Arc<str>,
+    pub(crate) labels: Labels,
+    started: Instant,
+    permit: Option<BreakerPermit>,
+    pub(crate) reservation: Option<Reservation<T>>,
+    /// No target may be called: the HTTP client fails the attempt with this, unsent.
+    blocked: Option<Blocked>,
+}
+
+/// Why an attempt is failed before it is sent.
+#[derive(Clone, Debug)]
+pub(crate) enum Blocked {
+    NoTarget(NoTargetAvailable),
+    Open(CircuitOpen),
+}
+
+impl Blocked {
+    pub(crate) fn into_error(self) -> BoxError {
+        match self {
+            Blocked::NoTarget(e) => Box::new(e),
+            Blocked::Open(e) => Box::new(e),
+        }
+    }
+}
+
+/// The handle to a call, in the config bag and in each attempt's request extensions.
+pub(crate) struct CallHandle<S: StoreSlot>(pub(crate) Arc<Mutex<Call<S>>>);
+
+impl<S: StoreSlot> Clone for CallHandle<S> {
+    fn clone(&self) -> Self {
+        CallHandle(Arc::clone(&self.0))
+    }
+}
+
+impl<S: StoreSlot> fmt::Debug for CallHandle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallHandle")
+    }
+}
+
+impl<S: StoreSlot + Send + Sync + 'static> Storable for CallHandle<S> {
+    type Storer = StoreReplace<Self>;
+}
+
+impl<S: StoreSlot> CallHandle<S> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Call<S>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the interceptor does to the request of a new attempt.
+pub(crate) enum Retarget {
+    /// Leave the request as it is.
+    Keep,
+    /// Point it at this key (a fallback target's model id).
+    To(Arc<str>),
+}
+
+impl<S: QuotaStore<Arc<str>>> Shared<S> {
+    /// Starts a call.
+    pub(crate) fn start(
+        &self,
+        prepared: Prepared,
+        region: Option<Arc<str>>,
+        now: Instant,
+    ) -> CallHandle<S> {
+        let plan = self
+            .route
+            .as_ref()
+            .filter(|route| route.targets().first().map(|t| t.key()) == Some(&prepared.key))
+            .map(|route| route.plan());
+        CallHandle(Arc::new(Mutex::new(Call {
+            prepared,
+            region,
+            plan,
+            retry: self.retry.start(now),
+            attempt: None,
+        })))
+    }
+
+    /// Opens an attempt: chooses its target (and takes the target's breaker permit).
+    pub(crate) fn begin_attempt(&self, call: &mut Call<S>, now: Instant) -> Retarget {
+        if let Some(stale) = call.attempt.take() {
+            // The previous attempt never ended (the SDK timed it out): it counts as a timeout.
+            self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, now);
+        }
+        let cost = call.prepared.cost;
+        let (attempt, retarget) = match (&self.route, call.plan.as_mut()) {
+            (Some(route), Some(plan)) => {
+                let headroom = CallHeadroom {
+                    shared: self,
+                    cost,
+                };
+                match route.choose(plan, now, &headroom, |index| {
+                    match &self.target_breakers[index] {
+                        Some(breaker) => breaker
+                            .acquire(now)
+                            .map(Some)
+                            .map_err(|open| open.retry_in),
+                        None => Ok(None),
+                    }
+                }) {
+                    Choice::Call { target, permit, .. } => {
+                        let t = &route.targets()[target];
+                        let retarget = if t.key() == &call.prepared.key {
+                            Retarget::Keep
+                        } else {
+                            Retarget::To(Arc::clone(t.key()))
+                        };
+                        let labels = with_region(t.labels().clone(), &call.region);
+                        (
+                            Attempt::new(Some(target), Arc::clone(t.key()), labels, now, permit),
+                            retarget,
+                        )
+                    }
+                    Choice::Exhausted { retry_in, cause } => {
+                        let key = Arc::clone(&call.prepared.key);
+                        let labels = with_region(Labels::target(Arc::clone(&key)), &call.region);
+                        let mut attempt = Attempt::new(None, key, labels, now, None);
+                        attempt.blocked =
+                            Some(Blocked::NoTarget(NoTargetAvailable { retry_in, cause }));
+                        (attempt, Retarget::Keep)
+                    }
+                }
+            }
+            _ => {
+                let key = Arc::clone(&call.prepared.key);
+                let labels = with_region(Labels::target(Arc::clone(&key)), &call.region);
+                let mut attempt = Attempt::new(None, key, labels, now, None);
+                if let Some(registry) = &self.other_breakers {
+                    match registry.get(&attempt.key, now).acquire(now) {
+                        Ok(permit) => attempt.permit = Some(permit),
+                        Err(open) => {
+                            attempt.blocked = Some(Blocked::Open(CircuitOpen::new(
+                                open.retry_in,
+                                attempt.labels.clone(),
+                            )))
+                        }
+                    }
+                }
+                (attempt, Retarget::Keep)
+            }
+        };
+        call.attempt = Some(attempt);
+        retarget
+    }
+
+    /// What the HTTP client must do before sending: fail (blocked), or reserve on this key.
+    pub(crate) fn admission(&self, call: &Call<S>) -> Result<Option<(Arc<str>, Ask)>, Blocked> {
+        let Some(attempt) = &call.attempt else {
+            return Ok(None);
+        };
+        if let Some(blocked) = &attempt.blocked {
+            return Err(blocked.clone());
+        }
+        if self.quota.is_none() {
+            return Ok(None);
+        }
+        let mut ask = Ask::new(call.prepared.cost)
+            .priority(self.priority)
+            .max_wait(self.max_wait);
+        if let Some(tenant) = self.tenant {
+            ask = ask.tenant(tenant);
+        }
+        Ok(Some((Arc::clone(&attempt.key), ask)))
+    }
+
+    /// Reserves `ask` on `key` and waits for the grant (bounded by the ask's `max_wait`).
+    pub(crate) async fn admit(
+        &self,
+        key: &Arc<str>,
+        ask: Ask,
+        labels: &Labels,
+    ) -> Result<Reservation<SlotOf<S>>, Rejected> {
+        let quota = self.quota.as_ref().expect("admission only asks with a quota");
+        let started = Instant::now();
+        let result = quota.acquire(key, ask).await;
+        match &result {
+            Ok(_) => {
+                let waited = Instant::now().saturating_duration_since(started);
+                if !waited.is_zero() {
+                    histogram(names::ADMISSION_WAIT, labels, &[], waited.as_secs_f64());
+                }
+            }
+            Err(rejected) => {
+                count(names::ADMISSION_REJECTED, labels, &[]);
+                tracing::debug!(
+                    target: "tower_headroom::smithy",
+                    labels = %labels,
+                    reason = rejected.reason.as_str(),
+                    wait_ms = rejected.retry_in.map(|d| d.as_millis() as u64),
+                    "admission rejected an SDK attempt"
+                );
+            }
+        }
+        result
+    }
+
+    /// Ends the attempt with its outcome and (on success) the units it spent, and decides what
+    /// the SDK does next.
+    pub(crate) fn end_attempt(
+        &self,
+        call: &mut Call<S>,
+        outcome: &Outcome,
+        units: Option<u64>,
+        now: Instant,
+    ) -> Decision {
+        let Some(attempt) = call.attempt.take() else {
+            // No attempt was opened (an interceptor failed first): decide on the outcome alone.
+            return self.retry_or_stop(call, outcome, None, now);
+        };
+        let (target, labels, blocked) = (attempt.target, attempt.labels.clone(), attempt.blocked.is_some());
+        self.finish_attempt(attempt, outcome, units, now);
+        if outcome.is_success() {
+            if call.plan.is_some() {
+                let degraded = target != Some(0);
+                count(
+                    names::FALLBACK,
+                    &labels,
+                    &[(keys::DEGRADED, if degraded { "true" } else { "false" })],
+                );
+                if degraded {
+                    tracing::debug!(
+                        target: "tower_headroom::smithy",
+                        labels = %labels,
+                        "served by a fallback target"
+                    );
+                }
+            }
+            return Decision::Done;
+        }
+        if let (Some(route), Some(plan), Some(index), false) =
+            (&self.route, call.plan.as_mut(), target, blocked)
+        {
+            if route.after(plan, index, *outcome) == After::Move {
+                tracing::debug!(
+                    target: "tower_headroom::smithy",
+                    labels = %labels,
+                    class = outcome.kind.as_str(),
+                    "moving to the next fallback target"
+                );
+                return Decision::Retry(outcome.kind, Duration::ZERO);
+            }
+        }
+        self.retry_or_stop(call, outcome, Some(&labels), now)
+    }
+
+    fn retry_or_stop(
+        &self,
+        call: &mut Call<S>,
+        outcome: &Outcome,
+        labels: Option<&Labels>,
+        now: Instant,
+    ) -> Decision {
+        let none = Labels::none();
+        let labels = labels.unwrap_or(&none);
+        match self.retry.decide(&mut call.retry, outcome, now) {
+            crate::retry::Decision::Retry(delay) => {
+                if let (Some(route), Some(plan)) = (&self.route, call.plan.as_mut()) {
+                    // A retry starts over from the preferred target, as the Tower stack's does.
+                    *plan = route.plan();
+                }
+                count(names::RETRIES, labels, &[(keys::CLASS, outcome.kind.as_str())]);
+                histogram(
+                    names::RETRY_WAIT,
+                    labels,
+                    &[(keys::CLASS, outcome.kind.as_str())],
+                    delay.as_secs_f64(),
+                );
+                tracing::debug!(
+                    target: "tower_headroom::smithy",
+                    labels = %labels,
+                    class = outcome.kind.as_str(),
+                    attempt = call.retry.attempts(),
+                    wait_ms = delay.as_millis() as u64,
+                    "retrying"
+                );
+                Decision::Retry(outcome.kind, delay)
+            }
+            crate::retry::Decision::Stop(reason) => {
+                if reason != StopReason::NotRetryable {
+                    count(names::RETRIES_EXHAUSTED, labels, &[(keys::REASON, reason.as_str())]);
+                }
+                tracing::debug!(
+                    target: "tower_headroom::smithy",
+                    labels = %labels,
+                    class = outcome.kind.as_str(),
+                    attempts = call.retry.attempts(),
+                    reason = reason.as_str(),
+                    "not retrying"
+                );
+                Decision::Stop
+            }
+        }
+    }
+
+    /// Settles the attempt's reservation and records its breaker outcome.
+    fn finish_attempt(
+        &self,
+        mut attempt: Attempt<SlotOf<S>>,
+        outcome: &Outcome,
+        units: Option<u64>,
+        now: Instant,
+    ) {
+        count(
+            names::ATTEMPTS,
+            &attempt.labels,
+            &[(keys::CLASS, outcome.kind.as_str())],
+        );
+        if let Some(reservation) = attempt.reservation.take() {
+            let usage = match (outcome.is_success(), units) {
+                (true, Some(units)) => Usage::units(units),
+                _ => Usage::UNKNOWN,
+            };
+            if let Some(limit) = reservation.finish(outcome, usage, now) {
+                gauge(names::QUOTA_LIMIT, &attempt.labels, limit as f64);
+            }
+        }
+        if let Some(permit) = attempt.permit.take() {
+            permit.record(*outcome, now.saturating_duration_since(attempt.started), now);
+        }
+    }
+
+    /// Moves the attempt's reservation out, for a streamed response that settles itself.
+    pub(crate) fn take_reservation(call: &mut Call<S>) -> Option<Reservation<SlotOf<S>>> {
+        call.attempt.as_mut()?.reservation.take()
+    }
+
+    /// Stores the attempt's admitted reservation.
+    pub(crate) fn admitted(call: &mut Call<S>, reservation: Reservation<SlotOf<S>>) {
+        match call.attempt.as_mut() {
+            Some(attempt) => attempt.reservation = Some(reservation),
+            // The attempt was ended meanwhile (cannot happen in the orchestrator's order):
+            // dropping the reservation settles it at its estimate.
+            None => drop(reservation),
+        }
+    }
+
+    /// The labels of the attempt in flight.
+    pub(crate) fn attempt_labels(call: &Call<S>) -> Labels {
+        call.attempt
+            .as_ref()
+            .map_or_else(Labels::none, |a| a.labels.clone())
+    }
+
+    /// Ends the call: an attempt still open (the operation was cut short) is given up.
+    pub(crate) fn end_call(&self, call: &mut Call<S>, now: Instant) {
+        if let Some(mut attempt) = call.attempt.take() {
+            if let Some(reservation) = attempt.reservation.take() {
+                reservation.cancel(now);
+            }
+        }
+    }
+}
+
+impl<T: crate::admission::Slot> Attempt<T> {
+    fn new(
+        target: Option<usize>,
+        key: Arc<str>,
+        labels: Labels,
+        started: Instant,
+        permit: Option<BreakerPermit>,
+    ) -> Self {
+        Attempt {
+            target,
+            key,
+            labels,
+            started,
+            permit,
+            reservation: None,
+            blocked: None,
+        }
+    }
+}
+
+fn with_region(labels: Labels, region: &Option<Arc<str>>) -> Labels {
+    match region {
+        Some(region) if labels.region_name().is_none() => labels.region(Arc::clone(region)),
+        _ => labels,
+    }
+}
+
+/// The router's view of the quota for this call's cost (the Tower router only knows a typical
+/// cost; here the call's own estimate is at hand).
+struct CallHeadroom<'a, S> {
+    shared: &'a Shared<S>,
+    cost: Cost,
+}
+
+impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadroom<'_, S> {
+    fn admit_wait(&self, target: &Arc<str>, now: Instant) -> Option<Duration> {
+        match &self.shared.quota {
+            Some(quota) => crate::admission::Headroom::admit_wait(quota, target, self.cost, now),
+            None => Some(Duration::ZERO),
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+fn count(name: &'static str, labels: &Labels, extra: &[(&'static str, &'static str)]) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(name, labels.metric_labels(extra)).increment(1);
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+fn histogram(name: &'static str, labels: &Labels, extra: &[(&'static str, &'static str)], v: f64) {
+    #[cfg(feature = "metrics")]
+    metrics::histogram!(name, labels.metric_labels(extra)).record(v);
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+fn gauge(name: &'static str, labels: &Labels, v: f64) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(name, labels.metric_labels(&[])).set(v);
+}

@@ -1,0 +1,209 @@
+//! An attempt's [`Outcome`], read from the orchestrator's [`InterceptorContext`]: the modeled
+//! error code and message, the HTTP status and headers, and transport errors.
+
+use std::error::Error;
+use std::time::SystemTime;
+
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_types::retry::ErrorKind;
+
+use crate::classify::{aws, classify_error_with, classify_status, retry_after};
+use crate::{Outcome, OutcomeKind, ThrottleScope};
+
+/// The outcome of the attempt `ctx` holds; `None` while it holds no result.
+///
+/// A response that failed is read on the wire, so one table serves every service and protocol:
+/// the error code from `x-amzn-errortype` (restJson1) or the body's `__type` / `code`
+/// (awsJson), the message from the body's `message` / `Message`, then
+/// [`aws::classify_with_status`], with `Retry-After` and its relatives from the headers. A
+/// failure without a response walks the error's `source()` chain: this crate's own errors
+/// first (a shed call, an open circuit), then the SDK's connector and timeout errors, then
+/// I/O errors.
+pub fn classify_context(ctx: &InterceptorContext) -> Option<Outcome> {
+    let error = match ctx.output_or_error()? {
+        Ok(_) => return Some(Outcome::SUCCESS),
+        Err(error) => error,
+    };
+    if error.is_operation_error() || error.is_response_error() {
+        if let Some(response) = ctx.response() {
+            if response.status().as_u16() >= 400 {
+                return Some(classify_response(response, SystemTime::now()));
+            }
+        }
+    }
+    if error.is_timeout_error() {
+        return Some(Outcome::new(OutcomeKind::Timeout));
+    }
+    if error.is_response_error() {
+        // The response could not be read or parsed: worth another attempt.
+        return Some(Outcome::new(OutcomeKind::Transient));
+    }
+    Some(classify_error_with(error, connector_error))
+}
+
+/// Classifies a failed HTTP response (status 400 or more) by code, message, status and headers.
+pub fn classify_response(response: &HttpResponse, now: SystemTime) -> Outcome {
+    let status = response.status().as_u16();
+    let body = response.body().bytes().and_then(error_fields);
+    let header_code = response.headers().get("x-amzn-errortype");
+    let code = header_code.or(body.as_ref().and_then(|b| b.code.as_deref()));
+    let message = body.as_ref().and_then(|b| b.message.as_deref());
+    let kind = match code {
+        Some(code) => aws::classify_with_status(code, message, status),
+        None => match classify_status(status) {
+            OutcomeKind::Fatal if message.is_some_and(aws::says_overloaded) => {
+                OutcomeKind::Overloaded
+            }
+            kind => kind,
+        },
+    };
+    if !kind.is_retryable() {
+        return Outcome::new(kind);
+    }
+    let known_scope = match kind {
+        OutcomeKind::Throttled(scope) => Some(scope),
+        _ => None,
+    };
+    let hints = retry_after::from_headers(&retry_headers(response), known_scope, now);
+    let kind = match (kind, hints.scope) {
+        (OutcomeKind::Throttled(_), Some(scope)) => OutcomeKind::Throttled(scope),
+        (kind, _) => kind,
+    };
+    Outcome::new(kind).with_retry_after_opt(hints.delay)
+}
+
+/// The SDK's connector errors: timeouts, I/O, the user's own, and "other" with a retry kind.
+fn connector_error(link: &(dyn Error + 'static)) -> Option<Outcome> {
+    let error = link.downcast_ref::<ConnectorError>()?;
+    let kind = if error.is_timeout() {
+        OutcomeKind::Timeout
+    } else if error.is_io() {
+        OutcomeKind::Transient
+    } else if error.is_user() {
+        OutcomeKind::Fatal
+    } else {
+        match error.as_other() {
+            Some(ErrorKind::ThrottlingError) => OutcomeKind::Throttled(ThrottleScope::Unknown),
+            Some(ErrorKind::TransientError) => OutcomeKind::Transient,
+            Some(ErrorKind::ServerError) => OutcomeKind::Unavailable,
+            // Our own fail-fast errors are found below this link by the caller's rules.
+            _ => return None,
+        }
+    };
+    Some(Outcome::new(kind))
+}
+
+/// The code and message of an AWS JSON error body (restJson1 or awsJson).
+struct ErrorFields {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+fn error_fields(body: &[u8]) -> Option<ErrorFields> {
+    // A body that is not a JSON object (XML, HTML from a proxy, nothing) has no fields.
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    Some(ErrorFields {
+        code: text("__type").or_else(|| text("code")),
+        message: text("message").or_else(|| text("Message")),
+    })
+}
+
+/// The response's headers that may carry a retry delay, as an `http::HeaderMap`.
+fn retry_headers(response: &HttpResponse) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in response.headers().iter() {
+        let lower = name.to_ascii_lowercase();
+        if !(lower.contains("retry") || lower.contains("ratelimit")) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(lower.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// The SDK's retry kind for an outcome class.
+pub(crate) fn error_kind(kind: OutcomeKind) -> ErrorKind {
+    match kind {
+        OutcomeKind::Throttled(_) => ErrorKind::ThrottlingError,
+        OutcomeKind::Timeout | OutcomeKind::Transient => ErrorKind::TransientError,
+        OutcomeKind::Overloaded | OutcomeKind::Unavailable => ErrorKind::ServerError,
+        _ => ErrorKind::ClientError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use std::time::Duration;
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        let mut res = HttpResponse::new(
+            StatusCode::try_from(status).unwrap(),
+            SdkBody::from(body.to_owned()),
+        );
+        for (k, v) in headers {
+            res.headers_mut().insert(k.to_string(), v.to_string());
+        }
+        res
+    }
+
+    #[test]
+    fn reads_the_code_from_the_header_or_the_body() {
+        let now = SystemTime::now();
+        let bedrock = response(
+            429,
+            &[("x-amzn-errortype", "ThrottlingException:http://internal")],
+            r#"{"message":"Too many tokens, please wait before trying again."}"#,
+        );
+        assert_eq!(
+            classify_response(&bedrock, now).kind,
+            OutcomeKind::Throttled(ThrottleScope::Tokens)
+        );
+        let dynamo = response(
+            400,
+            &[],
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"x"}"#,
+        );
+        assert_eq!(
+            classify_response(&dynamo, now).kind,
+            OutcomeKind::Throttled(ThrottleScope::Capacity)
+        );
+        let overloaded = response(
+            503,
+            &[("x-amzn-errortype", "ServiceUnavailableException")],
+            r#"{"Message":"Model is currently overloaded"}"#,
+        );
+        assert_eq!(
+            classify_response(&overloaded, now).kind,
+            OutcomeKind::Overloaded
+        );
+        let validation = response(400, &[], r#"{"__type":"ValidationException"}"#);
+        assert_eq!(
+            classify_response(&validation, now).kind,
+            OutcomeKind::Fatal
+        );
+    }
+
+    #[test]
+    fn honours_retry_after_and_survives_garbage() {
+        let now = SystemTime::now();
+        let throttled = response(429, &[("Retry-After", "7")], "<html>busy</html>");
+        let outcome = classify_response(&throttled, now);
+        assert_eq!(outcome.kind, OutcomeKind::Throttled(ThrottleScope::Unknown));
+        assert_eq!(outcome.retry_after, Some(Duration::from_secs(7)));
+        let garbage = response(500, &[("retry-after", "soon")], "\u{0}\u{1}{");
+        let outcome = classify_response(&garbage, now);
+        assert_eq!(outcome.kind, OutcomeKind::Transient);
+        assert_eq!(outcome.retry_after, None);
+    }
+}

@@ -1,0 +1,243 @@
+//! Amazon DynamoDB (`aws-sdk-dynamodb`): capacity units from typed items, usage from
+//! `ConsumedCapacity` (asked for when the caller did not ask, and removed from the output the
+//! caller sees), one quota key and breaker per table.
+//!
+//! Estimates follow DynamoDB's own rules: a write costs one WCU per started KB of the item, a
+//! strongly consistent read one RCU per 4 KB (reads and queries are estimated at one unit and
+//! settled from `ConsumedCapacity`). A `BatchWriteItem` is keyed by its first table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
+use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemInput, BatchWriteItemOutput};
+use aws_sdk_dynamodb::operation::delete_item::{DeleteItemInput, DeleteItemOutput};
+use aws_sdk_dynamodb::operation::get_item::{GetItemInput, GetItemOutput};
+use aws_sdk_dynamodb::operation::put_item::{PutItemInput, PutItemOutput};
+use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
+use aws_sdk_dynamodb::operation::scan::{ScanInput, ScanOutput};
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCapacity};
+use aws_smithy_runtime_api::client::interceptors::context::{Input, Output};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use super::call::Prepared;
+use super::interceptor::Shape;
+use super::{Estimation, SdkHeadroom};
+use crate::admission::{Cost, QuotaStore};
+use crate::error::ConfigError;
+
+#[derive(Debug)]
+pub(crate) struct DynamoDb;
+
+/// The size DynamoDB bills for an attribute value, in bytes.
+fn value_size(value: &AttributeValue) -> u64 {
+    match value {
+        AttributeValue::S(s) => s.len() as u64,
+        // Numbers: about one byte per two significant digits, plus one.
+        AttributeValue::N(n) => (n.len() as u64).div_ceil(2) + 1,
+        AttributeValue::B(b) => b.as_ref().len() as u64,
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Ss(items) => items.iter().map(|s| s.len() as u64).sum(),
+        AttributeValue::Ns(items) => items
+            .iter()
+            .map(|n| (n.len() as u64).div_ceil(2) + 1)
+            .sum(),
+        AttributeValue::Bs(items) => items.iter().map(|b| b.as_ref().len() as u64).sum(),
+        AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<u64>(),
+        AttributeValue::M(map) => 3 + item_size(map) + map.len() as u64,
+        _ => 1,
+    }
+}
+
+/// An item's size: attribute names plus values.
+pub(crate) fn item_size(item: &HashMap<String, AttributeValue>) -> u64 {
+    item.iter()
+        .map(|(name, value)| name.len() as u64 + value_size(value))
+        .sum()
+}
+
+/// Write capacity units for an item of `bytes`: one per started KB, at least one.
+fn write_units(bytes: u64) -> u64 {
+    bytes.div_ceil(1024).max(1)
+}
+
+/// Asks for `TOTAL` consumed capacity when the caller asked for none; says whether it asked.
+fn ask_usage(field: &mut Option<ReturnConsumedCapacity>) -> bool {
+    match field {
+        None | Some(ReturnConsumedCapacity::None) => {
+            *field = Some(ReturnConsumedCapacity::Total);
+            true
+        }
+        Some(_) => false,
+    }
+}
+
+fn prepared(table: Option<&str>, units: u64, asked_usage: bool) -> Option<Prepared> {
+    Some(Prepared {
+        key: Arc::from(table?),
+        cost: Cost::units(units),
+        stream: false,
+        asked_usage,
+    })
+}
+
+fn capacity(c: Option<&ConsumedCapacity>) -> Option<f64> {
+    c.and_then(|c| c.capacity_units())
+}
+
+impl Shape for DynamoDb {
+    fn prepare(&self, input: &mut Input, _estimation: &Estimation) -> Option<Prepared> {
+        if let Some(i) = input.downcast_mut::<PutItemInput>() {
+            let units = write_units(i.item.as_ref().map_or(0, item_size));
+            let asked = ask_usage(&mut i.return_consumed_capacity);
+            return prepared(i.table_name.as_deref(), units, asked);
+        }
+        if let Some(i) = input.downcast_mut::<UpdateItemInput>() {
+            let asked = ask_usage(&mut i.return_consumed_capacity);
+            return prepared(i.table_name.as_deref(), 1, asked);
+        }
+        if let Some(i) = input.downcast_mut::<DeleteItemInput>() {
+            let asked = ask_usage(&mut i.return_consumed_capacity);
+            return prepared(i.table_name.as_deref(), 1, asked);
+        }
+        if let Some(i) = input.downcast_mut::<GetItemInput>() {
+            let asked = ask_usage(&mut i.return_consumed_capacity);
+            return prepared(i.table_name.as_deref(), 1, asked);
+        }
+        if let Some(i) = input.downcast_mut::<QueryInput>() {
+            let asked = ask_usage(&mut i.return_consumed_capacity);
+            return prepared(i.table_name.as_deref(), 1, asked);
+        }
+        if let Some(i) = input.downcast_mut::<ScanInput>() {
+            let asked = ask_usage(&mut i.return_consumed_capacity);
+            return prepared(i.table_name.as_deref(), 1, asked);
+        }
+        if let Some(i) = input.downcast_mut::<BatchWriteItemInput>() {
+            let requests = i.request_items.as_ref()?;
+            let table = requests.keys().min()?.clone();
+            let units = requests
+                .values()
+                .flatten()
+                .map(|w| match w.put_request() {
+                    Some(put) => write_units(item_size(put.item())),
+                    None => 1,
+                })
+                .sum();
+            let asked = ask_usage(&mut i.return_consumed_capacity);
+            return prepared(Some(&table), units, asked);
+        }
+        if let Some(i) = input.downcast_mut::<BatchGetItemInput>() {
+            let requests = i.request_items.as_ref()?;
+            let table = requests.keys().min()?.clone();
+            let units = requests.values().map(|k| k.keys().len() as u64).sum();
+            let asked = ask_usage(&mut i.return_consumed_capacity);
+            return prepared(Some(&table), units, asked);
+        }
+        None
+    }
+
+    fn region(&self, cfg: &ConfigBag) -> Option<Arc<str>> {
+        cfg.load::<aws_sdk_dynamodb::config::Region>()
+            .map(|region| Arc::from(region.as_ref()))
+    }
+
+    fn usage(
+        &self,
+        output: &Output,
+        _response: Option<&HttpResponse>,
+        _estimation: &Estimation,
+    ) -> Option<u64> {
+        let units = if let Some(o) = output.downcast_ref::<PutItemOutput>() {
+            capacity(o.consumed_capacity())
+        } else if let Some(o) = output.downcast_ref::<UpdateItemOutput>() {
+            capacity(o.consumed_capacity())
+        } else if let Some(o) = output.downcast_ref::<DeleteItemOutput>() {
+            capacity(o.consumed_capacity())
+        } else if let Some(o) = output.downcast_ref::<GetItemOutput>() {
+            capacity(o.consumed_capacity())
+        } else if let Some(o) = output.downcast_ref::<QueryOutput>() {
+            capacity(o.consumed_capacity())
+        } else if let Some(o) = output.downcast_ref::<ScanOutput>() {
+            capacity(o.consumed_capacity())
+        } else if let Some(o) = output.downcast_ref::<BatchWriteItemOutput>() {
+            Some(o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum())
+        } else if let Some(o) = output.downcast_ref::<BatchGetItemOutput>() {
+            Some(o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum())
+        } else {
+            None
+        }?;
+        // A server's odd number (negative, NaN) is no usage reading.
+        (units.is_finite() && units >= 0.0).then(|| units.ceil() as u64)
+    }
+
+    fn restore(&self, output: &mut Output) {
+        if let Some(o) = output.downcast_mut::<PutItemOutput>() {
+            o.consumed_capacity = None;
+        } else if let Some(o) = output.downcast_mut::<UpdateItemOutput>() {
+            o.consumed_capacity = None;
+        } else if let Some(o) = output.downcast_mut::<DeleteItemOutput>() {
+            o.consumed_capacity = None;
+        } else if let Some(o) = output.downcast_mut::<GetItemOutput>() {
+            o.consumed_capacity = None;
+        } else if let Some(o) = output.downcast_mut::<QueryOutput>() {
+            o.consumed_capacity = None;
+        } else if let Some(o) = output.downcast_mut::<ScanOutput>() {
+            o.consumed_capacity = None;
+        } else if let Some(o) = output.downcast_mut::<BatchWriteItemOutput>() {
+            o.consumed_capacity = None;
+        } else if let Some(o) = output.downcast_mut::<BatchGetItemOutput>() {
+            o.consumed_capacity = None;
+        }
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
+    /// Installs the interceptor, the retry classifier, the HTTP client wrapper (around the
+    /// builder's HTTP client) and the paired [`RetryConfig`](aws_smithy_types::retry::RetryConfig)
+    /// on a DynamoDB config builder. Quota keys and breakers are per table.
+    ///
+    /// Fails with a [`ConfigError`] naming `http_client` when the builder has none to wrap.
+    pub fn configure_dynamodb(
+        &self,
+        builder: aws_sdk_dynamodb::config::Builder,
+    ) -> Result<aws_sdk_dynamodb::config::Builder, ConfigError> {
+        let config = builder.build();
+        let inner = config.http_client().ok_or_else(super::no_http_client)?;
+        Ok(config
+            .to_builder()
+            .http_client(self.http_client(inner))
+            .interceptor(self.interceptor_with(Arc::new(DynamoDb)))
+            .retry_classifier(self.retry_classifier())
+            .retry_config(self.sdk_retry_config()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_sizes_follow_dynamodb_rules() {
+        let mut item = HashMap::new();
+        item.insert("pk".to_owned(), AttributeValue::S("user#1".to_owned()));
+        item.insert("n".to_owned(), AttributeValue::N("12345".to_owned()));
+        item.insert("ok".to_owned(), AttributeValue::Bool(true));
+        // pk: 2 + 6; n: 1 + 3 + 1; ok: 2 + 1
+        assert_eq!(item_size(&item), 16);
+        assert_eq!(write_units(item_size(&item)), 1);
+        item.insert("blob".to_owned(), AttributeValue::S("x".repeat(2_000)));
+        assert_eq!(write_units(item_size(&item)), 2);
+    }
+
+    #[test]
+    fn asks_for_usage_only_when_the_caller_did_not() {
+        let mut none = None;
+        assert!(ask_usage(&mut none));
+        assert_eq!(none, Some(ReturnConsumedCapacity::Total));
+        let mut indexes = Some(ReturnConsumedCapacity::Indexes);
+        assert!(!ask_usage(&mut indexes));
+        assert_eq!(indexes, Some(ReturnConsumedCapacity::Indexes));
+    }
+}

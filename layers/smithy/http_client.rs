@@ -1,0 +1,164 @@
+//! [`HeadroomHttpClient`]: the asynchronous half of the SDK adapter, once per attempt.
+
+use std::fmt;
+use std::sync::Arc;
+
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::retry::ErrorKind;
+
+use super::call::{Blocked, CallHandle};
+use super::{SdkHeadroom, Shared};
+use crate::admission::{MemoryStore, QuotaStore};
+use crate::fallback::Exhaustion;
+
+/// The HTTP client of an [`SdkHeadroom`], around your own (or the SDK's default) client.
+///
+/// Per attempt, before the request goes out: fails at once — no network call — when the
+/// interceptor found no target that can serve or the target's breaker is open, and otherwise
+/// waits for the target's quota to admit the call (at most
+/// [`max_wait`](super::SdkHeadroomBuilder::max_wait)). The signed request is passed on
+/// untouched. A request that did not come through the [`HeadroomInterceptor`](super::HeadroomInterceptor)
+/// is passed straight through.
+///
+/// Fast failures are `ConnectorError`s (the SDK reports them as `DispatchFailure`) marked as
+/// never connected, whose source is this crate's error: [`NoTargetAvailable`](crate::fallback::NoTargetAvailable),
+/// [`CircuitOpen`](crate::CircuitOpen) or [`Rejected`](crate::Rejected), each saying when to
+/// try again.
+pub struct HeadroomHttpClient<S = MemoryStore<Arc<str>>> {
+    inner: SharedHttpClient,
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for HeadroomHttpClient<S> {
+    fn clone(&self) -> Self {
+        HeadroomHttpClient {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S> fmt::Debug for HeadroomHttpClient<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadroomHttpClient")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
+    /// Wraps `inner`, the client that sends the requests.
+    pub fn http_client(&self, inner: impl HttpClient + 'static) -> HeadroomHttpClient<S> {
+        HeadroomHttpClient {
+            inner: SharedHttpClient::new(inner),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> HttpClient for HeadroomHttpClient<S> {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(HeadroomConnector {
+            inner: self.inner.http_connector(settings, components),
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.inner.connector_metadata()
+    }
+}
+
+struct HeadroomConnector<S> {
+    inner: SharedHttpConnector,
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> fmt::Debug for HeadroomConnector<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadroomConnector")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let (request, handle) = match take_handle::<S>(request) {
+            Ok(parts) => parts,
+            Err(error) => return HttpConnectorFuture::ready(Err(error)),
+        };
+        let Some(handle) = handle else {
+            return self.inner.call(request);
+        };
+        let (shared, inner) = (Arc::clone(&self.shared), self.inner.clone());
+        HttpConnectorFuture::new(async move {
+            let (admission, labels, stream) = {
+                let call = handle.lock();
+                (
+                    shared.admission(&call),
+                    Shared::attempt_labels(&call),
+                    call.prepared.stream,
+                )
+            };
+            match admission {
+                Err(blocked) => return Err(fail_fast(blocked)),
+                Ok(None) => {}
+                Ok(Some((key, ask))) => match shared.admit(&key, ask, &labels).await {
+                    Ok(reservation) => Shared::admitted(&mut handle.lock(), reservation),
+                    Err(rejected) => {
+                        return Err(ConnectorError::other(
+                            Box::new(rejected),
+                            Some(ErrorKind::ThrottlingError),
+                        )
+                        .never_connected());
+                    }
+                },
+            }
+            let response = inner.call(request).await?;
+            if stream && response.status().is_success() {
+                if let Some(reservation) = Shared::take_reservation(&mut handle.lock()) {
+                    return Ok(super::settle_stream(
+                        response,
+                        reservation,
+                        shared.estimation,
+                        labels,
+                    ));
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn fail_fast(blocked: Blocked) -> ConnectorError {
+    let kind = match &blocked {
+        Blocked::NoTarget(e) if e.cause == Exhaustion::NoHeadroom => ErrorKind::ThrottlingError,
+        _ => ErrorKind::ServerError,
+    };
+    ConnectorError::other(blocked.into_error(), Some(kind)).never_connected()
+}
+
+/// Takes the interceptor's call handle out of the request's extensions (which the Smithy
+/// request type only gives up through a conversion to an `http` request and back).
+fn take_handle<S: QuotaStore<Arc<str>> + 'static>(
+    request: HttpRequest,
+) -> Result<(HttpRequest, Option<CallHandle<S>>), ConnectorError> {
+    let mut request = request
+        .try_into_http1x()
+        .map_err(|e| ConnectorError::user(Box::new(e)))?;
+    let handle = request.extensions_mut().remove::<CallHandle<S>>();
+    let request = HttpRequest::try_from(request).map_err(|e| ConnectorError::user(Box::new(e)))?;
+    Ok((request, handle))
+}

@@ -1,0 +1,216 @@
+//! [`HeadroomInterceptor`]: the synchronous half of the SDK adapter, run by the orchestrator
+//! once per operation and once per attempt.
+
+use std::fmt;
+use std::sync::Arc;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+    FinalizerInterceptorContextMut, FinalizerInterceptorContextRef, Input, Output,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use tokio::time::Instant;
+
+use super::call::{CallHandle, Prepared, Retarget};
+use super::{Estimation, SdkHeadroom, Shared, classify_context};
+use crate::admission::{Cost, MemoryStore, QuotaStore};
+
+/// What the adapter knows about one service's operations: how to read a call's key and cost
+/// from its typed input, how to point a request at another target, and how to read what a call
+/// spent from its typed output.
+pub(crate) trait Shape: Send + Sync + fmt::Debug + 'static {
+    /// Reads the call from its typed input; may edit the input (to ask for usage). `None`: an
+    /// operation the adapter leaves alone.
+    fn prepare(&self, input: &mut Input, estimation: &Estimation) -> Option<Prepared>;
+
+    /// The region the client signs for, as a label.
+    fn region(&self, cfg: &ConfigBag) -> Option<Arc<str>> {
+        let _ = cfg;
+        None
+    }
+
+    /// Points the signed-to-be request at `key` (another model, say).
+    fn retarget(&self, request: &mut HttpRequest, key: &str) -> Result<(), BoxError> {
+        let _ = (request, key);
+        Err("this service's requests cannot be moved to another target".into())
+    }
+
+    /// The units a successful call spent, from its typed output (or the response's headers).
+    fn usage(
+        &self,
+        output: &Output,
+        response: Option<&HttpResponse>,
+        estimation: &Estimation,
+    ) -> Option<u64> {
+        let _ = (output, response, estimation);
+        None
+    }
+
+    /// Removes from the output what the adapter asked for and the caller did not.
+    fn restore(&self, output: &mut Output) {
+        let _ = output;
+    }
+}
+
+/// Any Smithy client's operations: one request each, under one key.
+#[derive(Debug)]
+pub(crate) struct Generic {
+    pub(crate) key: Arc<str>,
+}
+
+impl Shape for Generic {
+    fn prepare(&self, _input: &mut Input, _estimation: &Estimation) -> Option<Prepared> {
+        Some(Prepared {
+            key: Arc::clone(&self.key),
+            cost: Cost::ONE_REQUEST,
+            stream: false,
+            asked_usage: false,
+        })
+    }
+}
+
+/// The interceptor of an [`SdkHeadroom`]; see the [module docs](super).
+///
+/// Per operation it reads the call's key and cost from the typed input; per attempt it chooses
+/// the target (rewriting the request before it is signed) and, once the SDK has the attempt's
+/// result, settles the quota with the real usage, records the breaker outcome, and decides
+/// between a fallback move, a retry after a delay, and giving up — the decision the
+/// [`HeadroomClassifier`](super::HeadroomClassifier) hands to the SDK.
+pub struct HeadroomInterceptor<S = MemoryStore<Arc<str>>> {
+    shared: Arc<Shared<S>>,
+    shape: Arc<dyn Shape>,
+}
+
+impl<S> Clone for HeadroomInterceptor<S> {
+    fn clone(&self) -> Self {
+        HeadroomInterceptor {
+            shared: Arc::clone(&self.shared),
+            shape: Arc::clone(&self.shape),
+        }
+    }
+}
+
+impl<S> fmt::Debug for HeadroomInterceptor<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadroomInterceptor")
+            .field("shape", &self.shape)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
+    /// An interceptor for any Smithy client: every operation is one request under `key`
+    /// (its quota key and breaker), with no fallback. The `bedrock` and `dynamodb` features
+    /// add interceptors that read costs and usage from those services' typed inputs and outputs.
+    pub fn interceptor(&self, key: impl Into<Arc<str>>) -> HeadroomInterceptor<S> {
+        self.interceptor_with(Arc::new(Generic { key: key.into() }))
+    }
+
+    pub(crate) fn interceptor_with(&self, shape: Arc<dyn Shape>) -> HeadroomInterceptor<S> {
+        HeadroomInterceptor {
+            shared: Arc::clone(&self.shared),
+            shape,
+        }
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
+    fn name(&self) -> &'static str {
+        "tower-headroom"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        ctx: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(prepared) = self.shape.prepare(ctx.input_mut(), &self.shared.estimation) else {
+            return Ok(());
+        };
+        let region = self.shape.region(cfg);
+        let handle = self.shared.start(prepared, region, Instant::now());
+        cfg.interceptor_state().store_put(handle);
+        Ok(())
+    }
+
+    fn modify_before_signing(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(handle) = cfg.load::<CallHandle<S>>().cloned() else {
+            return Ok(());
+        };
+        let retarget = self
+            .shared
+            .begin_attempt(&mut handle.lock(), Instant::now());
+        if let Retarget::To(key) = retarget {
+            self.shape.retarget(ctx.request_mut(), &key)?;
+        }
+        ctx.request_mut().add_extension(handle);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(handle) = cfg.load::<CallHandle<S>>().cloned() else {
+            return Ok(());
+        };
+        let Some(outcome) = classify_context(ctx.inner()) else {
+            return Ok(());
+        };
+        let units = match ctx.output_or_error() {
+            Some(Ok(output)) => {
+                self.shape
+                    .usage(output, ctx.response(), &self.shared.estimation)
+            }
+            _ => None,
+        };
+        let decision = self
+            .shared
+            .end_attempt(&mut handle.lock(), &outcome, units, Instant::now());
+        self.shared.post(ctx.inner(), decision);
+        Ok(())
+    }
+
+    fn modify_before_completion(
+        &self,
+        ctx: &mut FinalizerInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let asked = cfg
+            .load::<CallHandle<S>>()
+            .is_some_and(|handle| handle.lock().prepared.asked_usage);
+        if asked {
+            if let Some(Ok(output)) = ctx.output_or_error_mut() {
+                self.shape.restore(output);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // A decision no classifier took (retries disabled) goes with the operation.
+        self.shared.take(ctx.inner());
+        if let Some(handle) = cfg.load::<CallHandle<S>>() {
+            self.shared.end_call(&mut handle.lock(), Instant::now());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,570 @@
+//! The same policy inside AWS SDK clients: a retry classifier, an interceptor and an HTTP client
+//! wrapper for the Smithy orchestrator that every `aws-sdk-*` crate runs on.
+//!
+//! An SDK client owns its retry loop, and its generated config builders take only three
+//! plug-ins: a retry classifier, interceptors and an HTTP client. [`SdkHeadroom`] holds the
+//! shared cores — the [`RetryPolicy`] (with its budget), the fallback [`Route`], the circuit
+//! breakers and the [`Quota`] — and installs one of each:
+//!
+//! - [`HeadroomInterceptor`] (synchronous hooks, per operation and per attempt): estimates the
+//!   call's cost from the typed input, chooses the target for each attempt and rewrites the
+//!   request before signing (Bedrock: the model id in `/model/{modelId}/…`), reads the real
+//!   usage after deserialization and settles the reservation, records the breaker outcome, and
+//!   decides the retry with the retry policy (attempt count, budget, fallback moves).
+//! - [`HeadroomHttpClient`] (asynchronous, once per attempt, around your client): waits for
+//!   admission — bounded by [`SdkHeadroomBuilder::max_wait`], well under SigV4's five-minute
+//!   signature validity — and fails fast when no target can serve or its breaker is open,
+//!   without a network call and without touching the signed request.
+//! - [`HeadroomClassifier`]: runs after the SDK's own classifiers, so it has the last word, and
+//!   hands the interceptor's decision to the SDK's retry loop as
+//!   `RetryAction::retryable_error_with_explicit_delay` (our backoff: jitter, `Retry-After`,
+//!   quota-window alignment) or `RetryAction::RetryForbidden` (Fatal, budget spent, deadline).
+//!
+//! The decision is the interceptor's because only interceptors see the operation's config
+//! bag, where the attempt count and the call's plan live; a classifier sees only the
+//! [`InterceptorContext`](aws_smithy_runtime_api::client::interceptors::context::InterceptorContext).
+//! The orchestrator runs the `read_after_attempt` hooks and then the classifiers on the same
+//! context, so the classifier finds the decision by the context it is given. Installed alone,
+//! the classifier decides from the outcome by itself (first-retry backoff, no budget).
+//!
+//! `configure_bedrock` / `configure_dynamodb` (features `bedrock`, `dynamodb`) install all
+//! three with one call and set the SDK's [`RetryConfig`](aws_smithy_types::retry::RetryConfig)
+//! to pair with them: standard mode, `max_attempts` = the policy's attempts plus the route's
+//! hops, and `max_backoff` = the policy's longest delay (a quota window plus its spread, or
+//! the longest server delay), so the SDK never cuts a window-aligned delay short. The same
+//! [`Quota`], [`BreakerRegistry`] and [`RetryPolicy`] (clones share state) may back Tower
+//! stacks and several SDK clients at once: one account quota, many clients.
+//!
+//! ```
+//! # #[cfg(feature = "bedrock")] {
+//! use std::sync::Arc;
+//! use tower_headroom::admission::{Limit, Quota};
+//! use tower_headroom::fallback::Target;
+//! use tower_headroom::smithy::SdkHeadroom;
+//! use tower_headroom::{BoxError, Profile};
+//!
+//! // `config` is e.g. `aws_sdk_bedrockruntime::config::Builder::from(&sdk_config)`.
+//! fn bedrock_client(
+//!     config: aws_sdk_bedrockruntime::config::Builder,
+//! ) -> Result<aws_sdk_bedrockruntime::Client, BoxError> {
+//!     let quota: Quota<Arc<str>> =
+//!         Quota::new(Limit::per_minute().requests(50).units(200_000).build()?);
+//!     let headroom = SdkHeadroom::builder(Profile::Bedrock)
+//!         .target(Target::new("sonnet", Arc::from("anthropic.claude-3-5-sonnet-20240620-v1:0")))
+//!         .target(Target::new("haiku", Arc::from("anthropic.claude-3-haiku-20240307-v1:0")))
+//!         .quota(quota)
+//!         .build()?;
+//!     let config = headroom.configure_bedrock(config)?.build();
+//!     Ok(aws_sdk_bedrockruntime::Client::from_conf(config))
+//! }
+//! # let _ = bedrock_client;
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
+use tokio::time::Instant;
+
+use crate::admission::{MemoryStore, Priority, Quota, QuotaStore, Tenant};
+use crate::breaker::{BreakerConfig, BreakerHandle, BreakerRegistry};
+use crate::error::ConfigError;
+use crate::fallback::{FallbackPolicy, Route, Target};
+use crate::observe::Labels;
+use crate::retry::RetryPolicy;
+use crate::stack::Profile;
+use crate::{Outcome, OutcomeKind};
+
+#[cfg(feature = "bedrock")]
+mod bedrock;
+mod call;
+mod classify;
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
+mod http_client;
+mod interceptor;
+#[cfg(feature = "bedrock")]
+mod stream;
+
+pub use self::classify::{classify_context, classify_response};
+#[cfg(feature = "bedrock")]
+use self::stream::settle_stream;
+pub use self::http_client::HeadroomHttpClient;
+pub use self::interceptor::HeadroomInterceptor;
+
+/// The longest admission wait an SDK attempt may be given: the request is signed before it
+/// waits, and SigV4 signatures are valid for five minutes.
+pub const MAX_ADMISSION_WAIT: Duration = Duration::from_secs(240);
+
+/// The shared cores and settings behind the three SDK plug-ins; see the [module docs](self).
+///
+/// Cheap to clone (one `Arc`); clones share everything.
+pub struct SdkHeadroom<S = MemoryStore<Arc<str>>> {
+    pub(crate) shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for SdkHeadroom<S> {
+    fn clone(&self) -> Self {
+        SdkHeadroom {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S> fmt::Debug for SdkHeadroom<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdkHeadroom")
+            .field("retry", &self.shared.retry)
+            .field("targets", &self.shared.route.as_ref().map(|r| r.targets().len()))
+            .field("quota", &self.shared.quota.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Estimation settings for LLM calls (tokens) read from typed inputs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Estimation {
+    pub(crate) chars_per_token: u64,
+    pub(crate) output_multiplier: u64,
+    pub(crate) default_max_tokens: u64,
+}
+
+pub(crate) struct Shared<S> {
+    pub(crate) retry: RetryPolicy,
+    pub(crate) route: Option<Route<Arc<str>>>,
+    /// One breaker per route target, in target order.
+    pub(crate) target_breakers: Box<[Option<BreakerHandle>]>,
+    /// Breakers for keys that are not on the route (calls to other models or tables).
+    pub(crate) other_breakers: Option<BreakerRegistry<Arc<str>>>,
+    pub(crate) quota: Option<Quota<Arc<str>, S>>,
+    pub(crate) priority: Priority,
+    pub(crate) tenant: Option<Tenant>,
+    pub(crate) max_wait: Duration,
+    pub(crate) estimation: Estimation,
+    /// Decisions made by the interceptor, waiting for the classifier of the same context.
+    pub(crate) decisions: Mutex<HashMap<usize, Decision>>,
+}
+
+/// What the interceptor decided after an attempt, for the classifier to hand to the SDK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The attempt succeeded: nothing to retry.
+    Done,
+    /// Retry after this delay (zero for a fallback move).
+    Retry(OutcomeKind, Duration),
+    /// Do not retry.
+    Stop,
+}
+
+impl<S> Shared<S> {
+    /// The key under which a context's decision waits: the context's address, stable for the
+    /// whole operation (the orchestrator keeps it in place across attempts).
+    pub(crate) fn context_key(ctx: &InterceptorContext) -> usize {
+        ctx as *const InterceptorContext as usize
+    }
+
+    pub(crate) fn post(&self, ctx: &InterceptorContext, decision: Decision) {
+        self.decisions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Self::context_key(ctx), decision);
+    }
+
+    pub(crate) fn take(&self, ctx: &InterceptorContext) -> Option<Decision> {
+        self.decisions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&Self::context_key(ctx))
+    }
+}
+
+impl SdkHeadroom {
+    /// A builder with the `profile`'s retry policy and breaker defaults (see [`Profile`]).
+    pub fn builder(profile: Profile) -> SdkHeadroomBuilder {
+        SdkHeadroomBuilder {
+            profile,
+            retry: None,
+            targets: Vec::new(),
+            fallback_policy: None,
+            max_hops: None,
+            breakers: BreakerChoice::Profile,
+            quota: None,
+            priority: Priority::Interactive,
+            tenant: None,
+            max_wait: Duration::from_secs(30),
+            estimation: Estimation {
+                chars_per_token: 4,
+                output_multiplier: 1,
+                default_max_tokens: 4_096,
+            },
+        }
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
+    /// The retry classifier (install with the config builder's `retry_classifier`).
+    pub fn retry_classifier(&self) -> HeadroomClassifier<S> {
+        HeadroomClassifier {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The retry policy every plug-in of this headroom shares.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.shared.retry
+    }
+
+    /// The SDK `max_attempts` that pairs with this headroom: the policy's attempts plus the
+    /// route's hops (every fallback move is an SDK attempt).
+    pub fn sdk_max_attempts(&self) -> u32 {
+        let hops = self.shared.route.as_ref().map_or(0, |r| r.max_hops());
+        self.shared.retry.max_attempts().saturating_add(hops)
+    }
+
+    /// The SDK `max_backoff` that pairs with this headroom: long enough for the longest delay
+    /// the policy can choose, so the SDK does not cut it short.
+    pub fn sdk_max_backoff(&self) -> Duration {
+        let backoff = self.shared.retry.backoff();
+        let window = backoff
+            .quota_window()
+            .map_or(Duration::ZERO, |w| w.length() + w.spread());
+        let schedules = [
+            crate::retry::ScheduleClass::Throttled,
+            crate::retry::ScheduleClass::Timeout,
+            crate::retry::ScheduleClass::Overloaded,
+            crate::retry::ScheduleClass::Unavailable,
+            crate::retry::ScheduleClass::Transient,
+        ]
+        .into_iter()
+        .map(|class| backoff.schedule(class).cap())
+        .max()
+        .unwrap_or(Duration::ZERO);
+        let server = backoff.max_server_delay().min(Duration::from_secs(300));
+        window.max(schedules).max(server)
+    }
+
+    /// The SDK [`RetryConfig`](aws_smithy_types::retry::RetryConfig) to pair with this
+    /// headroom (what `configure_bedrock` and `configure_dynamodb` install).
+    pub fn sdk_retry_config(&self) -> aws_smithy_types::retry::RetryConfig {
+        aws_smithy_types::retry::RetryConfig::standard()
+            .with_max_attempts(self.sdk_max_attempts())
+            .with_max_backoff(self.sdk_max_backoff())
+    }
+}
+
+enum BreakerChoice {
+    Profile,
+    Config(BreakerConfig),
+    Registry(BreakerRegistry<Arc<str>>),
+    None,
+}
+
+/// Builds an [`SdkHeadroom`]; see [`SdkHeadroom::builder`].
+///
+/// Targets are added in preference order; a target's key is the model id (or inference profile
+/// id, or ARN) a Bedrock request is rewritten to, and the key of its quota. A call whose model
+/// (or table) is not on the route goes to its own key, with its own breaker, and does not fall
+/// back.
+pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
+    profile: Profile,
+    retry: Option<RetryPolicy>,
+    targets: Vec<Target<Arc<str>>>,
+    fallback_policy: Option<FallbackPolicy>,
+    max_hops: Option<u32>,
+    breakers: BreakerChoice,
+    quota: Option<Quota<Arc<str>, S>>,
+    priority: Priority,
+    tenant: Option<Tenant>,
+    max_wait: Duration,
+    estimation: Estimation,
+}
+
+impl<S> fmt::Debug for SdkHeadroomBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdkHeadroomBuilder")
+            .field("profile", &self.profile)
+            .field("targets", &self.targets.len())
+            .field("max_wait", &self.max_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> SdkHeadroomBuilder<S> {
+    /// Replaces the profile's retry policy. Clones of a policy share its retry budget, so the
+    /// same policy may serve Tower stacks and SDK clients together.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Appends a fallback target; order is preference.
+    pub fn target(mut self, target: Target<Arc<str>>) -> Self {
+        self.targets.push(target);
+        self
+    }
+
+    /// What the router does after each outcome class (default: [`FallbackPolicy::default`]).
+    pub fn fallback_policy(mut self, policy: FallbackPolicy) -> Self {
+        self.fallback_policy = Some(policy);
+        self
+    }
+
+    /// The most fallback moves per retry attempt (default: the route's).
+    pub fn max_hops(mut self, hops: u32) -> Self {
+        self.max_hops = Some(hops);
+        self
+    }
+
+    /// Replaces the profile's breaker configuration (one breaker per target and per key).
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breakers = BreakerChoice::Config(config);
+        self
+    }
+
+    /// Takes the breakers from `registry`: a target's by its name, any other key's by the key.
+    /// Share the registry with a [`StackBuilder`](crate::StackBuilder) so an SDK client and a
+    /// Tower stack see one breaker per backend.
+    pub fn breaker_registry(mut self, registry: BreakerRegistry<Arc<str>>) -> Self {
+        self.breakers = BreakerChoice::Registry(registry);
+        self
+    }
+
+    /// No circuit breakers.
+    pub fn no_breakers(mut self) -> Self {
+        self.breakers = BreakerChoice::None;
+        self
+    }
+
+    /// Admits every call against `quota`, keyed by the target's key (the model id, the table
+    /// name). Without a quota calls are not admitted or settled.
+    pub fn quota<S2>(self, quota: Quota<Arc<str>, S2>) -> SdkHeadroomBuilder<S2> {
+        SdkHeadroomBuilder {
+            profile: self.profile,
+            retry: self.retry,
+            targets: self.targets,
+            fallback_policy: self.fallback_policy,
+            max_hops: self.max_hops,
+            breakers: self.breakers,
+            quota: Some(quota),
+            priority: self.priority,
+            tenant: self.tenant,
+            max_wait: self.max_wait,
+            estimation: self.estimation,
+        }
+    }
+
+    /// The priority of this client's calls (default interactive).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The tenant this client's calls are for, when the quota's limit has shares (one tenant
+    /// per application sharing an account quota).
+    pub fn tenant(mut self, tenant: Tenant) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// The longest an attempt waits for admission (default 30 s, at most
+    /// [`MAX_ADMISSION_WAIT`]). Longer waits are answered at once with a retry delay.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// Characters per input token for LLM estimates (default 4).
+    pub fn chars_per_token(mut self, chars: u64) -> Self {
+        self.estimation.chars_per_token = chars;
+        self
+    }
+
+    /// How many quota tokens one output token burns (default 1; some Bedrock models count
+    /// output tokens several times against the tokens-per-minute quota). Applies to the
+    /// estimate's `maxTokens` and to the usage read back.
+    pub fn output_multiplier(mut self, multiplier: u64) -> Self {
+        self.estimation.output_multiplier = multiplier;
+        self
+    }
+
+    /// The output tokens reserved for a request that sets no `maxTokens` (default 4,096).
+    pub fn default_max_tokens(mut self, tokens: u64) -> Self {
+        self.estimation.default_max_tokens = tokens;
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// Errors name the field: a zero `chars_per_token` or `output_multiplier`, a `max_wait`
+    /// above [`MAX_ADMISSION_WAIT`], duplicate target names, more targets than the router
+    /// holds.
+    pub fn build(self) -> Result<SdkHeadroom<S>, ConfigError> {
+        let est = self.estimation;
+        if est.chars_per_token == 0 {
+            return Err(ConfigError::new("chars_per_token", 0, "must be at least 1"));
+        }
+        if est.output_multiplier == 0 {
+            return Err(ConfigError::new("output_multiplier", 0, "must be at least 1"));
+        }
+        if self.max_wait > MAX_ADMISSION_WAIT {
+            return Err(ConfigError::new(
+                "max_wait",
+                format!("{:?}", self.max_wait),
+                "must be at most 240s: the request is signed before it waits, and SigV4 signatures expire after 5 minutes",
+            ));
+        }
+        let retry = match self.retry {
+            Some(policy) => policy,
+            None => self.profile.retry().build()?,
+        };
+        let route = if self.targets.is_empty() {
+            None
+        } else {
+            let mut builder = Route::builder();
+            for target in self.targets {
+                builder = builder.target(target);
+            }
+            if let Some(policy) = self.fallback_policy {
+                builder = builder.policy(policy);
+            }
+            if let Some(hops) = self.max_hops {
+                builder = builder.max_hops(hops);
+            }
+            builder = builder.max_wait(self.max_wait);
+            Some(builder.build()?)
+        };
+        let now = Instant::now();
+        let config = match &self.breakers {
+            BreakerChoice::Profile => Some(self.profile.breaker().build()?),
+            BreakerChoice::Config(config) => Some(config.clone()),
+            BreakerChoice::Registry(_) | BreakerChoice::None => None,
+        };
+        let targets = route.as_ref().map_or(&[][..], |r| r.targets());
+        let target_breakers = targets
+            .iter()
+            .map(|target| match (&self.breakers, &config) {
+                (BreakerChoice::Registry(registry), _) => Some(registry.get(target.name(), now)),
+                (_, Some(config)) => Some(BreakerHandle::new_at(
+                    config.clone(),
+                    target.labels().clone(),
+                    now,
+                )),
+                _ => None,
+            })
+            .collect();
+        let other_breakers = match (self.breakers, config) {
+            (BreakerChoice::Registry(registry), _) => Some(registry),
+            (BreakerChoice::None, _) => None,
+            (_, Some(config)) => Some(
+                BreakerRegistry::builder(config)
+                    .labels(|key: &Arc<str>| Labels::target(Arc::clone(key)))
+                    .build()?,
+            ),
+            (_, None) => None,
+        };
+        Ok(SdkHeadroom {
+            shared: Arc::new(Shared {
+                retry,
+                route,
+                target_breakers,
+                other_breakers,
+                quota: self.quota,
+                priority: self.priority,
+                tenant: self.tenant,
+                max_wait: self.max_wait,
+                estimation: est,
+                decisions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// The SDK retry classifier of an [`SdkHeadroom`]: hands the interceptor's decision to the
+/// SDK's retry loop, or decides from the outcome alone when no interceptor decided.
+///
+/// Runs after the SDK's built-in classifiers (`HttpStatusCodeClassifier`,
+/// `ModeledAsRetryableClassifier`, `AwsErrorCodeClassifier`, `TransientErrorClassifier`), so its
+/// answer is the one the SDK acts on.
+pub struct HeadroomClassifier<S = MemoryStore<Arc<str>>> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> fmt::Debug for HeadroomClassifier<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeadroomClassifier")
+    }
+}
+
+impl<S: Send + Sync> ClassifyRetry for HeadroomClassifier<S> {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let decision = match self.shared.take(ctx) {
+            Some(decision) => decision,
+            None => match classify_context(ctx) {
+                None => return RetryAction::NoActionIndicated,
+                Some(outcome) => stateless(&self.shared.retry, &outcome),
+            },
+        };
+        match decision {
+            Decision::Done => RetryAction::NoActionIndicated,
+            Decision::Retry(kind, delay) => RetryAction::retryable_error_with_explicit_delay(
+                classify::error_kind(kind),
+                delay,
+            ),
+            Decision::Stop => RetryAction::RetryForbidden,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "tower-headroom"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+/// The error of `configure_*` when the config builder has no HTTP client to wrap.
+#[cfg(any(feature = "bedrock", feature = "dynamodb"))]
+pub(crate) fn no_http_client() -> ConfigError {
+    ConfigError::new(
+        "http_client",
+        "unset",
+        "the config builder has no HTTP client to wrap: build it from an SdkConfig or set one",
+    )
+}
+
+/// Without the `bedrock` feature no operation streams: the reservation settles at its estimate.
+#[cfg(not(feature = "bedrock"))]
+fn settle_stream<T: crate::admission::Slot>(
+    response: aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    reservation: crate::admission::Reservation<T>,
+    _estimation: Estimation,
+    _labels: Labels,
+) -> aws_smithy_runtime_api::client::orchestrator::HttpResponse {
+    drop(reservation);
+    response
+}
+
+/// A decision from the outcome alone: the policy's first-retry backoff, no attempt count.
+fn stateless(policy: &RetryPolicy, outcome: &Outcome) -> Decision {
+    if outcome.is_success() {
+        return Decision::Done;
+    }
+    if !outcome.kind.is_retryable() {
+        return Decision::Stop;
+    }
+    let mut rng = fastrand::Rng::new();
+    match policy
+        .backoff()
+        .delay(0, outcome, Duration::ZERO, Instant::now(), &mut rng)
+    {
+        Ok(delay) => Decision::Retry(outcome.kind, delay),
+        Err(_) => Decision::Stop,
+    }
+}
