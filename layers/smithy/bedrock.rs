@@ -197,16 +197,21 @@ fn invoke_input(body: &[u8], estimation: &Estimation) -> LlmInput {
         .filter_map(|key| value.get(key))
         .map(text_chars)
         .sum();
-    let max_tokens = ["max_tokens", "maxTokens", "max_tokens_to_sample", "max_gen_len"]
-        .iter()
-        .find_map(|key| value.get(key).and_then(|v| v.as_u64()))
-        .or_else(|| {
-            value
-                .get("textGenerationConfig")
-                .and_then(|c| c.get("maxTokenCount"))
-                .and_then(|v| v.as_u64())
-        })
-        .unwrap_or(estimation.default_max_tokens);
+    let max_tokens = [
+        "max_tokens",
+        "maxTokens",
+        "max_tokens_to_sample",
+        "max_gen_len",
+    ]
+    .iter()
+    .find_map(|key| value.get(key).and_then(|v| v.as_u64()))
+    .or_else(|| {
+        value
+            .get("textGenerationConfig")
+            .and_then(|c| c.get("maxTokenCount"))
+            .and_then(|v| v.as_u64())
+    })
+    .unwrap_or(estimation.default_max_tokens);
     LlmInput {
         input_chars,
         max_tokens,

@@ -142,16 +142,12 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         let cost = call.prepared.cost;
         let (attempt, retarget) = match (&self.route, call.plan.as_mut()) {
             (Some(route), Some(plan)) => {
-                let headroom = CallHeadroom {
-                    shared: self,
-                    cost,
-                };
+                let headroom = CallHeadroom { shared: self, cost };
                 match route.choose(plan, now, &headroom, |index| {
                     match &self.target_breakers[index] {
-                        Some(breaker) => breaker
-                            .acquire(now)
-                            .map(Some)
-                            .map_err(|open| open.retry_in),
+                        Some(breaker) => {
+                            breaker.acquire(now).map(Some).map_err(|open| open.retry_in)
+                        }
                         None => Ok(None),
                     }
                 }) {
@@ -227,7 +223,10 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         ask: Ask,
         labels: &Labels,
     ) -> Result<Reservation<SlotOf<S>>, Rejected> {
-        let quota = self.quota.as_ref().expect("admission only asks with a quota");
+        let quota = self
+            .quota
+            .as_ref()
+            .expect("admission only asks with a quota");
         let started = Instant::now();
         let result = quota.acquire(key, ask).await;
         match &result {
@@ -264,7 +263,11 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             // No attempt was opened (an interceptor failed first): decide on the outcome alone.
             return self.retry_or_stop(call, outcome, None, now);
         };
-        let (target, labels, blocked) = (attempt.target, attempt.labels.clone(), attempt.blocked.is_some());
+        let (target, labels, blocked) = (
+            attempt.target,
+            attempt.labels.clone(),
+            attempt.blocked.is_some(),
+        );
         self.finish_attempt(attempt, outcome, units, now);
         if outcome.is_success() {
             if call.plan.is_some() {
@@ -315,7 +318,11 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                     // A retry starts over from the preferred target, as the Tower stack's does.
                     *plan = route.plan();
                 }
-                count(names::RETRIES, labels, &[(keys::CLASS, outcome.kind.as_str())]);
+                count(
+                    names::RETRIES,
+                    labels,
+                    &[(keys::CLASS, outcome.kind.as_str())],
+                );
                 histogram(
                     names::RETRY_WAIT,
                     labels,
@@ -334,7 +341,11 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             }
             crate::retry::Decision::Stop(reason) => {
                 if reason != StopReason::NotRetryable {
-                    count(names::RETRIES_EXHAUSTED, labels, &[(keys::REASON, reason.as_str())]);
+                    count(
+                        names::RETRIES_EXHAUSTED,
+                        labels,
+                        &[(keys::REASON, reason.as_str())],
+                    );
                 }
                 tracing::debug!(
                     target: "tower_headroom::smithy",
@@ -372,7 +383,11 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             }
         }
         if let Some(permit) = attempt.permit.take() {
-            permit.record(*outcome, now.saturating_duration_since(attempt.started), now);
+            permit.record(
+                *outcome,
+                now.saturating_duration_since(attempt.started),
+                now,
+            );
         }
     }
 

@@ -40,7 +40,20 @@ pub fn classify_context(ctx: &InterceptorContext) -> Option<Outcome> {
         // The response could not be read or parsed: worth another attempt.
         return Some(Outcome::new(OutcomeKind::Transient));
     }
-    Some(classify_error_with(error, connector_error))
+    let outcome = classify_error_with(error, connector_error);
+    if outcome.kind != OutcomeKind::Fatal {
+        return Some(outcome);
+    }
+    // A connector error of another kind, with nothing recognisable below it: its retry kind.
+    let kind = crate::classify::find::<ConnectorError>(error)
+        .and_then(ConnectorError::as_other)
+        .map(|kind| match kind {
+            ErrorKind::ThrottlingError => OutcomeKind::Throttled(ThrottleScope::Unknown),
+            ErrorKind::TransientError => OutcomeKind::Transient,
+            ErrorKind::ServerError => OutcomeKind::Unavailable,
+            _ => OutcomeKind::Fatal,
+        });
+    Some(kind.map_or(outcome, Outcome::new))
 }
 
 /// Classifies a failed HTTP response (status 400 or more) by code, message, status and headers.
@@ -74,7 +87,8 @@ pub fn classify_response(response: &HttpResponse, now: SystemTime) -> Outcome {
     Outcome::new(kind).with_retry_after_opt(hints.delay)
 }
 
-/// The SDK's connector errors: timeouts, I/O, the user's own, and "other" with a retry kind.
+/// The SDK's connector errors: timeouts, I/O, the user's own. "Other" connector errors are
+/// left to the links below them (this crate's fast failures carry their own retry delay).
 fn connector_error(link: &(dyn Error + 'static)) -> Option<Outcome> {
     let error = link.downcast_ref::<ConnectorError>()?;
     let kind = if error.is_timeout() {
@@ -84,13 +98,7 @@ fn connector_error(link: &(dyn Error + 'static)) -> Option<Outcome> {
     } else if error.is_user() {
         OutcomeKind::Fatal
     } else {
-        match error.as_other() {
-            Some(ErrorKind::ThrottlingError) => OutcomeKind::Throttled(ThrottleScope::Unknown),
-            Some(ErrorKind::TransientError) => OutcomeKind::Transient,
-            Some(ErrorKind::ServerError) => OutcomeKind::Unavailable,
-            // Our own fail-fast errors are found below this link by the caller's rules.
-            _ => return None,
-        }
+        return None;
     };
     Some(Outcome::new(kind))
 }
@@ -188,10 +196,7 @@ mod tests {
             OutcomeKind::Overloaded
         );
         let validation = response(400, &[], r#"{"__type":"ValidationException"}"#);
-        assert_eq!(
-            classify_response(&validation, now).kind,
-            OutcomeKind::Fatal
-        );
+        assert_eq!(classify_response(&validation, now).kind, OutcomeKind::Fatal);
     }
 
     #[test]

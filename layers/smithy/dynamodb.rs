@@ -40,10 +40,7 @@ fn value_size(value: &AttributeValue) -> u64 {
         AttributeValue::B(b) => b.as_ref().len() as u64,
         AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
         AttributeValue::Ss(items) => items.iter().map(|s| s.len() as u64).sum(),
-        AttributeValue::Ns(items) => items
-            .iter()
-            .map(|n| (n.len() as u64).div_ceil(2) + 1)
-            .sum(),
+        AttributeValue::Ns(items) => items.iter().map(|n| (n.len() as u64).div_ceil(2) + 1).sum(),
         AttributeValue::Bs(items) => items.iter().map(|b| b.as_ref().len() as u64).sum(),
         AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<u64>(),
         AttributeValue::M(map) => 3 + item_size(map) + map.len() as u64,
@@ -162,9 +159,19 @@ impl Shape for DynamoDb {
         } else if let Some(o) = output.downcast_ref::<ScanOutput>() {
             capacity(o.consumed_capacity())
         } else if let Some(o) = output.downcast_ref::<BatchWriteItemOutput>() {
-            Some(o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum())
+            Some(
+                o.consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units())
+                    .sum(),
+            )
         } else if let Some(o) = output.downcast_ref::<BatchGetItemOutput>() {
-            Some(o.consumed_capacity().iter().filter_map(|c| c.capacity_units()).sum())
+            Some(
+                o.consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units())
+                    .sum(),
+            )
         } else {
             None
         }?;

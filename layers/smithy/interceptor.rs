@@ -170,10 +170,9 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
             return Ok(());
         };
         let units = match ctx.output_or_error() {
-            Some(Ok(output)) => {
-                self.shape
-                    .usage(output, ctx.response(), &self.shared.estimation)
-            }
+            Some(Ok(output)) => self
+                .shape
+                .usage(output, ctx.response(), &self.shared.estimation),
             _ => None,
         };
         let decision = self

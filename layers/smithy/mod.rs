@@ -93,10 +93,10 @@ mod interceptor;
 mod stream;
 
 pub use self::classify::{classify_context, classify_response};
-#[cfg(feature = "bedrock")]
-use self::stream::settle_stream;
 pub use self::http_client::HeadroomHttpClient;
 pub use self::interceptor::HeadroomInterceptor;
+#[cfg(feature = "bedrock")]
+use self::stream::settle_stream;
 
 /// The longest admission wait an SDK attempt may be given: the request is signed before it
 /// waits, and SigV4 signatures are valid for five minutes.
@@ -121,7 +121,10 @@ impl<S> fmt::Debug for SdkHeadroom<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SdkHeadroom")
             .field("retry", &self.shared.retry)
-            .field("targets", &self.shared.route.as_ref().map(|r| r.targets().len()))
+            .field(
+                "targets",
+                &self.shared.route.as_ref().map(|r| r.targets().len()),
+            )
             .field("quota", &self.shared.quota.is_some())
             .finish_non_exhaustive()
     }
@@ -410,7 +413,11 @@ impl<S> SdkHeadroomBuilder<S> {
             return Err(ConfigError::new("chars_per_token", 0, "must be at least 1"));
         }
         if est.output_multiplier == 0 {
-            return Err(ConfigError::new("output_multiplier", 0, "must be at least 1"));
+            return Err(ConfigError::new(
+                "output_multiplier",
+                0,
+                "must be at least 1",
+            ));
         }
         if self.max_wait > MAX_ADMISSION_WAIT {
             return Err(ConfigError::new(
@@ -512,10 +519,9 @@ impl<S: Send + Sync> ClassifyRetry for HeadroomClassifier<S> {
         };
         match decision {
             Decision::Done => RetryAction::NoActionIndicated,
-            Decision::Retry(kind, delay) => RetryAction::retryable_error_with_explicit_delay(
-                classify::error_kind(kind),
-                delay,
-            ),
+            Decision::Retry(kind, delay) => {
+                RetryAction::retryable_error_with_explicit_delay(classify::error_kind(kind), delay)
+            }
             Decision::Stop => RetryAction::RetryForbidden,
         }
     }

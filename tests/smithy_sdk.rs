@@ -1,0 +1,535 @@
+//! The real `aws-sdk-bedrockruntime` and `aws-sdk-dynamodb` clients configured by
+//! `SdkHeadroom::configure_*`, against the simulator's front.
+//!
+//! Bedrock runs in process on the paused clock (the SDK's requests handed to the front as
+//! `tower::Service` calls), so delays are asserted exactly; DynamoDB writes go through the front
+//! to dynalite over loopback (started per test; a machine without it fails with
+//! "run scripts/dynalite").
+#![cfg(all(feature = "sim", feature = "bedrock", feature = "dynamodb"))]
+
+mod support {
+    pub mod dynalite;
+    pub mod sdk;
+}
+
+use std::error::Error;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_bedrockruntime::operation::converse::ConverseError;
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, InferenceConfiguration, Message,
+};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
+    http_client_fn,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::http::{Response as SdkResponse, StatusCode};
+use aws_smithy_types::body::SdkBody;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use tokio::time::Instant;
+use tower_headroom::admission::{Cost, Headroom, Limit, Quota};
+use tower_headroom::breaker::BreakerConfig;
+use tower_headroom::fallback::Target;
+use tower_headroom::retry::{BackoffBuilder, QuotaWindow};
+use tower_headroom::sim::front::{SimService, sdk_http_client};
+use tower_headroom::sim::{BedrockSim, Episode, ModelConfig, OutputLength};
+use tower_headroom::smithy::SdkHeadroom;
+use tower_headroom::{CircuitOpen, Profile};
+
+const SONNET: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
+const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+const DOWN: &str = "meta.llama3-70b-instruct-v1:0";
+const CANARY_PROMPT: &str = "CANARY-PROMPT-9c1e the launch codes are";
+
+/// What a debugging recorder holds.
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+/// The value of counter `name` whose labels include all of `labels`.
+fn counter(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+    snapshot
+        .iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .filter(|(key, ..)| {
+            labels
+                .iter()
+                .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => *n,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn model(id: &str) -> tower_headroom::sim::ModelConfigBuilder {
+    ModelConfig::builder(id, "us-east-1")
+        .ttft(Duration::from_millis(100))
+        .per_output_token(Duration::ZERO)
+        .output(OutputLength::Fixed { tokens: 42 })
+        .rpm(1_000)
+        .tpm(1_000_000)
+}
+
+/// Haiku allows 2 requests a minute; Sonnet is overloaded for the first hour; Llama is down.
+fn sim(start: Instant) -> BedrockSim {
+    BedrockSim::builder()
+        .start(start)
+        .model(model(HAIKU).rpm(2).build().unwrap())
+        .model(
+            model(SONNET)
+                .overload(Episode::new(Duration::ZERO, Duration::from_secs(3600)))
+                .build()
+                .unwrap(),
+        )
+        .model(
+            model(DOWN)
+                .outage(Episode::new(Duration::ZERO, Duration::from_secs(3600)))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+/// Bedrock's retry profile with its quota window anchored at the simulator's start (the
+/// default aligns to the wall clock, which the paused clock does not follow).
+fn policy(start: Instant) -> tower_headroom::retry::RetryPolicyBuilder {
+    Profile::Bedrock
+        .retry()
+        .backoff(BackoffBuilder::default().quota_window_at(
+            QuotaWindow::new(Duration::from_secs(60), start, Duration::from_secs(2)).unwrap(),
+        ))
+        .seed(7)
+}
+
+/// Every request that reached the backend: when, and its path.
+type Log = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// An HTTP client that logs each request, then hands it to `inner`.
+fn recording(inner: SharedHttpClient, log: Log) -> SharedHttpClient {
+    #[derive(Debug)]
+    struct Recording {
+        inner: SharedHttpConnector,
+        log: Log,
+    }
+    impl HttpConnector for Recording {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let path = request
+                .uri()
+                .split_once("/model/")
+                .map_or(request.uri().to_owned(), |(_, p)| p.to_owned());
+            self.log.lock().unwrap().push((Instant::now(), path));
+            self.inner.call(request)
+        }
+    }
+    http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(Recording {
+            inner: inner.http_connector(settings, components),
+            log: Arc::clone(&log),
+        })
+    })
+}
+
+fn bedrock_client<S>(
+    headroom: &SdkHeadroom<S>,
+    http: SharedHttpClient,
+) -> aws_sdk_bedrockruntime::Client
+where
+    S: tower_headroom::admission::QuotaStore<Arc<str>> + 'static,
+{
+    use aws_sdk_bedrockruntime::config::{Credentials, Region, StalledStreamProtectionConfig};
+    let builder = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version_latest()
+        .region(Region::from_static("us-east-1"))
+        .endpoint_url("http://bedrock.sim")
+        .credentials_provider(Credentials::new(
+            support::sdk::ACCESS_KEY,
+            support::sdk::SECRET_KEY,
+            None,
+            None,
+            "test",
+        ))
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .http_client(http);
+    let config = headroom.configure_bedrock(builder).unwrap().build();
+    aws_sdk_bedrockruntime::Client::from_conf(config)
+}
+
+async fn converse(
+    client: &aws_sdk_bedrockruntime::Client,
+    model: &str,
+    max_tokens: i32,
+) -> Result<
+    aws_sdk_bedrockruntime::operation::converse::ConverseOutput,
+    aws_sdk_bedrockruntime::error::SdkError<ConverseError>,
+> {
+    client
+        .converse()
+        .model_id(model)
+        .messages(
+            Message::builder()
+                .role(ConversationRole::User)
+                .content(ContentBlock::Text(CANARY_PROMPT.repeat(10)))
+                .build()
+                .unwrap(),
+        )
+        .inference_config(
+            InferenceConfiguration::builder()
+                .max_tokens(max_tokens)
+                .build(),
+        )
+        .send()
+        .await
+}
+
+fn front(start: Instant) -> (SimService, Log, SharedHttpClient) {
+    let front = SimService::builder().bedrock(sim(start)).build().unwrap();
+    let log = Log::default();
+    let http = recording(sdk_http_client(front.clone()), Arc::clone(&log));
+    (front, log, http)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_throttle_is_retried_at_the_next_window_and_not_before() {
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .no_breakers()
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    converse(&client, HAIKU, 100).await.unwrap();
+    converse(&client, HAIKU, 100).await.unwrap();
+    // The third call in the minute is throttled (rpm 2), then retried in the next window.
+    let third = Instant::now();
+    converse(&client, HAIKU, 100).await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 4, "{log:?}");
+    let retry_at = log[3].0;
+    let boundary = start + Duration::from_secs(60);
+    assert!(log[2].0 >= third && log[2].0 < boundary);
+    assert!(
+        retry_at >= boundary,
+        "retried {:?} before the window",
+        boundary - retry_at
+    );
+    assert!(
+        retry_at <= boundary + Duration::from_secs(2),
+        "spread is 2 s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured_to_the_millisecond() {
+    let start = Instant::now();
+    let (front, log, _) = front(start);
+    // The first answer is a 429 asking for 7 s; later requests reach the simulator.
+    let first = Arc::new(Mutex::new(true));
+    let inner = sdk_http_client(front);
+    let scripted = http_client_fn(move |settings, components| {
+        #[derive(Debug)]
+        struct Scripted {
+            first: Arc<Mutex<bool>>,
+            inner: SharedHttpConnector,
+        }
+        impl HttpConnector for Scripted {
+            fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+                if std::mem::replace(&mut *self.first.lock().unwrap(), false) {
+                    let mut response = SdkResponse::new(
+                        StatusCode::try_from(429).unwrap(),
+                        SdkBody::from(r#"{"message":"Too many requests, please wait."}"#),
+                    );
+                    response
+                        .headers_mut()
+                        .insert("x-amzn-errortype", "ThrottlingException");
+                    response.headers_mut().insert("retry-after", "7");
+                    return HttpConnectorFuture::ready(Ok(response));
+                }
+                self.inner.call(request)
+            }
+        }
+        SharedHttpConnector::new(Scripted {
+            first: Arc::clone(&first),
+            inner: inner.http_connector(settings, components),
+        })
+    });
+    let http = recording(scripted, Arc::clone(&log));
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .no_breakers()
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    converse(&client, HAIKU, 100).await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2);
+    let waited = log[1].0 - log[0].0;
+    // Retry-After plus at most the policy's 10% server jitter.
+    assert!(waited >= Duration::from_secs(7), "{waited:?}");
+    assert!(waited <= Duration::from_millis(7_700), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fatal_error_is_not_retried() {
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    let error = converse(&client, "no.such-model-v1:0", 100)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error.into_service_error(),
+        ConverseError::ValidationException(_)
+    ));
+    assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overloaded_model_falls_back_to_the_next_and_the_metrics_say_so() {
+    // The test runs on one thread (the paused clock's runtime): a recorder of its own.
+    let recorder = DebuggingRecorder::new();
+    let metrics = recorder.snapshotter();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .target(Target::new("fb-sonnet", Arc::<str>::from(SONNET)))
+        .target(Target::new("fb-haiku", Arc::<str>::from(HAIKU)))
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    let t0 = Instant::now();
+    let output = converse(&client, SONNET, 100).await.unwrap();
+    assert_eq!(output.usage().unwrap().output_tokens(), 42);
+    let log = log.lock().unwrap().clone();
+    let paths: Vec<&str> = log.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse",
+            "anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+        ]
+    );
+    // The move to the next model is immediate: only the first attempt's latency passed.
+    assert!(log[1].0 - t0 < Duration::from_secs(1));
+    let degraded = [("target", "fb-haiku"), ("degraded", "true")];
+    let overloaded = [("target", "fb-sonnet"), ("class", "overloaded")];
+    // A snapshot resets the recorder's counters: take one.
+    let snapshot = metrics.snapshot().into_vec();
+    assert_eq!(counter(&snapshot, "headroom_fallback_total", &degraded), 1);
+    assert_eq!(
+        counter(&snapshot, "headroom_attempts_total", &overloaded),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn usage_settles_the_reservation_to_the_real_token_count() {
+    let start = Instant::now();
+    let (front, _log, http) = front(start);
+    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().units(1_000).build().unwrap());
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .quota(quota.clone())
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    // 390 characters: ~98 input tokens, plus max_tokens 500 reserved.
+    converse(&client, HAIKU, 500).await.unwrap();
+    let stats = front.bedrock().unwrap().stats();
+    let haiku = stats.models.iter().find(|m| &*m.model_id == HAIKU).unwrap();
+    let real = haiku.windows[0].tokens;
+    assert!(real < 200, "42 output tokens plus the input: {real}");
+    // Without burst credit the quota paces units at 1,000 a minute (60 ms each): the next
+    // call waits for what the last one really spent, 60 ms × 140, less the 100 ms since; at
+    // the estimate (~98 + 500 tokens) it would wait about 36 s.
+    let key: Arc<str> = Arc::from(HAIKU);
+    let wait = quota
+        .admit_wait(&key, Cost::units(1), Instant::now())
+        .unwrap();
+    let paced = Duration::from_millis(60 * real);
+    assert!(
+        wait <= paced && wait + Duration::from_millis(200) >= paced,
+        "{wait:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_fails_fast_without_a_network_call() {
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        // Two attempts, and a deadline shorter than the breaker's open time, so the fast
+        // failure is not waited out.
+        .retry(
+            policy(start)
+                .max_attempts(2)
+                .deadline(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        )
+        .breaker(
+            BreakerConfig::builder()
+                .consecutive_failures(2)
+                .open_for(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    assert!(converse(&client, DOWN, 100).await.is_err());
+    assert_eq!(
+        log.lock().unwrap().len(),
+        2,
+        "both attempts reached the backend"
+    );
+    let before = Instant::now();
+    let error = converse(&client, DOWN, 100).await.unwrap_err();
+    assert_eq!(
+        log.lock().unwrap().len(),
+        2,
+        "no request while the circuit is open"
+    );
+    assert_eq!(before.elapsed(), Duration::ZERO);
+    let open = tower_headroom::classify::find::<CircuitOpen>(&error)
+        .expect("the fast failure carries CircuitOpen");
+    // Open for 30 s plus the breaker's jitter (up to 20% by default).
+    assert!(open.retry_in > Duration::ZERO && open.retry_in <= Duration::from_secs(36));
+}
+
+#[tokio::test(start_paused = true)]
+async fn configure_without_an_http_client_is_a_typed_error() {
+    let headroom = SdkHeadroom::builder(Profile::Bedrock).build().unwrap();
+    let error = headroom
+        .configure_bedrock(aws_sdk_bedrockruntime::Config::builder())
+        .unwrap_err();
+    assert!(error.to_string().contains("http_client"), "{error}");
+    let too_long = SdkHeadroom::builder(Profile::Bedrock)
+        .max_wait(Duration::from_secs(600))
+        .build()
+        .unwrap_err();
+    assert!(too_long.to_string().contains("max_wait"), "{too_long}");
+}
+
+/// Everything this crate logs while `f` runs, at every level.
+async fn captured<F: std::future::Future<Output = ()>>(f: F) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    use tracing_subscriber::layer::SubscriberExt;
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false),
+        )
+        .with(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("tower_headroom", tracing::Level::TRACE),
+        );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    f.await;
+    String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+}
+
+/// Display of an error and every source below it.
+fn display_chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut link = Some(error);
+    while let Some(e) = link {
+        text.push_str(&e.to_string());
+        text.push('\n');
+        link = e.source();
+    }
+    text
+}
+
+#[tokio::test(start_paused = true)]
+async fn prompts_and_credentials_never_reach_logs_metrics_or_errors() {
+    let recorder = DebuggingRecorder::new();
+    let metrics = recorder.snapshotter();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let start = Instant::now();
+    let (_front, _log, http) = front(start);
+    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().units(100_000).build().unwrap());
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(
+            policy(start)
+                .max_attempts(2)
+                .deadline(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        )
+        .target(Target::new("canary-sonnet", Arc::<str>::from(SONNET)))
+        .target(Target::new("canary-haiku", Arc::<str>::from(HAIKU)))
+        .breaker(
+            BreakerConfig::builder()
+                .consecutive_failures(2)
+                .build()
+                .unwrap(),
+        )
+        .quota(quota)
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    let mut errors = String::new();
+    let logs = captured(async {
+        // Fallback, throttles (Haiku: 2 a minute), a server error, a fast failure.
+        for model in [SONNET, SONNET, SONNET, DOWN, DOWN, DOWN] {
+            if let Err(e) = converse(&client, model, 100).await {
+                errors.push_str(&display_chain(&e));
+            }
+        }
+    })
+    .await;
+    assert!(logs.contains("tower_headroom"), "the capture works: {logs}");
+    assert!(
+        logs.contains("canary-haiku"),
+        "the fallback was logged: {logs}"
+    );
+    assert!(!errors.is_empty(), "some calls failed");
+    let labels: String = metrics
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, ..)| format!("{:?}\n", key.key()))
+        .collect();
+    assert!(
+        labels.contains("canary-sonnet"),
+        "metrics were recorded: {labels}"
+    );
+    for secret in [
+        "CANARY-PROMPT",
+        support::sdk::ACCESS_KEY,
+        support::sdk::SECRET_KEY,
+    ] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+        assert!(!labels.contains(secret), "{secret} in a metric label");
+        assert!(!errors.contains(secret), "{secret} in an error:\n{errors}");
+    }
+}
