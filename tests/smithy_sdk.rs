@@ -533,3 +533,130 @@ async fn prompts_and_credentials_never_reach_logs_metrics_or_errors() {
         assert!(!errors.contains(secret), "{secret} in an error:\n{errors}");
     }
 }
+
+/// DynamoDB through the front to dynalite, on the real clock: costs from item sizes, usage from
+/// `ConsumedCapacity` (asked for by the adapter and removed from what the caller sees), writes
+/// paced by the table's quota so the table never throttles.
+#[tokio::test]
+async fn dynamodb_writes_are_paced_settled_and_stored() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ReturnConsumedCapacity, ScalarAttributeType,
+    };
+    use tower_headroom::sim::front::Server;
+    use tower_headroom::sim::{DynamoSim, TableConfig};
+
+    let dynalite = support::dynalite::start();
+    let direct = support::sdk::dynamodb(&dynalite.url());
+    direct
+        .create_table()
+        .table_name("orders")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let sim = DynamoSim::builder()
+        .table(
+            TableConfig::builder("orders")
+                .rcu(100)
+                .wcu(4)
+                .partitions(1)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let front = SimService::builder()
+        .dynamodb(sim)
+        .dynamodb_upstream(&dynalite.url())
+        .build()
+        .unwrap();
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), front.clone())
+        .await
+        .unwrap();
+
+    let quota: Quota<Arc<str>> = Quota::new(Limit::per_second().units(4).build().unwrap());
+    let headroom = SdkHeadroom::builder(Profile::DynamoDb)
+        .quota(quota.clone())
+        .build()
+        .unwrap();
+    let builder = aws_sdk_dynamodb::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_dynamodb::config::Region::from_static("us-east-1"))
+        .endpoint_url(server.url())
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            support::sdk::ACCESS_KEY,
+            support::sdk::SECRET_KEY,
+            None,
+            None,
+            "test",
+        ))
+        .http_client(support::sdk::http_client());
+    let client =
+        aws_sdk_dynamodb::Client::from_conf(headroom.configure_dynamodb(builder).unwrap().build());
+
+    let started = std::time::Instant::now();
+    for i in 0..4 {
+        // ~2 KB: two write units each, 8 in all against 4 a second.
+        let put = client
+            .put_item()
+            .table_name("orders")
+            .item("pk", AttributeValue::S(format!("order-{i}")))
+            .item("note", AttributeValue::S("x".repeat(2000)))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            put.consumed_capacity().is_none(),
+            "the adapter's own ConsumedCapacity request is not shown to a caller who did not ask"
+        );
+    }
+    let elapsed = started.elapsed();
+    // A caller who asks still gets it.
+    let asked = client
+        .put_item()
+        .table_name("orders")
+        .item("pk", AttributeValue::S("order-asked".into()))
+        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.consumed_capacity().unwrap().capacity_units(),
+        Some(1.0)
+    );
+
+    // Paced by the quota: 8 units at 4 a second take more than a second, and the table
+    // never throttled.
+    assert!(elapsed >= Duration::from_millis(1_000), "{elapsed:?}");
+    let stats = front.dynamodb().unwrap().stats();
+    let table = &stats.tables[0];
+    assert_eq!(table.writes.throttled_capacity, 0, "{table:?}");
+    assert_eq!(table.writes.admitted, 5);
+    // 2 + 2 + 2 + 2 + 1 write units, as the adapter estimated and ConsumedCapacity reported.
+    assert_eq!(table.consumed_wcu(), 9.0);
+    // The items are in dynalite.
+    let got = direct
+        .get_item()
+        .table_name("orders")
+        .key("pk", AttributeValue::S("order-3".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.item().unwrap()["note"].as_s().unwrap().len(), 2000);
+    server.shutdown().await.unwrap();
+}

@@ -212,3 +212,29 @@ mod tests {
         assert_eq!(outcome.retry_after, None);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No server answer makes classification panic, and a non-retryable class never
+        /// carries a delay.
+        #[test]
+        fn any_error_response_classifies(
+            status in 400u16..600,
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+            code in "[ -~]{0,40}",
+            retry_after in "[ -~]{0,20}",
+        ) {
+            let mut res = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body));
+            res.headers_mut().insert("x-amzn-errortype", code);
+            res.headers_mut().insert("retry-after", retry_after);
+            let outcome = classify_response(&res, SystemTime::now());
+            prop_assert!(outcome.kind.is_retryable() || outcome.retry_after.is_none());
+        }
+    }
+}

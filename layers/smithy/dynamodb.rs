@@ -239,6 +239,34 @@ mod tests {
     }
 
     #[test]
+    fn usage_is_the_consumed_capacity_rounded_up() {
+        let est = Estimation {
+            chars_per_token: 4,
+            output_multiplier: 1,
+            default_max_tokens: 1,
+        };
+        let output = |units: f64| {
+            Output::erase(
+                PutItemOutput::builder()
+                    .consumed_capacity(ConsumedCapacity::builder().capacity_units(units).build())
+                    .build(),
+            )
+        };
+        assert_eq!(DynamoDb.usage(&output(2.5), None, &est), Some(3));
+        assert_eq!(DynamoDb.usage(&output(-1.0), None, &est), None);
+        assert_eq!(DynamoDb.usage(&output(f64::NAN), None, &est), None);
+        let mut restored = output(1.0);
+        DynamoDb.restore(&mut restored);
+        assert!(
+            restored
+                .downcast_ref::<PutItemOutput>()
+                .unwrap()
+                .consumed_capacity()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn asks_for_usage_only_when_the_caller_did_not() {
         let mut none = None;
         assert!(ask_usage(&mut none));
