@@ -29,8 +29,8 @@
 //!
 //! `configure_bedrock` / `configure_dynamodb` (features `bedrock`, `dynamodb`) install all
 //! three with one call and set the SDK's [`RetryConfig`](aws_smithy_types::retry::RetryConfig)
-//! to pair with them: standard mode, `max_attempts` = the policy's attempts plus the route's
-//! hops, and `max_backoff` = the policy's longest delay (a quota window plus its spread, or
+//! to pair with them: standard mode, `max_attempts` = the policy's attempts × (the route's
+//! hops + 1), and `max_backoff` = the policy's longest delay (a quota window plus its spread, or
 //! the longest server delay), so the SDK never cuts a window-aligned delay short. The same
 //! [`Quota`], [`BreakerRegistry`] and [`RetryPolicy`] (clones share state) may back Tower
 //! stacks and several SDK clients at once: one account quota, many clients.
@@ -223,11 +223,14 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
         &self.shared.retry
     }
 
-    /// The SDK `max_attempts` that pairs with this headroom: the policy's attempts plus the
-    /// route's hops (every fallback move is an SDK attempt).
+    /// The SDK `max_attempts` that pairs with this headroom: the policy's attempts × (the
+    /// route's hops + 1), since every fallback move is an SDK attempt; the policy stops first.
     pub fn sdk_max_attempts(&self) -> u32 {
         let hops = self.shared.route.as_ref().map_or(0, |r| r.max_hops());
-        self.shared.retry.max_attempts().saturating_add(hops)
+        self.shared
+            .retry
+            .max_attempts()
+            .saturating_mul(hops.saturating_add(1))
     }
 
     /// The SDK `max_backoff` that pairs with this headroom: long enough for the longest delay
