@@ -97,8 +97,10 @@ async fn converse(
 async fn converse_stream(
     client: &aws_sdk_bedrockruntime::Client,
     model: &str,
-) -> Result<aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamOutput, ConverseStreamError>
-{
+) -> Result<
+    aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamOutput,
+    ConverseStreamError,
+> {
     client
         .converse_stream()
         .model_id(model)

@@ -75,7 +75,11 @@ pub(crate) fn converse_stream_reply(
 }
 
 /// Appends one `event` frame of type `event_type` with a JSON payload.
-fn write_event(buf: &mut Vec<u8>, event_type: &'static str, payload: &Value) -> Result<(), FrameError> {
+fn write_event(
+    buf: &mut Vec<u8>,
+    event_type: &'static str,
+    payload: &Value,
+) -> Result<(), FrameError> {
     // Serializing a `Value` cannot fail: its keys are strings.
     let payload = serde_json::to_vec(payload).unwrap_or_default();
     let message = Message::new(payload)
@@ -218,14 +222,12 @@ mod tests {
             .unwrap();
         let front = SimService::builder().bedrock(sim).build().unwrap();
         let request = || {
-            http::Request::post(
-                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream",
-            )
-            .body(Full::new(Bytes::from_static(
-                br#"{"messages":[{"role":"user","content":[{"text":"Hello there!"}]}],
+            http::Request::post("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream")
+                .body(Full::new(Bytes::from_static(
+                    br#"{"messages":[{"role":"user","content":[{"text":"Hello there!"}]}],
                     "inferenceConfig":{"maxTokens":100}}"#,
-            )))
-            .unwrap()
+                )))
+                .unwrap()
         };
 
         let started = tokio::time::Instant::now();
@@ -241,7 +243,10 @@ mod tests {
         let model = stats.model(MODEL, "us-east-1").unwrap();
         assert_eq!(model.counts.completed, 1);
         assert_eq!(metadata["usage"]["inputTokens"], json!(model.input_tokens));
-        assert_eq!(metadata["usage"]["outputTokens"], json!(model.output_tokens));
+        assert_eq!(
+            metadata["usage"]["outputTokens"],
+            json!(model.output_tokens)
+        );
         assert_eq!(metadata["usage"]["inputTokens"], 3); // 12 characters / 4
         assert_eq!(metadata["usage"]["outputTokens"], 40);
         assert_eq!(metadata["metrics"]["latencyMs"], 700);
@@ -250,7 +255,10 @@ mod tests {
         // Over the 1 RPM quota: the throttle is an HTTP error, not a stream.
         let response = front.clone().oneshot(request()).await.unwrap();
         assert_eq!(response.status(), 429);
-        assert_eq!(response.headers()["x-amzn-errortype"], "ThrottlingException");
+        assert_eq!(
+            response.headers()["x-amzn-errortype"],
+            "ThrottlingException"
+        );
         assert_eq!(response.headers()["content-type"], "application/json");
 
         // A bad body is refused as for Converse.
@@ -259,7 +267,10 @@ mod tests {
             .unwrap();
         let response = front.clone().oneshot(bad).await.unwrap();
         assert_eq!(response.status(), 400);
-        assert_eq!(response.headers()["x-amzn-errortype"], "ValidationException");
+        assert_eq!(
+            response.headers()["x-amzn-errortype"],
+            "ValidationException"
+        );
     }
 
     proptest::proptest! {
