@@ -315,8 +315,13 @@ async fn bad_bedrock_input_gets_aws_400s() {
             raw(&format!("/model/{HAIKU_PATH}/invoke"), b"{\"messages\":[]}"),
             "ValidationException",
         ),
+        // ConverseStream is served: its body is checked as Converse's.
         (
             raw("/model/x/converse-stream", b"{}"),
+            "ValidationException",
+        ),
+        (
+            raw("/model/x/invoke-with-response-stream", b"{}"),
             "UnknownOperationException",
         ),
         (raw("/nowhere", b"{}"), "UnknownOperationException"),

@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
+use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamError;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, InferenceConfiguration, Message,
+    ContentBlock, ConversationRole, ConverseStreamOutput, InferenceConfiguration, Message,
+    StopReason,
 };
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
@@ -90,6 +92,75 @@ async fn converse(
         .send()
         .await
         .map_err(|e| e.into_service_error())
+}
+
+async fn converse_stream(
+    client: &aws_sdk_bedrockruntime::Client,
+    model: &str,
+) -> Result<
+    aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamOutput,
+    ConverseStreamError,
+> {
+    client
+        .converse_stream()
+        .model_id(model)
+        .messages(message(CANARY_PROMPT))
+        .inference_config(InferenceConfiguration::builder().max_tokens(200).build())
+        .send()
+        .await
+        .map_err(|e| e.into_service_error())
+}
+
+/// What a ConverseStream delivered, read with the SDK's own event receiver.
+#[derive(Debug, Default)]
+struct Streamed {
+    /// Event kinds in arrival order, consecutive repeats (the deltas) collapsed.
+    kinds: Vec<&'static str>,
+    deltas: usize,
+    text: String,
+    stop: Option<StopReason>,
+    usage: Option<aws_sdk_bedrockruntime::types::TokenUsage>,
+    latency_ms: Option<i64>,
+}
+
+async fn read_stream(
+    mut output: aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamOutput,
+) -> Streamed {
+    let mut streamed = Streamed::default();
+    while let Some(event) = output.stream.recv().await.expect("a well-formed event") {
+        let kind = match event {
+            ConverseStreamOutput::MessageStart(start) => {
+                assert_eq!(start.role(), &ConversationRole::Assistant);
+                "messageStart"
+            }
+            ConverseStreamOutput::ContentBlockDelta(delta) => {
+                assert_eq!(delta.content_block_index(), 0);
+                streamed
+                    .text
+                    .push_str(delta.delta().unwrap().as_text().unwrap());
+                streamed.deltas += 1;
+                "contentBlockDelta"
+            }
+            ConverseStreamOutput::ContentBlockStop(stop) => {
+                assert_eq!(stop.content_block_index(), 0);
+                "contentBlockStop"
+            }
+            ConverseStreamOutput::MessageStop(stop) => {
+                streamed.stop = Some(stop.stop_reason().clone());
+                "messageStop"
+            }
+            ConverseStreamOutput::Metadata(metadata) => {
+                streamed.usage = metadata.usage().cloned();
+                streamed.latency_ms = metadata.metrics().map(|m| m.latency_ms());
+                "metadata"
+            }
+            other => panic!("unexpected event {other:?}"),
+        };
+        if streamed.kinds.last() != Some(&kind) {
+            streamed.kinds.push(kind);
+        }
+    }
+    streamed
 }
 
 /// Everything the front logs while `f` runs, at every level.
@@ -444,4 +515,142 @@ async fn the_sdk_runs_in_process_on_virtual_time() {
     let stats = front.bedrock().unwrap().stats();
     assert_eq!(stats.models[0].counts.admitted, 2);
     assert_eq!(stats.models[0].counts.throttled_requests, 1);
+}
+
+/// ConverseStream over loopback with the real SDK: the SDK's event receiver decodes every
+/// frame, the usage in `metadata` is what the simulator settled, and a throttle before the
+/// stream is the typed `ThrottlingException`.
+#[tokio::test]
+async fn bedrock_converse_stream_delivers_every_event_and_throttles_are_modeled() {
+    let sim = BedrockSim::builder()
+        .model(
+            model(HAIKU, "us-east-1")
+                .rpm(1)
+                .tpm(100_000)
+                .build()
+                .unwrap(),
+        )
+        .model(
+            model(SONNET, "us-east-1")
+                .rpm(100)
+                .tpm(100_000)
+                .overload(Episode::new(Duration::ZERO, Duration::from_secs(3600)))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let front = SimService::builder().bedrock(sim).build().unwrap();
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), front.clone())
+        .await
+        .unwrap();
+    let client = support::sdk::bedrock(&server.url(), "us-east-1");
+
+    let logs = captured(async {
+        let output = converse_stream(&client, HAIKU).await.unwrap();
+        let streamed = read_stream(output).await;
+        assert_eq!(
+            streamed.kinds,
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "messageStop",
+                "metadata"
+            ]
+        );
+        // 42 tokens of text in more than one delta.
+        assert!(streamed.deltas > 1, "{streamed:?}");
+        assert!(!streamed.text.is_empty());
+        assert_eq!(streamed.stop, Some(StopReason::EndTurn));
+        assert!(streamed.latency_ms.is_some());
+
+        let usage = streamed.usage.expect("metadata carries usage");
+        let stats = front.bedrock().unwrap().stats();
+        let haiku = stats.model(HAIKU, "us-east-1").unwrap();
+        assert_eq!(haiku.counts.completed, 1);
+        assert_eq!(i64::from(usage.input_tokens()), haiku.input_tokens as i64);
+        assert_eq!(i64::from(usage.output_tokens()), haiku.output_tokens as i64);
+        assert_eq!(
+            usage.input_tokens(),
+            CANARY_PROMPT.chars().count().div_ceil(4) as i32
+        );
+        assert_eq!(usage.output_tokens(), 42);
+        assert_eq!(
+            usage.total_tokens(),
+            usage.input_tokens() + usage.output_tokens()
+        );
+
+        // Second call in the minute, over 1 RPM: the typed throttle, before any stream.
+        match converse_stream(&client, HAIKU).await.unwrap_err() {
+            ConverseStreamError::ThrottlingException(e) => assert_eq!(
+                e.message(),
+                Some("Too many requests, please wait before trying again.")
+            ),
+            other => panic!("expected ThrottlingException, got {other:?}"),
+        }
+        // The overloaded model: the same ServiceUnavailableException as Converse.
+        match converse_stream(&client, SONNET).await.unwrap_err() {
+            ConverseStreamError::ServiceUnavailableException(e) => assert_eq!(
+                e.message(),
+                Some(
+                    format!("Model {SONNET} is currently overloaded. Please try again later.")
+                        .as_str()
+                )
+            ),
+            other => panic!("expected ServiceUnavailableException, got {other:?}"),
+        }
+    })
+    .await;
+
+    let stats = front.bedrock().unwrap().stats();
+    let haiku = stats.model(HAIKU, "us-east-1").unwrap();
+    assert_eq!(haiku.counts.admitted, 1);
+    assert_eq!(haiku.counts.throttled_requests, 1);
+    assert!(logs.contains("ConverseStream"), "{logs}");
+    for secret in [ACCESS_KEY, SECRET_KEY, "CANARY-PROMPT", "Signature="] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// In process on virtual time: the stream arrives once the latency model's time has passed,
+/// and its usage settles the quota as Converse's does.
+#[tokio::test(start_paused = true)]
+async fn converse_stream_runs_in_process_on_virtual_time() {
+    let sim = BedrockSim::builder()
+        .model(
+            ModelConfig::builder(HAIKU, "us-east-1")
+                .rpm(10)
+                .tpm(100_000)
+                .ttft(Duration::from_millis(400))
+                .per_output_token(Duration::from_millis(10))
+                .output(OutputLength::Fixed { tokens: 100 })
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let front = SimService::builder().bedrock(sim).build().unwrap();
+    let client = support::sdk::bedrock_with(
+        "http://simulator.invalid",
+        "us-east-1",
+        tower_headroom::sim::front::sdk_http_client(front.clone()),
+    );
+    let started = tokio::time::Instant::now();
+    let streamed = read_stream(converse_stream(&client, HAIKU).await.unwrap()).await;
+    assert_eq!(started.elapsed(), Duration::from_millis(1400));
+    assert_eq!(streamed.latency_ms, Some(1400));
+    let usage = streamed.usage.unwrap();
+    assert_eq!(usage.output_tokens(), 100);
+    assert_eq!(streamed.text.len(), 400);
+    let stats = front.bedrock().unwrap().stats();
+    let haiku = stats.model(HAIKU, "us-east-1").unwrap();
+    assert_eq!(
+        haiku.tokens_settled,
+        (usage.input_tokens() + usage.output_tokens()) as u64
+    );
 }

@@ -23,6 +23,8 @@ pub(crate) const CHARS_PER_TOKEN: u64 = 4;
 pub(crate) enum BedrockOp {
     /// `POST /model/{modelId}/converse`
     Converse,
+    /// `POST /model/{modelId}/converse-stream` (a Converse body; the reply is an event stream)
+    ConverseStream,
     /// `POST /model/{modelId}/invoke` (Anthropic messages body)
     Invoke,
 }
@@ -31,12 +33,13 @@ impl BedrockOp {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             BedrockOp::Converse => "Converse",
+            BedrockOp::ConverseStream => "ConverseStream",
             BedrockOp::Invoke => "InvokeModel",
         }
     }
 }
 
-/// Splits `/model/{modelId}/{converse|invoke}` into the decoded model id and the operation.
+/// Splits `/model/{modelId}/{converse|converse-stream|invoke}` into the decoded model id and the operation.
 ///
 /// The SDK percent-encodes the model id as one path segment, so an inference-profile ARN's
 /// `:` and `/` arrive as `%3A` and `%2F`; a decoded id that is empty, not UTF-8 or longer than
@@ -46,6 +49,7 @@ pub(crate) fn parse_path(path: &str) -> Option<(String, BedrockOp)> {
     let (raw_id, op) = rest.rsplit_once('/')?;
     let op = match op {
         "converse" => BedrockOp::Converse,
+        "converse-stream" => BedrockOp::ConverseStream,
         "invoke" => BedrockOp::Invoke,
         _ => return None,
     };
@@ -206,14 +210,27 @@ pub(crate) fn parse_anthropic(body: &[u8]) -> Result<Ask, WireError> {
 pub(crate) fn completion_text(tokens: u64) -> String {
     // "sim " is four characters, one estimated token; capped so a huge max_tokens cannot make
     // the front allocate without bound.
-    "sim ".repeat(usize::try_from(tokens.min(1 << 20)).unwrap_or(0))
+    "sim ".repeat(usize::try_from(tokens.min(MAX_COMPLETION_TOKENS)).unwrap_or(0))
 }
+
+/// The most tokens of filler text a reply carries, whatever the simulator counted.
+pub(crate) const MAX_COMPLETION_TOKENS: u64 = 1 << 20;
 
 /// Why a completion stopped, in Converse's and Anthropic's spellings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
     EndTurn,
     MaxTokens,
+}
+
+impl Stop {
+    /// Converse's `stopReason`.
+    pub(crate) fn converse_str(self) -> &'static str {
+        match self {
+            Stop::EndTurn => "end_turn",
+            Stop::MaxTokens => "max_tokens",
+        }
+    }
 }
 
 /// The Converse reply body.
@@ -225,7 +242,7 @@ pub(crate) fn converse_reply(input: u64, output: u64, stop: Stop, latency_ms: u6
                 "content": [{ "text": completion_text(output) }],
             }
         },
-        "stopReason": match stop { Stop::EndTurn => "end_turn", Stop::MaxTokens => "max_tokens" },
+        "stopReason": stop.converse_str(),
         "usage": {
             "inputTokens": input,
             "outputTokens": output,
@@ -275,7 +292,15 @@ mod tests {
         );
         assert_eq!(parse_path("/model//converse"), None);
         assert_eq!(parse_path("/model/a/b/converse"), None);
-        assert_eq!(parse_path("/model/m/converse-stream"), None);
+        assert_eq!(
+            parse_path("/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"),
+            Some((
+                String::from("anthropic.claude-3-haiku-20240307-v1:0"),
+                BedrockOp::ConverseStream
+            ))
+        );
+        assert_eq!(parse_path("/model/m/converse-streams"), None);
+        assert_eq!(parse_path("/model/m/invoke-with-response-stream"), None);
         assert_eq!(parse_path("/models/m/converse"), None);
         assert_eq!(parse_path("/model/%FF/converse"), None);
         assert_eq!(parse_path("/model/%0A/converse"), None);

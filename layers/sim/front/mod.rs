@@ -7,8 +7,9 @@
 //! on hyper 1 over a TCP listener, with graceful shutdown.
 //!
 //! - **Bedrock Runtime** (restJson1): `POST /model/{modelId}/converse` (Converse body:
-//!   `messages`, `system`, `inferenceConfig.maxTokens`) and `POST /model/{modelId}/invoke`
-//!   (Anthropic messages body: `max_tokens`, `messages`, `system`). The model id is the
+//!   `messages`, `system`, `inferenceConfig.maxTokens`), `POST /model/{modelId}/converse-stream`
+//!   (the same body) and `POST /model/{modelId}/invoke` (Anthropic messages body:
+//!   `max_tokens`, `messages`, `system`). The model id is the
 //!   percent-decoded path segment (inference profile ARNs included). Input tokens are
 //!   estimated as one per four characters of text (see `bedrock_wire`); a request without
 //!   `maxTokens` reserves the model's configured `max_output_tokens` (when the service was
@@ -16,7 +17,14 @@
 //!   one in the SigV4 `Authorization` header's credential scope, else
 //!   [`SimServiceBuilder::default_region`]; the header is read for that and nothing else.
 //!   Replies carry `usage` and `metrics.latencyMs` (Converse) or the Anthropic `usage`
-//!   (InvokeModel, plus the `x-amzn-bedrock-*-token-count` headers).
+//!   (InvokeModel, plus the `x-amzn-bedrock-*-token-count` headers). ConverseStream is
+//!   admitted, throttled and settled exactly as Converse (an error before the stream starts is
+//!   the same HTTP error answer); its success is a `200` with an
+//!   `application/vnd.amazon.eventstream` body of AWS event-stream frames: `messageStart`,
+//!   `contentBlockDelta`s with the text, `contentBlockStop`, `messageStop` and `metadata`
+//!   with the same `usage` and `metrics.latencyMs`. The frames are sent together once the
+//!   latency model's time has passed, not token by token: the answer is a whole body like the
+//!   others, so dropping it early does not cut the simulated call short.
 //! - **DynamoDB** (awsJson1_0, `POST /` with `X-Amz-Target: DynamoDB_20120810.<Op>`): see
 //!   the `dynamodb` module. Writes are charged against the table's capacity before they are
 //!   forwarded to the DynamoDB-compatible store behind the front (dynalite, see
@@ -84,6 +92,7 @@ mod bedrock_wire;
 mod config;
 pub mod dynalite;
 mod dynamodb;
+mod event_stream;
 mod item_size;
 #[cfg(feature = "smithy")]
 mod sdk;
@@ -508,7 +517,7 @@ impl Inner {
             );
         };
         let ask = match op {
-            BedrockOp::Converse => bedrock_wire::parse_converse(body),
+            BedrockOp::Converse | BedrockOp::ConverseStream => bedrock_wire::parse_converse(body),
             BedrockOp::Invoke => bedrock_wire::parse_anthropic(body),
         };
         let ask = match ask {
@@ -570,6 +579,32 @@ impl Inner {
                 ),
                 &head.request_id,
             ),
+            BedrockOp::ConverseStream => match event_stream::converse_stream_reply(
+                reply.input_tokens,
+                reply.output_tokens,
+                stop,
+                latency_ms,
+            ) {
+                Ok(body) => wire::bytes_response(
+                    event_stream::EVENT_STREAM,
+                    StatusCode::OK,
+                    body,
+                    &head.request_id,
+                ),
+                // Unreachable with these small frames; an answer all the same, not a panic.
+                Err(_) => self.reject(
+                    protocol,
+                    WireError {
+                        status: StatusCode::INTERNAL_SERVER_ERROR,
+                        code: "InternalServerException",
+                        namespace: wire::CORAL_SERVICE_NS,
+                        message: String::from("The event stream could not be encoded."),
+                        retry_after_secs: None,
+                    },
+                    &head.request_id,
+                    op.as_str(),
+                ),
+            },
             BedrockOp::Invoke => {
                 let body = bedrock_wire::anthropic_reply(
                     &model,
