@@ -660,3 +660,73 @@ async fn dynamodb_writes_are_paced_settled_and_stored() {
     assert_eq!(got.item().unwrap()["note"].as_s().unwrap().len(), 2000);
     server.shutdown().await.unwrap();
 }
+
+/// `ConverseStream`: the reservation settles from the stream's `metadata` event as the caller
+/// reads it; a stream dropped unread keeps what was reserved.
+#[tokio::test(start_paused = true)]
+async fn a_stream_settles_from_its_usage_event_or_keeps_the_estimate_when_dropped() {
+    use aws_sdk_bedrockruntime::types::ConverseStreamOutput as Event;
+
+    let start = Instant::now();
+    let (front, _log, http) = front(start);
+    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().units(10_000).build().unwrap());
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .quota(quota.clone())
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    let stream = |max_tokens: i32| {
+        client
+            .converse_stream()
+            .model_id(HAIKU)
+            .messages(
+                Message::builder()
+                    .role(ConversationRole::User)
+                    .content(ContentBlock::Text("x".repeat(400)))
+                    .build()
+                    .unwrap(),
+            )
+            .inference_config(
+                InferenceConfiguration::builder()
+                    .max_tokens(max_tokens)
+                    .build(),
+            )
+            .send()
+    };
+    let key: Arc<str> = Arc::from(HAIKU);
+    // The quota paces 10,000 units a minute: 6 ms a unit, so a wait measures the units held
+    // (each answer takes 100 ms, which pays back about 17 of them).
+    let held = |quota: &Quota<Arc<str>>| {
+        let wait = quota
+            .admit_wait(&key, Cost::units(1), Instant::now())
+            .unwrap();
+        wait.as_micros() as u64 / 6_000
+    };
+
+    let mut output = stream(2_000).await.unwrap();
+    let mut usage = None;
+    while let Some(event) = output.stream.recv().await.unwrap() {
+        if let Event::Metadata(metadata) = event {
+            usage = metadata
+                .usage()
+                .map(|u| (u.input_tokens() + u.output_tokens()) as u64);
+        }
+    }
+    let usage = usage.expect("a metadata event");
+    assert_eq!(usage, 100 + 42);
+    // Settled to 142 units (less the 17 paid back), not the 2,100 reserved.
+    let units = held(&quota);
+    assert!((120..=142).contains(&units), "{units}");
+
+    // Dropped unread: the 100 + 2,000 reserved stay spent.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let output = stream(2_000).await.unwrap();
+    drop(output);
+    let units = held(&quota);
+    assert!((2_080..=2_100).contains(&units), "{units}");
+    assert_eq!(
+        front.bedrock().unwrap().stats().models[0].counts.admitted,
+        2
+    );
+}
