@@ -730,3 +730,30 @@ async fn a_stream_settles_from_its_usage_event_or_keeps_the_estimate_when_droppe
         2
     );
 }
+
+/// An attempt waits for admission in the HTTP client, but never longer than `max_wait`: a
+/// longer wait is answered at once, unsent, and the SDK retries when the quota has room.
+#[tokio::test(start_paused = true)]
+async fn admission_waits_are_bounded_and_a_longer_wait_is_a_retry_not_a_request() {
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    // Six requests a minute: one every 10 s.
+    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().requests(6).build().unwrap());
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .quota(quota)
+        .max_wait(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    converse(&client, HAIKU, 10).await.unwrap();
+    converse(&client, HAIKU, 10).await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2, "the shed attempt sent nothing: {log:?}");
+    let gap = log[1].0 - log[0].0;
+    // Shed at once (10 s > max_wait 2 s), retried after the quota's 10 s plus at most 10%.
+    assert!(
+        gap >= Duration::from_secs(10) && gap <= Duration::from_secs(11),
+        "{gap:?}"
+    );
+}
