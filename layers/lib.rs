@@ -15,7 +15,10 @@
 //! - [`admission`]: token-budget admission — estimate a call's tokens or capacity units,
 //!   reserve before the call, settle the real usage after, wait or shed ([`Rejected`]), with
 //!   shares per application, priorities and a limit learned from unexpected throttles;
-//! - [`observe`]: the `tracing` and `metrics` vocabulary they all report in.
+//! - [`observe`]: the `tracing` and `metrics` vocabulary they all report in;
+//! - `smithy` (features `smithy`, `bedrock`, `dynamodb`): the same cores inside AWS SDK
+//!   clients — a retry classifier, an interceptor and an HTTP client wrapper installed by
+//!   `SdkHeadroom::configure_bedrock` / `configure_dynamodb`.
 //!
 //! Every decision lives in a synchronous *core* that takes the current time as an argument and
 //! never sleeps; the Tower layers only await what the cores hand out. Time is

@@ -582,7 +582,7 @@ async fn dynamodb_writes_are_paced_settled_and_stored() {
         .unwrap();
     let front = SimService::builder()
         .dynamodb(sim)
-        .dynamodb_upstream(&dynalite.url())
+        .dynamodb_upstream(dynalite.url())
         .build()
         .unwrap();
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), front.clone())

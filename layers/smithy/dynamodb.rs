@@ -146,58 +146,57 @@ impl Shape for DynamoDb {
         _response: Option<&HttpResponse>,
         _estimation: &Estimation,
     ) -> Option<u64> {
-        let units = if let Some(o) = output.downcast_ref::<PutItemOutput>() {
-            capacity(o.consumed_capacity())
-        } else if let Some(o) = output.downcast_ref::<UpdateItemOutput>() {
-            capacity(o.consumed_capacity())
-        } else if let Some(o) = output.downcast_ref::<DeleteItemOutput>() {
-            capacity(o.consumed_capacity())
-        } else if let Some(o) = output.downcast_ref::<GetItemOutput>() {
-            capacity(o.consumed_capacity())
-        } else if let Some(o) = output.downcast_ref::<QueryOutput>() {
-            capacity(o.consumed_capacity())
-        } else if let Some(o) = output.downcast_ref::<ScanOutput>() {
-            capacity(o.consumed_capacity())
-        } else if let Some(o) = output.downcast_ref::<BatchWriteItemOutput>() {
-            Some(
-                o.consumed_capacity()
-                    .iter()
-                    .filter_map(|c| c.capacity_units())
-                    .sum(),
-            )
-        } else if let Some(o) = output.downcast_ref::<BatchGetItemOutput>() {
-            Some(
-                o.consumed_capacity()
-                    .iter()
-                    .filter_map(|c| c.capacity_units())
-                    .sum(),
-            )
-        } else {
-            None
-        }?;
+        let units = consumed(output)?;
         // A server's odd number (negative, NaN) is no usage reading.
         (units.is_finite() && units >= 0.0).then(|| units.ceil() as u64)
     }
 
     fn restore(&self, output: &mut Output) {
-        if let Some(o) = output.downcast_mut::<PutItemOutput>() {
-            o.consumed_capacity = None;
-        } else if let Some(o) = output.downcast_mut::<UpdateItemOutput>() {
-            o.consumed_capacity = None;
-        } else if let Some(o) = output.downcast_mut::<DeleteItemOutput>() {
-            o.consumed_capacity = None;
-        } else if let Some(o) = output.downcast_mut::<GetItemOutput>() {
-            o.consumed_capacity = None;
-        } else if let Some(o) = output.downcast_mut::<QueryOutput>() {
-            o.consumed_capacity = None;
-        } else if let Some(o) = output.downcast_mut::<ScanOutput>() {
-            o.consumed_capacity = None;
-        } else if let Some(o) = output.downcast_mut::<BatchWriteItemOutput>() {
-            o.consumed_capacity = None;
-        } else if let Some(o) = output.downcast_mut::<BatchGetItemOutput>() {
-            o.consumed_capacity = None;
+        macro_rules! clear {
+            ($($output:ty),*) => {$(
+                if let Some(o) = output.downcast_mut::<$output>() {
+                    o.consumed_capacity = None;
+                    return;
+                }
+            )*};
         }
+        clear!(
+            PutItemOutput,
+            UpdateItemOutput,
+            DeleteItemOutput,
+            GetItemOutput,
+            QueryOutput,
+            ScanOutput,
+            BatchWriteItemOutput,
+            BatchGetItemOutput
+        );
     }
+}
+
+/// The capacity units an output reports consumed, summed over tables for batches.
+fn consumed(output: &Output) -> Option<f64> {
+    macro_rules! single {
+        ($($output:ty),*) => {$(
+            if let Some(o) = output.downcast_ref::<$output>() {
+                return capacity(o.consumed_capacity());
+            }
+        )*};
+    }
+    single!(
+        PutItemOutput,
+        UpdateItemOutput,
+        DeleteItemOutput,
+        GetItemOutput,
+        QueryOutput,
+        ScanOutput
+    );
+    let sum = |all: &[ConsumedCapacity]| all.iter().filter_map(|c| c.capacity_units()).sum();
+    if let Some(o) = output.downcast_ref::<BatchWriteItemOutput>() {
+        return Some(sum(o.consumed_capacity()));
+    }
+    output
+        .downcast_ref::<BatchGetItemOutput>()
+        .map(|o| sum(o.consumed_capacity()))
 }
 
 impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {

@@ -22,7 +22,7 @@
 //!
 //! The decision is the interceptor's because only interceptors see the operation's config
 //! bag, where the attempt count and the call's plan live; a classifier sees only the
-//! [`InterceptorContext`](aws_smithy_runtime_api::client::interceptors::context::InterceptorContext).
+//! `InterceptorContext`.
 //! The orchestrator runs the `read_after_attempt` hooks and then the classifiers on the same
 //! context, so the classifier finds the decision by the context it is given. Installed alone,
 //! the classifier decides from the outcome by itself (first-retry backoff, no budget).
