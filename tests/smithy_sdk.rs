@@ -326,7 +326,11 @@ async fn an_overloaded_model_falls_back_to_the_next_and_the_metrics_say_so() {
     );
     // The move to the next model is immediate: only the first attempt's latency passed.
     assert!(log[1].0 - t0 < Duration::from_secs(1));
-    let degraded = [("target", "fb-haiku"), ("degraded", "true")];
+    let degraded = [
+        ("target", "fb-haiku"),
+        ("model", HAIKU),
+        ("degraded", "true"),
+    ];
     let overloaded = [("target", "fb-sonnet"), ("class", "overloaded")];
     // A snapshot resets the recorder's counters: take one.
     let snapshot = metrics.snapshot().into_vec();

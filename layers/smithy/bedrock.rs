@@ -64,6 +64,8 @@ impl Shape for Bedrock {
             cost: estimator.cost(llm),
             stream,
             asked_usage: false,
+            routable: true,
+            keys_are_models: true,
         })
     }
 

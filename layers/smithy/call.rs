@@ -35,6 +35,10 @@ pub(crate) struct Prepared {
     /// The interceptor asked for usage the caller did not (DynamoDB `ReturnConsumedCapacity`),
     /// so the output's copy is removed before the caller sees it.
     pub(crate) asked_usage: bool,
+    /// The request can be pointed at another target (the call may fall back).
+    pub(crate) routable: bool,
+    /// Keys are model ids: metrics and logs label them as the model.
+    pub(crate) keys_are_models: bool,
 }
 
 type SlotOf<S> = <S as StoreSlot>::Slot;
@@ -122,6 +126,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         let plan = self
             .route
             .as_ref()
+            .filter(|_| prepared.routable)
             .filter(|route| route.targets().first().map(|t| t.key()) == Some(&prepared.key))
             .map(|route| route.plan());
         CallHandle(Arc::new(Mutex::new(Call {
@@ -158,7 +163,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                         } else {
                             Retarget::To(Arc::clone(t.key()))
                         };
-                        let labels = with_region(t.labels().clone(), &call.region);
+                        let labels = call.labels(t.labels().clone(), t.key());
                         (
                             Attempt::new(Some(target), Arc::clone(t.key()), labels, now, permit),
                             retarget,
@@ -166,7 +171,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                     }
                     Choice::Exhausted { retry_in, cause } => {
                         let key = Arc::clone(&call.prepared.key);
-                        let labels = with_region(Labels::target(Arc::clone(&key)), &call.region);
+                        let labels = call.labels(Labels::target(Arc::clone(&key)), &key);
                         let mut attempt = Attempt::new(None, key, labels, now, None);
                         attempt.blocked =
                             Some(Blocked::NoTarget(NoTargetAvailable { retry_in, cause }));
@@ -176,7 +181,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             }
             _ => {
                 let key = Arc::clone(&call.prepared.key);
-                let labels = with_region(Labels::target(Arc::clone(&key)), &call.region);
+                let labels = call.labels(Labels::target(Arc::clone(&key)), &key);
                 let mut attempt = Attempt::new(None, key, labels, now, None);
                 if let Some(registry) = &self.other_breakers {
                     match registry.get(&attempt.key, now).acquire(now) {
@@ -443,10 +448,17 @@ impl<T: crate::admission::Slot> Attempt<T> {
     }
 }
 
-fn with_region(labels: Labels, region: &Option<Arc<str>>) -> Labels {
-    match region {
-        Some(region) if labels.region_name().is_none() => labels.region(Arc::clone(region)),
-        _ => labels,
+impl<S: StoreSlot> Call<S> {
+    /// A target's labels completed with what the call knows: the client's region, and the
+    /// model id when keys are model ids.
+    fn labels(&self, mut labels: Labels, key: &Arc<str>) -> Labels {
+        if self.prepared.keys_are_models && labels.model_name().is_none() {
+            labels = labels.model(Arc::clone(key));
+        }
+        match &self.region {
+            Some(region) if labels.region_name().is_none() => labels.region(Arc::clone(region)),
+            _ => labels,
+        }
     }
 }
 

@@ -77,6 +77,8 @@ fn prepared(table: Option<&str>, units: u64, asked_usage: bool) -> Option<Prepar
         cost: Cost::units(units),
         stream: false,
         asked_usage,
+        routable: false,
+        keys_are_models: false,
     })
 }
 

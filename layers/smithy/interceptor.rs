@@ -69,6 +69,8 @@ impl Shape for Generic {
             cost: Cost::ONE_REQUEST,
             stream: false,
             asked_usage: false,
+            routable: false,
+            keys_are_models: false,
         })
     }
 }
