@@ -761,3 +761,61 @@ async fn admission_waits_are_bounded_and_a_longer_wait_is_a_retry_not_a_request(
         "{gap:?}"
     );
 }
+
+/// One breaker registry behind a Tower stack and an SDK client: failures seen through the stack
+/// open the breaker the SDK client then fails fast on, without a request.
+#[tokio::test(start_paused = true)]
+async fn a_tower_stack_and_an_sdk_client_share_their_breakers() {
+    use tower::ServiceExt;
+    use tower_headroom::StackBuilder;
+    use tower_headroom::breaker::BreakerRegistry;
+    use tower_headroom::retry::RetryPolicy;
+
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    let registry: BreakerRegistry<Arc<str>> = BreakerRegistry::builder(
+        BreakerConfig::builder()
+            .consecutive_failures(2)
+            .open_for(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    )
+    .build()
+    .unwrap();
+    // The Tower stack's target is named after the model, as the SDK client's key is.
+    let down = tower::service_fn(|_req: http::Request<String>| async {
+        Ok::<_, tower_headroom::BoxError>(
+            http::Response::builder().status(503).body(String::new())?,
+        )
+    });
+    let stack = StackBuilder::http()
+        .target(Target::new(DOWN, "llama"))
+        .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
+        .breaker_registry(registry.clone())
+        .services(vec![down])
+        .unwrap();
+    for _ in 0..2 {
+        let response = stack
+            .clone()
+            .oneshot(http::Request::new(String::new()))
+            .await;
+        assert!(response.map_or(true, |r| r.status() == 503));
+    }
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(
+            policy(start)
+                .deadline(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        )
+        .breaker_registry(registry)
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    let error = converse(&client, DOWN, 10).await.unwrap_err();
+    assert!(tower_headroom::classify::find::<CircuitOpen>(&error).is_some());
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "the SDK client sent nothing"
+    );
+}
