@@ -6,12 +6,11 @@
 #![cfg(all(feature = "sim", feature = "smithy"))]
 
 mod support {
+    pub mod capture;
     pub mod dynalite;
     pub mod sdk;
 }
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
@@ -163,40 +162,6 @@ async fn read_stream(
     streamed
 }
 
-/// Everything the front logs while `f` runs, at every level.
-async fn captured<F: std::future::Future<Output = ()>>(f: F) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    use tracing_subscriber::layer::SubscriberExt;
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || writer.clone())
-                .with_ansi(false),
-        )
-        .with(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("tower_headroom", tracing::Level::TRACE)
-                .with_target("hyper", tracing::Level::TRACE)
-                .with_target("hyper_util", tracing::Level::TRACE),
-        );
-    // A current-thread runtime: the server's tasks run on this thread, under this subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
-    f.await;
-    String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
-}
-
 #[tokio::test]
 async fn bedrock_converse_and_invoke_round_trip_and_errors_are_modeled() {
     let server = Server::bind(
@@ -211,7 +176,7 @@ async fn bedrock_converse_and_invoke_round_trip_and_errors_are_modeled() {
     let east = support::sdk::bedrock(&server.url(), "us-east-1");
     let west = support::sdk::bedrock(&server.url(), "us-west-2");
 
-    let logs = captured(async {
+    let logs = support::capture::captured(&["tower_headroom", "hyper", "hyper_util"], async {
         // Success: usage as Bedrock reports it.
         let output = converse(&east, HAIKU).await.unwrap();
         let usage = output.usage().unwrap();
@@ -351,7 +316,7 @@ async fn dynamodb_items_are_stored_in_dynalite_and_throttles_are_modeled() {
         .unwrap();
     let client = support::sdk::dynamodb(&server.url());
 
-    let logs = captured(async {
+    let logs = support::capture::captured(&["tower_headroom", "hyper", "hyper_util"], async {
         create_orders(&client).await;
 
         // A 2 KB item: two write units, as ConsumedCapacity reports.
@@ -546,7 +511,7 @@ async fn bedrock_converse_stream_delivers_every_event_and_throttles_are_modeled(
         .unwrap();
     let client = support::sdk::bedrock(&server.url(), "us-east-1");
 
-    let logs = captured(async {
+    let logs = support::capture::captured(&["tower_headroom", "hyper", "hyper_util"], async {
         let output = converse_stream(&client, HAIKU).await.unwrap();
         let streamed = read_stream(output).await;
         assert_eq!(

@@ -8,12 +8,12 @@
 #![cfg(all(feature = "sim", feature = "bedrock", feature = "dynamodb"))]
 
 mod support {
+    pub mod capture;
     pub mod dynalite;
     pub mod sdk;
 }
 
 use std::error::Error;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -430,37 +430,6 @@ async fn configure_without_an_http_client_is_a_typed_error() {
     assert!(too_long.to_string().contains("max_wait"), "{too_long}");
 }
 
-/// Everything this crate logs while `f` runs, at every level.
-async fn captured<F: std::future::Future<Output = ()>>(f: F) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    use tracing_subscriber::layer::SubscriberExt;
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || writer.clone())
-                .with_ansi(false),
-        )
-        .with(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("tower_headroom", tracing::Level::TRACE),
-        );
-    let _guard = tracing::subscriber::set_default(subscriber);
-    f.await;
-    String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
-}
-
 /// Display of an error and every source below it.
 fn display_chain(error: &(dyn Error + 'static)) -> String {
     let mut text = String::new();
@@ -502,7 +471,7 @@ async fn prompts_and_credentials_never_reach_logs_metrics_or_errors() {
         .unwrap();
     let client = bedrock_client(&headroom, http);
     let mut errors = String::new();
-    let logs = captured(async {
+    let logs = support::capture::captured(&["tower_headroom"], async {
         // Fallback, throttles (Haiku: 2 a minute), a server error, a fast failure.
         for model in [SONNET, SONNET, SONNET, DOWN, DOWN, DOWN] {
             if let Err(e) = converse(&client, model, 100).await {

@@ -231,14 +231,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
         &self,
         builder: aws_sdk_bedrockruntime::config::Builder,
     ) -> Result<aws_sdk_bedrockruntime::config::Builder, ConfigError> {
-        let config = builder.build();
-        let inner = config.http_client().ok_or_else(super::no_http_client)?;
-        Ok(config
-            .to_builder()
-            .http_client(self.http_client(inner))
-            .interceptor(self.interceptor_with(Arc::new(Bedrock)))
-            .retry_classifier(self.retry_classifier())
-            .retry_config(self.sdk_retry_config()))
+        super::configure!(self, builder, Bedrock)
     }
 }
 

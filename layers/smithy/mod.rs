@@ -538,15 +538,30 @@ impl<S: Send + Sync> ClassifyRetry for HeadroomClassifier<S> {
     }
 }
 
-/// The error of `configure_*` when the config builder has no HTTP client to wrap.
+/// The body of `configure_bedrock` / `configure_dynamodb`: the generated config builders of
+/// the two SDKs have the same methods but no common trait. The builder is built once to read
+/// its HTTP client (builders have no getter), then turned back into a builder.
 #[cfg(any(feature = "bedrock", feature = "dynamodb"))]
-pub(crate) fn no_http_client() -> ConfigError {
-    ConfigError::new(
-        "http_client",
-        "unset",
-        "the config builder has no HTTP client to wrap: build it from an SdkConfig or set one",
-    )
+macro_rules! configure {
+    ($headroom:expr, $builder:expr, $shape:expr) => {{
+        let config = $builder.build();
+        let inner = config.http_client().ok_or_else(|| {
+            ConfigError::new(
+                "http_client",
+                "unset",
+                "the config builder has no HTTP client to wrap: build it from an SdkConfig or set one",
+            )
+        })?;
+        Ok(config
+            .to_builder()
+            .http_client($headroom.http_client(inner))
+            .interceptor($headroom.interceptor_with(Arc::new($shape)))
+            .retry_classifier($headroom.retry_classifier())
+            .retry_config($headroom.sdk_retry_config()))
+    }};
 }
+#[cfg(any(feature = "bedrock", feature = "dynamodb"))]
+use configure;
 
 /// Without the `bedrock` feature no operation streams: the reservation settles at its estimate.
 #[cfg(not(feature = "bedrock"))]
