@@ -1,7 +1,7 @@
 //! The quota showdown (`examples/quota_showdown`), measured here on the same runner: the same
 //! seed prints byte-identical `--json` output twice, and the headline claims hold on the
 //! measured numbers, against the baselines measured in the same run.
-#![cfg(all(feature = "sim", feature = "smithy"))]
+#![cfg(all(feature = "sim", feature = "bedrock", feature = "dynamodb"))]
 
 #[allow(dead_code)]
 #[path = "../examples/quota_showdown/report.rs"]
