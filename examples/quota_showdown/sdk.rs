@@ -1,5 +1,6 @@
 //! The real AWS SDK clients (`aws-sdk-bedrockruntime`, `aws-sdk-dynamodb`) with
-//! `RetryConfig::standard()` or `RetryConfig::adaptive()`, driven through the simulator's wire
+//! `RetryConfig::standard()` or `RetryConfig::adaptive()`, or configured by
+//! `SdkHeadroom::configure_*` ([`headroom_clients`]), driven through the simulator's wire
 //! front in process: the SDK's `HttpClient` hands each signed request to
 //! [`SimService`](tower_headroom::sim::front::SimService) as a `tower::Service` call. No
 //! socket, so the whole run stays on the paused clock:
