@@ -2,15 +2,16 @@
 //! strategies, on a simulated Bedrock and DynamoDB, on virtual time.
 //!
 //! ```text
-//! cargo run --release --features sim,smithy --example quota_showdown
-//! cargo run --release --features sim,smithy --example quota_showdown -- --scenario 1 --json
-//! cargo run --release --features sim,smithy --example quota_showdown -- --plot docs/
+//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown
+//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown -- --scenario 1 --json
+//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown -- --plot docs/
 //! ```
 //!
 //! Each scenario runs ten minutes of traffic through each strategy — no retry, a naive retry
 //! loop (5 attempts, 1 s apart), the real AWS SDK with its standard and adaptive retry modes
-//! (through the simulator's wire front, in process), and tower-headroom's stack — against a
-//! fresh simulator, and prints one table. Every number is measured in this run: nothing is
+//! (through the simulator's wire front, in process), tower-headroom's stack, and the real AWS
+//! SDK configured by `SdkHeadroom` (the stack's policy inside the SDK's retry loop) — against
+//! a fresh simulator, and prints one table. Every number is measured in this run: nothing is
 //! hard-coded. The runtime's clock is paused, so ten simulated minutes take well under a
 //! second of real time, and a seed (`--seed`, default 42) gives the same output every time.
 //!
@@ -91,6 +92,9 @@ fn scenario(n: u8, seed: u64) -> Result<(Vec<Measured>, Vec<String>), BoxError> 
             }
             Err(e) => return Err(format!("scenario {n}, {}: {e}", strategy.name()).into()),
         }
+    }
+    if rows.iter().any(|m| m.row.strategy == Strategy::SdkHeadroom) {
+        notes.extend(sdk::headroom_note(n));
     }
     Ok((rows, notes))
 }

@@ -14,12 +14,13 @@ const BIN: usize = 6;
 /// The plotted span, in minutes: the ten minutes of traffic and the start of the tail.
 const SPAN_MINUTES: f64 = 12.0;
 
-const COLORS: [RGBColor; 5] = [
+const COLORS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
     RGBColor(255, 127, 14),
     RGBColor(148, 103, 189),
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
+    RGBColor(23, 190, 207),
 ];
 
 /// Per-second averages over bins of [`BIN`] seconds, as (minutes, value) points.

@@ -43,7 +43,7 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
     let _ = writeln!(out, "Scenario {scenario}: {}", title(scenario));
     let _ = writeln!(
         out,
-        "{:<18} {:>8} {:>9} {:>7} {:>8} {:>9} {:>11} {:>8} {:>8} {:>13}",
+        "{:<24} {:>8} {:>9} {:>7} {:>8} {:>9} {:>11} {:>8} {:>8} {:>13}",
         "strategy",
         "requests",
         "completed",
@@ -59,7 +59,7 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
         let r = &m.row;
         let _ = writeln!(
             out,
-            "{:<18} {:>8} {:>9} {:>7} {:>8} {:>9} {:>10.1}% {:>8} {:>8} {:>12.2}x",
+            "{:<24} {:>8} {:>9} {:>7} {:>8} {:>9} {:>10.1}% {:>8} {:>8} {:>12.2}x",
             r.strategy.name(),
             r.requests,
             r.completed,
@@ -96,7 +96,7 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "  {:<18} per app, completed/failed (p50, p99): {}",
+                "  {:<24} per app, completed/failed (p50, p99): {}",
                 m.row.strategy.name(),
                 apps.join(", ")
             );

@@ -54,16 +54,20 @@ pub enum Strategy {
     SdkAdaptive,
     /// The crate's stack: retry → fallback (breaker per target) → admission per target.
     Headroom,
+    /// The real AWS SDK client configured by `SdkHeadroom::configure_*`: the stack's retry
+    /// policy, breakers, fallback targets and shared quota inside the SDK's own retry loop.
+    SdkHeadroom,
 }
 
 impl Strategy {
     /// Every strategy, in table order.
-    pub const ALL: [Strategy; 5] = [
+    pub const ALL: [Strategy; 6] = [
         Strategy::NoRetry,
         Strategy::NaiveRetry,
         Strategy::SdkStandard,
         Strategy::SdkAdaptive,
         Strategy::Headroom,
+        Strategy::SdkHeadroom,
     ];
 
     /// The name printed in tables and JSON.
@@ -74,12 +78,16 @@ impl Strategy {
             Strategy::SdkStandard => "aws sdk standard",
             Strategy::SdkAdaptive => "aws sdk adaptive",
             Strategy::Headroom => "tower-headroom",
+            Strategy::SdkHeadroom => "aws sdk + tower-headroom",
         }
     }
 
     /// Whether the strategy drives the real AWS SDK through the simulator's wire front.
     pub fn is_sdk(self) -> bool {
-        matches!(self, Strategy::SdkStandard | Strategy::SdkAdaptive)
+        matches!(
+            self,
+            Strategy::SdkStandard | Strategy::SdkAdaptive | Strategy::SdkHeadroom
+        )
     }
 }
 
@@ -643,6 +651,7 @@ fn clients(setup: &Setup, strategy: Strategy, seed: u64) -> Result<Vec<Client>, 
             super::sdk::clients(setup, strategy == Strategy::SdkAdaptive, seed)
         }
         Strategy::Headroom => headroom_clients(setup, seed),
+        Strategy::SdkHeadroom => super::sdk::headroom_clients(setup, seed),
     }
 }
 
@@ -751,7 +760,7 @@ type Boxed = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
 /// The retry policy of the stack for `profile`, with throttle retries aligned to the
 /// simulator's windows (not the wall clock's) and seeded jitter, so that runs repeat.
-fn retry_policy(
+pub fn retry_policy(
     profile: Profile,
     window: Duration,
     spread: Duration,
@@ -766,8 +775,79 @@ fn retry_policy(
         .build()?)
 }
 
-fn breaker(profile: Profile, seed: u64) -> Result<BreakerConfig, BoxError> {
+pub fn breaker(profile: Profile, seed: u64) -> Result<BreakerConfig, BoxError> {
     Ok(profile.breaker().seed(seed).build()?)
+}
+
+/// A fallback target of a Bedrock scenario: its name, model and region.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteTarget {
+    /// The target's name (breaker, metrics).
+    pub name: &'static str,
+    /// The model id.
+    pub model: &'static str,
+    /// The region.
+    pub region: &'static str,
+}
+
+const fn route(name: &'static str, model: &'static str, region: &'static str) -> RouteTarget {
+    RouteTarget {
+        name,
+        model,
+        region,
+    }
+}
+
+/// A Bedrock scenario's quota (one per target, shared by every app) and fallback targets, in
+/// preference order: the same for the stack and the SDK adapter.
+pub fn bedrock_plan(scenario: u8) -> Result<(Limit, Vec<RouteTarget>), BoxError> {
+    Ok(match scenario {
+        // Equal guaranteed shares for A, B and C; A borrows what B and C leave.
+        1 => (
+            Limit::per_minute()
+                .requests(150)
+                .shares(&[1, 1, 1])
+                .max_wait(secs(20))
+                .build()?,
+            vec![route("sonnet", SONNET, EAST)],
+        ),
+        // A token budget that no fixed window of the service can see exceeded: 170,000 a
+        // minute plus 10 s of burst credit (28,333) is under 200,000. Half the credit is
+        // kept for interactive calls; batch calls wait behind them.
+        2 => (
+            Limit::per_minute()
+                .requests(10_000)
+                .units(170_000)
+                .burst(secs(10))
+                .interactive_reserve(0.5)
+                .max_wait(secs(600))
+                .build()?,
+            vec![route("sonnet", SONNET, EAST)],
+        ),
+        // The secondary model as the fallback target.
+        3 => (
+            Limit::per_minute().requests(100).build()?,
+            vec![route("sonnet", SONNET, EAST), route("haiku", HAIKU, EAST)],
+        ),
+        // A second region as the fallback target.
+        4 => (
+            Limit::per_minute().requests(100).build()?,
+            vec![route("east", SONNET, EAST), route("west", SONNET, WEST)],
+        ),
+        n => return Err(format!("no Bedrock scenario {n}").into()),
+    })
+}
+
+/// Scenario 5's admission: the table's provisioned WCU with DynamoDB's 300 s of burst credit.
+///
+/// Learning is off: a hot partition's throttle says nothing about the table's capacity, and
+/// lowering the table's budget for it would slow every other key.
+pub fn dynamo_limit() -> Result<Limit, BoxError> {
+    Ok(Limit::per_second()
+        .units(100)
+        .burst(secs(300))
+        .learning(Learning::OFF)
+        .build()?)
 }
 
 /// tower-headroom: one stack per application, sharing one quota per target.
@@ -797,41 +877,11 @@ fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxError> {
     let estimate = |call: &ModelCall| Cost::units(call.input_tokens + call.max_tokens);
     let usage = |reply: &http::Response<ModelReply>| Usage::units(reply.body().quota_tokens);
 
-    let (limit, targets): (Limit, Vec<Target<Key>>) = match setup.scenario {
-        // Equal guaranteed shares for A, B and C; A borrows what B and C leave.
-        1 => (
-            Limit::per_minute()
-                .requests(150)
-                .shares(&[1, 1, 1])
-                .max_wait(secs(20))
-                .build()?,
-            vec![target("sonnet", SONNET, EAST)],
-        ),
-        // A token budget that no fixed window of the service can see exceeded: 170,000 a
-        // minute plus 10 s of burst credit (28,333) is under 200,000. Half the credit is
-        // kept for interactive calls; batch calls wait behind them.
-        2 => (
-            Limit::per_minute()
-                .requests(10_000)
-                .units(170_000)
-                .burst(secs(10))
-                .interactive_reserve(0.5)
-                .max_wait(secs(600))
-                .build()?,
-            vec![target("sonnet", SONNET, EAST)],
-        ),
-        // The secondary model as the fallback target.
-        3 => (
-            Limit::per_minute().requests(100).build()?,
-            vec![target("sonnet", SONNET, EAST), target("haiku", HAIKU, EAST)],
-        ),
-        // A second region as the fallback target.
-        4 => (
-            Limit::per_minute().requests(100).build()?,
-            vec![target("east", SONNET, EAST), target("west", SONNET, WEST)],
-        ),
-        n => return Err(format!("no Bedrock scenario {n}").into()),
-    };
+    let (limit, routes) = bedrock_plan(setup.scenario)?;
+    let targets: Vec<Target<Key>> = routes
+        .iter()
+        .map(|r| target(r.name, r.model, r.region))
+        .collect();
     let quota: Quota<Key> = Quota::new(limit);
     setup
         .apps
@@ -867,21 +917,12 @@ fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxError> {
 
 /// tower-headroom for DynamoDB: the DynamoDB profile (8 attempts, capacity throttles retried
 /// after short jittered waits aligned to the next second) and admission at the table's
-/// provisioned WCU with DynamoDB's 300 s of burst credit.
-///
-/// Learning is off: a hot partition's throttle says nothing about the table's capacity, and
-/// lowering the table's budget for it would slow every other key.
+/// provisioned WCU with DynamoDB's 300 s of burst credit (see [`dynamo_limit`]).
 fn dynamo_headroom(setup: &Setup, sim: &DynamoSim, seed: u64) -> Result<Vec<Client>, BoxError> {
     let backend = ServiceBuilder::new()
         .map_response(http::Response::new as fn(DynamoReply) -> http::Response<DynamoReply>)
         .service(sim.clone());
-    let quota: Quota<Key> = Quota::new(
-        Limit::per_second()
-            .units(100)
-            .burst(secs(300))
-            .learning(Learning::OFF)
-            .build()?,
-    );
+    let quota: Quota<Key> = Quota::new(dynamo_limit()?);
     let estimate = |call: &DynamoCall| Cost::units(call.item_bytes.div_ceil(1024).max(1));
     let usage = |reply: &http::Response<DynamoReply>| {
         Usage::units(reply.body().consumed_capacity.ceil() as u64)

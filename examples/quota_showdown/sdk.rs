@@ -1,5 +1,6 @@
 //! The real AWS SDK clients (`aws-sdk-bedrockruntime`, `aws-sdk-dynamodb`) with
-//! `RetryConfig::standard()` or `RetryConfig::adaptive()`, driven through the simulator's wire
+//! `RetryConfig::standard()` or `RetryConfig::adaptive()`, or configured by
+//! `SdkHeadroom::configure_*` ([`headroom_clients`]), driven through the simulator's wire
 //! front in process: the SDK's `HttpClient` hands each signed request to
 //! [`SimService`](tower_headroom::sim::front::SimService) as a `tower::Service` call. No
 //! socket, so the whole run stays on the paused clock:
@@ -26,9 +27,17 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig;
 use tower::BoxError;
 use tower::util::BoxCloneService;
+use tower_headroom::admission::{Priority, Quota, Tenant};
+use tower_headroom::fallback::Target;
+use tower_headroom::sim::BEDROCK_WINDOW;
 use tower_headroom::sim::front::{SimService, sdk_http_client};
+use tower_headroom::smithy::{MAX_ADMISSION_WAIT, SdkHeadroom};
+use tower_headroom::stack::Profile;
 
-use super::scenarios::{App, Backend, Client, Setup, Work};
+use super::scenarios::{
+    App, Backend, Client, RouteTarget, Setup, Strategy, TABLE, Work, bedrock_plan, breaker,
+    dynamo_limit, retry_policy,
+};
 
 /// Fake static credentials: the front does not verify signatures.
 const ACCESS_KEY: &str = "AKIDSHOWDOWN00000000";
@@ -65,14 +74,7 @@ pub fn clients(setup: &Setup, adaptive: bool, seed: u64) -> Result<Vec<Client>, 
     // The standard strategy's jitter draws from fastrand's thread-local generator.
     fastrand::seed(seed);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    let front = match &setup.backend {
-        Backend::Bedrock(sim) => SimService::builder().bedrock(sim.clone()).build()?,
-        Backend::Dynamo(sim) => SimService::builder()
-            .dynamodb(sim.clone())
-            .partition_key(super::scenarios::TABLE, PARTITION_KEY)
-            .build()?,
-    };
-    let http = sdk_http_client(front);
+    let http = front(setup)?;
     setup
         .apps
         .iter()
@@ -86,32 +88,190 @@ pub fn clients(setup: &Setup, adaptive: bool, seed: u64) -> Result<Vec<Client>, 
         .collect()
 }
 
-fn bedrock(app: &App, http: SharedHttpClient, adaptive: bool, partition: String) -> Client {
-    use aws_sdk_bedrockruntime::config::retry::{RetryConfig, RetryPartition};
-    use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
-    use aws_sdk_bedrockruntime::types::{
-        ContentBlock, ConversationRole, InferenceConfiguration, Message,
-    };
+/// The SDK clients of every app of `setup`, configured by `SdkHeadroom::configure_*` the way
+/// the tower-headroom rows configure their stacks: one [`Quota`] per scenario shared by every
+/// app's client (one account quota, many clients), the same limits, shares (tenants),
+/// priorities and retry policy (its quota window anchored at the simulator's start, jitter
+/// seeded per app), a breaker per app and target, and the same fallback targets where the SDK
+/// can reach them (see [`reachable`]). Each client keeps its own retry partition, as in the
+/// standard rows.
+pub fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxError> {
+    fastrand::seed(seed);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let http = front(setup)?;
+    let partition = |app: &App| format!("showdown-{run}-{}", app.name);
+    match &setup.backend {
+        Backend::Bedrock(sim) => {
+            let (limit, routes) = bedrock_plan(setup.scenario)?;
+            let max_wait = limit.max_wait().min(MAX_ADMISSION_WAIT);
+            let quota: Quota<Arc<str>> = Quota::new(limit);
+            setup
+                .apps
+                .iter()
+                .enumerate()
+                .map(|(i, app)| {
+                    let app_seed = seed.wrapping_add(i as u64);
+                    let mut builder = SdkHeadroom::builder(Profile::Bedrock)
+                        .retry(retry_policy(
+                            Profile::Bedrock,
+                            BEDROCK_WINDOW,
+                            Duration::from_secs(5),
+                            sim.started_at(),
+                            app_seed,
+                        )?)
+                        .breaker(breaker(Profile::Bedrock, app_seed)?)
+                        .max_wait(max_wait);
+                    for route in reachable(&routes, app) {
+                        builder = builder.target(
+                            Target::new(route.name, Arc::from(route.model))
+                                .model(route.model)
+                                .region(route.region),
+                        );
+                    }
+                    let mut builder = builder.quota(quota.clone());
+                    if setup.scenario == 1 {
+                        builder = builder.tenant(Tenant(i as u16));
+                    }
+                    if app.batch {
+                        builder = builder.priority(Priority::Batch);
+                    }
+                    let headroom = builder.build()?;
+                    let config = headroom
+                        .configure_bedrock(bedrock_config(app, http.clone(), partition(app)))?
+                        .build();
+                    Ok(converse_client(
+                        app,
+                        aws_sdk_bedrockruntime::Client::from_conf(config),
+                    ))
+                })
+                .collect()
+        }
+        Backend::Dynamo(sim) => {
+            let limit = dynamo_limit()?;
+            let max_wait = limit.max_wait().min(MAX_ADMISSION_WAIT);
+            let quota: Quota<Arc<str>> = Quota::new(limit);
+            setup
+                .apps
+                .iter()
+                .enumerate()
+                .map(|(i, app)| {
+                    let app_seed = seed.wrapping_add(i as u64);
+                    let headroom = SdkHeadroom::builder(Profile::DynamoDb)
+                        .retry(retry_policy(
+                            Profile::DynamoDb,
+                            Duration::from_secs(1),
+                            Duration::from_millis(100),
+                            sim.started_at(),
+                            app_seed,
+                        )?)
+                        .breaker(breaker(Profile::DynamoDb, app_seed)?)
+                        .max_wait(max_wait)
+                        .target(
+                            Target::new(TABLE, Arc::from(TABLE))
+                                .model(TABLE)
+                                .region(app.region),
+                        )
+                        .quota(quota.clone())
+                        .build()?;
+                    let config = headroom
+                        .configure_dynamodb(dynamodb_config(app, http.clone(), partition(app)))?
+                        .build();
+                    Ok(put_item_client(
+                        app,
+                        aws_sdk_dynamodb::Client::from_conf(config),
+                    ))
+                })
+                .collect()
+        }
+    }
+}
 
-    let config = aws_sdk_bedrockruntime::Config::builder()
+/// The fallback targets an SDK client of `app` can reach: those in its own region. The
+/// adapter moves a Bedrock call to another target by rewriting the model id in the request's
+/// path before signing; the region is the client's (its endpoint and its signature's
+/// credential scope), so a target in another region is out of reach of this client.
+pub fn reachable<'a>(
+    routes: &'a [RouteTarget],
+    app: &'a App,
+) -> impl Iterator<Item = &'a RouteTarget> + 'a {
+    routes.iter().filter(move |r| r.region == app.region)
+}
+
+/// Why a scenario's SDK + tower-headroom row has fewer fallback targets than the stack's, if
+/// it has: printed under the table.
+pub fn headroom_note(setup_scenario: u8) -> Option<String> {
+    let (_, routes) = bedrock_plan(setup_scenario).ok()?;
+    let first = routes.first()?;
+    let out: Vec<&str> = routes
+        .iter()
+        .filter(|r| r.region != first.region)
+        .map(|r| r.name)
+        .collect();
+    (!out.is_empty()).then(|| {
+        format!(
+            "{} has no {} target: the SDK adapter falls back by rewriting the model id \
+             before signing; a client signs for one region ({})",
+            Strategy::SdkHeadroom.name(),
+            out.join(", "),
+            first.region
+        )
+    })
+}
+
+/// The simulator's wire front, as the SDK's HTTP client.
+fn front(setup: &Setup) -> Result<SharedHttpClient, BoxError> {
+    let front = match &setup.backend {
+        Backend::Bedrock(sim) => SimService::builder().bedrock(sim.clone()).build()?,
+        Backend::Dynamo(sim) => SimService::builder()
+            .dynamodb(sim.clone())
+            .partition_key(super::scenarios::TABLE, PARTITION_KEY)
+            .build()?,
+    };
+    Ok(sdk_http_client(front))
+}
+
+/// An SDK config builder for `app` with everything but the retry configuration.
+fn bedrock_config(
+    app: &App,
+    http: SharedHttpClient,
+    partition: String,
+) -> aws_sdk_bedrockruntime::config::Builder {
+    use aws_sdk_bedrockruntime::config::retry::RetryPartition;
+    use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
+
+    aws_sdk_bedrockruntime::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(app.region))
         .endpoint_url("http://bedrock.sim")
         .credentials_provider(Credentials::new(
             ACCESS_KEY, SECRET_KEY, None, None, "showdown",
         ))
-        .retry_config(if adaptive {
-            RetryConfig::adaptive()
-        } else {
-            RetryConfig::standard()
-        })
         .retry_partition(RetryPartition::new(partition))
         .time_source(virtual_time())
         // In-memory bodies never stall; the monitor would only add timers.
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .http_client(http)
+}
+
+fn bedrock(app: &App, http: SharedHttpClient, adaptive: bool, partition: String) -> Client {
+    use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+
+    let config = bedrock_config(app, http, partition)
+        .retry_config(if adaptive {
+            RetryConfig::adaptive()
+        } else {
+            RetryConfig::standard()
+        })
         .build();
-    let client = aws_sdk_bedrockruntime::Client::from_conf(config);
+    converse_client(app, aws_sdk_bedrockruntime::Client::from_conf(config))
+}
+
+/// `app`'s model calls as `Converse` calls through `client`.
+fn converse_client(app: &App, client: aws_sdk_bedrockruntime::Client) -> Client {
+    use aws_sdk_bedrockruntime::types::{
+        ContentBlock, ConversationRole, InferenceConfiguration, Message,
+    };
+
     let model: Arc<str> = app.model.into();
     BoxCloneService::new(tower::service_fn(move |work: Work| {
         let client = client.clone();
@@ -147,29 +307,45 @@ fn bedrock(app: &App, http: SharedHttpClient, adaptive: bool, partition: String)
     }))
 }
 
-fn dynamodb(app: &App, http: SharedHttpClient, adaptive: bool, partition: String) -> Client {
-    use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition};
+/// An SDK config builder for `app` with everything but the retry configuration.
+fn dynamodb_config(
+    app: &App,
+    http: SharedHttpClient,
+    partition: String,
+) -> aws_sdk_dynamodb::config::Builder {
+    use aws_sdk_dynamodb::config::retry::RetryPartition;
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    use aws_sdk_dynamodb::types::AttributeValue;
 
-    let config = aws_sdk_dynamodb::Config::builder()
+    aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(app.region))
         .endpoint_url("http://dynamodb.sim")
         .credentials_provider(Credentials::new(
             ACCESS_KEY, SECRET_KEY, None, None, "showdown",
         ))
+        .retry_partition(RetryPartition::new(partition))
+        .time_source(virtual_time())
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .http_client(http)
+}
+
+fn dynamodb(app: &App, http: SharedHttpClient, adaptive: bool, partition: String) -> Client {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+
+    let config = dynamodb_config(app, http, partition)
         .retry_config(if adaptive {
             RetryConfig::adaptive()
         } else {
             RetryConfig::standard()
         })
-        .retry_partition(RetryPartition::new(partition))
-        .time_source(virtual_time())
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-        .http_client(http)
         .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    put_item_client(app, aws_sdk_dynamodb::Client::from_conf(config))
+}
+
+/// `app`'s writes as `PutItem` calls through `client`.
+fn put_item_client(app: &App, client: aws_sdk_dynamodb::Client) -> Client {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
     let table = app.model;
     BoxCloneService::new(tower::service_fn(move |work: Work| {
         let client = client.clone();
