@@ -145,9 +145,15 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, now);
         }
         let cost = call.prepared.cost;
+        let region = call.region.clone();
         let (attempt, retarget) = match (&self.route, call.plan.as_mut()) {
             (Some(route), Some(plan)) => {
-                let headroom = CallHeadroom { shared: self, cost };
+                let headroom = CallHeadroom {
+                    shared: self,
+                    route,
+                    cost,
+                    region: region.as_deref(),
+                };
                 match route.choose(plan, now, &headroom, |index| {
                     match &self.target_breakers[index] {
                         Some(breaker) => {
@@ -463,14 +469,25 @@ impl<S: StoreSlot> Call<S> {
 }
 
 /// The router's view of the quota for this call's cost (the Tower router only knows a typical
-/// cost; here the call's own estimate is at hand).
+/// cost; here the call's own estimate is at hand). A target labelled with another region than
+/// the client's never admits: the SDK signs for one region, so the request cannot go there
+/// (a cross-region inference profile id, or a client per region, can).
 struct CallHeadroom<'a, S> {
     shared: &'a Shared<S>,
+    route: &'a crate::fallback::Route<Arc<str>>,
     cost: Cost,
+    region: Option<&'a str>,
 }
 
 impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadroom<'_, S> {
     fn admit_wait(&self, target: &Arc<str>, now: Instant) -> Option<Duration> {
+        let elsewhere = self.route.targets().iter().any(|t| {
+            t.key() == target
+                && matches!((t.labels().region_name(), self.region), (Some(r), Some(c)) if r != c)
+        });
+        if elsewhere {
+            return None;
+        }
         match &self.shared.quota {
             Some(quota) => crate::admission::Headroom::admit_wait(quota, target, self.cost, now),
             None => Some(Duration::ZERO),

@@ -276,7 +276,13 @@ enum BreakerChoice {
 /// Targets are added in preference order; a target's key is the model id (or inference profile
 /// id, or ARN) a Bedrock request is rewritten to, and the key of its quota. A call whose model
 /// (or table) is not on the route goes to its own key, with its own breaker, and does not fall
-/// back.
+/// back. The SDK signs a request for the client's region, so a target labelled with another
+/// region is skipped: fall back across regions with a cross-region inference profile id (e.g.
+/// `us.anthropic.claude-3-haiku-20240307-v1:0`), or with one client per region.
+///
+/// The SDK's own retry token bucket (standard mode: 500 tokens, 5 per retry, 10 per timeout
+/// or transient error, given back by successes) still applies on top of the policy's budget;
+/// this SDK version offers no public way to replace it.
 pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     profile: Profile,
     retry: Option<RetryPolicy>,
