@@ -13,10 +13,13 @@
 //!   wrapper) shows apart from the cores';
 //! - `headroom_quota_breaker`: a quota (requests and tokens, the reservation settled from the
 //!   reply's `usage`) and the profile's breaker for the model, no fallback;
-//! - `headroom_route`: the same plus a two-target route (the first target answers).
+//! - `headroom_route`: the same plus a two-target route (the first target answers);
+//! - `headroom_route_recorded`: the same client with a `metrics` recorder installed
+//!   (metrics-util's `DebuggingRecorder`, a registry keyed by name and labels like the
+//!   exporters'), since the adapter's metric calls cost little when no recorder listens.
 //!
-//! No `metrics` recorder is installed, as in an application that does not export metrics: the
-//! facade's calls go to its no-op recorder. The calls run on a current-thread runtime
+//! The other benches run with no `metrics` recorder, as in an application that does not export
+//! metrics: the facade's calls go to its no-op recorder. The calls run on a current-thread runtime
 //! (`block_on` per iteration: criterion's `async_tokio` feature is not enabled here), the same
 //! for every client.
 
@@ -126,7 +129,9 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let message = Message::builder()
         .role(ConversationRole::User)
-        .content(ContentBlock::Text("Say hello in one short sentence.".into()))
+        .content(ContentBlock::Text(
+            "Say hello in one short sentence.".into(),
+        ))
         .build()
         .unwrap();
 
@@ -163,9 +168,22 @@ fn bench(c: &mut Criterion) {
             b.iter(|| runtime.block_on(converse(black_box(client), &message)))
         });
     }
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    {
+        let _recorder = metrics::set_default_local_recorder(&recorder);
+        let route = &clients[3].1;
+        group.bench_function("headroom_route_recorded", |b| {
+            b.iter(|| runtime.block_on(converse(black_box(route), &message)))
+        });
+    }
     group.finish();
 
-    for name in ["headroom_bare", "headroom_quota_breaker", "headroom_route"] {
+    for name in [
+        "headroom_bare",
+        "headroom_quota_breaker",
+        "headroom_route",
+        "headroom_route_recorded",
+    ] {
         common::print_ratio("smithy", name, "plain");
     }
     common::print_overhead_ratio(
