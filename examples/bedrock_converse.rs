@@ -18,8 +18,8 @@
 //!    no wait;
 //! 4. a throttle ("Too many requests") waited for at the quota window's boundary, not retried
 //!    inside the spent window. Bedrock counts in 60-second windows; to keep the run to a few
-//!    seconds the simulator's windows are counted from an instant 57.5 s in the past, so the
-//!    first boundary comes 2.5 s after start.
+//!    seconds the simulator's windows are counted from an instant 57 s in the past, so the
+//!    first boundary comes 3 s after start.
 //!
 //! `--endpoint URL` points the client at another plain-HTTP endpoint instead, e.g. a simulator
 //! started in another terminal with
@@ -70,16 +70,17 @@ use tower_headroom::{BoxError, Profile};
 const SONNET: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
-/// Our client's budget per model: 600 requests and 20,000 tokens a minute (3 ms per token).
+/// Our client's budget per model: 600 requests and 30,000 tokens a minute (a request per
+/// 100 ms, a token per 2 ms).
 const CLIENT_RPM: u64 = 600;
-const CLIENT_TPM: u64 = 20_000;
+const CLIENT_TPM: u64 = 30_000;
 /// `maxTokens` of every call: what the quota (and Bedrock) reserve for the output.
-const MAX_TOKENS: i32 = 1_000;
+const MAX_TOKENS: i32 = 500;
 /// Every simulated reply has this many output tokens.
 const OUTPUT_TOKENS: u64 = 40;
 
 /// How far the built-in simulator's first quota window has run when the tour starts.
-const WINDOW_ELAPSED: Duration = Duration::from_millis(57_500);
+const WINDOW_ELAPSED: Duration = Duration::from_secs(57);
 /// When, after the tour starts, the simulator begins overloading Sonnet (until the boundary).
 const OVERLOAD_AFTER: Duration = Duration::from_millis(500);
 /// How far past the boundary a window-aligned retry may land (the policy's jitter).
@@ -331,15 +332,16 @@ async fn builtin_tour() -> Result<Summary, BoxError> {
         sonnet.tokens_settled == real,
         format!("Bedrock counted the {real} tokens the reply reports"),
     )?;
-    // Without burst credit the quota paces tokens at CLIENT_TPM (3 ms each): the next call may
+    // Without burst credit the quota paces tokens at CLIENT_TPM (2 ms each): the next call may
     // start once what this one really spent has been paid back. Ask for the token dimension
     // alone (no request), as of the moment the call was sent.
     let per_token = Duration::from_secs(60) / u32::try_from(CLIENT_TPM)?;
+    let per_request = Duration::from_secs(60) / u32::try_from(CLIENT_RPM)?;
     let now = Instant::now();
     let since_sent = now - attempts[0].sent_at;
     let wait = quota
-        .admit_wait(&Arc::from(SONNET), Cost::new(0, 1), now)
-        .ok_or("the quota can never admit a token")?;
+        .admit_wait(&Arc::from(SONNET), Cost::units(1), now)
+        .ok_or("the quota can never admit a call")?;
     let estimate = sonnet.tokens_reserved;
     let estimated_wait = (per_token * u32::try_from(estimate)?).saturating_sub(since_sent);
     println!(
@@ -347,9 +349,13 @@ async fn builtin_tour() -> Result<Summary, BoxError> {
         ms(wait),
         ms(estimated_wait)
     );
+    let paced = (per_token * u32::try_from(real)?).max(per_request);
     check(
-        wait + since_sent <= per_token * u32::try_from(real)? + Duration::from_millis(5),
-        format!("the next call is paced by the {real} tokens spent, not the estimate"),
+        wait + since_sent <= paced + Duration::from_millis(5),
+        format!(
+            "the next call is paced by the {real} tokens spent ({} after the first), not the estimate",
+            ms(paced)
+        ),
     )?;
     summary.settled_wait = wait;
     summary.estimated_wait = estimated_wait;

@@ -39,7 +39,7 @@ async fn bedrock_converse_tour_holds_its_claims() {
             vec!["haiku 429", "haiku 200"],
         ]
     );
-    // Paced by the real spend (80-odd tokens at 3 ms), not the 1,000-token estimate.
+    // Paced by the real spend (70 tokens at 2 ms each), not the 530-token estimate.
     assert!(summary.settled_wait < summary.estimated_wait);
     // The throttled call waited for the boundary, not a whole minute.
     assert!(summary.throttle_wait > Duration::ZERO);
