@@ -17,8 +17,11 @@
 //!    `ConsumedCapacity` — which the adapter asks for to settle its reservations — absent from
 //!    every output, as the caller did not ask; a caller that asks still gets it;
 //! 2. after the table's capacity has refilled, through a plain SDK client (standard retry mode,
-//!    as most applications run it): throttled, retried with the SDK's backoff, some calls
-//!    failing when its retries run out.
+//!    as most applications run it): throttled, and retried with the SDK's backoff (calls fail
+//!    once its three attempts or its retry quota run out). The plain client may well finish
+//!    sooner: it spends the table's one-second bucket at once where the quota paces from the
+//!    first write; what it costs is the throttled attempts, which on a shared table are
+//!    capacity errors for every other writer too.
 //!
 //! Options:
 //! - `--store URL`: forward the writes to a DynamoDB-compatible store (e.g. dynalite, see
@@ -261,6 +264,8 @@ pub async fn tour(options: Options) -> Result<Summary, BoxError> {
     let quota: Quota<Arc<str>> = Quota::builder(Limit::per_second().units(1_000).build()?)
         .key_limit(
             Arc::from(TABLE),
+            // No burst credit: writes are paced at the table's rate from the first one, so
+            // no second of the table's sees more than its capacity plus one write.
             Limit::per_second().units(options.wcu).build()?,
         )
         .build();
@@ -307,8 +312,7 @@ pub async fn tour(options: Options) -> Result<Summary, BoxError> {
         paced.throttled == 0 && paced.attempts == paced.calls as u64,
         "no write was throttled: one attempt each",
     )?;
-    // The quota starts empty of burst credit and paces at the WCU: the first second's
-    // writes go as fast as the pacing lets them.
+    // Without burst credit the quota paces every write at the WCU, the first second too.
     let paced_floor = Duration::from_secs_f64((options.calls - 1) as f64 / options.wcu as f64);
     check(
         paced.elapsed + Duration::from_millis(50) >= paced_floor,
@@ -380,13 +384,15 @@ pub async fn tour(options: Options) -> Result<Summary, BoxError> {
     }
     summary.plain = plain;
     println!(
-        "\nheadroom: {} of {} written, {} throttles, {:.2} s; plain SDK: {} of {} written, {} throttles, {:.2} s",
+        "\nheadroom: {} of {} written in {} attempts, {} throttled, {:.2} s; plain SDK: {} of {} written in {} attempts, {} throttled, {:.2} s",
         paced.succeeded,
         paced.calls,
+        paced.attempts,
         paced.throttled,
         paced.elapsed.as_secs_f64(),
         plain.succeeded,
         plain.calls,
+        plain.attempts,
         plain.throttled,
         plain.elapsed.as_secs_f64()
     );
