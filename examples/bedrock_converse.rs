@@ -113,7 +113,9 @@ pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Backend, Str
                 }
                 backend = Backend::Endpoint(url);
             }
-            "--help" | "-h" => return Err(String::from("usage: bedrock_converse [--endpoint URL]")),
+            "--help" | "-h" => {
+                return Err(String::from("usage: bedrock_converse [--endpoint URL]"));
+            }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
@@ -213,10 +215,11 @@ fn headroom(
 ) -> Result<SdkHeadroom, BoxError> {
     let mut retry = Profile::Bedrock.retry();
     if let Some(anchor) = window_anchor {
-        retry = retry.backoff(
-            BackoffBuilder::default()
-                .quota_window_at(QuotaWindow::new(BEDROCK_WINDOW, anchor, SPREAD)?),
-        );
+        retry = retry.backoff(BackoffBuilder::default().quota_window_at(QuotaWindow::new(
+            BEDROCK_WINDOW,
+            anchor,
+            SPREAD,
+        )?));
     }
     Ok(SdkHeadroom::builder(Profile::Bedrock)
         .retry(retry.build()?)
@@ -293,8 +296,9 @@ async fn builtin_tour() -> Result<Summary, BoxError> {
     let quota = client_quota()?;
     let headroom = headroom(&quota, Some(sim_start))?;
     let http = recording(loopback_http_client(), log.clone());
-    let client =
-        aws_sdk_bedrockruntime::Client::from_conf(headroom.configure_bedrock(sdk_config(&url, http))?.build());
+    let client = aws_sdk_bedrockruntime::Client::from_conf(
+        headroom.configure_bedrock(sdk_config(&url, http))?.build(),
+    );
     let mut summary = Summary::default();
 
     // 1. Served normally.
@@ -412,7 +416,8 @@ async fn builtin_tour() -> Result<Summary, BoxError> {
         ),
     )?;
     check(
-        retry.sent_at >= boundary && retry.sent_at <= boundary + SPREAD + Duration::from_millis(100),
+        retry.sent_at >= boundary
+            && retry.sent_at <= boundary + SPREAD + Duration::from_millis(100),
         format!(
             "the retry waited {} for the boundary and went {} after it (spread {})",
             ms(retry.sent_at - first.done_at),
@@ -441,8 +446,9 @@ async fn endpoint_tour(url: &str) -> Result<(), BoxError> {
     let quota = client_quota()?;
     let headroom = headroom(&quota, None)?;
     let http = recording(loopback_http_client(), log.clone());
-    let client =
-        aws_sdk_bedrockruntime::Client::from_conf(headroom.configure_bedrock(sdk_config(url, http))?.build());
+    let client = aws_sdk_bedrockruntime::Client::from_conf(
+        headroom.configure_bedrock(sdk_config(url, http))?.build(),
+    );
     for call in 1..=3 {
         let started = Instant::now();
         let result = converse(&client, SONNET).await;

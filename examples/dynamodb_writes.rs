@@ -244,7 +244,9 @@ pub async fn tour(options: Options) -> Result<Summary, BoxError> {
             };
             let front = builder.build()?;
             let server = Server::bind("127.0.0.1:0".parse()?, front.clone()).await?;
-            let where_ = store.as_deref().map_or(String::from("no store"), |s| format!("store {s}"));
+            let where_ = store
+                .as_deref()
+                .map_or(String::from("no store"), |s| format!("store {s}"));
             println!(
                 "simulator on {} ({where_}): table {TABLE}, {} WCU, no burst credit",
                 server.url(),
@@ -345,7 +347,10 @@ pub async fn tour(options: Options) -> Result<Summary, BoxError> {
     let asked = paced_client
         .put_item()
         .table_name(TABLE)
-        .item(PARTITION_KEY, AttributeValue::S(String::from("order#asked")))
+        .item(
+            PARTITION_KEY,
+            AttributeValue::S(String::from("order#asked")),
+        )
         .item("status", AttributeValue::S(String::from("placed")))
         .return_consumed_capacity(ReturnConsumedCapacity::Total)
         .send()
@@ -446,7 +451,12 @@ async fn create_table(client: &aws_sdk_dynamodb::Client) -> Result<(), BoxError>
 }
 
 /// Fires `calls` writes at once and waits for them all.
-async fn burst(client: &aws_sdk_dynamodb::Client, wire: &WireLog, label: &str, calls: usize) -> Burst {
+async fn burst(
+    client: &aws_sdk_dynamodb::Client,
+    wire: &WireLog,
+    label: &str,
+    calls: usize,
+) -> Burst {
     let before = wire.snapshot();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();

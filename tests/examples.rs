@@ -63,8 +63,7 @@ async fn dynamodb_writes_tour_holds_its_claims() {
 async fn dynamodb_writes_tour_holds_with_dynalite_behind_the_front() {
     let dynalite = support::dynalite::start();
     let url = dynalite.url();
-    let options =
-        dynamodb_writes::parse_args(args(&["--store", &url, "--calls", "60"])).unwrap();
+    let options = dynamodb_writes::parse_args(args(&["--store", &url, "--calls", "60"])).unwrap();
     let summary = dynamodb_writes::tour(options)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
