@@ -372,13 +372,19 @@ pub async fn tour(options: Options) -> Result<Summary, BoxError> {
     let before = table_stats();
     let plain = burst(&plain_client, &wire, "plain", options.calls).await;
     print_burst(&plain);
-    check(
-        plain.throttled > 0,
-        format!(
-            "the plain client was throttled {} times (ProvisionedThroughputExceeded)",
-            plain.throttled
-        ),
-    )?;
+    if front.is_some() {
+        check(
+            plain.throttled > 0,
+            format!(
+                "the plain client was throttled {} times (ProvisionedThroughputExceeded)",
+                plain.throttled
+            ),
+        )?;
+    } else {
+        // Another endpoint's table may hold burst credit (DynamoDB keeps up to 300 s of it,
+        // as examples/sim.toml does) that absorbs the whole burst.
+        println!("   (not checked against another endpoint: its table may hold burst credit)");
+    }
     if let (Some(before), Some(after)) = (&before, table_stats()) {
         let throttled = after.writes.throttled() - before.writes.throttled();
         println!("   the simulator: {throttled} throttled");
