@@ -160,6 +160,17 @@ impl OutcomeKind {
         )
     }
 
+    /// Whether a server that answered with this outcome refused the work: a throttle, an
+    /// overload, an unavailable answer. Such an answer spent none of the call's units (Bedrock
+    /// charges no tokens for a 429 or a 503, DynamoDB no capacity for a throttled write), so a
+    /// reservation it answers is settled at zero rather than kept at its estimate.
+    pub const fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            OutcomeKind::Throttled(_) | OutcomeKind::Overloaded | OutcomeKind::Unavailable
+        )
+    }
+
     /// Whether this outcome tells the quota (admission) layer that the budget was wrong.
     pub const fn teaches_quota(&self) -> bool {
         matches!(self, OutcomeKind::Throttled(_))

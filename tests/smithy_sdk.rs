@@ -807,3 +807,28 @@ async fn a_target_in_another_region_is_skipped() {
     assert_eq!(log.len(), 1);
     assert!(log[0].1.starts_with("anthropic.claude-3-haiku"), "{log:?}");
 }
+
+/// An overloaded model's 503 spends no tokens: the attempt it answers gives its whole
+/// reservation back instead of keeping the estimate. (A 429 does too, but it also teaches the
+/// quota a lower limit, which would hide the refund here.)
+#[tokio::test(start_paused = true)]
+async fn a_refused_attempt_gives_its_reservation_back() {
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().units(60_000).build().unwrap());
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).max_attempts(1).build().unwrap())
+        .no_breakers()
+        .quota(quota.clone())
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    assert!(converse(&client, SONNET, 4_000).await.is_err());
+    assert_eq!(log.lock().unwrap().len(), 1);
+    // Paced at 1 ms a token, the refused attempt would hold ~4,100 tokens (4.1 s, less the
+    // 100 ms it took) had it kept its estimate.
+    let wait = quota
+        .admit_wait(&Arc::from(SONNET), Cost::units(1), Instant::now())
+        .unwrap();
+    assert_eq!(wait, Duration::ZERO, "the 503 kept its estimate");
+}

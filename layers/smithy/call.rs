@@ -261,8 +261,8 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         result
     }
 
-    /// Ends the attempt with its outcome and (on success) the units it spent, and decides what
-    /// the SDK does next.
+    /// Ends the attempt with its outcome and the units it spent (`None`: unknown, the estimate
+    /// stays), and decides what the SDK does next.
     pub(crate) fn end_attempt(
         &self,
         call: &mut Call<S>,
@@ -385,10 +385,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             &[(keys::CLASS, outcome.kind.as_str())],
         );
         if let Some(reservation) = attempt.reservation.take() {
-            let usage = match (outcome.is_success(), units) {
-                (true, Some(units)) => Usage::units(units),
-                _ => Usage::UNKNOWN,
-            };
+            let usage = units.map_or(Usage::UNKNOWN, Usage::units);
             if let Some(limit) = reservation.finish(outcome, usage, now) {
                 gauge(names::QUOTA_LIMIT, &attempt.labels, limit as f64);
             }

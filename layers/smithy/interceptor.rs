@@ -171,10 +171,14 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         let Some(outcome) = classify_context(ctx.inner()) else {
             return Ok(());
         };
+        // What the attempt spent: the output's usage, nothing when a server's answer refused
+        // the work, unknown (the estimate stays) when no answer came.
+        let answered = ctx.response().is_some_and(|r| r.status().as_u16() >= 400);
         let units = match ctx.output_or_error() {
             Some(Ok(output)) => self
                 .shape
                 .usage(output, ctx.response(), &self.shared.estimation),
+            Some(Err(_)) if answered && outcome.kind.is_refusal() => Some(0),
             _ => None,
         };
         let decision = self
