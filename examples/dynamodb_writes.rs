@@ -43,7 +43,7 @@
 //!
 //! The SDK crates are built here without their default HTTPS client (no TLS stack to compile
 //! for a loopback demo), so the example carries a ~30-line plain-HTTP `HttpClient` over
-//! hyper-util ([`loopback_http_client`]).
+//! hyper-util ([`loopback_http_client`](tower_headroom::sim::front::loopback_http_client)).
 
 use std::fmt::Display;
 use std::process::ExitCode;
@@ -63,11 +63,9 @@ use aws_smithy_runtime_api::client::http::{
     http_client_fn,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_types::body::SdkBody;
 use tokio::time::Instant;
 use tower_headroom::admission::{Limit, Quota};
-use tower_headroom::sim::front::{Server, SimService};
+use tower_headroom::sim::front::{Server, SimService, loopback_http_client};
 use tower_headroom::sim::{DynamoSim, TableConfig, TableStats};
 use tower_headroom::smithy::SdkHeadroom;
 use tower_headroom::{BoxError, Profile};
@@ -582,39 +580,4 @@ fn recording(inner: SharedHttpClient, log: WireLog) -> SharedHttpClient {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// A plain-HTTP `HttpClient` for the SDK over hyper-util (the SDK's default one speaks HTTPS,
-/// whose TLS stack this crate's dev build leaves out).
-pub fn loopback_http_client() -> SharedHttpClient {
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
-    use hyper_util::rt::TokioExecutor;
-
-    #[derive(Clone, Debug)]
-    struct Loopback {
-        client: Client<TcpConnector, SdkBody>,
-    }
-    impl HttpConnector for Loopback {
-        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-            let client = self.client.clone();
-            HttpConnectorFuture::new(async move {
-                let request = request
-                    .try_into_http1x()
-                    .map_err(|e| ConnectorError::other(e.into(), None))?;
-                let response = client
-                    .request(request)
-                    .await
-                    .map_err(|e| ConnectorError::io(e.into()))?;
-                aws_smithy_runtime_api::http::Response::try_from(
-                    response.map(SdkBody::from_body_1_x),
-                )
-                .map_err(|e| ConnectorError::other(e.into(), None))
-            })
-        }
-    }
-    let connector = Loopback {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-    };
-    http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone()))
 }

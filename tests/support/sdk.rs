@@ -1,55 +1,21 @@
 //! Test support: the real AWS SDK clients pointed at the simulator's front.
 //!
 //! The SDK crates are built without their default HTTPS client (no rustls/aws-lc to compile;
-//! the front speaks plain HTTP on loopback), so this file supplies the `HttpClient`: a
-//! hyper-util client over TCP. Only public Smithy traits are used.
+//! the front speaks plain HTTP on loopback): the clients use the simulator's
+//! `loopback_http_client`.
 
 #![allow(dead_code)]
 
-use aws_smithy_runtime_api::client::http::{
-    HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector, http_client_fn,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::http::Response as HttpResponse;
-use aws_smithy_types::body::SdkBody;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
-use hyper_util::rt::TokioExecutor;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// Fake static credentials; tests assert these strings never reach the front's logs.
 pub const ACCESS_KEY: &str = "AKIDFAKECANARY0000001";
 /// The fake secret key (a canary as well).
 pub const SECRET_KEY: &str = "fake-secret-canary-do-not-log";
 
-#[derive(Clone, Debug)]
-struct Loopback {
-    client: Client<TcpConnector, SdkBody>,
-}
-
-impl HttpConnector for Loopback {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let client = self.client.clone();
-        HttpConnectorFuture::new(async move {
-            let request = request
-                .try_into_http1x()
-                .map_err(|e| ConnectorError::other(e.into(), None))?;
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| ConnectorError::io(e.into()))?;
-            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-                .map_err(|e| ConnectorError::other(e.into(), None))
-        })
-    }
-}
-
 /// A plain-HTTP client for SDK configs (`http_client(...)`).
 pub fn http_client() -> SharedHttpClient {
-    let connector = Loopback {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-    };
-    http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone()))
+    tower_headroom::sim::front::loopback_http_client()
 }
 
 /// A Bedrock Runtime client for `endpoint` in `region`, fake credentials, retries off.

@@ -119,7 +119,7 @@ use crate::{BoxError, ConfigError};
 
 pub use self::config::{FrontConfig, SimFile, SimFileError};
 #[cfg(feature = "smithy")]
-pub use self::sdk::sdk_http_client;
+pub use self::sdk::{loopback_http_client, sdk_http_client};
 pub use self::server::{Server, serve};
 
 /// The header a client may set to label its calls with an application name, for the

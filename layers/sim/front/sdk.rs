@@ -1,6 +1,7 @@
-//! The AWS SDK's side of the front, in process (feature `smithy`): an SDK `HttpClient` that
-//! hands each signed request to a [`SimService`] as a `tower::Service` call. No socket, so an
-//! SDK client configured with it runs on tokio's paused clock like the rest of the simulator.
+//! The AWS SDK's side of the front (feature `smithy`): [`sdk_http_client`], an SDK `HttpClient`
+//! that hands each signed request to a [`SimService`] as a `tower::Service` call — no socket, so
+//! an SDK client configured with it runs on tokio's paused clock like the rest of the
+//! simulator — and [`loopback_http_client`], a plain-HTTP client for a front served on a port.
 //!
 //! ```no_run
 //! # async fn run(front: tower_headroom::sim::front::SimService) {
@@ -50,5 +51,41 @@ impl HttpConnector for InProcess {
 /// `front`, in process.
 pub fn sdk_http_client(front: SimService) -> SharedHttpClient {
     let connector = InProcess { front };
+    http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone()))
+}
+
+/// An SDK `HttpClient` speaking plain HTTP/1.1 over TCP (hyper-util), for SDK clients pointed
+/// at a front served by [`Server`](super::Server) (`endpoint_url("http://127.0.0.1:…")`).
+///
+/// The SDK's default client speaks HTTPS only; this one lets examples and tests reach the
+/// simulator without building a TLS stack. Not for real AWS endpoints, which are HTTPS.
+pub fn loopback_http_client() -> SharedHttpClient {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    #[derive(Clone, Debug)]
+    struct Loopback {
+        client: Client<TcpConnector, SdkBody>,
+    }
+    impl HttpConnector for Loopback {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let client = self.client.clone();
+            HttpConnectorFuture::new(async move {
+                let request = request
+                    .try_into_http1x()
+                    .map_err(|e| ConnectorError::other(e.into(), None))?;
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| ConnectorError::io(e.into()))?;
+                HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                    .map_err(|e| ConnectorError::other(e.into(), None))
+            })
+        }
+    }
+    let connector = Loopback {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    };
     http_client_fn(move |_, _| SharedHttpConnector::new(connector.clone()))
 }
