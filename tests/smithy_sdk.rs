@@ -42,6 +42,7 @@ use tower_headroom::{CircuitOpen, Profile};
 const SONNET: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const DOWN: &str = "meta.llama3-70b-instruct-v1:0";
+const SLOW: &str = "mistral.mistral-large-2402-v1:0";
 const CANARY_PROMPT: &str = "CANARY-PROMPT-9c1e the launch codes are";
 
 /// What a debugging recorder holds.
@@ -95,6 +96,7 @@ fn sim(start: Instant) -> BedrockSim {
                 .build()
                 .unwrap(),
         )
+        .model(model(SLOW).ttft(Duration::from_secs(5)).build().unwrap())
         .build()
         .unwrap()
 }
@@ -138,6 +140,20 @@ fn recording(inner: SharedHttpClient, log: Log) -> SharedHttpClient {
     })
 }
 
+/// The SDK's clock on tokio's (paused) time, so its time-based checks (stalled streams) see
+/// the virtual seconds pass.
+#[derive(Debug)]
+struct VirtualTime {
+    epoch: std::time::SystemTime,
+    start: Instant,
+}
+
+impl aws_smithy_async::time::TimeSource for VirtualTime {
+    fn now(&self) -> std::time::SystemTime {
+        self.epoch + self.start.elapsed()
+    }
+}
+
 fn bedrock_client<S>(
     headroom: &SdkHeadroom<S>,
     http: SharedHttpClient,
@@ -145,7 +161,21 @@ fn bedrock_client<S>(
 where
     S: tower_headroom::admission::QuotaStore<Arc<str>> + 'static,
 {
-    use aws_sdk_bedrockruntime::config::{Credentials, Region, StalledStreamProtectionConfig};
+    bedrock_client_with(headroom, http, |builder| builder)
+}
+
+fn bedrock_client_with<S>(
+    headroom: &SdkHeadroom<S>,
+    http: SharedHttpClient,
+    adjust: impl FnOnce(
+        aws_sdk_bedrockruntime::config::Builder,
+    ) -> aws_sdk_bedrockruntime::config::Builder,
+) -> aws_sdk_bedrockruntime::Client
+where
+    S: tower_headroom::admission::QuotaStore<Arc<str>> + 'static,
+{
+    // The SDK's defaults throughout (stalled-stream protection on): what users run.
+    use aws_sdk_bedrockruntime::config::{Credentials, Region};
     let builder = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version_latest()
         .region(Region::from_static("us-east-1"))
@@ -157,9 +187,12 @@ where
             None,
             "test",
         ))
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .time_source(VirtualTime {
+            epoch: std::time::SystemTime::now(),
+            start: Instant::now(),
+        })
         .http_client(http);
-    let config = headroom.configure_bedrock(builder).unwrap().build();
+    let config = headroom.configure_bedrock(adjust(builder)).unwrap().build();
     aws_sdk_bedrockruntime::Client::from_conf(config)
 }
 
@@ -831,4 +864,75 @@ async fn a_refused_attempt_gives_its_reservation_back() {
         .admit_wait(&Arc::from(SONNET), Cost::units(1), Instant::now())
         .unwrap();
     assert_eq!(wait, Duration::ZERO, "the 503 kept its estimate");
+}
+
+/// An attempt may wait for admission longer than the SDK's stalled-stream grace period (5 s),
+/// with the SDK's defaults and its clock on virtual time: the request goes out when the quota
+/// has room, not as a stalled upload.
+#[tokio::test(start_paused = true)]
+async fn a_long_admission_wait_is_not_a_stalled_upload() {
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    // Six requests a minute: one every 10 s, waited for (max_wait 30 s).
+    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().requests(6).build().unwrap());
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).max_attempts(1).build().unwrap())
+        .quota(quota)
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    converse(&client, HAIKU, 10).await.unwrap();
+    converse(&client, HAIKU, 10).await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2);
+    let gap = log[1].0 - log[0].0;
+    assert!(
+        gap >= Duration::from_secs(9) && gap <= Duration::from_secs(10),
+        "{gap:?}"
+    );
+}
+
+/// The SDK's attempt timeout drops an attempt before the interceptor's after-attempt hook; the
+/// policy still decides: a timed-out call is not retried when the policy says timeouts are not
+/// retried (the model may have run it), and is retried when it says they are.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_is_decided_by_the_policy() {
+    use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
+
+    for retry_timeouts in [false, true] {
+        let start = Instant::now();
+        let (_front, log, http) = front(start);
+        let headroom = SdkHeadroom::builder(Profile::Bedrock)
+            .retry(
+                policy(start)
+                    .max_attempts(2)
+                    .retry_timeouts(retry_timeouts)
+                    .build()
+                    .unwrap(),
+            )
+            .no_breakers()
+            .build()
+            .unwrap();
+        let client = bedrock_client_with(&headroom, http, |builder| {
+            builder.timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(1))
+                    .build(),
+            )
+        });
+        let error = converse(&client, SLOW, 10).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                aws_sdk_bedrockruntime::error::SdkError::TimeoutError(_)
+            ),
+            "{error:?}"
+        );
+        let sent = log.lock().unwrap().len();
+        assert_eq!(
+            sent,
+            if retry_timeouts { 2 } else { 1 },
+            "retry_timeouts = {retry_timeouts}"
+        );
+    }
 }

@@ -66,6 +66,31 @@ impl Usage {
         }
     }
 
+    /// This reading, or zero units when it knows none and `outcome` says a server refused the
+    /// work ([`OutcomeKind::is_refusal`](crate::OutcomeKind::is_refusal): a throttle, an
+    /// overload, an unavailable answer), which spends nothing: the reservation is refunded
+    /// instead of kept at its estimate.
+    ///
+    /// ```
+    /// use tower_headroom::admission::Usage;
+    /// use tower_headroom::{Outcome, OutcomeKind, ThrottleScope};
+    ///
+    /// let throttled = Outcome::throttled(ThrottleScope::Tokens);
+    /// assert_eq!(Usage::UNKNOWN.or_refused(&throttled), Usage::units(0));
+    /// assert_eq!(Usage::UNKNOWN.or_refused(&Outcome::new(OutcomeKind::Timeout)), Usage::UNKNOWN);
+    /// assert_eq!(Usage::units(7).or_refused(&throttled), Usage::units(7));
+    /// ```
+    pub const fn or_refused(self, outcome: &crate::Outcome) -> Self {
+        if self.units.is_none() && outcome.kind.is_refusal() {
+            Usage {
+                units: Some(0),
+                remaining: self.remaining,
+            }
+        } else {
+            self
+        }
+    }
+
     /// Adds the server's remaining budget.
     pub const fn with_remaining(mut self, remaining: Remaining) -> Self {
         self.remaining = remaining;

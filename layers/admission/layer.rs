@@ -258,6 +258,7 @@ impl<U, C> After<U, C> {
 
     /// Settles, and reports the learned limit when settling may have moved it.
     fn finish<T: Slot>(&self, r: Reservation<T>, outcome: &Outcome, usage: Usage) {
+        let usage = usage.or_refused(outcome);
         let Some(limit) = r.finish_with(outcome, usage, Instant::now) else {
             return;
         };

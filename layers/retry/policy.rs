@@ -186,6 +186,11 @@ impl RetryPolicy {
         self.inner.deadline
     }
 
+    /// Whether a timed-out attempt may be retried (it may have been executed).
+    pub fn retries_timeouts(&self) -> bool {
+        self.inner.retry_timeouts
+    }
+
     /// The retry budget, if any.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.inner.budget.as_ref()

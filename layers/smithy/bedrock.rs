@@ -76,18 +76,19 @@ impl Shape for Bedrock {
 
     fn retarget(&self, request: &mut HttpRequest, key: &str) -> Result<(), BoxError> {
         let uri = request.uri();
-        let (path_start, rest) = match uri.find("/model/") {
-            Some(i) => (i + "/model/".len(), &uri[i + "/model/".len()..]),
-            None => return Err("not a Bedrock model request: no /model/ in the path".into()),
-        };
-        let end = rest.find('/').ok_or("no operation after the model id")?;
+        // The model id is the segment after the last `/model/` of the path (an endpoint URL may
+        // carry a path of its own), before the operation.
+        let path_end = uri.find('?').unwrap_or(uri.len());
+        let start = uri[..path_end]
+            .rfind("/model/")
+            .map(|i| i + "/model/".len())
+            .ok_or("not a Bedrock model request: no /model/ in the path")?;
+        let end = uri[start..path_end]
+            .find('/')
+            .map(|i| start + i)
+            .ok_or("no operation after the model id")?;
         let encoded = utf8_percent_encode(key, LABEL).to_string();
-        let rewritten = format!(
-            "{}{}{}",
-            &uri[..path_start],
-            encoded,
-            &uri[path_start + end..]
-        );
+        let rewritten = format!("{}{}{}", &uri[..start], encoded, &uri[end..]);
         request
             .set_uri(rewritten)
             .map_err(|e| -> BoxError { Box::new(e) })
@@ -260,6 +261,15 @@ mod tests {
         assert_eq!(
             request.uri(),
             "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.anthropic.claude-3-haiku-20240307-v1%3A0/converse?x=1"
+        );
+        let mut proxied = HttpRequest::new(SdkBody::empty());
+        proxied
+            .set_uri("https://proxy.example/model/gateway/model/a.b-v1%3A0/converse-stream")
+            .unwrap();
+        Bedrock.retarget(&mut proxied, "c.d-v2").unwrap();
+        assert_eq!(
+            proxied.uri(),
+            "https://proxy.example/model/gateway/model/c.d-v2/converse-stream"
         );
         let mut other = HttpRequest::new(SdkBody::empty());
         other.set_uri("https://example.com/other").unwrap();

@@ -45,6 +45,13 @@ type SlotOf<S> = <S as StoreSlot>::Slot;
 
 /// One operation's state.
 pub(crate) struct Call<S: StoreSlot> {
+    /// The call's number, which the HTTP client finds in a request header.
+    pub(crate) id: u64,
+    /// The interceptor that started the call (a client configured twice has two; the first
+    /// one runs the call, the others stand aside).
+    pub(crate) owner: u64,
+    /// The decision about the last attempt, for the classifier, until the next attempt.
+    pub(crate) decision: Option<Decision>,
     pub(crate) prepared: Prepared,
     region: Option<Arc<str>>,
     /// The route's plan, when the call's key is the route's first target (it may fall back).
@@ -64,6 +71,9 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     pub(crate) reservation: Option<Reservation<T>>,
     /// No target may be called: the HTTP client fails the attempt with this, unsent.
     blocked: Option<Blocked>,
+    /// The HTTP client admitted the attempt and handed the request on: only a sent attempt
+    /// says anything about the backend.
+    sent: bool,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -119,6 +129,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     /// Starts a call.
     pub(crate) fn start(
         &self,
+        owner: u64,
         prepared: Prepared,
         region: Option<Arc<str>>,
         now: Instant,
@@ -130,6 +141,9 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             .filter(|route| route.targets().first().map(|t| t.key()) == Some(&prepared.key))
             .map(|route| route.plan());
         CallHandle(Arc::new(Mutex::new(Call {
+            id: self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            owner,
+            decision: None,
             prepared,
             region,
             plan,
@@ -140,6 +154,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
 
     /// Opens an attempt: chooses its target (and takes the target's breaker permit).
     pub(crate) fn begin_attempt(&self, call: &mut Call<S>, now: Instant) -> Retarget {
+        call.decision = None;
         if let Some(stale) = call.attempt.take() {
             // The previous attempt never ended (the SDK timed it out): it counts as a timeout.
             self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, now);
@@ -187,10 +202,25 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             }
             _ => {
                 let key = Arc::clone(&call.prepared.key);
-                let labels = call.labels(Labels::target(Arc::clone(&key)), &key);
+                // A call straight to a fallback target shares that target's breaker.
+                let on_route = self.route.as_ref().and_then(|route| {
+                    let index = route.targets().iter().position(|t| t.key() == &key)?;
+                    Some((index, route.targets()[index].labels().clone()))
+                });
+                let base = on_route
+                    .as_ref()
+                    .map_or_else(|| Labels::target(Arc::clone(&key)), |(_, l)| l.clone());
+                let labels = call.labels(base, &key);
                 let mut attempt = Attempt::new(None, key, labels, now, None);
-                if let Some(registry) = &self.other_breakers {
-                    match registry.get(&attempt.key, now).acquire(now) {
+                let breaker = match on_route {
+                    Some((index, _)) => self.target_breakers[index].clone(),
+                    None => self
+                        .other_breakers
+                        .as_ref()
+                        .map(|registry| registry.get(&attempt.key, now)),
+                };
+                if let Some(breaker) = breaker {
+                    match breaker.acquire(now) {
                         Ok(permit) => attempt.permit = Some(permit),
                         Err(open) => {
                             attempt.blocked = Some(Blocked::Open(CircuitOpen::new(
@@ -371,7 +401,8 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         }
     }
 
-    /// Settles the attempt's reservation and records its breaker outcome.
+    /// Settles the attempt's reservation and records its breaker outcome. An attempt that was
+    /// never sent gives its units back and its breaker permit up, unrecorded.
     fn finish_attempt(
         &self,
         mut attempt: Attempt<SlotOf<S>>,
@@ -379,13 +410,26 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         units: Option<u64>,
         now: Instant,
     ) {
+        if !attempt.sent {
+            if let Some(reservation) = attempt.reservation.take() {
+                reservation.release_unsent(now);
+            }
+            count(
+                names::ATTEMPTS,
+                &attempt.labels,
+                &[(keys::CLASS, outcome.kind.as_str())],
+            );
+            return;
+        }
         count(
             names::ATTEMPTS,
             &attempt.labels,
             &[(keys::CLASS, outcome.kind.as_str())],
         );
         if let Some(reservation) = attempt.reservation.take() {
-            let usage = units.map_or(Usage::UNKNOWN, Usage::units);
+            let usage = units
+                .map_or(Usage::UNKNOWN, Usage::units)
+                .or_refused(outcome);
             if let Some(limit) = reservation.finish(outcome, usage, now) {
                 gauge(names::QUOTA_LIMIT, &attempt.labels, limit as f64);
             }
@@ -402,6 +446,13 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     /// Moves the attempt's reservation out, for a streamed response that settles itself.
     pub(crate) fn take_reservation(call: &mut Call<S>) -> Option<Reservation<SlotOf<S>>> {
         call.attempt.as_mut()?.reservation.take()
+    }
+
+    /// The HTTP client is handing the attempt's request on.
+    pub(crate) fn sent(call: &mut Call<S>) {
+        if let Some(attempt) = call.attempt.as_mut() {
+            attempt.sent = true;
+        }
     }
 
     /// Stores the attempt's admitted reservation.
@@ -423,10 +474,10 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
 
     /// Ends the call: an attempt still open (the operation was cut short) is given up.
     pub(crate) fn end_call(&self, call: &mut Call<S>, now: Instant) {
-        if let Some(mut attempt) = call.attempt.take() {
-            if let Some(reservation) = attempt.reservation.take() {
-                reservation.cancel(now);
-            }
+        call.decision = None;
+        if let Some(attempt) = call.attempt.take() {
+            // The operation ended with the attempt in flight (its timeout cut it short).
+            self.finish_attempt(attempt, &Outcome::new(OutcomeKind::Timeout), None, now);
         }
     }
 }
@@ -447,11 +498,17 @@ impl<T: crate::admission::Slot> Attempt<T> {
             permit,
             reservation: None,
             blocked: None,
+            sent: false,
         }
     }
 }
 
 impl<S: StoreSlot> Call<S> {
+    /// Whether an attempt is open (begun, not yet ended).
+    pub(crate) fn attempt_open(&self) -> bool {
+        self.attempt.is_some()
+    }
+
     /// A target's labels completed with what the call knows: the client's region, and the
     /// model id when keys are model ids.
     fn labels(&self, mut labels: Labels, key: &Arc<str>) -> Labels {
@@ -469,7 +526,7 @@ impl<S: StoreSlot> Call<S> {
 /// cost; here the call's own estimate is at hand). A target labelled with another region than
 /// the client's never admits: the SDK signs for one region, so the request cannot go there
 /// (a cross-region inference profile id, or a client per region, can).
-struct CallHeadroom<'a, S> {
+struct CallHeadroom<'a, S: StoreSlot> {
     shared: &'a Shared<S>,
     route: &'a crate::fallback::Route<Arc<str>>,
     cost: Cost,

@@ -13,7 +13,8 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::retry::ErrorKind;
 
-use super::call::{Blocked, CallHandle};
+use super::call::Blocked;
+use super::interceptor::CALL_HEADER;
 use super::{SdkHeadroom, Shared};
 use crate::admission::{MemoryStore, QuotaStore};
 use crate::fallback::Exhaustion;
@@ -24,19 +25,20 @@ use crate::fallback::Exhaustion;
 /// interceptor found no target that can serve or the target's breaker is open, and otherwise
 /// waits for the target's quota to admit the call (at most
 /// [`max_wait`](super::SdkHeadroomBuilder::max_wait)). The signed request is passed on
-/// untouched. A request that did not come through the [`HeadroomInterceptor`](super::HeadroomInterceptor)
-/// is passed straight through.
+/// as it was signed (the interceptor's unsigned call-number header is removed first). A request
+/// that did not come through the [`HeadroomInterceptor`](super::HeadroomInterceptor) is passed
+/// straight through.
 ///
 /// Fast failures are `ConnectorError`s (the SDK reports them as `DispatchFailure`) marked as
 /// never connected, whose source is this crate's error: [`NoTargetAvailable`](crate::fallback::NoTargetAvailable),
 /// [`CircuitOpen`](crate::CircuitOpen) or [`Rejected`](crate::Rejected), each saying when to
 /// try again.
-pub struct HeadroomHttpClient<S = MemoryStore<Arc<str>>> {
+pub struct HeadroomHttpClient<S: crate::admission::StoreSlot = MemoryStore<Arc<str>>> {
     inner: SharedHttpClient,
     shared: Arc<Shared<S>>,
 }
 
-impl<S> Clone for HeadroomHttpClient<S> {
+impl<S: crate::admission::StoreSlot> Clone for HeadroomHttpClient<S> {
     fn clone(&self) -> Self {
         HeadroomHttpClient {
             inner: self.inner.clone(),
@@ -45,7 +47,7 @@ impl<S> Clone for HeadroomHttpClient<S> {
     }
 }
 
-impl<S> fmt::Debug for HeadroomHttpClient<S> {
+impl<S: crate::admission::StoreSlot> fmt::Debug for HeadroomHttpClient<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeadroomHttpClient")
             .field("inner", &self.inner)
@@ -80,12 +82,12 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpClient for HeadroomHttpClient<S> {
     }
 }
 
-struct HeadroomConnector<S> {
+struct HeadroomConnector<S: crate::admission::StoreSlot> {
     inner: SharedHttpConnector,
     shared: Arc<Shared<S>>,
 }
 
-impl<S> fmt::Debug for HeadroomConnector<S> {
+impl<S: crate::admission::StoreSlot> fmt::Debug for HeadroomConnector<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeadroomConnector")
             .field("inner", &self.inner)
@@ -95,10 +97,12 @@ impl<S> fmt::Debug for HeadroomConnector<S> {
 
 impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let (request, handle) = match take_handle::<S>(request) {
-            Ok(parts) => parts,
-            Err(error) => return HttpConnectorFuture::ready(Err(error)),
-        };
+        let mut request = request;
+        let handle = request
+            .headers_mut()
+            .remove(CALL_HEADER)
+            .and_then(|id| id.parse().ok())
+            .and_then(|id| self.shared.by_id(id));
         let Some(handle) = handle else {
             return self.inner.call(request);
         };
@@ -126,6 +130,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                     }
                 },
             }
+            Shared::sent(&mut handle.lock());
             let response = inner.call(request).await?;
             if stream && response.status().is_success() {
                 if let Some(reservation) = Shared::take_reservation(&mut handle.lock()) {
@@ -148,17 +153,4 @@ fn fail_fast(blocked: Blocked) -> ConnectorError {
         _ => ErrorKind::ServerError,
     };
     ConnectorError::other(blocked.into_error(), Some(kind)).never_connected()
-}
-
-/// Takes the interceptor's call handle out of the request's extensions (which the Smithy
-/// request type only gives up through a conversion to an `http` request and back).
-fn take_handle<S: QuotaStore<Arc<str>> + 'static>(
-    request: HttpRequest,
-) -> Result<(HttpRequest, Option<CallHandle<S>>), ConnectorError> {
-    let mut request = request
-        .try_into_http1x()
-        .map_err(|e| ConnectorError::user(Box::new(e)))?;
-    let handle = request.extensions_mut().remove::<CallHandle<S>>();
-    let request = HttpRequest::try_from(request).map_err(|e| ConnectorError::user(Box::new(e)))?;
-    Ok((request, handle))
 }

@@ -82,21 +82,28 @@ impl Shape for Generic {
 /// result, settles the quota with the real usage, records the breaker outcome, and decides
 /// between a fallback move, a retry after a delay, and giving up — the decision the
 /// [`HeadroomClassifier`](super::HeadroomClassifier) hands to the SDK.
-pub struct HeadroomInterceptor<S = MemoryStore<Arc<str>>> {
+pub struct HeadroomInterceptor<S: crate::admission::StoreSlot = MemoryStore<Arc<str>>> {
     shared: Arc<Shared<S>>,
     shape: Arc<dyn Shape>,
+    /// Tells this interceptor's calls from another's on a client configured twice.
+    id: u64,
 }
 
-impl<S> Clone for HeadroomInterceptor<S> {
+/// The header that carries a call's number from the interceptor to the HTTP client: added after
+/// signing (so unsigned) and removed by the client before the request goes out.
+pub(crate) const CALL_HEADER: &str = "x-tower-headroom-call";
+
+impl<S: crate::admission::StoreSlot> Clone for HeadroomInterceptor<S> {
     fn clone(&self) -> Self {
         HeadroomInterceptor {
             shared: Arc::clone(&self.shared),
             shape: Arc::clone(&self.shape),
+            id: self.id,
         }
     }
 }
 
-impl<S> fmt::Debug for HeadroomInterceptor<S> {
+impl<S: crate::admission::StoreSlot> fmt::Debug for HeadroomInterceptor<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeadroomInterceptor")
             .field("shape", &self.shape)
@@ -116,7 +123,19 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
         HeadroomInterceptor {
             shared: Arc::clone(&self.shared),
             shape,
+            id: self
+                .shared
+                .ids
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+}
+
+impl<S: QuotaStore<Arc<str>> + 'static> HeadroomInterceptor<S> {
+    /// The operation's call, if this interceptor runs it.
+    fn call(&self, cfg: &ConfigBag) -> Option<CallHandle<S>> {
+        let handle = cfg.load::<CallHandle<S>>()?;
+        (handle.lock().owner == self.id).then(|| handle.clone())
     }
 }
 
@@ -131,11 +150,17 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if cfg.load::<CallHandle<S>>().is_some() {
+            // Another headroom interceptor on this client runs the call.
+            return Ok(());
+        }
         let Some(prepared) = self.shape.prepare(ctx.input_mut(), &self.shared.estimation) else {
             return Ok(());
         };
         let region = self.shape.region(cfg);
-        let handle = self.shared.start(prepared, region, Instant::now());
+        let handle = self.shared.start(self.id, prepared, region, Instant::now());
+        let id = handle.lock().id;
+        self.shared.register(ctx.inner(), id, &handle);
         cfg.interceptor_state().store_put(handle);
         Ok(())
     }
@@ -146,7 +171,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(handle) = cfg.load::<CallHandle<S>>().cloned() else {
+        let Some(handle) = self.call(cfg) else {
             return Ok(());
         };
         let retarget = self
@@ -155,7 +180,21 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         if let Retarget::To(key) = retarget {
             self.shape.retarget(ctx.request_mut(), &key)?;
         }
-        ctx.request_mut().add_extension(handle);
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(handle) = self.call(cfg) {
+            let id = handle.lock().id;
+            ctx.request_mut()
+                .headers_mut()
+                .insert(CALL_HEADER, id.to_string());
+        }
         Ok(())
     }
 
@@ -165,26 +204,23 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(handle) = cfg.load::<CallHandle<S>>().cloned() else {
+        let Some(handle) = self.call(cfg) else {
             return Ok(());
         };
         let Some(outcome) = classify_context(ctx.inner()) else {
             return Ok(());
         };
-        // What the attempt spent: the output's usage, nothing when a server's answer refused
-        // the work, unknown (the estimate stays) when no answer came.
-        let answered = ctx.response().is_some_and(|r| r.status().as_u16() >= 400);
         let units = match ctx.output_or_error() {
             Some(Ok(output)) => self
                 .shape
                 .usage(output, ctx.response(), &self.shared.estimation),
-            Some(Err(_)) if answered && outcome.kind.is_refusal() => Some(0),
             _ => None,
         };
+        let mut call = handle.lock();
         let decision = self
             .shared
-            .end_attempt(&mut handle.lock(), &outcome, units, Instant::now());
-        self.shared.post(ctx.inner(), decision);
+            .end_attempt(&mut call, &outcome, units, Instant::now());
+        call.decision = Some(decision);
         Ok(())
     }
 
@@ -194,8 +230,8 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let asked = cfg
-            .load::<CallHandle<S>>()
+        let asked = self
+            .call(cfg)
             .is_some_and(|handle| handle.lock().prepared.asked_usage);
         if asked {
             if let Some(Ok(output)) = ctx.output_or_error_mut() {
@@ -211,10 +247,10 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // A decision no classifier took (retries disabled) goes with the operation.
-        self.shared.take(ctx.inner());
-        if let Some(handle) = cfg.load::<CallHandle<S>>() {
-            self.shared.end_call(&mut handle.lock(), Instant::now());
+        if let Some(handle) = self.call(cfg) {
+            let mut call = handle.lock();
+            self.shared.end_call(&mut call, Instant::now());
+            self.shared.unregister(ctx.inner(), call.id);
         }
         Ok(())
     }

@@ -22,16 +22,22 @@
 //!
 //! The decision is the interceptor's because only interceptors see the operation's config
 //! bag, where the attempt count and the call's plan live; a classifier sees only the
-//! `InterceptorContext`.
-//! The orchestrator runs the `read_after_attempt` hooks and then the classifiers on the same
-//! context, so the classifier finds the decision by the context it is given. Installed alone,
-//! the classifier decides from the outcome by itself (first-retry backoff, no budget).
+//! `InterceptorContext`. The interceptor registers each call under its context (weakly: a call
+//! that ends or is dropped is gone), the orchestrator runs the `read_after_attempt` hooks and
+//! then the classifiers on that same context, and the classifier takes the decision from the
+//! call it finds. An attempt the SDK timed out never reaches `read_after_attempt`; the
+//! classifier ends it then. Installed alone, the classifier decides from the outcome by itself
+//! (first-retry backoff, no budget). The HTTP client finds the call through a header the
+//! interceptor adds after signing and the client removes before sending.
 //!
 //! `configure_bedrock` / `configure_dynamodb` (features `bedrock`, `dynamodb`) install all
 //! three with one call and set the SDK's [`RetryConfig`](aws_smithy_types::retry::RetryConfig)
 //! to pair with them: standard mode, `max_attempts` = the policy's attempts × (the route's
 //! hops + 1), and `max_backoff` = the policy's longest delay (a quota window plus its spread, or
-//! the longest server delay), so the SDK never cuts a window-aligned delay short. The same
+//! the longest server delay), so the SDK never cuts a window-aligned delay short; a retry
+//! partition whose token bucket never runs out, so the policy's budget is the only one; and
+//! stalled-stream protection without the upload check, which would take an attempt waiting
+//! for admission for a stalled upload. The same
 //! [`Quota`], [`BreakerRegistry`] and [`RetryPolicy`] (clones share state) may back Tower
 //! stacks and several SDK clients at once: one account quota, many clients.
 //!
@@ -63,7 +69,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
@@ -105,11 +112,11 @@ pub const MAX_ADMISSION_WAIT: Duration = Duration::from_secs(240);
 /// The shared cores and settings behind the three SDK plug-ins; see the [module docs](self).
 ///
 /// Cheap to clone (one `Arc`); clones share everything.
-pub struct SdkHeadroom<S = MemoryStore<Arc<str>>> {
+pub struct SdkHeadroom<S: crate::admission::StoreSlot = MemoryStore<Arc<str>>> {
     pub(crate) shared: Arc<Shared<S>>,
 }
 
-impl<S> Clone for SdkHeadroom<S> {
+impl<S: crate::admission::StoreSlot> Clone for SdkHeadroom<S> {
     fn clone(&self) -> Self {
         SdkHeadroom {
             shared: Arc::clone(&self.shared),
@@ -117,7 +124,7 @@ impl<S> Clone for SdkHeadroom<S> {
     }
 }
 
-impl<S> fmt::Debug for SdkHeadroom<S> {
+impl<S: crate::admission::StoreSlot> fmt::Debug for SdkHeadroom<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SdkHeadroom")
             .field("retry", &self.shared.retry)
@@ -138,7 +145,7 @@ pub(crate) struct Estimation {
     pub(crate) default_max_tokens: u64,
 }
 
-pub(crate) struct Shared<S> {
+pub(crate) struct Shared<S: crate::admission::StoreSlot> {
     pub(crate) retry: RetryPolicy,
     pub(crate) route: Option<Route<Arc<str>>>,
     /// One breaker per route target, in target order.
@@ -150,8 +157,18 @@ pub(crate) struct Shared<S> {
     pub(crate) tenant: Option<Tenant>,
     pub(crate) max_wait: Duration,
     pub(crate) estimation: Estimation,
-    /// Decisions made by the interceptor, waiting for the classifier of the same context.
-    pub(crate) decisions: Mutex<HashMap<usize, Decision>>,
+    /// The calls in flight, by their orchestrator context (for the classifier) and by their
+    /// id (for the HTTP client, which finds it in a request header).
+    pub(crate) calls: Mutex<Registry<S>>,
+    /// Numbers calls and interceptors.
+    pub(crate) ids: AtomicU64,
+}
+
+/// Weak handles to the calls in flight: a call that ends (or whose operation is dropped) is gone
+/// from here when its handle is.
+pub(crate) struct Registry<S: crate::admission::StoreSlot> {
+    by_context: HashMap<usize, Weak<Mutex<call::Call<S>>>>,
+    by_id: HashMap<u64, Weak<Mutex<call::Call<S>>>>,
 }
 
 /// What the interceptor decided after an attempt, for the classifier to hand to the SDK.
@@ -165,25 +182,49 @@ pub(crate) enum Decision {
     Stop,
 }
 
-impl<S> Shared<S> {
-    /// The key under which a context's decision waits: the context's address, stable for the
-    /// whole operation (the orchestrator keeps it in place across attempts).
+impl<S: crate::admission::StoreSlot> Shared<S> {
+    /// The key of an orchestrator context: its address, stable for the whole operation (the
+    /// orchestrator keeps it in place in the operation's pinned future).
     pub(crate) fn context_key(ctx: &InterceptorContext) -> usize {
         ctx as *const InterceptorContext as usize
     }
 
-    pub(crate) fn post(&self, ctx: &InterceptorContext, decision: Decision) {
-        self.decisions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(Self::context_key(ctx), decision);
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry<S>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn take(&self, ctx: &InterceptorContext) -> Option<Decision> {
-        self.decisions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&Self::context_key(ctx))
+    pub(crate) fn register(&self, ctx: &InterceptorContext, id: u64, call: &call::CallHandle<S>) {
+        let mut registry = self.registry();
+        // Operations dropped mid-flight leave dead entries; sweep them now and then.
+        if registry.by_id.len() >= 64 && registry.by_id.len().is_power_of_two() {
+            registry.by_context.retain(|_, c| c.strong_count() > 0);
+            registry.by_id.retain(|_, c| c.strong_count() > 0);
+        }
+        let weak = Arc::downgrade(&call.0);
+        registry
+            .by_context
+            .insert(Self::context_key(ctx), weak.clone());
+        registry.by_id.insert(id, weak);
+    }
+
+    pub(crate) fn unregister(&self, ctx: &InterceptorContext, id: u64) {
+        let mut registry = self.registry();
+        registry.by_context.remove(&Self::context_key(ctx));
+        registry.by_id.remove(&id);
+    }
+
+    pub(crate) fn by_context(&self, ctx: &InterceptorContext) -> Option<call::CallHandle<S>> {
+        let registry = self.registry();
+        let weak = registry.by_context.get(&Self::context_key(ctx))?;
+        weak.upgrade().map(call::CallHandle)
+    }
+
+    pub(crate) fn by_id(&self, id: u64) -> Option<call::CallHandle<S>> {
+        self.registry()
+            .by_id
+            .get(&id)?
+            .upgrade()
+            .map(call::CallHandle)
     }
 }
 
@@ -255,6 +296,17 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
         window.max(schedules).max(server)
     }
 
+    /// The SDK retry partition to pair with this headroom (what `configure_bedrock` and
+    /// `configure_dynamodb` install): one whose retry token bucket never runs out, so the
+    /// policy's own budget is the only limit on retries (the SDK's default bucket is shared by
+    /// every client of a service and region in the process, and a burst of throttles empties it).
+    pub fn sdk_retry_partition(&self) -> aws_smithy_runtime::client::retries::RetryPartition {
+        use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
+        RetryPartition::custom("tower-headroom")
+            .token_bucket(TokenBucket::unlimited())
+            .build()
+    }
+
     /// The SDK [`RetryConfig`](aws_smithy_types::retry::RetryConfig) to pair with this
     /// headroom (what `configure_bedrock` and `configure_dynamodb` install).
     pub fn sdk_retry_config(&self) -> aws_smithy_types::retry::RetryConfig {
@@ -279,10 +331,6 @@ enum BreakerChoice {
 /// back. The SDK signs a request for the client's region, so a target labelled with another
 /// region is skipped: fall back across regions with a cross-region inference profile id (e.g.
 /// `us.anthropic.claude-3-haiku-20240307-v1:0`), or with one client per region.
-///
-/// The SDK's own retry token bucket (standard mode: 500 tokens, 5 per retry, 10 per timeout
-/// or transient error, given back by successes) still applies on top of the policy's budget;
-/// this SDK version offers no public way to replace it.
 pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     profile: Profile,
     retry: Option<RetryPolicy>,
@@ -307,7 +355,7 @@ impl<S> fmt::Debug for SdkHeadroomBuilder<S> {
     }
 }
 
-impl<S> SdkHeadroomBuilder<S> {
+impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// Replaces the profile's retry policy. Clones of a policy share its retry budget, so the
     /// same policy may serve Tower stacks and SDK clients together.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -495,7 +543,11 @@ impl<S> SdkHeadroomBuilder<S> {
                 tenant: self.tenant,
                 max_wait: self.max_wait,
                 estimation: est,
-                decisions: Mutex::new(HashMap::new()),
+                calls: Mutex::new(Registry {
+                    by_context: HashMap::new(),
+                    by_id: HashMap::new(),
+                }),
+                ids: AtomicU64::new(1),
             }),
         })
     }
@@ -507,31 +559,49 @@ impl<S> SdkHeadroomBuilder<S> {
 /// Runs after the SDK's built-in classifiers (`HttpStatusCodeClassifier`,
 /// `ModeledAsRetryableClassifier`, `AwsErrorCodeClassifier`, `TransientErrorClassifier`), so its
 /// answer is the one the SDK acts on.
-pub struct HeadroomClassifier<S = MemoryStore<Arc<str>>> {
+pub struct HeadroomClassifier<S: crate::admission::StoreSlot = MemoryStore<Arc<str>>> {
     shared: Arc<Shared<S>>,
 }
 
-impl<S> fmt::Debug for HeadroomClassifier<S> {
+impl<S: crate::admission::StoreSlot> fmt::Debug for HeadroomClassifier<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("HeadroomClassifier")
     }
 }
 
-impl<S: Send + Sync> ClassifyRetry for HeadroomClassifier<S> {
+impl<S: QuotaStore<Arc<str>> + 'static> ClassifyRetry for HeadroomClassifier<S> {
     fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
-        let decision = match self.shared.take(ctx) {
-            Some(decision) => decision,
-            None => match classify_context(ctx) {
-                None => return RetryAction::NoActionIndicated,
-                Some(outcome) => stateless(&self.shared.retry, &outcome),
-            },
+        let Some(handle) = self.shared.by_context(ctx) else {
+            return match classify_context(ctx) {
+                Some(outcome) => action(stateless(&self.shared.retry, &outcome)),
+                None => RetryAction::NoActionIndicated,
+            };
         };
-        match decision {
-            Decision::Done => RetryAction::NoActionIndicated,
-            Decision::Retry(kind, delay) => {
-                RetryAction::retryable_error_with_explicit_delay(classify::error_kind(kind), delay)
-            }
-            Decision::Stop => RetryAction::RetryForbidden,
+        let mut call = handle.lock();
+        // Read, not taken: a client configured twice asks two classifiers, which must agree.
+        if let Some(decision) = call.decision {
+            return action(decision);
+        }
+        let Some(outcome) = classify_context(ctx) else {
+            return RetryAction::NoActionIndicated;
+        };
+        let timed_out = ctx
+            .output_or_error()
+            .is_some_and(|r| r.is_err_and(|e| e.is_timeout_error()));
+        if timed_out && call.attempt_open() {
+            // The SDK's attempt timeout dropped the attempt before the interceptor's
+            // after-attempt hook: the attempt ends, and the policy decides, here.
+            return action(
+                self.shared
+                    .end_attempt(&mut call, &outcome, None, Instant::now()),
+            );
+        }
+        // Asked before the attempt ended (the SDK's connection-poisoning interceptor asks after
+        // deserialization): an answer without side effects and without a delay, so that
+        // `RetryAction::transient_error()` still marks a transient failure's connection.
+        match stateless(&self.shared.retry, &outcome) {
+            Decision::Retry(kind, _) => RetryAction::retryable_error(classify::error_kind(kind)),
+            other => action(other),
         }
     }
 
@@ -541,6 +611,28 @@ impl<S: Send + Sync> ClassifyRetry for HeadroomClassifier<S> {
 
     fn priority(&self) -> RetryClassifierPriority {
         RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+/// The stalled-stream protection to pair with the HTTP client wrapper: the caller's, with the
+/// upload check off. The SDK watches the request body's upload from the moment the connector
+/// is called, and an attempt that waits for admission there reads none of it, which the check
+/// would report as a stalled upload (a timeout) after its grace period.
+#[cfg(any(feature = "bedrock", feature = "dynamodb"))]
+pub(crate) fn upload_stalls_off(
+    current: Option<
+        &aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig,
+    >,
+) -> aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig {
+    use aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig as Stalls;
+    match current {
+        Some(current) if !current.is_enabled() => current.clone(),
+        Some(current) => Stalls::enabled()
+            .upload_enabled(false)
+            .download_enabled(current.download_enabled())
+            .grace_period(current.grace_period())
+            .build(),
+        None => Stalls::enabled().upload_enabled(false).build(),
     }
 }
 
@@ -558,12 +650,15 @@ macro_rules! configure {
                 "the config builder has no HTTP client to wrap: build it from an SdkConfig or set one",
             )
         })?;
+        let stalls = $crate::smithy::upload_stalls_off(config.stalled_stream_protection());
         Ok(config
             .to_builder()
             .http_client($headroom.http_client(inner))
             .interceptor($headroom.interceptor_with(Arc::new($shape)))
             .retry_classifier($headroom.retry_classifier())
-            .retry_config($headroom.sdk_retry_config()))
+            .retry_config($headroom.sdk_retry_config())
+            .retry_partition($headroom.sdk_retry_partition())
+            .stalled_stream_protection(stalls))
     }};
 }
 #[cfg(any(feature = "bedrock", feature = "dynamodb"))]
@@ -581,12 +676,25 @@ fn settle_stream<T: crate::admission::Slot>(
     response
 }
 
+/// The SDK's answer for a decision.
+fn action(decision: Decision) -> RetryAction {
+    match decision {
+        Decision::Done => RetryAction::NoActionIndicated,
+        Decision::Retry(kind, delay) => {
+            RetryAction::retryable_error_with_explicit_delay(classify::error_kind(kind), delay)
+        }
+        Decision::Stop => RetryAction::RetryForbidden,
+    }
+}
+
 /// A decision from the outcome alone: the policy's first-retry backoff, no attempt count.
 fn stateless(policy: &RetryPolicy, outcome: &Outcome) -> Decision {
     if outcome.is_success() {
         return Decision::Done;
     }
-    if !outcome.kind.is_retryable() {
+    if !outcome.kind.is_retryable()
+        || (outcome.kind == OutcomeKind::Timeout && !policy.retries_timeouts())
+    {
         return Decision::Stop;
     }
     let mut rng = fastrand::Rng::new();

@@ -106,7 +106,7 @@ impl<T: Slot> Watcher<T> {
                 }
                 true
             }
-            (Some("exception"), _) => {
+            (Some("exception" | "error"), _) => {
                 // The stream failed midway: what was spent is unknown, so the estimate stays.
                 if let Some(reservation) = self.reservation.take() {
                     reservation.finish(
