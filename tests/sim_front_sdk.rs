@@ -22,10 +22,7 @@ use aws_sdk_bedrockruntime::types::{
     StopReason,
 };
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnConsumedCapacity, ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 use support::sdk::{ACCESS_KEY, SECRET_KEY};
 use tower_headroom::sim::front::{Server, SimService};
 use tower_headroom::sim::{BedrockSim, DynamoSim, Episode, ModelConfig, OutputLength, TableConfig};
@@ -283,30 +280,6 @@ fn dynamo_front(store: &str) -> SimService {
         .unwrap()
 }
 
-async fn create_orders(client: &aws_sdk_dynamodb::Client) {
-    client
-        .create_table()
-        .table_name("orders")
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn dynamodb_items_are_stored_in_dynalite_and_throttles_are_modeled() {
     let dynalite = support::dynalite::start();
@@ -317,7 +290,7 @@ async fn dynamodb_items_are_stored_in_dynalite_and_throttles_are_modeled() {
     let client = support::sdk::dynamodb(&server.url());
 
     let logs = support::capture::captured(&["tower_headroom", "hyper", "hyper_util"], async {
-        create_orders(&client).await;
+        support::sdk::create_orders(&client).await;
 
         // A 2 KB item: two write units, as ConsumedCapacity reports.
         let put = client
@@ -417,7 +390,7 @@ async fn dynamodb_items_are_stored_in_dynalite_and_throttles_are_modeled() {
 async fn a_front_learns_the_partition_key_of_an_existing_table_from_the_store() {
     let dynalite = support::dynalite::start();
     // The table is created behind the front's back, directly in the store.
-    create_orders(&support::sdk::dynamodb(&dynalite.url())).await;
+    support::sdk::create_orders(&support::sdk::dynamodb(&dynalite.url())).await;
     let server = Server::bind(
         "127.0.0.1:0".parse().unwrap(),
         dynamo_front(&dynalite.url()),

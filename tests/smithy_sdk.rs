@@ -545,36 +545,13 @@ async fn prompts_and_credentials_never_reach_logs_metrics_or_errors() {
 /// paced by the table's quota so the table never throttles.
 #[tokio::test]
 async fn dynamodb_writes_are_paced_settled_and_stored() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-        ReturnConsumedCapacity, ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
     use tower_headroom::sim::front::Server;
     use tower_headroom::sim::{DynamoSim, TableConfig};
 
     let dynalite = support::dynalite::start();
     let direct = support::sdk::dynamodb(&dynalite.url());
-    direct
-        .create_table()
-        .table_name("orders")
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    support::sdk::create_orders(&direct).await;
     let sim = DynamoSim::builder()
         .table(
             TableConfig::builder("orders")
