@@ -74,7 +74,8 @@ use crate::breaker::{BreakerConfig, BreakerRegistry};
 use crate::classify::{HttpClassifier, classify_error, find};
 use crate::error::ConfigError;
 use crate::fallback::{
-    Dispatch, Fallback, FallbackBuilder, FallbackPolicy, NoHeadroom, Route, RouteBuilder, Target,
+    BreakerSource, Dispatch, Fallback, FallbackBuilder, FallbackPolicy, NoHeadroom, Route,
+    RouteBuilder, Target,
 };
 use crate::retry::{BackoffBuilder, Retry, RetryLayer, RetryPolicy};
 
@@ -128,12 +129,6 @@ impl Profile {
     }
 }
 
-enum Breakers {
-    PerTarget(Option<BreakerConfig>),
-    Registry(BreakerRegistry<Arc<str>>),
-    None,
-}
-
 /// Builds the stack; see the [module docs](self).
 ///
 /// Targets are added in preference order. Without [`admission`](Self::admission) calls go
@@ -145,7 +140,8 @@ pub struct StackBuilder<T, C, A = NoAdmission> {
     classifier: C,
     route: RouteBuilder<T>,
     retry: Option<RetryPolicy>,
-    breakers: Breakers,
+    /// `None`: the profile's breaker, one per target.
+    breakers: Option<BreakerSource>,
     admission: A,
 }
 
@@ -172,7 +168,7 @@ impl<T, C> StackBuilder<T, C> {
             classifier,
             route: Route::builder(),
             retry: None,
-            breakers: Breakers::PerTarget(None),
+            breakers: None,
             admission: NoAdmission,
         }
     }
@@ -242,20 +238,20 @@ impl<T, C, A> StackBuilder<T, C, A> {
 
     /// Replaces the profile's breaker configuration (one breaker per target).
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
-        self.breakers = Breakers::PerTarget(Some(config));
+        self.breakers = Some(BreakerSource::PerTarget(config));
         self
     }
 
     /// Takes each target's breaker from `registry` by target name, so that several stacks (or
     /// stacks and AWS SDK clients) share them.
     pub fn breaker_registry(mut self, registry: BreakerRegistry<Arc<str>>) -> Self {
-        self.breakers = Breakers::Registry(registry);
+        self.breakers = Some(BreakerSource::Registry(registry));
         self
     }
 
     /// No circuit breakers.
     pub fn no_breakers(mut self) -> Self {
-        self.breakers = Breakers::None;
+        self.breakers = Some(BreakerSource::None);
         self
     }
 
@@ -311,12 +307,10 @@ impl<T, C, A> StackBuilder<T, C, A> {
             .collect();
         let headroom = self.admission.headroom(route.targets());
         let fallback = FallbackBuilder::new(route, self.classifier.clone()).headroom(headroom);
-        let fallback = match self.breakers {
-            Breakers::PerTarget(Some(config)) => fallback.breaker(config),
-            Breakers::PerTarget(None) => fallback.breaker(self.profile.breaker().build()?),
-            Breakers::Registry(registry) => fallback.breaker_registry(registry),
-            Breakers::None => fallback.no_breakers(),
-        };
+        let fallback = fallback.breaker_source(match self.breakers {
+            Some(source) => source,
+            None => BreakerSource::PerTarget(self.profile.breaker().build()?),
+        });
         let router = fallback.dispatch(Targets { services, rewrite });
         Ok(RetryLayer::new(retry, self.classifier).layer(router))
     }

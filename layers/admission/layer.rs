@@ -194,8 +194,10 @@ impl<Res> Classify<Res> for OkIsSuccess {
     }
 }
 
+/// The admission vocabulary for one set of labels, registered once: the wait for quota, the
+/// calls shed, the learned limit. Shared with the AWS SDK adapter.
 #[derive(Clone)]
-struct Metrics {
+pub(crate) struct Metrics {
     #[cfg(feature = "metrics")]
     wait: metrics::Histogram,
     #[cfg(feature = "metrics")]
@@ -206,7 +208,7 @@ struct Metrics {
 
 impl Metrics {
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn register(labels: &Labels) -> Self {
+    pub(crate) fn register(labels: &Labels) -> Self {
         #[cfg(feature = "metrics")]
         use crate::observe::names;
         Metrics {
@@ -220,20 +222,35 @@ impl Metrics {
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn limit(&self, limit: u64) {
-        #[cfg(feature = "metrics")]
-        self.limit.set(limit as f64);
-    }
-
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    fn waited(&self, wait: Duration) {
+    pub(crate) fn waited(&self, wait: Duration) {
         #[cfg(feature = "metrics")]
         self.wait.record(wait.as_secs_f64());
     }
 
-    fn rejected(&self) {
+    pub(crate) fn rejected(&self, labels: &Labels, rejected: &Rejected) {
         #[cfg(feature = "metrics")]
         self.rejected.increment(1);
+        tracing::debug!(
+            labels = %labels,
+            reason = rejected.reason.as_str(),
+            wait_ms = rejected.retry_in.map(|d| d.as_millis() as u64),
+            "admission rejected a call"
+        );
+    }
+
+    /// Reports the key's effective limit after a settling that may have moved it.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn settled(&self, labels: &Labels, outcome: &Outcome, limit: u64) {
+        #[cfg(feature = "metrics")]
+        self.limit.set(limit as f64);
+        if outcome.kind.teaches_quota() {
+            tracing::debug!(
+                labels = %labels,
+                class = outcome.kind.as_str(),
+                limit,
+                "admission learned a lower limit from a throttle"
+            );
+        }
     }
 }
 
@@ -247,29 +264,15 @@ struct After<U, C> {
 
 impl<U, C> After<U, C> {
     fn rejected(&self, rejected: &Rejected) {
-        self.metrics.rejected();
-        tracing::debug!(
-            labels = %self.labels,
-            reason = rejected.reason.as_str(),
-            wait_ms = rejected.retry_in.map(|d| d.as_millis() as u64),
-            "admission rejected a call"
-        );
+        self.metrics.rejected(&self.labels, rejected);
     }
 
     /// Settles, and reports the learned limit when settling may have moved it.
     fn finish<T: Slot>(&self, r: Reservation<T>, outcome: &Outcome, usage: Usage) {
-        let usage = usage.or_refused(outcome);
-        let Some(limit) = r.finish_with(outcome, usage, Instant::now) else {
-            return;
-        };
-        self.metrics.limit(limit);
-        if outcome.kind.teaches_quota() {
-            tracing::debug!(
-                labels = %self.labels,
-                class = outcome.kind.as_str(),
-                limit,
-                "admission learned a lower limit from a throttle"
-            );
+        // A call the server refused spent nothing: the adapters' rule, not the core's (the
+        // core settles what it is told).
+        if let Some(limit) = r.finish_with(outcome, usage.or_refused(outcome), Instant::now) {
+            self.metrics.settled(&self.labels, outcome, limit);
         }
     }
 }

@@ -158,6 +158,8 @@ pub use self::cost::{
     Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage, Remaining,
     Usage, remaining_from_headers,
 };
+#[cfg(feature = "smithy")]
+pub(crate) use self::layer::Metrics as AdmissionMetrics;
 pub use self::layer::{
     Admission, AdmissionLayer, Demand, DemandKey, Fixed, Keyed, OkIsSuccess, ResponseFuture,
 };

@@ -146,10 +146,52 @@ impl fmt::Display for NoTargetAvailable {
 
 impl Error for NoTargetAvailable {}
 
-enum BreakerSource {
+/// Where each target's circuit breaker comes from; shared by the router, the stack builder
+/// and the AWS SDK adapter.
+pub(crate) enum BreakerSource {
+    /// One breaker per target with this configuration, labelled with the target's labels.
     PerTarget(BreakerConfig),
+    /// The registry's breaker under the target's name.
     Registry(BreakerRegistry<Arc<str>>),
+    /// No breakers.
     None,
+}
+
+impl BreakerSource {
+    /// Each target's breaker, in route order.
+    pub(crate) fn target_breakers<T>(
+        &self,
+        route: &Route<T>,
+        now: Instant,
+    ) -> Box<[Option<BreakerHandle>]> {
+        route
+            .targets()
+            .iter()
+            .map(|target| match self {
+                BreakerSource::PerTarget(config) => Some(BreakerHandle::new_at(
+                    config.clone(),
+                    target.labels().clone(),
+                    now,
+                )),
+                BreakerSource::Registry(registry) => Some(registry.get(target.name(), now)),
+                BreakerSource::None => None,
+            })
+            .collect()
+    }
+}
+
+/// The route core's choice with each target's breaker asked for a permit.
+pub(crate) fn choose<T, H: Headroom<T> + ?Sized>(
+    route: &Route<T>,
+    breakers: &[Option<BreakerHandle>],
+    plan: &mut Plan,
+    now: Instant,
+    headroom: &H,
+) -> Choice<Option<BreakerPermit>> {
+    route.choose(plan, now, headroom, |index| match &breakers[index] {
+        Some(breaker) => breaker.acquire(now).map(Some).map_err(|open| open.retry_in),
+        None => Ok(None),
+    })
 }
 
 /// Builds a [`Fallback`] router (form (a), [`services`](Self::services)) or a
@@ -202,6 +244,12 @@ impl<T, C, H, A> FallbackBuilder<T, C, H, A> {
     /// No breakers: every target is always eligible.
     pub fn no_breakers(mut self) -> Self {
         self.breakers = BreakerSource::None;
+        self
+    }
+
+    /// Where the targets' breakers come from.
+    pub(crate) fn breaker_source(mut self, source: BreakerSource) -> Self {
+        self.breakers = source;
         self
     }
 
@@ -267,20 +315,8 @@ impl<T, C, H, A> FallbackBuilder<T, C, H, A> {
     }
 
     fn into_router(self) -> Router<T, C, H, A> {
-        let now = Instant::now();
+        let breakers = self.breakers.target_breakers(&self.route, Instant::now());
         let targets = self.route.targets();
-        let breakers = targets
-            .iter()
-            .map(|target| match &self.breakers {
-                BreakerSource::PerTarget(config) => Some(BreakerHandle::new_at(
-                    config.clone(),
-                    target.labels().clone(),
-                    now,
-                )),
-                BreakerSource::Registry(registry) => Some(registry.get(target.name(), now)),
-                BreakerSource::None => None,
-            })
-            .collect();
         let served = targets
             .iter()
             .enumerate()
@@ -309,12 +345,7 @@ struct Router<T, C, H, A> {
 
 impl<T, C, H: Headroom<T>, A> Router<T, C, H, A> {
     fn choose(&self, plan: &mut Plan, now: Instant) -> Choice<Option<BreakerPermit>> {
-        self.route.choose(plan, now, &self.headroom, |index| {
-            match &self.breakers[index] {
-                Some(breaker) => breaker.acquire(now).map(Some).map_err(|open| open.retry_in),
-                None => Ok(None),
-            }
-        })
+        choose(&self.route, &self.breakers, plan, now, &self.headroom)
     }
 }
 
@@ -666,7 +697,7 @@ fn polled_after_completion() -> BoxError {
 
 /// `headroom_fallback_total{target, model, region, degraded}` for one target: `degraded` is
 /// `true` for every target but the first.
-fn served_counter(labels: &Labels, degraded: bool) -> CounterSet<1> {
+pub(crate) fn served_counter(labels: &Labels, degraded: bool) -> CounterSet<1> {
     let degraded = if degraded { "true" } else { "false" };
     CounterSet::register(names::FALLBACK, labels, keys::DEGRADED, [degraded])
 }

@@ -59,10 +59,13 @@
 mod layer;
 mod route;
 
+pub(crate) use self::layer::BreakerSource;
 pub use self::layer::{
     Annotate, Dispatch, Fallback, FallbackBuilder, FallbackLayer, HttpExtension, NoAnnotation,
     NoTargetAvailable, ResponseFuture, Rewrite, Served, Services,
 };
+#[cfg(feature = "smithy")]
+pub(crate) use self::layer::{choose, served_counter};
 pub use self::route::{
     Action, After, Choice, Exhaustion, FallbackPolicy, Headroom, MAX_TARGETS, NoHeadroom, Plan,
     QuotaHeadroom, Route, RouteBuilder, Target,

@@ -16,11 +16,13 @@ use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use tokio::time::Instant;
 
 use super::{Decision, Shared};
-use crate::admission::{Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage};
+use crate::admission::{
+    AdmissionMetrics, Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage,
+};
 use crate::breaker::{BreakerPermit, CircuitOpen};
-use crate::fallback::{After, Choice, NoTargetAvailable, Plan};
-use crate::observe::{Labels, keys, names};
-use crate::retry::{RetryState, StopReason};
+use crate::fallback::{After, Choice, NoTargetAvailable, Plan, choose, served_counter};
+use crate::observe::{CounterSet, Labels};
+use crate::retry::{RetryMetrics, RetryState};
 use crate::{BoxError, Outcome, OutcomeKind};
 
 /// What the interceptor read from a call's typed input.
@@ -65,7 +67,8 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     /// The route index of the target, `None` for the call's own key.
     target: Option<usize>,
     pub(crate) key: Arc<str>,
-    pub(crate) labels: Labels,
+    /// Where the attempt reports: its labels and their metric handles.
+    pub(crate) events: Arc<Events>,
     started: Instant,
     permit: Option<BreakerPermit>,
     pub(crate) reservation: Option<Reservation<T>>,
@@ -169,14 +172,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                     cost,
                     region: region.as_deref(),
                 };
-                match route.choose(plan, now, &headroom, |index| {
-                    match &self.target_breakers[index] {
-                        Some(breaker) => {
-                            breaker.acquire(now).map(Some).map_err(|open| open.retry_in)
-                        }
-                        None => Ok(None),
-                    }
-                }) {
+                match choose(route, &self.target_breakers, plan, now, &headroom) {
                     Choice::Call { target, permit, .. } => {
                         let t = &route.targets()[target];
                         let retarget = if t.key() == &call.prepared.key {
@@ -184,16 +180,18 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                         } else {
                             Retarget::To(Arc::clone(t.key()))
                         };
-                        let labels = call.labels(t.labels().clone(), t.key());
+                        let events =
+                            self.events(Some(target), call.labels(t.labels().clone(), t.key()));
                         (
-                            Attempt::new(Some(target), Arc::clone(t.key()), labels, now, permit),
+                            Attempt::new(Some(target), Arc::clone(t.key()), events, now, permit),
                             retarget,
                         )
                     }
                     Choice::Exhausted { retry_in, cause } => {
                         let key = Arc::clone(&call.prepared.key);
-                        let labels = call.labels(Labels::target(Arc::clone(&key)), &key);
-                        let mut attempt = Attempt::new(None, key, labels, now, None);
+                        let events =
+                            self.events(None, call.labels(Labels::target(Arc::clone(&key)), &key));
+                        let mut attempt = Attempt::new(None, key, events, now, None);
                         attempt.blocked =
                             Some(Blocked::NoTarget(NoTargetAvailable { retry_in, cause }));
                         (attempt, Retarget::Keep)
@@ -210,8 +208,8 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                 let base = on_route
                     .as_ref()
                     .map_or_else(|| Labels::target(Arc::clone(&key)), |(_, l)| l.clone());
-                let labels = call.labels(base, &key);
-                let mut attempt = Attempt::new(None, key, labels, now, None);
+                let events = self.events(None, call.labels(base, &key));
+                let mut attempt = Attempt::new(None, key, events, now, None);
                 let breaker = match on_route {
                     Some((index, _)) => self.target_breakers[index].clone(),
                     None => self
@@ -225,7 +223,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                         Err(open) => {
                             attempt.blocked = Some(Blocked::Open(CircuitOpen::new(
                                 open.retry_in,
-                                attempt.labels.clone(),
+                                attempt.events.labels.clone(),
                             )))
                         }
                     }
@@ -262,7 +260,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         &self,
         key: &Arc<str>,
         ask: Ask,
-        labels: &Labels,
+        events: &Events,
     ) -> Result<Reservation<SlotOf<S>>, Rejected> {
         let quota = self
             .quota
@@ -274,19 +272,10 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             Ok(_) => {
                 let waited = Instant::now().saturating_duration_since(started);
                 if !waited.is_zero() {
-                    histogram(names::ADMISSION_WAIT, labels, &[], waited.as_secs_f64());
+                    events.admission.waited(waited);
                 }
             }
-            Err(rejected) => {
-                count(names::ADMISSION_REJECTED, labels, &[]);
-                tracing::debug!(
-                    target: "tower_headroom::smithy",
-                    labels = %labels,
-                    reason = rejected.reason.as_str(),
-                    wait_ms = rejected.retry_in.map(|d| d.as_millis() as u64),
-                    "admission rejected an SDK attempt"
-                );
-            }
+            Err(rejected) => events.admission.rejected(&events.labels, rejected),
         }
         result
     }
@@ -302,26 +291,22 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     ) -> Decision {
         let Some(attempt) = call.attempt.take() else {
             // No attempt was opened (an interceptor failed first): decide on the outcome alone.
-            return self.retry_or_stop(call, outcome, None, now);
+            let events = self.events(None, Labels::none());
+            return self.retry_or_stop(call, outcome, &events, now);
         };
-        let (target, labels, blocked) = (
+        let (target, events, blocked) = (
             attempt.target,
-            attempt.labels.clone(),
+            Arc::clone(&attempt.events),
             attempt.blocked.is_some(),
         );
         self.finish_attempt(attempt, outcome, units, now);
         if outcome.is_success() {
-            if call.plan.is_some() {
-                let degraded = target != Some(0);
-                count(
-                    names::FALLBACK,
-                    &labels,
-                    &[(keys::DEGRADED, if degraded { "true" } else { "false" })],
-                );
-                if degraded {
+            if let (Some(served), Some(_)) = (&events.served, &call.plan) {
+                served.increment(0);
+                if target != Some(0) {
                     tracing::debug!(
                         target: "tower_headroom::smithy",
-                        labels = %labels,
+                        labels = %events.labels,
                         "served by a fallback target"
                     );
                 }
@@ -334,68 +319,35 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             if route.after(plan, index, *outcome) == After::Move {
                 tracing::debug!(
                     target: "tower_headroom::smithy",
-                    labels = %labels,
+                    labels = %events.labels,
                     class = outcome.kind.as_str(),
                     "moving to the next fallback target"
                 );
                 return Decision::Retry(outcome.kind, Duration::ZERO);
             }
         }
-        self.retry_or_stop(call, outcome, Some(&labels), now)
+        self.retry_or_stop(call, outcome, &events, now)
     }
 
+    /// The retry policy's decision, reported as the retry layer reports it.
     fn retry_or_stop(
         &self,
         call: &mut Call<S>,
         outcome: &Outcome,
-        labels: Option<&Labels>,
+        events: &Events,
         now: Instant,
     ) -> Decision {
-        let none = Labels::none();
-        let labels = labels.unwrap_or(&none);
         match self.retry.decide(&mut call.retry, outcome, now) {
             crate::retry::Decision::Retry(delay) => {
                 if let (Some(route), Some(plan)) = (&self.route, call.plan.as_mut()) {
                     // A retry starts over from the preferred target, as the Tower stack's does.
                     *plan = route.plan();
                 }
-                count(
-                    names::RETRIES,
-                    labels,
-                    &[(keys::CLASS, outcome.kind.as_str())],
-                );
-                histogram(
-                    names::RETRY_WAIT,
-                    labels,
-                    &[(keys::CLASS, outcome.kind.as_str())],
-                    delay.as_secs_f64(),
-                );
-                tracing::debug!(
-                    target: "tower_headroom::smithy",
-                    labels = %labels,
-                    class = outcome.kind.as_str(),
-                    attempt = call.retry.attempts(),
-                    wait_ms = delay.as_millis() as u64,
-                    "retrying"
-                );
+                events.retry.retry(outcome, &call.retry, delay);
                 Decision::Retry(outcome.kind, delay)
             }
             crate::retry::Decision::Stop(reason) => {
-                if reason != StopReason::NotRetryable {
-                    count(
-                        names::RETRIES_EXHAUSTED,
-                        labels,
-                        &[(keys::REASON, reason.as_str())],
-                    );
-                }
-                tracing::debug!(
-                    target: "tower_headroom::smithy",
-                    labels = %labels,
-                    class = outcome.kind.as_str(),
-                    attempts = call.retry.attempts(),
-                    reason = reason.as_str(),
-                    "not retrying"
-                );
+                events.retry.stop(outcome, &call.retry, reason);
                 Decision::Stop
             }
         }
@@ -410,28 +362,20 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         units: Option<u64>,
         now: Instant,
     ) {
+        attempt.events.retry.attempt(outcome.kind);
         if !attempt.sent {
             if let Some(reservation) = attempt.reservation.take() {
                 reservation.release_unsent(now);
             }
-            count(
-                names::ATTEMPTS,
-                &attempt.labels,
-                &[(keys::CLASS, outcome.kind.as_str())],
-            );
             return;
         }
-        count(
-            names::ATTEMPTS,
-            &attempt.labels,
-            &[(keys::CLASS, outcome.kind.as_str())],
-        );
         if let Some(reservation) = attempt.reservation.take() {
             let usage = units
                 .map_or(Usage::UNKNOWN, Usage::units)
                 .or_refused(outcome);
             if let Some(limit) = reservation.finish(outcome, usage, now) {
-                gauge(names::QUOTA_LIMIT, &attempt.labels, limit as f64);
+                let events = &attempt.events;
+                events.admission.settled(&events.labels, outcome, limit);
             }
         }
         if let Some(permit) = attempt.permit.take() {
@@ -465,11 +409,30 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         }
     }
 
-    /// The labels of the attempt in flight.
-    pub(crate) fn attempt_labels(call: &Call<S>) -> Labels {
-        call.attempt
-            .as_ref()
-            .map_or_else(Labels::none, |a| a.labels.clone())
+    /// Where the attempt in flight reports.
+    pub(crate) fn attempt_events(&self, call: &Call<S>) -> Arc<Events> {
+        match &call.attempt {
+            Some(attempt) => Arc::clone(&attempt.events),
+            None => self.events(None, Labels::none()),
+        }
+    }
+
+    /// The metric handles of `labels`, registered the first time they are seen (as the Tower
+    /// layers register theirs when they are built); `target` is the route index, whose
+    /// `headroom_fallback_total` is `degraded` for every target but the first.
+    fn events(&self, target: Option<usize>, labels: Labels) -> Arc<Events> {
+        let mut cache = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = cache
+            .entry((target, labels))
+            .or_insert_with_key(|(target, labels)| {
+                Arc::new(Events {
+                    retry: RetryMetrics::register(labels),
+                    admission: AdmissionMetrics::register(labels),
+                    served: target.map(|index| served_counter(labels, index != 0)),
+                    labels: labels.clone(),
+                })
+            });
+        Arc::clone(entry)
     }
 
     /// Ends the call: an attempt still open (the operation was cut short) is given up.
@@ -486,14 +449,14 @@ impl<T: crate::admission::Slot> Attempt<T> {
     fn new(
         target: Option<usize>,
         key: Arc<str>,
-        labels: Labels,
+        events: Arc<Events>,
         started: Instant,
         permit: Option<BreakerPermit>,
     ) -> Self {
         Attempt {
             target,
             key,
-            labels,
+            events,
             started,
             permit,
             reservation: None,
@@ -549,20 +512,11 @@ impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadro
     }
 }
 
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-fn count(name: &'static str, labels: &Labels, extra: &[(&'static str, &'static str)]) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!(name, labels.metric_labels(extra)).increment(1);
-}
-
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-fn histogram(name: &'static str, labels: &Labels, extra: &[(&'static str, &'static str)], v: f64) {
-    #[cfg(feature = "metrics")]
-    metrics::histogram!(name, labels.metric_labels(extra)).record(v);
-}
-
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-fn gauge(name: &'static str, labels: &Labels, v: f64) {
-    #[cfg(feature = "metrics")]
-    metrics::gauge!(name, labels.metric_labels(&[])).set(v);
+/// Where an attempt reports: the metric vocabulary of the Tower layers (the retry layer's, the
+/// admission layer's, the router's `headroom_fallback_total`), registered once per labels.
+pub(crate) struct Events {
+    pub(crate) labels: Labels,
+    retry: RetryMetrics,
+    admission: AdmissionMetrics,
+    served: Option<CounterSet<1>>,
 }

@@ -108,18 +108,18 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
         };
         let (shared, inner) = (Arc::clone(&self.shared), self.inner.clone());
         HttpConnectorFuture::new(async move {
-            let (admission, labels, stream) = {
+            let (admission, events, stream) = {
                 let call = handle.lock();
                 (
                     shared.admission(&call),
-                    Shared::attempt_labels(&call),
+                    shared.attempt_events(&call),
                     call.prepared.stream,
                 )
             };
             match admission {
                 Err(blocked) => return Err(fail_fast(blocked)),
                 Ok(None) => {}
-                Ok(Some((key, ask))) => match shared.admit(&key, ask, &labels).await {
+                Ok(Some((key, ask))) => match shared.admit(&key, ask, &events).await {
                     Ok(reservation) => Shared::admitted(&mut handle.lock(), reservation),
                     Err(rejected) => {
                         return Err(ConnectorError::other(
@@ -138,7 +138,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                         response,
                         reservation,
                         shared.estimation,
-                        labels,
+                        events.labels.clone(),
                     ));
                 }
             }

@@ -82,7 +82,7 @@ use tokio::time::Instant;
 use crate::admission::{MemoryStore, Priority, Quota, QuotaStore, Tenant};
 use crate::breaker::{BreakerConfig, BreakerHandle, BreakerRegistry};
 use crate::error::ConfigError;
-use crate::fallback::{FallbackPolicy, Route, Target};
+use crate::fallback::{BreakerSource, FallbackPolicy, Route, Target};
 use crate::observe::Labels;
 use crate::retry::RetryPolicy;
 use crate::stack::Profile;
@@ -162,7 +162,12 @@ pub(crate) struct Shared<S: crate::admission::StoreSlot> {
     pub(crate) calls: Mutex<Registry<S>>,
     /// Numbers calls and interceptors.
     pub(crate) ids: AtomicU64,
+    /// Where attempts report, registered once per labels.
+    pub(crate) events: Mutex<EventsByLabels>,
 }
+
+/// Metric handles per route target (`Some(index)`) or key, and labels.
+pub(crate) type EventsByLabels = HashMap<(Option<usize>, Labels), Arc<call::Events>>;
 
 /// Weak handles to the calls in flight: a call that ends (or whose operation is dropped) is gone
 /// from here when its handle is.
@@ -237,7 +242,7 @@ impl SdkHeadroom {
             targets: Vec::new(),
             fallback_policy: None,
             max_hops: None,
-            breakers: BreakerChoice::Profile,
+            breakers: None,
             quota: None,
             priority: Priority::Interactive,
             tenant: None,
@@ -316,13 +321,6 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
     }
 }
 
-enum BreakerChoice {
-    Profile,
-    Config(BreakerConfig),
-    Registry(BreakerRegistry<Arc<str>>),
-    None,
-}
-
 /// Builds an [`SdkHeadroom`]; see [`SdkHeadroom::builder`].
 ///
 /// Targets are added in preference order; a target's key is the model id (or inference profile
@@ -337,7 +335,8 @@ pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     targets: Vec<Target<Arc<str>>>,
     fallback_policy: Option<FallbackPolicy>,
     max_hops: Option<u32>,
-    breakers: BreakerChoice,
+    /// `None`: the profile's breaker, one per target and per key.
+    breakers: Option<BreakerSource>,
     quota: Option<Quota<Arc<str>, S>>,
     priority: Priority,
     tenant: Option<Tenant>,
@@ -383,7 +382,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
 
     /// Replaces the profile's breaker configuration (one breaker per target and per key).
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
-        self.breakers = BreakerChoice::Config(config);
+        self.breakers = Some(BreakerSource::PerTarget(config));
         self
     }
 
@@ -391,13 +390,13 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// Share the registry with a [`StackBuilder`](crate::StackBuilder) so an SDK client and a
     /// Tower stack see one breaker per backend.
     pub fn breaker_registry(mut self, registry: BreakerRegistry<Arc<str>>) -> Self {
-        self.breakers = BreakerChoice::Registry(registry);
+        self.breakers = Some(BreakerSource::Registry(registry));
         self
     }
 
     /// No circuit breakers.
     pub fn no_breakers(mut self) -> Self {
-        self.breakers = BreakerChoice::None;
+        self.breakers = Some(BreakerSource::None);
         self
     }
 
@@ -503,34 +502,22 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             builder = builder.max_wait(self.max_wait);
             Some(builder.build()?)
         };
-        let now = Instant::now();
-        let config = match &self.breakers {
-            BreakerChoice::Profile => Some(self.profile.breaker().build()?),
-            BreakerChoice::Config(config) => Some(config.clone()),
-            BreakerChoice::Registry(_) | BreakerChoice::None => None,
+        let breakers = match self.breakers {
+            Some(source) => source,
+            None => BreakerSource::PerTarget(self.profile.breaker().build()?),
         };
-        let targets = route.as_ref().map_or(&[][..], |r| r.targets());
-        let target_breakers = targets
-            .iter()
-            .map(|target| match (&self.breakers, &config) {
-                (BreakerChoice::Registry(registry), _) => Some(registry.get(target.name(), now)),
-                (_, Some(config)) => Some(BreakerHandle::new_at(
-                    config.clone(),
-                    target.labels().clone(),
-                    now,
-                )),
-                _ => None,
-            })
-            .collect();
-        let other_breakers = match (self.breakers, config) {
-            (BreakerChoice::Registry(registry), _) => Some(registry),
-            (BreakerChoice::None, _) => None,
-            (_, Some(config)) => Some(
+        let target_breakers = match &route {
+            Some(route) => breakers.target_breakers(route, Instant::now()),
+            None => Box::default(),
+        };
+        let other_breakers = match breakers {
+            BreakerSource::PerTarget(config) => Some(
                 BreakerRegistry::builder(config)
                     .labels(|key: &Arc<str>| Labels::target(Arc::clone(key)))
                     .build()?,
             ),
-            (_, None) => None,
+            BreakerSource::Registry(registry) => Some(registry),
+            BreakerSource::None => None,
         };
         Ok(SdkHeadroom {
             shared: Arc::new(Shared {
@@ -548,6 +535,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                     by_id: HashMap::new(),
                 }),
                 ids: AtomicU64::new(1),
+                events: Mutex::new(HashMap::new()),
             }),
         })
     }
