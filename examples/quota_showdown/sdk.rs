@@ -230,27 +230,39 @@ fn front(setup: &Setup) -> Result<SharedHttpClient, BoxError> {
     Ok(sdk_http_client(front))
 }
 
-/// An SDK config builder for `app` with everything but the retry configuration.
+/// An SDK config builder for `app` with everything but the retry configuration, for either
+/// SDK crate (their generated builders have the same methods and no common trait).
+macro_rules! sdk_config {
+    ($sdk:ident, $app:expr, $http:expr, $partition:expr, $endpoint:literal) => {{
+        use $sdk::config::retry::RetryPartition;
+        use $sdk::config::{BehaviorVersion, Credentials, Region};
+        $sdk::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new($app.region))
+            .endpoint_url($endpoint)
+            .credentials_provider(Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "showdown",
+            ))
+            .retry_partition(RetryPartition::new($partition))
+            .time_source(virtual_time())
+            // In-memory bodies never stall; the monitor would only add timers.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .http_client($http)
+    }};
+}
+
 fn bedrock_config(
     app: &App,
     http: SharedHttpClient,
     partition: String,
 ) -> aws_sdk_bedrockruntime::config::Builder {
-    use aws_sdk_bedrockruntime::config::retry::RetryPartition;
-    use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
-
-    aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(app.region))
-        .endpoint_url("http://bedrock.sim")
-        .credentials_provider(Credentials::new(
-            ACCESS_KEY, SECRET_KEY, None, None, "showdown",
-        ))
-        .retry_partition(RetryPartition::new(partition))
-        .time_source(virtual_time())
-        // In-memory bodies never stall; the monitor would only add timers.
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-        .http_client(http)
+    sdk_config!(
+        aws_sdk_bedrockruntime,
+        app,
+        http,
+        partition,
+        "http://bedrock.sim"
+    )
 }
 
 fn bedrock(app: &App, http: SharedHttpClient, adaptive: bool, partition: String) -> Client {
@@ -307,26 +319,18 @@ fn converse_client(app: &App, client: aws_sdk_bedrockruntime::Client) -> Client 
     }))
 }
 
-/// An SDK config builder for `app` with everything but the retry configuration.
 fn dynamodb_config(
     app: &App,
     http: SharedHttpClient,
     partition: String,
 ) -> aws_sdk_dynamodb::config::Builder {
-    use aws_sdk_dynamodb::config::retry::RetryPartition;
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-
-    aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(app.region))
-        .endpoint_url("http://dynamodb.sim")
-        .credentials_provider(Credentials::new(
-            ACCESS_KEY, SECRET_KEY, None, None, "showdown",
-        ))
-        .retry_partition(RetryPartition::new(partition))
-        .time_source(virtual_time())
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-        .http_client(http)
+    sdk_config!(
+        aws_sdk_dynamodb,
+        app,
+        http,
+        partition,
+        "http://dynamodb.sim"
+    )
 }
 
 fn dynamodb(app: &App, http: SharedHttpClient, adaptive: bool, partition: String) -> Client {
