@@ -54,6 +54,8 @@ pub mod breaker;
 pub mod classify;
 mod error;
 pub mod fallback;
+#[cfg(any(feature = "sim", feature = "dynamodb"))]
+mod item_size;
 pub mod observe;
 mod outcome;
 pub mod retry;

@@ -2,9 +2,9 @@
 //! `ConsumedCapacity` (asked for when the caller did not ask, and removed from the output the
 //! caller sees), one quota key and breaker per table.
 //!
-//! Estimates follow DynamoDB's own rules: a write costs one WCU per started KB of the item, a
-//! strongly consistent read one RCU per 4 KB (reads and queries are estimated at one unit and
-//! settled from `ConsumedCapacity`). A `BatchWriteItem` is keyed by its first table.
+//! Estimates follow DynamoDB's own rules (`crate::item_size`, the ones the simulator bills by):
+//! a write costs one WCU per started KB of the item; reads and queries are estimated at one
+//! unit and settled from `ConsumedCapacity`. A `BatchWriteItem` is keyed by its first table.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,24 +27,32 @@ use super::interceptor::Shape;
 use super::{Estimation, SdkHeadroom};
 use crate::admission::{Cost, QuotaStore};
 use crate::error::ConfigError;
+use crate::item_size::{CONTAINER, ELEMENT, SCALAR, number_size, write_units};
 
 #[derive(Debug)]
 pub(crate) struct DynamoDb;
 
-/// The size DynamoDB bills for an attribute value, in bytes.
+/// The size DynamoDB bills for an attribute value, in bytes (the rules: `crate::item_size`).
 fn value_size(value: &AttributeValue) -> u64 {
     match value {
         AttributeValue::S(s) => s.len() as u64,
-        // Numbers: about one byte per two significant digits, plus one.
-        AttributeValue::N(n) => (n.len() as u64).div_ceil(2) + 1,
+        AttributeValue::N(n) => number_size(n),
         AttributeValue::B(b) => b.as_ref().len() as u64,
-        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => SCALAR,
         AttributeValue::Ss(items) => items.iter().map(|s| s.len() as u64).sum(),
-        AttributeValue::Ns(items) => items.iter().map(|n| (n.len() as u64).div_ceil(2) + 1).sum(),
+        AttributeValue::Ns(items) => items.iter().map(|n| number_size(n)).sum(),
         AttributeValue::Bs(items) => items.iter().map(|b| b.as_ref().len() as u64).sum(),
-        AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<u64>(),
-        AttributeValue::M(map) => 3 + item_size(map) + map.len() as u64,
-        _ => 1,
+        AttributeValue::L(items) => {
+            CONTAINER + items.iter().map(|v| ELEMENT + value_size(v)).sum::<u64>()
+        }
+        AttributeValue::M(map) => {
+            CONTAINER
+                + map
+                    .iter()
+                    .map(|(k, v)| ELEMENT + k.len() as u64 + value_size(v))
+                    .sum::<u64>()
+        }
+        _ => SCALAR,
     }
 }
 
@@ -53,11 +61,6 @@ pub(crate) fn item_size(item: &HashMap<String, AttributeValue>) -> u64 {
     item.iter()
         .map(|(name, value)| name.len() as u64 + value_size(value))
         .sum()
-}
-
-/// Write capacity units for an item of `bytes`: one per started KB, at least one.
-fn write_units(bytes: u64) -> u64 {
-    bytes.div_ceil(1024).max(1)
 }
 
 /// Asks for `TOTAL` consumed capacity when the caller asked for none; says whether it asked.

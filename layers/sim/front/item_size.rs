@@ -1,21 +1,11 @@
 //! DynamoDB's item-size rules, on the awsJson1_0 attribute-value JSON, and the capacity units
 //! they cost.
 //!
-//! From the DynamoDB developer guide ("Item sizes and formats"): an item's size is the sum of
-//! its attribute names' UTF-8 lengths and its values' sizes, where
-//! - a string is its UTF-8 length; a binary its decoded length;
-//! - a number is about one byte per two significant digits, plus one
-//!   (`ceil(digits / 2) + 1`, one more if negative);
-//! - a boolean or null is one byte;
-//! - a list or map is 3 bytes plus one byte per element plus the elements (a map's element
-//!   includes its key's length);
-//! - a set is the sum of its elements.
-//!
-//! The simulator core turns sizes into capacity units ([`DynamoCall`](crate::sim::DynamoCall)).
-//! Sizes are computed on the JSON as sent, so a malformed value counts as what it looks like rather than failing: the
-//! store behind the front validates the request properly.
+//! The rules themselves are in `crate::item_size`, shared with the SDK adapter.
 
 use serde_json::Value;
+
+use crate::item_size::{CONTAINER, ELEMENT, SCALAR, number_size};
 
 /// The size of an item: a JSON object of attribute name to attribute value.
 pub(crate) fn item_size(item: &serde_json::Map<String, Value>) -> u64 {
@@ -33,7 +23,7 @@ pub(crate) fn value_size(value: &Value) -> u64 {
         ("S", Value::String(s)) => s.len() as u64,
         ("N", Value::String(n)) => number_size(n),
         ("B", Value::String(b)) => base64_decoded_len(b),
-        ("BOOL", _) | ("NULL", _) => 1,
+        ("BOOL", _) | ("NULL", _) => SCALAR,
         ("SS", Value::Array(items)) => items
             .iter()
             .map(|s| s.as_str().map_or(0, |s| s.len() as u64))
@@ -46,31 +36,21 @@ pub(crate) fn value_size(value: &Value) -> u64 {
             .iter()
             .map(|b| b.as_str().map_or(0, base64_decoded_len))
             .sum(),
-        ("L", Value::Array(items)) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<u64>(),
+        ("L", Value::Array(items)) => {
+            CONTAINER + items.iter().map(|v| ELEMENT + value_size(v)).sum::<u64>()
+        }
         ("M", Value::Object(map)) => {
-            3 + map
-                .iter()
-                .map(|(k, v)| 1 + k.len() as u64 + value_size(v))
-                .sum::<u64>()
+            CONTAINER
+                + map
+                    .iter()
+                    .map(|(k, v)| ELEMENT + k.len() as u64 + value_size(v))
+                    .sum::<u64>()
         }
         _ => 0,
     }
 }
 
 /// `ceil(significant digits / 2) + 1`, plus one for a minus sign.
-fn number_size(n: &str) -> u64 {
-    let n = n.trim();
-    let (negative, n) = match n.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, n.strip_prefix('+').unwrap_or(n)),
-    };
-    // The exponent does not change the significant digits.
-    let mantissa = n.split(['e', 'E']).next().unwrap_or("");
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let significant = digits.trim_start_matches('0').trim_end_matches('0').len() as u64;
-    significant.max(1).div_ceil(2) + 1 + u64::from(negative)
-}
-
 /// The decoded length of standard base64 text, without decoding it.
 fn base64_decoded_len(b: &str) -> u64 {
     let b = b.trim_end_matches('=');
@@ -91,15 +71,6 @@ mod tests {
         assert_eq!(size(json!({"pk": {"S": "abc"}})), 2 + 3);
         // "é" is two bytes in UTF-8.
         assert_eq!(size(json!({"n": {"S": "é"}})), 1 + 2);
-    }
-
-    #[test]
-    fn numbers_count_significant_digits() {
-        assert_eq!(number_size("0"), 2);
-        assert_eq!(number_size("12345"), 4);
-        assert_eq!(number_size("1000000"), 2);
-        assert_eq!(number_size("-0.0012"), 3);
-        assert_eq!(number_size("1.5E+10"), 2);
     }
 
     #[test]
