@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use proptest::prelude::*;
 use tower_headroom::classify::retry_after::{
-    self, MAX_SERVER_DELAY, RetryHints, parse_go_duration, parse_millis, parse_retry_after,
-    parse_rfc3339_reset,
+    self, MAX_SERVER_DELAY, RateLimit, RateLimits, RetryHints, parse_go_duration, parse_millis,
+    parse_retry_after, parse_rfc3339_reset, rate_limits,
 };
 use tower_headroom::classify::{aws, classify_error, classify_status};
 use tower_headroom::{Classify, HttpClassifier, Outcome, OutcomeKind, ThrottleScope};
@@ -138,6 +138,8 @@ fn retry_after_non_utf8_and_non_ascii_bytes() {
         m.insert("retry-after", value.clone());
         m.insert("retry-after-ms", value.clone());
         m.insert("x-amz-retry-after", value.clone());
+        m.insert("x-ms-retry-after-ms", value.clone());
+        m.insert("x-ratelimit-limit-tokens", value.clone());
         m.insert("x-ratelimit-remaining-tokens", value.clone());
         m.insert("x-ratelimit-reset-tokens", value.clone());
         m.insert("anthropic-ratelimit-tokens-reset", value);
@@ -146,6 +148,14 @@ fn retry_after_non_utf8_and_non_ascii_bytes() {
     assert_eq!(
         retry_after::from_headers(&map, None, now()),
         RetryHints::default()
+    );
+    // Present but unreadable: a reading with every field `None`.
+    assert_eq!(
+        rate_limits(&map, now()),
+        RateLimits {
+            requests: None,
+            tokens: Some(RateLimit::default()),
+        }
     );
 }
 
@@ -310,6 +320,26 @@ fn explicit_delays_take_the_largest() {
             Some(Duration::from_millis(1500)),
         ),
         (&[("x-amz-retry-after", "5000")], Some(secs(5))),
+        // Azure OpenAI.
+        (
+            &[("x-ms-retry-after-ms", "2500")],
+            Some(Duration::from_millis(2500)),
+        ),
+        (
+            &[("x-ms-retry-after-ms", "2500"), ("retry-after", "3")],
+            Some(secs(3)),
+        ),
+        (
+            &[
+                ("x-ms-retry-after-ms", "4000.5"),
+                ("retry-after-ms", "4000"),
+            ],
+            Some(Duration::from_micros(4_000_500)),
+        ),
+        (
+            &[("x-ms-retry-after-ms", "soon"), ("retry-after-ms", "4000")],
+            Some(secs(4)),
+        ),
         (
             &[("retry-after", "2"), ("retry-after-ms", "2500")],
             Some(Duration::from_millis(2500)),
@@ -458,7 +488,8 @@ fn openai_remaining_headers_name_the_scope() {
                 scope: Some(Tokens),
             },
         ),
-        // An explicit Retry-After larger than the reset wins.
+        // An explicit delay replaces the resets, whether longer or shorter than they are; the
+        // scope still comes from the remaining headers.
         (
             &[
                 ("retry-after", "20"),
@@ -469,6 +500,26 @@ fn openai_remaining_headers_name_the_scope() {
             RetryHints {
                 delay: Some(secs(20)),
                 scope: Some(Requests),
+            },
+        ),
+        (
+            &[
+                ("retry-after", "1"),
+                ("x-ratelimit-remaining-tokens", "0"),
+                ("x-ratelimit-reset-tokens", "6m0s"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(1)),
+                scope: Some(Tokens),
+            },
+        ),
+        (
+            &[("retry-after", "1"), ("x-ratelimit-reset-tokens", "6m0s")],
+            Some(Tokens),
+            RetryHints {
+                delay: Some(secs(1)),
+                scope: Some(Tokens),
             },
         ),
         // Malformed remaining values do not count as exhausted.
@@ -593,6 +644,519 @@ fn anthropic_remaining_headers_name_the_scope() {
     assert_eq!(
         retry_after::from_headers(&far, None, now()).delay,
         Some(MAX_SERVER_DELAY)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// retry_after: explicit delays over resets, resets as refill rates
+// ---------------------------------------------------------------------------------------------
+
+/// An OpenAI 429 for tokens, as the API sends it, without an explicit delay. The tokens limit
+/// is full again in 50 s; requests are far from their limit.
+const OPENAI_429_TOKENS: &[(&str, &str)] = &[
+    ("x-ratelimit-limit-requests", "500"),
+    ("x-ratelimit-remaining-requests", "499"),
+    ("x-ratelimit-reset-requests", "120ms"),
+    ("x-ratelimit-remaining-tokens", "0"),
+    ("x-ratelimit-reset-tokens", "50s"),
+];
+
+/// `pairs` with more pairs appended.
+fn with<'a>(pairs: &[(&'a str, &'a str)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pairs.iter().chain(more).copied().collect()
+}
+
+#[test]
+fn openai_429_honours_the_explicit_delay_not_the_reset() {
+    for explicit in [("retry-after", "5"), ("retry-after-ms", "5000")] {
+        let pairs = with(OPENAI_429_TOKENS, &[explicit]);
+        assert_eq!(
+            retry_after::from_headers(&headers(&pairs), None, now()),
+            RetryHints {
+                delay: Some(secs(5)),
+                scope: Some(Tokens),
+            },
+            "{explicit:?}"
+        );
+        assert_eq!(
+            classify_at(429, &pairs),
+            Outcome::throttled(Tokens).with_retry_after(secs(5)),
+            "{explicit:?}"
+        );
+    }
+    // Without it, the reset is all there is, and with no tokens limit to derive a rate from,
+    // the whole of it applies.
+    assert_eq!(
+        classify_at(429, OPENAI_429_TOKENS),
+        Outcome::throttled(Tokens).with_retry_after(secs(50))
+    );
+    // An explicit delay longer than the refill is honoured too: it is the server's minimum.
+    let pairs = with(
+        OPENAI_429_TOKENS,
+        &[("x-ratelimit-limit-tokens", "30000"), ("retry-after", "20")],
+    );
+    assert_eq!(
+        classify_at(429, &pairs),
+        Outcome::throttled(Tokens).with_retry_after(secs(20))
+    );
+}
+
+/// An Anthropic 429 for tokens, as the API sends it (`now` is 2023-11-14T22:13:20Z): the
+/// tokens limit, and the input-tokens limit it includes, are full again in 45 s.
+const ANTHROPIC_429_TOKENS: &[(&str, &str)] = &[
+    ("anthropic-ratelimit-requests-limit", "50"),
+    ("anthropic-ratelimit-requests-remaining", "49"),
+    (
+        "anthropic-ratelimit-requests-reset",
+        "2023-11-14T22:13:21.200Z",
+    ),
+    ("anthropic-ratelimit-tokens-remaining", "0"),
+    ("anthropic-ratelimit-tokens-reset", "2023-11-14T22:14:05Z"),
+    ("anthropic-ratelimit-input-tokens-limit", "30000"),
+    ("anthropic-ratelimit-input-tokens-remaining", "0"),
+    (
+        "anthropic-ratelimit-input-tokens-reset",
+        "2023-11-14T22:14:05Z",
+    ),
+    ("anthropic-ratelimit-output-tokens-limit", "8000"),
+    ("anthropic-ratelimit-output-tokens-remaining", "8000"),
+    (
+        "anthropic-ratelimit-output-tokens-reset",
+        "2023-11-14T22:13:20Z",
+    ),
+    ("request-id", "req_018EeWyXxfu5pfWkrYcMdjWG"),
+];
+
+#[test]
+fn anthropic_429_honours_the_explicit_delay_not_the_reset() {
+    let tokens_limit = ("anthropic-ratelimit-tokens-limit", "40000");
+    // Whether the refill would be longer (45 s, no tokens limit) or shorter (4.5 s), the
+    // explicit delay is the delay.
+    for extra in [&[][..], &[tokens_limit][..]] {
+        let pairs = with(&with(ANTHROPIC_429_TOKENS, extra), &[("retry-after", "7")]);
+        assert_eq!(
+            retry_after::from_headers(&headers(&pairs), None, now()),
+            RetryHints {
+                delay: Some(secs(7)),
+                scope: Some(Tokens),
+            },
+            "{extra:?}"
+        );
+        assert_eq!(
+            classify_at(429, &pairs),
+            Outcome::throttled(Tokens).with_retry_after(secs(7)),
+            "{extra:?}"
+        );
+    }
+    // Without one: the combined tokens limit has no `-limit` header, so its full 45 s reset
+    // applies (the input tokens' would be 4.5 s: the largest wait wins).
+    assert_eq!(
+        classify_at(429, ANTHROPIC_429_TOKENS),
+        Outcome::throttled(Tokens).with_retry_after(secs(45))
+    );
+    // With it, a tenth of each limit refills in 4.5 s.
+    assert_eq!(
+        classify_at(429, &with(ANTHROPIC_429_TOKENS, &[tokens_limit])),
+        Outcome::throttled(Tokens).with_retry_after(Duration::from_millis(4500))
+    );
+}
+
+#[test]
+fn azure_openai_429_honours_x_ms_retry_after_ms() {
+    let azure = [
+        ("x-ms-retry-after-ms", "2500"),
+        ("x-ratelimit-remaining-requests", "9"),
+        ("x-ratelimit-remaining-tokens", "0"),
+        ("x-ratelimit-reset-tokens", "60s"),
+        ("apim-request-id", "7f1e4d2c-0000-4000-8000-000000000000"),
+    ];
+    assert_eq!(
+        classify_at(429, &azure),
+        Outcome::throttled(Tokens).with_retry_after(Duration::from_millis(2500))
+    );
+    // Azure also sends `retry-after-ms` and `retry-after`: the largest explicit delay.
+    let pairs = with(&azure, &[("retry-after-ms", "2400"), ("retry-after", "3")]);
+    assert_eq!(
+        classify_at(429, &pairs),
+        Outcome::throttled(Tokens).with_retry_after(secs(3))
+    );
+}
+
+#[test]
+fn without_an_explicit_delay_resets_are_refill_rates() {
+    let cases: &[(Pairs, Option<ThrottleScope>, RetryHints)] = &[
+        // (c) 60 requests refilling over 60 s: one is back in 1 s.
+        (
+            &[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "60s"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(1)),
+                scope: Some(Requests),
+            },
+        ),
+        (
+            &[
+                ("anthropic-ratelimit-requests-limit", "60"),
+                ("anthropic-ratelimit-requests-remaining", "0"),
+                ("anthropic-ratelimit-requests-reset", "2023-11-14T22:14:20Z"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(1)),
+                scope: Some(Requests),
+            },
+        ),
+        // (d) Tokens exhausted: with the limit, until a tenth of it is back...
+        (
+            &[
+                ("x-ratelimit-limit-tokens", "30000"),
+                ("x-ratelimit-remaining-tokens", "0"),
+                ("x-ratelimit-reset-tokens", "50s"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(5)),
+                scope: Some(Tokens),
+            },
+        ),
+        // ...without it, the full reset.
+        (
+            &[
+                ("x-ratelimit-remaining-tokens", "0"),
+                ("x-ratelimit-reset-tokens", "50s"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(50)),
+                scope: Some(Tokens),
+            },
+        ),
+        (
+            &[
+                ("anthropic-ratelimit-tokens-limit", "40000"),
+                ("anthropic-ratelimit-tokens-remaining", "0"),
+                ("anthropic-ratelimit-tokens-reset", "2023-11-14T22:14:05Z"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(Duration::from_millis(4500)),
+                scope: Some(Tokens),
+            },
+        ),
+        (
+            &[
+                ("anthropic-ratelimit-tokens-remaining", "0"),
+                ("anthropic-ratelimit-tokens-reset", "2023-11-14T22:14:05Z"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(45)),
+                scope: Some(Tokens),
+            },
+        ),
+        // An unreadable limit is no limit: the full reset.
+        (
+            &[
+                ("x-ratelimit-limit-requests", "sixty"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "60s"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(60)),
+                scope: Some(Requests),
+            },
+        ),
+        // An unreadable explicit delay is no explicit delay: the resets apply.
+        (
+            &[
+                ("retry-after", "soon"),
+                ("x-ms-retry-after-ms", "-1"),
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "60s"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(1)),
+                scope: Some(Requests),
+            },
+        ),
+        // Both exhausted: the longest wait. The scope is still the later full reset's.
+        (
+            &[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "60s"),
+                ("x-ratelimit-limit-tokens", "150000"),
+                ("x-ratelimit-remaining-tokens", "0"),
+                ("x-ratelimit-reset-tokens", "30s"),
+            ],
+            None,
+            RetryHints {
+                delay: Some(secs(3)),
+                scope: Some(Requests),
+            },
+        ),
+        // The caller's scope pulls in its limits' resets, as refill rates too: 30 of 60 in use
+        // refill over 30 s, one request per second.
+        (
+            &[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "30"),
+                ("x-ratelimit-reset-requests", "30s"),
+            ],
+            Some(Requests),
+            RetryHints {
+                delay: Some(secs(1)),
+                scope: Some(Requests),
+            },
+        ),
+        // A missing remaining reads as nothing left.
+        (
+            &[
+                ("x-ratelimit-limit-tokens", "100000"),
+                ("x-ratelimit-reset-tokens", "60s"),
+            ],
+            Some(Tokens),
+            RetryHints {
+                delay: Some(secs(6)),
+                scope: Some(Tokens),
+            },
+        ),
+        // Almost nothing in use: a tenth of the limit takes longer than the reset; capped.
+        (
+            &[
+                ("x-ratelimit-limit-tokens", "150000"),
+                ("x-ratelimit-remaining-tokens", "149984"),
+                ("x-ratelimit-reset-tokens", "6m0s"),
+            ],
+            Some(Tokens),
+            RetryHints {
+                delay: Some(secs(360)),
+                scope: Some(Tokens),
+            },
+        ),
+        // Neither exhausted nor in the caller's scope: ignored, limits or not.
+        (
+            &[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "30"),
+                ("x-ratelimit-reset-requests", "30s"),
+                ("x-ratelimit-limit-tokens", "150000"),
+                ("x-ratelimit-remaining-tokens", "100"),
+                ("x-ratelimit-reset-tokens", "6m0s"),
+            ],
+            Some(Capacity),
+            RetryHints {
+                delay: None,
+                scope: Some(Capacity),
+            },
+        ),
+        (
+            &[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "30"),
+                ("x-ratelimit-reset-requests", "30s"),
+            ],
+            Some(Tokens),
+            RetryHints {
+                delay: None,
+                scope: Some(Tokens),
+            },
+        ),
+    ];
+    for (pairs, scope, want) in cases {
+        assert_eq!(
+            retry_after::from_headers(&headers(pairs), *scope, now()),
+            *want,
+            "{pairs:?} with {scope:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// retry_after: rate_limits
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn rate_limits_read_openai_headers() {
+    let pairs = with(
+        OPENAI_429_TOKENS,
+        &[("x-ratelimit-limit-tokens", "30000"), ("retry-after", "5")],
+    );
+    assert_eq!(
+        rate_limits(&headers(&pairs), now()),
+        RateLimits {
+            requests: Some(RateLimit {
+                limit: Some(500),
+                remaining: Some(499),
+                reset: Some(Duration::from_millis(120)),
+            }),
+            tokens: Some(RateLimit {
+                limit: Some(30_000),
+                remaining: Some(0),
+                reset: Some(secs(50)),
+            }),
+        }
+    );
+}
+
+#[test]
+fn rate_limits_read_anthropic_headers() {
+    let map = headers(&with(
+        ANTHROPIC_429_TOKENS,
+        &[("anthropic-ratelimit-tokens-limit", "40000")],
+    ));
+    assert_eq!(
+        rate_limits(&map, now()),
+        RateLimits {
+            requests: Some(RateLimit {
+                limit: Some(50),
+                remaining: Some(49),
+                reset: Some(Duration::from_millis(1200)),
+            }),
+            // The combined tokens limit, not the input tokens'.
+            tokens: Some(RateLimit {
+                limit: Some(40_000),
+                remaining: Some(0),
+                reset: Some(secs(45)),
+            }),
+        }
+    );
+
+    // Without the combined tokens headers: the input tokens'. Output tokens are never read.
+    let input_only: Vec<_> = ANTHROPIC_429_TOKENS
+        .iter()
+        .copied()
+        .filter(|(name, _)| !name.starts_with("anthropic-ratelimit-tokens-"))
+        .collect();
+    assert_eq!(
+        rate_limits(&headers(&input_only), now()).tokens,
+        Some(RateLimit {
+            limit: Some(30_000),
+            remaining: Some(0),
+            reset: Some(secs(45)),
+        })
+    );
+    let output_only = headers(&[
+        ("anthropic-ratelimit-output-tokens-limit", "8000"),
+        ("anthropic-ratelimit-output-tokens-remaining", "0"),
+    ]);
+    assert_eq!(rate_limits(&output_only, now()), RateLimits::default());
+
+    // One combined tokens header is enough to be read alone, without the input tokens' fields.
+    let partial = headers(&[
+        ("anthropic-ratelimit-tokens-reset", "2023-11-14T22:13:30Z"),
+        ("anthropic-ratelimit-input-tokens-limit", "30000"),
+        ("anthropic-ratelimit-input-tokens-remaining", "10"),
+    ]);
+    assert_eq!(
+        rate_limits(&partial, now()).tokens,
+        Some(RateLimit {
+            limit: None,
+            remaining: None,
+            reset: Some(secs(10)),
+        })
+    );
+}
+
+#[test]
+fn rate_limits_take_one_family_and_never_mix() {
+    // OpenAI's family comes first, even when Anthropic's has more fields.
+    let map = headers(&[
+        ("x-ratelimit-limit-requests", "500"),
+        ("anthropic-ratelimit-requests-limit", "50"),
+        ("anthropic-ratelimit-requests-remaining", "49"),
+    ]);
+    assert_eq!(
+        rate_limits(&map, now()).requests,
+        Some(RateLimit {
+            limit: Some(500),
+            remaining: None,
+            reset: None,
+        })
+    );
+    // Explicit delays and unrelated headers are no rate-limit state.
+    let map = headers(&[
+        ("retry-after", "5"),
+        ("retry-after-ms", "5000"),
+        ("x-ratelimit-limit", "100"),
+        ("content-type", "application/json"),
+    ]);
+    assert_eq!(rate_limits(&map, now()), RateLimits::default());
+    assert_eq!(rate_limits(&HeaderMap::new(), now()), RateLimits::default());
+}
+
+#[test]
+fn rate_limits_read_malformed_values_as_none() {
+    let unreadable = RateLimits {
+        requests: Some(RateLimit::default()),
+        tokens: Some(RateLimit::default()),
+    };
+    // Counts are plain decimal integers that fit a u64.
+    for bad in [
+        "",
+        " ",
+        "-1",
+        "-0",
+        "+5",
+        "1.5",
+        "1e3",
+        "NaN",
+        "5k",
+        "18446744073709551616",
+        "99999999999999999999999",
+    ] {
+        let pairs = [
+            ("x-ratelimit-limit-tokens", bad),
+            ("x-ratelimit-remaining-tokens", bad),
+            ("anthropic-ratelimit-requests-limit", bad),
+            ("anthropic-ratelimit-requests-remaining", bad),
+        ];
+        assert_eq!(rate_limits(&headers(&pairs), now()), unreadable, "{bad:?}");
+    }
+    // Resets: a Go duration (OpenAI), an RFC 3339 time (Anthropic).
+    for bad in [
+        "",
+        "-1s",
+        "6 minutes",
+        "1.5.5s",
+        "2023-02-30T00:00:00Z",
+        "2023-11-14T22:14:05",
+        "Tue, 14 Nov 2023 22:15:20 GMT",
+    ] {
+        let pairs = [
+            ("x-ratelimit-reset-tokens", bad),
+            ("anthropic-ratelimit-requests-reset", bad),
+        ];
+        assert_eq!(rate_limits(&headers(&pairs), now()), unreadable, "{bad:?}");
+    }
+    // Edges that do read: the largest u64, zeros, padding, a past reset, a far one.
+    let map = headers(&[
+        ("x-ratelimit-limit-tokens", "18446744073709551615"),
+        ("x-ratelimit-remaining-tokens", " 000 "),
+        ("x-ratelimit-reset-tokens", "999999h"),
+        ("anthropic-ratelimit-requests-reset", "2020-01-01T00:00:00Z"),
+    ]);
+    assert_eq!(
+        rate_limits(&map, now()),
+        RateLimits {
+            requests: Some(RateLimit {
+                limit: None,
+                remaining: None,
+                reset: Some(Duration::ZERO),
+            }),
+            tokens: Some(RateLimit {
+                limit: Some(u64::MAX),
+                remaining: Some(0),
+                reset: Some(MAX_SERVER_DELAY),
+            }),
+        }
     );
 }
 
@@ -909,9 +1473,10 @@ fn http_429_scope_and_delay_from_headers() {
             ("retry-after", "12"),
         ],
     );
+    // The explicit 12 s, not the 30 s until the input-tokens limit is full again.
     assert_eq!(
         outcome,
-        Outcome::throttled(Tokens).with_retry_after(secs(30))
+        Outcome::throttled(Tokens).with_retry_after(secs(12))
     );
 
     let outcome = classify_at(429, &[("retry-after", "soon")]);
@@ -1138,11 +1703,16 @@ async fn error_table() {
 // properties
 // ---------------------------------------------------------------------------------------------
 
-const HEADER_NAMES: [&str; 17] = [
+/// The explicit-delay headers.
+const EXPLICIT_NAMES: [&str; 4] = [
     "retry-after",
     "retry-after-ms",
+    "x-ms-retry-after-ms",
     "x-amz-retry-after",
-    "x-amzn-errortype",
+];
+
+/// The rate-limit headers, without their `*-limit`s.
+const RATE_LIMIT_NAMES: [&str; 12] = [
     "x-ratelimit-remaining-requests",
     "x-ratelimit-reset-requests",
     "x-ratelimit-remaining-tokens",
@@ -1155,7 +1725,80 @@ const HEADER_NAMES: [&str; 17] = [
     "anthropic-ratelimit-input-tokens-reset",
     "anthropic-ratelimit-output-tokens-remaining",
     "anthropic-ratelimit-output-tokens-reset",
+];
+
+/// The rate limits' `*-limit` headers.
+const LIMIT_NAMES: [&str; 6] = [
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-input-tokens-limit",
+    "anthropic-ratelimit-output-tokens-limit",
+];
+
+/// Every header name the classifiers read, and one they do not.
+const HEADER_NAMES: [&str; 24] = [
+    EXPLICIT_NAMES[0],
+    EXPLICIT_NAMES[1],
+    EXPLICIT_NAMES[2],
+    EXPLICIT_NAMES[3],
+    "x-amzn-errortype",
+    RATE_LIMIT_NAMES[0],
+    RATE_LIMIT_NAMES[1],
+    RATE_LIMIT_NAMES[2],
+    RATE_LIMIT_NAMES[3],
+    RATE_LIMIT_NAMES[4],
+    RATE_LIMIT_NAMES[5],
+    RATE_LIMIT_NAMES[6],
+    RATE_LIMIT_NAMES[7],
+    RATE_LIMIT_NAMES[8],
+    RATE_LIMIT_NAMES[9],
+    RATE_LIMIT_NAMES[10],
+    RATE_LIMIT_NAMES[11],
+    LIMIT_NAMES[0],
+    LIMIT_NAMES[1],
+    LIMIT_NAMES[2],
+    LIMIT_NAMES[3],
+    LIMIT_NAMES[4],
+    LIMIT_NAMES[5],
     "date",
+];
+
+/// Values under some of `names`: plausible and garbage, text and raw bytes.
+fn header_values(
+    names: &'static [&'static str],
+) -> impl Strategy<Value = Vec<(&'static str, String, Vec<u8>)>> {
+    proptest::collection::vec(
+        (
+            proptest::sample::select(names),
+            header_text(),
+            proptest::collection::vec(any::<u8>(), 0..20),
+        ),
+        0..12,
+    )
+}
+
+/// A header map of `values`, each value added as text and as raw bytes where valid.
+fn header_map(values: &[(&'static str, String, Vec<u8>)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, text, bytes) in values {
+        let name = HeaderName::from_static(name);
+        for raw in [text.as_bytes(), &bytes[..]] {
+            if let Ok(value) = HeaderValue::from_bytes(raw) {
+                map.append(name.clone(), value);
+            }
+        }
+    }
+    map
+}
+
+const SCOPES: [Option<ThrottleScope>; 5] = [
+    None,
+    Some(Requests),
+    Some(Tokens),
+    Some(Capacity),
+    Some(Unknown),
 ];
 
 /// Header-ish strings: mostly plausible fragments, sometimes anything at all.
@@ -1194,26 +1837,23 @@ proptest! {
         }
     }
 
-    /// Any header values, under every known name, through `from_headers` and the classifier.
+    /// Any header values, under every known name, through `from_headers`, `rate_limits` and
+    /// the classifier.
     #[test]
     fn header_maps_never_panic(
-        values in proptest::collection::vec((0..HEADER_NAMES.len(), header_text(), proptest::collection::vec(any::<u8>(), 0..20)), 0..12),
+        values in header_values(&HEADER_NAMES),
         status in 100u16..1000,
         now_secs in 0u64..20_000_000_000,
     ) {
         let now = unix_time(now_secs, 0);
-        let mut map = HeaderMap::new();
-        for (name, text, bytes) in &values {
-            let name = HeaderName::from_static(HEADER_NAMES[*name]);
-            for raw in [text.as_bytes(), &bytes[..]] {
-                if let Ok(value) = HeaderValue::from_bytes(raw) {
-                    map.append(name.clone(), value);
-                }
-            }
-        }
-        for scope in [None, Some(Requests), Some(Tokens), Some(Capacity), Some(Unknown)] {
+        let map = header_map(&values);
+        for scope in SCOPES {
             let hints = retry_after::from_headers(&map, scope, now);
             prop_assert!(hints.delay.is_none_or(|d| d <= MAX_SERVER_DELAY));
+        }
+        let limits = rate_limits(&map, now);
+        for limit in [limits.requests, limits.tokens].into_iter().flatten() {
+            prop_assert!(limit.reset.is_none_or(|d| d <= MAX_SERVER_DELAY));
         }
         let mut res = Response::new(());
         *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
@@ -1223,6 +1863,90 @@ proptest! {
         prop_assert!(outcome.retry_after.is_none_or(|d| d <= MAX_SERVER_DELAY));
         if !outcome.kind.is_retryable() {
             prop_assert_eq!(outcome.retry_after, None);
+        }
+    }
+
+    /// With an explicit delay, the delay is exactly that, whatever the rate-limit headers say.
+    #[test]
+    fn an_explicit_delay_is_the_delay(
+        values in header_values(&HEADER_NAMES[5..23]),
+        explicit in 0..EXPLICIT_NAMES.len(),
+        millis in 0u64..200_000_000,
+    ) {
+        let mut map = header_map(&values);
+        let (value, want) = if explicit == 0 {
+            (millis.div_ceil(1000).to_string(), Duration::from_secs(millis.div_ceil(1000)))
+        } else {
+            (millis.to_string(), Duration::from_millis(millis))
+        };
+        map.insert(EXPLICIT_NAMES[explicit], HeaderValue::from_str(&value).unwrap());
+        for scope in SCOPES {
+            let hints = retry_after::from_headers(&map, scope, now());
+            prop_assert_eq!(hints.delay, Some(want.min(MAX_SERVER_DELAY)), "{:?}", scope);
+        }
+    }
+
+    /// A `*-limit` header only ever shortens the wait a reset makes (never below nothing, and
+    /// the scope stays the same).
+    #[test]
+    fn a_limit_header_never_lengthens_the_wait(
+        values in header_values(&RATE_LIMIT_NAMES),
+        limits in header_values(&LIMIT_NAMES),
+    ) {
+        let without = header_map(&values);
+        let mut all = values.clone();
+        all.extend(limits);
+        let with_limits = header_map(&all);
+        for scope in SCOPES {
+            let short = retry_after::from_headers(&with_limits, scope, now());
+            let long = retry_after::from_headers(&without, scope, now());
+            prop_assert_eq!(short.scope, long.scope);
+            prop_assert_eq!(short.delay.is_some(), long.delay.is_some());
+            prop_assert!(short.delay <= long.delay, "{:?}: {:?} > {:?}", scope, short, long);
+        }
+    }
+
+    /// An exhausted requests limit waits for exactly one request's worth, rounded up; an
+    /// exhausted tokens limit, for a tenth of the limit.
+    #[test]
+    fn exhausted_limits_wait_for_their_refill(
+        limit in 1u64..=u64::MAX,
+        reset_ms in 0u64..=MAX_SERVER_DELAY.as_millis() as u64,
+        anthropic in any::<bool>(),
+    ) {
+        let reset = Duration::from_millis(reset_ms);
+        let reset_value = if anthropic {
+            let at = now() + reset;
+            let since = at.duration_since(UNIX_EPOCH).unwrap();
+            format_rfc3339(since.as_secs() as i64, since.subsec_nanos(), 0)
+        } else {
+            format!("{reset_ms}ms")
+        };
+        let limit_value = limit.to_string();
+        let family = if anthropic { "anthropic-ratelimit-" } else { "x-ratelimit-" };
+        for scope in ["requests", "tokens"] {
+            let name = |field: &str| if anthropic {
+                format!("{family}{scope}-{field}")
+            } else {
+                format!("{family}{field}-{scope}")
+            };
+            let map = headers(&[
+                (&name("limit"), &limit_value),
+                (&name("remaining"), "0"),
+                (&name("reset"), &reset_value),
+            ]);
+            let hints = retry_after::from_headers(&map, None, now());
+            let wait = hints.delay.unwrap().as_nanos();
+            let reset = reset.as_nanos();
+            if scope == "requests" {
+                prop_assert_eq!(hints.scope, Some(Requests));
+                // wait = ceil(reset / limit)
+                prop_assert!(wait * u128::from(limit) >= reset);
+                prop_assert!(wait == 0 || (wait - 1) * u128::from(limit) < reset);
+            } else {
+                prop_assert_eq!(hints.scope, Some(Tokens));
+                prop_assert_eq!(wait, reset.div_ceil(10));
+            }
         }
     }
 
@@ -1353,6 +2077,10 @@ fn classifying_does_not_allocate() {
         ("retry-after", "Tue, 14 Nov 2023 22:15:20 GMT"),
         ("retry-after-ms", "1500.5"),
         ("x-amz-retry-after", "5000"),
+        ("x-ms-retry-after-ms", "5000"),
+        ("x-ratelimit-limit-requests", "60"),
+        ("x-ratelimit-limit-tokens", "150000"),
+        ("anthropic-ratelimit-tokens-limit", "40000"),
         ("anthropic-ratelimit-tokens-remaining", "0"),
         (
             "anthropic-ratelimit-tokens-reset",
@@ -1371,11 +2099,39 @@ fn classifying_does_not_allocate() {
     assert_eq!((outcome, n), (Outcome::SUCCESS, 0));
 
     let (outcome, n) = support::allocations(|| classifier.classify_response(&throttled, now()));
+    // The largest explicit delay (the HTTP-date, 120 s away); the resets are not read for it.
     assert_eq!(
         outcome,
-        Outcome::throttled(Tokens).with_retry_after(secs(360))
+        Outcome::throttled(Tokens).with_retry_after(secs(120))
     );
     assert_eq!(n, 0, "429 with every header");
+
+    // Without the explicit delays, the resets are read as refill rates: still no allocation.
+    let resets_only: Vec<(&str, &str)> = all_headers
+        .iter()
+        .copied()
+        .filter(|(name, _)| !name.contains("retry-after"))
+        .collect();
+    let throttled = response(429, &resets_only);
+    let (outcome, n) = support::allocations(|| classifier.classify_response(&throttled, now()));
+    // OpenAI tokens: a tenth of 150000 refills in 36 s of the 6m0s; Anthropic tokens: a tenth
+    // of 40000 in 3 s of the 30 s.
+    assert_eq!(
+        outcome,
+        Outcome::throttled(Tokens).with_retry_after(secs(36))
+    );
+    assert_eq!(n, 0, "429 with resets only");
+
+    let (limits, n) = support::allocations(|| rate_limits(throttled.headers(), now()));
+    assert_eq!(n, 0, "rate_limits");
+    assert_eq!(
+        limits.tokens,
+        Some(RateLimit {
+            limit: Some(150_000),
+            remaining: Some(0),
+            reset: Some(secs(360)),
+        })
+    );
 
     let (outcome, n) = support::allocations(|| classifier.classify(Ok(&unavailable)));
     assert_eq!((outcome, n), (Outcome::new(Unavailable), 0));

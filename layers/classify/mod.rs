@@ -11,8 +11,11 @@
 //!   table serves the SDK adapters and hand-rolled HTTP clients;
 //! - [`classify_error`]: I/O errors, timeouts, and this crate's own errors, found anywhere in an
 //!   error's `source()` chain;
-//! - [`retry_after`]: the header parsers, usable on their own, and
-//!   [`retry_after::from_headers`], which picks the delay to honour and the throttle scope.
+//! - [`retry_after`]: the header parsers, usable on their own;
+//!   [`retry_after::from_headers`], which picks the delay to honour (an explicit delay first, a
+//!   rate limit's reset read as its refill rate otherwise) and the throttle scope; and
+//!   [`retry_after::rate_limits`], OpenAI's and Anthropic's rate-limit state (limit, remaining,
+//!   reset) for admission control to pace by.
 //!
 //! Only failures known to be worth retrying are retryable: an unrecognised error or status is
 //! [`OutcomeKind::Fatal`](crate::OutcomeKind::Fatal), as in the AWS SDKs. Server delays are

@@ -1,19 +1,38 @@
-//! Parsers for server-provided retry delays.
+//! Parsers for server-provided retry delays, and a reader of providers' rate-limit state.
 //!
 //! Servers say when to come back in several dialects. Each parser here is a pure function of the
 //! header value (and, where a date is involved, of `now`, so tests are deterministic) returning
 //! `Option<Duration>`:
 //!
-//! | header | format | parser |
-//! |---|---|---|
-//! | `retry-after` | delay-seconds or HTTP-date (RFC 9110 §10.2.3) | [`parse_retry_after`] |
-//! | `retry-after-ms` | milliseconds, fractions allowed (OpenAI, Azure OpenAI) | [`parse_millis`] |
-//! | `x-amz-retry-after` | milliseconds (AWS) | [`parse_millis`] |
-//! | `x-ratelimit-reset-requests`, `x-ratelimit-reset-tokens` | Go-style duration, `6m0s`, `20ms`, `1h2m3.5s` (OpenAI) | [`parse_go_duration`] |
-//! | `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-reset` | RFC 3339 timestamp | [`parse_rfc3339_reset`] |
+//! | header | format | meaning | parser |
+//! |---|---|---|---|
+//! | `retry-after` | delay-seconds or HTTP-date (RFC 9110 §10.2.3) | explicit delay | [`parse_retry_after`] |
+//! | `retry-after-ms` | milliseconds, fractions allowed (OpenAI, Azure OpenAI) | explicit delay | [`parse_millis`] |
+//! | `x-ms-retry-after-ms` | milliseconds (Azure OpenAI) | explicit delay | [`parse_millis`] |
+//! | `x-amz-retry-after` | milliseconds (AWS) | explicit delay | [`parse_millis`] |
+//! | `x-ratelimit-reset-requests`, `x-ratelimit-reset-tokens` | Go-style duration, `6m0s`, `20ms`, `1h2m3.5s` (OpenAI) | time until the limit is fully replenished | [`parse_go_duration`] |
+//! | `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-reset` | RFC 3339 timestamp (Anthropic) | when the limit is fully replenished | [`parse_rfc3339_reset`] |
+//! | `x-ratelimit-{limit,remaining}-{requests,tokens}`, `anthropic-ratelimit-*-{limit,remaining}` | non-negative integer | the limit's size, and what is left of it | (read by [`from_headers`] and [`rate_limits`]) |
 //!
-//! [`from_headers`] reads all of them from an [`http::HeaderMap`] and says which delay to honour
-//! and, when the `*-remaining` headers tell, which limit ran out.
+//! [`from_headers`] reads them from an [`http::HeaderMap`] and says which delay to honour and,
+//! when the `*-remaining` headers tell, which limit ran out. [`rate_limits`] reads the limit,
+//! remaining and reset of the requests and tokens limits as they are, for admission control to
+//! pace by.
+//!
+//! # Explicit delays and resets
+//!
+//! The two kinds of header do not mean the same thing:
+//!
+//! - an **explicit delay** (`retry-after`, `retry-after-ms`, `x-ms-retry-after-ms`,
+//!   `x-amz-retry-after`) is the server asking for a wait before the next attempt. When one is
+//!   present it alone makes the delay (the largest, if there are several), and the retry policy
+//!   never retries earlier;
+//! - a **reset** says when a limit is *fully replenished*. OpenAI and Anthropic both meter with
+//!   continuously refilling token buckets, so one more request fits long before the bucket is
+//!   full again: a 429 with `retry-after: 5` and a tokens reset 50 s away is retried after 5 s,
+//!   not 50 s. A reset is read only when no explicit delay came, and then as a refill rate (the
+//!   used part of the limit comes back over the reset): the delay is the time for one request's
+//!   worth, or for a tenth of a tokens limit, to refill. [`from_headers`] has the details.
 //!
 //! # Absurd values
 //!
@@ -21,13 +40,15 @@
 //! rules keep the retry policy from ever retrying *earlier* than the server asked:
 //!
 //! - unparseable (garbage, negative numbers, `NaN`, non-UTF-8 bytes, empty) -> `None`, as if the
-//!   header were absent; the retry policy's own backoff applies;
+//!   header were absent; the retry policy's own backoff applies. A `*-limit` or `*-remaining`
+//!   value must be a plain decimal integer that fits a `u64`;
 //! - a date in the past -> [`Duration::ZERO`] (the server's time has come);
 //! - anything longer than [`MAX_SERVER_DELAY`] (overflowing numbers like
 //!   `99999999999999999999`, dates years away) -> exactly `MAX_SERVER_DELAY`. The retry policy
 //!   caps server delays and gives up rather than retrying early, so a clamped value reads as
 //!   "too long", never as "retry now";
-//! - fractions are rounded *up* to the next nanosecond.
+//! - fractions are rounded *up* to the next nanosecond, and so are the waits derived from
+//!   resets.
 //!
 //! # Why hand-written
 //!
@@ -50,14 +71,26 @@
 //! headers.insert("x-ratelimit-remaining-tokens", "0".parse().unwrap());
 //! headers.insert("x-ratelimit-reset-tokens", "6m0s".parse().unwrap());
 //!
+//! // The server asked for 2 s; the tokens limit is full again in 6 minutes, but one call fits
+//! // long before that.
 //! let hints = retry_after::from_headers(&headers, None, now);
 //! assert_eq!(hints.scope, Some(ThrottleScope::Tokens));
-//! assert_eq!(hints.delay, Some(Duration::from_secs(360)));
+//! assert_eq!(hints.delay, Some(Duration::from_secs(2)));
+//!
+//! // Without an explicit delay, a reset is a refill rate: 60 requests refill in a minute, so
+//! // one request's worth is back in a second.
+//! let mut headers = HeaderMap::new();
+//! headers.insert("x-ratelimit-limit-requests", "60".parse().unwrap());
+//! headers.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
+//! headers.insert("x-ratelimit-reset-requests", "1m0s".parse().unwrap());
+//! let hints = retry_after::from_headers(&headers, None, now);
+//! assert_eq!(hints.scope, Some(ThrottleScope::Requests));
+//! assert_eq!(hints.delay, Some(Duration::from_secs(1)));
 //! ```
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::ThrottleScope;
 
@@ -74,6 +107,7 @@ const NANOS_PER_SEC: u128 = 1_000_000_000;
 const RETRY_AFTER: HeaderName = http::header::RETRY_AFTER;
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const X_AMZ_RETRY_AFTER: HeaderName = HeaderName::from_static("x-amz-retry-after");
+const X_MS_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("x-ms-retry-after-ms");
 
 /// What the headers of one response say about retrying.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,8 +153,8 @@ pub fn parse_retry_after(value: impl AsRef<[u8]>, now: SystemTime) -> Option<Dur
     }
 }
 
-/// Parses a count of milliseconds: `retry-after-ms` (`1500`, `20.5`) and AWS's
-/// `x-amz-retry-after` (`5000`).
+/// Parses a count of milliseconds: `retry-after-ms` (`1500`, `20.5`), Azure OpenAI's
+/// `x-ms-retry-after-ms` and AWS's `x-amz-retry-after` (`5000`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -200,30 +234,45 @@ pub fn parse_rfc3339_reset(value: impl AsRef<[u8]>, now: SystemTime) -> Option<D
     })
 }
 
-/// Reads every retry header this module knows from `headers` and returns the delay to honour
-/// and the scope of the throttle.
+/// Reads every retry and rate-limit header this module knows from `headers` and returns the
+/// delay to honour and the scope of the throttle.
 ///
 /// `scope` is what the caller already knows about the outcome (for example from an AWS error
 /// message); pass `None` when nothing is known.
 ///
-/// The rule, chosen so that a retry never comes earlier than any applicable header asks:
+/// The delay:
 ///
-/// 1. **Explicit delays** — `retry-after`, `retry-after-ms`, `x-amz-retry-after` (every value
-///    of each) — always apply.
-/// 2. **Exhausted limits** — a limit whose `*-remaining` header reads `0`
-///    (`x-ratelimit-remaining-{requests,tokens}`,
-///    `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-remaining`) — apply
-///    their `*-reset`.
-/// 3. **The outcome's scope** — when the caller's scope is `Requests` or `Tokens`, every reset
-///    of that scope applies, exhausted or not (the server said which limit hit).
-/// 4. The delay is the **largest** of all that apply; resets of limits that are neither
-///    exhausted nor in scope are ignored (they describe a window refilling, not a request to
-///    wait). If nothing applies, `delay` is `None`.
+/// 1. **Explicit delays** — every value of `retry-after`, `retry-after-ms`,
+///    `x-ms-retry-after-ms` and `x-amz-retry-after`. When any of them parses, the delay is the
+///    largest, and no reset is read: the server said how long to wait.
+/// 2. Otherwise, the **resets** of the limits that apply: those exhausted (their `*-remaining`
+///    reads `0`: `x-ratelimit-remaining-{requests,tokens}`,
+///    `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-remaining`) and, when
+///    the caller's scope is `Requests` or `Tokens`, every limit of that scope (the server said
+///    which limit hit). Resets of limits neither exhausted nor in the caller's scope are
+///    ignored.
+///
+///    A reset is the time until the limit is *fully* replenished (OpenAI's Go durations and
+///    Anthropic's RFC 3339 times alike), and both providers refill continuously, so the
+///    `limit − remaining` units in use come back over `reset`. With the limit's `*-limit`
+///    header known (a missing `*-remaining` reads as `0`), each applicable reset becomes the
+///    time for enough to refill at that rate:
+///    - a **requests** limit: one request, `reset / (limit − remaining)` — `reset / limit`
+///      when exhausted (60 requests refilling over 60 s: 1 s);
+///    - a **tokens** limit: a tenth of the limit, `reset × limit / (10 × (limit − remaining))`,
+///      capped at `reset` — when exhausted, the time until the bucket holds a tenth of its
+///      limit (`reset / 10`). The cost of the next call is unknown here; a typical call is
+///      well under a tenth of a per-minute token limit, and admission control, which knows
+///      each call's cost, is what paces the larger ones.
+///
+///    Without a readable `*-limit` (or with one not above `remaining`) the full reset applies.
+///    The delay is the largest of these waits, each rounded up to the nanosecond.
+/// 3. If nothing applies, `delay` is `None`: the retry policy's own backoff decides.
 ///
 /// The scope returned is the caller's when it is `Requests`, `Tokens` or `Capacity`. Otherwise
 /// it comes from the exhausted limits: only request limits -> `Requests`, only token limits ->
-/// `Tokens`, both -> the one whose reset comes later (the binding one), `Unknown` if that cannot
-/// be told. With no exhausted limit it is the caller's scope (`Unknown` or `None`).
+/// `Tokens`, both -> the one whose (full) reset comes later (the binding one), `Unknown` if
+/// that cannot be told. With no exhausted limit it is the caller's scope (`Unknown` or `None`).
 ///
 /// Reads only through `HeaderMap::get`/`get_all` with static names and never allocates.
 pub fn from_headers(
@@ -231,34 +280,31 @@ pub fn from_headers(
     scope: Option<ThrottleScope>,
     now: SystemTime,
 ) -> RetryHints {
-    let mut delay = None;
-    for value in headers.get_all(RETRY_AFTER) {
-        delay = max_opt(delay, parse_retry_after(value, now));
-    }
-    for name in [RETRY_AFTER_MS, X_AMZ_RETRY_AFTER] {
-        for value in headers.get_all(name) {
-            delay = max_opt(delay, parse_millis(value));
-        }
-    }
-
-    // Per scope (requests, tokens): whether any limit is exhausted, the latest reset among the
-    // exhausted ones, and the latest reset among all of them.
+    // Per scope (requests, tokens): whether any limit is exhausted, the latest full reset among
+    // the exhausted ones (which limit binds), and the longest refill wait among the exhausted
+    // ones and among all of them.
     let mut exhausted = [false; 2];
     let mut exhausted_reset: [Option<Duration>; 2] = [None; 2];
-    let mut any_reset: [Option<Duration>; 2] = [None; 2];
-    for limit in &LIMITS {
-        let reset = headers.get(&limit.reset).and_then(|v| match limit.format {
-            ResetFormat::GoDuration => parse_go_duration(v),
-            ResetFormat::Rfc3339 => parse_rfc3339_reset(v, now),
+    let mut exhausted_wait: [Option<Duration>; 2] = [None; 2];
+    let mut any_wait: [Option<Duration>; 2] = [None; 2];
+    for limit in LIMITS {
+        let Some(state) = limit.read(headers, now) else {
+            continue;
+        };
+        let wait = state.reset.map(|reset| {
+            refill_wait(
+                limit.scope,
+                reset,
+                state.limit,
+                state.remaining.unwrap_or(0),
+            )
         });
         let i = limit.scope as usize;
-        any_reset[i] = max_opt(any_reset[i], reset);
-        if headers
-            .get(&limit.remaining)
-            .is_some_and(|v| is_zero(v.as_bytes()))
-        {
+        any_wait[i] = max_opt(any_wait[i], wait);
+        if state.remaining == Some(0) {
             exhausted[i] = true;
-            exhausted_reset[i] = max_opt(exhausted_reset[i], reset);
+            exhausted_reset[i] = max_opt(exhausted_reset[i], state.reset);
+            exhausted_wait[i] = max_opt(exhausted_wait[i], wait);
         }
     }
 
@@ -274,26 +320,142 @@ pub fn from_headers(
         }),
         [false, false] => None,
     };
-    delay = max_opt(delay, exhausted_reset[0]);
-    delay = max_opt(delay, exhausted_reset[1]);
+    let mut reset_delay = max_opt(exhausted_wait[0], exhausted_wait[1]);
     // Only the caller's own scope pulls in resets of limits that are not exhausted: a scope
     // derived from the headers already has its exhausted resets counted above.
     let scope = match scope {
         Some(ThrottleScope::Requests) => {
-            delay = max_opt(delay, any_reset[0]);
+            reset_delay = max_opt(reset_delay, any_wait[0]);
             scope
         }
         Some(ThrottleScope::Tokens) => {
-            delay = max_opt(delay, any_reset[1]);
+            reset_delay = max_opt(reset_delay, any_wait[1]);
             scope
         }
         Some(ThrottleScope::Capacity) => scope,
         other => derived.or(other),
     };
-    RetryHints { delay, scope }
+    RetryHints {
+        delay: explicit_delay(headers, now).or(reset_delay),
+        scope,
+    }
 }
 
-/// Which scope a rate-limit header pair belongs to (an index into the arrays above).
+/// The largest explicit delay: every value of `retry-after`, `retry-after-ms`,
+/// `x-ms-retry-after-ms` and `x-amz-retry-after` that parses.
+fn explicit_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let mut delay = None;
+    for value in headers.get_all(RETRY_AFTER) {
+        delay = max_opt(delay, parse_retry_after(value, now));
+    }
+    for name in [RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS, X_AMZ_RETRY_AFTER] {
+        for value in headers.get_all(name) {
+            delay = max_opt(delay, parse_millis(value));
+        }
+    }
+    delay
+}
+
+/// The wait for a limit to refill enough for the next call, from its full `reset`: one
+/// request's worth of a requests limit, a tenth of a tokens limit (see [`from_headers`]).
+/// The full reset when `limit` is unknown, zero, or not above `remaining`.
+fn refill_wait(scope: LimitScope, reset: Duration, limit: Option<u64>, remaining: u64) -> Duration {
+    let Some(limit) = limit else {
+        return reset;
+    };
+    let used = match limit.checked_sub(remaining) {
+        Some(used) if used > 0 => u128::from(used),
+        _ => return reset,
+    };
+    // `reset` is at most `MAX_SERVER_DELAY` (< 2^47 ns) and `limit` < 2^64, so neither product
+    // overflows a u128.
+    let reset_nanos = reset.as_nanos();
+    let wait = match scope {
+        LimitScope::Requests => reset_nanos.div_ceil(used),
+        LimitScope::Tokens => (reset_nanos * u128::from(limit)).div_ceil(10 * used),
+    };
+    clamp_nanos(wait).min(reset)
+}
+
+/// One rate limit as a response's headers report it: a bucket of `limit` units with
+/// `remaining` of them left, refilling continuously until it is full again `reset` from now.
+///
+/// Each field is `None` when its header is absent or does not parse. [`rate_limits`] reads
+/// these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    /// The bucket's size (`*-limit`): requests or tokens per the provider's window.
+    pub limit: Option<u64>,
+    /// What is left of it (`*-remaining`).
+    pub remaining: Option<u64>,
+    /// The time from `now` until the bucket is fully replenished (`*-reset`), zero if that time
+    /// has passed, clamped to [`MAX_SERVER_DELAY`].
+    pub reset: Option<Duration>,
+}
+
+/// The requests and tokens limits a response reports, as read by [`rate_limits`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// The requests limit; `None` when the response carries none of its headers.
+    pub requests: Option<RateLimit>,
+    /// The tokens limit; `None` when the response carries none of its headers.
+    pub tokens: Option<RateLimit>,
+}
+
+/// Reads the state of the requests and tokens limits from OpenAI's or Anthropic's rate-limit
+/// headers, measuring resets from `now`: what admission control paces by. Nothing here decides
+/// a retry delay; that is [`from_headers`]'s.
+///
+/// | limit | headers, the first family present wins |
+/// |---|---|
+/// | `requests` | `x-ratelimit-{limit,remaining,reset}-requests` (OpenAI), `anthropic-ratelimit-requests-{limit,remaining,reset}` |
+/// | `tokens` | `x-ratelimit-{limit,remaining,reset}-tokens` (OpenAI), `anthropic-ratelimit-tokens-{limit,remaining,reset}`, `anthropic-ratelimit-input-tokens-{limit,remaining,reset}` |
+///
+/// A family is used when any of its three headers is present, and then alone: fields are never
+/// mixed from two families. So Anthropic's `input-tokens` headers are read only when the
+/// combined `tokens` headers are absent. A limit is `None` when no family of it is present; a
+/// value that does not parse (not a plain decimal integer fitting a `u64`, not a Go duration
+/// or an RFC 3339 time) is a `None` field. Resets follow [`parse_go_duration`] and
+/// [`parse_rfc3339_reset`]: a reset time in the past is [`Duration::ZERO`], and none exceeds
+/// [`MAX_SERVER_DELAY`].
+///
+/// Pure, and allocation-free: reads only through `HeaderMap::get` with static names.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use http::HeaderMap;
+/// use tower_headroom::classify::retry_after::{RateLimit, rate_limits};
+///
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_714_564_800); // 2024-05-01T12:00:00Z
+/// let mut headers = HeaderMap::new();
+/// headers.insert("anthropic-ratelimit-tokens-limit", "40000".parse().unwrap());
+/// headers.insert("anthropic-ratelimit-tokens-remaining", "1200".parse().unwrap());
+/// headers.insert("anthropic-ratelimit-tokens-reset", "2024-05-01T12:00:45Z".parse().unwrap());
+/// headers.insert("anthropic-ratelimit-requests-remaining", "many".parse().unwrap());
+///
+/// let limits = rate_limits(&headers, now);
+/// assert_eq!(
+///     limits.tokens,
+///     Some(RateLimit {
+///         limit: Some(40_000),
+///         remaining: Some(1_200),
+///         reset: Some(Duration::from_secs(45)),
+///     }),
+/// );
+/// assert_eq!(limits.requests, Some(RateLimit::default())); // present, unreadable
+/// ```
+pub fn rate_limits(headers: &HeaderMap, now: SystemTime) -> RateLimits {
+    RateLimits {
+        requests: [&OPENAI_REQUESTS, &ANTHROPIC_REQUESTS]
+            .into_iter()
+            .find_map(|limit| limit.read(headers, now)),
+        tokens: [&OPENAI_TOKENS, &ANTHROPIC_TOKENS, &ANTHROPIC_INPUT_TOKENS]
+            .into_iter()
+            .find_map(|limit| limit.read(headers, now)),
+    }
+}
+
+/// Which scope a rate-limit header family belongs to (an index into the arrays above).
 #[derive(Clone, Copy)]
 enum LimitScope {
     Requests = 0,
@@ -306,11 +468,33 @@ enum ResetFormat {
     Rfc3339,
 }
 
-struct Limit {
+/// The `*-limit`, `*-remaining` and `*-reset` headers of one rate limit.
+struct LimitHeaders {
     scope: LimitScope,
+    limit: HeaderName,
     remaining: HeaderName,
     reset: HeaderName,
     format: ResetFormat,
+}
+
+impl LimitHeaders {
+    /// The limit's state, or `None` when none of its headers is present.
+    fn read(&self, headers: &HeaderMap, now: SystemTime) -> Option<RateLimit> {
+        let limit = headers.get(&self.limit);
+        let remaining = headers.get(&self.remaining);
+        let reset = headers.get(&self.reset);
+        if limit.is_none() && remaining.is_none() && reset.is_none() {
+            return None;
+        }
+        Some(RateLimit {
+            limit: limit.and_then(parse_count),
+            remaining: remaining.and_then(parse_count),
+            reset: reset.and_then(|v| match self.format {
+                ResetFormat::GoDuration => parse_go_duration(v),
+                ResetFormat::Rfc3339 => parse_rfc3339_reset(v, now),
+            }),
+        })
+    }
 }
 
 /// The `*-remaining` headers of rate-limited APIs, shared with the admission layer's usage
@@ -338,57 +522,73 @@ pub(crate) mod remaining {
         HeaderName::from_static("anthropic-ratelimit-output-tokens-remaining");
 }
 
-const fn limit(
+const fn limit_headers(
     scope: LimitScope,
+    limit: &'static str,
     remaining: HeaderName,
     reset: &'static str,
     format: ResetFormat,
-) -> Limit {
-    Limit {
+) -> LimitHeaders {
+    LimitHeaders {
         scope,
+        limit: HeaderName::from_static(limit),
         remaining,
         reset: HeaderName::from_static(reset),
         format,
     }
 }
 
-const LIMITS: [Limit; 6] = [
-    limit(
-        LimitScope::Requests,
-        remaining::OPENAI_REQUESTS,
-        "x-ratelimit-reset-requests",
-        ResetFormat::GoDuration,
-    ),
-    limit(
-        LimitScope::Tokens,
-        remaining::OPENAI_TOKENS,
-        "x-ratelimit-reset-tokens",
-        ResetFormat::GoDuration,
-    ),
-    limit(
-        LimitScope::Requests,
-        remaining::ANTHROPIC_REQUESTS,
-        "anthropic-ratelimit-requests-reset",
-        ResetFormat::Rfc3339,
-    ),
-    limit(
-        LimitScope::Tokens,
-        remaining::ANTHROPIC_TOKENS,
-        "anthropic-ratelimit-tokens-reset",
-        ResetFormat::Rfc3339,
-    ),
-    limit(
-        LimitScope::Tokens,
-        remaining::ANTHROPIC_INPUT_TOKENS,
-        "anthropic-ratelimit-input-tokens-reset",
-        ResetFormat::Rfc3339,
-    ),
-    limit(
-        LimitScope::Tokens,
-        remaining::ANTHROPIC_OUTPUT_TOKENS,
-        "anthropic-ratelimit-output-tokens-reset",
-        ResetFormat::Rfc3339,
-    ),
+static OPENAI_REQUESTS: LimitHeaders = limit_headers(
+    LimitScope::Requests,
+    "x-ratelimit-limit-requests",
+    remaining::OPENAI_REQUESTS,
+    "x-ratelimit-reset-requests",
+    ResetFormat::GoDuration,
+);
+static OPENAI_TOKENS: LimitHeaders = limit_headers(
+    LimitScope::Tokens,
+    "x-ratelimit-limit-tokens",
+    remaining::OPENAI_TOKENS,
+    "x-ratelimit-reset-tokens",
+    ResetFormat::GoDuration,
+);
+static ANTHROPIC_REQUESTS: LimitHeaders = limit_headers(
+    LimitScope::Requests,
+    "anthropic-ratelimit-requests-limit",
+    remaining::ANTHROPIC_REQUESTS,
+    "anthropic-ratelimit-requests-reset",
+    ResetFormat::Rfc3339,
+);
+static ANTHROPIC_TOKENS: LimitHeaders = limit_headers(
+    LimitScope::Tokens,
+    "anthropic-ratelimit-tokens-limit",
+    remaining::ANTHROPIC_TOKENS,
+    "anthropic-ratelimit-tokens-reset",
+    ResetFormat::Rfc3339,
+);
+static ANTHROPIC_INPUT_TOKENS: LimitHeaders = limit_headers(
+    LimitScope::Tokens,
+    "anthropic-ratelimit-input-tokens-limit",
+    remaining::ANTHROPIC_INPUT_TOKENS,
+    "anthropic-ratelimit-input-tokens-reset",
+    ResetFormat::Rfc3339,
+);
+static ANTHROPIC_OUTPUT_TOKENS: LimitHeaders = limit_headers(
+    LimitScope::Tokens,
+    "anthropic-ratelimit-output-tokens-limit",
+    remaining::ANTHROPIC_OUTPUT_TOKENS,
+    "anthropic-ratelimit-output-tokens-reset",
+    ResetFormat::Rfc3339,
+);
+
+/// Every rate limit [`from_headers`] reads.
+static LIMITS: [&LimitHeaders; 6] = [
+    &OPENAI_REQUESTS,
+    &OPENAI_TOKENS,
+    &ANTHROPIC_REQUESTS,
+    &ANTHROPIC_TOKENS,
+    &ANTHROPIC_INPUT_TOKENS,
+    &ANTHROPIC_OUTPUT_TOKENS,
 ];
 
 fn max_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -398,10 +598,19 @@ fn max_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     }
 }
 
-/// `true` for a `*-remaining` value that is a (non-negative) integer zero, such as `0` or `000`.
-fn is_zero(bytes: &[u8]) -> bool {
-    let bytes = trim(bytes);
-    !bytes.is_empty() && bytes.iter().all(|&b| b == b'0')
+/// A `*-limit` or `*-remaining` value: a plain decimal integer (`0`, `000`, `149984`) that fits
+/// a `u64`, surrounding whitespace allowed. Signs, fractions and overflow read as `None`.
+fn parse_count(value: &HeaderValue) -> Option<u64> {
+    let bytes = trim(value.as_bytes());
+    if bytes.is_empty() {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -614,4 +823,77 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 pub(crate) fn insert(headers: &mut http::HeaderMap, wait: Duration) {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn requests_refill_one_request_at_a_time() {
+        let wait = |limit, remaining| refill_wait(LimitScope::Requests, MINUTE, limit, remaining);
+        assert_eq!(wait(Some(60), 0), Duration::from_secs(1));
+        assert_eq!(wait(Some(1), 0), MINUTE);
+        // 60 s / 7, rounded up to the nanosecond, never down.
+        assert_eq!(wait(Some(7), 0), Duration::from_nanos(8_571_428_572));
+        // Some left: what is in use refills over the reset.
+        assert_eq!(wait(Some(60), 30), Duration::from_secs(2));
+        assert_eq!(wait(Some(u64::MAX), 0), Duration::from_nanos(1));
+    }
+
+    #[test]
+    fn tokens_refill_a_tenth_of_the_limit() {
+        let wait = |limit, remaining| refill_wait(LimitScope::Tokens, MINUTE, limit, remaining);
+        assert_eq!(wait(Some(30_000), 0), Duration::from_secs(6));
+        assert_eq!(wait(Some(3), 0), Duration::from_secs(6));
+        // Half in use: a tenth of the limit is a fifth of what refills.
+        assert_eq!(wait(Some(30_000), 15_000), Duration::from_secs(12));
+        // Less than a tenth in use: never beyond the full reset.
+        assert_eq!(wait(Some(30_000), 29_000), MINUTE);
+        assert_eq!(wait(Some(u64::MAX), 0), Duration::from_secs(6));
+        assert_eq!(
+            refill_wait(LimitScope::Tokens, MAX_SERVER_DELAY, Some(u64::MAX), 1),
+            MAX_SERVER_DELAY / 10 + Duration::from_nanos(1),
+        );
+    }
+
+    #[test]
+    fn no_usable_limit_means_the_full_reset() {
+        for scope in [LimitScope::Requests, LimitScope::Tokens] {
+            for (limit, remaining) in [(None, 0), (Some(0), 0), (Some(10), 10), (Some(10), 11)] {
+                assert_eq!(refill_wait(scope, MINUTE, limit, remaining), MINUTE);
+            }
+            assert_eq!(
+                refill_wait(scope, Duration::ZERO, Some(60), 0),
+                Duration::ZERO
+            );
+        }
+    }
+
+    #[test]
+    fn counts_are_plain_integers() {
+        let count = |s: &str| parse_count(&HeaderValue::from_str(s).unwrap());
+        assert_eq!(count("0"), Some(0));
+        assert_eq!(count("000"), Some(0));
+        assert_eq!(count(" 149984 "), Some(149_984));
+        assert_eq!(count("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            " ",
+            "-0",
+            "+5",
+            "0.5",
+            "1e3",
+            "5k",
+            "18446744073709551616",
+        ] {
+            assert_eq!(count(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_count(&HeaderValue::from_bytes(b"1\xff").unwrap()),
+            None
+        );
+    }
 }
