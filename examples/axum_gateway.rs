@@ -86,13 +86,8 @@ impl Service<Chat> for ConverseClient {
 /// each, a short retry deadline for interactive callers, breakers that half-open after 5 s (± 20 %).
 fn gateway_stack(client: ConverseClient) -> Result<Upstream, BoxError> {
     let quota = Quota::new(
-        Limit::per_minute()
-            .requests(10)
-            .units(20_000)
-            // A minute's worth may go at once (as a fixed-window quota allows), then 1 per 6 s.
-            .burst(Duration::from_secs(60))
-            .max_wait(Duration::from_secs(2))
-            .build()?,
+        // A minute's worth may go at once; the next call when the first leaves the window.
+        Limit::per_minute().requests(10).units(20_000).build()?,
     );
     let estimate = LlmEstimator::new(|chat: &Chat| LlmInput {
         input_chars: chat.prompt.chars().count() as u64,
@@ -101,13 +96,9 @@ fn gateway_stack(client: ConverseClient) -> Result<Upstream, BoxError> {
     let stack = StackBuilder::bedrock(HttpClassifier::new())
         .target(Target::new("sonnet", "anthropic.claude-sonnet").model("sonnet"))
         .target(Target::new("haiku", "anthropic.claude-haiku").model("haiku"))
-        .max_wait(Duration::from_secs(2))
-        .retry(
-            RetryPolicy::builder()
-                .max_attempts(2)
-                .deadline(Duration::from_secs(3))
-                .build()?,
-        )
+        // One wait budget per call: admission, the router and retries spend from it.
+        .deadline(Duration::from_secs(3))
+        .retry(RetryPolicy::builder().max_attempts(2).build()?)
         .breaker(
             BreakerConfig::builder()
                 .consecutive_failures(3)

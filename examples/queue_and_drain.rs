@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_headroom::BoxError;
 use tower_headroom::admission::{
     AdmissionLayer, Ask, Cost, Fixed, Limit, LlmEstimator, LlmInput, Quota, Rejected, Usage,
 };
+use tower_headroom::{BoxError, Deadline};
 
 #[derive(Clone)]
 struct Prompt {
@@ -50,13 +50,8 @@ async fn main() -> Result<(), BoxError> {
     let start = Instant::now();
 
     let quota = Quota::new(
-        Limit::per_minute()
-            .requests(30)
-            .units(12_000)
-            // A little burst credit lets refunds (estimates above real usage) shorten the queue.
-            .burst(Duration::from_secs(10))
-            .max_wait(Duration::from_secs(45))
-            .build()?,
+        // Refunds (estimates above real usage) give room back at once.
+        Limit::per_minute().requests(30).units(12_000).build()?,
     );
     // A stand-in for the model: answers after 300 ms, using about half of max_tokens.
     let model = tower::service_fn(|p: Prompt| async move {
@@ -121,7 +116,7 @@ async fn main() -> Result<(), BoxError> {
     let reservation = quota
         .acquire(
             &"claude-us-east-1",
-            Ask::new(Cost::units(500)).max_wait(Duration::from_secs(300)),
+            Ask::new(Cost::units(500)).deadline(Deadline::after(Duration::from_secs(300))),
         )
         .await?;
     println!(

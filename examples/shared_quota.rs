@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let limit = Limit::per_second()
         .requests(QUOTA)
-        .max_wait(Duration::from_secs(1))
+        .burst(Duration::ZERO)
         .build()?;
     let quota_name = format!("shared-quota-example-{}", std::process::id());
 

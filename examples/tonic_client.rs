@@ -235,12 +235,10 @@ const REQUESTS_PER_MINUTE: u64 = 20;
 /// failures in a row.
 fn client_stack(channel: Channel) -> Result<Client, BoxError> {
     let quota = Quota::new(
+        // A minute's worth may go at once; the next call when the first leaves the window.
         Limit::per_minute()
             .requests(REQUESTS_PER_MINUTE)
             .units(20_000)
-            // A minute's worth may go at once (as a fixed-window quota allows), then 1 per 3 s.
-            .burst(Duration::from_secs(60))
-            .max_wait(Duration::from_secs(2))
             .build()?,
     );
     let estimate = LlmEstimator::new(|call: &Complete| LlmInput {
@@ -255,13 +253,8 @@ fn client_stack(channel: Channel) -> Result<Client, BoxError> {
     let stack = StackBuilder::new(Profile::Http, grpc_outcome)
         .target(Target::new("large", "llm.large").model("large"))
         .target(Target::new("small", "llm.small").model("small"))
-        .max_wait(Duration::from_secs(2))
-        .retry(
-            RetryPolicy::builder()
-                .max_attempts(3)
-                .deadline(RETRY_DEADLINE)
-                .build()?,
-        )
+        .deadline(RETRY_DEADLINE)
+        .retry(RetryPolicy::builder().max_attempts(3).build()?)
         .breaker(
             BreakerConfig::builder()
                 .consecutive_failures(3)

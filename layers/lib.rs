@@ -52,6 +52,7 @@
 pub mod admission;
 pub mod breaker;
 pub mod classify;
+pub mod deadline;
 mod error;
 pub mod fallback;
 #[cfg(any(feature = "sim", feature = "dynamodb"))]
@@ -68,6 +69,7 @@ pub mod stack;
 pub use crate::admission::{AdmissionLayer, Cost, Limit, Quota, Rejected, Usage};
 pub use crate::breaker::{BreakerConfig, BreakerLayer, BreakerRegistry, CircuitOpen};
 pub use crate::classify::{Classify, HttpClassifier};
+pub use crate::deadline::Deadline;
 pub use crate::error::ConfigError;
 pub use crate::fallback::{
     FallbackBuilder, FallbackLayer, NoTargetAvailable, Route, Served, Target,

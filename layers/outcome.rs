@@ -29,6 +29,11 @@ pub struct Outcome {
     /// How long the server asked the client to wait before trying again (`Retry-After` and its
     /// relatives), already parsed and clamped by the classifier.
     pub retry_after: Option<Duration>,
+    /// The call was refused by this client before any request was sent (admission shed it,
+    /// every breaker was open, no target had quota in time): not an attempt against the
+    /// service, so it spends no attempt of the retry policy and none of its budget, and a
+    /// breaker never counts it.
+    pub local: bool,
 }
 
 /// The class of an [`Outcome`]; see the table in `DESIGN.md`.
@@ -58,8 +63,12 @@ pub enum ThrottleScope {
     Requests,
     /// A tokens-per-window quota (Bedrock TPM).
     Tokens,
-    /// Per-second provisioned capacity (DynamoDB RCU/WCU, a hot partition).
+    /// Per-second provisioned capacity of a table or index (DynamoDB RCU/WCU).
     Capacity,
+    /// One partition or one key is over its own ceiling (a DynamoDB hot partition,
+    /// `ThrottlingReasons` `*KeyRangeThroughputExceeded`): the key's quota as a whole was not
+    /// the problem, so admission never lowers it for this.
+    Partition,
     /// A throttle that did not say which limit it hit.
     Unknown,
 }
@@ -75,6 +84,7 @@ impl Outcome {
         Outcome {
             kind,
             retry_after: None,
+            local: false,
         }
     }
 
@@ -95,6 +105,13 @@ impl Outcome {
         self
     }
 
+    /// Marks the outcome as a refusal by this client, before anything was sent (see
+    /// [`Outcome::local`](Outcome#structfield.local)).
+    pub const fn refused_locally(mut self) -> Self {
+        self.local = true;
+        self
+    }
+
     /// `true` for [`OutcomeKind::Success`].
     pub const fn is_success(&self) -> bool {
         matches!(self.kind, OutcomeKind::Success)
@@ -109,12 +126,13 @@ impl From<OutcomeKind> for Outcome {
 
 impl OutcomeKind {
     /// Every outcome class, in a fixed order.
-    pub const ALL: [OutcomeKind; 10] = [
+    pub const ALL: [OutcomeKind; 11] = [
         OutcomeKind::Success,
         OutcomeKind::Throttled(ThrottleScope::Requests),
         OutcomeKind::Throttled(ThrottleScope::Tokens),
         OutcomeKind::Throttled(ThrottleScope::Capacity),
         OutcomeKind::Throttled(ThrottleScope::Unknown),
+        OutcomeKind::Throttled(ThrottleScope::Partition),
         OutcomeKind::Overloaded,
         OutcomeKind::Unavailable,
         OutcomeKind::Timeout,
@@ -130,11 +148,12 @@ impl OutcomeKind {
             OutcomeKind::Throttled(ThrottleScope::Tokens) => 2,
             OutcomeKind::Throttled(ThrottleScope::Capacity) => 3,
             OutcomeKind::Throttled(ThrottleScope::Unknown) => 4,
-            OutcomeKind::Overloaded => 5,
-            OutcomeKind::Unavailable => 6,
-            OutcomeKind::Timeout => 7,
-            OutcomeKind::Transient => 8,
-            OutcomeKind::Fatal => 9,
+            OutcomeKind::Throttled(ThrottleScope::Partition) => 5,
+            OutcomeKind::Overloaded => 6,
+            OutcomeKind::Unavailable => 7,
+            OutcomeKind::Timeout => 8,
+            OutcomeKind::Transient => 9,
+            OutcomeKind::Fatal => 10,
         }
     }
 
@@ -171,9 +190,18 @@ impl OutcomeKind {
         )
     }
 
-    /// Whether this outcome tells the quota (admission) layer that the budget was wrong.
+    /// Whether this outcome tells the quota (admission) layer that the budget was wrong: a
+    /// throttle of the whole quota (not of one partition or key).
     pub const fn teaches_quota(&self) -> bool {
-        matches!(self, OutcomeKind::Throttled(_))
+        matches!(
+            self,
+            OutcomeKind::Throttled(
+                ThrottleScope::Requests
+                    | ThrottleScope::Tokens
+                    | ThrottleScope::Capacity
+                    | ThrottleScope::Unknown
+            )
+        )
     }
 
     /// Whether a fallback router should move to another target after this outcome.
@@ -195,6 +223,7 @@ impl OutcomeKind {
             OutcomeKind::Throttled(ThrottleScope::Tokens) => "throttled_tokens",
             OutcomeKind::Throttled(ThrottleScope::Capacity) => "throttled_capacity",
             OutcomeKind::Throttled(ThrottleScope::Unknown) => "throttled",
+            OutcomeKind::Throttled(ThrottleScope::Partition) => "throttled_partition",
             OutcomeKind::Overloaded => "overloaded",
             OutcomeKind::Unavailable => "unavailable",
             OutcomeKind::Timeout => "timeout",
@@ -223,7 +252,7 @@ impl fmt::Display for Outcome {
 mod tests {
     use super::*;
 
-    const ALL: [OutcomeKind; 10] = OutcomeKind::ALL;
+    const ALL: [OutcomeKind; 11] = OutcomeKind::ALL;
 
     #[test]
     fn design_table_columns() {
@@ -234,11 +263,12 @@ mod tests {
             (ALL[2], true, false, true, true),
             (ALL[3], true, false, true, false),
             (ALL[4], true, false, true, false),
-            (ALL[5], true, true, false, true),
+            (ALL[5], true, false, false, false),
             (ALL[6], true, true, false, true),
             (ALL[7], true, true, false, true),
-            (ALL[8], true, true, false, false),
-            (ALL[9], false, false, false, false),
+            (ALL[8], true, true, false, true),
+            (ALL[9], true, true, false, false),
+            (ALL[10], false, false, false, false),
         ];
         for (kind, retried, breaker, quota, fallback) in table {
             assert_eq!(kind.is_retryable(), retried, "{kind}");

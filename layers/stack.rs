@@ -84,15 +84,17 @@ use crate::retry::{BackoffBuilder, Retry, RetryLayer, RetryPolicy};
 /// | | Bedrock | DynamoDB | plain HTTP |
 /// |---|---|---|---|
 /// | attempts (first included) | 4 | 8 | 4 |
-/// | retry deadline | 150 s: a token throttle may wait for the next minute | 20 s | 60 s |
-/// | quota window for throttle alignment | 60 s, clock-aligned, 5 s spread | 1 s, 100 ms spread | 60 s, 5 s spread |
+/// | call deadline, interactive / batch ([`deadline`](Profile::deadline)) | 60 s / 15 min | 20 s / 5 min | 60 s / 15 min |
+/// | quota window for throttle alignment, without admission | 60 s, clock-aligned, 5 s spread | 1 s, 100 ms spread | 60 s, 5 s spread |
 /// | breaker | 5 in a row, or 50 % of ≥ 10 calls in 30 s; open 30 s | 5 in a row, or 50 % of ≥ 20 calls in 10 s; open 5 s | as Bedrock |
 /// | retry budget | 10 % of calls over 10 s, at least 10 | same | same |
 ///
-/// Bedrock's RPM and TPM quotas refill per minute, so a quota throttle waits for the next
-/// window rather than retrying into the one that is spent. DynamoDB enforces capacity per
-/// second and a hot partition clears within seconds, so it retries sooner and more often, and
-/// its breaker recovers faster.
+/// Bedrock's token quotas are counted per minute, so without admission a quota throttle waits
+/// for the next window rather than retrying into the one that is spent; with admission the
+/// throttle teaches the quota, and admission holds the retry until the window has room, so the
+/// retry itself follows the short throttle schedule. DynamoDB enforces capacity per second and
+/// a hot partition clears within seconds, so it retries sooner and more often, and its breaker
+/// recovers faster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
     /// Amazon Bedrock (and other LLM endpoints with per-minute request and token quotas).
@@ -104,17 +106,47 @@ pub enum Profile {
 }
 
 impl Profile {
-    /// The profile's retry policy, as a builder to adjust.
+    /// The profile's retry policy, as a builder to adjust: its deadline is an interactive
+    /// call's [`deadline`](Profile::deadline), and quota throttles wait for the next quota
+    /// window (clock-aligned).
     pub fn retry(self) -> crate::retry::RetryPolicyBuilder {
-        let (attempts, deadline, window, spread) = match self {
-            Profile::Bedrock => (4, 150, Duration::from_secs(60), Duration::from_secs(5)),
-            Profile::DynamoDb => (8, 20, Duration::from_secs(1), Duration::from_millis(100)),
-            Profile::Http => (4, 60, Duration::from_secs(60), Duration::from_secs(5)),
+        let (window, spread) = self.quota_window();
+        self.paced_retry()
+            .backoff(BackoffBuilder::default().quota_window(window, spread))
+    }
+
+    /// The retry policy of a stack with admission: quota throttles follow the short throttle
+    /// schedule, since admission (which learns from them) holds the retry until the window
+    /// has room.
+    pub(crate) fn paced_retry(self) -> crate::retry::RetryPolicyBuilder {
+        let attempts = match self {
+            Profile::DynamoDb => 8,
+            Profile::Bedrock | Profile::Http => 4,
         };
         RetryPolicy::builder()
             .max_attempts(attempts)
-            .deadline(Duration::from_secs(deadline))
-            .backoff(BackoffBuilder::default().quota_window(window, spread))
+            .deadline(self.deadline(Priority::Interactive))
+            .backoff(BackoffBuilder::default().no_quota_window())
+    }
+
+    fn quota_window(self) -> (Duration, Duration) {
+        match self {
+            Profile::Bedrock | Profile::Http => (Duration::from_secs(60), Duration::from_secs(5)),
+            Profile::DynamoDb => (Duration::from_secs(1), Duration::from_millis(100)),
+        }
+    }
+
+    /// A call's wait budget by default — for its admission wait, its router wait and its
+    /// retries together — when the call carries no [`Deadline`](crate::Deadline): the
+    /// [priority's default](Priority::default_wait) (a minute interactive, fifteen minutes
+    /// batch), shorter for DynamoDB (20 s interactive, 5 min batch), whose capacity refills
+    /// every second.
+    pub fn deadline(self, priority: Priority) -> Duration {
+        match (self, priority) {
+            (Profile::DynamoDb, Priority::Interactive) => Duration::from_secs(20),
+            (Profile::DynamoDb, Priority::Batch) => Duration::from_secs(5 * 60),
+            (_, priority) => priority.default_wait(),
+        }
     }
 
     /// The profile's breaker configuration, as a builder to adjust.
@@ -140,6 +172,7 @@ pub struct StackBuilder<T, C, A = NoAdmission> {
     classifier: C,
     route: RouteBuilder<T>,
     retry: Option<RetryPolicy>,
+    deadline: Option<Duration>,
     /// `None`: the profile's breaker, one per target.
     breakers: Option<BreakerSource>,
     admission: A,
@@ -168,6 +201,7 @@ impl<T, C> StackBuilder<T, C> {
             classifier,
             route: Route::builder(),
             retry: None,
+            deadline: None,
             breakers: None,
             admission: NoAdmission,
         }
@@ -192,6 +226,7 @@ impl<T, C> StackBuilder<T, C> {
             classifier: self.classifier,
             route: self.route,
             retry: self.retry,
+            deadline: self.deadline,
             breakers: self.breakers,
             admission: Admit {
                 quota,
@@ -224,9 +259,11 @@ impl<T, C, A> StackBuilder<T, C, A> {
         self
     }
 
-    /// The longest admission wait a target may need and still be chosen (default 10 s).
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.route = self.route.max_wait(wait);
+    /// The wait budget of a call that carries no [`Deadline`](crate::Deadline) (default: the
+    /// profile's [`deadline`](Profile::deadline) for the stack's priority). Admission waits,
+    /// the router's choice of a target that must wait, and retries all spend from it.
+    pub fn deadline(mut self, budget: Duration) -> Self {
+        self.deadline = Some(budget);
         self
     }
 
@@ -297,7 +334,19 @@ impl<T, C, A> StackBuilder<T, C, A> {
         let route = self.route.build()?;
         let retry = match self.retry {
             Some(policy) => policy,
+            None if self.admission.paces() => self.profile.paced_retry().build()?,
             None => self.profile.retry().build()?,
+        };
+        let budget = match self.deadline {
+            Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
+                return Err(ConfigError::new(
+                    "deadline",
+                    budget,
+                    "must be more than zero and at most 24 h",
+                ));
+            }
+            Some(budget) => budget,
+            None => self.profile.deadline(self.admission.priority()),
         };
         let services = route
             .targets()
@@ -312,7 +361,9 @@ impl<T, C, A> StackBuilder<T, C, A> {
             None => BreakerSource::PerTarget(self.profile.breaker().build()?),
         });
         let router = fallback.dispatch(Targets { services, rewrite });
-        Ok(RetryLayer::new(retry, self.classifier).layer(router))
+        Ok(RetryLayer::new(retry, self.classifier)
+            .deadline(budget)
+            .layer(router))
     }
 }
 
@@ -333,6 +384,7 @@ impl<T, C, E> StackBuilder<T, C, Admit<T, E>> {
             classifier: self.classifier,
             route: self.route,
             retry: self.retry,
+            deadline: self.deadline,
             breakers: self.breakers,
             admission: Admit {
                 quota,
@@ -390,6 +442,10 @@ pub trait PerTarget<T, C, S> {
     fn wrap(&self, target: &Target<T>, classifier: &C, service: S) -> Self::Service;
     /// The headroom the router consults for `targets`.
     fn headroom(&self, targets: &[Target<T>]) -> Self::Headroom;
+    /// Whether calls are admitted against a quota (which then paces retries of throttles).
+    fn paces(&self) -> bool;
+    /// The priority of the stack's calls (for the default deadline).
+    fn priority(&self) -> Priority;
 }
 
 /// No admission: calls go from the breaker to the client.
@@ -406,6 +462,14 @@ impl<T, C, S> PerTarget<T, C, S> for NoAdmission {
 
     fn headroom(&self, _targets: &[Target<T>]) -> NoHeadroom {
         NoHeadroom
+    }
+
+    fn paces(&self) -> bool {
+        false
+    }
+
+    fn priority(&self) -> Priority {
+        Priority::Interactive
     }
 }
 
@@ -462,6 +526,14 @@ where
                 .collect(),
             cost: self.headroom_cost,
         }
+    }
+
+    fn paces(&self) -> bool {
+        true
+    }
+
+    fn priority(&self) -> Priority {
+        self.priority
     }
 }
 

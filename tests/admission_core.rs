@@ -1,4 +1,5 @@
-//! Behaviour of the quota core, with time passed in.
+//! Behaviour of the quota core's token-bucket accounting, with time passed in (the sliding
+//! window's is in `admission_window.rs`; learning, for both, there too).
 
 use std::time::Duration;
 
@@ -7,12 +8,13 @@ use tower_headroom::admission::{
     Ask, Cost, Grant, Headroom, Learning, Limit, Priority, Quota, RejectReason, Rejected,
     Remaining, Tenant, Usage,
 };
-use tower_headroom::{Outcome, ThrottleScope};
+use tower_headroom::{Deadline, Outcome, ThrottleScope};
 
 const S: Duration = Duration::from_secs(1);
 
 fn rpm(n: u64) -> Limit {
     Limit::per_minute()
+        .burst(Duration::ZERO)
         .requests(n)
         .learning(Learning::OFF)
         .build()
@@ -42,6 +44,7 @@ fn paces_requests_at_the_limit() {
 #[test]
 fn debt_when_more_refund_when_less() {
     let limit = Limit::per_minute()
+        .burst(Duration::ZERO)
         .units(6_000)
         .learning(Learning::OFF)
         .build()
@@ -58,6 +61,7 @@ fn debt_when_more_refund_when_less() {
 
     let quota = Quota::new(
         Limit::per_minute()
+            .burst(Duration::ZERO)
             .units(6_000)
             .learning(Learning::OFF)
             .build()
@@ -76,6 +80,7 @@ fn debt_when_more_refund_when_less() {
 fn cost_beyond_window_plus_burst_is_rejected_not_waited_for() {
     let quota = Quota::new(
         Limit::per_minute()
+            .burst(Duration::ZERO)
             .units(1_000)
             .burst(Duration::from_secs(60))
             .build()
@@ -108,7 +113,8 @@ fn deadline_rejects_without_charging() {
     let quota = Quota::new(rpm(60));
     let t0 = Instant::now();
     let _a = quota.reserve(&"k", Cost::ONE_REQUEST, t0).unwrap();
-    let ask = Ask::new(Cost::ONE_REQUEST).max_wait(Duration::from_millis(500));
+    let ask =
+        Ask::new(Cost::ONE_REQUEST).deadline(Deadline::from_now(t0, Duration::from_millis(500)));
     let err = quota.reserve_ask(&"k", &ask, t0).unwrap_err();
     assert_eq!(err.reason, RejectReason::Deadline);
     assert_eq!(err.retry_in, Some(S));
@@ -123,6 +129,7 @@ fn deadline_rejects_without_charging() {
 #[test]
 fn queue_is_bounded_per_lane() {
     let limit = Limit::per_minute()
+        .burst(Duration::ZERO)
         .requests(60)
         .max_queue(2)
         .build()
@@ -172,6 +179,7 @@ fn cancelling_a_waiting_reservation_refunds_it() {
 #[test]
 fn refunds_reach_a_queue_within_the_burst_room() {
     let limit = Limit::per_minute()
+        .burst(Duration::ZERO)
         .units(6_000) // 100 tokens/s
         .burst(Duration::from_secs(10)) // 1,000 tokens of credit
         .learning(Learning::OFF)
@@ -234,6 +242,7 @@ fn interactive_goes_before_waiting_batch() {
 #[test]
 fn batch_leaves_a_cushion_for_interactive() {
     let limit = Limit::per_minute()
+        .burst(Duration::ZERO)
         .units(60_000)
         .burst(Duration::from_secs(10)) // 10,000 tokens of credit
         .interactive_reserve(0.5)
@@ -256,6 +265,7 @@ fn batch_leaves_a_cushion_for_interactive() {
 #[test]
 fn shares_protect_a_tenant_from_a_noisy_one() {
     let limit = Limit::per_minute()
+        .burst(Duration::ZERO)
         .requests(60)
         .shares(&[1, 1])
         .share_burst(Duration::from_secs(6)) // 3 requests of credit at 30 rpm
@@ -290,57 +300,13 @@ fn shares_protect_a_tenant_from_a_noisy_one() {
 }
 
 #[test]
-fn throttles_shrink_the_limit_and_successes_restore_it() {
-    let limit = Limit::per_minute()
-        .requests(100)
-        .units(100_000)
-        .learning(Learning::aimd(0.5, 0.1, 0.2))
-        .build()
-        .unwrap();
-    let quota = Quota::new(limit);
-    let t0 = Instant::now();
-    let r = quota.reserve(&"k", Cost::units(10), t0).unwrap();
-    r.finish(
-        &Outcome::throttled(ThrottleScope::Tokens),
-        Usage::UNKNOWN,
-        t0,
-    );
-    let s = quota.stats(&"k", t0).unwrap();
-    assert_eq!(s.units_limit, Some(50_000), "tokens throttle shrinks units");
-    assert_eq!(s.requests_limit, Some(100), "and leaves requests alone");
-    for i in 0..3 {
-        let t = t0 + 60 * S * (i + 1);
-        let r = quota.reserve(&"k", Cost::units(10), t).unwrap();
-        r.finish(
-            &Outcome::throttled(ThrottleScope::Tokens),
-            Usage::UNKNOWN,
-            t,
-        );
-    }
-    let s = quota.stats(&"k", t0 + 240 * S).unwrap();
-    assert_eq!(s.units_limit, Some(20_000), "never below the floor");
-    for i in 0..8 {
-        let t = t0 + 300 * S + S * i;
-        quota
-            .reserve(&"k", Cost::units(10), t)
-            .unwrap()
-            .settle(Usage::units(10), t);
-    }
-    let s = quota.stats(&"k", t0 + 310 * S).unwrap();
-    assert_eq!(
-        s.units_limit,
-        Some(100_000),
-        "additive increase back to the limit"
-    );
-}
-
-#[test]
 fn retry_after_and_remaining_headers_correct_the_bucket() {
     let quota = Quota::new(
         Limit::per_minute()
+            .burst(Duration::ZERO)
             .units(60_000)
             .burst(Duration::from_secs(60))
-            .learning(Learning::aimd(1.0, 0.0, 1.0))
+            .learning(Learning::OFF)
             .build()
             .unwrap(),
     );
@@ -358,6 +324,7 @@ fn retry_after_and_remaining_headers_correct_the_bucket() {
 
     let quota = Quota::new(
         Limit::per_minute()
+            .burst(Duration::ZERO)
             .units(60_000)
             .burst(Duration::from_secs(60))
             .build()
@@ -423,7 +390,8 @@ fn idle_keys_are_evicted_but_not_while_held() {
         .settle(Usage::UNKNOWN, t0);
     for _ in 0..120 {
         let t = t0 + 100 * S;
-        let ask = Ask::new(Cost::ONE_REQUEST).max_wait(Duration::from_secs(300));
+        let ask =
+            Ask::new(Cost::ONE_REQUEST).deadline(Deadline::from_now(t, Duration::from_secs(300)));
         if let Ok(r) = quota.reserve_ask(&7, &ask, t) {
             r.settle(Usage::UNKNOWN, t); // booked ahead, settled at once: the debt stays
         }
@@ -444,6 +412,7 @@ fn idle_keys_are_evicted_but_not_while_held() {
 #[test]
 fn absurd_inputs_neither_panic_nor_wait_forever() {
     let limit = Limit::per_window(Duration::from_secs(24 * 3600))
+        .burst(Duration::ZERO)
         .requests(1 << 50)
         .units(1 << 50)
         .burst(Duration::from_secs(24 * 3600))
@@ -464,13 +433,19 @@ fn absurd_inputs_neither_panic_nor_wait_forever() {
     let early = Instant::now() - Duration::from_secs(1);
     let _ = quota.reserve(&"early", Cost::units(1), early).unwrap();
 
-    let tiny = Quota::new(Limit::per_second().units(1).build().unwrap());
+    let tiny = Quota::new(
+        Limit::per_second()
+            .burst(Duration::ZERO)
+            .units(1)
+            .build()
+            .unwrap(),
+    );
     assert_eq!(
         tiny.reserve(&"k", Cost::units(2), t0).unwrap_err().reason,
         RejectReason::CostTooLarge
     );
     let a = tiny.reserve(&"k", Cost::units(1), t0).unwrap();
     assert_eq!(a.grant(), Grant::Now);
-    let huge_wait = Ask::new(Cost::units(1)).max_wait(Duration::MAX);
+    let huge_wait = Ask::new(Cost::units(1)).deadline(Deadline::from_now(t0, Duration::MAX));
     assert!(tiny.reserve_ask(&"k", &huge_wait, t0).is_ok());
 }

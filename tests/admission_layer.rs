@@ -9,7 +9,8 @@ use tower_headroom::admission::{
     AdmissionLayer, Ask, Cost, Fixed, FixedCost, Keyed, Learning, Limit, Priority, Quota,
     RejectReason, Rejected, Usage,
 };
-use tower_headroom::{BoxError, Outcome, ThrottleScope};
+use tower_headroom::deadline::within;
+use tower_headroom::{BoxError, Deadline, Outcome, ThrottleScope};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -34,10 +35,11 @@ fn logging(
 
 fn rpm(n: u64) -> Quota<&'static str> {
     Quota::new(
+        // Paced: one request every `60 / n` seconds.
         Limit::per_minute()
             .requests(n)
+            .burst(Duration::ZERO)
             .learning(Learning::OFF)
-            .max_wait(Duration::from_secs(600))
             .build()
             .unwrap(),
     )
@@ -60,10 +62,12 @@ async fn every_clone_shares_the_quota() {
 #[tokio::test(start_paused = true)]
 async fn rejection_is_typed_and_carries_retry_in() {
     let log = Log::default();
-    let demand = Fixed::new("k", FixedCost(Cost::ONE_REQUEST)).max_wait(Duration::from_millis(500));
+    let demand = Fixed::new("k", FixedCost(Cost::ONE_REQUEST));
     let svc = AdmissionLayer::new(rpm(60), demand).layer(logging(log.clone()));
     svc.clone().oneshot(1).await.unwrap();
-    let err: BoxError = svc.clone().oneshot(2).await.unwrap_err();
+    // The call's deadline, set by its caller, bounds its wait.
+    let deadline = Deadline::after(Duration::from_millis(500));
+    let err: BoxError = within(deadline, svc.clone().oneshot(2)).await.unwrap_err();
     let rejected = err.downcast_ref::<Rejected>().expect("a Rejected");
     assert_eq!(rejected.reason, RejectReason::Deadline);
     assert_eq!(rejected.retry_in, Some(S));
@@ -139,13 +143,7 @@ async fn dropping_a_call_in_flight_keeps_its_estimate() {
 
 #[tokio::test(start_paused = true)]
 async fn usage_settles_and_throttles_teach() {
-    let quota: Quota<&'static str> = Quota::new(
-        Limit::per_minute()
-            .units(6_000)
-            .learning(Learning::aimd(0.5, 0.0, 0.1))
-            .build()
-            .unwrap(),
-    );
+    let quota: Quota<&'static str> = Quota::new(Limit::per_minute().units(6_000).build().unwrap());
     // The response is the number of tokens really spent; 0 means "throttled".
     let inner = tower::service_fn(|spent: u64| async move {
         if spent == 0 {
@@ -169,12 +167,12 @@ async fn usage_settles_and_throttles_teach() {
     .layer(inner);
     let t0 = Instant::now();
     assert_eq!(svc.clone().oneshot(100).await.unwrap(), 100);
-    // 900 refunded: 100 tokens of debt, one second at 100 tokens/s.
-    assert_eq!(
-        tower_headroom::admission::Headroom::admit_wait(&quota, &"k", Cost::units(1), t0),
-        Some(S)
-    );
+    // 900 refunded at once: the window holds 100 of its 6,000.
+    let wait = |cost| tower_headroom::admission::Headroom::admit_wait(&quota, &"k", cost, t0);
+    assert_eq!(wait(Cost::units(5_900)), Some(Duration::ZERO));
+    assert!(wait(Cost::units(5_901)).unwrap() > 59 * S);
     tokio::time::advance(2 * S).await;
+    // A throttle: the others spent what this client did not; the cut keeps at least half.
     assert!(svc.clone().oneshot(0).await.is_err());
     assert_eq!(
         quota.stats(&"k", Instant::now()).unwrap().units_limit,
@@ -246,7 +244,7 @@ async fn waits_and_rejections_are_reported_with_labels() {
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let demand = Fixed::new("k", FixedCost(Cost::ONE_REQUEST)).max_wait(Duration::from_secs(2));
+    let demand = Fixed::new("k", FixedCost(Cost::ONE_REQUEST));
     let layer = AdmissionLayer::new(rpm(60), demand).labels(
         Labels::target("bedrock")
             .model("claude")
@@ -254,12 +252,8 @@ async fn waits_and_rejections_are_reported_with_labels() {
     );
     let log = Log::default();
     let svc = metrics::with_local_recorder(&recorder, || layer.layer(logging(log.clone())));
-    let (a, b, c, d) = tokio::join!(
-        svc.clone().oneshot(1),
-        svc.clone().oneshot(2),
-        svc.clone().oneshot(3),
-        svc.clone().oneshot(4),
-    );
+    let call = |n| within(Deadline::after(2 * S), svc.clone().oneshot(n));
+    let (a, b, c, d) = tokio::join!(call(1), call(2), call(3), call(4));
     assert!(a.is_ok() && b.is_ok() && c.is_ok());
     assert!(d.unwrap_err().is::<Rejected>());
     let mut rejected = None;
@@ -297,13 +291,7 @@ async fn the_learned_limit_is_reported() {
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let quota: Quota<&'static str> = Quota::new(
-        Limit::per_minute()
-            .units(6_000)
-            .learning(Learning::aimd(0.5, 0.5, 0.1))
-            .build()
-            .unwrap(),
-    );
+    let quota: Quota<&'static str> = Quota::new(Limit::per_minute().units(6_000).build().unwrap());
     let inner = tower::service_fn(|ok: bool| async move {
         if ok {
             Ok(1u64)
@@ -330,9 +318,13 @@ async fn the_learned_limit_is_reported() {
     };
     assert!(svc.clone().oneshot(false).await.is_err());
     assert_eq!(gauge(), Some(3_000.0));
-    tokio::time::advance(Duration::from_secs(10)).await;
+    // A quiet window gives half the gap back.
+    tokio::time::advance(Duration::from_secs(60)).await;
     assert!(svc.clone().oneshot(true).await.is_ok());
-    assert_eq!(gauge(), Some(6_000.0), "recovery is reported too");
+    assert_eq!(gauge(), Some(4_500.0), "recovery is reported too");
+    tokio::time::advance(Duration::from_secs(1_200)).await;
+    assert!(svc.clone().oneshot(true).await.is_ok());
+    assert_eq!(gauge(), Some(6_000.0), "and its end");
 }
 
 /// A service that can be made to fail `poll_ready`.
@@ -364,7 +356,8 @@ impl Service<u64> for Flaky {
 async fn a_call_that_never_starts_gives_its_units_back() {
     let quota: Quota<&'static str> = Quota::new(
         Limit::per_minute()
-            .units(6_000) // 100 tokens/s
+            .units(6_000) // 100 tokens/s, paced
+            .burst(Duration::ZERO)
             .learning(Learning::OFF)
             .build()
             .unwrap(),
@@ -404,7 +397,7 @@ async fn acquire_is_the_same_queue_without_tower() {
     let err = quota
         .acquire(
             &"k",
-            Ask::new(Cost::ONE_REQUEST).max_wait(Duration::from_millis(10)),
+            Ask::new(Cost::ONE_REQUEST).deadline(Deadline::after(Duration::from_millis(10))),
         )
         .await
         .unwrap_err();

@@ -1,9 +1,13 @@
 //! Property tests of the quota core: thousands of random schedules of reserve, confirm,
-//! settle, cancel and time steps.
+//! settle, cancel and time steps, for both accountings.
 //!
 //! Invariants:
-//! - the units (and requests) admitted in any window, net of refunds, never exceed
-//!   `limit + max(burst credit, largest single cost)`;
+//! - sliding window: whenever a call is admitted, the calls admitted in the window of time up
+//!   to it (itself included), each counted at its real spend if settled by then and at its
+//!   estimate otherwise, never exceed the limit — the check a provider with fixed windows of
+//!   any phase makes;
+//! - token bucket: the units (and requests) admitted in any window, net of refunds, never
+//!   exceed `limit + max(burst credit, largest single cost)`;
 //! - every reservation ends exactly once (settle consumes it; a confirm that rejects spends it;
 //!   the rest are cancelled), and the core's count of waiting calls always equals the test's;
 //! - once everything is settled or cancelled and time has passed, every key is back at rest:
@@ -19,10 +23,11 @@ use tokio::time::Instant;
 use tower_headroom::admission::{
     Ask, Cost, Grant, Learning, Limit, Priority, Quota, Remaining, Reservation, Tenant, Usage,
 };
-use tower_headroom::{Outcome, ThrottleScope};
+use tower_headroom::{Deadline, Outcome, ThrottleScope};
 
 #[derive(Clone, Debug)]
 struct Config {
+    sliding: bool,
     window_ms: u64,
     requests: u64,
     units: u64,
@@ -41,7 +46,7 @@ enum Op {
         units: u64,
         batch: bool,
         tenant: Option<u16>,
-        max_wait_ms: u64,
+        deadline_ms: u64,
     },
     Step(u64),
     Settle {
@@ -70,9 +75,21 @@ fn config() -> impl Strategy<Value = Config> {
         proptest::option::of(proptest::collection::vec(1u64..5, 1..4)),
         1u32..40,
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(window_ms, requests, units, burst_ms, reserve, shares, max_queue, learning)| Config {
+            |(
+                window_ms,
+                requests,
+                units,
+                burst_ms,
+                reserve,
+                shares,
+                max_queue,
+                learning,
+                sliding,
+            )| Config {
+                sliding,
                 window_ms,
                 requests,
                 units,
@@ -89,8 +106,8 @@ fn op(cfg_units: u64) -> impl Strategy<Value = Op> {
     let max_units = cfg_units.saturating_mul(2).max(2);
     prop_oneof![
         4 => (0u8..2, 0u64..3, 0..max_units, any::<bool>(), proptest::option::of(0u16..4), 0u64..200_000)
-            .prop_map(|(key, requests, units, batch, tenant, max_wait_ms)| Op::Reserve {
-                key, requests, units, batch, tenant, max_wait_ms
+            .prop_map(|(key, requests, units, batch, tenant, deadline_ms)| Op::Reserve {
+                key, requests, units, batch, tenant, deadline_ms
             }),
         3 => prop_oneof![0u64..50, 0u64..5_000, 0u64..120_000].prop_map(Op::Step),
         2 => (any::<usize>(), 0u64..150).prop_map(|(pick, percent)| Op::Settle { pick, percent }),
@@ -129,23 +146,59 @@ struct InFlight {
     key: u8,
     r: Reservation,
     cost: Cost,
+    /// Index of the call's record in `calls`.
+    call: usize,
 }
 
 /// (time in ns since t0, key, requests delta, units delta)
 type Event = (u64, u8, i128, i128);
 
+/// One admitted call, for the sliding-window check: when it was admitted (time, and its
+/// place in the order of operations), its estimate, and at which operation it settled at what
+/// spend (units; requests always count).
+#[derive(Clone, Copy, Debug)]
+struct Admitted {
+    key: u8,
+    at: u64,
+    seq: usize,
+    cost: Cost,
+    settled: Option<(usize, u64)>,
+}
+
+/// What the window up to call `c`'s admission holds for its key in dimension `dim`: each call
+/// admitted in `(c.at - w, c.at]` up to `c` itself, at its settled spend if it settled before
+/// `c` was admitted, else at its estimate.
+fn window_spend(calls: &[Admitted], c: &Admitted, dim: usize, w: u64) -> u128 {
+    calls
+        .iter()
+        .filter(|o| o.key == c.key && o.seq <= c.seq && o.at <= c.at && o.at + w > c.at)
+        .map(|o| {
+            if dim == 0 {
+                u128::from(o.cost.requests)
+            } else {
+                match o.settled {
+                    Some((seq, spent)) if seq < c.seq => u128::from(spent),
+                    _ => u128::from(o.cost.units),
+                }
+            }
+        })
+        .sum()
+}
+
 fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut b = Limit::per_window(Duration::from_millis(cfg.window_ms))
         .requests(cfg.requests)
         .units(cfg.units)
-        .burst(Duration::from_millis(cfg.burst_ms))
         .interactive_reserve(cfg.reserve)
         .max_queue(cfg.max_queue)
         .learning(if cfg.learning {
-            Learning::AIMD
+            Learning::SHARED
         } else {
             Learning::OFF
         });
+    if !cfg.sliding {
+        b = b.burst(Duration::from_millis(cfg.burst_ms));
+    }
     if let Some(w) = &cfg.shares {
         b = b.shares(w);
     }
@@ -156,11 +209,28 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut waiting: Vec<Waiting> = Vec::new();
     let mut in_flight: Vec<InFlight> = Vec::new();
     let mut events: Vec<Event> = Vec::new();
+    let mut calls: Vec<Admitted> = Vec::new();
     let mut largest = Cost::default();
     let ns = |t: Instant| (t - t0).as_nanos() as u64;
 
-    let admit = |events: &mut Vec<Event>, t: Instant, key: u8, cost: Cost| {
+    // Admissions and settles are numbered in the order they happen.
+    let mut seq = 0usize;
+    let admit = |events: &mut Vec<Event>,
+                 calls: &mut Vec<Admitted>,
+                 seq: &mut usize,
+                 t: Instant,
+                 key: u8,
+                 cost: Cost| {
         events.push((ns(t), key, cost.requests.into(), cost.units.into()));
+        *seq += 1;
+        calls.push(Admitted {
+            key,
+            at: ns(t),
+            seq: *seq,
+            cost,
+            settled: None,
+        });
+        calls.len() - 1
     };
 
     for op in ops {
@@ -171,10 +241,11 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                 units,
                 batch,
                 tenant,
-                max_wait_ms,
+                deadline_ms,
             } => {
                 let cost = Cost::new(*requests, *units);
-                let mut ask = Ask::new(cost).max_wait(Duration::from_millis(*max_wait_ms));
+                let deadline = Deadline::from_now(now, Duration::from_millis(*deadline_ms));
+                let mut ask = Ask::new(cost).deadline(deadline);
                 if *batch {
                     ask = ask.priority(Priority::Batch);
                 }
@@ -186,8 +257,13 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                     largest.units = largest.units.max(cost.units);
                     match r.grant() {
                         Grant::Now => {
-                            admit(&mut events, now, *key, cost);
-                            in_flight.push(InFlight { key: *key, r, cost });
+                            let call = admit(&mut events, &mut calls, &mut seq, now, *key, cost);
+                            in_flight.push(InFlight {
+                                key: *key,
+                                r,
+                                cost,
+                                call,
+                            });
                         }
                         Grant::At(at) => {
                             prop_assert!(at > now);
@@ -221,11 +297,13 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                         let mut w = waiting.swap_remove(i);
                         match w.r.confirm(now) {
                             Ok(Grant::Now) => {
-                                admit(&mut events, now, w.key, w.cost);
+                                let call =
+                                    admit(&mut events, &mut calls, &mut seq, now, w.key, w.cost);
                                 in_flight.push(InFlight {
                                     key: w.key,
                                     r: w.r,
                                     cost: w.cost,
+                                    call,
                                 });
                             }
                             Ok(Grant::At(later)) => {
@@ -246,6 +324,8 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                     if actual < f.cost.units {
                         events.push((ns(now), f.key, 0, -i128::from(f.cost.units - actual)));
                     }
+                    seq += 1;
+                    calls[f.call].settled = Some((seq, actual));
                     f.r.settle(Usage::units(actual), now);
                 }
             }
@@ -276,6 +356,8 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                         requests: None,
                         units: *remaining,
                     });
+                    seq += 1;
+                    calls[f.call].settled = Some((seq, f.cost.units));
                     f.r.finish(&outcome, usage, now);
                 }
             }
@@ -293,11 +375,27 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
         }
     }
 
-    // The window invariant, per key and dimension.
+    // The sliding window's invariant, at every admission, per key and dimension.
+    if cfg.sliding {
+        let w = cfg.window_ms * 1_000_000;
+        for c in &calls {
+            for (dim, limit) in [(0, cfg.requests), (1, cfg.units)] {
+                let held = window_spend(&calls, c, dim, w);
+                prop_assert!(
+                    held <= u128::from(limit),
+                    "key {} dim {dim}: {held} in the window up to {} ns (limit {limit})",
+                    c.key,
+                    c.at
+                );
+            }
+        }
+    }
+
+    // The bucket's window invariant, per key and dimension.
     let w = i128::from(cfg.window_ms) * 1_000_000;
     let burst = i128::from(cfg.burst_ms) * 1_000_000;
     events.sort_by_key(|e| e.0);
-    for key in 0..2u8 {
+    for key in (0..2u8).filter(|_| !cfg.sliding) {
         let ev: Vec<_> = events.iter().filter(|e| e.1 == key).collect();
         for (dim, limit, n_max) in [
             (0, cfg.requests, largest.requests),

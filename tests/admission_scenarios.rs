@@ -1,5 +1,6 @@
-//! Scenarios under virtual time against a quota-enforcing test service (fixed 60 s windows,
-//! requests and tokens per window, like Bedrock's RPM and TPM), until the simulator lands.
+//! Scenarios under virtual time against a quota-enforcing test service (fixed 60 s windows
+//! whose phase the client does not know, requests and tokens per window, like Bedrock's RPM
+//! and TPM). The quota is configured as a user would: the service's numbers, nothing else.
 //!
 //! - "three apps, one quota": apps A, B and C send 75, 50 and 50 requests a minute (A spiking
 //!   to 90 for three minutes) into one 150 RPM quota for ten minutes. Admission with equal
@@ -7,7 +8,7 @@
 //!   shed, and every shed call one whose deadline could not be met.
 //! - "token-heavy batch": 10 batch calls a minute of 15,000 input + 5,000 output tokens beside
 //!   200 small interactive calls a minute on a 200,000 TPM quota. Interactive p99 latency must
-//!   stay within 2x of its p99 without the batch load.
+//!   stay within 1.2x of its p99 without the batch load.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use tower::{Layer, ServiceExt};
 use tower_headroom::admission::{
     AdmissionLayer, Ask, Cost, Keyed, Limit, Priority, Quota, RejectReason, Rejected, Tenant, Usage,
 };
-use tower_headroom::{BoxError, Outcome, ThrottleScope};
+use tower_headroom::{BoxError, Deadline, Outcome, ThrottleScope};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -28,7 +29,7 @@ struct Call {
     input: u64,
     max_tokens: u64,
     output: u64,
-    max_wait: Duration,
+    deadline: Duration,
 }
 
 #[derive(Debug)]
@@ -52,9 +53,9 @@ struct ServerState {
     throttled: u64,
 }
 
-/// Fixed 60 s windows from `start`; a call over either limit is answered at once with a
-/// throttle, otherwise it counts `input + output` tokens at its start and answers after
-/// 200 ms + 2 ms per output token.
+/// Fixed 60 s windows, the first one ending 37 s after `start` (the client does not know
+/// this); a call over either limit is answered at once with a throttle, otherwise it counts
+/// `input + output` tokens at its start and answers after 200 ms + 2 ms per output token.
 #[derive(Clone)]
 struct Server {
     start: Instant,
@@ -63,10 +64,13 @@ struct Server {
     state: Arc<Mutex<ServerState>>,
 }
 
+/// How far into its window the service is when the client starts.
+const PHASE: Duration = Duration::from_secs(23);
+
 impl Server {
     fn new(rpm: u64, tpm: u64) -> Self {
         Server {
-            start: Instant::now(),
+            start: Instant::now() - PHASE,
             rpm,
             tpm,
             state: Arc::default(),
@@ -147,7 +151,7 @@ fn demand()
         |c: &Call| {
             let ask = Ask::new(Cost::units(c.input + c.max_tokens))
                 .tenant(Tenant(c.app))
-                .max_wait(c.max_wait);
+                .deadline(Deadline::after(c.deadline));
             if c.batch {
                 ask.priority(Priority::Batch)
             } else {
@@ -211,7 +215,6 @@ async fn three_apps_one_quota() {
         Limit::per_minute()
             .requests(150)
             .shares(&[1, 1, 1])
-            .max_wait(Duration::from_secs(20))
             .build()
             .unwrap(),
     );
@@ -228,7 +231,7 @@ async fn three_apps_one_quota() {
             input: 0,
             max_tokens: 0,
             output: 0,
-            max_wait: Duration::from_secs(20),
+            deadline: Duration::from_secs(20),
         }
     };
     let a_rate = |t: Duration| {
@@ -246,8 +249,9 @@ async fn three_apps_one_quota() {
 
     let r = results.lock().unwrap();
     let s = server.state.lock().unwrap();
-    let served: u64 = s.accepted_per_window.iter().take(10).sum();
-    let utilisation = served as f64 / 1_500.0;
+    // The whole windows of the ten minutes: the first one began before the client did.
+    let served: u64 = s.accepted_per_window.iter().skip(1).take(9).sum();
+    let utilisation = served as f64 / 1_350.0;
     let throttled = s.throttled as f64 / s.attempts as f64;
     let per_app = |app: u16| {
         (
@@ -256,7 +260,7 @@ async fn three_apps_one_quota() {
         )
     };
     println!(
-        "three apps, one quota: utilisation {:.2}% ({served} of 1500 in 10 windows), \
+        "three apps, one quota: utilisation {:.2}% ({served} of 1350 in 9 whole windows), \
          {} attempts, {} throttled ({:.3}%), served/shed per app A {:?} B {:?} C {:?}, \
          per window {:?}",
         utilisation * 100.0,
@@ -276,22 +280,15 @@ async fn three_apps_one_quota() {
     // plus the wait still ahead of it passes its 20 s.
     for (call, rejected, waited) in r.rejected.iter() {
         assert_eq!(rejected.reason, RejectReason::Deadline);
-        assert!(*waited + rejected.retry_in.unwrap() > call.max_wait);
+        assert!(*waited + rejected.retry_in.unwrap() > call.deadline);
     }
     assert!(per_app(0).0 > 450, "A is served at least its share");
 }
 
 async fn token_heavy(with_batch: bool) -> (Vec<Duration>, Results, u64, u64) {
     let server = Server::new(10_000, 200_000);
-    let quota: Quota<&'static str> = Quota::new(
-        Limit::per_minute()
-            .units(150_000)
-            .burst(Duration::from_secs(12))
-            .interactive_reserve(0.5)
-            .max_wait(Duration::from_secs(600))
-            .build()
-            .unwrap(),
-    );
+    let quota: Quota<&'static str> =
+        Quota::new(Limit::per_minute().units(200_000).build().unwrap());
     let svc = AdmissionLayer::new(quota, demand())
         .usage(|tokens: &u64| Usage::units(*tokens))
         .classify(classify)
@@ -304,7 +301,7 @@ async fn token_heavy(with_batch: bool) -> (Vec<Duration>, Results, u64, u64) {
         input: 100,
         max_tokens: 200,
         output: rng.u64(50..=200),
-        max_wait: Duration::from_secs(10),
+        deadline: Duration::from_secs(10),
     };
     let batch = |_: &mut fastrand::Rng| Call {
         app: 0,
@@ -312,7 +309,7 @@ async fn token_heavy(with_batch: bool) -> (Vec<Duration>, Results, u64, u64) {
         input: 15_000,
         max_tokens: 5_000,
         output: 5_000,
-        max_wait: Duration::from_secs(600),
+        deadline: Duration::from_secs(900),
     };
     let i = arrivals(
         svc.clone(),
@@ -366,7 +363,14 @@ async fn token_heavy_batch_keeps_interactive_fast() {
     );
     assert_eq!(alone_throttled, 0);
     assert!(alone_rest.rejected.is_empty() && alone_rest.throttled.is_empty());
-    assert!(p_loaded <= 2 * p_alone, "{p_loaded:?} vs {p_alone:?}");
+    assert!(
+        p_loaded.as_secs_f64() <= 1.2 * p_alone.as_secs_f64(),
+        "{p_loaded:?} vs {p_alone:?}"
+    );
+    assert!(
+        throttled as f64 <= 0.005 * attempts as f64,
+        "{throttled} of {attempts}"
+    );
     assert_eq!(interactive_failed, 0, "no interactive call failed");
     assert!(loaded.len() >= 1_900, "{} interactive calls", loaded.len());
     assert!(!loaded_rest.ok.is_empty(), "batch still makes progress");

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tower_headroom::Deadline;
 use tower_headroom::admission::{Ask, Cost, Grant, Learning, Limit, Quota, Usage};
 
 const OPS_PER_THREAD: usize = 500_000;
@@ -41,7 +42,7 @@ fn two_threads_keep_the_window_bound() {
             let now_ns = clock.fetch_add(rng.u64(0..20_000), Ordering::Relaxed);
             let now = t0 + Duration::from_nanos(now_ns);
             let cost = Cost::units(rng.u64(1..=MAX_COST));
-            let ask = Ask::new(cost).max_wait(Duration::from_millis(50));
+            let ask = Ask::new(cost).deadline(Deadline::from_now(now, Duration::from_millis(50)));
             if let Ok(r) = quota.reserve_ask(&"hot", &ask, now) {
                 let waiting = matches!(r.grant(), Grant::At(_));
                 if waiting && rng.u8(0..10) == 0 {

@@ -2238,8 +2238,9 @@ fn layer_errors_classify_with_their_retry_hints() {
     assert_eq!(too_large.reason, RejectReason::CostTooLarge);
     assert_eq!(classify_error(&too_large), Outcome::FATAL);
     let _held = quota.reserve(&"m", Cost::units(1_000), now).unwrap();
-    let ask =
-        tower_headroom::admission::Ask::new(Cost::units(1_000)).max_wait(Duration::from_secs(1));
+    let ask = tower_headroom::admission::Ask::new(Cost::units(1_000)).deadline(
+        tower_headroom::Deadline::from_now(now, Duration::from_secs(1)),
+    );
     if let Err(rejected) = quota.reserve_ask(&"m", &ask, now) {
         let o = classify_error(&rejected);
         assert_eq!(o.kind, Throttled(ThrottleScope::Unknown));

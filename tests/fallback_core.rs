@@ -6,9 +6,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::time::Instant;
 use tower_headroom::fallback::{
-    Action, After, Choice, Exhaustion, FallbackPolicy, Headroom, NoHeadroom, Route, Target,
+    Action, After, Choice, Exhaustion, FallbackPolicy, Headroom, NoHeadroom, Plan, Route, Target,
 };
-use tower_headroom::{Outcome, OutcomeKind, ThrottleScope};
+use tower_headroom::{Deadline, Outcome, OutcomeKind, ThrottleScope};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -216,9 +216,15 @@ fn by_key() -> Route<&'static str> {
         .target(Target::new("east", "east"))
         .target(Target::new("west", "west"))
         .target(Target::new("eu", "eu"))
-        .max_wait(5 * SEC)
         .build()
         .unwrap()
+}
+
+/// A plan whose admission waits may last 5 s.
+fn bounded(route: &Route<&'static str>) -> Plan {
+    route
+        .plan()
+        .with_deadline(Some(Deadline::from_now(Instant::now(), 5 * SEC)))
 }
 
 #[test]
@@ -228,7 +234,7 @@ fn quota_headroom_prefers_a_target_that_admits_now() {
         ("east", Some(3 * SEC)),
         ("west", Some(Duration::ZERO)),
     ]));
-    let mut plan = route.plan();
+    let mut plan = bounded(&route);
     match route.choose(&mut plan, Instant::now(), &headroom, open_none) {
         Choice::Call { target, wait, .. } => assert_eq!((target, wait), (1, Duration::ZERO)),
         other => panic!("{other:?}"),
@@ -236,25 +242,25 @@ fn quota_headroom_prefers_a_target_that_admits_now() {
 }
 
 #[test]
-fn when_no_quota_admits_now_it_waits_for_the_shortest_within_max_wait() {
+fn when_no_quota_admits_now_it_waits_for_the_shortest_within_the_deadline() {
     let route = by_key();
     let headroom = Waits(HashMap::from([
         ("east", Some(4 * SEC)),
         ("west", Some(2 * SEC)),
         ("eu", Some(9 * SEC)),
     ]));
-    let mut plan = route.plan();
+    let mut plan = bounded(&route);
     match route.choose(&mut plan, Instant::now(), &headroom, open_none) {
         Choice::Call { target, wait, .. } => assert_eq!((target, wait), (1, 2 * SEC)),
         other => panic!("{other:?}"),
     }
-    // Nothing within max_wait, or nothing at all: exhausted with the earliest time.
+    // Nothing within the deadline, or nothing at all: exhausted with the earliest time.
     let headroom = Waits(HashMap::from([
         ("east", Some(7 * SEC)),
         ("west", None),
         ("eu", Some(9 * SEC)),
     ]));
-    let mut plan = route.plan();
+    let mut plan = bounded(&route);
     assert_eq!(
         route.choose(&mut plan, Instant::now(), &headroom, open_none),
         Choice::Exhausted {
@@ -267,7 +273,7 @@ fn when_no_quota_admits_now_it_waits_for_the_shortest_within_max_wait() {
 #[test]
 fn a_throttled_target_moves_to_one_with_headroom() {
     let route = by_key();
-    let mut plan = route.plan();
+    let mut plan = bounded(&route);
     assert_eq!(
         route.choose(&mut plan, Instant::now(), &NoHeadroom, open_none),
         Choice::Call {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tower_headroom::Deadline;
 use tower_headroom::admission::redis::{FailMode, RedisStore, StoreError, StoreMode};
 use tower_headroom::admission::{Ask, Cost, Limit, Quota, RejectReason};
 
@@ -92,7 +93,7 @@ async fn a_script_the_server_refuses() {
     // operator can see why.
     let quota = Quota::with_store(store.clone());
     let start = Instant::now();
-    let ask = Ask::new(Cost::units(10)).max_wait(Duration::from_millis(300));
+    let ask = Ask::new(Cost::units(10)).deadline(Deadline::after(Duration::from_millis(300)));
     let rejected = quota.acquire(&"k", ask).await.unwrap_err();
     assert!(
         start.elapsed() <= Duration::from_millis(450),
@@ -119,7 +120,7 @@ async fn a_script_the_server_refuses() {
         .unwrap();
     let until = Instant::now() + Duration::from_secs(3);
     loop {
-        let ask = Ask::new(Cost::units(10)).max_wait(Duration::from_millis(200));
+        let ask = Ask::new(Cost::units(10)).deadline(Deadline::after(Duration::from_millis(200)));
         if quota.acquire(&"k", ask).await.is_ok() {
             break;
         }

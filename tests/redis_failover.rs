@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tower_headroom::Deadline;
 use tower_headroom::admission::redis::{FailMode, RedisStore, StoreMode};
 use tower_headroom::admission::{Ask, Cost, Limit, Quota, RejectReason, Usage};
 
@@ -36,7 +37,7 @@ async fn call(
     max_wait: Duration,
 ) -> (Result<(), RejectReason>, Duration) {
     let start = Instant::now();
-    let ask = Ask::new(Cost::units(10)).max_wait(max_wait);
+    let ask = Ask::new(Cost::units(10)).deadline(Deadline::after(max_wait));
     let result = match quota.acquire(&KEY.to_owned(), ask).await {
         Ok(r) => {
             r.settle(Usage::units(10), Instant::now());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
+use tower_headroom::Deadline;
 use tower_headroom::admission::redis::{RedisStore, StoreMode};
 use tower_headroom::admission::{
     AdmissionLayer, Ask, Cost, Fixed, FixedCost, Grant, Limit, Quota, Tenant, Usage,
@@ -42,6 +43,11 @@ async fn admit(
     behind: Duration,
 ) -> bool {
     let local = || Instant::now() + ahead - behind;
+    // A call waits at most 2 s unless it says otherwise (by the caller's clock).
+    let ask = match ask.deadline {
+        Some(_) => ask,
+        None => ask.deadline(Deadline::from_now(local(), Duration::from_secs(2))),
+    };
     let Ok(mut r) = quota.reserve_ask(&KEY, &ask, local()) else {
         return false;
     };
@@ -140,7 +146,7 @@ async fn three_clients(skews: [(Duration, Duration); 3], tag: &str) -> [u64; 3] 
     const LIMIT: u64 = 1_000;
     let limit = Limit::per_second()
         .units(LIMIT)
-        .max_wait(Duration::from_secs(2))
+        .burst(Duration::ZERO)
         .build()
         .unwrap();
     let lease = 0.05;
@@ -216,7 +222,7 @@ async fn shares_hold_across_processes() {
     let limit = Limit::per_second()
         .units(LIMIT)
         .shares(&[1, 1, 1])
-        .max_wait(Duration::from_secs(2))
+        .burst(Duration::ZERO)
         .build()
         .unwrap();
     let lease_units = 45;
@@ -251,7 +257,7 @@ async fn shares_hold_across_processes() {
                 calls.push(tokio::spawn(async move {
                     let ask = Ask::new(Cost::units(10))
                         .tenant(Tenant(1 + i as u16))
-                        .max_wait(Duration::from_millis(500));
+                        .deadline(Deadline::after(Duration::from_millis(500)));
                     if admit(&quota, ask, Duration::ZERO, Duration::ZERO).await {
                         log.lock().unwrap().push((Instant::now(), 10));
                     }

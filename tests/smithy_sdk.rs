@@ -456,11 +456,11 @@ async fn configure_without_an_http_client_is_a_typed_error() {
         .configure_bedrock(aws_sdk_bedrockruntime::Config::builder())
         .unwrap_err();
     assert!(error.to_string().contains("http_client"), "{error}");
-    let too_long = SdkHeadroom::builder(Profile::Bedrock)
-        .max_wait(Duration::from_secs(600))
+    let zero = SdkHeadroom::builder(Profile::Bedrock)
+        .deadline(Duration::ZERO)
         .build()
         .unwrap_err();
-    assert!(too_long.to_string().contains("max_wait"), "{too_long}");
+    assert!(zero.to_string().contains("deadline"), "{zero}");
 }
 
 /// Display of an error and every source below it.
@@ -714,31 +714,55 @@ async fn a_stream_settles_from_its_usage_event_or_keeps_the_estimate_when_droppe
     );
 }
 
-/// An attempt waits for admission in the HTTP client, but never longer than `max_wait`: a
-/// longer wait is answered at once, unsent, and the SDK retries when the quota has room.
+/// An attempt waits for admission in the HTTP client within the call's deadline, and never
+/// longer than `MAX_ADMISSION_WAIT` (the request is signed before it waits): a longer wait is
+/// answered at once, unsent, and the SDK retries when the quota has room, without spending the
+/// retry budget; a wait past the call's deadline fails the call at once, unsent.
 #[tokio::test(start_paused = true)]
 async fn admission_waits_are_bounded_and_a_longer_wait_is_a_retry_not_a_request() {
     let start = Instant::now();
     let (_front, log, http) = front(start);
-    // Six requests a minute: one every 10 s.
-    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().requests(6).build().unwrap());
+    // One request per ten minutes: the second call waits 600 s, past one attempt's 240 s.
+    let quota: Quota<Arc<str>> = Quota::new(
+        Limit::per_window(Duration::from_secs(600))
+            .requests(1)
+            .build()
+            .unwrap(),
+    );
     let headroom = SdkHeadroom::builder(Profile::Bedrock)
         .retry(policy(start).build().unwrap())
-        .quota(quota)
-        .max_wait(Duration::from_secs(2))
+        .quota(quota.clone())
+        .deadline(Duration::from_secs(15 * 60))
         .build()
         .unwrap();
-    let client = bedrock_client(&headroom, http);
+    let client = bedrock_client(&headroom, http.clone());
     converse(&client, HAIKU, 10).await.unwrap();
     converse(&client, HAIKU, 10).await.unwrap();
-    let log = log.lock().unwrap().clone();
-    assert_eq!(log.len(), 2, "the shed attempt sent nothing: {log:?}");
-    let gap = log[1].0 - log[0].0;
-    // Shed at once (10 s > max_wait 2 s), retried after the quota's 10 s plus at most 10%.
+    let sent = log.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "the shed attempt sent nothing: {sent:?}");
+    let gap = sent[1].0 - sent[0].0;
+    // Shed at once (600 s > 240 s), retried when the window has room (plus at most 10%).
     assert!(
-        gap >= Duration::from_secs(10) && gap <= Duration::from_secs(11),
+        gap >= Duration::from_secs(600) && gap <= Duration::from_secs(661),
         "{gap:?}"
     );
+
+    // A call whose deadline the wait would pass fails at once, and sends nothing.
+    let impatient = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .quota(quota)
+        .deadline(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let client = bedrock_client(&impatient, http);
+    let before = Instant::now();
+    assert!(converse(&client, HAIKU, 10).await.is_err());
+    assert!(
+        before.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        before.elapsed()
+    );
+    assert_eq!(log.lock().unwrap().len(), 2);
 }
 
 /// One breaker registry behind a Tower stack and an SDK client: failures seen through the stack
@@ -850,8 +874,14 @@ async fn a_refused_attempt_gives_its_reservation_back() {
 async fn a_long_admission_wait_is_not_a_stalled_upload() {
     let start = Instant::now();
     let (_front, log, http) = front(start);
-    // Six requests a minute: one every 10 s, waited for (max_wait 30 s).
-    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().requests(6).build().unwrap());
+    // Six requests a minute, paced: one every 10 s, waited for.
+    let quota: Quota<Arc<str>> = Quota::new(
+        Limit::per_minute()
+            .requests(6)
+            .burst(Duration::ZERO)
+            .build()
+            .unwrap(),
+    );
     let headroom = SdkHeadroom::builder(Profile::Bedrock)
         .retry(policy(start).max_attempts(1).build().unwrap())
         .quota(quota)

@@ -170,18 +170,15 @@ async fn total_outage_through_the_whole_stack_keeps_attempts_per_request_low() {
     }
 }
 
-/// Admission sheds what cannot be admitted within the limit's `max_wait`; a gateway answers
-/// 429 with the wait, rounded up, as `Retry-After`; nothing reaches the backend.
+/// Admission sheds what cannot be admitted within the call's deadline; a gateway answers 429
+/// with the wait, rounded up, as `Retry-After`; nothing reaches the backend.
 #[tokio::test(start_paused = true)]
 async fn admission_shed_becomes_429_with_retry_after() {
     let start = Instant::now();
     let backend = Scripted::new(start, Arc::new(|_, _, _| (200, Duration::from_millis(10))));
-    let limit = Limit::per_minute()
-        .requests(1)
-        .max_wait(Duration::from_secs(1))
-        .build()
-        .unwrap();
+    let limit = Limit::per_minute().requests(1).build().unwrap();
     let service = StackBuilder::bedrock(CLASSIFY)
+        .deadline(Duration::from_secs(1))
         .target(Target::new("sonnet", "anthropic.claude-sonnet"))
         .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
         .admission(Quota::new(limit), FixedCost(Cost::ONE_REQUEST))

@@ -807,7 +807,6 @@ pub fn bedrock_plan(scenario: u8) -> Result<(Limit, Vec<RouteTarget>), BoxError>
             Limit::per_minute()
                 .requests(150)
                 .shares(&[1, 1, 1])
-                .max_wait(secs(20))
                 .build()?,
             vec![route("sonnet", SONNET, EAST)],
         ),
@@ -820,7 +819,6 @@ pub fn bedrock_plan(scenario: u8) -> Result<(Limit, Vec<RouteTarget>), BoxError>
                 .units(170_000)
                 .burst(secs(10))
                 .interactive_reserve(0.5)
-                .max_wait(secs(600))
                 .build()?,
             vec![route("sonnet", SONNET, EAST)],
         ),

@@ -103,7 +103,7 @@ pub fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxErro
     match &setup.backend {
         Backend::Bedrock(sim) => {
             let (limit, routes) = bedrock_plan(setup.scenario)?;
-            let max_wait = limit.max_wait().min(MAX_ADMISSION_WAIT);
+            let max_wait = MAX_ADMISSION_WAIT;
             let quota: Quota<Arc<str>> = Quota::new(limit);
             setup
                 .apps
@@ -120,7 +120,7 @@ pub fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxErro
                             app_seed,
                         )?)
                         .breaker(breaker(Profile::Bedrock, app_seed)?)
-                        .max_wait(max_wait);
+                        .deadline(max_wait);
                     for route in reachable(&routes, app) {
                         builder = builder.target(
                             Target::new(route.name, Arc::from(route.model))
@@ -148,7 +148,7 @@ pub fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxErro
         }
         Backend::Dynamo(sim) => {
             let limit = dynamo_limit()?;
-            let max_wait = limit.max_wait().min(MAX_ADMISSION_WAIT);
+            let max_wait = MAX_ADMISSION_WAIT;
             let quota: Quota<Arc<str>> = Quota::new(limit);
             setup
                 .apps
@@ -165,7 +165,7 @@ pub fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxErro
                             app_seed,
                         )?)
                         .breaker(breaker(Profile::DynamoDb, app_seed)?)
-                        .max_wait(max_wait)
+                        .deadline(max_wait)
                         .target(
                             Target::new(TABLE, Arc::from(TABLE))
                                 .model(TABLE)

@@ -1,7 +1,7 @@
-//! The policy arithmetic on one key's state: pure functions of the state, the [`Limit`] and
-//! the time in nanoseconds since the store's epoch. No locking, no clock, no I/O: the
-//! in-process store runs these under a mutex; a remote store would run the same steps as one
-//! atomic script.
+//! The token-bucket accounting ([`Accounting::TokenBucket`](super::Accounting::TokenBucket)) on
+//! one key's state: pure functions of the state, the [`Limit`] and the time in nanoseconds
+//! since the store's epoch. No locking, no clock, no I/O: the in-process store runs these
+//! under a mutex; a remote store runs the same steps as one atomic script.
 //!
 //! Levels are kept in *unit-nanoseconds*: a cost of `n` units is `n * window_ns`, and a
 //! bucket refills by `rate` (units per window) every nanosecond. All of it is exact integer
@@ -12,32 +12,37 @@
 //! 128-bit multiplication routine.)
 
 use super::cost::{Cost, Usage};
+use super::learn::Learner;
 use super::limit::{Limit, Priority};
 use super::quota::{Ask, RejectReason};
-use crate::{Outcome, OutcomeKind, ThrottleScope};
+use super::ring::Ring;
+use super::state::{Refusal, Ticket, named_dims};
+use crate::Outcome;
 
 /// Lanes: 0 interactive within share, 1 batch within share, 2 interactive borrowing,
 /// 3 batch borrowing. Lane 0 books at once; the others confirm when they wake.
-const LANES: usize = 4;
-const REQ: usize = 0;
-const UNITS: usize = 1;
+pub(crate) const LANES: usize = 4;
+pub(crate) const REQ: usize = 0;
+pub(crate) const UNITS: usize = 1;
 const PPM: i128 = 1_000_000;
+/// Slots per window of the spend ring kept for learning.
+const SPEND_SLOTS: u64 = 16;
 
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
-    level: i128,
+pub(crate) struct Bucket {
+    pub(crate) level: i128,
     last: u64,
 }
 
 impl Bucket {
-    fn full(cap: i128, now: u64) -> Self {
+    pub(crate) fn full(cap: i128, now: u64) -> Self {
         Bucket {
             level: cap,
             last: now,
         }
     }
 
-    fn advance(&mut self, now: u64, rate: u64, cap: i128) {
+    pub(crate) fn advance(&mut self, now: u64, rate: u64, cap: i128) {
         if now > self.last {
             let refill = i128::from(now - self.last) * i128::from(rate);
             self.level = self.level.saturating_add(refill).min(cap);
@@ -46,7 +51,7 @@ impl Bucket {
     }
 
     /// Nanoseconds until the level reaches `need`.
-    fn wait_for(&self, need: i128, rate: u64) -> u64 {
+    pub(crate) fn wait_for(&self, need: i128, rate: u64) -> u64 {
         if self.level >= need {
             return 0;
         }
@@ -56,23 +61,26 @@ impl Bucket {
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
-    fn charge(&mut self, amount: i128) {
+    pub(crate) fn charge(&mut self, amount: i128) {
         self.level = self.level.saturating_sub(amount);
     }
 
-    fn refund(&mut self, amount: i128, cap: i128) {
+    pub(crate) fn refund(&mut self, amount: i128, cap: i128) {
         self.level = self.level.saturating_add(amount).min(cap);
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Dim {
     bucket: Bucket,
-    /// Effective (learned) limit per window: the refill rate. Learning moves the rate only;
-    /// the capacity stays that of the configured limit, since a capacity shrunk by learning
-    /// would let a call larger than it in with less in the bucket, and the window bound
-    /// (`limit + max(burst, largest call)`) would no longer hold.
+    /// Effective (learned) limit per window: the refill rate, kept equal to the learner's.
+    /// Learning moves the rate only; the capacity stays that of the configured limit, since a
+    /// capacity shrunk by learning would let a call larger than it in with less in the bucket,
+    /// and the window bound (`limit + max(burst, largest call)`) would no longer hold.
     rate: u64,
+    learner: Learner,
+    /// What this client spent over the trailing window (for learning).
+    spent: Ring,
     /// Configured limit per window.
     max: u64,
     /// The capacity, at the configured limit.
@@ -104,15 +112,15 @@ struct Booking {
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-struct Lane {
-    waiting: u32,
-    pending: [u64; 2],
-    tail: u64,
+pub(crate) struct Lane {
+    pub(crate) waiting: u32,
+    pub(crate) pending: [u64; 2],
+    pub(crate) tail: u64,
 }
 
-/// One key's quota state.
+/// One key's token-bucket state.
 #[derive(Clone, Debug)]
-pub(crate) struct KeyState {
+pub(crate) struct BucketState {
     dims: [Option<Dim>; 2],
     lanes: [Lane; LANES],
     bookings: [Booking; BOOKINGS],
@@ -125,31 +133,11 @@ pub(crate) struct KeyState {
     clock: u64,
 }
 
-/// What a reservation remembers, so that it can be confirmed, settled or cancelled later
-/// without looking anything up.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ticket {
-    pub(crate) cost: Cost,
-    lane: u8,
-    green: Option<u16>,
-    charged: bool,
-    pub(crate) waiting: bool,
-    pub(crate) admit_at: u64,
-    deadline: u64,
-}
-
-/// A refusal from the arithmetic: reason plus the wait that would have been needed.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Refusal {
-    pub(crate) reason: RejectReason,
-    pub(crate) retry_in: Option<u64>,
-}
-
-fn part(cost: Cost, d: usize) -> u64 {
+pub(crate) fn part(cost: Cost, d: usize) -> u64 {
     if d == REQ { cost.requests } else { cost.units }
 }
 
-fn scaled(n: u64, l: &Limit) -> i128 {
+pub(crate) fn scaled(n: u64, l: &Limit) -> i128 {
     i128::from(n) * i128::from(l.window)
 }
 
@@ -157,7 +145,7 @@ fn cap(l: &Limit, rate: u64) -> i128 {
     i128::from(l.burst) * i128::from(rate)
 }
 
-fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
+pub(crate) fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
     match &l.shares {
         Some(w) => {
             let r = u128::from(rate) * u128::from(w[tenant]) / u128::from(l.share_total.max(1));
@@ -167,7 +155,7 @@ fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
     }
 }
 
-fn child_cap(l: &Limit, rate: u64) -> i128 {
+pub(crate) fn child_cap(l: &Limit, rate: u64) -> i128 {
     i128::from(l.share_burst) * i128::from(rate)
 }
 
@@ -190,22 +178,19 @@ impl Dim {
     fn too_large(&self, n: u64) -> bool {
         n > self.max_cost
     }
-
-    fn floor(&self, l: &Limit) -> u64 {
-        let f = u128::from(self.max) * u128::from(l.learning.floor_ppm) / 1_000_000;
-        u64::try_from(f).unwrap_or(u64::MAX).max(1)
-    }
 }
 
-impl KeyState {
+impl BucketState {
     pub(crate) fn new(l: &Limit, now: u64) -> Self {
         let dim = |limit: Option<u64>| {
             limit.map(|max| Dim {
                 bucket: Bucket::full(cap(l, max), now),
                 rate: max,
+                learner: Learner::new(max, &l.learning, now),
+                spent: Ring::new(l.window, SPEND_SLOTS, now),
                 max,
                 cap: cap(l, max),
-                reserve: cap(l, max) * i128::from(l.reserve_ppm) / PPM,
+                reserve: cap(l, max) * i128::from(l.reserve_ppm.unwrap_or(0)) / PPM,
                 // n * W > max * W + burst * max  <=>  n > max + floor(burst * max / W)
                 max_cost: u64::try_from(
                     u128::from(max) + u128::from(l.burst) * u128::from(max) / u128::from(l.window),
@@ -230,7 +215,7 @@ impl KeyState {
                 })
                 .collect(),
         };
-        KeyState {
+        BucketState {
             dims,
             lanes: [Lane::default(); LANES],
             bookings: [Booking::default(); BOOKINGS],
@@ -247,10 +232,13 @@ impl KeyState {
         self.clock
     }
 
-    fn advance(&mut self, now: u64) {
+    fn advance(&mut self, l: &Limit, now: u64) {
         for dim in self.dims.iter_mut().flatten() {
             let cap = dim.cap;
             dim.bucket.advance(now, dim.rate, cap);
+            dim.spent.advance(now);
+            dim.learner.regain(&l.learning, l.window, now);
+            dim.rate = dim.learner.effective();
         }
     }
 
@@ -325,6 +313,7 @@ impl KeyState {
             };
             let n = scaled(part(cost, d), l);
             dim.bucket.charge(n);
+            dim.spent.add(part(cost, d));
             if let Some(t) = green {
                 self.tenants[usize::from(t)][d].charge(n);
             }
@@ -396,7 +385,13 @@ impl KeyState {
         }
     }
 
-    pub(crate) fn reserve(&mut self, l: &Limit, ask: &Ask, now: u64) -> Result<Ticket, Refusal> {
+    pub(crate) fn reserve(
+        &mut self,
+        l: &Limit,
+        ask: &Ask,
+        deadline: u64,
+        now: u64,
+    ) -> Result<Ticket, Refusal> {
         let now = self.tick(now);
         self.last_used = now;
         if self.cost_too_large(ask.cost) {
@@ -405,17 +400,13 @@ impl KeyState {
                 retry_in: None,
             });
         }
-        self.advance(now);
+        self.advance(l, now);
         let (lane, green) = self.lane_for(l, ask, now);
         let mut wait = self.level_wait(l, ask.cost, lane);
         if lane > 0 {
             wait = wait.max(self.lanes[lane].tail.saturating_sub(now));
         }
-        let max_wait = ask
-            .max_wait
-            .map_or(l.max_wait, crate::nanos)
-            .min(crate::nanos(super::quota::MAX_WAIT));
-        let deadline = now.saturating_add(max_wait);
+        let max_wait = deadline.saturating_sub(now);
         if wait > 0 {
             if self.lanes[lane].waiting >= l.max_queue {
                 return Err(Refusal {
@@ -438,6 +429,8 @@ impl KeyState {
             waiting: wait > 0,
             admit_at: now.saturating_add(wait),
             deadline,
+            charged_at: now,
+            interactive: ask.priority == Priority::Interactive,
         };
         if lane == 0 && wait > 0 {
             self.prune_bookings(now);
@@ -541,7 +534,7 @@ impl KeyState {
         }
         let now = self.tick(now);
         self.last_used = now;
-        self.advance(now);
+        self.advance(l, now);
         if let Some(c) = t.green {
             self.advance_child(l, usize::from(c), now);
         }
@@ -549,6 +542,7 @@ impl KeyState {
         if wait == 0 {
             self.leave_lane(t);
             self.charge(l, t.cost, t.green);
+            t.charged_at = now;
             t.charged = true;
             t.admit_at = now;
             return Ok(None);
@@ -588,12 +582,16 @@ impl KeyState {
                 self.booked -= 1;
                 self.bookings[i] = self.bookings[self.booked];
             }
-            self.advance(now);
+            self.advance(l, now);
             if let Some(c) = t.green {
                 self.advance_child(l, usize::from(c), now);
             }
             for d in 0..2 {
                 self.adjust(l, d, scaled(part(t.cost, d), l), t.green, last);
+                if let Some(dim) = &mut self.dims[d] {
+                    let slot = dim.spent.slot_of(t.charged_at);
+                    dim.spent.adjust(slot, -i128::from(part(t.cost, d)));
+                }
             }
             t.charged = false;
         }
@@ -601,6 +599,7 @@ impl KeyState {
     }
 
     /// Settles an admitted call: real usage, the server's remaining budget, and learning.
+    /// Returns whether the effective limit may have moved.
     pub(crate) fn settle(
         &mut self,
         l: &Limit,
@@ -608,9 +607,11 @@ impl KeyState {
         outcome: &Outcome,
         usage: &Usage,
         now: u64,
-    ) {
+    ) -> bool {
         if self.settle_usage(l, t, usage, now) {
-            self.learn(l, outcome);
+            self.learn(l, outcome, now)
+        } else {
+            false
         }
     }
 
@@ -635,7 +636,7 @@ impl KeyState {
         }
         let now = self.tick(now);
         self.last_used = now;
-        self.advance(now);
+        self.advance(l, now);
         if let Some(c) = t.green {
             self.advance_child(l, usize::from(c), now);
         }
@@ -643,70 +644,51 @@ impl KeyState {
         if let Some(actual) = usage.units {
             let delta = scaled(t.cost.units, l).saturating_sub(scaled(actual, l));
             self.adjust(l, UNITS, delta, t.green, false);
+            if let Some(dim) = &mut self.dims[UNITS] {
+                let slot = dim.spent.slot_of(t.charged_at);
+                dim.spent
+                    .adjust(slot, i128::from(actual) - i128::from(t.cost.units));
+            }
         }
         for (d, remaining) in [
             (REQ, usage.remaining.requests),
             (UNITS, usage.remaining.units),
         ] {
             if let (Some(rem), Some(dim)) = (remaining, &mut self.dims[d]) {
+                // The server's bucket holds `rem`: ours may not hold more, whatever its
+                // capacity (a bucket with no burst credit never holds more than zero anyway).
                 dim.bucket.level = dim.bucket.level.min(scaled(rem, l));
             }
         }
         true
     }
 
-    /// Learning, as the Outcome table says: outcomes that teach the quota shrink the named
-    /// dimension's effective limit; successes grow it back.
-    fn learn(&mut self, l: &Limit, outcome: &Outcome) {
-        if outcome.kind.teaches_quota() {
-            let scope = if let OutcomeKind::Throttled(scope) = outcome.kind {
-                scope
-            } else {
-                ThrottleScope::Unknown
+    /// Learning, as the Outcome table says: an unpredicted throttle cuts the named dimensions'
+    /// effective limits to this client's trailing spend (once per window); a server
+    /// `Retry-After` empties the bucket for that long. Returns whether a limit may have moved.
+    fn learn(&mut self, l: &Limit, outcome: &Outcome, now: u64) -> bool {
+        let Some(named) = named_dims(
+            outcome,
+            [self.dims[REQ].is_some(), self.dims[UNITS].is_some()],
+        ) else {
+            return self.learning();
+        };
+        for (d, hit) in named.into_iter().enumerate() {
+            let Some(dim) = &mut self.dims[d] else {
+                continue;
             };
-            let named = match scope {
-                ThrottleScope::Requests => [true, false],
-                ThrottleScope::Tokens | ThrottleScope::Capacity => [false, true],
-                ThrottleScope::Unknown => [true, true],
-            };
-            // A throttle on a dimension this key does not limit teaches the others.
-            let named = if (0..2).any(|d| named[d] && self.dims[d].is_some()) {
-                named
-            } else {
-                [true, true]
-            };
-            for (d, hit) in named.into_iter().enumerate() {
-                let Some(dim) = &mut self.dims[d] else {
-                    continue;
-                };
-                if !hit {
-                    continue;
-                }
-                let floor = dim.floor(l);
-                let dec = u128::from(dim.rate) * u128::from(l.learning.decrease_ppm) / 1_000_000;
-                let rate = u64::try_from(dec)
-                    .unwrap_or(u64::MAX)
-                    .max(floor)
-                    .min(dim.max);
-                dim.rate = rate;
-                let cap = dim.cap;
-                dim.bucket.level = dim.bucket.level.min(cap);
-                if let Some(ra) = outcome.retry_after {
-                    let debt = -(i128::from(crate::nanos(ra)) * i128::from(dim.rate));
-                    dim.bucket.level = dim.bucket.level.min(debt);
-                }
+            if !hit {
+                continue;
             }
-        } else if outcome.is_success() {
-            for dim in self.dims.iter_mut().flatten() {
-                if dim.rate < dim.max {
-                    let step =
-                        u128::from(dim.max) * u128::from(l.learning.increase_ppm) / 1_000_000;
-                    let step = u64::try_from(step).unwrap_or(u64::MAX).max(1);
-                    let rate = dim.rate.saturating_add(step).min(dim.max);
-                    dim.rate = rate;
-                }
+            dim.learner
+                .throttled(&l.learning, l.window, dim.spent.sum(), now);
+            dim.rate = dim.learner.effective();
+            if let Some(ra) = outcome.retry_after {
+                let debt = -(i128::from(crate::nanos(ra)) * i128::from(dim.rate));
+                dim.bucket.level = dim.bucket.level.min(debt);
             }
         }
+        true
     }
 
     /// The wait an interactive, within-share call of `cost` would get now; `None` when it can
@@ -741,6 +723,7 @@ impl KeyState {
                 let cap = dim.cap;
                 b.advance(now, dim.rate, cap);
                 b.level >= cap
+                    && dim.learner.effective_at(&l.learning, l.window, now) >= dim.max
                     && self.tenants.iter().enumerate().all(|(t, c)| {
                         let rate = child_rate(l, dim.rate, t);
                         let cc = child_cap(l, rate);
@@ -759,7 +742,7 @@ impl KeyState {
 
     /// Whether a learned limit is below the configured one.
     pub(crate) fn learning(&self) -> bool {
-        self.dims.iter().flatten().any(|d| d.rate < d.max)
+        self.dims.iter().flatten().any(|d| !d.learner.at_max())
     }
 
     /// The effective (learned) limits per window: (requests, units).

@@ -55,7 +55,6 @@ pub struct Fixed<K, E> {
     estimator: E,
     priority: Priority,
     tenant: Option<Tenant>,
-    max_wait: Option<Duration>,
 }
 
 impl<K, E> Fixed<K, E> {
@@ -66,7 +65,6 @@ impl<K, E> Fixed<K, E> {
             estimator,
             priority: Priority::Interactive,
             tenant: None,
-            max_wait: None,
         }
     }
 
@@ -79,12 +77,6 @@ impl<K, E> Fixed<K, E> {
     /// Every request is for this tenant.
     pub fn tenant(mut self, tenant: Tenant) -> Self {
         self.tenant = Some(tenant);
-        self
-    }
-
-    /// Every request waits at most this long for quota.
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = Some(wait);
         self
     }
 }
@@ -107,7 +99,7 @@ impl<Req, K: Clone, E: Estimate<Req>> Demand<Req> for Fixed<K, E> {
             cost: self.estimator.estimate(req),
             priority: self.priority,
             tenant: self.tenant,
-            max_wait: self.max_wait,
+            deadline: None,
         }
     }
 }

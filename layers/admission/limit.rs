@@ -1,5 +1,5 @@
-//! Configuration: [`Limit`] (per key), [`Learning`], [`Priority`], [`Tenant`] and the typed
-//! [`ConfigError`].
+//! Configuration: [`Limit`] (per key), [`Accounting`], [`Learning`], [`Priority`], [`Tenant`]
+//! and the typed [`ConfigError`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,45 +30,70 @@ pub enum Priority {
     Batch,
 }
 
+impl Priority {
+    /// How long a call of this priority may wait for quota (and, in a stack, for its retries)
+    /// when neither the call nor its stack sets a [`Deadline`](crate::deadline::Deadline):
+    /// a minute for interactive calls (a user is waiting; a minute covers one full quota
+    /// window), fifteen minutes for batch calls (they queue behind interactive ones).
+    pub const fn default_wait(self) -> Duration {
+        match self {
+            Priority::Interactive => Duration::from_secs(60),
+            Priority::Batch => Duration::from_secs(15 * 60),
+        }
+    }
+}
+
 /// An application (tenant) drawing on a shared quota; an index into the weights given to
 /// [`LimitBuilder::shares`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tenant(pub u16);
 
-/// How the quota learns its real size from throttles it did not predict (AIMD on both requests
-/// and units).
+/// How the quota learns the share of a shared quota that is really its own, from throttles
+/// its own accounting did not predict (another caller on the same account, a quota lower than
+/// configured).
 ///
-/// A throttle multiplies the effective limit (the refill rate) of the dimension it names by
-/// `decrease` (both dimensions when the throttle does not say), never below `floor` of the
-/// configured limit; a server `Retry-After` also empties the bucket for that long. Every
-/// successful call adds `increase` of the configured limit back, up to the configured limit.
-/// The burst capacity stays that of the configured limit.
+/// - **One cut per window.** The first unpredicted throttle of a dimension (requests or
+///   units) sets its effective limit to what this client itself spent in the trailing window
+///   when the throttle came — the provider's window was full, so the others spent the rest —
+///   but never below `max_cut` of the effective limit before it, nor below `floor` of the
+///   configured limit. Further throttles within one window of that cut change nothing: they
+///   are the same full window, seen again.
+/// - **Regain per quiet window.** Every whole window without a throttle gives back `regain` of
+///   the gap to the configured limit (a half by default: the full limit is within 10% again
+///   three windows after the others stop).
+/// - A throttle that names a partition or a key ([`ThrottleScope::Partition`](crate::ThrottleScope::Partition))
+///   never moves the limit: the key's budget was not the problem. A server `Retry-After` on a
+///   throttle holds the key's calls back for that long.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Learning {
-    decrease: f64,
-    increase: f64,
+    max_cut: f64,
+    regain: f64,
     floor: f64,
 }
 
 impl Learning {
-    /// AIMD with a decrease to 70%, 1% of the limit back per success and a floor of 10%.
-    pub const AIMD: Learning = Learning {
-        decrease: 0.7,
-        increase: 0.01,
+    /// The default: a cut keeps at least half of the effective limit, a quiet window regains
+    /// half of the gap, and the floor is 10% of the configured limit.
+    pub const SHARED: Learning = Learning {
+        max_cut: 0.5,
+        regain: 0.5,
         floor: 0.1,
     };
     /// No learning: the configured limit is the limit.
     pub const OFF: Learning = Learning {
-        decrease: 1.0,
-        increase: 0.0,
+        max_cut: 1.0,
+        regain: 0.0,
         floor: 1.0,
     };
 
-    /// AIMD with the given factors; checked when the [`Limit`] is built.
-    pub const fn aimd(decrease: f64, increase: f64, floor: f64) -> Self {
+    /// Learning with the given fractions, checked when the [`Limit`] is built: `max_cut` (in
+    /// (0, 1]) is the least share of the effective limit one cut keeps, `regain` (in [0, 1])
+    /// the share of the gap to the configured limit one quiet window gives back, `floor` (in
+    /// (0, 1]) the least share of the configured limit ever kept.
+    pub const fn new(max_cut: f64, regain: f64, floor: f64) -> Self {
         Learning {
-            decrease,
-            increase,
+            max_cut,
+            regain,
             floor,
         }
     }
@@ -76,18 +101,44 @@ impl Learning {
 
 impl Default for Learning {
     fn default() -> Self {
-        Learning::AIMD
+        Learning::SHARED
     }
 }
 
-/// The quota of one key: requests and/or units per window, burst credit, shares, queueing.
+/// How a limit's provider counts what is spent against it, and so how the quota counts it.
+///
+/// | model | provider | guarantee (checked by the proptests) |
+/// |---|---|---|
+/// | [`SlidingWindow`](Accounting::SlidingWindow) (the default) | a quota per fixed window whose phase the client cannot know: Amazon Bedrock's tokens per minute | no interval of one window length ever holds more than the limit, so no provider window of *any* phase does |
+/// | [`TokenBucket`](Accounting::TokenBucket) | a bucket refilled continuously, with burst credit: DynamoDB's per-second capacity (300 s of burst), OpenAI's and Anthropic's limits | what is admitted in any window is at most the limit plus the bucket's capacity |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Accounting {
+    /// In-flight calls count at their estimate and settled calls at their real spend over the
+    /// trailing window (kept in 256 time slots per window; a slot's spend leaves the window
+    /// with the slot's end, up to one slot late, never early). A call is admitted when the
+    /// window has room for it, so bursts within the limit pass at once; a settle gives the
+    /// slack back at once.
+    #[default]
+    SlidingWindow,
+    /// A token bucket that allows debt, refilled at `limit / window`, holding at most
+    /// `burst` of it as credit (see the [module docs](super#the-token-bucket-model)).
+    TokenBucket {
+        /// The unused capacity kept as burst credit, as a duration of the limit.
+        burst: Duration,
+    },
+}
+
+/// The quota of one key: requests and/or units per window, how the provider counts them,
+/// shares, queueing and learning.
 ///
 /// ```
 /// use std::time::Duration;
 /// use tower_headroom::admission::Limit;
 ///
-/// // Bedrock: 150 requests and 200,000 tokens per minute.
-/// let bedrock = Limit::per_minute().requests(150).units(200_000).build()?;
+/// // Bedrock: 200,000 tokens per minute per model and region, counted in windows whose phase
+/// // the client does not know (the default sliding-window accounting).
+/// let bedrock = Limit::per_minute().units(200_000).build()?;
 /// // DynamoDB: 1,000 WCU per second, keeping up to 300 s of unused capacity.
 /// let table = Limit::per_second().units(1_000).burst(Duration::from_secs(300)).build()?;
 /// # let _ = (bedrock, table);
@@ -98,48 +149,58 @@ pub struct Limit {
     pub(crate) window: u64,
     pub(crate) requests: Option<u64>,
     pub(crate) units: Option<u64>,
+    pub(crate) accounting: Accounting,
+    /// Burst credit in nanoseconds of the limit (token bucket only; zero for windows).
     pub(crate) burst: u64,
-    pub(crate) reserve_ppm: u64,
+    /// The share of the capacity (bucket) or of the limit (window) that batch and borrowing
+    /// calls leave to interactive ones; `None`: the window's automatic reserve.
+    pub(crate) reserve_ppm: Option<u64>,
     pub(crate) shares: Option<Arc<[u64]>>,
     /// The sum of the share weights (0 without shares).
     pub(crate) share_total: u64,
     pub(crate) share_burst: u64,
     pub(crate) max_queue: u32,
-    pub(crate) max_wait: u64,
     pub(crate) learning: LearningRules,
 }
 
 /// [`Learning`] in the integer form the arithmetic uses.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LearningRules {
-    pub(crate) decrease_ppm: u64,
-    pub(crate) increase_ppm: u64,
+    pub(crate) max_cut_ppm: u64,
+    pub(crate) regain_ppm: u64,
     pub(crate) floor_ppm: u64,
 }
 
+impl LearningRules {
+    pub(crate) fn off(&self) -> bool {
+        self.floor_ppm >= 1_000_000 && self.max_cut_ppm >= 1_000_000
+    }
+}
+
 impl Limit {
-    /// A builder for limits per `window`.
+    /// A builder for limits per `window`, counted as a [sliding window](Accounting::SlidingWindow)
+    /// unless told otherwise.
     pub fn per_window(window: Duration) -> LimitBuilder {
         LimitBuilder {
             window,
             requests: None,
             units: None,
-            burst: Duration::ZERO,
-            reserve: 0.0,
+            accounting: Accounting::SlidingWindow,
+            reserve: None,
             shares: None,
             share_burst: None,
             max_queue: 1024,
-            max_wait: Duration::from_secs(30),
-            learning: Learning::AIMD,
+            learning: Learning::SHARED,
         }
     }
 
-    /// A builder for limits per minute (Bedrock RPM/TPM).
+    /// A builder for limits per minute (Bedrock's tokens per minute).
     pub fn per_minute() -> LimitBuilder {
         Limit::per_window(Duration::from_secs(60))
     }
 
-    /// A builder for limits per second (DynamoDB capacity units).
+    /// A builder for limits per second (DynamoDB capacity units; add DynamoDB's
+    /// [burst](LimitBuilder::burst) of 300 s).
     pub fn per_second() -> LimitBuilder {
         Limit::per_window(Duration::from_secs(1))
     }
@@ -159,9 +220,9 @@ impl Limit {
         self.units
     }
 
-    /// The default longest wait for a call of this key.
-    pub fn max_wait(&self) -> Duration {
-        Duration::from_nanos(self.max_wait)
+    /// How the provider counts, and so how the quota counts.
+    pub fn accounting(&self) -> Accounting {
+        self.accounting
     }
 }
 
@@ -171,12 +232,11 @@ pub struct LimitBuilder {
     window: Duration,
     requests: Option<u64>,
     units: Option<u64>,
-    burst: Duration,
-    reserve: f64,
+    accounting: Accounting,
+    reserve: Option<f64>,
     shares: Option<Vec<u64>>,
     share_burst: Option<Duration>,
     max_queue: u32,
-    max_wait: Duration,
     learning: Learning,
 }
 
@@ -193,18 +253,26 @@ impl LimitBuilder {
         self
     }
 
-    /// Unused capacity kept as burst credit, as a duration of the limit (DynamoDB keeps
-    /// 300 s). Default zero: calls are paced at the limit, so that no window of the server
-    /// sees more than the limit plus one call.
-    pub fn burst(mut self, credit: Duration) -> Self {
-        self.burst = credit;
+    /// How the provider counts (default [`Accounting::SlidingWindow`]).
+    pub fn accounting(mut self, accounting: Accounting) -> Self {
+        self.accounting = accounting;
         self
     }
 
-    /// The fraction (0..=1) of the burst credit that batch and borrowing calls leave for
-    /// interactive ones. Default 0.
+    /// Counts as a [token bucket](Accounting::TokenBucket) keeping up to `credit` of unused
+    /// capacity (DynamoDB keeps 300 s; OpenAI's and Anthropic's buckets hold one window).
+    /// Zero paces calls at the limit.
+    pub fn burst(mut self, credit: Duration) -> Self {
+        self.accounting = Accounting::TokenBucket { burst: credit };
+        self
+    }
+
+    /// The fraction (0..=1) that batch and borrowing calls leave for interactive ones: of the
+    /// burst credit for a token bucket (default 0), of the limit for a sliding window (default:
+    /// automatic, the interactive spend of the trailing window over a sixteenth of a window,
+    /// so that interactive arrivals find room while batch calls queue).
     pub fn interactive_reserve(mut self, fraction: f64) -> Self {
-        self.reserve = fraction;
+        self.reserve = Some(fraction);
         self
     }
 
@@ -230,13 +298,7 @@ impl LimitBuilder {
         self
     }
 
-    /// The longest a call waits when it does not say (default 30 s).
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
-        self
-    }
-
-    /// How the limit learns from throttles (default [`Learning::AIMD`]).
+    /// How the limit learns from throttles (default [`Learning::SHARED`]).
     pub fn learning(mut self, learning: Learning) -> Self {
         self.learning = learning;
         self
@@ -269,19 +331,21 @@ impl LimitBuilder {
                 "set a requests or a units limit (or both)",
             ));
         }
-        if self.burst > MAX_BURST {
-            return Err(ConfigError::new(
-                "burst",
-                self.burst,
-                "must be at most 24 h",
-            ));
+        let burst = match self.accounting {
+            Accounting::SlidingWindow => Duration::ZERO,
+            Accounting::TokenBucket { burst } => burst,
+        };
+        if burst > MAX_BURST {
+            return Err(ConfigError::new("burst", burst, "must be at most 24 h"));
         }
-        if !(0.0..=1.0).contains(&self.reserve) {
-            return Err(ConfigError::new(
-                "interactive_reserve",
-                self.reserve,
-                "must be a fraction between 0 and 1",
-            ));
+        if let Some(reserve) = self.reserve {
+            if !(0.0..=1.0).contains(&reserve) {
+                return Err(ConfigError::new(
+                    "interactive_reserve",
+                    reserve,
+                    "must be a fraction between 0 and 1",
+                ));
+            }
         }
         let (shares, share_total) = match self.shares {
             None => (None, 0),
@@ -318,26 +382,19 @@ impl LimitBuilder {
         if self.max_queue == 0 {
             return Err(ConfigError::new("max_queue", 0, "must be at least 1"));
         }
-        if self.max_wait > super::quota::MAX_WAIT {
-            return Err(ConfigError::new(
-                "max_wait",
-                self.max_wait,
-                "must be at most 24 h",
-            ));
-        }
         let l = self.learning;
         let fraction = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
-        if !fraction(l.decrease) || l.decrease == 0.0 {
+        if !fraction(l.max_cut) || l.max_cut == 0.0 {
             return Err(ConfigError::new(
-                "learning.decrease",
-                l.decrease,
+                "learning.max_cut",
+                l.max_cut,
                 "must be a fraction in (0, 1]",
             ));
         }
-        if !fraction(l.increase) {
+        if !fraction(l.regain) {
             return Err(ConfigError::new(
-                "learning.increase",
-                l.increase,
+                "learning.regain",
+                l.regain,
                 "must be a fraction in [0, 1]",
             ));
         }
@@ -353,16 +410,16 @@ impl LimitBuilder {
             window: nanos(self.window),
             requests: self.requests,
             units: self.units,
-            burst: nanos(self.burst),
-            reserve_ppm: ppm(self.reserve),
+            accounting: self.accounting,
+            burst: nanos(burst),
+            reserve_ppm: self.reserve.map(ppm),
             shares,
             share_total,
             share_burst: nanos(share_burst),
             max_queue: self.max_queue,
-            max_wait: nanos(self.max_wait),
             learning: LearningRules {
-                decrease_ppm: ppm(l.decrease).max(1),
-                increase_ppm: ppm(l.increase),
+                max_cut_ppm: ppm(l.max_cut).max(1),
+                regain_ppm: ppm(l.regain),
                 floor_ppm: ppm(l.floor).max(1),
             },
         })
@@ -400,7 +457,7 @@ mod tests {
         assert_eq!(e.field(), "shares");
         let e = Limit::per_minute()
             .units(5)
-            .learning(Learning::aimd(0.5, 0.01, f64::INFINITY))
+            .learning(Learning::new(0.5, 0.01, f64::INFINITY))
             .build()
             .unwrap_err();
         assert_eq!(e.field(), "learning.floor");

@@ -149,10 +149,14 @@
 mod bucket;
 mod cost;
 mod layer;
+mod learn;
 mod limit;
 mod quota;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod ring;
+mod state;
+mod window;
 
 pub use self::cost::{
     Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage, Remaining,
@@ -164,8 +168,8 @@ pub use self::layer::{
     Admission, AdmissionLayer, Demand, DemandKey, Fixed, Keyed, OkIsSuccess, ResponseFuture,
 };
 pub use self::limit::{
-    ConfigError, Learning, Limit, LimitBuilder, MAX_BURST, MAX_LIMIT, MAX_TENANTS, MAX_WINDOW,
-    Priority, Tenant,
+    Accounting, ConfigError, Learning, Limit, LimitBuilder, MAX_BURST, MAX_LIMIT, MAX_TENANTS,
+    MAX_WINDOW, Priority, Tenant,
 };
 pub use self::quota::{
     Ask, Grant, Headroom, MAX_WAIT, MemorySlot, MemoryStore, MemoryTicket, Quota, QuotaBuilder,

@@ -12,16 +12,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::bucket::{KeyState, Refusal, Ticket};
 use super::cost::{Cost, Usage};
 use super::limit::{Limit, Priority, Tenant};
+use super::state::{KeyState, Refusal, Ticket};
 use crate::Outcome;
+use crate::deadline::Deadline;
 use crate::nanos;
 
 /// The longest any call may be told to wait; longer waits are rejected.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
-/// One call's request for quota: its cost, priority, tenant and longest acceptable wait.
+/// One call's request for quota: its cost, priority, tenant and deadline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ask {
     /// What the call will spend.
@@ -30,18 +31,20 @@ pub struct Ask {
     pub priority: Priority,
     /// The application the call is for, when the key's limit has [shares](super::LimitBuilder::shares).
     pub tenant: Option<Tenant>,
-    /// The longest the call may wait; `None` uses the limit's [`max_wait`](super::LimitBuilder::max_wait).
-    pub max_wait: Option<Duration>,
+    /// The latest the call may be admitted: the call's [`Deadline`]. `None`: the one in scope
+    /// ([`Deadline::current`]), else the priority's [default wait](Priority::default_wait)
+    /// from the reservation.
+    pub deadline: Option<Deadline>,
 }
 
 impl Ask {
-    /// An interactive call of `cost` with no tenant and the default wait.
+    /// An interactive call of `cost` with no tenant and the deadline in scope.
     pub const fn new(cost: Cost) -> Self {
         Ask {
             cost,
             priority: Priority::Interactive,
             tenant: None,
-            max_wait: None,
+            deadline: None,
         }
     }
 
@@ -57,10 +60,18 @@ impl Ask {
         self
     }
 
-    /// Sets the longest wait.
-    pub const fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = Some(wait);
+    /// Sets the deadline.
+    pub const fn deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = Some(deadline);
         self
+    }
+
+    /// The instant this call may be admitted by at the latest, reserving at `now`.
+    pub fn deadline_at(&self, now: Instant) -> Instant {
+        match self.deadline.or_else(Deadline::current) {
+            Some(deadline) => deadline.instant(),
+            None => now.checked_add(self.priority.default_wait()).unwrap_or(now),
+        }
     }
 }
 
@@ -304,10 +315,12 @@ impl Slot for Arc<MemorySlot> {
 
     #[inline]
     fn reserve(&self, ask: &Ask, now: Instant) -> Result<(MemoryTicket, Grant), Rejected> {
+        let deadline = self.ns(ask.deadline_at(now));
         let now = self.ns(now);
+        let deadline = deadline.min(now.saturating_add(nanos(MAX_WAIT)));
         let ticket = self
             .lock()
-            .reserve(&self.limit, ask, now)
+            .reserve(&self.limit, ask, deadline, now)
             .map_err(Rejected::from_refusal)?;
         let grant = if ticket.waiting {
             Grant::At(self.instant(ticket.admit_at))
@@ -347,8 +360,10 @@ impl Slot for Arc<MemorySlot> {
         }
         let now = self.ns(now());
         let mut state = self.lock();
-        let moves = outcome.kind.teaches_quota() || state.learning();
-        state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
+        let moved = state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
+        // A limit learned below the configured one at the last settle may have regained it
+        // since: that is a move to report too.
+        let moves = moved || self.learning.load(Ordering::Relaxed);
         self.learning.store(state.learning(), Ordering::Relaxed);
         if !moves {
             return None;

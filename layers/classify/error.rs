@@ -134,16 +134,23 @@ fn own_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
     // Admission shed the call locally: a quota throttle that was never sent. A cost that no
     // window could ever hold is a mistake in the request, not a reason to wait.
     if let Some(rejected) = error.downcast_ref::<crate::admission::Rejected>() {
-        return Some(match rejected.reason {
-            crate::admission::RejectReason::CostTooLarge => Outcome::FATAL,
-            _ => Outcome::throttled(crate::ThrottleScope::Unknown)
-                .with_retry_after_opt(rejected.retry_in),
-        });
+        return Some(
+            match rejected.reason {
+                crate::admission::RejectReason::CostTooLarge => Outcome::FATAL,
+                _ => Outcome::throttled(crate::ThrottleScope::Unknown)
+                    .with_retry_after_opt(rejected.retry_in),
+            }
+            .refused_locally(),
+        );
     }
     // A fast-fail says the backend is unavailable and when to come back; it was never sent, so
     // a breaker never records it.
     if let Some(open) = error.downcast_ref::<crate::breaker::CircuitOpen>() {
-        return Some(Outcome::new(OutcomeKind::Unavailable).with_retry_after(open.retry_in));
+        return Some(
+            Outcome::new(OutcomeKind::Unavailable)
+                .with_retry_after(open.retry_in)
+                .refused_locally(),
+        );
     }
     if let Some(none) = error.downcast_ref::<crate::fallback::NoTargetAvailable>() {
         let kind = match none.cause {
@@ -153,7 +160,11 @@ fn own_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
             }
             _ => OutcomeKind::Unavailable,
         };
-        return Some(Outcome::new(kind).with_retry_after_opt(none.retry_in));
+        return Some(
+            Outcome::new(kind)
+                .with_retry_after_opt(none.retry_in)
+                .refused_locally(),
+        );
     }
     None
 }

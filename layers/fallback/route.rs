@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::breaker::ConfigError;
+use crate::deadline::Deadline;
 use crate::observe::Labels;
 use crate::{Outcome, OutcomeKind};
 
@@ -68,8 +69,8 @@ impl<T> Target<T> {
 /// How long a target's quota would make a call wait before it is admitted.
 ///
 /// The seam between the router and admission: the router prefers targets that can admit now,
-/// waits (through the admission layer inside the target) for the shortest wait within
-/// `max_wait` when none can, and skips targets that cannot admit at all (`None`).
+/// waits (through the admission layer inside the target) for the shortest wait within the
+/// call's [`Deadline`] when none can, and skips targets that cannot admit at all (`None`).
 pub trait Headroom<T> {
     /// `Some(ZERO)`: admits now; `Some(wait)`: admits after `wait`; `None`: cannot admit.
     fn admit_wait(&self, target: &T, now: Instant) -> Option<Duration>;
@@ -224,7 +225,6 @@ pub struct Route<T> {
     targets: Box<[Target<T>]>,
     policy: FallbackPolicy,
     max_hops: u32,
-    max_wait: Duration,
 }
 
 /// Builds a [`Route`].
@@ -233,17 +233,15 @@ pub struct RouteBuilder<T> {
     targets: Vec<Target<T>>,
     policy: FallbackPolicy,
     max_hops: u32,
-    max_wait: Duration,
 }
 
 impl<T> Route<T> {
-    /// A builder with no targets, the default policy, `max_hops` 2 and `max_wait` 10 s.
+    /// A builder with no targets, the default policy and `max_hops` 2.
     pub fn builder() -> RouteBuilder<T> {
         RouteBuilder {
             targets: Vec::new(),
             policy: FallbackPolicy::default(),
             max_hops: 2,
-            max_wait: Duration::from_secs(10),
         }
     }
 
@@ -262,17 +260,13 @@ impl<T> Route<T> {
         self.max_hops
     }
 
-    /// The longest admission wait the router accepts for a target.
-    pub fn max_wait(&self) -> Duration {
-        self.max_wait
-    }
-
-    /// A fresh per-request plan.
+    /// A fresh per-request plan, bound by the [`Deadline`] in scope when there is one.
     pub fn plan(&self) -> Plan {
         Plan {
             tried: 0,
             calls: 0,
             prefer: Prefer::Any,
+            deadline: Deadline::current(),
         }
     }
 
@@ -281,7 +275,9 @@ impl<T> Route<T> {
     /// Walks the untried targets in order (those matching the preference the last outcome set
     /// come first) and takes the first that can admit now and whose breaker gives a permit
     /// (`acquire(index)`, which returns `Err(retry_in)` when open). If none can admit now, takes
-    /// the one with the shortest admission wait within `max_wait`. Otherwise the request is
+    /// the one with the shortest admission wait within the plan's deadline (the call's
+    /// [`Deadline`]; without one, an interactive call's
+    /// [default wait](crate::admission::Priority::default_wait)). Otherwise the request is
     /// [`Choice::Exhausted`], with the earliest time any skipped target could serve.
     pub fn choose<H, P>(
         &self,
@@ -307,6 +303,10 @@ impl<T> Route<T> {
                 soonest = Some((d, cause));
             }
         };
+        let max_wait = match plan.deadline {
+            Some(deadline) => deadline.remaining(now),
+            None => crate::admission::Priority::Interactive.default_wait(),
+        };
         // Waits are remembered per target so the second pass does not ask again.
         let mut waits = [None::<Duration>; MAX_TARGETS];
         for pass in [true, false] {
@@ -325,7 +325,7 @@ impl<T> Route<T> {
                         }
                         Err(open) => note(open, Exhaustion::BreakerOpen),
                     }
-                } else if wait <= self.max_wait {
+                } else if wait <= max_wait {
                     waits[index] = Some(wait);
                 } else {
                     note(wait, Exhaustion::NoHeadroom);
@@ -434,12 +434,6 @@ impl<T> RouteBuilder<T> {
         self
     }
 
-    /// The longest admission wait a target may need and still be chosen (default 10 s).
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
-        self
-    }
-
     /// Validates: at least one target, at most [`MAX_TARGETS`], names unique.
     pub fn build(self) -> Result<Route<T>, ConfigError> {
         if self.targets.is_empty() {
@@ -472,7 +466,6 @@ impl<T> RouteBuilder<T> {
             targets: self.targets.into_boxed_slice(),
             policy: self.policy,
             max_hops: self.max_hops,
-            max_wait: self.max_wait,
         })
     }
 }
@@ -483,9 +476,22 @@ pub struct Plan {
     tried: u64,
     calls: u32,
     prefer: Prefer,
+    deadline: Option<Deadline>,
 }
 
 impl Plan {
+    /// Binds the plan's admission waits to `deadline` (instead of the one in scope when the
+    /// plan was made).
+    pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The deadline the plan's admission waits are bound by, if any.
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
     /// Calls made so far.
     pub fn calls(&self) -> u32 {
         self.calls
@@ -535,7 +541,7 @@ pub enum Exhaustion {
     Hops,
     /// A circuit breaker is open.
     BreakerOpen,
-    /// The target's quota cannot admit the call within the route's `max_wait` (or ever).
+    /// The target's quota cannot admit the call within the call's deadline (or ever).
     NoHeadroom,
 }
 

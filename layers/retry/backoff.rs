@@ -310,7 +310,9 @@ impl Backoff {
     ) -> Result<Duration, StopReason> {
         let class = ScheduleClass::of(outcome.kind).ok_or(StopReason::NotRetryable)?;
         if let Some(asked) = outcome.retry_after {
-            if asked > self.max_server_delay {
+            // A delay this client's own quota gave (a local refusal) is bounded by the call's
+            // deadline, not by what the policy trusts a server to ask.
+            if asked > self.max_server_delay && !outcome.local {
                 return Err(StopReason::ServerDelayTooLong);
             }
             let extra = asked.saturating_mul(self.server_jitter_percent) / 100;

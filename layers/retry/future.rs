@@ -11,6 +11,7 @@ use tower_service::Service;
 
 use super::layer::Shared;
 use super::{Decision, Fatal, RetriesExhausted, RetryState};
+use crate::deadline::Deadline;
 use crate::{BoxError, Classify, OutcomeKind};
 
 pin_project! {
@@ -70,11 +71,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let deadline = this.retry.deadline();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
                     let shared = &**this.shared;
-                    let (outcome, result) = match ready!(future.poll(cx)) {
+                    let polled = Deadline::scope(deadline, || future.poll(cx));
+                    let (outcome, result) = match ready!(polled) {
                         Ok(response) => {
                             let outcome = shared.classifier.classify(Ok(&response));
                             (outcome, Ok(response))
@@ -85,7 +88,9 @@ where
                             (outcome, Err(error))
                         }
                     };
-                    shared.metrics.attempt(outcome.kind);
+                    if !outcome.local {
+                        shared.metrics.attempt(outcome.kind);
+                    }
                     if outcome.is_success() {
                         this.retry.succeeded();
                         return Poll::Ready(finish(shared, this.retry, result));
@@ -123,7 +128,8 @@ where
                 }
                 StateProj::Readying => {
                     ready!(this.service.poll_ready(cx)).map_err(Into::into)?;
-                    let future = this.service.call(this.request.clone());
+                    let (service, request) = (&mut *this.service, &*this.request);
+                    let future = Deadline::scope(deadline, || service.call(request.clone()));
                     this.state.set(State::Called { future });
                 }
             }

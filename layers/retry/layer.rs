@@ -4,6 +4,7 @@ use std::fmt;
 use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tower_layer::Layer;
@@ -11,6 +12,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::{RetryMetrics, RetryPolicy};
+use crate::deadline::Deadline;
 use crate::observe::Labels;
 use crate::{BoxError, Classify};
 
@@ -23,6 +25,7 @@ pub struct RetryLayer<C> {
     policy: RetryPolicy,
     classifier: C,
     labels: Labels,
+    deadline: Option<Duration>,
 }
 
 impl<C> RetryLayer<C> {
@@ -32,7 +35,15 @@ impl<C> RetryLayer<C> {
             policy,
             classifier,
             labels: Labels::none(),
+            deadline: None,
         }
+    }
+
+    /// The wait budget of a call that carries no [`Deadline`], instead of the policy's
+    /// [`deadline`](RetryPolicy::deadline) (the stack sets its priority's default here).
+    pub fn deadline(mut self, budget: Duration) -> Self {
+        self.deadline = Some(budget);
+        self
     }
 
     /// The labels the layer reports its metrics and events under.
@@ -52,6 +63,7 @@ impl<S, C: Clone> Layer<S> for RetryLayer<C> {
                 policy: self.policy.clone(),
                 classifier: self.classifier.clone(),
                 metrics: RetryMetrics::register(&self.labels),
+                deadline: self.deadline,
             }),
         }
     }
@@ -62,6 +74,7 @@ impl<C> fmt::Debug for RetryLayer<C> {
         f.debug_struct("RetryLayer")
             .field("policy", &self.policy)
             .field("labels", &self.labels)
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -70,6 +83,8 @@ pub(crate) struct Shared<C> {
     pub(crate) policy: RetryPolicy,
     pub(crate) classifier: C,
     pub(crate) metrics: RetryMetrics,
+    /// The budget of a call without a [`Deadline`], overriding the policy's.
+    pub(crate) deadline: Option<Duration>,
 }
 
 /// The service built by [`RetryLayer`].
@@ -147,8 +162,14 @@ where
         // for the next one (see `tower::Service`'s docs on cloning in `call`).
         let clone = self.inner.clone();
         let mut service = mem::replace(&mut self.inner, clone);
-        let state = self.shared.policy.start(Instant::now());
-        let future = service.call(request.clone());
+        let now = Instant::now();
+        let policy = &self.shared.policy;
+        let state = match (Deadline::current(), self.shared.deadline) {
+            (None, Some(budget)) => policy.start_until(now, Some(Deadline::from_now(now, budget))),
+            _ => policy.start(now),
+        };
+        // The layers inside see the call's deadline while the call is made and polled.
+        let future = Deadline::scope(state.deadline(), || service.call(request.clone()));
         ResponseFuture::new(future, service, request, Arc::clone(&self.shared), state)
     }
 }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::backoff::{Backoff, BackoffBuilder};
 use super::budget::RetryBudget;
 use super::error::RetryInfo;
+use crate::deadline::Deadline;
 use crate::error::ConfigError;
 use crate::{Outcome, OutcomeKind};
 
@@ -87,14 +88,17 @@ pub enum Decision {
 #[derive(Clone, Debug)]
 pub struct RetryState {
     attempts: u32,
+    /// Refusals by this client before anything was sent (see [`Outcome::local`]).
+    refusals: u32,
     started: Instant,
+    deadline: Option<Deadline>,
     previous_delay: Duration,
     waited: Duration,
     rng: Option<fastrand::Rng>,
 }
 
 impl RetryState {
-    /// Attempts finished so far.
+    /// Attempts finished so far (sent to the service: local refusals are not attempts).
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -102,6 +106,11 @@ impl RetryState {
     /// When the first attempt started.
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// The call's deadline: no retry starts after it.
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
     }
 
     /// The total time spent waiting between attempts so far.
@@ -181,7 +190,7 @@ impl RetryPolicy {
         self.inner.max_attempts
     }
 
-    /// The overall deadline from the first attempt, if any.
+    /// The call's wait budget from its start when it carries no [`Deadline`], if any.
     pub fn deadline(&self) -> Option<Duration> {
         self.inner.deadline
     }
@@ -196,14 +205,28 @@ impl RetryPolicy {
         self.inner.budget.as_ref()
     }
 
-    /// Begins a call at `now`: counts it in the budget and returns its state.
+    /// Begins a call at `now`: counts it in the budget and returns its state. The call's
+    /// deadline is the [`Deadline`] in scope, else the policy's [`deadline`](Self::deadline)
+    /// from `now`.
     pub fn start(&self, now: Instant) -> RetryState {
+        let deadline = Deadline::current().or_else(|| {
+            self.inner
+                .deadline
+                .map(|budget| Deadline::from_now(now, budget))
+        });
+        self.start_until(now, deadline)
+    }
+
+    /// Begins a call at `now` bound by `deadline` (`None`: bounded by attempts and budget only).
+    pub fn start_until(&self, now: Instant, deadline: Option<Deadline>) -> RetryState {
         if let Some(budget) = &self.inner.budget {
             budget.deposit(now);
         }
         RetryState {
             attempts: 0,
+            refusals: 0,
             started: now,
+            deadline,
             previous_delay: Duration::ZERO,
             waited: Duration::ZERO,
             rng: None,
@@ -214,40 +237,45 @@ impl RetryPolicy {
     /// retry and after how long.
     ///
     /// The checks run cheapest first, and the budget is charged only when everything else
-    /// allows the retry, so a stopped call never spends budget.
+    /// allows the retry, so a stopped call never spends budget. An outcome this client
+    /// produced before sending anything ([`Outcome::local`]: admission shed the call, every
+    /// breaker was open) is not an attempt: it counts as a refusal (at most `max_attempts` of
+    /// them per call) and never spends the budget, which bounds the load on the *server*.
     pub fn decide(&self, state: &mut RetryState, outcome: &Outcome, now: Instant) -> Decision {
-        state.attempts = state.attempts.saturating_add(1);
         let inner = &*self.inner;
+        let tries = if outcome.local {
+            state.refusals = state.refusals.saturating_add(1);
+            state.refusals
+        } else {
+            state.attempts = state.attempts.saturating_add(1);
+            state.attempts
+        };
         if !outcome.kind.is_retryable()
             || (outcome.kind == OutcomeKind::Timeout && !inner.retry_timeouts)
         {
             return Decision::Stop(StopReason::NotRetryable);
         }
-        if state.attempts >= inner.max_attempts {
+        if tries >= inner.max_attempts {
             return Decision::Stop(StopReason::MaxAttempts);
         }
         let rng = state.rng.get_or_insert_with(|| {
             let call = inner.calls.fetch_add(1, Ordering::Relaxed);
             fastrand::Rng::with_seed(inner.seed ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         });
-        let delay =
-            match inner
-                .backoff
-                .delay(state.attempts - 1, outcome, state.previous_delay, now, rng)
-            {
-                Ok(delay) => delay,
-                Err(reason) => return Decision::Stop(reason),
-            };
-        if let Some(deadline) = inner.deadline {
-            match (now.checked_add(delay), state.started.checked_add(deadline)) {
-                (None, _) => return Decision::Stop(StopReason::Deadline),
-                (Some(retry_at), Some(end)) if retry_at > end => {
-                    return Decision::Stop(StopReason::Deadline);
-                }
-                _ => {}
+        let delay = match inner
+            .backoff
+            .delay(tries - 1, outcome, state.previous_delay, now, rng)
+        {
+            Ok(delay) => delay,
+            Err(reason) => return Decision::Stop(reason),
+        };
+        if let Some(deadline) = state.deadline {
+            match now.checked_add(delay) {
+                Some(retry_at) if retry_at <= deadline.instant() => {}
+                _ => return Decision::Stop(StopReason::Deadline),
             }
         }
-        if let Some(budget) = &inner.budget {
+        if let Some(budget) = inner.budget.as_ref().filter(|_| !outcome.local) {
             if !budget.withdraw(now) {
                 return Decision::Stop(StopReason::Budget);
             }
@@ -320,8 +348,10 @@ impl RetryPolicyBuilder {
         self
     }
 
-    /// No retry starts later than `deadline` after the first attempt started. Bound each
-    /// attempt's own duration with a timeout layer inside the retry layer.
+    /// The call's wait budget when it carries no [`Deadline`]: no retry starts later than
+    /// `deadline` after the first attempt started, and the layers inside (the fallback router,
+    /// admission) wait no longer either. Bound each attempt's own duration with a timeout
+    /// layer inside the retry layer.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self

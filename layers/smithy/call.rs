@@ -20,6 +20,7 @@ use crate::admission::{
     AdmissionMetrics, Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage,
 };
 use crate::breaker::{BreakerPermit, CircuitOpen};
+use crate::deadline::Deadline;
 use crate::fallback::{After, Choice, NoTargetAvailable, Plan, choose, served_counter};
 use crate::observe::{CounterSet, Labels};
 use crate::retry::{RetryMetrics, RetryState};
@@ -143,6 +144,10 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             .filter(|_| prepared.routable)
             .filter(|route| route.targets().first().map(|t| t.key()) == Some(&prepared.key))
             .map(|route| route.plan());
+        // The caller's deadline, when the SDK call runs within one; else the client's budget.
+        let deadline = Deadline::current().unwrap_or(Deadline::from_now(now, self.deadline));
+        let retry = self.retry.start_until(now, Some(deadline));
+        let plan = plan.map(|plan| plan.with_deadline(Some(deadline)));
         CallHandle(Arc::new(Mutex::new(Call {
             id: self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             owner,
@@ -150,7 +155,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             prepared,
             region,
             plan,
-            retry: self.retry.start(now),
+            retry,
             attempt: None,
         })))
     }
@@ -246,16 +251,22 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         if self.quota.is_none() {
             return Ok(None);
         }
+        // The request is signed before it waits: never past SigV4's validity.
+        let signed_limit = Deadline::from_now(Instant::now(), super::MAX_ADMISSION_WAIT);
+        let deadline = match call.retry.deadline() {
+            Some(deadline) => deadline.min(signed_limit),
+            None => signed_limit,
+        };
         let mut ask = Ask::new(call.prepared.cost)
             .priority(self.priority)
-            .max_wait(self.max_wait);
+            .deadline(deadline);
         if let Some(tenant) = self.tenant {
             ask = ask.tenant(tenant);
         }
         Ok(Some((Arc::clone(&attempt.key), ask)))
     }
 
-    /// Reserves `ask` on `key` and waits for the grant (bounded by the ask's `max_wait`).
+    /// Reserves `ask` on `key` and waits for the grant (bounded by the ask's deadline).
     pub(crate) async fn admit(
         &self,
         key: &Arc<str>,
@@ -341,7 +352,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             crate::retry::Decision::Retry(delay) => {
                 if let (Some(route), Some(plan)) = (&self.route, call.plan.as_mut()) {
                     // A retry starts over from the preferred target, as the Tower stack's does.
-                    *plan = route.plan();
+                    *plan = route.plan().with_deadline(call.retry.deadline());
                 }
                 events.retry.retry(outcome, &call.retry, delay);
                 Decision::Retry(outcome.kind, delay)
@@ -362,7 +373,9 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         units: Option<u64>,
         now: Instant,
     ) {
-        attempt.events.retry.attempt(outcome.kind);
+        if !outcome.local {
+            attempt.events.retry.attempt(outcome.kind);
+        }
         if !attempt.sent {
             if let Some(reservation) = attempt.reservation.take() {
                 reservation.release_unsent(now);

@@ -24,7 +24,7 @@ use crate::fallback::Exhaustion;
 /// Per attempt, before the request goes out: fails at once — no network call — when the
 /// interceptor found no target that can serve or the target's breaker is open, and otherwise
 /// waits for the target's quota to admit the call (at most
-/// [`max_wait`](super::SdkHeadroomBuilder::max_wait)). The signed request is passed on
+/// the call's deadline, and at most [`MAX_ADMISSION_WAIT`](super::MAX_ADMISSION_WAIT)). The signed request is passed on
 /// as it was signed (the interceptor's unsigned call-number header is removed first). A request
 /// that did not come through the [`HeadroomInterceptor`](super::HeadroomInterceptor) is passed
 /// straight through.

@@ -12,8 +12,8 @@
 //!   usage after deserialization and settles the reservation, records the breaker outcome, and
 //!   decides the retry with the retry policy (attempt count, budget, fallback moves).
 //! - [`HeadroomHttpClient`] (asynchronous, once per attempt, around your client): waits for
-//!   admission — bounded by [`SdkHeadroomBuilder::max_wait`], well under SigV4's five-minute
-//!   signature validity — and fails fast when no target can serve or its breaker is open,
+//!   admission — bounded by the call's [`Deadline`](crate::Deadline) and by
+//!   [`MAX_ADMISSION_WAIT`], well under SigV4's five-minute signature validity — and fails fast when no target can serve or its breaker is open,
 //!   without a network call and without touching the signed request.
 //! - [`HeadroomClassifier`]: runs after the SDK's own classifiers, so it has the last word, and
 //!   hands the interceptor's decision to the SDK's retry loop as
@@ -155,7 +155,8 @@ pub(crate) struct Shared<S: crate::admission::StoreSlot> {
     pub(crate) quota: Option<Quota<Arc<str>, S>>,
     pub(crate) priority: Priority,
     pub(crate) tenant: Option<Tenant>,
-    pub(crate) max_wait: Duration,
+    /// A call's wait budget when it carries no [`Deadline`](crate::Deadline).
+    pub(crate) deadline: Duration,
     pub(crate) estimation: Estimation,
     /// The calls in flight, by their orchestrator context (for the classifier) and by their
     /// id (for the HTTP client, which finds it in a request header).
@@ -246,7 +247,7 @@ impl SdkHeadroom {
             quota: None,
             priority: Priority::Interactive,
             tenant: None,
-            max_wait: Duration::from_secs(30),
+            deadline: None,
             estimation: Estimation {
                 chars_per_token: 4,
                 output_multiplier: 1,
@@ -280,7 +281,8 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
     }
 
     /// The SDK `max_backoff` that pairs with this headroom: long enough for the longest delay
-    /// the policy can choose, so the SDK does not cut it short.
+    /// the policy can choose (a local admission wait may take the call's whole budget), so the
+    /// SDK does not cut it short.
     pub fn sdk_max_backoff(&self) -> Duration {
         let backoff = self.shared.retry.backoff();
         let window = backoff
@@ -298,7 +300,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
         .max()
         .unwrap_or(Duration::ZERO);
         let server = backoff.max_server_delay().min(Duration::from_secs(300));
-        window.max(schedules).max(server)
+        window.max(schedules).max(server).max(self.shared.deadline)
     }
 
     /// The SDK retry partition to pair with this headroom (what `configure_bedrock` and
@@ -340,7 +342,7 @@ pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     quota: Option<Quota<Arc<str>, S>>,
     priority: Priority,
     tenant: Option<Tenant>,
-    max_wait: Duration,
+    deadline: Option<Duration>,
     estimation: Estimation,
 }
 
@@ -349,7 +351,7 @@ impl<S> fmt::Debug for SdkHeadroomBuilder<S> {
         f.debug_struct("SdkHeadroomBuilder")
             .field("profile", &self.profile)
             .field("targets", &self.targets.len())
-            .field("max_wait", &self.max_wait)
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -413,7 +415,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             quota: Some(quota),
             priority: self.priority,
             tenant: self.tenant,
-            max_wait: self.max_wait,
+            deadline: self.deadline,
             estimation: self.estimation,
         }
     }
@@ -431,10 +433,13 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
         self
     }
 
-    /// The longest an attempt waits for admission (default 30 s, at most
-    /// [`MAX_ADMISSION_WAIT`]). Longer waits are answered at once with a retry delay.
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
+    /// The wait budget of a call that carries no [`Deadline`](crate::Deadline) (default: the
+    /// profile's [`deadline`](Profile::deadline) for the client's priority): admission waits,
+    /// the router's choice of a target that must wait, and retries all spend from it. One
+    /// attempt's admission wait is also bounded by [`MAX_ADMISSION_WAIT`] (the request is
+    /// signed before it waits); a longer wait is answered at once with a retry delay.
+    pub fn deadline(mut self, budget: Duration) -> Self {
+        self.deadline = Some(budget);
         self
     }
 
@@ -460,8 +465,8 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
 
     /// Validates and builds.
     ///
-    /// Errors name the field: a zero `chars_per_token` or `output_multiplier`, a `max_wait`
-    /// above [`MAX_ADMISSION_WAIT`], duplicate target names, more targets than the router
+    /// Errors name the field: a zero `chars_per_token` or `output_multiplier`, a zero
+    /// `deadline` or one above a day, duplicate target names, more targets than the router
     /// holds.
     pub fn build(self) -> Result<SdkHeadroom<S>, ConfigError> {
         let est = self.estimation;
@@ -475,15 +480,22 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 "must be at least 1",
             ));
         }
-        if self.max_wait > MAX_ADMISSION_WAIT {
-            return Err(ConfigError::new(
-                "max_wait",
-                format!("{:?}", self.max_wait),
-                "must be at most 240s: the request is signed before it waits, and SigV4 signatures expire after 5 minutes",
-            ));
-        }
+        let deadline = match self.deadline {
+            Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
+                return Err(ConfigError::new(
+                    "deadline",
+                    budget,
+                    "must be more than zero and at most 24 h",
+                ));
+            }
+            Some(budget) => budget,
+            None => self.profile.deadline(self.priority),
+        };
         let retry = match self.retry {
             Some(policy) => policy,
+            // With a quota, admission holds a throttled call's retry until the window has
+            // room, as in the Tower stack.
+            None if self.quota.is_some() => self.profile.paced_retry().build()?,
             None => self.profile.retry().build()?,
         };
         let route = if self.targets.is_empty() {
@@ -499,7 +511,6 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             if let Some(hops) = self.max_hops {
                 builder = builder.max_hops(hops);
             }
-            builder = builder.max_wait(self.max_wait);
             Some(builder.build()?)
         };
         let breakers = match self.breakers {
@@ -528,7 +539,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 quota: self.quota,
                 priority: self.priority,
                 tenant: self.tenant,
-                max_wait: self.max_wait,
+                deadline,
                 estimation: est,
                 calls: Mutex::new(Registry {
                     by_context: HashMap::new(),

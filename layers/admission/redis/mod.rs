@@ -700,10 +700,10 @@ impl<K: Key> RedisStore<K> {
         let caps = [0, 1].map(|d| burst(limits[d]).max(lease[d].saturating_add(slack(limits[d]))));
         let max_cost = [0, 1].map(|d| limits[d].saturating_add(burst(limits[d])));
         let reserve = [0, 1].map(|d| {
-            sat(
-                u64::try_from(u128::from(lease[d]) * u128::from(limit.reserve_ppm) / 1_000_000)
-                    .unwrap_or(0),
+            sat(u64::try_from(
+                u128::from(lease[d]) * u128::from(limit.reserve_ppm.unwrap_or(0)) / 1_000_000,
             )
+            .unwrap_or(0))
         });
         let ms = |ns: u64| ns / 1_000_000;
         let args = Args {
@@ -735,7 +735,6 @@ impl<K: Key> RedisStore<K> {
             args,
             max_cost,
             tenants,
-            max_wait: Duration::from_nanos(limit.max_wait),
             leases: Mutex::new(Leases::new(sizes, 1 + tenants)),
             kick: Arc::clone(&kick),
             fallback: inner.fallback.as_ref().map(|q| q.slot(key, now)),
@@ -805,7 +804,6 @@ struct SlotInner {
     args: Args,
     max_cost: [u64; 2],
     tenants: usize,
-    max_wait: Duration,
     leases: Mutex<Leases>,
     kick: Arc<Notify>,
     fallback: Option<Arc<MemorySlot>>,
@@ -1055,7 +1053,8 @@ impl Slot for RedisSlot {
             drop(leases);
             return s.degraded(ask, now);
         }
-        let max_wait = ask.max_wait.unwrap_or(s.max_wait).min(MAX_WAIT);
+        let deadline = ask.deadline_at(now).min(now + MAX_WAIT);
+        let max_wait = deadline.saturating_duration_since(now);
         let est = s.estimate(&leases, i, now);
         if est > max_wait {
             return Err(Rejected {
@@ -1071,7 +1070,6 @@ impl Slot for RedisSlot {
             })?;
         drop(leases);
         s.kick.notify_one();
-        let deadline = now + max_wait;
         let ticket = TicketState::Lease {
             lease: i,
             seq,
@@ -1130,7 +1128,7 @@ impl Slot for RedisSlot {
         lock(&s.leases).remove(i, seq, ask.cost, now);
         ticket.0 = TicketState::Done;
         if s.common.mode() != StoreMode::Shared && now < deadline {
-            let ask = ask.max_wait(deadline.saturating_duration_since(now));
+            let ask = ask.deadline(crate::Deadline::at(deadline));
             let (t, grant) = s.degraded(&ask, now)?;
             *ticket = t;
             return Ok(grant);

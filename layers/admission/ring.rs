@@ -1,0 +1,213 @@
+//! Spend per time slot over a trailing window: the memory of the sliding-window accounting and
+//! of learning ("what did this client spend in the last window?").
+//!
+//! A window of `W` nanoseconds is cut into `n` slots of `W / n`; the ring keeps `n + 1` of
+//! them, the newest being the slot `now` falls in, so everything spent since `now − W` is in
+//! it. A slot's spend leaves the ring when the slot ends plus one window: never earlier than
+//! each of its calls' instant plus `W`, at most one slot later. Memory is fixed per ring
+//! (`n + 1` counters), whatever the window and the traffic: a day's window keeps no per-call
+//! records.
+
+/// Spend per slot; see the module docs.
+#[derive(Clone, Debug)]
+pub(crate) struct Ring {
+    slots: Box<[u64]>,
+    slot_ns: u64,
+    /// Absolute index (time / slot length) of the newest slot.
+    head: u64,
+    /// The sum of every slot (all are live), exact: each slot's change is added here.
+    sum: u128,
+}
+
+impl Ring {
+    /// A ring over `window_ns` in (at most) `n` slots per window, its newest slot at `now`.
+    pub(crate) fn new(window_ns: u64, n: u64, now: u64) -> Self {
+        let window_ns = window_ns.max(1);
+        let slot_ns = (window_ns / n.max(1)).max(1);
+        let per_window = window_ns.div_ceil(slot_ns);
+        let len = usize::try_from(per_window + 1).unwrap_or(usize::MAX);
+        Ring {
+            slots: vec![0; len].into_boxed_slice(),
+            slot_ns,
+            head: now / slot_ns,
+            sum: 0,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    fn position(&self, slot: u64) -> usize {
+        (slot % self.len()) as usize
+    }
+
+    /// The absolute slot `t` falls in.
+    pub(crate) fn slot_of(&self, t: u64) -> u64 {
+        t / self.slot_ns
+    }
+
+    /// Moves the newest slot to `now`, forgetting the slots that left the window.
+    pub(crate) fn advance(&mut self, now: u64) {
+        let current = now / self.slot_ns;
+        if current <= self.head {
+            return;
+        }
+        let steps = (current - self.head).min(self.len());
+        for i in 1..=steps {
+            let p = self.position(self.head + i);
+            self.sum -= u128::from(self.slots[p]);
+            self.slots[p] = 0;
+        }
+        self.head = current;
+    }
+
+    /// What the live slots hold.
+    pub(crate) fn sum(&self) -> u128 {
+        self.sum
+    }
+
+    /// What the ring will hold at `now` (at or after its newest slot), without moving it.
+    pub(crate) fn sum_at(&self, now: u64) -> u128 {
+        let current = now / self.slot_ns;
+        if current <= self.head {
+            return self.sum;
+        }
+        let steps = (current - self.head).min(self.len());
+        let gone: u128 = (1..=steps)
+            .map(|i| u128::from(self.slots[self.position(self.head + i)]))
+            .sum();
+        self.sum - gone
+    }
+
+    /// Whether `slot` is still in the ring.
+    pub(crate) fn live(&self, slot: u64) -> bool {
+        slot <= self.head && self.head - slot < self.len()
+    }
+
+    /// Adds `amount` to the newest slot; returns that slot.
+    pub(crate) fn add(&mut self, amount: u64) -> u64 {
+        let head = self.head;
+        self.adjust(head, i128::from(amount));
+        head
+    }
+
+    /// Changes `slot` by `delta` (never below zero) when it is still live; a slot that left the
+    /// window is left alone (its spend no longer counts anywhere).
+    pub(crate) fn adjust(&mut self, slot: u64, delta: i128) {
+        if delta == 0 || !self.live(slot) {
+            return;
+        }
+        let p = self.position(slot);
+        let old = self.slots[p];
+        let new = u64::try_from((i128::from(old) + delta).max(0)).unwrap_or(u64::MAX);
+        self.slots[p] = new;
+        self.sum = self.sum - u128::from(old) + u128::from(new);
+    }
+
+    /// Nanoseconds from `now` until at least `free` of what the ring holds at `now` has left
+    /// it (the oldest slot leaves at the next slot boundary, the next one a slot later, …);
+    /// `None` when the ring does not hold that much.
+    pub(crate) fn wait_to_free(&self, free: u128, now: u64) -> Option<u64> {
+        if free == 0 {
+            return Some(0);
+        }
+        let len = self.len();
+        let oldest = (self.head + 1).saturating_sub(len);
+        let mut freed = 0u128;
+        for j in 0..len {
+            let slot = oldest + j;
+            if slot > self.head {
+                break;
+            }
+            // Slot `slot` leaves when slot `slot + len` begins; one that has left by `now` is
+            // not part of what `sum_at(now)` counts.
+            let leaves = (slot + len).saturating_mul(self.slot_ns);
+            if leaves <= now {
+                continue;
+            }
+            freed += u128::from(self.slots[self.position(slot)]);
+            if freed >= free {
+                return Some(leaves - now);
+            }
+        }
+        None
+    }
+
+    /// When everything now in the ring has left it.
+    pub(crate) fn empties_at(&self) -> u64 {
+        (self.head + self.len()).saturating_mul(self.slot_ns)
+    }
+
+    /// The slot length.
+    #[cfg(test)]
+    pub(crate) fn slot_ns(&self) -> u64 {
+        self.slot_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spend_leaves_one_window_after_its_slot_ends() {
+        // 60 ns window in 6 slots of 10 ns.
+        let mut r = Ring::new(60, 6, 0);
+        let s = r.add(5);
+        assert_eq!(s, 0);
+        r.advance(65);
+        assert_eq!(r.sum(), 5, "slot [0,10) still counts at 65");
+        r.advance(69);
+        assert_eq!(r.sum(), 5);
+        r.advance(70);
+        assert_eq!(r.sum(), 0, "gone when slot [70,80) begins");
+    }
+
+    #[test]
+    fn waits_walk_the_oldest_slots_first() {
+        let mut r = Ring::new(60, 6, 0);
+        r.add(3);
+        r.advance(25);
+        r.add(4);
+        assert_eq!(r.wait_to_free(0, 25), Some(0));
+        assert_eq!(r.wait_to_free(2, 25), Some(70 - 25));
+        assert_eq!(r.wait_to_free(7, 25), Some(90 - 25));
+        assert_eq!(r.wait_to_free(8, 25), None);
+        assert_eq!(r.empties_at(), 90);
+        // Read ahead without moving: at 75 the first slot has left.
+        assert_eq!(r.sum_at(75), 4);
+        assert_eq!(r.wait_to_free(4, 75), Some(90 - 75));
+        assert_eq!(r.wait_to_free(5, 75), None);
+    }
+
+    #[test]
+    fn adjustments_apply_only_while_live_and_never_below_zero() {
+        let mut r = Ring::new(60, 6, 0);
+        let s = r.add(10);
+        r.adjust(s, -25);
+        assert_eq!(r.sum(), 0);
+        r.adjust(s, 7);
+        assert_eq!(r.sum(), 7);
+        r.advance(1_000);
+        r.adjust(s, 100);
+        assert_eq!(r.sum(), 0);
+        // A jump of many windows clears everything once.
+        let t = r.add(1);
+        r.advance(u64::MAX / 2);
+        assert_eq!(r.sum(), 0);
+        r.adjust(t, 5);
+        assert_eq!(r.sum(), 0);
+    }
+
+    #[test]
+    fn tiny_windows_still_have_slots() {
+        let mut r = Ring::new(3, 256, 0);
+        assert_eq!(r.slot_ns(), 1);
+        r.add(1);
+        r.advance(3);
+        assert_eq!(r.sum(), 1);
+        r.advance(4);
+        assert_eq!(r.sum(), 0);
+    }
+}
