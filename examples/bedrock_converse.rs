@@ -165,7 +165,8 @@ pub async fn tour(backend: Backend) -> Result<Summary, BoxError> {
 }
 
 /// The built-in simulator: Sonnet (overloaded from `OVERLOAD_AFTER` to the first boundary) and
-/// Haiku (2 requests a minute: a neighbour takes the last one), windows counted from `start`.
+/// Haiku (2 requests a minute: a neighbour takes the last one), windows counted from `start`
+/// (window phase zero: the first boundary 60 s after `start`).
 fn builtin_sim(start: Instant) -> Result<BedrockSim, BoxError> {
     let model = |id: &str| {
         ModelConfig::builder(id, "us-east-1")
@@ -179,6 +180,7 @@ fn builtin_sim(start: Instant) -> Result<BedrockSim, BoxError> {
     let overload_from = WINDOW_ELAPSED + OVERLOAD_AFTER;
     Ok(BedrockSim::builder()
         .start(start)
+        .window_phase(Duration::ZERO)
         .seed(7)
         .error_latency(Duration::from_millis(5))
         .model(

@@ -173,6 +173,7 @@ pub struct StackBuilder<T, C, A = NoAdmission> {
     route: RouteBuilder<T>,
     retry: Option<RetryPolicy>,
     deadline: Option<Duration>,
+    seed: Option<u64>,
     /// `None`: the profile's breaker, one per target.
     breakers: Option<BreakerSource>,
     admission: A,
@@ -202,6 +203,7 @@ impl<T, C> StackBuilder<T, C> {
             route: Route::builder(),
             retry: None,
             deadline: None,
+            seed: None,
             breakers: None,
             admission: NoAdmission,
         }
@@ -227,6 +229,7 @@ impl<T, C> StackBuilder<T, C> {
             route: self.route,
             retry: self.retry,
             deadline: self.deadline,
+            seed: self.seed,
             breakers: self.breakers,
             admission: Admit {
                 quota,
@@ -264,6 +267,14 @@ impl<T, C, A> StackBuilder<T, C, A> {
     /// the router's choice of a target that must wait, and retries all spend from it.
     pub fn deadline(mut self, budget: Duration) -> Self {
         self.deadline = Some(budget);
+        self
+    }
+
+    /// Seeds the jitter of the profile's retry policy and breakers, so that a run repeats
+    /// exactly (simulations, tests). A policy or breaker configuration given to
+    /// [`retry`](Self::retry) or [`breaker`](Self::breaker) keeps its own seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
         self
     }
 
@@ -332,10 +343,14 @@ impl<T, C, A> StackBuilder<T, C, A> {
         C: Clone,
     {
         let route = self.route.build()?;
+        let seeded = |b: crate::retry::RetryPolicyBuilder| match self.seed {
+            Some(seed) => b.seed(seed),
+            None => b,
+        };
         let retry = match self.retry {
             Some(policy) => policy,
-            None if self.admission.paces() => self.profile.paced_retry().build()?,
-            None => self.profile.retry().build()?,
+            None if self.admission.paces() => seeded(self.profile.paced_retry()).build()?,
+            None => seeded(self.profile.retry()).build()?,
         };
         let budget = match self.deadline {
             Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
@@ -358,7 +373,14 @@ impl<T, C, A> StackBuilder<T, C, A> {
         let fallback = FallbackBuilder::new(route, self.classifier.clone()).headroom(headroom);
         let fallback = fallback.breaker_source(match self.breakers {
             Some(source) => source,
-            None => BreakerSource::PerTarget(self.profile.breaker().build()?),
+            None => {
+                let config = self.profile.breaker();
+                let config = match self.seed {
+                    Some(seed) => config.seed(seed),
+                    None => config,
+                };
+                BreakerSource::PerTarget(config.build()?)
+            }
         });
         let router = fallback.dispatch(Targets { services, rewrite });
         Ok(RetryLayer::new(retry, self.classifier)
@@ -385,6 +407,7 @@ impl<T, C, E> StackBuilder<T, C, Admit<T, E>> {
             route: self.route,
             retry: self.retry,
             deadline: self.deadline,
+            seed: self.seed,
             breakers: self.breakers,
             admission: Admit {
                 quota,

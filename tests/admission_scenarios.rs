@@ -49,6 +49,7 @@ struct ServerState {
     requests: u64,
     tokens: u64,
     accepted_per_window: Vec<u64>,
+    tokens_per_window: Vec<u64>,
     attempts: u64,
     throttled: u64,
 }
@@ -117,8 +118,10 @@ impl Server {
                     let w = window as usize;
                     if s.accepted_per_window.len() <= w {
                         s.accepted_per_window.resize(w + 1, 0);
+                        s.tokens_per_window.resize(w + 1, 0);
                     }
                     s.accepted_per_window[w] += 1;
+                    s.tokens_per_window[w] += tokens;
                 }
                 tokio::time::sleep(Duration::from_millis(200 + 2 * call.output)).await;
                 Ok(tokens)
@@ -272,6 +275,19 @@ async fn three_apps_one_quota() {
         per_app(2),
         s.accepted_per_window,
     );
+    // Within their shares, B and C wait for nothing: their median latency is the service's.
+    for app in [1, 2] {
+        let mut latencies: Vec<Duration> = r
+            .ok
+            .iter()
+            .filter(|(c, _)| c.app == app)
+            .map(|(_, d)| *d)
+            .collect();
+        latencies.sort();
+        let p50 = latencies[latencies.len() / 2];
+        eprintln!("app {app}: p50 {p50:?}");
+        assert!(p50 <= Duration::from_millis(240), "app {app}: p50 {p50:?}");
+    }
     assert!(utilisation >= 0.98, "utilisation {utilisation}");
     assert!(throttled <= 0.005, "throttled {throttled}");
     assert_eq!(per_app(1).1, 0, "B is within its share and never shed");
@@ -285,7 +301,7 @@ async fn three_apps_one_quota() {
     assert!(per_app(0).0 > 450, "A is served at least its share");
 }
 
-async fn token_heavy(with_batch: bool) -> (Vec<Duration>, Results, u64, u64) {
+async fn token_heavy(with_batch: bool) -> (Vec<Duration>, Results, u64, u64, f64) {
     let server = Server::new(10_000, 200_000);
     let quota: Quota<&'static str> =
         Quota::new(Limit::per_minute().units(200_000).build().unwrap());
@@ -334,7 +350,10 @@ async fn token_heavy(with_batch: bool) -> (Vec<Duration>, Results, u64, u64) {
     latencies.sort();
     r.ok.retain(|(c, _)| c.batch);
     let s = server.state.lock().unwrap();
-    (latencies, r, s.attempts, s.throttled)
+    // The whole windows of the ten minutes.
+    let used: u64 = s.tokens_per_window.iter().skip(1).take(9).sum();
+    let utilisation = used as f64 / (9.0 * 200_000.0);
+    (latencies, r, s.attempts, s.throttled, utilisation)
 }
 
 fn p99(sorted: &[Duration]) -> Duration {
@@ -343,8 +362,8 @@ fn p99(sorted: &[Duration]) -> Duration {
 
 #[tokio::test(start_paused = true)]
 async fn token_heavy_batch_keeps_interactive_fast() {
-    let (alone, alone_rest, _, alone_throttled) = token_heavy(false).await;
-    let (loaded, loaded_rest, attempts, throttled) = token_heavy(true).await;
+    let (alone, alone_rest, _, alone_throttled, _) = token_heavy(false).await;
+    let (loaded, loaded_rest, attempts, throttled, utilisation) = token_heavy(true).await;
     let (p_alone, p_loaded) = (p99(&alone), p99(&loaded));
     let interactive_failed = loaded_rest
         .rejected
@@ -355,11 +374,12 @@ async fn token_heavy_batch_keeps_interactive_fast() {
     println!(
         "token-heavy batch: interactive p99 {p_alone:?} alone, {p_loaded:?} beside batch \
          ({:.2}x); {} interactive served; batch served {}, shed {}; {attempts} attempts, \
-         {throttled} throttled",
+         {throttled} throttled, utilisation {:.2}%",
         p_loaded.as_secs_f64() / p_alone.as_secs_f64(),
         loaded.len(),
         loaded_rest.ok.len(),
         loaded_rest.rejected.len(),
+        utilisation * 100.0,
     );
     assert_eq!(alone_throttled, 0);
     assert!(alone_rest.rejected.is_empty() && alone_rest.throttled.is_empty());

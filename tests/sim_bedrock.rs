@@ -31,10 +31,12 @@ fn model(rpm: u64, tpm: u64) -> tower_headroom::sim::ModelConfigBuilder {
         .output(OutputLength::Fixed { tokens: 100 })
 }
 
+/// A simulator whose windows start at `t0` (window phase zero): `[t0, t0 + 60 s)`, …
 fn sim(config: ModelConfig, t0: Instant) -> BedrockSim {
     BedrockSim::builder()
         .model(config)
         .start(t0)
+        .window_phase(Duration::ZERO)
         .seed(1)
         .build()
         .unwrap()
@@ -79,6 +81,130 @@ fn rpm_is_enforced_up_to_the_window_edge_and_resets_on_it() {
     assert_eq!(m.windows.len(), 2);
     assert_eq!(m.windows[0].requests, 3);
     assert_eq!(m.windows[1].requests, 3);
+}
+
+#[test]
+fn the_window_phase_puts_the_first_boundary_phase_after_the_start() {
+    let t0 = Instant::now();
+    let phase = secs(20.0);
+    let sim = BedrockSim::builder()
+        .model(model(1, 1_000_000).build().unwrap())
+        .start(t0)
+        .window_phase(phase)
+        .build()
+        .unwrap();
+    assert_eq!(sim.window_phase(), phase);
+    // Window 0 is [t0, t0 + 20 s), window 1 [t0 + 20 s, t0 + 80 s), window 2 from t0 + 80 s.
+    assert_eq!(sim.window_bounds(0), (t0, t0 + phase));
+    assert_eq!(sim.window_bounds(1), (t0 + phase, t0 + secs(80.0)));
+    assert_eq!(sim.window_bounds(2), (t0 + secs(80.0), t0 + secs(140.0)));
+    let at = |s: f64| sim.start_call(&call(10, 100), t0 + secs(s)).map(drop);
+    at(0.0).unwrap();
+    assert!(at(19.999).is_err(), "1 RPM: window 0 is spent");
+    at(20.0).unwrap();
+    assert!(at(60.0).is_err(), "window 1 runs to 80 s");
+    assert!(at(79.999).is_err());
+    at(80.0).unwrap();
+    let stats = sim.stats_at(t0 + secs(80.0));
+    let windows: Vec<(u64, u64)> = stats.models[0]
+        .windows
+        .iter()
+        .map(|w| (w.requests, w.tokens))
+        .collect();
+    assert_eq!(windows, [(1, 110), (1, 110), (1, 110)]);
+    assert_eq!(stats.models[0].counts.throttled_requests, 3);
+
+    // A phase of zero: window 0 is whole.
+    let zero = BedrockSim::builder()
+        .model(model(1, 1_000_000).build().unwrap())
+        .start(t0)
+        .window_phase(Duration::ZERO)
+        .build()
+        .unwrap();
+    assert_eq!(zero.window_bounds(0), (t0, t0 + BEDROCK_WINDOW));
+    assert_eq!(
+        zero.window_bounds(1),
+        (t0 + BEDROCK_WINDOW, t0 + secs(120.0))
+    );
+    drop(zero.start_call(&call(10, 100), t0).unwrap());
+    assert!(zero.start_call(&call(10, 100), t0 + secs(59.999)).is_err());
+    drop(
+        zero.start_call(&call(10, 100), t0 + BEDROCK_WINDOW)
+            .unwrap(),
+    );
+
+    // A phase of a whole window or more is a configuration error.
+    let err = BedrockSim::builder()
+        .model(model(1, 1_000_000).build().unwrap())
+        .window_phase(BEDROCK_WINDOW)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "window_phase");
+}
+
+#[test]
+fn the_default_window_phase_is_drawn_from_the_seed() {
+    let t0 = Instant::now();
+    let build = |seed: u64| {
+        BedrockSim::builder()
+            .model(model(1, 1_000_000).build().unwrap())
+            .start(t0)
+            .seed(seed)
+            .build()
+            .unwrap()
+    };
+    let phases: Vec<Duration> = (0..50).map(|seed| build(seed).window_phase()).collect();
+    // The same for the same seed, within [0, 60 s), and spread over the window.
+    assert_eq!(
+        phases,
+        (0..50)
+            .map(|seed| build(seed).window_phase())
+            .collect::<Vec<_>>()
+    );
+    assert!(phases.iter().all(|p| *p < BEDROCK_WINDOW), "{phases:?}");
+    let mut distinct = phases.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() >= 45, "{phases:?}");
+    assert!(phases.iter().any(|p| *p < secs(20.0)), "{phases:?}");
+    assert!(phases.iter().any(|p| *p > secs(40.0)), "{phases:?}");
+    assert_ne!(build(42).window_phase(), build(43).window_phase());
+
+    // The boundary is where the phase says: a 1 RPM model admits again exactly there.
+    let sim = build(42);
+    let phase = sim.window_phase();
+    assert!(!phase.is_zero());
+    drop(sim.start_call(&call(10, 100), t0).unwrap());
+    let just_before = t0 + phase - Duration::from_millis(1);
+    assert!(sim.start_call(&call(10, 100), just_before).is_err());
+    drop(sim.start_call(&call(10, 100), t0 + phase).unwrap());
+    // An explicit phase overrides the seed's.
+    let set = BedrockSim::builder()
+        .model(model(1, 1_000_000).build().unwrap())
+        .seed(42)
+        .window_phase(secs(7.5))
+        .build()
+        .unwrap();
+    assert_eq!(set.window_phase(), secs(7.5));
+}
+
+#[test]
+fn reading_the_set_up_or_the_statistics_counts_as_an_inspection() {
+    let t0 = Instant::now();
+    let sim = sim(model(100, 1_000_000).build().unwrap(), t0);
+    let clone = sim.clone();
+    assert_eq!(sim.inspections(), 0);
+    // Calls are not inspections.
+    drop(clone.start_call(&call(10, 100), t0).unwrap().finish());
+    assert_eq!(sim.inspections(), 0);
+    let _ = clone.started_at();
+    let _ = clone.window_phase();
+    let _ = clone.window_bounds(3);
+    let _ = clone.error_latency();
+    let _ = clone.stats_at(t0);
+    assert_eq!(sim.inspections(), 5);
+    let _ = sim.stats();
+    assert_eq!(clone.inspections(), 6);
 }
 
 #[test]
@@ -513,6 +639,7 @@ async fn the_service_takes_the_latency_model_on_the_paused_clock() {
     let sim = BedrockSim::builder()
         .model(config)
         .error_latency(Duration::from_millis(15))
+        .window_phase(Duration::ZERO)
         .build()
         .unwrap();
     let mut svc = sim.clone();
@@ -719,6 +846,7 @@ fn configuration_files_map_onto_the_config_and_are_validated() {
         r#"{
             "seed": 3,
             "error_latency_ms": 2.5,
+            "window_phase_s": 12.5,
             "models": [{
                 "model_id": "m", "region": "r", "rpm": 50, "tpm": 100000, "burndown": 5,
                 "max_output_tokens": 8192, "ttft_ms": 250, "per_output_token_ms": 12.5,
@@ -733,6 +861,7 @@ fn configuration_files_map_onto_the_config_and_are_validated() {
     .unwrap();
     assert_eq!(config.seed, 3);
     assert_eq!(config.error_latency, Duration::from_micros(2_500));
+    assert_eq!(config.window_phase, Some(Duration::from_millis(12_500)));
     let m = &config.models[0];
     assert_eq!(m.ttft, Duration::from_millis(250));
     assert_eq!(m.per_output_token, Duration::from_micros(12_500));
@@ -751,7 +880,8 @@ fn configuration_files_map_onto_the_config_and_are_validated() {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    BedrockSim::from_config(config.clone()).unwrap();
+    let built = BedrockSim::from_config(config.clone()).unwrap();
+    assert_eq!(built.window_phase(), Duration::from_millis(12_500));
 
     // Defaults.
     let minimal: BedrockConfig = serde_json::from_str(
@@ -761,6 +891,15 @@ fn configuration_files_map_onto_the_config_and_are_validated() {
     assert_eq!(minimal.models[0].burndown, 1);
     assert_eq!(minimal.models[0].max_output_tokens, 4_096);
     assert_eq!(minimal.error_latency, Duration::from_millis(10));
+    assert_eq!(minimal.window_phase, None, "drawn from the seed when built");
+    let phase_error = BedrockSim::from_config(
+        serde_json::from_str::<BedrockConfig>(
+            r#"{ "window_phase_s": 60, "models": [{ "model_id": "m", "region": "r", "rpm": 1, "tpm": 5000 }] }"#,
+        )
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert_eq!(phase_error.field(), "window_phase");
 
     // Deserialized values go through the same validation.
     let bad: BedrockConfig = serde_json::from_str(

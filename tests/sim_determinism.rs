@@ -29,6 +29,8 @@ struct Run {
     endpoint: EndpointStats,
     /// (app, virtual latency in µs, succeeded), in completion order.
     calls: Vec<(&'static str, u128, bool)>,
+    /// The Bedrock simulator's window phase.
+    phase: Duration,
 }
 
 fn secs(s: u64) -> Duration {
@@ -88,9 +90,14 @@ async fn scenario(seed: u64) -> Run {
     let mut tasks = tokio::task::JoinSet::new();
 
     // App A, 75 requests/min, behind the retry layer: seeded jitter, and throttle retries
-    // aligned to the simulator's windows (the default aligns to the wall clock, which differs
-    // from run to run).
-    let window = QuotaWindow::new(BEDROCK_WINDOW, bedrock.started_at(), secs(2)).unwrap();
+    // aligned to the simulator's windows, whose first boundary falls the seed's window phase
+    // after the start (the default aligns to the wall clock, which differs from run to run).
+    let window = QuotaWindow::new(
+        BEDROCK_WINDOW,
+        bedrock.started_at() + bedrock.window_phase(),
+        secs(2),
+    )
+    .unwrap();
     let policy = RetryPolicy::builder()
         .max_attempts(4)
         .backoff(Backoff::builder().quota_window_at(window))
@@ -178,6 +185,7 @@ async fn scenario(seed: u64) -> Run {
     while tasks.join_next().await.is_some() {}
     let calls = std::mem::take(&mut *calls.lock().unwrap());
     Run {
+        phase: bedrock.window_phase(),
         bedrock: bedrock.stats(),
         dynamo: dynamo.stats(),
         endpoint: endpoint.stats(),
@@ -239,4 +247,8 @@ fn a_ten_minute_scenario_repeats_exactly_for_a_seed() {
         first.bedrock, other.bedrock,
         "another seed draws other outputs and episodes"
     );
+    // And other quota windows.
+    assert!(first.phase < BEDROCK_WINDOW && other.phase < BEDROCK_WINDOW);
+    assert_ne!(first.phase, other.phase);
+    assert_eq!(first.phase, second.phase);
 }

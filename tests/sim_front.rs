@@ -568,6 +568,13 @@ fn a_bad_config_file_names_the_field_and_the_value() {
         .to_string();
     assert!(err.contains("cu") && err.contains('0'), "{err}");
 
+    let err = SimFile::from_toml(
+        "[bedrock]\nwindow_phase_s = 75\n[[bedrock.models]]\nmodel_id = \"m\"\nregion = \"r\"\nrpm = 1\ntpm = 5000\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("window_phase") && err.contains("75"), "{err}");
+
     let file = SimFile::from_toml("[front]\ndynamodb_upstream = \"ftp://x\"\n").unwrap();
     let err = SimService::from_file(&file, None).unwrap_err();
     assert_eq!(err.field(), "dynamodb_upstream");

@@ -7,22 +7,31 @@
 //! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown -- --plot docs/
 //! ```
 //!
-//! Each scenario runs ten minutes of traffic through each strategy — no retry, a naive retry
-//! loop (5 attempts, 1 s apart), the real AWS SDK with its standard and adaptive retry modes
-//! (through the simulator's wire front, in process), tower-headroom's stack, and the real AWS
-//! SDK configured by `SdkHeadroom` (the stack's policy inside the SDK's retry loop) — against
-//! a fresh simulator, and prints one table. Every number is measured in this run: nothing is
-//! hard-coded. The runtime's clock is paused, so ten simulated minutes take well under a
-//! second of real time, and a seed (`--seed`, default 42) gives the same output every time.
+//! Each scenario runs ten minutes of traffic (twelve for scenario 6) through each strategy —
+//! no retry, a naive retry loop (5 attempts, 1 s apart), the real AWS SDK with its standard
+//! and adaptive retry modes (through the simulator's wire front, in process), tower-headroom's
+//! stack, and the real AWS SDK configured by `SdkHeadroom` (the stack's policy inside the
+//! SDK's retry loop) — against a fresh simulator, and prints one table. Every number is
+//! measured in this run: nothing is hard-coded. The runtime's clock is paused, so ten
+//! simulated minutes take well under a second of real time, and a seed (`--seed`, default 42)
+//! gives the same output every time.
 //!
-//! Options: `--scenario N` (1 to 5) runs one scenario; `--json` prints one JSON object per
+//! The clients are configured as a user would configure them (`clients.rs`): from the
+//! console's quotas, their own apps and fallback order, and an endpoint; never from the
+//! simulator, whose quota windows fall where its seed puts them. Scenario 6 puts our two apps
+//! on an account shared with an unmanaged neighbour.
+//!
+//! Options: `--scenario N` (1 to 6) runs one scenario; `--json` prints one JSON object per
 //! (scenario, strategy) instead of tables; `--plot DIR` writes `DIR/showdown-scenarioN.svg`
-//! per scenario (admitted units per second and throttles over time, per strategy; the README's
-//! plot is `--scenario 1 --plot docs`); `--seed N`.
+//! per scenario (admitted units per second and throttles over time, per strategy; scenario 6
+//! adds the neighbour's tokens and the stacks' effective limits; the README's plot is
+//! `--scenario 1 --plot docs`); `--seed N`.
 //!
-//! The scenarios and strategies are in `scenarios.rs`, the SDK route in `sdk.rs`;
-//! `tests/showdown.rs` runs the same code and asserts the headline claims on its numbers.
+//! The scenarios and the runner are in `scenarios.rs`, the client set-up in `clients.rs` and
+//! `sdk.rs`; `tests/showdown.rs` runs the same code and asserts the headline claims on its
+//! numbers.
 
+mod clients;
 mod plot;
 mod report;
 mod scenarios;
@@ -62,7 +71,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 let v = value("--scenario")?;
                 match v.parse::<u8>() {
                     Ok(n) if SCENARIOS.contains(&n) => options.scenarios = vec![n],
-                    _ => return Err(format!("--scenario must be 1 to 5, not {v:?}")),
+                    _ => return Err(format!("--scenario must be 1 to 6, not {v:?}")),
                 }
             }
             "--plot" => options.plot = Some(PathBuf::from(value("--plot")?)),
@@ -94,7 +103,7 @@ fn scenario(n: u8, seed: u64) -> Result<(Vec<Measured>, Vec<String>), BoxError> 
         }
     }
     if rows.iter().any(|m| m.row.strategy == Strategy::SdkHeadroom) {
-        notes.extend(sdk::headroom_note(n));
+        notes.extend(sdk::headroom_note(&scenarios::setup(n, seed)?.plan));
     }
     Ok((rows, notes))
 }

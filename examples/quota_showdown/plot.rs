@@ -1,18 +1,23 @@
 //! `--plot DIR`: an SVG per scenario, with `plotters` (SVG backend only): admitted units per
 //! second (top) and throttled attempts per second (bottom) over time, one line per strategy,
 //! in 6-second bins, with the quota's rate as a dashed line.
+//!
+//! Scenario 6 has three panels: our apps' tokens per second per strategy, with the quota
+//! (dashed) and each tower-headroom row's effective limit (dotted, its own quota's learned
+//! limit, sampled once a minute); the neighbour's tokens per second in each strategy's run;
+//! our throttled attempts per second. Its tokens are counted when the calls settle (the
+//! simulator knows each caller's tokens at settlement), which is what the quota keeps.
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use tower::BoxError;
 
-use super::scenarios::{Measured, quota_rate};
+use super::scenarios::{Measured, minutes, quota_rate};
 
 /// Seconds per plotted bin: per-second counts of a per-minute quota are too spiky to read.
 const BIN: usize = 6;
-/// The plotted span, in minutes: the ten minutes of traffic and the start of the tail.
-const SPAN_MINUTES: f64 = 12.0;
 
 const COLORS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
@@ -23,8 +28,8 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 
-/// Per-second averages over bins of [`BIN`] seconds, as (minutes, value) points.
-fn binned(values: impl Iterator<Item = f64> + Clone) -> Vec<(f64, f64)> {
+/// Per-second averages over bins of [`BIN`] seconds, as (minutes, value) points up to `span`.
+fn binned(values: impl Iterator<Item = f64>, span: f64) -> Points {
     let values: Vec<f64> = values.collect();
     values
         .chunks(BIN)
@@ -33,104 +38,206 @@ fn binned(values: impl Iterator<Item = f64> + Clone) -> Vec<(f64, f64)> {
             let minutes = (i * BIN) as f64 / 60.0;
             (minutes, chunk.iter().sum::<f64>() / chunk.len() as f64)
         })
-        .filter(|(minutes, _)| *minutes <= SPAN_MINUTES)
+        .filter(|(minutes, _)| *minutes <= span)
         .collect()
+}
+
+type Points = Vec<(f64, f64)>;
+type Lines<'a> = Vec<(&'a str, Points)>;
+/// A dotted line: the colour index of its strategy, its label, its points.
+type Dotted = (usize, String, Points);
+
+/// A step line of one value per minute (the value at the end of minute `k` drawn over it),
+/// in units per second.
+fn per_minute_steps(values: &[Option<u64>]) -> Points {
+    let mut points = Vec::new();
+    for (k, value) in values.iter().enumerate() {
+        if let Some(v) = value {
+            let rate = *v as f64 / 60.0;
+            points.push((k as f64, rate));
+            points.push((k as f64 + 1.0, rate));
+        }
+    }
+    points
+}
+
+/// One panel: `lines` (one colour per strategy, by index), an optional dashed quota line, and
+/// dotted extra lines (with the colour index of their strategy).
+#[allow(clippy::too_many_arguments)]
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    caption: String,
+    y_desc: &str,
+    span: f64,
+    lines: &Lines<'_>,
+    quota: Option<f64>,
+    dotted: &[Dotted],
+) -> Result<(), BoxError> {
+    let y_max = lines
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.1))
+        .chain(
+            dotted
+                .iter()
+                .flat_map(|(_, _, points)| points.iter().map(|p| p.1)),
+        )
+        .fold(quota.unwrap_or(1.0), f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..span, 0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .y_desc(y_desc)
+        .light_line_style(WHITE)
+        .draw()?;
+    if let Some(rate) = quota {
+        chart.draw_series(DashedLineSeries::new(
+            [(0.0, rate), (span, rate)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))?;
+    }
+    for (i, (name, points)) in lines.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    for (i, label, points) in dotted {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(DashedLineSeries::new(
+                points.iter().copied(),
+                2,
+                3,
+                color.stroke_width(2),
+            ))?
+            .label(label.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 8, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
 
 /// Writes `DIR/showdown-scenarioN.svg` and returns its path.
 pub fn scenario(dir: &Path, n: u8, rows: &[Measured]) -> Result<PathBuf, BoxError> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("showdown-scenario{n}.svg"));
+    let span = minutes(n) as f64 + 2.0;
     let (rate, unit) = quota_rate(n);
-    let admitted: Vec<(&str, Vec<(f64, f64)>)> = rows
+    let admitted: Lines<'_> = rows
         .iter()
         .map(|m| {
             (
                 m.row.strategy.name(),
-                binned(m.series.admitted.iter().copied()),
+                binned(m.series.admitted.iter().copied(), span),
             )
         })
         .collect();
-    let throttled: Vec<(&str, Vec<(f64, f64)>)> = rows
+    let throttled: Lines<'_> = rows
         .iter()
         .map(|m| {
             (
                 m.row.strategy.name(),
-                binned(m.series.throttled.iter().map(|&t| t as f64)),
+                binned(m.series.throttled.iter().map(|&t| t as f64), span),
             )
         })
         .collect();
-    let top_max = admitted
-        .iter()
-        .flat_map(|(_, points)| points.iter().map(|p| p.1))
-        .fold(rate, f64::max)
-        * 1.15;
-    let bottom_max = throttled
-        .iter()
-        .flat_map(|(_, points)| points.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * 1.15;
 
-    let root = SVGBackend::new(path.as_path(), (1000, 680)).into_drawing_area();
+    let shared = rows.iter().any(|m| m.row.shared.is_some());
+    let height = if shared { 1000 } else { 680 };
+    let root = SVGBackend::new(path.as_path(), (1000, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (top, bottom) = root.split_vertically(400);
-    let panels = [
-        (
+    if shared {
+        let neighbour: Lines<'_> = rows
+            .iter()
+            .map(|m| {
+                (
+                    m.row.strategy.name(),
+                    binned(m.series.neighbour.iter().copied(), span),
+                )
+            })
+            .collect();
+        let limits: Vec<Dotted> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let shared = m.row.shared.as_ref()?;
+                (!shared.effective_limit_per_minute.is_empty()).then(|| {
+                    (
+                        i,
+                        format!("{}: effective limit", m.row.strategy.name()),
+                        per_minute_steps(&shared.effective_limit_per_minute),
+                    )
+                })
+            })
+            .collect();
+        let (top, rest) = root.split_vertically(400);
+        let (middle, bottom) = rest.split_vertically(300);
+        panel(
+            &top,
+            format!(
+                "Scenario {n}: our {unit}/s, settled (dashed: the quota; dotted: the stacks' own limits)"
+            ),
+            unit,
+            span,
+            &admitted,
+            Some(rate),
+            &limits,
+        )?;
+        panel(
+            &middle,
+            format!("Scenario {n}: the neighbour's {unit}/s, settled, in each strategy's run"),
+            unit,
+            span,
+            &neighbour,
+            Some(rate),
+            &[],
+        )?;
+        panel(
+            &bottom,
+            format!("Scenario {n}: our throttled attempts/s"),
+            "throttles",
+            span,
+            &throttled,
+            None,
+            &[],
+        )?;
+    } else {
+        let (top, bottom) = root.split_vertically(400);
+        panel(
             &top,
             format!("Scenario {n}: admitted {unit}/s (dashed: the quota)"),
             unit,
-            top_max,
+            span,
             &admitted,
             Some(rate),
-        ),
-        (
+            &[],
+        )?;
+        panel(
             &bottom,
             format!("Scenario {n}: throttled attempts/s"),
             "throttles",
-            bottom_max,
+            span,
             &throttled,
             None,
-        ),
-    ];
-    for (area, caption, y_desc, y_max, lines, quota) in panels {
-        let mut chart = ChartBuilder::on(area)
-            .caption(caption, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0f64..SPAN_MINUTES, 0f64..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc("minutes")
-            .y_desc(y_desc)
-            .light_line_style(WHITE)
-            .draw()?;
-        if let Some(rate) = quota {
-            chart.draw_series(DashedLineSeries::new(
-                [(0.0, rate), (SPAN_MINUTES, rate)],
-                6,
-                4,
-                BLACK.stroke_width(1),
-            ))?;
-        }
-        for (i, (name, points)) in lines.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    color.stroke_width(2),
-                ))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+            &[],
+        )?;
     }
     root.present()?;
     Ok(path.clone())

@@ -2,16 +2,22 @@
 
 use std::fmt::Write;
 
-use super::scenarios::{Measured, Row, title, utilisation_note};
+use super::scenarios::{Measured, NEIGHBOUR_FROM, NEIGHBOUR_UNTIL, Row, title, utilisation_note};
+
+/// A JSON number for an optional integer.
+fn opt(value: Option<u64>) -> String {
+    value.map_or_else(|| "null".into(), |v| v.to_string())
+}
 
 /// One JSON object with exactly the row's fields, on one line. Floats are printed with fixed
 /// precision so that two runs with the same seed print the same bytes.
 pub fn json_line(row: &Row) -> String {
-    format!(
-        "{{\"scenario\":{},\"strategy\":\"{}\",\"requests\":{},\"completed\":{},\"failed\":{},\
-         \"attempts\":{},\"throttled_attempts\":{},\"quota_utilization\":{:.4},\"p50_ms\":{:.1},\
-         \"p99_ms\":{:.1},\"amplification\":{:.3}}}",
+    let mut out = format!(
+        "{{\"scenario\":{},\"name\":\"{}\",\"strategy\":\"{}\",\"requests\":{},\"completed\":{},\
+         \"failed\":{},\"attempts\":{},\"throttled_attempts\":{},\"quota_utilization\":{:.4},\
+         \"p50_ms\":{:.1},\"p99_ms\":{:.1},\"amplification\":{:.3},\"apps\":[",
         row.scenario,
+        row.name,
         row.strategy.name(),
         row.requests,
         row.completed,
@@ -22,7 +28,44 @@ pub fn json_line(row: &Row) -> String {
         row.p50_ms,
         row.p99_ms,
         row.amplification,
-    )
+    );
+    for (i, app) in row.apps.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}{{\"app\":\"{}\",\"completed\":{},\"failed\":{},\"p50_ms\":{:.1},\"p99_ms\":{:.1}}}",
+            if i == 0 { "" } else { "," },
+            app.name,
+            app.completed,
+            app.failed,
+            app.p50_ms,
+            app.p99_ms
+        );
+    }
+    out.push(']');
+    if let Some(shared) = &row.shared {
+        let limits: Vec<String> = shared
+            .effective_limit_per_minute
+            .iter()
+            .map(|&l| opt(l))
+            .collect();
+        let n = &shared.neighbour;
+        let _ = write!(
+            out,
+            ",\"effective_limit_per_minute\":[{}],\"neighbour\":{{\"calls\":{},\"throttled\":{},\
+             \"throttled_calls\":{},\"failed\":{},\"settled_tokens\":{}}},\"remainder_tokens\":{},\
+             \"our_mean_settled_cost\":{:.1}",
+            limits.join(","),
+            n.calls,
+            n.throttled,
+            n.throttled_calls,
+            n.failed,
+            n.settled_tokens,
+            shared.remainder_tokens,
+            shared.our_mean_settled_cost
+        );
+    }
+    out.push('}');
+    out
 }
 
 fn seconds(ms: f64) -> String {
@@ -77,11 +120,23 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
         "  throttled: attempts the service answered 429 / ProvisionedThroughputExceeded; \
          p50/p99: completed requests, arrival to answer"
     );
-    let _ = writeln!(out, "  utilisation: {}", utilisation_note(scenario));
-    if rows.iter().any(|m| m.per_app.len() > 1) {
+    if scenario == 6 {
+        let _ = writeln!(
+            out,
+            "  requests, attempts, throttled, amplification: our two apps only (the neighbour below)"
+        );
+    }
+    let windows = rows.first().map_or(0, |m| m.whole_windows);
+    let _ = writeln!(
+        out,
+        "  utilisation: {}",
+        utilisation_note(scenario, windows)
+    );
+    if rows.iter().any(|m| m.row.apps.len() > 1) {
         for m in rows {
             let apps: Vec<String> = m
-                .per_app
+                .row
+                .apps
                 .iter()
                 .map(|a| {
                     format!(
@@ -102,8 +157,77 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
             );
         }
     }
+    if rows.iter().any(|m| m.row.shared.is_some()) {
+        shared_account(&mut out, rows);
+    }
     for note in notes {
         let _ = writeln!(out, "  note: {note}");
     }
     out
+}
+
+/// Scenario 6's block: the neighbour, the remainder, our cost per call, and the stacks'
+/// effective limits.
+fn shared_account(out: &mut String, rows: &[Measured]) {
+    let _ = writeln!(
+        out,
+        "  neighbour: an unmanaged client on the same account (no admission; 3 attempts, 1 s \
+         and 2 s apart) in minutes {NEIGHBOUR_FROM}-{NEIGHBOUR_UNTIL}, the same calls in every row"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<24} {:>9} {:>9} {:>10} {:>7} {:>13} {:>11} {:>15}",
+        "",
+        "nb calls",
+        "nb thrott",
+        "nb thr.cal",
+        "nb fail",
+        "nb settled",
+        "remainder",
+        "our cost/call"
+    );
+    for m in rows {
+        let Some(shared) = &m.row.shared else {
+            continue;
+        };
+        let n = &shared.neighbour;
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>9} {:>9} {:>10} {:>7} {:>13} {:>11} {:>15.0}",
+            m.row.strategy.name(),
+            n.calls,
+            n.throttled,
+            n.throttled_calls,
+            n.failed,
+            n.settled_tokens,
+            shared.remainder_tokens,
+            shared.our_mean_settled_cost
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  nb thrott: the neighbour's throttled attempts; nb thr.cal: its calls throttled at least \
+         once; nb settled: its settled tokens; remainder: the quota over the whole windows less the \
+         neighbour's tokens; our cost/call: our settled tokens per completed call"
+    );
+    for m in rows {
+        let Some(shared) = &m.row.shared else {
+            continue;
+        };
+        if !m.row.strategy.has_admission() {
+            continue;
+        }
+        let limits: Vec<String> = shared
+            .effective_limit_per_minute
+            .iter()
+            .map(|l| l.map_or_else(|| "-".into(), |v| v.to_string()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<24} effective token limit per minute (its own quota, end of minutes 1-{}): {}",
+            m.row.strategy.name(),
+            limits.len(),
+            limits.join(" ")
+        );
+    }
 }

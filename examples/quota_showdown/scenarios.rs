@@ -1,34 +1,36 @@
-//! The five scenarios, the client strategies and the runner that measures them.
+//! The six scenarios, the client strategies and the runner that measures them.
 //!
 //! Every run builds its own current-thread tokio runtime with a paused clock, a fresh
 //! simulator started at the runtime's first instant, and the same arrival schedule (drawn from
 //! the seed) for every strategy. Attempts and throttles are counted by the simulator, never
 //! by the client, so the SDK's attempts and the stack's are counted the same way.
+//!
+//! The simulator's quota windows fall where its seed puts them (its window phase), not at the
+//! start of the traffic. The clients are built in `clients.rs` from the scenario's
+//! [`Console`] and [`Plan`] and a [`Handle`] to send calls through (see [`build_clients`]):
+//! they never see the simulator. Only the measurement here reads it.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower::util::BoxCloneService;
-use tower::{BoxError, ServiceBuilder, ServiceExt};
-use tower_headroom::admission::{Cost, Learning, Limit, Priority, Quota, Tenant, Usage};
-use tower_headroom::classify::Classify;
-use tower_headroom::fallback::Target;
-use tower_headroom::retry::{BackoffBuilder, QuotaWindow, RetryPolicy};
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceExt};
+use tower_headroom::sim::front::{SimService, sdk_http_client};
 use tower_headroom::sim::{
-    BEDROCK_WINDOW, BedrockSim, DynamoCall, DynamoReply, DynamoSim, Episode, ModelCall,
-    ModelConfig, ModelReply, OutputLength, SimClassifier, TableConfig,
+    BEDROCK_WINDOW, BedrockSim, DynamoSim, Episode, ModelCall, ModelConfig, OutputLength,
+    TableConfig,
 };
-use tower_headroom::stack::{Profile, StackBuilder};
-use tower_headroom::{BreakerConfig, Outcome};
 
-/// The default seed of every random draw (arrivals, output lengths, jitter).
+pub use super::clients::{
+    App, Clients, Console, Direct, Handle, ModelQuota, PARTITION_KEY, Plan, TableQuota, Work, route,
+};
+
+/// The default seed of every random draw (arrivals, output lengths, jitter, the simulator's
+/// window phase).
 pub const DEFAULT_SEED: u64 = 42;
-/// How long every scenario sends traffic; quota utilisation is measured over this span.
-pub const MINUTES: u64 = 10;
 const MINUTE: Duration = Duration::from_secs(60);
 
 const SONNET: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
@@ -37,9 +39,18 @@ const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
 /// The DynamoDB table of scenario 5.
 pub const TABLE: &str = "orders";
+/// The caller label of scenario 6's unmanaged neighbour.
+pub const NEIGHBOUR: &str = "neighbour";
+/// Scenario 6's neighbour sends from this minute (inclusive) to [`NEIGHBOUR_UNTIL`].
+pub const NEIGHBOUR_FROM: u64 = 3;
+/// Scenario 6's neighbour stops sending at this minute.
+pub const NEIGHBOUR_UNTIL: u64 = 8;
+/// The simulator's RPM where the service enforces none (scenario 6): never reached. The
+/// console shows no RPM quota for it.
+const NO_RPM: u64 = u64::MAX;
 
 /// The scenario numbers, in order.
-pub const SCENARIOS: [u8; 5] = [1, 2, 3, 4, 5];
+pub const SCENARIOS: [u8; 6] = [1, 2, 3, 4, 5, 6];
 
 /// A client strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +100,24 @@ impl Strategy {
             Strategy::SdkStandard | Strategy::SdkAdaptive | Strategy::SdkHeadroom
         )
     }
+
+    /// Whether the strategy has admission (a quota of its own).
+    pub fn has_admission(self) -> bool {
+        matches!(self, Strategy::Headroom | Strategy::SdkHeadroom)
+    }
+}
+
+/// A scenario's short name, as printed in JSON.
+pub fn name(scenario: u8) -> &'static str {
+    match scenario {
+        1 => "three-apps",
+        2 => "token-heavy",
+        3 => "overload",
+        4 => "outage",
+        5 => "hot-key",
+        6 => "shared-account",
+        _ => "unknown",
+    }
 }
 
 /// A scenario's title, as printed above its table.
@@ -105,23 +134,40 @@ pub fn title(scenario: u8) -> &'static str {
         }
         4 => "regional outage: us-east-1 answers 503 for 60 s (minute 4), us-west-2 healthy",
         5 => "DynamoDB hot key: bursty writes to a 100 WCU table (4 partitions), 30% to one key",
+        6 => {
+            "shared account: chat 100/min + batch 6/min on a 200,000 TPM model (no RPM), an unmanaged neighbour in minutes 3-8"
+        }
         _ => "unknown scenario",
     }
 }
 
-/// What a scenario's quota utilisation counts, for the table footer.
-pub fn utilisation_note(scenario: u8) -> &'static str {
+/// How many minutes a scenario sends traffic.
+pub fn minutes(scenario: u8) -> u64 {
+    if scenario == 6 { 12 } else { 10 }
+}
+
+/// What a scenario's quota utilisation counts, for the table footer; `windows` is the number
+/// of whole provider windows inside the traffic span (Bedrock scenarios).
+pub fn utilisation_note(scenario: u8, windows: usize) -> String {
+    let span = minutes(scenario);
+    let whole = format!(
+        "the {windows} provider windows wholly inside the {span} minutes of traffic (the \
+         partial first and last windows excluded)"
+    );
     match scenario {
-        1 => "requests admitted by the model in the first 10 windows / (150 RPM x 10)",
-        2 => "tokens counted against TPM in the first 10 windows / (200,000 TPM x 10)",
-        3 => {
-            "requests admitted by either model in the first 10 windows / primary quota (100 RPM x 10); demand is 80/min"
-        }
-        4 => {
-            "requests admitted in either region in the first 10 windows / primary quota (100 RPM x 10); demand is 80/min"
-        }
-        5 => "WCU consumed in the first 600 s / (100 WCU x 600 s)",
-        _ => "",
+        1 => format!("requests admitted by the model in {whole} / (150 RPM x {windows})"),
+        2 => format!("tokens counted against TPM in {whole} / (200,000 TPM x {windows})"),
+        3 => format!(
+            "requests admitted by either model in {whole} / primary quota (100 RPM x {windows}); demand is 80/min"
+        ),
+        4 => format!(
+            "requests admitted in either region in {whole} / primary quota (100 RPM x {windows}); demand is 80/min"
+        ),
+        5 => "WCU consumed in the first 600 s / (100 WCU x 600 s)".into(),
+        6 => format!(
+            "tokens counted against TPM for all callers, the neighbour included, in {whole} / (200,000 TPM x {windows})"
+        ),
+        _ => String::new(),
     }
 }
 
@@ -129,57 +175,10 @@ pub fn utilisation_note(scenario: u8) -> &'static str {
 pub fn quota_rate(scenario: u8) -> (f64, &'static str) {
     match scenario {
         1 => (150.0 / 60.0, "requests"),
-        2 => (200_000.0 / 60.0, "tokens"),
+        2 | 6 => (200_000.0 / 60.0, "tokens"),
         3 | 4 => (100.0 / 60.0, "requests"),
         _ => (100.0, "WCU"),
     }
-}
-
-/// One row of a scenario's table: exactly the fields of the `--json` output.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Row {
-    /// The scenario number.
-    pub scenario: u8,
-    /// The strategy.
-    pub strategy: Strategy,
-    /// Requests sent by the applications.
-    pub requests: u64,
-    /// Requests that got an answer.
-    pub completed: u64,
-    /// Requests that failed (after whatever retries the strategy makes).
-    pub failed: u64,
-    /// Attempts the simulator saw.
-    pub attempts: u64,
-    /// Attempts the simulator throttled (429 / ProvisionedThroughputExceeded).
-    pub throttled_attempts: u64,
-    /// Admitted units over the quota of the scenario's span (see [`utilisation_note`]).
-    pub quota_utilization: f64,
-    /// Median latency of completed requests, from arrival to answer.
-    pub p50_ms: f64,
-    /// 99th percentile latency of completed requests.
-    pub p99_ms: f64,
-    /// Attempts per request.
-    pub amplification: f64,
-}
-
-/// Per-second series for the plot: admitted units and throttled attempts in each second.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Series {
-    /// Units admitted by the backend in second `i` (requests, tokens or WCU).
-    pub admitted: Vec<f64>,
-    /// Attempts throttled in second `i`.
-    pub throttled: Vec<u64>,
-}
-
-/// One measured (scenario, strategy) run.
-#[derive(Clone, Debug)]
-pub struct Measured {
-    /// The table row.
-    pub row: Row,
-    /// The time series.
-    pub series: Series,
-    /// Per application, for the footer.
-    pub per_app: Vec<AppResult>,
 }
 
 /// What one application of a scenario got.
@@ -197,21 +196,90 @@ pub struct AppResult {
     pub p99_ms: f64,
 }
 
-/// What one request asks of the backend.
-#[derive(Clone, Debug)]
-pub enum Work {
-    /// A model call: input tokens and `maxTokens`.
-    Model { input_tokens: u64, max_tokens: u64 },
-    /// A DynamoDB write: partition key and payload bytes.
-    Write { key: Arc<str>, payload: u64 },
+/// Scenario 6's neighbour, as the simulator and its own loop counted it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Neighbour {
+    /// Calls it made (each up to 3 attempts).
+    pub calls: u64,
+    /// Its attempts the simulator throttled.
+    pub throttled: u64,
+    /// Its calls throttled at least once (whether a retry then got through or not).
+    pub throttled_calls: u64,
+    /// Its calls that failed after their attempts.
+    pub failed: u64,
+    /// Tokens its admitted calls settled to.
+    pub settled_tokens: u64,
 }
 
-impl Work {
-    /// The item size the simulator (and the wire front) charges for a write: attribute names
-    /// plus values of `{ pk: S key, payload: S "x" × payload }`.
-    pub fn item_bytes(key: &str, payload: u64) -> u64 {
-        ("pk".len() + key.len() + "payload".len()) as u64 + payload
-    }
+/// Scenario 6's extra columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedAccount {
+    /// The client's own effective (learned) token limit of the model, sampled at the end of
+    /// every minute of traffic; empty for strategies without admission (`None`: no state yet).
+    pub effective_limit_per_minute: Vec<Option<u64>>,
+    /// The neighbour.
+    pub neighbour: Neighbour,
+    /// The quota over the whole provider windows of the traffic span, less the neighbour's
+    /// settled tokens: what was left for our apps.
+    pub remainder_tokens: i64,
+    /// Our settled tokens per completed call.
+    pub our_mean_settled_cost: f64,
+}
+
+/// One row of a scenario's table: exactly the fields of the `--json` output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The scenario number.
+    pub scenario: u8,
+    /// The scenario's short name.
+    pub name: &'static str,
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Requests sent by the applications.
+    pub requests: u64,
+    /// Requests that got an answer.
+    pub completed: u64,
+    /// Requests that failed (after whatever retries the strategy makes).
+    pub failed: u64,
+    /// Attempts the simulator saw from our apps (scenario 6: not the neighbour's).
+    pub attempts: u64,
+    /// Our attempts the simulator throttled (429 / ProvisionedThroughputExceeded).
+    pub throttled_attempts: u64,
+    /// Admitted units over the quota of the scenario's span (see [`utilisation_note`]).
+    pub quota_utilization: f64,
+    /// Median latency of completed requests, from arrival to answer.
+    pub p50_ms: f64,
+    /// 99th percentile latency of completed requests.
+    pub p99_ms: f64,
+    /// Attempts per request.
+    pub amplification: f64,
+    /// Per application.
+    pub apps: Vec<AppResult>,
+    /// Scenario 6 only.
+    pub shared: Option<SharedAccount>,
+}
+
+/// Per-second series for the plot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Series {
+    /// Units admitted by the backend in second `i` (requests, tokens or WCU; scenario 6: our
+    /// tokens settled in second `i`).
+    pub admitted: Vec<f64>,
+    /// Our attempts throttled in second `i`.
+    pub throttled: Vec<u64>,
+    /// Scenario 6: the neighbour's tokens settled in second `i`.
+    pub neighbour: Vec<f64>,
+}
+
+/// One measured (scenario, strategy) run.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// The table row.
+    pub row: Row,
+    /// The time series.
+    pub series: Series,
+    /// Bedrock: the whole provider windows inside the traffic span (for the footer).
+    pub whole_windows: usize,
 }
 
 /// One request of the schedule.
@@ -225,19 +293,6 @@ pub struct Arrival {
     pub work: Work,
 }
 
-/// An application of a scenario.
-#[derive(Clone, Debug)]
-pub struct App {
-    /// Its label.
-    pub name: &'static str,
-    /// The model and region it calls (its primary target), or the table.
-    pub model: &'static str,
-    /// The region.
-    pub region: &'static str,
-    /// Batch work (waits behind interactive calls under tower-headroom).
-    pub batch: bool,
-}
-
 /// The backend of a scenario.
 #[derive(Clone)]
 pub enum Backend {
@@ -247,31 +302,44 @@ pub enum Backend {
     Dynamo(DynamoSim),
 }
 
-/// A scenario ready to run: its backend (fresh, started now), apps and schedule.
-pub struct Setup {
-    /// The scenario number.
-    pub scenario: u8,
-    /// The simulator.
-    pub backend: Backend,
-    /// The applications.
-    pub apps: Vec<App>,
-    /// Every request, in arrival order.
-    pub arrivals: Vec<Arrival>,
+impl Backend {
+    /// How many times the simulator's set-up or state has been read (`tests/showdown.rs`
+    /// checks that building clients reads nothing).
+    #[allow(dead_code)]
+    pub fn inspections(&self) -> u64 {
+        match self {
+            Backend::Bedrock(sim) => sim.inspections(),
+            Backend::Dynamo(sim) => sim.inspections(),
+        }
+    }
 }
 
-/// A client for one application: takes its work, answers when it completed or failed.
-pub type Client = BoxCloneService<Work, (), BoxError>;
+/// A scenario ready to run: its backend (fresh, started now), what the user sees and
+/// decides, and the schedules.
+pub struct Setup {
+    /// The simulator.
+    pub backend: Backend,
+    /// The console's quotas.
+    pub console: Console,
+    /// The user's apps, fallback order and shares.
+    pub plan: Plan,
+    /// Every request of our apps, in arrival order.
+    pub arrivals: Vec<Arrival>,
+    /// Scenario 6: the neighbour's calls, in arrival order.
+    pub neighbour: Vec<Arrival>,
+}
 
-/// Evenly spaced arrivals at `per_minute(t)` a minute with ±20% jitter, until `end`.
+/// Evenly spaced arrivals at `per_minute(t)` a minute with ±20% jitter, from `from` until
+/// `end`.
 fn arrivals(
     rng: &mut fastrand::Rng,
     app: usize,
-    end: Duration,
+    (from, end): (Duration, Duration),
     per_minute: impl Fn(Duration) -> u64,
     mut work: impl FnMut(&mut fastrand::Rng) -> Work,
     out: &mut Vec<Arrival>,
 ) {
-    let mut t = Duration::from_secs_f64(rng.f64() * 60.0 / per_minute(Duration::ZERO) as f64);
+    let mut t = from + Duration::from_secs_f64(rng.f64() * 60.0 / per_minute(from) as f64);
     while t < end {
         out.push(Arrival {
             at: t,
@@ -307,10 +375,35 @@ fn chat(rng: &mut fastrand::Rng) -> Work {
     }
 }
 
-/// Builds scenario `scenario`'s simulator (started now) and schedule from `seed`.
+/// What the console shows for `models`: their TPM, and their RPM unless it is [`NO_RPM`].
+fn console_of(models: &[ModelConfig]) -> Console {
+    Console {
+        models: models
+            .iter()
+            .map(|m| ModelQuota {
+                model: m.model_id.clone(),
+                region: m.region.clone(),
+                tpm: m.tpm,
+                rpm: (m.rpm != NO_RPM).then_some(m.rpm),
+            })
+            .collect(),
+        tables: Vec::new(),
+    }
+}
+
+/// A Bedrock simulator with `models`, and its console.
+fn bedrock(models: Vec<ModelConfig>, seed: u64) -> Result<(Backend, Console), BoxError> {
+    let console = console_of(&models);
+    let sim = BedrockSim::builder().models(models).seed(seed).build()?;
+    Ok((Backend::Bedrock(sim), console))
+}
+
+/// Builds scenario `scenario`'s simulator (started now), console, plan and schedules from
+/// `seed`.
 pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
-    let end = MINUTE * MINUTES as u32;
+    let span = (Duration::ZERO, MINUTE * minutes(scenario) as u32);
     let mut out = Vec::new();
+    let mut neighbour = Vec::new();
     let rng = |app: u64| fastrand::Rng::with_seed(seed ^ (0x5A17_0000 + app));
     let app = |name, model, region| App {
         name,
@@ -318,12 +411,15 @@ pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
         region,
         batch: false,
     };
-    let (backend, apps) = match scenario {
+    let plan = |apps, routes| Plan {
+        apps,
+        routes,
+        shares: None,
+    };
+    let (backend, console, plan) = match scenario {
         1 => {
-            let sim = BedrockSim::builder()
-                .model(model(SONNET, EAST, 150, 10_000_000).build()?)
-                .seed(seed)
-                .build()?;
+            let (backend, console) =
+                bedrock(vec![model(SONNET, EAST, 150, 10_000_000).build()?], seed)?;
             let spike = |t: Duration| {
                 if t >= 4 * MINUTE && t < 7 * MINUTE {
                     90
@@ -331,26 +427,31 @@ pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
                     75
                 }
             };
-            arrivals(&mut rng(0), 0, end, spike, chat, &mut out);
-            arrivals(&mut rng(1), 1, end, |_| 50, chat, &mut out);
-            arrivals(&mut rng(2), 2, end, |_| 50, chat, &mut out);
+            arrivals(&mut rng(0), 0, span, spike, chat, &mut out);
+            arrivals(&mut rng(1), 1, span, |_| 50, chat, &mut out);
+            arrivals(&mut rng(2), 2, span, |_| 50, chat, &mut out);
             let apps = vec![
                 app("A", SONNET, EAST),
                 app("B", SONNET, EAST),
                 app("C", SONNET, EAST),
             ];
-            (Backend::Bedrock(sim), apps)
+            // Equal guaranteed shares for A, B and C: the user's intent.
+            let plan = Plan {
+                shares: Some(vec![1, 1, 1]),
+                ..plan(apps, vec![route("sonnet", SONNET, EAST)])
+            };
+            (backend, console, plan)
         }
         2 => {
-            let sim = BedrockSim::builder()
-                .model(
+            let (backend, console) = bedrock(
+                vec![
                     model(SONNET, EAST, 10_000, 200_000)
                         .output(OutputLength::MaxTokens)
                         .per_output_token(Duration::from_millis(4))
                         .build()?,
-                )
-                .seed(seed)
-                .build()?;
+                ],
+                seed,
+            )?;
             let small = |rng: &mut fastrand::Rng| Work::Model {
                 input_tokens: rng.u64(100..400),
                 max_tokens: 200,
@@ -359,8 +460,8 @@ pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
                 input_tokens: 15_000,
                 max_tokens: 5_000,
             };
-            arrivals(&mut rng(0), 0, end, |_| 200, small, &mut out);
-            arrivals(&mut rng(1), 1, end, |_| 10, batch, &mut out);
+            arrivals(&mut rng(0), 0, span, |_| 200, small, &mut out);
+            arrivals(&mut rng(1), 1, span, |_| 10, batch, &mut out);
             let apps = vec![
                 app("interactive", SONNET, EAST),
                 App {
@@ -368,49 +469,70 @@ pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
                     ..app("batch", SONNET, EAST)
                 },
             ];
-            (Backend::Bedrock(sim), apps)
+            (
+                backend,
+                console,
+                plan(apps, vec![route("sonnet", SONNET, EAST)]),
+            )
         }
         3 => {
-            let sim = BedrockSim::builder()
-                .model(
+            let (backend, console) = bedrock(
+                vec![
                     model(SONNET, EAST, 100, 10_000_000)
                         .overload(Episode::new(3 * MINUTE, 2 * MINUTE))
                         .build()?,
-                )
-                .model(model(HAIKU, EAST, 100, 10_000_000).build()?)
-                .seed(seed)
-                .build()?;
-            arrivals(&mut rng(0), 0, end, |_| 80, chat, &mut out);
-            (Backend::Bedrock(sim), vec![app("chat", SONNET, EAST)])
+                    model(HAIKU, EAST, 100, 10_000_000).build()?,
+                ],
+                seed,
+            )?;
+            arrivals(&mut rng(0), 0, span, |_| 80, chat, &mut out);
+            // The secondary model as the fallback target.
+            let routes = vec![route("sonnet", SONNET, EAST), route("haiku", HAIKU, EAST)];
+            (
+                backend,
+                console,
+                plan(vec![app("chat", SONNET, EAST)], routes),
+            )
         }
         4 => {
-            let sim = BedrockSim::builder()
-                .model(
+            let (backend, console) = bedrock(
+                vec![
                     model(SONNET, EAST, 100, 10_000_000)
                         .outage(Episode::new(4 * MINUTE, MINUTE))
                         .build()?,
-                )
-                .model(model(SONNET, WEST, 100, 10_000_000).build()?)
-                .seed(seed)
-                .build()?;
-            arrivals(&mut rng(0), 0, end, |_| 80, chat, &mut out);
-            (Backend::Bedrock(sim), vec![app("chat", SONNET, EAST)])
+                    model(SONNET, WEST, 100, 10_000_000).build()?,
+                ],
+                seed,
+            )?;
+            arrivals(&mut rng(0), 0, span, |_| 80, chat, &mut out);
+            // A second region as the fallback target.
+            let routes = vec![route("east", SONNET, EAST), route("west", SONNET, WEST)];
+            (
+                backend,
+                console,
+                plan(vec![app("chat", SONNET, EAST)], routes),
+            )
         }
         5 => {
-            let sim = DynamoSim::builder()
-                .table(
-                    TableConfig::builder(TABLE)
-                        .rcu(100)
-                        .wcu(100)
-                        .partitions(4)
-                        .build()?,
-                )
+            let table = TableConfig::builder(TABLE)
+                .rcu(100)
+                .wcu(100)
+                .partitions(4)
                 .build()?;
+            let console = Console {
+                models: Vec::new(),
+                tables: vec![TableQuota {
+                    table: table.name.clone(),
+                    rcu: table.rcu,
+                    wcu: table.wcu,
+                }],
+            };
+            let sim = DynamoSim::builder().table(table).build()?;
             // Items of 2-4 KB (3 or 4 WCU each): per second 12 writes (about 42 WCU), 34 (about
             // 120 WCU) in the first two seconds of every ten; 30% of them to one key, whose
             // partition (a quarter of the table, 25 WCU) they overrun.
             let mut r = rng(0);
-            for second in 0..MINUTES * 60 {
+            for second in 0..minutes(scenario) * 60 {
                 let n = if second % 10 < 2 { 34 } else { 12 };
                 for i in 0..n {
                     let at =
@@ -430,24 +552,136 @@ pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
                     });
                 }
             }
-            (Backend::Dynamo(sim), vec![app("writer", TABLE, EAST)])
+            (
+                Backend::Dynamo(sim),
+                console,
+                plan(
+                    vec![app("writer", TABLE, EAST)],
+                    vec![route(TABLE, TABLE, EAST)],
+                ),
+            )
         }
-        n => return Err(format!("no scenario {n}: choose 1 to 5").into()),
+        6 => {
+            // One Claude-like model: 200,000 TPM, no RPM enforced, outputs log-normal with a
+            // median of 300 tokens (well under the max_tokens the calls reserve).
+            let (backend, console) =
+                bedrock(vec![model(SONNET, EAST, NO_RPM, 200_000).build()?], seed)?;
+            // Our apps: about 161,000 settled tokens a minute of chat and 62,000 of batch,
+            // 1.1 times the quota (reserved at max_tokens: 225,000 + 72,000).
+            arrivals(&mut rng(0), 0, span, |_| 100, chat, &mut out);
+            let batch = |_: &mut fastrand::Rng| Work::Model {
+                input_tokens: 10_000,
+                max_tokens: 2_000,
+            };
+            arrivals(&mut rng(1), 1, span, |_| 6, batch, &mut out);
+            // The neighbour: 22 calls a minute of 2,000-3,000 input tokens, about 63,000
+            // settled tokens a minute (31% of the quota) when it is not throttled.
+            let theirs = (
+                MINUTE * NEIGHBOUR_FROM as u32,
+                MINUTE * NEIGHBOUR_UNTIL as u32,
+            );
+            let call = |rng: &mut fastrand::Rng| Work::Model {
+                input_tokens: rng.u64(2_000..3_000),
+                max_tokens: 1_000,
+            };
+            arrivals(&mut rng(2), 0, theirs, |_| 22, call, &mut neighbour);
+            let apps = vec![
+                app("chat", SONNET, EAST),
+                App {
+                    batch: true,
+                    ..app("batch", SONNET, EAST)
+                },
+            ];
+            (
+                backend,
+                console,
+                plan(apps, vec![route("sonnet", SONNET, EAST)]),
+            )
+        }
+        n => return Err(format!("no scenario {n}: choose 1 to 6").into()),
     };
     out.sort_by_key(|a| a.at);
     Ok(Setup {
-        scenario,
         backend,
-        apps,
+        console,
+        plan,
         arrivals: out,
+        neighbour,
     })
 }
 
-/// The units a scenario counts as quota use, cumulative, and the throttles, cumulative, at `now`.
-fn cumulative(scenario: u8, backend: &Backend, now: Instant) -> (f64, u64) {
+/// The handle a client gets: the simulator as a boxed `tower` service (nothing to inspect
+/// through it) and its wire front as the SDK's HTTP client.
+pub fn handle(setup: &Setup) -> Result<Handle, BoxError> {
+    Ok(match &setup.backend {
+        Backend::Bedrock(sim) => Handle {
+            direct: Direct::Bedrock(BoxCloneSyncService::new(sim.clone())),
+            wire: sdk_http_client(SimService::builder().bedrock(sim.clone()).build()?),
+        },
+        Backend::Dynamo(sim) => Handle {
+            direct: Direct::Dynamo(BoxCloneSyncService::new(sim.clone())),
+            wire: sdk_http_client(
+                SimService::builder()
+                    .dynamodb(sim.clone())
+                    .partition_key(TABLE, PARTITION_KEY)
+                    .build()?,
+            ),
+        },
+    })
+}
+
+/// `strategy`'s clients for `setup`, built from its console, plan and handle only.
+pub fn build_clients(
+    setup: &Setup,
+    handle: &Handle,
+    strategy: Strategy,
+    seed: u64,
+) -> Result<Clients, BoxError> {
+    super::clients::build(strategy, &setup.console, &setup.plan, handle, seed)
+}
+
+/// The windows of `sim` that lie wholly inside `[start, start + span)`: whole 60 s windows,
+/// so a partial window 0 is left out, and so is the window running at the end of the span.
+fn whole_windows(sim: &BedrockSim, span: Duration) -> Range<usize> {
+    let end = sim.started_at() + span;
+    let first = usize::from(!sim.window_phase().is_zero());
+    let mut last = first;
+    while sim.window_bounds(last).1 <= end {
+        last += 1;
+    }
+    let (from, _) = sim.window_bounds(first);
+    debug_assert_eq!(sim.window_bounds(first).1 - from, BEDROCK_WINDOW);
+    first..last
+}
+
+/// Scenario 6's caller figures at `now`: (our cumulative settled tokens, the neighbour's).
+fn settled_split(stats: &tower_headroom::sim::BedrockStats) -> (f64, f64) {
+    let total: u64 = stats.models.iter().map(|m| m.tokens_settled).sum();
+    let neighbour = stats.caller(NEIGHBOUR).map_or(0.0, |c| c.units);
+    (total as f64 - neighbour, neighbour)
+}
+
+/// Our attempts and throttled attempts: the model's, less the neighbour's.
+fn our_attempts(stats: &tower_headroom::sim::BedrockStats) -> (u64, u64) {
+    let calls: u64 = stats.models.iter().map(|m| m.counts.calls()).sum();
+    let throttled: u64 = stats.models.iter().map(|m| m.counts.throttled()).sum();
+    let (n_calls, n_throttled) = stats
+        .caller(NEIGHBOUR)
+        .map_or((0, 0), |c| (c.counts.calls(), c.counts.throttled()));
+    (calls - n_calls, throttled - n_throttled)
+}
+
+/// What the plot samples each second, cumulative: (our units, our throttles, the neighbour's
+/// units).
+fn cumulative(scenario: u8, backend: &Backend, now: Instant) -> (f64, u64, f64) {
     match backend {
         Backend::Bedrock(sim) => {
             let stats = sim.stats_at(now);
+            let (_, throttled) = our_attempts(&stats);
+            if scenario == 6 {
+                let (ours, theirs) = settled_split(&stats);
+                return (ours, throttled, theirs);
+            }
             let units = stats
                 .models
                 .iter()
@@ -459,8 +693,7 @@ fn cumulative(scenario: u8, backend: &Backend, now: Instant) -> (f64, u64) {
                     }
                 })
                 .sum();
-            let throttled = stats.models.iter().map(|m| m.counts.throttled()).sum();
-            (units, throttled)
+            (units, throttled, 0.0)
         }
         Backend::Dynamo(sim) => {
             let stats = sim.stats_at(now);
@@ -470,46 +703,65 @@ fn cumulative(scenario: u8, backend: &Backend, now: Instant) -> (f64, u64) {
                 .iter()
                 .map(|t| t.writes.throttled() + t.reads.throttled())
                 .sum();
-            (units, throttled)
+            (units, throttled, 0.0)
         }
     }
 }
 
-/// The simulator's totals after a run: (attempts, throttled attempts, utilisation).
-fn totals(scenario: u8, backend: &Backend, series: &Series) -> (u64, u64, f64) {
+/// The simulator's totals after a run.
+struct Totals {
+    attempts: u64,
+    throttled: u64,
+    utilisation: f64,
+    whole_windows: usize,
+    /// Scenario 6: the quota over the whole windows.
+    quota_tokens: u64,
+}
+
+fn totals(scenario: u8, backend: &Backend, series: &Series) -> Totals {
     match backend {
         Backend::Bedrock(sim) => {
             let stats = sim.stats();
-            let attempts = stats.models.iter().map(|m| m.counts.calls()).sum();
-            let throttled = stats.models.iter().map(|m| m.counts.throttled()).sum();
-            let windows = MINUTES as usize;
+            let (attempts, throttled) = our_attempts(&stats);
+            let windows = whole_windows(sim, MINUTE * minutes(scenario) as u32);
+            let tokens = matches!(scenario, 2 | 6);
             let primary = &stats.models[0];
             let used: u64 = stats
                 .models
                 .iter()
                 .map(|m| {
                     m.windows
+                        .get(windows.clone())
+                        .unwrap_or_default()
                         .iter()
-                        .take(windows)
-                        .map(|w| if scenario == 2 { w.tokens } else { w.requests })
+                        .map(|w| if tokens { w.tokens } else { w.requests })
                         .sum::<u64>()
                 })
                 .sum();
-            let quota = if scenario == 2 {
-                primary.tpm
-            } else {
-                primary.rpm
-            } * MINUTES;
-            (attempts, throttled, used as f64 / quota as f64)
+            let per_window = if tokens { primary.tpm } else { primary.rpm };
+            let quota = per_window * windows.len() as u64;
+            Totals {
+                attempts,
+                throttled,
+                utilisation: used as f64 / quota.max(1) as f64,
+                whole_windows: windows.len(),
+                quota_tokens: primary.tpm * windows.len() as u64,
+            }
         }
         Backend::Dynamo(sim) => {
             let stats = sim.stats();
             let table = &stats.tables[0];
             let attempts = table.writes.calls() + table.reads.calls();
             let throttled = table.writes.throttled() + table.reads.throttled();
-            let span = (MINUTES * 60) as usize;
+            let span = (minutes(scenario) * 60) as usize;
             let used: f64 = series.admitted.iter().take(span).sum();
-            (attempts, throttled, used / (table.wcu as f64 * span as f64))
+            Totals {
+                attempts,
+                throttled,
+                utilisation: used / (table.wcu as f64 * span as f64),
+                whole_windows: 0,
+                quota_tokens: 0,
+            }
         }
     }
 }
@@ -531,33 +783,97 @@ pub fn run(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measured, BoxE
     runtime.block_on(run_async(scenario, strategy, seed))
 }
 
+/// Scenario 6's neighbour: a plain client with no admission, up to 3 attempts 1 s then 2 s
+/// apart, on its own schedule. Returns how many of its calls failed, and how many were
+/// throttled at least once.
+async fn neighbour(sim: BedrockSim, start: Instant, schedule: Vec<Arrival>) -> (u64, u64) {
+    let failed = Arc::new(AtomicU64::new(0));
+    let throttled = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for arrival in schedule {
+        tokio::time::sleep_until(start + arrival.at).await;
+        let Work::Model {
+            input_tokens,
+            max_tokens,
+        } = arrival.work
+        else {
+            continue;
+        };
+        let sim = sim.clone();
+        let (failed, throttled) = (Arc::clone(&failed), Arc::clone(&throttled));
+        tasks.spawn(async move {
+            let call = ModelCall::new(SONNET, EAST, input_tokens, max_tokens).caller(NEIGHBOUR);
+            for (attempt, backoff) in [1, 2, 0].into_iter().enumerate() {
+                if sim.clone().oneshot(call.clone()).await.is_ok() {
+                    return;
+                }
+                if attempt == 0 {
+                    throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                if attempt < 2 {
+                    tokio::time::sleep(secs(backoff)).await;
+                }
+            }
+            failed.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    (
+        failed.load(Ordering::Relaxed),
+        throttled.load(Ordering::Relaxed),
+    )
+}
+
 async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measured, BoxError> {
     let setup = setup(scenario, seed)?;
     let start = Instant::now();
-    let clients = clients(&setup, strategy, seed)?;
+    let handle = handle(&setup)?;
+    let Clients {
+        apps: clients,
+        effective_limit,
+    } = build_clients(&setup, &handle, strategy, seed)?;
+    let span_minutes = minutes(scenario);
 
     // Sample the simulator once a second of virtual time, for the plot and the DynamoDB
-    // utilisation.
+    // utilisation; scenario 6 also samples the client's own effective limit once a minute.
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
         let backend = setup.backend.clone();
         let done = Arc::clone(&done);
+        let probe = effective_limit.filter(|_| scenario == 6);
         tokio::spawn(async move {
             let mut series = Series::default();
-            let mut last = (0.0, 0);
+            let mut limits = Vec::new();
+            let mut last = (0.0, 0, 0.0);
             let mut tick = start;
-            loop {
+            for second in 1u64.. {
                 tick += secs(1);
                 tokio::time::sleep_until(tick).await;
                 let now = cumulative(scenario, &backend, tick);
                 series.admitted.push(now.0 - last.0);
                 series.throttled.push(now.1 - last.1);
+                series.neighbour.push(now.2 - last.2);
                 last = now;
+                if let Some(probe) = &probe {
+                    if second % 60 == 0 && second / 60 <= span_minutes {
+                        limits.push(probe(tick));
+                    }
+                }
                 if done.load(Ordering::Relaxed) {
-                    return series;
+                    break;
                 }
             }
+            (series, limits)
         })
+    };
+
+    let neighbour_task = match &setup.backend {
+        Backend::Bedrock(sim) if !setup.neighbour.is_empty() => Some(tokio::spawn(neighbour(
+            sim.clone(),
+            start,
+            setup.neighbour.clone(),
+        ))),
+        _ => None,
     };
 
     let results = Arc::new(Mutex::new(Vec::with_capacity(setup.arrivals.len())));
@@ -580,17 +896,21 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
     while let Some(joined) = tasks.join_next().await {
         joined?;
     }
+    let (neighbour_failed, neighbour_throttled_calls) = match neighbour_task {
+        Some(task) => task.await?,
+        None => (0, 0),
+    };
     done.store(true, Ordering::Relaxed);
-    let series = sampler.await?;
+    let (series, limits) = sampler.await?;
 
     let done = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
-    let (attempts, throttled_attempts, quota_utilization) =
-        totals(scenario, &setup.backend, &series);
+    let totals = totals(scenario, &setup.backend, &series);
     let requests = done.len() as u64;
     let completed = done.iter().filter(|d| d.ok).count() as u64;
     let mut latencies: Vec<Duration> = done.iter().filter(|d| d.ok).map(|d| d.latency).collect();
     latencies.sort();
-    let per_app = setup
+    let apps = setup
+        .plan
         .apps
         .iter()
         .enumerate()
@@ -610,26 +930,58 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
             }
         })
         .collect();
+    let shared = match &setup.backend {
+        Backend::Bedrock(sim) if scenario == 6 => {
+            let stats = sim.stats();
+            let (ours, theirs) = settled_split(&stats);
+            let caller = stats.caller(NEIGHBOUR);
+            let settled_tokens = theirs.round() as u64;
+            Some(SharedAccount {
+                effective_limit_per_minute: if strategy.has_admission() {
+                    limits
+                } else {
+                    Vec::new()
+                },
+                neighbour: Neighbour {
+                    calls: setup.neighbour.len() as u64,
+                    throttled: caller.map_or(0, |c| c.counts.throttled()),
+                    throttled_calls: neighbour_throttled_calls,
+                    failed: neighbour_failed,
+                    settled_tokens,
+                },
+                remainder_tokens: totals.quota_tokens as i64 - settled_tokens as i64,
+                our_mean_settled_cost: if completed == 0 {
+                    0.0
+                } else {
+                    ours / completed as f64
+                },
+            })
+        }
+        _ => None,
+    };
     Ok(Measured {
         row: Row {
             scenario,
+            name: name(scenario),
             strategy,
             requests,
             completed,
             failed: requests - completed,
-            attempts,
-            throttled_attempts,
-            quota_utilization,
+            attempts: totals.attempts,
+            throttled_attempts: totals.throttled,
+            quota_utilization: totals.utilisation,
             p50_ms: percentile_ms(&latencies, 50),
             p99_ms: percentile_ms(&latencies, 99),
             amplification: if requests == 0 {
                 0.0
             } else {
-                attempts as f64 / requests as f64
+                totals.attempts as f64 / requests as f64
             },
+            apps,
+            shared,
         },
         series,
-        per_app,
+        whole_windows: totals.whole_windows,
     })
 }
 
@@ -640,316 +992,4 @@ fn percentile_ms(sorted: &[Duration], p: usize) -> f64 {
     }
     let rank = (sorted.len() * p).div_ceil(100).max(1);
     sorted[rank - 1].as_secs_f64() * 1e3
-}
-
-/// The clients of every app of `setup` for `strategy`.
-fn clients(setup: &Setup, strategy: Strategy, seed: u64) -> Result<Vec<Client>, BoxError> {
-    match strategy {
-        Strategy::NoRetry => Ok(plain_clients(setup, 1)),
-        Strategy::NaiveRetry => Ok(plain_clients(setup, 5)),
-        Strategy::SdkStandard | Strategy::SdkAdaptive => {
-            super::sdk::clients(setup, strategy == Strategy::SdkAdaptive, seed)
-        }
-        Strategy::Headroom => headroom_clients(setup, seed),
-        Strategy::SdkHeadroom => super::sdk::headroom_clients(setup, seed),
-    }
-}
-
-/// The request the simulator core sees for `work` sent by `app`.
-fn model_call(app: &App, work: Work) -> ModelCall {
-    match work {
-        Work::Model {
-            input_tokens,
-            max_tokens,
-        } => ModelCall::new(app.model, app.region, input_tokens, max_tokens).caller(app.name),
-        // A scenario's apps all send one kind of work.
-        Work::Write { .. } => ModelCall::new(app.model, app.region, 0, 0),
-    }
-}
-
-fn dynamo_call(app: &App, work: Work) -> DynamoCall {
-    match work {
-        Work::Write { key, payload } => {
-            let bytes = Work::item_bytes(&key, payload);
-            DynamoCall::write(TABLE, key, bytes).caller(app.name)
-        }
-        Work::Model { .. } => DynamoCall::write(TABLE, "", 0),
-    }
-}
-
-/// Calls the simulator directly, up to `attempts` times, 1 s apart, on any error: no retry
-/// (`attempts` 1) and the naive baseline (5).
-fn plain_clients(setup: &Setup, attempts: u32) -> Vec<Client> {
-    setup
-        .apps
-        .iter()
-        .map(|app| {
-            let app = app.clone();
-            let backend = setup.backend.clone();
-            let client = tower::service_fn(move |work: Work| {
-                let app = app.clone();
-                let backend = backend.clone();
-                async move {
-                    for attempt in 1..=attempts {
-                        let result = match &backend {
-                            Backend::Bedrock(sim) => sim
-                                .clone()
-                                .oneshot(model_call(&app, work.clone()))
-                                .await
-                                .map(drop),
-                            Backend::Dynamo(sim) => sim
-                                .clone()
-                                .oneshot(dynamo_call(&app, work.clone()))
-                                .await
-                                .map(drop),
-                        };
-                        match result {
-                            Ok(()) => return Ok(()),
-                            Err(e) if attempt == attempts => return Err(BoxError::from(e)),
-                            Err(_) => tokio::time::sleep(secs(1)).await,
-                        }
-                    }
-                    Err(BoxError::from("no attempt made"))
-                }
-            });
-            BoxCloneService::new(client)
-        })
-        .collect()
-}
-
-/// The stack's view of the simulator's answers: the fallback router annotates
-/// `http::Response`s, so the reply travels as one.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct HttpSimClassifier;
-
-impl<R> Classify<http::Response<R>> for HttpSimClassifier
-where
-    SimClassifier: Classify<R>,
-{
-    fn classify(
-        &self,
-        result: Result<&http::Response<R>, &(dyn std::error::Error + 'static)>,
-    ) -> Outcome {
-        match result {
-            Ok(response) => SimClassifier.classify(Ok(response.body())),
-            Err(error) => SimClassifier.classify(Err::<&R, _>(error)),
-        }
-    }
-}
-
-/// A target of the stack: which model in which region (or which table).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Key {
-    model: Arc<str>,
-    region: Arc<str>,
-}
-
-fn target(name: &str, model: &str, region: &str) -> Target<Key> {
-    Target::new(
-        name,
-        Key {
-            model: model.into(),
-            region: region.into(),
-        },
-    )
-    .model(model)
-    .region(region)
-}
-
-type Boxed = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
-
-/// The retry policy of the stack for `profile`, with throttle retries aligned to the
-/// simulator's windows (not the wall clock's) and seeded jitter, so that runs repeat.
-pub fn retry_policy(
-    profile: Profile,
-    window: Duration,
-    spread: Duration,
-    anchor: Instant,
-    seed: u64,
-) -> Result<RetryPolicy, BoxError> {
-    let window = QuotaWindow::new(window, anchor, spread)?;
-    Ok(profile
-        .retry()
-        .backoff(BackoffBuilder::default().quota_window_at(window))
-        .seed(seed)
-        .build()?)
-}
-
-pub fn breaker(profile: Profile, seed: u64) -> Result<BreakerConfig, BoxError> {
-    Ok(profile.breaker().seed(seed).build()?)
-}
-
-/// A fallback target of a Bedrock scenario: its name, model and region.
-#[derive(Clone, Copy, Debug)]
-pub struct RouteTarget {
-    /// The target's name (breaker, metrics).
-    pub name: &'static str,
-    /// The model id.
-    pub model: &'static str,
-    /// The region.
-    pub region: &'static str,
-}
-
-const fn route(name: &'static str, model: &'static str, region: &'static str) -> RouteTarget {
-    RouteTarget {
-        name,
-        model,
-        region,
-    }
-}
-
-/// A Bedrock scenario's quota (one per target, shared by every app) and fallback targets, in
-/// preference order: the same for the stack and the SDK adapter.
-pub fn bedrock_plan(scenario: u8) -> Result<(Limit, Vec<RouteTarget>), BoxError> {
-    Ok(match scenario {
-        // Equal guaranteed shares for A, B and C; A borrows what B and C leave.
-        1 => (
-            Limit::per_minute()
-                .requests(150)
-                .shares(&[1, 1, 1])
-                .build()?,
-            vec![route("sonnet", SONNET, EAST)],
-        ),
-        // A token budget that no fixed window of the service can see exceeded: 170,000 a
-        // minute plus 10 s of burst credit (28,333) is under 200,000. Half the credit is
-        // kept for interactive calls; batch calls wait behind them.
-        2 => (
-            Limit::per_minute()
-                .requests(10_000)
-                .units(170_000)
-                .burst(secs(10))
-                .interactive_reserve(0.5)
-                .build()?,
-            vec![route("sonnet", SONNET, EAST)],
-        ),
-        // The secondary model as the fallback target.
-        3 => (
-            Limit::per_minute().requests(100).build()?,
-            vec![route("sonnet", SONNET, EAST), route("haiku", HAIKU, EAST)],
-        ),
-        // A second region as the fallback target.
-        4 => (
-            Limit::per_minute().requests(100).build()?,
-            vec![route("east", SONNET, EAST), route("west", SONNET, WEST)],
-        ),
-        n => return Err(format!("no Bedrock scenario {n}").into()),
-    })
-}
-
-/// Scenario 5's admission: the table's provisioned WCU with DynamoDB's 300 s of burst credit.
-///
-/// Learning is off: a hot partition's throttle says nothing about the table's capacity, and
-/// lowering the table's budget for it would slow every other key.
-pub fn dynamo_limit() -> Result<Limit, BoxError> {
-    Ok(Limit::per_second()
-        .units(100)
-        .burst(secs(300))
-        .learning(Learning::OFF)
-        .build()?)
-}
-
-/// tower-headroom: one stack per application, sharing one quota per target.
-fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxError> {
-    let sim = match &setup.backend {
-        Backend::Bedrock(sim) => sim.clone(),
-        Backend::Dynamo(sim) => return dynamo_headroom(setup, sim, seed),
-    };
-    let anchor = sim.started_at();
-    let policy = |app: usize| {
-        retry_policy(
-            Profile::Bedrock,
-            BEDROCK_WINDOW,
-            secs(5),
-            anchor,
-            seed.wrapping_add(app as u64),
-        )
-    };
-    // The simulator's reply, as an `http::Response` for the router.
-    let backend = ServiceBuilder::new()
-        .map_response(http::Response::new as fn(ModelReply) -> http::Response<ModelReply>)
-        .service(sim.clone());
-    let rewrite = |call: &mut ModelCall, key: &Key| {
-        call.model_id = Arc::clone(&key.model);
-        call.region = Arc::clone(&key.region);
-    };
-    let estimate = |call: &ModelCall| Cost::units(call.input_tokens + call.max_tokens);
-    let usage = |reply: &http::Response<ModelReply>| Usage::units(reply.body().quota_tokens);
-
-    let (limit, routes) = bedrock_plan(setup.scenario)?;
-    let targets: Vec<Target<Key>> = routes
-        .iter()
-        .map(|r| target(r.name, r.model, r.region))
-        .collect();
-    let quota: Quota<Key> = Quota::new(limit);
-    setup
-        .apps
-        .iter()
-        .enumerate()
-        .map(|(i, app)| {
-            let mut builder = StackBuilder::bedrock(HttpSimClassifier);
-            for t in &targets {
-                builder = builder.target(t.clone());
-            }
-            let mut builder = builder
-                .retry(policy(i)?)
-                .breaker(breaker(Profile::Bedrock, seed.wrapping_add(i as u64))?)
-                .admission(quota.clone(), estimate)
-                .usage(usage);
-            if setup.scenario == 1 {
-                builder = builder.tenant(Tenant(i as u16));
-            }
-            if app.batch {
-                builder = builder.priority(Priority::Batch);
-            }
-            let stack = builder.rewrite(backend.clone(), rewrite)?;
-            let app = app.clone();
-            let client = tower::service_fn(move |work: Work| -> Boxed {
-                let call = model_call(&app, work);
-                let stack = stack.clone();
-                Box::pin(async move { stack.oneshot(call).await.map(drop) })
-            });
-            Ok(BoxCloneService::new(client))
-        })
-        .collect()
-}
-
-/// tower-headroom for DynamoDB: the DynamoDB profile (8 attempts, capacity throttles retried
-/// after short jittered waits aligned to the next second) and admission at the table's
-/// provisioned WCU with DynamoDB's 300 s of burst credit (see [`dynamo_limit`]).
-fn dynamo_headroom(setup: &Setup, sim: &DynamoSim, seed: u64) -> Result<Vec<Client>, BoxError> {
-    let backend = ServiceBuilder::new()
-        .map_response(http::Response::new as fn(DynamoReply) -> http::Response<DynamoReply>)
-        .service(sim.clone());
-    let quota: Quota<Key> = Quota::new(dynamo_limit()?);
-    let estimate = |call: &DynamoCall| Cost::units(call.item_bytes.div_ceil(1024).max(1));
-    let usage = |reply: &http::Response<DynamoReply>| {
-        Usage::units(reply.body().consumed_capacity.ceil() as u64)
-    };
-    setup
-        .apps
-        .iter()
-        .enumerate()
-        .map(|(i, app)| {
-            let stack = StackBuilder::dynamodb(HttpSimClassifier)
-                .target(target("orders", TABLE, EAST))
-                .retry(retry_policy(
-                    Profile::DynamoDb,
-                    secs(1),
-                    Duration::from_millis(100),
-                    sim.started_at(),
-                    seed.wrapping_add(i as u64),
-                )?)
-                .breaker(breaker(Profile::DynamoDb, seed.wrapping_add(i as u64))?)
-                .admission(quota.clone(), estimate)
-                .usage(usage)
-                .services(vec![backend.clone()])?;
-            let app = app.clone();
-            let client = tower::service_fn(move |work: Work| -> Boxed {
-                let call = dynamo_call(&app, work);
-                let stack = stack.clone();
-                Box::pin(async move { stack.oneshot(call).await.map(drop) })
-            });
-            Ok(BoxCloneService::new(client))
-        })
-        .collect()
 }

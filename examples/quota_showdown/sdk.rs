@@ -1,15 +1,17 @@
 //! The real AWS SDK clients (`aws-sdk-bedrockruntime`, `aws-sdk-dynamodb`) with
 //! `RetryConfig::standard()` or `RetryConfig::adaptive()`, or configured by
 //! `SdkHeadroom::configure_*` ([`headroom_clients`]), driven through the simulator's wire
-//! front in process: the SDK's `HttpClient` hands each signed request to
-//! [`SimService`](tower_headroom::sim::front::SimService) as a `tower::Service` call. No
-//! socket, so the whole run stays on the paused clock:
+//! front in process: the [`Handle`]'s SDK `HttpClient` hands each signed request to the front
+//! as a `tower::Service` call. No socket, so the whole run stays on the paused clock. Like
+//! every client set-up (see `clients.rs`), these see the console's numbers, the user's plan
+//! and the handle, never the simulator.
+//!
 //!
 //! - the SDK sleeps (backoff, the adaptive rate limiter's delays) with its default tokio
 //!   sleep, which follows the paused clock;
 //! - the SDK reads the time (signing, the adaptive rate limiter's token bucket) from its
-//!   `TimeSource`, set here to a clock that advances with tokio's virtual time from a fixed
-//!   epoch, so the adaptive mode sees the virtual seconds pass;
+//!   `TimeSource`, set here to the client machines' clock ([`CLIENT_EPOCH`] plus tokio's
+//!   virtual time), so the adaptive mode sees the virtual seconds pass;
 //! - the standard strategy's jitter is `fastrand`'s thread-local generator, seeded before the
 //!   run (the runtime has one thread).
 //!
@@ -20,7 +22,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_smithy_async::time::TimeSource;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
@@ -29,161 +31,134 @@ use tower::BoxError;
 use tower::util::BoxCloneService;
 use tower_headroom::admission::{Priority, Quota, Tenant};
 use tower_headroom::fallback::Target;
-use tower_headroom::sim::BEDROCK_WINDOW;
-use tower_headroom::sim::front::{SimService, sdk_http_client};
-use tower_headroom::smithy::{MAX_ADMISSION_WAIT, SdkHeadroom};
+use tower_headroom::smithy::SdkHeadroom;
 use tower_headroom::stack::Profile;
 
-use super::scenarios::{
-    App, Backend, Client, RouteTarget, Setup, Strategy, TABLE, Work, bedrock_plan, breaker,
-    dynamo_limit, retry_policy,
+use super::clients::{
+    App, Client, Clients, Console, Direct, Handle, LimitProbe, PARTITION_KEY, Plan, RouteTarget,
+    Work, bedrock_quota, client_clock, dynamodb_quota,
 };
+use super::scenarios::Strategy;
 
 /// Fake static credentials: the front does not verify signatures.
 const ACCESS_KEY: &str = "AKIDSHOWDOWN00000000";
 const SECRET_KEY: &str = "showdown-fake-secret";
-/// The partition key attribute of the scenario's table.
-const PARTITION_KEY: &str = "pk";
 
 /// Numbers the runs of this process, for fresh retry partition names.
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
-/// The SDK's clock: a fixed epoch plus tokio's (virtual) time since the run started.
+/// The SDK's clock: the client machines' clock (see [`client_clock`]) from the run's start.
 #[derive(Debug)]
 struct VirtualTime {
-    epoch: SystemTime,
     start: tokio::time::Instant,
 }
 
 impl TimeSource for VirtualTime {
     fn now(&self) -> SystemTime {
-        self.epoch + self.start.elapsed()
+        client_clock(self.start)
     }
 }
 
 fn virtual_time() -> VirtualTime {
     VirtualTime {
-        // 2023-11-14T22:13:20Z: any fixed instant will do; it only has to repeat.
-        epoch: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         start: tokio::time::Instant::now(),
     }
 }
 
-/// The SDK clients of every app of `setup`, standard or adaptive retry.
-pub fn clients(setup: &Setup, adaptive: bool, seed: u64) -> Result<Vec<Client>, BoxError> {
+/// Whether the handle is a Bedrock endpoint (else DynamoDB).
+fn is_bedrock(handle: &Handle) -> bool {
+    matches!(handle.direct, Direct::Bedrock(_))
+}
+
+/// The SDK clients of every app of `plan`, standard or adaptive retry.
+pub fn clients(
+    plan: &Plan,
+    handle: &Handle,
+    adaptive: bool,
+    seed: u64,
+) -> Result<Vec<Client>, BoxError> {
     // The standard strategy's jitter draws from fastrand's thread-local generator.
     fastrand::seed(seed);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    let http = front(setup)?;
-    setup
-        .apps
+    let http = handle.wire.clone();
+    plan.apps
         .iter()
         .map(|app| {
             let partition = format!("showdown-{run}-{}", app.name);
-            Ok(match &setup.backend {
-                Backend::Bedrock(_) => bedrock(app, http.clone(), adaptive, partition),
-                Backend::Dynamo(_) => dynamodb(app, http.clone(), adaptive, partition),
+            Ok(if is_bedrock(handle) {
+                bedrock(app, http.clone(), adaptive, partition)
+            } else {
+                dynamodb(app, http.clone(), adaptive, partition)
             })
         })
         .collect()
 }
 
-/// The SDK clients of every app of `setup`, configured by `SdkHeadroom::configure_*` the way
+/// The SDK clients of every app of `plan`, configured by `SdkHeadroom::configure_*` the way
 /// the tower-headroom rows configure their stacks: one [`Quota`] per scenario shared by every
-/// app's client (one account quota, many clients), the same limits, shares (tenants),
-/// priorities and retry policy (its quota window anchored at the simulator's start, jitter
-/// seeded per app), a breaker per app and target, and the same fallback targets where the SDK
-/// can reach them (see [`reachable`]). Each client keeps its own retry partition, as in the
-/// standard rows.
-pub fn headroom_clients(setup: &Setup, seed: u64) -> Result<Vec<Client>, BoxError> {
+/// app's client (one account quota, many clients) with the console's limits, the plan's
+/// shares (tenants) and priorities, the profile's default retry policy and breaker (jitter
+/// seeded per app), and the plan's fallback targets where the SDK can reach them (see
+/// [`reachable`]). Each client keeps its own retry partition, as in the standard rows.
+pub fn headroom_clients(
+    console: &Console,
+    plan: &Plan,
+    handle: &Handle,
+    seed: u64,
+) -> Result<Clients, BoxError> {
     fastrand::seed(seed);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    let http = front(setup)?;
+    let http = handle.wire.clone();
     let partition = |app: &App| format!("showdown-{run}-{}", app.name);
-    match &setup.backend {
-        Backend::Bedrock(sim) => {
-            let (limit, routes) = bedrock_plan(setup.scenario)?;
-            let max_wait = MAX_ADMISSION_WAIT;
-            let quota: Quota<Arc<str>> = Quota::new(limit);
-            setup
-                .apps
-                .iter()
-                .enumerate()
-                .map(|(i, app)| {
-                    let app_seed = seed.wrapping_add(i as u64);
-                    let mut builder = SdkHeadroom::builder(Profile::Bedrock)
-                        .retry(retry_policy(
-                            Profile::Bedrock,
-                            BEDROCK_WINDOW,
-                            Duration::from_secs(5),
-                            sim.started_at(),
-                            app_seed,
-                        )?)
-                        .breaker(breaker(Profile::Bedrock, app_seed)?)
-                        .deadline(max_wait);
-                    for route in reachable(&routes, app) {
-                        builder = builder.target(
-                            Target::new(route.name, Arc::from(route.model))
-                                .model(route.model)
-                                .region(route.region),
-                        );
-                    }
-                    let mut builder = builder.quota(quota.clone());
-                    if setup.scenario == 1 {
-                        builder = builder.tenant(Tenant(i as u16));
-                    }
-                    if app.batch {
-                        builder = builder.priority(Priority::Batch);
-                    }
-                    let headroom = builder.build()?;
-                    let config = headroom
-                        .configure_bedrock(bedrock_config(app, http.clone(), partition(app)))?
-                        .build();
-                    Ok(converse_client(
-                        app,
-                        aws_sdk_bedrockruntime::Client::from_conf(config),
-                    ))
-                })
-                .collect()
-        }
-        Backend::Dynamo(sim) => {
-            let limit = dynamo_limit()?;
-            let max_wait = MAX_ADMISSION_WAIT;
-            let quota: Quota<Arc<str>> = Quota::new(limit);
-            setup
-                .apps
-                .iter()
-                .enumerate()
-                .map(|(i, app)| {
-                    let app_seed = seed.wrapping_add(i as u64);
-                    let headroom = SdkHeadroom::builder(Profile::DynamoDb)
-                        .retry(retry_policy(
-                            Profile::DynamoDb,
-                            Duration::from_secs(1),
-                            Duration::from_millis(100),
-                            sim.started_at(),
-                            app_seed,
-                        )?)
-                        .breaker(breaker(Profile::DynamoDb, app_seed)?)
-                        .deadline(max_wait)
-                        .target(
-                            Target::new(TABLE, Arc::from(TABLE))
-                                .model(TABLE)
-                                .region(app.region),
-                        )
-                        .quota(quota.clone())
-                        .build()?;
-                    let config = headroom
-                        .configure_dynamodb(dynamodb_config(app, http.clone(), partition(app)))?
-                        .build();
-                    Ok(put_item_client(
-                        app,
-                        aws_sdk_dynamodb::Client::from_conf(config),
-                    ))
-                })
-                .collect()
-        }
-    }
+    let key = |route: &RouteTarget| -> Arc<str> { Arc::from(route.model) };
+    let primary = plan.routes.first().ok_or("a plan needs a target")?;
+    let (profile, quota): (Profile, Quota<Arc<str>>) = if is_bedrock(handle) {
+        (Profile::Bedrock, bedrock_quota(console, plan, key)?)
+    } else {
+        (Profile::DynamoDb, dynamodb_quota(console, plan, key)?)
+    };
+    let apps = plan
+        .apps
+        .iter()
+        .enumerate()
+        .map(|(i, app)| {
+            let app_seed = seed.wrapping_add(i as u64);
+            let mut builder = SdkHeadroom::builder(profile).seed(app_seed);
+            for route in reachable(&plan.routes, app) {
+                builder = builder.target(
+                    Target::new(route.name, key(route))
+                        .model(route.model)
+                        .region(route.region),
+                );
+            }
+            let mut builder = builder.quota(quota.clone());
+            if plan.shares.is_some() {
+                builder = builder.tenant(Tenant(i as u16));
+            }
+            if app.batch {
+                builder = builder.priority(Priority::Batch);
+            }
+            let headroom = builder.build()?;
+            Ok(if is_bedrock(handle) {
+                let config = headroom
+                    .configure_bedrock(bedrock_config(app, http.clone(), partition(app)))?
+                    .build();
+                converse_client(app, aws_sdk_bedrockruntime::Client::from_conf(config))
+            } else {
+                let config = headroom
+                    .configure_dynamodb(dynamodb_config(app, http.clone(), partition(app)))?
+                    .build();
+                put_item_client(app, aws_sdk_dynamodb::Client::from_conf(config))
+            })
+        })
+        .collect::<Result<Vec<_>, BoxError>>()?;
+    let probe_key = key(primary);
+    let probe: LimitProbe =
+        Arc::new(move |now| quota.stats(&probe_key, now).and_then(|s| s.units_limit));
+    Ok(Clients {
+        apps,
+        effective_limit: Some(probe),
+    })
 }
 
 /// The fallback targets an SDK client of `app` can reach: those in its own region. The
@@ -199,10 +174,10 @@ pub fn reachable<'a>(
 
 /// Why a scenario's SDK + tower-headroom row has fewer fallback targets than the stack's, if
 /// it has: printed under the table.
-pub fn headroom_note(setup_scenario: u8) -> Option<String> {
-    let (_, routes) = bedrock_plan(setup_scenario).ok()?;
-    let first = routes.first()?;
-    let out: Vec<&str> = routes
+pub fn headroom_note(plan: &Plan) -> Option<String> {
+    let first = plan.routes.first()?;
+    let out: Vec<&str> = plan
+        .routes
         .iter()
         .filter(|r| r.region != first.region)
         .map(|r| r.name)
@@ -216,18 +191,6 @@ pub fn headroom_note(setup_scenario: u8) -> Option<String> {
             first.region
         )
     })
-}
-
-/// The simulator's wire front, as the SDK's HTTP client.
-fn front(setup: &Setup) -> Result<SharedHttpClient, BoxError> {
-    let front = match &setup.backend {
-        Backend::Bedrock(sim) => SimService::builder().bedrock(sim.clone()).build()?,
-        Backend::Dynamo(sim) => SimService::builder()
-            .dynamodb(sim.clone())
-            .partition_key(super::scenarios::TABLE, PARTITION_KEY)
-            .build()?,
-    };
-    Ok(sdk_http_client(front))
 }
 
 /// An SDK config builder for `app` with everything but the retry configuration, for either

@@ -430,7 +430,7 @@ impl BucketState {
             admit_at: now.saturating_add(wait),
             deadline,
             charged_at: now,
-            interactive: ask.priority == Priority::Interactive,
+            probe: false,
         };
         if lane == 0 && wait > 0 {
             self.prune_bookings(now);

@@ -100,6 +100,9 @@ impl Learner {
         }
         self.regain(rules, window, now);
         self.quiet_since = now;
+        if std::env::var("DBG").is_ok() {
+            eprintln!("DBG throttle t={:.1} ours={ours} eff={}", now as f64 / 1e9, self.effective);
+        }
         if self
             .cut_at
             .is_some_and(|at| now < at.saturating_add(window))

@@ -350,6 +350,7 @@ impl Slot for Arc<MemorySlot> {
         // The success path of a call settled at its estimate, with nothing to learn, needs no lock.
         let t = &ticket.0;
         if !t.waiting
+            && !t.probe
             && outcome.is_success()
             && usage.units.is_none_or(|u| u == t.cost.units)
             && usage.remaining.requests.is_none()
@@ -378,7 +379,7 @@ impl Slot for Arc<MemorySlot> {
     }
 
     fn cancel(&self, ticket: &mut MemoryTicket, now: Instant) {
-        if !ticket.0.waiting {
+        if !ticket.0.waiting && !ticket.0.probe {
             return;
         }
         let now = self.ns(now);

@@ -22,8 +22,8 @@ pub(crate) struct Ticket {
     pub(crate) deadline: u64,
     /// When the call's spend was recorded (its slot in the spend rings).
     pub(crate) charged_at: u64,
-    /// Whether the call is interactive (its spend feeds the window's automatic reserve).
-    pub(crate) interactive: bool,
+    /// The call probes a key held back after a throttle: its answer releases the others.
+    pub(crate) probe: bool,
 }
 
 /// A refusal from the arithmetic: reason plus the wait that would have been needed.

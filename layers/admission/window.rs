@@ -33,7 +33,7 @@
 //! Memory is fixed per key: 257 counters per limited dimension (the [`Ring`]), 17 more for the
 //! interactive spend, a pacing bucket, a child bucket per tenant.
 
-use super::bucket::{Bucket, LANES, Lane, REQ, UNITS, child_cap, child_rate, part, scaled};
+use super::bucket::{Bucket, Lane, REQ, UNITS, child_cap, child_rate, part, scaled};
 use super::cost::{Cost, Usage};
 use super::learn::Learner;
 use super::limit::{Limit, Priority};
@@ -47,9 +47,29 @@ const SLOTS: u64 = 256;
 /// Time slots per window of the interactive-spend ring (the automatic reserve).
 const RESERVE_SLOTS: u64 = 16;
 /// The automatic reserve is the interactive spend of the trailing window divided by this.
-const RESERVE_DIVISOR: u128 = 32;
-/// The pacing bucket holds this fraction of a window of the effective limit.
+const RESERVE_DIVISOR: u128 = 64;
+/// The pacing bucket holds one slot's worth of the effective limit.
 const PACE_DIVISOR: u64 = 16;
+
+/// How long a waiting call sleeps at most before it looks again: a wait is an estimate (the
+/// calls ahead may leave, settles give room back, a hold ends), and the call waits no longer
+/// than a 64th of a window past the moment its room appeared.
+fn recheck(l: &Limit) -> u64 {
+    (l.window / 64).max(1)
+}
+
+/// The lanes, in the order they are served; see [`WindowState::lane_for`].
+const LANES: usize = 5;
+/// Interactive, within share with room to spare in it (every interactive call, without shares).
+const INTERACTIVE: usize = 0;
+/// Interactive, within share but pressing on it (its tenant borrowed beyond its share lately).
+const PRESSING: usize = 1;
+/// Batch, within share (every batch call, without shares).
+const BATCH: usize = 2;
+/// Interactive, borrowing beyond its share (or no tenant).
+const BORROWING: usize = 3;
+/// Batch, borrowing.
+const BATCH_BORROWING: usize = 4;
 const PPM: u128 = 1_000_000;
 
 #[derive(Clone, Debug)]
@@ -75,8 +95,18 @@ pub(crate) struct WindowState {
     dims: [Option<Dim>; 2],
     lanes: [Lane; LANES],
     tenants: Box<[[Bucket; 2]]>,
-    /// No call is admitted before this (a server's `Retry-After` on a throttle).
+    /// When each tenant last asked beyond its share (`u64::MAX`: never).
+    borrowed_at: Box<[u64]>,
+    /// No call is admitted before this (a server's `Retry-After` on a throttle, or the hold
+    /// after an unpredicted throttle).
     blocked_until: u64,
+    /// Unpredicted throttles in a row (of calls admitted since the last hold began), with no
+    /// success between them.
+    streak: u32,
+    /// When the last hold began.
+    held_at: u64,
+    /// A probe is in flight: the other calls wait for its answer.
+    probing: bool,
     last_used: u64,
     /// The latest time seen: time never runs backwards for the arithmetic.
     clock: u64,
@@ -108,11 +138,16 @@ impl WindowState {
                 })
                 .collect(),
         };
+        let borrowed_at = vec![u64::MAX; tenants.len()].into_boxed_slice();
         WindowState {
             dims,
             lanes: [Lane::default(); LANES],
             tenants,
+            borrowed_at,
             blocked_until: 0,
+            streak: 0,
+            held_at: 0,
+            probing: false,
             last_used: now,
             clock: now,
         }
@@ -151,20 +186,25 @@ impl WindowState {
         })
     }
 
-    /// Within-share lane or borrowing lane, and the tenant whose share is charged.
+    /// The lane of a call, and the tenant whose share it is charged to.
+    ///
+    /// Lanes are served in order: interactive calls within their share, first those of tenants
+    /// that keep to their share, then those of tenants that press on it (they asked beyond it
+    /// within the last share burst, a quarter window by default); batch calls within their
+    /// share; then calls borrowing beyond their share (or without a tenant), interactive before
+    /// batch. So when the window is tight the tenant asking for more than its share waits, not
+    /// the tenants that keep to theirs.
     fn lane_for(&mut self, l: &Limit, ask: &Ask, now: u64) -> (usize, Option<u16>) {
-        let base = match ask.priority {
-            Priority::Interactive => 0,
-            Priority::Batch => 1,
-        };
+        let batch = ask.priority == Priority::Batch;
+        let borrowing = if batch { BATCH_BORROWING } else { BORROWING };
         if l.shares.is_none() {
-            return (base, None);
+            return (if batch { BATCH } else { INTERACTIVE }, None);
         }
         let Some(t) = ask.tenant.map(|t| usize::from(t.0)) else {
-            return (base + 2, None);
+            return (borrowing, None);
         };
         if t >= self.tenants.len() {
-            return (base + 2, None);
+            return (borrowing, None);
         }
         self.advance_child(l, t, now);
         let green = (0..2).all(|d| match &self.dims[d] {
@@ -175,11 +215,18 @@ impl WindowState {
                 self.tenants[t][d].level >= need
             }
         });
-        if green {
-            (base, Some(t as u16))
-        } else {
-            (base + 2, None)
+        if !green {
+            self.borrowed_at[t] = now;
+            return (borrowing, None);
         }
+        let pressing = self.borrowed_at[t] != u64::MAX
+            && now.saturating_sub(self.borrowed_at[t]) < l.share_burst;
+        let lane = match (batch, pressing) {
+            (true, _) => BATCH,
+            (false, false) => INTERACTIVE,
+            (false, true) => PRESSING,
+        };
+        (lane, Some(t as u16))
     }
 
     /// Nanoseconds until a call of `cost` in `lane` could be admitted at `now`, given the units
@@ -187,14 +234,19 @@ impl WindowState {
     /// queues behind every waiter of its lane). Reads the state as of `now` without moving it.
     fn wait_at(&self, l: &Limit, cost: Cost, lane: usize, behind_own_lane: bool, now: u64) -> u64 {
         let mut wait = self.blocked_until.saturating_sub(now);
+        if self.probing {
+            if std::env::var("DBG").is_ok() { eprintln!("DBGP probing t={} lane={lane}", now/1_000_000_000); }
+            // Look again in a slot: the probe's answer may have come by then.
+            wait = wait.max(l.window / SLOTS).max(1);
+        }
         let lanes_ahead = if behind_own_lane { lane + 1 } else { lane };
         for d in 0..2 {
             let Some(dim) = &self.dims[d] else { continue };
             let rate = dim.learner.effective_at(&l.learning, l.window, now);
             let limit = u128::from(rate);
             let n = u128::from(part(cost, d));
-            // Batch lanes (1 and 3) leave a reserve of the window to interactive calls.
-            let reserve = if lane % 2 == 1 {
+            // The lanes after the first leave it a reserve of the window.
+            let reserve = if lane > INTERACTIVE {
                 match l.reserve_ppm {
                     Some(ppm) => limit * u128::from(ppm) / PPM,
                     None => dim.interactive.sum_at(now) / RESERVE_DIVISOR,
@@ -204,11 +256,13 @@ impl WindowState {
                 0
             };
             let need = n.min(limit - reserve) + reserve;
-            if lane > 0 {
-                // The background lanes are paced.
+            if lane >= PRESSING {
+                // Every lane but interactive calls of tenants within their share is paced.
                 let mut pace = dim.pace;
                 pace.advance(now, rate, Dim::pace_cap(l, rate));
-                let pace_need = scaled(part(cost, d), l).min(Dim::pace_cap(l, rate));
+                // Half the bucket at most, so that a large call is not kept waiting for a
+                // bucket that small calls keep from ever being full.
+                let pace_need = scaled(part(cost, d), l).min(Dim::pace_cap(l, rate) / 2);
                 wait = wait.max(pace.wait_for(pace_need, rate));
             }
             let ahead: u128 = self.lanes[..lanes_ahead]
@@ -247,17 +301,27 @@ impl WindowState {
             };
             let n = part(t.cost, d);
             dim.spent.add(n);
+            // The pace remembers at most one bucket of debt: it smooths, the window guarantees,
+            // and a deficit run up by interactive calls must not starve the background lanes
+            // for minutes once the interactive calls leave room.
+            // The pace remembers at most two buckets of debt: it smooths the background lanes
+            // (the window guarantees the limit), and a deficit run up by interactive calls must
+            // not starve the background for minutes once the interactive calls leave room.
+            let floor = -2 * Dim::pace_cap(l, dim.learner.effective());
             dim.pace.charge(scaled(n, l));
-            if t.interactive {
+            dim.pace.level = dim.pace.level.max(floor);
+            if usize::from(t.lane) == INTERACTIVE {
                 dim.interactive.add(n);
-            }
-            if let Some(c) = t.green {
-                self.tenants[usize::from(c)][d].charge(scaled(n, l));
             }
         }
         t.charged = true;
         t.charged_at = now;
         t.admit_at = now;
+        // The first call after a hold probes the provider's window for the others.
+        if self.streak > 0 {
+            t.probe = true;
+            self.probing = true;
+        }
     }
 
     pub(crate) fn reserve(
@@ -300,11 +364,16 @@ impl WindowState {
             green,
             charged: false,
             waiting: wait > 0,
-            admit_at: now.saturating_add(wait),
+            admit_at: now.saturating_add(wait.min(recheck(l))),
             deadline,
             charged_at: now,
-            interactive: ask.priority == Priority::Interactive,
+            probe: false,
         };
+        // A call within its share spends its share when it asks, waiting or not, so that the
+        // share measures the tenant's demand.
+        if let Some(c) = green {
+            self.charge_child(l, usize::from(c), ask.cost, 1);
+        }
         if wait == 0 {
             self.admit(l, &mut ticket, now);
         } else {
@@ -314,6 +383,29 @@ impl WindowState {
             ln.pending[UNITS] = ln.pending[UNITS].saturating_add(ask.cost.units);
         }
         Ok(ticket)
+    }
+
+    /// Charges (`sign` 1) or gives back (`sign` -1) `cost` to tenant `c`'s share.
+    fn charge_child(&mut self, l: &Limit, c: usize, cost: Cost, sign: i128) {
+        for d in 0..2 {
+            let Some(dim) = &self.dims[d] else { continue };
+            let n = scaled(part(cost, d), l) * sign;
+            let rate = child_rate(l, dim.learner.effective(), c);
+            let child = &mut self.tenants[c][d];
+            if n >= 0 {
+                child.charge(n);
+            } else {
+                child.refund(-n, child_cap(l, rate));
+            }
+        }
+    }
+
+    /// A waiting call that will not be admitted: out of its lane, its share given back.
+    fn give_up(&mut self, l: &Limit, t: &mut Ticket) {
+        self.leave_lane(t);
+        if let Some(c) = t.green {
+            self.charge_child(l, usize::from(c), t.cost, -1);
+        }
     }
 
     fn leave_lane(&mut self, t: &mut Ticket) {
@@ -346,25 +438,29 @@ impl WindowState {
             self.admit(l, t, now);
             return Ok(None);
         }
-        let at = now.saturating_add(wait);
-        if at > t.deadline {
-            self.leave_lane(t);
+        if now.saturating_add(wait) > t.deadline {
+            self.give_up(l, t);
             return Err(Refusal {
                 reason: RejectReason::Deadline,
                 retry_in: Some(wait),
             });
         }
+        let at = now.saturating_add(wait.min(recheck(l)));
         t.admit_at = at;
         Ok(Some(at))
     }
 
-    pub(crate) fn cancel(&mut self, _l: &Limit, t: &mut Ticket, now: u64) {
+    pub(crate) fn cancel(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
         if !t.waiting {
             // In flight: the call may have spent its estimate; it stays counted.
+            self.end_probe(t);
             return;
         }
-        self.tick(now);
-        self.leave_lane(t);
+        let now = self.tick(now);
+        if let Some(c) = t.green {
+            self.advance_child(l, usize::from(c), now);
+        }
+        self.give_up(l, t);
     }
 
     pub(crate) fn settle(
@@ -379,9 +475,27 @@ impl WindowState {
             return false;
         }
         let limited = [self.dims[REQ].is_some(), self.dims[UNITS].is_some()];
+        let probe = std::mem::take(&mut t.probe);
+        if probe {
+            self.probing = false;
+        }
         let Some(named) = named_dims(outcome, limited) else {
+            if probe && outcome.is_success() {
+                // The provider's window has room again: release the calls held back.
+                self.streak = 0;
+            }
             return self.learning();
         };
+        // The provider's window is full until a boundary this client cannot know: hold the
+        // key's calls back a little (a 32nd of a window), then send one probe; each throttled
+        // probe doubles the hold. So a full window costs a handful of throttles rather than
+        // one per call sent into it. A throttle of a call sent before the hold is old news.
+        if probe || (self.streak == 0 && t.charged_at >= self.held_at) {
+            let hold = (l.window / 32).saturating_mul(1 << self.streak.min(5));
+            self.blocked_until = self.blocked_until.max(self.clock.saturating_add(hold));
+            self.held_at = self.clock;
+            self.streak = self.streak.saturating_add(1);
+        }
         for (d, hit) in named.into_iter().enumerate() {
             let Some(dim) = &mut self.dims[d] else {
                 continue;
@@ -401,7 +515,15 @@ impl WindowState {
     }
 
     pub(crate) fn release_unsent(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
+        self.end_probe(t);
         self.settle_usage(l, t, &Usage::units(0), now);
+    }
+
+    /// A probe that will bring no answer: another call probes instead.
+    fn end_probe(&mut self, t: &mut Ticket) {
+        if std::mem::take(&mut t.probe) {
+            self.probing = false;
+        }
     }
 
     /// Settles real usage and the server's remaining budget; `false` when the call was never
@@ -430,7 +552,7 @@ impl WindowState {
             } else {
                 dim.pace.charge(-back);
             }
-            if t.interactive {
+            if usize::from(t.lane) == INTERACTIVE {
                 dim.interactive
                     .adjust(dim.interactive.slot_of(t.charged_at), delta);
             }

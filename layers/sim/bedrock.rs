@@ -4,11 +4,23 @@
 //!
 //! # Quota semantics
 //!
-//! - Windows are **fixed 60-second windows counted from the simulator's start**
-//!   ([`BEDROCK_WINDOW`]): `[0, 60 s)`, `[60 s, 120 s)`, … Bedrock does not document its window
-//!   alignment; fixed windows are the harsher case for clients (a burst at the end of one
-//!   window and the start of the next gets twice the quota through in a short span, and a
-//!   retry inside the same window is always wasted), which is what the simulator is for.
+//! - Windows are **fixed 60-second windows** ([`BEDROCK_WINDOW`]) whose boundaries fall at
+//!   `start + phase + k × 60 s`, where `phase` is the simulator's **window phase**
+//!   ([`BedrockSimBuilder::window_phase`], in `[0, 60 s)`). Window 0 is the one holding the
+//!   start: `[start, start + phase)`, a partial window, then window `k ≥ 1` is
+//!   `[start + phase + (k − 1) × 60 s, start + phase + k × 60 s)`. With a phase of zero,
+//!   window 0 is whole, `[start, start + 60 s)`, and window `k` is
+//!   `[start + k × 60 s, start + (k + 1) × 60 s)`.
+//! - The phase defaults to a draw from the simulator's seed, uniform in `[0, 60 s)` (the same
+//!   for the same seed): the provider's windows are not aligned to any client's clock, nor to
+//!   the instant the client's traffic starts, and a client cannot read them. Tests that need
+//!   windows at known instants set `.window_phase(Duration::ZERO)`; configuration files write
+//!   `window_phase_s = 0` under `[bedrock]`. [`BedrockSim::window_phase`] and
+//!   [`BedrockSim::window_bounds`] tell a test harness where the windows are.
+//! - Bedrock does not document its window alignment; fixed windows are the harsher case for
+//!   clients (a burst at the end of one window and the start of the next gets twice the quota
+//!   through in a short span, and a retry inside the same window is always wasted), which is
+//!   what the simulator is for.
 //! - A call is admitted when its window has served fewer than `rpm` requests and has room for
 //!   `input_tokens + max_tokens` more tokens; that reservation is counted at once.
 //! - At completion the reservation is settled to `input_tokens + output_tokens × burndown`,
@@ -43,6 +55,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -57,8 +70,9 @@ use super::{
 };
 use crate::ConfigError;
 
-/// The length of Bedrock's quota windows: RPM and TPM are counted per fixed 60-second window
-/// from the simulator's start.
+/// The length of Bedrock's quota windows: RPM and TPM are counted per fixed 60-second window,
+/// the first boundary falling the simulator's [window phase](BedrockSim::window_phase) after
+/// its start.
 pub const BEDROCK_WINDOW: Duration = Duration::from_secs(60);
 
 /// The default time a rejection takes to arrive.
@@ -402,6 +416,10 @@ pub struct BedrockConfig {
         default = "default_error_latency"
     )]
     pub error_latency: Duration,
+    /// Where the first window boundary falls after the start, in `[0, 60 s)` (written
+    /// `window_phase_s`); absent: drawn from `seed` (see the [module docs](self)).
+    #[serde(rename = "window_phase_s", with = "serde_time::opt_secs", default)]
+    pub window_phase: Option<Duration>,
     /// The models, one per (model id, region).
     pub models: Vec<ModelConfig>,
 }
@@ -434,6 +452,14 @@ impl BedrockSimBuilder {
         self.config.error_latency = latency;
         self
     }
+    /// Where the first quota window boundary falls after the start: window 0 is
+    /// `[start, start + phase)` and the windows after it are whole 60-second windows (a phase
+    /// of zero makes window 0 whole). Must be under 60 s. Default: drawn from the
+    /// [`seed`](Self::seed), uniform in `[0, 60 s)`.
+    pub fn window_phase(mut self, phase: Duration) -> Self {
+        self.config.window_phase = Some(phase);
+        self
+    }
     /// The simulator's start, where windows and episodes are counted from (default: the
     /// moment [`build`](Self::build) runs).
     pub fn start(mut self, start: Instant) -> Self {
@@ -445,8 +471,20 @@ impl BedrockSimBuilder {
         let BedrockConfig {
             seed,
             error_latency,
+            window_phase,
             models,
         } = self.config;
+        let window_phase = match window_phase {
+            Some(phase) if phase >= BEDROCK_WINDOW => {
+                return Err(ConfigError::new(
+                    "window_phase",
+                    phase,
+                    "must be under the 60 s window",
+                ));
+            }
+            Some(phase) => phase,
+            None => default_window_phase(seed),
+        };
         if models.is_empty() {
             return Err(ConfigError::new(
                 "models",
@@ -487,6 +525,13 @@ impl BedrockSimBuilder {
         Ok(BedrockSim {
             inner: Arc::new(Inner {
                 start: self.start.unwrap_or_else(Instant::now),
+                window_offset: if window_phase.is_zero() {
+                    Duration::ZERO
+                } else {
+                    BEDROCK_WINDOW - window_phase
+                },
+                window_phase,
+                inspections: AtomicU64::new(0),
                 error_latency,
                 models,
                 state: Mutex::new(State {
@@ -512,9 +557,23 @@ pub struct BedrockSim {
 #[derive(Debug)]
 struct Inner {
     start: Instant,
+    /// Where the first window boundary falls after `start`.
+    window_phase: Duration,
+    /// `(60 s − phase) mod 60 s`: added to the time since the start, it puts the window
+    /// boundaries on whole multiples of 60 s.
+    window_offset: Duration,
+    /// Calls to the methods that read the simulator's set-up or state (see
+    /// [`BedrockSim::inspections`]).
+    inspections: AtomicU64,
     error_latency: Duration,
     models: Vec<Model>,
     state: Mutex<State>,
+}
+
+impl Inner {
+    fn inspected(&self) {
+        self.inspections.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -623,8 +682,17 @@ impl ModelState {
     }
 }
 
-fn window_index(elapsed: Duration) -> usize {
-    usize::try_from(elapsed.as_secs() / BEDROCK_WINDOW.as_secs()).unwrap_or(usize::MAX - 1)
+/// The default window phase for `seed`: uniform in `[0, 60 s)`, to the microsecond.
+fn default_window_phase(seed: u64) -> Duration {
+    let micros = BEDROCK_WINDOW.as_micros() as u64;
+    Duration::from_micros(derive_seed(seed, u64::MAX, 3) % micros)
+}
+
+/// The window holding the instant `elapsed` after the start, for a window offset of
+/// `offset` (`(60 s − phase) mod 60 s`).
+fn window_index(elapsed: Duration, offset: Duration) -> usize {
+    let shifted = elapsed.saturating_add(offset);
+    usize::try_from(shifted.as_secs() / BEDROCK_WINDOW.as_secs()).unwrap_or(usize::MAX - 1)
 }
 
 /// One call to a model: what Bedrock's quota sees of a Converse or InvokeModel request.
@@ -796,6 +864,7 @@ impl BedrockSim {
             config: BedrockConfig {
                 seed: 0,
                 error_latency: DEFAULT_ERROR_LATENCY,
+                window_phase: None,
                 models: Vec::new(),
             },
             start: None,
@@ -813,11 +882,49 @@ impl BedrockSim {
 
     /// The instant windows and episodes are counted from.
     pub fn started_at(&self) -> Instant {
+        self.inner.inspected();
         self.inner.start
+    }
+
+    /// Where the first quota window boundary falls after [`started_at`](Self::started_at),
+    /// in `[0, 60 s)` (see the [module docs](self)).
+    pub fn window_phase(&self) -> Duration {
+        self.inner.inspected();
+        self.inner.window_phase
+    }
+
+    /// The span of quota window `index`, `[from, to)`: window 0 starts at the start and ends
+    /// at the first boundary (60 s later when the phase is zero); every later window lasts
+    /// 60 s. The indices are those of [`ModelStats::windows`].
+    pub fn window_bounds(&self, index: usize) -> (Instant, Instant) {
+        self.inner.inspected();
+        let inner = &self.inner;
+        let edge = |k: usize| -> Instant {
+            // Boundary k (k ≥ 1) is at k × 60 s − offset after the start.
+            let k = u32::try_from(k).unwrap_or(u32::MAX);
+            after(
+                inner.start,
+                BEDROCK_WINDOW
+                    .saturating_mul(k)
+                    .saturating_sub(inner.window_offset),
+            )
+        };
+        let from = if index == 0 { inner.start } else { edge(index) };
+        (from, edge(index.saturating_add(1)))
+    }
+
+    /// How many times the set-up or state of this simulator was read, by any clone, through
+    /// [`started_at`](Self::started_at), [`window_phase`](Self::window_phase),
+    /// [`window_bounds`](Self::window_bounds), [`error_latency`](Self::error_latency),
+    /// [`stats`](Self::stats) or [`stats_at`](Self::stats_at). Calls themselves are not
+    /// counted. For harnesses that must show a client was configured without looking.
+    pub fn inspections(&self) -> u64 {
+        self.inner.inspections.load(Ordering::Relaxed)
     }
 
     /// How long a rejection takes to arrive.
     pub fn error_latency(&self) -> Duration {
+        self.inner.inspected();
         self.inner.error_latency
     }
 
@@ -844,7 +951,7 @@ impl BedrockSim {
         let config = &model.config;
         let st = &mut state.models[index];
         let since_start = elapsed(inner.start, now);
-        let window = window_index(since_start);
+        let window = window_index(since_start, inner.window_offset);
         st.roll(window);
 
         let rejection = if call.max_tokens == 0 || call.max_tokens > config.max_output_tokens {
@@ -961,8 +1068,9 @@ impl BedrockSim {
     /// A snapshot with windows up to `now`.
     pub fn stats_at(&self, now: Instant) -> BedrockStats {
         let inner = &self.inner;
+        inner.inspected();
         let mut state = lock(&inner.state);
-        let window = window_index(elapsed(inner.start, now));
+        let window = window_index(elapsed(inner.start, now), inner.window_offset);
         let models = inner
             .models
             .iter()
@@ -992,7 +1100,8 @@ impl BedrockSim {
     }
 }
 
-/// Requests admitted and tokens counted in one 60-second window.
+/// Requests admitted and tokens counted in one quota window: 60 seconds, except window 0,
+/// which lasts the [window phase](BedrockSim::window_phase) when that is not zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WindowStats {
@@ -1029,13 +1138,16 @@ pub struct ModelStats {
     pub in_flight: u32,
     /// The most calls in flight at once.
     pub peak_in_flight: u32,
-    /// Every window from the start to the snapshot's, in order.
+    /// Every window from the start to the snapshot's, in order; index `k` is window `k` of
+    /// [`BedrockSim::window_bounds`] (window 0 partial unless the phase is zero).
     pub windows: Vec<WindowStats>,
 }
 
 impl ModelStats {
     /// Tokens counted in all windows so far over `tpm × windows`: how much of the token quota
-    /// the traffic used. The current, unfinished window counts whole.
+    /// the traffic used. The current, unfinished window and a partial window 0 count whole;
+    /// to count whole windows only, take them from [`windows`](Self::windows) with
+    /// [`BedrockSim::window_bounds`].
     pub fn token_utilization(&self) -> f64 {
         let used: u64 = self.windows.iter().map(|w| w.tokens).sum();
         used as f64 / (self.tpm as f64 * self.windows.len().max(1) as f64)

@@ -29,6 +29,7 @@
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -265,6 +266,7 @@ impl DynamoSimBuilder {
                     tables: states,
                     callers: Callers::default(),
                 }),
+                inspections: AtomicU64::new(0),
             }),
         })
     }
@@ -371,6 +373,15 @@ struct Inner {
     start: Instant,
     tables: Vec<Table>,
     state: Mutex<State>,
+    /// Calls to the methods that read the simulator's set-up or state (see
+    /// [`DynamoSim::inspections`]).
+    inspections: AtomicU64,
+}
+
+impl Inner {
+    fn inspected(&self) {
+        self.inspections.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -510,11 +521,26 @@ impl DynamoSim {
 
     /// The instant the simulator started.
     pub fn started_at(&self) -> Instant {
+        self.inner.inspected();
         self.inner.start
+    }
+
+    /// How many times the set-up or state of this simulator was read, by any clone, through
+    /// [`started_at`](Self::started_at), [`partition`](Self::partition),
+    /// [`stats`](Self::stats) or [`stats_at`](Self::stats_at). Calls themselves are not
+    /// counted. For harnesses that must show a client was configured without looking.
+    pub fn inspections(&self) -> u64 {
+        self.inner.inspections.load(Ordering::Relaxed)
+    }
+
+    /// Whether the simulator has `table` (the front's own check; not an inspection).
+    pub(crate) fn has_table(&self, table: &str) -> bool {
+        self.inner.tables.iter().any(|t| &*t.name == table)
     }
 
     /// The partition a key maps to in `table` (`None` for an unknown table).
     pub fn partition(&self, table: &str, partition_key: &str) -> Option<usize> {
+        self.inner.inspected();
         let table = self.inner.tables.iter().find(|t| &*t.name == table)?;
         Some(partition_of(partition_key, table.partitions))
     }
@@ -582,6 +608,7 @@ impl DynamoSim {
     /// A snapshot at `now` (burst credit refilled up to `now`).
     pub fn stats_at(&self, now: Instant) -> DynamoStats {
         let inner = &self.inner;
+        inner.inspected();
         let mut state = lock(&inner.state);
         let tables = inner
             .tables

@@ -36,3 +36,14 @@ pub(crate) mod millis {
         from_number(d, 1e-3, "milliseconds")
     }
 }
+
+/// Optional seconds (`None` when the field is absent; pair with `#[serde(default)]`).
+pub(crate) mod opt_secs {
+    use super::*;
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        from_number(d, 1.0, "seconds").map(Some)
+    }
+}

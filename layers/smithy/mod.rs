@@ -248,6 +248,7 @@ impl SdkHeadroom {
             priority: Priority::Interactive,
             tenant: None,
             deadline: None,
+            seed: None,
             estimation: Estimation {
                 chars_per_token: 4,
                 output_multiplier: 1,
@@ -343,6 +344,7 @@ pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     priority: Priority,
     tenant: Option<Tenant>,
     deadline: Option<Duration>,
+    seed: Option<u64>,
     estimation: Estimation,
 }
 
@@ -416,6 +418,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             priority: self.priority,
             tenant: self.tenant,
             deadline: self.deadline,
+            seed: self.seed,
             estimation: self.estimation,
         }
     }
@@ -440,6 +443,14 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// signed before it waits); a longer wait is answered at once with a retry delay.
     pub fn deadline(mut self, budget: Duration) -> Self {
         self.deadline = Some(budget);
+        self
+    }
+
+    /// Seeds the jitter of the profile's retry policy and breakers, so that a run repeats
+    /// exactly (simulations, tests). A policy or breaker configuration given explicitly keeps
+    /// its own seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
         self
     }
 
@@ -491,12 +502,16 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             Some(budget) => budget,
             None => self.profile.deadline(self.priority),
         };
+        let seeded = |b: crate::retry::RetryPolicyBuilder| match self.seed {
+            Some(seed) => b.seed(seed),
+            None => b,
+        };
         let retry = match self.retry {
             Some(policy) => policy,
             // With a quota, admission holds a throttled call's retry until the window has
             // room, as in the Tower stack.
-            None if self.quota.is_some() => self.profile.paced_retry().build()?,
-            None => self.profile.retry().build()?,
+            None if self.quota.is_some() => seeded(self.profile.paced_retry()).build()?,
+            None => seeded(self.profile.retry()).build()?,
         };
         let route = if self.targets.is_empty() {
             None
@@ -515,7 +530,14 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
         };
         let breakers = match self.breakers {
             Some(source) => source,
-            None => BreakerSource::PerTarget(self.profile.breaker().build()?),
+            None => {
+                let config = self.profile.breaker();
+                let config = match self.seed {
+                    Some(seed) => config.seed(seed),
+                    None => config,
+                };
+                BreakerSource::PerTarget(config.build()?)
+            }
         };
         let target_breakers = match &route {
             Some(route) => breakers.target_breakers(route, Instant::now()),

@@ -12,12 +12,19 @@ use crate::sim::{BedrockConfig, DynamoConfig};
 
 /// A whole simulator configuration file: `[front]`, `[bedrock]` and `[dynamodb]`.
 ///
+/// `[bedrock]` takes `seed`, `error_latency_ms`, `window_phase_s` (where the first quota
+/// window ends after the start; drawn from the seed when left out) and the models.
+///
 /// ```
 /// use tower_headroom::sim::front::SimFile;
 ///
 /// let file = SimFile::from_toml(r#"
 ///     [front]
 ///     listen = "127.0.0.1:0"
+///
+///     [bedrock]
+///     seed = 7
+///     window_phase_s = 0
 ///
 ///     [[bedrock.models]]
 ///     model_id = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -30,7 +37,9 @@ use crate::sim::{BedrockConfig, DynamoConfig};
 ///     rcu = 100
 ///     wcu = 100
 /// "#).unwrap();
-/// assert_eq!(file.bedrock.unwrap().models[0].rpm, 150);
+/// let bedrock = file.bedrock.unwrap();
+/// assert_eq!(bedrock.models[0].rpm, 150);
+/// assert_eq!(bedrock.window_phase, Some(std::time::Duration::ZERO));
 ///
 /// let err = SimFile::from_toml("[[bedrock.models]]\nmodel_id = \"m\"\nregion = \"r\"\nrpm = \"lots\"\ntpm = 1\n")
 ///     .unwrap_err();
@@ -139,6 +148,16 @@ impl SimFile {
         if let Some(bedrock) = &file.bedrock {
             for model in &bedrock.models {
                 model.validate()?;
+            }
+            if let Some(phase) = bedrock.window_phase {
+                if phase >= crate::sim::BEDROCK_WINDOW {
+                    return Err(ConfigError::new(
+                        "bedrock.window_phase_s",
+                        phase,
+                        "must be under the 60 s window",
+                    )
+                    .into());
+                }
             }
         }
         if let Some(dynamodb) = &file.dynamodb {

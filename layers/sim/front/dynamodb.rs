@@ -385,9 +385,7 @@ impl DynamoFront {
 
     /// Whether the simulator has a quota for `table`.
     fn charged(&self, table: &str) -> Option<&DynamoSim> {
-        self.sim
-            .as_ref()
-            .filter(|sim| sim.partition(table, "").is_some())
+        self.sim.as_ref().filter(|sim| sim.has_table(table))
     }
 
     /// `table`'s partition key attribute: known, or asked of the store.
