@@ -680,8 +680,13 @@ impl BucketState {
             if !hit {
                 continue;
             }
+            // A bucket provider's throttles are not windows to wait out: one cut per window.
+            let new_run = dim
+                .learner
+                .cut_at()
+                .is_none_or(|at| now >= at.saturating_add(l.window));
             dim.learner
-                .throttled(&l.learning, l.window, dim.spent.sum(), now);
+                .throttled(&l.learning, l.window, dim.spent.sum(), now, new_run);
             dim.rate = dim.learner.effective();
             if let Some(ra) = outcome.retry_after {
                 let debt = -(i128::from(crate::nanos(ra)) * i128::from(dim.rate));

@@ -1,19 +1,26 @@
 //! Learning the share of a shared quota that is really this client's: the effective limit of
-//! one dimension of one key, cut once per window on throttles the accounting did not predict,
-//! regained per quiet window. See [`Learning`](super::Learning) for the rules.
+//! one dimension of one key, cut once per run of throttles the accounting did not predict,
+//! regained continuously once a whole window has passed without a throttle. See
+//! [`Learning`](super::Learning) for the rules.
 //!
 //! Why not AIMD: multiplying the limit by a constant on every throttle has no memory of how
 //! many throttles one full provider window produces (a burst of fourteen took a limit from
 //! 170,000 to its floor in nine seconds), and adding a constant per success takes minutes to
 //! recover. The provider's window tells what to do instead: when it throttles, it was full,
-//! so the others spent what this client did not; this client's own trailing spend is the
-//! share that fits.
+//! so the others spent what this client did not; this client's own trailing spend (a little
+//! less: the window it spans began before the provider's did) is the share that fits. The
+//! regain is continuous rather than in steps, so that a queue of waiting calls is let through
+//! gradually instead of all at once into a window that may still be full.
 
 use super::limit::LearningRules;
 
 const PPM: u128 = 1_000_000;
-/// Past this many quiet windows the gap is closed at once (the loop stays bounded).
-const MAX_STEPS: u64 = 64;
+/// A cut keeps this share (per million) of what the client spent in the trailing window: the
+/// trailing window began before the provider's current one, so it holds a little more than
+/// the client's part of the window that filled.
+const CUT_OF_OURS_PPM: u64 = 950_000;
+/// Past this many quiet windows the gap is closed at once.
+const MAX_WINDOWS: u64 = 64;
 
 /// One dimension's effective limit; see the module docs.
 #[derive(Clone, Copy, Debug)]
@@ -21,19 +28,19 @@ pub(crate) struct Learner {
     effective: u64,
     max: u64,
     floor: u64,
-    /// When the last cut was made: no other cut within a window of it.
+    /// When the last cut was made.
     cut_at: Option<u64>,
-    /// The last throttle or regain step: a regain needs a whole window after it.
+    /// The last throttle: the regain runs from then.
     quiet_since: u64,
+    /// The effective limit at `quiet_since`.
+    base: u64,
+    /// Cuts in a row, each within two windows of the one before: the limit is still above
+    /// the share that fits, so each cut goes deeper.
+    cuts_in_a_row: u32,
 }
 
 fn share(n: u64, ppm: u64) -> u64 {
     u64::try_from(u128::from(n) * u128::from(ppm) / PPM).unwrap_or(u64::MAX)
-}
-
-/// `share`, rounded up: a regain step closes a gap of a few units too.
-fn share_up(n: u64, ppm: u64) -> u64 {
-    u64::try_from((u128::from(n) * u128::from(ppm)).div_ceil(PPM)).unwrap_or(u64::MAX)
 }
 
 impl Learner {
@@ -44,6 +51,8 @@ impl Learner {
             floor: share(max, rules.floor_ppm).max(1),
             cut_at: None,
             quiet_since: now,
+            base: max,
+            cuts_in_a_row: 0,
         }
     }
 
@@ -52,11 +61,29 @@ impl Learner {
         self.effective
     }
 
-    /// The effective limit at `now`, with the regains due by then, without recording them.
+    /// The effective limit at `now`, without recording it: after a window with no throttle
+    /// since the last one, the gap to the configured limit left then shrinks by `regain` every
+    /// further window (continuously).
     pub(crate) fn effective_at(&self, rules: &LearningRules, window: u64, now: u64) -> u64 {
-        let mut copy = *self;
-        copy.regain(rules, window, now);
-        copy.effective
+        let window = window.max(1);
+        let quiet_end = self.quiet_since.saturating_add(window);
+        if self.base >= self.max || now <= quiet_end {
+            return self.effective.max(self.base.min(self.max));
+        }
+        let windows = (now - quiet_end) as f64 / window as f64;
+        if windows >= MAX_WINDOWS as f64 || rules.regain_ppm >= PPM as u64 {
+            return self.max;
+        }
+        let keep = (1.0 - rules.regain_ppm as f64 / 1e6).powf(windows);
+        let gap = (self.max - self.base) as f64 * keep;
+        // `as` saturates; the gap is at most `max - base`.
+        let effective = self.max - (gap.ceil() as u64).min(self.max - self.base);
+        effective.max(self.effective)
+    }
+
+    /// When the last cut was made.
+    pub(crate) fn cut_at(&self) -> Option<u64> {
+        self.cut_at
     }
 
     /// Whether the limit is the configured one.
@@ -64,58 +91,51 @@ impl Learner {
         self.effective >= self.max
     }
 
-    /// Gives back `regain` of the gap for every whole quiet window up to `now`.
+    /// Records the regain due by `now`.
     pub(crate) fn regain(&mut self, rules: &LearningRules, window: u64, now: u64) {
-        if self.effective >= self.max {
-            return;
-        }
-        let window = window.max(1);
-        let windows = now.saturating_sub(self.quiet_since) / window;
-        if windows == 0 {
-            return;
-        }
-        if windows >= MAX_STEPS || rules.regain_ppm >= PPM as u64 {
-            self.effective = self.max;
-        } else {
-            for _ in 0..windows {
-                let gap = self.max - self.effective;
-                let step = share_up(gap, rules.regain_ppm);
-                self.effective = (self.effective + step).min(self.max);
-            }
-        }
-        self.quiet_since = self.quiet_since.saturating_add(windows * window);
+        self.effective = self.effective_at(rules, window, now);
     }
 
     /// A throttle the accounting did not predict, at `now`, when this client had `ours` in its
-    /// trailing window. Returns whether the limit was cut.
+    /// trailing window; `new_run` when it starts a new run of throttles (the provider's window
+    /// had room again since the last run: a new window). Cuts the limit to a little under
+    /// `ours` — once per run, at most once per quarter window, never below `max_cut` of the
+    /// limit before nor below the floor — and restarts the regain. Returns whether it cut.
     pub(crate) fn throttled(
         &mut self,
         rules: &LearningRules,
         window: u64,
         ours: u128,
         now: u64,
+        new_run: bool,
     ) -> bool {
         if rules.off() {
             return false;
         }
         self.regain(rules, window, now);
+        let may_cut =
+            new_run && self.cut_at.is_none_or(|at| now >= at.saturating_add(window / 4));
+        let mut cut = false;
+        if may_cut {
+            let again = self.cut_at.is_some_and(|at| now < at.saturating_add(2 * window));
+            self.cuts_in_a_row = if again { self.cuts_in_a_row + 1 } else { 0 };
+            let mut ppm = CUT_OF_OURS_PPM;
+            for _ in 0..self.cuts_in_a_row.min(4) {
+                ppm = share(ppm, CUT_OF_OURS_PPM);
+            }
+            let ours = u64::try_from(ours).unwrap_or(u64::MAX);
+            let kept = share(self.effective, rules.max_cut_ppm);
+            let to = share(ours, ppm)
+                .max(kept)
+                .max(self.floor)
+                .min(self.effective);
+            cut = to < self.effective;
+            self.effective = to;
+            self.cut_at = Some(now);
+        }
         self.quiet_since = now;
-        if std::env::var("DBG").is_ok() {
-            eprintln!("DBG throttle t={:.1} ours={ours} eff={}", now as f64 / 1e9, self.effective);
-        }
-        if self
-            .cut_at
-            .is_some_and(|at| now < at.saturating_add(window))
-        {
-            return false;
-        }
-        self.cut_at = Some(now);
-        let ours = u64::try_from(ours).unwrap_or(u64::MAX);
-        let kept = share(self.effective, rules.max_cut_ppm);
-        let cut = ours.max(kept).max(self.floor).min(self.effective);
-        let moved = cut < self.effective;
-        self.effective = cut;
-        moved
+        self.base = self.effective;
+        cut
     }
 }
 
@@ -131,55 +151,51 @@ mod tests {
     const W: u64 = 60;
 
     #[test]
-    fn one_cut_per_window_to_our_own_spend() {
+    fn one_cut_per_run_to_a_little_under_our_own_spend() {
         let mut l = Learner::new(1_000, &RULES, 0);
-        assert!(l.throttled(&RULES, W, 700, 10));
-        assert_eq!(l.effective(), 700);
-        // The same window throttling again teaches nothing new.
+        assert!(l.throttled(&RULES, W, 700, 10, true));
+        assert_eq!(l.effective(), 665);
+        // The same run of throttles teaches nothing new.
         for t in 11..70 {
-            assert!(!l.throttled(&RULES, W, 300, t));
+            assert!(!l.throttled(&RULES, W, 300, t, false));
         }
-        assert_eq!(l.effective(), 700);
-        // A window later, a throttle may cut again, but never below half in one cut.
-        assert!(l.throttled(&RULES, W, 100, 70));
-        assert_eq!(l.effective(), 350);
+        assert_eq!(l.effective(), 665);
+        // A new run may cut again, but not within a quarter window, nor below half at once.
+        assert!(!l.throttled(&RULES, W, 100, 20, true));
+        assert!(l.throttled(&RULES, W, 100, 80, true));
+        assert_eq!(l.effective(), 332);
     }
 
     #[test]
-    fn quiet_windows_regain_half_the_gap_each() {
+    fn after_a_quiet_window_the_gap_halves_every_window() {
         let mut l = Learner::new(1_000, &RULES, 0);
-        l.throttled(&RULES, W, 500, 0);
-        assert_eq!(l.effective_at(&RULES, W, 59), 500);
-        assert_eq!(l.effective_at(&RULES, W, 60), 750);
-        assert_eq!(l.effective_at(&RULES, W, 120), 875);
-        assert_eq!(l.effective_at(&RULES, W, 180), 938);
-        assert_eq!(l.effective_at(&RULES, W, 600), 1_000);
-        assert_eq!(l.effective_at(&RULES, W, 1_000_000), 1_000);
-        // A throttle restarts the quiet count.
-        l.regain(&RULES, W, 90);
+        l.throttled(&RULES, W, 526, 0, true);
+        assert_eq!(l.effective(), 500);
+        assert_eq!(l.effective_at(&RULES, W, 0), 500);
+        assert_eq!(l.effective_at(&RULES, W, 60), 500, "a whole quiet window first");
+        assert_eq!(l.effective_at(&RULES, W, 90), 647, "then continuously");
+        assert_eq!(l.effective_at(&RULES, W, 120), 750);
+        assert_eq!(l.effective_at(&RULES, W, 180), 875);
+        assert_eq!(l.effective_at(&RULES, W, 240), 938);
+        assert_eq!(l.effective_at(&RULES, W, 66 * 60), 1_000);
+        // A throttle restarts the quiet window from where the limit stood.
+        l.regain(&RULES, W, 120);
         assert_eq!(l.effective(), 750);
-        l.throttled(&RULES, W, 900, 100);
-        assert_eq!(l.effective(), 750, "our spend above the limit cuts nothing");
-        assert_eq!(l.effective_at(&RULES, W, 159), 750);
-        assert_eq!(l.effective_at(&RULES, W, 160), 875);
+        assert!(!l.throttled(&RULES, W, 900, 120, false));
+        assert_eq!(l.effective(), 750, "a throttle within the run cuts nothing");
+        assert_eq!(l.effective_at(&RULES, W, 180), 750);
+        assert_eq!(l.effective_at(&RULES, W, 240), 875);
     }
 
     #[test]
     fn floor_and_off() {
-        // Cut and regain balance at a third of the limit when the others take everything.
-        let mut l = Learner::new(1_000, &RULES, 0);
-        for w in 0..20 {
-            l.throttled(&RULES, W, 0, w * W);
-        }
-        assert_eq!(l.effective(), 333);
-        // Without regain, the floor holds.
         let no_regain = LearningRules {
             regain_ppm: 0,
             ..RULES
         };
         let mut l = Learner::new(1_000, &no_regain, 0);
         for w in 0..10 {
-            l.throttled(&no_regain, W, 0, w * W);
+            l.throttled(&no_regain, W, 0, w * W, true);
         }
         assert_eq!(l.effective(), 100);
         let off = LearningRules {
@@ -188,7 +204,7 @@ mod tests {
             floor_ppm: 1_000_000,
         };
         let mut l = Learner::new(1_000, &off, 0);
-        assert!(!l.throttled(&off, W, 0, 5));
+        assert!(!l.throttled(&off, W, 0, 5, true));
         assert_eq!(l.effective(), 1_000);
     }
 }

@@ -486,16 +486,9 @@ impl WindowState {
             }
             return self.learning();
         };
-        // The provider's window is full until a boundary this client cannot know: hold the
-        // key's calls back a little (a 32nd of a window), then send one probe; each throttled
-        // probe doubles the hold. So a full window costs a handful of throttles rather than
-        // one per call sent into it. A throttle of a call sent before the hold is old news.
-        if probe || (self.streak == 0 && t.charged_at >= self.held_at) {
-            let hold = (l.window / 32).saturating_mul(1 << self.streak.min(5));
-            self.blocked_until = self.blocked_until.max(self.clock.saturating_add(hold));
-            self.held_at = self.clock;
-            self.streak = self.streak.saturating_add(1);
-        }
+        // A new run of throttles: none is running, and this call was sent after the last one
+        // began (a throttle of a call sent before is old news of the same full window).
+        let new_run = self.streak == 0 && t.charged_at >= self.held_at;
         for (d, hit) in named.into_iter().enumerate() {
             let Some(dim) = &mut self.dims[d] else {
                 continue;
@@ -503,8 +496,18 @@ impl WindowState {
             if hit {
                 let ours = dim.spent.sum();
                 dim.learner
-                    .throttled(&l.learning, l.window, ours, self.clock);
+                    .throttled(&l.learning, l.window, ours, self.clock, new_run);
             }
+        }
+        // The provider's window is full until a boundary this client cannot know: hold the
+        // key's calls back a little (a 32nd of a window), then send one probe; each throttled
+        // probe doubles the hold. So a full window costs a handful of throttles rather than
+        // one per call sent into it.
+        if probe || new_run {
+            let hold = (l.window / 32).saturating_mul(1 << self.streak.min(5));
+            self.blocked_until = self.blocked_until.max(self.clock.saturating_add(hold));
+            self.held_at = self.clock;
+            self.streak = self.streak.saturating_add(1);
         }
         if let Some(ra) = outcome.retry_after {
             self.blocked_until = self
