@@ -84,7 +84,7 @@ use crate::retry::{BackoffBuilder, Retry, RetryLayer, RetryPolicy};
 /// | | Bedrock | DynamoDB | plain HTTP |
 /// |---|---|---|---|
 /// | attempts (first included) | 4 | 8 | 4 |
-/// | call deadline, interactive / batch ([`deadline`](Profile::deadline)) | 60 s / 15 min | 20 s / 5 min | 60 s / 15 min |
+/// | call deadline, interactive / batch ([`deadline`](Profile::deadline)) | 150 s / 15 min | 20 s / 5 min | 150 s / 15 min |
 /// | quota window for throttle alignment, without admission | 60 s, clock-aligned, 5 s spread | 1 s, 100 ms spread | 60 s, 5 s spread |
 /// | breaker | 5 in a row, or 50 % of ≥ 10 calls in 30 s; open 30 s | 5 in a row, or 50 % of ≥ 20 calls in 10 s; open 5 s | as Bedrock |
 /// | retry budget | 10 % of calls over 10 s, at least 10 | same | same |
@@ -137,15 +137,17 @@ impl Profile {
     }
 
     /// A call's wait budget by default — for its admission wait, its router wait and its
-    /// retries together — when the call carries no [`Deadline`](crate::Deadline): the
-    /// [priority's default](Priority::default_wait) (a minute interactive, fifteen minutes
-    /// batch), shorter for DynamoDB (20 s interactive, 5 min batch), whose capacity refills
-    /// every second.
+    /// retries together — when the call carries no [`Deadline`](crate::Deadline): for an
+    /// interactive call 150 s with Bedrock and plain HTTP (a throttle without admission waits
+    /// for the next minute's window, up to 65 s, and may need a second attempt after it) and
+    /// 20 s with DynamoDB (its capacity refills every second); for a batch call fifteen
+    /// minutes, five with DynamoDB.
     pub fn deadline(self, priority: Priority) -> Duration {
         match (self, priority) {
             (Profile::DynamoDb, Priority::Interactive) => Duration::from_secs(20),
             (Profile::DynamoDb, Priority::Batch) => Duration::from_secs(5 * 60),
-            (_, priority) => priority.default_wait(),
+            (_, Priority::Interactive) => Duration::from_secs(150),
+            (_, Priority::Batch) => Duration::from_secs(15 * 60),
         }
     }
 
@@ -263,7 +265,8 @@ impl<T, C, A> StackBuilder<T, C, A> {
     }
 
     /// The wait budget of a call that carries no [`Deadline`](crate::Deadline) (default: the
-    /// profile's [`deadline`](Profile::deadline) for the stack's priority). Admission waits,
+    /// [`retry`](Self::retry) policy's deadline if one was given, else the profile's
+    /// [`deadline`](Profile::deadline) for the stack's priority). Admission waits,
     /// the router's choice of a target that must wait, and retries all spend from it.
     pub fn deadline(mut self, budget: Duration) -> Self {
         self.deadline = Some(budget);
@@ -347,12 +350,14 @@ impl<T, C, A> StackBuilder<T, C, A> {
             Some(seed) => b.seed(seed),
             None => b,
         };
+        let given = self.retry.as_ref().and_then(RetryPolicy::deadline);
         let retry = match self.retry {
             Some(policy) => policy,
             None if self.admission.paces() => seeded(self.profile.paced_retry()).build()?,
             None => seeded(self.profile.retry()).build()?,
         };
-        let budget = match self.deadline {
+        // The budget: set here, else the deadline of a retry policy given, else the profile's.
+        let budget = match self.deadline.or(given) {
             Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
                 return Err(ConfigError::new(
                     "deadline",

@@ -277,12 +277,11 @@ async fn three_apps_one_quota() {
     );
     // Within their shares, B and C wait for nothing: their median latency is the service's.
     for app in [1, 2] {
-        let mut latencies: Vec<Duration> = r
-            .ok
-            .iter()
-            .filter(|(c, _)| c.app == app)
-            .map(|(_, d)| *d)
-            .collect();
+        let mut latencies: Vec<Duration> =
+            r.ok.iter()
+                .filter(|(c, _)| c.app == app)
+                .map(|(_, d)| *d)
+                .collect();
         latencies.sort();
         let p50 = latencies[latencies.len() / 2];
         eprintln!("app {app}: p50 {p50:?}");

@@ -2236,7 +2236,8 @@ fn layer_errors_classify_with_their_retry_hints() {
         .reserve(&"m", Cost::units(1_000_000), now)
         .unwrap_err();
     assert_eq!(too_large.reason, RejectReason::CostTooLarge);
-    assert_eq!(classify_error(&too_large), Outcome::FATAL);
+    // Never sent: fatal, and a refusal of this client's own.
+    assert_eq!(classify_error(&too_large), Outcome::FATAL.refused_locally());
     let _held = quota.reserve(&"m", Cost::units(1_000), now).unwrap();
     let ask = tower_headroom::admission::Ask::new(Cost::units(1_000)).deadline(
         tower_headroom::Deadline::from_now(now, Duration::from_secs(1)),

@@ -391,17 +391,22 @@ async fn usage_settles_the_reservation_to_the_real_token_count() {
     let haiku = stats.models.iter().find(|m| &*m.model_id == HAIKU).unwrap();
     let real = haiku.windows[0].tokens;
     assert!(real < 200, "42 output tokens plus the input: {real}");
-    // Without burst credit the quota paces units at 1,000 a minute (60 ms each): the next
-    // call waits for what the last one really spent, 60 ms × 140, less the 100 ms since; at
-    // the estimate (~98 + 500 tokens) it would wait about 36 s.
+    // The window holds what the call really spent, not the ~98 + 500 tokens reserved: a call
+    // of the rest of the minute's 1,000 is admitted at once; one more token waits for the
+    // first call to leave the window.
     let key: Arc<str> = Arc::from(HAIKU);
-    let wait = quota
-        .admit_wait(&key, Cost::units(1), Instant::now())
-        .unwrap();
-    let paced = Duration::from_millis(60 * real);
+    let now = Instant::now();
+    let stats = quota.stats(&key, now).unwrap();
+    assert_eq!(stats.units_spent, Some(real));
+    assert_eq!(
+        quota.admit_wait(&key, Cost::units(1_000 - real), now),
+        Some(Duration::ZERO)
+    );
     assert!(
-        wait <= paced && wait + Duration::from_millis(200) >= paced,
-        "{wait:?}"
+        quota
+            .admit_wait(&key, Cost::units(1_001 - real), now)
+            .unwrap()
+            > Duration::from_secs(59)
     );
 }
 
@@ -678,13 +683,12 @@ async fn a_stream_settles_from_its_usage_event_or_keeps_the_estimate_when_droppe
             .send()
     };
     let key: Arc<str> = Arc::from(HAIKU);
-    // The quota paces 10,000 units a minute: 6 ms a unit, so a wait measures the units held
-    // (each answer takes 100 ms, which pays back about 17 of them).
+    // What the minute's window holds.
     let held = |quota: &Quota<Arc<str>>| {
-        let wait = quota
-            .admit_wait(&key, Cost::units(1), Instant::now())
-            .unwrap();
-        wait.as_micros() as u64 / 6_000
+        quota
+            .stats(&key, Instant::now())
+            .and_then(|s| s.units_spent)
+            .unwrap_or(0)
     };
 
     let mut output = stream(2_000).await.unwrap();
@@ -698,16 +702,15 @@ async fn a_stream_settles_from_its_usage_event_or_keeps_the_estimate_when_droppe
     }
     let usage = usage.expect("a metadata event");
     assert_eq!(usage, 100 + 42);
-    // Settled to 142 units (less the 17 paid back), not the 2,100 reserved.
-    let units = held(&quota);
-    assert!((120..=142).contains(&units), "{units}");
+    // Settled to 142 units, not the 2,100 reserved.
+    assert_eq!(held(&quota), 142);
 
-    // Dropped unread: the 100 + 2,000 reserved stay spent.
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    // Dropped unread: the 100 + 2,000 reserved stay spent (a minute and a time slot later,
+    // the first call has left the window).
+    tokio::time::sleep(Duration::from_secs(61)).await;
     let output = stream(2_000).await.unwrap();
     drop(output);
-    let units = held(&quota);
-    assert!((2_080..=2_100).contains(&units), "{units}");
+    assert_eq!(held(&quota), 2_100);
     assert_eq!(
         front.bedrock().unwrap().stats().models[0].counts.admitted,
         2

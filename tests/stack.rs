@@ -197,7 +197,9 @@ async fn admission_shed_becomes_429_with_retry_after() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((55..=60).contains(&retry_after), "{retry_after}");
+    // The first call leaves the window a minute after it, up to one time slot late (a 256th of
+    // the window); rounded up to whole seconds.
+    assert!((59..=61).contains(&retry_after), "{retry_after}");
     assert_eq!(backend.calls_between(Duration::ZERO, MIN).len(), 1);
 }
 

@@ -24,6 +24,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower_headroom::Outcome;
 use tower_headroom::admission::{Cost, Limit, Priority, Quota, Tenant, Usage};
 use tower_headroom::classify::Classify;
 use tower_headroom::fallback::Target;
@@ -31,7 +32,6 @@ use tower_headroom::sim::{
     DynamoCall, DynamoReply, ModelCall, ModelReply, SimClassifier, SimError,
 };
 use tower_headroom::stack::StackBuilder;
-use tower_headroom::Outcome;
 
 use super::scenarios::Strategy;
 

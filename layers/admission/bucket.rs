@@ -751,6 +751,15 @@ impl BucketState {
     }
 
     /// The effective (learned) limits per window: (requests, units).
+    pub(crate) fn spent(&self, now: u64) -> (Option<u64>, Option<u64>) {
+        let at = |d: usize| {
+            self.dims[d]
+                .as_ref()
+                .map(|dim| u64::try_from(dim.spent.sum_at(now)).unwrap_or(u64::MAX))
+        };
+        (at(REQ), at(UNITS))
+    }
+
     pub(crate) fn effective(&self) -> (Option<u64>, Option<u64>) {
         (
             self.dims[REQ].as_ref().map(|d| d.rate),

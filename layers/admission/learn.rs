@@ -77,7 +77,7 @@ impl Learner {
         let keep = (1.0 - rules.regain_ppm as f64 / 1e6).powf(windows);
         let gap = (self.max - self.base) as f64 * keep;
         // `as` saturates; the gap is at most `max - base`.
-        let effective = self.max - (gap.ceil() as u64).min(self.max - self.base);
+        let effective = self.max - (gap.round() as u64).min(self.max - self.base);
         effective.max(self.effective)
     }
 
@@ -113,11 +113,15 @@ impl Learner {
             return false;
         }
         self.regain(rules, window, now);
-        let may_cut =
-            new_run && self.cut_at.is_none_or(|at| now >= at.saturating_add(window / 4));
+        let may_cut = new_run
+            && self
+                .cut_at
+                .is_none_or(|at| now >= at.saturating_add(window / 4));
         let mut cut = false;
         if may_cut {
-            let again = self.cut_at.is_some_and(|at| now < at.saturating_add(2 * window));
+            let again = self
+                .cut_at
+                .is_some_and(|at| now < at.saturating_add(2 * window));
             self.cuts_in_a_row = if again { self.cuts_in_a_row + 1 } else { 0 };
             let mut ppm = CUT_OF_OURS_PPM;
             for _ in 0..self.cuts_in_a_row.min(4) {
@@ -172,11 +176,15 @@ mod tests {
         l.throttled(&RULES, W, 526, 0, true);
         assert_eq!(l.effective(), 500);
         assert_eq!(l.effective_at(&RULES, W, 0), 500);
-        assert_eq!(l.effective_at(&RULES, W, 60), 500, "a whole quiet window first");
-        assert_eq!(l.effective_at(&RULES, W, 90), 647, "then continuously");
+        assert_eq!(
+            l.effective_at(&RULES, W, 60),
+            500,
+            "a whole quiet window first"
+        );
+        assert_eq!(l.effective_at(&RULES, W, 90), 646, "then continuously");
         assert_eq!(l.effective_at(&RULES, W, 120), 750);
         assert_eq!(l.effective_at(&RULES, W, 180), 875);
-        assert_eq!(l.effective_at(&RULES, W, 240), 938);
+        assert_eq!(l.effective_at(&RULES, W, 240), 937);
         assert_eq!(l.effective_at(&RULES, W, 66 * 60), 1_000);
         // A throttle restarts the quiet window from where the limit stood.
         l.regain(&RULES, W, 120);

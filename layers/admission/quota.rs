@@ -277,6 +277,12 @@ pub struct SlotStats {
     pub requests_limit: Option<u64>,
     /// Effective (learned) units per window.
     pub units_limit: Option<u64>,
+    /// Requests this client spent over the trailing window (calls in flight at their
+    /// estimate).
+    pub requests_spent: Option<u64>,
+    /// Units this client spent over the trailing window (calls in flight at their estimate,
+    /// settled calls at their real usage).
+    pub units_spent: Option<u64>,
     /// Whether the state is back at rest (nothing waiting, buckets full).
     pub at_rest: bool,
 }
@@ -301,10 +307,13 @@ impl MemorySlot {
     pub fn stats(&self, now: Instant) -> SlotStats {
         let state = self.lock();
         let (requests_limit, units_limit) = state.effective();
+        let (requests_spent, units_spent) = state.spent(self.ns(now));
         SlotStats {
             waiting: state.waiting(),
             requests_limit,
             units_limit,
+            requests_spent,
+            units_spent,
             at_rest: state.at_rest(&self.limit, self.ns(now), 0),
         }
     }

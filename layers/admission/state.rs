@@ -147,6 +147,11 @@ impl KeyState {
         each!(self, s => s.learning())
     }
 
+    /// What was spent over the trailing window at `now`: (requests, units).
+    pub(crate) fn spent(&self, now: u64) -> (Option<u64>, Option<u64>) {
+        each!(self, s => s.spent(now))
+    }
+
     /// The effective (learned) limits per window: (requests, units).
     pub(crate) fn effective(&self) -> (Option<u64>, Option<u64>) {
         each!(self, s => s.effective())

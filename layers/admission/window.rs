@@ -235,7 +235,9 @@ impl WindowState {
     fn wait_at(&self, l: &Limit, cost: Cost, lane: usize, behind_own_lane: bool, now: u64) -> u64 {
         let mut wait = self.blocked_until.saturating_sub(now);
         if self.probing {
-            if std::env::var("DBG").is_ok() { eprintln!("DBGP probing t={} lane={lane}", now/1_000_000_000); }
+            if std::env::var("DBG").is_ok() {
+                eprintln!("DBGP probing t={} lane={lane}", now / 1_000_000_000);
+            }
             // Look again in a slot: the probe's answer may have come by then.
             wait = wait.max(l.window / SLOTS).max(1);
         }
@@ -629,6 +631,15 @@ impl WindowState {
 
     pub(crate) fn learning(&self) -> bool {
         self.dims.iter().flatten().any(|d| !d.learner.at_max())
+    }
+
+    pub(crate) fn spent(&self, now: u64) -> (Option<u64>, Option<u64>) {
+        let at = |d: usize| {
+            self.dims[d]
+                .as_ref()
+                .map(|dim| u64::try_from(dim.spent.sum_at(now)).unwrap_or(u64::MAX))
+        };
+        (at(REQ), at(UNITS))
     }
 
     pub(crate) fn effective(&self) -> (Option<u64>, Option<u64>) {

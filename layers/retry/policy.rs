@@ -29,16 +29,20 @@ pub enum StopReason {
     ServerDelayTooLong,
     /// The retry budget is spent: too many retries relative to recent requests.
     Budget,
+    /// Every circuit breaker on the call's way is open: the call fails fast, as the breakers
+    /// say (nothing was sent; waiting for one to half-open would defeat them).
+    CircuitOpen,
 }
 
 impl StopReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [StopReason; 5] = [
+    pub const ALL: [StopReason; 6] = [
         StopReason::NotRetryable,
         StopReason::MaxAttempts,
         StopReason::Deadline,
         StopReason::ServerDelayTooLong,
         StopReason::Budget,
+        StopReason::CircuitOpen,
     ];
 
     /// A short, stable name, used as a metric label.
@@ -49,6 +53,7 @@ impl StopReason {
             StopReason::Deadline => "deadline",
             StopReason::ServerDelayTooLong => "server_delay_too_long",
             StopReason::Budget => "budget",
+            StopReason::CircuitOpen => "circuit_open",
         }
     }
 
@@ -65,6 +70,7 @@ impl StopReason {
                 "the server asked for a longer wait than the policy allows"
             }
             StopReason::Budget => "the retry budget is spent",
+            StopReason::CircuitOpen => "every circuit breaker on the way is open",
         }
     }
 }
@@ -238,9 +244,12 @@ impl RetryPolicy {
     ///
     /// The checks run cheapest first, and the budget is charged only when everything else
     /// allows the retry, so a stopped call never spends budget. An outcome this client
-    /// produced before sending anything ([`Outcome::local`]: admission shed the call, every
-    /// breaker was open) is not an attempt: it counts as a refusal (at most `max_attempts` of
-    /// them per call) and never spends the budget, which bounds the load on the *server*.
+    /// produced before sending anything ([`Outcome::local`]) is not an attempt: it counts as a
+    /// refusal (at most `max_attempts` of them per call) and never spends the budget, which
+    /// bounds the load on the *server*. A local refusal by open breakers stops the call at
+    /// once ([`StopReason::CircuitOpen`]: they fail it fast); one by admission is retried when
+    /// its wait fits the call's deadline (an AWS SDK attempt may wait at most four minutes
+    /// for admission, a call longer).
     pub fn decide(&self, state: &mut RetryState, outcome: &Outcome, now: Instant) -> Decision {
         let inner = &*self.inner;
         let tries = if outcome.local {
@@ -254,6 +263,9 @@ impl RetryPolicy {
             || (outcome.kind == OutcomeKind::Timeout && !inner.retry_timeouts)
         {
             return Decision::Stop(StopReason::NotRetryable);
+        }
+        if outcome.local && outcome.kind == OutcomeKind::Unavailable {
+            return Decision::Stop(StopReason::CircuitOpen);
         }
         if tries >= inner.max_attempts {
             return Decision::Stop(StopReason::MaxAttempts);

@@ -437,7 +437,8 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     }
 
     /// The wait budget of a call that carries no [`Deadline`](crate::Deadline) (default: the
-    /// profile's [`deadline`](Profile::deadline) for the client's priority): admission waits,
+    /// [`retry`](Self::retry) policy's deadline if one was given, else the profile's
+    /// [`deadline`](Profile::deadline) for the client's priority): admission waits,
     /// the router's choice of a target that must wait, and retries all spend from it. One
     /// attempt's admission wait is also bounded by [`MAX_ADMISSION_WAIT`] (the request is
     /// signed before it waits); a longer wait is answered at once with a retry delay.
@@ -491,7 +492,11 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 "must be at least 1",
             ));
         }
-        let deadline = match self.deadline {
+        // The budget: set here, else the deadline of a retry policy given, else the profile's.
+        let deadline = match self
+            .deadline
+            .or_else(|| self.retry.as_ref().and_then(RetryPolicy::deadline))
+        {
             Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
                 return Err(ConfigError::new(
                     "deadline",
