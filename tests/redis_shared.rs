@@ -340,14 +340,21 @@ async fn unused_leases_go_back_on_shutdown() {
     let r = qa.acquire(&KEY, Ask::new(Cost::ONE_REQUEST)).await.unwrap();
     r.settle(Usage::UNKNOWN, Instant::now());
     assert_eq!(qa.slot(&KEY, Instant::now()).lease_balance(None), (4, 0));
-    // The bucket (capacity five) is empty until A gives its four back.
+    // The window holds A's lease of five: six more do not fit until A gives its four back.
     assert!(
-        b.take_now(&KEY, Cost::new(5, 0), None)
+        b.take_now(&KEY, Cost::new(6, 0), None)
             .await
             .unwrap()
             .is_some()
     );
     a.shutdown().await;
-    assert_eq!(b.take_now(&KEY, Cost::new(4, 0), None).await.unwrap(), None);
+    assert_eq!(b.take_now(&KEY, Cost::new(6, 0), None).await.unwrap(), None);
+    assert!(
+        b.take_now(&KEY, Cost::new(4, 0), None)
+            .await
+            .unwrap()
+            .is_some(),
+        "the window now holds 1 + 6 + the new 4 > 10"
+    );
     drop(qb);
 }

@@ -26,7 +26,7 @@ pub(crate) const REQ: usize = 0;
 pub(crate) const UNITS: usize = 1;
 const PPM: i128 = 1_000_000;
 /// Slots per window of the spend ring kept for learning.
-const SPEND_SLOTS: u64 = 16;
+pub(crate) const SPEND_SLOTS: u64 = 16;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Bucket {

@@ -622,6 +622,12 @@ impl<K: Hash + Eq + Clone + Send + Sync> Quota<K> {
         }
     }
 
+    /// The instant the quota's clock counts from: its time slots are whole multiples of a
+    /// 256th of the window after it.
+    pub fn epoch(&self) -> Instant {
+        self.store.epoch
+    }
+
     /// Evicts every key idle for the idle timeout and at rest; returns how many.
     pub fn evict_idle(&self, now: Instant) -> usize {
         (0..self.store.shards.len())

@@ -43,7 +43,7 @@ use super::state::{Refusal, Ticket, named_dims};
 use crate::Outcome;
 
 /// Time slots per window of the spend ring: a slot's spend leaves up to 1/256 of a window late.
-const SLOTS: u64 = 256;
+pub(crate) const SLOTS: u64 = 256;
 /// Time slots per window of the interactive-spend ring (the automatic reserve).
 const RESERVE_SLOTS: u64 = 16;
 /// The automatic reserve is the interactive spend of the trailing window divided by this.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::super::{Cost, Priority};
+use super::script::Op;
 
 /// Per dimension: requests, units.
 pub(crate) type Amount = [i64; 2];
@@ -64,6 +65,14 @@ pub(crate) struct Lease {
     /// When the refill task last saw the lease used (none yet: nothing is leased ahead for a
     /// key never used); unused balance older than the ttl goes back.
     last_used: Option<Instant>,
+    /// When the server granted the last take (its clock, microseconds): unused budget goes
+    /// back to that grant's time slot.
+    taken_at: u64,
+    /// The last grant probed a window held back after a throttle: the next answer a call of
+    /// this lease gets is reported as the probe's.
+    probe: bool,
+    /// What to tell the server's learner, in order.
+    learns: VecDeque<Op>,
 }
 
 impl Lease {
@@ -77,6 +86,9 @@ impl Lease {
             asking: false,
             used: false,
             last_used: None,
+            taken_at: 0,
+            probe: false,
+            learns: VecDeque::new(),
         }
     }
 
@@ -157,7 +169,11 @@ pub(crate) enum Step {
         amount: Amount,
         /// Refund the tenant's share too.
         within: bool,
+        /// When the server granted it.
+        at: u64,
     },
+    /// Tell the server's learner how a call ended.
+    Learn(Op),
 }
 
 /// One key's leases and waiters.
@@ -357,6 +373,11 @@ impl Leases {
             if l.asking {
                 continue;
             }
+            if let Some(op) = l.learns.pop_front() {
+                l.asking = true;
+                steps.push((i, Step::Learn(op)));
+                continue;
+            }
             if let Some(want) = l.want(&sizes, now) {
                 match l.next_ask {
                     Some(t) if t > now => at(t),
@@ -379,6 +400,7 @@ impl Leases {
                         Step::Give {
                             amount,
                             within: l.within,
+                            at: l.taken_at,
                         },
                     ));
                 } else {
@@ -389,14 +411,43 @@ impl Leases {
         next
     }
 
-    /// The server granted `amount` to lease `i`.
-    pub(crate) fn granted(&mut self, i: usize, amount: Amount, within: bool, now: Instant) {
+    /// The server granted `amount` to lease `i` at its time `at`, as the probe of a window
+    /// held back after a throttle when `probe`.
+    pub(crate) fn granted(
+        &mut self,
+        i: usize,
+        amount: Amount,
+        within: bool,
+        probe: bool,
+        at: u64,
+        now: Instant,
+    ) {
         let l = &mut self.leases[i];
         l.asking = false;
         l.next_ask = None;
         l.within = within;
+        l.taken_at = at;
+        l.probe |= probe;
         l.credit(amount);
         self.pump(i, now);
+    }
+
+    /// Whether lease `i`'s budget came with a probe whose answer is not reported yet.
+    pub(crate) fn probing(&self, i: usize) -> bool {
+        self.leases[i].probe
+    }
+
+    /// Queues a report to the server's learner for lease `i`: `op(probe, at)`, with whether
+    /// it answers the probe, and when the lease's budget was granted.
+    pub(crate) fn learn(&mut self, i: usize, op: impl FnOnce(bool, u64) -> Op) {
+        let l = &mut self.leases[i];
+        let probe = std::mem::take(&mut l.probe);
+        l.learns.push_back(op(probe, l.taken_at));
+    }
+
+    /// A report to the learner finished (whatever its answer: the next one goes on).
+    pub(crate) fn learned(&mut self, i: usize) {
+        self.leases[i].asking = false;
     }
 
     /// The server said to wait until `at` before asking lease `i`'s amount again, or a call
@@ -413,13 +464,14 @@ impl Leases {
         self.leases[i].asking = false;
     }
 
-    /// Takes every balance, for returning on shutdown or drop.
-    pub(crate) fn drain(&mut self) -> Vec<(usize, Amount, bool)> {
+    /// Takes every balance, for returning on shutdown or drop: (lease, amount, within share,
+    /// when granted).
+    pub(crate) fn drain(&mut self) -> Vec<(usize, Amount, bool, u64)> {
         self.leases
             .iter_mut()
             .enumerate()
             .filter(|(_, l)| l.balance != [0; 2])
-            .map(|(i, l)| (i, std::mem::take(&mut l.balance), l.within))
+            .map(|(i, l)| (i, std::mem::take(&mut l.balance), l.within, l.taken_at))
             .collect()
     }
 
@@ -427,7 +479,7 @@ impl Leases {
     pub(crate) fn busy(&self) -> bool {
         self.leases
             .iter()
-            .any(|l| l.waiting() || !l.granted.is_empty() || l.asking)
+            .any(|l| l.waiting() || !l.granted.is_empty() || l.asking || !l.learns.is_empty())
     }
 
     /// The balance of lease `i`, for tests and stats.
@@ -465,7 +517,7 @@ mod tests {
         let mut steps = Vec::new();
         l.plan(t0, &mut steps);
         assert_eq!(steps, vec![(0, Step::Take([10, 100]))]);
-        l.granted(0, [10, 100], false, t0);
+        l.granted(0, [10, 100], false, false, 0, t0);
         for _ in 0..5 {
             assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
         }
@@ -496,7 +548,7 @@ mod tests {
             vec![(0, Step::Take([1, 30]))],
             "exactly what the head needs"
         );
-        l.granted(0, [2, 60], false, t0);
+        l.granted(0, [2, 60], false, false, 0, t0);
         assert_eq!(l.stand(0, i1,), Some(Stand::Admitted(t0)));
         assert_eq!(l.stand(0, i2), Some(Stand::Admitted(t0)));
         assert_eq!(l.stand(0, b), Some(Stand::Waiting));
@@ -525,7 +577,7 @@ mod tests {
             Err(Full::Queue)
         );
         let mut l = Leases::new(sizes(100), 1);
-        l.granted(0, [10, 100], true, t0);
+        l.granted(0, [10, 100], true, false, 0, t0);
         assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
         let mut steps = Vec::new();
         // The refill task sees the use at t0 + 10 ms: idle time counts from there, on the
@@ -546,7 +598,8 @@ mod tests {
                 0,
                 Step::Give {
                     amount: [9, 90],
-                    within: true
+                    within: true,
+                    at: 0
                 }
             )]
         );
@@ -557,7 +610,7 @@ mod tests {
     fn settling_more_than_estimated_leaves_debt_that_the_next_ask_covers() {
         let t0 = Instant::now();
         let mut l = Leases::new(sizes(100), 1);
-        l.granted(0, [10, 100], false, t0);
+        l.granted(0, [10, 100], false, false, 0, t0);
         assert!(l.try_admit(0, Cost::new(1, 100), Priority::Interactive));
         l.adjust(0, [0, -50], t0);
         assert_eq!(l.balance(0), [9, -50]);

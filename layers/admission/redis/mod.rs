@@ -27,37 +27,49 @@
 //! # How it works
 //!
 //! The shared state of a quota key is one Redis hash (`headroom:{<quota>:<key>}`, a cluster
-//! hash tag, so it lives in one slot): a token bucket that allows debt per dimension (requests,
-//! units) and one child bucket per tenant for [shares](super::LimitBuilder::shares) — the
-//! in-process model, on the server. It is read and written by one Lua script (`EVALSHA`,
-//! reloaded on `NOSCRIPT`) on the **server's clock** (`TIME`), so processes whose clocks
-//! disagree still agree on the budget, and it expires (`PEXPIRE`) once idle long enough to
-//! be full again.
+//! hash tag, so it lives in one slot): the in-process model, on the server — per dimension
+//! (requests, units) the limit's [accounting](super::Accounting) (the sliding window's ring
+//! of 256 time slots, or the token bucket that allows debt), the learned limit, and one child
+//! bucket per tenant for [shares](super::LimitBuilder::shares). It is read and written by one
+//! Lua script (`EVALSHA`, reloaded on `NOSCRIPT`) on the **server's clock** (`TIME`), so
+//! processes whose clocks disagree still agree on the budget, and it expires (`PEXPIRE`) once
+//! idle long enough to be at rest again.
+//!
+//! **Learning is shared.** A throttle any process meets is reported to the script, which
+//! learns as the in-process core does (see [`Learning`](super::Learning)): one cut per run of
+//! throttles, to a little under what *all* the processes spent in the trailing window (the
+//! server sees their sum); the regain after a quiet window; for windows, the hold and the
+//! single probe after a throttle. So every process sharing the quota cuts and regains
+//! together. `tests/redis_differential.rs` drives this store's shared state and the
+//! in-process core with the same random operations on a real `redis-server` and checks that
+//! they decide alike (admitted or not, the wait, the learned limit and the spend).
 //!
 //! **Leasing** keeps Redis off the hot path. A process takes a lease, a slice of the quota
 //! ([`RedisStoreBuilder::lease`], e.g. 2%), with one script call, and admits calls locally
 //! against it: no I/O, no allocation on the success path. A background task per key asks for
 //! a new lease when the balance falls below half a lease, before it runs out; returns the
 //! unused balance when it has been idle for the lease TTL (default one window), when the key
-//! is dropped and on [`RedisStore::shutdown`]. Refunds (a call that spent less than its
-//! estimate) go back to the local lease; overruns leave local debt that the next lease pays.
-//! Calls the lease cannot cover wait in a bounded FIFO per lease (interactive before batch),
-//! and are woken as soon as the server's answer arrives ([`Slot::poll_wake`]). With
-//! `lease(0.0)` nothing is leased ahead: each call the balance cannot cover costs one round
-//! trip for exactly what it needs.
+//! is dropped and on [`RedisStore::shutdown`] (to the time slot of the grant it came from,
+//! for a window). Refunds (a call that spent less than its estimate) go back to the local
+//! lease; overruns leave local debt that the next lease pays. Calls the lease cannot cover
+//! wait in a bounded FIFO per lease (interactive before batch), and are woken as soon as the
+//! server's answer arrives ([`Slot::poll_wake`]). With `lease(0.0)` nothing is leased ahead:
+//! each call the balance cannot cover costs one round trip for exactly what it needs.
 //!
 //! # Over-admission bound
 //!
-//! The server's bucket holds at most `cap = max(burst credit, lease + 20 ms of refill)` (the
-//! 20 ms so that a client whose timer fires a tick late loses no budget), so it admits, in any
-//! window, at most `limit + cap` (the in-process guarantee), plus one lease when
-//! shares are set (a tenant within its share may take the bucket one lease into debt, so that
-//! borrowers polling for the same refill do not starve it). A process admits from leases it
-//! already holds, so on top of that a window can see what the processes held when it began:
-//! at most **one lease per process and tenant** (a process refills up to one lease). So for `P`
+//! What the server grants keeps the in-process guarantee: for a sliding window, no interval
+//! of one window holds more than the limit of grants; for a bucket, whose server side holds
+//! at most `cap = max(burst credit, lease + 20 ms of refill)` (the 20 ms so that a client
+//! whose timer fires a tick late loses no budget), at most `limit + cap` a window, plus one
+//! lease when shares are set (a tenant within its share may take the bucket one lease into
+//! debt, so that borrowers polling for the same refill do not starve it). A process admits
+//! calls from leases it already holds, and a lease counts when it is granted, not when its
+//! calls run: an interval can see calls from the leases processes held when it began, at most
+//! **one lease per process and tenant** (a process refills up to one lease). So for `P`
 //! processes each serving `T` tenants (count calls without a tenant as one more):
 //!
-//! `admitted per window ≤ limit + cap + lease × P × T (+ lease with shares)`.
+//! `admitted per window ≤ limit (+ cap for a bucket) + lease × P × T (+ lease with shares)`.
 //!
 //! Size the lease so that this slack is acceptable (2% of the quota × 10 replicas = 20%), or
 //! set the configured limit that much below the real quota. Without leasing the slack is the
@@ -78,22 +90,25 @@
 //!   the quota (the in-memory core, shares and queueing included), so `P` processes admit at
 //!   most `P × fraction` of the quota between them during the outage.
 //!
-//! A waiting call never waits past its deadline (its `max_wait`). Each mode change emits a
+//! A waiting call never waits past its [deadline](crate::Deadline). Each mode change emits a
 //! `tracing` event and the metrics `headroom_quota_store_mode` (gauge: 0 shared, 1 failing
 //! open, 2 failing closed) and `headroom_quota_store_transitions_total{to}`.
 //!
 //! # What it does not do (yet)
 //!
-//! Learning (AIMD on throttles) and server-reported remaining headers are applied by the
-//! in-process store only: with Redis, configure the real quota. Priorities are honoured within
-//! a process; across processes the tenants' shares are. All processes must configure the
-//! same limit for a key (the script takes it from the caller).
+//! Server-reported remaining headers are applied by the in-process store only. Priorities,
+//! the pacing of the background lanes and the reserve for interactive calls are a process's
+//! own (its lease's queue); across processes the tenants' shares hold. With leasing, a
+//! window's hold after a throttle and its probe are per grant, not per call: a lease granted
+//! as the probe reports the first answer one of its calls gets. All processes must configure
+//! the same limit for a key (the script takes it from the caller).
 //!
 //! # Why hand-written
 //!
-//! No crate offers a token bucket with debt, refunds and shares on Redis; rate limiters on
-//! Redis (`redis-cell`, GCRA scripts) answer "allowed now?" per call and cannot settle a
-//! call's real cost afterwards. The script is the in-process arithmetic, restated in Lua.
+//! No crate offers a sliding window or a token bucket with debt, refunds, shares and learning
+//! on Redis; rate limiters on Redis (`redis-cell`, GCRA scripts) answer "allowed now?" per
+//! call and cannot settle a call's real cost afterwards. The script is the in-process
+//! arithmetic, restated in Lua.
 
 mod lease;
 mod script;
@@ -113,7 +128,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use self::lease::{Leases, Sizes, Stand, Step};
-use self::script::{Answer, Args};
+use self::script::{Answer, Args, Op};
 use super::quota::MAX_WAIT;
 use super::{
     Ask, Cost, Grant, Limit, MemorySlot, MemoryTicket, Quota, QuotaStore, RejectReason, Rejected,
@@ -123,6 +138,49 @@ use crate::observe::{Labels, keys, names};
 use crate::{ConfigError, Outcome};
 
 pub use self::script::{StoreError, redis_key};
+
+/// One operation on a key's shared state, for [`RedisStore::test_op`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum TestOp {
+    /// Take this cost now (nothing waits: granted, or the wait).
+    Take(Cost),
+    /// Give units back (negative: debt) to the grant made at `at_us`.
+    Give {
+        /// Units.
+        units: i64,
+        /// When they were granted.
+        at_us: u64,
+    },
+    /// Report how a call granted at `at_us` ended.
+    Learn {
+        /// How it ended.
+        outcome: Outcome,
+        /// Whether its grant was the probe.
+        probe: bool,
+        /// When it was granted.
+        at_us: u64,
+    },
+    /// Read the learned limits and the window's spend.
+    State,
+}
+
+/// The answer to a [`TestOp`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestAnswer {
+    /// Granted (or done) at `at_us`; `probe` when the grant probes a held-back window.
+    Granted {
+        /// Whether the grant is the probe.
+        probe: bool,
+        /// The grant's time.
+        at_us: u64,
+    },
+    /// Not yet: the wait in microseconds.
+    Wait(u64),
+    /// Per dimension (requests, units): the learned limit and the window's spend.
+    State([Option<(u64, u64)>; 2]),
+}
 
 /// What a [`RedisStore`] does while Redis cannot be reached.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -572,16 +630,13 @@ impl Common {
     }
 
     /// One script call, within the operation timeout.
-    async fn call(
-        &self,
-        key: &str,
-        args: &Args,
-        op: &str,
-        amount: [i64; 2],
-        tenant: Option<u16>,
-        within: bool,
-    ) -> Result<Answer, StoreError> {
-        let inv = args.invoke(&self.script, key, op, amount, tenant, within);
+    async fn call(&self, key: &str, args: &Args, op: &Op) -> Result<Answer, StoreError> {
+        script::answer(&self.raw(key, args, op).await?)
+    }
+
+    /// One script call's raw reply, within the operation timeout.
+    async fn raw(&self, key: &str, args: &Args, op: &Op) -> Result<Vec<i64>, StoreError> {
+        let inv = args.invoke(&self.script, key, op);
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
         let reply = tokio::time::timeout(self.op_timeout, self.conn.invoke(&inv))
@@ -595,7 +650,7 @@ impl Common {
         let old = self.rtt_ns.load(Ordering::Relaxed);
         self.rtt_ns
             .store(old - old / 8 + rtt / 8, Ordering::Relaxed);
-        script::answer(&reply)
+        Ok(reply)
     }
 
     fn rtt(&self) -> Duration {
@@ -653,14 +708,48 @@ impl<K: Key> RedisStore<K> {
         let slot = self.slot(key, Instant::now());
         let s = &*slot.0;
         let amount = [sat(cost.requests), sat(cost.units)];
-        match s
-            .common
-            .call(&s.key, &s.args, "take", amount, tenant.map(|t| t.0), false)
-            .await?
-        {
+        let op = Op::take(amount, tenant.map(|t| t.0));
+        match s.common.call(&s.key, &s.args, &op).await? {
             Answer::Granted { .. } => Ok(None),
             Answer::Wait(us) => Ok(Some(Duration::from_micros(us))),
         }
+    }
+
+    /// The shared state's operations at an explicit time (microseconds on the caller's clock,
+    /// instead of the server's), without leases: for the differential tests that drive this
+    /// store and the in-process core with the same operations. Not for production use.
+    #[doc(hidden)]
+    pub async fn test_op(
+        &self,
+        key: &K,
+        op: TestOp,
+        now_us: u64,
+    ) -> Result<TestAnswer, StoreError> {
+        let slot = self.slot(key, Instant::now());
+        let s = &*slot.0;
+        let limited = [s.args.limits[0] > 0, s.args.limits[1] > 0];
+        let mut script_op = match op {
+            TestOp::Take(cost) => Op::take([sat(cost.requests), sat(cost.units)], None),
+            TestOp::Give { units, at_us } => Op::give([0, units], None, false, at_us),
+            TestOp::Learn {
+                outcome,
+                probe,
+                at_us,
+            } => Op::learn(&outcome, limited, probe, at_us),
+            TestOp::State => Op {
+                name: "state",
+                ..Op::take([0, 0], None)
+            },
+        };
+        script_op.now = Some(now_us);
+        let reply = s.common.raw(&s.key, &s.args, &script_op).await?;
+        if let TestOp::State = op {
+            return script::state(&reply).map(TestAnswer::State);
+        }
+        Ok(match script::answer(&reply)? {
+            Answer::Granted { probe, at, .. } => TestAnswer::Granted { probe, at_us: at },
+            Answer::Wait(us) => TestAnswer::Wait(us),
+        })
     }
 
     /// Gives every unused lease back to Redis and waits for it (each call within the
@@ -706,6 +795,12 @@ impl<K: Key> RedisStore<K> {
             .unwrap_or(0))
         });
         let ms = |ns: u64| ns / 1_000_000;
+        let window = matches!(
+            limit.accounting,
+            crate::admission::Accounting::SlidingWindow
+        );
+        let ppm = |v: u64| v as f64 / 1e6;
+        let rules = &limit.learning;
         let args = Args {
             window_us,
             limits,
@@ -717,6 +812,17 @@ impl<K: Key> RedisStore<K> {
                 .saturating_add(ms(limit.burst))
                 .saturating_add(ms(limit.share_burst))
                 .saturating_add(1_000),
+            model: if window { "w" } else { "b" },
+            slots: if window {
+                super::window::SLOTS
+            } else {
+                super::bucket::SPEND_SLOTS
+            },
+            learning: [
+                ppm(rules.max_cut_ppm),
+                ppm(rules.regain_ppm),
+                ppm(rules.floor_ppm),
+            ],
         };
         let sizes = Sizes {
             limited: [limit.requests.is_some(), limit.units.is_some()],
@@ -854,22 +960,13 @@ impl SlotInner {
     async fn run(&self, i: usize, step: Step) {
         match step {
             Step::Take(want) => {
-                let res = self
-                    .common
-                    .call(
-                        &self.key,
-                        &self.args,
-                        "take",
-                        want,
-                        self.tenant_of(i),
-                        false,
-                    )
-                    .await;
+                let op = Op::take(want, self.tenant_of(i));
+                let res = self.common.call(&self.key, &self.args, &op).await;
                 let now = Instant::now();
                 match res {
-                    Ok(Answer::Granted { within }) => {
+                    Ok(Answer::Granted { within, probe, at }) => {
                         self.common.up();
-                        lock(&self.leases).granted(i, want, within, now);
+                        lock(&self.leases).granted(i, want, within, probe, at, now);
                     }
                     Ok(Answer::Wait(us)) => {
                         self.common.up();
@@ -881,19 +978,18 @@ impl SlotInner {
                     }
                 }
             }
-            Step::Give { amount, within } => {
-                let res = self
-                    .common
-                    .call(
-                        &self.key,
-                        &self.args,
-                        "give",
-                        amount,
-                        self.tenant_of(i),
-                        within,
-                    )
-                    .await;
+            Step::Give { amount, within, at } => {
+                let op = Op::give(amount, self.tenant_of(i), within, at);
+                let res = self.common.call(&self.key, &self.args, &op).await;
                 lock(&self.leases).gave(i);
+                match res {
+                    Ok(_) => self.common.up(),
+                    Err(e) => self.common.down(e),
+                }
+            }
+            Step::Learn(op) => {
+                let res = self.common.call(&self.key, &self.args, &op).await;
+                lock(&self.leases).learned(i);
                 match res {
                     Ok(_) => self.common.up(),
                     Err(e) => self.common.down(e),
@@ -904,19 +1000,9 @@ impl SlotInner {
 
     async fn give_back(&self) {
         let balances = lock(&self.leases).drain();
-        for (i, amount, within) in balances {
-            let res = self
-                .common
-                .call(
-                    &self.key,
-                    &self.args,
-                    "give",
-                    amount,
-                    self.tenant_of(i),
-                    within,
-                )
-                .await;
-            if let Err(e) = res {
+        for (i, amount, within, at) in balances {
+            let op = Op::give(amount, self.tenant_of(i), within, at);
+            if let Err(e) = self.common.call(&self.key, &self.args, &op).await {
                 self.common.down(e);
             }
         }
@@ -935,15 +1021,13 @@ impl Drop for SlotInner {
         let key = std::mem::take(&mut self.key);
         let args = self.args.clone();
         let tenant_of = |i: usize| (i > 0).then(|| (i - 1) as u16);
-        let balances: Vec<_> = balances
+        let gives: Vec<Op> = balances
             .into_iter()
-            .map(|(i, a, w)| (tenant_of(i), a, w))
+            .map(|(i, amount, within, at)| Op::give(amount, tenant_of(i), within, at))
             .collect();
         self.common.handle.spawn(async move {
-            for (tenant, amount, within) in balances {
-                let _ = common
-                    .call(&key, &args, "give", amount, tenant, within)
-                    .await;
+            for op in gives {
+                let _ = common.call(&key, &args, &op).await;
             }
         });
     }
@@ -1160,13 +1244,21 @@ impl Slot for RedisSlot {
                 flight: true,
                 ..
             } => {
+                let s = &*self.0;
+                let limited = [s.args.limits[0] > 0, s.args.limits[1] > 0];
+                let teaches = crate::admission::state::named_dims(outcome, limited).is_some();
+                let mut leases = lock(&s.leases);
                 if let Some(units) = usage.units.filter(|u| *u != ask.cost.units) {
                     let delta = sat(ask.cost.units).saturating_sub(sat(units));
-                    let now = now();
-                    if lock(&self.0.leases).adjust(lease, [0, delta], now) {
-                        // Waiters were admitted from the refund; nothing else to do: they
-                        // were woken.
-                    }
+                    // Waiters admitted from the refund were woken.
+                    leases.adjust(lease, [0, delta], now());
+                }
+                // The shared state learns from throttles, and from the answer of a call whose
+                // budget came with the probe of a window held back.
+                if teaches || leases.probing(lease) {
+                    leases.learn(lease, |probe, at| Op::learn(outcome, limited, probe, at));
+                    drop(leases);
+                    s.kick.notify_one();
                 }
                 None
             }

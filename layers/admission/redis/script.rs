@@ -6,23 +6,33 @@ use std::time::Duration;
 
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind};
 
-/// One key's shared budget, as a token bucket that allows debt per dimension (requests,
-/// units), plus a child bucket per tenant for shares: the in-process model of
-/// `admission::bucket`, in floating-point units per microsecond (Lua numbers are doubles).
+/// One key's shared budget, as the in-process cores keep it, restated in Lua on doubles (Lua
+/// numbers): the token bucket that allows debt (`model` `b`) or the sliding window of time
+/// slots (`model` `w`), per dimension (requests, units); a child bucket per tenant for shares;
+/// the learned limit per dimension (`admission::learn`); and, for windows, the hold and probe
+/// after an unpredicted throttle (`admission::window`). Times are microseconds on the
+/// server's clock (`TIME`), or the caller's when it passes one (`now`, for tests).
 ///
-/// `take` grants `want` (per dimension) when the bucket holds `min(want, cap)`, or answers
-/// how many microseconds until it will. A tenant whose child bucket holds its part is
-/// *within share*: it may take the parent one grant into debt, which borrowers (other
-/// tenants, or no tenant) may not, so that a tenant's guaranteed share is not starved by
-/// borrowers polling for the same refill. `give` returns unused budget (or, negative, charges
-/// debt), capped at the capacity.
+/// - `take` grants `want` (per dimension) or answers how many microseconds until the budget
+///   will hold it. Bucket: when the bucket holds `min(want, cap)`; a tenant whose child bucket
+///   holds its part is *within share* and may take the parent one grant into debt, which
+///   borrowers may not, so that a tenant's guaranteed share is not starved by borrowers
+///   polling for the same refill. Window: when the trailing window's spend plus `want` fits
+///   the learned limit, nothing holds the key back and no probe is out; the grant is recorded
+///   in the current slot, and the answer carries its time (for `give`) and whether it is the
+///   probe.
+/// - `give` returns unused budget (or, negative, charges debt): to the bucket, capped at its
+///   capacity; to the window, in the slot of the grant it came from (`at`), if that slot is
+///   still in the window.
+/// - `learn` reports how a call ended (`outcome` `s` success, `t` throttle of the dimensions
+///   in `dims`), whether its budget was the probe's, when it was granted (`at`), and the
+///   server's `Retry-After`, with the in-process cores' rules.
+/// - `state` answers the learned limit and the window's spend per dimension (tests, stats).
 ///
 /// Every state lives in one hash per quota key, so the script touches one key (one cluster
-/// slot); `PEXPIRE` forgets it once idle long enough that its buckets are full again.
+/// slot); `PEXPIRE` forgets it once idle long enough that it is at rest again.
 const LUA: &str = r#"
 local key = KEYS[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local window = tonumber(ARGV[1])
 local limits = {tonumber(ARGV[2]), tonumber(ARGV[3])}
 local caps = {tonumber(ARGV[4]), tonumber(ARGV[5])}
@@ -33,9 +43,128 @@ local ccaps = {tonumber(ARGV[11]), tonumber(ARGV[12])}
 local ttl = tonumber(ARGV[13])
 local op = ARGV[14]
 local within_given = ARGV[15] == '1'
-local names = {'r', 'u'}
-if window == nil or window <= 0 or den == nil or den <= 0 then
+local model = ARGV[16]
+local nslots = tonumber(ARGV[17])
+local max_cut, regain, floor_f = tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
+local at = tonumber(ARGV[21])
+local outcome, dims_mask, probe_given = ARGV[22], tonumber(ARGV[23]), ARGV[24] == '1'
+local retry_after = tonumber(ARGV[25])
+local now = tonumber(ARGV[26])
+if window == nil or window <= 0 or den == nil or den <= 0 or nslots == nil or nslots <= 0 then
   return redis.error_reply('ERR headroom: bad arguments')
+end
+if now == nil or now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local names = {'r', 'u'}
+local learning_off = max_cut >= 1 and floor_f >= 1
+
+local function num_field(f, default)
+  local v = tonumber(redis.call('HGET', key, f))
+  if v == nil then return default end
+  return v
+end
+
+-- The learned limit of dimension d: cut on throttles, regained after a quiet window.
+local function learner(d)
+  local n = names[d]
+  local max = limits[d]
+  return {
+    e = num_field(n .. 'e', max), b = num_field(n .. 'b', max),
+    q = num_field(n .. 'q', now), c = num_field(n .. 'c', -1), k = num_field(n .. 'k', 0),
+    max = max, floor = math.max(1, math.floor(max * floor_f)),
+  }
+end
+
+local function effective_at(l, t)
+  local quiet_end = l.q + window
+  if l.b >= l.max or t <= quiet_end then
+    return math.max(l.e, math.min(l.b, l.max))
+  end
+  local windows = (t - quiet_end) / window
+  if windows >= 64 or regain >= 1 then return l.max end
+  local gap = (l.max - l.b) * ((1 - regain) ^ windows)
+  local eff = l.max - math.min(math.floor(gap + 0.5), l.max - l.b)
+  return math.max(eff, l.e)
+end
+
+local function save_learner(d, l)
+  local n = names[d]
+  redis.call('HSET', key, n .. 'e', l.e, n .. 'b', l.b, n .. 'q', l.q, n .. 'c', l.c, n .. 'k', l.k)
+end
+
+local function share(n, ppm) return math.floor(n * ppm / 1000000) end
+
+local function throttled(l, ours, new_run)
+  if learning_off then return end
+  l.e = effective_at(l, now)
+  local may_cut = new_run and (l.c < 0 or now >= l.c + math.floor(window / 4))
+  if may_cut then
+    local again = l.c >= 0 and now < l.c + 2 * window
+    if again then l.k = l.k + 1 else l.k = 0 end
+    local ppm = 950000
+    for _ = 1, math.min(l.k, 4) do ppm = share(ppm, 950000) end
+    local kept = share(l.e, math.floor(max_cut * 1000000 + 0.5))
+    local to = math.min(math.max(share(ours, ppm), kept, l.floor), l.e)
+    l.e = to
+    l.c = now
+  end
+  l.q = now
+  l.b = l.e
+end
+
+-- The sliding window's (or, for a bucket, the spend's) ring of time slots.
+local slot_len = math.max(1, math.floor(window / nslots))
+local ring_len = math.ceil(window / slot_len) + 1
+
+local function ring(d, prefix)
+  local n = prefix .. names[d]
+  local current = math.floor(now / slot_len)
+  local head = num_field(n .. 'h', current)
+  local sum = num_field(n .. 's', 0)
+  if current > head then
+    local steps = math.min(current - head, ring_len)
+    for i = 1, steps do
+      local f = n .. ':' .. ((head + i) % ring_len)
+      local v = tonumber(redis.call('HGET', key, f))
+      if v then
+        sum = sum - v
+        redis.call('HDEL', key, f)
+      end
+    end
+    head = current
+    -- The slots that left are gone: the head and the sum move with them, now.
+    redis.call('HSET', key, n .. 'h', head, n .. 's', sum)
+  end
+  return {n = n, head = head, sum = sum}
+end
+
+local function ring_save(r)
+  redis.call('HSET', key, r.n .. 'h', r.head, r.n .. 's', r.sum)
+end
+
+local function ring_adjust(r, slot, delta)
+  if slot > r.head or r.head - slot >= ring_len then return end
+  local f = r.n .. ':' .. (slot % ring_len)
+  local old = tonumber(redis.call('HGET', key, f)) or 0
+  local new = math.max(0, old + delta)
+  if new == 0 then redis.call('HDEL', key, f) else redis.call('HSET', key, f, new) end
+  r.sum = r.sum - old + new
+end
+
+local function ring_wait(r, free)
+  if free <= 0 then return 0 end
+  local freed = 0
+  local oldest = math.max(0, r.head + 1 - ring_len)
+  for slot = oldest, r.head do
+    local leaves = (slot + ring_len) * slot_len
+    if leaves > now then
+      freed = freed + (tonumber(redis.call('HGET', key, r.n .. ':' .. (slot % ring_len))) or 0)
+      if freed >= free then return leaves - now end
+    end
+  end
+  return nil
 end
 
 local function read(field, rate, cap)
@@ -47,11 +176,14 @@ local function read(field, rate, cap)
   return level
 end
 
-local levels, clevels, rates, crates = {}, {}, {}, {}
+local learners, rings, rates = {}, {}, {}
+local levels, clevels, crates = {}, {}, {}
 for d = 1, 2 do
   if limits[d] > 0 then
-    rates[d] = limits[d] / window
-    levels[d] = read(names[d], rates[d], caps[d])
+    learners[d] = learner(d)
+    rates[d] = effective_at(learners[d], now) / window
+    rings[d] = ring(d, model == 'w' and 'w' or 'p')
+    if model == 'b' then levels[d] = read(names[d], rates[d], caps[d]) end
     if tenant >= 0 then
       crates[d] = rates[d] * num / den
       clevels[d] = read('t' .. tenant .. names[d], crates[d], ccaps[d])
@@ -61,7 +193,7 @@ end
 
 local function write(d, child)
   local f = names[d]
-  redis.call('HSET', key, f, levels[d], f .. '@', now)
+  if model == 'b' then redis.call('HSET', key, f, levels[d], f .. '@', now) end
   if child then
     local cf = 't' .. tenant .. f
     redis.call('HSET', key, cf, clevels[d], cf .. '@', now)
@@ -86,46 +218,126 @@ if op == 'take' then
       end
     end
   end
-  local borrow_wait, share_wait = 0, 0
-  for d = 1, 2 do
-    if limits[d] > 0 then
-      local need = math.min(want[d], caps[d])
-      local w = wait_for(levels[d], need, rates[d])
-      if w > borrow_wait then borrow_wait = w end
-      w = wait_for(levels[d], need - want[d], rates[d])
-      if w > share_wait then share_wait = w end
+  local wait = 0
+  if model == 'w' then
+    wait = math.max(0, num_field('bu', 0) - now)
+    if num_field('pr', 0) == 1 then wait = math.max(wait, slot_len) end
+    for d = 1, 2 do
+      if limits[d] > 0 then
+        local limit = effective_at(learners[d], now)
+        local total = rings[d].sum + math.min(want[d], limit)
+        if total > limit then
+          local w = ring_wait(rings[d], total - limit)
+          if w == nil then
+            local beyond = total - limit - rings[d].sum
+            local empties = (rings[d].head + ring_len) * slot_len
+            w = math.max(0, empties - now) + math.ceil(beyond * window / math.max(limit, 1))
+          end
+          wait = math.max(wait, math.max(w, 1))
+        end
+      end
+    end
+  else
+    local borrow_wait, share_wait = 0, 0
+    for d = 1, 2 do
+      if limits[d] > 0 then
+        local need = math.min(want[d], caps[d])
+        local w = wait_for(levels[d], need, rates[d])
+        if w > borrow_wait then borrow_wait = w end
+        w = wait_for(levels[d], need - want[d], rates[d])
+        if w > share_wait then share_wait = w end
+      end
+    end
+    wait = borrow_wait
+    if within then
+      wait = share_wait
+    elseif tenant >= 0 then
+      wait = math.min(borrow_wait, math.max(child_wait, share_wait))
     end
   end
-  local wait = borrow_wait
-  if within then
-    wait = share_wait
-  elseif tenant >= 0 then
-    wait = math.min(borrow_wait, math.max(child_wait, share_wait))
-  end
   if wait > 0 then
-    return {0, wait, 0}
+    for d = 1, 2 do if rings[d] then ring_save(rings[d]) end end
+    return {0, math.ceil(wait), 0, 0, now}
   end
   for d = 1, 2 do
     if limits[d] > 0 then
-      levels[d] = levels[d] - want[d]
+      if model == 'b' then levels[d] = levels[d] - want[d] end
+      ring_adjust(rings[d], rings[d].head, want[d])
+      ring_save(rings[d])
       if within then clevels[d] = clevels[d] - want[d] end
       write(d, within)
     end
   end
+  local probe = 0
+  if model == 'w' and num_field('st', 0) > 0 and num_field('pr', 0) ~= 1 then
+    redis.call('HSET', key, 'pr', 1)
+    probe = 1
+  end
   redis.call('PEXPIRE', key, ttl)
-  if within then return {1, 0, 1} end
-  return {1, 0, 0}
+  return {1, 0, within and 1 or 0, probe, now}
 elseif op == 'give' then
   local child = within_given and tenant >= 0
+  local slot = math.floor(at / slot_len)
   for d = 1, 2 do
     if limits[d] > 0 and want[d] ~= 0 then
-      levels[d] = math.min(caps[d], levels[d] + want[d])
+      if model == 'b' then levels[d] = math.min(caps[d], levels[d] + want[d]) end
+      ring_adjust(rings[d], slot, -want[d])
+      ring_save(rings[d])
       if child then clevels[d] = math.min(ccaps[d], clevels[d] + want[d]) end
       write(d, child)
     end
   end
   redis.call('PEXPIRE', key, ttl)
-  return {1, 0, 0}
+  return {1, 0, 0, 0, now}
+elseif op == 'learn' then
+  if probe_given then redis.call('HSET', key, 'pr', 0) end
+  local streak = num_field('st', 0)
+  if outcome == 's' then
+    if probe_given and streak > 0 then redis.call('HSET', key, 'st', 0) end
+    redis.call('PEXPIRE', key, ttl)
+    return {1, 0, 0, 0, now}
+  end
+  local new_run = model ~= 'w' or (streak == 0 and at >= num_field('ha', 0))
+  local hit = {dims_mask % 2 == 1, math.floor(dims_mask / 2) % 2 == 1}
+  for d = 1, 2 do
+    if limits[d] > 0 and hit[d] then
+      local l = learners[d]
+      local nr = new_run
+      if model == 'b' then nr = l.c < 0 or now >= l.c + window end
+      throttled(l, rings[d].sum, nr)
+      save_learner(d, l)
+      ring_save(rings[d])
+      if model == 'b' and retry_after > 0 then
+        levels[d] = math.min(levels[d], -retry_after * (l.e / window))
+        write(d, false)
+      end
+    end
+  end
+  if model == 'w' then
+    if probe_given or new_run then
+      local hold = math.floor(window / 32) * (2 ^ math.min(streak, 5))
+      redis.call('HSET', key, 'bu', math.max(num_field('bu', 0), now + hold), 'ha', now,
+        'st', streak + 1)
+    end
+    if retry_after > 0 then
+      redis.call('HSET', key, 'bu', math.max(num_field('bu', 0), now + retry_after))
+    end
+  end
+  redis.call('PEXPIRE', key, ttl)
+  return {1, 0, 0, 0, now}
+elseif op == 'state' then
+  local out = {2}
+  for d = 1, 2 do
+    if limits[d] > 0 then
+      table.insert(out, effective_at(learners[d], now))
+      table.insert(out, rings[d].sum)
+      ring_save(rings[d])
+    else
+      table.insert(out, -1)
+      table.insert(out, -1)
+    end
+  end
+  return out
 end
 return redis.error_reply('ERR headroom: unknown operation')
 "#;
@@ -152,13 +364,86 @@ pub fn redis_key(quota: &str, key: &dyn fmt::Display) -> String {
 /// What the script answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Answer {
-    /// Granted; `within` when charged to the tenant's share.
-    Granted { within: bool },
+    /// Granted (or done, for `give` and `learn`), at the server's time `at` (microseconds);
+    /// `within` when charged to the tenant's share; `probe` when the grant probes a window
+    /// held back after a throttle.
+    Granted { within: bool, probe: bool, at: u64 },
     /// Not yet: the budget will hold it in this many microseconds.
     Wait(u64),
 }
 
-/// The script's arguments for one key (all but the operation and the amounts).
+/// What one script call does, beyond the key's arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Op {
+    pub(crate) name: &'static str,
+    pub(crate) amount: [i64; 2],
+    pub(crate) tenant: Option<u16>,
+    pub(crate) within: bool,
+    /// `give`: when the budget given back was granted; `learn`: when the call's was.
+    pub(crate) at: u64,
+    /// `learn`: `s` success, `t` throttle.
+    pub(crate) outcome: &'static str,
+    /// `learn`: the dimensions a throttle named (bit 1 requests, bit 2 units).
+    pub(crate) dims: u8,
+    pub(crate) probe: bool,
+    pub(crate) retry_after_us: u64,
+    /// The time to use instead of the server's (tests); `None`: the server's `TIME`.
+    pub(crate) now: Option<u64>,
+}
+
+impl Op {
+    /// A `take` of `amount`.
+    pub(crate) fn take(amount: [i64; 2], tenant: Option<u16>) -> Self {
+        Op {
+            name: "take",
+            amount,
+            tenant,
+            within: false,
+            at: 0,
+            outcome: "s",
+            dims: 0,
+            probe: false,
+            retry_after_us: 0,
+            now: None,
+        }
+    }
+
+    /// A `give` of `amount`, granted at `at`.
+    pub(crate) fn give(amount: [i64; 2], tenant: Option<u16>, within: bool, at: u64) -> Self {
+        Op {
+            name: "give",
+            within,
+            at,
+            ..Op::take(amount, tenant)
+        }
+    }
+
+    /// A `learn` of how a call granted at `at` ended.
+    pub(crate) fn learn(
+        outcome: &crate::Outcome,
+        limited: [bool; 2],
+        probe: bool,
+        at: u64,
+    ) -> Self {
+        let (name, dims) = match crate::admission::state::named_dims(outcome, limited) {
+            Some(named) => ("t", u8::from(named[0]) | (u8::from(named[1]) << 1)),
+            None => ("s", 0),
+        };
+        Op {
+            name: "learn",
+            at,
+            outcome: name,
+            dims,
+            probe,
+            retry_after_us: outcome
+                .retry_after
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            ..Op::take([0, 0], None)
+        }
+    }
+}
+
+/// The script's arguments for one key (all but the operation's).
 #[derive(Clone, Debug)]
 pub(crate) struct Args {
     pub(crate) window_us: u64,
@@ -167,6 +452,13 @@ pub(crate) struct Args {
     pub(crate) shares: Option<(std::sync::Arc<[u64]>, u64)>,
     pub(crate) child_caps_us: u64,
     pub(crate) ttl_ms: u64,
+    /// `w`: sliding window; `b`: token bucket.
+    pub(crate) model: &'static str,
+    /// Time slots per window (the window's ring, or the bucket's spend ring for learning).
+    pub(crate) slots: u64,
+    /// Learning: the least share one cut keeps, the share of the gap a window regains, the
+    /// floor.
+    pub(crate) learning: [f64; 3],
 }
 
 impl Args {
@@ -174,12 +466,9 @@ impl Args {
         &self,
         script: &'a Script,
         key: &str,
-        op: &str,
-        amount: [i64; 2],
-        tenant: Option<u16>,
-        within: bool,
+        op: &Op,
     ) -> redis::ScriptInvocation<'a> {
-        let (tenant, num, den) = match (&self.shares, tenant) {
+        let (tenant, num, den) = match (&self.shares, op.tenant) {
             (Some((weights, total)), Some(t)) if usize::from(t) < weights.len() => {
                 (i64::from(t), weights[usize::from(t)], *total)
             }
@@ -196,26 +485,53 @@ impl Args {
             .arg(self.limits[1])
             .arg(self.caps[0])
             .arg(self.caps[1])
-            .arg(amount[0])
-            .arg(amount[1])
+            .arg(op.amount[0])
+            .arg(op.amount[1])
             .arg(tenant)
             .arg(num)
             .arg(den)
             .arg(ccap(0))
             .arg(ccap(1))
             .arg(self.ttl_ms)
-            .arg(op)
-            .arg(if within { "1" } else { "0" });
+            .arg(op.name)
+            .arg(if op.within { "1" } else { "0" })
+            .arg(self.model)
+            .arg(self.slots)
+            .arg(self.learning[0])
+            .arg(self.learning[1])
+            .arg(self.learning[2])
+            .arg(op.at)
+            .arg(op.outcome)
+            .arg(op.dims)
+            .arg(if op.probe { "1" } else { "0" })
+            .arg(op.retry_after_us)
+            .arg(op.now.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)));
         inv
     }
 }
 
 pub(crate) fn answer(reply: &[i64]) -> Result<Answer, StoreError> {
     match reply {
-        [1, _, within] => Ok(Answer::Granted {
+        [1, _, within, probe, at] => Ok(Answer::Granted {
             within: *within == 1,
+            probe: *probe == 1,
+            at: u64::try_from(*at).unwrap_or(0),
         }),
-        [0, wait, _] => Ok(Answer::Wait(u64::try_from(*wait).unwrap_or(0).max(1))),
+        [0, wait, ..] => Ok(Answer::Wait(u64::try_from(*wait).unwrap_or(0).max(1))),
+        _ => Err(StoreError::Reply),
+    }
+}
+
+/// The answer of `state`: per dimension, the learned limit and the window's spend (`None`
+/// for a dimension the limit does not have).
+pub(crate) fn state(reply: &[i64]) -> Result<[Option<(u64, u64)>; 2], StoreError> {
+    match reply {
+        [2, e0, s0, e1, s1] => {
+            let dim = |e: i64, s: i64| {
+                (e >= 0).then(|| (u64::try_from(e).unwrap_or(0), u64::try_from(s).unwrap_or(0)))
+            };
+            Ok([dim(*e0, *s0), dim(*e1, *s1)])
+        }
         _ => Err(StoreError::Reply),
     }
 }
@@ -367,9 +683,17 @@ mod tests {
 
     #[test]
     fn answers_and_errors() {
-        assert_eq!(answer(&[1, 0, 1]), Ok(Answer::Granted { within: true }));
-        assert_eq!(answer(&[0, 250, 0]), Ok(Answer::Wait(250)));
-        assert_eq!(answer(&[0, -3, 0]), Ok(Answer::Wait(1)));
+        assert_eq!(
+            answer(&[1, 0, 1, 0, 77]),
+            Ok(Answer::Granted {
+                within: true,
+                probe: false,
+                at: 77
+            })
+        );
+        assert_eq!(answer(&[0, 250, 0, 0, 1]), Ok(Answer::Wait(250)));
+        assert_eq!(answer(&[0, -3, 0, 0, 1]), Ok(Answer::Wait(1)));
+        assert_eq!(state(&[2, 10, 3, -1, -1]), Ok([Some((10, 3)), None]));
         assert_eq!(answer(&[7]), Err(StoreError::Reply));
         assert_eq!(sanitize("WRONGTYPE"), "WRONGTYPE");
         assert_eq!(sanitize("wrongtype secret"), "ERR");

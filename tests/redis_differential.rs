@@ -1,0 +1,280 @@
+//! The Redis store keeps the budget the way the in-process core does: random sequences of
+//! takes, settles (real usage, throttles with and without `Retry-After`) and time steps, driven
+//! through both — the in-process `Quota` and the Redis store's shared state on a real
+//! `redis-server` — at the same instants, find the same decisions: admitted now, or the same
+//! wait; and the same learned limit and spend after every take.
+//!
+//! Both run on the same clock here: the test passes its instants to the script (whole
+//! milliseconds from the quota's start) instead of the server's `TIME`. Windows are chosen so
+//! that a time slot (a 256th of the window) is a whole number of microseconds, the script's
+//! unit, and the slot boundaries of both fall on the same instants. Decisions must then agree
+//! exactly. Waits agree to the microsecond where both count them from slot boundaries, holds
+//! and `Retry-After`s; a wait for more than the window holds is an estimate in both, and
+//! agrees within one time slot.
+#![cfg(feature = "redis")]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tower_headroom::admission::redis::{RedisStore, TestAnswer, TestOp};
+use tower_headroom::admission::{
+    Ask, Cost, Grant, Learning, Limit, Quota, RejectReason, Reservation, Usage,
+};
+use tower_headroom::{Deadline, Outcome, ThrottleScope};
+
+#[path = "support/redis.rs"]
+mod redis_server;
+use redis_server::RedisServer;
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    window_ms: u64,
+    requests: u64,
+    units: u64,
+    learning: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Take {
+        requests: u64,
+        units_pct: u64,
+    },
+    Settle {
+        pick: usize,
+        percent: u64,
+        throttle: Option<u8>,
+        retry_after_ms: Option<u64>,
+    },
+    Step(u64),
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (
+        prop_oneof![Just(60_000u64), Just(12_800u64), Just(2_560u64)],
+        1u64..40,
+        100u64..10_000,
+        any::<bool>(),
+    )
+        .prop_map(|(window_ms, requests, units, learning)| Config {
+            window_ms,
+            requests,
+            units,
+            learning,
+        })
+}
+
+fn op(window_ms: u64) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u64..3, 0u64..=60).prop_map(|(requests, units_pct)| Op::Take { requests, units_pct }),
+        3 => (
+            any::<usize>(),
+            0u64..150,
+            proptest::option::weighted(0.3, 0u8..3),
+            proptest::option::weighted(0.2, 1u64..5_000),
+        )
+            .prop_map(|(pick, percent, throttle, retry_after_ms)| Op::Settle {
+                pick,
+                percent,
+                throttle,
+                retry_after_ms,
+            }),
+        3 => prop_oneof![0u64..100, 0u64..window_ms, 0u64..2 * window_ms].prop_map(Op::Step),
+    ]
+}
+
+fn schedule() -> impl Strategy<Value = (Config, Vec<Op>)> {
+    config().prop_flat_map(|cfg| {
+        let w = cfg.window_ms;
+        (Just(cfg), proptest::collection::vec(op(w), 1..60))
+    })
+}
+
+/// A call admitted by both: the core's reservation, the script's grant time and probe flag.
+struct Admitted {
+    reservation: Reservation,
+    cost: Cost,
+    at_us: u64,
+    probe: bool,
+}
+
+async fn run(cfg: Config, ops: Vec<Op>, case: u64) -> Result<(), TestCaseError> {
+    let limit = Limit::per_window(Duration::from_millis(cfg.window_ms))
+        .requests(cfg.requests)
+        .units(cfg.units)
+        .learning(if cfg.learning {
+            Learning::SHARED
+        } else {
+            Learning::OFF
+        })
+        .build()
+        .unwrap();
+    let quota: Quota<&'static str> = Quota::new(limit.clone());
+    let store: RedisStore<&'static str> =
+        RedisStore::builder(format!("differential-{case}"), limit)
+            .lease(0.0)
+            .connect(&server().url())
+            .await
+            .expect("connect to the test's redis-server");
+    const KEY: &str = "model";
+    let t0 = quota.epoch();
+    // Instants of the core and microseconds of the script, from the same start.
+    let mut now_ms = 0u64;
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut flight: Vec<Admitted> = Vec::new();
+    // Slot length in microseconds: waits estimated beyond the window agree within it.
+    let slot_us = cfg.window_ms * 1_000 / 256;
+
+    for op in ops {
+        match op {
+            Op::Step(ms) => now_ms += ms,
+            Op::Take {
+                requests,
+                units_pct,
+            } => {
+                // Nothing above the limit: the store refuses that before asking the script.
+                let cost = Cost::new(requests.min(cfg.requests), cfg.units * units_pct / 100);
+                let now = at(now_ms);
+                // Nothing waits: admitted now, or rejected with the wait it would need.
+                let ask = Ask::new(cost).deadline(Deadline::at(now));
+                let core = quota.reserve_ask(&KEY, &ask, now);
+                let redis = store
+                    .test_op(&KEY, TestOp::Take(cost), now_ms * 1_000)
+                    .await
+                    .unwrap();
+                match (core, redis) {
+                    (Ok(reservation), TestAnswer::Granted { probe, at_us }) => {
+                        prop_assert_eq!(reservation.grant(), Grant::Now);
+                        flight.push(Admitted {
+                            reservation,
+                            cost,
+                            at_us,
+                            probe,
+                        });
+                    }
+                    (Err(rejected), TestAnswer::Wait(us)) => {
+                        prop_assert_eq!(rejected.reason, RejectReason::Deadline);
+                        let core_us = rejected.retry_in.unwrap().as_micros() as u64;
+                        prop_assert!(
+                            core_us.abs_diff(us) <= slot_us,
+                            "at {} ms: the core waits {} us, Redis {} us",
+                            now_ms,
+                            core_us,
+                            us
+                        );
+                    }
+                    (core, redis) => {
+                        return Err(TestCaseError::fail(format!(
+                            "at {now_ms} ms, {cost:?}: the core answered {:?}, Redis {redis:?}",
+                            core.map(|r| r.grant())
+                        )));
+                    }
+                }
+                // The learned limits and the spend agree after every take.
+                let stats = quota.stats(&KEY, now).unwrap();
+                let TestAnswer::State([requests, units]) = store
+                    .test_op(&KEY, TestOp::State, now_ms * 1_000)
+                    .await
+                    .unwrap()
+                else {
+                    panic!("state answers a state")
+                };
+                let core = (
+                    stats.requests_limit,
+                    stats.requests_spent,
+                    stats.units_limit,
+                    stats.units_spent,
+                );
+                let redis = (
+                    requests.map(|(l, _)| l),
+                    requests.map(|(_, s)| s),
+                    units.map(|(l, _)| l),
+                    units.map(|(_, s)| s),
+                );
+                prop_assert_eq!(
+                    core,
+                    redis,
+                    "at {} ms, (requests limit, spent, units limit, spent)",
+                    now_ms
+                );
+            }
+            Op::Settle {
+                pick,
+                percent,
+                throttle,
+                retry_after_ms,
+            } => {
+                if flight.is_empty() {
+                    continue;
+                }
+                let call = flight.swap_remove(pick % flight.len());
+                let now = at(now_ms);
+                let outcome = match throttle {
+                    None => Outcome::SUCCESS,
+                    Some(scope) => Outcome::throttled(match scope {
+                        0 => ThrottleScope::Requests,
+                        1 => ThrottleScope::Tokens,
+                        _ => ThrottleScope::Unknown,
+                    })
+                    .with_retry_after_opt(retry_after_ms.map(Duration::from_millis)),
+                };
+                // A throttled call spent nothing, as the adapters settle it.
+                let spent = if outcome.is_success() {
+                    call.cost.units * percent / 100
+                } else {
+                    0
+                };
+                call.reservation.finish(&outcome, Usage::units(spent), now);
+                let units = i64::try_from(call.cost.units).unwrap() - i64::try_from(spent).unwrap();
+                store
+                    .test_op(
+                        &KEY,
+                        TestOp::Give {
+                            units,
+                            at_us: call.at_us,
+                        },
+                        now_ms * 1_000,
+                    )
+                    .await
+                    .unwrap();
+                store
+                    .test_op(
+                        &KEY,
+                        TestOp::Learn {
+                            outcome,
+                            probe: call.probe,
+                            at_us: call.at_us,
+                        },
+                        now_ms * 1_000,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    for call in flight {
+        call.reservation.settle(Usage::UNKNOWN, at(now_ms));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn the_redis_store_decides_as_the_core_does((cfg, ops) in schedule()) {
+        static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run(cfg, ops, case))?;
+    }
+}
