@@ -417,7 +417,7 @@ pub struct BedrockConfig {
     )]
     pub error_latency: Duration,
     /// Where the first window boundary falls after the start, in `[0, 60 s)` (written
-    /// `window_phase_s`); absent: drawn from `seed` (see the [module docs](self)).
+    /// `window_phase_s`); absent: drawn from `seed` (see the [simulator docs](crate::sim)).
     #[serde(rename = "window_phase_s", with = "serde_time::opt_secs", default)]
     pub window_phase: Option<Duration>,
     /// The models, one per (model id, region).
@@ -887,7 +887,7 @@ impl BedrockSim {
     }
 
     /// Where the first quota window boundary falls after [`started_at`](Self::started_at),
-    /// in `[0, 60 s)` (see the [module docs](self)).
+    /// in `[0, 60 s)` (see the [simulator docs](crate::sim)).
     pub fn window_phase(&self) -> Duration {
         self.inner.inspected();
         self.inner.window_phase
