@@ -330,13 +330,10 @@ fn retry_after_and_remaining_headers_correct_the_bucket() {
             .build()
             .unwrap(),
     );
-    quota.reserve(&"k", Cost::units(10), t0).unwrap().settle(
-        Usage::units(10).with_remaining(Remaining {
-            requests: None,
-            units: Some(1_000),
-        }),
-        t0,
-    );
+    quota
+        .reserve(&"k", Cost::units(10), t0)
+        .unwrap()
+        .settle(Usage::units(10).with_remaining(Remaining::units(1_000)), t0);
     // The server says 1,000 left although the bucket held 59,990: 2,000 tokens take 1 s.
     assert_eq!(quota.admit_wait(&"k", Cost::units(2_000), t0), Some(S));
 }

@@ -423,3 +423,139 @@ fn shared_types_are_send_and_sync() {
         >,
     >();
 }
+
+/// A provider's rate-limit headers, read with [`HeaderUsage`]: an OpenAI-shaped answer says
+/// 2,000 tokens are left and the budget is full again in 30 s; the window, which thought it had
+/// 9,000 left, counts the difference as spent until then.
+#[tokio::test(start_paused = true)]
+async fn openai_remaining_and_reset_headers_lower_the_window_until_the_reset() {
+    use tower_headroom::admission::HeaderUsage;
+
+    let quota: Quota<&'static str> = Quota::new(Limit::per_minute().units(10_000).build().unwrap());
+    let svc = AdmissionLayer::new(
+        quota.clone(),
+        Fixed::new("gpt", FixedCost(Cost::units(1_000))),
+    )
+    .usage(HeaderUsage::new())
+    .layer(tower::service_fn(|_: ()| async {
+        http::Response::builder()
+            .header("x-ratelimit-limit-tokens", "10000")
+            .header("x-ratelimit-remaining-tokens", "2000")
+            .header("x-ratelimit-reset-tokens", "30s")
+            .body(())
+            .map_err(BoxError::from)
+    }));
+    // A key used for a while (its window's slots reach back a minute).
+    tokio::time::advance(120 * S).await;
+    svc.oneshot(()).await.unwrap();
+    let t0 = Instant::now();
+    let wait = |cost, at| {
+        tower_headroom::admission::Headroom::admit_wait(&quota, &"gpt", Cost::units(cost), at)
+    };
+    assert_eq!(wait(2_000, t0), Some(Duration::ZERO));
+    let until_reset = wait(2_001, t0).unwrap();
+    assert!(
+        until_reset > 29 * S && until_reset <= 31 * S,
+        "{until_reset:?}"
+    );
+    assert_eq!(wait(2_001, t0 + 31 * S), Some(Duration::ZERO));
+}
+
+/// An Anthropic-shaped answer: its reset is an instant (RFC 3339), read against the wall clock.
+#[tokio::test(start_paused = true)]
+async fn anthropic_remaining_and_reset_headers_lower_the_window_until_the_reset() {
+    use tower_headroom::admission::HeaderUsage;
+
+    let quota: Quota<&'static str> = Quota::new(Limit::per_minute().units(10_000).build().unwrap());
+    let reset = httpdate_rfc3339(std::time::SystemTime::now() + 10 * S);
+    let svc = AdmissionLayer::new(
+        quota.clone(),
+        Fixed::new("claude", FixedCost(Cost::units(1_000))),
+    )
+    .usage(HeaderUsage::new())
+    .layer(tower::service_fn(move |_: ()| {
+        let reset = reset.clone();
+        async move {
+            http::Response::builder()
+                .header("anthropic-ratelimit-tokens-limit", "10000")
+                .header("anthropic-ratelimit-tokens-remaining", "500")
+                .header("anthropic-ratelimit-tokens-reset", reset)
+                .body(())
+                .map_err(BoxError::from)
+        }
+    }));
+    tokio::time::advance(120 * S).await;
+    svc.oneshot(()).await.unwrap();
+    let t0 = Instant::now();
+    let wait = |cost, at| {
+        tower_headroom::admission::Headroom::admit_wait(&quota, &"claude", Cost::units(cost), at)
+    };
+    assert_eq!(wait(500, t0), Some(Duration::ZERO));
+    let until_reset = wait(501, t0).unwrap();
+    assert!(
+        until_reset > 8 * S && until_reset <= 11 * S,
+        "{until_reset:?}"
+    );
+}
+
+/// A UTC RFC 3339 timestamp, to the second, rounded up.
+fn httpdate_rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+    let days = secs / 86_400;
+    let (h, m, s) = (secs % 86_400 / 3_600, secs % 3_600 / 60, secs % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+/// A 429 whose `retry-after` says 5 s while its reset says the budget is full in 50 s: the
+/// retry comes after the 5 s, not the 50.
+#[tokio::test(start_paused = true)]
+async fn a_429_is_retried_after_its_retry_after_not_its_reset() {
+    use tower_headroom::retry::RetryPolicy;
+    use tower_headroom::{HttpClassifier, RetryLayer};
+
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&calls);
+    let svc = RetryLayer::new(
+        RetryPolicy::builder().seed(1).build().unwrap(),
+        HttpClassifier::new(),
+    )
+    .layer(tower::service_fn(move |_: http::Request<()>| {
+        let log = Arc::clone(&log);
+        async move {
+            let first = {
+                let mut log = log.lock().unwrap();
+                log.push(Instant::now());
+                log.len() == 1
+            };
+            let mut res = http::Response::builder();
+            if first {
+                res = res
+                    .status(429)
+                    .header("retry-after", "5")
+                    .header("x-ratelimit-limit-tokens", "10000")
+                    .header("x-ratelimit-remaining-tokens", "0")
+                    .header("x-ratelimit-reset-tokens", "50s");
+            }
+            res.body(()).map_err(BoxError::from)
+        }
+    }));
+    let res = svc.oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let calls = calls.lock().unwrap();
+    let gap = calls[1] - calls[0];
+    // At least the server's 5 s, plus at most 10% jitter.
+    assert!(
+        gap >= 5 * S && gap <= Duration::from_millis(5_500),
+        "{gap:?}"
+    );
+}

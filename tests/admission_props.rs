@@ -353,8 +353,8 @@ fn run(cfg: &Config, ops: &[Op]) -> Result<(), TestCaseError> {
                         None => Outcome::SUCCESS,
                     };
                     let usage = Usage::UNKNOWN.with_remaining(Remaining {
-                        requests: None,
                         units: *remaining,
+                        ..Remaining::UNKNOWN
                     });
                     seq += 1;
                     calls[f.call].settled = Some((seq, f.cost.units));

@@ -1,9 +1,9 @@
 //! What a call spends: [`Cost`] before the call (from an [`Estimate`]), [`Usage`] after it
 //! (from a [`ReadUsage`]).
 
-use http::HeaderName;
+use std::time::Duration;
 
-use crate::classify::retry_after::remaining;
+use crate::classify::retry_after::rate_limits;
 
 /// What one call spends against a quota: requests and units (tokens, capacity units).
 ///
@@ -98,17 +98,28 @@ impl Usage {
     }
 }
 
-/// The server's view of the budget left in its current window.
+/// The server's view of the budget left (OpenAI's and Anthropic's `*-remaining` headers) and
+/// when it is full again (`*-reset`): an observed level and a refill hint.
 ///
-/// The quota only ever *lowers* its own level to these numbers: a server that reports less
-/// than the client expected knows about other callers; one that reports more is not trusted
-/// to hand out credit the client's own limit does not have.
+/// The quota only ever *lowers* what it lets through to these numbers: a server that reports
+/// less than the client expected knows about other callers; one that reports more is not
+/// trusted to hand out credit the client's own limit does not have. How, by accounting:
+///
+/// - sliding window: when the window's room is more than the server's `remaining`, the
+///   difference is counted as spent now (the others spent it), and leaves the window when the
+///   server says its budget is full again (`reset`), or a window later when it does not say;
+/// - token bucket: the bucket's level is lowered to `remaining` (a bucket with no burst credit
+///   never holds more than nothing, so this bites only with credit).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Remaining {
     /// Requests left.
     pub requests: Option<u64>,
     /// Units (tokens) left.
     pub units: Option<u64>,
+    /// When the requests budget is full again, from the response.
+    pub requests_reset: Option<Duration>,
+    /// When the units budget is full again, from the response.
+    pub units_reset: Option<Duration>,
 }
 
 impl Remaining {
@@ -116,7 +127,17 @@ impl Remaining {
     pub const UNKNOWN: Remaining = Remaining {
         requests: None,
         units: None,
+        requests_reset: None,
+        units_reset: None,
     };
+
+    /// `units` left, nothing else known.
+    pub const fn units(units: u64) -> Self {
+        Remaining {
+            units: Some(units),
+            ..Remaining::UNKNOWN
+        }
+    }
 }
 
 /// Gives the cost of a request before the call.
@@ -251,9 +272,10 @@ impl<Res> ReadUsage<Res> for NoUsage {
 }
 
 /// Reads the providers' rate-limit headers from an `http::Response`: OpenAI
-/// `x-ratelimit-remaining-tokens` / `x-ratelimit-remaining-requests` and Anthropic
-/// `anthropic-ratelimit-tokens-remaining` / `anthropic-ratelimit-requests-remaining`
-/// (Anthropic's `anthropic-ratelimit-input-tokens-remaining` when the combined one is absent).
+/// `x-ratelimit-{remaining,reset}-{tokens,requests}` and Anthropic
+/// `anthropic-ratelimit-{tokens,requests}-{remaining,reset}` (Anthropic's `input-tokens`
+/// headers when the combined ones are absent), with
+/// [`rate_limits`](crate::classify::retry_after::rate_limits).
 ///
 /// The real unit count of a call is in the response body, which is generic; give it with
 /// [`HeaderUsage::with_units`]. Malformed header values are ignored, never an error.
@@ -290,28 +312,23 @@ impl HeaderUsage {
     }
 }
 
-/// The remaining-tokens headers, in the order they are read (the first that parses wins).
-const REMAINING_TOKENS: [HeaderName; 3] = [
-    remaining::OPENAI_TOKENS,
-    remaining::ANTHROPIC_TOKENS,
-    remaining::ANTHROPIC_INPUT_TOKENS,
-];
-/// The remaining-requests headers, in the order they are read.
-const REMAINING_REQUESTS: [HeaderName; 2] =
-    [remaining::OPENAI_REQUESTS, remaining::ANTHROPIC_REQUESTS];
-
-fn header_u64(headers: &http::HeaderMap, names: &[HeaderName]) -> Option<u64> {
-    names.iter().find_map(|name| {
-        let value = headers.get(name)?.to_str().ok()?.trim();
-        value.parse::<u64>().ok()
-    })
+/// Reads the remaining budget and its refill hint from provider rate-limit headers, resets
+/// measured from the wall clock now (Anthropic's are instants).
+pub fn remaining_from_headers(headers: &http::HeaderMap) -> Remaining {
+    remaining_from_headers_at(headers, std::time::SystemTime::now())
 }
 
-/// Reads the remaining budget from provider rate-limit headers.
-pub fn remaining_from_headers(headers: &http::HeaderMap) -> Remaining {
+/// [`remaining_from_headers`], with resets measured from `now`.
+pub fn remaining_from_headers_at(
+    headers: &http::HeaderMap,
+    now: std::time::SystemTime,
+) -> Remaining {
+    let limits = rate_limits(headers, now);
     Remaining {
-        requests: header_u64(headers, &REMAINING_REQUESTS),
-        units: header_u64(headers, &REMAINING_TOKENS),
+        requests: limits.requests.and_then(|l| l.remaining),
+        units: limits.tokens.and_then(|l| l.remaining),
+        requests_reset: limits.requests.and_then(|l| l.reset),
+        units_reset: limits.tokens.and_then(|l| l.reset),
     }
 }
 

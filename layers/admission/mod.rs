@@ -160,7 +160,7 @@ mod window;
 
 pub use self::cost::{
     Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage, Remaining,
-    Usage, remaining_from_headers,
+    Usage, remaining_from_headers, remaining_from_headers_at,
 };
 #[cfg(feature = "smithy")]
 pub(crate) use self::layer::Metrics as AdmissionMetrics;

@@ -105,6 +105,14 @@ impl Ring {
         self.sum = self.sum - u128::from(old) + u128::from(new);
     }
 
+    /// Adds `delta` to `slot`, or to the oldest live slot when `slot` has already left the
+    /// window (what should have left by now leaves as soon as anything can), or to the newest
+    /// when `slot` is ahead of it.
+    pub(crate) fn adjust_or_oldest(&mut self, slot: u64, delta: i128) {
+        let oldest = (self.head + 1).saturating_sub(self.len());
+        self.adjust(slot.clamp(oldest, self.head), delta);
+    }
+
     /// Nanoseconds from `now` until at least `free` of what the ring holds at `now` has left
     /// it (the oldest slot leaves at the next slot boundary, the next one a slot later, …);
     /// `None` when the ring does not hold that much.

@@ -572,19 +572,29 @@ impl WindowState {
                 }
             }
         }
-        for (d, remaining) in [
-            (REQ, usage.remaining.requests),
-            (UNITS, usage.remaining.units),
+        let r = &usage.remaining;
+        for (d, remaining, reset) in [
+            (REQ, r.requests, r.requests_reset),
+            (UNITS, r.units, r.units_reset),
         ] {
             let (Some(rem), Some(dim)) = (remaining, &mut self.dims[d]) else {
                 continue;
             };
-            // The server says its window has `rem` left; when ours has more room, the others
-            // spent the difference: count it as spent now (it leaves with this slot).
+            // The server says its budget has `rem` left; when the window has more room, the
+            // others spent the difference: count it as spent, until the server says its budget
+            // is full again (in the slot that leaves the window then), else for a window.
             let room = u128::from(dim.learner.effective()).saturating_sub(dim.spent.sum());
             let rem = u128::from(rem);
             if rem < room {
-                dim.spent.add(u64::try_from(room - rem).unwrap_or(u64::MAX));
+                let phantom = u64::try_from(room - rem).unwrap_or(u64::MAX);
+                let slot = match reset {
+                    Some(reset) => dim.spent.slot_of(
+                        now.saturating_add(crate::nanos(reset))
+                            .saturating_sub(l.window),
+                    ),
+                    None => dim.spent.slot_of(now),
+                };
+                dim.spent.adjust_or_oldest(slot, i128::from(phantom));
             }
         }
         true
