@@ -47,7 +47,7 @@ pub(crate) const SLOTS: u64 = 256;
 /// Time slots per window of the interactive-spend ring (the automatic reserve).
 const RESERVE_SLOTS: u64 = 16;
 /// The automatic reserve is the interactive spend of the trailing window divided by this.
-const RESERVE_DIVISOR: u128 = 64;
+const RESERVE_DIVISOR: u128 = 128;
 /// The pacing bucket holds one slot's worth of the effective limit.
 const PACE_DIVISOR: u64 = 16;
 
