@@ -318,10 +318,10 @@ async fn the_learned_limit_is_reported() {
     };
     assert!(svc.clone().oneshot(false).await.is_err());
     assert_eq!(gauge(), Some(3_000.0));
-    // A quiet window, then another one gives half the gap back.
+    // A quiet window, then another one gives 70% of the gap back.
     tokio::time::advance(Duration::from_secs(120)).await;
     assert!(svc.clone().oneshot(true).await.is_ok());
-    assert_eq!(gauge(), Some(4_500.0), "recovery is reported too");
+    assert_eq!(gauge(), Some(5_100.0), "recovery is reported too");
     tokio::time::advance(Duration::from_secs(1_200)).await;
     assert!(svc.clone().oneshot(true).await.is_ok());
     assert_eq!(gauge(), Some(6_000.0), "and its end");

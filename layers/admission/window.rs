@@ -26,12 +26,12 @@
 //! Pacing takes the rate a window allows and nothing more, so it costs no throughput.
 //!
 //! Batch calls also leave a reserve of the window to interactive ones: by default the
-//! interactive spend of the trailing window over 32 (about two seconds of it at a one-minute
-//! window), so that interactive arrivals find room while batch calls queue, and a client
-//! without interactive traffic keeps nothing back.
+//! interactive spend of the trailing window over 128 (about half a second of it at a one-minute
+//! window) and at least one mean interactive call, so that interactive arrivals find room while
+//! batch calls queue, and a client without interactive traffic keeps nothing back.
 //!
-//! Memory is fixed per key: 257 counters per limited dimension (the [`Ring`]), 17 more for the
-//! interactive spend, a pacing bucket, a child bucket per tenant.
+//! Memory is fixed per key: 257 counters per limited dimension (the [`Ring`]), 34 more for the
+//! interactive spend and calls, a pacing bucket, a child bucket per tenant.
 
 use super::bucket::{Bucket, Lane, REQ, UNITS, child_cap, child_rate, part, scaled};
 use super::cost::{Cost, Usage};
@@ -76,6 +76,8 @@ const PPM: u128 = 1_000_000;
 struct Dim {
     spent: Ring,
     interactive: Ring,
+    /// The interactive calls of the trailing window (their mean cost is the least reserve).
+    interactive_calls: Ring,
     /// Paces the background lanes (levels in unit-nanoseconds, as the token bucket's).
     pace: Bucket,
     learner: Learner,
@@ -83,6 +85,17 @@ struct Dim {
 }
 
 impl Dim {
+    /// The automatic reserve at `now`: a 128th of the trailing window's interactive spend, and
+    /// at least the mean interactive call, so that the next interactive arrival finds room.
+    fn reserve_at(&self, now: u64) -> u128 {
+        let spend = self.interactive.sum_at(now);
+        let calls = self.interactive_calls.sum_at(now);
+        if calls == 0 {
+            return 0;
+        }
+        (spend / RESERVE_DIVISOR).max(spend.div_ceil(calls))
+    }
+
     /// The pacing bucket's capacity at the effective limit `rate`.
     fn pace_cap(l: &Limit, rate: u64) -> i128 {
         i128::from(l.window / PACE_DIVISOR) * i128::from(rate)
@@ -118,6 +131,7 @@ impl WindowState {
             limit.map(|max| Dim {
                 spent: Ring::new(l.window, SLOTS, now),
                 interactive: Ring::new(l.window, RESERVE_SLOTS, now),
+                interactive_calls: Ring::new(l.window, RESERVE_SLOTS, now),
                 pace: Bucket::full(Dim::pace_cap(l, max), now),
                 learner: Learner::new(max, &l.learning, now),
                 max,
@@ -162,6 +176,7 @@ impl WindowState {
         for dim in self.dims.iter_mut().flatten() {
             dim.spent.advance(now);
             dim.interactive.advance(now);
+            dim.interactive_calls.advance(now);
             let rate = dim.learner.effective();
             dim.pace.advance(now, rate, Dim::pace_cap(l, rate));
             dim.learner.regain(&l.learning, l.window, now);
@@ -235,9 +250,6 @@ impl WindowState {
     fn wait_at(&self, l: &Limit, cost: Cost, lane: usize, behind_own_lane: bool, now: u64) -> u64 {
         let mut wait = self.blocked_until.saturating_sub(now);
         if self.probing {
-            if std::env::var("DBG").is_ok() {
-                eprintln!("DBGP probing t={} lane={lane}", now / 1_000_000_000);
-            }
             // Look again in a slot: the probe's answer may have come by then.
             wait = wait.max(l.window / SLOTS).max(1);
         }
@@ -251,7 +263,7 @@ impl WindowState {
             let reserve = if lane > INTERACTIVE {
                 match l.reserve_ppm {
                     Some(ppm) => limit * u128::from(ppm) / PPM,
-                    None => dim.interactive.sum_at(now) / RESERVE_DIVISOR,
+                    None => dim.reserve_at(now),
                 }
                 .min(limit)
             } else {
@@ -303,9 +315,6 @@ impl WindowState {
             };
             let n = part(t.cost, d);
             dim.spent.add(n);
-            // The pace remembers at most one bucket of debt: it smooths, the window guarantees,
-            // and a deficit run up by interactive calls must not starve the background lanes
-            // for minutes once the interactive calls leave room.
             // The pace remembers at most two buckets of debt: it smooths the background lanes
             // (the window guarantees the limit), and a deficit run up by interactive calls must
             // not starve the background for minutes once the interactive calls leave room.
@@ -314,6 +323,7 @@ impl WindowState {
             dim.pace.level = dim.pace.level.max(floor);
             if usize::from(t.lane) == INTERACTIVE {
                 dim.interactive.add(n);
+                dim.interactive_calls.add(1);
             }
         }
         t.charged = true;
