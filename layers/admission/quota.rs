@@ -535,16 +535,21 @@ impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
 /// ```
 /// use std::time::Duration;
 /// use tokio::time::Instant;
-/// use tower_headroom::admission::{Cost, Grant, Limit, Quota, Usage};
+/// use tower_headroom::admission::{Cost, Grant, Limit, Quota, RejectReason, Usage};
 ///
 /// let quota = Quota::new(Limit::per_minute().requests(60).units(6_000).build()?);
 /// let now = Instant::now();
 /// let first = quota.reserve(&"claude", Cost::units(3_000), now)?;
 /// assert_eq!(first.grant(), Grant::Now);
-/// // It spent 1,000 tokens: 2,000 are refunded, a debt of 1,000 is left (10 s at 6,000 TPM).
+/// // It spent 1,000 tokens: the other 2,000 go back to the window.
 /// first.settle(Usage::units(1_000), now);
-/// let second = quota.reserve(&"claude", Cost::units(50), now)?;
-/// assert_eq!(second.grant(), Grant::At(now + Duration::from_secs(10)));
+/// let second = quota.reserve(&"claude", Cost::units(5_000), now)?;
+/// assert_eq!(second.grant(), Grant::Now);
+/// // The window is full until the first call's tokens slide out of it, a minute on: longer
+/// // than an interactive call waits by default, so the quota says when to come back.
+/// let full = quota.reserve(&"claude", Cost::units(500), now).unwrap_err();
+/// assert_eq!(full.reason, RejectReason::Deadline);
+/// assert!(full.retry_in.unwrap() > Duration::from_secs(59));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Quota<K, S = MemoryStore<K>> {
@@ -673,7 +678,7 @@ impl<K, S: QuotaStore<K>> Quota<K, S> {
     }
 
     /// Reserves `ask` on `key` at `now`: admitted now, admitted at an instant (the earliest the
-    /// bucket has room, in FIFO order per priority), or rejected.
+    /// window has room, in FIFO order per priority), or rejected.
     #[inline]
     pub fn reserve_ask(
         &self,
