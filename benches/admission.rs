@@ -1,5 +1,6 @@
 //! `reserve` + `settle` on the success path, single-threaded and with two threads, side by
-//! side with `governor`'s `check_n` in the same run.
+//! side with `governor`'s `check_n` in the same run, for both accountings: the sliding window
+//! (the default) and the token bucket.
 //!
 //! `cargo bench --bench admission`. After criterion's groups, a ratio table measures the same
 //! loops again in one go and prints headroom / governor and 2-thread / 1-thread throughput.
@@ -15,7 +16,19 @@ use tower_headroom::admission::{Ask, Cost, Limit, Quota, Reservation, Slot as _,
 
 const KEYS: [&str; 2] = ["claude-us-east-1", "claude-us-west-2"];
 
-fn quota() -> Quota<&'static str> {
+/// A limit no benchmark loop reaches, with the sliding window (the default).
+fn window_quota() -> Quota<&'static str> {
+    Quota::new(
+        Limit::per_second()
+            .requests(1 << 40)
+            .units(1 << 40)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// The same limit as a token bucket with an hour of burst credit.
+fn bucket_quota() -> Quota<&'static str> {
     Quota::new(
         Limit::per_second()
             .requests(1 << 40)
@@ -24,6 +37,13 @@ fn quota() -> Quota<&'static str> {
             .build()
             .unwrap(),
     )
+}
+
+fn quotas() -> [(&'static str, Quota<&'static str>); 2] {
+    [
+        ("sliding window", window_quota()),
+        ("token bucket", bucket_quota()),
+    ]
 }
 
 fn governor_direct() -> governor::DefaultDirectRateLimiter {
@@ -79,7 +99,6 @@ fn two_threads(iters: u64, op: impl Fn(usize) + Sync) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    let q = quota();
     let gd = governor_direct();
     let gk = governor_keyed();
     let mut g = c.benchmark_group("admission");
@@ -89,30 +108,42 @@ fn bench(c: &mut Criterion) {
     g.bench_function("governor check_key_n (keyed)", |b| {
         b.iter(|| black_box(gk.check_key_n(&KEYS[0], N)).ok())
     });
-    g.bench_function("headroom reserve+settle", |b| {
-        b.iter(|| headroom_op(&q, black_box(&KEYS[0])))
-    });
-    let t0 = Instant::now();
-    g.bench_function("headroom reserve+settle (time passed in)", |b| {
-        let mut i = 0u64;
-        b.iter(|| {
-            i += 1;
-            headroom_core_op(&q, black_box(&KEYS[0]), t0 + Duration::from_nanos(i))
-        })
-    });
-    g.bench_function("headroom reserve+settle (refund)", |b| {
-        b.iter(|| headroom_refund_op(&q, black_box(&KEYS[0])))
-    });
-    let slot = q.slot(&KEYS[0], Instant::now());
-    let ask = Ask::new(Cost::units(10));
-    g.bench_function("headroom reserve+settle (pinned slot)", |b| {
-        b.iter(|| {
-            let now = Instant::now();
-            let r = Reservation::reserve(slot.clone(), black_box(&ask), now).unwrap();
-            r.settle(Usage::units(10), now);
-        })
-    });
-    let _ = slot.admit_wait(Cost::units(1), Instant::now());
+    for (name, q) in quotas() {
+        g.bench_function(format!("headroom reserve+settle, {name}"), |b| {
+            b.iter(|| headroom_op(&q, black_box(&KEYS[0])))
+        });
+        let t0 = Instant::now();
+        g.bench_function(
+            format!("headroom reserve+settle, {name} (time passed in)"),
+            |b| {
+                let mut i = 0u64;
+                b.iter(|| {
+                    i += 1;
+                    headroom_core_op(&q, black_box(&KEYS[0]), t0 + Duration::from_nanos(i))
+                })
+            },
+        );
+        g.bench_function(format!("headroom reserve+settle, {name} (refund)"), |b| {
+            b.iter(|| headroom_refund_op(&q, black_box(&KEYS[0])))
+        });
+        let slot = q.slot(&KEYS[0], Instant::now());
+        let ask = Ask::new(Cost::units(10));
+        g.bench_function(
+            format!("headroom reserve+settle, {name} (pinned slot)"),
+            |b| {
+                b.iter(|| {
+                    let now = Instant::now();
+                    let r = Reservation::reserve(slot.clone(), black_box(&ask), now).unwrap();
+                    r.settle(Usage::units(10), now);
+                })
+            },
+        );
+        let _ = slot.admit_wait(Cost::units(1), Instant::now());
+        g.bench_function(
+            format!("headroom reserve+settle, {name}, 2 threads, own keys"),
+            |b| b.iter_custom(|iters| two_threads(iters, |t| headroom_op(&q, &KEYS[t])) / 2),
+        );
+    }
     // Two threads: criterion's time per iteration is wall time / 2, i.e. per operation at the
     // aggregate throughput.
     g.bench_function("governor check_n (direct), 2 threads", |b| {
@@ -121,9 +152,6 @@ fn bench(c: &mut Criterion) {
                 black_box(gd.check_n(N)).ok();
             }) / 2
         })
-    });
-    g.bench_function("headroom reserve+settle, 2 threads, own keys", |b| {
-        b.iter_custom(|iters| two_threads(iters, |t| headroom_op(&q, &KEYS[t])) / 2)
     });
     g.finish();
 }
@@ -157,7 +185,6 @@ fn per_op(ops: u64, run: impl Fn(u64) -> Duration) -> f64 {
 
 fn ratios() {
     const OPS: u64 = 2_000_000;
-    let q = quota();
     let gd = governor_direct();
     let g1 = per_op(
         OPS,
@@ -165,25 +192,6 @@ fn ratios() {
             black_box(gd.check_n(N)).ok();
         }),
     );
-    let t0 = Instant::now();
-    let hc = per_op(OPS, |ops| {
-        let start = std::time::Instant::now();
-        for i in 0..ops {
-            headroom_core_op(&q, black_box(&KEYS[0]), t0 + Duration::from_nanos(i));
-        }
-        start.elapsed()
-    });
-    let slot = q.slot(&KEYS[0], t0);
-    let ask = Ask::new(Cost::units(10));
-    let hp = per_op(OPS, |ops| {
-        let start = std::time::Instant::now();
-        for i in 0..ops {
-            let now = t0 + Duration::from_nanos(i);
-            let r = Reservation::reserve(slot.clone(), black_box(&ask), now).unwrap();
-            r.settle(Usage::units(10), now);
-        }
-        start.elapsed()
-    });
     let gk = governor_keyed();
     let gk1 = per_op(
         OPS,
@@ -191,17 +199,10 @@ fn ratios() {
             black_box(gk.check_key_n(&KEYS[0], N)).ok();
         }),
     );
-    let h1 = per_op(OPS, timed(|| headroom_op(&q, black_box(&KEYS[0]))));
     let g2 = per_op(OPS, |ops| {
         two_threads(ops, |_| {
             black_box(gd.check_n(N)).ok();
         }) / 2
-    });
-    let h2 = per_op(OPS, |ops| {
-        two_threads(ops, |t| headroom_op(&q, &KEYS[t])) / 2
-    });
-    let h2s = per_op(OPS, |ops| {
-        two_threads(ops, |_| headroom_op(&q, &KEYS[0])) / 2
     });
     println!();
     println!(
@@ -210,31 +211,60 @@ fn ratios() {
     println!("  governor check_n, 1 thread:                 {g1:>7.1} ns");
     println!("  governor check_key_n (keyed), 1 thread:     {gk1:>7.1} ns");
     println!(
-        "  headroom reserve+settle, 1 thread, with Instant::now(): {h1:>7.1} ns = {:.2}x governor check_n, {:.2}x check_key_n",
-        h1 / g1,
-        h1 / gk1
-    );
-    println!(
-        "  headroom reserve+settle, time passed in:    {hc:>7.1} ns   = {:.2}x governor check_n (goal <= 2x), {:.2}x check_key_n",
-        hc / g1,
-        hc / gk1
-    );
-    println!(
-        "  headroom, pinned slot, time passed in:      {hp:>7.1} ns   = {:.2}x governor check_n",
-        hp / g1
-    );
-    println!(
         "  governor check_n, 2 threads:                {g2:>7.1} ns   = {:.2}x its 1-thread throughput",
         g1 / g2
     );
-    println!(
-        "  headroom, 2 threads on their own keys:      {h2:>7.1} ns   = {:.2}x its 1-thread throughput (goal >= 1.5x)",
-        h1 / h2
-    );
-    println!(
-        "  headroom, 2 threads on one key:             {h2s:>7.1} ns   = {:.2}x its 1-thread throughput",
-        h1 / h2s
-    );
+    for (name, q) in quotas() {
+        let t0 = Instant::now();
+        let hc = per_op(OPS, |ops| {
+            let start = std::time::Instant::now();
+            for i in 0..ops {
+                headroom_core_op(&q, black_box(&KEYS[0]), t0 + Duration::from_nanos(i));
+            }
+            start.elapsed()
+        });
+        let slot = q.slot(&KEYS[0], t0);
+        let ask = Ask::new(Cost::units(10));
+        let hp = per_op(OPS, |ops| {
+            let start = std::time::Instant::now();
+            for i in 0..ops {
+                let now = t0 + Duration::from_nanos(i);
+                let r = Reservation::reserve(slot.clone(), black_box(&ask), now).unwrap();
+                r.settle(Usage::units(10), now);
+            }
+            start.elapsed()
+        });
+        let h1 = per_op(OPS, timed(|| headroom_op(&q, black_box(&KEYS[0]))));
+        let h2 = per_op(OPS, |ops| {
+            two_threads(ops, |t| headroom_op(&q, &KEYS[t])) / 2
+        });
+        let h2s = per_op(OPS, |ops| {
+            two_threads(ops, |_| headroom_op(&q, &KEYS[0])) / 2
+        });
+        println!("  {name}:");
+        println!(
+            "    reserve+settle, time passed in:           {hc:>7.1} ns   = {:.2}x governor check_n, {:.2}x check_key_n",
+            hc / g1,
+            hc / gk1
+        );
+        println!(
+            "    reserve+settle, pinned slot, time passed in: {hp:>7.1} ns = {:.2}x governor check_n",
+            hp / g1
+        );
+        println!(
+            "    reserve+settle with Instant::now():       {h1:>7.1} ns   = {:.2}x governor check_n, {:.2}x check_key_n",
+            h1 / g1,
+            h1 / gk1
+        );
+        println!(
+            "    2 threads on their own keys:              {h2:>7.1} ns   = {:.2}x its 1-thread throughput",
+            h1 / h2
+        );
+        println!(
+            "    2 threads on one key:                     {h2s:>7.1} ns   = {:.2}x its 1-thread throughput",
+            h1 / h2s
+        );
+    }
     println!(
         "  available parallelism: {:?}",
         std::thread::available_parallelism()

@@ -14,7 +14,11 @@
 //!   degraded answer ([`Served`]);
 //! - [`admission`]: token-budget admission — estimate a call's tokens or capacity units,
 //!   reserve before the call, settle the real usage after, wait or shed ([`Rejected`]), with
-//!   shares per application, priorities and a limit learned from unexpected throttles;
+//!   accounting that mirrors the provider's (a sliding window for per-minute quotas of
+//!   unknown phase, a token bucket for providers that refill continuously), shares per
+//!   application, priorities and a limit learned from the throttles a neighbour causes;
+//! - [`deadline`]: one wait budget per call, spent by admission, the router and retries alike;
+//! - [`stack`]: the whole stack per profile (Bedrock, DynamoDB, plain HTTP) in a few lines;
 //! - [`observe`]: the `tracing` and `metrics` vocabulary they all report in;
 //! - `smithy` (features `smithy`, `bedrock`, `dynamodb`): the same cores inside AWS SDK
 //!   clients — a retry classifier, an interceptor and an HTTP client wrapper installed by

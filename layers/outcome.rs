@@ -2,7 +2,7 @@
 //!
 //! Classifiers (see [`crate::classify`]) turn an HTTP response, an AWS error code, an I/O error
 //! or a timeout into an [`Outcome`]; nothing else inspects raw errors. The methods on
-//! [`OutcomeKind`] are the table in `DESIGN.md` — whether a class is retried, whether a circuit
+//! [`OutcomeKind`] are the policy table — whether a class is retried, whether a circuit
 //! breaker counts it, whether the quota learns from it — written down once, here.
 
 use std::fmt;
@@ -36,7 +36,7 @@ pub struct Outcome {
     pub local: bool,
 }
 
-/// The class of an [`Outcome`]; see the table in `DESIGN.md`.
+/// The class of an [`Outcome`]; its methods say how each policy treats it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OutcomeKind {
     /// The call succeeded (2xx, or an `Ok` the classifier accepted).

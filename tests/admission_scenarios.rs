@@ -284,7 +284,6 @@ async fn three_apps_one_quota() {
                 .collect();
         latencies.sort();
         let p50 = latencies[latencies.len() / 2];
-        eprintln!("app {app}: p50 {p50:?}");
         assert!(p50 <= Duration::from_millis(240), "app {app}: p50 {p50:?}");
     }
     assert!(utilisation >= 0.98, "utilisation {utilisation}");

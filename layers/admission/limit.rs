@@ -122,7 +122,9 @@ impl Default for Learning {
 /// | model | provider | guarantee (checked by the proptests) |
 /// |---|---|---|
 /// | [`SlidingWindow`](Accounting::SlidingWindow) (the default) | a quota per fixed window whose phase the client cannot know: Amazon Bedrock's tokens per minute | no interval of one window length ever holds more than the limit, so no provider window of *any* phase does |
-/// | [`TokenBucket`](Accounting::TokenBucket) | a bucket refilled continuously, with burst credit: DynamoDB's per-second capacity (300 s of burst), OpenAI's and Anthropic's limits | what is admitted in any window is at most the limit plus the bucket's capacity |
+/// | [`TokenBucket`](Accounting::TokenBucket) | a bucket refilled continuously, with burst credit: DynamoDB's per-second capacity (up to 300 s of burst), Anthropic's limits (documented as a token bucket), OpenAI's (their resets count down to a full limit) | what is admitted in any window is at most the limit plus the bucket's capacity |
+///
+/// The sources of these facts are in the [module docs](super#what-the-providers-count).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Accounting {
@@ -281,8 +283,8 @@ impl LimitBuilder {
 
     /// The fraction (0..=1) that batch and borrowing calls leave for interactive ones: of the
     /// burst credit for a token bucket (default 0), of the limit for a sliding window (default:
-    /// automatic, the interactive spend of the trailing window over a sixteenth of a window,
-    /// so that interactive arrivals find room while batch calls queue).
+    /// automatic, a 128th of the trailing window's interactive spend and at least one mean
+    /// interactive call, so that interactive arrivals find room while batch calls queue).
     pub fn interactive_reserve(mut self, fraction: f64) -> Self {
         self.reserve = Some(fraction);
         self

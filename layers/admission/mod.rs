@@ -2,17 +2,23 @@
 //! its real spend is recorded afterwards, so that a client stops *causing* 429s instead of
 //! reacting to them.
 //!
+//! Configure it with the number the provider's console shows and leave the rest at its
+//! defaults: the accounting mirrors how the provider counts, the wait is bounded by the
+//! call's [deadline](crate::deadline), and what other callers on the same account spend is
+//! learned from the throttles it causes.
+//!
 //! - [`Limit`]: per key (model × region, table, host) requests and/or units (tokens, capacity
-//!   units) per window, optional burst credit, tenant [shares](LimitBuilder::shares),
-//!   queueing and [`Learning`].
+//!   units) per window, counted as the provider counts them ([`Accounting`]: a sliding window
+//!   by default, a token bucket with [burst credit](LimitBuilder::burst)), tenant
+//!   [shares](LimitBuilder::shares), queueing and [`Learning`].
 //! - [`Quota`]: the core. [`Quota::reserve`] answers at once: admitted now, admitted at an
-//!   instant ([`Grant::At`], the earliest the bucket has room), or [`Rejected`]. The
-//!   [`Reservation`] is settled with the real [`Usage`] (refund when less, debt when more) and
-//!   settles itself when dropped. Time is passed in; nothing sleeps. [`Quota::acquire`] is the
-//!   same wait, awaited: the in-process queue-and-drain mode.
+//!   instant ([`Grant::At`], the earliest the window has room), or [`Rejected`]. The
+//!   [`Reservation`] is settled with the real [`Usage`] (the slack given back, an overrun
+//!   counted) and settles itself when dropped. Time is passed in; nothing sleeps.
+//!   [`Quota::acquire`] is the same wait, awaited: the in-process queue-and-drain mode.
 //! - [`Estimate`] gives a call's [`Cost`] before it ([`FixedCost`], closures, [`LlmEstimator`]:
 //!   input characters / 4 + `max_tokens`, as Bedrock reserves); [`ReadUsage`] reads it after
-//!   ([`HeaderUsage`] for OpenAI/Anthropic remaining headers, closures).
+//!   (closures; [`HeaderUsage`] for OpenAI/Anthropic `*-remaining` and `*-reset` headers).
 //! - [`AdmissionLayer`]: the Tower adapter. Rejections are [`Rejected`] (inside the
 //!   [`BoxError`](crate::BoxError)), which [`Rejected::to_response`] turns into
 //!   `429` + `Retry-After`.
@@ -25,8 +31,8 @@
 //! };
 //!
 //! # async fn run() -> Result<(), tower_headroom::BoxError> {
-//! // One model in one region: 50 requests and 100,000 tokens per minute.
-//! let quota = Quota::new(Limit::per_minute().requests(50).units(100_000).build()?);
+//! // One model in one region: the console's 200,000 tokens per minute, nothing tuned.
+//! let quota = Quota::new(Limit::per_minute().units(200_000).build()?);
 //! let estimate = LlmEstimator::new(|req: &http::Request<String>| LlmInput {
 //!     input_chars: req.body().chars().count() as u64,
 //!     max_tokens: 1_000,
@@ -38,7 +44,7 @@
 //!     )
 //!     .service_fn(|_req: http::Request<String>| async {
 //!         let res = http::Response::builder()
-//!             .header("x-ratelimit-remaining-tokens", "90000")
+//!             .header("x-ratelimit-remaining-tokens", "190000")
 //!             .body(String::new());
 //!         Ok::<_, http::Error>(res?)
 //!     });
@@ -54,60 +60,112 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
 //! ```
 //!
-//! # The model: a token bucket that allows debt
+//! # The sliding-window model (the default)
 //!
-//! Each dimension (requests, units) of a key is a token bucket refilled at `limit / window`,
-//! holding at most the burst credit (`burst × rate`, zero by default). A call needs the
-//! bucket to hold `min(cost, capacity)`, and is then charged its whole cost: the level may go
-//! negative, and that debt delays later calls. Why a bucket that allows debt:
+//! A call counts at its estimate while it runs and at its real spend once settled, in the
+//! time slot it was admitted in (256 slots per window); it is admitted when the spend of the
+//! trailing window plus its own estimate fits the limit. So no interval of one window length
+//! ever holds more than the limit, and no provider window of *any* phase does: the provider's
+//! window boundaries need not be known (Bedrock does not document them). A burst within the
+//! limit passes at once, and a settle below the estimate gives the slack back at once, so
+//! estimating with `max_tokens` costs no throughput. The background lanes (batch calls,
+//! calls borrowing beyond their share) are also paced at the limit's rate, so that what they
+//! spend slides out of the window evenly and interactive arrivals find room; they leave the
+//! interactive calls a small automatic reserve. Proptests check the bound over random
+//! schedules of reservations, settles above and below the estimate, and cancellations.
 //!
-//! - A cost is only an *estimate* until the call ends; settling may add debt (more tokens
-//!   than estimated) or refund (fewer). Bedrock itself reserves `input + max_tokens` and
-//!   settles afterwards; a bucket without debt could not record the overrun.
-//! - With no burst credit a call larger than the capacity is still admissible (it runs when
-//!   the bucket is full and pays back afterwards), so token costs need no tuning of a burst
-//!   size; a cost above a whole window plus burst is rejected ([`RejectReason::CostTooLarge`]),
-//!   never waited for forever.
-//! - Debt makes waits *bookable*: a waiting interactive call is charged at once and told the
-//!   instant its debt is paid, so waiters leave in FIFO order with no queue to walk and no
-//!   allocation.
+//! # The token bucket model
 //!
-//! Guarantee (checked by the proptests): the units admitted in any window, net of refunds,
-//! never exceed `limit + max(burst credit, largest single cost)`. With the default burst of
-//! zero, calls of one request are paced one per `window / limit`, so no server window ever
-//! sees more than the limit.
+//! With [`LimitBuilder::burst`] (or [`Accounting::TokenBucket`]) each dimension of a key is a
+//! token bucket refilled at `limit / window`, holding at most the burst credit, for providers
+//! that refill continuously. A call needs the bucket to hold `min(cost, capacity)` and is then
+//! charged its whole cost: the level may go negative, and that debt delays later calls. So a
+//! settle above the estimate is recorded as debt, a cost larger than the capacity is still
+//! admissible (it runs when the bucket is full and pays back afterwards), and a waiting
+//! interactive call is charged at once and told the instant its debt is paid: waiters leave in
+//! FIFO order with no queue to walk. A booked call keeps its instant, so credit given back
+//! while calls are booked is only credited as far as no booked call would find more than the
+//! capacity at its instant. Guarantee (proptests): the units admitted in any window, net of
+//! refunds, never exceed `limit + max(burst credit, largest single cost)`.
 //!
-//! A booked call keeps its instant, so credit given back while calls are booked (a refund, a
-//! cancelled booking) is only credited as far as no booked call would find more than the
-//! capacity at its instant; the rest is dropped. With no burst credit that is nothing while a
-//! queue stands (the last booking's own cancellation excepted): for queue-and-drain with
-//! estimates well above real usage (`max_tokens`), give the limit a few seconds of
-//! [burst](LimitBuilder::burst) so that refunds shorten the queue.
-//!
-//! The arithmetic is exact integer arithmetic (levels in unit-nanoseconds, `i128`,
-//! saturating): no rounding drift, no NaN, no overflow panic.
+//! Both models use exact integer arithmetic (`i128`, saturating): no rounding drift, no NaN,
+//! no overflow panic. A cost above the limit is rejected at once
+//! ([`RejectReason::CostTooLarge`]), never waited for forever.
 //!
 //! # Shares and priorities
 //!
 //! Tenants sharing one account quota get guaranteed shares as in a two-level hierarchical
 //! token bucket (Linux HTB): each tenant has a child bucket at its share of the rate; a call
-//! its child can pay for runs *within share*, others *borrow* idle capacity of the account
-//! bucket. Calls wait in four lanes: interactive within share, batch within share, interactive
-//! borrowing, batch borrowing. The first lane books at once; the others are granted a wait
-//! that they confirm on waking, and are admitted only when the lanes before them have no units
-//! waiting (and, with [`LimitBuilder::interactive_reserve`], only while a cushion is left for
-//! interactive calls). Each lane is FIFO (by booking for the first, by a per-lane tail for the
-//! others; a confirm that finds its room taken waits again) and bounded
-//! ([`LimitBuilder::max_queue`]).
+//! its child can pay for runs *within share*, others *borrow* what the others leave. Calls
+//! wait in lanes served in order: interactive within share (first the tenants keeping to
+//! their share, then those that borrowed lately), batch within share, interactive borrowing,
+//! batch borrowing. Each lane is FIFO and bounded ([`LimitBuilder::max_queue`]); with
+//! [`LimitBuilder::interactive_reserve`] the later lanes leave a fixed cushion for
+//! interactive calls instead of the automatic one.
 //!
-//! # Learning
+//! # How long a call waits
 //!
-//! A throttle the budget did not predict (the account quota is lower than configured, or other
-//! callers share it) multiplies the effective limit of the named dimension by 0.7 (AIMD on
-//! units as well as requests), and a server `Retry-After` empties the bucket for that long;
-//! each success adds back 1% of the configured limit. Remaining-budget headers (OpenAI
-//! `x-ratelimit-remaining-tokens`, Anthropic `anthropic-ratelimit-tokens-remaining`) lower the
-//! bucket's level directly.
+//! A call waits for quota no longer than its [`Deadline`](crate::deadline::Deadline): the
+//! caller's, else the stack's default for its priority, else its
+//! [priority's default](Priority::default_wait) (a minute interactive, fifteen minutes batch).
+//! A call whose wait would pass its deadline is rejected at once
+//! ([`RejectReason::Deadline`], with the wait in `retry_in`), not after waiting. The retry
+//! layer and the fallback router spend from the same deadline, and a call refused here was
+//! never sent: it is no attempt and spends no retry budget.
+//!
+//! # Learning and header sync
+//!
+//! A throttle the accounting did not predict means the provider's window was full: others
+//! (a neighbour on the account) spent what this client did not. The quota cuts the effective
+//! limit of the named dimension once per run of throttles, to a little under its own trailing
+//! spend, holds the key's calls back briefly and probes, and regains the gap once a window
+//! passes quietly; a throttle that names one partition or key never moves it. See
+//! [`Learning`] for the rules and their defaults. A server's `Retry-After` holds the key's
+//! calls back that long.
+//!
+//! Where the provider sends its remaining budget (OpenAI `x-ratelimit-remaining-tokens` with
+//! `x-ratelimit-reset-tokens`, Anthropic `anthropic-ratelimit-tokens-remaining` with
+//! `-reset`), [`HeaderUsage`] reads them as an observed level and a refill hint: the budget
+//! the provider has spent beyond this client's own accounting is counted against the window
+//! until the reset, with any accounting and any burst setting.
+//!
+//! # What the providers count
+//!
+//! The defaults follow the providers' documentation (pages as of 2026; where the providers are
+//! silent, the choice that is safe for any answer):
+//!
+//! - **Amazon Bedrock** (`bedrock-runtime`): tokens per minute per model and Region, input and
+//!   output counted together, and tokens per day (by default TPM × 1,440)
+//!   ([quotas for the bedrock-runtime endpoint](https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-runtime.html),
+//!   [how tokens are counted](https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-token-burndown.html)).
+//!   Requests per minute are no longer enforced on `bedrock-runtime` (same quotas page), so a
+//!   Bedrock limit sets units only. At the start of a call Bedrock reserves input +
+//!   `max_tokens` (the model's maximum when unset) and at the end charges input + output ×
+//!   the model's burndown rate (5 for Anthropic Claude models up to version 4.7, more for newer
+//!   ones, 1 for non-Anthropic models) (token burndown page; the AWS re:Post article
+//!   [TPM & RPM quota monitoring for Amazon Bedrock](https://repost.aws/articles/ARfUsSkaWeSLiWZbv0OVSG1Q)):
+//!   the sliding window's estimate-then-settle. How the minute is aligned is not documented,
+//!   and no rate-limit or `Retry-After` headers are sent: hence a window that holds for any
+//!   phase, and learning from throttles alone.
+//! - **DynamoDB**: reads and writes are provisioned and throttled apart, a partition serves at
+//!   most 3,000 RCU and 1,000 WCU per second, and up to 300 s of unused capacity is kept as
+//!   burst, best effort
+//!   ([burst and adaptive capacity](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/burst-adaptive-capacity.html));
+//!   throttling errors name the resource and limit in `ThrottlingReasons`
+//!   ([ThrottlingReason](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ThrottlingReason.html)).
+//!   Hence a token bucket per second with burst for a table, and a throttle classified as
+//!   one partition's or key's ([`ThrottleScope::Partition`](crate::ThrottleScope::Partition))
+//!   never teaching the table's limit. (The crate's DynamoDB classifiers do not read
+//!   `ThrottlingReasons` yet, so a custom classifier has to name the scope.)
+//! - **Anthropic**: "the token bucket algorithm … capacity is continuously replenished up to
+//!   your maximum limit"; `*-remaining` and `*-reset` (RFC 3339: when the limit is fully
+//!   replenished) headers, and `retry-after` on a 429
+//!   ([rate limits](https://platform.claude.com/docs/en/api/rate-limits)).
+//! - **OpenAI**: `x-ratelimit-remaining-*`, and `x-ratelimit-reset-*` as a duration until the
+//!   limit "resets to its initial state" (a full limit, not the wait for one call); limits may
+//!   be enforced over shorter periods than a minute
+//!   ([rate limits](https://platform.openai.com/docs/guides/rate-limits)). So a reset is only
+//!   a refill hint, and `retry-after` wins when both come.
 //!
 //! # Storage seam
 //!
@@ -115,11 +173,13 @@
 //! [`QuotaStore`] finds a key's slot. [`MemoryStore`] keeps states in a sharded map with
 //! idle-key eviction, each behind a mutex held only for the arithmetic (never across an
 //! await). A shared store implements the same traits: with the `redis` feature,
-//! `admission::redis::RedisStore` keeps the budget in Redis for every process; see [`Slot`].
+//! `admission::redis::RedisStore` keeps the same accounting and learning in Redis for every
+//! process (a differential proptest holds it to the in-process core); see [`Slot`].
 //!
 //! # Why not `governor`
 //!
-//! `governor` is a fine GCRA limiter, but it cannot refund or add debt after the call (no
+//! `governor` is a fine GCRA limiter, but GCRA is a token bucket: it cannot count a quota per
+//! window of unknown phase, cannot give back or add to a call's charge after the call (no
 //! settle), cannot book a FIFO wait for weighted costs, has no shares, priorities or learned
 //! limits, and reads its own clock rather than taking a `tokio::time::Instant`, which virtual
 //! time tests need. The benchmarks compare against it side by side.

@@ -118,7 +118,7 @@ where
 
 /// The error a [`Fallback`] returns when no target could take the request, without calling any.
 ///
-/// Every target's breaker is open, or no quota admits within the route's `max_wait`; `cause`
+/// Every target's breaker is open, or no quota admits within the call's deadline; `cause`
 /// says which held back the target that could serve soonest. Classified as `Unavailable` (an
 /// HTTP 503) when a breaker is the cause and as a quota throttle (a 429) when quota is, with
 /// `retry_in` as the server delay either way (see [`crate::stack::error_response`]).

@@ -6,8 +6,8 @@
 //!   [`Action`] (by default: overloaded → next model; throttled on requests or tokens → a target
 //!   with quota headroom, or the shortest admission wait when none has; unavailable or timeout →
 //!   next target; anything else → stop and let the retry layer decide), and `max_hops`. A
-//!   target is skipped when its breaker is open or its quota ([`Headroom`]) cannot admit within
-//!   `max_wait`.
+//!   target is skipped when its breaker is open or its quota ([`Headroom`]) cannot admit
+//!   within the call's [deadline](crate::deadline).
 //! - [`Fallback`]: the Tower adapter, in two forms built by [`FallbackBuilder`]:
 //!   (a) [`services`](FallbackBuilder::services) — a router over one service per target (one
 //!   client per region); (b) [`rewrite`](FallbackBuilder::rewrite) — a [`FallbackLayer`] over
@@ -18,7 +18,7 @@
 //! Degraded-but-working is never silent: the served response carries a [`Served`] record
 //! (`http::Response` extension by default, see [`Annotate`]), and
 //! `headroom_fallback_total{target, model, region, degraded}` counts which target served.
-//! When no target can take a call at all (every breaker open, no quota within `max_wait`), the
+//! When no target can take a call at all (every breaker open, no quota within the deadline), the
 //! router fails fast with [`NoTargetAvailable`] `{ retry_in }`; when the targets it tried all
 //! failed, the caller gets the last target's own response or error.
 //!

@@ -145,7 +145,7 @@ pub enum Action {
 
 /// A map from outcome class to [`Action`].
 ///
-/// The default, after the table in `DESIGN.md`:
+/// The default:
 ///
 /// | outcome | action |
 /// |---|---|
