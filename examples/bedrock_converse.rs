@@ -13,7 +13,7 @@
 //!
 //! 1. a call served normally by Sonnet;
 //! 2. its usage settled: the quota reserved `input + maxTokens` before the call and keeps only
-//!    what Bedrock counted, so the next call is paced by the real spend;
+//!    what Bedrock counted in its window, so the rest of the minute's tokens are free again;
 //! 3. a call falling back to Haiku while the simulator has Sonnet in an overload episode, with
 //!    no wait;
 //! 4. a throttle ("Too many requests") waited for at the quota window's boundary, not retried
@@ -143,10 +143,12 @@ async fn main() -> ExitCode {
 pub struct Summary {
     /// Attempts per step, as `model status` strings.
     pub steps: Vec<Vec<String>>,
-    /// How long after the first call the quota would admit the next token: paced by the spend.
-    pub settled_wait: Duration,
-    /// The same wait had the estimate stood.
-    pub estimated_wait: Duration,
+    /// The tokens the quota's window holds for the first call once it settled.
+    pub window_spend: u64,
+    /// The largest call the quota admits at once after the first call settled.
+    pub room_after_settle: u64,
+    /// The same had the estimate stood.
+    pub room_at_estimate: u64,
     /// From the throttled attempt to the retry that succeeded.
     pub throttle_wait: Duration,
     /// The whole tour.
@@ -336,33 +338,31 @@ async fn builtin_tour() -> Result<Summary, BoxError> {
         sonnet.tokens_settled == real,
         format!("Bedrock counted the {real} tokens the reply reports"),
     )?;
-    // Without burst credit the quota paces tokens at CLIENT_TPM (2 ms each): the next call may
-    // start once what this one really spent has been paid back. Ask for the token dimension
-    // alone (no request), as of the moment the call was sent.
-    let per_token = Duration::from_secs(60) / u32::try_from(CLIENT_TPM)?;
-    let per_request = Duration::from_secs(60) / u32::try_from(CLIENT_RPM)?;
+    // The quota's window counts the call at what Bedrock counted, not at the reservation: the
+    // largest call that may start now is the minute's tokens less the real spend. Found by
+    // asking the quota (a binary search over `admit_wait`), as of now.
     let now = Instant::now();
-    let since_sent = now - attempts[0].sent_at;
-    let wait = quota
-        .admit_wait(&Arc::from(SONNET), Cost::units(1), now)
-        .ok_or("the quota can never admit a call")?;
+    let key: Arc<str> = Arc::from(SONNET);
+    let fits = |cost: u64| quota.admit_wait(&key, Cost::units(cost), now) == Some(Duration::ZERO);
+    let (mut lo, mut hi) = (0, CLIENT_TPM + 1);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if fits(mid) { lo = mid } else { hi = mid }
+    }
+    let room = lo;
     let estimate = sonnet.tokens_reserved;
-    let estimated_wait = (per_token * u32::try_from(estimate)?).saturating_sub(since_sent);
+    let room_at_estimate = CLIENT_TPM.saturating_sub(estimate);
     println!(
-        "   our quota: the next Sonnet call may start in {} (the {real} tokens spent); at the {estimate}-token estimate it would wait {}",
-        ms(wait),
-        ms(estimated_wait)
+        "   our quota: a call of up to {room} tokens may start now (the window holds the {} spent); at the {estimate}-token estimate, {room_at_estimate}",
+        CLIENT_TPM - room
     );
-    let paced = (per_token * u32::try_from(real)?).max(per_request);
     check(
-        wait + since_sent <= paced + Duration::from_millis(5),
-        format!(
-            "the next call is paced by the {real} tokens spent ({} after the first), not the estimate",
-            ms(paced)
-        ),
+        room == CLIENT_TPM - real,
+        format!("the window holds the {real} tokens spent, not the {estimate}-token estimate"),
     )?;
-    summary.settled_wait = wait;
-    summary.estimated_wait = estimated_wait;
+    summary.window_spend = CLIENT_TPM - room;
+    summary.room_after_settle = room;
+    summary.room_at_estimate = room_at_estimate;
 
     // 3. Fallback during an overload episode.
     tokio::time::sleep_until(t0 + OVERLOAD_AFTER + Duration::from_millis(100)).await;

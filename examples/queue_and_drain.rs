@@ -1,11 +1,17 @@
 //! Queue and drain: a burst of LLM calls goes out at the rate the quota sustains instead of
 //! earning 429s.
 //!
-//! Thirty calls arrive at once for a model with 30 requests and 12,000 tokens per minute. The
-//! admission layer queues them (FIFO, bounded, each with a deadline) and lets them out as the
-//! budget refills, settling every call to the tokens it really used; calls whose wait would
-//! pass their deadline are shed at once with `Retry-After`. The same wait is available without
-//! Tower as `Quota::acquire`.
+//! Sixty calls arrive at once for a model with 30 requests and 12,000 tokens per minute, each
+//! with 90 seconds to complete. The admission layer lets out at once what the minute holds,
+//! settles every call to the tokens it really used (so the slack of each estimate lets more
+//! calls out within the same minute), queues the rest (FIFO, bounded) until the minute's
+//! spend slides out of the window, and sheds at once, with `Retry-After`, the calls whose wait
+//! would pass their deadline. The same wait is available without Tower as `Quota::acquire`.
+//!
+//! It prints 18 calls done at +0.3 s (what the minute's 12,000 tokens hold at the 660-token
+//! estimate), 7 more by +2.2 s (the slack of those that settled at 460), 20 once the first
+//! minute's spend slides out of the window (+60.5 s), and 15 shed at once with
+//! `Retry-After: 93`: their wait would have passed their 90 seconds.
 //!
 //! `cargo run --example queue_and_drain` (runs on tokio's paused clock: instant, repeatable).
 
@@ -16,6 +22,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_headroom::admission::{
     AdmissionLayer, Ask, Cost, Fixed, Limit, LlmEstimator, LlmInput, Quota, Rejected, Usage,
 };
+use tower_headroom::deadline::within;
 use tower_headroom::{BoxError, Deadline};
 
 #[derive(Clone)]
@@ -70,7 +77,7 @@ async fn main() -> Result<(), BoxError> {
         )
         .service(model);
 
-    let calls: Vec<_> = (0..30)
+    let calls: Vec<_> = (0..60)
         .map(|id| {
             let client = client.clone();
             let prompt = Prompt {
@@ -78,7 +85,10 @@ async fn main() -> Result<(), BoxError> {
                 text: "Summarise this paragraph. ".repeat(40),
                 max_tokens: 400,
             };
-            tokio::spawn(async move { client.oneshot(prompt).await })
+            // Each call's wait budget: admission waits no longer, and sheds at once a call
+            // whose wait would pass it.
+            let deadline = Deadline::after(Duration::from_secs(90));
+            tokio::spawn(async move { within(deadline, client.oneshot(prompt)).await })
         })
         .collect();
     let (mut served, mut shed) = (0, 0);

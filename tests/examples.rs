@@ -39,8 +39,9 @@ async fn bedrock_converse_tour_holds_its_claims() {
             vec!["haiku 429", "haiku 200"],
         ]
     );
-    // Paced by the real spend (70 tokens at 2 ms each), not the 530-token estimate.
-    assert!(summary.settled_wait < summary.estimated_wait);
+    // The window holds the real spend (30 in + 40 out), not the 530-token estimate.
+    assert_eq!(summary.window_spend, 70);
+    assert!(summary.room_after_settle > summary.room_at_estimate);
     // The throttled call waited for the boundary, not a whole minute.
     assert!(summary.throttle_wait > Duration::ZERO);
     assert!(summary.throttle_wait < Duration::from_secs(5));
