@@ -151,6 +151,32 @@ impl Profile {
         }
     }
 
+    /// A [`Limit`](crate::Limit) counted the way the profile's provider counts, to give the
+    /// console's numbers to: for Bedrock a minute's sliding window (tokens per minute, whose
+    /// window phase the client cannot know); for DynamoDB a token bucket per second keeping
+    /// the 300 s of unused capacity DynamoDB documents as burst; for plain HTTP a minute's
+    /// sliding window, which never lets any one-minute window see more than the limit,
+    /// whether the server counts fixed windows or a bucket (give it
+    /// [`burst`](crate::admission::LimitBuilder::burst) of a window for a server documented as
+    /// a bucket that full, as Anthropic's is, to use its burst too).
+    ///
+    /// ```
+    /// use tower_headroom::Profile;
+    /// use tower_headroom::admission::Accounting;
+    ///
+    /// let model = Profile::Bedrock.limit().units(200_000).build()?; // the console's TPM
+    /// assert_eq!(model.accounting(), Accounting::SlidingWindow);
+    /// let table = Profile::DynamoDb.limit().units(1_000).build()?; // the table's WCU
+    /// assert!(matches!(table.accounting(), Accounting::TokenBucket { .. }));
+    /// # Ok::<(), tower_headroom::ConfigError>(())
+    /// ```
+    pub fn limit(self) -> crate::admission::LimitBuilder {
+        match self {
+            Profile::Bedrock | Profile::Http => crate::Limit::per_minute(),
+            Profile::DynamoDb => crate::Limit::per_second().burst(Duration::from_secs(300)),
+        }
+    }
+
     /// The profile's breaker configuration, as a builder to adjust.
     pub fn breaker(self) -> crate::breaker::BreakerConfigBuilder {
         match self {

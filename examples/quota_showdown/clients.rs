@@ -31,7 +31,7 @@ use tower_headroom::fallback::Target;
 use tower_headroom::sim::{
     DynamoCall, DynamoReply, ModelCall, ModelReply, SimClassifier, SimError,
 };
-use tower_headroom::stack::StackBuilder;
+use tower_headroom::stack::{Profile, StackBuilder};
 
 use super::scenarios::Strategy;
 
@@ -228,7 +228,7 @@ pub fn build(
 /// and, where the service enforces one, requests per minute; `shares` is their intent.
 /// Nothing else: no burst credit, reserve, wait or learning setting of our own.
 pub fn bedrock_limit(quota: &ModelQuota, shares: Option<&[u64]>) -> Result<Limit, BoxError> {
-    let mut limit = Limit::per_minute().units(quota.tpm);
+    let mut limit = Profile::Bedrock.limit().units(quota.tpm);
     if let Some(rpm) = quota.rpm {
         limit = limit.requests(rpm);
     }
@@ -241,10 +241,7 @@ pub fn bedrock_limit(quota: &ModelQuota, shares: Option<&[u64]>) -> Result<Limit
 /// The quota a user writes for a DynamoDB table: its provisioned write capacity per second,
 /// with the 300 s of burst credit DynamoDB documents.
 pub fn dynamodb_limit(table: &TableQuota) -> Result<Limit, BoxError> {
-    Ok(Limit::per_second()
-        .units(table.wcu)
-        .burst(Duration::from_secs(300))
-        .build()?)
+    Ok(Profile::DynamoDb.limit().units(table.wcu).build()?)
 }
 
 /// The quota shared by every app of `plan`: each target's limit from its console numbers.

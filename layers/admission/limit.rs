@@ -124,7 +124,8 @@ impl Default for Learning {
 /// | [`SlidingWindow`](Accounting::SlidingWindow) (the default) | a quota per fixed window whose phase the client cannot know: Amazon Bedrock's tokens per minute | no interval of one window length ever holds more than the limit, so no provider window of *any* phase does |
 /// | [`TokenBucket`](Accounting::TokenBucket) | a bucket refilled continuously, with burst credit: DynamoDB's per-second capacity (up to 300 s of burst), Anthropic's limits (documented as a token bucket), OpenAI's (their resets count down to a full limit) | what is admitted in any window is at most the limit plus the bucket's capacity |
 ///
-/// The sources of these facts are in the [module docs](super#what-the-providers-count).
+/// The sources of these facts are in the [module docs](super#what-the-providers-count);
+/// [`Profile::limit`](crate::Profile::limit) starts a limit with the right model per profile.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Accounting {
