@@ -274,5 +274,8 @@ fn ratios() {
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    ratios();
+    // Only under `cargo bench`: `cargo test --benches` runs each benchmark once, unoptimised.
+    if std::env::args().any(|a| a == "--bench") {
+        ratios();
+    }
 }
