@@ -58,6 +58,7 @@ pub mod breaker;
 pub mod classify;
 pub mod deadline;
 mod error;
+pub mod lifecycle;
 pub mod fallback;
 #[cfg(any(feature = "sim", feature = "dynamodb"))]
 mod item_size;

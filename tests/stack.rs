@@ -98,9 +98,8 @@ async fn overload_episode_is_served_by_the_secondary_through_the_whole_stack() {
     {
         assert_eq!(&*r.result.as_ref().unwrap().1.name, "sonnet");
     }
-    let router = service.get_ref();
     assert_eq!(
-        router.breakers()[0].as_ref().unwrap().state(),
+        service.breakers()[0].as_ref().unwrap().state(),
         State::Closed
     );
     // Every call the backend saw was admitted against its own model's key.

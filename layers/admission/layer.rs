@@ -259,11 +259,10 @@ impl<U, C> After<U, C> {
         self.metrics.rejected(&self.labels, rejected);
     }
 
-    /// Settles, and reports the learned limit when settling may have moved it.
+    /// Settles by the lifecycle's rule, and reports the learned limit when settling may have
+    /// moved it.
     fn finish<T: Slot>(&self, r: Reservation<T>, outcome: &Outcome, usage: Usage) {
-        // A call the server refused spent nothing: the adapters' rule, not the core's (the
-        // core settles what it is told).
-        if let Some(limit) = r.finish_with(outcome, usage.or_refused(outcome), Instant::now) {
+        if let Some(limit) = crate::lifecycle::settle(r, outcome, usage, Instant::now) {
             self.metrics.settled(&self.labels, outcome, limit);
         }
     }

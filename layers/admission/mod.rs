@@ -229,7 +229,6 @@ pub use self::cost::{
     Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage, Remaining,
     Usage, remaining_from_headers, remaining_from_headers_at,
 };
-#[cfg(feature = "smithy")]
 pub(crate) use self::layer::Metrics as AdmissionMetrics;
 pub use self::layer::{
     Admission, AdmissionLayer, Demand, DemandKey, Fixed, Keyed, OkIsSuccess, ResponseFuture,

@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::route::{After, Choice, Exhaustion, Headroom, NoHeadroom, Plan, Route};
+use super::route::{Choice, Exhaustion, Headroom, NoHeadroom, Plan, Route};
+use crate::lifecycle::{Routing, move_on};
 use crate::breaker::{BreakerConfig, BreakerHandle, BreakerPermit, BreakerRegistry, ConfigError};
 use crate::observe::{CounterSet, Labels, keys, names};
 use crate::{BoxError, Classify, Outcome};
@@ -244,12 +245,6 @@ impl<T, C, H, A> FallbackBuilder<T, C, H, A> {
     /// No breakers: every target is always eligible.
     pub fn no_breakers(mut self) -> Self {
         self.breakers = BreakerSource::None;
-        self
-    }
-
-    /// Where the targets' breakers come from.
-    pub(crate) fn breaker_source(mut self, source: BreakerSource) -> Self {
-        self.breakers = source;
         self
     }
 
@@ -626,30 +621,25 @@ where
                     .classify(Err(&**error as &(dyn Error + 'static))),
             };
             if let Some(permit) = permit {
-                permit.record(outcome, now.saturating_duration_since(started), now);
+                crate::lifecycle::record(permit, &outcome, started, now);
             }
-            match router.route.after(this.plan, target, outcome) {
-                After::Done | After::Stop => {
-                    return Poll::Ready(finish(router, this.plan, target, outcome, result));
-                }
-                After::Move => {
-                    let Choice::Call {
-                        target: to, permit, ..
-                    } = router.choose(this.plan, now)
-                    else {
-                        return Poll::Ready(finish(router, this.plan, target, outcome, result));
-                    };
-                    let next = prepare(this.shared, this.plan, this.original, to, permit, now);
-                    let targets = router.route.targets();
-                    tracing::debug!(
-                        target_name = targets[target].name().as_ref(),
-                        to = targets[to].name().as_ref(),
-                        class = outcome.kind.as_str(),
-                        "fallback moving to the next target"
-                    );
-                    this.state.set(next);
-                }
-            }
+            let routing = Routing {
+                route: &router.route,
+                breakers: &router.breakers,
+                headroom: &router.headroom,
+            };
+            let Some((to, permit)) = move_on(&routing, this.plan, target, &outcome, now) else {
+                return Poll::Ready(finish(router, this.plan, target, outcome, result));
+            };
+            let next = prepare(this.shared, this.plan, this.original, to, permit, now);
+            let targets = router.route.targets();
+            tracing::debug!(
+                target_name = targets[target].name().as_ref(),
+                to = targets[to].name().as_ref(),
+                class = outcome.kind.as_str(),
+                "fallback moving to the next target"
+            );
+            this.state.set(next);
         }
     }
 }

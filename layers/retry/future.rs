@@ -88,9 +88,7 @@ where
                             (outcome, Err(error))
                         }
                     };
-                    if !outcome.local {
-                        shared.metrics.attempt(outcome.kind);
-                    }
+                    shared.metrics.attempt(&outcome);
                     if outcome.is_success() {
                         this.retry.succeeded();
                         return Poll::Ready(finish(shared, this.retry, result));

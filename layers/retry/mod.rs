@@ -78,9 +78,13 @@ impl RetryMetrics {
         }
     }
 
+    /// Counts an attempt by its outcome's class; a refusal by this client before anything was
+    /// sent ([`Outcome::local`]) is no attempt and is not counted.
     #[inline]
-    pub(crate) fn attempt(&self, kind: crate::OutcomeKind) {
-        self.attempts.increment(kind);
+    pub(crate) fn attempt(&self, outcome: &Outcome) {
+        if !outcome.local {
+            self.attempts.increment(outcome.kind);
+        }
     }
 
     pub(crate) fn retry(&self, outcome: &Outcome, state: &RetryState, wait: Duration) {

@@ -373,9 +373,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         units: Option<u64>,
         now: Instant,
     ) {
-        if !outcome.local {
-            attempt.events.retry.attempt(outcome.kind);
-        }
+        attempt.events.retry.attempt(outcome);
         if !attempt.sent {
             if let Some(reservation) = attempt.reservation.take() {
                 reservation.release_unsent(now);

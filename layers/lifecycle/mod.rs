@@ -1,0 +1,37 @@
+//! One call's attempts as a synchronous core: the sequence every adapter drives, and the rules
+//! between its steps, written once.
+//!
+//! ```text
+//!  start ──▶ choose ──▶ admit ──▶ send ──▶ end ──▶ next ─┬─ Done
+//!  deadline,  target:     quota:    the inner   settle,      ├─ Move(target) ──▶ admit …
+//!  retry      breaker     reserve,  service,    record the   ├─ Retry(delay) ──▶ sleep ──▶ choose …
+//!  state      permit,     wait      readied     breaker      └─ Stop(reason)
+//!             headroom    within    after the
+//!             for this    the       grant
+//!             call's cost deadline
+//! ```
+//!
+//! `Call` holds a call's progress (its retry state and its route plan) and decides what
+//! follows each attempt; `Attempt` holds one attempt's breaker permit and quota reservation
+//! and ends them by the rules below (both are internal: the adapters are their API). Time is passed in; nothing here sleeps, awaits or does
+//! I/O. The Tower stack's future ([`crate::stack`]) and the AWS SDK adapter's interceptor and
+//! HTTP client (`crate::smithy`) only drive these steps and await what they hand out; the
+//! single-purpose layers ([`RetryLayer`](crate::RetryLayer), [`Fallback`](crate::fallback::Fallback),
+//! [`AdmissionLayer`](crate::AdmissionLayer)) use the same rules for their one step each.
+//!
+//! | rule | where it lives |
+//! |---|---|
+//! | one deadline bounds a call's admission waits, the router's waits and its retries | `lifecycle::Call::start`, `lifecycle::Call::ask` |
+//! | the router asks each target's quota about this call's own estimate | `lifecycle::Call::choose` (the adapters pass the cost) |
+//! | a refusal by this client (shed, breaker open, no target) is no attempt and spends no retry budget | [`RetryPolicy::decide`](crate::retry::RetryPolicy::decide), fed by `lifecycle::Call::next` |
+//! | a call the server refused spent nothing | `lifecycle::settle` |
+//! | an attempt never sent gives its units back and its breaker permit up, unrecorded | `lifecycle::Attempt::end` |
+//! | a failed attempt moves to the route's next target before the retry policy is asked; with no target to move to, the attempt's own answer stands | `lifecycle::Call::next`, `lifecycle::move_on` |
+//! | a retry starts over from the preferred target | `lifecycle::Call::next` |
+//! | attempts are counted by class, local refusals not | `retry::RetryMetrics::attempt` |
+
+mod attempt;
+mod call;
+
+pub(crate) use self::attempt::{Attempt, Ended, record, settle};
+pub(crate) use self::call::{Call, Next, Routing, move_on};

@@ -1,0 +1,504 @@
+//! The stack's response future: drives one call through the [lifecycle core](crate::lifecycle).
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::builder::{RewriteFor, TargetQuota, TargetSlots};
+use super::service::{CostHeadroom, Shared};
+use crate::admission::{Cost, Grant, RejectReason, Rejected, Reservation, Usage};
+use crate::breaker::BreakerPermit;
+use crate::classify::classify_error;
+use crate::deadline::Deadline;
+use crate::fallback::{
+    Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, Served,
+};
+use crate::lifecycle::{Attempt, Call, Ended, Next, Routing};
+use crate::retry::{Fatal, RetriesExhausted, StopReason};
+use crate::{BoxError, Classify, Outcome, OutcomeKind};
+
+pin_project! {
+    /// The future of [`Stack`](super::Stack): one call, through its attempts.
+    pub struct ResponseFuture<S, T, C, A, F, Req>
+    where
+        S: Service<Req>,
+        A: TargetSlots,
+    {
+        driver: Driver<S, T, C, A, F, Req>,
+        #[pin]
+        state: State<S::Future>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<Fut> {
+        /// Choose the next attempt's target.
+        Begin,
+        /// Wait for the quota's grant.
+        Admitting { #[pin] sleep: Sleep },
+        /// Ready the target's client.
+        Readying,
+        /// The attempt is in flight.
+        Calling { #[pin] future: Fut },
+        /// Wait before retrying.
+        Sleeping { #[pin] sleep: Sleep },
+        /// The answer was returned.
+        Done,
+    }
+}
+
+/// What the poll loop does next, as a step decides.
+enum Step<Res> {
+    /// Wait for the grant at this instant.
+    Admit(Instant),
+    /// Ready the client and call it.
+    Ready,
+    /// Sleep until this instant, then begin again.
+    Sleep(Instant),
+    /// Return this.
+    Finish(Result<Res, BoxError>),
+}
+
+/// The call's state apart from the pinned state machine.
+struct Driver<S, T, C, A: TargetSlots, F, Req> {
+    shared: Arc<Shared<S, T, C, A, F>>,
+    original: Req,
+    cost: Option<Cost>,
+    call: Call,
+    attempt: Option<Attempt<A::Slot>>,
+    /// The target's client for the attempt, and its request, rewritten for the target.
+    service: Option<S>,
+    request: Option<Req>,
+    /// A clock reading to begin the next attempt with, when one is at hand.
+    clock: Option<Instant>,
+}
+
+impl<S, T, C, A, F, Req> ResponseFuture<S, T, C, A, F, Req>
+where
+    S: Service<Req>,
+    A: TargetSlots,
+{
+    pub(crate) fn new(
+        shared: Arc<Shared<S, T, C, A, F>>,
+        original: Req,
+        cost: Option<Cost>,
+        call: Call,
+        now: Instant,
+    ) -> Self {
+        ResponseFuture {
+            driver: Driver {
+                shared,
+                original,
+                cost,
+                call,
+                attempt: None,
+                service: None,
+                request: None,
+                clock: Some(now),
+            },
+            state: State::Begin,
+        }
+    }
+}
+
+impl<S, T, C, A, F, Req> fmt::Debug for ResponseFuture<S, T, C, A, F, Req>
+where
+    S: Service<Req>,
+    A: TargetSlots,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("stack::ResponseFuture")
+            .field("attempts", &self.driver.call.retry().attempts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, T, C, A, F, Req> Future for ResponseFuture<S, T, C, A, F, Req>
+where
+    Req: Clone,
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    T: PartialEq,
+    C: Classify<S::Response>,
+    A: TargetQuota<Req, S::Response>,
+    F: RewriteFor<Req, T>,
+    HttpExtension: Annotate<S::Response>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let driver = this.driver;
+        loop {
+            let step = match this.state.as_mut().project() {
+                StateProj::Begin => {
+                    let now = driver.clock.take().unwrap_or_else(Instant::now);
+                    driver.begin(now)
+                }
+                StateProj::Admitting { mut sleep } => {
+                    let Some(reservation) = driver.reservation() else {
+                        this.state.set(State::Readying);
+                        continue;
+                    };
+                    // The granted instant, or earlier when the store says the call may now
+                    // be admitted (a shared store whose budget arrived from the server).
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        ready!(reservation.poll_wake(cx));
+                    }
+                    let now = Instant::now();
+                    match reservation.confirm(now) {
+                        Ok(Grant::At(at)) => {
+                            // A higher-priority call took the room: wait again, same timer.
+                            sleep.reset(at);
+                            continue;
+                        }
+                        Ok(Grant::Now) => {
+                            driver.waited(now);
+                            Step::Ready
+                        }
+                        Err(rejected) => driver.rejected_waiting(rejected, now),
+                    }
+                }
+                StateProj::Readying => match driver.poll_ready(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(future)) => {
+                        this.state.set(State::Calling { future });
+                        continue;
+                    }
+                    Poll::Ready(Err(step)) => step,
+                },
+                StateProj::Calling { future } => {
+                    let deadline = driver.call.deadline();
+                    let result = ready!(Deadline::scope(deadline, || future.poll(cx)));
+                    driver.answered(result.map_err(Into::into))
+                }
+                StateProj::Sleeping { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Begin);
+                    continue;
+                }
+                StateProj::Done => {
+                    return Poll::Ready(Err("stack response future polled after completion".into()));
+                }
+            };
+            match step {
+                Step::Admit(at) => this.state.set(State::Admitting {
+                    sleep: tokio::time::sleep_until(at),
+                }),
+                Step::Ready => this.state.set(State::Readying),
+                Step::Sleep(at) => this.state.set(State::Sleeping {
+                    sleep: tokio::time::sleep_until(at),
+                }),
+                Step::Finish(result) => {
+                    this.state.set(State::Done);
+                    return Poll::Ready(result);
+                }
+            }
+        }
+    }
+}
+
+impl<S, T, C, A, F, Req> Driver<S, T, C, A, F, Req>
+where
+    Req: Clone,
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    T: PartialEq,
+    C: Classify<S::Response>,
+    A: TargetQuota<Req, S::Response>,
+    F: RewriteFor<Req, T>,
+    HttpExtension: Annotate<S::Response>,
+{
+
+    /// Chooses the attempt's target and admits it.
+    fn begin(&mut self, now: Instant) -> Step<S::Response> {
+        let shared = Arc::clone(&self.shared);
+        let headroom = headroom(&shared, self.cost);
+        let routing = Routing {
+            route: &shared.route,
+            breakers: &shared.breakers,
+            headroom: &headroom,
+        };
+        match self.call.choose(&routing, now) {
+            Choice::Call { target, permit, .. } => self.attempt_at(target, permit, now),
+            Choice::Exhausted { retry_in, cause } => {
+                let error: BoxError = match (retry_in, cause, self.cost) {
+                    // No target's window could ever hold the call: the request is at fault.
+                    (None, Exhaustion::NoHeadroom, Some(_)) => Box::new(Rejected {
+                        retry_in: None,
+                        reason: RejectReason::CostTooLarge,
+                    }),
+                    _ => Box::new(NoTargetAvailable { retry_in, cause }),
+                };
+                self.refused(error, now)
+            }
+        }
+    }
+
+    /// Opens an attempt at `target`: the request rewritten for it, its client, its quota.
+    fn attempt_at(
+        &mut self,
+        target: usize,
+        permit: Option<BreakerPermit>,
+        now: Instant,
+    ) -> Step<S::Response> {
+        let shared = &*self.shared;
+        let mut request = self.original.clone();
+        shared
+            .rewrite
+            .rewrite(&mut request, shared.route.targets()[target].key());
+        self.request = Some(request);
+        self.service = Some(shared.services[target].clone());
+        let mut attempt = Attempt::new(Some(target), permit, now);
+        let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(target)) else {
+            self.attempt = Some(attempt);
+            return Step::Ready;
+        };
+        let (priority, tenant) = shared.admission.priority();
+        let ask = self.call.ask(cost, priority, tenant, None);
+        match Reservation::reserve(slot.clone(), &ask, now) {
+            Err(rejected) => {
+                self.attempt = Some(attempt);
+                let events = &shared.events[target];
+                events.admission.rejected(&events.labels, &rejected);
+                self.refused(Box::new(rejected), now)
+            }
+            Ok(reservation) => {
+                let grant = reservation.grant();
+                attempt.reserved(reservation);
+                self.attempt = Some(attempt);
+                match grant {
+                    Grant::Now => Step::Ready,
+                    Grant::At(at) => Step::Admit(at),
+                }
+            }
+        }
+    }
+
+    /// The reservation the attempt waits on.
+    fn reservation(&mut self) -> Option<&mut Reservation<A::Slot>> {
+        self.attempt.as_mut()?.reservation_mut()
+    }
+
+    /// The attempt was admitted after waiting since it began.
+    fn waited(&self, now: Instant) {
+        if let Some((attempt, target)) = self
+            .attempt
+            .as_ref()
+            .and_then(|a| Some((a, a.target()?)))
+        {
+            let wait = now.saturating_duration_since(attempt.started());
+            self.shared.events[target].admission.waited(wait);
+        }
+    }
+
+    /// A confirm found the deadline could not be met: the reservation is spent.
+    fn rejected_waiting(&mut self, rejected: Rejected, now: Instant) -> Step<S::Response> {
+        if let Some(attempt) = self.attempt.as_mut() {
+            attempt.forget_reservation();
+            if let Some(target) = attempt.target() {
+                let events = &self.shared.events[target];
+                events.admission.rejected(&events.labels, &rejected);
+            }
+        }
+        self.refused(Box::new(rejected), now)
+    }
+
+    /// Readies the target's client and calls it; `Err` with the next step when readiness
+    /// failed (the attempt was never sent).
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<S::Future, Step<S::Response>>> {
+        let Some(service) = self.service.as_mut() else {
+            let error: BoxError = "stack attempt without a client".into();
+            return Poll::Ready(Err(Step::Finish(Err(error))));
+        };
+        match ready!(service.poll_ready(cx)) {
+            Ok(()) => {
+                let Some(request) = self.request.take() else {
+                    let error: BoxError = "stack attempt without a request".into();
+                    return Poll::Ready(Err(Step::Finish(Err(error))));
+                };
+                if let Some(attempt) = self.attempt.as_mut() {
+                    attempt.sent();
+                }
+                let deadline = self.call.deadline();
+                Poll::Ready(Ok(Deadline::scope(deadline, || service.call(request))))
+            }
+            Err(error) => {
+                // A client that cannot get ready is a failed attempt at it, never sent.
+                self.service = None;
+                let error: BoxError = error.into();
+                let outcome = self.shared.classifier.classify(Err(&*error));
+                Poll::Ready(Err(self.ended(outcome, Err(error), Usage::UNKNOWN, Instant::now())))
+            }
+        }
+    }
+
+    /// The attempt's answer.
+    fn answered(&mut self, result: Result<S::Response, BoxError>) -> Step<S::Response> {
+        // The attempt's second clock read: its end (latency, settling, the retry decision).
+        let now = Instant::now();
+        self.service = None;
+        let shared = &*self.shared;
+        let (outcome, usage) = match &result {
+            Ok(response) => (
+                shared.classifier.classify(Ok(response)),
+                shared.admission.usage(response),
+            ),
+            Err(error) => (
+                shared
+                    .classifier
+                    .classify(Err(&**error as &(dyn Error + 'static))),
+                Usage::UNKNOWN,
+            ),
+        };
+        self.ended(outcome, result, usage, now)
+    }
+
+    /// This client refused the attempt before sending it (shed, breakers open, no target):
+    /// the crate's own error says why, classified as a local refusal.
+    fn refused(&mut self, error: BoxError, now: Instant) -> Step<S::Response> {
+        let outcome = classify_error(&*error);
+        self.ended(outcome, Err(error), Usage::UNKNOWN, now)
+    }
+
+    /// Ends the attempt and takes the next step the call decides.
+    fn ended(
+        &mut self,
+        outcome: Outcome,
+        result: Result<S::Response, BoxError>,
+        usage: Usage,
+        now: Instant,
+    ) -> Step<S::Response> {
+        let shared = Arc::clone(&self.shared);
+        let ended = match self.attempt.take() {
+            Some(attempt) => attempt.end(&outcome, usage, now),
+            None => Ended {
+                target: None,
+                sent: false,
+                limit: None,
+            },
+        };
+        let events = ended.target.map(|t| &shared.events[t]);
+        let retry_events = events.map_or(&shared.unrouted, |e| &e.retry);
+        retry_events.attempt(&outcome);
+        if let (Some(limit), Some(events)) = (ended.limit, events) {
+            events.admission.settled(&events.labels, &outcome, limit);
+        }
+        let headroom = headroom(&shared, self.cost);
+        let routing = Routing {
+            route: &shared.route,
+            breakers: &shared.breakers,
+            headroom: &headroom,
+        };
+        let next = self
+            .call
+            .next(&shared.policy, Some(&routing), &ended, &outcome, now);
+        match next {
+            Next::Done => Step::Finish(self.finish(result, ended.target, &outcome)),
+            Next::Move { target, permit } => {
+                if let Some(from) = ended.target {
+                    let targets = shared.route.targets();
+                    tracing::debug!(
+                        target_name = targets[from].name().as_ref(),
+                        to = targets[target].name().as_ref(),
+                        class = outcome.kind.as_str(),
+                        "fallback moving to the next target"
+                    );
+                }
+                drop(result);
+                self.attempt_at(target, permit, now)
+            }
+            Next::Retry(delay) => {
+                retry_events.retry(&outcome, self.call.retry(), delay);
+                drop(result);
+                Step::Sleep(now + delay)
+            }
+            Next::Stop(reason) => {
+                retry_events.stop(&outcome, self.call.retry(), reason);
+                let result = self.stopped(result, outcome, reason);
+                Step::Finish(self.finish(result, ended.target, &outcome))
+            }
+        }
+    }
+
+    /// The call's error when the retries stop: the last error, wrapped as the retry layer
+    /// wraps it.
+    fn stopped(
+        &self,
+        result: Result<S::Response, BoxError>,
+        outcome: Outcome,
+        reason: StopReason,
+    ) -> Result<S::Response, BoxError> {
+        let retry = self.call.retry();
+        result.map_err(|source| match outcome.kind {
+            OutcomeKind::Fatal => Box::new(Fatal::new(retry.attempts(), source)) as BoxError,
+            _ => Box::new(RetriesExhausted::new(
+                retry.attempts(),
+                outcome,
+                reason,
+                retry.waited(),
+                source,
+            )),
+        })
+    }
+
+    /// Annotates a response with the target that served it (when it was not the preferred
+    /// target at once), counts a success, and records the retries it took.
+    fn finish(
+        &self,
+        mut result: Result<S::Response, BoxError>,
+        target: Option<usize>,
+        outcome: &Outcome,
+    ) -> Result<S::Response, BoxError> {
+        let shared = &*self.shared;
+        if let (Ok(response), Some(target)) = (&mut result, target) {
+            let hops = self.call.plan().map_or(0, |p| p.calls().saturating_sub(1));
+            // The preferred target answering at once is the common case: it is left
+            // unannotated (and counted), so that it allocates nothing.
+            if target != 0 || hops > 0 {
+                let served = Served {
+                    target,
+                    name: Arc::clone(shared.route.targets()[target].name()),
+                    degraded: target != 0,
+                    hops,
+                };
+                HttpExtension.annotate(response, &served);
+                if outcome.is_success() && served.degraded {
+                    tracing::debug!(
+                        target_name = &*served.name,
+                        hops = served.hops,
+                        "served by a fallback target"
+                    );
+                }
+            }
+            if outcome.is_success() {
+                shared.events[target].served.increment(0);
+            }
+            let retry = self.call.retry();
+            if retry.attempts() > 1 {
+                shared.classifier.record_retries(response, retry.info());
+            }
+        }
+        result
+    }
+}
+
+/// The route's view of the stack's quota for a call of `cost`.
+fn headroom<S, T, C, A, F>(
+    shared: &Shared<S, T, C, A, F>,
+    cost: Option<Cost>,
+) -> CostHeadroom<'_, T, A> {
+    CostHeadroom {
+        targets: shared.route.targets(),
+        admission: &shared.admission,
+        cost,
+    }
+}

@@ -1,0 +1,152 @@
+//! [`Stack`]: the service a [`StackBuilder`](super::StackBuilder) builds.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::builder::{RewriteFor, TargetQuota, TargetSlots};
+use super::future::ResponseFuture;
+use crate::admission::{AdmissionMetrics, Cost};
+use crate::breaker::BreakerHandle;
+use crate::deadline::Deadline;
+use crate::fallback::{Annotate, HttpExtension, Route, Target};
+use crate::lifecycle::Call;
+use crate::observe::{CounterSet, Labels};
+use crate::retry::{RetryMetrics, RetryPolicy};
+use crate::{BoxError, Classify};
+
+/// The whole stack as one service: each call's attempts are driven through the
+/// [lifecycle core](crate::lifecycle) — choose a target (breaker permit, quota headroom for the
+/// call's cost), admit (reserve, wait within the call's deadline), ready the target's client
+/// only then, call, settle and record, then done, move to the next target, retry after a
+/// delay, or stop.
+///
+/// `poll_ready` is always ready: which target a call goes to is decided per attempt, and the
+/// target's client is readied on its own clone after the quota granted the attempt, so a call
+/// waiting for quota holds no readiness (no connection-pool or concurrency permit) of the
+/// client's. Clones share everything (breakers, quota, retry budget).
+pub struct Stack<S, T, C, A = super::NoAdmission, F = super::NoRewrite> {
+    shared: Arc<Shared<S, T, C, A, F>>,
+}
+
+/// What every clone of a stack shares.
+pub(crate) struct Shared<S, T, C, A, F> {
+    pub(crate) services: Box<[S]>,
+    pub(crate) rewrite: F,
+    pub(crate) route: Route<T>,
+    pub(crate) breakers: Box<[Option<BreakerHandle>]>,
+    pub(crate) classifier: C,
+    pub(crate) policy: RetryPolicy,
+    /// The wait budget of a call that carries no deadline.
+    pub(crate) budget: Duration,
+    pub(crate) admission: A,
+    /// Each target's metric handles, in route order.
+    pub(crate) events: Box<[TargetEvents]>,
+    /// Where a call reports when no target could take it.
+    pub(crate) unrouted: RetryMetrics,
+}
+
+/// One target's metric handles, registered when the stack is built.
+pub(crate) struct TargetEvents {
+    pub(crate) retry: RetryMetrics,
+    pub(crate) admission: AdmissionMetrics,
+    pub(crate) served: CounterSet<1>,
+    pub(crate) labels: Labels,
+}
+
+impl<S, T, C, A, F> Stack<S, T, C, A, F> {
+    pub(crate) fn new(shared: Shared<S, T, C, A, F>) -> Self {
+        Stack {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The breaker of each target, in route order (`None` when built without breakers).
+    pub fn breakers(&self) -> &[Option<BreakerHandle>] {
+        &self.shared.breakers
+    }
+
+    /// The route.
+    pub fn route(&self) -> &Route<T> {
+        &self.shared.route
+    }
+
+    /// The retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.shared.policy
+    }
+}
+
+impl<S, T, C, A, F> Clone for Stack<S, T, C, A, F> {
+    fn clone(&self) -> Self {
+        Stack {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S, T, C, A, F> fmt::Debug for Stack<S, T, C, A, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("targets", &self.shared.route.targets().len())
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, T, C, A, F, Req> Service<Req> for Stack<S, T, C, A, F>
+where
+    Req: Clone,
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    T: PartialEq,
+    C: Classify<S::Response>,
+    A: TargetQuota<Req, S::Response>,
+    F: RewriteFor<Req, T>,
+    HttpExtension: Annotate<S::Response>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, T, C, A, F, Req>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        // The call's one clock read before its first attempt: it starts the call and the
+        // attempt, chooses the target and reserves the quota.
+        let now = Instant::now();
+        let shared = &*self.shared;
+        let deadline = Deadline::current().unwrap_or(Deadline::from_now(now, shared.budget));
+        let call = Call::start(&shared.policy, Some(&shared.route), Some(deadline), now);
+        let cost = shared.admission.cost(&request);
+        ResponseFuture::new(Arc::clone(&self.shared), request, cost, call, now)
+    }
+}
+
+/// The route's view of the stack's quota for one call's cost: each target's pinned state,
+/// found by the target's key.
+pub(crate) struct CostHeadroom<'a, T, A> {
+    pub(crate) targets: &'a [Target<T>],
+    pub(crate) admission: &'a A,
+    pub(crate) cost: Option<Cost>,
+}
+
+impl<T: PartialEq, A: TargetSlots> crate::fallback::Headroom<T> for CostHeadroom<'_, T, A> {
+    fn admit_wait(&self, key: &T, now: Instant) -> Option<Duration> {
+        let Some(cost) = self.cost else {
+            return Some(Duration::ZERO);
+        };
+        let index = self.targets.iter().position(|t| t.key() == key);
+        match index.and_then(|i| self.admission.slot(i)) {
+            Some(slot) => crate::admission::Slot::admit_wait(slot, cost, now),
+            // Not one of the stack's targets: no quota of ours holds it back.
+            None => Some(Duration::ZERO),
+        }
+    }
+}
