@@ -58,10 +58,10 @@ pub mod breaker;
 pub mod classify;
 pub mod deadline;
 mod error;
-pub mod lifecycle;
 pub mod fallback;
 #[cfg(any(feature = "sim", feature = "dynamodb"))]
 mod item_size;
+pub mod lifecycle;
 pub mod observe;
 mod outcome;
 pub mod retry;

@@ -14,8 +14,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::route::{Choice, Exhaustion, Headroom, NoHeadroom, Plan, Route};
-use crate::lifecycle::{Routing, move_on};
 use crate::breaker::{BreakerConfig, BreakerHandle, BreakerPermit, BreakerRegistry, ConfigError};
+use crate::lifecycle::{Routing, move_on};
 use crate::observe::{CounterSet, Labels, keys, names};
 use crate::{BoxError, Classify, Outcome};
 

@@ -6,12 +6,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::attempt::Ended;
+use crate::Outcome;
 use crate::admission::{Ask, Cost, Priority, Tenant};
 use crate::breaker::{BreakerHandle, BreakerPermit};
 use crate::deadline::Deadline;
 use crate::fallback::{After, Choice, Headroom, Plan, Route};
 use crate::retry::{Decision, RetryPolicy, RetryState, StopReason};
-use crate::Outcome;
 
 /// One call's progress through its attempts; see the [module docs](super).
 #[derive(Debug)]

@@ -1,12 +1,13 @@
-//! One SDK operation's progress through its attempts: the synchronous core that the
-//! interceptor and the HTTP client drive, with the time passed in.
+//! One SDK operation's progress through its attempts: the AWS SDK's hooks driving the
+//! [lifecycle core](crate::lifecycle), with the time passed in.
 //!
 //! The interceptor starts the call from its typed input ([`Shared::start`]), opens each attempt
 //! before signing ([`Shared::begin_attempt`]: which target, with which breaker permit), and ends
-//! it after the SDK has the attempt's result ([`Shared::end_attempt`]: settle, record, fall back
-//! or retry). Between the two the HTTP client admits the attempt against the quota
-//! ([`Shared::admit`]). The state lives behind one mutex shared through the operation's config
-//! bag and the request's extensions; nothing holds the lock across an await.
+//! it after the SDK has the attempt's result ([`Shared::end_attempt`]: the core settles,
+//! records and decides — done, move to the next target, retry, stop — and the decision goes
+//! to the SDK's retry loop). Between the two the HTTP client admits the attempt against the
+//! quota ([`Shared::admit`]). The state lives behind one mutex shared through the operation's
+//! config bag and the request's extensions; nothing holds the lock across an await.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,9 +22,10 @@ use crate::admission::{
 };
 use crate::breaker::{BreakerPermit, CircuitOpen};
 use crate::deadline::Deadline;
-use crate::fallback::{After, Choice, NoTargetAvailable, Plan, choose, served_counter};
+use crate::fallback::{Choice, NoHeadroom, NoTargetAvailable, served_counter};
+use crate::lifecycle::{self, Ended, Next, Routing};
 use crate::observe::{CounterSet, Labels};
-use crate::retry::{RetryMetrics, RetryState};
+use crate::retry::RetryMetrics;
 use crate::{BoxError, Outcome, OutcomeKind};
 
 /// What the interceptor read from a call's typed input.
@@ -46,7 +48,7 @@ pub(crate) struct Prepared {
 
 type SlotOf<S> = <S as StoreSlot>::Slot;
 
-/// One operation's state.
+/// One operation's state: the lifecycle core's call, and the SDK's attempt in flight.
 pub(crate) struct Call<S: StoreSlot> {
     /// The call's number, which the HTTP client finds in a request header.
     pub(crate) id: u64,
@@ -57,27 +59,23 @@ pub(crate) struct Call<S: StoreSlot> {
     pub(crate) decision: Option<Decision>,
     pub(crate) prepared: Prepared,
     region: Option<Arc<str>>,
-    /// The route's plan, when the call's key is the route's first target (it may fall back).
-    plan: Option<Plan>,
-    retry: RetryState,
+    /// The call's progress; it has a route plan when the call's key is the route's first
+    /// target (it may fall back).
+    call: lifecycle::Call,
+    /// The target the last attempt's end chose to move to, with its breaker permit: the next
+    /// attempt goes there.
+    moved: Option<(usize, Option<BreakerPermit>)>,
     attempt: Option<Attempt<SlotOf<S>>>,
 }
 
-/// The attempt in flight.
+/// The attempt in flight: the lifecycle core's attempt, and what the SDK's hooks need.
 pub(crate) struct Attempt<T: crate::admission::Slot> {
-    /// The route index of the target, `None` for the call's own key.
-    target: Option<usize>,
+    core: lifecycle::Attempt<T>,
     pub(crate) key: Arc<str>,
     /// Where the attempt reports: its labels and their metric handles.
     pub(crate) events: Arc<Events>,
-    started: Instant,
-    permit: Option<BreakerPermit>,
-    pub(crate) reservation: Option<Reservation<T>>,
     /// No target may be called: the HTTP client fails the attempt with this, unsent.
     blocked: Option<Blocked>,
-    /// The HTTP client admitted the attempt and handed the request on: only a sent attempt
-    /// says anything about the backend.
-    sent: bool,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -138,46 +136,58 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         region: Option<Arc<str>>,
         now: Instant,
     ) -> CallHandle<S> {
-        let plan = self
+        let route = self
             .route
             .as_ref()
             .filter(|_| prepared.routable)
-            .filter(|route| route.targets().first().map(|t| t.key()) == Some(&prepared.key))
-            .map(|route| route.plan());
+            .filter(|route| route.targets().first().map(|t| t.key()) == Some(&prepared.key));
         // The caller's deadline, when the SDK call runs within one; else the client's budget.
         let deadline = Deadline::current().unwrap_or(Deadline::from_now(now, self.deadline));
-        let retry = self.retry.start_until(now, Some(deadline));
-        let plan = plan.map(|plan| plan.with_deadline(Some(deadline)));
+        let call = lifecycle::Call::start(&self.retry, route, Some(deadline), now);
         CallHandle(Arc::new(Mutex::new(Call {
             id: self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             owner,
             decision: None,
             prepared,
             region,
-            plan,
-            retry,
+            call,
+            moved: None,
             attempt: None,
         })))
     }
 
-    /// Opens an attempt: chooses its target (and takes the target's breaker permit).
+    /// Opens an attempt: its target (the one the last attempt's end moved to, else the
+    /// route's choice for this call's cost) and the target's breaker permit.
     pub(crate) fn begin_attempt(&self, call: &mut Call<S>, now: Instant) -> Retarget {
         call.decision = None;
         if let Some(stale) = call.attempt.take() {
             // The previous attempt never ended (the SDK timed it out): it counts as a timeout.
             self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, now);
         }
-        let cost = call.prepared.cost;
-        let region = call.region.clone();
-        let (attempt, retarget) = match (&self.route, call.plan.as_mut()) {
-            (Some(route), Some(plan)) => {
-                let headroom = CallHeadroom {
-                    shared: self,
-                    route,
-                    cost,
-                    region: region.as_deref(),
+        let (attempt, retarget) = match (&self.route, call.call.plan().is_some()) {
+            (Some(route), true) => {
+                let choice = match call.moved.take() {
+                    Some((target, permit)) => Choice::Call {
+                        target,
+                        wait: Duration::ZERO,
+                        permit,
+                    },
+                    None => {
+                        let headroom = CallHeadroom {
+                            shared: self,
+                            route,
+                            cost: call.prepared.cost,
+                            region: call.region.as_deref(),
+                        };
+                        let routing = Routing {
+                            route,
+                            breakers: &self.target_breakers,
+                            headroom: &headroom,
+                        };
+                        call.call.choose(&routing, now)
+                    }
                 };
-                match choose(route, &self.target_breakers, plan, now, &headroom) {
+                match choice {
                     Choice::Call { target, permit, .. } => {
                         let t = &route.targets()[target];
                         let retarget = if t.key() == &call.prepared.key {
@@ -187,16 +197,15 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                         };
                         let events =
                             self.events(Some(target), call.labels(t.labels().clone(), t.key()));
-                        (
-                            Attempt::new(Some(target), Arc::clone(t.key()), events, now, permit),
-                            retarget,
-                        )
+                        let core = lifecycle::Attempt::new(Some(target), permit, now);
+                        (Attempt::new(core, Arc::clone(t.key()), events), retarget)
                     }
                     Choice::Exhausted { retry_in, cause } => {
                         let key = Arc::clone(&call.prepared.key);
                         let events =
                             self.events(None, call.labels(Labels::target(Arc::clone(&key)), &key));
-                        let mut attempt = Attempt::new(None, key, events, now, None);
+                        let mut attempt =
+                            Attempt::new(lifecycle::Attempt::new(None, None, now), key, events);
                         attempt.blocked =
                             Some(Blocked::NoTarget(NoTargetAvailable { retry_in, cause }));
                         (attempt, Retarget::Keep)
@@ -214,25 +223,28 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                     .as_ref()
                     .map_or_else(|| Labels::target(Arc::clone(&key)), |(_, l)| l.clone());
                 let events = self.events(None, call.labels(base, &key));
-                let mut attempt = Attempt::new(None, key, events, now, None);
-                let breaker = match on_route {
-                    Some((index, _)) => self.target_breakers[index].clone(),
+                let breaker = match &on_route {
+                    Some((index, _)) => self.target_breakers[*index].clone(),
                     None => self
                         .other_breakers
                         .as_ref()
-                        .map(|registry| registry.get(&attempt.key, now)),
+                        .map(|registry| registry.get(&key, now)),
                 };
+                let mut core = lifecycle::Attempt::new(None, None, now);
+                let mut blocked = None;
                 if let Some(breaker) = breaker {
                     match breaker.acquire(now) {
-                        Ok(permit) => attempt.permit = Some(permit),
+                        Ok(permit) => core.set_permit(permit),
                         Err(open) => {
-                            attempt.blocked = Some(Blocked::Open(CircuitOpen::new(
+                            blocked = Some(Blocked::Open(CircuitOpen::new(
                                 open.retry_in,
-                                attempt.events.labels.clone(),
+                                events.labels.clone(),
                             )))
                         }
                     }
                 }
+                let mut attempt = Attempt::new(core, key, events);
+                attempt.blocked = blocked;
                 (attempt, Retarget::Keep)
             }
         };
@@ -253,16 +265,12 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         }
         // The request is signed before it waits: never past SigV4's validity.
         let signed_limit = Deadline::from_now(Instant::now(), super::MAX_ADMISSION_WAIT);
-        let deadline = match call.retry.deadline() {
-            Some(deadline) => deadline.min(signed_limit),
-            None => signed_limit,
-        };
-        let mut ask = Ask::new(call.prepared.cost)
-            .priority(self.priority)
-            .deadline(deadline);
-        if let Some(tenant) = self.tenant {
-            ask = ask.tenant(tenant);
-        }
+        let ask = call.call.ask(
+            call.prepared.cost,
+            self.priority,
+            self.tenant,
+            Some(signed_limit),
+        );
         Ok(Some((Arc::clone(&attempt.key), ask)))
     }
 
@@ -292,7 +300,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     }
 
     /// Ends the attempt with its outcome and the units it spent (`None`: unknown, the estimate
-    /// stays), and decides what the SDK does next.
+    /// stays), and turns the call's next step into what the SDK does next.
     pub(crate) fn end_attempt(
         &self,
         call: &mut Call<S>,
@@ -300,120 +308,111 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         units: Option<u64>,
         now: Instant,
     ) -> Decision {
-        let Some(attempt) = call.attempt.take() else {
-            // No attempt was opened (an interceptor failed first): decide on the outcome alone.
-            let events = self.events(None, Labels::none());
-            return self.retry_or_stop(call, outcome, &events, now);
-        };
-        let (target, events, blocked) = (
-            attempt.target,
-            Arc::clone(&attempt.events),
-            attempt.blocked.is_some(),
-        );
-        self.finish_attempt(attempt, outcome, units, now);
-        if outcome.is_success() {
-            if let (Some(served), Some(_)) = (&events.served, &call.plan) {
-                served.increment(0);
-                if target != Some(0) {
-                    tracing::debug!(
-                        target: "tower_headroom::smithy",
-                        labels = %events.labels,
-                        "served by a fallback target"
-                    );
-                }
+        let (ended, events) = match call.attempt.take() {
+            Some(attempt) => {
+                let events = Arc::clone(&attempt.events);
+                (self.finish_attempt(attempt, outcome, units, now), events)
             }
-            return Decision::Done;
-        }
-        if let (Some(route), Some(plan), Some(index), false) =
-            (&self.route, call.plan.as_mut(), target, blocked)
-        {
-            if route.after(plan, index, *outcome) == After::Move {
+            // No attempt was opened (an interceptor failed first): decide on the outcome alone.
+            None => (
+                Ended {
+                    target: None,
+                    sent: false,
+                    limit: None,
+                },
+                self.events(None, Labels::none()),
+            ),
+        };
+        let next = match &self.route {
+            Some(route) => {
+                let headroom = CallHeadroom {
+                    shared: self,
+                    route,
+                    cost: call.prepared.cost,
+                    region: call.region.as_deref(),
+                };
+                let routing = Routing {
+                    route,
+                    breakers: &self.target_breakers,
+                    headroom: &headroom,
+                };
+                let routed = call.call.plan().is_some().then_some(&routing);
+                call.call.next(&self.retry, routed, &ended, outcome, now)
+            }
+            None => call
+                .call
+                .next::<Arc<str>, NoHeadroom>(&self.retry, None, &ended, outcome, now),
+        };
+        match next {
+            Next::Done => {
+                if let (Some(served), Some(target)) = (&events.served, ended.target) {
+                    served.increment(0);
+                    if target != 0 {
+                        tracing::debug!(
+                            target: "tower_headroom::smithy",
+                            labels = %events.labels,
+                            "served by a fallback target"
+                        );
+                    }
+                }
+                Decision::Done
+            }
+            Next::Move { target, permit } => {
                 tracing::debug!(
                     target: "tower_headroom::smithy",
                     labels = %events.labels,
                     class = outcome.kind.as_str(),
                     "moving to the next fallback target"
                 );
-                return Decision::Retry(outcome.kind, Duration::ZERO);
+                call.moved = Some((target, permit));
+                Decision::Retry(outcome.kind, Duration::ZERO)
             }
-        }
-        self.retry_or_stop(call, outcome, &events, now)
-    }
-
-    /// The retry policy's decision, reported as the retry layer reports it.
-    fn retry_or_stop(
-        &self,
-        call: &mut Call<S>,
-        outcome: &Outcome,
-        events: &Events,
-        now: Instant,
-    ) -> Decision {
-        match self.retry.decide(&mut call.retry, outcome, now) {
-            crate::retry::Decision::Retry(delay) => {
-                if let (Some(route), Some(plan)) = (&self.route, call.plan.as_mut()) {
-                    // A retry starts over from the preferred target, as the Tower stack's does.
-                    *plan = route.plan().with_deadline(call.retry.deadline());
-                }
-                events.retry.retry(outcome, &call.retry, delay);
+            Next::Retry(delay) => {
+                events.retry.retry(outcome, call.call.retry(), delay);
                 Decision::Retry(outcome.kind, delay)
             }
-            crate::retry::Decision::Stop(reason) => {
-                events.retry.stop(outcome, &call.retry, reason);
+            Next::Stop(reason) => {
+                events.retry.stop(outcome, call.call.retry(), reason);
                 Decision::Stop
             }
         }
     }
 
-    /// Settles the attempt's reservation and records its breaker outcome. An attempt that was
-    /// never sent gives its units back and its breaker permit up, unrecorded.
+    /// Ends the attempt by the lifecycle's rules (an unsent attempt gives its units back and
+    /// its permit up; a sent one settles and records), and reports it.
     fn finish_attempt(
         &self,
-        mut attempt: Attempt<SlotOf<S>>,
+        attempt: Attempt<SlotOf<S>>,
         outcome: &Outcome,
         units: Option<u64>,
         now: Instant,
-    ) {
-        attempt.events.retry.attempt(outcome);
-        if !attempt.sent {
-            if let Some(reservation) = attempt.reservation.take() {
-                reservation.release_unsent(now);
-            }
-            return;
+    ) -> Ended {
+        let events = attempt.events;
+        events.retry.attempt(outcome);
+        let usage = units.map_or(Usage::UNKNOWN, Usage::units);
+        let ended = attempt.core.end(outcome, usage, now);
+        if let Some(limit) = ended.limit {
+            events.admission.settled(&events.labels, outcome, limit);
         }
-        if let Some(reservation) = attempt.reservation.take() {
-            let usage = units
-                .map_or(Usage::UNKNOWN, Usage::units)
-                .or_refused(outcome);
-            if let Some(limit) = reservation.finish(outcome, usage, now) {
-                let events = &attempt.events;
-                events.admission.settled(&events.labels, outcome, limit);
-            }
-        }
-        if let Some(permit) = attempt.permit.take() {
-            permit.record(
-                *outcome,
-                now.saturating_duration_since(attempt.started),
-                now,
-            );
-        }
+        ended
     }
 
     /// Moves the attempt's reservation out, for a streamed response that settles itself.
     pub(crate) fn take_reservation(call: &mut Call<S>) -> Option<Reservation<SlotOf<S>>> {
-        call.attempt.as_mut()?.reservation.take()
+        call.attempt.as_mut()?.core.take_reservation()
     }
 
     /// The HTTP client is handing the attempt's request on.
     pub(crate) fn sent(call: &mut Call<S>) {
         if let Some(attempt) = call.attempt.as_mut() {
-            attempt.sent = true;
+            attempt.core.sent();
         }
     }
 
     /// Stores the attempt's admitted reservation.
     pub(crate) fn admitted(call: &mut Call<S>, reservation: Reservation<SlotOf<S>>) {
         match call.attempt.as_mut() {
-            Some(attempt) => attempt.reservation = Some(reservation),
+            Some(attempt) => attempt.core.reserved(reservation),
             // The attempt was ended meanwhile (cannot happen in the orchestrator's order):
             // dropping the reservation settles it at its estimate.
             None => drop(reservation),
@@ -446,9 +445,11 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         Arc::clone(entry)
     }
 
-    /// Ends the call: an attempt still open (the operation was cut short) is given up.
+    /// Ends the call: an attempt still open (the operation was cut short) is given up, and a
+    /// target moved to but never called gives its permit up.
     pub(crate) fn end_call(&self, call: &mut Call<S>, now: Instant) {
         call.decision = None;
+        call.moved = None;
         if let Some(attempt) = call.attempt.take() {
             // The operation ended with the attempt in flight (its timeout cut it short).
             self.finish_attempt(attempt, &Outcome::new(OutcomeKind::Timeout), None, now);
@@ -457,22 +458,12 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
 }
 
 impl<T: crate::admission::Slot> Attempt<T> {
-    fn new(
-        target: Option<usize>,
-        key: Arc<str>,
-        events: Arc<Events>,
-        started: Instant,
-        permit: Option<BreakerPermit>,
-    ) -> Self {
+    fn new(core: lifecycle::Attempt<T>, key: Arc<str>, events: Arc<Events>) -> Self {
         Attempt {
-            target,
+            core,
             key,
             events,
-            started,
-            permit,
-            reservation: None,
             blocked: None,
-            sent: false,
         }
     }
 }

@@ -17,9 +17,7 @@ use crate::admission::{Cost, Grant, RejectReason, Rejected, Reservation, Usage};
 use crate::breaker::BreakerPermit;
 use crate::classify::classify_error;
 use crate::deadline::Deadline;
-use crate::fallback::{
-    Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, Served,
-};
+use crate::fallback::{Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, Served};
 use crate::lifecycle::{Attempt, Call, Ended, Next, Routing};
 use crate::retry::{Fatal, RetriesExhausted, StopReason};
 use crate::{BoxError, Classify, Outcome, OutcomeKind};
@@ -186,7 +184,9 @@ where
                     continue;
                 }
                 StateProj::Done => {
-                    return Poll::Ready(Err("stack response future polled after completion".into()));
+                    return Poll::Ready(
+                        Err("stack response future polled after completion".into()),
+                    );
                 }
             };
             match step {
@@ -217,7 +217,6 @@ where
     F: RewriteFor<Req, T>,
     HttpExtension: Annotate<S::Response>,
 {
-
     /// Chooses the attempt's target and admits it.
     fn begin(&mut self, now: Instant) -> Step<S::Response> {
         let shared = Arc::clone(&self.shared);
@@ -290,10 +289,7 @@ where
 
     /// The attempt was admitted after waiting since it began.
     fn waited(&self, now: Instant) {
-        if let Some((attempt, target)) = self
-            .attempt
-            .as_ref()
-            .and_then(|a| Some((a, a.target()?)))
+        if let Some((attempt, target)) = self.attempt.as_ref().and_then(|a| Some((a, a.target()?)))
         {
             let wait = now.saturating_duration_since(attempt.started());
             self.shared.events[target].admission.waited(wait);
@@ -336,7 +332,12 @@ where
                 self.service = None;
                 let error: BoxError = error.into();
                 let outcome = self.shared.classifier.classify(Err(&*error));
-                Poll::Ready(Err(self.ended(outcome, Err(error), Usage::UNKNOWN, Instant::now())))
+                Poll::Ready(Err(self.ended(
+                    outcome,
+                    Err(error),
+                    Usage::UNKNOWN,
+                    Instant::now(),
+                )))
             }
         }
     }
