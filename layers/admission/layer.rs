@@ -462,8 +462,11 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, Req, U, C, <Q as StoreSlot>::Slot>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    /// Always ready: the inner service is readied in the response future only once the quota
+    /// granted the call, so a call waiting for quota holds none of the inner service's
+    /// readiness (a connection-pool slot, a concurrency permit).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -477,9 +480,8 @@ where
                 .clone(),
             None => slot_of(quota, &self.demand.key(&req), now),
         };
-        // Take the service that was driven to readiness; leave a clone for the next call.
-        let clone = self.inner.clone();
-        let mut svc = std::mem::replace(&mut self.inner, clone);
+        // The call readies its own clone of the inner service, after the grant.
+        let svc = self.inner.clone();
         let after = Arc::clone(&self.after);
         match Reservation::reserve(slot, &ask, now) {
             Err(rejected) => {
@@ -495,8 +497,9 @@ where
             }
             Ok(reservation) => {
                 let state = match reservation.grant() {
-                    Grant::Now => State::Calling {
-                        future: svc.call(req),
+                    Grant::Now => State::Ready {
+                        svc: Some(svc),
+                        req: Some(req),
                     },
                     Grant::At(at) => State::Waiting {
                         sleep: tokio::time::sleep_until(at),
