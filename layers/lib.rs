@@ -70,6 +70,7 @@ pub mod sim;
 #[cfg(feature = "smithy")]
 pub mod smithy;
 pub mod stack;
+pub mod timeout;
 
 pub use crate::admission::{AdmissionLayer, Cost, Limit, Quota, Rejected, Usage};
 pub use crate::breaker::{BreakerConfig, BreakerLayer, BreakerRegistry, CircuitOpen};

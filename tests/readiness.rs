@@ -14,18 +14,13 @@ use tower_headroom::stack::StackBuilder;
 use tower_headroom::{BoxError, HttpClassifier};
 
 /// A backend that takes ten seconds per call.
-fn slow() -> tower::util::ServiceFn<
-    impl Fn(
-        http::Request<()>,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<http::Response<()>, BoxError>> + Send>,
-    > + Clone,
-> {
-    tower::service_fn(|_req: http::Request<()>| {
-        Box::pin(async {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            Ok::<_, BoxError>(http::Response::new(()))
-        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+fn slow()
+-> impl Service<http::Request<()>, Response = http::Response<()>, Error = BoxError, Future = impl Send>
++ Clone
++ Send {
+    tower::service_fn(|_req: http::Request<()>| async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok::<_, BoxError>(http::Response::new(()))
     })
 }
 

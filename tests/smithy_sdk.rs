@@ -946,3 +946,49 @@ async fn an_attempt_timeout_is_decided_by_the_policy() {
         );
     }
 }
+
+/// The adapter's own attempt timeout, scaled by the call's estimate as the Tower stack scales
+/// it: a short call to a model slower than its timeout is abandoned and retried (the policy
+/// retries timeouts), a call allowed more tokens waits long enough.
+#[tokio::test(start_paused = true)]
+async fn the_attempt_timeout_scales_with_the_calls_estimate() {
+    use tower_headroom::timeout::AttemptTimeout;
+
+    // A second, plus two milliseconds per estimated token.
+    let timeout = AttemptTimeout::scaled(
+        Duration::from_secs(1),
+        Duration::from_millis(2),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    for (max_tokens, served) in [(10, false), (4_000, true)] {
+        let start = Instant::now();
+        let (_front, log, http) = front(start);
+        let headroom = SdkHeadroom::builder(Profile::Bedrock)
+            .retry(policy(start).max_attempts(2).build().unwrap())
+            .attempt_timeout(timeout)
+            .no_breakers()
+            .build()
+            .unwrap();
+        let client = bedrock_client(&headroom, http);
+        let result = converse(&client, SLOW, max_tokens).await;
+        let sent = log.lock().unwrap().len();
+        if served {
+            // About 100 input tokens + 4,000: over eight seconds for a five-second model.
+            assert!(result.is_ok(), "{result:?}");
+            assert_eq!(sent, 1);
+        } else {
+            let error = result.unwrap_err();
+            let source = std::error::Error::source(&error).map(|e| format!("{e:?}"));
+            assert!(
+                format!("{error:?}").contains("AttemptTimedOut"),
+                "{error:?} / {source:?}"
+            );
+            assert_eq!(sent, 2, "the timed-out attempt was retried once");
+            // Two attempts of about 1.2 s each, and the timeout backoff between them.
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(2_400), "{took:?}");
+            assert!(took < Duration::from_secs(5), "{took:?}");
+        }
+    }
+}

@@ -174,7 +174,10 @@ fn transport_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
     if let Some(io) = error.downcast_ref::<io::Error>() {
         return io_kind(io.kind()).map(Outcome::new);
     }
-    if error.is::<tokio::time::error::Elapsed>() || error.is::<tower::timeout::error::Elapsed>() {
+    if error.is::<tokio::time::error::Elapsed>()
+        || error.is::<tower::timeout::error::Elapsed>()
+        || error.is::<crate::timeout::AttemptTimedOut>()
+    {
         return Some(Outcome::new(OutcomeKind::Timeout));
     }
     None

@@ -18,6 +18,7 @@ use super::interceptor::CALL_HEADER;
 use super::{SdkHeadroom, Shared};
 use crate::admission::{MemoryStore, QuotaStore};
 use crate::fallback::Exhaustion;
+use crate::timeout::AttemptTimedOut;
 
 /// The HTTP client of an [`SdkHeadroom`], around your own (or the SDK's default) client.
 ///
@@ -108,12 +109,13 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
         };
         let (shared, inner) = (Arc::clone(&self.shared), self.inner.clone());
         HttpConnectorFuture::new(async move {
-            let (admission, events, stream) = {
+            let (admission, events, stream, cost) = {
                 let call = handle.lock();
                 (
                     shared.admission(&call),
                     shared.attempt_events(&call),
                     call.prepared.stream,
+                    call.prepared.cost,
                 )
             };
             match admission {
@@ -131,7 +133,19 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                 },
             }
             Shared::sent(&mut handle.lock());
-            let response = inner.call(request).await?;
+            let response = match shared.attempt_timeout {
+                Some(timeout) => {
+                    let after = timeout.for_cost(Some(cost));
+                    match tokio::time::timeout(after, inner.call(request)).await {
+                        Ok(response) => response?,
+                        Err(_) => {
+                            let timed_out = Box::new(AttemptTimedOut { after });
+                            return Err(ConnectorError::timeout(timed_out));
+                        }
+                    }
+                }
+                None => inner.call(request).await?,
+            };
             if stream && response.status().is_success() {
                 if let Some(reservation) = Shared::take_reservation(&mut handle.lock()) {
                     return Ok(super::settle_stream(

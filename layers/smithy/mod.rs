@@ -86,6 +86,7 @@ use crate::fallback::{BreakerSource, FallbackPolicy, Route, Target};
 use crate::observe::Labels;
 use crate::retry::RetryPolicy;
 use crate::stack::Profile;
+use crate::timeout::AttemptTimeout;
 use crate::{Outcome, OutcomeKind};
 
 #[cfg(feature = "bedrock")]
@@ -158,6 +159,8 @@ pub(crate) struct Shared<S: crate::admission::StoreSlot> {
     /// A call's wait budget when it carries no [`Deadline`](crate::Deadline).
     pub(crate) deadline: Duration,
     pub(crate) estimation: Estimation,
+    /// How long one attempt may take once admitted (see [`crate::timeout`]).
+    pub(crate) attempt_timeout: Option<AttemptTimeout>,
     /// The calls in flight, by their orchestrator context (for the classifier) and by their
     /// id (for the HTTP client, which finds it in a request header).
     pub(crate) calls: Mutex<Registry<S>>,
@@ -248,6 +251,7 @@ impl SdkHeadroom {
             priority: Priority::Interactive,
             tenant: None,
             deadline: None,
+            attempt_timeout: None,
             seed: None,
             estimation: Estimation {
                 chars_per_token: 4,
@@ -344,6 +348,8 @@ pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     priority: Priority,
     tenant: Option<Tenant>,
     deadline: Option<Duration>,
+    /// `None`: the profile's; `Some(None)`: no attempt timeout.
+    attempt_timeout: Option<Option<AttemptTimeout>>,
     seed: Option<u64>,
     estimation: Estimation,
 }
@@ -418,6 +424,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             priority: self.priority,
             tenant: self.tenant,
             deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
             seed: self.seed,
             estimation: self.estimation,
         }
@@ -444,6 +451,21 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// signed before it waits); a longer wait is answered at once with a retry delay.
     pub fn deadline(mut self, budget: Duration) -> Self {
         self.deadline = Some(budget);
+        self
+    }
+
+    /// How long one attempt may take once admitted before it is abandoned as a timeout
+    /// (default: the profile's [`attempt_timeout`](Profile::attempt_timeout), scaled by the
+    /// call's estimate as the Tower stack scales it). The HTTP client enforces it around the
+    /// request it sends: for a streamed response, until the response head arrives.
+    pub fn attempt_timeout(mut self, timeout: AttemptTimeout) -> Self {
+        self.attempt_timeout = Some(Some(timeout));
+        self
+    }
+
+    /// No attempt timeout of ours (the SDK's own `TimeoutConfig` still applies).
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = Some(None);
         self
     }
 
@@ -568,6 +590,9 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 tenant: self.tenant,
                 deadline,
                 estimation: est,
+                attempt_timeout: self
+                    .attempt_timeout
+                    .unwrap_or(Some(self.profile.attempt_timeout())),
                 calls: Mutex::new(Registry {
                     by_context: HashMap::new(),
                     by_id: HashMap::new(),

@@ -18,6 +18,7 @@ use crate::error::ConfigError;
 use crate::fallback::{BreakerSource, FallbackPolicy, Route, RouteBuilder, Target, served_counter};
 use crate::observe::Labels;
 use crate::retry::{RetryMetrics, RetryPolicy};
+use crate::timeout::AttemptTimeout;
 
 /// Builds the stack; see the [module docs](super).
 ///
@@ -31,6 +32,8 @@ pub struct StackBuilder<T, C, A = NoAdmission> {
     route: RouteBuilder<T>,
     retry: Option<RetryPolicy>,
     deadline: Option<Duration>,
+    /// `None`: the profile's; `Some(None)`: no attempt timeout.
+    attempt_timeout: Option<Option<AttemptTimeout>>,
     seed: Option<u64>,
     /// `None`: the profile's breaker, one per target.
     breakers: Option<BreakerSource>,
@@ -61,6 +64,7 @@ impl<T, C> StackBuilder<T, C> {
             route: Route::builder(),
             retry: None,
             deadline: None,
+            attempt_timeout: None,
             seed: None,
             breakers: None,
             admission: NoAdmission,
@@ -92,6 +96,7 @@ impl<T, C> StackBuilder<T, C> {
             route: self.route,
             retry: self.retry,
             deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
             seed: self.seed,
             breakers: self.breakers,
             admission: Admit {
@@ -130,6 +135,21 @@ impl<T, C, A> StackBuilder<T, C, A> {
     /// the router's choice of a target that must wait, and retries all spend from it.
     pub fn deadline(mut self, budget: Duration) -> Self {
         self.deadline = Some(budget);
+        self
+    }
+
+    /// How long one attempt may take before it is abandoned as a timeout (default: the
+    /// profile's [`attempt_timeout`](Profile::attempt_timeout)), scaled by the call's
+    /// estimated cost when the stack admits calls; the timer runs from the attempt's admission
+    /// until the client answers.
+    pub fn attempt_timeout(mut self, timeout: AttemptTimeout) -> Self {
+        self.attempt_timeout = Some(Some(timeout));
+        self
+    }
+
+    /// No attempt timeout: an attempt takes as long as the client does.
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = Some(None);
         self
     }
 
@@ -261,6 +281,9 @@ impl<T, C, A> StackBuilder<T, C, A> {
             classifier: self.classifier,
             policy,
             budget,
+            attempt_timeout: self
+                .attempt_timeout
+                .unwrap_or(Some(self.profile.attempt_timeout())),
             admission,
             events,
             unrouted: RetryMetrics::register(&Labels::none()),
@@ -285,6 +308,7 @@ impl<T, C, E, Q> StackBuilder<T, C, Admit<T, E, NoUsage, Q>> {
             route: self.route,
             retry: self.retry,
             deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
             seed: self.seed,
             breakers: self.breakers,
             admission: Admit {

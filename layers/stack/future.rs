@@ -20,6 +20,7 @@ use crate::deadline::Deadline;
 use crate::fallback::{Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, Served};
 use crate::lifecycle::{Attempt, Call, Ended, Next, Routing};
 use crate::retry::{Fatal, RetriesExhausted, StopReason};
+use crate::timeout::AttemptTimedOut;
 use crate::{BoxError, Classify, Outcome, OutcomeKind};
 
 pin_project! {
@@ -44,8 +45,8 @@ pin_project! {
         Admitting { #[pin] sleep: Sleep },
         /// Ready the target's client.
         Readying,
-        /// The attempt is in flight.
-        Calling { #[pin] future: Fut },
+        /// The attempt is in flight, abandoned at its timeout if it has one.
+        Calling { #[pin] future: Fut, #[pin] timeout: Option<Sleep> },
         /// Wait before retrying.
         Sleeping { #[pin] sleep: Sleep },
         /// The answer was returned.
@@ -77,6 +78,8 @@ struct Driver<S, T, C, A: TargetSlots, F, Req> {
     request: Option<Req>,
     /// A clock reading to begin the next attempt with, when one is at hand.
     clock: Option<Instant>,
+    /// When the attempt was admitted (its timeout runs from here).
+    admitted: Instant,
 }
 
 impl<S, T, C, A, F, Req> ResponseFuture<S, T, C, A, F, Req>
@@ -101,6 +104,7 @@ where
                 service: None,
                 request: None,
                 clock: Some(now),
+                admitted: now,
             },
             state: State::Begin,
         }
@@ -160,6 +164,7 @@ where
                         }
                         Ok(Grant::Now) => {
                             driver.waited(now);
+                            driver.admitted = now;
                             Step::Ready
                         }
                         Err(rejected) => driver.rejected_waiting(rejected, now),
@@ -168,15 +173,25 @@ where
                 StateProj::Readying => match driver.poll_ready(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(future)) => {
-                        this.state.set(State::Calling { future });
+                        let timeout = driver.timeout().map(tokio::time::sleep_until);
+                        this.state.set(State::Calling { future, timeout });
                         continue;
                     }
                     Poll::Ready(Err(step)) => step,
                 },
-                StateProj::Calling { future } => {
+                StateProj::Calling { future, timeout } => {
                     let deadline = driver.call.deadline();
-                    let result = ready!(Deadline::scope(deadline, || future.poll(cx)));
-                    driver.answered(result.map_err(Into::into))
+                    match Deadline::scope(deadline, || future.poll(cx)) {
+                        Poll::Ready(result) => driver.answered(result.map_err(Into::into)),
+                        Poll::Pending => {
+                            let expired =
+                                timeout.as_pin_mut().is_some_and(|s| s.poll(cx).is_ready());
+                            if !expired {
+                                return Poll::Pending;
+                            }
+                            driver.timed_out()
+                        }
+                    }
                 }
                 StateProj::Sleeping { sleep } => {
                     ready!(sleep.poll(cx));
@@ -256,6 +271,7 @@ where
             .rewrite(&mut request, shared.route.targets()[target].key());
         self.request = Some(request);
         self.service = Some(shared.services[target].clone());
+        self.admitted = now;
         let mut attempt = Attempt::new(Some(target), permit, now);
         let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(target)) else {
             self.attempt = Some(attempt);
@@ -340,6 +356,22 @@ where
                 )))
             }
         }
+    }
+
+    /// When the attempt in flight is abandoned, if the stack has an attempt timeout.
+    fn timeout(&self) -> Option<Instant> {
+        let timeout = self.shared.attempt_timeout?;
+        self.admitted.checked_add(timeout.for_cost(self.cost))
+    }
+
+    /// The attempt outlived its timeout: abandoned (its future dropped) as a timeout.
+    fn timed_out(&mut self) -> Step<S::Response> {
+        let now = Instant::now();
+        self.service = None;
+        let after = now.saturating_duration_since(self.admitted);
+        let error: BoxError = Box::new(AttemptTimedOut { after });
+        let outcome = classify_error(&*error);
+        self.ended(outcome, Err(error), Usage::UNKNOWN, now)
     }
 
     /// The attempt's answer.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::admission::Priority;
 use crate::breaker::BreakerConfig;
 use crate::retry::{BackoffBuilder, RetryPolicy};
+use crate::timeout::AttemptTimeout;
 
 /// Which service the defaults are for.
 ///
@@ -15,6 +16,7 @@ use crate::retry::{BackoffBuilder, RetryPolicy};
 /// | quota window for throttle alignment, without admission | 60 s, clock-aligned, 5 s spread | 1 s, 100 ms spread | 60 s, 5 s spread |
 /// | breaker | 5 in a row, or 50 % of ≥ 10 calls in 30 s; open 30 s | 5 in a row, or 50 % of ≥ 20 calls in 10 s; open 5 s | as Bedrock |
 /// | retry budget | 10 % of calls over 10 s, at least 10 | same | same |
+/// | attempt timeout ([`attempt_timeout`](Profile::attempt_timeout)) | 60 s + 25 ms per estimated token, at most 10 min | 5 s | as Bedrock |
 ///
 /// Bedrock's token quotas are counted per minute, so without admission a quota throttle waits
 /// for the next window rather than retrying into the one that is spent; with admission the
@@ -102,6 +104,22 @@ impl Profile {
             Profile::Bedrock | Profile::Http => crate::Limit::per_minute(),
             Profile::DynamoDb => crate::Limit::per_second().burst(Duration::from_secs(300)),
         }
+    }
+
+    /// How long one attempt may take by default (see [`crate::timeout`]): for Bedrock and
+    /// plain HTTP (LLM endpoints) a minute plus 25 ms per estimated token — about 40 tokens a
+    /// second of generation, slower than models answer — at most ten minutes; for DynamoDB,
+    /// whose calls take milliseconds, five seconds.
+    pub fn attempt_timeout(self) -> AttemptTimeout {
+        let timeout = match self {
+            Profile::Bedrock | Profile::Http => AttemptTimeout::scaled(
+                Duration::from_secs(60),
+                Duration::from_millis(25),
+                Duration::from_secs(600),
+            ),
+            Profile::DynamoDb => AttemptTimeout::fixed(Duration::from_secs(5)),
+        };
+        timeout.expect("the profiles' attempt timeouts are valid")
     }
 
     /// The profile's breaker configuration, as a builder to adjust.

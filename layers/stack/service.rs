@@ -17,6 +17,7 @@ use crate::fallback::{Annotate, HttpExtension, Route, Target};
 use crate::lifecycle::Call;
 use crate::observe::{CounterSet, Labels};
 use crate::retry::{RetryMetrics, RetryPolicy};
+use crate::timeout::AttemptTimeout;
 use crate::{BoxError, Classify};
 
 /// The whole stack as one service: each call's attempts are driven through the
@@ -43,6 +44,7 @@ pub(crate) struct Shared<S, T, C, A, F> {
     pub(crate) policy: RetryPolicy,
     /// The wait budget of a call that carries no deadline.
     pub(crate) budget: Duration,
+    pub(crate) attempt_timeout: Option<AttemptTimeout>,
     pub(crate) admission: A,
     /// Each target's metric handles, in route order.
     pub(crate) events: Box<[TargetEvents]>,
