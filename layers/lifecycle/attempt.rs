@@ -112,7 +112,7 @@ impl<P: Slot> Attempt<P> {
 }
 
 /// Settles a reservation with the call's outcome and usage: a call the server refused spent
-/// nothing, whatever the usage reader says. Returns the key's effective limit when settling
+/// nothing unless the server said otherwise (its usage unknown, not its estimate). Returns the key's effective limit when settling
 /// may have moved it. `now` is read only when settling needs it.
 #[inline]
 pub(crate) fn settle<P: Slot>(

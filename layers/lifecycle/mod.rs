@@ -24,7 +24,7 @@
 //! | one deadline bounds a call's admission waits, the router's waits and its retries | `lifecycle::Call::start`, `lifecycle::Call::ask` |
 //! | the router asks each target's quota about this call's own estimate | `lifecycle::Call::choose` (the adapters pass the cost) |
 //! | a refusal by this client (shed, breaker open, no target) is no attempt and spends no retry budget | [`RetryPolicy::decide`](crate::retry::RetryPolicy::decide), fed by `lifecycle::Call::next` |
-//! | a call the server refused spent nothing | `lifecycle::settle` |
+//! | a call the server refused spent nothing, unless it reports usage | `lifecycle::settle` |
 //! | an attempt never sent gives its units back and its breaker permit up, unrecorded | `lifecycle::Attempt::end` |
 //! | a failed attempt moves to the route's next target before the retry policy is asked; with no target to move to, the attempt's own answer stands | `lifecycle::Call::next`, `lifecycle::move_on` |
 //! | a retry starts over from the preferred target | `lifecycle::Call::next` |
@@ -35,3 +35,6 @@ mod call;
 
 pub(crate) use self::attempt::{Attempt, Ended, record, settle};
 pub(crate) use self::call::{Call, Next, Routing, move_on};
+
+#[cfg(test)]
+mod tests;

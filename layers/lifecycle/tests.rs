@@ -1,0 +1,191 @@
+//! The lifecycle's rules, on the cores with time passed in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Attempt, Call, Ended, Next, Routing};
+use crate::admission::{Ask, Cost, Limit, MemorySlot, Quota, Reservation, Usage};
+use crate::breaker::{BreakerConfig, BreakerHandle, State};
+use crate::fallback::{Choice, NoHeadroom, Route, Target};
+use crate::observe::Labels;
+use crate::retry::{RetryPolicy, StopReason};
+use crate::{Outcome, OutcomeKind, ThrottleScope};
+
+fn route() -> Route<&'static str> {
+    Route::builder()
+        .target(Target::new("sonnet", "sonnet").model("sonnet"))
+        .target(Target::new("haiku", "haiku").model("haiku"))
+        .build()
+        .unwrap()
+}
+
+fn breakers(n: usize, now: Instant) -> Vec<Option<BreakerHandle>> {
+    let config = BreakerConfig::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    (0..n)
+        .map(|_| Some(BreakerHandle::new_at(config.clone(), Labels::none(), now)))
+        .collect()
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy::builder()
+        .max_attempts(3)
+        .seed(3)
+        .build()
+        .unwrap()
+}
+
+fn sent(target: usize) -> Ended {
+    Ended {
+        target: Some(target),
+        sent: true,
+        limit: None,
+    }
+}
+
+#[test]
+fn an_overloaded_model_moves_to_the_next_before_the_retry_policy_is_asked() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, now);
+    assert!(matches!(
+        call.choose(&routing, now),
+        Choice::Call { target: 0, .. }
+    ));
+    let overloaded = Outcome::new(OutcomeKind::Overloaded);
+    let next = call.next(&policy, Some(&routing), &sent(0), &overloaded, now);
+    assert!(matches!(next, Next::Move { target: 1, .. }), "{next:?}");
+    assert_eq!(call.retry().attempts(), 0, "a move is not a retry");
+    // Nowhere left to move: the retry policy decides, and a retry starts over at the first.
+    let next = call.next(&policy, Some(&routing), &sent(1), &overloaded, now);
+    let Next::Retry(delay) = next else {
+        panic!("{next:?}")
+    };
+    let later = now + delay;
+    // The first target's breaker opened on its failure (one failure opens it here)... but it
+    // was never recorded: `next` decides, `Attempt::end` records. So it is still closed.
+    assert!(matches!(
+        call.choose(&routing, later),
+        Choice::Call { target: 0, .. }
+    ));
+}
+
+#[test]
+fn a_local_refusal_never_moves_and_an_open_breakers_refusal_stops_at_once() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, now);
+    let refused = Outcome::new(OutcomeKind::Unavailable).refused_locally();
+    let unsent = Ended {
+        target: Some(0),
+        sent: false,
+        limit: None,
+    };
+    let next = call.next(&policy, Some(&routing), &unsent, &refused, now);
+    assert!(
+        matches!(next, Next::Stop(StopReason::CircuitOpen)),
+        "{next:?}"
+    );
+    assert_eq!(call.retry().attempts(), 0, "a refusal is not an attempt");
+}
+
+#[test]
+fn success_is_done_and_counts_the_attempt() {
+    let now = Instant::now();
+    let policy = policy();
+    let mut call = Call::start::<&str>(&policy, None, None, now);
+    let next = call.next::<&str, NoHeadroom>(&policy, None, &sent(0), &Outcome::SUCCESS, now);
+    assert!(matches!(next, Next::Done));
+    assert_eq!(call.retry().attempts(), 1);
+}
+
+#[test]
+fn the_ask_is_bound_by_the_calls_deadline_and_the_adapters_limit() {
+    let now = Instant::now();
+    let policy = policy();
+    let call_deadline = crate::Deadline::from_now(now, Duration::from_secs(30));
+    let call = Call::start::<&str>(&policy, None, Some(call_deadline), now);
+    let signed = crate::Deadline::from_now(now, Duration::from_secs(10));
+    let ask = call.ask(
+        Cost::units(5),
+        crate::admission::Priority::Batch,
+        None,
+        Some(signed),
+    );
+    assert_eq!(ask.deadline, Some(signed));
+    let ask = call.ask(
+        Cost::units(5),
+        crate::admission::Priority::Batch,
+        None,
+        None,
+    );
+    assert_eq!(ask.deadline, Some(call_deadline));
+}
+
+fn quota() -> (Quota<&'static str>, Arc<MemorySlot>) {
+    let quota = Quota::new(Limit::per_minute().units(1_000).build().unwrap());
+    let slot = quota.slot(&"k", Instant::now());
+    (quota, slot)
+}
+
+#[test]
+fn an_unsent_attempt_gives_its_units_back_and_its_permit_up_unrecorded() {
+    let now = Instant::now();
+    let (quota, slot) = quota();
+    let breaker = breakers(1, now).pop().flatten().unwrap();
+    let reservation = Reservation::reserve(slot, &Ask::new(Cost::units(400)), now).unwrap();
+    let mut attempt = Attempt::new(Some(0), Some(breaker.acquire(now).unwrap()), now);
+    attempt.reserved(reservation);
+    let failed = Outcome::new(OutcomeKind::Transient);
+    let ended = attempt.end(&failed, Usage::UNKNOWN, now);
+    assert!(!ended.sent);
+    let stats = quota.stats(&"k", now).unwrap();
+    assert_eq!(stats.units_spent, Some(0), "the units went back");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "an unsent failure teaches nothing"
+    );
+}
+
+#[test]
+fn a_sent_attempt_settles_and_records_and_a_refused_one_spent_nothing() {
+    let now = Instant::now();
+    let (quota, slot) = quota();
+    let breaker = breakers(1, now).pop().flatten().unwrap();
+    // Served: settled at its real usage.
+    let r = Reservation::reserve(slot.clone(), &Ask::new(Cost::units(400)), now).unwrap();
+    let mut attempt = Attempt::new(Some(0), Some(breaker.acquire(now).unwrap()), now);
+    attempt.reserved(r);
+    attempt.sent();
+    attempt.end(&Outcome::SUCCESS, Usage::units(150), now);
+    assert_eq!(quota.stats(&"k", now).unwrap().units_spent, Some(150));
+    // Throttled by the server, usage unknown: it spent nothing (not its estimate).
+    let r = Reservation::reserve(slot, &Ask::new(Cost::units(400)), now).unwrap();
+    let mut attempt = Attempt::new(Some(0), Some(breaker.acquire(now).unwrap()), now);
+    attempt.reserved(r);
+    attempt.sent();
+    let throttled = Outcome::throttled(ThrottleScope::Tokens);
+    attempt.end(&throttled, Usage::UNKNOWN, now);
+    assert_eq!(quota.stats(&"k", now).unwrap().units_spent, Some(150));
+    // A sent failure is recorded: one failure opens this breaker.
+    let permit = breaker.acquire(now).unwrap();
+    let mut attempt: Attempt<Arc<MemorySlot>> = Attempt::new(Some(0), Some(permit), now);
+    attempt.sent();
+    attempt.end(&Outcome::new(OutcomeKind::Unavailable), Usage::UNKNOWN, now);
+    assert_eq!(breaker.state(), State::Open);
+}
