@@ -71,8 +71,7 @@ fn an_overloaded_model_moves_to_the_next_before_the_retry_policy_is_asked() {
         panic!("{next:?}")
     };
     let later = now + delay;
-    // The first target's breaker opened on its failure (one failure opens it here)... but it
-    // was never recorded: `next` decides, `Attempt::end` records. So it is still closed.
+    // (Recording outcomes is `Attempt::end`'s, not `next`'s: the breakers are still closed.)
     assert!(matches!(
         call.choose(&routing, later),
         Choice::Call { target: 0, .. }
