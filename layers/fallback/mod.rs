@@ -64,7 +64,6 @@ pub use self::layer::{
     Annotate, Dispatch, Fallback, FallbackBuilder, FallbackLayer, HttpExtension, NoAnnotation,
     NoTargetAvailable, ResponseFuture, Rewrite, Served, Services,
 };
-#[cfg(feature = "smithy")]
 pub(crate) use self::layer::{choose, served_counter};
 pub use self::route::{
     Action, After, Choice, Exhaustion, FallbackPolicy, Headroom, MAX_TARGETS, NoHeadroom, Plan,

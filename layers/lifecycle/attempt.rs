@@ -52,6 +52,7 @@ impl<P: Slot> Attempt<P> {
     }
 
     /// Gives the attempt a breaker permit (a call without a route takes its key's).
+    #[cfg_attr(not(feature = "smithy"), allow(dead_code))]
     pub(crate) fn set_permit(&mut self, permit: BreakerPermit) {
         self.permit = Some(permit);
     }
@@ -67,6 +68,7 @@ impl<P: Slot> Attempt<P> {
     }
 
     /// Moves the reservation out (a streamed response settles it itself).
+    #[cfg_attr(not(feature = "smithy"), allow(dead_code))]
     pub(crate) fn take_reservation(&mut self) -> Option<Reservation<P>> {
         self.reservation.take()
     }

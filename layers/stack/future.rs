@@ -173,17 +173,29 @@ where
                 StateProj::Readying => match driver.poll_ready(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(future)) => {
-                        let timeout = driver.timeout().map(tokio::time::sleep_until);
-                        this.state.set(State::Calling { future, timeout });
+                        this.state.set(State::Calling {
+                            future,
+                            timeout: None,
+                        });
                         continue;
                     }
                     Poll::Ready(Err(step)) => step,
                 },
-                StateProj::Calling { future, timeout } => {
+                StateProj::Calling {
+                    future,
+                    mut timeout,
+                } => {
                     let deadline = driver.call.deadline();
                     match Deadline::scope(deadline, || future.poll(cx)) {
                         Poll::Ready(result) => driver.answered(result.map_err(Into::into)),
                         Poll::Pending => {
+                            // The timer is set the first time the client is not ready at once,
+                            // so an answer that is (a cache, a test double) never arms one.
+                            if timeout.is_none() {
+                                if let Some(at) = driver.timeout() {
+                                    timeout.set(Some(tokio::time::sleep_until(at)));
+                                }
+                            }
                             let expired =
                                 timeout.as_pin_mut().is_some_and(|s| s.poll(cx).is_ready());
                             if !expired {
