@@ -11,6 +11,7 @@ use crate::Outcome;
 
 /// The state of a circuit breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// Calls flow; outcomes are counted.
     Closed,

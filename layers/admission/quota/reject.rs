@@ -8,6 +8,7 @@ use crate::admission::state::Refusal;
 
 /// Why a call was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RejectReason {
     /// The wait for quota is longer than the call may wait.
     Deadline,

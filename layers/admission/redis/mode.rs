@@ -27,6 +27,7 @@ pub enum FailMode {
 
 /// Where a store stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreMode {
     /// Budget shared through Redis.
     Shared,

@@ -50,6 +50,7 @@ impl ModelCall {
 
 /// Why the model stopped writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StopReason {
     /// The model finished its answer (`end_turn`).
     EndTurn,
