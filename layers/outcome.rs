@@ -38,6 +38,7 @@ pub struct Outcome {
 
 /// The class of an [`Outcome`]; its methods say how each policy treats it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OutcomeKind {
     /// The call succeeded (2xx, or an `Ok` the classifier accepted).
     Success,
@@ -58,6 +59,7 @@ pub enum OutcomeKind {
 
 /// Which limit a [`OutcomeKind::Throttled`] outcome hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ThrottleScope {
     /// A requests-per-window quota (Bedrock RPM, DynamoDB `RequestLimitExceeded`).
     Requests,

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::core::{BreakerConfig, BreakerCore, Open, Permit, State, Transition};
+use super::config::BreakerConfig;
+use super::core::{BreakerCore, Open, Permit, State, Transition};
 use crate::Outcome;
 use crate::observe::{CounterSet, Labels};
 

@@ -80,15 +80,15 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
 //! ```
 
+mod config;
 mod core;
 mod handle;
 mod layer;
 mod registry;
+mod ring;
 
-pub use self::core::{
-    BreakerConfig, BreakerConfigBuilder, BreakerCore, ConfigError, Open, Permit, State,
-    TIME_BUCKETS, Transition, Window,
-};
+pub use self::config::{BreakerConfig, BreakerConfigBuilder, ConfigError, TIME_BUCKETS, Window};
+pub use self::core::{BreakerCore, Open, Permit, State, Transition};
 pub use self::handle::{BreakerHandle, BreakerPermit};
 pub use self::layer::{Breaker, BreakerLayer, CircuitOpen, Keyed, ResponseFuture, SelectBreaker};
 pub use self::registry::{BreakerRegistry, BreakerRegistryBuilder};

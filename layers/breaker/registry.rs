@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::core::{BreakerConfig, ConfigError};
+use super::config::{BreakerConfig, ConfigError};
 use super::handle::BreakerHandle;
 use crate::observe::Labels;
 

@@ -536,6 +536,7 @@ pub enum Choice<P> {
 /// A gateway answers differently: quota is a `429` (the caller should slow down), an open
 /// breaker a `503` (the backend is sick).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Exhaustion {
     /// The request used up its hops, or every target was tried.
     Hops,

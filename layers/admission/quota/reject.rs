@@ -1,0 +1,95 @@
+//! Why a call was not admitted: [`RejectReason`], and [`Rejected`], the error a shed call
+//! gets.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::admission::state::Refusal;
+
+/// Why a call was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The wait for quota is longer than the call may wait.
+    Deadline,
+    /// Too many calls are already waiting for this key and lane.
+    QueueFull,
+    /// The cost is more than a whole window plus burst credit could ever hold.
+    CostTooLarge,
+    /// The store holding the shared quota (Redis) cannot be reached and the store is
+    /// configured to fail closed.
+    StoreUnavailable,
+}
+
+impl RejectReason {
+    /// A short, stable name.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            RejectReason::Deadline => "deadline",
+            RejectReason::QueueFull => "queue_full",
+            RejectReason::CostTooLarge => "cost_too_large",
+            RejectReason::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// A call shed by admission. Turn it into `429 Too Many Requests` with `Retry-After`
+/// ([`Rejected::to_response`]) when serving; retry after `retry_in` when calling.
+///
+/// The message names the reason and the wait, never anything from the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// When a call of the same cost could be admitted, if it ever can.
+    pub retry_in: Option<Duration>,
+    /// Why.
+    pub reason: RejectReason,
+}
+
+impl Rejected {
+    pub(crate) fn from_refusal(r: Refusal) -> Self {
+        Rejected {
+            retry_in: r.retry_in.map(Duration::from_nanos),
+            reason: r.reason,
+        }
+    }
+
+    /// A `429 Too Many Requests` response with `Retry-After` in whole seconds (rounded up), or
+    /// `413 Payload Too Large` for a cost no quota window can hold.
+    pub fn to_response<B: Default>(&self) -> http::Response<B> {
+        let mut res = http::Response::new(B::default());
+        if self.reason == RejectReason::CostTooLarge {
+            *res.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+            return res;
+        }
+        *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+        if let Some(wait) = self.retry_in {
+            crate::classify::retry_after::insert(res.headers_mut(), wait);
+        }
+        res
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.reason, self.retry_in) {
+            (RejectReason::CostTooLarge, _) => f.write_str(
+                "admission rejected: the call costs more than the quota window plus burst can ever hold",
+            ),
+            (RejectReason::Deadline, Some(w)) => write!(
+                f,
+                "admission rejected: quota wait of {w:?} exceeds the call's deadline; retry in {w:?}"
+            ),
+            (RejectReason::QueueFull, Some(w)) => write!(
+                f,
+                "admission rejected: the quota wait queue is full; retry in {w:?}"
+            ),
+            (RejectReason::StoreUnavailable, Some(w)) => write!(
+                f,
+                "admission rejected: the shared quota store is unavailable (failing closed); retry in {w:?}"
+            ),
+            (reason, None) => write!(f, "admission rejected: {}", reason.as_str()),
+        }
+    }
+}
+
+impl std::error::Error for Rejected {}

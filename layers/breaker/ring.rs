@@ -1,0 +1,132 @@
+//! The sliding window of counted calls a closed breaker trips on: the last `n` calls, or
+//! [`TIME_BUCKETS`] buckets of time.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::{TIME_BUCKETS, Window};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Bucket {
+    /// Index of the time slot this bucket holds (`elapsed / width`); stale when too old.
+    slot: u64,
+    calls: u32,
+    failures: u32,
+    slow: u32,
+}
+
+/// A sliding window of counted calls, allocated once when the breaker is built.
+#[derive(Clone, Debug)]
+pub(super) enum Ring {
+    /// One byte per call: bit 0 failure, bit 1 slow.
+    Count {
+        marks: Box<[u8]>,
+        next: usize,
+        len: usize,
+        failures: u32,
+        slow: u32,
+    },
+    Time {
+        buckets: Box<[Bucket; TIME_BUCKETS]>,
+        width: Duration,
+        epoch: Instant,
+    },
+}
+
+impl Ring {
+    pub(super) fn new(window: Window, now: Instant) -> Self {
+        match window {
+            Window::Count(n) => Ring::Count {
+                marks: vec![0; n as usize].into_boxed_slice(),
+                next: 0,
+                len: 0,
+                failures: 0,
+                slow: 0,
+            },
+            Window::Time(d) => Ring::Time {
+                buckets: Box::new([Bucket::default(); TIME_BUCKETS]),
+                width: (d / TIME_BUCKETS as u32).max(Duration::from_nanos(1)),
+                epoch: now,
+            },
+        }
+    }
+
+    pub(super) fn clear(&mut self, now: Instant) {
+        match self {
+            Ring::Count {
+                marks,
+                next,
+                len,
+                failures,
+                slow,
+            } => {
+                marks.fill(0);
+                *next = 0;
+                *len = 0;
+                *failures = 0;
+                *slow = 0;
+            }
+            Ring::Time { buckets, epoch, .. } => {
+                buckets.fill(Bucket::default());
+                *epoch = now;
+            }
+        }
+    }
+
+    fn slot(epoch: Instant, width: Duration, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(epoch).as_nanos();
+        (elapsed / width.as_nanos()) as u64
+    }
+
+    /// Adds a call and returns `(calls, failures, slow)` in the window.
+    pub(super) fn push(&mut self, failure: bool, slow: bool, now: Instant) -> (u32, u32, u32) {
+        match self {
+            Ring::Count {
+                marks,
+                next,
+                len,
+                failures,
+                slow: slow_count,
+            } => {
+                let cap = marks.len();
+                if *len == cap {
+                    let old = marks[*next];
+                    *failures -= u32::from(old & 1);
+                    *slow_count -= u32::from((old >> 1) & 1);
+                } else {
+                    *len += 1;
+                }
+                marks[*next] = u8::from(failure) | (u8::from(slow) << 1);
+                *failures += u32::from(failure);
+                *slow_count += u32::from(slow);
+                *next = (*next + 1) % cap;
+                (*len as u32, *failures, *slow_count)
+            }
+            Ring::Time {
+                buckets,
+                width,
+                epoch,
+            } => {
+                let slot = Ring::slot(*epoch, *width, now);
+                let bucket = &mut buckets[(slot % TIME_BUCKETS as u64) as usize];
+                if bucket.slot != slot {
+                    *bucket = Bucket {
+                        slot,
+                        ..Bucket::default()
+                    };
+                }
+                bucket.calls += 1;
+                bucket.failures += u32::from(failure);
+                bucket.slow += u32::from(slow);
+                let oldest = slot.saturating_sub(TIME_BUCKETS as u64 - 1);
+                buckets
+                    .iter()
+                    .filter(|b| b.calls > 0 && b.slot >= oldest && b.slot <= slot)
+                    .fold((0, 0, 0), |(c, f, s), b| {
+                        (c + b.calls, f + b.failures, s + b.slow)
+                    })
+            }
+        }
+    }
+}

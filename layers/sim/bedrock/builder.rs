@@ -1,0 +1,156 @@
+//! [`BedrockSimBuilder`]: validates every model and builds the simulator.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::DEFAULT_ERROR_LATENCY;
+use super::state::{Inner, Model, ModelState, State, default_window_phase};
+use super::{BEDROCK_WINDOW, BedrockConfig, BedrockSim, ModelConfig};
+use crate::ConfigError;
+use crate::sim::Callers;
+
+/// Builds a [`BedrockSim`].
+#[derive(Clone, Debug)]
+pub struct BedrockSimBuilder {
+    config: BedrockConfig,
+    start: Option<Instant>,
+}
+
+impl BedrockSimBuilder {
+    /// Adds a model (in one region).
+    pub fn model(mut self, model: ModelConfig) -> Self {
+        self.config.models.push(model);
+        self
+    }
+    /// Adds models.
+    pub fn models(mut self, models: impl IntoIterator<Item = ModelConfig>) -> Self {
+        self.config.models.extend(models);
+        self
+    }
+    /// The seed of every random draw (default 0).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+    /// How long a rejection takes to arrive (default 10 ms).
+    pub fn error_latency(mut self, latency: Duration) -> Self {
+        self.config.error_latency = latency;
+        self
+    }
+    /// Where the first quota window boundary falls after the start: window 0 is
+    /// `[start, start + phase)` and the windows after it are whole 60-second windows (a phase
+    /// of zero makes window 0 whole). Must be under 60 s. Default: drawn from the
+    /// [`seed`](Self::seed), uniform in `[0, 60 s)`.
+    pub fn window_phase(mut self, phase: Duration) -> Self {
+        self.config.window_phase = Some(phase);
+        self
+    }
+    /// The simulator's start, where windows and episodes are counted from (default: the
+    /// moment [`build`](Self::build) runs).
+    pub fn start(mut self, start: Instant) -> Self {
+        self.start = Some(start);
+        self
+    }
+    /// Validates every model and builds the simulator.
+    pub fn build(self) -> Result<BedrockSim, ConfigError> {
+        let BedrockConfig {
+            seed,
+            error_latency,
+            window_phase,
+            models,
+        } = self.config;
+        let window_phase = match window_phase {
+            Some(phase) if phase >= BEDROCK_WINDOW => {
+                return Err(ConfigError::new(
+                    "window_phase",
+                    phase,
+                    "must be under the 60 s window",
+                ));
+            }
+            Some(phase) => phase,
+            None => default_window_phase(seed),
+        };
+        if models.is_empty() {
+            return Err(ConfigError::new(
+                "models",
+                models.len(),
+                "at least one model is needed",
+            ));
+        }
+        for (i, model) in models.iter().enumerate() {
+            model.validate()?;
+            if models[..i]
+                .iter()
+                .any(|m| m.model_id == model.model_id && m.region == model.region)
+            {
+                return Err(ConfigError::new(
+                    "models",
+                    (&model.model_id, &model.region),
+                    "the same model id and region appear twice",
+                ));
+            }
+        }
+        let states = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ModelState::new(m, seed, i as u64))
+            .collect();
+        let models = models
+            .into_iter()
+            .map(|config| Model {
+                model_id: config.model_id.as_str().into(),
+                region: config.region.as_str().into(),
+                overloaded_message: format!(
+                    "Model {} is currently overloaded. Please try again later.",
+                    config.model_id
+                ),
+                config,
+            })
+            .collect();
+        Ok(BedrockSim {
+            inner: Arc::new(Inner {
+                start: self.start.unwrap_or_else(Instant::now),
+                window_offset: if window_phase.is_zero() {
+                    Duration::ZERO
+                } else {
+                    BEDROCK_WINDOW - window_phase
+                },
+                window_phase,
+                inspections: AtomicU64::new(0),
+                error_latency,
+                models,
+                state: Mutex::new(State {
+                    models: states,
+                    callers: Callers::default(),
+                }),
+            }),
+        })
+    }
+}
+
+impl BedrockSim {
+    /// A builder; add at least one model.
+    pub fn builder() -> BedrockSimBuilder {
+        BedrockSimBuilder {
+            config: BedrockConfig {
+                seed: 0,
+                error_latency: DEFAULT_ERROR_LATENCY,
+                window_phase: None,
+                models: Vec::new(),
+            },
+            start: None,
+        }
+    }
+
+    /// Builds a simulator from a deserialized configuration, starting now.
+    pub fn from_config(config: BedrockConfig) -> Result<Self, ConfigError> {
+        BedrockSimBuilder {
+            config,
+            start: None,
+        }
+        .build()
+    }
+}

@@ -1,0 +1,357 @@
+//! A simulated account's configuration: each model's quotas, latency and output models and
+//! bad days ([`ModelConfig`], [`ModelConfigBuilder`], [`OutputLength`]), and the whole account
+//! as a file describes it ([`BedrockConfig`]).
+
+use std::time::Duration;
+
+use crate::ConfigError;
+use crate::sim::{Episode, RandomEpisodes, serde_time};
+
+/// The default time a rejection takes to arrive.
+pub(super) const DEFAULT_ERROR_LATENCY: Duration = Duration::from_millis(10);
+
+/// How many output tokens a call produces, before clipping to `[1, max_tokens]`.
+///
+/// In configuration files: `output = { kind = "log_normal", median = 300, sigma = 0.8 }`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutputLength {
+    /// Always the same number of tokens.
+    Fixed {
+        /// Output tokens.
+        tokens: u64,
+    },
+    /// Uniform over `[min, max]`.
+    Uniform {
+        /// Smallest output.
+        min: u64,
+        /// Largest output.
+        max: u64,
+    },
+    /// Log-normal with the given median and shape (`sigma`, the standard deviation of the
+    /// logarithm): most answers short, a long tail of long ones.
+    LogNormal {
+        /// The median output.
+        median: u64,
+        /// The standard deviation of `ln(output)`.
+        sigma: f64,
+    },
+    /// Every call writes until `max_tokens`.
+    MaxTokens,
+}
+
+impl Default for OutputLength {
+    fn default() -> Self {
+        OutputLength::Fixed { tokens: 256 }
+    }
+}
+
+impl OutputLength {
+    /// Draws one output length, clipped to `[1, max_tokens]` (`max_tokens` 0 is taken as 1).
+    pub fn sample(&self, rng: &mut fastrand::Rng, max_tokens: u64) -> u64 {
+        let max_tokens = max_tokens.max(1);
+        let drawn = match *self {
+            OutputLength::Fixed { tokens } => tokens,
+            OutputLength::Uniform { min, max } => rng.u64(min.min(max)..=max.max(min)),
+            OutputLength::LogNormal { median, sigma } => {
+                // Box-Muller; 1 - f64() is in (0, 1], so the logarithm is finite.
+                let u1 = 1.0 - rng.f64();
+                let u2 = rng.f64();
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                // `as` saturates (NaN becomes 0), and the clamp below bounds the result.
+                (median as f64 * (sigma * z).exp()).round() as u64
+            }
+            OutputLength::MaxTokens => max_tokens,
+        };
+        drawn.clamp(1, max_tokens)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match *self {
+            OutputLength::Uniform { min, max } if min > max => Err(ConfigError::new(
+                "output",
+                self,
+                "uniform min must not be above max",
+            )),
+            OutputLength::LogNormal { median: 0, .. } => Err(ConfigError::new(
+                "output",
+                self,
+                "log-normal median must be at least 1",
+            )),
+            OutputLength::LogNormal { sigma, .. } if !(sigma.is_finite() && sigma >= 0.0) => {
+                Err(ConfigError::new(
+                    "output",
+                    self,
+                    "log-normal sigma must be a finite number, zero or more",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn default_burndown() -> u32 {
+    1
+}
+fn default_max_output_tokens() -> u64 {
+    4_096
+}
+fn default_ttft() -> Duration {
+    Duration::from_millis(400)
+}
+fn default_per_output_token() -> Duration {
+    Duration::from_millis(10)
+}
+fn default_error_latency() -> Duration {
+    DEFAULT_ERROR_LATENCY
+}
+
+/// One model in one region: its quotas, latency and output models, and its bad days.
+///
+/// Build one with [`ModelConfig::builder`], or deserialize it (field names as below; durations
+/// as `ttft_ms`, `per_output_token_ms`; episodes as `{ start_s, duration_s }`). Either way it is
+/// validated when the simulator is built.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ModelConfig {
+    /// The model id, e.g. `anthropic.claude-3-5-sonnet-20240620-v1:0` or an inference
+    /// profile id.
+    pub model_id: String,
+    /// The region, e.g. `us-east-1`.
+    pub region: String,
+    /// Requests per minute.
+    pub rpm: u64,
+    /// Tokens per minute.
+    pub tpm: u64,
+    /// How many quota tokens one output token spends (e.g. 5 for newer Claude models).
+    #[serde(default = "default_burndown")]
+    pub burndown: u32,
+    /// The largest `max_tokens` the model accepts (default 4096).
+    #[serde(default = "default_max_output_tokens")]
+    pub max_output_tokens: u64,
+    /// Time to first token (default 400 ms).
+    #[serde(
+        rename = "ttft_ms",
+        with = "serde_time::millis",
+        default = "default_ttft"
+    )]
+    pub ttft: Duration,
+    /// Time per output token (default 10 ms).
+    #[serde(
+        rename = "per_output_token_ms",
+        with = "serde_time::millis",
+        default = "default_per_output_token"
+    )]
+    pub per_output_token: Duration,
+    /// The output length model (default: 256 tokens, fixed).
+    #[serde(default)]
+    pub output: OutputLength,
+    /// At most this many calls in flight; more are answered "Too many connections".
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// Scheduled overload episodes.
+    #[serde(default)]
+    pub overloads: Vec<Episode>,
+    /// Random overload episodes, drawn from the simulator's seed.
+    #[serde(default)]
+    pub random_overloads: Option<RandomEpisodes>,
+    /// Outage windows (503 "Service temporarily unavailable").
+    #[serde(default)]
+    pub outages: Vec<Episode>,
+}
+
+impl ModelConfig {
+    /// A builder for `model_id` in `region`; `rpm` and `tpm` must be set.
+    pub fn builder(model_id: impl Into<String>, region: impl Into<String>) -> ModelConfigBuilder {
+        ModelConfigBuilder {
+            config: ModelConfig {
+                model_id: model_id.into(),
+                region: region.into(),
+                rpm: 0,
+                tpm: 0,
+                burndown: default_burndown(),
+                max_output_tokens: default_max_output_tokens(),
+                ttft: default_ttft(),
+                per_output_token: default_per_output_token(),
+                output: OutputLength::default(),
+                max_concurrency: None,
+                overloads: Vec::new(),
+                random_overloads: None,
+                outages: Vec::new(),
+            },
+        }
+    }
+
+    /// Checks every field; the error names the first bad one and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.model_id.trim().is_empty() {
+            return Err(ConfigError::new(
+                "model_id",
+                &self.model_id,
+                "must not be empty",
+            ));
+        }
+        if self.region.trim().is_empty() {
+            return Err(ConfigError::new(
+                "region",
+                &self.region,
+                "must not be empty",
+            ));
+        }
+        if self.rpm == 0 {
+            return Err(ConfigError::new("rpm", self.rpm, "must be at least 1"));
+        }
+        if self.tpm == 0 {
+            return Err(ConfigError::new("tpm", self.tpm, "must be at least 1"));
+        }
+        if self.burndown == 0 {
+            return Err(ConfigError::new(
+                "burndown",
+                self.burndown,
+                "must be at least 1",
+            ));
+        }
+        if self.max_output_tokens == 0 {
+            return Err(ConfigError::new(
+                "max_output_tokens",
+                self.max_output_tokens,
+                "must be at least 1",
+            ));
+        }
+        if self.tpm < self.max_output_tokens {
+            return Err(ConfigError::new(
+                "tpm",
+                self.tpm,
+                "is smaller than a single call at max_output_tokens, which could never be admitted",
+            ));
+        }
+        if self.max_concurrency == Some(0) {
+            return Err(ConfigError::new(
+                "max_concurrency",
+                self.max_concurrency,
+                "must be at least 1 (or unset for no cap)",
+            ));
+        }
+        self.output.validate()?;
+        for episode in &self.overloads {
+            episode.validate("overloads")?;
+        }
+        for episode in &self.outages {
+            episode.validate("outages")?;
+        }
+        if let Some(random) = &self.random_overloads {
+            random.validate("random_overloads")?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds a validated [`ModelConfig`].
+#[derive(Clone, Debug)]
+pub struct ModelConfigBuilder {
+    config: ModelConfig,
+}
+
+impl ModelConfigBuilder {
+    /// Requests per minute.
+    pub fn rpm(mut self, rpm: u64) -> Self {
+        self.config.rpm = rpm;
+        self
+    }
+    /// Tokens per minute.
+    pub fn tpm(mut self, tpm: u64) -> Self {
+        self.config.tpm = tpm;
+        self
+    }
+    /// Quota tokens spent per output token.
+    pub fn burndown(mut self, burndown: u32) -> Self {
+        self.config.burndown = burndown;
+        self
+    }
+    /// The largest `max_tokens` the model accepts.
+    pub fn max_output_tokens(mut self, tokens: u64) -> Self {
+        self.config.max_output_tokens = tokens;
+        self
+    }
+    /// Time to first token.
+    pub fn ttft(mut self, ttft: Duration) -> Self {
+        self.config.ttft = ttft;
+        self
+    }
+    /// Time per output token.
+    pub fn per_output_token(mut self, d: Duration) -> Self {
+        self.config.per_output_token = d;
+        self
+    }
+    /// The output length model.
+    pub fn output(mut self, output: OutputLength) -> Self {
+        self.config.output = output;
+        self
+    }
+    /// Caps the calls in flight.
+    pub fn max_concurrency(mut self, max: u32) -> Self {
+        self.config.max_concurrency = Some(max);
+        self
+    }
+    /// Adds a scheduled overload episode.
+    pub fn overload(mut self, episode: Episode) -> Self {
+        self.config.overloads.push(episode);
+        self
+    }
+    /// Adds random overload episodes.
+    pub fn random_overloads(mut self, random: RandomEpisodes) -> Self {
+        self.config.random_overloads = Some(random);
+        self
+    }
+    /// Adds an outage window.
+    pub fn outage(mut self, episode: Episode) -> Self {
+        self.config.outages.push(episode);
+        self
+    }
+    /// Validates the configuration.
+    pub fn build(self) -> Result<ModelConfig, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+/// A whole simulated Bedrock account, as a configuration file describes it.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tower_headroom::sim::{BedrockConfig, BedrockSim};
+///
+/// let config: BedrockConfig = serde_json::from_str(r#"{
+///     "seed": 42,
+///     "models": [{ "model_id": "m", "region": "us-east-1", "rpm": 50, "tpm": 100000,
+///                  "burndown": 5, "ttft_ms": 300,
+///                  "outages": [{ "start_s": 120, "duration_s": 60 }] }]
+/// }"#)?;
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+/// # let _guard = rt.enter();
+/// let sim = BedrockSim::from_config(config)?;
+/// assert_eq!(sim.stats().models.len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BedrockConfig {
+    /// The seed of every random draw (output lengths, random episodes).
+    #[serde(default)]
+    pub seed: u64,
+    /// How long a rejection takes to arrive (default 10 ms).
+    #[serde(
+        rename = "error_latency_ms",
+        with = "serde_time::millis",
+        default = "default_error_latency"
+    )]
+    pub error_latency: Duration,
+    /// Where the first window boundary falls after the start, in `[0, 60 s)` (written
+    /// `window_phase_s`); absent: drawn from `seed` (see the [simulator docs](crate::sim)).
+    #[serde(rename = "window_phase_s", with = "serde_time::opt_secs", default)]
+    pub window_phase: Option<Duration>,
+    /// The models, one per (model id, region).
+    pub models: Vec<ModelConfig>,
+}
