@@ -16,6 +16,7 @@ use crate::{Outcome, OutcomeKind};
 
 /// Why the retry layer stopped retrying a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StopReason {
     /// The outcome is never retried ([`OutcomeKind::Fatal`], or a timeout when timeouts are not
     /// retried).
