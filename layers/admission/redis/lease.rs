@@ -258,6 +258,17 @@ impl Leases {
     }
 
     /// When the server will next be asked for lease `i` (for a waiter's estimate).
+    /// What the calls waiting on lease `i` need, both lanes together.
+    pub(crate) fn queued(&self, i: usize) -> Amount {
+        let mut total: Amount = [0; 2];
+        for waiter in self.leases[i].queue.iter().flatten() {
+            for (t, n) in total.iter_mut().zip(waiter.need) {
+                *t = t.saturating_add(n);
+            }
+        }
+        total
+    }
+
     pub(crate) fn next_ask(&self, i: usize) -> Option<Instant> {
         self.leases[i].next_ask
     }

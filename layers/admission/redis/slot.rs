@@ -452,11 +452,24 @@ impl Slot for RedisSlot {
         let limited = [s.args.limits[0] > 0, s.args.limits[1] > 0];
         let covered =
             (!limited[0] || b[0] >= sat(cost.requests)) && (!limited[1] || b[1] >= sat(cost.units));
-        Some(if covered {
-            Duration::ZERO
-        } else {
-            s.estimate(&leases, 0, now)
-        })
+        if covered {
+            return Some(Duration::ZERO);
+        }
+        // The server's budget is not known here until it is asked; what is known is this
+        // process's own queue for the key. A call behind it waits at least as long as the
+        // limit takes to pay for the queue, so a router sees a key that many callers of this
+        // process already wait on as busier than one nobody waits on.
+        let queued = leases.queued(0);
+        let backlog = (0..2)
+            .filter(|&d| limited[d])
+            .map(|d| {
+                let units = u128::try_from(queued[d].max(0)).unwrap_or(0);
+                let us = units * u128::from(s.args.window_us) / u128::from(s.args.limits[d]);
+                Duration::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
+            })
+            .max()
+            .unwrap_or(Duration::ZERO);
+        Some(s.estimate(&leases, 0, now).max(backlog))
     }
 
     fn admitted_at(&self, ticket: &RedisTicket) -> Instant {
