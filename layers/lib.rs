@@ -56,6 +56,7 @@
 pub mod admission;
 pub mod breaker;
 pub mod classify;
+pub mod concurrency;
 pub mod deadline;
 mod error;
 pub mod fallback;
@@ -73,6 +74,9 @@ pub mod stack;
 pub use crate::admission::{AdmissionLayer, Cost, Limit, Quota, Rejected, Usage};
 pub use crate::breaker::{BreakerConfig, BreakerLayer, BreakerRegistry, CircuitOpen};
 pub use crate::classify::{Classify, HttpClassifier};
+pub use crate::concurrency::{
+    AdaptiveLimit, ConcurrencyConfig, ConcurrencyLimitLayer, ConcurrencyLimited,
+};
 pub use crate::deadline::Deadline;
 pub use crate::error::ConfigError;
 pub use crate::fallback::{
