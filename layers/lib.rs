@@ -57,6 +57,7 @@
 pub mod admission;
 pub mod breaker;
 pub mod classify;
+pub mod concurrency;
 pub mod deadline;
 mod error;
 pub mod fallback;
@@ -76,6 +77,9 @@ pub mod timeout;
 pub use crate::admission::{AdmissionLayer, Cost, Limit, Quota, Rejected, Usage};
 pub use crate::breaker::{BreakerConfig, BreakerLayer, BreakerRegistry, CircuitOpen};
 pub use crate::classify::{Classify, HttpClassifier};
+pub use crate::concurrency::{
+    AdaptiveLimit, ConcurrencyConfig, ConcurrencyLimitLayer, ConcurrencyLimited,
+};
 pub use crate::deadline::Deadline;
 pub use crate::error::ConfigError;
 pub use crate::fallback::{

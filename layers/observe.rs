@@ -13,6 +13,8 @@
 //! | `headroom_quota_limit` | gauge | target, model, region | the effective (learned) unit limit |
 //! | `headroom_breaker_state` | gauge | target, model, region | 0 closed, 1 half-open, 2 open |
 //! | `headroom_breaker_transitions_total` | counter | target, model, region, to | state changes |
+//! | `headroom_concurrency_limit` | gauge | target, model, region | the learned limit on calls in flight |
+//! | `headroom_concurrency_rejected_total` | counter | target, model, region | calls shed by the concurrency limit |
 //! | `headroom_fallback_total` | counter | target, model, region, degraded | which target served a call |
 //! | `headroom_quota_store_mode` | gauge | target, model, region | shared quota store: 0 shared, 1 failing open, 2 failing closed |
 //! | `headroom_quota_store_transitions_total` | counter | target, model, region, to | shared quota store mode changes |
@@ -52,6 +54,10 @@ pub mod names {
     pub const BREAKER_STATE: &str = "headroom_breaker_state";
     /// Counter: circuit breaker transitions, labelled by the new state.
     pub const BREAKER_TRANSITIONS: &str = "headroom_breaker_transitions_total";
+    /// Gauge: the learned limit on calls in flight to a target.
+    pub const CONCURRENCY_LIMIT: &str = "headroom_concurrency_limit";
+    /// Counter: calls shed because the concurrency limit was full.
+    pub const CONCURRENCY_REJECTED: &str = "headroom_concurrency_rejected_total";
     /// Counter: calls served per fallback target, labelled `degraded` = `true`/`false`.
     pub const FALLBACK: &str = "headroom_fallback_total";
     /// Gauge: the mode of a shared quota store (0 shared, 1 failing open, 2 failing closed).

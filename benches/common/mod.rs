@@ -58,3 +58,14 @@ pub fn print_overhead_ratio(group: &str, numerator: &str, denominator: &str, bas
         _ => println!("  {group}: overhead ratio {numerator} / {denominator}: not measured"),
     }
 }
+
+/// Ends a bench's `main`: criterion's summary, then `ratios` only under `cargo bench` (`cargo
+/// test --benches` runs each benchmark once, unoptimised, so its ratios would mean nothing).
+pub fn finish(ratios: impl FnOnce()) {
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+    if std::env::args().any(|a| a == "--bench") {
+        ratios();
+    }
+}

@@ -152,6 +152,15 @@ fn own_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
                 .refused_locally(),
         );
     }
+    // A full concurrency limit: the target cannot take the call now, as with an open breaker;
+    // a slot may free within the hint.
+    if let Some(limited) = error.downcast_ref::<crate::concurrency::ConcurrencyLimited>() {
+        return Some(
+            Outcome::new(OutcomeKind::Unavailable)
+                .with_retry_after(limited.retry_in)
+                .refused_locally(),
+        );
+    }
     if let Some(none) = error.downcast_ref::<crate::fallback::NoTargetAvailable>() {
         let kind = match none.cause {
             // No quota could admit it in time: a throttle the client caused, not a sick backend.
