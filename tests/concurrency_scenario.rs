@@ -187,3 +187,89 @@ async fn the_learned_limit_finds_the_cap_and_the_refusals_stop() {
         without.completed.len()
     );
 }
+
+/// The stack's reply: the simulator's, in an `http::Response` (the stack annotates responses
+/// with the target that served them).
+type Reply = http::Response<tower_headroom::sim::ModelReply>;
+
+type ClassifyFn = fn(Result<&Reply, &(dyn std::error::Error + 'static)>) -> tower_headroom::Outcome;
+
+/// The simulator's classifier, for replies in an `http::Response`.
+fn classify(result: Result<&Reply, &(dyn std::error::Error + 'static)>) -> tower_headroom::Outcome {
+    use tower_headroom::classify::Classify;
+    match result {
+        Ok(reply) => SimClassifier.classify(Ok(reply.body())),
+        Err(e) => Classify::<tower_headroom::sim::ModelReply>::classify(&SimClassifier, Err(e)),
+    }
+}
+
+/// The same scenario through the whole stack (`StackBuilder::bedrock`, one target), without
+/// and with its adaptive concurrency limit: the lifecycle takes the slot after admission and
+/// records the answer in the limit as it records it in the breaker.
+#[tokio::test(start_paused = true)]
+async fn the_stacks_concurrency_limit_finds_the_cap_and_the_refusals_stop() {
+    use tower_headroom::fallback::Target;
+    use tower_headroom::stack::StackBuilder;
+
+    let stack = |sim: &BedrockSim, limit: bool| {
+        let backend = tower::ServiceBuilder::new()
+            .map_response(http::Response::new as fn(_) -> Reply)
+            .service(sim.clone());
+        let builder = StackBuilder::bedrock(classify as ClassifyFn)
+            .target(Target::new("sonnet", MODEL))
+            .seed(7)
+            // The breaker would open on the refusals: this compares the limit alone.
+            .no_breakers();
+        let builder = if limit {
+            builder.concurrency(ConcurrencyConfig::default())
+        } else {
+            builder
+        };
+        builder.services(vec![backend]).unwrap()
+    };
+    let bare = sim(Instant::now());
+    let without = drive_stack(stack(&bare, false), &bare).await;
+    let limited_sim = sim(Instant::now());
+    let limited = stack(&limited_sim, true);
+    let limit = limited.limits()[0].clone().unwrap();
+    let with = drive_stack(limited, &limited_sim).await;
+
+    for (name, run) in [("stack", &without), ("stack + limit", &with)] {
+        println!(
+            "{name:>14}: {} completed (p50 {:?}, p99 {:?}), {} failed, {} \"Too many connections\"",
+            run.completed.len(),
+            run.p(0.50),
+            run.p(0.99),
+            run.failed.len(),
+            run.too_many_connections,
+        );
+    }
+    println!("the stack's limit at the end: {}", limit.limit());
+    let end = limit.limit();
+    assert!((CAP / 2..=CAP + 2).contains(&end), "limit {end}, cap {CAP}");
+    assert!(
+        without.too_many_connections >= 5 * with.too_many_connections.max(1),
+        "refusals {} without the limit, {} with it",
+        without.too_many_connections,
+        with.too_many_connections
+    );
+    assert!(
+        with.p(0.99) <= without.p(0.99),
+        "{:?} vs {:?}",
+        with.p(0.99),
+        without.p(0.99)
+    );
+}
+
+/// [`drive`] for a service of `http::Request`-less model calls answering `http::Response`s.
+async fn drive_stack<S>(service: S, sim: &BedrockSim) -> Run
+where
+    S: tower::Service<ModelCall, Response = Reply> + Clone + Send + 'static,
+    S::Error: Send + 'static,
+    S::Future: Send + 'static,
+{
+    let service = tower::ServiceBuilder::new()
+        .map_response(|reply: Reply| reply.into_body())
+        .service(service);
+    drive(service, sim).await
+}

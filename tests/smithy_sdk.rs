@@ -992,3 +992,39 @@ async fn the_attempt_timeout_scales_with_the_calls_estimate() {
         }
     }
 }
+
+/// The adapter's adaptive concurrency limit: with one slot for a slow model, a second call
+/// made while the first is in flight fails at once, unsent, with `ConcurrencyLimited`; the
+/// first completes and frees its slot.
+#[tokio::test(start_paused = true)]
+async fn a_full_concurrency_limit_sheds_the_attempt_unsent() {
+    use tower_headroom::concurrency::{ConcurrencyConfig, ConcurrencyLimited};
+
+    let start = Instant::now();
+    let (_front, log, http) = front(start);
+    let one = ConcurrencyConfig::builder()
+        .initial_limit(1)
+        .limits(1, 4)
+        .build()
+        .unwrap();
+    let headroom = SdkHeadroom::builder(Profile::Bedrock)
+        .retry(policy(start).build().unwrap())
+        .concurrency(one)
+        .no_breakers()
+        .build()
+        .unwrap();
+    let client = bedrock_client(&headroom, http);
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { converse(&client, SLOW, 10).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = Instant::now();
+    let error = converse(&client, SLOW, 10).await.unwrap_err();
+    assert_eq!(sent.elapsed(), Duration::ZERO, "shed at once");
+    let limited = tower_headroom::classify::find::<ConcurrencyLimited>(&error)
+        .unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!((limited.limit, limited.in_flight), (1, 1));
+    assert!(first.await.unwrap().is_ok());
+    assert_eq!(log.lock().unwrap().len(), 1, "the shed call sent nothing");
+}

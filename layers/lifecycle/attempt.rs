@@ -7,12 +7,15 @@ use tokio::time::Instant;
 use crate::Outcome;
 use crate::admission::{Reservation, Slot, Usage};
 use crate::breaker::BreakerPermit;
+use crate::concurrency::{AdaptiveLimit, ConcurrencyFull, ConcurrencyPermit};
 
 /// One attempt in flight; see the [module docs](super).
 pub(crate) struct Attempt<P: Slot> {
     /// The route index of the target, `None` for a call without a route.
     target: Option<usize>,
     permit: Option<BreakerPermit>,
+    /// The target's concurrency slot, taken after the quota granted the attempt.
+    slot: Option<ConcurrencyPermit>,
     reservation: Option<Reservation<P>>,
     started: Instant,
     sent: bool,
@@ -35,6 +38,7 @@ impl<P: Slot> Attempt<P> {
         Attempt {
             target,
             permit,
+            slot: None,
             reservation: None,
             started: now,
             sent: false,
@@ -78,6 +82,17 @@ impl<P: Slot> Attempt<P> {
         self.reservation = None;
     }
 
+    /// Takes a slot of the target's concurrency limit at `now`, once the quota granted the
+    /// attempt (a call waiting for quota holds none); refused at once when the limit is full.
+    pub(crate) fn take_slot(
+        &mut self,
+        limit: &AdaptiveLimit,
+        now: Instant,
+    ) -> Result<(), ConcurrencyFull> {
+        self.slot = Some(limit.try_acquire(now)?);
+        Ok(())
+    }
+
     /// The request was handed to the service: the attempt now says something about it.
     pub(crate) fn sent(&mut self) {
         self.sent = true;
@@ -88,21 +103,27 @@ impl<P: Slot> Attempt<P> {
     /// An attempt never sent gives its units back (its request stays counted, as any admitted
     /// request's does) and its breaker permit up unrecorded: it says nothing about the backend.
     /// A sent one settles its reservation ([`settle`]) and records its outcome and latency in
-    /// its breaker ([`record`]).
+    /// its breaker ([`record`]) and its concurrency limit.
     pub(crate) fn end(mut self, outcome: &Outcome, usage: Usage, now: Instant) -> Ended {
         let mut limit = None;
         if !self.sent {
             if let Some(reservation) = self.reservation.take() {
                 reservation.release_unsent(now);
             }
-            // Dropped unrecorded: an unsent attempt teaches the breaker nothing.
+            // Dropped unrecorded: an unsent attempt teaches the breaker and the concurrency
+            // limit nothing.
             drop(self.permit.take());
+            drop(self.slot.take());
         } else {
             if let Some(reservation) = self.reservation.take() {
                 limit = settle(reservation, outcome, usage, || now);
             }
             if let Some(permit) = self.permit.take() {
                 record(permit, outcome, self.started, now);
+            }
+            if let Some(slot) = self.slot.take() {
+                let latency = now.saturating_duration_since(slot.started());
+                slot.record(outcome, latency, now);
             }
         }
         Ended {

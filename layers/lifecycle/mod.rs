@@ -3,12 +3,13 @@
 //!
 //! ```text
 //!  start ──▶ choose ──▶ admit ──▶ send ──▶ end ──▶ next ─┬─ Done
-//!  deadline,  target:     quota:    the inner   settle,      ├─ Move(target) ──▶ admit …
-//!  retry      breaker     reserve,  service,    record the   ├─ Retry(delay) ──▶ sleep ──▶ choose …
-//!  state      permit,     wait      readied     breaker      └─ Stop(reason)
-//!             headroom    within    after the
-//!             for this    the       grant
-//!             call's cost deadline
+//!  deadline,  target:     quota:    a slot of   settle,      ├─ Move(target) ──▶ admit …
+//!  retry      breaker     reserve,  the target's record the  ├─ Retry(delay) ──▶ sleep ──▶ choose …
+//!  state      permit,     wait      concurrency breaker and  └─ Stop(reason)
+//!             headroom    within    limit, the  the limit
+//!             for this    the       client
+//!             call's cost deadline  readied, the
+//!                                   attempt timed
 //! ```
 //!
 //! `Call` holds a call's progress (its retry state and its route plan) and decides what
@@ -25,7 +26,8 @@
 //! | the router asks each target's quota about this call's own estimate | `lifecycle::Call::choose` (the adapters pass the cost) |
 //! | a refusal by this client (shed, breaker open, no target) is no attempt and spends no retry budget | [`RetryPolicy::decide`](crate::retry::RetryPolicy::decide), fed by `lifecycle::Call::next` |
 //! | a call the server refused spent nothing, unless it reports usage | `lifecycle::settle` |
-//! | an attempt never sent gives its units back and its breaker permit up, unrecorded | `lifecycle::Attempt::end` |
+//! | a concurrency slot is taken only once the quota granted the attempt; a full limit sheds it | `lifecycle::Attempt::take_slot` |
+//! | an attempt never sent gives its units back and its breaker permit and concurrency slot up, unrecorded | `lifecycle::Attempt::end` |
 //! | a failed attempt moves to the route's next target before the retry policy is asked; with no target to move to, the attempt's own answer stands | `lifecycle::Call::next`, `lifecycle::move_on` |
 //! | a retry starts over from the preferred target | `lifecycle::Call::next` |
 //! | attempts are counted by class, local refusals not | `retry::RetryMetrics::attempt` |

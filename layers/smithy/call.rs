@@ -21,6 +21,7 @@ use crate::admission::{
     AdmissionMetrics, Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage,
 };
 use crate::breaker::{BreakerPermit, CircuitOpen};
+use crate::concurrency::{AdaptiveLimit, ConcurrencyLimited};
 use crate::deadline::Deadline;
 use crate::fallback::{Choice, NoHeadroom, NoTargetAvailable, served_counter};
 use crate::lifecycle::{self, Ended, Next, Routing};
@@ -76,6 +77,8 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     pub(crate) events: Arc<Events>,
     /// No target may be called: the HTTP client fails the attempt with this, unsent.
     blocked: Option<Blocked>,
+    /// The target's adaptive concurrency limit, when the adapter has them.
+    limit: Option<AdaptiveLimit>,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -248,8 +251,28 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                 (attempt, Retarget::Keep)
             }
         };
+        let mut attempt = attempt;
+        if let Some(limits) = &self.limits {
+            let (target, key) = (attempt.core.target(), &attempt.key);
+            attempt.limit = Some(limits.get(target, key, &attempt.events.labels));
+        }
         call.attempt = Some(attempt);
         retarget
+    }
+
+    /// Once admitted, the attempt takes a slot of its target's concurrency limit at `now`, or
+    /// is refused at once (it is then failed unsent).
+    pub(crate) fn take_slot(call: &mut Call<S>, now: Instant) -> Result<(), ConcurrencyLimited> {
+        let Some(attempt) = call.attempt.as_mut() else {
+            return Ok(());
+        };
+        let Some(limit) = &attempt.limit else {
+            return Ok(());
+        };
+        attempt
+            .core
+            .take_slot(limit, now)
+            .map_err(|full| ConcurrencyLimited::new(full, limit.labels().clone()))
     }
 
     /// What the HTTP client must do before sending: fail (blocked), or reserve on this key.
@@ -464,6 +487,7 @@ impl<T: crate::admission::Slot> Attempt<T> {
             key,
             events,
             blocked: None,
+            limit: None,
         }
     }
 }

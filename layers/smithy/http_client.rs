@@ -132,6 +132,13 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                     }
                 },
             }
+            if let Err(limited) = Shared::take_slot(&mut handle.lock(), tokio::time::Instant::now())
+            {
+                return Err(
+                    ConnectorError::other(Box::new(limited), Some(ErrorKind::ServerError))
+                        .never_connected(),
+                );
+            }
             Shared::sent(&mut handle.lock());
             let response = match shared.attempt_timeout {
                 Some(timeout) => {

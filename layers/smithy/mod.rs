@@ -81,6 +81,7 @@ use tokio::time::Instant;
 
 use crate::admission::{MemoryStore, Priority, Quota, QuotaStore, Tenant};
 use crate::breaker::{BreakerConfig, BreakerHandle, BreakerRegistry};
+use crate::concurrency::{AdaptiveLimit, ConcurrencyConfig};
 use crate::error::ConfigError;
 use crate::fallback::{BreakerSource, FallbackPolicy, Route, Target};
 use crate::observe::Labels;
@@ -153,6 +154,9 @@ pub(crate) struct Shared<S: crate::admission::StoreSlot> {
     pub(crate) target_breakers: Box<[Option<BreakerHandle>]>,
     /// Breakers for keys that are not on the route (calls to other models or tables).
     pub(crate) other_breakers: Option<BreakerRegistry<Arc<str>>>,
+    /// The adaptive concurrency limits, when configured: one per route target, and one per
+    /// other key, made on first use.
+    pub(crate) limits: Option<Limits>,
     pub(crate) quota: Option<Quota<Arc<str>, S>>,
     pub(crate) priority: Priority,
     pub(crate) tenant: Option<Tenant>,
@@ -168,6 +172,32 @@ pub(crate) struct Shared<S: crate::admission::StoreSlot> {
     pub(crate) ids: AtomicU64,
     /// Where attempts report, registered once per labels.
     pub(crate) events: Mutex<EventsByLabels>,
+}
+
+/// The adaptive concurrency limits of an [`SdkHeadroom`]: per route target, and per other key.
+pub(crate) struct Limits {
+    pub(crate) config: ConcurrencyConfig,
+    pub(crate) targets: Box<[AdaptiveLimit]>,
+    pub(crate) others: Mutex<HashMap<Arc<str>, AdaptiveLimit>>,
+}
+
+impl Limits {
+    /// The limit of route target `index`, or of `key` (labelled `labels`) off the route.
+    pub(crate) fn get(
+        &self,
+        target: Option<usize>,
+        key: &Arc<str>,
+        labels: &Labels,
+    ) -> AdaptiveLimit {
+        if let Some(limit) = target.and_then(|t| self.targets.get(t)) {
+            return limit.clone();
+        }
+        let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+        others
+            .entry(Arc::clone(key))
+            .or_insert_with(|| AdaptiveLimit::new(self.config, labels.clone()))
+            .clone()
+    }
 }
 
 /// Metric handles per route target (`Some(index)`) or key, and labels.
@@ -252,6 +282,7 @@ impl SdkHeadroom {
             tenant: None,
             deadline: None,
             attempt_timeout: None,
+            concurrency: None,
             seed: None,
             estimation: Estimation {
                 chars_per_token: 4,
@@ -350,6 +381,7 @@ pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     deadline: Option<Duration>,
     /// `None`: the profile's; `Some(None)`: no attempt timeout.
     attempt_timeout: Option<Option<AttemptTimeout>>,
+    concurrency: Option<ConcurrencyConfig>,
     seed: Option<u64>,
     estimation: Estimation,
 }
@@ -425,6 +457,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             tenant: self.tenant,
             deadline: self.deadline,
             attempt_timeout: self.attempt_timeout,
+            concurrency: self.concurrency,
             seed: self.seed,
             estimation: self.estimation,
         }
@@ -466,6 +499,15 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// No attempt timeout of ours (the SDK's own `TimeoutConfig` still applies).
     pub fn no_attempt_timeout(mut self) -> Self {
         self.attempt_timeout = Some(None);
+        self
+    }
+
+    /// An adaptive concurrency limit per target (and per other key), as
+    /// [`StackBuilder::concurrency`](crate::stack::StackBuilder::concurrency) gives the Tower
+    /// stack: once admitted, an attempt takes a slot or fails at once, unsent, with
+    /// [`ConcurrencyLimited`](crate::concurrency::ConcurrencyLimited). Off by default.
+    pub fn concurrency(mut self, config: ConcurrencyConfig) -> Self {
+        self.concurrency = Some(config);
         self
     }
 
@@ -566,6 +608,15 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 BreakerSource::PerTarget(config.build()?)
             }
         };
+        let limits = self.concurrency.map(|config| Limits {
+            config,
+            targets: route
+                .iter()
+                .flat_map(|route| route.targets())
+                .map(|t| AdaptiveLimit::new(config, t.labels().clone()))
+                .collect(),
+            others: Mutex::new(HashMap::new()),
+        });
         let target_breakers = match &route {
             Some(route) => breakers.target_breakers(route, Instant::now()),
             None => Box::default(),
@@ -583,6 +634,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             shared: Arc::new(Shared {
                 retry,
                 route,
+                limits,
                 target_breakers,
                 other_breakers,
                 quota: self.quota,

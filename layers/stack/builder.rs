@@ -14,6 +14,7 @@ use crate::admission::{
     QuotaStore, ReadUsage, Slot, Tenant, Usage,
 };
 use crate::breaker::{BreakerConfig, BreakerRegistry};
+use crate::concurrency::{AdaptiveLimit, ConcurrencyConfig};
 use crate::error::ConfigError;
 use crate::fallback::{BreakerSource, FallbackPolicy, Route, RouteBuilder, Target, served_counter};
 use crate::observe::Labels;
@@ -34,6 +35,8 @@ pub struct StackBuilder<T, C, A = NoAdmission> {
     deadline: Option<Duration>,
     /// `None`: the profile's; `Some(None)`: no attempt timeout.
     attempt_timeout: Option<Option<AttemptTimeout>>,
+    /// An adaptive concurrency limit per target, when set.
+    concurrency: Option<ConcurrencyConfig>,
     seed: Option<u64>,
     /// `None`: the profile's breaker, one per target.
     breakers: Option<BreakerSource>,
@@ -65,6 +68,7 @@ impl<T, C> StackBuilder<T, C> {
             retry: None,
             deadline: None,
             attempt_timeout: None,
+            concurrency: None,
             seed: None,
             breakers: None,
             admission: NoAdmission,
@@ -97,6 +101,7 @@ impl<T, C> StackBuilder<T, C> {
             retry: self.retry,
             deadline: self.deadline,
             attempt_timeout: self.attempt_timeout,
+            concurrency: self.concurrency,
             seed: self.seed,
             breakers: self.breakers,
             admission: Admit {
@@ -150,6 +155,16 @@ impl<T, C, A> StackBuilder<T, C, A> {
     /// No attempt timeout: an attempt takes as long as the client does.
     pub fn no_attempt_timeout(mut self) -> Self {
         self.attempt_timeout = Some(None);
+        self
+    }
+
+    /// An adaptive concurrency limit per target (see [`crate::concurrency`]): once the quota
+    /// granted an attempt, it takes a slot of its target's limit or is shed at once with
+    /// [`ConcurrencyLimited`](crate::concurrency::ConcurrencyLimited) (a `503` from
+    /// [`error_response`](super::error_response)); the limit learns from the target's
+    /// "Too many connections", overload and latency. Off by default.
+    pub fn concurrency(mut self, config: ConcurrencyConfig) -> Self {
+        self.concurrency = Some(config);
         self
     }
 
@@ -273,6 +288,14 @@ impl<T, C, A> StackBuilder<T, C, A> {
             })
             .collect();
         let admission = self.admission.build(route.targets(), now);
+        let limits = route
+            .targets()
+            .iter()
+            .map(|t| {
+                self.concurrency
+                    .map(|config| AdaptiveLimit::new(config, t.labels().clone()))
+            })
+            .collect();
         Ok(Stack::new(Shared {
             services: services.into_boxed_slice(),
             rewrite,
@@ -285,6 +308,7 @@ impl<T, C, A> StackBuilder<T, C, A> {
                 .attempt_timeout
                 .unwrap_or(Some(self.profile.attempt_timeout())),
             admission,
+            limits,
             events,
             unrouted: RetryMetrics::register(&Labels::none()),
         }))
@@ -309,6 +333,7 @@ impl<T, C, E, Q> StackBuilder<T, C, Admit<T, E, NoUsage, Q>> {
             retry: self.retry,
             deadline: self.deadline,
             attempt_timeout: self.attempt_timeout,
+            concurrency: self.concurrency,
             seed: self.seed,
             breakers: self.breakers,
             admission: Admit {

@@ -16,6 +16,7 @@ use super::service::{CostHeadroom, Shared};
 use crate::admission::{Cost, Grant, RejectReason, Rejected, Reservation, Usage};
 use crate::breaker::BreakerPermit;
 use crate::classify::classify_error;
+use crate::concurrency::ConcurrencyLimited;
 use crate::deadline::Deadline;
 use crate::fallback::{Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, Served};
 use crate::lifecycle::{Attempt, Call, Ended, Next, Routing};
@@ -164,8 +165,7 @@ where
                         }
                         Ok(Grant::Now) => {
                             driver.waited(now);
-                            driver.admitted = now;
-                            Step::Ready
+                            driver.granted(now)
                         }
                         Err(rejected) => driver.rejected_waiting(rejected, now),
                     }
@@ -283,11 +283,10 @@ where
             .rewrite(&mut request, shared.route.targets()[target].key());
         self.request = Some(request);
         self.service = Some(shared.services[target].clone());
-        self.admitted = now;
         let mut attempt = Attempt::new(Some(target), permit, now);
         let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(target)) else {
             self.attempt = Some(attempt);
-            return Step::Ready;
+            return self.granted(now);
         };
         let (priority, tenant) = shared.admission.priority();
         let ask = self.call.ask(cost, priority, tenant, None);
@@ -303,9 +302,29 @@ where
                 attempt.reserved(reservation);
                 self.attempt = Some(attempt);
                 match grant {
-                    Grant::Now => Step::Ready,
+                    Grant::Now => self.granted(now),
                     Grant::At(at) => Step::Admit(at),
                 }
+            }
+        }
+    }
+
+    /// The quota granted the attempt at `now`: it takes a slot of its target's concurrency
+    /// limit (shed at once when the limit is full), and its timeout starts.
+    fn granted(&mut self, now: Instant) -> Step<S::Response> {
+        self.admitted = now;
+        let shared = Arc::clone(&self.shared);
+        let Some(attempt) = self.attempt.as_mut() else {
+            return Step::Ready;
+        };
+        let Some(limit) = attempt.target().and_then(|t| shared.limits[t].as_ref()) else {
+            return Step::Ready;
+        };
+        match attempt.take_slot(limit, now) {
+            Ok(()) => Step::Ready,
+            Err(full) => {
+                let error = ConcurrencyLimited::new(full, limit.labels().clone());
+                self.refused(Box::new(error), now)
             }
         }
     }

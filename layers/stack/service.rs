@@ -12,6 +12,7 @@ use super::builder::{RewriteFor, TargetQuota, TargetSlots};
 use super::future::ResponseFuture;
 use crate::admission::{AdmissionMetrics, Cost};
 use crate::breaker::BreakerHandle;
+use crate::concurrency::AdaptiveLimit;
 use crate::deadline::Deadline;
 use crate::fallback::{Annotate, HttpExtension, Route, Target};
 use crate::lifecycle::Call;
@@ -46,6 +47,8 @@ pub(crate) struct Shared<S, T, C, A, F> {
     pub(crate) budget: Duration,
     pub(crate) attempt_timeout: Option<AttemptTimeout>,
     pub(crate) admission: A,
+    /// Each target's adaptive concurrency limit, when the stack has them.
+    pub(crate) limits: Box<[Option<AdaptiveLimit>]>,
     /// Each target's metric handles, in route order.
     pub(crate) events: Box<[TargetEvents]>,
     /// Where a call reports when no target could take it.
@@ -70,6 +73,12 @@ impl<S, T, C, A, F> Stack<S, T, C, A, F> {
     /// The breaker of each target, in route order (`None` when built without breakers).
     pub fn breakers(&self) -> &[Option<BreakerHandle>] {
         &self.shared.breakers
+    }
+
+    /// The adaptive concurrency limit of each target, in route order (`None` without
+    /// [`concurrency`](super::StackBuilder::concurrency)).
+    pub fn limits(&self) -> &[Option<AdaptiveLimit>] {
+        &self.shared.limits
     }
 
     /// The route.
