@@ -1,0 +1,343 @@
+//! [`SdkHeadroomBuilder`]: the settings of an [`SdkHeadroom`], checked when it is built.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Estimation, Limits, Registry, SdkHeadroom, Shared};
+use crate::admission::{MemoryStore, Priority, Quota, Tenant};
+use crate::breaker::{BreakerConfig, BreakerRegistry};
+use crate::concurrency::{AdaptiveLimit, ConcurrencyConfig};
+use crate::error::ConfigError;
+use crate::fallback::{BreakerSource, FallbackPolicy, Route, Target};
+use crate::observe::Labels;
+use crate::retry::RetryPolicy;
+use crate::stack::Profile;
+use crate::timeout::AttemptTimeout;
+
+/// Builds an [`SdkHeadroom`]; see [`SdkHeadroom::builder`].
+///
+/// Targets are added in preference order; a target's key is the model id (or inference profile
+/// id, or ARN) a Bedrock request is rewritten to, and the key of its quota. A call whose model
+/// (or table) is not on the route goes to its own key, with its own breaker, and does not fall
+/// back. The SDK signs a request for the client's region, so a target labelled with another
+/// region is skipped: fall back across regions with a cross-region inference profile id (e.g.
+/// `us.anthropic.claude-3-haiku-20240307-v1:0`), or with one client per region.
+pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
+    profile: Profile,
+    retry: Option<RetryPolicy>,
+    targets: Vec<Target<Arc<str>>>,
+    fallback_policy: Option<FallbackPolicy>,
+    max_hops: Option<u32>,
+    /// `None`: the profile's breaker, one per target and per key.
+    breakers: Option<BreakerSource>,
+    quota: Option<Quota<Arc<str>, S>>,
+    priority: Priority,
+    tenant: Option<Tenant>,
+    deadline: Option<Duration>,
+    /// `None`: the profile's; `Some(None)`: no attempt timeout.
+    attempt_timeout: Option<Option<AttemptTimeout>>,
+    concurrency: Option<ConcurrencyConfig>,
+    seed: Option<u64>,
+    estimation: Estimation,
+}
+
+impl<S> fmt::Debug for SdkHeadroomBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdkHeadroomBuilder")
+            .field("profile", &self.profile)
+            .field("targets", &self.targets.len())
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SdkHeadroomBuilder {
+    /// The builder [`SdkHeadroom::builder`](super::SdkHeadroom::builder) hands out.
+    pub(super) fn new(profile: Profile) -> Self {
+        SdkHeadroomBuilder {
+            profile,
+            retry: None,
+            targets: Vec::new(),
+            fallback_policy: None,
+            max_hops: None,
+            breakers: None,
+            quota: None,
+            priority: Priority::Interactive,
+            tenant: None,
+            deadline: None,
+            attempt_timeout: None,
+            concurrency: None,
+            seed: None,
+            estimation: Estimation {
+                chars_per_token: 4,
+                output_multiplier: 1,
+                default_max_tokens: 4_096,
+            },
+        }
+    }
+}
+
+impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
+    /// Replaces the profile's retry policy. Clones of a policy share its retry budget, so the
+    /// same policy may serve Tower stacks and SDK clients together.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Appends a fallback target; order is preference.
+    pub fn target(mut self, target: Target<Arc<str>>) -> Self {
+        self.targets.push(target);
+        self
+    }
+
+    /// What the router does after each outcome class (default: [`FallbackPolicy::default`]).
+    pub fn fallback_policy(mut self, policy: FallbackPolicy) -> Self {
+        self.fallback_policy = Some(policy);
+        self
+    }
+
+    /// The most fallback moves per retry attempt (default: the route's).
+    pub fn max_hops(mut self, hops: u32) -> Self {
+        self.max_hops = Some(hops);
+        self
+    }
+
+    /// Replaces the profile's breaker configuration (one breaker per target and per key).
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breakers = Some(BreakerSource::PerTarget(config));
+        self
+    }
+
+    /// Takes the breakers from `registry`: a target's by its name, any other key's by the key.
+    /// Share the registry with a [`StackBuilder`](crate::StackBuilder) so an SDK client and a
+    /// Tower stack see one breaker per backend.
+    pub fn breaker_registry(mut self, registry: BreakerRegistry<Arc<str>>) -> Self {
+        self.breakers = Some(BreakerSource::Registry(registry));
+        self
+    }
+
+    /// No circuit breakers.
+    pub fn no_breakers(mut self) -> Self {
+        self.breakers = Some(BreakerSource::None);
+        self
+    }
+
+    /// Admits every call against `quota`, keyed by the target's key (the model id, the table
+    /// name). Without a quota calls are not admitted or settled.
+    pub fn quota<S2>(self, quota: Quota<Arc<str>, S2>) -> SdkHeadroomBuilder<S2> {
+        SdkHeadroomBuilder {
+            profile: self.profile,
+            retry: self.retry,
+            targets: self.targets,
+            fallback_policy: self.fallback_policy,
+            max_hops: self.max_hops,
+            breakers: self.breakers,
+            quota: Some(quota),
+            priority: self.priority,
+            tenant: self.tenant,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            concurrency: self.concurrency,
+            seed: self.seed,
+            estimation: self.estimation,
+        }
+    }
+
+    /// The priority of this client's calls (default interactive).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The tenant this client's calls are for, when the quota's limit has shares (one tenant
+    /// per application sharing an account quota).
+    pub fn tenant(mut self, tenant: Tenant) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// The wait budget of a call that carries no [`Deadline`](crate::Deadline) (default: the
+    /// [`retry`](Self::retry) policy's deadline if one was given, else the profile's
+    /// [`deadline`](Profile::deadline) for the client's priority): admission waits,
+    /// the router's choice of a target that must wait, and retries all spend from it. One
+    /// attempt's admission wait is also bounded by [`MAX_ADMISSION_WAIT`](super::MAX_ADMISSION_WAIT) (the request is
+    /// signed before it waits); a longer wait is answered at once with a retry delay.
+    pub fn deadline(mut self, budget: Duration) -> Self {
+        self.deadline = Some(budget);
+        self
+    }
+
+    /// How long one attempt may take once admitted before it is abandoned as a timeout
+    /// (default: the profile's [`attempt_timeout`](Profile::attempt_timeout), scaled by the
+    /// call's estimate as the Tower stack scales it). The HTTP client enforces it around the
+    /// request it sends: for a streamed response, until the response head arrives.
+    pub fn attempt_timeout(mut self, timeout: AttemptTimeout) -> Self {
+        self.attempt_timeout = Some(Some(timeout));
+        self
+    }
+
+    /// No attempt timeout of ours (the SDK's own `TimeoutConfig` still applies).
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = Some(None);
+        self
+    }
+
+    /// An adaptive concurrency limit per target (and per other key), as
+    /// [`StackBuilder::concurrency`](crate::stack::StackBuilder::concurrency) gives the Tower
+    /// stack: once admitted, an attempt takes a slot or fails at once, unsent, with
+    /// [`ConcurrencyLimited`](crate::concurrency::ConcurrencyLimited). Off by default.
+    pub fn concurrency(mut self, config: ConcurrencyConfig) -> Self {
+        self.concurrency = Some(config);
+        self
+    }
+
+    /// Seeds the jitter of the profile's retry policy and breakers, so that a run repeats
+    /// exactly (simulations, tests). A policy or breaker configuration given explicitly keeps
+    /// its own seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Characters per input token for LLM estimates (default 4).
+    pub fn chars_per_token(mut self, chars: u64) -> Self {
+        self.estimation.chars_per_token = chars;
+        self
+    }
+
+    /// How many quota tokens one output token burns (default 1; some Bedrock models count
+    /// output tokens several times against the tokens-per-minute quota). Applies to the
+    /// estimate's `maxTokens` and to the usage read back.
+    pub fn output_multiplier(mut self, multiplier: u64) -> Self {
+        self.estimation.output_multiplier = multiplier;
+        self
+    }
+
+    /// The output tokens reserved for a request that sets no `maxTokens` (default 4,096).
+    pub fn default_max_tokens(mut self, tokens: u64) -> Self {
+        self.estimation.default_max_tokens = tokens;
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// Errors name the field: a zero `chars_per_token` or `output_multiplier`, a zero
+    /// `deadline` or one above a day, duplicate target names, more targets than the router
+    /// holds.
+    pub fn build(self) -> Result<SdkHeadroom<S>, ConfigError> {
+        let est = self.estimation;
+        if est.chars_per_token == 0 {
+            return Err(ConfigError::new("chars_per_token", 0, "must be at least 1"));
+        }
+        if est.output_multiplier == 0 {
+            return Err(ConfigError::new(
+                "output_multiplier",
+                0,
+                "must be at least 1",
+            ));
+        }
+        // The budget: set here, else the deadline of a retry policy given, else the profile's.
+        let deadline = match self
+            .deadline
+            .or_else(|| self.retry.as_ref().and_then(RetryPolicy::deadline))
+        {
+            Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
+                return Err(ConfigError::new(
+                    "deadline",
+                    budget,
+                    "must be more than zero and at most 24 h",
+                ));
+            }
+            Some(budget) => budget,
+            None => self.profile.deadline(self.priority),
+        };
+        let seeded = |b: crate::retry::RetryPolicyBuilder| match self.seed {
+            Some(seed) => b.seed(seed),
+            None => b,
+        };
+        let retry = match self.retry {
+            Some(policy) => policy,
+            // With a quota, admission holds a throttled call's retry until the window has
+            // room, as in the Tower stack.
+            None if self.quota.is_some() => seeded(self.profile.paced_retry()).build()?,
+            None => seeded(self.profile.retry()).build()?,
+        };
+        let route = if self.targets.is_empty() {
+            None
+        } else {
+            let mut builder = Route::builder();
+            for target in self.targets {
+                builder = builder.target(target);
+            }
+            if let Some(policy) = self.fallback_policy {
+                builder = builder.policy(policy);
+            }
+            if let Some(hops) = self.max_hops {
+                builder = builder.max_hops(hops);
+            }
+            Some(builder.build()?)
+        };
+        let breakers = match self.breakers {
+            Some(source) => source,
+            None => {
+                let config = self.profile.breaker();
+                let config = match self.seed {
+                    Some(seed) => config.seed(seed),
+                    None => config,
+                };
+                BreakerSource::PerTarget(config.build()?)
+            }
+        };
+        let limits = self.concurrency.map(|config| Limits {
+            config,
+            targets: route
+                .iter()
+                .flat_map(|route| route.targets())
+                .map(|t| AdaptiveLimit::new(config, t.labels().clone()))
+                .collect(),
+            others: Mutex::new(HashMap::new()),
+        });
+        let target_breakers = match &route {
+            Some(route) => breakers.target_breakers(route, Instant::now()),
+            None => Box::default(),
+        };
+        let other_breakers = match breakers {
+            BreakerSource::PerTarget(config) => Some(
+                BreakerRegistry::builder(config)
+                    .labels(|key: &Arc<str>| Labels::target(Arc::clone(key)))
+                    .build()?,
+            ),
+            BreakerSource::Registry(registry) => Some(registry),
+            BreakerSource::None => None,
+        };
+        Ok(SdkHeadroom {
+            shared: Arc::new(Shared {
+                retry,
+                route,
+                limits,
+                target_breakers,
+                other_breakers,
+                quota: self.quota,
+                priority: self.priority,
+                tenant: self.tenant,
+                deadline,
+                estimation: est,
+                attempt_timeout: self
+                    .attempt_timeout
+                    .unwrap_or(Some(self.profile.attempt_timeout())),
+                calls: Mutex::new(Registry {
+                    by_context: HashMap::new(),
+                    by_id: HashMap::new(),
+                }),
+                ids: AtomicU64::new(1),
+                events: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
