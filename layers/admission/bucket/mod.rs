@@ -19,6 +19,10 @@ use super::ring::Ring;
 use super::state::{Refusal, Ticket, named_dims};
 use crate::Outcome;
 
+mod level;
+
+pub(crate) use self::level::{Bucket, cap, child_cap, child_rate, part, scaled};
+
 /// Lanes: 0 interactive within share, 1 batch within share, 2 interactive borrowing,
 /// 3 batch borrowing. Lane 0 books at once; the others confirm when they wake.
 pub(crate) const LANES: usize = 4;
@@ -27,48 +31,6 @@ pub(crate) const UNITS: usize = 1;
 const PPM: i128 = 1_000_000;
 /// Slots per window of the spend ring kept for learning.
 pub(crate) const SPEND_SLOTS: u64 = 16;
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Bucket {
-    pub(crate) level: i128,
-    last: u64,
-}
-
-impl Bucket {
-    pub(crate) fn full(cap: i128, now: u64) -> Self {
-        Bucket {
-            level: cap,
-            last: now,
-        }
-    }
-
-    pub(crate) fn advance(&mut self, now: u64, rate: u64, cap: i128) {
-        if now > self.last {
-            let refill = i128::from(now - self.last) * i128::from(rate);
-            self.level = self.level.saturating_add(refill).min(cap);
-            self.last = now;
-        }
-    }
-
-    /// Nanoseconds until the level reaches `need`.
-    pub(crate) fn wait_for(&self, need: i128, rate: u64) -> u64 {
-        if self.level >= need {
-            return 0;
-        }
-        let rate = i128::from(rate.max(1));
-        let deficit = need.saturating_sub(self.level);
-        let ns = deficit / rate + i128::from(deficit % rate != 0);
-        u64::try_from(ns).unwrap_or(u64::MAX)
-    }
-
-    pub(crate) fn charge(&mut self, amount: i128) {
-        self.level = self.level.saturating_sub(amount);
-    }
-
-    pub(crate) fn refund(&mut self, amount: i128, cap: i128) {
-        self.level = self.level.saturating_add(amount).min(cap);
-    }
-}
 
 #[derive(Clone, Debug)]
 struct Dim {
@@ -131,32 +93,6 @@ pub(crate) struct BucketState {
     /// The latest time seen: callers on several threads may pass slightly older instants,
     /// and time never runs backwards for the arithmetic.
     clock: u64,
-}
-
-pub(crate) fn part(cost: Cost, d: usize) -> u64 {
-    if d == REQ { cost.requests } else { cost.units }
-}
-
-pub(crate) fn scaled(n: u64, l: &Limit) -> i128 {
-    i128::from(n) * i128::from(l.window)
-}
-
-fn cap(l: &Limit, rate: u64) -> i128 {
-    i128::from(l.burst) * i128::from(rate)
-}
-
-pub(crate) fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
-    match &l.shares {
-        Some(w) => {
-            let r = u128::from(rate) * u128::from(w[tenant]) / u128::from(l.share_total.max(1));
-            u64::try_from(r).unwrap_or(u64::MAX).max(1)
-        }
-        None => rate,
-    }
-}
-
-pub(crate) fn child_cap(l: &Limit, rate: u64) -> i128 {
-    i128::from(l.share_burst) * i128::from(rate)
 }
 
 impl Dim {
@@ -490,7 +426,7 @@ impl BucketState {
         (0..2)
             .filter_map(|d| {
                 let dim = self.dims[d].as_ref()?;
-                Some(Bucket { level: 0, last: 0 }.wait_for(scaled(part(cost, d), l), dim.rate))
+                Some(Bucket::full(0, 0).wait_for(scaled(part(cost, d), l), dim.rate))
             })
             .max()
             .unwrap_or(0)
