@@ -55,6 +55,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admission;
+pub mod bedrock;
 pub mod breaker;
 pub mod classify;
 pub mod concurrency;
