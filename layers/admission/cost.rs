@@ -315,7 +315,10 @@ impl HeaderUsage {
 /// Reads the remaining budget and its refill hint from provider rate-limit headers, resets
 /// measured from the wall clock now (Anthropic's are instants).
 pub fn remaining_from_headers(headers: &http::HeaderMap) -> Remaining {
-    remaining_from_headers_at(headers, std::time::SystemTime::now())
+    remaining_of(crate::classify::retry_after::rate_limits_with(
+        headers,
+        &mut std::time::SystemTime::now,
+    ))
 }
 
 /// [`remaining_from_headers`], with resets measured from `now`.
@@ -323,7 +326,10 @@ pub fn remaining_from_headers_at(
     headers: &http::HeaderMap,
     now: std::time::SystemTime,
 ) -> Remaining {
-    let limits = rate_limits(headers, now);
+    remaining_of(rate_limits(headers, now))
+}
+
+fn remaining_of(limits: crate::classify::retry_after::RateLimits) -> Remaining {
     Remaining {
         requests: limits.requests.and_then(|l| l.remaining),
         units: limits.tokens.and_then(|l| l.remaining),

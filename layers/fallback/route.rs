@@ -307,8 +307,9 @@ impl<T> Route<T> {
             Some(deadline) => deadline.remaining(now),
             None => crate::admission::Priority::Interactive.default_wait(),
         };
-        // Waits are remembered per target so the second pass does not ask again.
-        let mut waits = [None::<Duration>; MAX_TARGETS];
+        // Waits are remembered per target so the second pass does not ask again; the table
+        // (a kilobyte) is made only when a target has to wait, never on the success path.
+        let mut waits: Option<[Option<Duration>; MAX_TARGETS]> = None;
         for pass in [true, false] {
             for (index, target) in self.targets.iter().enumerate() {
                 if plan.tried & (1 << index) != 0 || self.matches(plan.prefer, target) != pass {
@@ -326,14 +327,14 @@ impl<T> Route<T> {
                         Err(open) => note(open, Exhaustion::BreakerOpen),
                     }
                 } else if wait <= max_wait {
-                    waits[index] = Some(wait);
+                    waits.get_or_insert([None; MAX_TARGETS])[index] = Some(wait);
                 } else {
                     note(wait, Exhaustion::NoHeadroom);
                 }
             }
         }
         // Nobody admits now: the shortest wait within the deadline, ties in order.
-        loop {
+        while let Some(waits) = waits.as_mut() {
             let best = waits
                 .iter()
                 .enumerate()

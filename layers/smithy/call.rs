@@ -405,7 +405,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     /// its permit up; a sent one settles and records), and reports it.
     fn finish_attempt(
         &self,
-        attempt: Attempt<SlotOf<S>>,
+        mut attempt: Attempt<SlotOf<S>>,
         outcome: &Outcome,
         units: Option<u64>,
         now: Instant,

@@ -81,6 +81,10 @@ struct Driver<S, T, C, A: TargetSlots, F, Req> {
     clock: Option<Instant>,
     /// When the attempt was admitted (its timeout runs from here).
     admitted: Instant,
+    /// The admission instant while the attempt has not yet waited on anything: an answer
+    /// ready in the same poll took no time the stack could measure apart from its own work,
+    /// so its end is this instant and the attempt reads the clock once.
+    fresh: Option<Instant>,
 }
 
 impl<S, T, C, A, F, Req> ResponseFuture<S, T, C, A, F, Req>
@@ -106,6 +110,7 @@ where
                 request: None,
                 clock: Some(now),
                 admitted: now,
+                fresh: None,
             },
             state: State::Begin,
         }
@@ -171,7 +176,10 @@ where
                     }
                 }
                 StateProj::Readying => match driver.poll_ready(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        driver.fresh = None;
+                        return Poll::Pending;
+                    }
                     Poll::Ready(Ok(future)) => {
                         this.state.set(State::Calling {
                             future,
@@ -189,6 +197,7 @@ where
                     match Deadline::scope(deadline, || future.poll(cx)) {
                         Poll::Ready(result) => driver.answered(result.map_err(Into::into)),
                         Poll::Pending => {
+                            driver.fresh = None;
                             // The timer is set the first time the client is not ready at once,
                             // so an answer that is (a cache, a test double) never arms one.
                             if timeout.is_none() {
@@ -283,16 +292,15 @@ where
             .rewrite(&mut request, shared.route.targets()[target].key());
         self.request = Some(request);
         self.service = Some(shared.services[target].clone());
-        let mut attempt = Attempt::new(Some(target), permit, now);
+        // Built in place: an attempt is a few hundred bytes, moved on the hot path otherwise.
+        let attempt = self.attempt.insert(Attempt::new(Some(target), permit, now));
         let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(target)) else {
-            self.attempt = Some(attempt);
             return self.granted(now);
         };
         let (priority, tenant) = shared.admission.priority();
         let ask = self.call.ask(cost, priority, tenant, None);
         match Reservation::reserve(slot.clone(), &ask, now) {
             Err(rejected) => {
-                self.attempt = Some(attempt);
                 let events = &shared.events[target];
                 events.admission.rejected(&events.labels, &rejected);
                 self.refused(Box::new(rejected), now)
@@ -300,7 +308,6 @@ where
             Ok(reservation) => {
                 let grant = reservation.grant();
                 attempt.reserved(reservation);
-                self.attempt = Some(attempt);
                 match grant {
                     Grant::Now => self.granted(now),
                     Grant::At(at) => Step::Admit(at),
@@ -313,6 +320,7 @@ where
     /// limit (shed at once when the limit is full), and its timeout starts.
     fn granted(&mut self, now: Instant) -> Step<S::Response> {
         self.admitted = now;
+        self.fresh = Some(now);
         let shared = Arc::clone(&self.shared);
         let Some(attempt) = self.attempt.as_mut() else {
             return Step::Ready;
@@ -407,8 +415,9 @@ where
 
     /// The attempt's answer.
     fn answered(&mut self, result: Result<S::Response, BoxError>) -> Step<S::Response> {
-        // The attempt's second clock read: its end (latency, settling, the retry decision).
-        let now = Instant::now();
+        // The attempt's end (latency, settling, the retry decision): a second clock read,
+        // unless the answer came in the poll that admitted it.
+        let now = self.fresh.take().unwrap_or_else(Instant::now);
         self.service = None;
         let shared = &*self.shared;
         let (outcome, usage) = match &result {
@@ -442,8 +451,12 @@ where
         now: Instant,
     ) -> Step<S::Response> {
         let shared = Arc::clone(&self.shared);
-        let ended = match self.attempt.take() {
-            Some(attempt) => attempt.end(&outcome, usage, now),
+        let ended = match self.attempt.as_mut() {
+            Some(attempt) => {
+                let ended = attempt.end(&outcome, usage, now);
+                self.attempt = None;
+                ended
+            }
             None => Ended {
                 target: None,
                 sent: false,

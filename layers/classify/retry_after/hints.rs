@@ -81,7 +81,7 @@ pub fn from_headers(
     let mut exhausted_wait: [Option<Duration>; 2] = [None; 2];
     let mut any_wait: [Option<Duration>; 2] = [None; 2];
     for limit in LIMITS {
-        let Some(state) = limit.read(headers, now) else {
+        let Some(state) = limit.read(headers, &mut || now) else {
             continue;
         };
         let wait = state.reset.map(|reset| {
