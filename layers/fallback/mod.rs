@@ -64,7 +64,7 @@ pub use self::layer::{
     Annotate, Dispatch, Fallback, FallbackBuilder, FallbackLayer, HttpExtension, NoAnnotation,
     NoTargetAvailable, ResponseFuture, Rewrite, Served, Services,
 };
-pub(crate) use self::layer::{choose, served_counter};
+pub(crate) use self::layer::{choose, report_served, served_counter};
 pub use self::route::{
     Action, After, Choice, Exhaustion, FallbackPolicy, Headroom, MAX_TARGETS, NoHeadroom, Plan,
     QuotaHeadroom, Route, RouteBuilder, Target,

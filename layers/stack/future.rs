@@ -18,7 +18,9 @@ use crate::breaker::BreakerPermit;
 use crate::classify::classify_error;
 use crate::concurrency::ConcurrencyLimited;
 use crate::deadline::Deadline;
-use crate::fallback::{Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, Served};
+use crate::fallback::{
+    Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, report_served,
+};
 use crate::lifecycle::{Attempt, Call, Ended, Next, Routing};
 use crate::retry::{Fatal, RetriesExhausted, StopReason};
 use crate::timeout::AttemptTimedOut;
@@ -538,27 +540,15 @@ where
         let shared = &*self.shared;
         if let (Ok(response), Some(target)) = (&mut result, target) {
             let hops = self.call.plan().map_or(0, |p| p.calls().saturating_sub(1));
-            // The preferred target answering at once is the common case: it is left
-            // unannotated (and counted), so that it allocates nothing.
-            if target != 0 || hops > 0 {
-                let served = Served {
-                    target,
-                    name: Arc::clone(shared.route.targets()[target].name()),
-                    degraded: target != 0,
-                    hops,
-                };
-                HttpExtension.annotate(response, &served);
-                if outcome.is_success() && served.degraded {
-                    tracing::debug!(
-                        target_name = &*served.name,
-                        hops = served.hops,
-                        "served by a fallback target"
-                    );
-                }
-            }
-            if outcome.is_success() {
-                shared.events[target].served.increment(0);
-            }
+            report_served(
+                &shared.route,
+                &shared.events[target].served,
+                &HttpExtension,
+                response,
+                target,
+                hops,
+                outcome,
+            );
             let retry = self.call.retry();
             if retry.attempts() > 1 {
                 shared.classifier.record_retries(response, retry.info());
