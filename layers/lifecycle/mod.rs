@@ -34,9 +34,11 @@
 
 mod attempt;
 mod call;
+mod settings;
 
 pub(crate) use self::attempt::{Attempt, Ended, record, settle};
 pub(crate) use self::call::{Call, Next, Routing, move_on};
+pub(crate) use self::settings::{Given, Settings};
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! [`SdkHeadroomBuilder`]: the settings of an [`SdkHeadroom`], checked when it is built.
 
+use crate::lifecycle::{Given, Settings};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -242,32 +243,19 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 "must be at least 1",
             ));
         }
-        // The budget: set here, else the deadline of a retry policy given, else the profile's.
-        let deadline = match self
-            .deadline
-            .or_else(|| self.retry.as_ref().and_then(RetryPolicy::deadline))
-        {
-            Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
-                return Err(ConfigError::new(
-                    "deadline",
-                    budget,
-                    "must be more than zero and at most 24 h",
-                ));
-            }
-            Some(budget) => budget,
-            None => self.profile.deadline(self.priority),
-        };
-        let seeded = |b: crate::retry::RetryPolicyBuilder| match self.seed {
-            Some(seed) => b.seed(seed),
-            None => b,
-        };
-        let retry = match self.retry {
-            Some(policy) => policy,
-            // With a quota, admission holds a throttled call's retry until the window has
-            // room, as in the Tower stack.
-            None if self.quota.is_some() => seeded(self.profile.paced_retry()).build()?,
-            None => seeded(self.profile.retry()).build()?,
-        };
+        let Settings {
+            retry,
+            budget: deadline,
+            attempt_timeout,
+            breakers,
+        } = Given {
+            retry: self.retry,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            breakers: self.breakers,
+            seed: self.seed,
+        }
+        .resolve(self.profile, self.priority, self.quota.is_some())?;
         let route = if self.targets.is_empty() {
             None
         } else {
@@ -282,17 +270,6 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 builder = builder.max_hops(hops);
             }
             Some(builder.build()?)
-        };
-        let breakers = match self.breakers {
-            Some(source) => source,
-            None => {
-                let config = self.profile.breaker();
-                let config = match self.seed {
-                    Some(seed) => config.seed(seed),
-                    None => config,
-                };
-                BreakerSource::PerTarget(config.build()?)
-            }
         };
         let limits = self.concurrency.map(|config| Limits {
             config,
@@ -328,9 +305,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 tenant: self.tenant,
                 deadline,
                 estimation: est,
-                attempt_timeout: self
-                    .attempt_timeout
-                    .unwrap_or(Some(self.profile.attempt_timeout())),
+                attempt_timeout,
                 calls: Mutex::new(Registry {
                     by_context: HashMap::new(),
                     by_id: HashMap::new(),

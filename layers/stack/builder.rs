@@ -1,5 +1,6 @@
 //! [`StackBuilder`], and what it puts in front of each target: [`NoAdmission`] or [`Admit`].
 
+use crate::lifecycle::{Given, Settings};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -241,39 +242,23 @@ impl<T, C, A> StackBuilder<T, C, A> {
         A: Admits<T>,
     {
         let route = self.route.build()?;
-        let seeded = |b: crate::retry::RetryPolicyBuilder| match self.seed {
-            Some(seed) => b.seed(seed),
-            None => b,
-        };
-        let given = self.retry.as_ref().and_then(RetryPolicy::deadline);
-        let policy = match self.retry {
-            Some(policy) => policy,
-            None if self.admission.paces() => seeded(self.profile.paced_retry()).build()?,
-            None => seeded(self.profile.retry()).build()?,
-        };
-        // The budget: set here, else the deadline of a retry policy given, else the profile's.
-        let budget = match self.deadline.or(given) {
-            Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
-                return Err(ConfigError::new(
-                    "deadline",
-                    budget,
-                    "must be more than zero and at most 24 h",
-                ));
-            }
-            Some(budget) => budget,
-            None => self.profile.deadline(self.admission.priority()),
-        };
-        let source = match self.breakers {
-            Some(source) => source,
-            None => {
-                let config = self.profile.breaker();
-                let config = match self.seed {
-                    Some(seed) => config.seed(seed),
-                    None => config,
-                };
-                BreakerSource::PerTarget(config.build()?)
-            }
-        };
+        let Settings {
+            retry: policy,
+            budget,
+            attempt_timeout,
+            breakers: source,
+        } = Given {
+            retry: self.retry,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            breakers: self.breakers,
+            seed: self.seed,
+        }
+        .resolve(
+            self.profile,
+            self.admission.priority(),
+            self.admission.paces(),
+        )?;
         let now = Instant::now();
         let breakers = source.target_breakers(&route, now);
         let events = route
@@ -304,9 +289,7 @@ impl<T, C, A> StackBuilder<T, C, A> {
             classifier: self.classifier,
             policy,
             budget,
-            attempt_timeout: self
-                .attempt_timeout
-                .unwrap_or(Some(self.profile.attempt_timeout())),
+            attempt_timeout,
             admission,
             limits,
             events,
