@@ -87,3 +87,67 @@ impl Given {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given() -> Given {
+        Given {
+            retry: None,
+            deadline: None,
+            attempt_timeout: None,
+            breakers: None,
+            seed: None,
+        }
+    }
+
+    #[test]
+    fn defaults_come_from_the_profile_and_priority() {
+        let s = given()
+            .resolve(Profile::Bedrock, Priority::Batch, true)
+            .unwrap();
+        assert_eq!(s.budget, Profile::Bedrock.deadline(Priority::Batch));
+        assert_eq!(s.attempt_timeout, Some(Profile::Bedrock.attempt_timeout()));
+        assert!(matches!(s.breakers, BreakerSource::PerTarget(_)));
+    }
+
+    #[test]
+    fn a_given_deadline_wins_and_is_bounded() {
+        let budget = Duration::from_secs(7);
+        let s = Given {
+            deadline: Some(budget),
+            attempt_timeout: Some(None),
+            ..given()
+        }
+        .resolve(Profile::Http, Priority::Interactive, false)
+        .unwrap();
+        assert_eq!(s.budget, budget);
+        assert_eq!(s.attempt_timeout, None);
+        for bad in [Duration::ZERO, MAX_WAIT + Duration::from_secs(1)] {
+            let Err(error) = Given {
+                deadline: Some(bad),
+                ..given()
+            }
+            .resolve(Profile::Http, Priority::Interactive, false) else {
+                panic!("{bad:?} accepted");
+            };
+            assert_eq!(error.field(), "deadline");
+        }
+    }
+
+    #[test]
+    fn a_retry_policys_deadline_is_the_budget_when_none_is_given() {
+        let policy = RetryPolicy::builder()
+            .deadline(Duration::from_secs(9))
+            .build()
+            .unwrap();
+        let s = Given {
+            retry: Some(policy),
+            ..given()
+        }
+        .resolve(Profile::DynamoDb, Priority::Interactive, true)
+        .unwrap();
+        assert_eq!(s.budget, Duration::from_secs(9));
+    }
+}
