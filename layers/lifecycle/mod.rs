@@ -31,6 +31,8 @@
 //! | a failed attempt moves to the route's next target before the retry policy is asked; with no target to move to, the attempt's own answer stands | `lifecycle::Call::next`, `lifecycle::move_on` |
 //! | a retry starts over from the preferred target | `lifecycle::Call::next` |
 //! | attempts are counted by class, local refusals not | `retry::RetryMetrics::attempt` |
+//! | a call's retry policy, wait budget, attempt timeout and breakers come from its builder, else its profile | `lifecycle::Given::resolve` |
+//! | an answer ready in the poll that admitted it ends at the admission instant (one clock read) | the stack's future (`Driver::answered`) |
 
 mod attempt;
 mod call;
