@@ -388,9 +388,26 @@ impl<T> Route<T> {
         plan.calls <= self.max_hops && (plan.tried.count_ones() as usize) < self.targets.len()
     }
 
+    /// Whether [`choose`](Self::choose) would ask the preferred target (index 0) first: a
+    /// plan's first choice, with no preference that excludes it.
+    pub(crate) fn asks_preferred_first(&self, plan: &Plan) -> bool {
+        plan.calls == 0
+            && plan.tried & 1 == 0
+            && plan.calls <= self.max_hops
+            && self
+                .targets
+                .first()
+                .is_some_and(|target| self.matches(plan.prefer, target))
+    }
+
+    /// Records in `plan` that the preferred target is called, as [`choose`](Self::choose) does
+    /// when it takes it.
+    pub(crate) fn take_preferred(&self, plan: &mut Plan) {
+        plan.called(0);
+    }
+
     fn take<P>(&self, plan: &mut Plan, index: usize, wait: Duration, permit: P) -> Choice<P> {
-        plan.tried |= 1 << index;
-        plan.calls += 1;
+        plan.called(index);
         Choice::Call {
             target: index,
             wait,
@@ -481,6 +498,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    fn called(&mut self, index: usize) {
+        self.tried |= 1 << index;
+        self.calls += 1;
+    }
+
     /// Binds the plan's admission waits to `deadline` (instead of the one in scope when the
     /// plan was made).
     pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Self {

@@ -114,6 +114,30 @@ impl Call {
         crate::fallback::choose(routing.route, routing.breakers, plan, now, routing.headroom)
     }
 
+    /// The usual first choice in one step: when the route asks its preferred target first,
+    /// that target's breaker gives a permit and `admit` admits the call there at once, the
+    /// preferred target is taken — the choice [`choose`](Self::choose) makes, without asking
+    /// the quota twice (its headroom, then the reservation). `None`: nothing was taken and
+    /// nothing is held (`admit` gives back what it could not admit at once); ask `choose`.
+    pub(crate) fn choose_admitted<T, H: ?Sized, R>(
+        &mut self,
+        routing: &Routing<'_, T, H>,
+        now: Instant,
+        admit: impl FnOnce() -> Option<R>,
+    ) -> Option<(Option<BreakerPermit>, R)> {
+        let plan = self.plan.as_mut()?;
+        if !routing.route.asks_preferred_first(plan) {
+            return None;
+        }
+        let permit = match routing.breakers.first() {
+            Some(Some(breaker)) => Some(breaker.acquire(now).ok()?),
+            _ => None,
+        };
+        let admitted = admit()?;
+        routing.route.take_preferred(plan);
+        Some((permit, admitted))
+    }
+
     /// What follows an attempt that ended with `outcome`: done on success; else a move to the
     /// route's next target when the route's policy says so and one can take the call (chosen
     /// here); else the retry policy's answer (a retry starts over from the preferred target).

@@ -24,6 +24,7 @@
 //! |---|---|
 //! | one deadline bounds a call's admission waits, the router's waits and its retries | `lifecycle::Call::start`, `lifecycle::Call::ask` |
 //! | the router asks each target's quota about this call's own estimate | `lifecycle::Call::choose` (the adapters pass the cost) |
+//! | the usual case asks the quota once: a preferred target that admits at once is taken with its reservation, anything else goes to the router with nothing held | `lifecycle::Call::choose_admitted` |
 //! | a refusal by this client (shed, breaker open, no target) is no attempt and spends no retry budget | [`RetryPolicy::decide`](crate::retry::RetryPolicy::decide), fed by `lifecycle::Call::next` |
 //! | a call the server refused spent nothing, unless it reports usage | `lifecycle::settle` |
 //! | a concurrency slot is taken only once the quota granted the attempt; a full limit sheds it | `lifecycle::Attempt::take_slot` |

@@ -188,3 +188,80 @@ fn a_sent_attempt_settles_and_records_and_a_refused_one_spent_nothing() {
     attempt.end(&Outcome::new(OutcomeKind::Unavailable), Usage::UNKNOWN, now);
     assert_eq!(breaker.state(), State::Open);
 }
+
+#[test]
+fn the_preferred_target_admitting_at_once_is_the_choice_choose_makes() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, now);
+    let (permit, admitted) = call
+        .choose_admitted(&routing, now, || Some("reserved"))
+        .expect("the preferred target admits at once");
+    assert!(permit.is_some(), "the preferred target's breaker permit");
+    assert_eq!(admitted, "reserved");
+    assert_eq!(call.plan().map(|p| p.calls()), Some(1));
+    assert!(call.plan().is_some_and(|p| p.tried(0)));
+    // Its second choice is the route's: the preferred target was tried.
+    assert!(call.choose_admitted(&routing, now, || Some(())).is_none());
+    assert!(matches!(
+        call.choose(&routing, now),
+        Choice::Call { target: 1, .. }
+    ));
+}
+
+#[test]
+fn nothing_is_taken_or_held_when_the_preferred_target_cannot_admit_at_once() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, now);
+    // The quota would make it wait: no target taken, the plan untouched.
+    assert!(call.choose_admitted(&routing, now, || None::<()>).is_none());
+    assert_eq!(call.plan().map(|p| p.calls()), Some(0));
+    // An open breaker: `admit` is never asked (nothing reserved), and `choose` moves on.
+    breakers[0].as_ref().unwrap().trip(now);
+    let mut asked = false;
+    let fast = call.choose_admitted(&routing, now, || {
+        asked = true;
+        Some(())
+    });
+    assert!(fast.is_none() && !asked);
+    assert!(matches!(
+        call.choose(&routing, now),
+        Choice::Call { target: 1, .. }
+    ));
+}
+
+#[test]
+fn a_half_open_probe_taken_for_an_admission_that_waits_is_given_back() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let breaker = breakers[0].as_ref().unwrap();
+    breaker.trip(now);
+    // Past the open period: one probe allowed.
+    let later = now + Duration::from_secs(3_600);
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, later);
+    assert!(
+        call.choose_admitted(&routing, later, || None::<()>)
+            .is_none()
+    );
+    // The probe permit was released: the route's own choice still gets it.
+    assert!(matches!(
+        call.choose(&routing, later),
+        Choice::Call { target: 0, .. }
+    ));
+}

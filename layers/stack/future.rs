@@ -264,6 +264,26 @@ where
             breakers: &shared.breakers,
             headroom: &headroom,
         };
+        // The usual case first: the preferred target admits the call at once, asked once.
+        if let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(0)) {
+            let (priority, tenant) = shared.admission.priority();
+            let ask = self.call.ask(cost, priority, tenant, None);
+            let admitted = self.call.choose_admitted(&routing, now, || {
+                match Reservation::reserve(slot.clone(), &ask, now) {
+                    Ok(reservation) if reservation.grant() == Grant::Now => Some(reservation),
+                    // It would wait: given back, and the route weighs every target.
+                    Ok(reservation) => {
+                        reservation.cancel(now);
+                        None
+                    }
+                    Err(_) => None,
+                }
+            });
+            if let Some((permit, reservation)) = admitted {
+                self.open_attempt(0, permit, now).reserved(reservation);
+                return self.granted(now);
+            }
+        }
         match self.call.choose(&routing, now) {
             Choice::Call { target, permit, .. } => self.attempt_at(target, permit, now),
             Choice::Exhausted { retry_in, cause } => {
@@ -280,13 +300,13 @@ where
         }
     }
 
-    /// Opens an attempt at `target`: the request rewritten for it, its client, its quota.
-    fn attempt_at(
+    /// Opens an attempt at `target`: the request rewritten for it and its client.
+    fn open_attempt(
         &mut self,
         target: usize,
         permit: Option<BreakerPermit>,
         now: Instant,
-    ) -> Step<S::Response> {
+    ) -> &mut Attempt<A::Slot> {
         let shared = &*self.shared;
         let mut request = self.original.clone();
         shared
@@ -295,7 +315,18 @@ where
         self.request = Some(request);
         self.service = Some(shared.services[target].clone());
         // Built in place: an attempt is a few hundred bytes, moved on the hot path otherwise.
-        let attempt = self.attempt.insert(Attempt::new(Some(target), permit, now));
+        self.attempt.insert(Attempt::new(Some(target), permit, now))
+    }
+
+    /// Opens an attempt at `target` and admits it: its quota.
+    fn attempt_at(
+        &mut self,
+        target: usize,
+        permit: Option<BreakerPermit>,
+        now: Instant,
+    ) -> Step<S::Response> {
+        self.open_attempt(target, permit, now);
+        let shared = &*self.shared;
         let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(target)) else {
             return self.granted(now);
         };
@@ -309,7 +340,9 @@ where
             }
             Ok(reservation) => {
                 let grant = reservation.grant();
-                attempt.reserved(reservation);
+                if let Some(attempt) = self.attempt.as_mut() {
+                    attempt.reserved(reservation);
+                }
                 match grant {
                     Grant::Now => self.granted(now),
                     Grant::At(at) => Step::Admit(at),
