@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::long::{self, Window};
 use crate::nanos;
 
 /// The largest limit per window accepted (requests or units); beyond it the arithmetic would
@@ -176,6 +177,8 @@ pub struct Limit {
     pub(crate) share_burst: u64,
     pub(crate) max_queue: u32,
     pub(crate) learning: LearningRules,
+    /// Long windows, shortest first ([`LimitBuilder::also`]).
+    pub(crate) long: Box<[Window]>,
 }
 
 /// [`Learning`] in the integer form the arithmetic uses.
@@ -206,6 +209,7 @@ impl Limit {
             share_burst: None,
             max_queue: 1024,
             learning: Learning::SHARED,
+            long: Vec::new(),
         }
     }
 
@@ -239,6 +243,11 @@ impl Limit {
     pub fn accounting(&self) -> Accounting {
         self.accounting
     }
+
+    /// The long windows ([`LimitBuilder::also`]), shortest first.
+    pub fn long_windows(&self) -> &[Window] {
+        &self.long
+    }
 }
 
 /// Builds a [`Limit`]; see [`Limit::per_window`].
@@ -253,6 +262,7 @@ pub struct LimitBuilder {
     share_burst: Option<Duration>,
     max_queue: u32,
     learning: Learning,
+    long: Vec<Window>,
 }
 
 impl LimitBuilder {
@@ -317,6 +327,28 @@ impl LimitBuilder {
     pub fn learning(mut self, learning: Learning) -> Self {
         self.learning = learning;
         self
+    }
+
+    /// A budget over a longer window as well (Bedrock's tokens per day): a call is admitted
+    /// only when this window has room too. A long window is a plain budget beside the limit's
+    /// own window, which keeps its lanes, shares and learning; see [`Window`] and the
+    /// [module docs](super::Window). At most 3 long windows, each longer than the limit's
+    /// window and at most a day, each limit at least the limit's own per-window limit of the
+    /// same dimension ([`ConfigError`] otherwise).
+    pub fn also(mut self, window: Window) -> Self {
+        self.long.push(window);
+        self
+    }
+
+    /// Units per day as well: `also(Window::days(1).units(limit))`. Bedrock's tokens per day
+    /// are TPM × 1,440 by default; set the number the console shows.
+    pub fn units_per_day(self, limit: u64) -> Self {
+        self.also(Window::days(1).units(limit))
+    }
+
+    /// Requests per day as well: `also(Window::days(1).requests(limit))`.
+    pub fn requests_per_day(self, limit: u64) -> Self {
+        self.also(Window::days(1).requests(limit))
     }
 
     /// Checks the configuration.
@@ -421,6 +453,7 @@ impl LimitBuilder {
             ));
         }
         let ppm = |v: f64| (v * 1e6).round() as u64;
+        let long = long::check(self.window, [self.requests, self.units], self.long)?;
         Ok(Limit {
             window: nanos(self.window),
             requests: self.requests,
@@ -437,6 +470,7 @@ impl LimitBuilder {
                 regain_ppm: ppm(l.regain),
                 floor_ppm: ppm(l.floor).max(1),
             },
+            long,
         })
     }
 }

@@ -218,6 +218,7 @@ mod cost;
 mod layer;
 mod learn;
 mod limit;
+mod long;
 mod quota;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -237,6 +238,7 @@ pub use self::limit::{
     Accounting, ConfigError, Learning, Limit, LimitBuilder, MAX_BURST, MAX_LIMIT, MAX_TENANTS,
     MAX_WINDOW, Priority, Tenant,
 };
+pub use self::long::{DAILY_HOLD, LONG_SLOTS, MAX_LONG_WINDOWS, Window};
 pub use self::quota::{
     Ask, Grant, Headroom, MAX_WAIT, MemorySlot, MemoryStore, MemoryTicket, Quota, QuotaBuilder,
     QuotaStore, RejectReason, Rejected, Reservation, Slot, SlotStats, StoreSlot,

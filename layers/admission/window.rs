@@ -39,6 +39,7 @@ use super::learn::Learner;
 use super::limit::{Limit, Priority};
 use super::quota::{Ask, RejectReason};
 use super::ring::Ring;
+use super::long::LongTicket;
 use super::state::{Refusal, Ticket, named_dims};
 use crate::Outcome;
 
@@ -380,6 +381,7 @@ impl WindowState {
             deadline,
             charged_at: now,
             probe: false,
+            long: LongTicket::default(),
         };
         // A call within its share spends its share when it asks, waiting or not, so that the
         // share measures the tenant's demand.

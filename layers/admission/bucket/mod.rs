@@ -16,6 +16,7 @@ use super::learn::Learner;
 use super::limit::{Limit, Priority};
 use super::quota::{Ask, RejectReason};
 use super::ring::Ring;
+use super::long::LongTicket;
 use super::state::{Refusal, Ticket, named_dims};
 use crate::Outcome;
 
@@ -367,6 +368,7 @@ impl BucketState {
             deadline,
             charged_at: now,
             probe: false,
+            long: LongTicket::default(),
         };
         if lane == 0 && wait > 0 {
             self.prune_bookings(now);
