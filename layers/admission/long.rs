@@ -454,3 +454,42 @@ impl Long {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::state::KeyState;
+    use crate::Outcome;
+    use crate::admission::Usage;
+
+    const DAY: u64 = 24 * 3600 * 1_000_000_000;
+
+    #[test]
+    fn a_day_of_calls_keeps_the_same_counters() {
+        let l = Limit::per_minute()
+            .requests(1_000)
+            .units(1_000_000)
+            .also(Window::hours(1).units(10_000_000))
+            .units_per_day(1_000_000_000)
+            .build()
+            .unwrap();
+        let mut s = KeyState::new(&l, 0);
+        // 97 counters per dimension and window: an hour's units, a day's units.
+        assert_eq!(s.long().counters(), 2 * 97);
+        let ask = crate::admission::Ask::new(Cost::new(1, 1_000));
+        for i in 0..100_000u64 {
+            let now = i * (DAY / 100_000);
+            let mut t = s.reserve(&l, &ask, now + DAY, now).unwrap();
+            assert!(!t.waiting);
+            s.settle(&l, &mut t, &Outcome::SUCCESS, &Usage::units(500), now);
+        }
+        assert_eq!(s.long().counters(), 2 * 97);
+        // The day holds what was spent in it at the real units, the rounding conservative:
+        // everything of the last day and up to one slot (15 minutes) more.
+        let spent = s.long().spent(DAY)[1][1].unwrap();
+        assert!(spent >= 100_000 * 500 - 500 * 2 && spent <= 100_000 * 500, "{spent}");
+        let hour = s.long().spent(DAY)[0][1].unwrap();
+        let per_hour = 100_000 * 500 / 24;
+        assert!(hour + 500 >= per_hour && hour <= per_hour + per_hour / 96 + 500, "{hour}");
+    }
+}
