@@ -193,10 +193,21 @@ impl KeyState {
             match r {
                 Ok(None) => self.long.moved(&mut t.long, t.cost, now),
                 Ok(Some(_)) => {}
-                Err(_) => self.long.refund(&mut t.long, t.cost, now),
+                Err(_) => self.after_primary(t, now),
             }
         }
         r
+    }
+
+    /// After the primary window gave a call up or let it go: when it holds no charge for the
+    /// call (it was never admitted), neither do the long windows; when it does (in flight),
+    /// the long windows keep theirs, and a probe that brings no answer lets another probe.
+    fn after_primary(&mut self, t: &mut Ticket, now: u64) {
+        if t.charged {
+            self.long.end_probe(&mut t.long, None);
+        } else {
+            self.long.refund(&mut t.long, t.cost, now);
+        }
     }
 
     /// A call waiting for a long window: still waiting, refused, or booked in the primary
@@ -251,14 +262,10 @@ impl KeyState {
             t.long.held = false;
             return;
         }
-        let was_waiting = t.waiting;
         each!(&mut self.primary, s => s.cancel(l, t, now));
-        let now = self.long.tick(now);
-        if was_waiting {
-            self.long.refund(&mut t.long, t.cost, now);
-        } else {
-            // In flight: its charge stays; a probe that brings no answer lets another probe.
-            self.long.end_probe(&mut t.long, None);
+        if t.long.charged || t.long.probe {
+            let now = self.long.tick(now);
+            self.after_primary(t, now);
         }
     }
 
@@ -271,37 +278,43 @@ impl KeyState {
         usage: &Usage,
         now: u64,
     ) -> bool {
-        if t.waiting {
+        if t.long.held {
             self.cancel(l, t, now);
             return false;
         }
-        if self.long.active() || t.long.charged {
-            let at = self.long.tick(now);
-            let daily = is_daily(outcome);
-            self.long.settle(&t.long, t.cost, usage.units, at);
-            self.long.end_probe(&mut t.long, Some(daily));
-            if daily && t.charged {
-                self.long.daily(at);
-            }
-        } else if is_daily(outcome) && t.charged {
-            let at = self.long.tick(now);
-            self.long.daily(at);
+        let moved = each!(&mut self.primary, s => s.settle(l, t, outcome, usage, now));
+        let daily = is_daily(outcome);
+        if !(t.long.charged || t.long.probe || daily) {
+            return moved;
         }
-        each!(&mut self.primary, s => s.settle(l, t, outcome, usage, now))
+        let now = self.long.tick(now);
+        if !t.charged {
+            // Never admitted: cancelled.
+            self.long.refund(&mut t.long, t.cost, now);
+            return moved;
+        }
+        self.long.settle(&t.long, t.cost, usage.units, now);
+        self.long.end_probe(&mut t.long, Some(daily));
+        if daily {
+            self.long.daily(now);
+        }
+        moved
     }
 
     /// An admitted call that was never sent: its units go back, its request stays counted.
     pub(crate) fn release_unsent(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
-        if t.waiting {
+        if t.long.held {
             self.cancel(l, t, now);
             return;
         }
+        each!(&mut self.primary, s => s.release_unsent(l, t, now));
         if t.long.charged || t.long.probe {
-            let at = self.long.tick(now);
-            self.long.settle(&t.long, t.cost, Some(0), at);
-            self.long.end_probe(&mut t.long, None);
+            let now = self.long.tick(now);
+            if t.charged {
+                self.long.settle(&t.long, t.cost, Some(0), now);
+            }
+            self.after_primary(t, now);
         }
-        each!(&mut self.primary, s => s.release_unsent(l, t, now))
     }
 
     /// The wait an interactive, within-share call of `cost` would get now; `None` when it can
