@@ -266,7 +266,7 @@ fn a_daily_throttle_without_a_long_window_holds_the_key_then_probes() {
     assert_eq!(e.retry_in, Some(DAILY_HOLD - MIN));
     // A batch call (fifteen minutes' deadline) waits for the hold to end.
     let batch = Ask::new(Cost::units(1)).priority(Priority::Batch);
-    let mut waiting = quota.reserve_ask(&"model", &batch, now).unwrap();
+    let waiting = quota.reserve_ask(&"model", &batch, now).unwrap();
     assert_eq!(waiting.grant(), Grant::At(t0 + DAILY_HOLD));
     waiting.cancel(now);
     // After the hold one call probes; the others wait for its answer.

@@ -129,6 +129,17 @@ impl Window {
         self.units
     }
 
+    /// The window with its limits cut to `fraction` (a Redis store's local fallback budget).
+    #[cfg(feature = "redis")]
+    pub(crate) fn scaled(&self, fraction: f64) -> Window {
+        let cut = |v: Option<u64>| v.map(|v| ((v as f64 * fraction).floor() as u64).clamp(1, v));
+        Window {
+            window: self.window,
+            requests: cut(self.requests),
+            units: cut(self.units),
+        }
+    }
+
     fn max(&self, d: usize) -> Option<u64> {
         if d == REQ { self.requests } else { self.units }
     }

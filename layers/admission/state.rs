@@ -153,6 +153,7 @@ impl KeyState {
             ..LongTicket::default()
         };
         if wait > 0 {
+            each!(&mut self.primary, s => s.touch(l, now));
             if now.saturating_add(wait) > deadline {
                 return Err(exhausted(l, wait, bound));
             }
@@ -221,6 +222,7 @@ impl KeyState {
         let now = self.long.tick(now);
         let (wait, bound) = self.long.wait_at(t.cost, now);
         if wait > 0 {
+            each!(&mut self.primary, s => s.touch(l, now));
             t.long.bound = bound;
             if now.saturating_add(wait) > t.deadline {
                 t.waiting = false;

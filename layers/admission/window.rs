@@ -173,6 +173,13 @@ impl WindowState {
         self.clock
     }
 
+    /// Brings the state to `now` (slots that left, refill, regain) without a call: a call a
+    /// long window refused still moves the key's time, as any call does.
+    pub(crate) fn touch(&mut self, l: &Limit, now: u64) {
+        let now = self.tick(now);
+        self.advance(l, now);
+    }
+
     fn advance(&mut self, l: &Limit, now: u64) {
         for dim in self.dims.iter_mut().flatten() {
             dim.spent.advance(now);

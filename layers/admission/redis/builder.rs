@@ -124,17 +124,6 @@ impl<K> RedisStoreBuilder<K> {
                 ));
             }
         }
-        // The script keeps the limit's own window only; a long window (tokens per day) would
-        // be silently unenforced, so it is refused until the script keeps those rings too.
-        for limit in std::iter::once(&self.default).chain(self.per_key.iter().map(|(_, l)| l)) {
-            if let Some(w) = limit.long_windows().first() {
-                return Err(ConfigError::new(
-                    "also",
-                    w.duration(),
-                    "long windows are kept by the in-process store only; RedisStore does not support them yet",
-                ));
-            }
-        }
         if let Some(ttl) = self.lease_ttl {
             if ttl.is_zero() || ttl > MAX_WAIT {
                 return Err(ConfigError::new(
@@ -256,6 +245,7 @@ fn scaled(l: &Limit, fraction: f64) -> Limit {
     let mut l = l.clone();
     l.requests = cut(l.requests);
     l.units = cut(l.units);
+    l.long = l.long.iter().map(|w| w.scaled(fraction)).collect();
     l
 }
 
