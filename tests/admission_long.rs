@@ -97,7 +97,11 @@ fn the_day_admits_its_limit_then_names_itself_and_when_it_has_room() {
     }
     // And no more until the next slot leaves: a call a second before waits for it.
     let r = quota
-        .reserve(&"model", Cost::units(100), back + SLOT - Duration::from_secs(1))
+        .reserve(
+            &"model",
+            Cost::units(100),
+            back + SLOT - Duration::from_secs(1),
+        )
         .unwrap();
     assert_eq!(r.grant(), Grant::At(back + SLOT));
     assert_eq!(r.bound_by(), Some(DAY));
@@ -159,7 +163,9 @@ fn settle_cancel_and_release_adjust_the_day() {
     first.settle(Usage::units(5_000), now);
     // Spent so far: 2,000 + 5,000 = 7,000 of 20,000: 13,000 more fill the day.
     for (m, units) in [(5, 5_000), (6, 5_000), (7, 3_000)] {
-        let r = quota.reserve(&"model", Cost::units(units), minute(m)).unwrap();
+        let r = quota
+            .reserve(&"model", Cost::units(units), minute(m))
+            .unwrap();
         assert_eq!(r.grant(), Grant::Now, "minute {m}");
         r.settle(Usage::units(units), minute(m));
     }
@@ -175,11 +181,17 @@ fn settle_cancel_and_release_adjust_the_day() {
         .settle(Usage::units(19_500), t0);
     let later = t0 + MIN * 2;
     assert_eq!(
-        quota.reserve(&"big", Cost::units(600), later).unwrap_err().reason,
+        quota
+            .reserve(&"big", Cost::units(600), later)
+            .unwrap_err()
+            .reason,
         exhausted_day()
     );
     assert_eq!(
-        quota.reserve(&"big", Cost::units(500), later).unwrap().grant(),
+        quota
+            .reserve(&"big", Cost::units(500), later)
+            .unwrap()
+            .grant(),
         Grant::Now
     );
 }
@@ -188,13 +200,19 @@ fn settle_cancel_and_release_adjust_the_day() {
 fn headroom_says_the_wait_until_the_day_has_room() {
     let quota = Quota::new(tpm_tpd());
     let t0 = quota.epoch();
-    assert_eq!(quota.admit_wait(&"model", Cost::units(500), t0), Some(Duration::ZERO));
+    assert_eq!(
+        quota.admit_wait(&"model", Cost::units(500), t0),
+        Some(Duration::ZERO)
+    );
     fill(&quota, "model");
     let now = t0 + MIN * 21;
     // The minute has room, the day has none for another day: a router moves on.
     let wait = quota.admit_wait(&"model", Cost::units(500), now).unwrap();
     assert_eq!(wait, DAY + SLOT - MIN * 21);
-    assert_eq!(quota.admit_wait(&"fresh", Cost::units(500), now), Some(Duration::ZERO));
+    assert_eq!(
+        quota.admit_wait(&"fresh", Cost::units(500), now),
+        Some(Duration::ZERO)
+    );
     // A cost above the day's limit (possible for a dimension the minute does not limit) can
     // never be admitted.
     let requests = Limit::per_minute()
@@ -254,7 +272,11 @@ fn a_daily_throttle_without_a_long_window_holds_the_key_then_probes() {
     quota
         .reserve(&"model", Cost::units(100), t0)
         .unwrap()
-        .finish(&Outcome::throttled(ThrottleScope::Daily), Usage::units(0), t0);
+        .finish(
+            &Outcome::throttled(ThrottleScope::Daily),
+            Usage::units(0),
+            t0,
+        );
     assert_eq!(
         quota.stats(&"model", t0).unwrap().units_limit,
         Some(1_000),
@@ -295,10 +317,11 @@ fn a_daily_throttle_without_a_long_window_holds_the_key_then_probes() {
     }
     // A probe dropped in flight lets another call probe.
     let key = "dropped";
-    quota
-        .reserve(&key, Cost::units(1), t0)
-        .unwrap()
-        .finish(&Outcome::throttled(ThrottleScope::Daily), Usage::units(0), t0);
+    quota.reserve(&key, Cost::units(1), t0).unwrap().finish(
+        &Outcome::throttled(ThrottleScope::Daily),
+        Usage::units(0),
+        t0,
+    );
     let probe = quota.reserve(&key, Cost::units(1), after).unwrap();
     probe.cancel(after);
     assert_eq!(
@@ -334,8 +357,14 @@ fn the_token_bucket_keeps_a_day_window_too() {
 fn configuration_errors_are_typed() {
     let base = || Limit::per_minute().units(1_000);
     let field = |b: tower_headroom::admission::LimitBuilder| b.build().unwrap_err().field();
-    assert_eq!(field(base().also(Window::new(MIN).units(5_000))), "also.window");
-    assert_eq!(field(base().also(Window::days(2).units(5_000))), "also.window");
+    assert_eq!(
+        field(base().also(Window::new(MIN).units(5_000))),
+        "also.window"
+    );
+    assert_eq!(
+        field(base().also(Window::days(2).units(5_000))),
+        "also.window"
+    );
     assert_eq!(field(base().units_per_day(999)), "also.units");
     assert_eq!(field(base().units_per_day(0)), "also.units");
     assert_eq!(field(base().units_per_day(u64::MAX)), "also.units");
@@ -392,4 +421,84 @@ async fn on_the_paused_clock_no_day_holds_more_than_its_limit() {
     }
     let total: u64 = log.iter().map(|(_, u)| u).sum();
     assert!(total >= 40_000, "the following days admit again: {total}");
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Take(u64),
+        Settle { pick: usize, percent: u64 },
+        Cancel(usize),
+        Step(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u64..=1_000).prop_map(Op::Take),
+            3 => (any::<usize>(), 0u64..=100).prop_map(|(pick, percent)| Op::Settle { pick, percent }),
+            1 => any::<usize>().prop_map(Op::Cancel),
+            3 => prop_oneof![0u64..50, 0u64..1_000, 0u64..9_000].prop_map(Op::Step),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Over random takes, settles at or below the estimate, cancellations in flight and
+        /// time steps, no interval of one long window ever holds more than its limit, counting
+        /// every admitted call at what it finally spent (its estimate while in flight).
+        #[test]
+        fn no_long_window_interval_holds_more_than_its_limit(ops in proptest::collection::vec(op(), 1..200)) {
+            // 1,000 units per second, 3,000 per 8 s.
+            let limit = Limit::per_second()
+                .units(1_000)
+                .also(Window::new(Duration::from_secs(8)).units(3_000))
+                .build()
+                .unwrap();
+            let quota = Quota::new(limit);
+            let t0 = quota.epoch();
+            let mut now_ms = 0u64;
+            let mut flight = Vec::new();
+            // (admitted at ms, units counted)
+            let mut log: Vec<(u64, u64)> = Vec::new();
+            for op in ops {
+                let now = t0 + Duration::from_millis(now_ms);
+                match op {
+                    Op::Step(ms) => now_ms += ms,
+                    Op::Take(units) => {
+                        let ask = Ask::new(Cost::units(units)).deadline(Deadline::at(now));
+                        if let Ok(r) = quota.reserve_ask(&"k", &ask, now) {
+                            prop_assert_eq!(r.grant(), Grant::Now);
+                            log.push((now_ms, units));
+                            flight.push((r, log.len() - 1));
+                        }
+                    }
+                    Op::Settle { pick, percent } if !flight.is_empty() => {
+                        let (r, i) = flight.swap_remove(pick % flight.len());
+                        let spent = log[i].1 * percent / 100;
+                        log[i].1 = spent;
+                        r.settle(Usage::units(spent), now);
+                    }
+                    Op::Cancel(pick) if !flight.is_empty() => {
+                        // Dropped in flight: its estimate stays counted.
+                        let (r, _) = flight.swap_remove(pick % flight.len());
+                        r.cancel(now);
+                    }
+                    _ => {}
+                }
+            }
+            for (i, (t, _)) in log.iter().enumerate() {
+                let in_window: u64 = log[i..]
+                    .iter()
+                    .take_while(|(u, _)| *u < *t + 8_000)
+                    .map(|(_, n)| n)
+                    .sum();
+                prop_assert!(in_window <= 3_000, "{} units in the 8 s from {} ms", in_window, t);
+            }
+        }
+    }
 }

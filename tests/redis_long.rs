@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower_headroom::Deadline;
 use tower_headroom::admission::redis::RedisStore;
-use tower_headroom::admission::{Ask, Cost, Limit, Quota, RejectReason, Window};
+use tower_headroom::admission::{Ask, Cost, Limit, Quota, RejectReason, Usage, Window};
+use tower_headroom::{Deadline, Outcome, ThrottleScope};
 
 #[path = "support/redis.rs"]
 mod redis_server;
@@ -35,7 +35,7 @@ async fn a_spent_long_window_refuses_and_names_itself() {
         let ask = Ask::new(Cost::units(5_000))
             .deadline(Deadline::at(Instant::now() + Duration::from_secs(5)));
         let r = quota.acquire(&"model", ask).await.unwrap();
-        r.settle(tower_headroom::admission::Usage::units(5_000), Instant::now());
+        r.settle(Usage::units(5_000), Instant::now());
         tokio::time::sleep(Duration::from_millis(1_100)).await;
     }
     // The second is free again, the minute is not: this call waits for the server's answer,
@@ -55,5 +55,42 @@ async fn a_spent_long_window_refuses_and_names_itself() {
         retry > Duration::from_secs(40) && retry <= Duration::from_secs(61),
         "{retry:?}"
     );
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_daily_throttle_spends_the_shared_long_window() {
+    let server = RedisServer::start();
+    let limit = Limit::per_second()
+        .units(5_000)
+        .also(Window::new(Duration::from_secs(60)).units(10_000))
+        .build()
+        .unwrap();
+    let store: RedisStore<&'static str> = RedisStore::builder("long-daily", limit)
+        .lease(0.0)
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let quota = Quota::with_store(store.clone());
+    let ask = || {
+        Ask::new(Cost::units(1_000)).deadline(Deadline::at(Instant::now() + Duration::from_secs(2)))
+    };
+    let r = quota.acquire(&"model", ask()).await.unwrap();
+    r.finish(
+        &Outcome::throttled(ThrottleScope::Daily),
+        Usage::units(0),
+        Instant::now(),
+    );
+    // The report reaches the server in the background.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = quota.acquire(&"model", ask()).await.unwrap_err();
+    assert_eq!(
+        e.reason,
+        RejectReason::QuotaExhausted {
+            window: Some(Duration::from_secs(60))
+        }
+    );
+    // Another key of the same quota is untouched.
+    assert!(quota.acquire(&"other", ask()).await.is_ok());
     store.shutdown().await;
 }

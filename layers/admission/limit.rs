@@ -74,6 +74,10 @@ pub struct Tenant(pub u16);
 /// - A throttle that names a partition or a key ([`ThrottleScope::Partition`](crate::ThrottleScope::Partition))
 ///   never moves the limit: the key's budget was not the problem. A server `Retry-After` on a
 ///   throttle holds the key's calls back for that long.
+/// - A daily throttle ([`ThrottleScope::Daily`](crate::ThrottleScope::Daily)) never moves it
+///   either: the minute had room, the day did not. It spends the key's longest
+///   [long window](super::Window), or holds a key without one for
+///   [`DAILY_HOLD`](super::DAILY_HOLD) and then lets one call probe.
 ///
 /// Measured on the showdown's shared account (scenario 6: a neighbour spends about 31% of a
 /// 200,000 TPM quota for five minutes, then leaves): see the README.
@@ -146,7 +150,8 @@ pub enum Accounting {
 }
 
 /// The quota of one key: requests and/or units per window, how the provider counts them,
-/// shares, queueing and learning.
+/// shares, queueing and learning; and [long windows](super::Window) beside the window
+/// ([`LimitBuilder::also`]), e.g. tokens per day.
 ///
 /// ```
 /// use std::time::Duration;
@@ -157,6 +162,10 @@ pub enum Accounting {
 /// let bedrock = Limit::per_minute().units(200_000).build()?;
 /// // DynamoDB: 1,000 WCU per second, keeping up to 300 s of unused capacity.
 /// let table = Limit::per_second().units(1_000).burst(Duration::from_secs(300)).build()?;
+/// // Bedrock with its tokens per day too (by default TPM × 1,440; set the console's number):
+/// // a call is admitted only when both the minute and the day have room.
+/// let tpd = Limit::per_minute().units(200_000).units_per_day(288_000_000).build()?;
+/// assert_eq!(tpd.long_windows()[0].duration(), Duration::from_secs(86_400));
 /// # let _ = (bedrock, table);
 /// # Ok::<(), tower_headroom::admission::ConfigError>(())
 /// ```

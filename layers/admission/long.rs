@@ -28,6 +28,10 @@
 //! look again when it has left, and those that still do not fit wait again (or are rejected
 //! at their deadline). A waiting call is charged nothing until it is admitted.
 //!
+//! A key whose long windows still hold spend is not at rest: the in-process store keeps its
+//! state (and the Redis store its hash) until the longest window has emptied, up to a day and
+//! a slot after its last call.
+//!
 //! **A daily throttle** (an outcome [`ThrottleScope::Daily`](crate::ThrottleScope::Daily), a
 //! provider's "Too many tokens per day") never teaches the primary window's learned limit
 //! (the minute had room). On a key with long windows it marks the longest one exhausted: its
@@ -322,8 +326,7 @@ impl Long {
             for (d, dim) in w.iter().enumerate() {
                 let Some(dim) = dim else { continue };
                 let total = dim.spent.sum_at(now) + u128::from(part(cost, d));
-                let Some(over) = total.checked_sub(u128::from(dim.max)).filter(|o| *o > 0)
-                else {
+                let Some(over) = total.checked_sub(u128::from(dim.max)).filter(|o| *o > 0) else {
                     continue;
                 };
                 // A cost within the limit always fits once the ring has emptied.
@@ -422,8 +425,7 @@ impl Long {
                 for dim in longest.iter_mut().flatten() {
                     dim.spent.advance(now);
                     let fill = u128::from(dim.max).saturating_sub(dim.spent.sum());
-                    dim.spent
-                        .add(u64::try_from(fill).unwrap_or(u64::MAX));
+                    dim.spent.add(u64::try_from(fill).unwrap_or(u64::MAX));
                 }
             }
             None => {
@@ -469,9 +471,9 @@ impl Long {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::state::KeyState;
     use crate::Outcome;
     use crate::admission::Usage;
+    use crate::admission::state::KeyState;
 
     const DAY: u64 = 24 * 3600 * 1_000_000_000;
 
@@ -498,9 +500,15 @@ mod tests {
         // The day holds what was spent in it at the real units, the rounding conservative:
         // everything of the last day and up to one slot (15 minutes) more.
         let spent = s.long().spent(DAY)[1][1].unwrap();
-        assert!(spent >= 100_000 * 500 - 500 * 2 && spent <= 100_000 * 500, "{spent}");
+        assert!(
+            spent >= 100_000 * 500 - 500 * 2 && spent <= 100_000 * 500,
+            "{spent}"
+        );
         let hour = s.long().spent(DAY)[0][1].unwrap();
         let per_hour = 100_000 * 500 / 24;
-        assert!(hour + 500 >= per_hour && hour <= per_hour + per_hour / 96 + 500, "{hour}");
+        assert!(
+            hour + 500 >= per_hour && hour <= per_hour + per_hour / 96 + 500,
+            "{hour}"
+        );
     }
 }

@@ -14,9 +14,9 @@
 use super::cost::{Cost, Usage};
 use super::learn::Learner;
 use super::limit::{Limit, Priority};
+use super::long::LongTicket;
 use super::quota::{Ask, RejectReason};
 use super::ring::Ring;
-use super::long::LongTicket;
 use super::state::{Refusal, Ticket, named_dims};
 use crate::Outcome;
 

@@ -287,6 +287,10 @@ local function wait_for(level, need, rate)
   return math.ceil((need - level) / rate)
 end
 
+-- A daily hold outlives the key's usual expiry.
+local hold_left = num_field('dh', 0) - now
+if hold_left > 0 then ttl = math.max(ttl, math.ceil(hold_left / 1000) + 1000) end
+
 if op == 'take' then
   -- Long windows first, as the in-process core: a call they cannot hold is not booked.
   if nlong > 0 or num_field('dh', 0) > 0 then
@@ -544,12 +548,7 @@ impl Op {
     }
 
     /// A `learn` of how a call granted at `at` ended.
-    pub(crate) fn learn(
-        outcome: &crate::Outcome,
-        limited: [bool; 2],
-        probe: u8,
-        at: u64,
-    ) -> Self {
+    pub(crate) fn learn(outcome: &crate::Outcome, limited: [bool; 2], probe: u8, at: u64) -> Self {
         let (name, dims) = match crate::admission::state::named_dims(outcome, limited) {
             _ if crate::admission::state::is_daily(outcome) => ("d", 0),
             Some(named) => ("t", u8::from(named[0]) | (u8::from(named[1]) << 1)),

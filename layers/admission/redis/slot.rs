@@ -61,9 +61,11 @@ impl SlotInner {
     fn too_large(&self, cost: Cost) -> bool {
         (self.args.limits[0] > 0 && cost.requests > self.max_cost[0])
             || (self.args.limits[1] > 0 && cost.units > self.max_cost[1])
-            || self.args.long.iter().any(|w| {
-                (w[2] > 0 && cost.requests > w[2]) || (w[3] > 0 && cost.units > w[3])
-            })
+            || self
+                .args
+                .long
+                .iter()
+                .any(|w| (w[2] > 0 && cost.requests > w[2]) || (w[3] > 0 && cost.units > w[3]))
     }
 
     /// Why a call that cannot be admitted in time is refused: a long window (or a daily
@@ -397,7 +399,9 @@ impl Slot for RedisSlot {
             } => {
                 let s = &*self.0;
                 let limited = [s.args.limits[0] > 0, s.args.limits[1] > 0];
-                let teaches = crate::admission::state::named_dims(outcome, limited).is_some();
+                // A daily throttle teaches the long windows (or the daily hold), not the limit.
+                let teaches = crate::admission::state::named_dims(outcome, limited).is_some()
+                    || crate::admission::state::is_daily(outcome);
                 let mut leases = lock(&s.leases);
                 if let Some(units) = usage.units.filter(|u| *u != ask.cost.units) {
                     let delta = sat(ask.cost.units).saturating_sub(sat(units));

@@ -97,9 +97,11 @@ impl<K: Key> RedisStore<K> {
             Answer::Wait { us, bound: 0 } => TestAnswer::Wait(us),
             Answer::Wait { us, bound } => TestAnswer::Exhausted {
                 us,
-                window: s.args.long.get(usize::from(bound).wrapping_sub(1)).map(|w| {
-                    std::time::Duration::from_micros(w[0])
-                }),
+                window: s
+                    .args
+                    .long
+                    .get(usize::from(bound).wrapping_sub(1))
+                    .map(|w| std::time::Duration::from_micros(w[0])),
             },
         })
     }
