@@ -73,6 +73,8 @@ pub enum ThrottleScope {
     Partition,
     /// A throttle that did not say which limit it hit.
     Unknown,
+    /// A per-day quota (Bedrock tokens per day) is spent: no per-minute wait cures it.
+    Daily,
 }
 
 impl Outcome {
@@ -151,6 +153,8 @@ impl OutcomeKind {
             OutcomeKind::Throttled(ThrottleScope::Capacity) => 3,
             OutcomeKind::Throttled(ThrottleScope::Unknown) => 4,
             OutcomeKind::Throttled(ThrottleScope::Partition) => 5,
+            // Stand-in until the `daily` helper gives the daily throttle its own class.
+            OutcomeKind::Throttled(ThrottleScope::Daily) => 5,
             OutcomeKind::Overloaded => 6,
             OutcomeKind::Unavailable => 7,
             OutcomeKind::Timeout => 8,
@@ -226,6 +230,7 @@ impl OutcomeKind {
             OutcomeKind::Throttled(ThrottleScope::Capacity) => "throttled_capacity",
             OutcomeKind::Throttled(ThrottleScope::Unknown) => "throttled",
             OutcomeKind::Throttled(ThrottleScope::Partition) => "throttled_partition",
+            OutcomeKind::Throttled(ThrottleScope::Daily) => "throttled_daily",
             OutcomeKind::Overloaded => "overloaded",
             OutcomeKind::Unavailable => "unavailable",
             OutcomeKind::Timeout => "timeout",
