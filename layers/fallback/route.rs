@@ -487,6 +487,13 @@ impl Plan {
         self
     }
 
+    /// The plan with the targets in `mask` (bit `i`: target `i`) left out, as if tried: a
+    /// retry's plan skips the targets that answered the call with a spent day.
+    pub(crate) fn skipping(mut self, mask: u64) -> Self {
+        self.tried |= mask;
+        self
+    }
+
     /// The deadline the plan's admission waits are bound by, if any.
     pub fn deadline(&self) -> Option<Deadline> {
         self.deadline

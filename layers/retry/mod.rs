@@ -42,10 +42,13 @@ mod policy;
 
 pub use self::backoff::{Backoff, BackoffBuilder, Jitter, QuotaWindow, Schedule, ScheduleClass};
 pub use self::budget::RetryBudget;
-pub use self::error::{Fatal, RetriesExhausted, RetryInfo};
+pub(crate) use self::error::stopped_error;
+pub use self::error::{Fatal, QuotaExhausted, RetriesExhausted, RetryInfo};
 pub use self::future::ResponseFuture;
 pub use self::layer::{Retry, RetryLayer};
-pub use self::policy::{Decision, RetryPolicy, RetryPolicyBuilder, RetryState, StopReason};
+pub use self::policy::{
+    Decision, RetryPolicy, RetryPolicyBuilder, RetryState, StopReason, spent_day,
+};
 
 use std::time::Duration;
 
