@@ -137,11 +137,13 @@ impl Call {
             self.retry.succeeded();
             return Next::Done;
         }
-        if let (Some(target), true, OutcomeKind::Throttled(ThrottleScope::Daily)) =
-            (ended.target, ended.sent, outcome.kind)
-        {
-            self.spent |= 1u64.checked_shl(target as u32).unwrap_or(0);
-        }
+        let daily = match (ended.target, ended.sent, outcome.kind) {
+            (Some(target), true, OutcomeKind::Throttled(ThrottleScope::Daily)) => {
+                1u64.checked_shl(target as u32).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        self.spent |= daily;
         if let (Some(routing), Some(plan), Some(target), true) =
             (routing, self.plan.as_mut(), ended.target, ended.sent)
         {
@@ -152,8 +154,17 @@ impl Call {
         match policy.decide(&mut self.retry, outcome, now) {
             Decision::Retry(delay) => {
                 if let Some(routing) = routing {
+                    // A retry after a spent day is allowed only when the day returns before it
+                    // starts: that target is no longer spent. Should every target be spent,
+                    // none is skipped (the policy allowed the retry).
+                    self.spent &= !daily;
+                    let all = u64::MAX >> (64 - routing.route.targets().len().min(64));
                     let plan = routing.route.plan().with_deadline(self.retry.deadline());
-                    self.plan = Some(plan.skipping(self.spent));
+                    self.plan = Some(if self.spent & all == all {
+                        plan
+                    } else {
+                        plan.skipping(self.spent)
+                    });
                 }
                 Next::Retry(delay)
             }
