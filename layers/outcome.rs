@@ -224,8 +224,7 @@ impl OutcomeKind {
             self,
             OutcomeKind::Throttled(
                 ThrottleScope::Requests | ThrottleScope::Tokens | ThrottleScope::Daily
-            )
-                | OutcomeKind::Overloaded
+            ) | OutcomeKind::Overloaded
                 | OutcomeKind::Unavailable
                 | OutcomeKind::Timeout
         )

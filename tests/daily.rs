@@ -68,7 +68,9 @@ struct Backend {
 }
 
 impl Backend {
-    fn new(script: impl Fn(&str, Duration) -> Option<BedrockError> + Send + Sync + 'static) -> Self {
+    fn new(
+        script: impl Fn(&str, Duration) -> Option<BedrockError> + Send + Sync + 'static,
+    ) -> Self {
         Backend {
             start: Instant::now(),
             script: Arc::new(script),
@@ -115,7 +117,9 @@ fn rewrite_model(request: &mut Request, model: &&'static str) {
     *request.uri_mut() = format!("/model/{model}/converse").parse().unwrap();
 }
 
-fn two_models(builder: StackBuilder<&'static str, Classifier>) -> StackBuilder<&'static str, Classifier> {
+fn two_models(
+    builder: StackBuilder<&'static str, Classifier>,
+) -> StackBuilder<&'static str, Classifier> {
     builder
         .target(Target::new("sonnet", "sonnet").model("sonnet"))
         .target(Target::new("haiku", "haiku").model("haiku"))
@@ -134,7 +138,10 @@ async fn a_spent_day_moves_the_stack_to_the_fallback_at_once() {
     let started = Instant::now();
     let response = stack.oneshot(request()).await.unwrap();
     let served = response.extensions().get::<Served>().unwrap();
-    assert_eq!((&*served.name, served.degraded, served.hops), ("haiku", true, 1));
+    assert_eq!(
+        (&*served.name, served.degraded, served.hops),
+        ("haiku", true, 1)
+    );
     // No wait between the two calls: the second went out as the first answered.
     let calls = backend.calls();
     assert_eq!(
@@ -197,7 +204,9 @@ async fn a_day_that_returns_within_the_deadline_is_waited_for() {
     // The quota returns 30 s in, and the server says so.
     let back = Duration::from_secs(30);
     let backend = Backend::new(move |_, elapsed| {
-        (elapsed < back).then(|| spent_day(Some(back - elapsed))).flatten()
+        (elapsed < back)
+            .then(|| spent_day(Some(back - elapsed)))
+            .flatten()
     });
     let stack = StackBuilder::bedrock(CLASSIFY)
         .target(Target::new("sonnet", "sonnet"))
@@ -208,7 +217,10 @@ async fn a_day_that_returns_within_the_deadline_is_waited_for() {
     let calls = backend.calls();
     assert_eq!(calls.len(), 2);
     // Never earlier than the server said (its delay plus at most 10% jitter after the answer).
-    assert!(calls[1].1 >= back && calls[1].1 <= Duration::from_secs(34), "{calls:?}");
+    assert!(
+        calls[1].1 >= back && calls[1].1 <= Duration::from_secs(34),
+        "{calls:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -237,7 +249,12 @@ async fn the_retry_layer_alone_stops_on_a_spent_day() {
         .layer(RetryLayer::new(policy, CLASSIFY))
         .service(backend.service());
     let error = service
-        .oneshot(http::Request::builder().uri("/model/sonnet/converse").body(()).unwrap())
+        .oneshot(
+            http::Request::builder()
+                .uri("/model/sonnet/converse")
+                .body(())
+                .unwrap(),
+        )
         .await
         .unwrap_err();
     assert_eq!(backend.calls().len(), 1);
@@ -254,10 +271,17 @@ async fn the_fallback_router_alone_moves_at_once() {
         .build()
         .unwrap();
     let layer = FallbackBuilder::new(route, CLASSIFY).rewrite(rewrite_model);
-    let response = layer.layer(backend.service()).oneshot(request()).await.unwrap();
+    let response = layer
+        .layer(backend.service())
+        .oneshot(request())
+        .await
+        .unwrap();
     let served = response.extensions().get::<Served>().unwrap();
     assert_eq!(&*served.name, "haiku");
-    assert_eq!(backend.calls()[1], ("haiku".to_owned(), Duration::from_millis(10)));
+    assert_eq!(
+        backend.calls()[1],
+        ("haiku".to_owned(), Duration::from_millis(10))
+    );
 }
 
 #[cfg(feature = "metrics")]

@@ -48,7 +48,10 @@ fn canned(spent: &'static [&'static str], log: Log) -> SharedHttpClient {
                 .split_once("/model/")
                 .and_then(|(_, rest)| rest.split_once('/'))
                 .map_or(String::new(), |(model, _)| model.to_owned());
-            self.log.lock().unwrap().push((Instant::now(), model.clone()));
+            self.log
+                .lock()
+                .unwrap()
+                .push((Instant::now(), model.clone()));
             let response = if self.spent.contains(&model.as_str()) {
                 let mut response =
                     SdkResponse::new(StatusCode::try_from(429).unwrap(), SdkBody::from(DAILY));

@@ -344,7 +344,10 @@ mod tests {
         );
         // Only throttling codes read the day: a validation error that mentions one is fatal.
         assert_eq!(
-            classify("ValidationException", Some("max tokens per day must be set")),
+            classify(
+                "ValidationException",
+                Some("max tokens per day must be set")
+            ),
             OutcomeKind::Fatal
         );
     }

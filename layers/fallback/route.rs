@@ -150,6 +150,7 @@ pub enum Action {
 /// | outcome | action |
 /// |---|---|
 /// | `Throttled(Requests)`, `Throttled(Tokens)` | `NextTarget` — the choice prefers targets whose quota has headroom, and waits for the shortest admission when none has |
+/// | `Throttled(Daily)` (a spent per-day quota) | `NextTarget`, at once: no wait on the spent target cures it |
 /// | `Overloaded` | `NextModel` |
 /// | `Unavailable`, `Timeout` | `NextTarget` |
 /// | `Throttled(Capacity)`, `Throttled(Unknown)`, `Transient`, `Fatal` | `Stop` (the retry layer outside decides) |

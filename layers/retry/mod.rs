@@ -5,7 +5,9 @@
 //! throttles aligned to the next quota window, and per-class exponential schedules with jitter
 //! for everything else. A [`RetryBudget`] keeps retries to a fraction of requests, so a total
 //! outage costs at most `1 + ratio` attempts per request, and an overall deadline bounds the
-//! whole call.
+//! whole call. A spent per-day quota ([`ThrottleScope::Daily`](crate::ThrottleScope::Daily)) is
+//! not retried unless the server says it returns within the deadline ([`spent_day`]); the call
+//! fails with [`QuotaExhausted`], which says which quota and when it returns.
 //!
 //! ```
 //! use std::time::Duration;

@@ -578,7 +578,8 @@ mod tests {
         let now = Instant::now();
         let p = policy().deadline(Duration::from_secs(150)).build().unwrap();
         let mut s = p.start(now);
-        let soon = Outcome::throttled(ThrottleScope::Daily).with_retry_after(Duration::from_secs(40));
+        let soon =
+            Outcome::throttled(ThrottleScope::Daily).with_retry_after(Duration::from_secs(40));
         match p.decide(&mut s, &soon, now) {
             // The server's delay, never shortened (plus at most its 10% jitter).
             Decision::Retry(delay) => {
