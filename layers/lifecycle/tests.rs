@@ -243,3 +243,33 @@ fn a_spent_day_everywhere_stops_the_call_at_once() {
     );
     assert_eq!(call.retry().attempts(), 1, "the stop spent no retry");
 }
+
+#[test]
+fn a_retry_for_a_day_that_returns_goes_back_to_that_target_only() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let deadline = crate::Deadline::from_now(now, Duration::from_secs(150));
+    let mut call = Call::start(&policy, Some(&route), Some(deadline), now);
+    call.choose(&routing, now);
+    // The first model's day is spent with no word on its return; the second's returns in 30 s.
+    let daily = Outcome::throttled(ThrottleScope::Daily);
+    assert!(matches!(
+        call.next(&policy, Some(&routing), &sent(0), &daily, now),
+        Next::Move { target: 1, .. }
+    ));
+    let soon = daily.with_retry_after(Duration::from_secs(30));
+    let Next::Retry(delay) = call.next(&policy, Some(&routing), &sent(1), &soon, now) else {
+        panic!("expected a retry within the deadline")
+    };
+    assert!(delay >= Duration::from_secs(30));
+    // The retry goes to the second, whose day is back, not to the first, whose day is not.
+    assert!(matches!(
+        call.choose(&routing, now + delay),
+        Choice::Call { target: 1, .. }
+    ));
+}
