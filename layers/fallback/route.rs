@@ -150,6 +150,7 @@ pub enum Action {
 /// | outcome | action |
 /// |---|---|
 /// | `Throttled(Requests)`, `Throttled(Tokens)` | `NextTarget` — the choice prefers targets whose quota has headroom, and waits for the shortest admission when none has |
+/// | `Throttled(Daily)` (a spent per-day quota) | `NextTarget`, at once: no wait on the spent target cures it |
 /// | `Overloaded` | `NextModel` |
 /// | `Unavailable`, `Timeout` | `NextTarget` |
 /// | `Throttled(Capacity)`, `Throttled(Unknown)`, `Transient`, `Fatal` | `Stop` (the retry layer outside decides) |
@@ -507,6 +508,13 @@ impl Plan {
     /// plan was made).
     pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// The plan with the targets in `mask` (bit `i`: target `i`) left out, as if tried: a
+    /// retry's plan skips the targets that answered the call with a spent day.
+    pub(crate) fn skipping(mut self, mask: u64) -> Self {
+        self.tried |= mask;
         self
     }
 

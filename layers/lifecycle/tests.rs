@@ -265,3 +265,88 @@ fn a_half_open_probe_taken_for_an_admission_that_waits_is_given_back() {
         Choice::Call { target: 0, .. }
     ));
 }
+
+#[test]
+fn a_spent_day_moves_at_once_and_a_retry_does_not_go_back_there() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, now);
+    assert!(matches!(
+        call.choose(&routing, now),
+        Choice::Call { target: 0, .. }
+    ));
+    let daily = Outcome::throttled(ThrottleScope::Daily);
+    let next = call.next(&policy, Some(&routing), &sent(0), &daily, now);
+    assert!(matches!(next, Next::Move { target: 1, .. }), "{next:?}");
+    // The second target fails otherwise: the retry starts at the second, not the spent first.
+    let overloaded = Outcome::new(OutcomeKind::Overloaded);
+    let Next::Retry(delay) = call.next(&policy, Some(&routing), &sent(1), &overloaded, now) else {
+        panic!("expected a retry")
+    };
+    assert!(matches!(
+        call.choose(&routing, now + delay),
+        Choice::Call { target: 1, .. }
+    ));
+}
+
+#[test]
+fn a_spent_day_everywhere_stops_the_call_at_once() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let deadline = crate::Deadline::from_now(now, Duration::from_secs(150));
+    let mut call = Call::start(&policy, Some(&route), Some(deadline), now);
+    call.choose(&routing, now);
+    let daily = Outcome::throttled(ThrottleScope::Daily);
+    assert!(matches!(
+        call.next(&policy, Some(&routing), &sent(0), &daily, now),
+        Next::Move { target: 1, .. }
+    ));
+    // The fallback's day is spent too, and returns only in an hour: no retry within 150 s.
+    let hour = daily.with_retry_after(Duration::from_secs(3_600));
+    let next = call.next(&policy, Some(&routing), &sent(1), &hour, now);
+    assert!(
+        matches!(next, Next::Stop(StopReason::QuotaExhausted)),
+        "{next:?}"
+    );
+    assert_eq!(call.retry().attempts(), 1, "the stop spent no retry");
+}
+
+#[test]
+fn a_retry_for_a_day_that_returns_goes_back_to_that_target_only() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let deadline = crate::Deadline::from_now(now, Duration::from_secs(150));
+    let mut call = Call::start(&policy, Some(&route), Some(deadline), now);
+    call.choose(&routing, now);
+    // The first model's day is spent with no word on its return; the second's returns in 30 s.
+    let daily = Outcome::throttled(ThrottleScope::Daily);
+    assert!(matches!(
+        call.next(&policy, Some(&routing), &sent(0), &daily, now),
+        Next::Move { target: 1, .. }
+    ));
+    let soon = daily.with_retry_after(Duration::from_secs(30));
+    let Next::Retry(delay) = call.next(&policy, Some(&routing), &sent(1), &soon, now) else {
+        panic!("expected a retry within the deadline")
+    };
+    assert!(delay >= Duration::from_secs(30));
+    // The retry goes to the second, whose day is back, not to the first, whose day is not.
+    assert!(matches!(
+        call.choose(&routing, now + delay),
+        Choice::Call { target: 1, .. }
+    ));
+}

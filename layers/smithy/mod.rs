@@ -482,6 +482,7 @@ fn stateless(policy: &RetryPolicy, outcome: &Outcome) -> Decision {
     }
     if !outcome.kind.is_retryable()
         || (outcome.kind == OutcomeKind::Timeout && !policy.retries_timeouts())
+        || crate::retry::spent_day(outcome, None, Instant::now())
     {
         return Decision::Stop;
     }

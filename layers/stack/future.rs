@@ -22,9 +22,9 @@ use crate::fallback::{
     Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, report_served,
 };
 use crate::lifecycle::{Attempt, Call, Ended, Next, Routing};
-use crate::retry::{Fatal, RetriesExhausted, StopReason};
+use crate::retry::{StopReason, stopped_error};
 use crate::timeout::AttemptTimedOut;
-use crate::{BoxError, Classify, Outcome, OutcomeKind};
+use crate::{BoxError, Classify, Outcome};
 
 pin_project! {
     /// The future of [`Stack`](super::Stack): one call, through its attempts.
@@ -542,24 +542,14 @@ where
     }
 
     /// The call's error when the retries stop: the last error, wrapped as the retry layer
-    /// wraps it.
+    /// wraps it (a spent day as [`QuotaExhausted`](crate::retry::QuotaExhausted)).
     fn stopped(
         &self,
         result: Result<S::Response, BoxError>,
         outcome: Outcome,
         reason: StopReason,
     ) -> Result<S::Response, BoxError> {
-        let retry = self.call.retry();
-        result.map_err(|source| match outcome.kind {
-            OutcomeKind::Fatal => Box::new(Fatal::new(retry.attempts(), source)) as BoxError,
-            _ => Box::new(RetriesExhausted::new(
-                retry.attempts(),
-                outcome,
-                reason,
-                retry.waited(),
-                source,
-            )),
-        })
+        result.map_err(|source| stopped_error(self.call.retry(), outcome, reason, source))
     }
 
     /// Annotates a response with the target that served it (when it was not the preferred
