@@ -15,11 +15,13 @@
 //! let sonnet4 = table.spec("us.anthropic.claude-sonnet-4-20250514-v1:0");
 //! assert_eq!(sonnet4, ModelSpec::new(5, 64_000));
 //! // A model of your own (or a number AWS changed) overrides the built-in entry.
-//! let table = table.with_model("anthropic.claude-sonnet-4", ModelSpec::new(5, 32_000))?;
+//! let table = table.with_model("anthropic.claude-sonnet-4-20250514", ModelSpec::new(5, 32_000))?;
 //! assert_eq!(table.spec("anthropic.claude-sonnet-4-20250514-v1:0").max_output_tokens, 32_000);
 //! # Ok::<(), tower_headroom::admission::ConfigError>(())
 //! ```
 
 mod models;
+mod usage;
 
 pub use self::models::{ModelSpec, ModelTable, base_model_id};
+pub use self::usage::{BedrockUsage, TokenCounts};

@@ -78,7 +78,8 @@ fn prepared(table: Option<&str>, units: u64, asked_usage: bool) -> Option<Prepar
     Some(Prepared {
         key: Arc::from(table?),
         cost: Cost::units(units),
-        stream: false,
+        tokens: None,
+            stream: false,
         asked_usage,
         routable: false,
         keys_are_models: false,
@@ -150,6 +151,7 @@ impl Shape for DynamoDb {
         output: &Output,
         _response: Option<&HttpResponse>,
         _estimation: &Estimation,
+        _key: &str,
     ) -> Option<u64> {
         let units = consumed(output)?;
         // A server's odd number (negative, NaN) is no usage reading.
@@ -239,8 +241,7 @@ mod tests {
     fn usage_is_the_consumed_capacity_rounded_up() {
         let est = Estimation {
             chars_per_token: 4,
-            output_multiplier: 1,
-            default_max_tokens: 1,
+            models: crate::bedrock::ModelTable::builtin(),
         };
         let output = |units: f64| {
             Output::erase(
