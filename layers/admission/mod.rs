@@ -227,8 +227,7 @@ mod window;
 
 pub use self::cost::{
     ByModel, Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage,
-    Remaining, SpecOf,
-    Usage, remaining_from_headers, remaining_from_headers_at,
+    Remaining, SpecOf, Usage, remaining_from_headers, remaining_from_headers_at,
 };
 pub(crate) use self::layer::Metrics as AdmissionMetrics;
 pub use self::layer::{

@@ -119,11 +119,17 @@ impl ModelSpec {
 const BUILTIN: &[(&str, ModelSpec)] = &[
     // Anthropic, burndown 5.
     ("anthropic.claude-3-7-sonnet", ModelSpec::new(5, 64_000)),
-    ("anthropic.claude-sonnet-4-20250514", ModelSpec::new(5, 64_000)),
+    (
+        "anthropic.claude-sonnet-4-20250514",
+        ModelSpec::new(5, 64_000),
+    ),
     ("anthropic.claude-sonnet-4-5", ModelSpec::new(5, 64_000)),
     ("anthropic.claude-sonnet-4-6", ModelSpec::new(5, 64_000)),
     ("anthropic.claude-haiku-4-5", ModelSpec::new(5, 64_000)),
-    ("anthropic.claude-opus-4-20250514", ModelSpec::new(5, 32_000)),
+    (
+        "anthropic.claude-opus-4-20250514",
+        ModelSpec::new(5, 32_000),
+    ),
     ("anthropic.claude-opus-4-1", ModelSpec::new(5, 32_000)),
     ("anthropic.claude-opus-4-5", ModelSpec::new(5, 64_000)),
     ("anthropic.claude-opus-4-6", ModelSpec::new(5, 128_000)),

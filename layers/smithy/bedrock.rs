@@ -110,9 +110,7 @@ impl Shape for Bedrock {
         } else if let Some(output) = output.downcast_ref::<InvokeModelOutput>() {
             // Bedrock reports the counts in headers for most models; Anthropic bodies too.
             let headers = response.and_then(|response| {
-                TokenCounts::from_header_fn(|name| {
-                    response.headers().get(name).map(str::to_owned)
-                })
+                TokenCounts::from_header_fn(|name| response.headers().get(name).map(str::to_owned))
             });
             match headers {
                 Some(counts) => counts,

@@ -323,9 +323,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     /// The cost of the attempt in flight, on its target's key (the call's own cost when none).
     pub(crate) fn attempt_cost(&self, call: &Call<S>) -> Cost {
         match &call.attempt {
-            Some(attempt) => call
-                .prepared
-                .cost_on(&attempt.key, &self.estimation.models),
+            Some(attempt) => call.prepared.cost_on(&attempt.key, &self.estimation.models),
             None => call.prepared.cost,
         }
     }
@@ -572,7 +570,9 @@ impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadro
         }
         match &self.shared.quota {
             Some(quota) => {
-                let cost = self.prepared.cost_on(target, &self.shared.estimation.models);
+                let cost = self
+                    .prepared
+                    .cost_on(target, &self.shared.estimation.models);
                 crate::admission::Headroom::admit_wait(quota, target, cost, now)
             }
             None => Some(Duration::ZERO),

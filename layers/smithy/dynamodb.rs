@@ -79,7 +79,7 @@ fn prepared(table: Option<&str>, units: u64, asked_usage: bool) -> Option<Prepar
         key: Arc::from(table?),
         cost: Cost::units(units),
         tokens: None,
-            stream: false,
+        stream: false,
         asked_usage,
         routable: false,
         keys_are_models: false,
@@ -250,9 +250,9 @@ mod tests {
                     .build(),
             )
         };
-        assert_eq!(DynamoDb.usage(&output(2.5), None, &est), Some(3));
-        assert_eq!(DynamoDb.usage(&output(-1.0), None, &est), None);
-        assert_eq!(DynamoDb.usage(&output(f64::NAN), None, &est), None);
+        assert_eq!(DynamoDb.usage(&output(2.5), None, &est, "t"), Some(3));
+        assert_eq!(DynamoDb.usage(&output(-1.0), None, &est, "t"), None);
+        assert_eq!(DynamoDb.usage(&output(f64::NAN), None, &est, "t"), None);
         let mut restored = output(1.0);
         DynamoDb.restore(&mut restored);
         assert!(

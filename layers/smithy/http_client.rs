@@ -159,7 +159,10 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                     (Shared::take_reservation(&mut call), call.attempt_key())
                 };
                 if let Some(reservation) = reservation {
-                    let spec = shared.estimation.models.spec(key.as_deref().unwrap_or_default());
+                    let spec = shared
+                        .estimation
+                        .models
+                        .spec(key.as_deref().unwrap_or_default());
                     return Ok(super::settle_stream(
                         response,
                         reservation,

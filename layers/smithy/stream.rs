@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(charged(b"not json", 1), None);
         assert_eq!(charged(br#"{"usage":{"inputTokens":-1}}"#, 1), None);
         assert_eq!(
-            charged(br#"{"usage":{"inputTokens":1,"outputTokens":1,"cacheReadInputTokens":"x"}}"#, 1),
+            charged(
+                br#"{"usage":{"inputTokens":1,"outputTokens":1,"cacheReadInputTokens":"x"}}"#,
+                1
+            ),
             None
         );
     }

@@ -426,9 +426,11 @@ where
         let shared = &*self.shared;
         let (outcome, usage) = match &result {
             Ok(response) => {
-                let model = self.attempt.as_ref().and_then(|a| a.target()).and_then(|t| {
-                    shared.route.targets()[t].labels().model_name()
-                });
+                let model = self
+                    .attempt
+                    .as_ref()
+                    .and_then(|a| a.target())
+                    .and_then(|t| shared.route.targets()[t].labels().model_name());
                 let usage = match model {
                     Some(model) => shared.admission.usage_for(response, model),
                     None => shared.admission.usage(response),
