@@ -1,17 +1,5 @@
-//! The model table: burndown and maximum output tokens per Bedrock model family.
-//!
-//! Sources (checked 2026-12):
-//!
-//! - Burndown: Amazon Bedrock User Guide, "How tokens are counted in Amazon Bedrock"
-//!   (<https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-token-burndown.html>): output
-//!   tokens burn 5 quota tokens each on Claude 3.7 Sonnet, Sonnet 4 and 4.5, Haiku 4.5, Opus 4,
-//!   4.1 and 4.5; 1 on every other model.
-//! - Maximum output tokens (the reservation when `maxTokens` is unset): the same page and
-//!   "Quotas for the bedrock-runtime endpoint"
-//!   (<https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-runtime.html>) say the
-//!   model's maximum is reserved; the numbers per family are the model cards' (Anthropic's
-//!   "Models overview", the Amazon Nova user guide, the Bedrock inference-parameter pages for
-//!   Meta Llama and Mistral).
+//! The model table: burndown and maximum output tokens per Bedrock model family, and the
+//! reservation and settlement arithmetic on them. Sources: the [module docs](super).
 //!
 //! Unknown models get [`ModelSpec::UNKNOWN`] — the largest burndown and output maximum in the
 //! table, so an unknown model is over-reserved rather than throttled — and one `tracing`
@@ -207,7 +195,10 @@ impl Default for ModelTable {
 }
 
 impl ModelTable {
-    /// The built-in families (see the module docs for where each number comes from).
+    /// The built-in families (see the [module docs](super) for where each number comes from):
+    /// Claude 3.7 Sonnet, Sonnet 4, 4.5, 4.6, Haiku 4.5, Opus 4, 4.1, 4.5, 4.6, 4.7 (burndown
+    /// 5); Claude 3 and 3.5, Amazon Nova Micro, Lite, Pro, Premier, Meta Llama, Mistral
+    /// (burndown 1).
     pub fn builtin() -> Self {
         ModelTable {
             entries: BUILTIN
@@ -220,7 +211,9 @@ impl ModelTable {
     }
 
     /// This table with `prefix` (a base model id or a prefix of one, e.g.
-    /// `anthropic.claude-sonnet-4`) mapped to `spec`, replacing an entry with the same prefix.
+    /// `anthropic.claude-sonnet-4-20250514`) mapped to `spec`, replacing an entry with the same
+    /// prefix. The longest matching prefix wins, so a shorter prefix does not override a
+    /// longer built-in one: give the built-in entry's own prefix to replace it.
     ///
     /// An empty prefix, a prefix with a geography or an ARN, a zero burndown or a zero output
     /// maximum is a [`ConfigError`].

@@ -1,6 +1,12 @@
 //! Amazon Bedrock Runtime (`aws-sdk-bedrockruntime`): costs from `Converse`, `ConverseStream`
 //! and `InvokeModel` inputs, usage from their outputs, model fallback by rewriting the model id
 //! in the request path.
+//!
+//! Both sides use the [model table](crate::bedrock): a call reserves its input tokens plus its
+//! `maxTokens`, or the model's maximum output when it sets none (re-estimated for a fallback
+//! target's own model), and settles to input + cache write + output × the burndown of the
+//! model the attempt went to, with the counts from Converse `usage`, `InvokeModel`'s
+//! token-count headers or an Anthropic body's `usage`.
 
 use std::sync::Arc;
 
@@ -268,6 +274,56 @@ mod tests {
         let mut other = HttpRequest::new(SdkBody::empty());
         other.set_uri("https://example.com/other").unwrap();
         assert!(Bedrock.retarget(&mut other, "m").is_err());
+    }
+
+    #[test]
+    fn usage_reads_cache_counts_and_the_attempts_model() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        let estimation = Estimation {
+            chars_per_token: 4,
+            models: crate::bedrock::ModelTable::builtin(),
+        };
+        let sonnet4 = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+        let haiku3 = "anthropic.claude-3-haiku-20240307-v1:0";
+        let body = br#"{"content":[],"usage":{"input_tokens":10,"output_tokens":20,
+            "cache_read_input_tokens":1000,"cache_creation_input_tokens":7}}"#;
+        let output = Output::erase(
+            InvokeModelOutput::builder()
+                .body(aws_smithy_types::Blob::new(body.to_vec()))
+                .content_type("application/json")
+                .build()
+                .unwrap(),
+        );
+        // No headers: the Anthropic body's usage.
+        assert_eq!(
+            Bedrock.usage(&output, None, &estimation, sonnet4),
+            Some(10 + 7 + 20 * 5)
+        );
+        assert_eq!(
+            Bedrock.usage(&output, None, &estimation, haiku3),
+            Some(10 + 7 + 20)
+        );
+        // Headers first when both counts are there.
+        let mut response = HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::empty());
+        for (name, value) in [
+            ("x-amzn-bedrock-input-token-count", "3"),
+            ("x-amzn-bedrock-output-token-count", "4"),
+            ("x-amzn-bedrock-cache-read-input-token-count", "500"),
+            ("x-amzn-bedrock-cache-write-input-token-count", "2"),
+        ] {
+            response.headers_mut().insert(name, value);
+        }
+        assert_eq!(
+            Bedrock.usage(&output, Some(&response), &estimation, sonnet4),
+            Some(3 + 2 + 4 * 5)
+        );
+        assert_eq!(anthropic_counts(br#"{"usage":{"input_tokens":1}}"#), None);
+        assert_eq!(
+            anthropic_counts(
+                br#"{"usage":{"input_tokens":1,"output_tokens":2,"cache_read_input_tokens":-1}}"#
+            ),
+            None
+        );
     }
 
     #[test]
