@@ -211,11 +211,14 @@ fn llm_estimator_reserves_the_models_maximum_and_settles_with_its_burndown() {
     assert_eq!(spec.reservation(100, 5_000, 50, None), 69_150);
 }
 
+/// Each backend call's model and what the quota held for it while the call ran.
+type Calls = Arc<Mutex<Vec<(&'static str, Option<u64>)>>>;
+
 /// A Bedrock-shaped backend: answers with `InvokeModel`'s token-count headers and records, for
 /// each call, the model it was for and what the quota held for that model while it ran.
 fn backend(
     quota: Quota<&'static str>,
-    seen: Arc<Mutex<Vec<(&'static str, Option<u64>)>>>,
+    seen: Calls,
 ) -> impl tower::Service<Chat, Response = http::Response<String>, Error = tower_headroom::BoxError> + Clone
 {
     tower::service_fn(move |chat: Chat| {
@@ -246,7 +249,7 @@ async fn a_tower_stack_reserves_each_targets_own_maximum_and_settles_with_its_bu
         .key_limit(SONNET4, minute(50_000))
         .key_limit(HAIKU3, minute(10_000))
         .build();
-    let seen = Arc::default();
+    let seen = Calls::default();
     let stack = StackBuilder::bedrock(HttpClassifier::new())
         .target(Target::new("sonnet", SONNET4).model(SONNET4))
         .target(Target::new("haiku", HAIKU3).model(HAIKU3))
@@ -274,7 +277,7 @@ async fn a_tower_stack_reserves_each_targets_own_maximum_and_settles_with_its_bu
 
     // With room on Sonnet 4: its own maximum reserved, settled with burndown 5.
     let roomy: Quota<&'static str> = Quota::new(minute(1_000_000));
-    let seen = Arc::default();
+    let seen = Calls::default();
     let stack = StackBuilder::bedrock(HttpClassifier::new())
         .target(Target::new("sonnet", SONNET4).model(SONNET4))
         .target(Target::new("haiku", HAIKU3).model(HAIKU3))
