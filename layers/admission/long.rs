@@ -501,7 +501,7 @@ mod tests {
         // everything of the last day and up to one slot (15 minutes) more.
         let spent = s.long().spent(DAY)[1][1].unwrap();
         assert!(
-            spent >= 100_000 * 500 - 500 * 2 && spent <= 100_000 * 500,
+            (100_000 * 500 - 500 * 2..=100_000 * 500).contains(&spent),
             "{spent}"
         );
         let hour = s.long().spent(DAY)[0][1].unwrap();

@@ -76,8 +76,7 @@ impl SdkHeadroomBuilder {
             seed: None,
             estimation: Estimation {
                 chars_per_token: 4,
-                output_multiplier: 1,
-                default_max_tokens: 4_096,
+                models: crate::bedrock::ModelTable::builtin(),
             },
         }
     }
@@ -212,36 +211,25 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
         self
     }
 
-    /// How many quota tokens one output token burns (default 1; some Bedrock models count
-    /// output tokens several times against the tokens-per-minute quota). Applies to the
-    /// estimate's `maxTokens` and to the usage read back.
-    pub fn output_multiplier(mut self, multiplier: u64) -> Self {
-        self.estimation.output_multiplier = multiplier;
-        self
-    }
-
-    /// The output tokens reserved for a request that sets no `maxTokens` (default 4,096).
-    pub fn default_max_tokens(mut self, tokens: u64) -> Self {
-        self.estimation.default_max_tokens = tokens;
+    /// Each Bedrock model's burndown and maximum output tokens (default
+    /// [`ModelTable::builtin`](crate::bedrock::ModelTable::builtin)): a call without
+    /// `maxTokens` reserves its model's maximum, its usage settles to input + cache write +
+    /// output × the model's burndown, and a fallback target is weighed with its own model's
+    /// numbers. Override a model, or add one, with
+    /// [`ModelTable::with_model`](crate::bedrock::ModelTable::with_model).
+    pub fn models(mut self, table: crate::bedrock::ModelTable) -> Self {
+        self.estimation.models = table;
         self
     }
 
     /// Validates and builds.
     ///
-    /// Errors name the field: a zero `chars_per_token` or `output_multiplier`, a zero
-    /// `deadline` or one above a day, duplicate target names, more targets than the router
-    /// holds.
+    /// Errors name the field: a zero `chars_per_token`, a zero `deadline` or one above a day,
+    /// duplicate target names, more targets than the router holds.
     pub fn build(self) -> Result<SdkHeadroom<S>, ConfigError> {
         let est = self.estimation;
         if est.chars_per_token == 0 {
             return Err(ConfigError::new("chars_per_token", 0, "must be at least 1"));
-        }
-        if est.output_multiplier == 0 {
-            return Err(ConfigError::new(
-                "output_multiplier",
-                0,
-                "must be at least 1",
-            ));
         }
         let Settings {
             retry,

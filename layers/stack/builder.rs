@@ -89,7 +89,10 @@ impl<T, C> StackBuilder<T, C> {
     /// Admits each call against `quota` (in process, or any other [`QuotaStore`] such as the
     /// Redis store of the `redis` feature) under its target's key, costed once per call by
     /// `estimate` (e.g. [`LlmEstimator`](crate::admission::LlmEstimator)); the router prefers
-    /// targets whose quota admits that cost soonest.
+    /// targets whose quota admits that cost soonest. A target labelled with a model
+    /// ([`Target::model`]) is weighed and admitted at the cost `estimate` gives for that model
+    /// ([`Estimate::estimate_for`]: a Bedrock model table's own maximum output, say), and its
+    /// responses are read for that model ([`ReadUsage::read_usage_for`]).
     pub fn admission<E, Q>(
         self,
         quota: Quota<T, Q>,
@@ -375,6 +378,17 @@ pub trait TargetQuota<Req, Res>: TargetSlots {
     fn cost(&self, request: &Req) -> Option<Cost>;
     /// What a response says the call spent.
     fn usage(&self, response: &Res) -> Usage;
+    /// The call's cost on a target labelled with `model` ([`Estimate::estimate_for`]).
+    fn cost_for(&self, request: &Req, model: &str) -> Option<Cost> {
+        let _ = model;
+        self.cost(request)
+    }
+    /// What a response from a target labelled with `model` says the call spent
+    /// ([`ReadUsage::read_usage_for`]).
+    fn usage_for(&self, response: &Res, model: &str) -> Usage {
+        let _ = model;
+        self.usage(response)
+    }
 }
 
 /// No admission: calls go from the breaker to the client.
@@ -510,6 +524,14 @@ where
 
     fn usage(&self, response: &Res) -> Usage {
         self.usage.read_usage(response)
+    }
+
+    fn cost_for(&self, request: &Req, model: &str) -> Option<Cost> {
+        Some(self.estimate.estimate_for(request, model))
+    }
+
+    fn usage_for(&self, response: &Res, model: &str) -> Usage {
+        self.usage.read_usage_for(response, model)
     }
 }
 

@@ -12,8 +12,8 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::builder::{RewriteFor, TargetQuota, TargetSlots};
-use super::service::{CostHeadroom, Shared};
-use crate::admission::{Cost, Grant, RejectReason, Rejected, Reservation, Usage};
+use super::service::{CostHeadroom, Costs, Shared};
+use crate::admission::{Grant, RejectReason, Rejected, Reservation, Usage};
 use crate::breaker::BreakerPermit;
 use crate::classify::classify_error;
 use crate::concurrency::ConcurrencyLimited;
@@ -73,7 +73,7 @@ enum Step<Res> {
 struct Driver<S, T, C, A: TargetSlots, F, Req> {
     shared: Arc<Shared<S, T, C, A, F>>,
     original: Req,
-    cost: Option<Cost>,
+    cost: Costs,
     call: Call,
     attempt: Option<Attempt<A::Slot>>,
     /// The target's client for the attempt, and its request, rewritten for the target.
@@ -97,7 +97,7 @@ where
     pub(crate) fn new(
         shared: Arc<Shared<S, T, C, A, F>>,
         original: Req,
-        cost: Option<Cost>,
+        cost: Costs,
         call: Call,
         now: Instant,
     ) -> Self {
@@ -258,14 +258,14 @@ where
     /// Chooses the attempt's target and admits it.
     fn begin(&mut self, now: Instant) -> Step<S::Response> {
         let shared = Arc::clone(&self.shared);
-        let headroom = headroom(&shared, self.cost);
+        let headroom = headroom(&shared, &self.cost);
         let routing = Routing {
             route: &shared.route,
             breakers: &shared.breakers,
             headroom: &headroom,
         };
         // The usual case first: the preferred target admits the call at once, asked once.
-        if let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(0)) {
+        if let (Some(cost), Some(slot)) = (self.cost.of(0), shared.admission.slot(0)) {
             let (priority, tenant) = shared.admission.priority();
             let ask = self.call.ask(cost, priority, tenant, None);
             let admitted = self.call.choose_admitted(&routing, now, || {
@@ -287,9 +287,9 @@ where
         match self.call.choose(&routing, now) {
             Choice::Call { target, permit, .. } => self.attempt_at(target, permit, now),
             Choice::Exhausted { retry_in, cause } => {
-                let error: BoxError = match (retry_in, cause, self.cost) {
+                let error: BoxError = match (retry_in, cause, self.cost.is_some()) {
                     // No target's window could ever hold the call: the request is at fault.
-                    (None, Exhaustion::NoHeadroom, Some(_)) => Box::new(Rejected {
+                    (None, Exhaustion::NoHeadroom, true) => Box::new(Rejected {
                         retry_in: None,
                         reason: RejectReason::CostTooLarge,
                     }),
@@ -327,7 +327,7 @@ where
     ) -> Step<S::Response> {
         self.open_attempt(target, permit, now);
         let shared = &*self.shared;
-        let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(target)) else {
+        let (Some(cost), Some(slot)) = (self.cost.of(target), shared.admission.slot(target)) else {
             return self.granted(now);
         };
         let (priority, tenant) = shared.admission.priority();
@@ -435,7 +435,9 @@ where
     /// When the attempt in flight is abandoned, if the stack has an attempt timeout.
     fn timeout(&self) -> Option<Instant> {
         let timeout = self.shared.attempt_timeout?;
-        self.admitted.checked_add(timeout.for_cost(self.cost))
+        let target = self.attempt.as_ref().and_then(|a| a.target()).unwrap_or(0);
+        self.admitted
+            .checked_add(timeout.for_cost(self.cost.of(target)))
     }
 
     /// The attempt outlived its timeout: abandoned (its future dropped) as a timeout.
@@ -456,10 +458,18 @@ where
         self.service = None;
         let shared = &*self.shared;
         let (outcome, usage) = match &result {
-            Ok(response) => (
-                shared.classifier.classify(Ok(response)),
-                shared.admission.usage(response),
-            ),
+            Ok(response) => {
+                let model = self
+                    .attempt
+                    .as_ref()
+                    .and_then(|a| a.target())
+                    .and_then(|t| shared.route.targets()[t].labels().model_name());
+                let usage = match model {
+                    Some(model) => shared.admission.usage_for(response, model),
+                    None => shared.admission.usage(response),
+                };
+                (shared.classifier.classify(Ok(response)), usage)
+            }
             Err(error) => (
                 shared
                     .classifier
@@ -504,7 +514,7 @@ where
         if let (Some(limit), Some(events)) = (ended.limit, events) {
             events.admission.settled(&events.labels, &outcome, limit);
         }
-        let headroom = headroom(&shared, self.cost);
+        let headroom = headroom(&shared, &self.cost);
         let routing = Routing {
             route: &shared.route,
             breakers: &shared.breakers,
@@ -581,14 +591,14 @@ where
     }
 }
 
-/// The route's view of the stack's quota for a call of `cost`.
-fn headroom<S, T, C, A, F>(
-    shared: &Shared<S, T, C, A, F>,
-    cost: Option<Cost>,
-) -> CostHeadroom<'_, T, A> {
+/// The route's view of the stack's quota for a call of these costs.
+fn headroom<'a, S, T, C, A, F>(
+    shared: &'a Shared<S, T, C, A, F>,
+    costs: &'a Costs,
+) -> CostHeadroom<'a, T, A> {
     CostHeadroom {
         targets: shared.route.targets(),
         admission: &shared.admission,
-        cost,
+        costs,
     }
 }
