@@ -39,7 +39,7 @@
 //! let quota = Quota::new(Limit::per_minute().units(200_000).build()?);
 //! let estimate = LlmEstimator::new(|req: &http::Request<String>| LlmInput {
 //!     input_chars: req.body().chars().count() as u64,
-//!     max_tokens: 1_000,
+//!     max_tokens: Some(1_000),
 //! });
 //! let client = ServiceBuilder::new()
 //!     .layer(
@@ -278,8 +278,8 @@ mod state;
 mod window;
 
 pub use self::cost::{
-    Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage, Remaining,
-    Usage, remaining_from_headers, remaining_from_headers_at,
+    ByModel, Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage,
+    Remaining, SpecOf, Usage, remaining_from_headers, remaining_from_headers_at,
 };
 pub(crate) use self::layer::Metrics as AdmissionMetrics;
 pub use self::layer::{
