@@ -236,6 +236,43 @@ fn headroom_says_the_wait_until_the_day_has_room() {
     );
 }
 
+/// The fallback router reads the quota's headroom: a target whose day is spent has no room
+/// within the call's deadline, so the router takes the next one at once, and when every day
+/// is spent it says when the first has room again.
+#[test]
+fn the_router_moves_to_a_target_whose_day_has_room() {
+    use tower_headroom::fallback::{Choice, Exhaustion, QuotaHeadroom, Route, Target};
+
+    let quota = Quota::new(tpm_tpd());
+    let t0 = quota.epoch();
+    fill(&quota, "sonnet");
+    let route = Route::builder()
+        .target(Target::new("sonnet", "sonnet"))
+        .target(Target::new("haiku", "haiku"))
+        .build()
+        .unwrap();
+    let headroom = QuotaHeadroom::new(quota.clone(), Cost::units(1_000));
+    let now = t0 + 10 * MIN;
+    let mut plan = route
+        .plan()
+        .with_deadline(Some(Deadline::from_now(now, MIN)));
+    match route.choose(&mut plan, now, &headroom, |_| Ok::<_, Duration>(())) {
+        Choice::Call { target, wait, .. } => assert_eq!((target, wait), (1, Duration::ZERO)),
+        other => panic!("{other:?}"),
+    }
+    fill(&quota, "haiku");
+    let mut plan = route
+        .plan()
+        .with_deadline(Some(Deadline::from_now(now, MIN)));
+    assert_eq!(
+        route.choose(&mut plan, now, &headroom, |_| Ok::<_, Duration>(())),
+        Choice::Exhausted {
+            retry_in: Some(DAY + SLOT - 10 * MIN),
+            cause: Exhaustion::NoHeadroom
+        }
+    );
+}
+
 #[test]
 fn a_daily_throttle_spends_the_longest_window_and_never_cuts_the_minute() {
     let limit = Limit::per_minute()

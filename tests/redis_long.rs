@@ -83,7 +83,11 @@ async fn a_daily_throttle_spends_the_shared_long_window() {
     );
     // The report reaches the server in the background.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let e = quota.acquire(&"model", ask()).await.unwrap_err();
+    // The throttled call's 1,000 units went back to this process's lease; a call the lease
+    // cannot cover asks the server, whose minute is spent.
+    let more = Ask::new(Cost::units(2_000))
+        .deadline(Deadline::at(Instant::now() + Duration::from_secs(2)));
+    let e = quota.acquire(&"model", more).await.unwrap_err();
     assert_eq!(
         e.reason,
         RejectReason::QuotaExhausted {
