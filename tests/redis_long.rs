@@ -83,11 +83,9 @@ async fn a_daily_throttle_spends_the_shared_long_window() {
     );
     // The report reaches the server in the background.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // The throttled call's 1,000 units went back to this process's lease; a call the lease
-    // cannot cover asks the server, whose minute is spent.
-    let more = Ask::new(Cost::units(2_000))
-        .deadline(Deadline::at(Instant::now() + Duration::from_secs(2)));
-    let e = quota.acquire(&"model", more).await.unwrap_err();
+    // The throttled call's units are not refunded into this process's lease (they are of a
+    // spent day): the same call asks the server, whose window is spent.
+    let e = quota.acquire(&"model", ask()).await.unwrap_err();
     assert_eq!(
         e.reason,
         RejectReason::QuotaExhausted {
