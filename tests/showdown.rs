@@ -14,7 +14,7 @@ mod clients;
 #[path = "../examples/quota_showdown/report.rs"]
 mod report;
 #[allow(dead_code)]
-#[path = "../examples/quota_showdown/scenarios.rs"]
+#[path = "../examples/quota_showdown/scenarios/mod.rs"]
 mod scenarios;
 #[allow(dead_code)]
 #[path = "../examples/quota_showdown/sdk.rs"]

@@ -477,6 +477,8 @@ fn a_reply_classifies_as_success_and_foreign_errors_fall_through() {
         model_id: MODEL.into(),
         region: REGION.into(),
         input_tokens: 1,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         output_tokens: 1,
         stop_reason: StopReason::EndTurn,
         latency: Duration::ZERO,

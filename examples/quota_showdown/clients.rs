@@ -26,6 +26,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_headroom::Outcome;
 use tower_headroom::admission::{Cost, Limit, Priority, Quota, Tenant, Usage};
+use tower_headroom::bedrock::ModelTable;
 use tower_headroom::classify::Classify;
 use tower_headroom::fallback::Target;
 use tower_headroom::sim::{
@@ -61,7 +62,9 @@ pub struct ModelQuota {
     pub region: String,
     /// Tokens per minute.
     pub tpm: u64,
-    /// Requests per minute; `None` where the service enforces none.
+    /// Tokens per day (by default `tpm × 1440`; the console shows the account's number).
+    pub tpd: u64,
+    /// Requests per minute; `None` where the service enforces none (bedrock-runtime today).
     pub rpm: Option<u64>,
 }
 
@@ -416,7 +419,18 @@ fn bedrock_stacks(
         call.model_id = Arc::clone(&key.model);
         call.region = Arc::clone(&key.region);
     };
-    let estimate = |call: &ModelCall| Cost::units(call.input_tokens + call.max_tokens);
+    // What Bedrock reserves: input, cache tokens and `maxTokens` (the model's maximum, from
+    // the public model table, when the call sets none).
+    let estimate = |call: &ModelCall| {
+        let max_tokens = call.max_tokens.unwrap_or_else(|| {
+            ModelTable::builtin()
+                .spec(&call.model_id)
+                .max_output_tokens
+        });
+        Cost::units(
+            call.input_tokens + call.cache_read_tokens + call.cache_write_tokens + max_tokens,
+        )
+    };
     let usage = |reply: &http::Response<ModelReply>| Usage::units(reply.body().quota_tokens);
 
     let quota: Quota<Key> = bedrock_quota(console, plan, Key::of)?;

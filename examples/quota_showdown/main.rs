@@ -71,7 +71,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 let v = value("--scenario")?;
                 match v.parse::<u8>() {
                     Ok(n) if SCENARIOS.contains(&n) => options.scenarios = vec![n],
-                    _ => return Err(format!("--scenario must be 1 to 6, not {v:?}")),
+                    _ => return Err(format!("--scenario must be 1 to 7, not {v:?}")),
                 }
             }
             "--plot" => options.plot = Some(PathBuf::from(value("--plot")?)),

@@ -83,9 +83,9 @@ pub mod front;
 mod serde_time;
 
 pub use self::bedrock::{
-    BEDROCK_WINDOW, BedrockConfig, BedrockFuture, BedrockSim, BedrockSimBuilder, BedrockStats,
-    InFlight, ModelCall, ModelConfig, ModelConfigBuilder, ModelReply, ModelStats, OutputLength,
-    StopReason, WindowStats,
+    BEDROCK_DAY, BEDROCK_WINDOW, BedrockConfig, BedrockFuture, BedrockSim, BedrockSimBuilder,
+    BedrockStats, DAILY_MESSAGE, InFlight, MINUTES_PER_DAY, ModelCall, ModelConfig,
+    ModelConfigBuilder, ModelReply, ModelStats, OutputLength, StopReason, WindowStats,
 };
 pub use self::dynamodb::{
     DynamoCall, DynamoConfig, DynamoFuture, DynamoReply, DynamoSim, DynamoSimBuilder, DynamoStats,
@@ -228,6 +228,9 @@ pub struct SimCounts {
     pub throttled_requests: u64,
     /// Rejected by a tokens-per-window quota (Bedrock TPM).
     pub throttled_tokens: u64,
+    /// Rejected by a tokens-per-day quota (Bedrock's model or account-wide TPD: "Too many
+    /// tokens per day").
+    pub throttled_daily: u64,
     /// Rejected by provisioned capacity (DynamoDB table or partition).
     pub throttled_capacity: u64,
     /// Rejected by an overload episode ("Model ... is currently overloaded").
@@ -255,15 +258,19 @@ impl SimCounts {
             + self.invalid
     }
 
-    /// All quota throttles (requests, tokens and capacity).
+    /// All quota throttles (requests, tokens per minute and per day, capacity).
     pub fn throttled(&self) -> u64 {
-        self.throttled_requests + self.throttled_tokens + self.throttled_capacity
+        self.throttled_requests
+            + self.throttled_tokens
+            + self.throttled_daily
+            + self.throttled_capacity
     }
 
     pub(crate) fn count(&mut self, rejection: Rejection) {
         let slot = match rejection {
             Rejection::Requests => &mut self.throttled_requests,
             Rejection::Tokens => &mut self.throttled_tokens,
+            Rejection::Daily => &mut self.throttled_daily,
             Rejection::Capacity => &mut self.throttled_capacity,
             Rejection::Overloaded => &mut self.overloaded,
             Rejection::Unavailable => &mut self.unavailable,
@@ -327,6 +334,7 @@ impl Callers {
 pub(crate) enum Rejection {
     Requests,
     Tokens,
+    Daily,
     Capacity,
     Overloaded,
     Unavailable,

@@ -65,8 +65,10 @@ use std::time::Duration;
 
 pub use self::builder::BedrockSimBuilder;
 pub use self::call::{InFlight, ModelCall, ModelReply, StopReason};
-pub use self::config::{BedrockConfig, ModelConfig, ModelConfigBuilder, OutputLength};
-pub use self::core::BedrockSim;
+pub use self::config::{
+    BedrockConfig, MINUTES_PER_DAY, ModelConfig, ModelConfigBuilder, OutputLength,
+};
+pub use self::core::{BedrockSim, DAILY_MESSAGE};
 pub use self::service::BedrockFuture;
 pub use self::stats::{BedrockStats, ModelStats, WindowStats};
 
@@ -74,3 +76,8 @@ pub use self::stats::{BedrockStats, ModelStats, WindowStats};
 /// the first boundary falling the simulator's [window phase](BedrockSim::window_phase) after
 /// its start.
 pub const BEDROCK_WINDOW: Duration = Duration::from_secs(60);
+
+/// The length of the simulator's quota days: tokens per day are counted per fixed day of
+/// 24 hours, each starting on a [window](BEDROCK_WINDOW) boundary (so day 0, like window 0,
+/// is short by the window phase's complement).
+pub const BEDROCK_DAY: Duration = Duration::from_secs(24 * 60 * 60);

@@ -233,36 +233,89 @@ impl Stop {
     }
 }
 
+/// A served call's token counts, as the replies report them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Input tokens, cache tokens apart.
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
+}
+
+impl Usage {
+    /// A call that used no prompt cache.
+    #[cfg(test)]
+    pub(crate) fn plain(input: u64, output: u64) -> Self {
+        Usage {
+            input,
+            output,
+            ..Usage::default()
+        }
+    }
+
+    /// Converse's `usage` (`TokenUsage`): `inputTokens`, `outputTokens`, `totalTokens` (every
+    /// token of the call, cache tokens included) and, when the call used the prompt cache,
+    /// `cacheReadInputTokens` and `cacheWriteInputTokens`.
+    pub(crate) fn converse(&self) -> Value {
+        let total = self
+            .input
+            .saturating_add(self.output)
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write);
+        let mut usage = json!({
+            "inputTokens": self.input,
+            "outputTokens": self.output,
+            "totalTokens": total,
+        });
+        if self.cache_read > 0 || self.cache_write > 0 {
+            usage["cacheReadInputTokens"] = self.cache_read.into();
+            usage["cacheWriteInputTokens"] = self.cache_write.into();
+        }
+        usage
+    }
+
+    /// The Anthropic messages API's `usage`: `input_tokens`, `output_tokens`,
+    /// `cache_creation_input_tokens`, `cache_read_input_tokens`.
+    pub(crate) fn anthropic(&self) -> Value {
+        json!({
+            "input_tokens": self.input,
+            "output_tokens": self.output,
+            "cache_creation_input_tokens": self.cache_write,
+            "cache_read_input_tokens": self.cache_read,
+        })
+    }
+}
+
 /// The Converse reply body.
-pub(crate) fn converse_reply(input: u64, output: u64, stop: Stop, latency_ms: u64) -> Value {
+pub(crate) fn converse_reply(usage: &Usage, stop: Stop, latency_ms: u64) -> Value {
     json!({
         "output": {
             "message": {
                 "role": "assistant",
-                "content": [{ "text": completion_text(output) }],
+                "content": [{ "text": completion_text(usage.output) }],
             }
         },
         "stopReason": stop.converse_str(),
-        "usage": {
-            "inputTokens": input,
-            "outputTokens": output,
-            "totalTokens": input + output,
-        },
+        "usage": usage.converse(),
         "metrics": { "latencyMs": latency_ms },
     })
 }
 
 /// The Anthropic messages reply body of InvokeModel.
-pub(crate) fn anthropic_reply(model: &str, id: &str, input: u64, output: u64, stop: Stop) -> Value {
+pub(crate) fn anthropic_reply(model: &str, id: &str, usage: &Usage, stop: Stop) -> Value {
     json!({
         "id": id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{ "type": "text", "text": completion_text(output) }],
+        "content": [{ "type": "text", "text": completion_text(usage.output) }],
         "stop_reason": match stop { Stop::EndTurn => "end_turn", Stop::MaxTokens => "max_tokens" },
         "stop_sequence": null,
-        "usage": { "input_tokens": input, "output_tokens": output },
+        "usage": usage.anthropic(),
     })
 }
 
@@ -376,15 +429,27 @@ mod tests {
 
     #[test]
     fn replies_carry_usage() {
-        let reply = converse_reply(10, 3, Stop::MaxTokens, 42);
+        let reply = converse_reply(&Usage::plain(10, 3), Stop::MaxTokens, 42);
         assert_eq!(reply["usage"]["totalTokens"], 13);
+        assert!(reply["usage"].get("cacheReadInputTokens").is_none());
         assert_eq!(reply["stopReason"], "max_tokens");
         assert_eq!(
             reply["output"]["message"]["content"][0]["text"],
             "sim sim sim "
         );
-        let reply = anthropic_reply("m", "msg_1", 10, 3, Stop::EndTurn);
+        let cached = Usage {
+            cache_read: 400,
+            cache_write: 20,
+            ..Usage::plain(10, 3)
+        };
+        let reply = converse_reply(&cached, Stop::EndTurn, 42);
+        assert_eq!(reply["usage"]["cacheReadInputTokens"], 400);
+        assert_eq!(reply["usage"]["cacheWriteInputTokens"], 20);
+        assert_eq!(reply["usage"]["totalTokens"], 433);
+        let reply = anthropic_reply("m", "msg_1", &cached, Stop::EndTurn);
         assert_eq!(reply["usage"]["output_tokens"], 3);
+        assert_eq!(reply["usage"]["cache_read_input_tokens"], 400);
+        assert_eq!(reply["usage"]["cache_creation_input_tokens"], 20);
         assert_eq!(reply["stop_reason"], "end_turn");
     }
 }
