@@ -109,6 +109,16 @@ fn the_same_seed_prints_the_same_json_twice() {
             ]);
             expected.sort_unstable();
         }
+        if scenario == 7 {
+            expected.extend([
+                "daily_throttles",
+                "fallback_completed",
+                "first_fallback_at_s",
+                "primary_completed",
+                "spent_at_s",
+            ]);
+            expected.sort_unstable();
+        }
         assert_eq!(keys, expected, "{line}");
         assert_eq!(value["name"], scenarios::name(scenario), "{line}");
         for app in value["apps"].as_array().unwrap() {

@@ -756,9 +756,9 @@ fn bad_configuration_is_a_config_error_naming_field_and_value() {
             "\" \"",
         ),
         (
-            config_error(ModelConfig::builder(MODEL, REGION).tpm(10_000).build()),
+            config_error(ModelConfig::builder(MODEL, REGION).rpm(0).tpm(10_000).build()),
             "rpm",
-            "0",
+            "Some(0)",
         ),
         (
             config_error(ModelConfig::builder(MODEL, REGION).rpm(1).build()),
@@ -770,7 +770,7 @@ fn bad_configuration_is_a_config_error_naming_field_and_value() {
             "burndown",
             "0",
         ),
-        (config_error(model(1, 1_000).build()), "tpm", "1000"),
+        (config_error(model(1, 10_000).tpd(9_999).build()), "tpd", "9999"),
         (
             config_error(model(1, 10_000).max_output_tokens(0).build()),
             "max_output_tokens",
