@@ -278,15 +278,19 @@ impl Usage {
         usage
     }
 
-    /// The Anthropic messages API's `usage`: `input_tokens`, `output_tokens`,
-    /// `cache_creation_input_tokens`, `cache_read_input_tokens`.
+    /// The Anthropic messages API's `usage`: `input_tokens`, `output_tokens` and, when the
+    /// call used the prompt cache, `cache_creation_input_tokens` and
+    /// `cache_read_input_tokens`.
     pub(crate) fn anthropic(&self) -> Value {
-        json!({
+        let mut usage = json!({
             "input_tokens": self.input,
             "output_tokens": self.output,
-            "cache_creation_input_tokens": self.cache_write,
-            "cache_read_input_tokens": self.cache_read,
-        })
+        });
+        if self.cache_read > 0 || self.cache_write > 0 {
+            usage["cache_creation_input_tokens"] = self.cache_write.into();
+            usage["cache_read_input_tokens"] = self.cache_read.into();
+        }
+        usage
     }
 }
 
