@@ -756,7 +756,12 @@ fn bad_configuration_is_a_config_error_naming_field_and_value() {
             "\" \"",
         ),
         (
-            config_error(ModelConfig::builder(MODEL, REGION).rpm(0).tpm(10_000).build()),
+            config_error(
+                ModelConfig::builder(MODEL, REGION)
+                    .rpm(0)
+                    .tpm(10_000)
+                    .build(),
+            ),
             "rpm",
             "Some(0)",
         ),
@@ -770,7 +775,11 @@ fn bad_configuration_is_a_config_error_naming_field_and_value() {
             "burndown",
             "0",
         ),
-        (config_error(model(1, 10_000).tpd(9_999).build()), "tpd", "9999"),
+        (
+            config_error(model(1, 10_000).tpd(9_999).build()),
+            "tpd",
+            "9999",
+        ),
         (
             config_error(model(1, 10_000).max_output_tokens(0).build()),
             "max_output_tokens",

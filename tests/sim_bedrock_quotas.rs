@@ -131,7 +131,10 @@ async fn the_day_admits_exactly_tpd_then_answers_the_daily_message() {
     assert_eq!(daily, calls_a_day - 100);
     let stats = sim.stats_at(t0 + BEDROCK_DAY - Duration::from_millis(1));
     let model = &stats.models[0];
-    assert_eq!((model.day, model.day_tokens, model.tpd), (0, 100_000, 100_000));
+    assert_eq!(
+        (model.day, model.day_tokens, model.tpd),
+        (0, 100_000, 100_000)
+    );
     assert_eq!(model.counts.throttled_daily, daily);
     assert_eq!(model.counts.throttled_tokens, 0);
     assert_eq!(model.counts.throttled(), daily);
@@ -140,7 +143,10 @@ async fn the_day_admits_exactly_tpd_then_answers_the_daily_message() {
     tokio::time::sleep_until(t0 + BEDROCK_DAY).await;
     sim.clone().oneshot(call.clone()).await.unwrap();
     let stats = sim.stats();
-    assert_eq!((stats.models[0].day, stats.models[0].day_tokens), (1, 1_000));
+    assert_eq!(
+        (stats.models[0].day, stats.models[0].day_tokens),
+        (1, 1_000)
+    );
 }
 
 /// Sonnet 4 from the model table: burndown 5 and 64,000 output tokens. A call without
@@ -214,7 +220,11 @@ fn settlement_charges_input_cache_writes_and_output_at_the_burndown() {
     let reply = in_flight.finish();
     assert_eq!(reply.quota_tokens, 200 + 1_000 + 100 * 5);
     assert_eq!(
-        (reply.input_tokens, reply.cache_read_tokens, reply.cache_write_tokens),
+        (
+            reply.input_tokens,
+            reply.cache_read_tokens,
+            reply.cache_write_tokens
+        ),
         (200, 5_000, 1_000)
     );
     let stats = sim.stats_at(t0);
@@ -266,7 +276,10 @@ fn the_account_wide_day_spans_the_models_of_a_region() {
         &sim.start_call(&call(SONNET4, EAST, 400, 100), t0)
             .unwrap_err(),
     );
-    assert_daily(&sim.start_call(&call(HAIKU, EAST, 400, 100), t0).unwrap_err());
+    assert_daily(
+        &sim.start_call(&call(HAIKU, EAST, 400, 100), t0)
+            .unwrap_err(),
+    );
     sim.start_call(&call(HAIKU, EAST, 400, 96), t0)
         .unwrap()
         .finish();
@@ -297,7 +310,10 @@ fn bad_quotas_are_config_errors() {
     assert_eq!(err.field(), "account_tpd");
     // A TPM below the model's maximum output is allowed: calls without maxTokens are then
     // throttled every time, as on Bedrock.
-    let config = ModelConfig::builder(SONNET4, EAST).tpm(50_000).build().unwrap();
+    let config = ModelConfig::builder(SONNET4, EAST)
+        .tpm(50_000)
+        .build()
+        .unwrap();
     let t0 = Instant::now();
     let sim = sim(vec![config], t0);
     let uncapped = ModelCall::new(SONNET4, EAST, 10, 0).without_max_tokens();

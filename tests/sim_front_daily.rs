@@ -164,9 +164,8 @@ fn bad_day_quotas_in_the_file_name_the_field() {
         Err(SimFileError::Invalid(error)) => error,
         other => panic!("expected a config error, got {other:?}"),
     };
-    let err = invalid(
-        "[[bedrock.models]]\nmodel_id = \"m\"\nregion = \"r\"\ntpm = 1000\ntpd = 999\n",
-    );
+    let err =
+        invalid("[[bedrock.models]]\nmodel_id = \"m\"\nregion = \"r\"\ntpm = 1000\ntpd = 999\n");
     assert_eq!((err.field(), err.value()), ("tpd", "999"));
     let err = invalid(
         "[bedrock]\naccount_tpd = 0\n[[bedrock.models]]\nmodel_id = \"m\"\nregion = \"r\"\ntpm = 1\n",

@@ -422,11 +422,9 @@ fn bedrock_stacks(
     // What Bedrock reserves: input, cache tokens and `maxTokens` (the model's maximum, from
     // the public model table, when the call sets none).
     let estimate = |call: &ModelCall| {
-        let max_tokens = call.max_tokens.unwrap_or_else(|| {
-            ModelTable::builtin()
-                .spec(&call.model_id)
-                .max_output_tokens
-        });
+        let max_tokens = call
+            .max_tokens
+            .unwrap_or_else(|| ModelTable::builtin().spec(&call.model_id).max_output_tokens);
         Cost::units(
             call.input_tokens + call.cache_read_tokens + call.cache_write_tokens + max_tokens,
         )

@@ -6,9 +6,12 @@
 //! simulators enforce the real quota semantics and answer with the real error codes and message
 //! families, so the crate's classifiers see what production sees:
 //!
-//! - [`BedrockSim`]: RPM and TPM per (model id, region) on 60-second fixed windows, token
-//!   reservation at start and settlement with burndown at completion, a latency model, a
-//!   seedable output-length model, overload episodes, outage windows and a concurrency cap;
+//! - [`BedrockSim`]: TPM per (model id, region) on 60-second fixed windows and tokens per day
+//!   (per model, and optionally per account and region), RPM only where configured (as
+//!   bedrock-runtime enforces none today), token reservation at start (input, cache and
+//!   `max_tokens`, the model's maximum when unset) and settlement with burndown at completion,
+//!   the daily `ThrottlingException`, a latency model, a seedable output-length model,
+//!   overload episodes, outage windows and a concurrency cap;
 //! - [`DynamoSim`]: provisioned RCU/WCU per second, burst credit, partitions with hashed keys
 //!   (a hot key throttles while the table has room), consumed capacity;
 //! - [`EndpointSim`]: a fixed-window or token-bucket limit answering `429` + `Retry-After`.

@@ -130,8 +130,19 @@ fn default_error_latency() -> Duration {
 ///
 /// Build one with [`ModelConfig::builder`], or deserialize it (field names as below; durations
 /// as `ttft_ms`, `per_output_token_ms`; episodes as `{ start_s, duration_s }`). Either way it is
-/// validated when the simulator is built. `burndown` and `max_output_tokens` left out take the
-/// model table's numbers for `model_id` (see the [module docs](self)).
+/// validated when the simulator is built.
+///
+/// Defaults: `burndown` and `max_output_tokens` take the [model table]'s numbers for
+/// `model_id` (the same numbers the estimators and the SDK adapter use); a model id the table
+/// does not know gets burndown 1 and 4,096 output tokens (a made-up model in a test, not a
+/// real one to be careful about). `rpm` is off: bedrock-runtime enforces tokens, not requests
+/// ("Quotas for the bedrock-runtime endpoint",
+/// <https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-runtime.html>). `tpd` is
+/// `tpm × 24 × 60`, the default that page and "How tokens are counted in Amazon Bedrock"
+/// (<https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-token-burndown.html>) give
+/// (new accounts may get less: set `tpd`).
+///
+/// [model table]: crate::bedrock::ModelTable
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(from = "ModelConfigFile")]
 #[non_exhaustive]

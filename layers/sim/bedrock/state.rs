@@ -77,10 +77,7 @@ impl DayWindow {
     /// day is current (a day that ended is gone, as on the service).
     pub(super) fn settle(&mut self, day: u64, reserved: u64, settled: u64) {
         if day == self.day {
-            self.tokens = self
-                .tokens
-                .saturating_sub(reserved)
-                .saturating_add(settled);
+            self.tokens = self.tokens.saturating_sub(reserved).saturating_add(settled);
         }
     }
 }

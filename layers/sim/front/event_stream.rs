@@ -135,7 +135,8 @@ mod tests {
 
     #[test]
     fn a_reply_is_start_deltas_stop_and_metadata_in_order() {
-        let events = decode(converse_stream_reply(&Usage::plain(10, 70), Stop::EndTurn, 1234).unwrap());
+        let events =
+            decode(converse_stream_reply(&Usage::plain(10, 70), Stop::EndTurn, 1234).unwrap());
         // 70 tokens: 32 + 32 + 6.
         assert_eq!(
             types(&events),
@@ -166,7 +167,8 @@ mod tests {
 
     #[test]
     fn an_empty_completion_still_has_one_delta_and_max_tokens_is_spelled_as_converse_does() {
-        let events = decode(converse_stream_reply(&Usage::plain(3, 0), Stop::MaxTokens, 0).unwrap());
+        let events =
+            decode(converse_stream_reply(&Usage::plain(3, 0), Stop::MaxTokens, 0).unwrap());
         assert_eq!(
             types(&events),
             [

@@ -546,29 +546,29 @@ impl Inner {
                 &bedrock_wire::converse_reply(&usage, stop, latency_ms),
                 &head.request_id,
             ),
-            BedrockOp::ConverseStream => match event_stream::converse_stream_reply(
-                &usage, stop, latency_ms,
-            ) {
-                Ok(body) => wire::bytes_response(
-                    event_stream::EVENT_STREAM,
-                    StatusCode::OK,
-                    body,
-                    &head.request_id,
-                ),
-                // Unreachable with these small frames; an answer all the same, not a panic.
-                Err(_) => self.reject(
-                    protocol,
-                    WireError {
-                        status: StatusCode::INTERNAL_SERVER_ERROR,
-                        code: "InternalServerException",
-                        namespace: wire::CORAL_SERVICE_NS,
-                        message: String::from("The event stream could not be encoded."),
-                        retry_after_secs: None,
-                    },
-                    &head.request_id,
-                    op.as_str(),
-                ),
-            },
+            BedrockOp::ConverseStream => {
+                match event_stream::converse_stream_reply(&usage, stop, latency_ms) {
+                    Ok(body) => wire::bytes_response(
+                        event_stream::EVENT_STREAM,
+                        StatusCode::OK,
+                        body,
+                        &head.request_id,
+                    ),
+                    // Unreachable with these small frames; an answer all the same, not a panic.
+                    Err(_) => self.reject(
+                        protocol,
+                        WireError {
+                            status: StatusCode::INTERNAL_SERVER_ERROR,
+                            code: "InternalServerException",
+                            namespace: wire::CORAL_SERVICE_NS,
+                            message: String::from("The event stream could not be encoded."),
+                            retry_after_secs: None,
+                        },
+                        &head.request_id,
+                        op.as_str(),
+                    ),
+                }
+            }
             BedrockOp::Invoke => {
                 let body = bedrock_wire::anthropic_reply(
                     &model,
