@@ -13,6 +13,7 @@
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
+use super::prompt_cache::{self, CachePrefix};
 use super::wire::WireError;
 
 /// Characters per estimated token.
@@ -91,6 +92,8 @@ pub(crate) struct Ask {
     /// `None` when the request names no cap (Converse's `inferenceConfig.maxTokens` is
     /// optional).
     pub max_tokens: Option<u64>,
+    /// The prefix the request marks for the prompt cache, part of `input_tokens`.
+    pub cache: Option<CachePrefix>,
 }
 
 /// Estimated tokens for `chars` characters of text.
@@ -173,6 +176,7 @@ pub(crate) fn parse_converse(body: &[u8]) -> Result<Ask, WireError> {
     Ok(Ask {
         input_tokens: estimate_tokens(chars),
         max_tokens,
+        cache: prompt_cache::prefix(&map),
     })
 }
 
@@ -202,6 +206,7 @@ pub(crate) fn parse_anthropic(body: &[u8]) -> Result<Ask, WireError> {
     Ok(Ask {
         input_tokens: estimate_tokens(chars),
         max_tokens: Some(max_tokens),
+        cache: prompt_cache::prefix(&map),
     })
 }
 
@@ -388,7 +393,8 @@ mod tests {
             parse_converse(body).unwrap(),
             Ask {
                 input_tokens: 4,
-                max_tokens: Some(300)
+                max_tokens: Some(300),
+                cache: None,
             }
         );
         let body = br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#;
@@ -421,7 +427,8 @@ mod tests {
             parse_anthropic(body).unwrap(),
             Ask {
                 input_tokens: 4,
-                max_tokens: Some(50)
+                max_tokens: Some(50),
+                cache: None,
             }
         );
         let missing = br#"{"messages":[{"role":"user","content":"x"}]}"#;

@@ -16,6 +16,9 @@
 //!   the model's `max_output_tokens`, as Bedrock does. The region is the
 //!   one in the SigV4 `Authorization` header's credential scope, else
 //!   [`SimServiceBuilder::default_region`]; the header is read for that and nothing else.
+//!   A request that marks a prompt-cache prefix (a Converse `cachePoint` block, an Anthropic
+//!   `cache_control`) writes it on its first call and reads it within its time to live (see
+//!   `prompt_cache`): those tokens go to the simulator as cache tokens, apart from the input.
 //!   Replies carry `usage` and `metrics.latencyMs` (Converse; `cacheReadInputTokens` and
 //!   `cacheWriteInputTokens` when the call read or wrote the prompt cache) or the Anthropic
 //!   `usage` (InvokeModel: `input_tokens`, `output_tokens`, `cache_read_input_tokens`,
@@ -96,6 +99,7 @@ pub mod dynalite;
 mod dynamodb;
 mod event_stream;
 mod item_size;
+mod prompt_cache;
 #[cfg(feature = "smithy")]
 mod sdk;
 mod server;
@@ -105,8 +109,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -115,8 +119,9 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 
 use self::bedrock_wire::{BedrockOp, Stop};
+use self::prompt_cache::CacheUse;
 use self::wire::{Protocol, WireError, WireResponse};
-use super::{BedrockSim, DynamoSim, ModelCall, SimError, StopReason};
+use super::{BedrockSim, DynamoSim, ModelCall, SimError, StopReason, lock};
 use crate::{BoxError, ConfigError};
 
 pub use self::config::{FrontConfig, SimFile, SimFileError};
@@ -142,6 +147,8 @@ struct Inner {
     dynamo: Option<dynamodb::DynamoFront>,
     default_region: Arc<str>,
     max_body_bytes: usize,
+    /// Prefixes in the prompt cache (see `prompt_cache`).
+    prompt_cache: Mutex<prompt_cache::PromptCache>,
     next_request: AtomicU64,
 }
 
@@ -240,6 +247,7 @@ impl SimServiceBuilder {
                 dynamo,
                 default_region: default_region.into(),
                 max_body_bytes,
+                prompt_cache: Mutex::default(),
                 next_request: AtomicU64::new(1),
             }),
         })
@@ -495,7 +503,26 @@ impl Inner {
             Ok(ask) => ask,
             Err(error) => return self.reject(protocol, error, &head.request_id, op.as_str()),
         };
-        let mut call = ModelCall::new(model.as_str(), region.clone(), ask.input_tokens, 0);
+        let model_id: Arc<str> = model.as_str().into();
+        let now = tokio::time::Instant::now();
+        let cache_use = ask.cache.map(|prefix| {
+            (
+                prefix,
+                lock(&self.prompt_cache).lookup(&model_id, &region, &prefix, now),
+            )
+        });
+        let (read, write) = match cache_use {
+            Some((_, CacheUse::Read(tokens))) => (tokens, 0),
+            Some((_, CacheUse::Write(tokens))) => (0, tokens),
+            None => (0, 0),
+        };
+        let mut call = ModelCall::new(
+            model_id.clone(),
+            region.clone(),
+            ask.input_tokens.saturating_sub(read + write),
+            0,
+        )
+        .cache_tokens(read, write);
         call.max_tokens = ask.max_tokens;
         if let Some(caller) = &head.caller {
             call = call.caller(caller.clone());
@@ -507,7 +534,12 @@ impl Inner {
         }
         .await;
         let reply = match result {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                if let Some((prefix, _)) = cache_use {
+                    lock(&self.prompt_cache).touch(&model_id, &region, &prefix, now);
+                }
+                reply
+            }
             Err(error) => {
                 tracing::debug!(
                     op = op.as_str(),

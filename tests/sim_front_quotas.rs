@@ -1,6 +1,7 @@
 //! The HTTP front over the Bedrock simulator's quotas as bedrock-runtime enforces them: a
-//! Converse call without `maxTokens` reserves the model's maximum from the model table, and a
-//! spent day is the daily `ThrottlingException` on the wire; the TOML file's new fields.
+//! Converse call without `maxTokens` reserves the model's maximum from the model table, a
+//! spent day is the daily `ThrottlingException` on the wire, a marked prompt prefix is written
+//! then read from the cache and reported in `usage`; the TOML file's new fields.
 #![cfg(feature = "sim")]
 
 use std::time::Duration;
@@ -103,6 +104,101 @@ async fn a_spent_day_is_the_daily_throttle_on_the_wire() {
     let stats = front.bedrock().unwrap().stats();
     assert_eq!(stats.models[0].counts.throttled_daily, 1);
     assert_eq!(stats.models[0].counts.throttled_tokens, 0);
+}
+
+/// A Converse body whose system prompt (400 characters, 100 tokens) ends with a cache point,
+/// and a user message of 40 characters (10 tokens).
+fn cached_converse(path_model: &str) -> Request<Full<Bytes>> {
+    let body = json!({
+        "system": [{"text": "s".repeat(400)}, {"cachePoint": {"type": "default"}}],
+        "messages": [{"role": "user", "content": [{"text": "0123456789012345678901234567890123456789"}]}],
+        "inferenceConfig": {"maxTokens": 100},
+    });
+    Request::post(format!("/model/{path_model}/converse"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_marked_prefix_is_written_then_read_and_reported_in_usage() {
+    let front = front(
+        ModelConfig::builder(SONNET4, "us-east-1")
+            .tpm(200_000)
+            .output(OutputLength::Fixed { tokens: 20 })
+            .build()
+            .unwrap(),
+    );
+    let usage = |body: &Value| {
+        let u = &body["usage"];
+        (
+            u["inputTokens"].as_u64().unwrap(),
+            u["cacheWriteInputTokens"].as_u64().unwrap(),
+            u["cacheReadInputTokens"].as_u64().unwrap(),
+            u["totalTokens"].as_u64().unwrap(),
+        )
+    };
+    let first = json_of(
+        front
+            .clone()
+            .oneshot(cached_converse(SONNET4_PATH))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(usage(&first), (10, 100, 0, 130));
+    let second = json_of(
+        front
+            .clone()
+            .oneshot(cached_converse(SONNET4_PATH))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(usage(&second), (10, 0, 100, 130));
+    // Five minutes without a hit: written again.
+    tokio::time::sleep(Duration::from_secs(301)).await;
+    let third = json_of(
+        front
+            .clone()
+            .oneshot(cached_converse(SONNET4_PATH))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(usage(&third), (10, 100, 0, 130));
+
+    let stats = front.bedrock().unwrap().stats();
+    let model = &stats.models[0];
+    assert_eq!(
+        (model.cache_write_tokens, model.cache_read_tokens),
+        (200, 100)
+    );
+    // Reserved: 10 + cache + 100 each; settled: 10 + cache write + 20 × 5.
+    assert_eq!(model.tokens_reserved, 3 * 210);
+    assert_eq!(
+        model.tokens_settled,
+        (10 + 100 + 100) + (10 + 100) + (10 + 100 + 100)
+    );
+
+    // The same marks in an InvokeModel body (Anthropic's `cache_control`): the prefix is
+    // cached for the model, whatever the operation.
+    let invoke = Request::post(format!("/model/{SONNET4_PATH}/invoke"))
+        .body(Full::new(Bytes::from(
+            json!({
+                "anthropic_version": "bedrock-2023-05-31",
+                "max_tokens": 100,
+                "system": [{"type": "text", "text": "s".repeat(400), "cache_control": {"type": "ephemeral"}}],
+                "messages": [{"role": "user", "content": "0123456789012345678901234567890123456789"}],
+            })
+            .to_string(),
+        )))
+        .unwrap();
+    let body = json_of(front.clone().oneshot(invoke).await.unwrap()).await;
+    assert_eq!(
+        body["usage"],
+        json!({"input_tokens": 10, "output_tokens": 20,
+               "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100})
+    );
 }
 
 #[test]
