@@ -1,6 +1,7 @@
 //! `reserve` + `settle` on the success path, single-threaded and with two threads, side by
 //! side with `governor`'s `check_n` in the same run, for both accountings: the sliding window
-//! (the default) and the token bucket.
+//! (the default) and the token bucket; and the sliding window with a day window beside it
+//! (tokens per minute and per day), whose cost over the plain one the ratio table prints.
 //!
 //! `cargo bench --bench admission`. After criterion's groups, a ratio table measures the same
 //! loops again in one go and prints headroom / governor and 2-thread / 1-thread throughput.
@@ -12,7 +13,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group};
 use governor::{Quota as GQuota, RateLimiter};
 use tokio::time::Instant;
-use tower_headroom::admission::{Ask, Cost, Limit, Quota, Reservation, Slot as _, Usage};
+use tower_headroom::admission::{Ask, Cost, Limit, Quota, Reservation, Slot as _, Usage, Window};
 
 const KEYS: [&str; 2] = ["claude-us-east-1", "claude-us-west-2"];
 
@@ -39,10 +40,23 @@ fn bucket_quota() -> Quota<&'static str> {
     )
 }
 
-fn quotas() -> [(&'static str, Quota<&'static str>); 2] {
+/// The sliding window with a day window beside it (Bedrock's TPM and TPD).
+fn day_quota() -> Quota<&'static str> {
+    Quota::new(
+        Limit::per_second()
+            .requests(1 << 40)
+            .units(1 << 40)
+            .also(Window::days(1).requests(1 << 41).units(1 << 41))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn quotas() -> [(&'static str, Quota<&'static str>); 3] {
     [
         ("sliding window", window_quota()),
         ("token bucket", bucket_quota()),
+        ("sliding window + day window", day_quota()),
     ]
 }
 
@@ -214,6 +228,7 @@ fn ratios() {
         "  governor check_n, 2 threads:                {g2:>7.1} ns   = {:.2}x its 1-thread throughput",
         g1 / g2
     );
+    let mut pinned = Vec::new();
     for (name, q) in quotas() {
         let t0 = Instant::now();
         let hc = per_op(OPS, |ops| {
@@ -234,6 +249,7 @@ fn ratios() {
             }
             start.elapsed()
         });
+        pinned.push((name, hc, hp));
         let h1 = per_op(OPS, timed(|| headroom_op(&q, black_box(&KEYS[0]))));
         let h2 = per_op(OPS, |ops| {
             two_threads(ops, |t| headroom_op(&q, &KEYS[t])) / 2
@@ -263,6 +279,13 @@ fn ratios() {
         println!(
             "    2 threads on one key:                     {h2s:>7.1} ns   = {:.2}x its 1-thread throughput",
             h1 / h2s
+        );
+    }
+    if let ([(_, plain_c, plain_p), ..], Some((_, day_c, day_p))) = (&pinned[..], pinned.last()) {
+        println!(
+            "  day window beside the sliding window: keyed {:.2}x, pinned {:.2}x the plain one",
+            day_c / plain_c,
+            day_p / plain_p
         );
     }
     println!(

@@ -91,7 +91,7 @@ fn gateway_stack(client: ConverseClient) -> Result<Upstream, BoxError> {
     );
     let estimate = LlmEstimator::new(|chat: &Chat| LlmInput {
         input_chars: chat.prompt.chars().count() as u64,
-        max_tokens: chat.max_tokens,
+        max_tokens: Some(chat.max_tokens),
     });
     let stack = StackBuilder::bedrock(HttpClassifier::new())
         .target(Target::new("sonnet", "anthropic.claude-sonnet").model("sonnet"))

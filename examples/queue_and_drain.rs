@@ -41,7 +41,7 @@ struct Completion {
 fn llm_input(p: &Prompt) -> LlmInput {
     LlmInput {
         input_chars: p.text.chars().count() as u64,
-        max_tokens: p.max_tokens,
+        max_tokens: Some(p.max_tokens),
     }
 }
 

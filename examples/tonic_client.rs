@@ -243,7 +243,7 @@ fn client_stack(channel: Channel) -> Result<Client, BoxError> {
     );
     let estimate = LlmEstimator::new(|call: &Complete| LlmInput {
         input_chars: call.prompt.chars().count() as u64,
-        max_tokens: u64::from(call.max_tokens),
+        max_tokens: Some(u64::from(call.max_tokens)),
     });
     // Settle each reservation with the tokens the server says it spent.
     let usage = |reply: &Reply| {

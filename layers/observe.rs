@@ -19,6 +19,10 @@
 //! | `headroom_quota_store_mode` | gauge | target, model, region | shared quota store: 0 shared, 1 failing open, 2 failing closed |
 //! | `headroom_quota_store_transitions_total` | counter | target, model, region, to | shared quota store mode changes |
 //!
+//! The `class` label is [`OutcomeKind::as_str`](crate::OutcomeKind::as_str): a spent per-day
+//! quota counts as `throttled_daily`, apart from the per-minute `throttled_tokens` and
+//! `throttled_requests`, and a call stopped by one as `reason="quota_exhausted"`.
+//!
 //! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
 //! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a
 //! target, model and region) and from fixed enumerations such as

@@ -42,7 +42,8 @@ pub struct Outcome {
 pub enum OutcomeKind {
     /// The call succeeded (2xx, or an `Ok` the classifier accepted).
     Success,
-    /// A quota said no: 429, `ThrottlingException`, `ProvisionedThroughputExceededException`.
+    /// A quota said no: 429, `ThrottlingException`, `ProvisionedThroughputExceededException`;
+    /// [`ThrottleScope::Daily`] when the quota that said no is a per-day one.
     Throttled(ThrottleScope),
     /// The shared model (not your quota) is saturated: "Model ... is currently overloaded",
     /// `ModelNotReadyException`, HTTP 529.
@@ -73,6 +74,8 @@ pub enum ThrottleScope {
     Partition,
     /// A throttle that did not say which limit it hit.
     Unknown,
+    /// A per-day quota (Bedrock tokens per day) is spent: no per-minute wait cures it.
+    Daily,
 }
 
 impl Outcome {
@@ -128,13 +131,14 @@ impl From<OutcomeKind> for Outcome {
 
 impl OutcomeKind {
     /// Every outcome class, in a fixed order.
-    pub const ALL: [OutcomeKind; 11] = [
+    pub const ALL: [OutcomeKind; 12] = [
         OutcomeKind::Success,
         OutcomeKind::Throttled(ThrottleScope::Requests),
         OutcomeKind::Throttled(ThrottleScope::Tokens),
         OutcomeKind::Throttled(ThrottleScope::Capacity),
         OutcomeKind::Throttled(ThrottleScope::Unknown),
         OutcomeKind::Throttled(ThrottleScope::Partition),
+        OutcomeKind::Throttled(ThrottleScope::Daily),
         OutcomeKind::Overloaded,
         OutcomeKind::Unavailable,
         OutcomeKind::Timeout,
@@ -151,18 +155,22 @@ impl OutcomeKind {
             OutcomeKind::Throttled(ThrottleScope::Capacity) => 3,
             OutcomeKind::Throttled(ThrottleScope::Unknown) => 4,
             OutcomeKind::Throttled(ThrottleScope::Partition) => 5,
-            OutcomeKind::Overloaded => 6,
-            OutcomeKind::Unavailable => 7,
-            OutcomeKind::Timeout => 8,
-            OutcomeKind::Transient => 9,
-            OutcomeKind::Fatal => 10,
+            OutcomeKind::Throttled(ThrottleScope::Daily) => 6,
+            OutcomeKind::Overloaded => 7,
+            OutcomeKind::Unavailable => 8,
+            OutcomeKind::Timeout => 9,
+            OutcomeKind::Transient => 10,
+            OutcomeKind::Fatal => 11,
         }
     }
 
     /// Whether an attempt with this outcome may be retried.
     ///
     /// [`OutcomeKind::Timeout`] is retryable here; whether a *particular* request may be retried
-    /// after a timeout (it may have been executed) is the retry policy's setting.
+    /// after a timeout (it may have been executed) is the retry policy's setting. A
+    /// [daily throttle](ThrottleScope::Daily) is retryable in principle (the day ends), but the
+    /// retry policy retries it only when the server says it ends within the call's deadline
+    /// ([`StopReason::QuotaExhausted`](crate::retry::StopReason::QuotaExhausted) otherwise).
     pub const fn is_retryable(&self) -> bool {
         !matches!(self, OutcomeKind::Success | OutcomeKind::Fatal)
     }
@@ -193,7 +201,9 @@ impl OutcomeKind {
     }
 
     /// Whether this outcome tells the quota (admission) layer that the budget was wrong: a
-    /// throttle of the whole quota (not of one partition or key).
+    /// throttle of the whole quota (not of one partition or key). A
+    /// [daily throttle](ThrottleScope::Daily) does not: the per-minute budget was right, and
+    /// cutting it would only starve the minutes after the day returns.
     pub const fn teaches_quota(&self) -> bool {
         matches!(
             self,
@@ -206,12 +216,15 @@ impl OutcomeKind {
         )
     }
 
-    /// Whether a fallback router should move to another target after this outcome.
+    /// Whether a fallback router should move to another target after this outcome. A
+    /// [daily throttle](ThrottleScope::Daily) moves at once: another model or region is the
+    /// only cure within the day.
     pub const fn moves_fallback(&self) -> bool {
         matches!(
             self,
-            OutcomeKind::Throttled(ThrottleScope::Requests | ThrottleScope::Tokens)
-                | OutcomeKind::Overloaded
+            OutcomeKind::Throttled(
+                ThrottleScope::Requests | ThrottleScope::Tokens | ThrottleScope::Daily
+            ) | OutcomeKind::Overloaded
                 | OutcomeKind::Unavailable
                 | OutcomeKind::Timeout
         )
@@ -226,6 +239,7 @@ impl OutcomeKind {
             OutcomeKind::Throttled(ThrottleScope::Capacity) => "throttled_capacity",
             OutcomeKind::Throttled(ThrottleScope::Unknown) => "throttled",
             OutcomeKind::Throttled(ThrottleScope::Partition) => "throttled_partition",
+            OutcomeKind::Throttled(ThrottleScope::Daily) => "throttled_daily",
             OutcomeKind::Overloaded => "overloaded",
             OutcomeKind::Unavailable => "unavailable",
             OutcomeKind::Timeout => "timeout",
@@ -254,7 +268,7 @@ impl fmt::Display for Outcome {
 mod tests {
     use super::*;
 
-    const ALL: [OutcomeKind; 11] = OutcomeKind::ALL;
+    const ALL: [OutcomeKind; 12] = OutcomeKind::ALL;
 
     #[test]
     fn design_table_columns() {
@@ -266,11 +280,12 @@ mod tests {
             (ALL[3], true, false, true, false),
             (ALL[4], true, false, true, false),
             (ALL[5], true, false, false, false),
-            (ALL[6], true, true, false, true),
+            (ALL[6], true, false, false, true),
             (ALL[7], true, true, false, true),
             (ALL[8], true, true, false, true),
-            (ALL[9], true, true, false, false),
-            (ALL[10], false, false, false, false),
+            (ALL[9], true, true, false, true),
+            (ALL[10], true, true, false, false),
+            (ALL[11], false, false, false, false),
         ];
         for (kind, retried, breaker, quota, fallback) in table {
             assert_eq!(kind.is_retryable(), retried, "{kind}");

@@ -47,6 +47,32 @@ fn core_reserve_and_settle_do_not_allocate() {
     assert_eq!(allocations, 1);
 }
 
+/// A day window keeps no per-call records: after the key's state is made, a day of calls
+/// (one a second, settled at varying real spend) allocates nothing.
+#[test]
+fn a_day_window_does_not_allocate_per_call() {
+    let limit = Limit::per_minute()
+        .units(1 << 30)
+        .units_per_day(1 << 40)
+        .build()
+        .unwrap();
+    let quota: Quota<&'static str> = Quota::new(limit);
+    let t0 = quota.epoch();
+    quota
+        .reserve(&"model", Cost::units(10), t0)
+        .unwrap()
+        .settle(Usage::units(10), t0);
+    let ((), allocations) = support::allocations(|| {
+        for i in 0..86_400u64 {
+            let now = t0 + Duration::from_secs(i);
+            let r = quota.reserve(&"model", Cost::units(100), now).unwrap();
+            assert_eq!(r.grant(), Grant::Now);
+            r.settle(Usage::units(40 + i % 100), now);
+        }
+    });
+    assert_eq!(allocations, 0);
+}
+
 #[test]
 fn tower_call_does_not_allocate() {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -11,6 +11,12 @@
 //! exactly. Waits agree to the microsecond where both count them from slot boundaries, holds
 //! and `Retry-After`s; a wait for more than the window holds is an estimate in both, and
 //! agrees within one time slot.
+//!
+//! Some limits have a long window as well (3 to 24 windows long, 96 slots of whole
+//! microseconds, as a day window is to a minute): both stores check it first, refuse a call it
+//! cannot hold naming the window (`QuotaExhausted`), charge it, settle it in the grant's slot,
+//! and spend it on a daily throttle (which, on a limit without a long window, holds the key
+//! and then lets one call probe).
 #![cfg(feature = "redis")]
 
 use std::sync::OnceLock;
@@ -19,7 +25,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tower_headroom::admission::redis::{RedisStore, TestAnswer, TestOp};
 use tower_headroom::admission::{
-    Ask, Cost, Grant, Learning, Limit, Quota, RejectReason, Reservation, Usage,
+    Ask, Cost, Grant, Learning, Limit, Quota, RejectReason, Reservation, Usage, Window,
 };
 use tower_headroom::{Deadline, Outcome, ThrottleScope};
 
@@ -38,6 +44,8 @@ struct Config {
     requests: u64,
     units: u64,
     learning: bool,
+    /// A long window: (windows long, units, requests).
+    long: Option<(u64, u64, Option<u64>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -61,12 +69,28 @@ fn config() -> impl Strategy<Value = Config> {
         1u64..40,
         100u64..10_000,
         any::<bool>(),
+        proptest::option::weighted(
+            0.5,
+            (
+                prop_oneof![Just(3u64), Just(6u64), Just(24u64)],
+                0u64..1_000,
+                proptest::option::of(0u64..1_000),
+            ),
+        ),
     )
-        .prop_map(|(window_ms, requests, units, learning)| Config {
+        .prop_map(|(window_ms, requests, units, learning, long)| Config {
             window_ms,
             requests,
             units,
             learning,
+            // Each long limit between the window's own and `k` times it.
+            long: long.map(|(k, u, r)| {
+                (
+                    k,
+                    units + units * (k - 1) * u / 1_000,
+                    r.map(|r| requests + requests * (k - 1) * r / 1_000),
+                )
+            }),
         })
 }
 
@@ -76,7 +100,7 @@ fn op(window_ms: u64) -> impl Strategy<Value = Op> {
         3 => (
             any::<usize>(),
             0u64..150,
-            proptest::option::weighted(0.3, 0u8..3),
+            proptest::option::weighted(0.3, 0u8..4),
             proptest::option::weighted(0.2, 1u64..5_000),
         )
             .prop_map(|(pick, percent, throttle, retry_after_ms)| Op::Settle {
@@ -101,20 +125,26 @@ struct Admitted {
     reservation: Reservation,
     cost: Cost,
     at_us: u64,
-    probe: bool,
+    probe: u8,
 }
 
 async fn run(cfg: Config, ops: Vec<Op>, case: u64) -> Result<(), TestCaseError> {
-    let limit = Limit::per_window(Duration::from_millis(cfg.window_ms))
+    let mut builder = Limit::per_window(Duration::from_millis(cfg.window_ms))
         .requests(cfg.requests)
         .units(cfg.units)
         .learning(if cfg.learning {
             Learning::SHARED
         } else {
             Learning::OFF
-        })
-        .build()
-        .unwrap();
+        });
+    if let Some((k, units, requests)) = cfg.long {
+        let mut w = Window::new(Duration::from_millis(cfg.window_ms * k)).units(units);
+        if let Some(r) = requests {
+            w = w.requests(r);
+        }
+        builder = builder.also(w);
+    }
+    let limit = builder.build().unwrap();
     let quota: Quota<&'static str> = Quota::new(limit.clone());
     let store: RedisStore<&'static str> =
         RedisStore::builder(format!("differential-{case}"), limit)
@@ -157,6 +187,11 @@ async fn run(cfg: Config, ops: Vec<Op>, case: u64) -> Result<(), TestCaseError> 
                             at_us,
                             probe,
                         });
+                    }
+                    (Err(rejected), TestAnswer::Exhausted { us, window }) => {
+                        prop_assert_eq!(rejected.reason, RejectReason::QuotaExhausted { window });
+                        let core_us = rejected.retry_in.unwrap().as_micros() as u64;
+                        prop_assert_eq!(core_us, us, "at {} ms, bound by {:?}", now_ms, window);
                     }
                     (Err(rejected), TestAnswer::Wait(us)) => {
                         prop_assert_eq!(rejected.reason, RejectReason::Deadline);
@@ -220,7 +255,8 @@ async fn run(cfg: Config, ops: Vec<Op>, case: u64) -> Result<(), TestCaseError> 
                     Some(scope) => Outcome::throttled(match scope {
                         0 => ThrottleScope::Requests,
                         1 => ThrottleScope::Tokens,
-                        _ => ThrottleScope::Unknown,
+                        2 => ThrottleScope::Unknown,
+                        _ => ThrottleScope::Daily,
                     })
                     .with_retry_after_opt(retry_after_ms.map(Duration::from_millis)),
                 };

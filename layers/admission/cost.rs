@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::bedrock::{ModelSpec, ModelTable};
 use crate::classify::retry_after::rate_limits;
 
 /// What one call spends against a quota: requests and units (tokens, capacity units).
@@ -146,6 +147,16 @@ impl Remaining {
 pub trait Estimate<Req> {
     /// The cost to reserve for `req`.
     fn estimate(&self, req: &Req) -> Cost;
+
+    /// The cost to reserve for `req` when the model `model` serves it: a fallback target may
+    /// count the same request differently (another model's maximum output, say). A
+    /// [`Stack`](crate::stack::Stack) asks this for each target labelled with a model
+    /// ([`Target::model`](crate::fallback::Target::model)), so that the router weighs each
+    /// target by its own cost. Default: [`estimate`](Self::estimate), the same everywhere.
+    fn estimate_for(&self, req: &Req, model: &str) -> Cost {
+        let _ = model;
+        self.estimate(req)
+    }
 }
 
 impl<Req, F> Estimate<Req> for F
@@ -167,79 +178,198 @@ impl<Req> Estimate<Req> for FixedCost {
     }
 }
 
-/// What an LLM request carries that matters for its cost: the size of its input and its
-/// `max_tokens`.
+/// What an LLM request carries that matters for its reservation: the size of its input and
+/// its `max_tokens`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LlmInput {
-    /// Characters of input text (prompt, system prompt, messages).
+    /// Characters of input text (prompt, system prompt, messages), cached parts included:
+    /// Bedrock reserves input + cache-read + cache-write tokens, the whole prompt.
     pub input_chars: u64,
-    /// The request's `max_tokens` (output token budget).
-    pub max_tokens: u64,
+    /// The request's `max_tokens`; `None` when it sets none, which reserves the model's
+    /// maximum output ([`ModelSpec::max_output_tokens`]).
+    pub max_tokens: Option<u64>,
 }
 
-/// Estimates an LLM call the way Bedrock reserves it: input tokens (characters divided by
-/// `chars_per_token`, 4 unless configured) plus `max_tokens`.
+/// Estimates an LLM call the way Bedrock reserves it ([`ModelSpec::reservation`]): input
+/// tokens (characters divided by `chars_per_token`, 4 unless configured) plus `max_tokens`,
+/// or the model's maximum output when the request sets none.
+///
+/// The model's numbers come from a fixed [`ModelSpec`] ([`LlmEstimator::model`]; without one,
+/// [`ModelSpec::UNKNOWN`], the largest maximum) or from a [`ModelTable`] by the request's model
+/// ([`LlmEstimator::models`] and [`model_of`](LlmEstimator::model_of)). With a table the
+/// estimator also answers [`Estimate::estimate_for`] with each model's own maximum, which a
+/// [`Stack`](crate::stack::Stack) asks for every target labelled with a model. The burndown
+/// is not in the reservation: it applies to the output a response reports, when the call is
+/// settled ([`ModelSpec::settlement`], [`BedrockUsage`](crate::bedrock::BedrockUsage)).
 ///
 /// Bodies are generic, so the closure given to [`LlmEstimator::new`] extracts the
 /// [`LlmInput`] from the request; [`LlmEstimator::cost`] works on the numbers directly.
 ///
 /// ```
 /// use tower_headroom::admission::{Cost, Estimate, LlmEstimator, LlmInput};
+/// use tower_headroom::bedrock::ModelTable;
 ///
-/// struct Prompt { text: String, max_tokens: u64 }
+/// struct Prompt { model: String, text: String, max_tokens: Option<u64> }
 /// let estimator = LlmEstimator::new(|p: &Prompt| LlmInput {
 ///     input_chars: p.text.chars().count() as u64,
 ///     max_tokens: p.max_tokens,
-/// });
-/// let prompt = Prompt { text: "x".repeat(4_000), max_tokens: 500 };
+/// })
+/// .models(ModelTable::builtin())
+/// .model_of(|p: &Prompt| p.model.as_str());
+/// let prompt = Prompt {
+///     model: "us.anthropic.claude-sonnet-4-20250514-v1:0".into(),
+///     text: "x".repeat(4_000),
+///     max_tokens: Some(500),
+/// };
 /// assert_eq!(estimator.estimate(&prompt), Cost::units(1_500));
+/// // No maxTokens: Sonnet 4 reserves its maximum, 64,000 output tokens.
+/// let open = Prompt { max_tokens: None, ..prompt };
+/// assert_eq!(estimator.estimate(&open), Cost::units(65_000));
+/// // The same request on Claude 3 Haiku, whose maximum is 4,096.
+/// let haiku = "anthropic.claude-3-haiku-20240307-v1:0";
+/// assert_eq!(estimator.estimate_for(&open, haiku), Cost::units(5_096));
 /// ```
-#[derive(Clone, Copy, Debug)]
-pub struct LlmEstimator<F> {
+#[derive(Clone, Debug)]
+pub struct LlmEstimator<F, M = ModelSpec> {
     extract: F,
     chars_per_token: u64,
-    output_multiplier: u64,
+    models: M,
+}
+
+/// Where an [`LlmEstimator`] finds a request's model numbers: a fixed [`ModelSpec`], or a
+/// [`ModelTable`] ([`ByModel`]).
+pub trait SpecOf<Req> {
+    /// The spec of `req`'s model.
+    fn spec_of(&self, req: &Req) -> ModelSpec;
+    /// The spec of the model `model`.
+    fn spec_for(&self, model: &str) -> ModelSpec;
+}
+
+impl<Req> SpecOf<Req> for ModelSpec {
+    fn spec_of(&self, _req: &Req) -> ModelSpec {
+        *self
+    }
+
+    fn spec_for(&self, _model: &str) -> ModelSpec {
+        *self
+    }
+}
+
+/// The specs of a [`ModelTable`], by the model a request names (`G`; `()` until
+/// [`LlmEstimator::model_of`] gives one: the table's unknown-model spec, without a warning).
+#[derive(Clone, Debug)]
+pub struct ByModel<G = ()> {
+    table: ModelTable,
+    model_of: G,
+}
+
+impl<Req> SpecOf<Req> for ByModel<()> {
+    fn spec_of(&self, _req: &Req) -> ModelSpec {
+        self.table.unknown()
+    }
+
+    fn spec_for(&self, model: &str) -> ModelSpec {
+        self.table.spec(model)
+    }
+}
+
+impl<Req, G> SpecOf<Req> for ByModel<G>
+where
+    G: for<'a> Fn(&'a Req) -> &'a str,
+{
+    fn spec_of(&self, req: &Req) -> ModelSpec {
+        self.table.spec((self.model_of)(req))
+    }
+
+    fn spec_for(&self, model: &str) -> ModelSpec {
+        self.table.spec(model)
+    }
 }
 
 impl<F> LlmEstimator<F> {
-    /// An estimator reading [`LlmInput`] from requests with `extract`.
+    /// An estimator reading [`LlmInput`] from requests with `extract`, for a model with the
+    /// spec [`ModelSpec::UNKNOWN`] until [`model`](Self::model) or [`models`](Self::models)
+    /// says otherwise.
     pub const fn new(extract: F) -> Self {
         LlmEstimator {
             extract,
             chars_per_token: 4,
-            output_multiplier: 1,
+            models: ModelSpec::UNKNOWN,
         }
     }
 
+    /// Every request is for a model with `spec` (its maximum output is reserved when a request
+    /// sets no `max_tokens`).
+    pub const fn model(mut self, spec: ModelSpec) -> Self {
+        self.models = spec;
+        self
+    }
+
+    /// Each request's model numbers from `table`: by the model the request names once
+    /// [`model_of`](LlmEstimator::model_of) says how to read it, and by each target's model
+    /// in a [`Stack`](crate::stack::Stack) ([`Estimate::estimate_for`]).
+    pub fn models(self, table: ModelTable) -> LlmEstimator<F, ByModel> {
+        LlmEstimator {
+            extract: self.extract,
+            chars_per_token: self.chars_per_token,
+            models: ByModel {
+                table,
+                model_of: (),
+            },
+        }
+    }
+}
+
+impl<F> LlmEstimator<F, ByModel> {
+    /// Reads the model id a request names (a model id, an inference-profile id or an ARN).
+    pub fn model_of<Req, G>(self, model_of: G) -> LlmEstimator<F, ByModel<G>>
+    where
+        G: for<'a> Fn(&'a Req) -> &'a str,
+    {
+        LlmEstimator {
+            extract: self.extract,
+            chars_per_token: self.chars_per_token,
+            models: ByModel {
+                table: self.models.table,
+                model_of,
+            },
+        }
+    }
+}
+
+impl<F, M> LlmEstimator<F, M> {
     /// Characters per input token (default 4). Zero is treated as 1.
     pub const fn chars_per_token(mut self, chars: u64) -> Self {
         self.chars_per_token = if chars == 0 { 1 } else { chars };
         self
     }
 
-    /// Multiplier on `max_tokens`, for models that burn output tokens at a multiple of input
-    /// tokens against TPM (default 1). Zero is treated as 1.
-    pub const fn output_multiplier(mut self, multiplier: u64) -> Self {
-        self.output_multiplier = if multiplier == 0 { 1 } else { multiplier };
-        self
-    }
-
-    /// The cost of a call with this input: one request, input tokens plus `max_tokens`
-    /// (saturating, never overflowing).
-    pub const fn cost(&self, input: LlmInput) -> Cost {
+    /// The cost of a call with this input on a model with `spec`: one request, input tokens
+    /// plus `max_tokens` or the model's maximum (saturating, never overflowing).
+    pub const fn cost_with(&self, input: LlmInput, spec: ModelSpec) -> Cost {
         let input_tokens = input.input_chars.div_ceil(self.chars_per_token);
-        Cost::units(
-            input_tokens.saturating_add(input.max_tokens.saturating_mul(self.output_multiplier)),
-        )
+        Cost::units(spec.reservation(input_tokens, 0, 0, input.max_tokens))
     }
 }
 
-impl<Req, F> Estimate<Req> for LlmEstimator<F>
+impl<F> LlmEstimator<F> {
+    /// The cost of a call with this input on the estimator's model.
+    pub const fn cost(&self, input: LlmInput) -> Cost {
+        self.cost_with(input, self.models)
+    }
+}
+
+impl<Req, F, M> Estimate<Req> for LlmEstimator<F, M>
 where
     F: Fn(&Req) -> LlmInput,
+    M: SpecOf<Req>,
 {
     fn estimate(&self, req: &Req) -> Cost {
-        self.cost((self.extract)(req))
+        self.cost_with((self.extract)(req), self.models.spec_of(req))
+    }
+
+    fn estimate_for(&self, req: &Req, model: &str) -> Cost {
+        self.cost_with((self.extract)(req), self.models.spec_for(model))
     }
 }
 
@@ -250,6 +380,15 @@ where
 pub trait ReadUsage<Res> {
     /// The usage reported by `res`.
     fn read_usage(&self, res: &Res) -> Usage;
+
+    /// The usage reported by `res` when the model `model` answered it (output tokens may
+    /// count several times on one model and once on another). A
+    /// [`Stack`](crate::stack::Stack) asks this when the attempt's target is labelled with a
+    /// model. Default: [`read_usage`](Self::read_usage).
+    fn read_usage_for(&self, res: &Res, model: &str) -> Usage {
+        let _ = model;
+        self.read_usage(res)
+    }
 }
 
 impl<Res, F> ReadUsage<Res> for F
@@ -315,7 +454,10 @@ impl HeaderUsage {
 /// Reads the remaining budget and its refill hint from provider rate-limit headers, resets
 /// measured from the wall clock now (Anthropic's are instants).
 pub fn remaining_from_headers(headers: &http::HeaderMap) -> Remaining {
-    remaining_from_headers_at(headers, std::time::SystemTime::now())
+    remaining_of(crate::classify::retry_after::rate_limits_with(
+        headers,
+        &mut std::time::SystemTime::now,
+    ))
 }
 
 /// [`remaining_from_headers`], with resets measured from `now`.
@@ -323,7 +465,10 @@ pub fn remaining_from_headers_at(
     headers: &http::HeaderMap,
     now: std::time::SystemTime,
 ) -> Remaining {
-    let limits = rate_limits(headers, now);
+    remaining_of(rate_limits(headers, now))
+}
+
+fn remaining_of(limits: crate::classify::retry_after::RateLimits) -> Remaining {
     Remaining {
         requests: limits.requests.and_then(|l| l.remaining),
         units: limits.tokens.and_then(|l| l.remaining),
@@ -361,16 +506,16 @@ mod tests {
     fn llm_estimator_rounds_up_and_saturates() {
         let e = LlmEstimator::new(|n: &u64| LlmInput {
             input_chars: *n,
-            max_tokens: 10,
+            max_tokens: Some(10),
         });
         assert_eq!(e.estimate(&0), Cost::units(10));
         assert_eq!(e.estimate(&1), Cost::units(11));
         assert_eq!(e.estimate(&8), Cost::units(12));
-        let e = e.chars_per_token(0).output_multiplier(5);
-        assert_eq!(e.estimate(&3), Cost::units(53));
+        let e = e.chars_per_token(0);
+        assert_eq!(e.estimate(&3), Cost::units(13));
         let big = LlmEstimator::new(|_: &()| LlmInput {
             input_chars: u64::MAX,
-            max_tokens: u64::MAX,
+            max_tokens: Some(u64::MAX),
         });
         assert_eq!(big.estimate(&()), Cost::units(u64::MAX));
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::long::{self, Window};
 use crate::nanos;
 
 /// The largest limit per window accepted (requests or units); beyond it the arithmetic would
@@ -73,6 +74,10 @@ pub struct Tenant(pub u16);
 /// - A throttle that names a partition or a key ([`ThrottleScope::Partition`](crate::ThrottleScope::Partition))
 ///   never moves the limit: the key's budget was not the problem. A server `Retry-After` on a
 ///   throttle holds the key's calls back for that long.
+/// - A daily throttle ([`ThrottleScope::Daily`](crate::ThrottleScope::Daily)) never moves it
+///   either: the minute had room, the day did not. It spends the key's longest
+///   [long window](super::Window), or holds a key without one for
+///   [`DAILY_HOLD`](super::DAILY_HOLD) and then lets one call probe.
 ///
 /// Measured on the showdown's shared account (scenario 6: a neighbour spends about 31% of a
 /// 200,000 TPM quota for five minutes, then leaves): see the README.
@@ -145,7 +150,8 @@ pub enum Accounting {
 }
 
 /// The quota of one key: requests and/or units per window, how the provider counts them,
-/// shares, queueing and learning.
+/// shares, queueing and learning; and [long windows](super::Window) beside the window
+/// ([`LimitBuilder::also`]), e.g. tokens per day.
 ///
 /// ```
 /// use std::time::Duration;
@@ -156,6 +162,10 @@ pub enum Accounting {
 /// let bedrock = Limit::per_minute().units(200_000).build()?;
 /// // DynamoDB: 1,000 WCU per second, keeping up to 300 s of unused capacity.
 /// let table = Limit::per_second().units(1_000).burst(Duration::from_secs(300)).build()?;
+/// // Bedrock with its tokens per day too (by default TPM × 1,440; set the console's number):
+/// // a call is admitted only when both the minute and the day have room.
+/// let tpd = Limit::per_minute().units(200_000).units_per_day(288_000_000).build()?;
+/// assert_eq!(tpd.long_windows()[0].duration(), Duration::from_secs(86_400));
 /// # let _ = (bedrock, table);
 /// # Ok::<(), tower_headroom::admission::ConfigError>(())
 /// ```
@@ -176,6 +186,8 @@ pub struct Limit {
     pub(crate) share_burst: u64,
     pub(crate) max_queue: u32,
     pub(crate) learning: LearningRules,
+    /// Long windows, shortest first ([`LimitBuilder::also`]).
+    pub(crate) long: Box<[Window]>,
 }
 
 /// [`Learning`] in the integer form the arithmetic uses.
@@ -206,6 +218,7 @@ impl Limit {
             share_burst: None,
             max_queue: 1024,
             learning: Learning::SHARED,
+            long: Vec::new(),
         }
     }
 
@@ -239,6 +252,11 @@ impl Limit {
     pub fn accounting(&self) -> Accounting {
         self.accounting
     }
+
+    /// The long windows ([`LimitBuilder::also`]), shortest first.
+    pub fn long_windows(&self) -> &[Window] {
+        &self.long
+    }
 }
 
 /// Builds a [`Limit`]; see [`Limit::per_window`].
@@ -253,6 +271,7 @@ pub struct LimitBuilder {
     share_burst: Option<Duration>,
     max_queue: u32,
     learning: Learning,
+    long: Vec<Window>,
 }
 
 impl LimitBuilder {
@@ -317,6 +336,28 @@ impl LimitBuilder {
     pub fn learning(mut self, learning: Learning) -> Self {
         self.learning = learning;
         self
+    }
+
+    /// A budget over a longer window as well (Bedrock's tokens per day): a call is admitted
+    /// only when this window has room too. A long window is a plain budget beside the limit's
+    /// own window, which keeps its lanes, shares and learning; see [`Window`] and the
+    /// [module docs](super::Window). At most 3 long windows, each longer than the limit's
+    /// window and at most a day, each limit at least the limit's own per-window limit of the
+    /// same dimension ([`ConfigError`] otherwise).
+    pub fn also(mut self, window: Window) -> Self {
+        self.long.push(window);
+        self
+    }
+
+    /// Units per day as well: `also(Window::days(1).units(limit))`. Bedrock's tokens per day
+    /// are TPM × 1,440 by default; set the number the console shows.
+    pub fn units_per_day(self, limit: u64) -> Self {
+        self.also(Window::days(1).units(limit))
+    }
+
+    /// Requests per day as well: `also(Window::days(1).requests(limit))`.
+    pub fn requests_per_day(self, limit: u64) -> Self {
+        self.also(Window::days(1).requests(limit))
     }
 
     /// Checks the configuration.
@@ -421,6 +462,7 @@ impl LimitBuilder {
             ));
         }
         let ppm = |v: f64| (v * 1e6).round() as u64;
+        let long = long::check(self.window, [self.requests, self.units], self.long)?;
         Ok(Limit {
             window: nanos(self.window),
             requests: self.requests,
@@ -437,6 +479,7 @@ impl LimitBuilder {
                 regain_ppm: ppm(l.regain),
                 floor_ppm: ppm(l.floor).max(1),
             },
+            long,
         })
     }
 }

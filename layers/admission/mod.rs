@@ -10,7 +10,11 @@
 //! - [`Limit`]: per key (model × region, table, host) requests and/or units (tokens, capacity
 //!   units) per window, counted as the provider counts them ([`Accounting`]: a sliding window
 //!   by default, a token bucket with [burst credit](LimitBuilder::burst)), tenant
-//!   [shares](LimitBuilder::shares), queueing and [`Learning`].
+//!   [shares](LimitBuilder::shares), queueing and [`Learning`]; and [long windows](Window)
+//!   beside it ([`LimitBuilder::units_per_day`]: Bedrock's tokens per day).
+//! - [`Window`]: a budget over a longer window than the limit's own; a call is admitted only
+//!   when every window has room, and one a spent window refuses is
+//!   [`RejectReason::QuotaExhausted`], naming the window.
 //! - [`Quota`]: the core. [`Quota::reserve`] answers at once: admitted now, admitted at an
 //!   instant ([`Grant::At`], the earliest the window has room), or [`Rejected`]. The
 //!   [`Reservation`] is settled with the real [`Usage`] (the slack given back, an overrun
@@ -35,7 +39,7 @@
 //! let quota = Quota::new(Limit::per_minute().units(200_000).build()?);
 //! let estimate = LlmEstimator::new(|req: &http::Request<String>| LlmInput {
 //!     input_chars: req.body().chars().count() as u64,
-//!     max_tokens: 1_000,
+//!     max_tokens: Some(1_000),
 //! });
 //! let client = ServiceBuilder::new()
 //!     .layer(
@@ -88,6 +92,44 @@
 //! capacity at its instant. Guarantee (proptests): the units admitted in any window, net of
 //! refunds, never exceed `limit + max(burst credit, largest single cost)`.
 //!
+//! # Long windows (tokens per day)
+//!
+//! A [`Limit`] may have up to [three](MAX_LONG_WINDOWS) longer windows beside its own
+//! ([`LimitBuilder::also`] with a [`Window`]; [`units_per_day`](LimitBuilder::units_per_day)
+//! for Bedrock's tokens per day). The limit's own window keeps its lanes, shares, pacing and
+//! learning; a long window is a plain budget, checked first: a call it cannot hold waits
+//! until it has room when that is within the call's deadline (the wait is the longest over all
+//! windows, and [`Reservation::bound_by`] names the long window it waited for), and is
+//! otherwise refused with [`RejectReason::QuotaExhausted`] naming the window, `retry_in` the
+//! time until it has room (429 + `Retry-After`). [`Headroom`] answers that wait, so a router
+//! moves to a target whose day has room. A call is charged its estimate when it books, moved
+//! to the slot it is admitted in, and settled there to its real units; memory is fixed per
+//! key (97 counters per window and dimension: [`LONG_SLOTS`] time slots of 15 minutes for a
+//! day), rounded so that spend leaves the window up to one slot late, never early. A daily
+//! throttle ([`ThrottleScope::Daily`](crate::ThrottleScope::Daily)) spends the longest window
+//! for the rest of it, or holds a key without a long window for [`DAILY_HOLD`], then one call
+//! probes; it never cuts the per-window learned limit.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//! use tower_headroom::admission::{Cost, Limit, Quota, RejectReason, Usage};
+//!
+//! // Bedrock: 200,000 tokens per minute and, set on the console, 2,000,000 per day.
+//! let quota = Quota::new(Limit::per_minute().units(200_000).units_per_day(2_000_000).build()?);
+//! let t0 = quota.epoch();
+//! for minute in 0..10u32 {
+//!     let now = t0 + Duration::from_secs(61) * minute;
+//!     quota.reserve(&"sonnet", Cost::units(200_000), now)?.settle(Usage::units(200_000), now);
+//! }
+//! // The minute has room again, the day has none until the first calls leave it.
+//! let now = t0 + Duration::from_secs(61 * 10);
+//! let spent = quota.reserve(&"sonnet", Cost::units(1_000), now).unwrap_err();
+//! assert_eq!(spent.reason, RejectReason::QuotaExhausted { window: Some(Duration::from_secs(86_400)) });
+//! assert!(spent.retry_in.unwrap() > Duration::from_secs(23 * 3600));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Both models use exact integer arithmetic (`i128`, saturating): no rounding drift, no NaN,
 //! no overflow panic. A cost above the limit is rejected at once
 //! ([`RejectReason::CostTooLarge`]), never waited for forever.
@@ -135,7 +177,9 @@
 //! silent, the choice that is safe for any answer):
 //!
 //! - **Amazon Bedrock** (`bedrock-runtime`): tokens per minute per model and Region, input and
-//!   output counted together, and tokens per day (by default TPM × 1,440)
+//!   output counted together, and tokens per day (by default TPM × 1,440; set it with
+//!   [`LimitBuilder::units_per_day`], to the number the console shows: the crate does not
+//!   assume the default)
 //!   ([quotas for the bedrock-runtime endpoint](https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-runtime.html),
 //!   [how tokens are counted](https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-token-burndown.html)).
 //!   Requests per minute are no longer enforced on `bedrock-runtime` (same quotas page), so a
@@ -218,6 +262,7 @@ mod cost;
 mod layer;
 mod learn;
 mod limit;
+mod long;
 mod quota;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -226,8 +271,8 @@ mod state;
 mod window;
 
 pub use self::cost::{
-    Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage, Remaining,
-    Usage, remaining_from_headers, remaining_from_headers_at,
+    ByModel, Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage,
+    Remaining, SpecOf, Usage, remaining_from_headers, remaining_from_headers_at,
 };
 pub(crate) use self::layer::Metrics as AdmissionMetrics;
 pub use self::layer::{
@@ -237,6 +282,7 @@ pub use self::limit::{
     Accounting, ConfigError, Learning, Limit, LimitBuilder, MAX_BURST, MAX_LIMIT, MAX_TENANTS,
     MAX_WINDOW, Priority, Tenant,
 };
+pub use self::long::{DAILY_HOLD, LONG_SLOTS, MAX_LONG_WINDOWS, Window};
 pub use self::quota::{
     Ask, Grant, Headroom, MAX_WAIT, MemorySlot, MemoryStore, MemoryTicket, Quota, QuotaBuilder,
     QuotaStore, RejectReason, Rejected, Reservation, Slot, SlotStats, StoreSlot,

@@ -34,7 +34,7 @@ impl Ring {
         }
     }
 
-    fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.slots.len() as u64
     }
 

@@ -1,9 +1,11 @@
-//! One key's quota state, whichever [`Accounting`] its limit uses: the state the stores hold,
-//! the ticket a reservation carries, and the rules both accountings share.
+//! One key's quota state, whichever [`Accounting`] its limit uses, with its long windows: the
+//! state the stores hold, the ticket a reservation carries, and the rules both accountings
+//! share.
 
 use super::bucket::BucketState;
 use super::cost::{Cost, Usage};
 use super::limit::{Accounting, Limit};
+use super::long::{Long, LongTicket, exhausted};
 use super::quota::{Ask, RejectReason};
 use super::window::WindowState;
 use crate::{Outcome, OutcomeKind, ThrottleScope};
@@ -24,6 +26,17 @@ pub(crate) struct Ticket {
     pub(crate) charged_at: u64,
     /// The call probes a key held back after a throttle: its answer releases the others.
     pub(crate) probe: bool,
+    /// The long windows' part.
+    pub(crate) long: LongTicket,
+}
+
+impl Ticket {
+    /// Whether settling or cancelling this ticket has more to do than a success at its
+    /// estimate: it waits, or it probes.
+    #[inline]
+    pub(crate) fn probes(&self) -> bool {
+        self.probe || self.long.probe
+    }
 }
 
 /// A refusal from the arithmetic: reason plus the wait that would have been needed.
@@ -38,7 +51,8 @@ pub(crate) struct Refusal {
 /// throttle, a throttle of one partition or key). A throttle of a dimension the key does not
 /// limit teaches the ones it does.
 pub(crate) fn named_dims(outcome: &Outcome, limited: [bool; 2]) -> Option<[bool; 2]> {
-    if !outcome.kind.teaches_quota() {
+    // A daily quota is spent: the per-window limit was not the problem (like a partition's).
+    if !outcome.kind.teaches_quota() || is_daily(outcome) {
         return None;
     }
     let scope = match outcome.kind {
@@ -57,12 +71,17 @@ pub(crate) fn named_dims(outcome: &Outcome, limited: [bool; 2]) -> Option<[bool;
     }
 }
 
-/// One key's state.
+/// Whether an outcome says a daily quota is spent.
+pub(crate) fn is_daily(outcome: &Outcome) -> bool {
+    matches!(outcome.kind, OutcomeKind::Throttled(ThrottleScope::Daily))
+}
+
+/// The primary window's state.
 // One per key, inline behind the key's own mutex: boxing the larger variant would add a
 // pointer chase to every call for a few hundred bytes per key.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
-pub(crate) enum KeyState {
+enum Primary {
     Bucket(BucketState),
     Window(WindowState),
 }
@@ -70,21 +89,33 @@ pub(crate) enum KeyState {
 macro_rules! each {
     ($self:expr, $s:ident => $body:expr) => {
         match $self {
-            KeyState::Bucket($s) => $body,
-            KeyState::Window($s) => $body,
+            Primary::Bucket($s) => $body,
+            Primary::Window($s) => $body,
         }
     };
 }
 
+/// One key's state: the primary window's accounting and the long windows beside it.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyState {
+    primary: Primary,
+    long: Long,
+}
+
 impl KeyState {
     pub(crate) fn new(l: &Limit, now: u64) -> Self {
-        match l.accounting {
-            Accounting::TokenBucket { .. } => KeyState::Bucket(BucketState::new(l, now)),
-            Accounting::SlidingWindow => KeyState::Window(WindowState::new(l, now)),
+        let primary = match l.accounting {
+            Accounting::TokenBucket { .. } => Primary::Bucket(BucketState::new(l, now)),
+            Accounting::SlidingWindow => Primary::Window(WindowState::new(l, now)),
+        };
+        KeyState {
+            primary,
+            long: Long::new(l, now),
         }
     }
 
     /// Reserves `ask`, to be admitted no later than `deadline`.
+    #[inline]
     pub(crate) fn reserve(
         &mut self,
         l: &Limit,
@@ -92,7 +123,57 @@ impl KeyState {
         deadline: u64,
         now: u64,
     ) -> Result<Ticket, Refusal> {
-        each!(self, s => s.reserve(l, ask, deadline, now))
+        if !self.long.active() {
+            return each!(&mut self.primary, s => s.reserve(l, ask, deadline, now));
+        }
+        self.reserve_long(l, ask, deadline, now)
+    }
+
+    /// [`reserve`](Self::reserve) when long windows (or a daily hold) may bind: the call
+    /// waits for them first (charged nothing meanwhile), then books in the primary window.
+    fn reserve_long(
+        &mut self,
+        l: &Limit,
+        ask: &Ask,
+        deadline: u64,
+        now: u64,
+    ) -> Result<Ticket, Refusal> {
+        let now = self.long.tick(now);
+        if self.long.too_large(ask.cost) {
+            return Err(Refusal {
+                reason: RejectReason::CostTooLarge,
+                retry_in: None,
+            });
+        }
+        let (wait, bound) = self.long.wait_at(ask.cost, now);
+        let long = LongTicket {
+            bound,
+            priority: ask.priority,
+            tenant: ask.tenant,
+            ..LongTicket::default()
+        };
+        if wait > 0 {
+            each!(&mut self.primary, s => s.touch(l, now));
+            if now.saturating_add(wait) > deadline {
+                return Err(exhausted(l, wait, bound));
+            }
+            return Ok(Ticket {
+                cost: ask.cost,
+                lane: 0,
+                green: None,
+                charged: false,
+                waiting: true,
+                admit_at: now.saturating_add(wait),
+                deadline,
+                charged_at: now,
+                probe: false,
+                long: LongTicket { held: true, ..long },
+            });
+        }
+        let mut t = each!(&mut self.primary, s => s.reserve(l, ask, deadline, now))?;
+        t.long = long;
+        self.long.admit(&mut t.long, t.cost, now);
+        Ok(t)
     }
 
     /// After waking at `t.admit_at`: admitted (`Ok(None)`), wait more (`Ok(Some(later))`) or
@@ -103,13 +184,91 @@ impl KeyState {
         t: &mut Ticket,
         now: u64,
     ) -> Result<Option<u64>, Refusal> {
-        each!(self, s => s.confirm(l, t, now))
+        if t.long.held {
+            return self.confirm_held(l, t, now);
+        }
+        let was_waiting = t.waiting;
+        let r = each!(&mut self.primary, s => s.confirm(l, t, now));
+        if was_waiting && t.long.charged {
+            let now = self.long.tick(now);
+            match r {
+                Ok(None) => self.long.moved(&mut t.long, t.cost, now),
+                Ok(Some(_)) => {}
+                Err(_) => self.after_primary(t, now),
+            }
+        }
+        r
+    }
+
+    /// After the primary window gave a call up or let it go: when it holds no charge for the
+    /// call (it was never admitted), neither do the long windows; when it does (in flight),
+    /// the long windows keep theirs, and a probe that brings no answer lets another probe.
+    fn after_primary(&mut self, t: &mut Ticket, now: u64) {
+        if t.charged {
+            self.long.end_probe(&mut t.long, None);
+        } else {
+            self.long.refund(&mut t.long, t.cost, now);
+        }
+    }
+
+    /// A call waiting for a long window: still waiting, refused, or booked in the primary
+    /// window now.
+    fn confirm_held(
+        &mut self,
+        l: &Limit,
+        t: &mut Ticket,
+        now: u64,
+    ) -> Result<Option<u64>, Refusal> {
+        let now = self.long.tick(now);
+        let (wait, bound) = self.long.wait_at(t.cost, now);
+        if wait > 0 {
+            each!(&mut self.primary, s => s.touch(l, now));
+            t.long.bound = bound;
+            if now.saturating_add(wait) > t.deadline {
+                t.waiting = false;
+                t.long.held = false;
+                return Err(exhausted(l, wait, bound));
+            }
+            t.admit_at = now.saturating_add(wait);
+            return Ok(Some(t.admit_at));
+        }
+        let ask = Ask {
+            cost: t.cost,
+            priority: t.long.priority,
+            tenant: t.long.tenant,
+            deadline: None,
+        };
+        match each!(&mut self.primary, s => s.reserve(l, &ask, t.deadline, now)) {
+            Ok(mut booked) => {
+                booked.long = LongTicket {
+                    held: false,
+                    ..t.long
+                };
+                self.long.admit(&mut booked.long, booked.cost, now);
+                *t = booked;
+                Ok(t.waiting.then_some(t.admit_at))
+            }
+            Err(refusal) => {
+                t.waiting = false;
+                t.long.held = false;
+                Err(refusal)
+            }
+        }
     }
 
     /// The call will not happen (dropped while waiting) or was dropped in flight (then its
     /// estimate stays spent: it may have run).
     pub(crate) fn cancel(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
-        each!(self, s => s.cancel(l, t, now))
+        if t.long.held {
+            t.waiting = false;
+            t.long.held = false;
+            return;
+        }
+        each!(&mut self.primary, s => s.cancel(l, t, now));
+        if t.long.charged || t.long.probe {
+            let now = self.long.tick(now);
+            self.after_primary(t, now);
+        }
     }
 
     /// Settles an admitted call; returns whether the effective limit may have moved.
@@ -121,42 +280,88 @@ impl KeyState {
         usage: &Usage,
         now: u64,
     ) -> bool {
-        each!(self, s => s.settle(l, t, outcome, usage, now))
+        if t.long.held {
+            self.cancel(l, t, now);
+            return false;
+        }
+        let moved = each!(&mut self.primary, s => s.settle(l, t, outcome, usage, now));
+        let daily = is_daily(outcome);
+        if !(t.long.charged || t.long.probe || daily) {
+            return moved;
+        }
+        let now = self.long.tick(now);
+        if !t.charged {
+            // Never admitted: cancelled.
+            self.long.refund(&mut t.long, t.cost, now);
+            return moved;
+        }
+        self.long.settle(&t.long, t.cost, usage.units, now);
+        self.long.end_probe(&mut t.long, Some(daily));
+        if daily {
+            self.long.daily(now);
+        }
+        moved
     }
 
     /// An admitted call that was never sent: its units go back, its request stays counted.
     pub(crate) fn release_unsent(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
-        each!(self, s => s.release_unsent(l, t, now))
+        if t.long.held {
+            self.cancel(l, t, now);
+            return;
+        }
+        each!(&mut self.primary, s => s.release_unsent(l, t, now));
+        if t.long.charged || t.long.probe {
+            let now = self.long.tick(now);
+            if t.charged {
+                self.long.settle(&t.long, t.cost, Some(0), now);
+            }
+            self.after_primary(t, now);
+        }
     }
 
     /// The wait an interactive, within-share call of `cost` would get now; `None` when it can
-    /// never be admitted. Does not change the state.
+    /// never be admitted. Does not change the state. A long window without room for it (or a
+    /// daily hold) answers the wait until it has room: a router compares it with the call's
+    /// deadline and moves on.
     pub(crate) fn peek(&self, l: &Limit, cost: Cost, now: u64) -> Option<u64> {
-        each!(self, s => s.peek(l, cost, now))
+        let wait = each!(&self.primary, s => s.peek(l, cost, now))?;
+        if !self.long.active() {
+            return Some(wait);
+        }
+        if self.long.too_large(cost) {
+            return None;
+        }
+        Some(wait.max(self.long.wait_at(cost, now).0))
     }
 
     /// Whether forgetting this state changes nothing.
     pub(crate) fn at_rest(&self, l: &Limit, now: u64, idle: u64) -> bool {
-        each!(self, s => s.at_rest(l, now, idle))
+        each!(&self.primary, s => s.at_rest(l, now, idle)) && self.long.at_rest(now)
     }
 
     /// Calls waiting, all lanes.
     pub(crate) fn waiting(&self) -> u32 {
-        each!(self, s => s.waiting())
+        each!(&self.primary, s => s.waiting())
     }
 
     /// Whether a learned limit is below the configured one.
     pub(crate) fn learning(&self) -> bool {
-        each!(self, s => s.learning())
+        each!(&self.primary, s => s.learning())
     }
 
     /// What was spent over the trailing window at `now`: (requests, units).
     pub(crate) fn spent(&self, now: u64) -> (Option<u64>, Option<u64>) {
-        each!(self, s => s.spent(now))
+        each!(&self.primary, s => s.spent(now))
     }
 
     /// The effective (learned) limits per window: (requests, units).
     pub(crate) fn effective(&self) -> (Option<u64>, Option<u64>) {
-        each!(self, s => s.effective())
+        each!(&self.primary, s => s.effective())
+    }
+
+    /// The long windows' state (tests).
+    #[cfg(test)]
+    pub(crate) fn long(&self) -> &Long {
+        &self.long
     }
 }

@@ -37,6 +37,7 @@ use super::bucket::{Bucket, Lane, REQ, UNITS, child_cap, child_rate, part, scale
 use super::cost::{Cost, Usage};
 use super::learn::Learner;
 use super::limit::{Limit, Priority};
+use super::long::LongTicket;
 use super::quota::{Ask, RejectReason};
 use super::ring::Ring;
 use super::state::{Refusal, Ticket, named_dims};
@@ -170,6 +171,13 @@ impl WindowState {
     fn tick(&mut self, now: u64) -> u64 {
         self.clock = self.clock.max(now);
         self.clock
+    }
+
+    /// Brings the state to `now` (slots that left, refill, regain) without a call: a call a
+    /// long window refused still moves the key's time, as any call does.
+    pub(crate) fn touch(&mut self, l: &Limit, now: u64) {
+        let now = self.tick(now);
+        self.advance(l, now);
     }
 
     fn advance(&mut self, l: &Limit, now: u64) {
@@ -380,6 +388,7 @@ impl WindowState {
             deadline,
             charged_at: now,
             probe: false,
+            long: LongTicket::default(),
         };
         // A call within its share spends its share when it asks, waiting or not, so that the
         // share measures the tenant's demand.

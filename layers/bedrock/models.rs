@@ -1,17 +1,5 @@
-//! The model table: burndown and maximum output tokens per Bedrock model family.
-//!
-//! Sources (checked 2026-12):
-//!
-//! - Burndown: Amazon Bedrock User Guide, "How tokens are counted in Amazon Bedrock"
-//!   (<https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-token-burndown.html>): output
-//!   tokens burn 5 quota tokens each on Claude 3.7 Sonnet, Sonnet 4 and 4.5, Haiku 4.5, Opus 4,
-//!   4.1 and 4.5; 1 on every other model.
-//! - Maximum output tokens (the reservation when `maxTokens` is unset): the same page and
-//!   "Quotas for the bedrock-runtime endpoint"
-//!   (<https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-runtime.html>) say the
-//!   model's maximum is reserved; the numbers per family are the model cards' (Anthropic's
-//!   "Models overview", the Amazon Nova user guide, the Bedrock inference-parameter pages for
-//!   Meta Llama and Mistral).
+//! The model table: burndown and maximum output tokens per Bedrock model family, and the
+//! reservation and settlement arithmetic on them. Sources: the [module docs](super).
 //!
 //! Unknown models get [`ModelSpec::UNKNOWN`] — the largest burndown and output maximum in the
 //! table, so an unknown model is over-reserved rather than throttled — and one `tracing`
@@ -33,9 +21,10 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// What a model the table does not know is taken to be: burndown 5 and 64,000 output
-    /// tokens, the largest in the built-in table.
-    pub const UNKNOWN: ModelSpec = ModelSpec::new(5, 64_000);
+    /// What a model the table does not know is taken to be: burndown 5 and 128,000 output
+    /// tokens, the largest of each in the built-in table (over-reserving beats being
+    /// throttled by a quota the client thought had room).
+    pub const UNKNOWN: ModelSpec = ModelSpec::new(5, 128_000);
 
     /// A spec with this burndown and output maximum (checked when added to a table).
     pub const fn new(burndown: u32, max_output_tokens: u64) -> Self {
@@ -43,6 +32,51 @@ impl ModelSpec {
             burndown,
             max_output_tokens,
         }
+    }
+
+    /// What Bedrock reserves against the quota when a call starts: its input tokens, its
+    /// cache-read and cache-write tokens, and its `max_tokens` — the model's maximum when the
+    /// call sets none. Saturating, never overflowing.
+    ///
+    /// ```
+    /// use tower_headroom::bedrock::ModelSpec;
+    ///
+    /// let sonnet4 = ModelSpec::new(5, 64_000);
+    /// assert_eq!(sonnet4.reservation(1_000, 0, 0, Some(500)), 1_500);
+    /// // No maxTokens: the model's maximum is reserved.
+    /// assert_eq!(sonnet4.reservation(1_000, 200, 100, None), 65_300);
+    /// ```
+    pub const fn reservation(
+        &self,
+        input: u64,
+        cache_read: u64,
+        cache_write: u64,
+        max_tokens: Option<u64>,
+    ) -> u64 {
+        let max_tokens = match max_tokens {
+            Some(tokens) => tokens,
+            None => self.max_output_tokens,
+        };
+        input
+            .saturating_add(cache_read)
+            .saturating_add(cache_write)
+            .saturating_add(max_tokens)
+    }
+
+    /// What the call is charged when it ends, and what its reservation is settled to: its input
+    /// tokens, its cache-write tokens and its output tokens times the burndown. Cache-read
+    /// tokens are not charged (they were in the reservation and are released). Saturating.
+    ///
+    /// ```
+    /// use tower_headroom::bedrock::ModelSpec;
+    ///
+    /// let sonnet4 = ModelSpec::new(5, 64_000);
+    /// assert_eq!(sonnet4.settlement(1_000, 100, 300), 2_600);
+    /// ```
+    pub const fn settlement(&self, input: u64, cache_write: u64, output: u64) -> u64 {
+        input
+            .saturating_add(cache_write)
+            .saturating_add(output.saturating_mul(self.burndown as u64))
     }
 
     fn validate(self) -> Result<Self, ConfigError> {
@@ -65,15 +99,29 @@ impl ModelSpec {
 }
 
 /// The built-in families: a base-model-id prefix and its spec. The longest matching prefix wins.
+///
+/// A family whose later versions have other numbers is listed by its dated id (Opus 4 is
+/// `anthropic.claude-opus-4-20250514`, not `anthropic.claude-opus-4`), so that a version
+/// the table does not know yet falls to [`ModelSpec::UNKNOWN`] (over-reserved, with a warning)
+/// rather than to an older version's smaller maximum.
 const BUILTIN: &[(&str, ModelSpec)] = &[
     // Anthropic, burndown 5.
     ("anthropic.claude-3-7-sonnet", ModelSpec::new(5, 64_000)),
-    ("anthropic.claude-sonnet-4", ModelSpec::new(5, 64_000)),
+    (
+        "anthropic.claude-sonnet-4-20250514",
+        ModelSpec::new(5, 64_000),
+    ),
     ("anthropic.claude-sonnet-4-5", ModelSpec::new(5, 64_000)),
+    ("anthropic.claude-sonnet-4-6", ModelSpec::new(5, 64_000)),
     ("anthropic.claude-haiku-4-5", ModelSpec::new(5, 64_000)),
-    ("anthropic.claude-opus-4", ModelSpec::new(5, 32_000)),
+    (
+        "anthropic.claude-opus-4-20250514",
+        ModelSpec::new(5, 32_000),
+    ),
     ("anthropic.claude-opus-4-1", ModelSpec::new(5, 32_000)),
     ("anthropic.claude-opus-4-5", ModelSpec::new(5, 64_000)),
+    ("anthropic.claude-opus-4-6", ModelSpec::new(5, 128_000)),
+    ("anthropic.claude-opus-4-7", ModelSpec::new(5, 128_000)),
     // Anthropic, burndown 1.
     ("anthropic.claude-3-5-sonnet", ModelSpec::new(1, 8_192)),
     ("anthropic.claude-3-5-haiku", ModelSpec::new(1, 8_192)),
@@ -147,7 +195,10 @@ impl Default for ModelTable {
 }
 
 impl ModelTable {
-    /// The built-in families (see the module docs for where each number comes from).
+    /// The built-in families (see the [module docs](super) for where each number comes from):
+    /// Claude 3.7 Sonnet, Sonnet 4, 4.5, 4.6, Haiku 4.5, Opus 4, 4.1, 4.5, 4.6, 4.7 (burndown
+    /// 5); Claude 3 and 3.5, Amazon Nova Micro, Lite, Pro, Premier, Meta Llama, Mistral
+    /// (burndown 1).
     pub fn builtin() -> Self {
         ModelTable {
             entries: BUILTIN
@@ -160,7 +211,9 @@ impl ModelTable {
     }
 
     /// This table with `prefix` (a base model id or a prefix of one, e.g.
-    /// `anthropic.claude-sonnet-4`) mapped to `spec`, replacing an entry with the same prefix.
+    /// `anthropic.claude-sonnet-4-20250514`) mapped to `spec`, replacing an entry with the same
+    /// prefix. The longest matching prefix wins, so a shorter prefix does not override a
+    /// longer built-in one: give the built-in entry's own prefix to replace it.
     ///
     /// An empty prefix, a prefix with a geography or an ARN, a zero burndown or a zero output
     /// maximum is a [`ConfigError`].
@@ -196,6 +249,11 @@ impl ModelTable {
             unknown: spec.validate()?,
             ..self
         })
+    }
+
+    /// The spec this table gives models it does not know.
+    pub const fn unknown(&self) -> ModelSpec {
+        self.unknown
     }
 
     /// The spec of `model_id` if the table knows it (longest matching prefix).

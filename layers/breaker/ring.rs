@@ -75,8 +75,9 @@ impl Ring {
     }
 
     fn slot(epoch: Instant, width: Duration, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(epoch).as_nanos();
-        (elapsed / width.as_nanos()) as u64
+        // In u64 nanoseconds (585 years): a 128-bit division is a library call on the hot path.
+        let elapsed = crate::nanos(now.saturating_duration_since(epoch));
+        elapsed / crate::nanos(width).max(1)
     }
 
     /// Adds a call and returns `(calls, failures, slow)` in the window.
@@ -100,7 +101,7 @@ impl Ring {
                 marks[*next] = u8::from(failure) | (u8::from(slow) << 1);
                 *failures += u32::from(failure);
                 *slow_count += u32::from(slow);
-                *next = (*next + 1) % cap;
+                *next = if *next + 1 == cap { 0 } else { *next + 1 };
                 (*len as u32, *failures, *slow_count)
             }
             Ring::Time {

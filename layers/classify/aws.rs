@@ -14,6 +14,13 @@
 //! );
 //! assert_eq!(kind, OutcomeKind::Throttled(ThrottleScope::Tokens));
 //!
+//! // A spent day is its own class: no per-minute wait cures it.
+//! let kind = aws::classify(
+//!     "ThrottlingException",
+//!     Some("Too many tokens per day, please wait before trying again."),
+//! );
+//! assert_eq!(kind, OutcomeKind::Throttled(ThrottleScope::Daily));
+//!
 //! let kind = aws::classify(
 //!     "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
 //!     None,
@@ -35,7 +42,7 @@
 //! |---|---|
 //! | `ProvisionedThroughputExceededException` | `Throttled(Capacity)` |
 //! | `RequestLimitExceeded`, `TooManyRequestsException`, `RequestThrottled`, `RequestThrottledException`, `SlowDown` | `Throttled(Requests)` unless the message says tokens |
-//! | `ThrottlingException`, `Throttling`, `ThrottledException`, `EC2ThrottledException`, `BandwidthLimitExceeded`, `LimitExceededException` | `Throttled`, scope from the message, else `Unknown` |
+//! | `ThrottlingException`, `Throttling`, `ThrottledException`, `EC2ThrottledException`, `BandwidthLimitExceeded`, `LimitExceededException` | `Throttled`, scope from the message (`Daily` for a spent day), else `Unknown` |
 //! | `TransactionInProgressException`, `PriorRequestNotComplete` | `Throttled(Unknown)` (the SDK retries them as throttles; they are not breaker-worthy) |
 //! | `ModelNotReadyException` | `Overloaded` |
 //! | `ServiceUnavailableException`, `ServiceUnavailable` (incl. "Too many connections") | `Unavailable` |
@@ -48,8 +55,26 @@
 //! - "overloaded" (Bedrock's "Model ... is currently overloaded. Please try again later.") ->
 //!   `Overloaded`, whatever the code — Bedrock sends it under `ThrottlingException` and
 //!   `ServiceUnavailableException`, and it is a saturated shared model, not your quota;
+//! - "per day" or "daily" -> `Daily`, before anything else: Bedrock's "Too many tokens per
+//!   day, please wait before trying again." says a per-day quota is spent (see below);
 //! - "too many tokens" -> `Tokens`; "too many requests", "rate of requests exceeds"
 //!   (DynamoDB), "rate exceeded" -> `Requests` (for throttling codes only).
+//!
+//! # Daily quotas
+//!
+//! Bedrock's `bedrock-runtime` endpoint enforces, beside tokens per minute, "Model invocation
+//! max tokens per day" per model and Region (by default the per-minute quota × 24 × 60) and
+//! an account-wide "Cross-Model Max Tokens Per Day" per Region
+//! ([Quotas for the bedrock-runtime endpoint](https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-runtime.html)).
+//! Exceeding either is a `ThrottlingException` (HTTP 429); the message callers report for a
+//! spent day is "Too many tokens per day, please wait before trying again." (the per-minute
+//! one is "Too many tokens, please wait before trying again.",
+//! [re:Post: ThrottlingException on Bedrock](https://repost.aws/knowledge-center/bedrock-throttling-error)).
+//! AWS documents no separate message for the cross-model quota, so any throttling message
+//! that names a day ("per day", "daily") reads as [`ThrottleScope::Daily`]; a per-minute
+//! message stays `Tokens` or `Requests`. No header marks a daily throttle, and neither OpenAI
+//! nor Anthropic documents a rate-limit header that says a limit is per day, so the HTTP
+//! classifier (which reads no body) has no daily rule.
 //!
 //! Decisions worth knowing:
 //! - `ModelErrorException` (HTTP 424, "an error while processing the model") is `Fatal`: it is
@@ -228,10 +253,13 @@ pub fn says_overloaded(message: &str) -> bool {
     contains_ignore_ascii_case(message, "overloaded")
 }
 
-/// Which limit a throttling message names, if it names one.
+/// Which limit a throttling message names, if it names one. A day wins over the dimension:
+/// "Too many tokens per day" is a spent day, not a spent minute.
 fn throttle_scope(message: Option<&str>) -> Option<ThrottleScope> {
     let message = message?;
-    if contains_ignore_ascii_case(message, "too many tokens") {
+    if says_daily(message) {
+        Some(ThrottleScope::Daily)
+    } else if contains_ignore_ascii_case(message, "too many tokens") {
         Some(ThrottleScope::Tokens)
     } else if contains_ignore_ascii_case(message, "too many requests")
         || contains_ignore_ascii_case(message, "rate of requests exceeds")
@@ -241,6 +269,20 @@ fn throttle_scope(message: Option<&str>) -> Option<ThrottleScope> {
     } else {
         None
     }
+}
+
+/// Whether a throttling message says a per-day quota is spent ("Too many tokens per day, please
+/// wait before trying again."): ASCII case-insensitive, without allocating. The message family
+/// every classifier of this crate reads as [`ThrottleScope::Daily`] (for throttling codes).
+///
+/// ```
+/// use tower_headroom::classify::aws::says_daily;
+///
+/// assert!(says_daily("Too many tokens per day, please wait before trying again."));
+/// assert!(!says_daily("Too many tokens, please wait before trying again."));
+/// ```
+pub fn says_daily(message: &str) -> bool {
+    contains_ignore_ascii_case(message, "per day") || contains_ignore_ascii_case(message, "daily")
 }
 
 /// ASCII case-insensitive substring search, without allocating. `needle` is lowercase ASCII.
@@ -269,6 +311,45 @@ mod tests {
             "ümlaut überloaded overloaded",
             "overloaded"
         ));
+    }
+
+    #[test]
+    fn a_spent_day_is_daily_and_a_spent_minute_is_not() {
+        let daily = OutcomeKind::Throttled(ThrottleScope::Daily);
+        for message in [
+            "Too many tokens per day, please wait before trying again.",
+            "TOO MANY TOKENS PER DAY",
+            "Daily token quota exceeded.",
+        ] {
+            assert_eq!(classify("ThrottlingException", Some(message)), daily);
+            assert_eq!(
+                classify_with_status("ThrottlingException:http://x/", Some(message), 429),
+                daily
+            );
+            assert_eq!(classify("TooManyRequestsException", Some(message)), daily);
+        }
+        assert_eq!(
+            classify(
+                "ThrottlingException",
+                Some("Too many tokens, please wait before trying again.")
+            ),
+            OutcomeKind::Throttled(ThrottleScope::Tokens)
+        );
+        assert_eq!(
+            classify(
+                "ThrottlingException",
+                Some("Too many requests, please wait before trying again.")
+            ),
+            OutcomeKind::Throttled(ThrottleScope::Requests)
+        );
+        // Only throttling codes read the day: a validation error that mentions one is fatal.
+        assert_eq!(
+            classify(
+                "ValidationException",
+                Some("max tokens per day must be set")
+            ),
+            OutcomeKind::Fatal
+        );
     }
 
     #[test]

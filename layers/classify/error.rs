@@ -131,12 +131,20 @@ fn own_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
     if error.is::<crate::retry::Fatal>() {
         return Some(Outcome::FATAL);
     }
+    // A spent day: a daily throttle, with when it returns as the server delay.
+    if let Some(spent) = error.downcast_ref::<crate::retry::QuotaExhausted>() {
+        return Some(spent.outcome());
+    }
     // Admission shed the call locally: a quota throttle that was never sent. A cost that no
     // window could ever hold is a mistake in the request, not a reason to wait.
     if let Some(rejected) = error.downcast_ref::<crate::admission::Rejected>() {
         return Some(
             match rejected.reason {
                 crate::admission::RejectReason::CostTooLarge => Outcome::FATAL,
+                // ADMISSION-DAILY (wip/windows): `RejectReason::QuotaExhausted { .. }` =>
+                // `Outcome::throttled(crate::ThrottleScope::Daily)`, so that the retry policy
+                // stops it (`StopReason::QuotaExhausted`) and `retry::stopped_error` turns it
+                // into `retry::QuotaExhausted`.
                 _ => Outcome::throttled(crate::ThrottleScope::Unknown)
                     .with_retry_after_opt(rejected.retry_in),
             }

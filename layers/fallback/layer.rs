@@ -656,29 +656,51 @@ where
 {
     if let Ok(response) = &mut result {
         let hops = plan.calls().saturating_sub(1);
-        // The preferred target answering at once is the common case: it is left unannotated
-        // (and counted), so that it allocates nothing.
-        if target != 0 || hops > 0 {
-            let served = Served {
-                target,
-                name: Arc::clone(router.route.targets()[target].name()),
-                degraded: target != 0,
-                hops,
-            };
-            router.annotate.annotate(response, &served);
-            if outcome.is_success() && served.degraded {
-                tracing::debug!(
-                    target_name = &*served.name,
-                    hops = served.hops,
-                    "served by a fallback target"
-                );
-            }
-        }
-        if outcome.is_success() {
-            router.served[target].increment(0);
-        }
+        report_served(
+            &router.route,
+            &router.served[target],
+            &router.annotate,
+            response,
+            target,
+            hops,
+            &outcome,
+        );
     }
     result
+}
+
+/// A response from the route's `target` after `hops` moves: annotated with [`Served`] when it
+/// was not the preferred target at once (the common case is left as it is, so that it
+/// allocates nothing), and counted in `served` when it succeeded. The one place the router and
+/// the Tower stack report a served call.
+pub(crate) fn report_served<T, Res>(
+    route: &Route<T>,
+    served: &CounterSet<1>,
+    annotate: &impl Annotate<Res>,
+    response: &mut Res,
+    target: usize,
+    hops: u32,
+    outcome: &Outcome,
+) {
+    if target != 0 || hops > 0 {
+        let record = Served {
+            target,
+            name: Arc::clone(route.targets()[target].name()),
+            degraded: target != 0,
+            hops,
+        };
+        annotate.annotate(response, &record);
+        if outcome.is_success() && record.degraded {
+            tracing::debug!(
+                target_name = &*record.name,
+                hops = record.hops,
+                "served by a fallback target"
+            );
+        }
+    }
+    if outcome.is_success() {
+        served.increment(0);
+    }
 }
 
 fn polled_after_completion() -> BoxError {

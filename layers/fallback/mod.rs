@@ -3,8 +3,9 @@
 //!
 //! - [`Route`]: the sans-IO core. An ordered list of [`Target`]s (Sonnet → Haiku, `us-east-1` →
 //!   `us-west-2`, a cross-region inference profile), a [`FallbackPolicy`] from outcome class to
-//!   [`Action`] (by default: overloaded → next model; throttled on requests or tokens → a target
-//!   with quota headroom, or the shortest admission wait when none has; unavailable or timeout →
+//!   [`Action`] (by default: overloaded → next model; throttled on requests or tokens, or a
+//!   spent per-day quota → a target with quota headroom, or the shortest admission wait when
+//!   none has; unavailable or timeout →
 //!   next target; anything else → stop and let the retry layer decide), and `max_hops`. A
 //!   target is skipped when its breaker is open or its quota ([`Headroom`]) cannot admit
 //!   within the call's [deadline](crate::deadline).
@@ -64,7 +65,7 @@ pub use self::layer::{
     Annotate, Dispatch, Fallback, FallbackBuilder, FallbackLayer, HttpExtension, NoAnnotation,
     NoTargetAvailable, ResponseFuture, Rewrite, Served, Services,
 };
-pub(crate) use self::layer::{choose, served_counter};
+pub(crate) use self::layer::{choose, report_served, served_counter};
 pub use self::route::{
     Action, After, Choice, Exhaustion, FallbackPolicy, Headroom, MAX_TARGETS, NoHeadroom, Plan,
     QuotaHeadroom, Route, RouteBuilder, Target,

@@ -150,6 +150,7 @@ pub enum Action {
 /// | outcome | action |
 /// |---|---|
 /// | `Throttled(Requests)`, `Throttled(Tokens)` | `NextTarget` — the choice prefers targets whose quota has headroom, and waits for the shortest admission when none has |
+/// | `Throttled(Daily)` (a spent per-day quota) | `NextTarget`, at once: no wait on the spent target cures it |
 /// | `Overloaded` | `NextModel` |
 /// | `Unavailable`, `Timeout` | `NextTarget` |
 /// | `Throttled(Capacity)`, `Throttled(Unknown)`, `Transient`, `Fatal` | `Stop` (the retry layer outside decides) |
@@ -307,8 +308,9 @@ impl<T> Route<T> {
             Some(deadline) => deadline.remaining(now),
             None => crate::admission::Priority::Interactive.default_wait(),
         };
-        // Waits are remembered per target so the second pass does not ask again.
-        let mut waits = [None::<Duration>; MAX_TARGETS];
+        // Waits are remembered per target so the second pass does not ask again; the table
+        // (a kilobyte) is made only when a target has to wait, never on the success path.
+        let mut waits: Option<[Option<Duration>; MAX_TARGETS]> = None;
         for pass in [true, false] {
             for (index, target) in self.targets.iter().enumerate() {
                 if plan.tried & (1 << index) != 0 || self.matches(plan.prefer, target) != pass {
@@ -326,14 +328,14 @@ impl<T> Route<T> {
                         Err(open) => note(open, Exhaustion::BreakerOpen),
                     }
                 } else if wait <= max_wait {
-                    waits[index] = Some(wait);
+                    waits.get_or_insert([None; MAX_TARGETS])[index] = Some(wait);
                 } else {
                     note(wait, Exhaustion::NoHeadroom);
                 }
             }
         }
         // Nobody admits now: the shortest wait within the deadline, ties in order.
-        loop {
+        while let Some(waits) = waits.as_mut() {
             let best = waits
                 .iter()
                 .enumerate()
@@ -387,9 +389,26 @@ impl<T> Route<T> {
         plan.calls <= self.max_hops && (plan.tried.count_ones() as usize) < self.targets.len()
     }
 
+    /// Whether [`choose`](Self::choose) would ask the preferred target (index 0) first: a
+    /// plan's first choice, with no preference that excludes it.
+    pub(crate) fn asks_preferred_first(&self, plan: &Plan) -> bool {
+        plan.calls == 0
+            && plan.tried & 1 == 0
+            && plan.calls <= self.max_hops
+            && self
+                .targets
+                .first()
+                .is_some_and(|target| self.matches(plan.prefer, target))
+    }
+
+    /// Records in `plan` that the preferred target is called, as [`choose`](Self::choose) does
+    /// when it takes it.
+    pub(crate) fn take_preferred(&self, plan: &mut Plan) {
+        plan.called(0);
+    }
+
     fn take<P>(&self, plan: &mut Plan, index: usize, wait: Duration, permit: P) -> Choice<P> {
-        plan.tried |= 1 << index;
-        plan.calls += 1;
+        plan.called(index);
         Choice::Call {
             target: index,
             wait,
@@ -480,10 +499,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    fn called(&mut self, index: usize) {
+        self.tried |= 1 << index;
+        self.calls += 1;
+    }
+
     /// Binds the plan's admission waits to `deadline` (instead of the one in scope when the
     /// plan was made).
     pub fn with_deadline(mut self, deadline: Option<Deadline>) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// The plan with the targets in `mask` (bit `i`: target `i`) left out, as if tried: a
+    /// retry's plan skips the targets that answered the call with a spent day.
+    pub(crate) fn skipping(mut self, mask: u64) -> Self {
+        self.tried |= mask;
         self
     }
 

@@ -104,7 +104,7 @@ impl<P: Slot> Attempt<P> {
     /// request's does) and its breaker permit up unrecorded: it says nothing about the backend.
     /// A sent one settles its reservation ([`settle`]) and records its outcome and latency in
     /// its breaker ([`record`]) and its concurrency limit.
-    pub(crate) fn end(mut self, outcome: &Outcome, usage: Usage, now: Instant) -> Ended {
+    pub(crate) fn end(&mut self, outcome: &Outcome, usage: Usage, now: Instant) -> Ended {
         let mut limit = None;
         if !self.sent {
             if let Some(reservation) = self.reservation.take() {

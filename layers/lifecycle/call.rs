@@ -6,12 +6,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::attempt::Ended;
-use crate::Outcome;
 use crate::admission::{Ask, Cost, Priority, Tenant};
 use crate::breaker::{BreakerHandle, BreakerPermit};
 use crate::deadline::Deadline;
 use crate::fallback::{After, Choice, Headroom, Plan, Route};
 use crate::retry::{Decision, RetryPolicy, RetryState, StopReason};
+use crate::{Outcome, OutcomeKind, ThrottleScope};
 
 /// One call's progress through its attempts; see the [module docs](super).
 #[derive(Debug)]
@@ -19,6 +19,9 @@ pub(crate) struct Call {
     retry: RetryState,
     /// The route plan, for a call that may move between targets.
     plan: Option<Plan>,
+    /// Route targets that answered this call with a spent day ([`ThrottleScope::Daily`]): a
+    /// retry's fresh plan skips them, since no wait within the call cures them.
+    spent: u64,
 }
 
 /// What follows an attempt.
@@ -59,6 +62,7 @@ impl Call {
         Call {
             retry: policy.start_until(now, deadline),
             plan: route.map(|route| route.plan().with_deadline(deadline)),
+            spent: 0,
         }
     }
 
@@ -114,11 +118,37 @@ impl Call {
         crate::fallback::choose(routing.route, routing.breakers, plan, now, routing.headroom)
     }
 
+    /// The usual first choice in one step: when the route asks its preferred target first,
+    /// that target's breaker gives a permit and `admit` admits the call there at once, the
+    /// preferred target is taken — the choice [`choose`](Self::choose) makes, without asking
+    /// the quota twice (its headroom, then the reservation). `None`: nothing was taken and
+    /// nothing is held (`admit` gives back what it could not admit at once); ask `choose`.
+    pub(crate) fn choose_admitted<T, H: ?Sized, R>(
+        &mut self,
+        routing: &Routing<'_, T, H>,
+        now: Instant,
+        admit: impl FnOnce() -> Option<R>,
+    ) -> Option<(Option<BreakerPermit>, R)> {
+        let plan = self.plan.as_mut()?;
+        if !routing.route.asks_preferred_first(plan) {
+            return None;
+        }
+        let permit = match routing.breakers.first() {
+            Some(Some(breaker)) => Some(breaker.acquire(now).ok()?),
+            _ => None,
+        };
+        let admitted = admit()?;
+        routing.route.take_preferred(plan);
+        Some((permit, admitted))
+    }
+
     /// What follows an attempt that ended with `outcome`: done on success; else a move to the
     /// route's next target when the route's policy says so and one can take the call (chosen
     /// here); else the retry policy's answer (a retry starts over from the preferred target).
     /// An attempt never sent (a local refusal) never moves: the router already skipped what
-    /// held it back.
+    /// held it back. A target that answered with a spent day
+    /// ([`ThrottleScope::Daily`]) is moved away from at once like any moving outcome, and a
+    /// retry of the call (after another target failed otherwise) does not start over there.
     pub(crate) fn next<T, H: Headroom<T> + ?Sized>(
         &mut self,
         policy: &RetryPolicy,
@@ -131,6 +161,13 @@ impl Call {
             self.retry.succeeded();
             return Next::Done;
         }
+        let daily = match (ended.target, ended.sent, outcome.kind) {
+            (Some(target), true, OutcomeKind::Throttled(ThrottleScope::Daily)) => {
+                1u64.checked_shl(target as u32).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        self.spent |= daily;
         if let (Some(routing), Some(plan), Some(target), true) =
             (routing, self.plan.as_mut(), ended.target, ended.sent)
         {
@@ -141,7 +178,17 @@ impl Call {
         match policy.decide(&mut self.retry, outcome, now) {
             Decision::Retry(delay) => {
                 if let Some(routing) = routing {
-                    self.plan = Some(routing.route.plan().with_deadline(self.retry.deadline()));
+                    // A retry after a spent day is allowed only when the day returns before it
+                    // starts: that target is no longer spent. Should every target be spent,
+                    // none is skipped (the policy allowed the retry).
+                    self.spent &= !daily;
+                    let all = u64::MAX >> (64 - routing.route.targets().len().min(64));
+                    let plan = routing.route.plan().with_deadline(self.retry.deadline());
+                    self.plan = Some(if self.spent & all == all {
+                        plan
+                    } else {
+                        plan.skipping(self.spent)
+                    });
                 }
                 Next::Retry(delay)
             }

@@ -188,3 +188,165 @@ fn a_sent_attempt_settles_and_records_and_a_refused_one_spent_nothing() {
     attempt.end(&Outcome::new(OutcomeKind::Unavailable), Usage::UNKNOWN, now);
     assert_eq!(breaker.state(), State::Open);
 }
+
+#[test]
+fn the_preferred_target_admitting_at_once_is_the_choice_choose_makes() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, now);
+    let (permit, admitted) = call
+        .choose_admitted(&routing, now, || Some("reserved"))
+        .expect("the preferred target admits at once");
+    assert!(permit.is_some(), "the preferred target's breaker permit");
+    assert_eq!(admitted, "reserved");
+    assert_eq!(call.plan().map(|p| p.calls()), Some(1));
+    assert!(call.plan().is_some_and(|p| p.tried(0)));
+    // Its second choice is the route's: the preferred target was tried.
+    assert!(call.choose_admitted(&routing, now, || Some(())).is_none());
+    assert!(matches!(
+        call.choose(&routing, now),
+        Choice::Call { target: 1, .. }
+    ));
+}
+
+#[test]
+fn nothing_is_taken_or_held_when_the_preferred_target_cannot_admit_at_once() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, now);
+    // The quota would make it wait: no target taken, the plan untouched.
+    assert!(call.choose_admitted(&routing, now, || None::<()>).is_none());
+    assert_eq!(call.plan().map(|p| p.calls()), Some(0));
+    // An open breaker: `admit` is never asked (nothing reserved), and `choose` moves on.
+    breakers[0].as_ref().unwrap().trip(now);
+    let mut asked = false;
+    let fast = call.choose_admitted(&routing, now, || {
+        asked = true;
+        Some(())
+    });
+    assert!(fast.is_none() && !asked);
+    assert!(matches!(
+        call.choose(&routing, now),
+        Choice::Call { target: 1, .. }
+    ));
+}
+
+#[test]
+fn a_half_open_probe_taken_for_an_admission_that_waits_is_given_back() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let breaker = breakers[0].as_ref().unwrap();
+    breaker.trip(now);
+    // Past the open period: one probe allowed.
+    let later = now + Duration::from_secs(3_600);
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, later);
+    assert!(
+        call.choose_admitted(&routing, later, || None::<()>)
+            .is_none()
+    );
+    // The probe permit was released: the route's own choice still gets it.
+    assert!(matches!(
+        call.choose(&routing, later),
+        Choice::Call { target: 0, .. }
+    ));
+}
+
+#[test]
+fn a_spent_day_moves_at_once_and_a_retry_does_not_go_back_there() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let mut call = Call::start(&policy, Some(&route), None, now);
+    assert!(matches!(
+        call.choose(&routing, now),
+        Choice::Call { target: 0, .. }
+    ));
+    let daily = Outcome::throttled(ThrottleScope::Daily);
+    let next = call.next(&policy, Some(&routing), &sent(0), &daily, now);
+    assert!(matches!(next, Next::Move { target: 1, .. }), "{next:?}");
+    // The second target fails otherwise: the retry starts at the second, not the spent first.
+    let overloaded = Outcome::new(OutcomeKind::Overloaded);
+    let Next::Retry(delay) = call.next(&policy, Some(&routing), &sent(1), &overloaded, now) else {
+        panic!("expected a retry")
+    };
+    assert!(matches!(
+        call.choose(&routing, now + delay),
+        Choice::Call { target: 1, .. }
+    ));
+}
+
+#[test]
+fn a_spent_day_everywhere_stops_the_call_at_once() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let deadline = crate::Deadline::from_now(now, Duration::from_secs(150));
+    let mut call = Call::start(&policy, Some(&route), Some(deadline), now);
+    call.choose(&routing, now);
+    let daily = Outcome::throttled(ThrottleScope::Daily);
+    assert!(matches!(
+        call.next(&policy, Some(&routing), &sent(0), &daily, now),
+        Next::Move { target: 1, .. }
+    ));
+    // The fallback's day is spent too, and returns only in an hour: no retry within 150 s.
+    let hour = daily.with_retry_after(Duration::from_secs(3_600));
+    let next = call.next(&policy, Some(&routing), &sent(1), &hour, now);
+    assert!(
+        matches!(next, Next::Stop(StopReason::QuotaExhausted)),
+        "{next:?}"
+    );
+    assert_eq!(call.retry().attempts(), 1, "the stop spent no retry");
+}
+
+#[test]
+fn a_retry_for_a_day_that_returns_goes_back_to_that_target_only() {
+    let now = Instant::now();
+    let (route, breakers, policy) = (route(), breakers(2, now), policy());
+    let routing = Routing {
+        route: &route,
+        breakers: &breakers,
+        headroom: &NoHeadroom,
+    };
+    let deadline = crate::Deadline::from_now(now, Duration::from_secs(150));
+    let mut call = Call::start(&policy, Some(&route), Some(deadline), now);
+    call.choose(&routing, now);
+    // The first model's day is spent with no word on its return; the second's returns in 30 s.
+    let daily = Outcome::throttled(ThrottleScope::Daily);
+    assert!(matches!(
+        call.next(&policy, Some(&routing), &sent(0), &daily, now),
+        Next::Move { target: 1, .. }
+    ));
+    let soon = daily.with_retry_after(Duration::from_secs(30));
+    let Next::Retry(delay) = call.next(&policy, Some(&routing), &sent(1), &soon, now) else {
+        panic!("expected a retry within the deadline")
+    };
+    assert!(delay >= Duration::from_secs(30));
+    // The retry goes to the second, whose day is back, not to the first, whose day is not.
+    assert!(matches!(
+        call.choose(&routing, now + delay),
+        Choice::Call { target: 1, .. }
+    ));
+}

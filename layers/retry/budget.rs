@@ -117,9 +117,10 @@ impl RetryBudget {
     }
 
     fn epoch(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin).as_nanos();
+        // In u64 nanoseconds (585 years): a 128-bit division is a library call per request.
+        let since = crate::nanos(now.saturating_duration_since(self.origin));
         // Epochs wrap at 2³²; a wrapped epoch only makes an old slot look older.
-        ((since / u128::from(self.slot_nanos)) as u64) & COUNT_MASK
+        (since / self.slot_nanos.max(1)) & COUNT_MASK
     }
 }
 

@@ -10,9 +10,9 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::layer::Shared;
-use super::{Decision, Fatal, RetriesExhausted, RetryState};
+use super::{Decision, RetryState};
 use crate::deadline::Deadline;
-use crate::{BoxError, Classify, OutcomeKind};
+use crate::{BoxError, Classify};
 
 pin_project! {
     /// The future returned by [`Retry`](super::Retry): drives attempts, waits and readiness
@@ -104,17 +104,8 @@ where
                         }
                         Decision::Stop(reason) => {
                             shared.metrics.stop(&outcome, this.retry, reason);
-                            let result = result.map_err(|source| match outcome.kind {
-                                OutcomeKind::Fatal => {
-                                    Box::new(Fatal::new(this.retry.attempts(), source)) as BoxError
-                                }
-                                _ => Box::new(RetriesExhausted::new(
-                                    this.retry.attempts(),
-                                    outcome,
-                                    reason,
-                                    this.retry.waited(),
-                                    source,
-                                )),
+                            let result = result.map_err(|source| {
+                                super::stopped_error(this.retry, outcome, reason, source)
                             });
                             return Poll::Ready(finish(shared, this.retry, result));
                         }

@@ -5,7 +5,9 @@
 //! throttles aligned to the next quota window, and per-class exponential schedules with jitter
 //! for everything else. A [`RetryBudget`] keeps retries to a fraction of requests, so a total
 //! outage costs at most `1 + ratio` attempts per request, and an overall deadline bounds the
-//! whole call.
+//! whole call. A spent per-day quota ([`ThrottleScope::Daily`](crate::ThrottleScope::Daily)) is
+//! not retried unless the server says it returns within the deadline ([`spent_day`]); the call
+//! fails with [`QuotaExhausted`], which says which quota and when it returns.
 //!
 //! ```
 //! use std::time::Duration;
@@ -42,10 +44,13 @@ mod policy;
 
 pub use self::backoff::{Backoff, BackoffBuilder, Jitter, QuotaWindow, Schedule, ScheduleClass};
 pub use self::budget::RetryBudget;
-pub use self::error::{Fatal, RetriesExhausted, RetryInfo};
+pub(crate) use self::error::stopped_error;
+pub use self::error::{Fatal, QuotaExhausted, RetriesExhausted, RetryInfo};
 pub use self::future::ResponseFuture;
 pub use self::layer::{Retry, RetryLayer};
-pub use self::policy::{Decision, RetryPolicy, RetryPolicyBuilder, RetryState, StopReason};
+pub use self::policy::{
+    Decision, RetryPolicy, RetryPolicyBuilder, RetryState, StopReason, spent_day,
+};
 
 use std::time::Duration;
 

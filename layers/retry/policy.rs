@@ -12,7 +12,7 @@ use super::budget::RetryBudget;
 use super::error::RetryInfo;
 use crate::deadline::Deadline;
 use crate::error::ConfigError;
-use crate::{Outcome, OutcomeKind};
+use crate::{Outcome, OutcomeKind, ThrottleScope};
 
 /// Why the retry layer stopped retrying a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,17 +33,21 @@ pub enum StopReason {
     /// Every circuit breaker on the call's way is open: the call fails fast, as the breakers
     /// say (nothing was sent; waiting for one to half-open would defeat them).
     CircuitOpen,
+    /// A per-day quota is spent ([`ThrottleScope::Daily`]) and the server did not say it
+    /// returns within the call's deadline: retrying every minute would only spend the budget.
+    QuotaExhausted,
 }
 
 impl StopReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [StopReason; 6] = [
+    pub const ALL: [StopReason; 7] = [
         StopReason::NotRetryable,
         StopReason::MaxAttempts,
         StopReason::Deadline,
         StopReason::ServerDelayTooLong,
         StopReason::Budget,
         StopReason::CircuitOpen,
+        StopReason::QuotaExhausted,
     ];
 
     /// A short, stable name, used as a metric label.
@@ -55,6 +59,7 @@ impl StopReason {
             StopReason::ServerDelayTooLong => "server_delay_too_long",
             StopReason::Budget => "budget",
             StopReason::CircuitOpen => "circuit_open",
+            StopReason::QuotaExhausted => "quota_exhausted",
         }
     }
 
@@ -72,6 +77,9 @@ impl StopReason {
             }
             StopReason::Budget => "the retry budget is spent",
             StopReason::CircuitOpen => "every circuit breaker on the way is open",
+            StopReason::QuotaExhausted => {
+                "a per-day quota is spent and does not return within the deadline"
+            }
         }
     }
 }
@@ -250,7 +258,9 @@ impl RetryPolicy {
     /// bounds the load on the *server*. A local refusal by open breakers stops the call at
     /// once ([`StopReason::CircuitOpen`]: they fail it fast); one by admission is retried when
     /// its wait fits the call's deadline (an AWS SDK attempt may wait at most four minutes
-    /// for admission, a call longer).
+    /// for admission, a call longer). A [daily throttle](ThrottleScope::Daily) is retried only
+    /// when its `retry_after` ends within the deadline ([`spent_day`]); otherwise the call
+    /// stops at once with [`StopReason::QuotaExhausted`], spending no budget.
     pub fn decide(&self, state: &mut RetryState, outcome: &Outcome, now: Instant) -> Decision {
         let inner = &*self.inner;
         let tries = if outcome.local {
@@ -267,6 +277,9 @@ impl RetryPolicy {
         }
         if outcome.local && outcome.kind == OutcomeKind::Unavailable {
             return Decision::Stop(StopReason::CircuitOpen);
+        }
+        if spent_day(outcome, state.deadline, now) {
+            return Decision::Stop(StopReason::QuotaExhausted);
         }
         if tries >= inner.max_attempts {
             return Decision::Stop(StopReason::MaxAttempts);
@@ -296,6 +309,40 @@ impl RetryPolicy {
         state.previous_delay = delay;
         state.waited = state.waited.saturating_add(delay);
         Decision::Retry(delay)
+    }
+}
+
+/// Whether `outcome` says a per-day quota is spent beyond `deadline`: a
+/// [daily throttle](ThrottleScope::Daily) with no `retry_after`, or one that ends after the
+/// deadline (without a deadline, any known `retry_after` counts as within it, and the backoff's
+/// [`max_server_delay`](super::Backoff::max_server_delay) decides). The one rule the retry
+/// policy and the AWS SDK adapter's stateless decision share.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio::time::Instant;
+/// use tower_headroom::deadline::Deadline;
+/// use tower_headroom::retry::spent_day;
+/// use tower_headroom::{Outcome, ThrottleScope};
+///
+/// let now = Instant::now();
+/// let deadline = Some(Deadline::from_now(now, Duration::from_secs(150)));
+/// let daily = Outcome::throttled(ThrottleScope::Daily);
+/// assert!(spent_day(&daily, deadline, now));
+/// assert!(spent_day(&daily.with_retry_after(Duration::from_secs(3_600)), deadline, now));
+/// assert!(!spent_day(&daily.with_retry_after(Duration::from_secs(30)), deadline, now));
+/// assert!(!spent_day(&Outcome::throttled(ThrottleScope::Tokens), deadline, now));
+/// ```
+pub fn spent_day(outcome: &Outcome, deadline: Option<Deadline>, now: Instant) -> bool {
+    if outcome.kind != OutcomeKind::Throttled(ThrottleScope::Daily) {
+        return false;
+    }
+    match (outcome.retry_after, deadline) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(wait), Some(deadline)) => now
+            .checked_add(wait)
+            .is_none_or(|back| back > deadline.instant()),
     }
 }
 
@@ -449,7 +496,6 @@ impl RetryPolicyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ThrottleScope;
 
     fn policy() -> RetryPolicyBuilder {
         RetryPolicy::builder().seed(3).no_budget()
@@ -492,6 +538,55 @@ mod tests {
             p.decide(&mut s, &throttled, now + Duration::from_secs(1)),
             Decision::Stop(StopReason::Deadline)
         );
+    }
+
+    #[test]
+    fn a_spent_day_is_not_retried_into() {
+        let now = Instant::now();
+        let p = RetryPolicy::builder()
+            .seed(3)
+            .budget(Duration::from_secs(10), 0.0, 1)
+            .deadline(Duration::from_secs(150))
+            .build()
+            .unwrap();
+        let daily = Outcome::throttled(ThrottleScope::Daily);
+        // No word on when the day returns: stop at once, the first attempt being the only one.
+        let mut s = p.start(now);
+        assert_eq!(
+            p.decide(&mut s, &daily, now),
+            Decision::Stop(StopReason::QuotaExhausted)
+        );
+        assert_eq!(s.attempts(), 1);
+        // The day returns after the deadline: no retry either.
+        let mut s = p.start(now);
+        let later = daily.with_retry_after(Duration::from_secs(151));
+        assert_eq!(
+            p.decide(&mut s, &later, now),
+            Decision::Stop(StopReason::QuotaExhausted)
+        );
+        // Neither stop spent the single retry the budget's floor allows: a per-minute throttle
+        // still gets it.
+        let mut s = p.start(now);
+        assert!(matches!(
+            p.decide(&mut s, &Outcome::new(OutcomeKind::Transient), now),
+            Decision::Retry(_)
+        ));
+    }
+
+    #[test]
+    fn a_day_that_returns_within_the_deadline_is_waited_for() {
+        let now = Instant::now();
+        let p = policy().deadline(Duration::from_secs(150)).build().unwrap();
+        let mut s = p.start(now);
+        let soon =
+            Outcome::throttled(ThrottleScope::Daily).with_retry_after(Duration::from_secs(40));
+        match p.decide(&mut s, &soon, now) {
+            // The server's delay, never shortened (plus at most its 10% jitter).
+            Decision::Retry(delay) => {
+                assert!(delay >= Duration::from_secs(40) && delay <= Duration::from_secs(44))
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! Amazon Bedrock Runtime (`aws-sdk-bedrockruntime`): costs from `Converse`, `ConverseStream`
 //! and `InvokeModel` inputs, usage from their outputs, model fallback by rewriting the model id
 //! in the request path.
+//!
+//! Both sides use the [model table](crate::bedrock): a call reserves its input tokens plus its
+//! `maxTokens`, or the model's maximum output when it sets none (re-estimated for a fallback
+//! target's own model), and settles to input + cache write + output × the burndown of the
+//! model the attempt went to, with the counts from Converse `usage`, `InvokeModel`'s
+//! token-count headers or an Anthropic body's `usage`.
 
 use std::sync::Arc;
 
@@ -16,10 +22,11 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_types::config_bag::ConfigBag;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::call::Prepared;
+use super::call::{Prepared, Reserve};
 use super::interceptor::Shape;
 use super::{Estimation, SdkHeadroom};
-use crate::admission::{LlmEstimator, LlmInput, QuotaStore};
+use crate::admission::{Cost, LlmInput, QuotaStore};
+use crate::bedrock::TokenCounts;
 use crate::error::ConfigError;
 
 /// Characters a Smithy label keeps as they are (RFC 3986 unreserved).
@@ -35,33 +42,29 @@ pub(crate) struct Bedrock;
 impl Shape for Bedrock {
     fn prepare(&self, input: &mut Input, estimation: &Estimation) -> Option<Prepared> {
         let (model, llm, stream) = if let Some(input) = input.downcast_ref::<ConverseInput>() {
-            let llm = converse_input(
-                input.messages(),
-                input.system(),
-                input.inference_config(),
-                estimation,
-            );
+            let llm = converse_input(input.messages(), input.system(), input.inference_config());
             (input.model_id()?, llm, false)
         } else if let Some(input) = input.downcast_ref::<ConverseStreamInput>() {
-            let llm = converse_input(
-                input.messages(),
-                input.system(),
-                input.inference_config(),
-                estimation,
-            );
+            let llm = converse_input(input.messages(), input.system(), input.inference_config());
             (input.model_id()?, llm, true)
         } else if let Some(input) = input.downcast_ref::<InvokeModelInput>() {
             let body = input.body().map(|b| b.as_ref()).unwrap_or_default();
-            (input.model_id()?, invoke_input(body, estimation), false)
+            (input.model_id()?, invoke_input(body), false)
         } else {
             return None;
         };
-        let estimator = LlmEstimator::new(|input: &LlmInput| *input)
-            .chars_per_token(estimation.chars_per_token)
-            .output_multiplier(estimation.output_multiplier);
+        let tokens = Reserve {
+            input_tokens: llm.input_chars.div_ceil(estimation.chars_per_token.max(1)),
+            max_tokens: llm.max_tokens,
+        };
+        // The call's own model's numbers; a fallback target's are applied when the router
+        // weighs it and when an attempt goes there (`Prepared::cost_on`).
+        let spec = estimation.models.spec(model);
+        let cost = Cost::units(spec.reservation(tokens.input_tokens, 0, 0, tokens.max_tokens));
         Some(Prepared {
             key: Arc::from(model),
-            cost: estimator.cost(llm),
+            cost,
+            tokens: Some(tokens),
             stream,
             asked_usage: false,
             routable: true,
@@ -99,41 +102,49 @@ impl Shape for Bedrock {
         output: &Output,
         response: Option<&HttpResponse>,
         estimation: &Estimation,
+        key: &str,
     ) -> Option<u64> {
-        let tokens = |input: u64, output: u64| {
-            input.saturating_add(output.saturating_mul(estimation.output_multiplier))
-        };
-        if let Some(output) = output.downcast_ref::<ConverseOutput>() {
+        let counts = if let Some(output) = output.downcast_ref::<ConverseOutput>() {
             let usage = output.usage()?;
             let count = |n: i32| u64::try_from(n).ok();
-            return Some(tokens(
-                count(usage.input_tokens())?,
-                count(usage.output_tokens())?,
-            ));
-        }
-        if let Some(output) = output.downcast_ref::<InvokeModelOutput>() {
-            // Bedrock reports the counts in headers for every model; Anthropic bodies too.
-            let header = |name: &str| {
-                response?
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            };
-            if let (Some(input), Some(out)) = (
-                header("x-amzn-bedrock-input-token-count"),
-                header("x-amzn-bedrock-output-token-count"),
-            ) {
-                return Some(tokens(input, out));
+            let cached = |n: Option<i32>| n.map_or(Some(0), count);
+            TokenCounts::new(count(usage.input_tokens())?, count(usage.output_tokens())?)
+                .with_cache(
+                    cached(usage.cache_read_input_tokens())?,
+                    cached(usage.cache_write_input_tokens())?,
+                )
+        } else if let Some(output) = output.downcast_ref::<InvokeModelOutput>() {
+            // Bedrock reports the counts in headers for most models; Anthropic bodies too.
+            let headers = response.and_then(|response| {
+                TokenCounts::from_header_fn(|name| response.headers().get(name).map(str::to_owned))
+            });
+            match headers {
+                Some(counts) => counts,
+                None => anthropic_counts(output.body().as_ref())?,
             }
-            let body: serde_json::Value = serde_json::from_slice(output.body().as_ref()).ok()?;
-            let usage = body.get("usage")?;
-            return Some(tokens(
-                usage.get("input_tokens")?.as_u64()?,
-                usage.get("output_tokens")?.as_u64()?,
-            ));
-        }
-        None
+        } else {
+            return None;
+        };
+        Some(counts.charged(estimation.models.spec(key)))
     }
+}
+
+/// The counts of an Anthropic Messages body's `usage` (`input_tokens`, `output_tokens`,
+/// `cache_read_input_tokens`, `cache_creation_input_tokens`).
+fn anthropic_counts(body: &[u8]) -> Option<TokenCounts> {
+    let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let usage = body.get("usage")?;
+    let cached = |name: &str| usage.get(name).map_or(Some(0), serde_json::Value::as_u64);
+    Some(
+        TokenCounts::new(
+            usage.get("input_tokens")?.as_u64()?,
+            usage.get("output_tokens")?.as_u64()?,
+        )
+        .with_cache(
+            cached("cache_read_input_tokens")?,
+            cached("cache_creation_input_tokens")?,
+        ),
+    )
 }
 
 /// The characters of a Converse request's text, and its `maxTokens`.
@@ -141,7 +152,6 @@ fn converse_input(
     messages: &[Message],
     system: &[SystemContentBlock],
     config: Option<&InferenceConfiguration>,
-    estimation: &Estimation,
 ) -> LlmInput {
     let chars = |s: &str| s.chars().count() as u64;
     let mut input_chars = 0u64;
@@ -168,8 +178,7 @@ fn converse_input(
     }
     let max_tokens = config
         .and_then(|c| c.max_tokens())
-        .and_then(|n| u64::try_from(n).ok())
-        .unwrap_or(estimation.default_max_tokens);
+        .and_then(|n| u64::try_from(n).ok());
     LlmInput {
         input_chars,
         max_tokens,
@@ -179,12 +188,12 @@ fn converse_input(
 /// The characters of an `InvokeModel` JSON body's text (every string under `messages`,
 /// `system`, `prompt` or `inputText`) and its output cap (`max_tokens`, `maxTokens`,
 /// `max_tokens_to_sample`, `max_gen_len`, `textGenerationConfig.maxTokenCount`).
-fn invoke_input(body: &[u8], estimation: &Estimation) -> LlmInput {
+fn invoke_input(body: &[u8]) -> LlmInput {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        // Not JSON: count the bytes, reserve the default output.
+        // Not JSON: count the bytes, reserve the model's maximum output.
         return LlmInput {
             input_chars: body.len() as u64,
-            max_tokens: estimation.default_max_tokens,
+            max_tokens: None,
         };
     };
     fn text_chars(value: &serde_json::Value) -> u64 {
@@ -213,8 +222,7 @@ fn invoke_input(body: &[u8], estimation: &Estimation) -> LlmInput {
             .get("textGenerationConfig")
             .and_then(|c| c.get("maxTokenCount"))
             .and_then(|v| v.as_u64())
-    })
-    .unwrap_or(estimation.default_max_tokens);
+    });
     LlmInput {
         input_chars,
         max_tokens,
@@ -240,14 +248,6 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
 mod tests {
     use super::*;
     use aws_smithy_types::body::SdkBody;
-
-    fn estimation() -> Estimation {
-        Estimation {
-            chars_per_token: 4,
-            output_multiplier: 1,
-            default_max_tokens: 1000,
-        }
-    }
 
     #[test]
     fn retarget_rewrites_only_the_model_segment() {
@@ -277,14 +277,64 @@ mod tests {
     }
 
     #[test]
+    fn usage_reads_cache_counts_and_the_attempts_model() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        let estimation = Estimation {
+            chars_per_token: 4,
+            models: crate::bedrock::ModelTable::builtin(),
+        };
+        let sonnet4 = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+        let haiku3 = "anthropic.claude-3-haiku-20240307-v1:0";
+        let body = br#"{"content":[],"usage":{"input_tokens":10,"output_tokens":20,
+            "cache_read_input_tokens":1000,"cache_creation_input_tokens":7}}"#;
+        let output = Output::erase(
+            InvokeModelOutput::builder()
+                .body(aws_smithy_types::Blob::new(body.to_vec()))
+                .content_type("application/json")
+                .build()
+                .unwrap(),
+        );
+        // No headers: the Anthropic body's usage.
+        assert_eq!(
+            Bedrock.usage(&output, None, &estimation, sonnet4),
+            Some(10 + 7 + 20 * 5)
+        );
+        assert_eq!(
+            Bedrock.usage(&output, None, &estimation, haiku3),
+            Some(10 + 7 + 20)
+        );
+        // Headers first when both counts are there.
+        let mut response = HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::empty());
+        for (name, value) in [
+            ("x-amzn-bedrock-input-token-count", "3"),
+            ("x-amzn-bedrock-output-token-count", "4"),
+            ("x-amzn-bedrock-cache-read-input-token-count", "500"),
+            ("x-amzn-bedrock-cache-write-input-token-count", "2"),
+        ] {
+            response.headers_mut().insert(name, value);
+        }
+        assert_eq!(
+            Bedrock.usage(&output, Some(&response), &estimation, sonnet4),
+            Some(3 + 2 + 4 * 5)
+        );
+        assert_eq!(anthropic_counts(br#"{"usage":{"input_tokens":1}}"#), None);
+        assert_eq!(
+            anthropic_counts(
+                br#"{"usage":{"input_tokens":1,"output_tokens":2,"cache_read_input_tokens":-1}}"#
+            ),
+            None
+        );
+    }
+
+    #[test]
     fn invoke_bodies_count_text_and_the_output_cap() {
         let body = br#"{"anthropic_version":"bedrock-2023-05-31","max_tokens":300,
             "system":"abcd","messages":[{"role":"user","content":[{"type":"text","text":"12345678"}]}]}"#;
-        let input = invoke_input(body, &estimation());
+        let input = invoke_input(body);
         // "abcd" + "user" + "text" + "12345678": every string under messages and system.
         assert_eq!(input.input_chars, 20);
-        assert_eq!(input.max_tokens, 300);
-        let garbage = invoke_input(b"\xff\xfe", &estimation());
-        assert_eq!(garbage.max_tokens, 1000);
+        assert_eq!(input.max_tokens, Some(300));
+        let garbage = invoke_input(b"\xff\xfe");
+        assert_eq!(garbage.max_tokens, None);
     }
 }

@@ -1,5 +1,6 @@
 //! [`SdkHeadroomBuilder`]: the settings of an [`SdkHeadroom`], checked when it is built.
 
+use crate::lifecycle::{Given, Settings};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -75,8 +76,7 @@ impl SdkHeadroomBuilder {
             seed: None,
             estimation: Estimation {
                 chars_per_token: 4,
-                output_multiplier: 1,
-                default_max_tokens: 4_096,
+                models: crate::bedrock::ModelTable::builtin(),
             },
         }
     }
@@ -211,63 +211,39 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
         self
     }
 
-    /// How many quota tokens one output token burns (default 1; some Bedrock models count
-    /// output tokens several times against the tokens-per-minute quota). Applies to the
-    /// estimate's `maxTokens` and to the usage read back.
-    pub fn output_multiplier(mut self, multiplier: u64) -> Self {
-        self.estimation.output_multiplier = multiplier;
-        self
-    }
-
-    /// The output tokens reserved for a request that sets no `maxTokens` (default 4,096).
-    pub fn default_max_tokens(mut self, tokens: u64) -> Self {
-        self.estimation.default_max_tokens = tokens;
+    /// Each Bedrock model's burndown and maximum output tokens (default
+    /// [`ModelTable::builtin`](crate::bedrock::ModelTable::builtin)): a call without
+    /// `maxTokens` reserves its model's maximum, its usage settles to input + cache write +
+    /// output × the model's burndown, and a fallback target is weighed with its own model's
+    /// numbers. Override a model, or add one, with
+    /// [`ModelTable::with_model`](crate::bedrock::ModelTable::with_model).
+    pub fn models(mut self, table: crate::bedrock::ModelTable) -> Self {
+        self.estimation.models = table;
         self
     }
 
     /// Validates and builds.
     ///
-    /// Errors name the field: a zero `chars_per_token` or `output_multiplier`, a zero
-    /// `deadline` or one above a day, duplicate target names, more targets than the router
-    /// holds.
+    /// Errors name the field: a zero `chars_per_token`, a zero `deadline` or one above a day,
+    /// duplicate target names, more targets than the router holds.
     pub fn build(self) -> Result<SdkHeadroom<S>, ConfigError> {
         let est = self.estimation;
         if est.chars_per_token == 0 {
             return Err(ConfigError::new("chars_per_token", 0, "must be at least 1"));
         }
-        if est.output_multiplier == 0 {
-            return Err(ConfigError::new(
-                "output_multiplier",
-                0,
-                "must be at least 1",
-            ));
+        let Settings {
+            retry,
+            budget: deadline,
+            attempt_timeout,
+            breakers,
+        } = Given {
+            retry: self.retry,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            breakers: self.breakers,
+            seed: self.seed,
         }
-        // The budget: set here, else the deadline of a retry policy given, else the profile's.
-        let deadline = match self
-            .deadline
-            .or_else(|| self.retry.as_ref().and_then(RetryPolicy::deadline))
-        {
-            Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
-                return Err(ConfigError::new(
-                    "deadline",
-                    budget,
-                    "must be more than zero and at most 24 h",
-                ));
-            }
-            Some(budget) => budget,
-            None => self.profile.deadline(self.priority),
-        };
-        let seeded = |b: crate::retry::RetryPolicyBuilder| match self.seed {
-            Some(seed) => b.seed(seed),
-            None => b,
-        };
-        let retry = match self.retry {
-            Some(policy) => policy,
-            // With a quota, admission holds a throttled call's retry until the window has
-            // room, as in the Tower stack.
-            None if self.quota.is_some() => seeded(self.profile.paced_retry()).build()?,
-            None => seeded(self.profile.retry()).build()?,
-        };
+        .resolve(self.profile, self.priority, self.quota.is_some())?;
         let route = if self.targets.is_empty() {
             None
         } else {
@@ -282,17 +258,6 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 builder = builder.max_hops(hops);
             }
             Some(builder.build()?)
-        };
-        let breakers = match self.breakers {
-            Some(source) => source,
-            None => {
-                let config = self.profile.breaker();
-                let config = match self.seed {
-                    Some(seed) => config.seed(seed),
-                    None => config,
-                };
-                BreakerSource::PerTarget(config.build()?)
-            }
         };
         let limits = self.concurrency.map(|config| Limits {
             config,
@@ -328,9 +293,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
                 tenant: self.tenant,
                 deadline,
                 estimation: est,
-                attempt_timeout: self
-                    .attempt_timeout
-                    .unwrap_or(Some(self.profile.attempt_timeout())),
+                attempt_timeout,
                 calls: Mutex::new(Registry {
                     by_context: HashMap::new(),
                     by_id: HashMap::new(),

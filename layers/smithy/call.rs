@@ -34,8 +34,11 @@ use crate::{BoxError, Outcome, OutcomeKind};
 pub(crate) struct Prepared {
     /// The call's own key: the model id in the request, or the table.
     pub(crate) key: Arc<str>,
-    /// The estimated cost.
+    /// The estimated cost on the call's own key.
     pub(crate) cost: Cost,
+    /// What an LLM call reserves, for its cost on another model (a fallback target's own
+    /// maximum output); `None`: the cost is the same on every target.
+    pub(crate) tokens: Option<Reserve>,
     /// The response is an event stream, settled from its own usage event.
     pub(crate) stream: bool,
     /// The interceptor asked for usage the caller did not (DynamoDB `ReturnConsumedCapacity`),
@@ -45,6 +48,26 @@ pub(crate) struct Prepared {
     pub(crate) routable: bool,
     /// Keys are model ids: metrics and logs label them as the model.
     pub(crate) keys_are_models: bool,
+}
+
+/// An LLM call's reservation before its model is known: input tokens and `maxTokens`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reserve {
+    pub(crate) input_tokens: u64,
+    pub(crate) max_tokens: Option<u64>,
+}
+
+impl Prepared {
+    /// The call's cost on `key`: re-estimated with that model's numbers for an LLM call.
+    pub(crate) fn cost_on(&self, key: &str, models: &crate::bedrock::ModelTable) -> Cost {
+        match self.tokens {
+            Some(r) if key != &*self.key => {
+                let spec = models.spec(key);
+                Cost::units(spec.reservation(r.input_tokens, 0, 0, r.max_tokens))
+            }
+            _ => self.cost,
+        }
+    }
 }
 
 type SlotOf<S> = <S as StoreSlot>::Slot;
@@ -179,7 +202,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                         let headroom = CallHeadroom {
                             shared: self,
                             route,
-                            cost: call.prepared.cost,
+                            prepared: &call.prepared,
                             region: call.region.as_deref(),
                         };
                         let routing = Routing {
@@ -289,12 +312,20 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         // The request is signed before it waits: never past SigV4's validity.
         let signed_limit = Deadline::from_now(Instant::now(), super::MAX_ADMISSION_WAIT);
         let ask = call.call.ask(
-            call.prepared.cost,
+            self.attempt_cost(call),
             self.priority,
             self.tenant,
             Some(signed_limit),
         );
         Ok(Some((Arc::clone(&attempt.key), ask)))
+    }
+
+    /// The cost of the attempt in flight, on its target's key (the call's own cost when none).
+    pub(crate) fn attempt_cost(&self, call: &Call<S>) -> Cost {
+        match &call.attempt {
+            Some(attempt) => call.prepared.cost_on(&attempt.key, &self.estimation.models),
+            None => call.prepared.cost,
+        }
     }
 
     /// Reserves `ask` on `key` and waits for the grant (bounded by the ask's deadline).
@@ -351,7 +382,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                 let headroom = CallHeadroom {
                     shared: self,
                     route,
-                    cost: call.prepared.cost,
+                    prepared: &call.prepared,
                     region: call.region.as_deref(),
                 };
                 let routing = Routing {
@@ -405,7 +436,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     /// its permit up; a sent one settles and records), and reports it.
     fn finish_attempt(
         &self,
-        attempt: Attempt<SlotOf<S>>,
+        mut attempt: Attempt<SlotOf<S>>,
         outcome: &Outcome,
         units: Option<u64>,
         now: Instant,
@@ -493,6 +524,11 @@ impl<T: crate::admission::Slot> Attempt<T> {
 }
 
 impl<S: StoreSlot> Call<S> {
+    /// The key of the attempt in flight (the model it went to).
+    pub(crate) fn attempt_key(&self) -> Option<Arc<str>> {
+        self.attempt.as_ref().map(|a| Arc::clone(&a.key))
+    }
+
     /// Whether an attempt is open (begun, not yet ended).
     pub(crate) fn attempt_open(&self) -> bool {
         self.attempt.is_some()
@@ -511,14 +547,15 @@ impl<S: StoreSlot> Call<S> {
     }
 }
 
-/// The router's view of the quota for this call's cost (the Tower router only knows a typical
-/// cost; here the call's own estimate is at hand). A target labelled with another region than
+/// The router's view of the quota for this call's cost on each target (re-estimated with the
+/// target model's own numbers: a call without `maxTokens` reserves each model's maximum). A
+/// target labelled with another region than
 /// the client's never admits: the SDK signs for one region, so the request cannot go there
 /// (a cross-region inference profile id, or a client per region, can).
 struct CallHeadroom<'a, S: StoreSlot> {
     shared: &'a Shared<S>,
     route: &'a crate::fallback::Route<Arc<str>>,
-    cost: Cost,
+    prepared: &'a Prepared,
     region: Option<&'a str>,
 }
 
@@ -532,7 +569,12 @@ impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadro
             return None;
         }
         match &self.shared.quota {
-            Some(quota) => crate::admission::Headroom::admit_wait(quota, target, self.cost, now),
+            Some(quota) => {
+                let cost = self
+                    .prepared
+                    .cost_on(target, &self.shared.estimation.models);
+                crate::admission::Headroom::admit_wait(quota, target, cost, now)
+            }
             None => Some(Duration::ZERO),
         }
     }

@@ -200,6 +200,34 @@ mod tests {
     }
 
     #[test]
+    fn a_spent_day_is_daily_whatever_the_per_minute_headers_say() {
+        let now = SystemTime::now();
+        let daily = response(
+            429,
+            &[
+                ("x-amzn-errortype", "ThrottlingException:http://internal"),
+                // A per-minute limit reading zero does not turn a spent day into a minute.
+                ("x-ratelimit-remaining-tokens", "0"),
+                ("x-ratelimit-reset-tokens", "20s"),
+                ("retry-after", "3600"),
+            ],
+            r#"{"message":"Too many tokens per day, please wait before trying again."}"#,
+        );
+        let outcome = classify_response(&daily, now);
+        assert_eq!(outcome.kind, OutcomeKind::Throttled(ThrottleScope::Daily));
+        assert_eq!(outcome.retry_after, Some(Duration::from_secs(3600)));
+        let minute = response(
+            429,
+            &[("x-amzn-errortype", "ThrottlingException")],
+            r#"{"message":"Too many tokens, please wait before trying again."}"#,
+        );
+        assert_eq!(
+            classify_response(&minute, now).kind,
+            OutcomeKind::Throttled(ThrottleScope::Tokens)
+        );
+    }
+
+    #[test]
     fn honours_retry_after_and_survives_garbage() {
         let now = SystemTime::now();
         let throttled = response(429, &[("Retry-After", "7")], "<html>busy</html>");

@@ -78,6 +78,7 @@ fn prepared(table: Option<&str>, units: u64, asked_usage: bool) -> Option<Prepar
     Some(Prepared {
         key: Arc::from(table?),
         cost: Cost::units(units),
+        tokens: None,
         stream: false,
         asked_usage,
         routable: false,
@@ -150,6 +151,7 @@ impl Shape for DynamoDb {
         output: &Output,
         _response: Option<&HttpResponse>,
         _estimation: &Estimation,
+        _key: &str,
     ) -> Option<u64> {
         let units = consumed(output)?;
         // A server's odd number (negative, NaN) is no usage reading.
@@ -239,8 +241,7 @@ mod tests {
     fn usage_is_the_consumed_capacity_rounded_up() {
         let est = Estimation {
             chars_per_token: 4,
-            output_multiplier: 1,
-            default_max_tokens: 1,
+            models: crate::bedrock::ModelTable::builtin(),
         };
         let output = |units: f64| {
             Output::erase(
@@ -249,9 +250,9 @@ mod tests {
                     .build(),
             )
         };
-        assert_eq!(DynamoDb.usage(&output(2.5), None, &est), Some(3));
-        assert_eq!(DynamoDb.usage(&output(-1.0), None, &est), None);
-        assert_eq!(DynamoDb.usage(&output(f64::NAN), None, &est), None);
+        assert_eq!(DynamoDb.usage(&output(2.5), None, &est, "t"), Some(3));
+        assert_eq!(DynamoDb.usage(&output(-1.0), None, &est, "t"), None);
+        assert_eq!(DynamoDb.usage(&output(f64::NAN), None, &est, "t"), None);
         let mut restored = output(1.0);
         DynamoDb.restore(&mut restored);
         assert!(

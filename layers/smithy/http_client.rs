@@ -115,7 +115,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                     shared.admission(&call),
                     shared.attempt_events(&call),
                     call.prepared.stream,
-                    call.prepared.cost,
+                    shared.attempt_cost(&call),
                 )
             };
             match admission {
@@ -154,11 +154,19 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                 None => inner.call(request).await?,
             };
             if stream && response.status().is_success() {
-                if let Some(reservation) = Shared::take_reservation(&mut handle.lock()) {
+                let (reservation, key) = {
+                    let mut call = handle.lock();
+                    (Shared::take_reservation(&mut call), call.attempt_key())
+                };
+                if let Some(reservation) = reservation {
+                    let spec = shared
+                        .estimation
+                        .models
+                        .spec(key.as_deref().unwrap_or_default());
                     return Ok(super::settle_stream(
                         response,
                         reservation,
-                        shared.estimation,
+                        spec,
                         events.labels.clone(),
                     ));
                 }

@@ -39,14 +39,16 @@ pub(crate) trait Shape: Send + Sync + fmt::Debug + 'static {
         Err("this service's requests cannot be moved to another target".into())
     }
 
-    /// The units a successful call spent, from its typed output (or the response's headers).
+    /// The units a successful call spent, from its typed output (or the response's headers),
+    /// on `key`, the target the attempt went to (a Bedrock model, whose burndown counts).
     fn usage(
         &self,
         output: &Output,
         response: Option<&HttpResponse>,
         estimation: &Estimation,
+        key: &str,
     ) -> Option<u64> {
-        let _ = (output, response, estimation);
+        let _ = (output, response, estimation, key);
         None
     }
 
@@ -67,6 +69,7 @@ impl Shape for Generic {
         Some(Prepared {
             key: Arc::clone(&self.key),
             cost: Cost::ONE_REQUEST,
+            tokens: None,
             stream: false,
             asked_usage: false,
             routable: false,
@@ -211,9 +214,12 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
             return Ok(());
         };
         let units = match ctx.output_or_error() {
-            Some(Ok(output)) => self
-                .shape
-                .usage(output, ctx.response(), &self.shared.estimation),
+            Some(Ok(output)) => {
+                let key = handle.lock().attempt_key();
+                let key = key.as_deref().unwrap_or_default();
+                self.shape
+                    .usage(output, ctx.response(), &self.shared.estimation, key)
+            }
             _ => None,
         };
         let mut call = handle.lock();

@@ -141,11 +141,11 @@ impl<S: crate::admission::StoreSlot> fmt::Debug for SdkHeadroom<S> {
 }
 
 /// Estimation settings for LLM calls (tokens) read from typed inputs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Estimation {
     pub(crate) chars_per_token: u64,
-    pub(crate) output_multiplier: u64,
-    pub(crate) default_max_tokens: u64,
+    /// Each model's burndown and maximum output (the reservation without `maxTokens`).
+    pub(crate) models: crate::bedrock::ModelTable,
 }
 
 pub(crate) struct Shared<S: crate::admission::StoreSlot> {
@@ -457,7 +457,7 @@ use configure;
 fn settle_stream<T: crate::admission::Slot>(
     response: aws_smithy_runtime_api::client::orchestrator::HttpResponse,
     reservation: crate::admission::Reservation<T>,
-    _estimation: Estimation,
+    _spec: crate::bedrock::ModelSpec,
     _labels: Labels,
 ) -> aws_smithy_runtime_api::client::orchestrator::HttpResponse {
     drop(reservation);
@@ -482,6 +482,7 @@ fn stateless(policy: &RetryPolicy, outcome: &Outcome) -> Decision {
     }
     if !outcome.kind.is_retryable()
         || (outcome.kind == OutcomeKind::Timeout && !policy.retries_timeouts())
+        || crate::retry::spent_day(outcome, None, Instant::now())
     {
         return Decision::Stop;
     }

@@ -18,8 +18,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::Estimation;
 use crate::admission::{Reservation, Slot, Usage};
+use crate::bedrock::{ModelSpec, TokenCounts};
 use crate::observe::Labels;
 use crate::{Outcome, OutcomeKind};
 
@@ -27,7 +27,7 @@ use crate::{Outcome, OutcomeKind};
 pub(crate) fn settle_stream<T: Slot + 'static>(
     response: HttpResponse,
     reservation: Reservation<T>,
-    estimation: Estimation,
+    spec: ModelSpec,
     labels: Labels,
 ) -> HttpResponse {
     let mut response = response;
@@ -38,7 +38,7 @@ pub(crate) fn settle_stream<T: Slot + 'static>(
             decoder: MessageFrameDecoder::new(),
             buffer: BytesMut::new(),
             reservation: Some(reservation),
-            output_multiplier: estimation.output_multiplier,
+            spec,
             labels,
         }),
     });
@@ -57,7 +57,8 @@ struct Watcher<T: Slot> {
     decoder: MessageFrameDecoder,
     buffer: BytesMut,
     reservation: Option<Reservation<T>>,
-    output_multiplier: u64,
+    /// The numbers of the model the attempt went to (its burndown settles the output).
+    spec: ModelSpec,
     labels: Labels,
 }
 
@@ -93,7 +94,7 @@ impl<T: Slot> Watcher<T> {
         };
         match (header(":message-type"), header(":event-type")) {
             (Some("event"), Some("metadata")) => {
-                let units = usage_units(message.payload(), self.output_multiplier);
+                let units = usage_counts(message.payload()).map(|c| c.charged(self.spec));
                 if let Some(reservation) = self.reservation.take() {
                     let usage = units.map_or(Usage::UNKNOWN, Usage::units);
                     reservation.finish(&Outcome::SUCCESS, usage, Instant::now());
@@ -122,13 +123,22 @@ impl<T: Slot> Watcher<T> {
     }
 }
 
-/// `usage.inputTokens + usage.outputTokens × multiplier` of a `metadata` event's payload.
-fn usage_units(payload: &[u8], output_multiplier: u64) -> Option<u64> {
+/// The token counts of a `metadata` event's payload: `usage.inputTokens`, `outputTokens`,
+/// `cacheReadInputTokens`, `cacheWriteInputTokens` (the cache counts 0 when absent).
+fn usage_counts(payload: &[u8]) -> Option<TokenCounts> {
     let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
     let usage = value.get("usage")?;
-    let input = usage.get("inputTokens")?.as_u64()?;
-    let output = usage.get("outputTokens")?.as_u64()?;
-    Some(input.saturating_add(output.saturating_mul(output_multiplier)))
+    let cached = |name: &str| usage.get(name).map_or(Some(0), serde_json::Value::as_u64);
+    Some(
+        TokenCounts::new(
+            usage.get("inputTokens")?.as_u64()?,
+            usage.get("outputTokens")?.as_u64()?,
+        )
+        .with_cache(
+            cached("cacheReadInputTokens")?,
+            cached("cacheWriteInputTokens")?,
+        ),
+    )
 }
 
 impl<T: Slot> Body for UsageBody<T> {
@@ -167,9 +177,22 @@ mod tests {
     #[test]
     fn reads_usage_and_ignores_garbage() {
         let payload = br#"{"usage":{"inputTokens":12,"outputTokens":30,"totalTokens":42},"metrics":{"latencyMs":5}}"#;
-        assert_eq!(usage_units(payload, 1), Some(42));
-        assert_eq!(usage_units(payload, 5), Some(162));
-        assert_eq!(usage_units(b"not json", 1), None);
-        assert_eq!(usage_units(br#"{"usage":{"inputTokens":-1}}"#, 1), None);
+        let charged = |payload: &[u8], burndown| {
+            usage_counts(payload).map(|c| c.charged(ModelSpec::new(burndown, 1)))
+        };
+        assert_eq!(charged(payload, 1), Some(42));
+        assert_eq!(charged(payload, 5), Some(162));
+        // Cache reads are released, cache writes charged.
+        let cached = br#"{"usage":{"inputTokens":12,"outputTokens":30,"cacheReadInputTokens":900,"cacheWriteInputTokens":7}}"#;
+        assert_eq!(charged(cached, 5), Some(12 + 7 + 150));
+        assert_eq!(charged(b"not json", 1), None);
+        assert_eq!(charged(br#"{"usage":{"inputTokens":-1}}"#, 1), None);
+        assert_eq!(
+            charged(
+                br#"{"usage":{"inputTokens":1,"outputTokens":1,"cacheReadInputTokens":"x"}}"#,
+                1
+            ),
+            None
+        );
     }
 }

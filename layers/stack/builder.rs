@@ -1,5 +1,6 @@
 //! [`StackBuilder`], and what it puts in front of each target: [`NoAdmission`] or [`Admit`].
 
+use crate::lifecycle::{Given, Settings};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -88,7 +89,10 @@ impl<T, C> StackBuilder<T, C> {
     /// Admits each call against `quota` (in process, or any other [`QuotaStore`] such as the
     /// Redis store of the `redis` feature) under its target's key, costed once per call by
     /// `estimate` (e.g. [`LlmEstimator`](crate::admission::LlmEstimator)); the router prefers
-    /// targets whose quota admits that cost soonest.
+    /// targets whose quota admits that cost soonest. A target labelled with a model
+    /// ([`Target::model`]) is weighed and admitted at the cost `estimate` gives for that model
+    /// ([`Estimate::estimate_for`]: a Bedrock model table's own maximum output, say), and its
+    /// responses are read for that model ([`ReadUsage::read_usage_for`]).
     pub fn admission<E, Q>(
         self,
         quota: Quota<T, Q>,
@@ -241,39 +245,23 @@ impl<T, C, A> StackBuilder<T, C, A> {
         A: Admits<T>,
     {
         let route = self.route.build()?;
-        let seeded = |b: crate::retry::RetryPolicyBuilder| match self.seed {
-            Some(seed) => b.seed(seed),
-            None => b,
-        };
-        let given = self.retry.as_ref().and_then(RetryPolicy::deadline);
-        let policy = match self.retry {
-            Some(policy) => policy,
-            None if self.admission.paces() => seeded(self.profile.paced_retry()).build()?,
-            None => seeded(self.profile.retry()).build()?,
-        };
-        // The budget: set here, else the deadline of a retry policy given, else the profile's.
-        let budget = match self.deadline.or(given) {
-            Some(budget) if budget.is_zero() || budget > crate::admission::MAX_WAIT => {
-                return Err(ConfigError::new(
-                    "deadline",
-                    budget,
-                    "must be more than zero and at most 24 h",
-                ));
-            }
-            Some(budget) => budget,
-            None => self.profile.deadline(self.admission.priority()),
-        };
-        let source = match self.breakers {
-            Some(source) => source,
-            None => {
-                let config = self.profile.breaker();
-                let config = match self.seed {
-                    Some(seed) => config.seed(seed),
-                    None => config,
-                };
-                BreakerSource::PerTarget(config.build()?)
-            }
-        };
+        let Settings {
+            retry: policy,
+            budget,
+            attempt_timeout,
+            breakers: source,
+        } = Given {
+            retry: self.retry,
+            deadline: self.deadline,
+            attempt_timeout: self.attempt_timeout,
+            breakers: self.breakers,
+            seed: self.seed,
+        }
+        .resolve(
+            self.profile,
+            self.admission.priority(),
+            self.admission.paces(),
+        )?;
         let now = Instant::now();
         let breakers = source.target_breakers(&route, now);
         let events = route
@@ -304,9 +292,7 @@ impl<T, C, A> StackBuilder<T, C, A> {
             classifier: self.classifier,
             policy,
             budget,
-            attempt_timeout: self
-                .attempt_timeout
-                .unwrap_or(Some(self.profile.attempt_timeout())),
+            attempt_timeout,
             admission,
             limits,
             events,
@@ -392,6 +378,17 @@ pub trait TargetQuota<Req, Res>: TargetSlots {
     fn cost(&self, request: &Req) -> Option<Cost>;
     /// What a response says the call spent.
     fn usage(&self, response: &Res) -> Usage;
+    /// The call's cost on a target labelled with `model` ([`Estimate::estimate_for`]).
+    fn cost_for(&self, request: &Req, model: &str) -> Option<Cost> {
+        let _ = model;
+        self.cost(request)
+    }
+    /// What a response from a target labelled with `model` says the call spent
+    /// ([`ReadUsage::read_usage_for`]).
+    fn usage_for(&self, response: &Res, model: &str) -> Usage {
+        let _ = model;
+        self.usage(response)
+    }
 }
 
 /// No admission: calls go from the breaker to the client.
@@ -527,6 +524,14 @@ where
 
     fn usage(&self, response: &Res) -> Usage {
         self.usage.read_usage(response)
+    }
+
+    fn cost_for(&self, request: &Req, model: &str) -> Option<Cost> {
+        Some(self.estimate.estimate_for(request, model))
+    }
+
+    fn usage_for(&self, response: &Res, model: &str) -> Usage {
+        self.usage.read_usage_for(response, model)
     }
 }
 

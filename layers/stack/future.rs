@@ -12,17 +12,19 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::builder::{RewriteFor, TargetQuota, TargetSlots};
-use super::service::{CostHeadroom, Shared};
-use crate::admission::{Cost, Grant, RejectReason, Rejected, Reservation, Usage};
+use super::service::{CostHeadroom, Costs, Shared};
+use crate::admission::{Grant, RejectReason, Rejected, Reservation, Usage};
 use crate::breaker::BreakerPermit;
 use crate::classify::classify_error;
 use crate::concurrency::ConcurrencyLimited;
 use crate::deadline::Deadline;
-use crate::fallback::{Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, Served};
+use crate::fallback::{
+    Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, report_served,
+};
 use crate::lifecycle::{Attempt, Call, Ended, Next, Routing};
-use crate::retry::{Fatal, RetriesExhausted, StopReason};
+use crate::retry::{StopReason, stopped_error};
 use crate::timeout::AttemptTimedOut;
-use crate::{BoxError, Classify, Outcome, OutcomeKind};
+use crate::{BoxError, Classify, Outcome};
 
 pin_project! {
     /// The future of [`Stack`](super::Stack): one call, through its attempts.
@@ -71,7 +73,7 @@ enum Step<Res> {
 struct Driver<S, T, C, A: TargetSlots, F, Req> {
     shared: Arc<Shared<S, T, C, A, F>>,
     original: Req,
-    cost: Option<Cost>,
+    cost: Costs,
     call: Call,
     attempt: Option<Attempt<A::Slot>>,
     /// The target's client for the attempt, and its request, rewritten for the target.
@@ -81,6 +83,10 @@ struct Driver<S, T, C, A: TargetSlots, F, Req> {
     clock: Option<Instant>,
     /// When the attempt was admitted (its timeout runs from here).
     admitted: Instant,
+    /// The admission instant while the attempt has not yet waited on anything: an answer
+    /// ready in the same poll took no time the stack could measure apart from its own work,
+    /// so its end is this instant and the attempt reads the clock once.
+    fresh: Option<Instant>,
 }
 
 impl<S, T, C, A, F, Req> ResponseFuture<S, T, C, A, F, Req>
@@ -91,7 +97,7 @@ where
     pub(crate) fn new(
         shared: Arc<Shared<S, T, C, A, F>>,
         original: Req,
-        cost: Option<Cost>,
+        cost: Costs,
         call: Call,
         now: Instant,
     ) -> Self {
@@ -106,6 +112,7 @@ where
                 request: None,
                 clock: Some(now),
                 admitted: now,
+                fresh: None,
             },
             state: State::Begin,
         }
@@ -171,7 +178,10 @@ where
                     }
                 }
                 StateProj::Readying => match driver.poll_ready(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        driver.fresh = None;
+                        return Poll::Pending;
+                    }
                     Poll::Ready(Ok(future)) => {
                         this.state.set(State::Calling {
                             future,
@@ -189,6 +199,7 @@ where
                     match Deadline::scope(deadline, || future.poll(cx)) {
                         Poll::Ready(result) => driver.answered(result.map_err(Into::into)),
                         Poll::Pending => {
+                            driver.fresh = None;
                             // The timer is set the first time the client is not ready at once,
                             // so an answer that is (a cache, a test double) never arms one.
                             if timeout.is_none() {
@@ -247,18 +258,38 @@ where
     /// Chooses the attempt's target and admits it.
     fn begin(&mut self, now: Instant) -> Step<S::Response> {
         let shared = Arc::clone(&self.shared);
-        let headroom = headroom(&shared, self.cost);
+        let headroom = headroom(&shared, &self.cost);
         let routing = Routing {
             route: &shared.route,
             breakers: &shared.breakers,
             headroom: &headroom,
         };
+        // The usual case first: the preferred target admits the call at once, asked once.
+        if let (Some(cost), Some(slot)) = (self.cost.of(0), shared.admission.slot(0)) {
+            let (priority, tenant) = shared.admission.priority();
+            let ask = self.call.ask(cost, priority, tenant, None);
+            let admitted = self.call.choose_admitted(&routing, now, || {
+                match Reservation::reserve(slot.clone(), &ask, now) {
+                    Ok(reservation) if reservation.grant() == Grant::Now => Some(reservation),
+                    // It would wait: given back, and the route weighs every target.
+                    Ok(reservation) => {
+                        reservation.cancel(now);
+                        None
+                    }
+                    Err(_) => None,
+                }
+            });
+            if let Some((permit, reservation)) = admitted {
+                self.open_attempt(0, permit, now).reserved(reservation);
+                return self.granted(now);
+            }
+        }
         match self.call.choose(&routing, now) {
             Choice::Call { target, permit, .. } => self.attempt_at(target, permit, now),
             Choice::Exhausted { retry_in, cause } => {
-                let error: BoxError = match (retry_in, cause, self.cost) {
+                let error: BoxError = match (retry_in, cause, self.cost.is_some()) {
                     // No target's window could ever hold the call: the request is at fault.
-                    (None, Exhaustion::NoHeadroom, Some(_)) => Box::new(Rejected {
+                    (None, Exhaustion::NoHeadroom, true) => Box::new(Rejected {
                         retry_in: None,
                         reason: RejectReason::CostTooLarge,
                     }),
@@ -269,13 +300,13 @@ where
         }
     }
 
-    /// Opens an attempt at `target`: the request rewritten for it, its client, its quota.
-    fn attempt_at(
+    /// Opens an attempt at `target`: the request rewritten for it and its client.
+    fn open_attempt(
         &mut self,
         target: usize,
         permit: Option<BreakerPermit>,
         now: Instant,
-    ) -> Step<S::Response> {
+    ) -> &mut Attempt<A::Slot> {
         let shared = &*self.shared;
         let mut request = self.original.clone();
         shared
@@ -283,24 +314,35 @@ where
             .rewrite(&mut request, shared.route.targets()[target].key());
         self.request = Some(request);
         self.service = Some(shared.services[target].clone());
-        let mut attempt = Attempt::new(Some(target), permit, now);
-        let (Some(cost), Some(slot)) = (self.cost, shared.admission.slot(target)) else {
-            self.attempt = Some(attempt);
+        // Built in place: an attempt is a few hundred bytes, moved on the hot path otherwise.
+        self.attempt.insert(Attempt::new(Some(target), permit, now))
+    }
+
+    /// Opens an attempt at `target` and admits it: its quota.
+    fn attempt_at(
+        &mut self,
+        target: usize,
+        permit: Option<BreakerPermit>,
+        now: Instant,
+    ) -> Step<S::Response> {
+        self.open_attempt(target, permit, now);
+        let shared = &*self.shared;
+        let (Some(cost), Some(slot)) = (self.cost.of(target), shared.admission.slot(target)) else {
             return self.granted(now);
         };
         let (priority, tenant) = shared.admission.priority();
         let ask = self.call.ask(cost, priority, tenant, None);
         match Reservation::reserve(slot.clone(), &ask, now) {
             Err(rejected) => {
-                self.attempt = Some(attempt);
                 let events = &shared.events[target];
                 events.admission.rejected(&events.labels, &rejected);
                 self.refused(Box::new(rejected), now)
             }
             Ok(reservation) => {
                 let grant = reservation.grant();
-                attempt.reserved(reservation);
-                self.attempt = Some(attempt);
+                if let Some(attempt) = self.attempt.as_mut() {
+                    attempt.reserved(reservation);
+                }
                 match grant {
                     Grant::Now => self.granted(now),
                     Grant::At(at) => Step::Admit(at),
@@ -313,6 +355,7 @@ where
     /// limit (shed at once when the limit is full), and its timeout starts.
     fn granted(&mut self, now: Instant) -> Step<S::Response> {
         self.admitted = now;
+        self.fresh = Some(now);
         let shared = Arc::clone(&self.shared);
         let Some(attempt) = self.attempt.as_mut() else {
             return Step::Ready;
@@ -392,7 +435,9 @@ where
     /// When the attempt in flight is abandoned, if the stack has an attempt timeout.
     fn timeout(&self) -> Option<Instant> {
         let timeout = self.shared.attempt_timeout?;
-        self.admitted.checked_add(timeout.for_cost(self.cost))
+        let target = self.attempt.as_ref().and_then(|a| a.target()).unwrap_or(0);
+        self.admitted
+            .checked_add(timeout.for_cost(self.cost.of(target)))
     }
 
     /// The attempt outlived its timeout: abandoned (its future dropped) as a timeout.
@@ -407,15 +452,24 @@ where
 
     /// The attempt's answer.
     fn answered(&mut self, result: Result<S::Response, BoxError>) -> Step<S::Response> {
-        // The attempt's second clock read: its end (latency, settling, the retry decision).
-        let now = Instant::now();
+        // The attempt's end (latency, settling, the retry decision): a second clock read,
+        // unless the answer came in the poll that admitted it.
+        let now = self.fresh.take().unwrap_or_else(Instant::now);
         self.service = None;
         let shared = &*self.shared;
         let (outcome, usage) = match &result {
-            Ok(response) => (
-                shared.classifier.classify(Ok(response)),
-                shared.admission.usage(response),
-            ),
+            Ok(response) => {
+                let model = self
+                    .attempt
+                    .as_ref()
+                    .and_then(|a| a.target())
+                    .and_then(|t| shared.route.targets()[t].labels().model_name());
+                let usage = match model {
+                    Some(model) => shared.admission.usage_for(response, model),
+                    None => shared.admission.usage(response),
+                };
+                (shared.classifier.classify(Ok(response)), usage)
+            }
             Err(error) => (
                 shared
                     .classifier
@@ -442,8 +496,12 @@ where
         now: Instant,
     ) -> Step<S::Response> {
         let shared = Arc::clone(&self.shared);
-        let ended = match self.attempt.take() {
-            Some(attempt) => attempt.end(&outcome, usage, now),
+        let ended = match self.attempt.as_mut() {
+            Some(attempt) => {
+                let ended = attempt.end(&outcome, usage, now);
+                self.attempt = None;
+                ended
+            }
             None => Ended {
                 target: None,
                 sent: false,
@@ -456,7 +514,7 @@ where
         if let (Some(limit), Some(events)) = (ended.limit, events) {
             events.admission.settled(&events.labels, &outcome, limit);
         }
-        let headroom = headroom(&shared, self.cost);
+        let headroom = headroom(&shared, &self.cost);
         let routing = Routing {
             route: &shared.route,
             breakers: &shared.breakers,
@@ -494,24 +552,14 @@ where
     }
 
     /// The call's error when the retries stop: the last error, wrapped as the retry layer
-    /// wraps it.
+    /// wraps it (a spent day as [`QuotaExhausted`](crate::retry::QuotaExhausted)).
     fn stopped(
         &self,
         result: Result<S::Response, BoxError>,
         outcome: Outcome,
         reason: StopReason,
     ) -> Result<S::Response, BoxError> {
-        let retry = self.call.retry();
-        result.map_err(|source| match outcome.kind {
-            OutcomeKind::Fatal => Box::new(Fatal::new(retry.attempts(), source)) as BoxError,
-            _ => Box::new(RetriesExhausted::new(
-                retry.attempts(),
-                outcome,
-                reason,
-                retry.waited(),
-                source,
-            )),
-        })
+        result.map_err(|source| stopped_error(self.call.retry(), outcome, reason, source))
     }
 
     /// Annotates a response with the target that served it (when it was not the preferred
@@ -525,27 +573,15 @@ where
         let shared = &*self.shared;
         if let (Ok(response), Some(target)) = (&mut result, target) {
             let hops = self.call.plan().map_or(0, |p| p.calls().saturating_sub(1));
-            // The preferred target answering at once is the common case: it is left
-            // unannotated (and counted), so that it allocates nothing.
-            if target != 0 || hops > 0 {
-                let served = Served {
-                    target,
-                    name: Arc::clone(shared.route.targets()[target].name()),
-                    degraded: target != 0,
-                    hops,
-                };
-                HttpExtension.annotate(response, &served);
-                if outcome.is_success() && served.degraded {
-                    tracing::debug!(
-                        target_name = &*served.name,
-                        hops = served.hops,
-                        "served by a fallback target"
-                    );
-                }
-            }
-            if outcome.is_success() {
-                shared.events[target].served.increment(0);
-            }
+            report_served(
+                &shared.route,
+                &shared.events[target].served,
+                &HttpExtension,
+                response,
+                target,
+                hops,
+                outcome,
+            );
             let retry = self.call.retry();
             if retry.attempts() > 1 {
                 shared.classifier.record_retries(response, retry.info());
@@ -555,14 +591,14 @@ where
     }
 }
 
-/// The route's view of the stack's quota for a call of `cost`.
-fn headroom<S, T, C, A, F>(
-    shared: &Shared<S, T, C, A, F>,
-    cost: Option<Cost>,
-) -> CostHeadroom<'_, T, A> {
+/// The route's view of the stack's quota for a call of these costs.
+fn headroom<'a, S, T, C, A, F>(
+    shared: &'a Shared<S, T, C, A, F>,
+    costs: &'a Costs,
+) -> CostHeadroom<'a, T, A> {
     CostHeadroom {
         targets: shared.route.targets(),
         admission: &shared.admission,
-        cost,
+        costs,
     }
 }

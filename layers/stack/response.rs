@@ -12,6 +12,7 @@ use crate::classify::{classify_error, find};
 /// | outcome | status |
 /// |---|---|
 /// | a quota throttle, or admission shed the call ([`Rejected`]) | `429`, `Retry-After` |
+/// | a spent per-day quota ([`QuotaExhausted`](crate::retry::QuotaExhausted)) | `429`, `Retry-After` when the quota says when it returns |
 /// | a call no quota window can hold | `413` |
 /// | overloaded or unavailable, every breaker open ([`NoTargetAvailable`](crate::fallback::NoTargetAvailable)) | `503`, `Retry-After` when known |
 /// | timeout | `504` |

@@ -135,29 +135,85 @@ where
         let shared = &*self.shared;
         let deadline = Deadline::current().unwrap_or(Deadline::from_now(now, shared.budget));
         let call = Call::start(&shared.policy, Some(&shared.route), Some(deadline), now);
-        let cost = shared.admission.cost(&request);
+        let cost = Costs::estimate(&shared.admission, &request, shared.route.targets());
         ResponseFuture::new(Arc::clone(&self.shared), request, cost, call, now)
     }
 }
 
-/// The route's view of the stack's quota for one call's cost: each target's pinned state,
-/// found by the target's key.
+/// A call's cost on each target, estimated once per call: the same on every target, or per
+/// target when targets are labelled with a model (each model's own cost,
+/// [`Estimate::estimate_for`](crate::admission::Estimate::estimate_for)).
+pub(crate) enum Costs {
+    /// No admission.
+    None,
+    Same(Cost),
+    /// Per target, in route order (up to four without allocating).
+    Inline([Cost; 4]),
+    Boxed(Box<[Cost]>),
+}
+
+impl Costs {
+    pub(crate) fn estimate<Req, Res, T, A: TargetQuota<Req, Res>>(
+        admission: &A,
+        request: &Req,
+        targets: &[Target<T>],
+    ) -> Costs {
+        if targets.iter().all(|t| t.labels().model_name().is_none()) {
+            return admission.cost(request).map_or(Costs::None, Costs::Same);
+        }
+        let Some(plain) = admission.cost(request) else {
+            return Costs::None;
+        };
+        let each = targets.iter().map(|t| match t.labels().model_name() {
+            Some(model) => admission.cost_for(request, model).unwrap_or(plain),
+            None => plain,
+        });
+        if targets.len() <= 4 {
+            let mut costs = [plain; 4];
+            for (slot, cost) in costs.iter_mut().zip(each) {
+                *slot = cost;
+            }
+            Costs::Inline(costs)
+        } else {
+            Costs::Boxed(each.collect())
+        }
+    }
+
+    /// The cost on route target `target`; `None` without admission.
+    pub(crate) fn of(&self, target: usize) -> Option<Cost> {
+        match self {
+            Costs::None => None,
+            Costs::Same(cost) => Some(*cost),
+            Costs::Inline(costs) => costs.get(target).copied(),
+            Costs::Boxed(costs) => costs.get(target).copied(),
+        }
+    }
+
+    /// Whether the call is admitted against a quota.
+    pub(crate) fn is_some(&self) -> bool {
+        !matches!(self, Costs::None)
+    }
+}
+
+/// The route's view of the stack's quota for one call's costs: each target's pinned state,
+/// found by the target's key, asked about the call's cost on that target.
 pub(crate) struct CostHeadroom<'a, T, A> {
     pub(crate) targets: &'a [Target<T>],
     pub(crate) admission: &'a A,
-    pub(crate) cost: Option<Cost>,
+    pub(crate) costs: &'a Costs,
 }
 
 impl<T: PartialEq, A: TargetSlots> crate::fallback::Headroom<T> for CostHeadroom<'_, T, A> {
     fn admit_wait(&self, key: &T, now: Instant) -> Option<Duration> {
-        let Some(cost) = self.cost else {
+        if !self.costs.is_some() {
             return Some(Duration::ZERO);
-        };
+        }
         let index = self.targets.iter().position(|t| t.key() == key);
-        match index.and_then(|i| self.admission.slot(i)) {
-            Some(slot) => crate::admission::Slot::admit_wait(slot, cost, now),
+        let cost = index.and_then(|i| self.costs.of(i));
+        match (index.and_then(|i| self.admission.slot(i)), cost) {
+            (Some(slot), Some(cost)) => crate::admission::Slot::admit_wait(slot, cost, now),
             // Not one of the stack's targets: no quota of ours holds it back.
-            None => Some(Duration::ZERO),
+            _ => Some(Duration::ZERO),
         }
     }
 }

@@ -14,6 +14,7 @@
 use super::cost::{Cost, Usage};
 use super::learn::Learner;
 use super::limit::{Limit, Priority};
+use super::long::LongTicket;
 use super::quota::{Ask, RejectReason};
 use super::ring::Ring;
 use super::state::{Refusal, Ticket, named_dims};
@@ -166,6 +167,13 @@ impl BucketState {
     fn tick(&mut self, now: u64) -> u64 {
         self.clock = self.clock.max(now);
         self.clock
+    }
+
+    /// Brings the state to `now` (slots that left, refill, regain) without a call: a call a
+    /// long window refused still moves the key's time, as any call does.
+    pub(crate) fn touch(&mut self, l: &Limit, now: u64) {
+        let now = self.tick(now);
+        self.advance(l, now);
     }
 
     fn advance(&mut self, l: &Limit, now: u64) {
@@ -367,6 +375,7 @@ impl BucketState {
             deadline,
             charged_at: now,
             probe: false,
+            long: LongTicket::default(),
         };
         if lane == 0 && wait > 0 {
             self.prune_bookings(now);

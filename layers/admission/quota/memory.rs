@@ -14,6 +14,7 @@ use super::{Ask, Grant, MAX_WAIT, QuotaStore, Rejected, Slot, StoreSlot};
 use crate::Outcome;
 use crate::admission::cost::{Cost, Usage};
 use crate::admission::limit::Limit;
+use crate::admission::long::bound_window;
 use crate::admission::state::{KeyState, Ticket};
 use crate::nanos;
 
@@ -127,7 +128,7 @@ impl Slot for Arc<MemorySlot> {
         // The success path of a call settled at its estimate, with nothing to learn, needs no lock.
         let t = &ticket.0;
         if !t.waiting
-            && !t.probe
+            && !t.probes()
             && outcome.is_success()
             && usage.units.is_none_or(|u| u == t.cost.units)
             && usage.remaining.requests.is_none()
@@ -156,7 +157,7 @@ impl Slot for Arc<MemorySlot> {
     }
 
     fn cancel(&self, ticket: &mut MemoryTicket, now: Instant) {
-        if !ticket.0.waiting && !ticket.0.probe {
+        if !ticket.0.waiting && !ticket.0.probes() {
             return;
         }
         let now = self.ns(now);
@@ -165,6 +166,10 @@ impl Slot for Arc<MemorySlot> {
 
     fn admitted_at(&self, ticket: &MemoryTicket) -> Instant {
         self.instant(ticket.0.admit_at)
+    }
+
+    fn bound_by(&self, ticket: &MemoryTicket) -> Option<Duration> {
+        bound_window(&self.limit, ticket.0.long.bound)
     }
 
     fn admit_wait(&self, cost: Cost, now: Instant) -> Option<Duration> {

@@ -19,6 +19,17 @@ pub enum RejectReason {
     /// The store holding the shared quota (Redis) cannot be reached and the store is
     /// configured to fail closed.
     StoreUnavailable,
+    /// A long window's budget ([`LimitBuilder::also`]: tokens per day) has no room before the
+    /// call's deadline, or the provider said a daily quota is spent
+    /// ([`ThrottleScope::Daily`](crate::ThrottleScope::Daily)). `retry_in` says when it has
+    /// room again; a fallback to another model or region is the cure, not a retry.
+    ///
+    /// [`LimitBuilder::also`]: crate::admission::LimitBuilder::also
+    QuotaExhausted {
+        /// The window that binds; `None` for a daily throttle on a key without a long window
+        /// (the key is held for [`DAILY_HOLD`](crate::admission::DAILY_HOLD)).
+        window: Option<Duration>,
+    },
 }
 
 impl RejectReason {
@@ -29,6 +40,7 @@ impl RejectReason {
             RejectReason::QueueFull => "queue_full",
             RejectReason::CostTooLarge => "cost_too_large",
             RejectReason::StoreUnavailable => "store_unavailable",
+            RejectReason::QuotaExhausted { .. } => "quota_exhausted",
         }
     }
 }
@@ -46,6 +58,15 @@ pub struct Rejected {
 }
 
 impl Rejected {
+    /// The window whose budget is spent, for [`RejectReason::QuotaExhausted`] (e.g. a day);
+    /// `None` otherwise.
+    pub fn window(&self) -> Option<Duration> {
+        match self.reason {
+            RejectReason::QuotaExhausted { window } => window,
+            _ => None,
+        }
+    }
+
     pub(crate) fn from_refusal(r: Refusal) -> Self {
         Rejected {
             retry_in: r.retry_in.map(Duration::from_nanos),
@@ -86,6 +107,14 @@ impl fmt::Display for Rejected {
             (RejectReason::StoreUnavailable, Some(w)) => write!(
                 f,
                 "admission rejected: the shared quota store is unavailable (failing closed); retry in {w:?}"
+            ),
+            (RejectReason::QuotaExhausted { window: Some(window) }, Some(w)) => write!(
+                f,
+                "admission rejected: the quota per {window:?} is exhausted; it has room again in {w:?}"
+            ),
+            (RejectReason::QuotaExhausted { window: None }, Some(w)) => write!(
+                f,
+                "admission rejected: the provider's daily quota is exhausted; retry in {w:?}"
             ),
             (reason, None) => write!(f, "admission rejected: {}", reason.as_str()),
         }

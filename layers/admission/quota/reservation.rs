@@ -62,6 +62,16 @@ impl<T: Slot> Reservation<T> {
         self.slot.admitted_at(&self.ticket)
     }
 
+    /// The long window ([`LimitBuilder::also`], e.g. a day) that made this call wait, if one
+    /// did: a call granted [`Grant::At`] an instant because its tokens per day had no room
+    /// until then names the day here. `None` for a call admitted at once or that waited only
+    /// for the limit's own window.
+    ///
+    /// [`LimitBuilder::also`]: crate::admission::LimitBuilder::also
+    pub fn bound_by(&self) -> Option<std::time::Duration> {
+        self.slot.bound_by(&self.ticket)
+    }
+
     /// At (or after) the granted instant: admitted ([`Grant::Now`]), or wait again (a
     /// higher-priority call took the room), or rejected (the deadline cannot be met; the
     /// reservation is then spent and holds nothing).

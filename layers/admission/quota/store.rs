@@ -55,6 +55,14 @@ pub trait Slot: Send + Sync {
     fn admit_wait(&self, cost: Cost, now: Instant) -> Option<Duration>;
     /// The instant the reservation was (or is to be) admitted, by the store's clock.
     fn admitted_at(&self, ticket: &Self::Ticket) -> Instant;
+    /// The long window ([`LimitBuilder::also`]) that made the reservation wait, if one did:
+    /// the call waited (or waits) for it to have room. The default: none.
+    ///
+    /// [`LimitBuilder::also`]: crate::admission::LimitBuilder::also
+    fn bound_by(&self, ticket: &Self::Ticket) -> Option<Duration> {
+        let _ = ticket;
+        None
+    }
     /// While a reservation waits for its [`Grant::At`] instant: `Ready` when the slot may
     /// admit it earlier (a store whose budget is refilled from a server got its answer),
     /// after which the waiter calls [`confirm`](Slot::confirm); otherwise `Pending`, with

@@ -245,6 +245,7 @@ fn scaled(l: &Limit, fraction: f64) -> Limit {
     let mut l = l.clone();
     l.requests = cut(l.requests);
     l.units = cut(l.units);
+    l.long = l.long.iter().map(|w| w.scaled(fraction)).collect();
     l
 }
 

@@ -68,9 +68,13 @@ pub(crate) struct Lease {
     /// When the server granted the last take (its clock, microseconds): unused budget goes
     /// back to that grant's time slot.
     taken_at: u64,
-    /// The last grant probed a window held back after a throttle: the next answer a call of
-    /// this lease gets is reported as the probe's.
-    probe: bool,
+    /// The last grant probed a window held back after a throttle (bit 1) or a key held after
+    /// a daily throttle (bit 2): the next answer a call of this lease gets is reported as the
+    /// probe's.
+    probe: u8,
+    /// What bound the server's last "wait" answer (0 the window, `i` long window `i`, 255 a
+    /// daily hold); cleared by a grant.
+    bound: u8,
     /// What to tell the server's learner, in order.
     learns: VecDeque<Op>,
 }
@@ -87,7 +91,8 @@ impl Lease {
             used: false,
             last_used: None,
             taken_at: 0,
-            probe: false,
+            probe: 0,
+            bound: 0,
             learns: VecDeque::new(),
         }
     }
@@ -429,7 +434,7 @@ impl Leases {
         i: usize,
         amount: Amount,
         within: bool,
-        probe: bool,
+        probe: u8,
         at: u64,
         now: Instant,
     ) {
@@ -439,18 +444,24 @@ impl Leases {
         l.within = within;
         l.taken_at = at;
         l.probe |= probe;
+        l.bound = 0;
         l.credit(amount);
         self.pump(i, now);
     }
 
     /// Whether lease `i`'s budget came with a probe whose answer is not reported yet.
     pub(crate) fn probing(&self, i: usize) -> bool {
-        self.leases[i].probe
+        self.leases[i].probe != 0
+    }
+
+    /// What bound the server's last "wait" for lease `i` (see [`Lease::bound`]).
+    pub(crate) fn bound(&self, i: usize) -> u8 {
+        self.leases[i].bound
     }
 
     /// Queues a report to the server's learner for lease `i`: `op(probe, at)`, with whether
     /// it answers the probe, and when the lease's budget was granted.
-    pub(crate) fn learn(&mut self, i: usize, op: impl FnOnce(bool, u64) -> Op) {
+    pub(crate) fn learn(&mut self, i: usize, op: impl FnOnce(u8, u64) -> Op) {
         let l = &mut self.leases[i];
         let probe = std::mem::take(&mut l.probe);
         l.learns.push_back(op(probe, l.taken_at));
@@ -463,10 +474,11 @@ impl Leases {
 
     /// The server said to wait until `at` before asking lease `i`'s amount again, or a call
     /// failed (then `at` is when to try again).
-    pub(crate) fn retry_at(&mut self, i: usize, at: Instant) {
+    pub(crate) fn retry_at(&mut self, i: usize, at: Instant, bound: u8) {
         let l = &mut self.leases[i];
         l.asking = false;
         l.next_ask = Some(at);
+        l.bound = bound;
     }
 
     /// A give-back finished (successfully or not: budget that could not be returned is lost,
@@ -528,7 +540,7 @@ mod tests {
         let mut steps = Vec::new();
         l.plan(t0, &mut steps);
         assert_eq!(steps, vec![(0, Step::Take([10, 100]))]);
-        l.granted(0, [10, 100], false, false, 0, t0);
+        l.granted(0, [10, 100], false, 0, 0, t0);
         for _ in 0..5 {
             assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
         }
@@ -559,7 +571,7 @@ mod tests {
             vec![(0, Step::Take([1, 30]))],
             "exactly what the head needs"
         );
-        l.granted(0, [2, 60], false, false, 0, t0);
+        l.granted(0, [2, 60], false, 0, 0, t0);
         assert_eq!(l.stand(0, i1,), Some(Stand::Admitted(t0)));
         assert_eq!(l.stand(0, i2), Some(Stand::Admitted(t0)));
         assert_eq!(l.stand(0, b), Some(Stand::Waiting));
@@ -588,7 +600,7 @@ mod tests {
             Err(Full::Queue)
         );
         let mut l = Leases::new(sizes(100), 1);
-        l.granted(0, [10, 100], true, false, 0, t0);
+        l.granted(0, [10, 100], true, 0, 0, t0);
         assert!(l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
         let mut steps = Vec::new();
         // The refill task sees the use at t0 + 10 ms: idle time counts from there, on the
@@ -621,7 +633,7 @@ mod tests {
     fn settling_more_than_estimated_leaves_debt_that_the_next_ask_covers() {
         let t0 = Instant::now();
         let mut l = Leases::new(sizes(100), 1);
-        l.granted(0, [10, 100], false, false, 0, t0);
+        l.granted(0, [10, 100], false, 0, 0, t0);
         assert!(l.try_admit(0, Cost::new(1, 100), Priority::Interactive));
         l.adjust(0, [0, -50], t0);
         assert_eq!(l.balance(0), [9, -50]);

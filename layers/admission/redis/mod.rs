@@ -30,7 +30,11 @@
 //! hash tag, so it lives in one slot): the in-process model, on the server — per dimension
 //! (requests, units) the limit's [accounting](super::Accounting) (the sliding window's ring
 //! of 256 time slots, or the token bucket that allows debt), the learned limit, and one child
-//! bucket per tenant for [shares](super::LimitBuilder::shares). It is read and written by one
+//! bucket per tenant for [shares](super::LimitBuilder::shares), and a ring of 96 time slots
+//! per [long window](super::Window) (tokens per day) and dimension, checked before the
+//! window: a call it cannot hold in time is refused with
+//! [`RejectReason::QuotaExhausted`](super::RejectReason::QuotaExhausted) naming it. It is read
+//! and written by one
 //! Lua script (`EVALSHA`, reloaded on `NOSCRIPT`) on the **server's clock** (`TIME`), so
 //! processes whose clocks disagree still agree on the budget, and it expires (`PEXPIRE`) once
 //! idle long enough to be at rest again.

@@ -29,6 +29,11 @@ use super::StoreError;
 ///   in `dims`), whether its budget was the probe's, when it was granted (`at`), and the
 ///   server's `Retry-After`, with the in-process cores' rules.
 /// - `state` answers the learned limit and the window's spend per dimension (tests, stats).
+/// - Long windows (`admission::long`, tokens per day): one ring of time slots per window and
+///   dimension, checked before the primary window by `take` (the answer's third field names
+///   the window that binds), charged on a grant, given back by `give` in the grant's slot; a
+///   `learn` of a daily throttle (`outcome` `d`) spends the longest window or, without one,
+///   holds the key (`dh`) until one grant probes (`dp`; probe bit 2).
 ///
 /// Every state lives in one hash per quota key, so the script touches one key (one cluster
 /// slot); `PEXPIRE` forgets it once idle long enough that it is at rest again.
@@ -48,9 +53,23 @@ local model = ARGV[16]
 local nslots = tonumber(ARGV[17])
 local max_cut, regain, floor_f = tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
 local at = tonumber(ARGV[21])
-local outcome, dims_mask, probe_given = ARGV[22], tonumber(ARGV[23]), ARGV[24] == '1'
+local outcome, dims_mask, probe_bits = ARGV[22], tonumber(ARGV[23]), tonumber(ARGV[24]) or 0
+-- The grant's probes: bit 1 the window's (after a throttle), bit 2 the daily hold's.
+local probe_given = probe_bits % 2 == 1
+local dprobe_given = math.floor(probe_bits / 2) % 2 == 1
 local retry_after = tonumber(ARGV[25])
 local now = tonumber(ARGV[26])
+-- Long windows (tokens per day): window, slots, requests and units limits (0: none) each.
+local nlong = tonumber(ARGV[27]) or 0
+local longs = {}
+for i = 1, nlong do
+  local b = 27 + (i - 1) * 4
+  longs[i] = {w = tonumber(ARGV[b + 1]), n = tonumber(ARGV[b + 2]),
+    lim = {tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])}}
+end
+-- A daily throttle on a key without a long window holds it 15 minutes, then one grant probes;
+-- while the probe is out, the others look again every 15 s.
+local daily_hold, probe_recheck = 900000000, 15000000
 if window == nil or window <= 0 or den == nil or den <= 0 or nslots == nil or nslots <= 0 then
   return redis.error_reply('ERR headroom: bad arguments')
 end
@@ -119,15 +138,14 @@ end
 local slot_len = math.max(1, math.floor(window / nslots))
 local ring_len = math.ceil(window / slot_len) + 1
 
-local function ring(d, prefix)
-  local n = prefix .. names[d]
-  local current = math.floor(now / slot_len)
+local function ring_of(n, sl, rl)
+  local current = math.floor(now / sl)
   local head = num_field(n .. 'h', current)
   local sum = num_field(n .. 's', 0)
   if current > head then
-    local steps = math.min(current - head, ring_len)
+    local steps = math.min(current - head, rl)
     for i = 1, steps do
-      local f = n .. ':' .. ((head + i) % ring_len)
+      local f = n .. ':' .. ((head + i) % rl)
       local v = tonumber(redis.call('HGET', key, f))
       if v then
         sum = sum - v
@@ -138,7 +156,11 @@ local function ring(d, prefix)
     -- The slots that left are gone: the head and the sum move with them, now.
     redis.call('HSET', key, n .. 'h', head, n .. 's', sum)
   end
-  return {n = n, head = head, sum = sum}
+  return {n = n, head = head, sum = sum, sl = sl, rl = rl}
+end
+
+local function ring(d, prefix)
+  return ring_of(prefix .. names[d], slot_len, ring_len)
 end
 
 local function ring_save(r)
@@ -146,8 +168,8 @@ local function ring_save(r)
 end
 
 local function ring_adjust(r, slot, delta)
-  if slot > r.head or r.head - slot >= ring_len then return end
-  local f = r.n .. ':' .. (slot % ring_len)
+  if slot > r.head or r.head - slot >= r.rl then return end
+  local f = r.n .. ':' .. (slot % r.rl)
   local old = tonumber(redis.call('HGET', key, f)) or 0
   local new = math.max(0, old + delta)
   if new == 0 then redis.call('HDEL', key, f) else redis.call('HSET', key, f, new) end
@@ -157,11 +179,11 @@ end
 local function ring_wait(r, free)
   if free <= 0 then return 0 end
   local freed = 0
-  local oldest = math.max(0, r.head + 1 - ring_len)
+  local oldest = math.max(0, r.head + 1 - r.rl)
   for slot = oldest, r.head do
-    local leaves = (slot + ring_len) * slot_len
+    local leaves = (slot + r.rl) * r.sl
     if leaves > now then
-      freed = freed + (tonumber(redis.call('HGET', key, r.n .. ':' .. (slot % ring_len))) or 0)
+      freed = freed + (tonumber(redis.call('HGET', key, r.n .. ':' .. (slot % r.rl))) or 0)
       if freed >= free then return leaves - now end
     end
   end
@@ -201,12 +223,82 @@ local function write(d, child)
   end
 end
 
+-- The long windows' rings ('L<i>r', 'L<i>u'), as the in-process `admission::long`.
+local lrings = {}
+for i = 1, nlong do
+  local L = longs[i]
+  local sl = math.max(1, math.floor(L.w / L.n))
+  local rl = math.ceil(L.w / sl) + 1
+  lrings[i] = {}
+  for d = 1, 2 do
+    if L.lim[d] > 0 then lrings[i][d] = ring_of('L' .. i .. names[d], sl, rl) end
+  end
+end
+
+-- The wait until every long window has room for `want` and a daily hold is over, and what
+-- binds it: 0 nothing, i long window i, 255 the hold.
+local function long_wait()
+  local wait, bound = 0, 0
+  local dh = num_field('dh', 0)
+  if dh > 0 then
+    if now < dh then
+      wait, bound = dh - now, 255
+    elseif num_field('dp', 0) == 1 then
+      wait, bound = probe_recheck, 255
+    end
+  end
+  for i = 1, nlong do
+    for d = 1, 2 do
+      local r = lrings[i][d]
+      if r then
+        local over = r.sum + want[d] - longs[i].lim[d]
+        if over > 0 then
+          local w = ring_wait(r, over)
+          if w == nil then w = math.max(0, (r.head + r.rl) * r.sl - now) end
+          w = math.max(w, 1)
+          if w > wait then wait, bound = w, i end
+        end
+      end
+    end
+  end
+  return wait, bound
+end
+
+-- A daily throttle: the longest window is spent for the rest of it, or the key is held.
+local function daily()
+  if nlong > 0 then
+    for d = 1, 2 do
+      local r = lrings[nlong][d]
+      if r then
+        local fill = longs[nlong].lim[d] - r.sum
+        if fill > 0 then
+          ring_adjust(r, r.head, fill)
+          ring_save(r)
+        end
+      end
+    end
+  else
+    redis.call('HSET', key, 'dh', math.max(1, now + daily_hold), 'dp', 0)
+  end
+end
+
 local function wait_for(level, need, rate)
   if level >= need then return 0 end
   return math.ceil((need - level) / rate)
 end
 
+-- A daily hold outlives the key's usual expiry.
+local hold_left = num_field('dh', 0) - now
+if hold_left > 0 then ttl = math.max(ttl, math.ceil(hold_left / 1000) + 1000) end
+
 if op == 'take' then
+  -- Long windows first, as the in-process core: a call they cannot hold is not booked.
+  if nlong > 0 or num_field('dh', 0) > 0 then
+    local lw, lb = long_wait()
+    if lw > 0 then
+      return {0, math.ceil(lw), lb, 0, now}
+    end
+  end
   -- Within share: every limited dimension of the tenant's child bucket holds its part.
   local within = tenant >= 0
   local child_wait = 0
@@ -269,10 +361,24 @@ if op == 'take' then
       write(d, within)
     end
   end
+  for i = 1, nlong do
+    for d = 1, 2 do
+      local r = lrings[i][d]
+      if r then
+        ring_adjust(r, r.head, want[d])
+        ring_save(r)
+      end
+    end
+  end
   local probe = 0
   if model == 'w' and num_field('st', 0) > 0 and num_field('pr', 0) ~= 1 then
     redis.call('HSET', key, 'pr', 1)
     probe = 1
+  end
+  local dh = num_field('dh', 0)
+  if dh > 0 and now >= dh and num_field('dp', 0) ~= 1 then
+    redis.call('HSET', key, 'dp', 1)
+    probe = probe + 2
   end
   redis.call('PEXPIRE', key, ttl)
   return {1, 0, within and 1 or 0, probe, now}
@@ -288,10 +394,29 @@ elseif op == 'give' then
       write(d, child)
     end
   end
+  for i = 1, nlong do
+    for d = 1, 2 do
+      local r = lrings[i][d]
+      if r and want[d] ~= 0 then
+        ring_adjust(r, math.floor(at / r.sl), -want[d])
+        ring_save(r)
+      end
+    end
+  end
   redis.call('PEXPIRE', key, ttl)
   return {1, 0, 0, 0, now}
 elseif op == 'learn' then
   if probe_given then redis.call('HSET', key, 'pr', 0) end
+  if dprobe_given then
+    redis.call('HSET', key, 'dp', 0)
+    if outcome ~= 'd' then redis.call('HSET', key, 'dh', 0) end
+  end
+  if outcome == 'd' then
+    -- A daily quota is spent: the per-window limit learns nothing.
+    daily()
+    redis.call('PEXPIRE', key, math.max(ttl, daily_hold / 1000 + 1000))
+    return {1, 0, 0, 0, now}
+  end
   local streak = num_field('st', 0)
   if outcome == 's' then
     if probe_given and streak > 0 then redis.call('HSET', key, 'st', 0) end
@@ -368,9 +493,11 @@ pub(crate) enum Answer {
     /// Granted (or done, for `give` and `learn`), at the server's time `at` (microseconds);
     /// `within` when charged to the tenant's share; `probe` when the grant probes a window
     /// held back after a throttle.
-    Granted { within: bool, probe: bool, at: u64 },
-    /// Not yet: the budget will hold it in this many microseconds.
-    Wait(u64),
+    /// `probe` bits: 1 the window's probe after a throttle, 2 the daily hold's.
+    Granted { within: bool, probe: u8, at: u64 },
+    /// Not yet: the budget will hold it in this many microseconds; `bound` names what binds
+    /// (0 the window, `i` long window `i` (from 1), 255 a daily hold).
+    Wait { us: u64, bound: u8 },
 }
 
 /// What one script call does, beyond the key's arguments.
@@ -382,11 +509,12 @@ pub(crate) struct Op {
     pub(crate) within: bool,
     /// `give`: when the budget given back was granted; `learn`: when the call's was.
     pub(crate) at: u64,
-    /// `learn`: `s` success, `t` throttle.
+    /// `learn`: `s` success, `t` throttle, `d` daily throttle.
     pub(crate) outcome: &'static str,
     /// `learn`: the dimensions a throttle named (bit 1 requests, bit 2 units).
     pub(crate) dims: u8,
-    pub(crate) probe: bool,
+    /// `learn`: the grant's probe bits (see [`Answer::Granted`]).
+    pub(crate) probe: u8,
     pub(crate) retry_after_us: u64,
     /// The time to use instead of the server's (tests); `None`: the server's `TIME`.
     pub(crate) now: Option<u64>,
@@ -403,7 +531,7 @@ impl Op {
             at: 0,
             outcome: "s",
             dims: 0,
-            probe: false,
+            probe: 0,
             retry_after_us: 0,
             now: None,
         }
@@ -420,13 +548,9 @@ impl Op {
     }
 
     /// A `learn` of how a call granted at `at` ended.
-    pub(crate) fn learn(
-        outcome: &crate::Outcome,
-        limited: [bool; 2],
-        probe: bool,
-        at: u64,
-    ) -> Self {
+    pub(crate) fn learn(outcome: &crate::Outcome, limited: [bool; 2], probe: u8, at: u64) -> Self {
         let (name, dims) = match crate::admission::state::named_dims(outcome, limited) {
+            _ if crate::admission::state::is_daily(outcome) => ("d", 0),
             Some(named) => ("t", u8::from(named[0]) | (u8::from(named[1]) << 1)),
             None => ("s", 0),
         };
@@ -460,6 +584,8 @@ pub(crate) struct Args {
     /// Learning: the least share one cut keeps, the share of the gap a window regains, the
     /// floor.
     pub(crate) learning: [f64; 3],
+    /// Long windows: window (µs), slots, requests and units limits (0: none).
+    pub(crate) long: Vec<[u64; 4]>,
 }
 
 impl Args {
@@ -504,9 +630,13 @@ impl Args {
             .arg(op.at)
             .arg(op.outcome)
             .arg(op.dims)
-            .arg(if op.probe { "1" } else { "0" })
+            .arg(op.probe)
             .arg(op.retry_after_us)
-            .arg(op.now.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)));
+            .arg(op.now.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)))
+            .arg(self.long.len());
+        for w in &self.long {
+            inv.arg(w[0]).arg(w[1]).arg(w[2]).arg(w[3]);
+        }
         inv
     }
 }
@@ -515,10 +645,13 @@ pub(crate) fn answer(reply: &[i64]) -> Result<Answer, StoreError> {
     match reply {
         [1, _, within, probe, at] => Ok(Answer::Granted {
             within: *within == 1,
-            probe: *probe == 1,
+            probe: u8::try_from(*probe).unwrap_or(0),
             at: u64::try_from(*at).unwrap_or(0),
         }),
-        [0, wait, ..] => Ok(Answer::Wait(u64::try_from(*wait).unwrap_or(0).max(1))),
+        [0, wait, bound, ..] => Ok(Answer::Wait {
+            us: u64::try_from(*wait).unwrap_or(0).max(1),
+            bound: u8::try_from(*bound).unwrap_or(0),
+        }),
         _ => Err(StoreError::Reply),
     }
 }
@@ -560,12 +693,18 @@ mod tests {
             answer(&[1, 0, 1, 0, 77]),
             Ok(Answer::Granted {
                 within: true,
-                probe: false,
+                probe: 0,
                 at: 77
             })
         );
-        assert_eq!(answer(&[0, 250, 0, 0, 1]), Ok(Answer::Wait(250)));
-        assert_eq!(answer(&[0, -3, 0, 0, 1]), Ok(Answer::Wait(1)));
+        assert_eq!(
+            answer(&[0, 250, 0, 0, 1]),
+            Ok(Answer::Wait { us: 250, bound: 0 })
+        );
+        assert_eq!(
+            answer(&[0, -3, 1, 0, 1]),
+            Ok(Answer::Wait { us: 1, bound: 1 })
+        );
         assert_eq!(state(&[2, 10, 3, -1, -1]), Ok([Some((10, 3)), None]));
         assert_eq!(answer(&[7]), Err(StoreError::Reply));
     }

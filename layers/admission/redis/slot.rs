@@ -61,6 +61,27 @@ impl SlotInner {
     fn too_large(&self, cost: Cost) -> bool {
         (self.args.limits[0] > 0 && cost.requests > self.max_cost[0])
             || (self.args.limits[1] > 0 && cost.units > self.max_cost[1])
+            || self
+                .args
+                .long
+                .iter()
+                .any(|w| (w[2] > 0 && cost.requests > w[2]) || (w[3] > 0 && cost.units > w[3]))
+    }
+
+    /// Why a call that cannot be admitted in time is refused: a long window (or a daily
+    /// hold) the server said binds, else the deadline.
+    fn refusal(&self, bound: u8) -> RejectReason {
+        match bound {
+            0 => RejectReason::Deadline,
+            255 => RejectReason::QuotaExhausted { window: None },
+            i => RejectReason::QuotaExhausted {
+                window: self
+                    .args
+                    .long
+                    .get(usize::from(i) - 1)
+                    .map(|w| Duration::from_micros(w[0])),
+            },
+        }
     }
 
     /// How long a queued call should expect to wait: until the server is asked again, plus a
@@ -99,12 +120,12 @@ impl SlotInner {
                         self.common.up();
                         lock(&self.leases).granted(i, want, within, probe, at, now);
                     }
-                    Ok(Answer::Wait(us)) => {
+                    Ok(Answer::Wait { us, bound }) => {
                         self.common.up();
-                        lock(&self.leases).retry_at(i, now + Duration::from_micros(us));
+                        lock(&self.leases).retry_at(i, now + Duration::from_micros(us), bound);
                     }
                     Err(e) => {
-                        lock(&self.leases).retry_at(i, now + self.common.retry);
+                        lock(&self.leases).retry_at(i, now + self.common.retry, 0);
                         self.common.down(e);
                     }
                 }
@@ -274,7 +295,7 @@ impl Slot for RedisSlot {
         if est > max_wait {
             return Err(Rejected {
                 retry_in: Some(est),
-                reason: RejectReason::Deadline,
+                reason: s.refusal(leases.bound(i)),
             });
         }
         let seq = leases
@@ -348,11 +369,12 @@ impl Slot for RedisSlot {
             *ticket = t;
             return Ok(grant);
         }
-        let est = s.estimate(&lock(&s.leases), i, now);
+        let leases = lock(&s.leases);
+        let est = s.estimate(&leases, i, now);
         Err(Rejected {
             retry_in: Some(est),
             reason: if s.common.mode() == StoreMode::Shared {
-                RejectReason::Deadline
+                s.refusal(leases.bound(i))
             } else {
                 RejectReason::StoreUnavailable
             },
@@ -377,7 +399,9 @@ impl Slot for RedisSlot {
             } => {
                 let s = &*self.0;
                 let limited = [s.args.limits[0] > 0, s.args.limits[1] > 0];
-                let teaches = crate::admission::state::named_dims(outcome, limited).is_some();
+                // A daily throttle teaches the long windows (or the daily hold), not the limit.
+                let teaches = crate::admission::state::named_dims(outcome, limited).is_some()
+                    || crate::admission::state::is_daily(outcome);
                 let mut leases = lock(&s.leases);
                 if let Some(units) = usage.units.filter(|u| *u != ask.cost.units) {
                     let delta = sat(ask.cost.units).saturating_sub(sat(units));

@@ -95,7 +95,7 @@ impl<K: Key> RedisStore<K> {
         let op = Op::take(amount, tenant.map(|t| t.0));
         match s.common.call(&s.key, &s.args, &op).await? {
             Answer::Granted { .. } => Ok(None),
-            Answer::Wait(us) => Ok(Some(Duration::from_micros(us))),
+            Answer::Wait { us, .. } => Ok(Some(Duration::from_micros(us))),
         }
     }
 
@@ -148,7 +148,7 @@ impl<K: Key> RedisStore<K> {
         );
         let ppm = |v: u64| v as f64 / 1e6;
         let rules = &limit.learning;
-        let args = Args {
+        let mut args = Args {
             window_us,
             limits,
             caps,
@@ -170,7 +170,25 @@ impl<K: Key> RedisStore<K> {
                 ppm(rules.regain_ppm),
                 ppm(rules.floor_ppm),
             ],
+            long: limit
+                .long
+                .iter()
+                .map(|w| {
+                    [
+                        u64::try_from(w.duration().as_micros()).unwrap_or(u64::MAX),
+                        crate::admission::LONG_SLOTS,
+                        w.requests_limit().unwrap_or(0),
+                        w.units_limit().unwrap_or(0),
+                    ]
+                })
+                .collect(),
         };
+        // A long window's state must outlive its window (and its slot's rounding).
+        if let Some(w) = limit.long.last() {
+            let keep = w.duration() + w.duration() / 96 + Duration::from_secs(1);
+            let keep = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+            args.ttl_ms = args.ttl_ms.max(keep);
+        }
         let sizes = Sizes {
             limited: [limit.requests.is_some(), limit.units.is_some()],
             lease: lease.map(sat),

@@ -26,8 +26,8 @@ pub enum TestOp {
     Learn {
         /// How it ended.
         outcome: Outcome,
-        /// Whether its grant was the probe.
-        probe: bool,
+        /// Its grant's probe bits.
+        probe: u8,
         /// When it was granted.
         at_us: u64,
     },
@@ -39,15 +39,23 @@ pub enum TestOp {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestAnswer {
-    /// Granted (or done) at `at_us`; `probe` when the grant probes a held-back window.
+    /// Granted (or done) at `at_us`; `probe` bits when the grant probes a held-back window
+    /// (1) or a key held after a daily throttle (2).
     Granted {
-        /// Whether the grant is the probe.
-        probe: bool,
+        /// The grant's probe bits.
+        probe: u8,
         /// The grant's time.
         at_us: u64,
     },
     /// Not yet: the wait in microseconds.
     Wait(u64),
+    /// Not yet, bound by a long window (or, `None`, a daily hold): the wait in microseconds.
+    Exhausted {
+        /// The wait.
+        us: u64,
+        /// The window that binds.
+        window: Option<std::time::Duration>,
+    },
     /// Per dimension (requests, units): the learned limit and the window's spend.
     State([Option<(u64, u64)>; 2]),
 }
@@ -86,7 +94,15 @@ impl<K: Key> RedisStore<K> {
         }
         Ok(match script::answer(&reply)? {
             Answer::Granted { probe, at, .. } => TestAnswer::Granted { probe, at_us: at },
-            Answer::Wait(us) => TestAnswer::Wait(us),
+            Answer::Wait { us, bound: 0 } => TestAnswer::Wait(us),
+            Answer::Wait { us, bound } => TestAnswer::Exhausted {
+                us,
+                window: s
+                    .args
+                    .long
+                    .get(usize::from(bound).wrapping_sub(1))
+                    .map(|w| std::time::Duration::from_micros(w[0])),
+            },
         })
     }
 }

@@ -62,7 +62,7 @@ pub struct RetryHints {
 ///    The delay is the largest of these waits, each rounded up to the nanosecond.
 /// 3. If nothing applies, `delay` is `None`: the retry policy's own backoff decides.
 ///
-/// The scope returned is the caller's when it is `Requests`, `Tokens` or `Capacity`. Otherwise
+/// The scope returned is the caller's when it is `Requests`, `Tokens`, `Capacity` or `Daily`. Otherwise
 /// it comes from the exhausted limits: only request limits -> `Requests`, only token limits ->
 /// `Tokens`, both -> the one whose (full) reset comes later (the binding one), `Unknown` if
 /// that cannot be told. With no exhausted limit it is the caller's scope (`Unknown` or `None`).
@@ -81,7 +81,7 @@ pub fn from_headers(
     let mut exhausted_wait: [Option<Duration>; 2] = [None; 2];
     let mut any_wait: [Option<Duration>; 2] = [None; 2];
     for limit in LIMITS {
-        let Some(state) = limit.read(headers, now) else {
+        let Some(state) = limit.read(headers, &mut || now) else {
             continue;
         };
         let wait = state.reset.map(|reset| {
@@ -125,7 +125,8 @@ pub fn from_headers(
             reset_delay = max_opt(reset_delay, any_wait[1]);
             scope
         }
-        Some(ThrottleScope::Capacity) => scope,
+        // A spent day is not a spent minute: the per-minute headers do not override it.
+        Some(ThrottleScope::Capacity | ThrottleScope::Daily) => scope,
         other => derived.or(other),
     };
     RetryHints {

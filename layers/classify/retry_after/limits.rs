@@ -81,13 +81,27 @@ pub struct RateLimits {
 /// [`MAX_SERVER_DELAY`]: super::MAX_SERVER_DELAY
 /// [`from_headers`]: super::from_headers
 pub fn rate_limits(headers: &HeaderMap, now: SystemTime) -> RateLimits {
+    rate_limits_with(headers, &mut || now)
+}
+
+/// [`rate_limits`], reading the wall clock only if a reset given as an instant needs it: most
+/// responses carry no rate-limit headers, and the success path reads no clock it can avoid.
+pub(crate) fn rate_limits_with(
+    headers: &HeaderMap,
+    now: &mut dyn FnMut() -> SystemTime,
+) -> RateLimits {
+    if headers.is_empty() {
+        return RateLimits::default();
+    }
+    let mut read_once = None;
+    let mut now = || *read_once.get_or_insert_with(&mut *now);
     RateLimits {
         requests: [&OPENAI_REQUESTS, &ANTHROPIC_REQUESTS]
             .into_iter()
-            .find_map(|limit| limit.read(headers, now)),
+            .find_map(|limit| limit.read(headers, &mut now)),
         tokens: [&OPENAI_TOKENS, &ANTHROPIC_TOKENS, &ANTHROPIC_INPUT_TOKENS]
             .into_iter()
-            .find_map(|limit| limit.read(headers, now)),
+            .find_map(|limit| limit.read(headers, &mut now)),
     }
 }
 
@@ -115,7 +129,11 @@ pub(super) struct LimitHeaders {
 
 impl LimitHeaders {
     /// The limit's state, or `None` when none of its headers is present.
-    pub(super) fn read(&self, headers: &HeaderMap, now: SystemTime) -> Option<RateLimit> {
+    pub(super) fn read(
+        &self,
+        headers: &HeaderMap,
+        now: &mut dyn FnMut() -> SystemTime,
+    ) -> Option<RateLimit> {
         let limit = headers.get(&self.limit);
         let remaining = headers.get(&self.remaining);
         let reset = headers.get(&self.reset);
@@ -127,7 +145,7 @@ impl LimitHeaders {
             remaining: remaining.and_then(parse_count),
             reset: reset.and_then(|v| match self.format {
                 ResetFormat::GoDuration => parse_go_duration(v),
-                ResetFormat::Rfc3339 => parse_rfc3339_reset(v, now),
+                ResetFormat::Rfc3339 => parse_rfc3339_reset(v, now()),
             }),
         })
     }

@@ -101,6 +101,7 @@ pub(crate) use self::delay::insert;
 pub use self::delay::{parse_millis, parse_retry_after};
 pub use self::go_duration::parse_go_duration;
 pub use self::hints::{RetryHints, from_headers};
+pub(crate) use self::limits::rate_limits_with;
 pub use self::limits::{RateLimit, RateLimits, rate_limits};
 pub use self::rfc3339::parse_rfc3339_reset;
 
