@@ -1,8 +1,8 @@
 //! Client set-up: every strategy's clients, built from what a user has and nothing else.
 //!
 //! A user configuring a client for a quota knows three things: the numbers the provider's
-//! console shows ([`Console`]: tokens and requests per minute per model and region, capacity
-//! units per table), their own applications and intent ([`Plan`]: which app calls which
+//! console shows ([`Console`]: tokens per minute and per day and requests per minute per model
+//! and region, capacity units per table), their own applications and intent ([`Plan`]: which app calls which
 //! model, which is batch work, the fallback order, the shares they want), and an endpoint to
 //! send calls to ([`Handle`]). [`build`] takes exactly those. It never sees the simulator: not
 //! its start, not where its quota windows fall, not its statistics, and `tests/showdown.rs`
@@ -227,11 +227,14 @@ pub fn build(
     }
 }
 
-/// The quota a user writes for a Bedrock model from its console numbers: tokens per minute
-/// and, where the service enforces one, requests per minute; `shares` is their intent.
-/// Nothing else: no burst credit, reserve, wait or learning setting of our own.
+/// The quota a user writes for a Bedrock model from its console numbers: tokens per minute,
+/// tokens per day and, where the service enforces one, requests per minute; `shares` is their
+/// intent. Nothing else: no burst credit, reserve, wait or learning setting of our own.
 pub fn bedrock_limit(quota: &ModelQuota, shares: Option<&[u64]>) -> Result<Limit, BoxError> {
-    let mut limit = Profile::Bedrock.limit().units(quota.tpm);
+    let mut limit = Profile::Bedrock
+        .limit()
+        .units(quota.tpm)
+        .units_per_day(quota.tpd);
     if let Some(rpm) = quota.rpm {
         limit = limit.requests(rpm);
     }
