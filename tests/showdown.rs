@@ -626,7 +626,9 @@ fn daily(strategy: Strategy) -> &'static scenarios::Daily {
 fn daily_quota() {
     // The day is spent around the middle of the ten minutes, the same instant in every plain
     // row (the same calls reach the primary until then).
-    let spent = daily(Strategy::NoRetry).spent_at_s.expect("the day is spent");
+    let spent = daily(Strategy::NoRetry)
+        .spent_at_s
+        .expect("the day is spent");
     assert!((200..=400).contains(&spent), "spent at {spent} s");
     for strategy in [
         Strategy::NoRetry,
@@ -647,7 +649,10 @@ fn daily_quota() {
     // What retrying into a spent day costs: the naive loop's five attempts per failed call are
     // all daily throttles; the SDK's standard retries spend its retry quota on them.
     let naive = &row(7, Strategy::NaiveRetry).row;
-    assert_eq!(daily(Strategy::NaiveRetry).daily_throttles, 5 * naive.failed);
+    assert_eq!(
+        daily(Strategy::NaiveRetry).daily_throttles,
+        5 * naive.failed
+    );
     assert!(naive.amplification > 2.5, "{naive:?}");
     let standard = &row(7, Strategy::SdkStandard).row;
     assert!(

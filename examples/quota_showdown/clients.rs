@@ -424,13 +424,14 @@ fn bedrock_stacks(
     };
     // What Bedrock reserves: input, cache tokens and `maxTokens` (the model's maximum, from
     // the public model table, when the call sets none).
-    let estimate = |call: &ModelCall| {
-        let max_tokens = call
-            .max_tokens
-            .unwrap_or_else(|| ModelTable::builtin().spec(&call.model_id).max_output_tokens);
-        Cost::units(
-            call.input_tokens + call.cache_read_tokens + call.cache_write_tokens + max_tokens,
-        )
+    let table = ModelTable::builtin();
+    let estimate = move |call: &ModelCall| {
+        Cost::units(table.spec(&call.model_id).reservation(
+            call.input_tokens,
+            call.cache_read_tokens,
+            call.cache_write_tokens,
+            call.max_tokens,
+        ))
     };
     let usage = |reply: &http::Response<ModelReply>| Usage::units(reply.body().quota_tokens);
 
@@ -448,7 +449,7 @@ fn bedrock_stacks(
             }
             let mut builder = builder
                 .seed(app_seed)
-                .admission(quota.clone(), estimate)
+                .admission(quota.clone(), estimate.clone())
                 .usage(usage);
             if plan.shares.is_some() {
                 builder = builder.tenant(Tenant(i as u16));

@@ -10,6 +10,7 @@ use super::config::DEFAULT_ERROR_LATENCY;
 use super::state::{DayWindow, Inner, Model, ModelState, State, default_window_phase};
 use super::{BEDROCK_WINDOW, BedrockConfig, BedrockSim, ModelConfig};
 use crate::ConfigError;
+use crate::bedrock::ModelSpec;
 use crate::sim::Callers;
 
 /// Builds a [`BedrockSim`].
@@ -90,6 +91,7 @@ impl BedrockSimBuilder {
                     }
                 },
                 tpd: config.tokens_per_day(),
+                spec: ModelSpec::new(config.burndown, config.max_output_tokens),
                 overloaded_message: format!(
                     "Model {} is currently overloaded. Please try again later.",
                     config.model_id

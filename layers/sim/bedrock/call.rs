@@ -174,10 +174,11 @@ impl InFlight {
 
     /// `input + cache write + output × burndown`: cache reads are released.
     fn settled_tokens(&self) -> u64 {
-        let burndown = u64::from(self.inner.models[self.model].config.burndown);
-        self.input_tokens
-            .saturating_add(self.cache_write_tokens)
-            .saturating_add(self.output_tokens.saturating_mul(burndown))
+        self.inner.models[self.model].spec.settlement(
+            self.input_tokens,
+            self.cache_write_tokens,
+            self.output_tokens,
+        )
     }
 }
 

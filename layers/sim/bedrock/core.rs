@@ -109,11 +109,12 @@ impl BedrockSim {
         let account = &mut state.accounts[model.region_index];
         account.roll(day);
         let max_tokens = call.max_tokens.unwrap_or(config.max_output_tokens);
-        let reserved = call
-            .input_tokens
-            .saturating_add(call.cache_read_tokens)
-            .saturating_add(call.cache_write_tokens)
-            .saturating_add(max_tokens);
+        let reserved = model.spec.reservation(
+            call.input_tokens,
+            call.cache_read_tokens,
+            call.cache_write_tokens,
+            Some(max_tokens),
+        );
         let daily = || {
             SimError::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::bedrock::ModelSpec;
+
 use super::{BEDROCK_DAY, BEDROCK_WINDOW, ModelConfig, WindowStats};
 use crate::sim::{Callers, RandomEpisodes, SimCounts};
 
@@ -45,6 +47,9 @@ pub(super) struct Model {
     pub(super) region_index: usize,
     /// The tokens-per-day quota in force.
     pub(super) tpd: u64,
+    /// Burndown and output maximum, for the reservation and settlement formulas (one place:
+    /// [`ModelSpec`]).
+    pub(super) spec: ModelSpec,
     pub(super) overloaded_message: String,
 }
 
