@@ -293,6 +293,13 @@ fn the_account_wide_day_spans_the_models_of_a_region() {
     assert_eq!(stats.models[2].counts.throttled_daily, 0);
     // The per-model days are their own: 100,000 TPM × 1,440 each.
     assert_eq!(stats.models[0].tpd, 100_000 * 1_440);
+    let east = stats.region(EAST).unwrap();
+    assert_eq!(
+        (east.account_tpd, east.day, east.day_tokens),
+        (Some(3_000), 0, 3_000)
+    );
+    assert_eq!(stats.region(WEST).unwrap().day_tokens, 3_000);
+    assert_eq!(stats.regions.len(), 2);
 }
 
 #[test]

@@ -88,7 +88,7 @@ mod serde_time;
 pub use self::bedrock::{
     BEDROCK_DAY, BEDROCK_WINDOW, BedrockConfig, BedrockFuture, BedrockSim, BedrockSimBuilder,
     BedrockStats, DAILY_MESSAGE, InFlight, MINUTES_PER_DAY, ModelCall, ModelConfig,
-    ModelConfigBuilder, ModelReply, ModelStats, OutputLength, StopReason, WindowStats,
+    ModelConfigBuilder, ModelReply, ModelStats, OutputLength, RegionStats, StopReason, WindowStats,
 };
 pub use self::dynamodb::{
     DynamoCall, DynamoConfig, DynamoFuture, DynamoReply, DynamoSim, DynamoSimBuilder, DynamoStats,

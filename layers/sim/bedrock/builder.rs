@@ -99,6 +99,7 @@ impl BedrockSimBuilder {
                 config,
             })
             .collect();
+        let accounts = vec![DayWindow::default(); regions.len()];
         Ok(BedrockSim {
             inner: Arc::new(Inner {
                 start: self.start.unwrap_or_else(Instant::now),
@@ -112,8 +113,9 @@ impl BedrockSimBuilder {
                 error_latency,
                 models,
                 account_tpd,
+                regions,
                 state: Mutex::new(State {
-                    accounts: vec![DayWindow::default(); regions.len()],
+                    accounts,
                     models: states,
                     callers: Callers::default(),
                 }),

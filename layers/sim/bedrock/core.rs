@@ -9,7 +9,7 @@ use http::StatusCode;
 use tokio::time::Instant;
 
 use super::state::{Inner, day_index, window_index};
-use super::{BEDROCK_WINDOW, BedrockStats, InFlight, ModelCall, ModelStats};
+use super::{BEDROCK_WINDOW, BedrockStats, InFlight, ModelCall, ModelStats, RegionStats};
 use crate::sim::{Rejection, SimError, after, elapsed, lock};
 
 /// The message of a call over a tokens-per-day quota (the model's or the account's), as
@@ -279,8 +279,23 @@ impl BedrockSim {
                 }
             })
             .collect();
+        let regions = inner
+            .regions
+            .iter()
+            .zip(state.accounts.iter_mut())
+            .map(|(region, account)| {
+                account.roll(day);
+                RegionStats {
+                    region: region.clone(),
+                    account_tpd: inner.account_tpd,
+                    day: account.day,
+                    day_tokens: account.tokens,
+                }
+            })
+            .collect();
         BedrockStats {
             models,
+            regions,
             callers: state.callers.snapshot(),
         }
     }

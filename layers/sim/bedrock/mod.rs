@@ -109,7 +109,7 @@ pub use self::config::{
 };
 pub use self::core::{BedrockSim, DAILY_MESSAGE};
 pub use self::service::BedrockFuture;
-pub use self::stats::{BedrockStats, ModelStats, WindowStats};
+pub use self::stats::{BedrockStats, ModelStats, RegionStats, WindowStats};
 
 /// The length of Bedrock's quota windows: RPM and TPM are counted per fixed 60-second window,
 /// the first boundary falling the simulator's [window phase](BedrockSim::window_phase) after

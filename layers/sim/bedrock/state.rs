@@ -29,6 +29,8 @@ pub(super) struct Inner {
     pub(super) models: Vec<Model>,
     /// The account-wide tokens per day of each region, if any.
     pub(super) account_tpd: Option<u64>,
+    /// The regions of the models, in order of first appearance: [`State::accounts`]' order.
+    pub(super) regions: Vec<Arc<str>>,
     pub(super) state: Mutex<State>,
 }
 

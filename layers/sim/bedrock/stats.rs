@@ -80,8 +80,23 @@ impl ModelStats {
     }
 }
 
-/// A snapshot of a [`BedrockSim`]: every model (in configuration order) and every caller (by
-/// label).
+/// One region's account-wide day: every model of the region counts in it, whether or not an
+/// account-wide quota is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegionStats {
+    /// The region.
+    pub region: Arc<str>,
+    /// The account-wide tokens per day, if set.
+    pub account_tpd: Option<u64>,
+    /// The current day's index.
+    pub day: u64,
+    /// Tokens of every model of the region counted against the current day.
+    pub day_tokens: u64,
+}
+
+/// A snapshot of a [`BedrockSim`]: every model (in configuration order), every region's
+/// account-wide day, and every caller (by label).
 ///
 /// [`BedrockSim`]: super::BedrockSim
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +104,8 @@ impl ModelStats {
 pub struct BedrockStats {
     /// Per model and region.
     pub models: Vec<ModelStats>,
+    /// Per region, in order of first appearance among the models.
+    pub regions: Vec<RegionStats>,
     /// Per caller label.
     pub callers: Vec<CallerStats>,
 }
@@ -99,6 +116,11 @@ impl BedrockStats {
         self.models
             .iter()
             .find(|m| &*m.model_id == model_id && &*m.region == region)
+    }
+
+    /// The account-wide day of one region.
+    pub fn region(&self, region: &str) -> Option<&RegionStats> {
+        self.regions.iter().find(|r| &*r.region == region)
     }
 
     /// The statistics of one caller.
