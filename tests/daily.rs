@@ -341,3 +341,67 @@ fn metrics_count_a_spent_day_apart_from_per_minute_throttles() {
         ]
     );
 }
+
+/// The client's own day window: a model whose tokens per day are spent is skipped by the
+/// router's headroom, and with nowhere else to go the call fails at once, unsent, with the
+/// typed error naming the day and when it has room again.
+#[tokio::test(start_paused = true)]
+async fn a_day_window_of_the_clients_own_limit_is_a_spent_day_too() {
+    use tower_headroom::admission::{Cost, FixedCost, Limit, Quota};
+    use tower_headroom::{HttpClassifier, Profile};
+
+    let limit = Limit::per_minute()
+        .units(1_000)
+        .units_per_day(1_500)
+        .build()
+        .unwrap();
+    let calls = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    let backend = |name: &'static str| {
+        let calls = Arc::clone(&calls);
+        service_fn(move |_req: Request| {
+            calls.lock().unwrap().push(name);
+            async { Ok::<_, BoxError>(http::Response::new(())) }
+        })
+    };
+    let two = StackBuilder::new(Profile::Bedrock, HttpClassifier::new())
+        .target(Target::new("model-a", "model-a"))
+        .target(Target::new("model-b", "model-b"))
+        .admission(Quota::new(limit.clone()), FixedCost(Cost::units(600)))
+        .services(vec![backend("a"), backend("b")])
+        .unwrap();
+    // Minute by minute: model-a holds two calls (1,200 of its 1,500 a day), then model-b.
+    for _ in 0..4 {
+        two.clone().oneshot(http::Request::new(())).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+    }
+    assert_eq!(*calls.lock().unwrap(), ["a", "a", "b", "b"]);
+
+    let one = StackBuilder::new(Profile::Bedrock, HttpClassifier::new())
+        .target(Target::new("model-a", "model-a"))
+        .admission(Quota::new(limit), FixedCost(Cost::units(600)))
+        .services(vec![backend("a")])
+        .unwrap();
+    for _ in 0..2 {
+        one.clone().oneshot(http::Request::new(())).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+    }
+    let started = Instant::now();
+    let error = one.oneshot(http::Request::new(())).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::ZERO, "failed at once");
+    let spent = find::<QuotaExhausted>(&*error).expect("QuotaExhausted");
+    assert_eq!(spent.window(), Some(Duration::from_secs(86_400)));
+    assert_eq!(spent.attempts(), 0, "nothing was sent");
+    let back = spent.retry_in().expect("when the day has room again");
+    assert!(
+        back > Duration::from_secs(22 * 3_600) && back <= Duration::from_secs(24 * 3_600 + 900),
+        "{back:?}"
+    );
+    let response = error_response::<()>(&*error);
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        calls.lock().unwrap().len(),
+        6,
+        "no call sent into the spent day"
+    );
+}

@@ -141,10 +141,13 @@ fn own_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
         return Some(
             match rejected.reason {
                 crate::admission::RejectReason::CostTooLarge => Outcome::FATAL,
-                // ADMISSION-DAILY (wip/windows): `RejectReason::QuotaExhausted { .. }` =>
-                // `Outcome::throttled(crate::ThrottleScope::Daily)`, so that the retry policy
-                // stops it (`StopReason::QuotaExhausted`) and `retry::stopped_error` turns it
-                // into `retry::QuotaExhausted`.
+                // A long window (a day) has no room within the call's deadline: a spent day,
+                // so that the retry policy stops it (`StopReason::QuotaExhausted`) and
+                // `retry::stopped_error` turns it into `retry::QuotaExhausted`.
+                crate::admission::RejectReason::QuotaExhausted { .. } => {
+                    Outcome::throttled(crate::ThrottleScope::Daily)
+                        .with_retry_after_opt(rejected.retry_in)
+                }
                 _ => Outcome::throttled(crate::ThrottleScope::Unknown)
                     .with_retry_after_opt(rejected.retry_in),
             }

@@ -200,21 +200,19 @@ impl QuotaExhausted {
     }
 
     /// The retries stopped on a [daily throttle](ThrottleScope::Daily) after `attempts`
-    /// attempts: the server's `retry_after` is when the day returns.
+    /// attempts: the server's `retry_after` (or admission's `retry_in`) is when the quota
+    /// returns; admission's own refusal names its window, a server's is a day.
     pub(crate) fn from_outcome(attempts: u32, outcome: &Outcome, source: Option<BoxError>) -> Self {
+        let rejected = source
+            .as_deref()
+            .and_then(|error| error.downcast_ref::<crate::admission::Rejected>());
         QuotaExhausted {
-            window: Some(DAY),
+            window: rejected.and_then(|r| r.window()).or(Some(DAY)),
             retry_in: outcome.retry_after,
             attempts,
             source,
         }
     }
-
-    // ADMISSION-DAILY (wip/windows): admission's own daily refusal,
-    // `RejectReason::QuotaExhausted { window }`, maps here once that variant is on main:
-    // `QuotaExhausted { window: rejected.window(), retry_in: rejected.retry_in, attempts,
-    // source: Some(Box::new(rejected)) }`, built in `stopped_error` from the local
-    // `Throttled(Daily)` outcome that `classify::error`'s own-error table gives it.
 
     /// The window of the spent quota (a day for Bedrock's tokens per day), when known.
     pub fn window(&self) -> Option<Duration> {

@@ -293,11 +293,51 @@ where
                         retry_in: None,
                         reason: RejectReason::CostTooLarge,
                     }),
+                    // Every target's quota says no: when each says so for a spent long window
+                    // (a day), that is the call's answer, a spent day.
+                    (_, Exhaustion::NoHeadroom, true) => match self.spent_everywhere(now) {
+                        Some(spent) => Box::new(spent),
+                        None => Box::new(NoTargetAvailable { retry_in, cause }),
+                    },
                     _ => Box::new(NoTargetAvailable { retry_in, cause }),
                 };
                 self.refused(error, now)
             }
         }
+    }
+
+    /// Admission's refusal when every target of the route is refused for a spent long window
+    /// (the soonest to return), `None` when any target is held back by anything else. Asked
+    /// only once the route found no target with room, so the failure path alone pays for it.
+    fn spent_everywhere(&self, now: Instant) -> Option<Rejected> {
+        let shared = &*self.shared;
+        let (priority, tenant) = shared.admission.priority();
+        let mut soonest: Option<Rejected> = None;
+        for target in 0..shared.route.targets().len() {
+            let (Some(cost), Some(slot)) = (self.cost.of(target), shared.admission.slot(target))
+            else {
+                return None;
+            };
+            let ask = self.call.ask(cost, priority, tenant, None);
+            match Reservation::reserve(slot.clone(), &ask, now) {
+                Err(rejected) if matches!(rejected.reason, RejectReason::QuotaExhausted { .. }) => {
+                    if soonest.is_none_or(|s| rejected.retry_in < s.retry_in) {
+                        soonest = Some(rejected);
+                    }
+                }
+                Err(_) => return None,
+                Ok(reservation) => {
+                    // Room after all (another call gave some back since the route looked): not
+                    // a spent day. Given back unsent; the next attempt asks again.
+                    match reservation.grant() {
+                        Grant::Now => reservation.release_unsent(now),
+                        Grant::At(_) => reservation.cancel(now),
+                    }
+                    return None;
+                }
+            }
+        }
+        soonest
     }
 
     /// Opens an attempt at `target`: the request rewritten for it and its client.

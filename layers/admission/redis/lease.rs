@@ -454,6 +454,12 @@ impl Leases {
         self.leases[i].probe != 0
     }
 
+    /// A daily throttle: lease `i`'s budget is of a spent day, so it is dropped (not given
+    /// back), and its calls ask the server, which answers for the day.
+    pub(crate) fn forfeit(&mut self, i: usize) {
+        self.leases[i].balance = [0; 2];
+    }
+
     /// What bound the server's last "wait" for lease `i` (see [`Lease::bound`]).
     pub(crate) fn bound(&self, i: usize) -> u8 {
         self.leases[i].bound

@@ -403,7 +403,11 @@ impl Slot for RedisSlot {
                 let teaches = crate::admission::state::named_dims(outcome, limited).is_some()
                     || crate::admission::state::is_daily(outcome);
                 let mut leases = lock(&s.leases);
-                if let Some(units) = usage.units.filter(|u| *u != ask.cost.units) {
+                if crate::admission::state::is_daily(outcome) {
+                    // The day is spent: what this process holds of it must not admit calls
+                    // the server would refuse.
+                    leases.forfeit(lease);
+                } else if let Some(units) = usage.units.filter(|u| *u != ask.cost.units) {
                     let delta = sat(ask.cost.units).saturating_sub(sat(units));
                     // Waiters admitted from the refund were woken.
                     leases.adjust(lease, [0, delta], now());
