@@ -112,9 +112,12 @@ async fn main() -> ExitCode {
     println!("simulator listening on {}", server.url());
     if let Some(bedrock) = service.bedrock() {
         for model in bedrock.stats().models {
+            let rpm = model
+                .rpm
+                .map_or_else(|| String::from("no RPM"), |rpm| format!("{rpm} RPM"));
             println!(
-                "  bedrock  {} in {}: {} RPM, {} TPM",
-                model.model_id, model.region, model.rpm, model.tpm
+                "  bedrock  {} in {}: {rpm}, {} TPM, {} TPD",
+                model.model_id, model.region, model.tpm, model.tpd
             );
         }
     }

@@ -14,7 +14,7 @@ mod clients;
 #[path = "../examples/quota_showdown/report.rs"]
 mod report;
 #[allow(dead_code)]
-#[path = "../examples/quota_showdown/scenarios.rs"]
+#[path = "../examples/quota_showdown/scenarios/mod.rs"]
 mod scenarios;
 #[allow(dead_code)]
 #[path = "../examples/quota_showdown/sdk.rs"]
@@ -106,6 +106,16 @@ fn the_same_seed_prints_the_same_json_twice() {
                 "neighbour",
                 "our_mean_settled_cost",
                 "remainder_tokens",
+            ]);
+            expected.sort_unstable();
+        }
+        if scenario == 7 {
+            expected.extend([
+                "daily_throttles",
+                "fallback_completed",
+                "first_fallback_at_s",
+                "primary_completed",
+                "spent_at_s",
             ]);
             expected.sort_unstable();
         }
@@ -596,5 +606,77 @@ fn overload_outage_and_hot_key_no_worse() {
         assert!(r.completed >= completed, "{r:?}");
         assert!(r.throttled_attempts <= throttled, "{r:?}");
         assert!(r.amplification <= amplification, "{r:?}");
+    }
+}
+
+fn daily(strategy: Strategy) -> &'static scenarios::Daily {
+    row(7, strategy)
+        .row
+        .daily
+        .as_ref()
+        .unwrap_or_else(|| panic!("scenario 7, {} has no daily columns", strategy.name()))
+}
+
+/// Scenario 7, a daily quota: the batch spends the primary's tokens per day around the middle
+/// of the run. The plain rows keep sending into the spent day — every attempt after it is a
+/// daily throttle and every call after it fails, the retrying ones several times over; the
+/// tower-headroom rows fail nothing, send no attempt into the spent day, and move the work to
+/// the fallback model at once.
+#[test]
+fn daily_quota() {
+    // The day is spent around the middle of the ten minutes, the same instant in every plain
+    // row (the same calls reach the primary until then).
+    let spent = daily(Strategy::NoRetry)
+        .spent_at_s
+        .expect("the day is spent");
+    assert!((200..=400).contains(&spent), "spent at {spent} s");
+    for strategy in [
+        Strategy::NoRetry,
+        Strategy::NaiveRetry,
+        Strategy::SdkStandard,
+        Strategy::SdkAdaptive,
+    ] {
+        let m = row(7, strategy);
+        let d = daily(strategy);
+        assert_eq!(d.spent_at_s, Some(spent), "{}", strategy.name());
+        assert_eq!(d.fallback_completed, 0, "{d:?}");
+        assert!(app(m, "chat").failed > 100, "{:?}", m.row);
+        assert!(app(m, "batch").failed > 20, "{:?}", m.row);
+        // Every throttle is a daily one, and every failed call met at least one.
+        assert_eq!(d.daily_throttles, m.row.throttled_attempts, "{d:?}");
+        assert!(d.daily_throttles >= m.row.failed, "{d:?}");
+    }
+    // What retrying into a spent day costs: the naive loop's five attempts per failed call are
+    // all daily throttles; the SDK's standard retries spend its retry quota on them.
+    let naive = &row(7, Strategy::NaiveRetry).row;
+    assert_eq!(
+        daily(Strategy::NaiveRetry).daily_throttles,
+        5 * naive.failed
+    );
+    assert!(naive.amplification > 2.5, "{naive:?}");
+    let standard = &row(7, Strategy::SdkStandard).row;
+    assert!(
+        daily(Strategy::SdkStandard).daily_throttles > standard.failed,
+        "{standard:?}"
+    );
+
+    for strategy in [Strategy::Headroom, Strategy::SdkHeadroom] {
+        let m = row(7, strategy);
+        let d = daily(strategy);
+        assert_eq!(m.row.failed, 0, "{}: {:?}", strategy.name(), m.row);
+        assert_eq!(app(m, "chat").failed, 0, "{:?}", m.row);
+        // No attempt into the spent day.
+        assert_eq!(d.daily_throttles, 0, "{}: {d:?}", strategy.name());
+        // The work moved to the fallback at once: its first call there within two seconds of
+        // the day running out, and the batch waited no longer than with no client at all.
+        let (spent, moved) = (d.spent_at_s.unwrap(), d.first_fallback_at_s.unwrap());
+        assert!(moved <= spent + 2, "{}: {d:?}", strategy.name());
+        assert!(d.fallback_completed > 200, "{d:?}");
+        let batch = app(m, "batch");
+        let unmanaged = app(row(7, Strategy::NoRetry), "batch");
+        assert!(
+            batch.p99_ms <= unmanaged.p99_ms + 5_000.0,
+            "{batch:?} vs {unmanaged:?}"
+        );
     }
 }

@@ -477,6 +477,8 @@ fn a_reply_classifies_as_success_and_foreign_errors_fall_through() {
         model_id: MODEL.into(),
         region: REGION.into(),
         input_tokens: 1,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         output_tokens: 1,
         stop_reason: StopReason::EndTurn,
         latency: Duration::ZERO,
@@ -754,9 +756,14 @@ fn bad_configuration_is_a_config_error_naming_field_and_value() {
             "\" \"",
         ),
         (
-            config_error(ModelConfig::builder(MODEL, REGION).tpm(10_000).build()),
+            config_error(
+                ModelConfig::builder(MODEL, REGION)
+                    .rpm(0)
+                    .tpm(10_000)
+                    .build(),
+            ),
             "rpm",
-            "0",
+            "Some(0)",
         ),
         (
             config_error(ModelConfig::builder(MODEL, REGION).rpm(1).build()),
@@ -768,7 +775,11 @@ fn bad_configuration_is_a_config_error_naming_field_and_value() {
             "burndown",
             "0",
         ),
-        (config_error(model(1, 1_000).build()), "tpm", "1000"),
+        (
+            config_error(model(1, 10_000).tpd(9_999).build()),
+            "tpd",
+            "9999",
+        ),
         (
             config_error(model(1, 10_000).max_output_tokens(0).build()),
             "max_output_tokens",

@@ -1,8 +1,8 @@
 //! Client set-up: every strategy's clients, built from what a user has and nothing else.
 //!
 //! A user configuring a client for a quota knows three things: the numbers the provider's
-//! console shows ([`Console`]: tokens and requests per minute per model and region, capacity
-//! units per table), their own applications and intent ([`Plan`]: which app calls which
+//! console shows ([`Console`]: tokens per minute and per day and requests per minute per model
+//! and region, capacity units per table), their own applications and intent ([`Plan`]: which app calls which
 //! model, which is batch work, the fallback order, the shares they want), and an endpoint to
 //! send calls to ([`Handle`]). [`build`] takes exactly those. It never sees the simulator: not
 //! its start, not where its quota windows fall, not its statistics, and `tests/showdown.rs`
@@ -26,6 +26,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_headroom::Outcome;
 use tower_headroom::admission::{Cost, Limit, Priority, Quota, Tenant, Usage};
+use tower_headroom::bedrock::ModelTable;
 use tower_headroom::classify::Classify;
 use tower_headroom::fallback::Target;
 use tower_headroom::sim::{
@@ -61,7 +62,9 @@ pub struct ModelQuota {
     pub region: String,
     /// Tokens per minute.
     pub tpm: u64,
-    /// Requests per minute; `None` where the service enforces none.
+    /// Tokens per day (by default `tpm × 1440`; the console shows the account's number).
+    pub tpd: u64,
+    /// Requests per minute; `None` where the service enforces none (bedrock-runtime today).
     pub rpm: Option<u64>,
 }
 
@@ -224,11 +227,14 @@ pub fn build(
     }
 }
 
-/// The quota a user writes for a Bedrock model from its console numbers: tokens per minute
-/// and, where the service enforces one, requests per minute; `shares` is their intent.
-/// Nothing else: no burst credit, reserve, wait or learning setting of our own.
+/// The quota a user writes for a Bedrock model from its console numbers: tokens per minute,
+/// tokens per day and, where the service enforces one, requests per minute; `shares` is their
+/// intent. Nothing else: no burst credit, reserve, wait or learning setting of our own.
 pub fn bedrock_limit(quota: &ModelQuota, shares: Option<&[u64]>) -> Result<Limit, BoxError> {
-    let mut limit = Profile::Bedrock.limit().units(quota.tpm);
+    let mut limit = Profile::Bedrock
+        .limit()
+        .units(quota.tpm)
+        .units_per_day(quota.tpd);
     if let Some(rpm) = quota.rpm {
         limit = limit.requests(rpm);
     }
@@ -416,7 +422,17 @@ fn bedrock_stacks(
         call.model_id = Arc::clone(&key.model);
         call.region = Arc::clone(&key.region);
     };
-    let estimate = |call: &ModelCall| Cost::units(call.input_tokens + call.max_tokens);
+    // What Bedrock reserves: input, cache tokens and `maxTokens` (the model's maximum, from
+    // the public model table, when the call sets none).
+    let table = ModelTable::builtin();
+    let estimate = move |call: &ModelCall| {
+        Cost::units(table.spec(&call.model_id).reservation(
+            call.input_tokens,
+            call.cache_read_tokens,
+            call.cache_write_tokens,
+            call.max_tokens,
+        ))
+    };
     let usage = |reply: &http::Response<ModelReply>| Usage::units(reply.body().quota_tokens);
 
     let quota: Quota<Key> = bedrock_quota(console, plan, Key::of)?;
@@ -433,7 +449,7 @@ fn bedrock_stacks(
             }
             let mut builder = builder
                 .seed(app_seed)
-                .admission(quota.clone(), estimate)
+                .admission(quota.clone(), estimate.clone())
                 .usage(usage);
             if plan.shares.is_some() {
                 builder = builder.tenant(Tenant(i as u16));

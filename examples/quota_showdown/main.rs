@@ -19,15 +19,17 @@
 //! The clients are configured as a user would configure them (`clients.rs`): from the
 //! console's quotas, their own apps and fallback order, and an endpoint; never from the
 //! simulator, whose quota windows fall where its seed puts them. Scenario 6 puts our two apps
-//! on an account shared with an unmanaged neighbour.
+//! on an account shared with an unmanaged neighbour; scenario 7 spends a model's tokens per
+//! day halfway through, a second model as the fallback.
 //!
-//! Options: `--scenario N` (1 to 6) runs one scenario; `--json` prints one JSON object per
+//! Options: `--scenario N` (1 to 7) runs one scenario; `--json` prints one JSON object per
 //! (scenario, strategy) instead of tables; `--plot DIR` writes `DIR/showdown-scenarioN.svg`
 //! per scenario (admitted units per second and throttles over time, per strategy; scenario 6
 //! adds the neighbour's tokens and the stacks' effective limits; the README's plot is
 //! `--scenario 1 --plot docs`); `--seed N`.
 //!
-//! The scenarios and the runner are in `scenarios.rs`, the client set-up in `clients.rs` and
+//! The scenarios and the runner are in `scenarios/` (one file per scenario family, the runner
+//! in `scenarios/run.rs`), the client set-up in `clients.rs` and
 //! `sdk.rs`; `tests/showdown.rs` runs the same code and asserts the headline claims on its
 //! numbers.
 
@@ -71,7 +73,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 let v = value("--scenario")?;
                 match v.parse::<u8>() {
                     Ok(n) if SCENARIOS.contains(&n) => options.scenarios = vec![n],
-                    _ => return Err(format!("--scenario must be 1 to 6, not {v:?}")),
+                    _ => return Err(format!("--scenario must be 1 to 7, not {v:?}")),
                 }
             }
             "--plot" => options.plot = Some(PathBuf::from(value("--plot")?)),

@@ -64,6 +64,18 @@ pub fn json_line(row: &Row) -> String {
             shared.our_mean_settled_cost
         );
     }
+    if let Some(daily) = &row.daily {
+        let _ = write!(
+            out,
+            ",\"daily_throttles\":{},\"primary_completed\":{},\"fallback_completed\":{},\
+             \"spent_at_s\":{},\"first_fallback_at_s\":{}",
+            daily.daily_throttles,
+            daily.primary_completed,
+            daily.fallback_completed,
+            opt(daily.spent_at_s),
+            opt(daily.first_fallback_at_s),
+        );
+    }
     out.push('}');
     out
 }
@@ -160,6 +172,9 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
     if rows.iter().any(|m| m.row.shared.is_some()) {
         shared_account(&mut out, rows);
     }
+    if rows.iter().any(|m| m.row.daily.is_some()) {
+        daily_quota(&mut out, rows);
+    }
     for note in notes {
         let _ = writeln!(out, "  note: {note}");
     }
@@ -230,4 +245,36 @@ fn shared_account(out: &mut String, rows: &[Measured]) {
             limits.join(" ")
         );
     }
+}
+
+/// Scenario 7's block: attempts into the spent day, where the calls completed, and when the
+/// day was spent and the fallback first served.
+fn daily_quota(out: &mut String, rows: &[Measured]) {
+    let _ = writeln!(
+        out,
+        "  {:<24} {:>13} {:>8} {:>9} {:>9} {:>15}",
+        "", "daily throttle", "primary", "fallback", "spent at", "first fallback"
+    );
+    let at = |s: Option<u64>| s.map_or_else(|| "-".into(), |s| format!("{s} s"));
+    for m in rows {
+        let Some(daily) = &m.row.daily else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>13} {:>8} {:>9} {:>9} {:>15}",
+            m.row.strategy.name(),
+            daily.daily_throttles,
+            daily.primary_completed,
+            daily.fallback_completed,
+            at(daily.spent_at_s),
+            at(daily.first_fallback_at_s),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  daily throttle: our attempts answered \"Too many tokens per day\"; primary/fallback: calls \
+         completed by each model; spent at: when the primary's day had no room left for a batch \
+         call; first fallback: when the fallback model first admitted a call"
+    );
 }

@@ -6,9 +6,12 @@
 //! simulators enforce the real quota semantics and answer with the real error codes and message
 //! families, so the crate's classifiers see what production sees:
 //!
-//! - [`BedrockSim`]: RPM and TPM per (model id, region) on 60-second fixed windows, token
-//!   reservation at start and settlement with burndown at completion, a latency model, a
-//!   seedable output-length model, overload episodes, outage windows and a concurrency cap;
+//! - [`BedrockSim`]: TPM per (model id, region) on 60-second fixed windows and tokens per day
+//!   (per model, and optionally per account and region), RPM only where configured (as
+//!   bedrock-runtime enforces none today), token reservation at start (input, cache and
+//!   `max_tokens`, the model's maximum when unset) and settlement with burndown at completion,
+//!   the daily `ThrottlingException`, a latency model, a seedable output-length model,
+//!   overload episodes, outage windows and a concurrency cap;
 //! - [`DynamoSim`]: provisioned RCU/WCU per second, burst credit, partitions with hashed keys
 //!   (a hot key throttles while the table has room), consumed capacity;
 //! - [`EndpointSim`]: a fixed-window or token-bucket limit answering `429` + `Retry-After`.
@@ -83,9 +86,9 @@ pub mod front;
 mod serde_time;
 
 pub use self::bedrock::{
-    BEDROCK_WINDOW, BedrockConfig, BedrockFuture, BedrockSim, BedrockSimBuilder, BedrockStats,
-    InFlight, ModelCall, ModelConfig, ModelConfigBuilder, ModelReply, ModelStats, OutputLength,
-    StopReason, WindowStats,
+    BEDROCK_DAY, BEDROCK_WINDOW, BedrockConfig, BedrockFuture, BedrockSim, BedrockSimBuilder,
+    BedrockStats, DAILY_MESSAGE, InFlight, MINUTES_PER_DAY, ModelCall, ModelConfig,
+    ModelConfigBuilder, ModelReply, ModelStats, OutputLength, RegionStats, StopReason, WindowStats,
 };
 pub use self::dynamodb::{
     DynamoCall, DynamoConfig, DynamoFuture, DynamoReply, DynamoSim, DynamoSimBuilder, DynamoStats,
@@ -228,6 +231,9 @@ pub struct SimCounts {
     pub throttled_requests: u64,
     /// Rejected by a tokens-per-window quota (Bedrock TPM).
     pub throttled_tokens: u64,
+    /// Rejected by a tokens-per-day quota (Bedrock's model or account-wide TPD: "Too many
+    /// tokens per day").
+    pub throttled_daily: u64,
     /// Rejected by provisioned capacity (DynamoDB table or partition).
     pub throttled_capacity: u64,
     /// Rejected by an overload episode ("Model ... is currently overloaded").
@@ -255,15 +261,19 @@ impl SimCounts {
             + self.invalid
     }
 
-    /// All quota throttles (requests, tokens and capacity).
+    /// All quota throttles (requests, tokens per minute and per day, capacity).
     pub fn throttled(&self) -> u64 {
-        self.throttled_requests + self.throttled_tokens + self.throttled_capacity
+        self.throttled_requests
+            + self.throttled_tokens
+            + self.throttled_daily
+            + self.throttled_capacity
     }
 
     pub(crate) fn count(&mut self, rejection: Rejection) {
         let slot = match rejection {
             Rejection::Requests => &mut self.throttled_requests,
             Rejection::Tokens => &mut self.throttled_tokens,
+            Rejection::Daily => &mut self.throttled_daily,
             Rejection::Capacity => &mut self.throttled_capacity,
             Rejection::Overloaded => &mut self.overloaded,
             Rejection::Unavailable => &mut self.unavailable,
@@ -327,6 +337,7 @@ impl Callers {
 pub(crate) enum Rejection {
     Requests,
     Tokens,
+    Daily,
     Capacity,
     Overloaded,
     Unavailable,

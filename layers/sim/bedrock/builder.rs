@@ -7,9 +7,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::DEFAULT_ERROR_LATENCY;
-use super::state::{Inner, Model, ModelState, State, default_window_phase};
+use super::state::{DayWindow, Inner, Model, ModelState, State, default_window_phase};
 use super::{BEDROCK_WINDOW, BedrockConfig, BedrockSim, ModelConfig};
 use crate::ConfigError;
+use crate::bedrock::ModelSpec;
 use crate::sim::Callers;
 
 /// Builds a [`BedrockSim`].
@@ -48,6 +49,12 @@ impl BedrockSimBuilder {
         self.config.window_phase = Some(phase);
         self
     }
+    /// An account-wide, cross-model tokens-per-day quota per region (Bedrock's "Cross-Model
+    /// Max Tokens Per Day"): every model of a region counts against it. Default: none.
+    pub fn account_tpd(mut self, tpd: u64) -> Self {
+        self.config.account_tpd = Some(tpd);
+        self
+    }
     /// The simulator's start, where windows and episodes are counted from (default: the
     /// moment [`build`](Self::build) runs).
     pub fn start(mut self, start: Instant) -> Self {
@@ -56,43 +63,16 @@ impl BedrockSimBuilder {
     }
     /// Validates every model and builds the simulator.
     pub fn build(self) -> Result<BedrockSim, ConfigError> {
+        self.config.validate()?;
         let BedrockConfig {
             seed,
             error_latency,
             window_phase,
+            account_tpd,
             models,
         } = self.config;
-        let window_phase = match window_phase {
-            Some(phase) if phase >= BEDROCK_WINDOW => {
-                return Err(ConfigError::new(
-                    "window_phase",
-                    phase,
-                    "must be under the 60 s window",
-                ));
-            }
-            Some(phase) => phase,
-            None => default_window_phase(seed),
-        };
-        if models.is_empty() {
-            return Err(ConfigError::new(
-                "models",
-                models.len(),
-                "at least one model is needed",
-            ));
-        }
-        for (i, model) in models.iter().enumerate() {
-            model.validate()?;
-            if models[..i]
-                .iter()
-                .any(|m| m.model_id == model.model_id && m.region == model.region)
-            {
-                return Err(ConfigError::new(
-                    "models",
-                    (&model.model_id, &model.region),
-                    "the same model id and region appear twice",
-                ));
-            }
-        }
+        let window_phase = window_phase.unwrap_or_else(|| default_window_phase(seed));
+        let mut regions: Vec<Arc<str>> = Vec::new();
         let states = models
             .iter()
             .enumerate()
@@ -103,6 +83,15 @@ impl BedrockSimBuilder {
             .map(|config| Model {
                 model_id: config.model_id.as_str().into(),
                 region: config.region.as_str().into(),
+                region_index: match regions.iter().position(|r| **r == *config.region) {
+                    Some(i) => i,
+                    None => {
+                        regions.push(config.region.as_str().into());
+                        regions.len() - 1
+                    }
+                },
+                tpd: config.tokens_per_day(),
+                spec: ModelSpec::new(config.burndown, config.max_output_tokens),
                 overloaded_message: format!(
                     "Model {} is currently overloaded. Please try again later.",
                     config.model_id
@@ -110,6 +99,7 @@ impl BedrockSimBuilder {
                 config,
             })
             .collect();
+        let accounts = vec![DayWindow::default(); regions.len()];
         Ok(BedrockSim {
             inner: Arc::new(Inner {
                 start: self.start.unwrap_or_else(Instant::now),
@@ -122,7 +112,10 @@ impl BedrockSimBuilder {
                 inspections: AtomicU64::new(0),
                 error_latency,
                 models,
+                account_tpd,
+                regions,
                 state: Mutex::new(State {
+                    accounts,
                     models: states,
                     callers: Callers::default(),
                 }),
@@ -139,6 +132,7 @@ impl BedrockSim {
                 seed: 0,
                 error_latency: DEFAULT_ERROR_LATENCY,
                 window_phase: None,
+                account_tpd: None,
                 models: Vec::new(),
             },
             start: None,

@@ -16,16 +16,25 @@ pub struct ModelCall {
     pub model_id: Arc<str>,
     /// The region the call is sent to.
     pub region: Arc<str>,
-    /// Input tokens.
+    /// Input tokens, not counting tokens read from or written to the prompt cache (Converse's
+    /// `usage.inputTokens`).
     pub input_tokens: u64,
-    /// The `maxTokens` the call asks for.
-    pub max_tokens: u64,
+    /// Input tokens read from the prompt cache (`cacheReadInputTokens`): reserved at the start,
+    /// released at settlement.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache (`cacheWriteInputTokens`): reserved and
+    /// charged.
+    pub cache_write_tokens: u64,
+    /// The `maxTokens` the call asks for; `None` reserves the model's `max_output_tokens`, as
+    /// Bedrock does.
+    pub max_tokens: Option<u64>,
     /// The calling application's label, for per-caller statistics.
     pub caller: Option<Arc<str>>,
 }
 
 impl ModelCall {
-    /// A call with no caller label.
+    /// A call asking for at most `max_tokens` output tokens, with no cache tokens and no
+    /// caller label.
     pub fn new(
         model_id: impl Into<Arc<str>>,
         region: impl Into<Arc<str>>,
@@ -36,9 +45,25 @@ impl ModelCall {
             model_id: model_id.into(),
             region: region.into(),
             input_tokens,
-            max_tokens,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            max_tokens: Some(max_tokens),
             caller: None,
         }
+    }
+
+    /// The call without `maxTokens`: it reserves (and may write up to) the model's
+    /// `max_output_tokens`.
+    pub fn without_max_tokens(mut self) -> Self {
+        self.max_tokens = None;
+        self
+    }
+
+    /// The call's prompt-cache tokens: `read` served from the cache, `write` written to it.
+    pub fn cache_tokens(mut self, read: u64, write: u64) -> Self {
+        self.cache_read_tokens = read;
+        self.cache_write_tokens = write;
+        self
     }
 
     /// Labels the call with the calling application.
@@ -76,15 +101,19 @@ pub struct ModelReply {
     pub model_id: Arc<str>,
     /// The region that answered.
     pub region: Arc<str>,
-    /// Input tokens.
+    /// Input tokens (cache tokens apart).
     pub input_tokens: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write_tokens: u64,
     /// Output tokens written (never above the call's `max_tokens`).
     pub output_tokens: u64,
     /// Why the model stopped.
     pub stop_reason: StopReason,
     /// How long the call took in the simulator (the latency model).
     pub latency: Duration,
-    /// Quota tokens the call spent at settlement: `input + output × burndown`.
+    /// Quota tokens the call spent at settlement: `input + cache write + output × burndown`.
     pub quota_tokens: u64,
 }
 
@@ -96,8 +125,11 @@ pub struct InFlight {
     pub(super) inner: Arc<Inner>,
     pub(super) model: usize,
     pub(super) window: usize,
+    pub(super) day: u64,
     pub(super) reserved: u64,
     pub(super) input_tokens: u64,
+    pub(super) cache_read_tokens: u64,
+    pub(super) cache_write_tokens: u64,
     pub(super) output_tokens: u64,
     pub(super) max_tokens: u64,
     pub(super) latency: Duration,
@@ -126,6 +158,8 @@ impl InFlight {
             model_id: model.model_id.clone(),
             region: model.region.clone(),
             input_tokens: self.input_tokens,
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_tokens: self.cache_write_tokens,
             output_tokens: self.output_tokens,
             stop_reason: if self.output_tokens >= self.max_tokens {
                 StopReason::MaxTokens
@@ -138,10 +172,13 @@ impl InFlight {
         // Drop settles.
     }
 
+    /// `input + cache write + output × burndown`: cache reads are released.
     fn settled_tokens(&self) -> u64 {
-        let burndown = u64::from(self.inner.models[self.model].config.burndown);
-        self.input_tokens
-            .saturating_add(self.output_tokens.saturating_mul(burndown))
+        self.inner.models[self.model].spec.settlement(
+            self.input_tokens,
+            self.cache_write_tokens,
+            self.output_tokens,
+        )
     }
 }
 
@@ -150,7 +187,12 @@ impl Drop for InFlight {
         let settled = self.settled_tokens();
         let mut state = lock(&self.inner.state);
         let state = &mut *state;
+        let region = self.inner.models[self.model].region_index;
+        if let Some(account) = state.accounts.get_mut(region) {
+            account.settle(self.day, self.reserved, settled);
+        }
         let model = &mut state.models[self.model];
+        model.day.settle(self.day, self.reserved, settled);
         model.in_flight = model.in_flight.saturating_sub(1);
         let window = &mut model.windows[self.window];
         window.tokens = window
@@ -159,6 +201,12 @@ impl Drop for InFlight {
             .saturating_add(settled);
         model.tokens_settled = model.tokens_settled.saturating_add(settled);
         model.input_tokens = model.input_tokens.saturating_add(self.input_tokens);
+        model.cache_read_tokens = model
+            .cache_read_tokens
+            .saturating_add(self.cache_read_tokens);
+        model.cache_write_tokens = model
+            .cache_write_tokens
+            .saturating_add(self.cache_write_tokens);
         model.output_tokens = model.output_tokens.saturating_add(self.output_tokens);
         if self.finished {
             model.counts.completed += 1;

@@ -1,11 +1,27 @@
 //! A simulated account's configuration: each model's quotas, latency and output models and
 //! bad days ([`ModelConfig`], [`ModelConfigBuilder`], [`OutputLength`]), and the whole account
 //! as a file describes it ([`BedrockConfig`]).
+//!
+//! A model's `burndown` and `max_output_tokens` default to the [model table]'s numbers for its
+//! id (the same numbers the estimators and the SDK adapter use); a model id the table does not
+//! know gets the simulator's own defaults, burndown 1 and 4,096 output tokens (a made-up model
+//! in a test, not a real one to be careful about). `rpm` is off unless set: bedrock-runtime
+//! enforces tokens per minute and per day, not requests ("Quotas for the bedrock-runtime
+//! endpoint", <https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-runtime.html>).
+//! `tpd` defaults to `tpm × 24 × 60`, the default the same page and "How tokens are counted in
+//! Amazon Bedrock" (<https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-token-burndown.html>)
+//! give for established accounts (new accounts may get less: set `tpd`).
+//!
+//! [model table]: crate::bedrock::ModelTable
 
 use std::time::Duration;
 
 use crate::ConfigError;
+use crate::bedrock::{ModelSpec, ModelTable};
 use crate::sim::{Episode, RandomEpisodes, serde_time};
+
+/// Minutes in a day: the default tokens per day is `tpm × MINUTES_PER_DAY`.
+pub const MINUTES_PER_DAY: u64 = 24 * 60;
 
 /// The default time a rejection takes to arrive.
 pub(super) const DEFAULT_ERROR_LATENCY: Duration = Duration::from_millis(10);
@@ -90,11 +106,15 @@ impl OutputLength {
     }
 }
 
-fn default_burndown() -> u32 {
-    1
-}
-fn default_max_output_tokens() -> u64 {
-    4_096
+/// The simulator's burndown and output maximum for a model the [`ModelTable`] does not know.
+const UNKNOWN_MODEL: ModelSpec = ModelSpec::new(1, 4_096);
+
+/// `model_id`'s burndown and output maximum: the built-in model table's, or
+/// [`UNKNOWN_MODEL`] (no warning: a made-up id is normal in a simulation).
+fn table_spec(model_id: &str) -> ModelSpec {
+    ModelTable::builtin()
+        .lookup(model_id)
+        .unwrap_or(UNKNOWN_MODEL)
 }
 fn default_ttft() -> Duration {
     Duration::from_millis(400)
@@ -111,8 +131,20 @@ fn default_error_latency() -> Duration {
 /// Build one with [`ModelConfig::builder`], or deserialize it (field names as below; durations
 /// as `ttft_ms`, `per_output_token_ms`; episodes as `{ start_s, duration_s }`). Either way it is
 /// validated when the simulator is built.
+///
+/// Defaults: `burndown` and `max_output_tokens` take the [model table]'s numbers for
+/// `model_id` (the same numbers the estimators and the SDK adapter use); a model id the table
+/// does not know gets burndown 1 and 4,096 output tokens (a made-up model in a test, not a
+/// real one to be careful about). `rpm` is off: bedrock-runtime enforces tokens, not requests
+/// ("Quotas for the bedrock-runtime endpoint",
+/// <https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-runtime.html>). `tpd` is
+/// `tpm × 24 × 60`, the default that page and "How tokens are counted in Amazon Bedrock"
+/// (<https://docs.aws.amazon.com/bedrock/latest/userguide/quotas-token-burndown.html>) give
+/// (new accounts may get less: set `tpd`).
+///
+/// [model table]: crate::bedrock::ModelTable
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ModelConfigFile")]
 #[non_exhaustive]
 pub struct ModelConfig {
     /// The model id, e.g. `anthropic.claude-3-5-sonnet-20240620-v1:0` or an inference
@@ -120,58 +152,114 @@ pub struct ModelConfig {
     pub model_id: String,
     /// The region, e.g. `us-east-1`.
     pub region: String,
-    /// Requests per minute.
-    pub rpm: u64,
-    /// Tokens per minute.
+    /// Requests per minute, or `None` (the default) for no request quota, as bedrock-runtime
+    /// enforces none today; set it to model an account or endpoint that still counts requests.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (input + cache + output × burndown, see the [Bedrock simulator
+    /// docs](crate::sim::BedrockSim)).
     pub tpm: u64,
-    /// How many quota tokens one output token spends (e.g. 5 for newer Claude models).
-    #[serde(default = "default_burndown")]
+    /// Tokens per day, or `None` for the default `tpm × 1440`
+    /// ([`tokens_per_day`](Self::tokens_per_day) gives the value in force).
+    pub tpd: Option<u64>,
+    /// How many quota tokens one output token spends (5 on Claude 3.7 Sonnet and the Claude 4
+    /// family, 1 elsewhere). Default: the model table's.
     pub burndown: u32,
-    /// The largest `max_tokens` the model accepts (default 4096).
-    #[serde(default = "default_max_output_tokens")]
+    /// The largest `max_tokens` the model accepts, and what a call without `max_tokens`
+    /// reserves. Default: the model table's (64,000 for Claude Sonnet 4).
     pub max_output_tokens: u64,
     /// Time to first token (default 400 ms).
+    pub ttft: Duration,
+    /// Time per output token (default 10 ms).
+    pub per_output_token: Duration,
+    /// The output length model (default: 256 tokens, fixed).
+    pub output: OutputLength,
+    /// At most this many calls in flight; more are answered "Too many connections".
+    pub max_concurrency: Option<u32>,
+    /// Scheduled overload episodes.
+    pub overloads: Vec<Episode>,
+    /// Random overload episodes, drawn from the simulator's seed.
+    pub random_overloads: Option<RandomEpisodes>,
+    /// Outage windows (503 "Service temporarily unavailable").
+    pub outages: Vec<Episode>,
+}
+
+/// [`ModelConfig`] as a file writes it: the defaults that depend on the model id are filled in
+/// by `From`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelConfigFile {
+    model_id: String,
+    region: String,
+    #[serde(default)]
+    rpm: Option<u64>,
+    tpm: u64,
+    #[serde(default)]
+    tpd: Option<u64>,
+    #[serde(default)]
+    burndown: Option<u32>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
     #[serde(
         rename = "ttft_ms",
         with = "serde_time::millis",
         default = "default_ttft"
     )]
-    pub ttft: Duration,
-    /// Time per output token (default 10 ms).
+    ttft: Duration,
     #[serde(
         rename = "per_output_token_ms",
         with = "serde_time::millis",
         default = "default_per_output_token"
     )]
-    pub per_output_token: Duration,
-    /// The output length model (default: 256 tokens, fixed).
+    per_output_token: Duration,
     #[serde(default)]
-    pub output: OutputLength,
-    /// At most this many calls in flight; more are answered "Too many connections".
+    output: OutputLength,
     #[serde(default)]
-    pub max_concurrency: Option<u32>,
-    /// Scheduled overload episodes.
+    max_concurrency: Option<u32>,
     #[serde(default)]
-    pub overloads: Vec<Episode>,
-    /// Random overload episodes, drawn from the simulator's seed.
+    overloads: Vec<Episode>,
     #[serde(default)]
-    pub random_overloads: Option<RandomEpisodes>,
-    /// Outage windows (503 "Service temporarily unavailable").
+    random_overloads: Option<RandomEpisodes>,
     #[serde(default)]
-    pub outages: Vec<Episode>,
+    outages: Vec<Episode>,
+}
+
+impl From<ModelConfigFile> for ModelConfig {
+    fn from(file: ModelConfigFile) -> Self {
+        let spec = table_spec(&file.model_id);
+        ModelConfig {
+            rpm: file.rpm,
+            tpm: file.tpm,
+            tpd: file.tpd,
+            burndown: file.burndown.unwrap_or(spec.burndown),
+            max_output_tokens: file.max_output_tokens.unwrap_or(spec.max_output_tokens),
+            ttft: file.ttft,
+            per_output_token: file.per_output_token,
+            output: file.output,
+            max_concurrency: file.max_concurrency,
+            overloads: file.overloads,
+            random_overloads: file.random_overloads,
+            outages: file.outages,
+            model_id: file.model_id,
+            region: file.region,
+        }
+    }
 }
 
 impl ModelConfig {
-    /// A builder for `model_id` in `region`; `rpm` and `tpm` must be set.
+    /// A builder for `model_id` in `region`; `tpm` must be set. `burndown` and
+    /// `max_output_tokens` start at the model table's numbers for `model_id`.
     pub fn builder(model_id: impl Into<String>, region: impl Into<String>) -> ModelConfigBuilder {
+        let model_id = model_id.into();
+        let spec = table_spec(&model_id);
         ModelConfigBuilder {
             config: ModelConfig {
-                model_id: model_id.into(),
+                model_id,
                 region: region.into(),
-                rpm: 0,
+                rpm: None,
                 tpm: 0,
-                burndown: default_burndown(),
-                max_output_tokens: default_max_output_tokens(),
+                tpd: None,
+                burndown: spec.burndown,
+                max_output_tokens: spec.max_output_tokens,
                 ttft: default_ttft(),
                 per_output_token: default_per_output_token(),
                 output: OutputLength::default(),
@@ -181,6 +269,12 @@ impl ModelConfig {
                 outages: Vec::new(),
             },
         }
+    }
+
+    /// The tokens-per-day quota in force: `tpd`, or `tpm × 1440` when it is not set.
+    pub fn tokens_per_day(&self) -> u64 {
+        self.tpd
+            .unwrap_or_else(|| self.tpm.saturating_mul(MINUTES_PER_DAY))
     }
 
     /// Checks every field; the error names the first bad one and its value.
@@ -199,11 +293,24 @@ impl ModelConfig {
                 "must not be empty",
             ));
         }
-        if self.rpm == 0 {
-            return Err(ConfigError::new("rpm", self.rpm, "must be at least 1"));
+        if self.rpm == Some(0) {
+            return Err(ConfigError::new(
+                "rpm",
+                self.rpm,
+                "must be at least 1 (or unset for no request quota)",
+            ));
         }
         if self.tpm == 0 {
             return Err(ConfigError::new("tpm", self.tpm, "must be at least 1"));
+        }
+        if let Some(tpd) = self.tpd {
+            if tpd < self.tpm {
+                return Err(ConfigError::new(
+                    "tpd",
+                    tpd,
+                    "must be at least tpm (a day holds at least one minute)",
+                ));
+            }
         }
         if self.burndown == 0 {
             return Err(ConfigError::new(
@@ -217,13 +324,6 @@ impl ModelConfig {
                 "max_output_tokens",
                 self.max_output_tokens,
                 "must be at least 1",
-            ));
-        }
-        if self.tpm < self.max_output_tokens {
-            return Err(ConfigError::new(
-                "tpm",
-                self.tpm,
-                "is smaller than a single call at max_output_tokens, which could never be admitted",
             ));
         }
         if self.max_concurrency == Some(0) {
@@ -254,9 +354,9 @@ pub struct ModelConfigBuilder {
 }
 
 impl ModelConfigBuilder {
-    /// Requests per minute.
+    /// Enforces a requests-per-minute quota (off by default, as on bedrock-runtime).
     pub fn rpm(mut self, rpm: u64) -> Self {
-        self.config.rpm = rpm;
+        self.config.rpm = Some(rpm);
         self
     }
     /// Tokens per minute.
@@ -264,12 +364,18 @@ impl ModelConfigBuilder {
         self.config.tpm = tpm;
         self
     }
-    /// Quota tokens spent per output token.
+    /// Tokens per day (default `tpm × 1440`); at least `tpm`.
+    pub fn tpd(mut self, tpd: u64) -> Self {
+        self.config.tpd = Some(tpd);
+        self
+    }
+    /// Quota tokens spent per output token (default: the model table's).
     pub fn burndown(mut self, burndown: u32) -> Self {
         self.config.burndown = burndown;
         self
     }
-    /// The largest `max_tokens` the model accepts.
+    /// The largest `max_tokens` the model accepts, reserved by calls without one (default:
+    /// the model table's).
     pub fn max_output_tokens(mut self, tokens: u64) -> Self {
         self.config.max_output_tokens = tokens;
         self
@@ -324,7 +430,7 @@ impl ModelConfigBuilder {
 ///
 /// let config: BedrockConfig = serde_json::from_str(r#"{
 ///     "seed": 42,
-///     "models": [{ "model_id": "m", "region": "us-east-1", "rpm": 50, "tpm": 100000,
+///     "models": [{ "model_id": "m", "region": "us-east-1", "tpm": 100000, "tpd": 2000000,
 ///                  "burndown": 5, "ttft_ms": 300,
 ///                  "outages": [{ "start_s": 120, "duration_s": 60 }] }]
 /// }"#)?;
@@ -352,6 +458,55 @@ pub struct BedrockConfig {
     /// `window_phase_s`); absent: drawn from `seed` (see the [simulator docs](crate::sim)).
     #[serde(rename = "window_phase_s", with = "serde_time::opt_secs", default)]
     pub window_phase: Option<Duration>,
+    /// The account-wide, cross-model tokens-per-day quota of each region ("Cross-Model Max
+    /// Tokens Per Day", per account and region), written `account_tpd`; absent: none.
+    #[serde(default)]
+    pub account_tpd: Option<u64>,
     /// The models, one per (model id, region).
     pub models: Vec<ModelConfig>,
+}
+
+impl BedrockConfig {
+    /// Checks the account and every model: the window phase under 60 s, `account_tpd` at
+    /// least 1, at least one model, each valid, no (model id, region) twice. The error names
+    /// the first bad field and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(phase) = self.window_phase {
+            if phase >= super::BEDROCK_WINDOW {
+                return Err(ConfigError::new(
+                    "window_phase",
+                    phase,
+                    "must be under the 60 s window",
+                ));
+            }
+        }
+        if self.account_tpd == Some(0) {
+            return Err(ConfigError::new(
+                "account_tpd",
+                self.account_tpd,
+                "must be at least 1 (or unset for no account-wide quota)",
+            ));
+        }
+        if self.models.is_empty() {
+            return Err(ConfigError::new(
+                "models",
+                self.models.len(),
+                "at least one model is needed",
+            ));
+        }
+        for (i, model) in self.models.iter().enumerate() {
+            model.validate()?;
+            if self.models[..i]
+                .iter()
+                .any(|m| m.model_id == model.model_id && m.region == model.region)
+            {
+                return Err(ConfigError::new(
+                    "models",
+                    (&model.model_id, &model.region),
+                    "the same model id and region appear twice",
+                ));
+            }
+        }
+        Ok(())
+    }
 }

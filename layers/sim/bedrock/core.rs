@@ -8,9 +8,13 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 
-use super::state::{Inner, window_index};
-use super::{BEDROCK_WINDOW, BedrockStats, InFlight, ModelCall, ModelStats};
+use super::state::{Inner, day_index, window_index};
+use super::{BEDROCK_WINDOW, BedrockStats, InFlight, ModelCall, ModelStats, RegionStats};
 use crate::sim::{Rejection, SimError, after, elapsed, lock};
+
+/// The message of a call over a tokens-per-day quota (the model's or the account's), as
+/// Bedrock sends it with its `ThrottlingException`.
+pub const DAILY_MESSAGE: &str = "Too many tokens per day, please wait before trying again.";
 
 /// A simulated Bedrock account: every configured (model id, region) with its quotas, shared
 /// by all clones and all callers.
@@ -75,8 +79,9 @@ impl BedrockSim {
     }
 
     /// The synchronous core: checks the call against its model's state at `now` and either
-    /// admits it (reserving `input_tokens + max_tokens` and a concurrency slot) or rejects it.
-    /// Never sleeps.
+    /// admits it (reserving `input + cache read + cache write + max_tokens` — the model's
+    /// `max_output_tokens` when the call sets none — in its minute and its day, and a
+    /// concurrency slot) or rejects it. Never sleeps.
     pub fn start_call(&self, call: &ModelCall, now: Instant) -> Result<InFlight, SimError> {
         let inner = &self.inner;
         let mut state = lock(&inner.state);
@@ -98,9 +103,27 @@ impl BedrockSim {
         let st = &mut state.models[index];
         let since_start = elapsed(inner.start, now);
         let window = window_index(since_start, inner.window_offset);
+        let day = day_index(since_start, inner.window_offset);
         st.roll(window);
+        st.day.roll(day);
+        let account = &mut state.accounts[model.region_index];
+        account.roll(day);
+        let max_tokens = call.max_tokens.unwrap_or(config.max_output_tokens);
+        let reserved = model.spec.reservation(
+            call.input_tokens,
+            call.cache_read_tokens,
+            call.cache_write_tokens,
+            Some(max_tokens),
+        );
+        let daily = || {
+            SimError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                DAILY_MESSAGE,
+            )
+        };
 
-        let rejection = if call.max_tokens == 0 || call.max_tokens > config.max_output_tokens {
+        let rejection = if max_tokens == 0 || max_tokens > config.max_output_tokens {
             Some((
                 Rejection::Invalid,
                 SimError::new(
@@ -145,7 +168,16 @@ impl BedrockSim {
                     "Too many connections",
                 ),
             ))
-        } else if st.windows[window].requests >= config.rpm {
+        } else if st.day.tokens.saturating_add(reserved) > model.tpd
+            || inner
+                .account_tpd
+                .is_some_and(|tpd| account.tokens.saturating_add(reserved) > tpd)
+        {
+            Some((Rejection::Daily, daily()))
+        } else if config
+            .rpm
+            .is_some_and(|rpm| st.windows[window].requests >= rpm)
+        {
             Some((
                 Rejection::Requests,
                 SimError::new(
@@ -154,11 +186,7 @@ impl BedrockSim {
                     "Too many requests, please wait before trying again.",
                 ),
             ))
-        } else if st.windows[window]
-            .tokens
-            .saturating_add(call.input_tokens.saturating_add(call.max_tokens))
-            > config.tpm
-        {
+        } else if st.windows[window].tokens.saturating_add(reserved) > config.tpm {
             Some((
                 Rejection::Tokens,
                 SimError::new(
@@ -176,7 +204,8 @@ impl BedrockSim {
             return Err(error);
         }
 
-        let reserved = call.input_tokens.saturating_add(call.max_tokens);
+        account.tokens = account.tokens.saturating_add(reserved);
+        st.day.tokens = st.day.tokens.saturating_add(reserved);
         let w = &mut st.windows[window];
         w.requests += 1;
         w.tokens = w.tokens.saturating_add(reserved);
@@ -187,7 +216,7 @@ impl BedrockSim {
         if let Some((counts, _)) = state.callers.entry(&call.caller) {
             counts.admitted += 1;
         }
-        let output_tokens = config.output.sample(&mut st.output_rng, call.max_tokens);
+        let output_tokens = config.output.sample(&mut st.output_rng, max_tokens);
         let latency = config.ttft.saturating_add(Duration::from_nanos(
             crate::nanos(config.per_output_token).saturating_mul(output_tokens),
         ));
@@ -195,10 +224,13 @@ impl BedrockSim {
             inner: inner.clone(),
             model: index,
             window,
+            day,
             reserved,
             input_tokens: call.input_tokens,
+            cache_read_tokens: call.cache_read_tokens,
+            cache_write_tokens: call.cache_write_tokens,
             output_tokens,
-            max_tokens: call.max_tokens,
+            max_tokens,
             latency,
             completes_at: after(now, latency),
             caller: call.caller.clone(),
@@ -216,18 +248,26 @@ impl BedrockSim {
         let inner = &self.inner;
         inner.inspected();
         let mut state = lock(&inner.state);
-        let window = window_index(elapsed(inner.start, now), inner.window_offset);
+        let since_start = elapsed(inner.start, now);
+        let window = window_index(since_start, inner.window_offset);
+        let day = day_index(since_start, inner.window_offset);
         let models = inner
             .models
             .iter()
             .zip(state.models.iter_mut())
             .map(|(model, st)| {
                 st.roll(window);
+                st.day.roll(day);
                 ModelStats {
                     model_id: model.model_id.clone(),
                     region: model.region.clone(),
                     rpm: model.config.rpm,
                     tpm: model.config.tpm,
+                    tpd: model.tpd,
+                    day: st.day.day,
+                    day_tokens: st.day.tokens,
+                    cache_read_tokens: st.cache_read_tokens,
+                    cache_write_tokens: st.cache_write_tokens,
                     counts: st.counts,
                     tokens_reserved: st.tokens_reserved,
                     tokens_settled: st.tokens_settled,
@@ -239,8 +279,23 @@ impl BedrockSim {
                 }
             })
             .collect();
+        let regions = inner
+            .regions
+            .iter()
+            .zip(state.accounts.iter_mut())
+            .map(|(region, account)| {
+                account.roll(day);
+                RegionStats {
+                    region: region.clone(),
+                    account_tpd: inner.account_tpd,
+                    day: account.day,
+                    day_tokens: account.tokens,
+                }
+            })
+            .collect();
         BedrockStats {
             models,
+            regions,
             callers: state.callers.snapshot(),
         }
     }

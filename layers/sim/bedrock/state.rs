@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{BEDROCK_WINDOW, ModelConfig, WindowStats};
+use crate::bedrock::ModelSpec;
+
+use super::{BEDROCK_DAY, BEDROCK_WINDOW, ModelConfig, WindowStats};
 use crate::sim::{Callers, RandomEpisodes, SimCounts};
 
 #[derive(Debug)]
@@ -25,6 +27,10 @@ pub(super) struct Inner {
     pub(super) inspections: AtomicU64,
     pub(super) error_latency: Duration,
     pub(super) models: Vec<Model>,
+    /// The account-wide tokens per day of each region, if any.
+    pub(super) account_tpd: Option<u64>,
+    /// The regions of the models, in order of first appearance: [`State::accounts`]' order.
+    pub(super) regions: Vec<Arc<str>>,
     pub(super) state: Mutex<State>,
 }
 
@@ -39,18 +45,56 @@ pub(super) struct Model {
     pub(super) config: ModelConfig,
     pub(super) model_id: Arc<str>,
     pub(super) region: Arc<str>,
+    /// Index of the region in [`State::accounts`].
+    pub(super) region_index: usize,
+    /// The tokens-per-day quota in force.
+    pub(super) tpd: u64,
+    /// Burndown and output maximum, for the reservation and settlement formulas (one place:
+    /// [`ModelSpec`]).
+    pub(super) spec: ModelSpec,
     pub(super) overloaded_message: String,
 }
 
 #[derive(Debug)]
 pub(super) struct State {
     pub(super) models: Vec<ModelState>,
+    /// Per region: the account-wide day, counted whether or not a quota is set.
+    pub(super) accounts: Vec<DayWindow>,
     pub(super) callers: Callers,
+}
+
+/// One day's tokens: the current day only (bounded memory whatever the run's length).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct DayWindow {
+    /// The day's index (see [`day_index`]).
+    pub(super) day: u64,
+    /// Tokens counted in it: reservations in flight plus the settlements of finished calls.
+    pub(super) tokens: u64,
+}
+
+impl DayWindow {
+    /// Makes `day` the current day, emptying the window when it changes.
+    pub(super) fn roll(&mut self, day: u64) {
+        if day != self.day {
+            *self = DayWindow { day, tokens: 0 };
+        }
+    }
+
+    /// Settles a reservation of `reserved` tokens made in `day` to `settled`: only while that
+    /// day is current (a day that ended is gone, as on the service).
+    pub(super) fn settle(&mut self, day: u64, reserved: u64, settled: u64) {
+        if day == self.day {
+            self.tokens = self.tokens.saturating_sub(reserved).saturating_add(settled);
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct ModelState {
     pub(super) windows: Vec<WindowStats>,
+    pub(super) day: DayWindow,
+    pub(super) cache_read_tokens: u64,
+    pub(super) cache_write_tokens: u64,
     pub(super) counts: SimCounts,
     pub(super) tokens_reserved: u64,
     pub(super) tokens_settled: u64,
@@ -118,6 +162,9 @@ impl ModelState {
     pub(super) fn new(config: &ModelConfig, seed: u64, index: u64) -> Self {
         ModelState {
             windows: vec![WindowStats::default()],
+            day: DayWindow::default(),
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             counts: SimCounts::default(),
             tokens_reserved: 0,
             tokens_settled: 0,
@@ -151,4 +198,11 @@ pub(super) fn default_window_phase(seed: u64) -> Duration {
 pub(super) fn window_index(elapsed: Duration, offset: Duration) -> usize {
     let shifted = elapsed.saturating_add(offset);
     usize::try_from(shifted.as_secs() / BEDROCK_WINDOW.as_secs()).unwrap_or(usize::MAX - 1)
+}
+
+/// The day holding the instant `elapsed` after the start: days are [`BEDROCK_DAY`] long and
+/// begin on a window boundary (every 1,440th), so day 0 is short by the window phase's
+/// complement, like window 0.
+pub(super) fn day_index(elapsed: Duration, offset: Duration) -> u64 {
+    elapsed.saturating_add(offset).as_secs() / BEDROCK_DAY.as_secs()
 }

@@ -25,17 +25,27 @@ pub struct ModelStats {
     pub model_id: Arc<str>,
     /// The region.
     pub region: Arc<str>,
-    /// The configured requests per minute.
-    pub rpm: u64,
+    /// The configured requests per minute (`None`: no request quota).
+    pub rpm: Option<u64>,
     /// The configured tokens per minute.
     pub tpm: u64,
+    /// The tokens-per-day quota in force.
+    pub tpd: u64,
+    /// The current day's index (see [`BEDROCK_DAY`](super::BEDROCK_DAY)).
+    pub day: u64,
+    /// Tokens counted against the current day: reservations in flight plus settlements.
+    pub day_tokens: u64,
+    /// Cache-read input tokens of settled calls.
+    pub cache_read_tokens: u64,
+    /// Cache-write input tokens of settled calls.
+    pub cache_write_tokens: u64,
     /// Calls by what happened to them.
     pub counts: SimCounts,
     /// Tokens reserved by admitted calls (`input + max_tokens` each).
     pub tokens_reserved: u64,
-    /// Tokens settled by finished calls (`input + output × burndown` each).
+    /// Tokens settled by finished calls (`input + cache write + output × burndown` each).
     pub tokens_settled: u64,
-    /// Input tokens of settled calls.
+    /// Input tokens of settled calls (cache tokens apart).
     pub input_tokens: u64,
     /// Output tokens of settled calls.
     pub output_tokens: u64,
@@ -62,15 +72,31 @@ impl ModelStats {
         used as f64 / (self.tpm as f64 * self.windows.len().max(1) as f64)
     }
 
-    /// Requests admitted over `rpm × windows`.
-    pub fn request_utilization(&self) -> f64 {
+    /// Requests admitted over `rpm × windows`, if the model has a request quota.
+    pub fn request_utilization(&self) -> Option<f64> {
+        let rpm = self.rpm?;
         let used: u64 = self.windows.iter().map(|w| w.requests).sum();
-        used as f64 / (self.rpm as f64 * self.windows.len().max(1) as f64)
+        Some(used as f64 / (rpm as f64 * self.windows.len().max(1) as f64))
     }
 }
 
-/// A snapshot of a [`BedrockSim`]: every model (in configuration order) and every caller (by
-/// label).
+/// One region's account-wide day: every model of the region counts in it, whether or not an
+/// account-wide quota is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RegionStats {
+    /// The region.
+    pub region: Arc<str>,
+    /// The account-wide tokens per day, if set.
+    pub account_tpd: Option<u64>,
+    /// The current day's index.
+    pub day: u64,
+    /// Tokens of every model of the region counted against the current day.
+    pub day_tokens: u64,
+}
+
+/// A snapshot of a [`BedrockSim`]: every model (in configuration order), every region's
+/// account-wide day, and every caller (by label).
 ///
 /// [`BedrockSim`]: super::BedrockSim
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +104,8 @@ impl ModelStats {
 pub struct BedrockStats {
     /// Per model and region.
     pub models: Vec<ModelStats>,
+    /// Per region, in order of first appearance among the models.
+    pub regions: Vec<RegionStats>,
     /// Per caller label.
     pub callers: Vec<CallerStats>,
 }
@@ -88,6 +116,11 @@ impl BedrockStats {
         self.models
             .iter()
             .find(|m| &*m.model_id == model_id && &*m.region == region)
+    }
+
+    /// The account-wide day of one region.
+    pub fn region(&self, region: &str) -> Option<&RegionStats> {
+        self.regions.iter().find(|r| &*r.region == region)
     }
 
     /// The statistics of one caller.

@@ -13,6 +13,7 @@
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
+use super::prompt_cache::{self, CachePrefix};
 use super::wire::WireError;
 
 /// Characters per estimated token.
@@ -91,6 +92,8 @@ pub(crate) struct Ask {
     /// `None` when the request names no cap (Converse's `inferenceConfig.maxTokens` is
     /// optional).
     pub max_tokens: Option<u64>,
+    /// The prefix the request marks for the prompt cache, part of `input_tokens`.
+    pub cache: Option<CachePrefix>,
 }
 
 /// Estimated tokens for `chars` characters of text.
@@ -173,6 +176,7 @@ pub(crate) fn parse_converse(body: &[u8]) -> Result<Ask, WireError> {
     Ok(Ask {
         input_tokens: estimate_tokens(chars),
         max_tokens,
+        cache: prompt_cache::prefix(&map),
     })
 }
 
@@ -202,6 +206,7 @@ pub(crate) fn parse_anthropic(body: &[u8]) -> Result<Ask, WireError> {
     Ok(Ask {
         input_tokens: estimate_tokens(chars),
         max_tokens: Some(max_tokens),
+        cache: prompt_cache::prefix(&map),
     })
 }
 
@@ -233,36 +238,93 @@ impl Stop {
     }
 }
 
+/// A served call's token counts, as the replies report them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Input tokens, cache tokens apart.
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
+}
+
+impl Usage {
+    /// A call that used no prompt cache.
+    #[cfg(test)]
+    pub(crate) fn plain(input: u64, output: u64) -> Self {
+        Usage {
+            input,
+            output,
+            ..Usage::default()
+        }
+    }
+
+    /// Converse's `usage` (`TokenUsage`): `inputTokens`, `outputTokens`, `totalTokens` (every
+    /// token of the call, cache tokens included) and, when the call used the prompt cache,
+    /// `cacheReadInputTokens` and `cacheWriteInputTokens`.
+    pub(crate) fn converse(&self) -> Value {
+        let total = self
+            .input
+            .saturating_add(self.output)
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write);
+        let mut usage = json!({
+            "inputTokens": self.input,
+            "outputTokens": self.output,
+            "totalTokens": total,
+        });
+        if self.cache_read > 0 || self.cache_write > 0 {
+            usage["cacheReadInputTokens"] = self.cache_read.into();
+            usage["cacheWriteInputTokens"] = self.cache_write.into();
+        }
+        usage
+    }
+
+    /// The Anthropic messages API's `usage`: `input_tokens`, `output_tokens` and, when the
+    /// call used the prompt cache, `cache_creation_input_tokens` and
+    /// `cache_read_input_tokens`.
+    pub(crate) fn anthropic(&self) -> Value {
+        let mut usage = json!({
+            "input_tokens": self.input,
+            "output_tokens": self.output,
+        });
+        if self.cache_read > 0 || self.cache_write > 0 {
+            usage["cache_creation_input_tokens"] = self.cache_write.into();
+            usage["cache_read_input_tokens"] = self.cache_read.into();
+        }
+        usage
+    }
+}
+
 /// The Converse reply body.
-pub(crate) fn converse_reply(input: u64, output: u64, stop: Stop, latency_ms: u64) -> Value {
+pub(crate) fn converse_reply(usage: &Usage, stop: Stop, latency_ms: u64) -> Value {
     json!({
         "output": {
             "message": {
                 "role": "assistant",
-                "content": [{ "text": completion_text(output) }],
+                "content": [{ "text": completion_text(usage.output) }],
             }
         },
         "stopReason": stop.converse_str(),
-        "usage": {
-            "inputTokens": input,
-            "outputTokens": output,
-            "totalTokens": input + output,
-        },
+        "usage": usage.converse(),
         "metrics": { "latencyMs": latency_ms },
     })
 }
 
 /// The Anthropic messages reply body of InvokeModel.
-pub(crate) fn anthropic_reply(model: &str, id: &str, input: u64, output: u64, stop: Stop) -> Value {
+pub(crate) fn anthropic_reply(model: &str, id: &str, usage: &Usage, stop: Stop) -> Value {
     json!({
         "id": id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{ "type": "text", "text": completion_text(output) }],
+        "content": [{ "type": "text", "text": completion_text(usage.output) }],
         "stop_reason": match stop { Stop::EndTurn => "end_turn", Stop::MaxTokens => "max_tokens" },
         "stop_sequence": null,
-        "usage": { "input_tokens": input, "output_tokens": output },
+        "usage": usage.anthropic(),
     })
 }
 
@@ -331,7 +393,8 @@ mod tests {
             parse_converse(body).unwrap(),
             Ask {
                 input_tokens: 4,
-                max_tokens: Some(300)
+                max_tokens: Some(300),
+                cache: None,
             }
         );
         let body = br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#;
@@ -364,7 +427,8 @@ mod tests {
             parse_anthropic(body).unwrap(),
             Ask {
                 input_tokens: 4,
-                max_tokens: Some(50)
+                max_tokens: Some(50),
+                cache: None,
             }
         );
         let missing = br#"{"messages":[{"role":"user","content":"x"}]}"#;
@@ -376,15 +440,27 @@ mod tests {
 
     #[test]
     fn replies_carry_usage() {
-        let reply = converse_reply(10, 3, Stop::MaxTokens, 42);
+        let reply = converse_reply(&Usage::plain(10, 3), Stop::MaxTokens, 42);
         assert_eq!(reply["usage"]["totalTokens"], 13);
+        assert!(reply["usage"].get("cacheReadInputTokens").is_none());
         assert_eq!(reply["stopReason"], "max_tokens");
         assert_eq!(
             reply["output"]["message"]["content"][0]["text"],
             "sim sim sim "
         );
-        let reply = anthropic_reply("m", "msg_1", 10, 3, Stop::EndTurn);
+        let cached = Usage {
+            cache_read: 400,
+            cache_write: 20,
+            ..Usage::plain(10, 3)
+        };
+        let reply = converse_reply(&cached, Stop::EndTurn, 42);
+        assert_eq!(reply["usage"]["cacheReadInputTokens"], 400);
+        assert_eq!(reply["usage"]["cacheWriteInputTokens"], 20);
+        assert_eq!(reply["usage"]["totalTokens"], 433);
+        let reply = anthropic_reply("m", "msg_1", &cached, Stop::EndTurn);
         assert_eq!(reply["usage"]["output_tokens"], 3);
+        assert_eq!(reply["usage"]["cache_read_input_tokens"], 400);
+        assert_eq!(reply["usage"]["cache_creation_input_tokens"], 20);
         assert_eq!(reply["stop_reason"], "end_turn");
     }
 }

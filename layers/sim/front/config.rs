@@ -6,14 +6,17 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_TOKENS, DEFAULT_REGION};
+use super::{DEFAULT_MAX_BODY_BYTES, DEFAULT_REGION};
 use crate::ConfigError;
 use crate::sim::{BedrockConfig, DynamoConfig};
 
 /// A whole simulator configuration file: `[front]`, `[bedrock]` and `[dynamodb]`.
 ///
 /// `[bedrock]` takes `seed`, `error_latency_ms`, `window_phase_s` (where the first quota
-/// window ends after the start; drawn from the seed when left out) and the models.
+/// window ends after the start; drawn from the seed when left out), `account_tpd` (the
+/// account-wide tokens per day of each region; none when left out) and the models (`rpm` off
+/// and `tpd = tpm × 1440` unless set; `burndown` and `max_output_tokens` from the model table
+/// unless set).
 ///
 /// ```
 /// use tower_headroom::sim::front::SimFile;
@@ -32,13 +35,24 @@ use crate::sim::{BedrockConfig, DynamoConfig};
 ///     rpm = 150
 ///     tpm = 200000
 ///
+///     [[bedrock.models]]
+///     model_id = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+///     region = "us-east-1"
+///     tpm = 200000
+///     tpd = 50000000
+///
 ///     [[dynamodb.tables]]
 ///     name = "orders"
 ///     rcu = 100
 ///     wcu = 100
 /// "#).unwrap();
 /// let bedrock = file.bedrock.unwrap();
-/// assert_eq!(bedrock.models[0].rpm, 150);
+/// assert_eq!(bedrock.models[0].rpm, Some(150));
+/// assert_eq!(bedrock.models[0].tokens_per_day(), 200_000 * 1440);
+/// // No RPM unless set; burndown and the output maximum from the model table.
+/// let sonnet4 = &bedrock.models[1];
+/// assert_eq!((sonnet4.rpm, sonnet4.tpd), (None, Some(50_000_000)));
+/// assert_eq!((sonnet4.burndown, sonnet4.max_output_tokens), (5, 64_000));
 /// assert_eq!(bedrock.window_phase, Some(std::time::Duration::ZERO));
 ///
 /// let err = SimFile::from_toml("[[bedrock.models]]\nmodel_id = \"m\"\nregion = \"r\"\nrpm = \"lots\"\ntpm = 1\n")
@@ -71,9 +85,6 @@ pub struct FrontConfig {
     pub default_region: String,
     /// The largest request body accepted (default 16 MiB).
     pub max_body_bytes: usize,
-    /// The output cap reserved for a Converse request without `maxTokens`, for a model with
-    /// no `max_output_tokens` (default 4096).
-    pub default_max_tokens: u64,
     /// The DynamoDB-compatible store to forward to (default: start dynalite when tables are
     /// configured; `--dynamo-upstream` overrides).
     pub dynamodb_upstream: Option<String>,
@@ -87,7 +98,6 @@ impl Default for FrontConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4566)),
             default_region: String::from(DEFAULT_REGION),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            default_max_tokens: DEFAULT_MAX_TOKENS,
             dynamodb_upstream: None,
             partition_keys: HashMap::new(),
         }
@@ -146,19 +156,7 @@ impl SimFile {
     pub fn from_toml(text: &str) -> Result<SimFile, SimFileError> {
         let file: SimFile = toml::from_str(text).map_err(SimFileError::Parse)?;
         if let Some(bedrock) = &file.bedrock {
-            for model in &bedrock.models {
-                model.validate()?;
-            }
-            if let Some(phase) = bedrock.window_phase {
-                if phase >= crate::sim::BEDROCK_WINDOW {
-                    return Err(ConfigError::new(
-                        "bedrock.window_phase_s",
-                        phase,
-                        "must be under the 60 s window",
-                    )
-                    .into());
-                }
-            }
+            bedrock.validate()?;
         }
         if let Some(dynamodb) = &file.dynamodb {
             for table in &dynamodb.tables {
@@ -167,11 +165,6 @@ impl SimFile {
         }
         if file.front.max_body_bytes == 0 {
             return Err(ConfigError::new("front.max_body_bytes", 0, "must be at least 1").into());
-        }
-        if file.front.default_max_tokens == 0 {
-            return Err(
-                ConfigError::new("front.default_max_tokens", 0, "must be at least 1").into(),
-            );
         }
         Ok(file)
     }

@@ -15,7 +15,7 @@ use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::bedrock_wire::{MAX_COMPLETION_TOKENS, Stop, completion_text};
+use super::bedrock_wire::{MAX_COMPLETION_TOKENS, Stop, Usage, completion_text};
 
 /// The content type of an event-stream body.
 pub(crate) const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
@@ -24,18 +24,17 @@ pub(crate) const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 /// streams, without one frame per token for long completions.
 pub(crate) const TOKENS_PER_DELTA: u64 = 32;
 
-/// The whole ConverseStream body of a completed call: `input` and `output` tokens, why it
-/// stopped, and its latency.
+/// The whole ConverseStream body of a completed call: its usage, why it stopped, and its
+/// latency.
 ///
 /// Fails only if a frame were too large for the format (16 MiB), which these small events
 /// never are.
 pub(crate) fn converse_stream_reply(
-    input: u64,
-    output: u64,
+    usage: &Usage,
     stop: Stop,
     latency_ms: u64,
 ) -> Result<Bytes, FrameError> {
-    let text_tokens = output.min(MAX_COMPLETION_TOKENS);
+    let text_tokens = usage.output.min(MAX_COMPLETION_TOKENS);
     let deltas = text_tokens.div_ceil(TOKENS_PER_DELTA).max(1);
     let mut buf = Vec::new();
     write_event(&mut buf, "messageStart", &json!({ "role": "assistant" }))?;
@@ -63,11 +62,7 @@ pub(crate) fn converse_stream_reply(
         &mut buf,
         "metadata",
         &json!({
-            "usage": {
-                "inputTokens": input,
-                "outputTokens": output,
-                "totalTokens": input.saturating_add(output),
-            },
+            "usage": usage.converse(),
             "metrics": { "latencyMs": latency_ms },
         }),
     )?;
@@ -140,7 +135,8 @@ mod tests {
 
     #[test]
     fn a_reply_is_start_deltas_stop_and_metadata_in_order() {
-        let events = decode(converse_stream_reply(10, 70, Stop::EndTurn, 1234).unwrap());
+        let events =
+            decode(converse_stream_reply(&Usage::plain(10, 70), Stop::EndTurn, 1234).unwrap());
         // 70 tokens: 32 + 32 + 6.
         assert_eq!(
             types(&events),
@@ -171,7 +167,8 @@ mod tests {
 
     #[test]
     fn an_empty_completion_still_has_one_delta_and_max_tokens_is_spelled_as_converse_does() {
-        let events = decode(converse_stream_reply(3, 0, Stop::MaxTokens, 0).unwrap());
+        let events =
+            decode(converse_stream_reply(&Usage::plain(3, 0), Stop::MaxTokens, 0).unwrap());
         assert_eq!(
             types(&events),
             [
@@ -190,7 +187,7 @@ mod tests {
     #[test]
     fn a_corrupted_frame_is_refused_by_the_decoder() {
         // The CRCs are really there: flipping one payload byte breaks the frame.
-        let body = converse_stream_reply(1, 1, Stop::EndTurn, 1).unwrap();
+        let body = converse_stream_reply(&Usage::plain(1, 1), Stop::EndTurn, 1).unwrap();
         let mut bytes = body.to_vec();
         bytes[20] ^= 0x01;
         assert!(read_message_from(&mut Bytes::from(bytes)).is_err());
@@ -276,7 +273,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn usage_and_text_follow_the_counts(input in 0u64..1_000_000, output in 0u64..2_000, latency in 0u64..100_000) {
-            let events = decode(converse_stream_reply(input, output, Stop::EndTurn, latency).unwrap());
+            let events = decode(converse_stream_reply(&Usage::plain(input, output), Stop::EndTurn, latency).unwrap());
             let deltas = events.iter().filter(|(t, _)| t == "contentBlockDelta").count() as u64;
             proptest::prop_assert_eq!(deltas, output.div_ceil(TOKENS_PER_DELTA).max(1));
             proptest::prop_assert_eq!(text(&events).len() as u64, 4 * output);

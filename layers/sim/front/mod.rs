@@ -11,13 +11,18 @@
 //!   (the same body) and `POST /model/{modelId}/invoke` (Anthropic messages body:
 //!   `max_tokens`, `messages`, `system`). The model id is the
 //!   percent-decoded path segment (inference profile ARNs included). Input tokens are
-//!   estimated as one per four characters of text (see `bedrock_wire`); a request without
-//!   `maxTokens` reserves the model's configured `max_output_tokens` (when the service was
-//!   built from a [`SimFile`]) or [`SimServiceBuilder::default_max_tokens`]. The region is the
+//!   estimated as one per four characters of text (see `bedrock_wire`); a Converse request
+//!   without `inferenceConfig.maxTokens` is passed on without one, and the simulator reserves
+//!   the model's `max_output_tokens`, as Bedrock does. The region is the
 //!   one in the SigV4 `Authorization` header's credential scope, else
 //!   [`SimServiceBuilder::default_region`]; the header is read for that and nothing else.
-//!   Replies carry `usage` and `metrics.latencyMs` (Converse) or the Anthropic `usage`
-//!   (InvokeModel, plus the `x-amzn-bedrock-*-token-count` headers). ConverseStream is
+//!   A request that marks a prompt-cache prefix (a Converse `cachePoint` block, an Anthropic
+//!   `cache_control`) writes it on its first call and reads it within its time to live (see
+//!   `prompt_cache`): those tokens go to the simulator as cache tokens, apart from the input.
+//!   Replies carry `usage` and `metrics.latencyMs` (Converse; `cacheReadInputTokens` and
+//!   `cacheWriteInputTokens` when the call read or wrote the prompt cache) or the Anthropic
+//!   `usage` (InvokeModel: `input_tokens`, `output_tokens`, `cache_read_input_tokens`,
+//!   `cache_creation_input_tokens`, plus the `x-amzn-bedrock-*-token-count` headers). ConverseStream is
 //!   admitted, throttled and settled exactly as Converse (an error before the stream starts is
 //!   the same HTTP error answer); its success is a `200` with an
 //!   `application/vnd.amazon.eventstream` body of AWS event-stream frames: `messageStart`,
@@ -94,6 +99,7 @@ pub mod dynalite;
 mod dynamodb;
 mod event_stream;
 mod item_size;
+mod prompt_cache;
 #[cfg(feature = "smithy")]
 mod sdk;
 mod server;
@@ -103,8 +109,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -113,8 +119,9 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 
 use self::bedrock_wire::{BedrockOp, Stop};
+use self::prompt_cache::CacheUse;
 use self::wire::{Protocol, WireError, WireResponse};
-use super::{BedrockSim, DynamoSim, ModelCall, SimError, StopReason};
+use super::{BedrockSim, DynamoSim, ModelCall, SimError, StopReason, lock};
 use crate::{BoxError, ConfigError};
 
 pub use self::config::{FrontConfig, SimFile, SimFileError};
@@ -137,12 +144,11 @@ pub struct SimService {
 #[derive(Debug)]
 struct Inner {
     bedrock: Option<BedrockSim>,
-    /// `max_output_tokens` per (model id, region), for requests that name no cap.
-    model_max_tokens: HashMap<(String, String), u64>,
     dynamo: Option<dynamodb::DynamoFront>,
     default_region: Arc<str>,
     max_body_bytes: usize,
-    default_max_tokens: u64,
+    /// Prefixes in the prompt cache (see `prompt_cache`).
+    prompt_cache: Mutex<prompt_cache::PromptCache>,
     next_request: AtomicU64,
 }
 
@@ -150,21 +156,17 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct SimServiceBuilder {
     bedrock: Option<BedrockSim>,
-    model_max_tokens: HashMap<(String, String), u64>,
     dynamo: Option<DynamoSim>,
     upstream: Option<String>,
     partition_keys: HashMap<String, String>,
     default_region: Option<String>,
     max_body_bytes: Option<usize>,
-    default_max_tokens: Option<u64>,
 }
 
 /// Default for [`SimServiceBuilder::default_region`].
 pub const DEFAULT_REGION: &str = "us-east-1";
 /// Default for [`SimServiceBuilder::max_body_bytes`]: 16 MiB, DynamoDB's request limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
-/// Default for [`SimServiceBuilder::default_max_tokens`].
-pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 impl SimServiceBuilder {
     /// Serves Bedrock Runtime from `sim`.
@@ -208,13 +210,6 @@ impl SimServiceBuilder {
         self
     }
 
-    /// The output cap reserved for a Converse request without `inferenceConfig.maxTokens`,
-    /// for models whose `max_output_tokens` the front was not told (default 4096).
-    pub fn default_max_tokens(mut self, tokens: u64) -> Self {
-        self.default_max_tokens = Some(tokens);
-        self
-    }
-
     /// Checks the settings and builds the service.
     ///
     /// Must be called inside a tokio runtime when a DynamoDB upstream is set (its HTTP client
@@ -234,14 +229,6 @@ impl SimServiceBuilder {
         if max_body_bytes == 0 {
             return Err(ConfigError::new("max_body_bytes", 0, "must be at least 1"));
         }
-        let default_max_tokens = self.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-        if default_max_tokens == 0 {
-            return Err(ConfigError::new(
-                "default_max_tokens",
-                0,
-                "must be at least 1",
-            ));
-        }
         let upstream = self
             .upstream
             .map(|url| dynamodb::Upstream::new(&url))
@@ -257,11 +244,10 @@ impl SimServiceBuilder {
         Ok(SimService {
             inner: Arc::new(Inner {
                 bedrock: self.bedrock,
-                model_max_tokens: self.model_max_tokens,
                 dynamo,
                 default_region: default_region.into(),
                 max_body_bytes,
-                default_max_tokens,
+                prompt_cache: Mutex::default(),
                 next_request: AtomicU64::new(1),
             }),
         })
@@ -279,15 +265,8 @@ impl SimService {
     pub fn from_file(file: &SimFile, upstream: Option<&str>) -> Result<SimService, ConfigError> {
         let mut builder = SimService::builder()
             .default_region(file.front.default_region.clone())
-            .max_body_bytes(file.front.max_body_bytes)
-            .default_max_tokens(file.front.default_max_tokens);
+            .max_body_bytes(file.front.max_body_bytes);
         if let Some(config) = &file.bedrock {
-            for model in &config.models {
-                builder.model_max_tokens.insert(
-                    (model.model_id.clone(), model.region.clone()),
-                    model.max_output_tokens,
-                );
-            }
             builder = builder.bedrock(BedrockSim::from_config(config.clone())?);
         }
         if let Some(config) = &file.dynamodb {
@@ -524,13 +503,27 @@ impl Inner {
             Ok(ask) => ask,
             Err(error) => return self.reject(protocol, error, &head.request_id, op.as_str()),
         };
-        let max_tokens = ask.max_tokens.unwrap_or_else(|| {
-            self.model_max_tokens
-                .get(&(model.clone(), region.to_string()))
-                .copied()
-                .unwrap_or(self.default_max_tokens)
+        let model_id: Arc<str> = model.as_str().into();
+        let now = tokio::time::Instant::now();
+        let cache_use = ask.cache.map(|prefix| {
+            (
+                prefix,
+                lock(&self.prompt_cache).lookup(&model_id, &region, &prefix, now),
+            )
         });
-        let mut call = ModelCall::new(model.as_str(), region.clone(), ask.input_tokens, max_tokens);
+        let (read, write) = match cache_use {
+            Some((_, CacheUse::Read(tokens))) => (tokens, 0),
+            Some((_, CacheUse::Write(tokens))) => (0, tokens),
+            None => (0, 0),
+        };
+        let mut call = ModelCall::new(
+            model_id.clone(),
+            region.clone(),
+            ask.input_tokens.saturating_sub(read + write),
+            0,
+        )
+        .cache_tokens(read, write);
+        call.max_tokens = ask.max_tokens;
         if let Some(caller) = &head.caller {
             call = call.caller(caller.clone());
         }
@@ -541,7 +534,12 @@ impl Inner {
         }
         .await;
         let reply = match result {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                if let Some((prefix, _)) = cache_use {
+                    lock(&self.prompt_cache).touch(&model_id, &region, &prefix, now);
+                }
+                reply
+            }
             Err(error) => {
                 tracing::debug!(
                     op = op.as_str(),
@@ -567,50 +565,47 @@ impl Inner {
             _ => Stop::EndTurn,
         };
         let latency_ms = u64::try_from(reply.latency.as_millis()).unwrap_or(u64::MAX);
+        let usage = bedrock_wire::Usage {
+            input: reply.input_tokens,
+            output: reply.output_tokens,
+            cache_read: reply.cache_read_tokens,
+            cache_write: reply.cache_write_tokens,
+        };
         match op {
             BedrockOp::Converse => wire::json_response(
                 protocol,
                 StatusCode::OK,
-                &bedrock_wire::converse_reply(
-                    reply.input_tokens,
-                    reply.output_tokens,
-                    stop,
-                    latency_ms,
-                ),
+                &bedrock_wire::converse_reply(&usage, stop, latency_ms),
                 &head.request_id,
             ),
-            BedrockOp::ConverseStream => match event_stream::converse_stream_reply(
-                reply.input_tokens,
-                reply.output_tokens,
-                stop,
-                latency_ms,
-            ) {
-                Ok(body) => wire::bytes_response(
-                    event_stream::EVENT_STREAM,
-                    StatusCode::OK,
-                    body,
-                    &head.request_id,
-                ),
-                // Unreachable with these small frames; an answer all the same, not a panic.
-                Err(_) => self.reject(
-                    protocol,
-                    WireError {
-                        status: StatusCode::INTERNAL_SERVER_ERROR,
-                        code: "InternalServerException",
-                        namespace: wire::CORAL_SERVICE_NS,
-                        message: String::from("The event stream could not be encoded."),
-                        retry_after_secs: None,
-                    },
-                    &head.request_id,
-                    op.as_str(),
-                ),
-            },
+            BedrockOp::ConverseStream => {
+                match event_stream::converse_stream_reply(&usage, stop, latency_ms) {
+                    Ok(body) => wire::bytes_response(
+                        event_stream::EVENT_STREAM,
+                        StatusCode::OK,
+                        body,
+                        &head.request_id,
+                    ),
+                    // Unreachable with these small frames; an answer all the same, not a panic.
+                    Err(_) => self.reject(
+                        protocol,
+                        WireError {
+                            status: StatusCode::INTERNAL_SERVER_ERROR,
+                            code: "InternalServerException",
+                            namespace: wire::CORAL_SERVICE_NS,
+                            message: String::from("The event stream could not be encoded."),
+                            retry_after_secs: None,
+                        },
+                        &head.request_id,
+                        op.as_str(),
+                    ),
+                }
+            }
             BedrockOp::Invoke => {
                 let body = bedrock_wire::anthropic_reply(
                     &model,
                     &format!("msg_{}", head.request_id),
-                    reply.input_tokens,
-                    reply.output_tokens,
+                    &usage,
                     stop,
                 );
                 let mut response =
