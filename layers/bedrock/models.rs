@@ -79,7 +79,8 @@ impl ModelSpec {
             .saturating_add(output.saturating_mul(self.burndown as u64))
     }
 
-    fn validate(self) -> Result<Self, ConfigError> {
+    /// Checks the spec: a zero burndown or a zero maximum is a [`ConfigError`] naming it.
+    pub(crate) fn validate(self) -> Result<Self, ConfigError> {
         if self.burndown == 0 {
             return Err(ConfigError::new(
                 "burndown",

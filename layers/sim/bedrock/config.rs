@@ -312,20 +312,7 @@ impl ModelConfig {
                 ));
             }
         }
-        if self.burndown == 0 {
-            return Err(ConfigError::new(
-                "burndown",
-                self.burndown,
-                "must be at least 1",
-            ));
-        }
-        if self.max_output_tokens == 0 {
-            return Err(ConfigError::new(
-                "max_output_tokens",
-                self.max_output_tokens,
-                "must be at least 1",
-            ));
-        }
+        crate::bedrock::ModelSpec::new(self.burndown, self.max_output_tokens).validate()?;
         if self.max_concurrency == Some(0) {
             return Err(ConfigError::new(
                 "max_concurrency",
