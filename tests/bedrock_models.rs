@@ -296,6 +296,52 @@ async fn a_tower_stack_reserves_each_targets_own_maximum_and_settles_with_its_bu
     assert_eq!(settled, Some(100 + 50 + 300 * 5));
 }
 
+/// Routes of more than four model-labelled targets keep each target's own cost too (their
+/// costs are kept apart from the inline ones of shorter routes).
+#[tokio::test(start_paused = true)]
+async fn a_long_route_weighs_its_fifth_target_at_its_own_models_cost() {
+    let minute = |units| Limit::per_minute().units(units).build().unwrap();
+    // Four Sonnet 4 targets whose windows cannot hold a 64,100-token reservation, then Haiku.
+    let sonnets = [
+        "us.anthropic.claude-sonnet-4-20250514-v1:0",
+        "eu.anthropic.claude-sonnet-4-20250514-v1:0",
+        "apac.anthropic.claude-sonnet-4-20250514-v1:0",
+        "global.anthropic.claude-sonnet-4-20250514-v1:0",
+    ];
+    let mut quota = Quota::builder(minute(1_000_000)).key_limit(HAIKU3, minute(10_000));
+    for sonnet in sonnets {
+        quota = quota.key_limit(sonnet, minute(50_000));
+    }
+    let quota: Quota<&'static str> = quota.build();
+    let seen = Calls::default();
+    let mut builder = StackBuilder::bedrock(HttpClassifier::new());
+    for (i, sonnet) in sonnets.iter().enumerate() {
+        let name: &'static str = ["s0", "s1", "s2", "s3"][i];
+        builder = builder.target(Target::new(name, *sonnet).model(*sonnet));
+    }
+    let stack = builder
+        .target(Target::new("haiku", HAIKU3).model(HAIKU3))
+        .max_hops(4)
+        .admission(quota.clone(), estimator())
+        .usage(BedrockUsage::new(ModelTable::builtin()))
+        .rewrite(
+            backend(quota.clone(), Arc::clone(&seen)),
+            |chat: &mut Chat, model: &&'static str| chat.model = *model,
+        )
+        .unwrap();
+    let open = Chat {
+        model: sonnets[0],
+        prompt: "x".repeat(400),
+        max_tokens: None,
+    };
+    let response = stack.oneshot(open).await.unwrap();
+    assert_eq!(
+        &*response.extensions().get::<Served>().unwrap().name,
+        "haiku"
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![(HAIKU3, Some(4_196))]);
+}
+
 #[cfg(feature = "bedrock")]
 mod sdk {
     use super::*;
