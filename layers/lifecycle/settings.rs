@@ -13,6 +13,7 @@ use crate::stack::Profile;
 use crate::timeout::AttemptTimeout;
 
 /// What a builder was given (`None`: the profile's default).
+#[derive(Default)]
 pub(crate) struct Given {
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) deadline: Option<Duration>,

@@ -30,20 +30,17 @@ use crate::timeout::AttemptTimeout;
 /// `us.anthropic.claude-3-haiku-20240307-v1:0`), or with one client per region.
 pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     profile: Profile,
-    retry: Option<RetryPolicy>,
+    /// The retry policy, deadline, attempt timeout, breakers (`None`: the profile's, one per
+    /// target and per key) and seed given, resolved in [`Given::resolve`] as `StackBuilder`
+    /// resolves them.
+    given: Given,
     targets: Vec<Target<Arc<str>>>,
     fallback_policy: Option<FallbackPolicy>,
     max_hops: Option<u32>,
-    /// `None`: the profile's breaker, one per target and per key.
-    breakers: Option<BreakerSource>,
     quota: Option<Quota<Arc<str>, S>>,
     priority: Priority,
     tenant: Option<Tenant>,
-    deadline: Option<Duration>,
-    /// `None`: the profile's; `Some(None)`: no attempt timeout.
-    attempt_timeout: Option<Option<AttemptTimeout>>,
     concurrency: Option<ConcurrencyConfig>,
-    seed: Option<u64>,
     estimation: Estimation,
 }
 
@@ -52,7 +49,7 @@ impl<S> fmt::Debug for SdkHeadroomBuilder<S> {
         f.debug_struct("SdkHeadroomBuilder")
             .field("profile", &self.profile)
             .field("targets", &self.targets.len())
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.given.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -62,18 +59,14 @@ impl SdkHeadroomBuilder {
     pub(super) fn new(profile: Profile) -> Self {
         SdkHeadroomBuilder {
             profile,
-            retry: None,
+            given: Given::default(),
             targets: Vec::new(),
             fallback_policy: None,
             max_hops: None,
-            breakers: None,
             quota: None,
             priority: Priority::Interactive,
             tenant: None,
-            deadline: None,
-            attempt_timeout: None,
             concurrency: None,
-            seed: None,
             estimation: Estimation {
                 chars_per_token: 4,
                 models: crate::bedrock::ModelTable::builtin(),
@@ -86,7 +79,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// Replaces the profile's retry policy. Clones of a policy share its retry budget, so the
     /// same policy may serve Tower stacks and SDK clients together.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.given.retry = Some(policy);
         self
     }
 
@@ -110,7 +103,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
 
     /// Replaces the profile's breaker configuration (one breaker per target and per key).
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
-        self.breakers = Some(BreakerSource::PerTarget(config));
+        self.given.breakers = Some(BreakerSource::PerTarget(config));
         self
     }
 
@@ -118,13 +111,13 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// Share the registry with a [`StackBuilder`](crate::StackBuilder) so an SDK client and a
     /// Tower stack see one breaker per backend.
     pub fn breaker_registry(mut self, registry: BreakerRegistry<Arc<str>>) -> Self {
-        self.breakers = Some(BreakerSource::Registry(registry));
+        self.given.breakers = Some(BreakerSource::Registry(registry));
         self
     }
 
     /// No circuit breakers.
     pub fn no_breakers(mut self) -> Self {
-        self.breakers = Some(BreakerSource::None);
+        self.given.breakers = Some(BreakerSource::None);
         self
     }
 
@@ -133,18 +126,14 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     pub fn quota<S2>(self, quota: Quota<Arc<str>, S2>) -> SdkHeadroomBuilder<S2> {
         SdkHeadroomBuilder {
             profile: self.profile,
-            retry: self.retry,
+            given: self.given,
             targets: self.targets,
             fallback_policy: self.fallback_policy,
             max_hops: self.max_hops,
-            breakers: self.breakers,
             quota: Some(quota),
             priority: self.priority,
             tenant: self.tenant,
-            deadline: self.deadline,
-            attempt_timeout: self.attempt_timeout,
             concurrency: self.concurrency,
-            seed: self.seed,
             estimation: self.estimation,
         }
     }
@@ -169,7 +158,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// attempt's admission wait is also bounded by [`MAX_ADMISSION_WAIT`](super::MAX_ADMISSION_WAIT) (the request is
     /// signed before it waits); a longer wait is answered at once with a retry delay.
     pub fn deadline(mut self, budget: Duration) -> Self {
-        self.deadline = Some(budget);
+        self.given.deadline = Some(budget);
         self
     }
 
@@ -178,13 +167,13 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// call's estimate as the Tower stack scales it). The HTTP client enforces it around the
     /// request it sends: for a streamed response, until the response head arrives.
     pub fn attempt_timeout(mut self, timeout: AttemptTimeout) -> Self {
-        self.attempt_timeout = Some(Some(timeout));
+        self.given.attempt_timeout = Some(Some(timeout));
         self
     }
 
     /// No attempt timeout of ours (the SDK's own `TimeoutConfig` still applies).
     pub fn no_attempt_timeout(mut self) -> Self {
-        self.attempt_timeout = Some(None);
+        self.given.attempt_timeout = Some(None);
         self
     }
 
@@ -201,7 +190,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
     /// exactly (simulations, tests). A policy or breaker configuration given explicitly keeps
     /// its own seed.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.given.seed = Some(seed);
         self
     }
 
@@ -236,14 +225,9 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             budget: deadline,
             attempt_timeout,
             breakers,
-        } = Given {
-            retry: self.retry,
-            deadline: self.deadline,
-            attempt_timeout: self.attempt_timeout,
-            breakers: self.breakers,
-            seed: self.seed,
-        }
-        .resolve(self.profile, self.priority, self.quota.is_some())?;
+        } = self
+            .given
+            .resolve(self.profile, self.priority, self.quota.is_some())?;
         let route = if self.targets.is_empty() {
             None
         } else {

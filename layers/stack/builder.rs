@@ -32,15 +32,11 @@ pub struct StackBuilder<T, C, A = NoAdmission> {
     profile: Profile,
     classifier: C,
     route: RouteBuilder<T>,
-    retry: Option<RetryPolicy>,
-    deadline: Option<Duration>,
-    /// `None`: the profile's; `Some(None)`: no attempt timeout.
-    attempt_timeout: Option<Option<AttemptTimeout>>,
+    /// The retry policy, deadline, attempt timeout, breakers and seed given (`None`: the
+    /// profile's), resolved in [`Given::resolve`] as the SDK adapter's builder resolves them.
+    given: Given,
     /// An adaptive concurrency limit per target, when set.
     concurrency: Option<ConcurrencyConfig>,
-    seed: Option<u64>,
-    /// `None`: the profile's breaker, one per target.
-    breakers: Option<BreakerSource>,
     admission: A,
 }
 
@@ -66,12 +62,8 @@ impl<T, C> StackBuilder<T, C> {
             profile,
             classifier,
             route: Route::builder(),
-            retry: None,
-            deadline: None,
-            attempt_timeout: None,
+            given: Given::default(),
             concurrency: None,
-            seed: None,
-            breakers: None,
             admission: NoAdmission,
         }
     }
@@ -102,12 +94,8 @@ impl<T, C> StackBuilder<T, C> {
             profile: self.profile,
             classifier: self.classifier,
             route: self.route,
-            retry: self.retry,
-            deadline: self.deadline,
-            attempt_timeout: self.attempt_timeout,
+            given: self.given,
             concurrency: self.concurrency,
-            seed: self.seed,
-            breakers: self.breakers,
             admission: Admit {
                 quota,
                 estimate,
@@ -143,7 +131,7 @@ impl<T, C, A> StackBuilder<T, C, A> {
     /// [`deadline`](Profile::deadline) for the stack's priority). Admission waits,
     /// the router's choice of a target that must wait, and retries all spend from it.
     pub fn deadline(mut self, budget: Duration) -> Self {
-        self.deadline = Some(budget);
+        self.given.deadline = Some(budget);
         self
     }
 
@@ -152,13 +140,13 @@ impl<T, C, A> StackBuilder<T, C, A> {
     /// estimated cost when the stack admits calls; the timer runs from the attempt's admission
     /// until the client answers.
     pub fn attempt_timeout(mut self, timeout: AttemptTimeout) -> Self {
-        self.attempt_timeout = Some(Some(timeout));
+        self.given.attempt_timeout = Some(Some(timeout));
         self
     }
 
     /// No attempt timeout: an attempt takes as long as the client does.
     pub fn no_attempt_timeout(mut self) -> Self {
-        self.attempt_timeout = Some(None);
+        self.given.attempt_timeout = Some(None);
         self
     }
 
@@ -176,32 +164,32 @@ impl<T, C, A> StackBuilder<T, C, A> {
     /// exactly (simulations, tests). A policy or breaker configuration given to
     /// [`retry`](Self::retry) or [`breaker`](Self::breaker) keeps its own seed.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.given.seed = Some(seed);
         self
     }
 
     /// Replaces the profile's retry policy.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.given.retry = Some(policy);
         self
     }
 
     /// Replaces the profile's breaker configuration (one breaker per target).
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
-        self.breakers = Some(BreakerSource::PerTarget(config));
+        self.given.breakers = Some(BreakerSource::PerTarget(config));
         self
     }
 
     /// Takes each target's breaker from `registry` by target name, so that several stacks (or
     /// stacks and AWS SDK clients) share them.
     pub fn breaker_registry(mut self, registry: BreakerRegistry<Arc<str>>) -> Self {
-        self.breakers = Some(BreakerSource::Registry(registry));
+        self.given.breakers = Some(BreakerSource::Registry(registry));
         self
     }
 
     /// No circuit breakers.
     pub fn no_breakers(mut self) -> Self {
-        self.breakers = Some(BreakerSource::None);
+        self.given.breakers = Some(BreakerSource::None);
         self
     }
 
@@ -250,14 +238,7 @@ impl<T, C, A> StackBuilder<T, C, A> {
             budget,
             attempt_timeout,
             breakers: source,
-        } = Given {
-            retry: self.retry,
-            deadline: self.deadline,
-            attempt_timeout: self.attempt_timeout,
-            breakers: self.breakers,
-            seed: self.seed,
-        }
-        .resolve(
+        } = self.given.resolve(
             self.profile,
             self.admission.priority(),
             self.admission.paces(),
@@ -316,12 +297,8 @@ impl<T, C, E, Q> StackBuilder<T, C, Admit<T, E, NoUsage, Q>> {
             profile: self.profile,
             classifier: self.classifier,
             route: self.route,
-            retry: self.retry,
-            deadline: self.deadline,
-            attempt_timeout: self.attempt_timeout,
+            given: self.given,
             concurrency: self.concurrency,
-            seed: self.seed,
-            breakers: self.breakers,
             admission: Admit {
                 quota,
                 estimate,
