@@ -539,3 +539,36 @@ mod props {
         }
     }
 }
+
+#[test]
+fn a_call_in_flight_when_the_day_is_spent_gives_nothing_back_to_it() {
+    let limit = Limit::per_minute()
+        .units(10_000)
+        .units_per_day(20_000)
+        .build()
+        .unwrap();
+    let quota = Quota::new(limit);
+    let t0 = quota.epoch();
+    let a = quota.reserve(&"model", Cost::units(5_000), t0).unwrap();
+    let b = quota.reserve(&"model", Cost::units(1_000), t0).unwrap();
+    b.finish(
+        &Outcome::throttled(ThrottleScope::Daily),
+        Usage::units(0),
+        t0,
+    );
+    let now = t0 + Duration::from_secs(1);
+    assert_eq!(
+        quota
+            .reserve(&"model", Cost::units(1), now)
+            .unwrap_err()
+            .reason,
+        exhausted_day()
+    );
+    // The call that was in flight settles far below its estimate: its slack is of the spent
+    // day, and opens no room in it.
+    a.settle(Usage::units(100), now);
+    let e = quota
+        .reserve(&"model", Cost::units(4_000), now)
+        .unwrap_err();
+    assert_eq!(e.reason, exhausted_day());
+}

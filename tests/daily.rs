@@ -405,3 +405,53 @@ async fn a_day_window_of_the_clients_own_limit_is_a_spent_day_too() {
         "no call sent into the spent day"
     );
 }
+
+/// A call every target refuses, some for other reasons than a spent day, must leave no charge
+/// behind: asking each target whether its day is spent reserved at a target whose quota had
+/// room (its breaker was open) and gave back only the units, so each such refusal spent one
+/// of that target's requests.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_that_is_no_spent_day_charges_no_target() {
+    use tower_headroom::Cost;
+    use tower_headroom::admission::{FixedCost, Limit, Quota};
+    use tower_headroom::breaker::BreakerConfig;
+
+    let backend = Backend::new(|_, _| None);
+    let quota = Quota::new(Limit::per_minute().requests(5).build().unwrap());
+    let breaker = BreakerConfig::builder()
+        .open_for(Duration::from_secs(600))
+        .open_jitter(0.0)
+        .build()
+        .unwrap();
+    let stack = two_models(StackBuilder::bedrock(CLASSIFY))
+        .deadline(Duration::from_secs(5))
+        .breaker(breaker)
+        .admission(quota.clone(), FixedCost(Cost::ONE_REQUEST))
+        .rewrite(backend.service(), rewrite_model)
+        .unwrap();
+    // The preferred model's breaker opens for ten minutes; its quota has all its room.
+    stack.breakers()[0].as_ref().unwrap().trip(Instant::now());
+    // The fallback spends its minute.
+    for _ in 0..5 {
+        let response = stack.clone().oneshot(request()).await.unwrap();
+        assert_eq!(
+            &*response.extensions().get::<Served>().unwrap().name,
+            "haiku"
+        );
+    }
+    // Now nobody can take a call within its 5 s: the fallback's minute is spent (it has room
+    // again sooner than the breaker closes), the preferred model's breaker is open.
+    for _ in 0..3 {
+        let error = stack.clone().oneshot(request()).await.unwrap_err();
+        assert!(error.downcast_ref::<QuotaExhausted>().is_none(), "{error}");
+    }
+    assert_eq!(backend.calls().len(), 5);
+    let spent = quota
+        .stats(&"sonnet", Instant::now())
+        .and_then(|s| s.requests_spent);
+    assert_eq!(
+        spent.unwrap_or(0),
+        0,
+        "the open target was charged for calls never sent"
+    );
+}

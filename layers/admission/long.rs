@@ -37,7 +37,8 @@
 //! (the minute had room). On a key with long windows it marks the longest one exhausted: its
 //! spend is raised to its limit in the current slot, so room comes back only as this client's
 //! own older spend leaves the window (a whole window when it spent nothing in it: the
-//! provider's day was spent by others). On a key without a long window it holds the key's
+//! provider's day was spent by others). Calls charged before it keep their charge there: their
+//! settlements and refunds give nothing back to the spent day (on the Redis server too). On a key without a long window it holds the key's
 //! calls for [`DAILY_HOLD`] (15 minutes, one slot of a day window), after which one call
 //! probes: its success releases the key, another daily throttle holds it again.
 
@@ -258,6 +259,9 @@ pub(crate) struct Long {
     /// A probe is out after the hold: the other calls wait for its answer.
     probing: bool,
     clock: u64,
+    /// When a daily throttle last filled the longest window: what was charged there at or
+    /// before it stays spent (see [`adjust`](Self::adjust)).
+    filled_at: Option<u64>,
 }
 
 impl Long {
@@ -278,6 +282,7 @@ impl Long {
         Long {
             windows,
             hold_until: 0,
+            filled_at: None,
             probing: false,
             clock: now,
         }
@@ -360,11 +365,23 @@ impl Long {
     }
 
     /// Changes the charge made at `at` by `delta` (requests, units).
+    ///
+    /// A charge made at or before the last daily fill is not lowered in the longest window:
+    /// the fill raised that window to its limit counting the charge, so giving it back would
+    /// open room in a day the provider said is spent.
     fn adjust(&mut self, at: u64, delta: [i128; 2], now: u64) {
-        for (d, dim) in self.dims() {
-            dim.spent.advance(now);
-            let slot = dim.spent.slot_of(at);
-            dim.spent.adjust(slot, delta[d]);
+        let longest = self.windows.len().saturating_sub(1);
+        let filled = self.filled_at.is_some_and(|f| at <= f);
+        for (i, w) in self.windows.iter_mut().enumerate() {
+            for (d, dim) in w.iter_mut().enumerate() {
+                let Some(dim) = dim else { continue };
+                dim.spent.advance(now);
+                if i == longest && filled && delta[d] < 0 {
+                    continue;
+                }
+                let slot = dim.spent.slot_of(at);
+                dim.spent.adjust(slot, delta[d]);
+            }
         }
     }
 
@@ -427,6 +444,7 @@ impl Long {
                     let fill = u128::from(dim.max).saturating_sub(dim.spent.sum());
                     dim.spent.add(u64::try_from(fill).unwrap_or(u64::MAX));
                 }
+                self.filled_at = Some(now);
             }
             None => {
                 self.hold_until = now.saturating_add(crate::nanos(DAILY_HOLD)).max(1);

@@ -139,6 +139,11 @@ const BUILTIN: &[(&str, ModelSpec)] = &[
     ("mistral.", ModelSpec::new(1, 8_192)),
 ];
 
+/// At most this many unknown model ids are remembered as warned about; past it, an unknown id
+/// is not remembered (nor warned about again), so ids read from requests cannot grow the set
+/// without bound.
+const MAX_WARNED: usize = 256;
+
 /// Geography prefixes of cross-region inference-profile ids (`us.anthropic.…`).
 const GEOGRAPHIES: &[&str] = &["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];
 
@@ -268,7 +273,8 @@ impl ModelTable {
     }
 
     /// The spec of `model_id`, or the unknown-model spec with a `tracing` warning (once per
-    /// model id; the id is a model name, never request data).
+    /// model id, for the first 256 unknown ids; later ones are not warned about, so ids read
+    /// from requests cannot grow the table's memory without bound).
     pub fn spec(&self, model_id: &str) -> ModelSpec {
         if let Some(spec) = self.lookup(model_id) {
             return spec;
@@ -276,7 +282,7 @@ impl ModelTable {
         let first = self
             .warned
             .lock()
-            .map(|mut warned| warned.insert(Box::from(model_id)))
+            .map(|mut warned| warned.len() < MAX_WARNED && warned.insert(Box::from(model_id)))
             .unwrap_or(false);
         if first {
             tracing::warn!(
@@ -319,6 +325,15 @@ mod tests {
         assert_eq!(t.lookup("acme.model-v1"), None);
         assert_eq!(t.spec("acme.model-v1"), ModelSpec::UNKNOWN);
         assert_eq!(t.spec("acme.model-v1"), ModelSpec::UNKNOWN);
+    }
+
+    #[test]
+    fn unknown_ids_remembered_are_bounded() {
+        let t = ModelTable::builtin();
+        for i in 0..(4 * MAX_WARNED) {
+            assert_eq!(t.spec(&format!("acme.model-{i}")), ModelSpec::UNKNOWN);
+        }
+        assert_eq!(t.warned.lock().unwrap().len(), MAX_WARNED);
     }
 
     #[test]

@@ -318,6 +318,13 @@ where
             else {
                 return None;
             };
+            // A target with room now is not spent, and must not be reserved at to find out:
+            // an admitted reservation given back unsent keeps its request counted.
+            if crate::admission::Slot::admit_wait(slot, cost, now)
+                == Some(std::time::Duration::ZERO)
+            {
+                return None;
+            }
             let ask = self.call.ask(cost, priority, tenant, None);
             match Reservation::reserve(slot.clone(), &ask, now) {
                 Err(rejected) if matches!(rejected.reason, RejectReason::QuotaExhausted { .. }) => {
@@ -327,8 +334,8 @@ where
                 }
                 Err(_) => return None,
                 Ok(reservation) => {
-                    // Room after all (another call gave some back since the route looked): not
-                    // a spent day. Given back unsent; the next attempt asks again.
+                    // Room after all (another call gave some back since the peek above): not a
+                    // spent day. Given back unsent; the next attempt asks again.
                     match reservation.grant() {
                         Grant::Now => reservation.release_unsent(now),
                         Grant::At(_) => reservation.cancel(now),

@@ -75,6 +75,11 @@ pub(crate) struct Lease {
     /// What bound the server's last "wait" answer (0 the window, `i` long window `i`, 255 a
     /// daily hold); cleared by a grant.
     bound: u8,
+    /// The balance was forfeited after a daily throttle: until the next grant, refunds of
+    /// calls admitted before it are not credited (they are of a spent day; credited, they
+    /// would admit calls the server refuses, and given back they would open room in the day
+    /// the server has marked spent).
+    forfeited: bool,
     /// What to tell the server's learner, in order.
     learns: VecDeque<Op>,
 }
@@ -93,6 +98,7 @@ impl Lease {
             taken_at: 0,
             probe: 0,
             bound: 0,
+            forfeited: false,
             learns: VecDeque::new(),
         }
     }
@@ -321,7 +327,11 @@ impl Leases {
 
     /// Gives budget back to lease `i` (a refund on settle, a call never sent) or takes more
     /// (negative: debt); admits waiters that now fit.
-    pub(crate) fn adjust(&mut self, i: usize, delta: Amount, now: Instant) -> bool {
+    pub(crate) fn adjust(&mut self, i: usize, mut delta: Amount, now: Instant) -> bool {
+        if self.leases[i].forfeited {
+            // A spent day's refunds stay spent; debt still counts.
+            delta = delta.map(|d| d.min(0));
+        }
         self.leases[i].credit(delta);
         if delta.iter().any(|d| *d > 0) {
             self.pump(i, now)
@@ -445,6 +455,7 @@ impl Leases {
         l.taken_at = at;
         l.probe |= probe;
         l.bound = 0;
+        l.forfeited = false;
         l.credit(amount);
         self.pump(i, now);
     }
@@ -457,7 +468,9 @@ impl Leases {
     /// A daily throttle: lease `i`'s budget is of a spent day, so it is dropped (not given
     /// back), and its calls ask the server, which answers for the day.
     pub(crate) fn forfeit(&mut self, i: usize) {
-        self.leases[i].balance = [0; 2];
+        let l = &mut self.leases[i];
+        l.balance = [0; 2];
+        l.forfeited = true;
     }
 
     /// What bound the server's last "wait" for lease `i` (see [`Lease::bound`]).
@@ -633,6 +646,30 @@ mod tests {
             )]
         );
         assert_eq!(l.balance(0), [0, 0]);
+    }
+
+    #[test]
+    fn a_forfeited_lease_credits_no_refund_until_the_next_grant() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(sizes(100), 1);
+        l.granted(0, [10, 100], false, 0, 0, t0);
+        assert!(l.try_admit(0, Cost::new(1, 40), Priority::Interactive));
+        assert!(l.try_admit(0, Cost::new(1, 40), Priority::Interactive));
+        // The first call meets a spent day: the lease's balance is dropped.
+        l.forfeit(0);
+        assert_eq!(l.balance(0), [0, 0]);
+        // The second, admitted before, settles below its estimate: its refund is of the
+        // spent day, so it admits nothing here (and is never given back to the server).
+        l.adjust(0, [0, 30], t0);
+        assert_eq!(l.balance(0), [0, 0]);
+        assert!(!l.try_admit(0, Cost::new(1, 10), Priority::Interactive));
+        // Debt still counts.
+        l.adjust(0, [0, -5], t0);
+        assert_eq!(l.balance(0), [0, -5]);
+        // A new grant (the server found room) ends it.
+        l.granted(0, [10, 100], false, 0, 0, t0);
+        l.adjust(0, [0, 5], t0);
+        assert_eq!(l.balance(0), [10, 100]);
     }
 
     #[test]

@@ -277,6 +277,8 @@ local function daily()
         end
       end
     end
+    -- What was granted until now stays spent in the longest window (see `give`).
+    redis.call('HSET', key, 'df', now)
   else
     redis.call('HSET', key, 'dh', math.max(1, now + daily_hold), 'dp', 0)
   end
@@ -394,10 +396,14 @@ elseif op == 'give' then
       write(d, child)
     end
   end
+  -- A grant made at or before the last daily fill gives nothing back to the longest window:
+  -- the fill counted it, and the day it was in is spent.
+  local df = num_field('df', -1)
   for i = 1, nlong do
     for d = 1, 2 do
       local r = lrings[i][d]
-      if r and want[d] ~= 0 then
+      local spent_day = i == nlong and want[d] > 0 and df >= 0 and at <= df
+      if r and want[d] ~= 0 and not spent_day then
         ring_adjust(r, math.floor(at / r.sl), -want[d])
         ring_save(r)
       end
