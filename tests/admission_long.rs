@@ -79,7 +79,7 @@ fn the_day_admits_its_limit_then_names_itself_and_when_it_has_room() {
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
     let text = rejected.to_string();
-    assert!(text.contains("86400s"), "{text}");
+    assert!(text.contains("the quota per day is exhausted"), "{text}");
     assert_eq!(rejected.reason.as_str(), "quota_exhausted");
 
     // All day long nothing more is admitted; just before the slot leaves, still nothing.

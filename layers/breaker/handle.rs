@@ -103,6 +103,24 @@ impl BreakerHandle {
         }
     }
 
+    /// A permit only while the breaker is closed, `None` otherwise with nothing changed: for
+    /// a fast path that must not move an open breaker to half-open (taking a probe) before it
+    /// knows the call can go (see `lifecycle::Call::choose_admitted`).
+    pub(crate) fn acquire_closed(&self, now: Instant) -> Option<BreakerPermit> {
+        let permit = {
+            let mut core = self.lock();
+            if core.state() != State::Closed {
+                return None;
+            }
+            core.acquire_reporting(now).0.ok()?
+        };
+        self.touch(now);
+        Some(BreakerPermit {
+            breaker: self.clone(),
+            permit: Some(permit),
+        })
+    }
+
     /// Opens the breaker now (an operator's override).
     pub fn trip(&self, now: Instant) {
         let transition = self.lock().trip(now);

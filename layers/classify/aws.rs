@@ -41,7 +41,7 @@
 //! | code | outcome |
 //! |---|---|
 //! | `ProvisionedThroughputExceededException` | `Throttled(Capacity)` |
-//! | `RequestLimitExceeded`, `TooManyRequestsException`, `RequestThrottled`, `RequestThrottledException`, `SlowDown` | `Throttled(Requests)` unless the message says tokens |
+//! | `RequestLimitExceeded`, `TooManyRequestsException`, `RequestThrottled`, `RequestThrottledException`, `SlowDown` | `Throttled(Requests)` unless the message says tokens (`Tokens`) or a day (`Daily`) |
 //! | `ThrottlingException`, `Throttling`, `ThrottledException`, `EC2ThrottledException`, `BandwidthLimitExceeded`, `LimitExceededException` | `Throttled`, scope from the message (`Daily` for a spent day), else `Unknown` |
 //! | `TransactionInProgressException`, `PriorRequestNotComplete` | `Throttled(Unknown)` (the SDK retries them as throttles; they are not breaker-worthy) |
 //! | `ModelNotReadyException` | `Overloaded` |

@@ -133,8 +133,10 @@ impl Call {
         if !routing.route.asks_preferred_first(plan) {
             return None;
         }
+        // Only a closed breaker: `choose` would not move an open one to half-open for a call
+        // the quota then makes wait, so neither does this.
         let permit = match routing.breakers.first() {
-            Some(Some(breaker)) => Some(breaker.acquire(now).ok()?),
+            Some(Some(breaker)) => Some(breaker.acquire_closed(now)?),
             _ => None,
         };
         let admitted = admit()?;

@@ -242,7 +242,7 @@ fn nothing_is_taken_or_held_when_the_preferred_target_cannot_admit_at_once() {
 }
 
 #[test]
-fn a_half_open_probe_taken_for_an_admission_that_waits_is_given_back() {
+fn the_fast_path_leaves_a_breaker_that_is_not_closed_to_the_route() {
     let now = Instant::now();
     let (route, breakers, policy) = (route(), breakers(2, now), policy());
     let breaker = breakers[0].as_ref().unwrap();
@@ -255,11 +255,15 @@ fn a_half_open_probe_taken_for_an_admission_that_waits_is_given_back() {
         headroom: &NoHeadroom,
     };
     let mut call = Call::start(&policy, Some(&route), None, later);
-    assert!(
-        call.choose_admitted(&routing, later, || None::<()>)
-            .is_none()
-    );
-    // The probe permit was released: the route's own choice still gets it.
+    let mut asked = false;
+    let fast = call.choose_admitted(&routing, later, || {
+        asked = true;
+        Some(())
+    });
+    // Not closed: the fast path stands aside without taking the probe or moving the breaker.
+    assert!(fast.is_none() && !asked);
+    assert_eq!(breaker.state(), State::Open);
+    // The route's own choice takes the probe.
     assert!(matches!(
         call.choose(&routing, later),
         Choice::Call { target: 0, .. }

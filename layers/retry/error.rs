@@ -245,8 +245,7 @@ impl QuotaExhausted {
 impl fmt::Display for QuotaExhausted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.window {
-            Some(DAY) => f.write_str("the quota per day is exhausted")?,
-            Some(window) => write!(f, "the quota per {} is exhausted", clock(window))?,
+            Some(window) => write!(f, "the quota per {} is exhausted", per(window))?,
             None => f.write_str("a long-window quota is exhausted")?,
         }
         f.write_str(" on every target the call may use")?;
@@ -263,8 +262,17 @@ impl Error for QuotaExhausted {
     }
 }
 
+/// A quota's window for messages: "day" for a day, else as [`clock`] writes it.
+pub(crate) fn per(window: Duration) -> String {
+    if window == DAY {
+        String::from("day")
+    } else {
+        clock(window)
+    }
+}
+
 /// A duration as hours, minutes and seconds, for messages ("1h 30m", "45s").
-fn clock(d: Duration) -> String {
+pub(crate) fn clock(d: Duration) -> String {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     let mut out = String::new();

@@ -37,7 +37,7 @@
 
 mod backoff;
 mod budget;
-mod error;
+pub(crate) mod error;
 mod future;
 mod layer;
 mod policy;

@@ -159,10 +159,13 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                     (Shared::take_reservation(&mut call), call.attempt_key())
                 };
                 if let Some(reservation) = reservation {
-                    let spec = shared
-                        .estimation
-                        .models
-                        .spec(key.as_deref().unwrap_or_default());
+                    // A reserved stream always has its attempt's model id; without one, the
+                    // table's cautious numbers, with no warning about an empty id.
+                    let models = &shared.estimation.models;
+                    let spec = match key.as_deref() {
+                        Some(model) => models.spec(model),
+                        None => models.unknown(),
+                    };
                     return Ok(super::settle_stream(
                         response,
                         reservation,

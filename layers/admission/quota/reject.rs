@@ -110,7 +110,9 @@ impl fmt::Display for Rejected {
             ),
             (RejectReason::QuotaExhausted { window: Some(window) }, Some(w)) => write!(
                 f,
-                "admission rejected: the quota per {window:?} is exhausted; it has room again in {w:?}"
+                "admission rejected: the quota per {} is exhausted; it has room again in {}",
+                crate::retry::error::per(window),
+                crate::retry::error::clock(w),
             ),
             (RejectReason::QuotaExhausted { window: None }, Some(w)) => write!(
                 f,
@@ -122,3 +124,29 @@ impl fmt::Display for Rejected {
 }
 
 impl std::error::Error for Rejected {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spent_window_says_which_and_when_in_words() {
+        let day = Rejected {
+            retry_in: Some(Duration::from_secs(5_400)),
+            reason: RejectReason::QuotaExhausted {
+                window: Some(Duration::from_secs(86_400)),
+            },
+        };
+        assert_eq!(
+            day.to_string(),
+            "admission rejected: the quota per day is exhausted; it has room again in 1h 30m"
+        );
+        let hours = Rejected {
+            reason: RejectReason::QuotaExhausted {
+                window: Some(Duration::from_secs(6 * 3_600)),
+            },
+            ..day
+        };
+        assert!(hours.to_string().contains("the quota per 6h is exhausted"));
+    }
+}
