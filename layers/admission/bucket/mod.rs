@@ -177,12 +177,25 @@ impl BucketState {
     }
 
     fn advance(&mut self, l: &Limit, now: u64) {
+        // Interactive calls booked ahead were given their instants at the rate then, and the
+        // capacity they leave at those instants was charged from it: a rate that regained in
+        // the meantime would refill the bucket past what the provider's holds once they go
+        // out. So the learned rate only regains while nobody is booked ahead (a cut, which
+        // only slows the refill, applies at once).
+        let booked = self.lanes[0].waiting > 0;
         for dim in self.dims.iter_mut().flatten() {
             let cap = dim.cap;
             dim.bucket.advance(now, dim.rate, cap);
             dim.spent.advance(now);
-            dim.learner.regain(&l.learning, l.window, now);
-            dim.rate = dim.learner.effective();
+            if !booked {
+                dim.learner.regain(&l.learning, l.window, now);
+            }
+            let effective = dim.learner.effective();
+            dim.rate = if booked {
+                dim.rate.min(effective)
+            } else {
+                effective
+            };
         }
     }
 
