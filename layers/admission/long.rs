@@ -496,6 +496,31 @@ mod tests {
     const DAY: u64 = 24 * 3600 * 1_000_000_000;
 
     #[test]
+    fn a_booked_call_dropped_after_its_instant_counts_from_its_instant() {
+        const SEC: u64 = 1_000_000_000;
+        const HOUR: u64 = 3_600 * SEC;
+        // A minute's bucket of 1,000 units with a minute of burst, and an hour of 100,000.
+        let l = Limit::per_minute()
+            .units(1_000)
+            .burst(std::time::Duration::from_secs(60))
+            .also(Window::hours(1).units(100_000))
+            .build()
+            .unwrap();
+        let mut s = KeyState::new(&l, 0);
+        let ask = crate::admission::Ask::new(Cost::units(1_000));
+        let a = s.reserve(&l, &ask, HOUR, 0).unwrap();
+        assert!(!a.waiting, "the full bucket admits the first call at once");
+        let mut b = s.reserve(&l, &ask, HOUR, 0).unwrap();
+        assert!(b.waiting && b.admit_at >= 59 * SEC, "booked a minute ahead");
+        // Dropped once its instant has come: by the book it ran, from its instant.
+        s.cancel(&l, &mut b, 61 * SEC);
+        // The hour's slots are 37.5 s: the first call's slot has left 40 s after the hour, the
+        // second call's (admitted a minute in) has not.
+        let spent = s.long().spent(HOUR + 40 * SEC)[0][1];
+        assert_eq!(spent, Some(1_000));
+    }
+
+    #[test]
     fn a_day_of_calls_keeps_the_same_counters() {
         let l = Limit::per_minute()
             .requests(1_000)

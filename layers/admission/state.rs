@@ -264,9 +264,16 @@ impl KeyState {
             t.long.held = false;
             return;
         }
+        // A booked call whose instant has come stays charged (by the book it was admitted):
+        // its long-window charge moves to its admission, as `confirm` moves it, so that it
+        // does not leave the long windows early.
+        let booked_and_due = t.waiting && t.charged && now >= t.admit_at;
         each!(&mut self.primary, s => s.cancel(l, t, now));
         if t.long.charged || t.long.probe {
             let now = self.long.tick(now);
+            if booked_and_due && t.charged {
+                self.long.moved(&mut t.long, t.cost, t.admit_at.min(now));
+            }
             self.after_primary(t, now);
         }
     }
