@@ -181,8 +181,11 @@ impl Call {
             Decision::Retry(delay) => {
                 if let Some(routing) = routing {
                     // A retry after a spent day is allowed only when the day returns before it
-                    // starts: that target is no longer spent. Should every target be spent,
-                    // none is skipped (the policy allowed the retry).
+                    // starts: that target (the one whose answer the policy just weighed) is no
+                    // longer spent. Other targets that answered with a spent day earlier in the
+                    // call stay skipped, even if their day has returned by now: their return
+                    // instants are not kept, and skipping errs on the safe side. Should every
+                    // target be spent, none is skipped (the policy allowed the retry).
                     self.spent &= !daily;
                     let all = u64::MAX >> (64 - routing.route.targets().len().min(64));
                     let plan = routing.route.plan().with_deadline(self.retry.deadline());
