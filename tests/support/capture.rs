@@ -33,6 +33,14 @@ pub async fn captured<F: std::future::Future<Output = ()>>(targets: &[&str], f: 
                 .with_ansi(false),
         )
         .with(filter);
+    // tracing-core caches each callsite's interest for all threads. While exactly one scoped
+    // dispatcher is registered it computes that interest from the *calling thread's* default
+    // only, so a test on another thread (no subscriber) reaching a callsite first caches
+    // "never" and this capture misses the event (seen on CI). A second registered dispatcher,
+    // kept alive for the whole test binary, makes it ask every registered dispatcher.
+    static SECOND_DISPATCHER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND_DISPATCHER
+        .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let _guard = tracing::subscriber::set_default(subscriber);
     f.await;
     String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
