@@ -1,5 +1,9 @@
 //! `BreakerLayer` / `Breaker<S>` under tokio's paused clock.
 
+mod support {
+    pub mod capture;
+}
+
 use std::error::Error;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -327,29 +331,9 @@ fn transitions_are_reported_as_metrics() {
     assert_eq!(transitions["closed"], 1);
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn transitions_are_tracing_events_with_labels_and_no_request_data() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = support::capture::logged(&["tower_headroom"], || {
         let breaker = BreakerHandle::new(config(), Labels::target("bedrock").region("us-east-1"));
         let now = tokio::time::Instant::now();
         for _ in 0..3 {
@@ -360,7 +344,6 @@ fn transitions_are_tracing_events_with_labels_and_no_request_data() {
             );
         }
     });
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert_eq!(logs.lines().count(), 1, "{logs}");
     assert!(logs.contains("WARN"), "{logs}");
     for needle in [

@@ -1,8 +1,11 @@
 //! The retry layer reports in the observe vocabulary, and never leaks request data.
 
-use std::io::Write;
+mod support {
+    pub mod capture;
+}
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 
 use tower::{ServiceBuilder, ServiceExt};
 use tower_headroom::observe::Labels;
@@ -122,34 +125,14 @@ fn metrics_count_attempts_by_class_with_the_users_labels_only() {
     );
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn traces_and_errors_never_contain_request_or_response_data() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = support::capture::logged(&["tower_headroom"], || {
         let svc = ServiceBuilder::new().layer(layer()).service(flaky());
         rt.block_on(svc.oneshot(request())).unwrap();
 
@@ -168,7 +151,6 @@ fn traces_and_errors_never_contain_request_or_response_data() {
             "{err}"
         );
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("retrying"),
         "no retry events captured: {logs}"
