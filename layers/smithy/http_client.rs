@@ -156,7 +156,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
             if stream && response.status().is_success() {
                 let (reservation, key) = {
                     let mut call = handle.lock();
-                    (Shared::take_reservation(&mut call), call.attempt_key())
+                    (Shared::take_reservation(&mut call), call.attempt_model())
                 };
                 if let Some(reservation) = reservation {
                     // A reserved stream always has its attempt's model id; without one, the
