@@ -173,14 +173,16 @@ async fn an_outage_moves_the_attempt_to_the_other_region_signed_for_it() {
     let start = Instant::now();
     let log = Log::default();
     let http = recording(sdk_http_client(front(start, true, false)), Arc::clone(&log));
-    let quota: Quota<Arc<str>> =
-        Quota::new(Limit::per_minute().units(1_000_000).build().unwrap());
+    let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().units(1_000_000).build().unwrap());
     let headroom = headroom(Some(quota.clone()));
     let client = client(&headroom, http, Some("http://bedrock.sim"));
     let output = converse(&client).await.unwrap();
     assert_eq!(output.usage().unwrap().output_tokens(), 42);
     let sent = log.lock().unwrap().clone();
-    let sent: Vec<_> = sent.iter().map(|s| (s.region.as_str(), s.path.as_str())).collect();
+    let sent: Vec<_> = sent
+        .iter()
+        .map(|s| (s.region.as_str(), s.path.as_str()))
+        .collect();
     let path = "anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse";
     // Same model id in the path, the second attempt signed for us-west-2: the front served it
     // from the west region's model (the east one is down).
@@ -188,7 +190,12 @@ async fn an_outage_moves_the_attempt_to_the_other_region_signed_for_it() {
     // Each region's quota key was charged for its own attempt: the east attempt's 503 gave
     // its units back, the west one settled to its usage.
     let now = Instant::now();
-    let used = |key: &str| quota.stats(&Arc::from(key), now).and_then(|s| s.units_spent).unwrap_or(0);
+    let used = |key: &str| {
+        quota
+            .stats(&Arc::from(key), now)
+            .and_then(|s| s.units_spent)
+            .unwrap_or(0)
+    };
     assert_eq!(used(SONNET), 0);
     assert!(used(SONNET_WEST) > 0);
 }

@@ -2,7 +2,8 @@
 //! [lifecycle core](crate::lifecycle), with the time passed in.
 //!
 //! The interceptor starts the call from its typed input ([`Shared::start`]), opens each attempt
-//! before signing ([`Shared::begin_attempt`]: which target, with which breaker permit), and ends
+//! before its endpoint is resolved ([`Shared::begin_attempt`]: which target, with which breaker
+//! permit, in which region, rewritten to which model id before signing), and ends
 //! it after the SDK has the attempt's result ([`Shared::end_attempt`]: the core settles,
 //! records and decides — done, move to the next target, retry, stop — and the decision goes
 //! to the SDK's retry loop). Between the two the HTTP client admits the attempt against the
