@@ -65,6 +65,8 @@ pub mod fallback;
 #[cfg(any(feature = "sim", feature = "dynamodb"))]
 mod item_size;
 pub mod lifecycle;
+#[cfg(feature = "llm-http")]
+pub mod llm_http;
 pub mod observe;
 mod outcome;
 pub mod retry;

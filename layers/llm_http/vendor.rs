@@ -1,0 +1,1 @@
+//! Vendor error bodies (in progress).
