@@ -38,6 +38,10 @@
 //!   `ProvisionedThroughputExceededException`. Tables the simulator has no quota for pass
 //!   through uncharged. Without a store the front still charges and answers data operations
 //!   with empty results (handy on virtual time).
+//! - **OpenAI- and Anthropic-style endpoints** (`POST /v1/chat/completions`,
+//!   `POST /v1/messages`) over an [`LlmEndpointSim`](super::LlmEndpointSim) each, given with
+//!   [`SimServiceBuilder::llm`]: their JSON and server-sent-event answers, rate-limit headers
+//!   and error bodies (see the `llm` module).
 //! - **Errors** are sent as AWS sends them: the status, `x-amzn-errortype: <Code>`, and a JSON
 //!   body with `message` (plus the namespaced `__type` for DynamoDB). Bad input — a body that
 //!   is not JSON, an unknown path or operation, a body over the size limit — gets a 400
@@ -99,6 +103,7 @@ pub mod dynalite;
 mod dynamodb;
 mod event_stream;
 mod item_size;
+mod llm;
 mod prompt_cache;
 #[cfg(feature = "smithy")]
 mod sdk;
@@ -144,6 +149,8 @@ pub struct SimService {
 #[derive(Debug)]
 struct Inner {
     bedrock: Option<BedrockSim>,
+    /// OpenAI- and Anthropic-style endpoints, by path (see `llm`).
+    llm: Vec<super::LlmEndpointSim>,
     dynamo: Option<dynamodb::DynamoFront>,
     default_region: Arc<str>,
     max_body_bytes: usize,
@@ -156,6 +163,7 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct SimServiceBuilder {
     bedrock: Option<BedrockSim>,
+    llm: Vec<super::LlmEndpointSim>,
     dynamo: Option<DynamoSim>,
     upstream: Option<String>,
     partition_keys: HashMap<String, String>,
@@ -172,6 +180,15 @@ impl SimServiceBuilder {
     /// Serves Bedrock Runtime from `sim`.
     pub fn bedrock(mut self, sim: BedrockSim) -> Self {
         self.bedrock = Some(sim);
+        self
+    }
+
+    /// Serves an OpenAI-style (`POST /v1/chat/completions`) or Anthropic-style
+    /// (`POST /v1/messages`) endpoint from `sim`, by its shape; a second one of the same shape
+    /// replaces the first.
+    pub fn llm(mut self, sim: super::LlmEndpointSim) -> Self {
+        self.llm.retain(|s| s.shape() != sim.shape());
+        self.llm.push(sim);
         self
     }
 
@@ -244,6 +261,7 @@ impl SimServiceBuilder {
         Ok(SimService {
             inner: Arc::new(Inner {
                 bedrock: self.bedrock,
+                llm: self.llm,
                 dynamo,
                 default_region: default_region.into(),
                 max_body_bytes,
@@ -375,6 +393,12 @@ impl Inner {
             headers: parts.headers,
             request_id,
         };
+        if let Some(sim) = self.llm.iter().find(|s| s.shape().path() == path) {
+            return match self.read_body(body, &head.headers).await {
+                Ok(body) => llm::handle(sim, &head, &body).await,
+                Err(error) => self.reject(protocol, error, &head.request_id, "llm"),
+            };
+        }
         match target {
             Some(target) if path == "/" => {
                 let Some(dynamo) = &self.dynamo else {
