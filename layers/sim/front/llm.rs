@@ -474,11 +474,12 @@ pub(crate) fn go_duration(d: Duration) -> String {
     out
 }
 
-/// An RFC 3339 UTC instant, to the second: `2024-05-01T12:00:45Z`.
+/// An RFC 3339 UTC instant, to the second, rounded up: `2024-05-01T12:00:45Z`.
 pub(crate) fn rfc3339(at: SystemTime) -> String {
+    // Rounded up: a reset is never announced earlier than it comes.
     let secs = at
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+        .map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;

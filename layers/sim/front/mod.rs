@@ -304,6 +304,12 @@ impl SimService {
         self.inner.bedrock.as_ref()
     }
 
+    /// The OpenAI- or Anthropic-style endpoint of `shape` behind the front, if any (for its
+    /// statistics).
+    pub fn llm(&self, shape: super::LlmShape) -> Option<&super::LlmEndpointSim> {
+        self.inner.llm.iter().find(|s| s.shape() == shape)
+    }
+
     /// The DynamoDB simulator behind the front, if any (for its statistics).
     pub fn dynamodb(&self) -> Option<&DynamoSim> {
         self.inner.dynamo.as_ref().and_then(|d| d.sim.as_ref())
