@@ -45,6 +45,7 @@
 //! call's `max_tokens`; an answer takes `latency` plus `per_output_token` per output token.
 //! Messages are fixed text or numbers; nothing from a request is kept or logged.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -286,6 +287,7 @@ impl LlmEndpointSimBuilder {
                 error_latency: self.error_latency,
                 billing_cap: self.billing_cap,
                 overloads: self.overloads,
+                inspections: AtomicU64::new(0),
                 state: Mutex::new(State {
                     requests: Bucket::full(self.rpm, start),
                     tokens: Bucket::full(self.tpm, start),
@@ -294,6 +296,7 @@ impl LlmEndpointSimBuilder {
                     callers: Callers::default(),
                     insufficient_quota: 0,
                     billing_spent: false,
+                    billing_spent_at: None,
                     charged_tokens: 0,
                     output_tokens: 0,
                     minutes: Vec::new(),
@@ -387,6 +390,8 @@ struct Inner {
     error_latency: Duration,
     billing_cap: Option<u64>,
     overloads: Vec<Episode>,
+    /// Reads of the statistics (see [`LlmEndpointSim::inspections`]).
+    inspections: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -400,6 +405,8 @@ struct State {
     insufficient_quota: u64,
     /// The billing cap was reached: every call is refused from then on.
     billing_spent: bool,
+    /// When (since the start) the billing cap was reached.
+    billing_spent_at: Option<Duration>,
     charged_tokens: u64,
     output_tokens: u64,
     /// Charged tokens per minute since the start.
@@ -423,6 +430,8 @@ pub struct LlmStats {
     pub output_tokens: u64,
     /// Tokens charged in each minute since the start.
     pub charged_per_minute: Vec<u64>,
+    /// When the billing cap was reached, since the start.
+    pub billing_spent_at: Option<Duration>,
     /// Per caller label (units: charged tokens).
     pub callers: Vec<CallerStats>,
 }
@@ -491,6 +500,9 @@ impl LlmEndpointSim {
             .billing_cap
             .is_some_and(|cap| state.charged_tokens.saturating_add(charged) > cap)
         {
+            if !state.billing_spent {
+                state.billing_spent_at = Some(since);
+            }
             state.billing_spent = true;
         }
         let refusal = if state.billing_spent {
@@ -556,6 +568,7 @@ impl LlmEndpointSim {
 
     /// A snapshot of the statistics at `now`.
     pub fn stats_at(&self, now: Instant) -> LlmStats {
+        self.inner.inspections.fetch_add(1, Ordering::Relaxed);
         let state = lock(&self.inner.state);
         LlmStats {
             elapsed: elapsed(self.inner.start, now),
@@ -564,6 +577,7 @@ impl LlmEndpointSim {
             charged_tokens: state.charged_tokens,
             output_tokens: state.output_tokens,
             charged_per_minute: state.minutes.clone(),
+            billing_spent_at: state.billing_spent_at,
             callers: state.callers.snapshot(),
         }
     }
@@ -571,6 +585,13 @@ impl LlmEndpointSim {
     /// A snapshot now.
     pub fn stats(&self) -> LlmStats {
         self.stats_at(Instant::now())
+    }
+
+    /// How many times the statistics were read ([`stats`](Self::stats),
+    /// [`stats_at`](Self::stats_at)), by any clone; calls are not counted. For harnesses that
+    /// must show a client was configured without looking.
+    pub fn inspections(&self) -> u64 {
+        self.inner.inspections.load(Ordering::Relaxed)
     }
 }
 
