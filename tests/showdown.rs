@@ -11,6 +11,9 @@
 #[path = "../examples/quota_showdown/clients.rs"]
 mod clients;
 #[allow(dead_code)]
+#[path = "../examples/quota_showdown/http_clients.rs"]
+mod http_clients;
+#[allow(dead_code)]
 #[path = "../examples/quota_showdown/report.rs"]
 mod report;
 #[allow(dead_code)]
@@ -29,7 +32,7 @@ use tower_headroom::sim::BEDROCK_WINDOW;
 fn run_all(scenarios: &[u8], seed: u64) -> Vec<Measured> {
     let mut out = Vec::new();
     for &scenario in scenarios {
-        for strategy in Strategy::ALL {
+        for &strategy in Strategy::of(scenario) {
             match scenarios::run(scenario, strategy, seed) {
                 Ok(measured) => out.push(measured),
                 Err(e) => panic!("scenario {scenario}, {}: {e}", strategy.name()),
@@ -74,7 +77,8 @@ fn the_same_seed_prints_the_same_json_twice() {
     let second = json(&run_all(&SCENARIOS, DEFAULT_SEED));
     assert_eq!(first, second);
     // One line per (scenario, strategy), with exactly the documented fields.
-    assert_eq!(first.lines().count(), SCENARIOS.len() * Strategy::ALL.len());
+    let rows: usize = SCENARIOS.iter().map(|&s| Strategy::of(s).len()).sum();
+    assert_eq!(first.lines().count(), rows);
     for line in first.lines() {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         let mut keys: Vec<&str> = value
@@ -106,6 +110,14 @@ fn the_same_seed_prints_the_same_json_twice() {
                 "neighbour",
                 "our_mean_settled_cost",
                 "remainder_tokens",
+            ]);
+            expected.sort_unstable();
+        }
+        if scenario == 8 {
+            expected.extend([
+                "billing_spent_at_s",
+                "insufficient_quota_attempts",
+                "retried_after_insufficient_quota",
             ]);
             expected.sort_unstable();
         }
@@ -329,7 +341,7 @@ fn client_set_up_never_reads_the_simulator() {
             let setup = scenarios::setup(scenario, DEFAULT_SEED).unwrap();
             let handle = scenarios::handle(&setup).unwrap();
             let before = setup.backend.inspections();
-            for strategy in Strategy::ALL {
+            for &strategy in Strategy::of(scenario) {
                 let clients =
                     scenarios::build_clients(&setup, &handle, strategy, DEFAULT_SEED).unwrap();
                 assert_eq!(clients.apps.len(), setup.plan.apps.len());
@@ -350,6 +362,7 @@ fn client_set_up_never_reads_the_simulator() {
             match &setup.backend {
                 scenarios::Backend::Bedrock(sim) => drop(sim.stats()),
                 scenarios::Backend::Dynamo(sim) => drop(sim.stats()),
+                scenarios::Backend::Llm(sim) => drop(sim.stats()),
             }
             assert_eq!(setup.backend.inspections(), before + 1);
         });
@@ -366,6 +379,10 @@ fn the_client_modules_do_not_name_the_simulators_insides() {
             include_str!("../examples/quota_showdown/clients.rs"),
         ),
         ("sdk.rs", include_str!("../examples/quota_showdown/sdk.rs")),
+        (
+            "http_clients.rs",
+            include_str!("../examples/quota_showdown/http_clients.rs"),
+        ),
     ];
     for (file, source) in sources {
         for word in [
@@ -377,6 +394,8 @@ fn the_client_modules_do_not_name_the_simulators_insides() {
             "stats_at",
             "BedrockSim",
             "DynamoSim",
+            "LlmEndpointSim",
+            "charged_per_minute",
             "Backend",
         ] {
             assert!(!source.contains(word), "{file} mentions {word}");
@@ -440,7 +459,7 @@ fn shared_account_demand_is_about_the_quota() {
             .iter()
             .map(|a| match a.work {
                 scenarios::Work::Model { input_tokens, .. } => (input_tokens + 300) as f64,
-                scenarios::Work::Write { .. } => 0.0,
+                scenarios::Work::Write { .. } | scenarios::Work::Chat { .. } => 0.0,
             })
             .sum()
     };
@@ -512,7 +531,7 @@ fn utilisation_counts_whole_provider_windows() {
     let phase = runtime.block_on(async {
         match scenarios::setup(1, DEFAULT_SEED).unwrap().backend {
             scenarios::Backend::Bedrock(sim) => sim.window_phase(),
-            scenarios::Backend::Dynamo(_) => unreachable!(),
+            scenarios::Backend::Dynamo(_) | scenarios::Backend::Llm(_) => unreachable!(),
         }
     });
     assert!(!phase.is_zero() && phase < BEDROCK_WINDOW);
@@ -694,4 +713,47 @@ fn daily_quota() {
             "{batch:?} vs {unmanaged:?}"
         );
     }
+}
+
+/// Scenario 8, an OpenAI-compatible endpoint (token buckets with rate-limit headers, short
+/// chats all along, a burst of long batch prompts, a billing cap), against the claims:
+/// tower-headroom's throttled attempts at most 0.5%, utilisation at least 97%, and no call
+/// sent again after `insufficient_quota` — against the baselines measured in the same run.
+///
+/// The last claim needs the classifier to read the 429's JSON body (`insufficient_quota` is
+/// a billing stop, not a rate limit): `HttpClassifier` reads statuses and headers, so today a
+/// 429 `insufficient_quota` is a throttle and the stack sends a few calls again before its
+/// learned limit sheds the rest. What holds today is asserted (few such calls, every one of
+/// them after the cap); the strict claim is the commented assertion, to switch on with the
+/// vendor-body classifier step.
+#[test]
+fn openai_compatible_endpoint() {
+    let none = &row(8, Strategy::NoRetry).row;
+    let sdk = &row(8, Strategy::VendorSdk).row;
+    let ours = &row(8, Strategy::Headroom).row;
+    // The baselines: the burst is throttled, and the vendor SDKs' retries add throttles and
+    // save almost nothing; they leave the quota a third unused.
+    assert!(none.throttled_attempts > 50, "{none:?}");
+    assert!(sdk.throttled_attempts > none.throttled_attempts, "{sdk:?}");
+    assert!(sdk.quota_utilization < 0.8, "{sdk:?}");
+    // tower-headroom: throttled attempts at most 0.5%, utilisation at least 97%, more calls
+    // completed than either baseline.
+    assert!(
+        ours.throttled_attempts as f64 <= 0.005 * ours.attempts as f64,
+        "{ours:?}"
+    );
+    assert!(ours.quota_utilization >= 0.97, "{ours:?}");
+    assert!(
+        ours.completed > none.completed.max(sdk.completed),
+        "{ours:?}"
+    );
+    // It used the quota fully, so it is the row that reaches the billing cap in the run.
+    let billing = ours.billing.as_ref().unwrap();
+    assert!(billing.spent_at_s.is_some(), "{billing:?}");
+    assert!(billing.insufficient_quota_attempts > 0, "{billing:?}");
+    // Today: a few calls are sent again after `insufficient_quota` (a throttle to the
+    // header-only classifier), then the learned limit sheds the rest.
+    assert!(billing.retried_after_insufficient_quota <= 5, "{billing:?}");
+    // With the vendor-body step (insufficient_quota -> Fatal):
+    // assert_eq!(billing.retried_after_insufficient_quota, 0, "{billing:?}");
 }
