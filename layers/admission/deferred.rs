@@ -26,7 +26,13 @@ use super::cost::Usage;
 use super::quota::{Reservation, Slot};
 use crate::{Outcome, OutcomeKind};
 
-/// A reservation to settle later, from the response's body; see the [module docs](self).
+/// A reservation to settle later, from the response's body: for answers whose usage arrives at
+/// the end of their body (a server-sent-event stream). When the usage reader says so
+/// ([`ReadUsage::defers`](crate::admission::ReadUsage::defers)), the admission layer and the
+/// stack hand a successful call's reservation to the response as a `Settlement`
+/// ([`ReadUsage::hand_over`](crate::admission::ReadUsage::hand_over): for `http::Response`, in
+/// its extensions) instead of settling it; a body wrapper settles it from the stream's usage
+/// (`llm_http::sse`, feature `llm-http`). Dropped unsettled, it keeps the estimate.
 ///
 /// Cheap to clone (`http` extensions need `Clone`): the clones share the one reservation, the
 /// first [`settle`](Settlement::settle) or [`fail`](Settlement::fail) ends it and the others

@@ -14,9 +14,36 @@
 //! for ConverseStream (`smithy::stream`). Other answers are read by the inner reader (default
 //! [`HeaderUsage`]: the rate-limit headers) and settled at once.
 //!
-//! ```ignore
-//! let response = stack.call(request).await?;      // reservation handed to the response
-//! let response = settle_stream(response);         // ... and from it to the body
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{Layer, ServiceExt};
+//! use tower_headroom::HttpClassifier;
+//! use tower_headroom::admission::{AdmissionLayer, Cost, Fixed, FixedCost, Limit, Quota};
+//! use tower_headroom::llm_http::sse::{SseUsage, settle_stream};
+//!
+//! # async fn run() -> Result<(), tower_headroom::BoxError> {
+//! let quota = Quota::new(Limit::per_minute().units(100_000).build()?);
+//! let endpoint = tower::service_fn(|_: ()| async {
+//!     let events = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":120,\"completion_tokens\":30}}\n\ndata: [DONE]\n\n";
+//!     let response = http::Response::builder()
+//!         .header("content-type", "text/event-stream")
+//!         .body(Full::new(Bytes::from(events)))?;
+//!     Ok::<_, http::Error>(response)
+//! });
+//! let svc = AdmissionLayer::new(quota.clone(), Fixed::new("gpt", FixedCost(Cost::units(1_000))))
+//!     .usage(SseUsage::new())
+//!     .classify(HttpClassifier::new())
+//!     .layer(endpoint);
+//!
+//! let response = svc.oneshot(()).await?; // the reservation is handed to the response ...
+//! let response = settle_stream(response); // ... and from it to the body
+//! let now = || tokio::time::Instant::now();
+//! assert_eq!(quota.stats(&"gpt", now()).unwrap().units_spent, Some(1_000)); // the estimate
+//! response.into_body().collect().await?; // the events pass through; the usage settles
+//! assert_eq!(quota.stats(&"gpt", now()).unwrap().units_spent, Some(150));
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
 //! ```
 //!
 //! The events read (everything else passes by unparsed):
