@@ -363,6 +363,16 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// The usage reader for endpoints that may stream: a successful `text/event-stream` answer
 /// defers its settlement to its body (see the [module docs](self)); any other answer is read
 /// by the inner reader (default [`HeaderUsage`]).
+///
+/// A deferred answer settles to the units of its usage event alone: its rate-limit headers
+/// describe the budget when the head arrived, and would be stale by the stream's end.
+///
+/// Which usage to settle to follows how the provider counts: Anthropic counts output tokens as
+/// they are written, so a stream's real usage is right; OpenAI counts a call's `max_tokens`
+/// when it admits it ("the maximum of `max_tokens` and the estimated number of tokens"), so an
+/// estimate of input + `max_tokens` is already what the server charged, and settling it lower
+/// would let the client send more than the server admits (use [`HeaderUsage`] or `NoUsage`
+/// there, as the showdown's scenario 8 does).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SseUsage<U = HeaderUsage> {
     inner: U,
