@@ -327,3 +327,55 @@ async fn a_hyper_client_streams_from_the_front_on_loopback() {
     assert_eq!(reply["usage"]["output_tokens"], 5);
     server.shutdown().await.unwrap();
 }
+
+/// The whole chain: the stack with admission in front of the simulator's Anthropic-style
+/// endpoint, a streamed answer handed to its body and settled from its usage events.
+#[tokio::test(start_paused = true)]
+async fn a_streamed_answer_from_the_front_settles_the_stack_s_reservation() {
+    use tower::Service;
+    use tower_headroom::admission::{Cost, FixedCost, Learning, Limit, Quota};
+    use tower_headroom::fallback::Target;
+    use tower_headroom::llm_http::sse::{SseUsage, settle_stream};
+    use tower_headroom::stack::StackBuilder;
+
+    let front = front(sim(LlmShape::Anthropic).build().unwrap());
+    let quota: Quota<&'static str> = Quota::new(
+        Limit::per_minute()
+            .units(100_000)
+            .learning(Learning::OFF)
+            .build()
+            .unwrap(),
+    );
+    let mut stack = StackBuilder::http()
+        .target(Target::new("claude", "claude"))
+        .admission(quota.clone(), FixedCost(Cost::units(5_000)))
+        .usage(SseUsage::new())
+        .services(vec![front.clone()])
+        .unwrap();
+    let body = json!({
+        "messages": [{"role": "user", "content": "x".repeat(400)}],
+        "max_tokens": 500,
+        "stream": true,
+    });
+    let response = ServiceExt::<Request<Full<Bytes>>>::ready(&mut stack)
+        .await
+        .unwrap()
+        .call(request(LlmShape::Anthropic, body))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let spent = || {
+        quota
+            .stats(&"claude", tokio::time::Instant::now())
+            .and_then(|s| s.units_spent)
+    };
+    assert_eq!(spent(), Some(5_000));
+    let events = settle_stream(response).into_body().collect().await.unwrap();
+    assert!(
+        std::str::from_utf8(&events.to_bytes())
+            .unwrap()
+            .ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+    );
+    // 100 input + 20 output tokens.
+    assert_eq!(spent(), Some(120));
+}

@@ -9,8 +9,9 @@
 //! extensions as a [`Settlement`] instead of settling it. Wrap the body with
 //! [`settle_stream`] (or [`SseBody::new`]): every frame passes through unchanged while
 //! [`SseUsageReader`] watches the events, and the reservation is settled with the usage of
-//! the final one. A stream dropped early, one that breaks off with an error, or one whose
-//! events cannot be read keeps the reservation at its estimate, as the AWS SDK adapter does
+//! the final one. A stream dropped early, one that breaks off with an error, one that ends
+//! without a usage event (OpenAI without `stream_options.include_usage`) or one whose events
+//! cannot be read keeps the reservation at its estimate, as the AWS SDK adapter does
 //! for ConverseStream (`smithy::stream`). Other answers are read by the inner reader (default
 //! [`HeaderUsage`]: the rate-limit headers) and settled at once.
 //!
