@@ -299,3 +299,61 @@ fn oversized_and_malformed_events_are_skipped_without_panicking() {
         let _ = reader.finish();
     }
 }
+
+mod props {
+    use proptest::prelude::*;
+    use tower_headroom::llm_http::sse::{SseUsageReader, StreamEnd};
+
+    fn read(bytes: &[u8], cuts: &[usize]) -> Option<StreamEnd> {
+        let mut reader = SseUsageReader::new();
+        let mut at = 0;
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.sort_unstable();
+        points.push(bytes.len());
+        for point in points {
+            if let Some(end) = reader.feed(&bytes[at..point.max(at)]) {
+                return Some(end);
+            }
+            at = point.max(at);
+        }
+        reader.finish()
+    }
+
+    proptest! {
+        /// Arbitrary bytes, arbitrarily framed: the reader never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2_000),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let _ = read(&bytes, &cuts);
+        }
+
+        /// A valid stream with noise events mixed in gives the same usage however it is cut.
+        #[test]
+        fn any_framing_of_a_stream_gives_its_usage(
+            prompt in 0u64..1_000_000,
+            completion in 0u64..1_000_000,
+            noise in proptest::collection::vec("[a-z \"{}:,]{0,40}", 0..10),
+            cuts in proptest::collection::vec(any::<usize>(), 0..30),
+            crlf in any::<bool>(),
+        ) {
+            let mut stream = String::new();
+            for n in &noise {
+                stream.push_str(&format!("data: {{\"choices\":[{{\"delta\":{{\"content\":{n:?}}}}}],\"usage\":null}}\n\n"));
+                stream.push_str(": keep-alive\n\n");
+            }
+            stream.push_str(&format!(
+                "data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":{completion}}}}}\n\ndata: [DONE]\n\n"
+            ));
+            if crlf {
+                stream = stream.replace('\n', "\r\n");
+            }
+            let end = read(stream.as_bytes(), &cuts);
+            let Some(StreamEnd::Usage(usage)) = end else {
+                return Err(TestCaseError::fail(format!("{end:?}")));
+            };
+            prop_assert_eq!((usage.input, usage.output), (prompt, completion));
+        }
+    }
+}
