@@ -1,39 +1,4 @@
-//! [`ErrorBodyLayer`]: reads the first bytes of an error response's body, so that
-//! [`HttpClassifier`](crate::HttpClassifier) can tell what the vendor's JSON error says.
-//!
-//! A classifier sees a response by reference and cannot read a streaming body. This layer sits
-//! under the retry layer (or the [stack](crate::stack)): for a response with a status of 400 or
-//! more it reads the body's frames until it holds [`MAX_ERROR_PREFIX`] bytes or the body ends,
-//! parses them with [`VendorError::parse`], puts the class in the response's extensions, and
-//! hands the response on with a body that replays what was read and then the rest — the
-//! caller gets every byte, in order, as the server sent it. Successful responses pass through
-//! untouched (the body is wrapped, nothing is read or allocated). Nothing read is logged or
-//! kept beyond the response.
-//!
-//! Reading the prefix waits for the server's error body; an attempt timeout outside this layer
-//! (the stack's, or `tower::timeout`) bounds that wait like any other part of the attempt.
-//!
-//! ```
-//! # #[cfg(feature = "llm-http")] {
-//! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_headroom::llm_http::{ErrorBodyLayer, VendorError};
-//! use tower_headroom::{Classify, HttpClassifier, OutcomeKind};
-//!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let upstream = tower::service_fn(|_req: http::Request<String>| async {
-//!     let body = r#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#;
-//!     Ok::<_, std::convert::Infallible>(
-//!         http::Response::builder().status(429).body(body.to_string()).unwrap(),
-//!     )
-//! });
-//! let svc = ServiceBuilder::new().layer(ErrorBodyLayer::new()).service(upstream);
-//! let response = svc.oneshot(http::Request::new(String::new())).await.unwrap();
-//! assert_eq!(response.extensions().get(), Some(&VendorError::BillingStop));
-//! // A spent balance is not a rate limit: never retried.
-//! assert_eq!(HttpClassifier::new().classify(Ok(&response)).kind, OutcomeKind::Fatal);
-//! # });
-//! # }
-//! ```
+//! [`ErrorBodyLayer`]: the first bytes of an error response read for the classifier.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -49,8 +14,42 @@ use tower_service::Service;
 
 use super::vendor::{MAX_ERROR_PREFIX, VendorError};
 
-/// Wraps a service so that its error responses carry a [`VendorError`]; see the
-/// [module docs](self).
+/// Reads the first bytes of an error response's body, so that
+/// [`HttpClassifier`](crate::HttpClassifier) can tell what the vendor's JSON error says.
+///
+/// A classifier sees a response by reference and cannot read a streaming body. This layer sits
+/// under the retry layer (or the [stack](crate::stack)): for a response with a status of 400 or
+/// more it reads the body's frames until it holds [`MAX_ERROR_PREFIX`] bytes or the body ends,
+/// parses them with [`VendorError::parse`], puts the class in the response's extensions, and
+/// hands the response on with a body that replays what was read and then the rest — the
+/// caller gets every byte, in order, as the server sent it. Successful responses pass through
+/// untouched (the body is wrapped, nothing is read or allocated). Nothing read is logged or
+/// kept beyond the response.
+///
+/// Reading the prefix waits for the server's error body; an attempt timeout outside this layer
+/// (the stack's, or `tower::timeout`) bounds that wait like any other part of the attempt.
+///
+/// ```
+/// # #[cfg(feature = "llm-http")] {
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_headroom::llm_http::{ErrorBodyLayer, VendorError};
+/// use tower_headroom::{Classify, HttpClassifier, OutcomeKind};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let upstream = tower::service_fn(|_req: http::Request<String>| async {
+///     let body = r#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#;
+///     Ok::<_, std::convert::Infallible>(
+///         http::Response::builder().status(429).body(body.to_string()).unwrap(),
+///     )
+/// });
+/// let svc = ServiceBuilder::new().layer(ErrorBodyLayer::new()).service(upstream);
+/// let response = svc.oneshot(http::Request::new(String::new())).await.unwrap();
+/// assert_eq!(response.extensions().get(), Some(&VendorError::BillingStop));
+/// // A spent balance is not a rate limit: never retried.
+/// assert_eq!(HttpClassifier::new().classify(Ok(&response)).kind, OutcomeKind::Fatal);
+/// # });
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ErrorBodyLayer {
     _private: (),

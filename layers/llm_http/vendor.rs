@@ -1,33 +1,4 @@
 //! What an OpenAI- or Anthropic-style JSON error body says, as a retry policy needs it.
-//!
-//! A status code alone cannot tell a rate limit from a spent balance: both vendors answer `429`
-//! for both, and only the body's error type differs. [`VendorError::parse`] reads the error
-//! type of a body's first bytes (the layer [`ErrorBodyLayer`](super::ErrorBodyLayer) hands it
-//! at most [`MAX_ERROR_PREFIX`] bytes of an error response), and
-//! [`HttpClassifier`](crate::HttpClassifier) lets it decide over the status:
-//!
-//! | body | vendor | outcome |
-//! |---|---|---|
-//! | `error.type` / `error.code` `insufficient_quota` (429) | OpenAI | `Fatal`: a billing stop, never retried |
-//! | `error.details.error_code` `enforced_spend_limit_reached` (429), `billing_error` (402) | Anthropic | `Fatal` |
-//! | `error.code` `rate_limit_exceeded`, `error.type` `rate_limit_error` | both | `Throttled` (scope from the rate-limit headers) |
-//! | `error.type` `overloaded_error` (529) | Anthropic | `Overloaded` |
-//! | `error.code` `context_length_exceeded`; `invalid_request_error` "prompt is too long"; `request_too_large` (413) | both | `TooLarge`: the router moves to the next model |
-//! | `authentication_error`, `permission_error`, `not_found_error`, `invalid_request_error` | both | `Fatal` |
-//! | `api_error`, `server_error` | both | `Transient` |
-//!
-//! Sources: OpenAI's error codes guide
-//! (<https://platform.openai.com/docs/guides/error-codes>: 429 "Rate limit reached" and 429 "You
-//! exceeded your current quota", whose body carries `"type": "insufficient_quota"`; 400
-//! `context_length_exceeded`); Anthropic's HTTP errors page
-//! (<https://docs.claude.com/en/api/errors>: the `{"type":"error","error":{"type":…,
-//! "message":…}}` shape, 413 `request_too_large`, 429 `rate_limit_error`, 529
-//! `overloaded_error`) and its spend-limit page (a 429 `rate_limit_error` whose
-//! `error.details.error_code` is `enforced_spend_limit_reached` lasts until the next month).
-//!
-//! Nothing of the body is kept or logged: parsing keeps only the error class. The message is
-//! read only to tell Anthropic's "prompt is too long" from other invalid requests, and only as
-//! far as that prefix.
 
 use crate::OutcomeKind;
 
@@ -35,7 +6,36 @@ use crate::OutcomeKind;
 /// enough that a large error page costs nothing.
 pub const MAX_ERROR_PREFIX: usize = 16 * 1024;
 
-/// The class of a vendor's JSON error body.
+/// The class of an OpenAI- or Anthropic-style JSON error body, as a retry policy needs it.
+///
+/// A status code alone cannot tell a rate limit from a spent balance: both vendors answer `429`
+/// for both, and only the body's error type differs. [`VendorError::parse`] reads the error
+/// type of a body's first bytes (the layer [`ErrorBodyLayer`](super::ErrorBodyLayer) hands it
+/// at most [`MAX_ERROR_PREFIX`] bytes of an error response), and
+/// [`HttpClassifier`](crate::HttpClassifier) lets it decide over the status:
+///
+/// | body | vendor | outcome |
+/// |---|---|---|
+/// | `error.type` / `error.code` `insufficient_quota` (429) | OpenAI | `Fatal`: a billing stop, never retried |
+/// | `error.details.error_code` `enforced_spend_limit_reached` (429), `billing_error` (402) | Anthropic | `Fatal` |
+/// | `error.code` `rate_limit_exceeded`, `error.type` `rate_limit_error` | both | `Throttled` (scope from the rate-limit headers) |
+/// | `error.type` `overloaded_error` (529) | Anthropic | `Overloaded` |
+/// | `error.code` `context_length_exceeded`; `invalid_request_error` "prompt is too long"; `request_too_large` (413) | both | `TooLarge`: the router moves to the next model |
+/// | `authentication_error`, `permission_error`, `not_found_error`, `invalid_request_error` | both | `Fatal` |
+/// | `api_error`, `server_error` | both | `Transient` |
+///
+/// Sources: OpenAI's error codes guide
+/// (<https://platform.openai.com/docs/guides/error-codes>: 429 "Rate limit reached" and 429 "You
+/// exceeded your current quota", whose body carries `"type": "insufficient_quota"`; 400
+/// `context_length_exceeded`); Anthropic's HTTP errors page
+/// (<https://docs.claude.com/en/api/errors>: the `{"type":"error","error":{"type":…,
+/// "message":…}}` shape, 413 `request_too_large`, 429 `rate_limit_error`, 529
+/// `overloaded_error`) and its spend-limit page (a 429 `rate_limit_error` whose
+/// `error.details.error_code` is `enforced_spend_limit_reached` lasts until the next month).
+///
+/// Nothing of the body is kept or logged: parsing keeps only the error class. The message is
+/// read only to tell Anthropic's "prompt is too long" from other invalid requests, and only as
+/// far as that prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum VendorError {
@@ -97,7 +97,7 @@ impl VendorError {
         })
     }
 
-    /// The outcome class this error means (the table in the [module docs](self)).
+    /// The outcome class this error means (the table on [`VendorError`]).
     pub const fn kind(self) -> OutcomeKind {
         match self {
             VendorError::RateLimited => OutcomeKind::Throttled(crate::ThrottleScope::Unknown),
