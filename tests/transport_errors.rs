@@ -4,96 +4,24 @@
 //! garbled answer `Fatal`), and a stale-connection failure retried through `ReqwestService`.
 #![cfg(all(feature = "hyper", feature = "reqwest"))]
 
+mod support {
+    pub mod loopback;
+}
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::loopback::{Behave, refused, server};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_headroom::classify::classify_error;
 use tower_headroom::reqwest::ReqwestService;
 use tower_headroom::retry::RetryPolicy;
 use tower_headroom::{HttpClassifier, OutcomeKind, RetryLayer};
-
-/// How the server treats each connection.
-#[derive(Clone, Copy, Debug)]
-enum Misbehave {
-    /// Reads the request, then closes without a byte of answer.
-    CloseSilently,
-    /// Reads the request, then resets the connection (`SO_LINGER` 0).
-    Reset,
-    /// Reads the request and never answers.
-    Hang,
-    /// Answers with bytes that are not HTTP.
-    Garbage,
-    /// Answers `200 OK`.
-    Answer,
-}
-
-/// Reads one request head.
-async fn read_head(stream: &mut TcpStream) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// A server on loopback treating its n-th connection as `script[n]` (the last one after).
-async fn server(script: Vec<Misbehave>) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&connections);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            let behave = script[n.min(script.len() - 1)];
-            tokio::spawn(async move {
-                read_head(&mut stream).await;
-                match behave {
-                    Misbehave::CloseSilently => drop(stream),
-                    Misbehave::Reset => {
-                        stream.set_zero_linger().unwrap();
-                        drop(stream);
-                    }
-                    Misbehave::Hang => {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
-                    }
-                    Misbehave::Garbage => {
-                        let _ = stream.write_all(b"NOT HTTP AT ALL\r\n\r\n").await;
-                        let _ = stream.shutdown().await;
-                    }
-                    Misbehave::Answer => {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await;
-                        let _ = stream.shutdown().await;
-                    }
-                }
-            });
-        }
-    });
-    (addr, connections)
-}
-
-/// An address nobody listens on: bound, then released.
-async fn refused() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
 
 async fn hyper_get(addr: SocketAddr) -> hyper_util::client::legacy::Error {
     let client = HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -122,14 +50,11 @@ async fn hyper_errors_are_classified() {
     let cases = [
         (refused().await, OutcomeKind::Transient),
         (
-            server(vec![Misbehave::CloseSilently]).await.0,
+            server(vec![Behave::CloseSilently]).await.0,
             OutcomeKind::Transient,
         ),
-        (
-            server(vec![Misbehave::Reset]).await.0,
-            OutcomeKind::Transient,
-        ),
-        (server(vec![Misbehave::Garbage]).await.0, OutcomeKind::Fatal),
+        (server(vec![Behave::Reset]).await.0, OutcomeKind::Transient),
+        (server(vec![Behave::Garbage]).await.0, OutcomeKind::Fatal),
     ];
     for (addr, expected) in cases {
         let error = hyper_get(addr).await;
@@ -142,22 +67,22 @@ async fn reqwest_errors_are_classified() {
     let cases = [
         (refused().await, None, OutcomeKind::Transient),
         (
-            server(vec![Misbehave::CloseSilently]).await.0,
+            server(vec![Behave::CloseSilently]).await.0,
             None,
             OutcomeKind::Transient,
         ),
         (
-            server(vec![Misbehave::Reset]).await.0,
+            server(vec![Behave::Reset]).await.0,
             None,
             OutcomeKind::Transient,
         ),
         (
-            server(vec![Misbehave::Hang]).await.0,
+            server(vec![Behave::Hang]).await.0,
             Some(Duration::from_millis(200)),
             OutcomeKind::Timeout,
         ),
         (
-            server(vec![Misbehave::Garbage]).await.0,
+            server(vec![Behave::Garbage]).await.0,
             None,
             OutcomeKind::Fatal,
         ),
@@ -172,7 +97,7 @@ async fn reqwest_errors_are_classified() {
 /// over `ReqwestService` sends again and gets the answer.
 #[tokio::test]
 async fn a_connection_closed_before_the_answer_is_retried_through_reqwest() {
-    let (addr, connections) = server(vec![Misbehave::CloseSilently, Misbehave::Answer]).await;
+    let (addr, connections) = server(vec![Behave::CloseSilently, Behave::Status(200)]).await;
     let policy = RetryPolicy::builder()
         .max_attempts(3)
         .seed(1)

@@ -1,29 +1,58 @@
-//! A `reqwest::Client` behind the layers (feature `reqwest`): [`ReqwestService`] is a
-//! `tower::Service` of `http::Request`s answering `http::Response<reqwest::Body>`, so the
-//! retry layer, the stack and every other layer take it as they take hyper.
+//! reqwest behind the layers (feature `reqwest`), both ways people use it:
 //!
-//! Requests are `http::Request<B>` with a body the layers can clone for each attempt (`String`,
-//! `Vec<u8>`, `bytes::Bytes`): a request whose body is a stream cannot be sent twice, so it is
-//! sent through the `reqwest::Client` itself, without the retry layer, as tower's
-//! `Policy::clone_request` would leave it. `reqwest`'s errors are classified by
+//! - [`ReqwestService`]: a plain `reqwest::Client` as a `tower::Service` of `http::Request`s
+//!   answering `http::Response<reqwest::Body>`, so the retry layer, the stack and every other
+//!   layer take it as they take hyper;
+//! - [`TowerMiddleware`]: any Tower stack built over [`NextService`] as a `reqwest-middleware`
+//!   `Middleware`, so a `ClientWithMiddleware` (the home of `reqwest-retry`) runs the same
+//!   policy — classification, backoff with server delays, the retry budget, breakers,
+//!   admission, fallback — with its other middlewares in place;
+//! - [`BaseUrl`] and [`rebase`]: fallback targets that are other hosts of the same API.
+//!
+//! Requests the layers may send again need a body they can clone: `ReqwestService` takes
+//! `http::Request<B>` with `B` a `String`, `Vec<u8>` or `bytes::Bytes`; `TowerMiddleware`
+//! sends a request whose body is a stream through the chain once, untouched, as tower's
+//! `Policy::clone_request` leaves such a request. reqwest's errors are classified by
 //! [`classify_error`](crate::classify::classify_error): a connect error is `Transient`, a
 //! timeout `Timeout`, hyper's incomplete message (the stale pooled-connection race)
 //! `Transient`.
 //!
-//! Retries with the HTTP profile's policy, vendor error bodies read (feature `llm-http`):
+//! Retries for a `ClientWithMiddleware`, in four lines:
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_headroom::reqwest::{NextService, TowerMiddleware};
+//! use tower_headroom::{HttpClassifier, Profile, RetryLayer};
+//!
+//! let retry = RetryLayer::new(Profile::Http.retry().build()?, HttpClassifier::new());
+//! let stack = ServiceBuilder::new().layer(retry).service(NextService::new());
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(TowerMiddleware::new(stack))
+//!     .build();
+//! # let _ = client;
+//! # Ok::<(), tower_headroom::ConfigError>(())
+//! ```
+//!
+//! The whole stack over a plain client, with a backup host, vendor error bodies read (feature
+//! `llm-http`):
 //!
 //! ```
 //! # #[cfg(feature = "llm-http")] {
 //! use tower::ServiceBuilder;
+//! use tower_headroom::fallback::Target;
 //! use tower_headroom::llm_http::ErrorBodyLayer;
-//! use tower_headroom::reqwest::ReqwestService;
-//! use tower_headroom::{HttpClassifier, Profile, RetryLayer};
+//! use tower_headroom::reqwest::{BaseUrl, ReqwestService, rebase};
+//! use tower_headroom::stack::StackBuilder;
 //!
 //! let client = ServiceBuilder::new()
-//!     .layer(RetryLayer::new(Profile::Http.retry().build()?, HttpClassifier::new()))
 //!     .layer(ErrorBodyLayer::new())
 //!     .service(ReqwestService::new(reqwest::Client::new()));
-//! # let _ = client;
+//! let stack = StackBuilder::http()
+//!     .target(Target::new("openai", BaseUrl::parse("https://api.openai.com/v1")?))
+//!     .target(Target::new("backup", BaseUrl::parse("https://llm.internal.example/v1")?))
+//!     .rewrite(client, rebase::<bytes::Bytes>)?;
+//! // Requests are written with a path only: `http::Request::post("/chat/completions")`.
+//! # let _ = stack;
 //! # }
 //! # Ok::<(), tower_headroom::ConfigError>(())
 //! ```
@@ -34,6 +63,12 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use tower_service::Service;
+
+mod base_url;
+mod middleware;
+
+pub use self::base_url::{BaseUrl, rebase};
+pub use self::middleware::{NextService, NotInMiddleware, TowerMiddleware};
 
 /// `reqwest::Client` as a `tower::Service<http::Request<B>>`; see the [module docs](self).
 ///
