@@ -181,3 +181,31 @@ async fn reqwest_service_behind_the_stack_with_base_urls() {
     assert_eq!(response.status(), 200);
     assert_eq!(up_calls.load(Ordering::SeqCst), 1);
 }
+
+/// A request's own reqwest timeout travels with each attempt: the first attempt times out in
+/// reqwest (a `Timeout`, retried), the second is answered.
+#[tokio::test]
+async fn a_requests_own_timeout_holds_for_each_attempt() {
+    let (addr, connections) = server(vec![Behave::Hang, Behave::Status(200)]).await;
+    let stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(policy(), HttpClassifier::new()))
+        .service(NextService::new());
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(TowerMiddleware::new(stack))
+        .build();
+    let started = std::time::Instant::now();
+    let response = client
+        .get(format!("http://{addr}/v1/models"))
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    // Without its timeout the first attempt would hang for the server's 30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -120,19 +120,25 @@ impl<S> TowerMiddleware<S> {
     }
 }
 
-/// The request as an `http::Request` with its body's bytes, or `None` when its body cannot be
-/// read twice (a stream).
-fn buffered(request: &::reqwest::Request) -> Option<http::Request<Bytes>> {
-    let body = match request.body() {
-        None => Bytes::new(),
-        Some(body) => Bytes::copy_from_slice(body.as_bytes()?),
+/// The request as an `http::Request` with its body's bytes and its extensions (reqwest keeps
+/// a request's own timeout there), or the request back when its body cannot be read twice (a
+/// stream) or it does not convert.
+fn buffered(request: ::reqwest::Request) -> Result<http::Request<Bytes>, ::reqwest::Request> {
+    if request.body().is_some_and(|body| body.as_bytes().is_none()) {
+        return Err(request);
+    }
+    let Some(copy) = request.try_clone() else {
+        return Err(request);
     };
-    let mut http = http::Request::new(body);
-    *http.method_mut() = request.method().clone();
-    *http.uri_mut() = request.url().as_str().parse().ok()?;
-    *http.headers_mut() = request.headers().clone();
-    *http.version_mut() = request.version();
-    Some(http)
+    let Ok(http) = http::Request::<::reqwest::Body>::try_from(copy) else {
+        return Err(request);
+    };
+    let (parts, body) = http.into_parts();
+    let bytes = body
+        .as_bytes()
+        .map(Bytes::copy_from_slice)
+        .unwrap_or_default();
+    Ok(http::Request::from_parts(parts, bytes))
 }
 
 #[async_trait::async_trait]
@@ -151,10 +157,10 @@ where
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<::reqwest::Response> {
-        let Some(mut http) = buffered(&request) else {
-            return next.run(request, extensions).await;
+        let mut http = match buffered(request) {
+            Ok(http) => http,
+            Err(request) => return next.run(request, extensions).await,
         };
-        drop(request);
         let (jobs, mut queue) = mpsc::channel(1);
         http.extensions_mut().insert(Dispatch(jobs));
         let call = self.stack.clone().oneshot(http);

@@ -590,7 +590,8 @@ impl<S: StoreSlot> Call<S> {
     /// where the attempt's endpoint and signature must point.
     fn region_of(&self, target: &crate::fallback::Target<Arc<str>>) -> Option<Arc<str>> {
         let region = target.labels().region_label()?;
-        let elsewhere = self.region.as_deref() != Some(&**region);
+        // A client with no region of its own cannot be moved back to it: it stays put.
+        let elsewhere = self.region.as_deref().is_some_and(|own| own != &**region);
         (self.regional && elsewhere).then(|| Arc::clone(region))
     }
 
