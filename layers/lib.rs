@@ -69,6 +69,8 @@ pub mod lifecycle;
 pub mod llm_http;
 pub mod observe;
 mod outcome;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 pub mod retry;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -175,6 +175,7 @@ impl Labels {
     ) -> Vec<metrics::Label> {
         let value = |v: &Option<Arc<str>>| -> metrics::SharedString {
             match v {
+                Some(s) if is_arn(s) => metrics::SharedString::from(arn_resource(s).to_owned()),
                 Some(s) => metrics::SharedString::from(Arc::clone(s)),
                 None => metrics::SharedString::const_str(""),
             }
@@ -202,11 +203,29 @@ impl fmt::Display for Labels {
             ("region", &self.region),
         ] {
             if let Some(value) = value {
-                write!(f, "{sep}{key}={value}")?;
+                write!(f, "{sep}{key}={}", arn_resource(value))?;
                 sep = " ";
             }
         }
         Ok(())
+    }
+}
+
+fn is_arn(value: &str) -> bool {
+    value.starts_with("arn:")
+}
+
+/// What a label shows of `value`: an ARN (a Bedrock inference profile, a DynamoDB table) is
+/// reduced to its resource name — the part after the last `/` (or `:`) — so that no account id
+/// reaches a metric label or a log line; anything else as it is. Only emitting reduces: the
+/// label keeps the whole ARN, which a target may need as its model id.
+pub(crate) fn arn_resource(value: &str) -> &str {
+    if !is_arn(value) {
+        return value;
+    }
+    match value.rfind('/') {
+        Some(slash) => &value[slash + 1..],
+        None => value.rsplit(':').next().unwrap_or(value),
     }
 }
 
@@ -315,5 +334,30 @@ mod tests {
             Labels::none().region("eu-west-1").to_string(),
             "region=eu-west-1"
         );
+    }
+
+    #[test]
+    fn arns_show_their_resource_name_only() {
+        let profile = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3";
+        let table = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders";
+        let labels = Labels::target(table).model(profile).region("us-east-1");
+        assert_eq!(
+            labels.to_string(),
+            "target=orders model=a1b2c3 region=us-east-1"
+        );
+        // The label keeps the whole ARN (a target's model id may be one).
+        assert_eq!(labels.model_name(), Some(profile));
+        assert_eq!(
+            arn_resource("arn:aws:sns:us-east-1:123456789012:topic"),
+            "topic"
+        );
+        assert_eq!(
+            arn_resource("anthropic.claude-3-haiku"),
+            "anthropic.claude-3-haiku"
+        );
+        #[cfg(feature = "metrics")]
+        for label in labels.metric_labels(&[]) {
+            assert!(!label.value().contains("123456789012"), "{label:?}");
+        }
     }
 }

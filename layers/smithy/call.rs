@@ -529,18 +529,34 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     /// The metric handles of `labels`, registered the first time they are seen (as the Tower
     /// layers register theirs when they are built); `target` is the route index, whose
     /// `headroom_fallback_total` is `degraded` for every target but the first.
+    ///
+    /// At most [`MAX_LABEL_SETS`] label sets get their own series (every model id, table and
+    /// region a client calls is one); the calls beyond report under the target label
+    /// [`OVERFLOW_TARGET`], so that no client can grow the metrics without bound.
     fn events(&self, target: Option<usize>, labels: Labels) -> Arc<Events> {
         let mut cache = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = cache
-            .entry((target, labels))
-            .or_insert_with_key(|(target, labels)| {
-                Arc::new(Events {
-                    retry: RetryMetrics::register(labels),
-                    admission: AdmissionMetrics::register(labels),
-                    served: target.map(|index| served_counter(labels, index != 0)),
-                    labels: labels.clone(),
-                })
-            });
+        let key = (target, labels);
+        let key = if cache.len() >= MAX_LABEL_SETS && !cache.contains_key(&key) {
+            let overflow = (None, Labels::target(OVERFLOW_TARGET));
+            if !cache.contains_key(&overflow) {
+                tracing::warn!(
+                    target: "tower_headroom::smithy",
+                    max = MAX_LABEL_SETS,
+                    "more label sets than the metrics keep apart; the rest report as target={OVERFLOW_TARGET}"
+                );
+            }
+            overflow
+        } else {
+            key
+        };
+        let entry = cache.entry(key).or_insert_with_key(|(target, labels)| {
+            Arc::new(Events {
+                retry: RetryMetrics::register(labels),
+                admission: AdmissionMetrics::register(labels),
+                served: target.map(|index| served_counter(labels, index != 0)),
+                labels: labels.clone(),
+            })
+        });
         Arc::clone(entry)
     }
 
@@ -590,7 +606,8 @@ impl<S: StoreSlot> Call<S> {
     /// where the attempt's endpoint and signature must point.
     fn region_of(&self, target: &crate::fallback::Target<Arc<str>>) -> Option<Arc<str>> {
         let region = target.labels().region_label()?;
-        let elsewhere = self.region.as_deref() != Some(&**region);
+        // A client with no region of its own cannot be moved back to it: it stays put.
+        let elsewhere = self.region.as_deref().is_some_and(|own| own != &**region);
         (self.regional && elsewhere).then(|| Arc::clone(region))
     }
 
@@ -650,6 +667,12 @@ impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadro
         }
     }
 }
+
+/// The most label sets (target, model, region) an SDK adapter gives series of their own.
+pub(crate) const MAX_LABEL_SETS: usize = 256;
+
+/// The target label of the calls beyond [`MAX_LABEL_SETS`].
+pub(crate) const OVERFLOW_TARGET: &str = "_overflow";
 
 /// Where an attempt reports: the metric vocabulary of the Tower layers (the retry layer's, the
 /// admission layer's, the router's `headroom_fallback_total`), registered once per labels.
