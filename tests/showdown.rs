@@ -5,7 +5,12 @@
 //! (the console's quotas, the profiles' defaults); the claims are the ones the admission
 //! issue set, and where the numbers fall short of one, the test asserts what holds and says
 //! what was asked and why it does not hold.
-#![cfg(all(feature = "sim", feature = "bedrock", feature = "dynamodb"))]
+#![cfg(all(
+    feature = "sim",
+    feature = "bedrock",
+    feature = "dynamodb",
+    feature = "llm-http"
+))]
 
 #[allow(dead_code)]
 #[path = "../examples/quota_showdown/clients.rs"]

@@ -10,7 +10,9 @@
 //!   `_calculate_retry_timeout`; anthropic-sdk-python likewise);
 //! - **tower-headroom**: the plain-HTTP profile's stack with the endpoint's RPM and TPM from
 //!   the console ([`http_limit`]), the crate's estimate (input characters / 4 + `max_tokens`)
-//!   and `HttpClassifier`; the batch app at batch priority. Nothing else set.
+//!   and `HttpClassifier` reading the vendor's JSON error body (`ErrorBodyLayer` under the
+//!   stack: `insufficient_quota` is a billing stop, never retried); the batch app at batch
+//!   priority. Nothing else set.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_headroom::HttpClassifier;
 use tower_headroom::admission::{HeaderUsage, Limit, LlmEstimator, LlmInput, Priority, Quota};
 use tower_headroom::fallback::Target;
+use tower_headroom::llm_http::ErrorBodyLayer;
 use tower_headroom::stack::{Profile, StackBuilder};
 
 use super::clients::{App, Client, Clients, Console, ModelQuota, Plan, Work, probe};
@@ -193,9 +196,10 @@ fn stacks(
     let target = plan.routes.first().ok_or("a plan needs a target")?;
     let key: &'static str = target.name;
     let quota = Quota::new(http_limit(console.model(target.model, target.region)?)?);
-    // The request as the endpoint sees it.
+    // The request as the endpoint sees it; an error answer's JSON body read for the classifier.
     let backend = ServiceBuilder::new()
         .map_request(|request: ChatRequest| request.to_http())
+        .layer(ErrorBodyLayer::new())
         .service(service.clone());
     // What the endpoint charges: input (characters / 4) and max_tokens.
     let estimate = LlmEstimator::new(|request: &ChatRequest| LlmInput {

@@ -2,9 +2,9 @@
 //! strategies, on a simulated Bedrock and DynamoDB, on virtual time.
 //!
 //! ```text
-//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown
-//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown -- --scenario 1 --json
-//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown -- --plot docs/
+//! cargo run --release --features sim,bedrock,dynamodb,llm-http --example quota_showdown
+//! cargo run --release --features sim,bedrock,dynamodb,llm-http --example quota_showdown -- --scenario 1 --json
+//! cargo run --release --features sim,bedrock,dynamodb,llm-http --example quota_showdown -- --plot docs/
 //! ```
 //!
 //! Each scenario runs ten minutes of traffic (twelve for scenario 6) through each strategy —

@@ -6,13 +6,6 @@ use super::{Strategy, row};
 /// chats all along, a burst of long batch prompts, a billing cap), against the claims:
 /// tower-headroom's throttled attempts at most 0.5%, utilisation at least 97%, and no call
 /// sent again after `insufficient_quota` — against the baselines measured in the same run.
-///
-/// The last claim needs the classifier to read the 429's JSON body (`insufficient_quota` is
-/// a billing stop, not a rate limit): `HttpClassifier` reads statuses and headers, so today a
-/// 429 `insufficient_quota` is a throttle and the stack sends a few calls again before its
-/// learned limit sheds the rest. What holds today is asserted (few such calls, every one of
-/// them after the cap); the strict claim is the commented assertion, to switch on with the
-/// vendor-body classifier step.
 #[test]
 fn openai_compatible_endpoint() {
     let none = &row(8, Strategy::NoRetry).row;
@@ -34,13 +27,13 @@ fn openai_compatible_endpoint() {
         ours.completed > none.completed.max(sdk.completed),
         "{ours:?}"
     );
-    // It used the quota fully, so it is the row that reaches the billing cap in the run.
+    // It used the quota fully, so it is the row that reaches the billing cap in the run; from
+    // then on each call is sent once, told `insufficient_quota` (a billing stop, read from the
+    // body by `ErrorBodyLayer`) and fails: no call is sent again, and the billing stop is the
+    // only reason any call failed.
     let billing = ours.billing.as_ref().unwrap();
     assert!(billing.spent_at_s.is_some(), "{billing:?}");
     assert!(billing.insufficient_quota_attempts > 0, "{billing:?}");
-    // Today: a few calls are sent again after `insufficient_quota` (a throttle to the
-    // header-only classifier), then the learned limit sheds the rest.
-    assert!(billing.retried_after_insufficient_quota <= 5, "{billing:?}");
-    // With the vendor-body step (insufficient_quota -> Fatal):
-    // assert_eq!(billing.retried_after_insufficient_quota, 0, "{billing:?}");
+    assert_eq!(billing.retried_after_insufficient_quota, 0, "{billing:?}");
+    assert_eq!(billing.insufficient_quota_attempts, ours.failed, "{ours:?}");
 }
