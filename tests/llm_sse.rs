@@ -357,3 +357,14 @@ mod props {
         }
     }
 }
+
+/// A stream that ends without a usage event (OpenAI without `include_usage`) is a success at
+/// its estimate.
+#[tokio::test(start_paused = true)]
+async fn a_stream_without_a_usage_event_settles_at_its_estimate() {
+    const NO_USAGE: &[&str] = &[
+        "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        "data: [DONE]\n\n",
+    ];
+    assert_eq!(through_admission(NO_USAGE, None).await, ESTIMATE);
+}

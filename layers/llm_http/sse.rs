@@ -500,7 +500,15 @@ where
                     None => None,
                 },
                 Some(Err(_)) => Some(StreamEnd::Error),
-                None => Some(reader.finish().unwrap_or(StreamEnd::Error)),
+                None => match reader.finish() {
+                    Some(end) => Some(end),
+                    None => {
+                        // Ended cleanly without a usage event: a success at its estimate.
+                        settlement.settle(Usage::UNKNOWN, Instant::now());
+                        *this.watch = None;
+                        return Poll::Ready(frame);
+                    }
+                },
             };
             if let Some(end) = end {
                 settle(settlement, end);
