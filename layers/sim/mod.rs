@@ -100,7 +100,7 @@ pub use self::endpoint::{
     EndpointConfig, EndpointFuture, EndpointLimit, EndpointSim, EndpointSimBuilder, EndpointStats,
     SimCaller,
 };
-pub use self::llm::{LlmEndpointSim, LlmShape};
+pub use self::llm::{LlmConfig, LlmEndpointSim, LlmShape};
 
 /// A rejection from a simulator, shaped as the real service sends it: HTTP status, the exact
 /// AWS error type and the service's message text.

@@ -290,6 +290,14 @@ impl SimService {
         if let Some(config) = &file.dynamodb {
             builder = builder.dynamodb(DynamoSim::from_config(config.clone())?);
         }
+        for (shape, config) in [
+            (super::LlmShape::OpenAi, &file.openai),
+            (super::LlmShape::Anthropic, &file.anthropic),
+        ] {
+            if let Some(config) = config {
+                builder = builder.llm(super::LlmEndpointSim::from_config(shape, config.clone())?);
+            }
+        }
         for (table, attribute) in &file.front.partition_keys {
             builder = builder.partition_key(table, attribute);
         }

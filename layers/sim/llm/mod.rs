@@ -45,6 +45,8 @@
 //! call's `max_tokens`; an answer takes `latency` plus `per_output_token` per output token.
 //! Messages are fixed text or numbers; nothing from a request is kept or logged.
 
+mod config;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -53,6 +55,8 @@ use tokio::time::Instant;
 
 use super::{CallerStats, Callers, Episode, OutputLength, Rejection, SimCounts, elapsed, lock};
 use crate::ConfigError;
+
+pub use self::config::LlmConfig;
 
 /// Which vendor's API the endpoint speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
