@@ -1,6 +1,6 @@
 //! The throttling simulator as a local server: Bedrock Runtime, DynamoDB, OpenAI- and
-//! Anthropic-style endpoints that
-//! throttle like the real services, for pointing your own service or the AWS SDK at.
+//! Anthropic-style endpoints that throttle like the real services, for pointing your own
+//! service, the AWS SDK or an HTTP client at.
 //!
 //! ```text
 //! scripts/dynalite        # once: installs dynalite, the DynamoDB store behind the front
