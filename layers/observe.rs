@@ -154,12 +154,6 @@ impl Labels {
         self.region.as_deref()
     }
 
-    /// The model label, shared.
-    #[cfg(feature = "smithy")]
-    pub(crate) fn model_label(&self) -> Option<&Arc<str>> {
-        self.model.as_ref()
-    }
-
     /// The region label, shared.
     #[cfg(feature = "smithy")]
     pub(crate) fn region_label(&self) -> Option<&Arc<str>> {

@@ -153,6 +153,9 @@ pub(crate) struct Estimation {
 pub(crate) struct Shared<S: crate::admission::StoreSlot> {
     pub(crate) retry: RetryPolicy,
     pub(crate) route: Option<Route<Arc<str>>>,
+    /// The model id (or table) each route target's requests carry, in target order: its key,
+    /// unless it was given another (`SdkHeadroomBuilder::target_model`).
+    pub(crate) target_models: Box<[Arc<str>]>,
     /// One breaker per route target, in target order.
     pub(crate) target_breakers: Box<[Option<BreakerHandle>]>,
     /// Breakers for keys that are not on the route (calls to other models or tables).
