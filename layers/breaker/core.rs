@@ -255,6 +255,52 @@ impl BreakerCore {
         }
     }
 
+    /// Records that a call already [recorded](Self::record) as a success failed after all, at
+    /// `now`: a streamed response whose `200` was counted, and whose stream then carried an
+    /// error (see the SDK adapter's stream docs). Returns the transition it caused, if any.
+    ///
+    /// Only an outcome that [counts for the breaker](crate::OutcomeKind::counts_for_breaker)
+    /// changes anything, and it counts in the breaker's current state, by the same rules as a
+    /// failure: closed — one success in the window becomes a failure (a failure is added when
+    /// the window holds no success any more) and the trip conditions are checked; half-open —
+    /// the breaker opens again, as on a failed probe; open — ignored. The call stays one call:
+    /// a closed window's call count does not grow when a success is turned.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use tower_headroom::breaker::{BreakerConfig, BreakerCore, State};
+    /// use tower_headroom::{Outcome, OutcomeKind};
+    ///
+    /// let config = BreakerConfig::builder().consecutive_failures(2).open_jitter(0.0).build()?;
+    /// let now = Instant::now();
+    /// let mut breaker = BreakerCore::new(config, now);
+    /// for _ in 0..2 {
+    ///     let permit = breaker.acquire(now).unwrap();
+    ///     breaker.record(permit, Outcome::SUCCESS, Duration::ZERO, now);
+    ///     breaker.record_late(Outcome::new(OutcomeKind::Unavailable), now);
+    /// }
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), tower_headroom::breaker::ConfigError>(())
+    /// ```
+    pub fn record_late(&mut self, outcome: Outcome, now: Instant) -> Option<Transition> {
+        if !outcome.kind.counts_for_breaker() {
+            return None;
+        }
+        match self.state {
+            State::Closed => {
+                self.consecutive += 1;
+                let (calls, failures, slow_calls) = self.ring.amend_to_failure(now);
+                if self.should_trip(calls, failures, slow_calls) {
+                    return self.enter(State::Open, now);
+                }
+                None
+            }
+            State::HalfOpen => self.enter(State::Open, now),
+            State::Open => None,
+        }
+    }
+
     /// Gives back a permit whose call was abandoned (its future dropped) before an outcome was
     /// known. The call counts as neither success nor failure; a half-open probe slot is freed.
     pub fn release(&mut self, permit: Permit) {

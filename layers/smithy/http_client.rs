@@ -154,11 +154,15 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                 None => inner.call(request).await?,
             };
             if stream && response.status().is_success() {
-                let (reservation, key) = {
+                let (reservation, key, breaker) = {
                     let mut call = handle.lock();
-                    (Shared::take_reservation(&mut call), call.attempt_key())
+                    (
+                        Shared::take_reservation(&mut call),
+                        call.attempt_key(),
+                        call.attempt_breaker(),
+                    )
                 };
-                if let Some(reservation) = reservation {
+                if reservation.is_some() || breaker.is_some() {
                     // A reserved stream always has its attempt's model id; without one, the
                     // table's cautious numbers, with no warning about an empty id.
                     let models = &shared.estimation.models;
@@ -166,12 +170,13 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                         Some(model) => models.spec(model),
                         None => models.unknown(),
                     };
-                    return Ok(super::settle_stream(
-                        response,
+                    let end = super::stream::StreamEnd {
                         reservation,
                         spec,
-                        events.labels.clone(),
-                    ));
+                        breaker,
+                        events,
+                    };
+                    return Ok(super::settle_stream(response, end));
                 }
             }
             Ok(response)
