@@ -757,7 +757,10 @@ fn a_late_failure_turns_a_counted_success_and_the_call_stays_one_call() {
         // A quota throttle or a fatal error after the 200 says nothing about the backend.
         let throttled = Outcome::new(OutcomeKind::Throttled(ThrottleScope::Tokens));
         assert_eq!(core.record_late(throttled, now), None);
-        assert_eq!(core.record_late(Outcome::new(OutcomeKind::Fatal), now), None);
+        assert_eq!(
+            core.record_late(Outcome::new(OutcomeKind::Fatal), now),
+            None
+        );
         assert_eq!(core.state(), State::Closed);
         // One success turned: 2 of 4 (had the late failure been a fifth call, 2 of 5 < 50 %
         // in a time window, and the count window would have pushed the first F out).

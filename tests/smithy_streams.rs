@@ -15,12 +15,12 @@ use aws_sdk_bedrockruntime::types::{
 };
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tokio::time::Instant;
+use tower_headroom::Profile;
 use tower_headroom::admission::{Limit, Quota};
 use tower_headroom::breaker::{BreakerConfig, BreakerRegistry, State};
 use tower_headroom::sim::front::{SimService, sdk_http_client};
 use tower_headroom::sim::{BedrockSim, ModelConfig, OutputLength};
 use tower_headroom::smithy::SdkHeadroom;
-use tower_headroom::Profile;
 
 /// Burndown 5 in the model table: output tokens count five times.
 const SONNET4: &str = "us.anthropic.claude-sonnet-4-20250514-v1:0";
@@ -103,7 +103,13 @@ fn setup(fault: Option<&str>) -> Setup {
         .behavior_version_latest()
         .region(Region::from_static("us-east-1"))
         .endpoint_url("http://bedrock.sim")
-        .credentials_provider(Credentials::new("AKIDSTREAMS", "secret", None, None, "test"))
+        .credentials_provider(Credentials::new(
+            "AKIDSTREAMS",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
         .time_source(VirtualTime {
             epoch: std::time::SystemTime::now(),
             start: Instant::now(),
@@ -157,7 +163,7 @@ impl Setup {
         aws_sdk_bedrockruntime::error::SdkError<
             aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamError,
         >,
-    > {
+    >{
         let body = serde_json::json!({
             "anthropic_version": "bedrock-2023-05-31",
             "max_tokens": 2_000,
@@ -217,7 +223,11 @@ async fn invoke_model_with_response_stream_settles_to_the_real_count_with_burndo
     let reserved = 101 + 2_000;
 
     let mut output = setup.invoke_stream(SONNET4).await.unwrap();
-    assert_eq!(setup.held(SONNET4), reserved, "reserved until the stream says");
+    assert_eq!(
+        setup.held(SONNET4),
+        reserved,
+        "reserved until the stream says"
+    );
     let chunks = read_chunks(&mut output).await;
     // The caller's chunks are untouched: the Anthropic events, the metrics last.
     assert_eq!(chunks.first().unwrap()["type"], "message_start");
@@ -335,7 +345,11 @@ async fn each_mid_stream_exception_is_classified_and_reported_to_the_cores() {
         let mut output = setup.invoke_stream(SONNET4).await.unwrap();
         // The first chunk arrives, then the SDK's typed error.
         let first = output.body.recv().await.unwrap();
-        assert!(matches!(first, Some(ResponseStream::Chunk(_))), "{}", case.kind);
+        assert!(
+            matches!(first, Some(ResponseStream::Chunk(_))),
+            "{}",
+            case.kind
+        );
         let error = output.body.recv().await.expect_err(case.kind);
         let service = error.as_service_error().expect("a service error");
         let typed = match case.kind {
@@ -379,7 +393,11 @@ async fn each_mid_stream_exception_is_classified_and_reported_to_the_cores() {
         );
         // The estimate stays spent: the model ran until the error.
         assert_eq!(setup.held(SONNET4), 101 + 2_000, "{}", case.kind);
-        let expected = if case.breaker { State::Open } else { State::Closed };
+        let expected = if case.breaker {
+            State::Open
+        } else {
+            State::Closed
+        };
         assert_eq!(setup.breaker(SONNET4), expected, "{}", case.kind);
         if case.breaker {
             // The next call fails fast, unsent.
@@ -408,7 +426,10 @@ async fn converse_stream_exceptions_are_classified_the_same_way() {
         error.as_service_error(),
         Some(ConverseStreamOutputError::ThrottlingException(_))
     ));
-    assert!(throttled.limit(SONNET4) < LIMIT, "a mid-stream throttle teaches the quota");
+    assert!(
+        throttled.limit(SONNET4) < LIMIT,
+        "a mid-stream throttle teaches the quota"
+    );
     assert_eq!(throttled.breaker(SONNET4), State::Closed);
 
     let unavailable = setup(Some("serviceUnavailableException"));

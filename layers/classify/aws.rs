@@ -418,7 +418,10 @@ mod tests {
             Throttled(ThrottleScope::Tokens)
         );
         assert_eq!(
-            classify("serviceUnavailableException", Some("Model is currently overloaded.")),
+            classify(
+                "serviceUnavailableException",
+                Some("Model is currently overloaded.")
+            ),
             Overloaded
         );
         // Every code the table names is there once, whatever its case.

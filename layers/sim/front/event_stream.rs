@@ -271,8 +271,9 @@ mod tests {
 
     #[test]
     fn a_reply_is_start_deltas_stop_and_metadata_in_order() {
-        let events =
-            decode(converse_stream_reply(&Usage::plain(10, 70), Stop::EndTurn, 1234, None).unwrap());
+        let events = decode(
+            converse_stream_reply(&Usage::plain(10, 70), Stop::EndTurn, 1234, None).unwrap(),
+        );
         // 70 tokens: 32 + 32 + 6.
         assert_eq!(
             types(&events),
@@ -493,8 +494,15 @@ mod tests {
     #[test]
     fn another_models_invoke_stream_is_text_chunks_with_the_metrics_last() {
         let frames = decode_any(
-            invoke_stream_reply("amazon.titan-text-express-v1", "m", &Usage::plain(3, 5), Stop::MaxTokens, 9, None)
-                .unwrap(),
+            invoke_stream_reply(
+                "amazon.titan-text-express-v1",
+                "m",
+                &Usage::plain(3, 5),
+                Stop::MaxTokens,
+                9,
+                None,
+            )
+            .unwrap(),
         );
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0].2["outputText"], completion_text(5));
@@ -513,8 +521,12 @@ mod tests {
             message: String::from("Too many tokens, please wait before trying again."),
         };
         let usage = Usage::plain(10, 100);
-        let converse = decode_any(converse_stream_reply(&usage, Stop::EndTurn, 1, Some(&fault)).unwrap());
-        let names: Vec<(&str, &str)> = converse.iter().map(|(k, n, _)| (k.as_str(), n.as_str())).collect();
+        let converse =
+            decode_any(converse_stream_reply(&usage, Stop::EndTurn, 1, Some(&fault)).unwrap());
+        let names: Vec<(&str, &str)> = converse
+            .iter()
+            .map(|(k, n, _)| (k.as_str(), n.as_str()))
+            .collect();
         assert_eq!(
             names,
             [
@@ -525,12 +537,22 @@ mod tests {
         );
         assert_eq!(converse[2].2, json!({ "message": fault.message }));
         let invoke = decode_any(
-            invoke_stream_reply("anthropic.claude-3-haiku-20240307-v1:0", "m", &usage, Stop::EndTurn, 1, Some(&fault))
-                .unwrap(),
+            invoke_stream_reply(
+                "anthropic.claude-3-haiku-20240307-v1:0",
+                "m",
+                &usage,
+                Stop::EndTurn,
+                1,
+                Some(&fault),
+            )
+            .unwrap(),
         );
         assert_eq!(invoke.len(), 2);
         assert_eq!(invoke[0].2["type"], "message_start");
-        assert_eq!((invoke[1].0.as_str(), invoke[1].1.as_str()), ("exception", "throttlingException"));
+        assert_eq!(
+            (invoke[1].0.as_str(), invoke[1].1.as_str()),
+            ("exception", "throttlingException")
+        );
     }
 
     proptest::proptest! {

@@ -260,7 +260,10 @@ impl SimServiceBuilder {
         }
         if let Some(fault) = &self.stream_fault {
             let name = &fault.exception_type;
-            if name.is_empty() || name.len() > 128 || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            if name.is_empty()
+                || name.len() > 128
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
                 return Err(ConfigError::new(
                     "stream_exception",
                     name,

@@ -49,7 +49,9 @@ impl EventReader {
     pub(crate) fn read(&mut self, message: &Message) -> Seen {
         match header(message, ":message-type") {
             Some("event") => match header(message, ":event-type") {
-                Some("metadata") => metadata_usage(message.payload()).map_or(Seen::Nothing, Seen::Usage),
+                Some("metadata") => {
+                    metadata_usage(message.payload()).map_or(Seen::Nothing, Seen::Usage)
+                }
                 Some("chunk") => self.chunk(message.payload()),
                 _ => Seen::Nothing,
             },
@@ -175,15 +177,29 @@ mod tests {
     use crate::bedrock::ModelSpec;
     use aws_smithy_types::event_stream::Header;
 
-    fn message(kind: &'static str, type_header: (&'static str, &'static str), payload: &[u8]) -> Message {
+    fn message(
+        kind: &'static str,
+        type_header: (&'static str, &'static str),
+        payload: &[u8],
+    ) -> Message {
         Message::new(payload.to_vec())
-            .add_header(Header::new(":message-type", HeaderValue::String(kind.into())))
-            .add_header(Header::new(type_header.0, HeaderValue::String(type_header.1.into())))
+            .add_header(Header::new(
+                ":message-type",
+                HeaderValue::String(kind.into()),
+            ))
+            .add_header(Header::new(
+                type_header.0,
+                HeaderValue::String(type_header.1.into()),
+            ))
     }
 
     fn chunk(json: &str) -> Message {
         let payload = serde_json::json!({ "bytes": aws_smithy_types::base64::encode(json) });
-        message("event", (":event-type", "chunk"), payload.to_string().as_bytes())
+        message(
+            "event",
+            (":event-type", "chunk"),
+            payload.to_string().as_bytes(),
+        )
     }
 
     #[test]
@@ -211,7 +227,10 @@ mod tests {
     #[test]
     fn a_chunk_with_invocation_metrics_ends_the_call_with_its_counts() {
         let mut reader = EventReader::default();
-        assert_eq!(reader.read(&chunk(r#"{"outputText":"hi","index":0}"#)), Seen::Nothing);
+        assert_eq!(
+            reader.read(&chunk(r#"{"outputText":"hi","index":0}"#)),
+            Seen::Nothing
+        );
         let last = r#"{"outputText":"","completionReason":"FINISH","amazon-bedrock-invocationMetrics":
             {"inputTokenCount":11,"outputTokenCount":29,"invocationLatency":900,"firstByteLatency":300,
              "cacheReadInputTokenCount":500,"cacheWriteInputTokenCount":4}}"#;
@@ -223,7 +242,8 @@ mod tests {
         let bad = message("event", (":event-type", "chunk"), br#"{"bytes":"%%%"}"#);
         assert_eq!(reader.read(&bad), Seen::Nothing);
         assert_eq!(reader.read(&chunk("not json")), Seen::Nothing);
-        let negative = r#"{"amazon-bedrock-invocationMetrics":{"inputTokenCount":-1,"outputTokenCount":2}}"#;
+        let negative =
+            r#"{"amazon-bedrock-invocationMetrics":{"inputTokenCount":-1,"outputTokenCount":2}}"#;
         assert_eq!(reader.read(&chunk(negative)), Seen::Nothing);
     }
 
@@ -233,7 +253,8 @@ mod tests {
         let start = r#"{"type":"message_start","message":{"id":"m","usage":
             {"input_tokens":25,"output_tokens":1,"cache_read_input_tokens":100,"cache_creation_input_tokens":3}}}"#;
         assert_eq!(reader.read(&chunk(start)), Seen::Nothing);
-        let delta = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#;
+        let delta =
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#;
         assert_eq!(reader.read(&chunk(delta)), Seen::Nothing);
         let message_delta = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}"#;
         assert_eq!(reader.read(&chunk(message_delta)), Seen::Nothing);
@@ -245,10 +266,16 @@ mod tests {
         let mut reader = EventReader::default();
         reader.read(&chunk(start));
         let stop = r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":7,"outputTokenCount":8}}"#;
-        assert_eq!(reader.read(&chunk(stop)), Seen::Usage(TokenCounts::new(7, 8)));
+        assert_eq!(
+            reader.read(&chunk(stop)),
+            Seen::Usage(TokenCounts::new(7, 8))
+        );
         // A stop without a start says nothing.
         let mut reader = EventReader::default();
-        assert_eq!(reader.read(&chunk(r#"{"type":"message_stop"}"#)), Seen::Nothing);
+        assert_eq!(
+            reader.read(&chunk(r#"{"type":"message_stop"}"#)),
+            Seen::Nothing
+        );
     }
 
     #[test]
@@ -263,7 +290,10 @@ mod tests {
         };
         let failed = |kind| Seen::Failed(Outcome::new(kind));
         assert_eq!(
-            exception("throttlingException", "Too many tokens, please wait before trying again."),
+            exception(
+                "throttlingException",
+                "Too many tokens, please wait before trying again."
+            ),
             failed(OutcomeKind::Throttled(ThrottleScope::Tokens))
         );
         assert_eq!(
@@ -271,15 +301,36 @@ mod tests {
             failed(OutcomeKind::Unavailable)
         );
         assert_eq!(
-            exception("serviceUnavailableException", "Model is currently overloaded."),
+            exception(
+                "serviceUnavailableException",
+                "Model is currently overloaded."
+            ),
             failed(OutcomeKind::Overloaded)
         );
-        assert_eq!(exception("modelStreamErrorException", "x"), failed(OutcomeKind::Transient));
-        assert_eq!(exception("internalServerException", "x"), failed(OutcomeKind::Transient));
-        assert_eq!(exception("modelTimeoutException", "x"), failed(OutcomeKind::Timeout));
-        assert_eq!(exception("validationException", "x"), failed(OutcomeKind::Fatal));
-        assert_eq!(exception("ThrottlingException", "x"), failed(OutcomeKind::Throttled(ThrottleScope::Unknown)));
-        assert_eq!(exception("somethingNewException", "x"), failed(OutcomeKind::Fatal));
+        assert_eq!(
+            exception("modelStreamErrorException", "x"),
+            failed(OutcomeKind::Transient)
+        );
+        assert_eq!(
+            exception("internalServerException", "x"),
+            failed(OutcomeKind::Transient)
+        );
+        assert_eq!(
+            exception("modelTimeoutException", "x"),
+            failed(OutcomeKind::Timeout)
+        );
+        assert_eq!(
+            exception("validationException", "x"),
+            failed(OutcomeKind::Fatal)
+        );
+        assert_eq!(
+            exception("ThrottlingException", "x"),
+            failed(OutcomeKind::Throttled(ThrottleScope::Unknown))
+        );
+        assert_eq!(
+            exception("somethingNewException", "x"),
+            failed(OutcomeKind::Fatal)
+        );
         // A generic error message, by its code header.
         let error = message("error", (":error-code", "throttlingException"), b"");
         assert_eq!(
