@@ -778,20 +778,37 @@ fn a_late_failure_turns_a_counted_success_and_the_call_stays_one_call() {
 #[test]
 fn a_late_failure_counts_in_the_consecutive_run_and_reopens_a_half_open_breaker() {
     let config = no_jitter()
-        .consecutive_failures(2)
+        .consecutive_failures(3)
         .no_failure_rate()
         .half_open_probes(2)
         .build()
         .unwrap();
     let now = Instant::now();
     let mut core = BreakerCore::new(config, now);
-    call(&mut core, fail(), now);
+    // Streams that each fail after their 200: success, then the late failure. The run goes
+    // on through the successes they turned.
     call(&mut core, Outcome::SUCCESS, now);
-    assert_eq!(core.state(), State::Closed);
     core.record_late(fail(), now);
-    assert_eq!(core.state(), State::Closed, "the success reset the run");
+    call(&mut core, Outcome::SUCCESS, now);
     core.record_late(fail(), now);
-    assert_eq!(core.state(), State::Open);
+    assert_eq!(core.state(), State::Closed, "a run of 2");
+    // A real success in between ends the run: the late failure starts a new one.
+    call(&mut core, Outcome::SUCCESS, now);
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    assert_eq!(core.state(), State::Closed, "a run of 2 after the real success");
+    // Two streams in flight together: both 200s, then both failures. The second 200 ended an
+    // empty run, so the pair starts a run of its own (the documented approximation).
+    call(&mut core, Outcome::SUCCESS, now);
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    core.record_late(fail(), now);
+    assert_eq!(core.state(), State::Closed, "a run of 2");
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    assert_eq!(core.state(), State::Open, "a run of 3");
     // Open: a late failure changes nothing.
     assert_eq!(core.record_late(fail(), now), None);
     // Half-open: a probe counted as a success that fails late reopens the breaker.
