@@ -5,6 +5,10 @@
 //! metrics, while the caller still gets the SDK's typed stream error.
 #![cfg(all(feature = "sim", feature = "bedrock", feature = "metrics"))]
 
+mod support {
+    pub mod capture;
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +36,10 @@ const THROTTLE_MESSAGE: &str = "Too many tokens, please wait before trying again
 
 /// A front serving `models` (42 output tokens each), whose streams break with `fault` if set.
 fn front(fault: Option<&str>) -> SimService {
+    front_with(fault, "The stream broke.")
+}
+
+fn front_with(fault: Option<&str>, other_message: &str) -> SimService {
     let model = |id: &str| {
         ModelConfig::builder(id, "us-east-1")
             .ttft(Duration::from_millis(100))
@@ -52,7 +60,7 @@ fn front(fault: Option<&str>) -> SimService {
         let message = if kind.eq_ignore_ascii_case("throttlingException") {
             THROTTLE_MESSAGE
         } else {
-            "The stream broke."
+            other_message
         };
         builder = builder.stream_exception(kind, message);
     }
@@ -82,8 +90,11 @@ struct Setup {
 /// A client with a quota of `LIMIT` units a minute and a breaker per model that opens on its
 /// first counted failure.
 fn setup(fault: Option<&str>) -> Setup {
+    setup_on(front(fault))
+}
+
+fn setup_on(front: SimService) -> Setup {
     use aws_sdk_bedrockruntime::config::{Credentials, Region};
-    let front = front(fault);
     let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().units(LIMIT).build().unwrap());
     let breakers = BreakerRegistry::builder(
         BreakerConfig::builder()
@@ -447,4 +458,50 @@ async fn converse_stream_exceptions_are_classified_the_same_way() {
     ));
     assert_eq!(unavailable.limit(SONNET4), LIMIT);
     assert_eq!(unavailable.breaker(SONNET4), State::Open);
+}
+
+/// Neither the prompt, the completion, nor an exception's message reaches a log, a metric
+/// label or an error of ours; the stream's end is logged by its class.
+#[tokio::test(start_paused = true)]
+async fn no_stream_text_reaches_logs_or_metric_labels() {
+    const CANARY: &str = "CANARY-STREAM-7f3a";
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let setup = setup_on(front_with(
+        Some("serviceUnavailableException"),
+        &format!("{CANARY} the model said"),
+    ));
+    let logs = support::capture::captured(&["tower_headroom"], async {
+        let body = serde_json::json!({
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 100,
+            "messages": [{ "role": "user", "content": CANARY }],
+        });
+        let mut output = setup
+            .client
+            .invoke_model_with_response_stream()
+            .model_id(SONNET4)
+            .body(Blob::new(serde_json::to_vec(&body).unwrap()))
+            .send()
+            .await
+            .unwrap();
+        while output.body.recv().await.is_ok_and(|event| event.is_some()) {}
+    })
+    .await;
+    assert!(
+        logs.contains("a streamed response failed after its 200") && logs.contains("unavailable"),
+        "the stream's end is logged by its class: {logs}"
+    );
+    let labels: String = recorder
+        .snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, ..)| format!("{:?}\n", key.key()))
+        .collect();
+    assert!(labels.contains("unavailable"), "{labels}");
+    for text in [CANARY, "sim sim", "serviceUnavailableException"] {
+        assert!(!logs.contains(text), "{text} in the logs:\n{logs}");
+        assert!(!labels.contains(text), "{text} in a metric label");
+    }
 }
