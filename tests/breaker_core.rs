@@ -798,7 +798,11 @@ fn a_late_failure_counts_in_the_consecutive_run_and_reopens_a_half_open_breaker(
     core.record_late(fail(), now);
     call(&mut core, Outcome::SUCCESS, now);
     core.record_late(fail(), now);
-    assert_eq!(core.state(), State::Closed, "a run of 2 after the real success");
+    assert_eq!(
+        core.state(),
+        State::Closed,
+        "a run of 2 after the real success"
+    );
     // Two streams in flight together: both 200s, then both failures. The second 200 ended an
     // empty run, so the pair starts a run of its own (the documented approximation).
     call(&mut core, Outcome::SUCCESS, now);

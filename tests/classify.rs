@@ -1324,7 +1324,11 @@ fn aws_code_table() {
         // Codes match without regard to case: Bedrock's event-stream exceptions are spelled
         // in lower camelCase (`throttlingException`), its HTTP errors are not.
         ("throttlingexception", None, Throttled(Unknown)),
-        ("throttlingException", Some(TOO_MANY_TOKENS), Throttled(Tokens)),
+        (
+            "throttlingException",
+            Some(TOO_MANY_TOKENS),
+            Throttled(Tokens),
+        ),
         ("serviceUnavailableException", None, Unavailable),
         ("modelStreamErrorException", None, Transient),
         ("modelTimeoutException", None, Timeout),

@@ -34,6 +34,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::bedrock_wire::{MAX_COMPLETION_TOKENS, Stop, Usage, completion_text};
+use crate::ConfigError;
 
 /// The content type of an event-stream body.
 pub(crate) const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
@@ -49,6 +50,22 @@ pub(crate) const TOKENS_PER_DELTA: u64 = 32;
 pub(crate) struct StreamFault {
     pub(crate) exception_type: String,
     pub(crate) message: String,
+}
+
+impl StreamFault {
+    /// Refuses a type that is empty, longer than 128 bytes or not ASCII letters and digits.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        let name = &self.exception_type;
+        let plain = name.bytes().all(|b| b.is_ascii_alphanumeric());
+        if name.is_empty() || name.len() > 128 || !plain {
+            return Err(ConfigError::new(
+                "stream_exception",
+                name,
+                "must be an exception type: 1 to 128 ASCII letters and digits",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The token counts of each text event: [`TOKENS_PER_DELTA`] at a time, at least one event.
@@ -552,6 +569,24 @@ mod tests {
         assert_eq!(
             (invoke[1].0.as_str(), invoke[1].1.as_str()),
             ("exception", "throttlingException")
+        );
+    }
+
+    #[test]
+    fn a_stream_exception_must_be_a_plain_type() {
+        use crate::sim::front::SimService;
+        for bad in ["", "throttling Exception", "x\ny", &"a".repeat(129)] {
+            let error = SimService::builder()
+                .stream_exception(bad, "m")
+                .build()
+                .unwrap_err();
+            assert!(error.to_string().contains("stream_exception"), "{error}");
+        }
+        assert!(
+            SimService::builder()
+                .stream_exception("modelStreamErrorException", "m")
+                .build()
+                .is_ok()
         );
     }
 

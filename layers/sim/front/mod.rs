@@ -126,6 +126,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 
 use self::bedrock_wire::{BedrockOp, Stop};
+use self::event_stream::StreamFault;
 use self::prompt_cache::CacheUse;
 use self::wire::{Protocol, WireError, WireResponse};
 use super::{BedrockSim, DynamoSim, ModelCall, SimError, StopReason, lock};
@@ -158,7 +159,7 @@ struct Inner {
     prompt_cache: Mutex<prompt_cache::PromptCache>,
     next_request: AtomicU64,
     /// The exception every streamed reply breaks with, if any.
-    stream_fault: Option<event_stream::StreamFault>,
+    stream_fault: Option<StreamFault>,
 }
 
 /// Builds a [`SimService`].
@@ -170,7 +171,7 @@ pub struct SimServiceBuilder {
     partition_keys: HashMap<String, String>,
     default_region: Option<String>,
     max_body_bytes: Option<usize>,
-    stream_fault: Option<event_stream::StreamFault>,
+    stream_fault: Option<StreamFault>,
 }
 
 /// Default for [`SimServiceBuilder::default_region`].
@@ -236,7 +237,7 @@ impl SimServiceBuilder {
         exception_type: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        self.stream_fault = Some(event_stream::StreamFault {
+        self.stream_fault = Some(StreamFault {
             exception_type: exception_type.into(),
             message: message.into(),
         });
@@ -258,19 +259,10 @@ impl SimServiceBuilder {
                 "must be a region name: lowercase letters, digits and dashes",
             ));
         }
-        if let Some(fault) = &self.stream_fault {
-            let name = &fault.exception_type;
-            if name.is_empty()
-                || name.len() > 128
-                || !name.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return Err(ConfigError::new(
-                    "stream_exception",
-                    name,
-                    "must be an exception type: 1 to 128 ASCII letters and digits",
-                ));
-            }
-        }
+        self.stream_fault
+            .as_ref()
+            .map(StreamFault::check)
+            .transpose()?;
         let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
             return Err(ConfigError::new("max_body_bytes", 0, "must be at least 1"));
