@@ -90,10 +90,11 @@ struct Setup {
 /// A client with a quota of `LIMIT` units a minute and a breaker per model that opens on its
 /// first counted failure.
 fn setup(fault: Option<&str>) -> Setup {
-    setup_on(front(fault))
+    setup_on(front(fault), true)
 }
 
-fn setup_on(front: SimService) -> Setup {
+/// As [`setup`] on `front`; without `admission` the client has no quota (only breakers).
+fn setup_on(front: SimService, admission: bool) -> Setup {
     use aws_sdk_bedrockruntime::config::{Credentials, Region};
     let quota: Quota<Arc<str>> = Quota::new(Limit::per_minute().units(LIMIT).build().unwrap());
     let breakers = BreakerRegistry::builder(
@@ -105,11 +106,12 @@ fn setup_on(front: SimService) -> Setup {
     )
     .build()
     .unwrap();
-    let headroom = SdkHeadroom::builder(Profile::Bedrock)
-        .quota(quota.clone())
-        .breaker_registry(breakers.clone())
-        .build()
-        .unwrap();
+    let builder = SdkHeadroom::builder(Profile::Bedrock).breaker_registry(breakers.clone());
+    let headroom = if admission {
+        builder.quota(quota.clone()).build().unwrap()
+    } else {
+        builder.build().unwrap()
+    };
     let builder = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version_latest()
         .region(Region::from_static("us-east-1"))
@@ -467,10 +469,13 @@ async fn no_stream_text_reaches_logs_or_metric_labels() {
     const CANARY: &str = "CANARY-STREAM-7f3a";
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
-    let setup = setup_on(front_with(
-        Some("serviceUnavailableException"),
-        &format!("{CANARY} the model said"),
-    ));
+    let setup = setup_on(
+        front_with(
+            Some("serviceUnavailableException"),
+            &format!("{CANARY} the model said"),
+        ),
+        true,
+    );
     let logs = support::capture::captured(&["tower_headroom"], async {
         let body = serde_json::json!({
             "anthropic_version": "bedrock-2023-05-31",
@@ -504,4 +509,29 @@ async fn no_stream_text_reaches_logs_or_metric_labels() {
         assert!(!logs.contains(text), "{text} in the logs:\n{logs}");
         assert!(!labels.contains(text), "{text} in a metric label");
     }
+}
+
+/// A client without a quota still watches its streams: the breaker and the metrics hear a
+/// mid-stream error.
+#[tokio::test(start_paused = true)]
+async fn without_a_quota_a_mid_stream_error_still_reaches_the_breaker_and_the_metrics() {
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let setup = setup_on(front(Some("modelTimeoutException")), false);
+    let mut output = setup.invoke_stream(SONNET4).await.unwrap();
+    let error = loop {
+        match output.body.recv().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without its error"),
+            Err(error) => break error,
+        }
+    };
+    assert!(matches!(
+        error.as_service_error(),
+        Some(ResponseStreamError::ModelTimeoutException(_))
+    ));
+    assert_eq!(setup.breaker(SONNET4), State::Open);
+    let labels = [("model", SONNET4), ("class", "timeout")];
+    assert_eq!(counter(&recorder, "headroom_attempts_total", &labels), 1);
+    assert_eq!(setup.held(SONNET4), 0, "no quota, nothing held");
 }

@@ -162,22 +162,20 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                         call.attempt_breaker(),
                     )
                 };
-                if reservation.is_some() || breaker.is_some() {
-                    // A reserved stream always has its attempt's model id; without one, the
-                    // table's cautious numbers, with no warning about an empty id.
-                    let models = &shared.estimation.models;
-                    let spec = match key.as_deref() {
-                        Some(model) => models.spec(model),
-                        None => models.unknown(),
-                    };
-                    let end = super::stream::StreamEnd {
-                        reservation,
-                        spec,
-                        breaker,
-                        events,
-                    };
-                    return Ok(super::settle_stream(response, end));
-                }
+                // A reserved stream always has its attempt's model id; without one, the
+                // table's cautious numbers, with no warning about an empty id.
+                let models = &shared.estimation.models;
+                let spec = match key.as_deref() {
+                    Some(model) => models.spec(model),
+                    None => models.unknown(),
+                };
+                let end = super::stream::StreamEnd {
+                    reservation,
+                    spec,
+                    breaker,
+                    events,
+                };
+                return Ok(super::settle_stream(response, end));
             }
             Ok(response)
         })
