@@ -65,8 +65,12 @@ pub mod fallback;
 #[cfg(any(feature = "sim", feature = "dynamodb"))]
 mod item_size;
 pub mod lifecycle;
+#[cfg(feature = "llm-http")]
+pub mod llm_http;
 pub mod observe;
 mod outcome;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 pub mod retry;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -154,6 +154,18 @@ impl Labels {
         self.region.as_deref()
     }
 
+    /// The model label, shared.
+    #[cfg(feature = "smithy")]
+    pub(crate) fn model_label(&self) -> Option<&Arc<str>> {
+        self.model.as_ref()
+    }
+
+    /// The region label, shared.
+    #[cfg(feature = "smithy")]
+    pub(crate) fn region_label(&self) -> Option<&Arc<str>> {
+        self.region.as_ref()
+    }
+
     /// The labels as `metrics` labels, plus `extra` fixed ones. Empty names are reported as `""`
     /// so that every series of a metric has the same label keys.
     #[cfg(feature = "metrics")]

@@ -56,6 +56,10 @@ pub enum OutcomeKind {
     Transient,
     /// Retrying cannot help: 400 validation, 403 access denied, 404, service quota exceeded.
     Fatal,
+    /// The request is larger than this target takes — the prompt exceeds the model's context
+    /// (OpenAI `context_length_exceeded`, Anthropic "prompt is too long"): retrying the same
+    /// target cannot help, but a fallback router moves to the next model, which may take more.
+    TooLarge,
 }
 
 /// Which limit a [`OutcomeKind::Throttled`] outcome hit.
@@ -131,7 +135,7 @@ impl From<OutcomeKind> for Outcome {
 
 impl OutcomeKind {
     /// Every outcome class, in a fixed order.
-    pub const ALL: [OutcomeKind; 12] = [
+    pub const ALL: [OutcomeKind; 13] = [
         OutcomeKind::Success,
         OutcomeKind::Throttled(ThrottleScope::Requests),
         OutcomeKind::Throttled(ThrottleScope::Tokens),
@@ -144,6 +148,7 @@ impl OutcomeKind {
         OutcomeKind::Timeout,
         OutcomeKind::Transient,
         OutcomeKind::Fatal,
+        OutcomeKind::TooLarge,
     ];
 
     /// The position of this class in [`ALL`](Self::ALL), for tables indexed by class.
@@ -161,6 +166,7 @@ impl OutcomeKind {
             OutcomeKind::Timeout => 9,
             OutcomeKind::Transient => 10,
             OutcomeKind::Fatal => 11,
+            OutcomeKind::TooLarge => 12,
         }
     }
 
@@ -172,7 +178,10 @@ impl OutcomeKind {
     /// retry policy retries it only when the server says it ends within the call's deadline
     /// ([`StopReason::QuotaExhausted`](crate::retry::StopReason::QuotaExhausted) otherwise).
     pub const fn is_retryable(&self) -> bool {
-        !matches!(self, OutcomeKind::Success | OutcomeKind::Fatal)
+        !matches!(
+            self,
+            OutcomeKind::Success | OutcomeKind::Fatal | OutcomeKind::TooLarge
+        )
     }
 
     /// Whether a circuit breaker counts this outcome as a failure of the backend.
@@ -190,13 +199,17 @@ impl OutcomeKind {
     }
 
     /// Whether a server that answered with this outcome refused the work: a throttle, an
-    /// overload, an unavailable answer. Such an answer spent none of the call's units (Bedrock
-    /// charges no tokens for a 429 or a 503, DynamoDB no capacity for a throttled write), so a
-    /// reservation it answers is settled at zero rather than kept at its estimate.
+    /// overload, an unavailable answer, a request too large to start. Such an answer spent none
+    /// of the call's units (Bedrock charges no tokens for a 429 or a 503, DynamoDB no capacity
+    /// for a throttled write), so a reservation it answers is settled at zero rather than kept
+    /// at its estimate.
     pub const fn is_refusal(&self) -> bool {
         matches!(
             self,
-            OutcomeKind::Throttled(_) | OutcomeKind::Overloaded | OutcomeKind::Unavailable
+            OutcomeKind::Throttled(_)
+                | OutcomeKind::Overloaded
+                | OutcomeKind::Unavailable
+                | OutcomeKind::TooLarge
         )
     }
 
@@ -227,6 +240,7 @@ impl OutcomeKind {
             ) | OutcomeKind::Overloaded
                 | OutcomeKind::Unavailable
                 | OutcomeKind::Timeout
+                | OutcomeKind::TooLarge
         )
     }
 
@@ -245,6 +259,7 @@ impl OutcomeKind {
             OutcomeKind::Timeout => "timeout",
             OutcomeKind::Transient => "transient",
             OutcomeKind::Fatal => "fatal",
+            OutcomeKind::TooLarge => "too_large",
         }
     }
 }
@@ -268,7 +283,7 @@ impl fmt::Display for Outcome {
 mod tests {
     use super::*;
 
-    const ALL: [OutcomeKind; 12] = OutcomeKind::ALL;
+    const ALL: [OutcomeKind; 13] = OutcomeKind::ALL;
 
     #[test]
     fn design_table_columns() {
@@ -286,6 +301,7 @@ mod tests {
             (ALL[9], true, true, false, true),
             (ALL[10], true, true, false, false),
             (ALL[11], false, false, false, false),
+            (ALL[12], false, false, false, true),
         ];
         for (kind, retried, breaker, quota, fallback) in table {
             assert_eq!(kind.is_retryable(), retried, "{kind}");

@@ -826,25 +826,6 @@ async fn a_tower_stack_and_an_sdk_client_share_their_breakers() {
     );
 }
 
-/// The SDK signs for its own region: a target labelled with another region is skipped, not
-/// sent a request it would reject.
-#[tokio::test(start_paused = true)]
-async fn a_target_in_another_region_is_skipped() {
-    let start = Instant::now();
-    let (_front, log, http) = front(start);
-    let headroom = SdkHeadroom::builder(Profile::Bedrock)
-        .retry(policy(start).build().unwrap())
-        .target(Target::new("west-sonnet", Arc::<str>::from(SONNET)).region("us-west-2"))
-        .target(Target::new("east-haiku", Arc::<str>::from(HAIKU)))
-        .build()
-        .unwrap();
-    let client = bedrock_client(&headroom, http);
-    converse(&client, SONNET, 10).await.unwrap();
-    let log = log.lock().unwrap().clone();
-    assert_eq!(log.len(), 1);
-    assert!(log[0].1.starts_with("anthropic.claude-3-haiku"), "{log:?}");
-}
-
 /// An overloaded model's 503 spends no tokens: the attempt it answers gives its whole
 /// reservation back instead of keeping the estimate. (A 429 does too, but it also teaches the
 /// quota a lower limit, which would hide the refund here.)

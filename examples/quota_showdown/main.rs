@@ -104,9 +104,6 @@ fn scenario(n: u8, seed: u64) -> Result<(Vec<Measured>, Vec<String>), BoxError> 
             Err(e) => return Err(format!("scenario {n}, {}: {e}", strategy.name()).into()),
         }
     }
-    if rows.iter().any(|m| m.row.strategy == Strategy::SdkHeadroom) {
-        notes.extend(sdk::headroom_note(&scenarios::setup(n, seed)?.plan));
-    }
     Ok((rows, notes))
 }
 

@@ -38,7 +38,6 @@ use super::clients::{
     App, Client, Clients, Console, Direct, Handle, LimitProbe, PARTITION_KEY, Plan, RouteTarget,
     Work, bedrock_quota, client_clock, dynamodb_quota,
 };
-use super::scenarios::Strategy;
 
 /// Fake static credentials: the front does not verify signatures.
 const ACCESS_KEY: &str = "AKIDSHOWDOWN00000000";
@@ -98,8 +97,10 @@ pub fn clients(
 /// the tower-headroom rows configure their stacks: one [`Quota`] per scenario shared by every
 /// app's client (one account quota, many clients) with the console's limits, the plan's
 /// shares (tenants) and priorities, the profile's default retry policy and breaker (jitter
-/// seeded per app), and the plan's fallback targets where the SDK can reach them (see
-/// [`reachable`]). Each client keeps its own retry partition, as in the standard rows.
+/// seeded per app), and the plan's fallback targets: another model by its id, another region
+/// by its region label (the adapter moves the attempt's endpoint and signature there), each
+/// target keyed by model and region, since each has its own quota. Each client keeps its own
+/// retry partition, as in the standard rows.
 pub fn headroom_clients(
     console: &Console,
     plan: &Plan,
@@ -110,8 +111,16 @@ pub fn headroom_clients(
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let http = handle.wire.clone();
     let partition = |app: &App| format!("showdown-{run}-{}", app.name);
-    let key = |route: &RouteTarget| -> Arc<str> { Arc::from(route.model) };
     let primary = plan.routes.first().ok_or("a plan needs a target")?;
+    // A target in the primary's region is keyed by its model id; one in another region by
+    // model and region (the same model there has a quota of its own).
+    let key = |route: &RouteTarget| -> Arc<str> {
+        if route.region == primary.region {
+            Arc::from(route.model)
+        } else {
+            Arc::from(format!("{}@{}", route.model, route.region))
+        }
+    };
     let (profile, quota): (Profile, Quota<Arc<str>>) = if is_bedrock(handle) {
         (Profile::Bedrock, bedrock_quota(console, plan, key)?)
     } else {
@@ -124,7 +133,7 @@ pub fn headroom_clients(
         .map(|(i, app)| {
             let app_seed = seed.wrapping_add(i as u64);
             let mut builder = SdkHeadroom::builder(profile).seed(app_seed);
-            for route in reachable(&plan.routes, app) {
+            for route in &plan.routes {
                 builder = builder.target(
                     Target::new(route.name, key(route))
                         .model(route.model)
@@ -158,38 +167,6 @@ pub fn headroom_clients(
     Ok(Clients {
         apps,
         effective_limit: Some(probe),
-    })
-}
-
-/// The fallback targets an SDK client of `app` can reach: those in its own region. The
-/// adapter moves a Bedrock call to another target by rewriting the model id in the request's
-/// path before signing; the region is the client's (its endpoint and its signature's
-/// credential scope), so a target in another region is out of reach of this client.
-pub fn reachable<'a>(
-    routes: &'a [RouteTarget],
-    app: &'a App,
-) -> impl Iterator<Item = &'a RouteTarget> + 'a {
-    routes.iter().filter(move |r| r.region == app.region)
-}
-
-/// Why a scenario's SDK + tower-headroom row has fewer fallback targets than the stack's, if
-/// it has: printed under the table.
-pub fn headroom_note(plan: &Plan) -> Option<String> {
-    let first = plan.routes.first()?;
-    let out: Vec<&str> = plan
-        .routes
-        .iter()
-        .filter(|r| r.region != first.region)
-        .map(|r| r.name)
-        .collect();
-    (!out.is_empty()).then(|| {
-        format!(
-            "{} has no {} target: the SDK adapter falls back by rewriting the model id \
-             before signing; a client signs for one region ({})",
-            Strategy::SdkHeadroom.name(),
-            out.join(", "),
-            first.region
-        )
     })
 }
 

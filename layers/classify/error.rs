@@ -21,12 +21,23 @@ use crate::{Outcome, OutcomeKind};
 /// | `std::io::Error` of kind `ConnectionReset`, `ConnectionRefused`, `ConnectionAborted`, `BrokenPipe`, `NotConnected`, `UnexpectedEof`, `NetworkUnreachable`, `HostUnreachable`, `NetworkDown` | [`OutcomeKind::Transient`] |
 /// | `std::io::Error` of kind `TimedOut` | [`OutcomeKind::Timeout`] |
 /// | `tokio::time::error::Elapsed`, `tower::timeout::error::Elapsed` | [`OutcomeKind::Timeout`] |
+/// | `reqwest::Error` (feature `reqwest`): a timeout / a connect error | [`OutcomeKind::Timeout`] / [`OutcomeKind::Transient`] |
+/// | `hyper_util::client::legacy::Error` (feature `hyper`): a connect error | [`OutcomeKind::Transient`] |
+/// | `hyper::Error` (feature `hyper`): a timeout | [`OutcomeKind::Timeout`] |
+/// | `hyper::Error`: an incomplete message ("connection closed before message completed"), a canceled request, a closed channel | [`OutcomeKind::Transient`] |
 /// | anything else | look at `source()` (and, for an `io::Error`, the error it wraps) |
 /// | end of the chain | [`OutcomeKind::Fatal`] |
 ///
 /// An `io::Error` built with `io::Error::new(kind, inner)` does not expose `inner` through
 /// `source()` (it forwards to `inner.source()`), so the wrapped error is inspected through
 /// `io::Error::get_ref` as well: a `tokio` timeout boxed in an `io::Error` is still a timeout.
+///
+/// An incomplete message is the stale pooled-connection race: the server closed an idle
+/// keep-alive connection as the request was written to it, and no byte of an answer came. It
+/// is retried, as the AWS SDKs and OpenAI's and Anthropic's SDKs retry connection errors for
+/// every request; the server may in rare cases have started the work (it closed mid-answer
+/// without a byte), so a call that must never run twice wants a classifier of its own that
+/// makes it `Fatal` ([`classify_error_with`]).
 ///
 /// ```
 /// use std::io;
@@ -200,6 +211,39 @@ fn transport_error(error: &(dyn Error + 'static)) -> Option<Outcome> {
     {
         return Some(Outcome::new(OutcomeKind::Timeout));
     }
+    client_error(error).map(Outcome::new)
+}
+
+/// Recognises an HTTP client library's error by its kind; `None` for one whose kind says
+/// nothing (its source is looked at next).
+#[cfg(feature = "hyper")]
+fn client_error(error: &(dyn Error + 'static)) -> Option<OutcomeKind> {
+    #[cfg(feature = "reqwest")]
+    if let Some(e) = error.downcast_ref::<reqwest::Error>() {
+        if e.is_timeout() {
+            return Some(OutcomeKind::Timeout);
+        }
+        if e.is_connect() {
+            return Some(OutcomeKind::Transient);
+        }
+        return None;
+    }
+    if let Some(e) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
+        return e.is_connect().then_some(OutcomeKind::Transient);
+    }
+    if let Some(e) = error.downcast_ref::<hyper::Error>() {
+        if e.is_timeout() {
+            return Some(OutcomeKind::Timeout);
+        }
+        if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+            return Some(OutcomeKind::Transient);
+        }
+    }
+    None
+}
+
+#[cfg(not(feature = "hyper"))]
+fn client_error(_error: &(dyn Error + 'static)) -> Option<OutcomeKind> {
     None
 }
 

@@ -18,6 +18,7 @@ use crate::retry::RetryInfo;
 use crate::{Outcome, OutcomeKind, ThrottleScope};
 
 const X_AMZN_ERRORTYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 /// Classifies `http::Response`s by status code and retry headers.
 ///
@@ -37,7 +38,14 @@ const X_AMZN_ERRORTYPE: HeaderName = HeaderName::from_static("x-amzn-errortype")
 /// is only the fallback for codes the table does not know. (The error *message* is in the body,
 /// which a classifier does not read; a Bedrock "Model ... is currently overloaded" sent as a
 /// `ThrottlingException` 429 therefore reads as `Throttled` here. The SDK adapters see the
-/// message.)
+/// message.) With feature `llm-http`, a `VendorError` in the response's extensions (put there
+/// by `llm_http::ErrorBodyLayer` from an OpenAI- or Anthropic-style JSON error body) decides
+/// over the status: a 429 `insufficient_quota` is a billing stop (`Fatal`), a context-length
+/// error is `TooLarge`.
+///
+/// Then `x-should-retry`, which OpenAI's and Anthropic's servers send and their SDKs obey over
+/// the status: `false` makes a retryable outcome `Fatal`, `true` makes a `Fatal` one
+/// `Transient`; any other value is ignored.
 ///
 /// A retryable outcome carries the delay from
 /// [`retry_after::from_headers`](super::retry_after::from_headers); non-retryable ones carry
@@ -82,7 +90,12 @@ impl HttpClassifier {
         let headers = res.headers();
         let kind = match headers.get(X_AMZN_ERRORTYPE).and_then(|v| v.to_str().ok()) {
             Some(code) => aws::classify_with_status(code, None, status),
-            None => classify_status(status),
+            None => vendor_kind(res).unwrap_or_else(|| classify_status(status)),
+        };
+        let kind = match headers.get(X_SHOULD_RETRY).map(|v| v.as_bytes()) {
+            Some(b"false") if kind.is_retryable() => OutcomeKind::Fatal,
+            Some(b"true") if kind == OutcomeKind::Fatal => OutcomeKind::Transient,
+            _ => kind,
         };
         if !kind.is_retryable() {
             return Outcome::new(kind);
@@ -99,6 +112,19 @@ impl HttpClassifier {
         };
         Outcome::new(kind).with_retry_after_opt(hints.delay)
     }
+}
+
+/// The class of the vendor error body `llm_http::ErrorBodyLayer` found, if it found one.
+#[cfg(feature = "llm-http")]
+fn vendor_kind<B>(res: &Response<B>) -> Option<OutcomeKind> {
+    res.extensions()
+        .get::<crate::llm_http::VendorError>()
+        .map(|e| e.kind())
+}
+
+#[cfg(not(feature = "llm-http"))]
+fn vendor_kind<B>(_res: &Response<B>) -> Option<OutcomeKind> {
+    None
 }
 
 impl<B> Classify<Response<B>> for HttpClassifier {

@@ -151,7 +151,7 @@ pub enum Action {
 /// |---|---|
 /// | `Throttled(Requests)`, `Throttled(Tokens)` | `NextTarget` — the choice prefers targets whose quota has headroom, and waits for the shortest admission when none has |
 /// | `Throttled(Daily)` (a spent per-day quota) | `NextTarget`, at once: no wait on the spent target cures it |
-/// | `Overloaded` | `NextModel` |
+/// | `Overloaded`, `TooLarge` | `NextModel` |
 /// | `Unavailable`, `Timeout` | `NextTarget` |
 /// | `Throttled(Capacity)`, `Throttled(Unknown)`, `Transient`, `Fatal` | `Stop` (the retry layer outside decides) |
 ///
@@ -174,7 +174,7 @@ impl Default for FallbackPolicy {
     fn default() -> Self {
         FallbackPolicy {
             actions: OutcomeKind::ALL.map(|kind| match kind {
-                OutcomeKind::Overloaded => Action::NextModel,
+                OutcomeKind::Overloaded | OutcomeKind::TooLarge => Action::NextModel,
                 kind if kind.moves_fallback() => Action::NextTarget,
                 _ => Action::Stop,
             }),

@@ -244,7 +244,7 @@ impl ScheduleClass {
             OutcomeKind::Unavailable => Some(ScheduleClass::Unavailable),
             OutcomeKind::Timeout => Some(ScheduleClass::Timeout),
             OutcomeKind::Transient => Some(ScheduleClass::Transient),
-            OutcomeKind::Success | OutcomeKind::Fatal => None,
+            OutcomeKind::Success | OutcomeKind::Fatal | OutcomeKind::TooLarge => None,
         }
     }
 }

@@ -85,6 +85,35 @@ impl Shape for Bedrock {
             .map(|region| Arc::from(region.as_ref()))
     }
 
+    fn regional(&self) -> bool {
+        true
+    }
+
+    /// The operation's endpoint parameters (built once per operation from the client's
+    /// config) get the new region — the endpoint rules then resolve
+    /// `bedrock-runtime.{region}.amazonaws.com`, or keep a custom endpoint URL — and the
+    /// signing region, which SigV4 takes from the config bag when the resolved endpoint names
+    /// none (Bedrock's endpoints name none), is set in the operation's own layer. The
+    /// orchestrator resolves both after `read_before_attempt` on every attempt.
+    fn reregion(&self, cfg: &mut ConfigBag, region: &str) -> Result<(), BoxError> {
+        use aws_sdk_bedrockruntime::config::endpoint::Params;
+        use aws_smithy_runtime_api::client::endpoint::EndpointResolverParams;
+        use aws_types::region::{Region, SigningRegion};
+        let params = cfg
+            .get_mut_from_interceptor_state::<EndpointResolverParams>()
+            .and_then(|params| params.get_mut::<Params>())
+            .ok_or("no Bedrock endpoint parameters to move to another region")?;
+        *params = Params::builder()
+            .region(region)
+            .set_use_dual_stack(params.use_dual_stack())
+            .set_use_fips(params.use_fips())
+            .set_endpoint(params.endpoint().map(str::to_owned))
+            .build()?;
+        cfg.interceptor_state()
+            .store_put(SigningRegion::from(Region::new(region.to_owned())));
+        Ok(())
+    }
+
     fn retarget(&self, request: &mut HttpRequest, key: &str) -> Result<(), BoxError> {
         let uri = request.uri();
         // The model id is the segment after the last `/model/` of the path (an endpoint URL may

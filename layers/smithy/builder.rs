@@ -22,12 +22,18 @@ use crate::timeout::AttemptTimeout;
 
 /// Builds an [`SdkHeadroom`]; see [`SdkHeadroom::builder`].
 ///
-/// Targets are added in preference order; a target's key is the model id (or inference profile
-/// id, or ARN) a Bedrock request is rewritten to, and the key of its quota. A call whose model
-/// (or table) is not on the route goes to its own key, with its own breaker, and does not fall
-/// back. The SDK signs a request for the client's region, so a target labelled with another
-/// region is skipped: fall back across regions with a cross-region inference profile id (e.g.
-/// `us.anthropic.claude-3-haiku-20240307-v1:0`), or with one client per region.
+/// Targets are added in preference order; a target's key is the key of its quota and, unless
+/// the target has a [model label](Target::model), the model id (or inference profile id, or
+/// ARN) a Bedrock request is rewritten to. The route serves calls to its first target's model;
+/// a call whose model (or table) is not on the route goes to its own key, with its own
+/// breaker, and does not fall back.
+///
+/// A Bedrock target [labelled](Target::region) with another region than the client's is
+/// reached by moving the attempt there: the adapter replaces the region in the operation's
+/// endpoint parameters and sets the signing region before the attempt's endpoint is
+/// resolved. Give it a key of its own, since the same model has its own quota in each region:
+/// `Target::new("west", key).model(model_id).region("us-west-2")`. Services whose requests
+/// cannot move (DynamoDB, a generic client) skip targets labelled with another region.
 pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     profile: Profile,
     /// The retry policy, deadline, attempt timeout, breakers (`None`: the profile's, one per

@@ -2,7 +2,8 @@
 //! [lifecycle core](crate::lifecycle), with the time passed in.
 //!
 //! The interceptor starts the call from its typed input ([`Shared::start`]), opens each attempt
-//! before signing ([`Shared::begin_attempt`]: which target, with which breaker permit), and ends
+//! before its endpoint is resolved ([`Shared::begin_attempt`]: which target, with which breaker
+//! permit, in which region, rewritten to which model id before signing), and ends
 //! it after the SDK has the attempt's result ([`Shared::end_attempt`]: the core settles,
 //! records and decides — done, move to the next target, retry, stop — and the decision goes
 //! to the SDK's retry loop). Between the two the HTTP client admits the attempt against the
@@ -58,11 +59,11 @@ pub(crate) struct Reserve {
 }
 
 impl Prepared {
-    /// The call's cost on `key`: re-estimated with that model's numbers for an LLM call.
-    pub(crate) fn cost_on(&self, key: &str, models: &crate::bedrock::ModelTable) -> Cost {
+    /// The call's cost on `model`: re-estimated with that model's numbers for an LLM call.
+    pub(crate) fn cost_on(&self, model: &str, models: &crate::bedrock::ModelTable) -> Cost {
         match self.tokens {
-            Some(r) if key != &*self.key => {
-                let spec = models.spec(key);
+            Some(r) if model != &*self.key => {
+                let spec = models.spec(model);
                 Cost::units(spec.reservation(r.input_tokens, 0, 0, r.max_tokens))
             }
             _ => self.cost,
@@ -82,20 +83,32 @@ pub(crate) struct Call<S: StoreSlot> {
     /// The decision about the last attempt, for the classifier, until the next attempt.
     pub(crate) decision: Option<Decision>,
     pub(crate) prepared: Prepared,
+    /// The client's region.
     region: Option<Arc<str>>,
+    /// The request can be sent to another region: its endpoint and signing region are
+    /// resolved again for each attempt.
+    regional: bool,
     /// The call's progress; it has a route plan when the call's key is the route's first
     /// target (it may fall back).
     call: lifecycle::Call,
     /// The target the last attempt's end chose to move to, with its breaker permit: the next
     /// attempt goes there.
     moved: Option<(usize, Option<BreakerPermit>)>,
+    /// The region the operation's endpoint and signature point at when an attempt moved them
+    /// away from the client's (`None`: the client's own).
+    moved_region: Option<Arc<str>>,
+    /// The model id the attempt being opened rewrites the request to, until it is signed.
+    pending_model: Option<Arc<str>>,
     attempt: Option<Attempt<SlotOf<S>>>,
 }
 
 /// The attempt in flight: the lifecycle core's attempt, and what the SDK's hooks need.
 pub(crate) struct Attempt<T: crate::admission::Slot> {
     core: lifecycle::Attempt<T>,
+    /// The target's quota key.
     pub(crate) key: Arc<str>,
+    /// The model id the request goes to: the target's model label, else its key.
+    pub(crate) model: Arc<str>,
     /// Where the attempt reports: its labels and their metric handles.
     pub(crate) events: Arc<Events>,
     /// No target may be called: the HTTP client fails the attempt with this, unsent.
@@ -145,28 +158,33 @@ impl<S: StoreSlot> CallHandle<S> {
     }
 }
 
-/// What the interceptor does to the request of a new attempt.
-pub(crate) enum Retarget {
-    /// Leave the request as it is.
-    Keep,
-    /// Point it at this key (a fallback target's model id).
-    To(Arc<str>),
+/// Where a new attempt goes when that is not where the operation points now: what the
+/// interceptor changes before the endpoint is resolved.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Retarget {
+    /// Resolve the endpoint and sign for this region (`None`: leave them).
+    pub(crate) region: Option<Arc<str>>,
 }
 
 impl<S: QuotaStore<Arc<str>>> Shared<S> {
-    /// Starts a call.
+    /// Starts a call from the client's `region`; `regional` when the service's requests can
+    /// be moved to another region.
     pub(crate) fn start(
         &self,
         owner: u64,
         prepared: Prepared,
-        region: Option<Arc<str>>,
+        (region, regional): (Option<Arc<str>>, bool),
         now: Instant,
     ) -> CallHandle<S> {
         let route = self
             .route
             .as_ref()
             .filter(|_| prepared.routable)
-            .filter(|route| route.targets().first().map(|t| t.key()) == Some(&prepared.key));
+            .filter(|route| {
+                // The route is for calls to its first target's model (its key may differ:
+                // targets in two regions have one model and two quota keys).
+                route.targets().first().map(target_model) == Some(Arc::clone(&prepared.key))
+            });
         // The caller's deadline, when the SDK call runs within one; else the client's budget.
         let deadline = Deadline::current().unwrap_or(Deadline::from_now(now, self.deadline));
         let call = lifecycle::Call::start(&self.retry, route, Some(deadline), now);
@@ -174,113 +192,137 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             id: self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             owner,
             decision: None,
+            regional: regional && prepared.routable,
             prepared,
             region,
             call,
             moved: None,
+            moved_region: None,
+            pending_model: None,
             attempt: None,
         })))
     }
 
     /// Opens an attempt: its target (the one the last attempt's end moved to, else the
-    /// route's choice for this call's cost) and the target's breaker permit.
+    /// route's choice for this call's cost) and the target's breaker permit. Runs before the
+    /// attempt's endpoint is resolved; the region to move the operation to, if any, is
+    /// returned, and the model id to rewrite the request to waits for
+    /// [`take_pending_model`](Call::take_pending_model) (before signing).
     pub(crate) fn begin_attempt(&self, call: &mut Call<S>, now: Instant) -> Retarget {
         call.decision = None;
         if let Some(stale) = call.attempt.take() {
             // The previous attempt never ended (the SDK timed it out): it counts as a timeout.
             self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, now);
         }
-        let (attempt, retarget) = match (&self.route, call.call.plan().is_some()) {
-            (Some(route), true) => {
-                let choice = match call.moved.take() {
-                    Some((target, permit)) => Choice::Call {
-                        target,
-                        wait: Duration::ZERO,
-                        permit,
-                    },
-                    None => {
-                        let headroom = CallHeadroom {
-                            shared: self,
-                            route,
-                            prepared: &call.prepared,
-                            region: call.region.as_deref(),
-                        };
-                        let routing = Routing {
-                            route,
-                            breakers: &self.target_breakers,
-                            headroom: &headroom,
-                        };
-                        call.call.choose(&routing, now)
-                    }
-                };
-                match choice {
-                    Choice::Call { target, permit, .. } => {
-                        let t = &route.targets()[target];
-                        let retarget = if t.key() == &call.prepared.key {
-                            Retarget::Keep
-                        } else {
-                            Retarget::To(Arc::clone(t.key()))
-                        };
-                        let events =
-                            self.events(Some(target), call.labels(t.labels().clone(), t.key()));
-                        let core = lifecycle::Attempt::new(Some(target), permit, now);
-                        (Attempt::new(core, Arc::clone(t.key()), events), retarget)
-                    }
-                    Choice::Exhausted { retry_in, cause } => {
-                        let key = Arc::clone(&call.prepared.key);
-                        let events =
-                            self.events(None, call.labels(Labels::target(Arc::clone(&key)), &key));
-                        let mut attempt =
-                            Attempt::new(lifecycle::Attempt::new(None, None, now), key, events);
-                        attempt.blocked =
-                            Some(Blocked::NoTarget(NoTargetAvailable { retry_in, cause }));
-                        (attempt, Retarget::Keep)
-                    }
-                }
-            }
-            _ => {
-                let key = Arc::clone(&call.prepared.key);
-                // A call straight to a fallback target shares that target's breaker.
-                let on_route = self.route.as_ref().and_then(|route| {
-                    let index = route.targets().iter().position(|t| t.key() == &key)?;
-                    Some((index, route.targets()[index].labels().clone()))
-                });
-                let base = on_route
-                    .as_ref()
-                    .map_or_else(|| Labels::target(Arc::clone(&key)), |(_, l)| l.clone());
-                let events = self.events(None, call.labels(base, &key));
-                let breaker = match &on_route {
-                    Some((index, _)) => self.target_breakers[*index].clone(),
-                    None => self
-                        .other_breakers
-                        .as_ref()
-                        .map(|registry| registry.get(&key, now)),
-                };
-                let mut core = lifecycle::Attempt::new(None, None, now);
-                let mut blocked = None;
-                if let Some(breaker) = breaker {
-                    match breaker.acquire(now) {
-                        Ok(permit) => core.set_permit(permit),
-                        Err(open) => {
-                            blocked = Some(Blocked::Open(CircuitOpen::new(
-                                open.retry_in,
-                                events.labels.clone(),
-                            )))
+        let (attempt, region): (_, Option<Arc<str>>) =
+            match (&self.route, call.call.plan().is_some()) {
+                (Some(route), true) => {
+                    let choice = match call.moved.take() {
+                        Some((target, permit)) => Choice::Call {
+                            target,
+                            wait: Duration::ZERO,
+                            permit,
+                        },
+                        None => {
+                            let headroom = CallHeadroom {
+                                shared: self,
+                                route,
+                                prepared: &call.prepared,
+                                region: call.region.as_deref(),
+                                regional: call.regional,
+                            };
+                            let routing = Routing {
+                                route,
+                                breakers: &self.target_breakers,
+                                headroom: &headroom,
+                            };
+                            call.call.choose(&routing, now)
+                        }
+                    };
+                    match choice {
+                        Choice::Call { target, permit, .. } => {
+                            let t = &route.targets()[target];
+                            let model = target_model(t);
+                            let region = call.region_of(t);
+                            let events =
+                                self.events(Some(target), call.labels(t.labels().clone(), &model));
+                            let core = lifecycle::Attempt::new(Some(target), permit, now);
+                            let attempt = Attempt::new(core, Arc::clone(t.key()), model, events);
+                            (attempt, region)
+                        }
+                        Choice::Exhausted { retry_in, cause } => {
+                            let key = Arc::clone(&call.prepared.key);
+                            let events = self
+                                .events(None, call.labels(Labels::target(Arc::clone(&key)), &key));
+                            let core = lifecycle::Attempt::new(None, None, now);
+                            let mut attempt = Attempt::new(core, Arc::clone(&key), key, events);
+                            attempt.blocked =
+                                Some(Blocked::NoTarget(NoTargetAvailable { retry_in, cause }));
+                            let stay = call.moved_region.clone();
+                            (attempt, stay)
                         }
                     }
                 }
-                let mut attempt = Attempt::new(core, key, events);
-                attempt.blocked = blocked;
-                (attempt, Retarget::Keep)
-            }
-        };
+                _ => {
+                    let key = Arc::clone(&call.prepared.key);
+                    // A call straight to a fallback target's model in the client's region shares
+                    // that target's breaker and quota key.
+                    let on_route = self.route.as_ref().and_then(|route| {
+                        let index = route.targets().iter().position(|t| {
+                            *target_model(t) == *key
+                                && t.labels()
+                                    .region_name()
+                                    .is_none_or(|r| call.region.as_deref().is_none_or(|c| c == r))
+                        })?;
+                        let t = &route.targets()[index];
+                        Some((index, t.labels().clone(), Arc::clone(t.key())))
+                    });
+                    let base = on_route
+                        .as_ref()
+                        .map_or_else(|| Labels::target(Arc::clone(&key)), |(_, l, _)| l.clone());
+                    let events = self.events(None, call.labels(base, &key));
+                    let breaker = match &on_route {
+                        Some((index, ..)) => self.target_breakers[*index].clone(),
+                        None => self
+                            .other_breakers
+                            .as_ref()
+                            .map(|registry| registry.get(&key, now)),
+                    };
+                    let mut core = lifecycle::Attempt::new(None, None, now);
+                    let mut blocked = None;
+                    if let Some(breaker) = breaker {
+                        match breaker.acquire(now) {
+                            Ok(permit) => core.set_permit(permit),
+                            Err(open) => {
+                                blocked = Some(Blocked::Open(CircuitOpen::new(
+                                    open.retry_in,
+                                    events.labels.clone(),
+                                )))
+                            }
+                        }
+                    }
+                    let quota_key = on_route.map_or_else(|| Arc::clone(&key), |(.., k)| k);
+                    let mut attempt = Attempt::new(core, quota_key, key, events);
+                    attempt.blocked = blocked;
+                    (attempt, None)
+                }
+            };
         let mut attempt = attempt;
         if let Some(limits) = &self.limits {
             let (target, key) = (attempt.core.target(), &attempt.key);
             attempt.limit = Some(limits.get(target, key, &attempt.events.labels));
         }
+        call.pending_model =
+            (attempt.model != call.prepared.key).then(|| Arc::clone(&attempt.model));
         call.attempt = Some(attempt);
-        retarget
+        // Move the operation only when the attempt's region is not where it points now: to
+        // the target's region, or back to the client's own.
+        if region == call.moved_region {
+            return Retarget::default();
+        }
+        let to = region.clone().or_else(|| call.region.clone());
+        call.moved_region = region;
+        Retarget { region: to }
     }
 
     /// Once admitted, the attempt takes a slot of its target's concurrency limit at `now`, or
@@ -320,10 +362,12 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         Ok(Some((Arc::clone(&attempt.key), ask)))
     }
 
-    /// The cost of the attempt in flight, on its target's key (the call's own cost when none).
+    /// The cost of the attempt in flight, on its target's model (the call's own cost when none).
     pub(crate) fn attempt_cost(&self, call: &Call<S>) -> Cost {
         match &call.attempt {
-            Some(attempt) => call.prepared.cost_on(&attempt.key, &self.estimation.models),
+            Some(attempt) => call
+                .prepared
+                .cost_on(&attempt.model, &self.estimation.models),
             None => call.prepared.cost,
         }
     }
@@ -384,6 +428,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                     route,
                     prepared: &call.prepared,
                     region: call.region.as_deref(),
+                    regional: call.regional,
                 };
                 let routing = Routing {
                     route,
@@ -512,10 +557,16 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
 }
 
 impl<T: crate::admission::Slot> Attempt<T> {
-    fn new(core: lifecycle::Attempt<T>, key: Arc<str>, events: Arc<Events>) -> Self {
+    fn new(
+        core: lifecycle::Attempt<T>,
+        key: Arc<str>,
+        model: Arc<str>,
+        events: Arc<Events>,
+    ) -> Self {
         Attempt {
             core,
             key,
+            model,
             events,
             blocked: None,
             limit: None,
@@ -524,9 +575,23 @@ impl<T: crate::admission::Slot> Attempt<T> {
 }
 
 impl<S: StoreSlot> Call<S> {
-    /// The key of the attempt in flight (the model it went to).
-    pub(crate) fn attempt_key(&self) -> Option<Arc<str>> {
-        self.attempt.as_ref().map(|a| Arc::clone(&a.key))
+    /// The model the attempt in flight went to.
+    pub(crate) fn attempt_model(&self) -> Option<Arc<str>> {
+        self.attempt.as_ref().map(|a| Arc::clone(&a.model))
+    }
+
+    /// The model id the attempt just opened rewrites the request to, once: `None` when the
+    /// request's own model stays.
+    pub(crate) fn take_pending_model(&mut self) -> Option<Arc<str>> {
+        self.pending_model.take()
+    }
+
+    /// The region `target` is in, when the call can move there and it is not the client's:
+    /// where the attempt's endpoint and signature must point.
+    fn region_of(&self, target: &crate::fallback::Target<Arc<str>>) -> Option<Arc<str>> {
+        let region = target.labels().region_label()?;
+        let elsewhere = self.region.as_deref() != Some(&**region);
+        (self.regional && elsewhere).then(|| Arc::clone(region))
     }
 
     /// The breaker of the attempt in flight's permit, for a streamed response that reports a
@@ -542,9 +607,9 @@ impl<S: StoreSlot> Call<S> {
 
     /// A target's labels completed with what the call knows: the client's region, and the
     /// model id when keys are model ids.
-    fn labels(&self, mut labels: Labels, key: &Arc<str>) -> Labels {
+    fn labels(&self, mut labels: Labels, model: &Arc<str>) -> Labels {
         if self.prepared.keys_are_models && labels.model_name().is_none() {
-            labels = labels.model(Arc::clone(key));
+            labels = labels.model(Arc::clone(model));
         }
         match &self.region {
             Some(region) if labels.region_name().is_none() => labels.region(Arc::clone(region)),
@@ -553,32 +618,38 @@ impl<S: StoreSlot> Call<S> {
     }
 }
 
+/// The model id a request to `target` carries: its model label, else its key.
+pub(crate) fn target_model(target: &crate::fallback::Target<Arc<str>>) -> Arc<str> {
+    Arc::clone(target.labels().model_label().unwrap_or(target.key()))
+}
+
 /// The router's view of the quota for this call's cost on each target (re-estimated with the
 /// target model's own numbers: a call without `maxTokens` reserves each model's maximum). A
-/// target labelled with another region than
-/// the client's never admits: the SDK signs for one region, so the request cannot go there
-/// (a cross-region inference profile id, or a client per region, can).
+/// target labelled with another region than the client's never admits when the request
+/// cannot be moved there (a service whose shape cannot re-resolve the endpoint per attempt).
 struct CallHeadroom<'a, S: StoreSlot> {
     shared: &'a Shared<S>,
     route: &'a crate::fallback::Route<Arc<str>>,
     prepared: &'a Prepared,
     region: Option<&'a str>,
+    regional: bool,
 }
 
 impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadroom<'_, S> {
     fn admit_wait(&self, target: &Arc<str>, now: Instant) -> Option<Duration> {
-        let elsewhere = self.route.targets().iter().any(|t| {
-            t.key() == target
-                && matches!((t.labels().region_name(), self.region), (Some(r), Some(c)) if r != c)
-        });
-        if elsewhere {
+        let found = self.route.targets().iter().find(|t| t.key() == target);
+        let elsewhere = found.is_some_and(
+            |t| matches!((t.labels().region_name(), self.region), (Some(r), Some(c)) if r != c),
+        );
+        if elsewhere && !self.regional {
             return None;
         }
         match &self.shared.quota {
             Some(quota) => {
+                let model = found.map_or_else(|| Arc::clone(target), target_model);
                 let cost = self
                     .prepared
-                    .cost_on(target, &self.shared.estimation.models);
+                    .cost_on(&model, &self.shared.estimation.models);
                 crate::admission::Headroom::admit_wait(quota, target, cost, now)
             }
             None => Some(Duration::ZERO),

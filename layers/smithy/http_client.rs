@@ -158,11 +158,11 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                     let mut call = handle.lock();
                     (
                         Shared::take_reservation(&mut call),
-                        call.attempt_key(),
+                        call.attempt_model(),
                         call.attempt_breaker(),
                     )
                 };
-                // A reserved stream always has its attempt's model id; without one, the
+                // A stream's attempt always has its model id; without one, the
                 // table's cautious numbers, with no warning about an empty id.
                 let models = &shared.estimation.models;
                 let spec = match key.as_deref() {

@@ -8,14 +8,15 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeSerializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
-    FinalizerInterceptorContextMut, FinalizerInterceptorContextRef, Input, Output,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
+    FinalizerInterceptorContextRef, Input, Output,
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use tokio::time::Instant;
 
-use super::call::{CallHandle, Prepared, Retarget};
+use super::call::{CallHandle, Prepared};
 use super::{Estimation, SdkHeadroom, Shared, classify_context};
 use crate::admission::{Cost, MemoryStore, QuotaStore};
 
@@ -33,10 +34,23 @@ pub(crate) trait Shape: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// Points the signed-to-be request at `key` (another model, say).
-    fn retarget(&self, request: &mut HttpRequest, key: &str) -> Result<(), BoxError> {
-        let _ = (request, key);
+    /// Points the signed-to-be request at `model` (another model id, say).
+    fn retarget(&self, request: &mut HttpRequest, model: &str) -> Result<(), BoxError> {
+        let _ = (request, model);
         Err("this service's requests cannot be moved to another target".into())
+    }
+
+    /// Whether [`reregion`](Shape::reregion) can move this service's requests to another
+    /// region.
+    fn regional(&self) -> bool {
+        false
+    }
+
+    /// Makes the operation's next endpoint resolution and signature use `region`; runs before
+    /// each attempt resolves its endpoint.
+    fn reregion(&self, cfg: &mut ConfigBag, region: &str) -> Result<(), BoxError> {
+        let _ = (cfg, region);
+        Err("this service's requests cannot be moved to another region".into())
     }
 
     /// The units a successful call spent, from its typed output (or the response's headers),
@@ -160,11 +174,31 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         let Some(prepared) = self.shape.prepare(ctx.input_mut(), &self.shared.estimation) else {
             return Ok(());
         };
-        let region = self.shape.region(cfg);
+        let region = (self.shape.region(cfg), self.shape.regional());
         let handle = self.shared.start(self.id, prepared, region, Instant::now());
         let id = handle.lock().id;
         self.shared.register(ctx.inner(), id, &handle);
         cfg.interceptor_state().store_put(handle);
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // The target is chosen here, before the orchestrator resolves the attempt's endpoint
+        // and signing region from the config bag, so an attempt can go to another region.
+        let Some(handle) = self.call(cfg) else {
+            return Ok(());
+        };
+        let retarget = self
+            .shared
+            .begin_attempt(&mut handle.lock(), Instant::now());
+        if let Some(region) = retarget.region {
+            self.shape.reregion(cfg, &region)?;
+        }
         Ok(())
     }
 
@@ -177,11 +211,9 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         let Some(handle) = self.call(cfg) else {
             return Ok(());
         };
-        let retarget = self
-            .shared
-            .begin_attempt(&mut handle.lock(), Instant::now());
-        if let Retarget::To(key) = retarget {
-            self.shape.retarget(ctx.request_mut(), &key)?;
+        let model = handle.lock().take_pending_model();
+        if let Some(model) = model {
+            self.shape.retarget(ctx.request_mut(), &model)?;
         }
         Ok(())
     }
@@ -215,10 +247,10 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         };
         let units = match ctx.output_or_error() {
             Some(Ok(output)) => {
-                let key = handle.lock().attempt_key();
-                let key = key.as_deref().unwrap_or_default();
+                let model = handle.lock().attempt_model();
+                let model = model.as_deref().unwrap_or_default();
                 self.shape
-                    .usage(output, ctx.response(), &self.shared.estimation, key)
+                    .usage(output, ctx.response(), &self.shared.estimation, model)
             }
             _ => None,
         };

@@ -7,8 +7,10 @@
 //! breakers and the [`Quota`] — and installs one of each:
 //!
 //! - [`HeadroomInterceptor`] (synchronous hooks, per operation and per attempt): estimates the
-//!   call's cost from the typed input, chooses the target for each attempt and rewrites the
-//!   request before signing (Bedrock: the model id in `/model/{modelId}/…`), reads the real
+//!   call's cost from the typed input, chooses the target for each attempt before its endpoint
+//!   is resolved (Bedrock: a target in another region moves the endpoint parameters' region and
+//!   the signing region there) and rewrites the request before signing (Bedrock: the model id
+//!   in `/model/{modelId}/…`), reads the real
 //!   usage after deserialization and settles the reservation, records the breaker outcome, and
 //!   decides the retry with the retry policy (attempt count, budget, fallback moves).
 //! - [`HeadroomHttpClient`] (asynchronous, once per attempt, around your client): waits for

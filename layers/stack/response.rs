@@ -13,7 +13,7 @@ use crate::classify::{classify_error, find};
 /// |---|---|
 /// | a quota throttle, or admission shed the call ([`Rejected`]) | `429`, `Retry-After` |
 /// | a spent per-day quota ([`QuotaExhausted`](crate::retry::QuotaExhausted)) | `429`, `Retry-After` when the quota says when it returns |
-/// | a call no quota window can hold | `413` |
+/// | a call no quota window can hold, or one larger than every target takes (`TooLarge`) | `413` |
 /// | overloaded or unavailable, every breaker open ([`NoTargetAvailable`](crate::fallback::NoTargetAvailable)) | `503`, `Retry-After` when known |
 /// | timeout | `504` |
 /// | anything else (transient, or a request the upstream refused) | `502` |
@@ -42,6 +42,7 @@ pub fn error_response<B: Default>(error: &(dyn Error + 'static)) -> http::Respon
             Some(rejected) => return rejected.to_response(),
             None => http::StatusCode::BAD_GATEWAY,
         },
+        OutcomeKind::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
         OutcomeKind::Transient | OutcomeKind::Success => http::StatusCode::BAD_GATEWAY,
     };
     let mut response = http::Response::new(B::default());

@@ -1,0 +1,1 @@
+//! Settling a server-sent-event stream from its usage event (in progress).
