@@ -35,8 +35,11 @@
 //! # The table
 //!
 //! Codes are first [normalised](normalize_code): a `namespace#` prefix and a `:suffix` are
-//! dropped. Matching is exact and case-sensitive on the normalised code (AWS codes are
-//! case-stable), and case-insensitive substring matching on the message.
+//! dropped. The normalised code is matched whole and without regard to ASCII case — an HTTP
+//! error says `ThrottlingException`, the same error inside an event stream after a `200` says
+//! `throttlingException` ([`ResponseStream`](https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ResponseStream.html),
+//! [`ConverseStreamOutput`](https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStreamOutput.html))
+//! and both go through this one table. Messages are matched by case-insensitive substrings.
 //!
 //! | code | outcome |
 //! |---|---|
@@ -161,62 +164,20 @@ pub fn classify_code(code: &str, message: Option<&str>) -> Option<OutcomeKind> {
     use OutcomeKind::*;
     use ThrottleScope as S;
 
-    let kind = match normalize_code(code) {
-        "ProvisionedThroughputExceededException" => Throttled(S::Capacity),
-        "RequestLimitExceeded"
-        | "TooManyRequestsException"
-        | "RequestThrottled"
-        | "RequestThrottledException"
-        | "SlowDown" => Throttled(throttle_scope(message).unwrap_or(S::Requests)),
-        "ThrottlingException"
-        | "Throttling"
-        | "ThrottledException"
-        | "EC2ThrottledException"
-        | "BandwidthLimitExceeded"
-        | "LimitExceededException" => Throttled(throttle_scope(message).unwrap_or(S::Unknown)),
-        "TransactionInProgressException" | "PriorRequestNotComplete" => Throttled(S::Unknown),
-        "ModelNotReadyException" => Overloaded,
-        "ServiceUnavailableException" | "ServiceUnavailable" => Unavailable,
-        "ModelTimeoutException" | "RequestTimeout" | "RequestTimeoutException" => Timeout,
-        "InternalServerException"
-        | "InternalServerError"
-        | "InternalFailure"
-        | "InternalError"
-        | "ModelStreamErrorException" => Transient,
-        "ValidationException"
-        | "AccessDeniedException"
-        | "ResourceNotFoundException"
-        | "ServiceQuotaExceededException"
-        | "ModelErrorException"
-        | "UnrecognizedClientException"
-        | "TransactionConflictException"
-        | "ConditionalCheckFailedException"
-        | "TransactionCanceledException"
-        | "ItemCollectionSizeLimitExceededException"
-        | "ResourceInUseException"
-        | "ConflictException"
-        | "IdempotentParameterMismatchException"
-        | "SerializationException"
-        | "UnknownOperationException"
-        | "InvalidParameterValue"
-        | "InvalidParameterCombination"
-        | "MissingParameter"
-        | "MissingAuthenticationToken"
-        | "IncompleteSignature"
-        | "InvalidSignatureException"
-        | "SignatureDoesNotMatch"
-        | "InvalidClientTokenId"
-        | "ExpiredTokenException"
-        | "ExpiredToken"
-        | "RequestExpired"
-        | "RequestTimeTooSkewed"
-        | "AuthFailure"
-        | "NotAuthorized"
-        | "OptInRequired"
-        | "AccessDenied"
-        | "NoSuchKey"
-        | "NoSuchBucket" => return Some(Fatal),
-        _ => return None,
+    let code = normalize_code(code);
+    let (_, class) = TABLE
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(code))?;
+    let kind = match class {
+        Class::Capacity => Throttled(S::Capacity),
+        Class::Requests => Throttled(throttle_scope(message).unwrap_or(S::Requests)),
+        Class::Throttling => Throttled(throttle_scope(message).unwrap_or(S::Unknown)),
+        Class::Busy => Throttled(S::Unknown),
+        Class::Overloaded => Overloaded,
+        Class::Unavailable => Unavailable,
+        Class::Timeout => Timeout,
+        Class::Transient => Transient,
+        Class::Fatal => return Some(Fatal),
     };
     Some(if is_overloaded(message) {
         Overloaded
@@ -224,6 +185,89 @@ pub fn classify_code(code: &str, message: Option<&str>) -> Option<OutcomeKind> {
         kind
     })
 }
+
+/// What a code in the [table](TABLE) says, before its message is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// `Throttled(Capacity)`.
+    Capacity,
+    /// `Throttled`, scope from the message, else `Requests`.
+    Requests,
+    /// `Throttled`, scope from the message, else `Unknown`.
+    Throttling,
+    /// `Throttled(Unknown)` whatever the message names (still `Overloaded` if it says so).
+    Busy,
+    Overloaded,
+    Unavailable,
+    Timeout,
+    Transient,
+    /// `Fatal`, whatever the message says.
+    Fatal,
+}
+
+/// The one table of AWS error codes, matched without regard to ASCII case: HTTP errors send
+/// `ThrottlingException`, event-stream exceptions inside a `200` send `throttlingException`
+/// (the SDK adapter's stream watcher reads them), and both are the same error.
+const TABLE: &[(&str, Class)] = &[
+    ("ProvisionedThroughputExceededException", Class::Capacity),
+    ("RequestLimitExceeded", Class::Requests),
+    ("TooManyRequestsException", Class::Requests),
+    ("RequestThrottled", Class::Requests),
+    ("RequestThrottledException", Class::Requests),
+    ("SlowDown", Class::Requests),
+    ("ThrottlingException", Class::Throttling),
+    ("Throttling", Class::Throttling),
+    ("ThrottledException", Class::Throttling),
+    ("EC2ThrottledException", Class::Throttling),
+    ("BandwidthLimitExceeded", Class::Throttling),
+    ("LimitExceededException", Class::Throttling),
+    ("TransactionInProgressException", Class::Busy),
+    ("PriorRequestNotComplete", Class::Busy),
+    ("ModelNotReadyException", Class::Overloaded),
+    ("ServiceUnavailableException", Class::Unavailable),
+    ("ServiceUnavailable", Class::Unavailable),
+    ("ModelTimeoutException", Class::Timeout),
+    ("RequestTimeout", Class::Timeout),
+    ("RequestTimeoutException", Class::Timeout),
+    ("InternalServerException", Class::Transient),
+    ("InternalServerError", Class::Transient),
+    ("InternalFailure", Class::Transient),
+    ("InternalError", Class::Transient),
+    ("ModelStreamErrorException", Class::Transient),
+    ("ValidationException", Class::Fatal),
+    ("AccessDeniedException", Class::Fatal),
+    ("ResourceNotFoundException", Class::Fatal),
+    ("ServiceQuotaExceededException", Class::Fatal),
+    ("ModelErrorException", Class::Fatal),
+    ("UnrecognizedClientException", Class::Fatal),
+    ("TransactionConflictException", Class::Fatal),
+    ("ConditionalCheckFailedException", Class::Fatal),
+    ("TransactionCanceledException", Class::Fatal),
+    ("ItemCollectionSizeLimitExceededException", Class::Fatal),
+    ("ResourceInUseException", Class::Fatal),
+    ("ConflictException", Class::Fatal),
+    ("IdempotentParameterMismatchException", Class::Fatal),
+    ("SerializationException", Class::Fatal),
+    ("UnknownOperationException", Class::Fatal),
+    ("InvalidParameterValue", Class::Fatal),
+    ("InvalidParameterCombination", Class::Fatal),
+    ("MissingParameter", Class::Fatal),
+    ("MissingAuthenticationToken", Class::Fatal),
+    ("IncompleteSignature", Class::Fatal),
+    ("InvalidSignatureException", Class::Fatal),
+    ("SignatureDoesNotMatch", Class::Fatal),
+    ("InvalidClientTokenId", Class::Fatal),
+    ("ExpiredTokenException", Class::Fatal),
+    ("ExpiredToken", Class::Fatal),
+    ("RequestExpired", Class::Fatal),
+    ("RequestTimeTooSkewed", Class::Fatal),
+    ("AuthFailure", Class::Fatal),
+    ("NotAuthorized", Class::Fatal),
+    ("OptInRequired", Class::Fatal),
+    ("AccessDenied", Class::Fatal),
+    ("NoSuchKey", Class::Fatal),
+    ("NoSuchBucket", Class::Fatal),
+];
 
 /// An unknown code: the overload message still counts (it is unambiguous, whatever the code or
 /// status), else the fallback.
@@ -350,6 +394,43 @@ mod tests {
             ),
             OutcomeKind::Fatal
         );
+    }
+
+    #[test]
+    fn codes_match_without_regard_to_case_in_one_table() {
+        use OutcomeKind::*;
+        // Bedrock's event-stream exceptions are lower camelCase; HTTP errors are not.
+        for (code, kind) in [
+            ("throttlingException", Throttled(ThrottleScope::Unknown)),
+            ("serviceUnavailableException", Unavailable),
+            ("modelStreamErrorException", Transient),
+            ("internalServerException", Transient),
+            ("modelTimeoutException", Timeout),
+            ("validationException", Fatal),
+            ("modelNotReadyException", Overloaded),
+            ("THROTTLINGEXCEPTION", Throttled(ThrottleScope::Unknown)),
+        ] {
+            assert_eq!(classify_code(code, None), Some(kind), "{code}");
+        }
+        // The message still decides the scope and the overload, whatever the code's case.
+        assert_eq!(
+            classify("throttlingException", Some("Too many tokens, please wait.")),
+            Throttled(ThrottleScope::Tokens)
+        );
+        assert_eq!(
+            classify(
+                "serviceUnavailableException",
+                Some("Model is currently overloaded.")
+            ),
+            Overloaded
+        );
+        // Every code the table names is there once, whatever its case.
+        for (i, (a, _)) in TABLE.iter().enumerate() {
+            for (b, _) in &TABLE[i + 1..] {
+                assert!(!a.eq_ignore_ascii_case(b), "{a} twice");
+            }
+        }
+        assert_eq!(classify_code("throttlingExceptio", None), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{Decision, Shared};
 use crate::admission::{
     AdmissionMetrics, Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage,
 };
-use crate::breaker::{BreakerPermit, CircuitOpen};
+use crate::breaker::{BreakerHandle, BreakerPermit, CircuitOpen};
 use crate::concurrency::{AdaptiveLimit, ConcurrencyLimited};
 use crate::deadline::Deadline;
 use crate::fallback::{Choice, NoHeadroom, NoTargetAvailable, served_counter};
@@ -614,6 +614,12 @@ impl<S: StoreSlot> Call<S> {
         (self.regional && elsewhere).then(|| Arc::clone(region))
     }
 
+    /// The breaker of the attempt in flight's permit, for a streamed response that reports a
+    /// failure after its `200` (see `super::stream`).
+    pub(crate) fn attempt_breaker(&self) -> Option<BreakerHandle> {
+        self.attempt.as_ref()?.core.breaker().cloned()
+    }
+
     /// Whether an attempt is open (begun, not yet ended).
     pub(crate) fn attempt_open(&self) -> bool {
         self.attempt.is_some()
@@ -678,4 +684,20 @@ pub(crate) struct Events {
     retry: RetryMetrics,
     admission: AdmissionMetrics,
     served: Option<CounterSet<1>>,
+}
+
+impl Events {
+    /// A streamed response's stream said how its call ended, after the attempt had ended at its
+    /// `200`: reports the key's limit when settling may have moved it (as the admission layer
+    /// does), and counts a stream that broke under its class in `headroom_attempts_total` (its
+    /// `200` was counted as a success then).
+    #[cfg_attr(not(feature = "bedrock"), allow(dead_code))]
+    pub(crate) fn stream_ended(&self, outcome: &Outcome, limit: Option<u64>) {
+        if !outcome.is_success() {
+            self.retry.attempt(outcome);
+        }
+        if let Some(limit) = limit {
+            self.admission.settled(&self.labels, outcome, limit);
+        }
+    }
 }
