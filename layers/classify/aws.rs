@@ -51,6 +51,7 @@
 //! | `ServiceUnavailableException`, `ServiceUnavailable` (incl. "Too many connections") | `Unavailable` |
 //! | `ModelTimeoutException`, `RequestTimeout`, `RequestTimeoutException` | `Timeout` |
 //! | `InternalServerException`, `InternalServerError`, `InternalFailure`, `InternalError`, `ModelStreamErrorException` | `Transient` |
+//! | `ValidationException` whose message says the input is longer than the model takes ("Input is too long for requested model", "prompt is too long") | `TooLarge` (the router moves to the next model) |
 //! | `ValidationException`, `AccessDeniedException`, `ResourceNotFoundException`, `ServiceQuotaExceededException`, `ModelErrorException`, `UnrecognizedClientException`, `TransactionConflictException`, … (see [`classify_code`]) | `Fatal` |
 //! | anything else | the HTTP status if known (see [`classify_with_status`]), else `Fatal` |
 //!
@@ -177,6 +178,11 @@ pub fn classify_code(code: &str, message: Option<&str>) -> Option<OutcomeKind> {
         Class::Unavailable => Unavailable,
         Class::Timeout => Timeout,
         Class::Transient => Transient,
+        // A prompt past the model's context is a request this model cannot take, but another
+        // (a larger context) may: the router moves on it.
+        Class::Fatal if code.eq_ignore_ascii_case("ValidationException") && too_long(message) => {
+            return Some(TooLarge);
+        }
         Class::Fatal => return Some(Fatal),
     };
     Some(if is_overloaded(message) {
@@ -279,6 +285,22 @@ fn unknown(message: Option<&str>, fallback: OutcomeKind) -> OutcomeKind {
     }
 }
 
+/// Whether a `ValidationException`'s message says the input is longer than the model's context:
+/// Bedrock's "Input is too long for requested model", Anthropic's "prompt is too long: N tokens >
+/// M maximum" (relayed by Bedrock), "too many input tokens", "maximum context length".
+fn too_long(message: Option<&str>) -> bool {
+    message.is_some_and(|m| {
+        [
+            "input is too long",
+            "prompt is too long",
+            "too many input tokens",
+            "maximum context length",
+        ]
+        .iter()
+        .any(|needle| contains_ignore_ascii_case(m, needle))
+    })
+}
+
 fn is_overloaded(message: Option<&str>) -> bool {
     message.is_some_and(says_overloaded)
 }
@@ -355,6 +377,32 @@ mod tests {
             "ümlaut überloaded overloaded",
             "overloaded"
         ));
+    }
+
+    #[test]
+    fn a_prompt_past_the_context_is_too_large_and_other_validation_errors_fatal() {
+        for message in [
+            "Input is too long for requested model.",
+            "The model returned the following errors: Input is too long for requested model.",
+            "prompt is too long: 208310 tokens > 200000 maximum",
+            "Too many input tokens. Max input tokens: 8192, request input token count: 9001",
+        ] {
+            assert_eq!(
+                classify("ValidationException", Some(message)),
+                OutcomeKind::TooLarge,
+                "{message}"
+            );
+        }
+        assert_eq!(
+            classify("ValidationException", Some("Malformed input request")),
+            OutcomeKind::Fatal
+        );
+        assert_eq!(classify("ValidationException", None), OutcomeKind::Fatal);
+        // Only a validation error: access denied stays fatal whatever it says.
+        assert_eq!(
+            classify("AccessDeniedException", Some("Input is too long")),
+            OutcomeKind::Fatal
+        );
     }
 
     #[test]
