@@ -4,7 +4,7 @@
 //!
 //! | metric | kind | labels | meaning |
 //! |---|---|---|---|
-//! | `headroom_attempts_total` | counter | target, model, region, class | attempts finished, by outcome class |
+//! | `headroom_attempts_total` | counter | target, model, region, class | attempts finished, by outcome class (an SDK stream that fails after its `200` counts again under its error's class) |
 //! | `headroom_retries_total` | counter | target, model, region, class | retries scheduled, by the class that caused them |
 //! | `headroom_retry_wait_seconds` | histogram | target, model, region, class | wait before each retry |
 //! | `headroom_retries_exhausted_total` | counter | target, model, region, reason | calls the retry layer gave up on |
@@ -152,12 +152,6 @@ impl Labels {
     /// The region, if set.
     pub fn region_name(&self) -> Option<&str> {
         self.region.as_deref()
-    }
-
-    /// The model label, shared.
-    #[cfg(feature = "smithy")]
-    pub(crate) fn model_label(&self) -> Option<&Arc<str>> {
-        self.model.as_ref()
     }
 
     /// The region label, shared.

@@ -734,3 +734,96 @@ fn open_backoff_lengthens_each_failed_probe_period_and_a_close_resets_it() {
         .unwrap_err();
     assert_eq!((e.field(), e.value()), ("open_backoff.max", "1s"));
 }
+
+/// A late failure (a stream that broke after its `200` was counted as a success) turns one
+/// success of the window into a failure: the call stays one call.
+#[test]
+fn a_late_failure_turns_a_counted_success_and_the_call_stays_one_call() {
+    for window in [Window::Count(4), Window::Time(Duration::from_secs(10))] {
+        let config = no_jitter()
+            .no_consecutive_failures()
+            .failure_rate(0.5)
+            .window(window)
+            .minimum_calls(4)
+            .build()
+            .unwrap();
+        let now = Instant::now();
+        let mut core = BreakerCore::new(config, now);
+        // F S S S: 1 of 4 failed.
+        for outcome in [fail(), Outcome::SUCCESS, Outcome::SUCCESS, Outcome::SUCCESS] {
+            call(&mut core, outcome, now);
+        }
+        assert_eq!(core.state(), State::Closed);
+        // A quota throttle or a fatal error after the 200 says nothing about the backend.
+        let throttled = Outcome::new(OutcomeKind::Throttled(ThrottleScope::Tokens));
+        assert_eq!(core.record_late(throttled, now), None);
+        assert_eq!(
+            core.record_late(Outcome::new(OutcomeKind::Fatal), now),
+            None
+        );
+        assert_eq!(core.state(), State::Closed);
+        // One success turned: 2 of 4 (had the late failure been a fifth call, 2 of 5 < 50 %
+        // in a time window, and the count window would have pushed the first F out).
+        assert_eq!(
+            core.record_late(fail(), now),
+            Some(Transition {
+                from: State::Closed,
+                to: State::Open
+            }),
+            "{window:?}"
+        );
+    }
+}
+
+#[test]
+fn a_late_failure_counts_in_the_consecutive_run_and_reopens_a_half_open_breaker() {
+    let config = no_jitter()
+        .consecutive_failures(3)
+        .no_failure_rate()
+        .half_open_probes(2)
+        .build()
+        .unwrap();
+    let now = Instant::now();
+    let mut core = BreakerCore::new(config, now);
+    // Streams that each fail after their 200: success, then the late failure. The run goes
+    // on through the successes they turned.
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    assert_eq!(core.state(), State::Closed, "a run of 2");
+    // A real success in between ends the run: the late failure starts a new one.
+    call(&mut core, Outcome::SUCCESS, now);
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    assert_eq!(
+        core.state(),
+        State::Closed,
+        "a run of 2 after the real success"
+    );
+    // Two streams in flight together: both 200s, then both failures. The second 200 ended an
+    // empty run, so the pair starts a run of its own (the documented approximation).
+    call(&mut core, Outcome::SUCCESS, now);
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    core.record_late(fail(), now);
+    assert_eq!(core.state(), State::Closed, "a run of 2");
+    call(&mut core, Outcome::SUCCESS, now);
+    core.record_late(fail(), now);
+    assert_eq!(core.state(), State::Open, "a run of 3");
+    // Open: a late failure changes nothing.
+    assert_eq!(core.record_late(fail(), now), None);
+    // Half-open: a probe counted as a success that fails late reopens the breaker.
+    let later = now + Duration::from_secs(31);
+    call(&mut core, Outcome::SUCCESS, later);
+    assert_eq!(core.state(), State::HalfOpen);
+    assert_eq!(
+        core.record_late(fail(), later),
+        Some(Transition {
+            from: State::HalfOpen,
+            to: State::Open
+        })
+    );
+}

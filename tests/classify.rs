@@ -1321,8 +1321,19 @@ fn aws_code_table() {
         ("SomethingNewException", Some(TOO_MANY_TOKENS), Fatal),
         ("SomethingNewException", Some(OVERLOADED), Overloaded),
         ("", None, Fatal),
-        // Codes are case-sensitive (AWS codes are case-stable).
-        ("throttlingexception", None, Fatal),
+        // Codes match without regard to case: Bedrock's event-stream exceptions are spelled
+        // in lower camelCase (`throttlingException`), its HTTP errors are not.
+        ("throttlingexception", None, Throttled(Unknown)),
+        (
+            "throttlingException",
+            Some(TOO_MANY_TOKENS),
+            Throttled(Tokens),
+        ),
+        ("serviceUnavailableException", None, Unavailable),
+        ("modelStreamErrorException", None, Transient),
+        ("modelTimeoutException", None, Timeout),
+        ("validationException", None, Fatal),
+        ("THROTTLINGEXCEPTIONS", None, Fatal),
         // Namespaces and suffixes.
         (
             "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",

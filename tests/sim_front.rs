@@ -320,8 +320,13 @@ async fn bad_bedrock_input_gets_aws_400s() {
             raw("/model/x/converse-stream", b"{}"),
             "ValidationException",
         ),
+        // Served now, and an Anthropic body needs `max_tokens`.
         (
             raw("/model/x/invoke-with-response-stream", b"{}"),
+            "ValidationException",
+        ),
+        (
+            raw("/model/x/invoke-stream", b"{}"),
             "UnknownOperationException",
         ),
         (raw("/nowhere", b"{}"), "UnknownOperationException"),

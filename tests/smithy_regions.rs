@@ -106,11 +106,12 @@ fn front(start: Instant, east_down: bool, west_down: bool) -> SimService {
 fn headroom(quota: Option<Quota<Arc<str>>>) -> SdkHeadroom {
     let builder = SdkHeadroom::builder(Profile::Bedrock)
         .seed(7)
-        .target(Target::new("east", Arc::<str>::from(SONNET)))
-        .target(
+        .target(Target::new("east", Arc::<str>::from(SONNET)).model("sonnet"))
+        .target_model(
             Target::new("west", Arc::<str>::from(SONNET_WEST))
-                .model(SONNET)
+                .model("sonnet")
                 .region(WEST),
+            SONNET,
         );
     match quota {
         Some(quota) => builder.quota(quota),

@@ -134,11 +134,15 @@ pub fn headroom_clients(
             let app_seed = seed.wrapping_add(i as u64);
             let mut builder = SdkHeadroom::builder(profile).seed(app_seed);
             for route in &plan.routes {
-                builder = builder.target(
-                    Target::new(route.name, key(route))
-                        .model(route.model)
-                        .region(route.region),
-                );
+                let target = Target::new(route.name, key(route))
+                    .model(route.model)
+                    .region(route.region);
+                // A target in another region: its own quota key, the same model id.
+                builder = if route.region == primary.region {
+                    builder.target(target)
+                } else {
+                    builder.target_model(target, route.model)
+                };
             }
             let mut builder = builder.quota(quota.clone());
             if plan.shares.is_some() {

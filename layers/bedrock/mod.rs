@@ -34,7 +34,9 @@
 //!
 //! Bedrock reports the counts in Converse `usage` (`inputTokens`, `outputTokens`,
 //! `cacheReadInputTokens`, `cacheWriteInputTokens`: Bedrock API Reference, `TokenUsage`), in a
-//! ConverseStream `metadata` event's `usage`, in `InvokeModel` response headers
+//! ConverseStream `metadata` event's `usage`, in the last InvokeModelWithResponseStream
+//! chunk's `amazon-bedrock-invocationMetrics` (`inputTokenCount`, `outputTokenCount`;
+//! Bedrock API Reference, `ResponseStream` / `PayloadPart`), in `InvokeModel` response headers
 //! (`X-Amzn-Bedrock-Input-Token-Count`, `X-Amzn-Bedrock-Output-Token-Count`,
 //! `X-Amzn-Bedrock-Cache-Read-Input-Token-Count`, `X-Amzn-Bedrock-Cache-Write-Input-Token-Count`)
 //! and in Anthropic message bodies (`usage.input_tokens`, `output_tokens`,

@@ -122,6 +122,9 @@ pub struct BreakerCore {
     /// Bumped on every transition, so permits from an earlier state are recognised.
     generation: u64,
     consecutive: u32,
+    /// The run of failures the last success ended, restored when that success turns out to
+    /// have failed ([`record_late`](Self::record_late)) before anything else was counted.
+    ended_run: u32,
     ring: Ring,
     open_until: Instant,
     /// Failed half-open periods since the last close, for `open_backoff`.
@@ -144,6 +147,7 @@ impl BreakerCore {
             state: State::Closed,
             generation: 0,
             consecutive: 0,
+            ended_run: 0,
             open_until: now,
             reopenings: 0,
             probes_in_flight: 0,
@@ -233,7 +237,12 @@ impl BreakerCore {
             .is_some_and(|(threshold, _)| latency >= threshold);
         match self.state {
             State::Closed => {
-                self.consecutive = if failure { self.consecutive + 1 } else { 0 };
+                if failure {
+                    self.consecutive += 1;
+                } else {
+                    self.ended_run = self.consecutive;
+                    self.consecutive = 0;
+                }
                 let (calls, failures, slow_calls) = self.ring.push(failure, slow, now);
                 if self.should_trip(calls, failures, slow_calls) {
                     return self.enter(State::Open, now);
@@ -251,6 +260,62 @@ impl BreakerCore {
                 }
                 None
             }
+            State::Open => None,
+        }
+    }
+
+    /// Records that a call already [recorded](Self::record) as a success failed after all, at
+    /// `now`: a streamed response whose `200` was counted, and whose stream then carried an
+    /// error (see the SDK adapter's stream docs). Returns the transition it caused, if any.
+    ///
+    /// Only an outcome that [counts for the breaker](crate::OutcomeKind::counts_for_breaker)
+    /// changes anything, and it counts in the breaker's current state, by the same rules as a
+    /// failure: closed — one success in the window becomes a failure (a failure is added when
+    /// the window holds no success any more), the failure joins the run of consecutive failures
+    /// (when nothing failed since the last success, the run that success ended is taken up
+    /// again: that success may be this very call) and the trip conditions are checked;
+    /// half-open — the breaker opens again, as on a failed probe; open — ignored. The call
+    /// stays one call: a closed window's call count does not grow when a success is turned.
+    /// The window's counts are exact; the run is an approximation for overlapping streams
+    /// (two `200`s in a row, then both failures, count a run of two even after earlier
+    /// failures: the second success ended an empty run).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use tower_headroom::breaker::{BreakerConfig, BreakerCore, State};
+    /// use tower_headroom::{Outcome, OutcomeKind};
+    ///
+    /// let config = BreakerConfig::builder().consecutive_failures(2).open_jitter(0.0).build()?;
+    /// let now = Instant::now();
+    /// let mut breaker = BreakerCore::new(config, now);
+    /// for _ in 0..2 {
+    ///     let permit = breaker.acquire(now).unwrap();
+    ///     breaker.record(permit, Outcome::SUCCESS, Duration::ZERO, now);
+    ///     breaker.record_late(Outcome::new(OutcomeKind::Unavailable), now);
+    /// }
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), tower_headroom::breaker::ConfigError>(())
+    /// ```
+    pub fn record_late(&mut self, outcome: Outcome, now: Instant) -> Option<Transition> {
+        if !outcome.kind.counts_for_breaker() {
+            return None;
+        }
+        match self.state {
+            State::Closed => {
+                // No failure since the last success: that success may be this very call, so
+                // the run it ended goes on.
+                if self.consecutive == 0 {
+                    self.consecutive = self.ended_run;
+                }
+                self.consecutive += 1;
+                let (calls, failures, slow_calls) = self.ring.amend_to_failure(now);
+                if self.should_trip(calls, failures, slow_calls) {
+                    return self.enter(State::Open, now);
+                }
+                None
+            }
+            State::HalfOpen => self.enter(State::Open, now),
             State::Open => None,
         }
     }
@@ -325,6 +390,7 @@ impl BreakerCore {
             State::Closed => {
                 self.reopenings = 0;
                 self.consecutive = 0;
+                self.ended_run = 0;
                 self.ring.clear(now);
             }
             State::HalfOpen => {}

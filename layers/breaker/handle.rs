@@ -121,6 +121,14 @@ impl BreakerHandle {
         })
     }
 
+    /// Records that a call already recorded as a success under one of this breaker's permits
+    /// failed after all (see [`BreakerCore::record_late`]): the SDK adapter reports a streamed
+    /// response whose stream broke after its `200` this way.
+    pub fn record_late(&self, outcome: Outcome, now: Instant) {
+        let transition = self.lock().record_late(outcome, now);
+        self.report(transition);
+    }
+
     /// Opens the breaker now (an operator's override).
     pub fn trip(&self, now: Instant) {
         let transition = self.lock().trip(now);

@@ -130,4 +130,57 @@ impl Ring {
             }
         }
     }
+
+    /// Turns one counted success in the window into a failure — the newest one, which leaves
+    /// the window no earlier than the call it stands for — or adds a failure when the window
+    /// holds no success. Returns `(calls, failures, slow)` in the window at `now`.
+    pub(super) fn amend_to_failure(&mut self, now: Instant) -> (u32, u32, u32) {
+        match self {
+            Ring::Count {
+                marks,
+                next,
+                len,
+                failures,
+                slow,
+            } => {
+                let cap = marks.len();
+                let newest_success = (1..=*len)
+                    .map(|back| (*next + cap - back) % cap)
+                    .find(|&i| marks[i] & 1 == 0);
+                match newest_success {
+                    Some(i) => {
+                        marks[i] |= 1;
+                        *failures += 1;
+                        (*len as u32, *failures, *slow)
+                    }
+                    None => self.push(true, false, now),
+                }
+            }
+            Ring::Time {
+                buckets,
+                width,
+                epoch,
+            } => {
+                let slot = Ring::slot(*epoch, *width, now);
+                let oldest = slot.saturating_sub(TIME_BUCKETS as u64 - 1);
+                let in_window = |b: &Bucket| b.calls > 0 && b.slot >= oldest && b.slot <= slot;
+                let newest = buckets
+                    .iter_mut()
+                    .filter(|b| in_window(b) && b.calls > b.failures)
+                    .max_by_key(|b| b.slot);
+                match newest {
+                    Some(bucket) => {
+                        bucket.failures += 1;
+                        buckets
+                            .iter()
+                            .filter(|b| in_window(b))
+                            .fold((0, 0, 0), |(c, f, s), b| {
+                                (c + b.calls, f + b.failures, s + b.slow)
+                            })
+                    }
+                    None => self.push(true, false, now),
+                }
+            }
+        }
+    }
 }

@@ -35,8 +35,11 @@
 //! # The table
 //!
 //! Codes are first [normalised](normalize_code): a `namespace#` prefix and a `:suffix` are
-//! dropped. Matching is exact and case-sensitive on the normalised code (AWS codes are
-//! case-stable), and case-insensitive substring matching on the message.
+//! dropped. The normalised code is matched whole and without regard to ASCII case — an HTTP
+//! error says `ThrottlingException`, the same error inside an event stream after a `200` says
+//! `throttlingException` ([`ResponseStream`](https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ResponseStream.html),
+//! [`ConverseStreamOutput`](https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStreamOutput.html))
+//! and both go through this one table. Messages are matched by case-insensitive substrings.
 //!
 //! | code | outcome |
 //! |---|---|
@@ -48,6 +51,7 @@
 //! | `ServiceUnavailableException`, `ServiceUnavailable` (incl. "Too many connections") | `Unavailable` |
 //! | `ModelTimeoutException`, `RequestTimeout`, `RequestTimeoutException` | `Timeout` |
 //! | `InternalServerException`, `InternalServerError`, `InternalFailure`, `InternalError`, `ModelStreamErrorException` | `Transient` |
+//! | `ValidationException` whose message says the input is longer than the model takes ("Input is too long for requested model", "prompt is too long") | `TooLarge` (the router moves to the next model) |
 //! | `ValidationException`, `AccessDeniedException`, `ResourceNotFoundException`, `ServiceQuotaExceededException`, `ModelErrorException`, `UnrecognizedClientException`, `TransactionConflictException`, … (see [`classify_code`]) | `Fatal` |
 //! | anything else | the HTTP status if known (see [`classify_with_status`]), else `Fatal` |
 //!
@@ -161,62 +165,25 @@ pub fn classify_code(code: &str, message: Option<&str>) -> Option<OutcomeKind> {
     use OutcomeKind::*;
     use ThrottleScope as S;
 
-    let kind = match normalize_code(code) {
-        "ProvisionedThroughputExceededException" => Throttled(S::Capacity),
-        "RequestLimitExceeded"
-        | "TooManyRequestsException"
-        | "RequestThrottled"
-        | "RequestThrottledException"
-        | "SlowDown" => Throttled(throttle_scope(message).unwrap_or(S::Requests)),
-        "ThrottlingException"
-        | "Throttling"
-        | "ThrottledException"
-        | "EC2ThrottledException"
-        | "BandwidthLimitExceeded"
-        | "LimitExceededException" => Throttled(throttle_scope(message).unwrap_or(S::Unknown)),
-        "TransactionInProgressException" | "PriorRequestNotComplete" => Throttled(S::Unknown),
-        "ModelNotReadyException" => Overloaded,
-        "ServiceUnavailableException" | "ServiceUnavailable" => Unavailable,
-        "ModelTimeoutException" | "RequestTimeout" | "RequestTimeoutException" => Timeout,
-        "InternalServerException"
-        | "InternalServerError"
-        | "InternalFailure"
-        | "InternalError"
-        | "ModelStreamErrorException" => Transient,
-        "ValidationException"
-        | "AccessDeniedException"
-        | "ResourceNotFoundException"
-        | "ServiceQuotaExceededException"
-        | "ModelErrorException"
-        | "UnrecognizedClientException"
-        | "TransactionConflictException"
-        | "ConditionalCheckFailedException"
-        | "TransactionCanceledException"
-        | "ItemCollectionSizeLimitExceededException"
-        | "ResourceInUseException"
-        | "ConflictException"
-        | "IdempotentParameterMismatchException"
-        | "SerializationException"
-        | "UnknownOperationException"
-        | "InvalidParameterValue"
-        | "InvalidParameterCombination"
-        | "MissingParameter"
-        | "MissingAuthenticationToken"
-        | "IncompleteSignature"
-        | "InvalidSignatureException"
-        | "SignatureDoesNotMatch"
-        | "InvalidClientTokenId"
-        | "ExpiredTokenException"
-        | "ExpiredToken"
-        | "RequestExpired"
-        | "RequestTimeTooSkewed"
-        | "AuthFailure"
-        | "NotAuthorized"
-        | "OptInRequired"
-        | "AccessDenied"
-        | "NoSuchKey"
-        | "NoSuchBucket" => return Some(Fatal),
-        _ => return None,
+    let code = normalize_code(code);
+    let (_, class) = TABLE
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(code))?;
+    let kind = match class {
+        Class::Capacity => Throttled(S::Capacity),
+        Class::Requests => Throttled(throttle_scope(message).unwrap_or(S::Requests)),
+        Class::Throttling => Throttled(throttle_scope(message).unwrap_or(S::Unknown)),
+        Class::Busy => Throttled(S::Unknown),
+        Class::Overloaded => Overloaded,
+        Class::Unavailable => Unavailable,
+        Class::Timeout => Timeout,
+        Class::Transient => Transient,
+        // A prompt past the model's context is a request this model cannot take, but another
+        // (a larger context) may: the router moves on it.
+        Class::Fatal if code.eq_ignore_ascii_case("ValidationException") && too_long(message) => {
+            return Some(TooLarge);
+        }
+        Class::Fatal => return Some(Fatal),
     };
     Some(if is_overloaded(message) {
         Overloaded
@@ -224,6 +191,89 @@ pub fn classify_code(code: &str, message: Option<&str>) -> Option<OutcomeKind> {
         kind
     })
 }
+
+/// What a code in the [table](TABLE) says, before its message is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// `Throttled(Capacity)`.
+    Capacity,
+    /// `Throttled`, scope from the message, else `Requests`.
+    Requests,
+    /// `Throttled`, scope from the message, else `Unknown`.
+    Throttling,
+    /// `Throttled(Unknown)` whatever the message names (still `Overloaded` if it says so).
+    Busy,
+    Overloaded,
+    Unavailable,
+    Timeout,
+    Transient,
+    /// `Fatal`, whatever the message says.
+    Fatal,
+}
+
+/// The one table of AWS error codes, matched without regard to ASCII case: HTTP errors send
+/// `ThrottlingException`, event-stream exceptions inside a `200` send `throttlingException`
+/// (the SDK adapter's stream watcher reads them), and both are the same error.
+const TABLE: &[(&str, Class)] = &[
+    ("ProvisionedThroughputExceededException", Class::Capacity),
+    ("RequestLimitExceeded", Class::Requests),
+    ("TooManyRequestsException", Class::Requests),
+    ("RequestThrottled", Class::Requests),
+    ("RequestThrottledException", Class::Requests),
+    ("SlowDown", Class::Requests),
+    ("ThrottlingException", Class::Throttling),
+    ("Throttling", Class::Throttling),
+    ("ThrottledException", Class::Throttling),
+    ("EC2ThrottledException", Class::Throttling),
+    ("BandwidthLimitExceeded", Class::Throttling),
+    ("LimitExceededException", Class::Throttling),
+    ("TransactionInProgressException", Class::Busy),
+    ("PriorRequestNotComplete", Class::Busy),
+    ("ModelNotReadyException", Class::Overloaded),
+    ("ServiceUnavailableException", Class::Unavailable),
+    ("ServiceUnavailable", Class::Unavailable),
+    ("ModelTimeoutException", Class::Timeout),
+    ("RequestTimeout", Class::Timeout),
+    ("RequestTimeoutException", Class::Timeout),
+    ("InternalServerException", Class::Transient),
+    ("InternalServerError", Class::Transient),
+    ("InternalFailure", Class::Transient),
+    ("InternalError", Class::Transient),
+    ("ModelStreamErrorException", Class::Transient),
+    ("ValidationException", Class::Fatal),
+    ("AccessDeniedException", Class::Fatal),
+    ("ResourceNotFoundException", Class::Fatal),
+    ("ServiceQuotaExceededException", Class::Fatal),
+    ("ModelErrorException", Class::Fatal),
+    ("UnrecognizedClientException", Class::Fatal),
+    ("TransactionConflictException", Class::Fatal),
+    ("ConditionalCheckFailedException", Class::Fatal),
+    ("TransactionCanceledException", Class::Fatal),
+    ("ItemCollectionSizeLimitExceededException", Class::Fatal),
+    ("ResourceInUseException", Class::Fatal),
+    ("ConflictException", Class::Fatal),
+    ("IdempotentParameterMismatchException", Class::Fatal),
+    ("SerializationException", Class::Fatal),
+    ("UnknownOperationException", Class::Fatal),
+    ("InvalidParameterValue", Class::Fatal),
+    ("InvalidParameterCombination", Class::Fatal),
+    ("MissingParameter", Class::Fatal),
+    ("MissingAuthenticationToken", Class::Fatal),
+    ("IncompleteSignature", Class::Fatal),
+    ("InvalidSignatureException", Class::Fatal),
+    ("SignatureDoesNotMatch", Class::Fatal),
+    ("InvalidClientTokenId", Class::Fatal),
+    ("ExpiredTokenException", Class::Fatal),
+    ("ExpiredToken", Class::Fatal),
+    ("RequestExpired", Class::Fatal),
+    ("RequestTimeTooSkewed", Class::Fatal),
+    ("AuthFailure", Class::Fatal),
+    ("NotAuthorized", Class::Fatal),
+    ("OptInRequired", Class::Fatal),
+    ("AccessDenied", Class::Fatal),
+    ("NoSuchKey", Class::Fatal),
+    ("NoSuchBucket", Class::Fatal),
+];
 
 /// An unknown code: the overload message still counts (it is unambiguous, whatever the code or
 /// status), else the fallback.
@@ -233,6 +283,22 @@ fn unknown(message: Option<&str>, fallback: OutcomeKind) -> OutcomeKind {
     } else {
         fallback
     }
+}
+
+/// Whether a `ValidationException`'s message says the input is longer than the model's context:
+/// Bedrock's "Input is too long for requested model", Anthropic's "prompt is too long: N tokens >
+/// M maximum" (relayed by Bedrock), "too many input tokens", "maximum context length".
+fn too_long(message: Option<&str>) -> bool {
+    message.is_some_and(|m| {
+        [
+            "input is too long",
+            "prompt is too long",
+            "too many input tokens",
+            "maximum context length",
+        ]
+        .iter()
+        .any(|needle| contains_ignore_ascii_case(m, needle))
+    })
 }
 
 fn is_overloaded(message: Option<&str>) -> bool {
@@ -314,6 +380,32 @@ mod tests {
     }
 
     #[test]
+    fn a_prompt_past_the_context_is_too_large_and_other_validation_errors_fatal() {
+        for message in [
+            "Input is too long for requested model.",
+            "The model returned the following errors: Input is too long for requested model.",
+            "prompt is too long: 208310 tokens > 200000 maximum",
+            "Too many input tokens. Max input tokens: 8192, request input token count: 9001",
+        ] {
+            assert_eq!(
+                classify("ValidationException", Some(message)),
+                OutcomeKind::TooLarge,
+                "{message}"
+            );
+        }
+        assert_eq!(
+            classify("ValidationException", Some("Malformed input request")),
+            OutcomeKind::Fatal
+        );
+        assert_eq!(classify("ValidationException", None), OutcomeKind::Fatal);
+        // Only a validation error: access denied stays fatal whatever it says.
+        assert_eq!(
+            classify("AccessDeniedException", Some("Input is too long")),
+            OutcomeKind::Fatal
+        );
+    }
+
+    #[test]
     fn a_spent_day_is_daily_and_a_spent_minute_is_not() {
         let daily = OutcomeKind::Throttled(ThrottleScope::Daily);
         for message in [
@@ -350,6 +442,43 @@ mod tests {
             ),
             OutcomeKind::Fatal
         );
+    }
+
+    #[test]
+    fn codes_match_without_regard_to_case_in_one_table() {
+        use OutcomeKind::*;
+        // Bedrock's event-stream exceptions are lower camelCase; HTTP errors are not.
+        for (code, kind) in [
+            ("throttlingException", Throttled(ThrottleScope::Unknown)),
+            ("serviceUnavailableException", Unavailable),
+            ("modelStreamErrorException", Transient),
+            ("internalServerException", Transient),
+            ("modelTimeoutException", Timeout),
+            ("validationException", Fatal),
+            ("modelNotReadyException", Overloaded),
+            ("THROTTLINGEXCEPTION", Throttled(ThrottleScope::Unknown)),
+        ] {
+            assert_eq!(classify_code(code, None), Some(kind), "{code}");
+        }
+        // The message still decides the scope and the overload, whatever the code's case.
+        assert_eq!(
+            classify("throttlingException", Some("Too many tokens, please wait.")),
+            Throttled(ThrottleScope::Tokens)
+        );
+        assert_eq!(
+            classify(
+                "serviceUnavailableException",
+                Some("Model is currently overloaded.")
+            ),
+            Overloaded
+        );
+        // Every code the table names is there once, whatever its case.
+        for (i, (a, _)) in TABLE.iter().enumerate() {
+            for (b, _) in &TABLE[i + 1..] {
+                assert!(!a.eq_ignore_ascii_case(b), "{a} twice");
+            }
+        }
+        assert_eq!(classify_code("throttlingExceptio", None), None);
     }
 
     #[test]

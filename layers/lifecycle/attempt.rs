@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use crate::Outcome;
 use crate::admission::{Reservation, Slot, Usage};
-use crate::breaker::BreakerPermit;
+use crate::breaker::{BreakerHandle, BreakerPermit};
 use crate::concurrency::{AdaptiveLimit, ConcurrencyFull, ConcurrencyPermit};
 
 /// One attempt in flight; see the [module docs](super).
@@ -53,6 +53,13 @@ impl<P: Slot> Attempt<P> {
     /// When the attempt began.
     pub(crate) fn started(&self) -> Instant {
         self.started
+    }
+
+    /// The breaker the attempt's permit came from, if it holds one (a streamed response reports
+    /// a failure after its `200` there, see `smithy::stream`).
+    #[cfg_attr(not(feature = "smithy"), allow(dead_code))]
+    pub(crate) fn breaker(&self) -> Option<&BreakerHandle> {
+        self.permit.as_ref().map(BreakerPermit::breaker)
     }
 
     /// Gives the attempt a breaker permit (a call without a route takes its key's).

@@ -1,18 +1,22 @@
-//! Amazon Bedrock Runtime (`aws-sdk-bedrockruntime`): costs from `Converse`, `ConverseStream`
-//! and `InvokeModel` inputs, usage from their outputs, model fallback by rewriting the model id
+//! Amazon Bedrock Runtime (`aws-sdk-bedrockruntime`): costs from `Converse`, `ConverseStream`,
+//! `InvokeModel` and `InvokeModelWithResponseStream` inputs, usage from their outputs (the
+//! streams' from their events, see `super::stream`), model fallback by rewriting the model id
 //! in the request path.
 //!
 //! Both sides use the [model table](crate::bedrock): a call reserves its input tokens plus its
-//! `maxTokens`, or the model's maximum output when it sets none (re-estimated for a fallback
-//! target's own model), and settles to input + cache write + output × the burndown of the
-//! model the attempt went to, with the counts from Converse `usage`, `InvokeModel`'s
-//! token-count headers or an Anthropic body's `usage`.
+//! `maxTokens` (an `InvokeModel*` JSON body's `max_tokens` and its relatives), or the model's
+//! maximum output when it sets none (re-estimated for a fallback target's own model), and
+//! settles to input + cache write + output × the burndown of the model the attempt went to,
+//! with the counts from Converse `usage`, `InvokeModel`'s token-count headers or an Anthropic
+//! body's `usage`, or a stream's `metadata` event, `amazon-bedrock-invocationMetrics` or
+//! Anthropic `message_start` / `message_delta` usage.
 
 use std::sync::Arc;
 
 use aws_sdk_bedrockruntime::operation::converse::{ConverseInput, ConverseOutput};
 use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamInput;
 use aws_sdk_bedrockruntime::operation::invoke_model::{InvokeModelInput, InvokeModelOutput};
+use aws_sdk_bedrockruntime::operation::invoke_model_with_response_stream::InvokeModelWithResponseStreamInput;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, InferenceConfiguration, Message, SystemContentBlock, ToolResultContentBlock,
 };
@@ -50,6 +54,10 @@ impl Shape for Bedrock {
         } else if let Some(input) = input.downcast_ref::<InvokeModelInput>() {
             let body = input.body().map(|b| b.as_ref()).unwrap_or_default();
             (input.model_id()?, invoke_input(body), false)
+        } else if let Some(input) = input.downcast_ref::<InvokeModelWithResponseStreamInput>() {
+            // Reserved as InvokeModel; settled from its stream's chunks (`super::stream`).
+            let body = input.body().map(|b| b.as_ref()).unwrap_or_default();
+            (input.model_id()?, invoke_input(body), true)
         } else {
             return None;
         };
@@ -162,14 +170,24 @@ impl Shape for Bedrock {
 /// `cache_read_input_tokens`, `cache_creation_input_tokens`).
 fn anthropic_counts(body: &[u8]) -> Option<TokenCounts> {
     let body: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let usage = body.get("usage")?;
+    anthropic_usage(body.get("usage")?, true)
+}
+
+/// The counts of an Anthropic `usage` object: an `InvokeModel` body's, or a streamed
+/// `message_start`'s (whose `output_tokens`, when `output_required` is false, may be absent:
+/// the stream's `message_delta` reports the output). A count that is there must be a number.
+pub(crate) fn anthropic_usage(
+    usage: &serde_json::Value,
+    output_required: bool,
+) -> Option<TokenCounts> {
     let cached = |name: &str| usage.get(name).map_or(Some(0), serde_json::Value::as_u64);
+    let output = match usage.get("output_tokens") {
+        Some(n) => n.as_u64()?,
+        None if !output_required => 0,
+        None => return None,
+    };
     Some(
-        TokenCounts::new(
-            usage.get("input_tokens")?.as_u64()?,
-            usage.get("output_tokens")?.as_u64()?,
-        )
-        .with_cache(
+        TokenCounts::new(usage.get("input_tokens")?.as_u64()?, output).with_cache(
             cached("cache_read_input_tokens")?,
             cached("cache_creation_input_tokens")?,
         ),

@@ -22,18 +22,18 @@ use crate::timeout::AttemptTimeout;
 
 /// Builds an [`SdkHeadroom`]; see [`SdkHeadroom::builder`].
 ///
-/// Targets are added in preference order; a target's key is the key of its quota and, unless
-/// the target has a [model label](Target::model), the model id (or inference profile id, or
-/// ARN) a Bedrock request is rewritten to. The route serves calls to its first target's model;
-/// a call whose model (or table) is not on the route goes to its own key, with its own
-/// breaker, and does not fall back.
+/// Targets are added in preference order; a target's key is the key of its quota and the model
+/// id (or inference profile id, or ARN) a Bedrock request is rewritten to, unless it was added
+/// with [`target_model`](SdkHeadroomBuilder::target_model) and a model id of its own. The
+/// route serves calls to its first target's model; a call whose model (or table) is not on the
+/// route goes to its own key, with its own breaker, and does not fall back.
 ///
 /// A Bedrock target [labelled](Target::region) with another region than the client's is
 /// reached by moving the attempt there: the adapter replaces the region in the operation's
 /// endpoint parameters and sets the signing region before the attempt's endpoint is
-/// resolved. Give it a key of its own, since the same model has its own quota in each region:
-/// `Target::new("west", key).model(model_id).region("us-west-2")`. Services whose requests
-/// cannot move (DynamoDB, a generic client) skip targets labelled with another region.
+/// resolved. Give it a key of its own, since the same model has its own quota in each region
+/// ([`target_model`](SdkHeadroomBuilder::target_model)). Services whose requests cannot move
+/// (DynamoDB, a generic client) skip targets labelled with another region.
 pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     profile: Profile,
     /// The retry policy, deadline, attempt timeout, breakers (`None`: the profile's, one per
@@ -41,6 +41,8 @@ pub struct SdkHeadroomBuilder<S = MemoryStore<Arc<str>>> {
     /// resolves them.
     given: Given,
     targets: Vec<Target<Arc<str>>>,
+    /// Each target's model id when it is not its key.
+    models: Vec<Option<Arc<str>>>,
     fallback_policy: Option<FallbackPolicy>,
     max_hops: Option<u32>,
     quota: Option<Quota<Arc<str>, S>>,
@@ -67,6 +69,7 @@ impl SdkHeadroomBuilder {
             profile,
             given: Given::default(),
             targets: Vec::new(),
+            models: Vec::new(),
             fallback_policy: None,
             max_hops: None,
             quota: None,
@@ -89,9 +92,40 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
         self
     }
 
-    /// Appends a fallback target; order is preference.
+    /// Appends a fallback target; order is preference. Its key is its quota key and the model
+    /// id (or table) its requests carry.
     pub fn target(mut self, target: Target<Arc<str>>) -> Self {
         self.targets.push(target);
+        self.models.push(None);
+        self
+    }
+
+    /// Appends a fallback target whose requests carry `model_id` while its key — its quota
+    /// key and breaker — is another name: the same model in another region, which has a quota
+    /// of its own there.
+    ///
+    /// ```
+    /// # #[cfg(feature = "bedrock")] {
+    /// use std::sync::Arc;
+    /// use tower_headroom::fallback::Target;
+    /// use tower_headroom::smithy::SdkHeadroom;
+    /// use tower_headroom::Profile;
+    ///
+    /// const SONNET: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
+    /// let headroom = SdkHeadroom::builder(Profile::Bedrock)
+    ///     .target(Target::new("east", Arc::from(SONNET)))
+    ///     .target_model(
+    ///         Target::new("west", Arc::from("sonnet@us-west-2")).region("us-west-2"),
+    ///         SONNET,
+    ///     )
+    ///     .build()?;
+    /// # let _ = headroom;
+    /// # }
+    /// # Ok::<(), tower_headroom::ConfigError>(())
+    /// ```
+    pub fn target_model(mut self, target: Target<Arc<str>>, model_id: impl Into<Arc<str>>) -> Self {
+        self.targets.push(target);
+        self.models.push(Some(model_id.into()));
         self
     }
 
@@ -134,6 +168,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             profile: self.profile,
             given: self.given,
             targets: self.targets,
+            models: self.models,
             fallback_policy: self.fallback_policy,
             max_hops: self.max_hops,
             quota: Some(quota),
@@ -234,6 +269,12 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
         } = self
             .given
             .resolve(self.profile, self.priority, self.quota.is_some())?;
+        let target_models: Box<[Arc<str>]> = self
+            .targets
+            .iter()
+            .zip(self.models)
+            .map(|(target, model)| model.unwrap_or_else(|| Arc::clone(target.key())))
+            .collect();
         let route = if self.targets.is_empty() {
             None
         } else {
@@ -275,6 +316,7 @@ impl<S: crate::admission::StoreSlot> SdkHeadroomBuilder<S> {
             shared: Arc::new(Shared {
                 retry,
                 route,
+                target_models,
                 limits,
                 target_breakers,
                 other_breakers,

@@ -21,7 +21,7 @@ use super::{Decision, Shared};
 use crate::admission::{
     AdmissionMetrics, Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage,
 };
-use crate::breaker::{BreakerPermit, CircuitOpen};
+use crate::breaker::{BreakerHandle, BreakerPermit, CircuitOpen};
 use crate::concurrency::{AdaptiveLimit, ConcurrencyLimited};
 use crate::deadline::Deadline;
 use crate::fallback::{Choice, NoHeadroom, NoTargetAvailable, served_counter};
@@ -107,7 +107,8 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     core: lifecycle::Attempt<T>,
     /// The target's quota key.
     pub(crate) key: Arc<str>,
-    /// The model id the request goes to: the target's model label, else its key.
+    /// The model id the request goes to: the target's model id (its key unless it was given
+    /// one, `SdkHeadroomBuilder::target_model`).
     pub(crate) model: Arc<str>,
     /// Where the attempt reports: its labels and their metric handles.
     pub(crate) events: Arc<Events>,
@@ -180,11 +181,9 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             .route
             .as_ref()
             .filter(|_| prepared.routable)
-            .filter(|route| {
-                // The route is for calls to its first target's model (its key may differ:
-                // targets in two regions have one model and two quota keys).
-                route.targets().first().map(target_model) == Some(Arc::clone(&prepared.key))
-            });
+            // The route is for calls to its first target's model (its key may differ: targets
+            // in two regions have one model and two quota keys).
+            .filter(|_| self.target_models.first() == Some(&prepared.key));
         // The caller's deadline, when the SDK call runs within one; else the client's budget.
         let deadline = Deadline::current().unwrap_or(Deadline::from_now(now, self.deadline));
         let call = lifecycle::Call::start(&self.retry, route, Some(deadline), now);
@@ -242,7 +241,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                     match choice {
                         Choice::Call { target, permit, .. } => {
                             let t = &route.targets()[target];
-                            let model = target_model(t);
+                            let model = Arc::clone(&self.target_models[target]);
                             let region = call.region_of(t);
                             let events =
                                 self.events(Some(target), call.labels(t.labels().clone(), &model));
@@ -268,12 +267,16 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                     // A call straight to a fallback target's model in the client's region shares
                     // that target's breaker and quota key.
                     let on_route = self.route.as_ref().and_then(|route| {
-                        let index = route.targets().iter().position(|t| {
-                            *target_model(t) == *key
-                                && t.labels()
-                                    .region_name()
-                                    .is_none_or(|r| call.region.as_deref().is_none_or(|c| c == r))
-                        })?;
+                        let index = route
+                            .targets()
+                            .iter()
+                            .zip(&self.target_models[..])
+                            .position(|(t, model)| {
+                                *model == key
+                                    && t.labels().region_name().is_none_or(|r| {
+                                        call.region.as_deref().is_none_or(|c| c == r)
+                                    })
+                            })?;
                         let t = &route.targets()[index];
                         Some((index, t.labels().clone(), Arc::clone(t.key())))
                     });
@@ -611,6 +614,12 @@ impl<S: StoreSlot> Call<S> {
         (self.regional && elsewhere).then(|| Arc::clone(region))
     }
 
+    /// The breaker of the attempt in flight's permit, for a streamed response that reports a
+    /// failure after its `200` (see `super::stream`).
+    pub(crate) fn attempt_breaker(&self) -> Option<BreakerHandle> {
+        self.attempt.as_ref()?.core.breaker().cloned()
+    }
+
     /// Whether an attempt is open (begun, not yet ended).
     pub(crate) fn attempt_open(&self) -> bool {
         self.attempt.is_some()
@@ -629,11 +638,6 @@ impl<S: StoreSlot> Call<S> {
     }
 }
 
-/// The model id a request to `target` carries: its model label, else its key.
-pub(crate) fn target_model(target: &crate::fallback::Target<Arc<str>>) -> Arc<str> {
-    Arc::clone(target.labels().model_label().unwrap_or(target.key()))
-}
-
 /// The router's view of the quota for this call's cost on each target (re-estimated with the
 /// target model's own numbers: a call without `maxTokens` reserves each model's maximum). A
 /// target labelled with another region than the client's never admits when the request
@@ -648,7 +652,8 @@ struct CallHeadroom<'a, S: StoreSlot> {
 
 impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadroom<'_, S> {
     fn admit_wait(&self, target: &Arc<str>, now: Instant) -> Option<Duration> {
-        let found = self.route.targets().iter().find(|t| t.key() == target);
+        let index = self.route.targets().iter().position(|t| t.key() == target);
+        let found = index.map(|i| &self.route.targets()[i]);
         let elsewhere = found.is_some_and(
             |t| matches!((t.labels().region_name(), self.region), (Some(r), Some(c)) if r != c),
         );
@@ -657,10 +662,8 @@ impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadro
         }
         match &self.shared.quota {
             Some(quota) => {
-                let model = found.map_or_else(|| Arc::clone(target), target_model);
-                let cost = self
-                    .prepared
-                    .cost_on(&model, &self.shared.estimation.models);
+                let model = index.map_or(target, |i| &self.shared.target_models[i]);
+                let cost = self.prepared.cost_on(model, &self.shared.estimation.models);
                 crate::admission::Headroom::admit_wait(quota, target, cost, now)
             }
             None => Some(Duration::ZERO),
@@ -681,4 +684,20 @@ pub(crate) struct Events {
     retry: RetryMetrics,
     admission: AdmissionMetrics,
     served: Option<CounterSet<1>>,
+}
+
+impl Events {
+    /// A streamed response's stream said how its call ended, after the attempt had ended at its
+    /// `200`: reports the key's limit when settling may have moved it (as the admission layer
+    /// does), and counts a stream that broke under its class in `headroom_attempts_total` (its
+    /// `200` was counted as a success then).
+    #[cfg_attr(not(feature = "bedrock"), allow(dead_code))]
+    pub(crate) fn stream_ended(&self, outcome: &Outcome, limit: Option<u64>) {
+        if !outcome.is_success() {
+            self.retry.attempt(outcome);
+        }
+        if let Some(limit) = limit {
+            self.admission.settled(&self.labels, outcome, limit);
+        }
+    }
 }

@@ -154,25 +154,28 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                 None => inner.call(request).await?,
             };
             if stream && response.status().is_success() {
-                let (reservation, key) = {
+                let (reservation, key, breaker) = {
                     let mut call = handle.lock();
-                    (Shared::take_reservation(&mut call), call.attempt_model())
+                    (
+                        Shared::take_reservation(&mut call),
+                        call.attempt_model(),
+                        call.attempt_breaker(),
+                    )
                 };
-                if let Some(reservation) = reservation {
-                    // A reserved stream always has its attempt's model id; without one, the
-                    // table's cautious numbers, with no warning about an empty id.
-                    let models = &shared.estimation.models;
-                    let spec = match key.as_deref() {
-                        Some(model) => models.spec(model),
-                        None => models.unknown(),
-                    };
-                    return Ok(super::settle_stream(
-                        response,
-                        reservation,
-                        spec,
-                        events.labels.clone(),
-                    ));
-                }
+                // A stream's attempt always has its model id; without one, the
+                // table's cautious numbers, with no warning about an empty id.
+                let models = &shared.estimation.models;
+                let spec = match key.as_deref() {
+                    Some(model) => models.spec(model),
+                    None => models.unknown(),
+                };
+                let end = super::stream::StreamEnd {
+                    reservation,
+                    spec,
+                    breaker,
+                    events,
+                };
+                return Ok(super::settle_stream(response, end));
             }
             Ok(response)
         })

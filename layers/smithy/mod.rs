@@ -100,14 +100,12 @@ mod classify;
 mod dynamodb;
 mod http_client;
 mod interceptor;
-#[cfg(feature = "bedrock")]
 mod stream;
 
 pub use self::builder::SdkHeadroomBuilder;
 pub use self::classify::{classify_context, classify_response};
 pub use self::http_client::HeadroomHttpClient;
 pub use self::interceptor::HeadroomInterceptor;
-#[cfg(feature = "bedrock")]
 use self::stream::settle_stream;
 
 /// The longest admission wait an SDK attempt may be given: the request is signed before it
@@ -153,6 +151,9 @@ pub(crate) struct Estimation {
 pub(crate) struct Shared<S: crate::admission::StoreSlot> {
     pub(crate) retry: RetryPolicy,
     pub(crate) route: Option<Route<Arc<str>>>,
+    /// The model id (or table) each route target's requests carry, in target order: its key,
+    /// unless it was given another (`SdkHeadroomBuilder::target_model`).
+    pub(crate) target_models: Box<[Arc<str>]>,
     /// One breaker per route target, in target order.
     pub(crate) target_breakers: Box<[Option<BreakerHandle>]>,
     /// Breakers for keys that are not on the route (calls to other models or tables).
@@ -453,18 +454,6 @@ macro_rules! configure {
 }
 #[cfg(any(feature = "bedrock", feature = "dynamodb"))]
 use configure;
-
-/// Without the `bedrock` feature no operation streams: the reservation settles at its estimate.
-#[cfg(not(feature = "bedrock"))]
-fn settle_stream<T: crate::admission::Slot>(
-    response: aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    reservation: crate::admission::Reservation<T>,
-    _spec: crate::bedrock::ModelSpec,
-    _labels: Labels,
-) -> aws_smithy_runtime_api::client::orchestrator::HttpResponse {
-    drop(reservation);
-    response
-}
 
 /// The SDK's answer for a decision.
 fn action(decision: Decision) -> RetryAction {

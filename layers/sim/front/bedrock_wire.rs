@@ -28,6 +28,9 @@ pub(crate) enum BedrockOp {
     ConverseStream,
     /// `POST /model/{modelId}/invoke` (Anthropic messages body)
     Invoke,
+    /// `POST /model/{modelId}/invoke-with-response-stream` (Anthropic messages body; the reply
+    /// is an event stream of `chunk`s)
+    InvokeStream,
 }
 
 impl BedrockOp {
@@ -36,11 +39,12 @@ impl BedrockOp {
             BedrockOp::Converse => "Converse",
             BedrockOp::ConverseStream => "ConverseStream",
             BedrockOp::Invoke => "InvokeModel",
+            BedrockOp::InvokeStream => "InvokeModelWithResponseStream",
         }
     }
 }
 
-/// Splits `/model/{modelId}/{converse|converse-stream|invoke}` into the decoded model id and the operation.
+/// Splits `/model/{modelId}/{converse|converse-stream|invoke|invoke-with-response-stream}` into the decoded model id and the operation.
 ///
 /// The SDK percent-encodes the model id as one path segment, so an inference-profile ARN's
 /// `:` and `/` arrive as `%3A` and `%2F`; a decoded id that is empty, not UTF-8 or longer than
@@ -52,6 +56,7 @@ pub(crate) fn parse_path(path: &str) -> Option<(String, BedrockOp)> {
         "converse" => BedrockOp::Converse,
         "converse-stream" => BedrockOp::ConverseStream,
         "invoke" => BedrockOp::Invoke,
+        "invoke-with-response-stream" => BedrockOp::InvokeStream,
         _ => return None,
     };
     // An undecoded '/' would mean the id was not one segment.
@@ -314,6 +319,16 @@ pub(crate) fn converse_reply(usage: &Usage, stop: Stop, latency_ms: u64) -> Valu
     })
 }
 
+impl Stop {
+    /// The Anthropic messages API's `stop_reason`.
+    pub(crate) fn anthropic_str(self) -> &'static str {
+        match self {
+            Stop::EndTurn => "end_turn",
+            Stop::MaxTokens => "max_tokens",
+        }
+    }
+}
+
 /// The Anthropic messages reply body of InvokeModel.
 pub(crate) fn anthropic_reply(model: &str, id: &str, usage: &Usage, stop: Stop) -> Value {
     json!({
@@ -322,7 +337,7 @@ pub(crate) fn anthropic_reply(model: &str, id: &str, usage: &Usage, stop: Stop) 
         "role": "assistant",
         "model": model,
         "content": [{ "type": "text", "text": completion_text(usage.output) }],
-        "stop_reason": match stop { Stop::EndTurn => "end_turn", Stop::MaxTokens => "max_tokens" },
+        "stop_reason": stop.anthropic_str(),
         "stop_sequence": null,
         "usage": usage.anthropic(),
     })
@@ -362,7 +377,11 @@ mod tests {
             ))
         );
         assert_eq!(parse_path("/model/m/converse-streams"), None);
-        assert_eq!(parse_path("/model/m/invoke-with-response-stream"), None);
+        assert_eq!(
+            parse_path("/model/m/invoke-with-response-stream"),
+            Some((String::from("m"), BedrockOp::InvokeStream))
+        );
+        assert_eq!(parse_path("/model/m/invoke-with-response-streams"), None);
         assert_eq!(parse_path("/models/m/converse"), None);
         assert_eq!(parse_path("/model/%FF/converse"), None);
         assert_eq!(parse_path("/model/%0A/converse"), None);

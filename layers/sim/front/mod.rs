@@ -27,7 +27,14 @@
 //!   the same HTTP error answer); its success is a `200` with an
 //!   `application/vnd.amazon.eventstream` body of AWS event-stream frames: `messageStart`,
 //!   `contentBlockDelta`s with the text, `contentBlockStop`, `messageStop` and `metadata`
-//!   with the same `usage` and `metrics.latencyMs`. The frames are sent together once the
+//!   with the same `usage` and `metrics.latencyMs`. `POST /model/{modelId}/invoke-with-response-stream`
+//!   (InvokeModelWithResponseStream, the Anthropic messages body) is admitted as InvokeModel
+//!   and answers `chunk` events (`{"bytes": "<base64>"}`): the Anthropic streaming events for
+//!   an `anthropic.` model (`message_start` with the input usage, `message_delta` with the
+//!   output), Titan-style text chunks otherwise, and Bedrock's
+//!   `amazon-bedrock-invocationMetrics` in the last chunk (see `event_stream`).
+//!   [`SimServiceBuilder::stream_exception`] makes every streamed reply break after its first
+//!   content event with an `exception` message inside the `200`. The frames are sent together once the
 //!   latency model's time has passed, not token by token: the answer is a whole body like the
 //!   others, so dropping it early does not cut the simulated call short.
 //! - **DynamoDB** (awsJson1_0, `POST /` with `X-Amz-Target: DynamoDB_20120810.<Op>`): see
@@ -124,6 +131,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 
 use self::bedrock_wire::{BedrockOp, Stop};
+use self::event_stream::StreamFault;
 use self::prompt_cache::CacheUse;
 use self::wire::{Protocol, WireError, WireResponse};
 use super::{BedrockSim, DynamoSim, ModelCall, SimError, StopReason, lock};
@@ -157,6 +165,8 @@ struct Inner {
     /// Prefixes in the prompt cache (see `prompt_cache`).
     prompt_cache: Mutex<prompt_cache::PromptCache>,
     next_request: AtomicU64,
+    /// The exception every streamed reply breaks with, if any.
+    stream_fault: Option<StreamFault>,
 }
 
 /// Builds a [`SimService`].
@@ -169,6 +179,7 @@ pub struct SimServiceBuilder {
     partition_keys: HashMap<String, String>,
     default_region: Option<String>,
     max_body_bytes: Option<usize>,
+    stream_fault: Option<StreamFault>,
 }
 
 /// Default for [`SimServiceBuilder::default_region`].
@@ -227,6 +238,29 @@ impl SimServiceBuilder {
         self
     }
 
+    /// Makes every streamed Bedrock reply (ConverseStream, InvokeModelWithResponseStream) that
+    /// the simulator served break after its first content event with an error inside the
+    /// stream: an `exception` message whose `:exception-type` is `exception_type` (Bedrock
+    /// spells them in lower camelCase: `throttlingException`, `serviceUnavailableException`,
+    /// `modelStreamErrorException`, `modelTimeoutException`, `internalServerException`,
+    /// `validationException`) and whose payload is `{"message": message}`. The HTTP status stays
+    /// `200` and the simulator has counted the call as served, as Bedrock's would have. For
+    /// testing how clients handle mid-stream errors; off by default.
+    ///
+    /// `build` refuses a type that is empty, longer than 128 bytes or not ASCII letters and
+    /// digits.
+    pub fn stream_exception(
+        mut self,
+        exception_type: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        self.stream_fault = Some(StreamFault {
+            exception_type: exception_type.into(),
+            message: message.into(),
+        });
+        self
+    }
+
     /// Checks the settings and builds the service.
     ///
     /// Must be called inside a tokio runtime when a DynamoDB upstream is set (its HTTP client
@@ -242,6 +276,10 @@ impl SimServiceBuilder {
                 "must be a region name: lowercase letters, digits and dashes",
             ));
         }
+        self.stream_fault
+            .as_ref()
+            .map(StreamFault::check)
+            .transpose()?;
         let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
             return Err(ConfigError::new("max_body_bytes", 0, "must be at least 1"));
@@ -267,6 +305,7 @@ impl SimServiceBuilder {
                 max_body_bytes,
                 prompt_cache: Mutex::default(),
                 next_request: AtomicU64::new(1),
+                stream_fault: self.stream_fault,
             }),
         })
     }
@@ -535,7 +574,7 @@ impl Inner {
         };
         let ask = match op {
             BedrockOp::Converse | BedrockOp::ConverseStream => bedrock_wire::parse_converse(body),
-            BedrockOp::Invoke => bedrock_wire::parse_anthropic(body),
+            BedrockOp::Invoke | BedrockOp::InvokeStream => bedrock_wire::parse_anthropic(body),
         };
         let ask = match ask {
             Ok(ask) => ask,
@@ -616,8 +655,15 @@ impl Inner {
                 &bedrock_wire::converse_reply(&usage, stop, latency_ms),
                 &head.request_id,
             ),
-            BedrockOp::ConverseStream => {
-                match event_stream::converse_stream_reply(&usage, stop, latency_ms) {
+            BedrockOp::ConverseStream | BedrockOp::InvokeStream => {
+                let fault = self.stream_fault.as_ref();
+                let frames = if op == BedrockOp::ConverseStream {
+                    event_stream::converse_stream_reply(&usage, stop, latency_ms, fault)
+                } else {
+                    let id = format!("msg_{}", head.request_id);
+                    event_stream::invoke_stream_reply(&model, &id, &usage, stop, latency_ms, fault)
+                };
+                match frames {
                     Ok(body) => wire::bytes_response(
                         event_stream::EVENT_STREAM,
                         StatusCode::OK,
