@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::Head;
 use super::bedrock_wire::{estimate_tokens, text_chars};
 use super::wire::{JSON, WireResponse, bytes_response};
+use crate::ConfigError;
 use crate::sim::llm::{LimitState, LlmCall, LlmEndpointSim, LlmRefusal, LlmReply, LlmShape};
 
 /// The content type of a server-sent-event stream.
@@ -112,8 +113,59 @@ fn parse(shape: LlmShape, body: &[u8]) -> Result<Ask, &'static str> {
     })
 }
 
+impl super::SimServiceBuilder {
+    /// Serves an OpenAI-style (`POST /v1/chat/completions`) or Anthropic-style
+    /// (`POST /v1/messages`) endpoint from `sim`, by its shape; a second one of the same shape
+    /// replaces the first.
+    pub fn llm(mut self, sim: LlmEndpointSim) -> Self {
+        self.llm.retain(|s| s.shape() != sim.shape());
+        self.llm.push(sim);
+        self
+    }
+
+    /// The `[openai]` and `[anthropic]` sections of a configuration file.
+    pub(super) fn llm_from_file(mut self, file: &super::SimFile) -> Result<Self, ConfigError> {
+        for (shape, config) in [
+            (LlmShape::OpenAi, &file.openai),
+            (LlmShape::Anthropic, &file.anthropic),
+        ] {
+            if let Some(config) = config {
+                self = self.llm(LlmEndpointSim::from_config(shape, config.clone())?);
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl super::SimService {
+    /// The OpenAI- or Anthropic-style endpoint of `shape` behind the front, if any (for its
+    /// statistics).
+    pub fn llm(&self, shape: LlmShape) -> Option<&LlmEndpointSim> {
+        self.inner.llm.iter().find(|s| s.shape() == shape)
+    }
+}
+
+/// Answers one call to `sim`, or the front's refusal of its body (too large, unreadable).
+pub(crate) async fn answer(
+    sim: &LlmEndpointSim,
+    head: &Head,
+    body: Result<Bytes, super::wire::WireError>,
+) -> WireResponse {
+    match body {
+        Ok(body) => handle(sim, head, &body).await,
+        Err(error) => {
+            let message = if error.status == StatusCode::BAD_REQUEST {
+                "The request body could not be read or is too large."
+            } else {
+                "The request could not be read."
+            };
+            invalid(sim.shape(), message)
+        }
+    }
+}
+
 /// Answers one call to `sim`.
-pub(crate) async fn handle(sim: &LlmEndpointSim, head: &Head, body: &[u8]) -> WireResponse {
+async fn handle(sim: &LlmEndpointSim, head: &Head, body: &[u8]) -> WireResponse {
     let shape = sim.shape();
     let ask = match parse(shape, body) {
         Ok(ask) => ask,

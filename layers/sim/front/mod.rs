@@ -45,10 +45,8 @@
 //!   `ProvisionedThroughputExceededException`. Tables the simulator has no quota for pass
 //!   through uncharged. Without a store the front still charges and answers data operations
 //!   with empty results (handy on virtual time).
-//! - **OpenAI- and Anthropic-style endpoints** (`POST /v1/chat/completions`,
-//!   `POST /v1/messages`) over an [`LlmEndpointSim`](super::LlmEndpointSim) each, given with
-//!   [`SimServiceBuilder::llm`]: their JSON and server-sent-event answers, rate-limit headers
-//!   and error bodies (see the `llm` module).
+//! - **OpenAI- and Anthropic-style endpoints** (`/v1/chat/completions`, `/v1/messages`) over
+//!   [`LlmEndpointSim`](super::LlmEndpointSim)s given with [`SimServiceBuilder::llm`].
 //! - **Errors** are sent as AWS sends them: the status, `x-amzn-errortype: <Code>`, and a JSON
 //!   body with `message` (plus the namespaced `__type` for DynamoDB). Bad input — a body that
 //!   is not JSON, an unknown path or operation, a body over the size limit — gets a 400
@@ -194,15 +192,6 @@ impl SimServiceBuilder {
         self
     }
 
-    /// Serves an OpenAI-style (`POST /v1/chat/completions`) or Anthropic-style
-    /// (`POST /v1/messages`) endpoint from `sim`, by its shape; a second one of the same shape
-    /// replaces the first.
-    pub fn llm(mut self, sim: super::LlmEndpointSim) -> Self {
-        self.llm.retain(|s| s.shape() != sim.shape());
-        self.llm.push(sim);
-        self
-    }
-
     /// Serves DynamoDB with `sim`'s capacity accounting.
     pub fn dynamodb(mut self, sim: DynamoSim) -> Self {
         self.dynamo = Some(sim);
@@ -329,14 +318,7 @@ impl SimService {
         if let Some(config) = &file.dynamodb {
             builder = builder.dynamodb(DynamoSim::from_config(config.clone())?);
         }
-        for (shape, config) in [
-            (super::LlmShape::OpenAi, &file.openai),
-            (super::LlmShape::Anthropic, &file.anthropic),
-        ] {
-            if let Some(config) = config {
-                builder = builder.llm(super::LlmEndpointSim::from_config(shape, config.clone())?);
-            }
-        }
+        builder = builder.llm_from_file(file)?;
         for (table, attribute) in &file.front.partition_keys {
             builder = builder.partition_key(table, attribute);
         }
@@ -349,12 +331,6 @@ impl SimService {
     /// The Bedrock simulator behind the front, if any (for its statistics).
     pub fn bedrock(&self) -> Option<&BedrockSim> {
         self.inner.bedrock.as_ref()
-    }
-
-    /// The OpenAI- or Anthropic-style endpoint of `shape` behind the front, if any (for its
-    /// statistics).
-    pub fn llm(&self, shape: super::LlmShape) -> Option<&super::LlmEndpointSim> {
-        self.inner.llm.iter().find(|s| s.shape() == shape)
     }
 
     /// The DynamoDB simulator behind the front, if any (for its statistics).
@@ -447,10 +423,8 @@ impl Inner {
             request_id,
         };
         if let Some(sim) = self.llm.iter().find(|s| s.shape().path() == path) {
-            return match self.read_body(body, &head.headers).await {
-                Ok(body) => llm::handle(sim, &head, &body).await,
-                Err(error) => self.reject(protocol, error, &head.request_id, "llm"),
-            };
+            let body = self.read_body(body, &head.headers).await;
+            return llm::answer(sim, &head, body).await;
         }
         match target {
             Some(target) if path == "/" => {
