@@ -1,5 +1,6 @@
-//! The throttling simulator as a local server: Bedrock Runtime and DynamoDB endpoints that
-//! throttle like the real services, for pointing your own service or the AWS SDK at.
+//! The throttling simulator as a local server: Bedrock Runtime, DynamoDB, OpenAI- and
+//! Anthropic-style endpoints that throttle like the real services, for pointing your own
+//! service, the AWS SDK or an HTTP client at.
 //!
 //! ```text
 //! scripts/dynalite        # once: installs dynalite, the DynamoDB store behind the front
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use tower_headroom::sim::LlmShape;
 use tower_headroom::sim::front::dynalite::Dynalite;
 use tower_headroom::sim::front::{Server, SimFile, SimService};
 
@@ -126,6 +128,19 @@ async fn main() -> ExitCode {
             println!(
                 "  dynamodb {}: {} RCU, {} WCU",
                 table.name, table.rcu, table.wcu
+            );
+        }
+    }
+    for (shape, config) in [
+        (LlmShape::OpenAi, &file.openai),
+        (LlmShape::Anthropic, &file.anthropic),
+    ] {
+        if let Some(config) = config {
+            println!(
+                "  POST {}: {} RPM, {} TPM",
+                shape.path(),
+                config.rpm,
+                config.tpm
             );
         }
     }

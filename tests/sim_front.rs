@@ -595,7 +595,14 @@ fn the_example_config_loads_and_builds() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        SimService::from_file(&file, Some("http://127.0.0.1:9")).unwrap();
+        let front = SimService::from_file(&file, Some("http://127.0.0.1:9")).unwrap();
+        // Both LLM endpoints are served.
+        for shape in [
+            tower_headroom::sim::LlmShape::OpenAi,
+            tower_headroom::sim::LlmShape::Anthropic,
+        ] {
+            assert_eq!(front.llm(shape).map(|s| s.shape()), Some(shape));
+        }
     });
 }
 

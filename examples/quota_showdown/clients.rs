@@ -154,6 +154,8 @@ pub enum Direct {
     Bedrock(BedrockService),
     /// DynamoDB writes.
     Dynamo(DynamoService),
+    /// HTTP requests to an OpenAI-compatible endpoint (see `http_clients.rs`).
+    Http(crate::http_clients::HttpService),
 }
 
 /// Where a client sends its calls: the service in process (the direct strategies and the
@@ -173,6 +175,8 @@ pub enum Work {
     Model { input_tokens: u64, max_tokens: u64 },
     /// A DynamoDB write: partition key and payload bytes.
     Write { key: Arc<str>, payload: u64 },
+    /// A chat completion over HTTP: input tokens and `max_tokens`.
+    Chat { input_tokens: u64, max_tokens: u64 },
 }
 
 impl Work {
@@ -210,6 +214,9 @@ pub fn build(
         apps,
         effective_limit: None,
     };
+    if let Direct::Http(service) = &handle.direct {
+        return crate::http_clients::build(strategy, console, plan, service, seed);
+    }
     match strategy {
         Strategy::NoRetry => Ok(plain(plain_clients(plan, &handle.direct, 1))),
         Strategy::NaiveRetry => Ok(plain(plain_clients(plan, &handle.direct, 5))),
@@ -222,8 +229,10 @@ pub fn build(
         Strategy::Headroom => match &handle.direct {
             Direct::Bedrock(service) => bedrock_stacks(console, plan, service, seed),
             Direct::Dynamo(service) => dynamodb_stacks(console, plan, service, seed),
+            Direct::Http(_) => Err("handled above".into()),
         },
         Strategy::SdkHeadroom => super::sdk::headroom_clients(console, plan, handle, seed),
+        Strategy::VendorSdk => Err("the vendor SDKs' retry is measured on HTTP endpoints".into()),
     }
 }
 
@@ -301,7 +310,7 @@ pub fn model_call(app: &App, work: Work) -> ModelCall {
             max_tokens,
         } => ModelCall::new(app.model, app.region, input_tokens, max_tokens).caller(app.name),
         // A scenario's apps all send one kind of work.
-        Work::Write { .. } => ModelCall::new(app.model, app.region, 0, 0),
+        Work::Write { .. } | Work::Chat { .. } => ModelCall::new(app.model, app.region, 0, 0),
     }
 }
 
@@ -312,7 +321,7 @@ pub fn dynamo_call(app: &App, work: Work) -> DynamoCall {
             let bytes = Work::item_bytes(&key, payload);
             DynamoCall::write(app.model, key, bytes).caller(app.name)
         }
-        Work::Model { .. } => DynamoCall::write(app.model, "", 0),
+        Work::Model { .. } | Work::Chat { .. } => DynamoCall::write(app.model, "", 0),
     }
 }
 
@@ -340,6 +349,7 @@ fn plain_clients(plan: &Plan, direct: &Direct, attempts: u32) -> Vec<Client> {
                                 .oneshot(dynamo_call(&app, work.clone()))
                                 .await
                                 .map(drop),
+                            Direct::Http(_) => return Err(BoxError::from("see http_clients.rs")),
                         };
                         match result {
                             Ok(()) => return Ok(()),
@@ -400,7 +410,7 @@ fn target(route: &RouteTarget) -> Target<Key> {
 type Boxed = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
 /// The effective units limit of `quota`'s `key`, as a probe.
-fn probe<K>(quota: Quota<K>, key: K) -> LimitProbe
+pub fn probe<K>(quota: Quota<K>, key: K) -> LimitProbe
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
 {

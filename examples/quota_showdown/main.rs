@@ -2,9 +2,9 @@
 //! strategies, on a simulated Bedrock and DynamoDB, on virtual time.
 //!
 //! ```text
-//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown
-//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown -- --scenario 1 --json
-//! cargo run --release --features sim,bedrock,dynamodb --example quota_showdown -- --plot docs/
+//! cargo run --release --features sim,bedrock,dynamodb,llm-http --example quota_showdown
+//! cargo run --release --features sim,bedrock,dynamodb,llm-http --example quota_showdown -- --scenario 1 --json
+//! cargo run --release --features sim,bedrock,dynamodb,llm-http --example quota_showdown -- --plot docs/
 //! ```
 //!
 //! Each scenario runs ten minutes of traffic (twelve for scenario 6) through each strategy —
@@ -20,9 +20,11 @@
 //! console's quotas, their own apps and fallback order, and an endpoint; never from the
 //! simulator, whose quota windows fall where its seed puts them. Scenario 6 puts our two apps
 //! on an account shared with an unmanaged neighbour; scenario 7 spends a model's tokens per
-//! day halfway through, a second model as the fallback.
+//! day halfway through, a second model as the fallback. Scenario 8 is an OpenAI-compatible
+//! endpoint over plain HTTP (the simulator's front, in process): no policy, the vendor SDKs'
+//! retry, and tower-headroom's stack (`http_clients.rs`).
 //!
-//! Options: `--scenario N` (1 to 7) runs one scenario; `--json` prints one JSON object per
+//! Options: `--scenario N` (1 to 8) runs one scenario; `--json` prints one JSON object per
 //! (scenario, strategy) instead of tables; `--plot DIR` writes `DIR/showdown-scenarioN.svg`
 //! per scenario (admitted units per second and throttles over time, per strategy; scenario 6
 //! adds the neighbour's tokens and the stacks' effective limits; the README's plot is
@@ -34,6 +36,7 @@
 //! numbers.
 
 mod clients;
+mod http_clients;
 mod plot;
 mod report;
 mod scenarios;
@@ -73,7 +76,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 let v = value("--scenario")?;
                 match v.parse::<u8>() {
                     Ok(n) if SCENARIOS.contains(&n) => options.scenarios = vec![n],
-                    _ => return Err(format!("--scenario must be 1 to 7, not {v:?}")),
+                    _ => return Err(format!("--scenario must be 1 to 8, not {v:?}")),
                 }
             }
             "--plot" => options.plot = Some(PathBuf::from(value("--plot")?)),
@@ -95,7 +98,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
 fn scenario(n: u8, seed: u64) -> Result<(Vec<Measured>, Vec<String>), BoxError> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for strategy in Strategy::ALL {
+    for &strategy in Strategy::of(n) {
         match scenarios::run(n, strategy, seed) {
             Ok(measured) => rows.push(measured),
             Err(e) if strategy.is_sdk() => {

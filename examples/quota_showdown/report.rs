@@ -76,6 +76,16 @@ pub fn json_line(row: &Row) -> String {
             opt(daily.first_fallback_at_s),
         );
     }
+    if let Some(billing) = &row.billing {
+        let _ = write!(
+            out,
+            ",\"billing_spent_at_s\":{},\"insufficient_quota_attempts\":{},\
+             \"retried_after_insufficient_quota\":{}",
+            opt(billing.spent_at_s),
+            billing.insufficient_quota_attempts,
+            billing.retried_after_insufficient_quota,
+        );
+    }
     out.push('}');
     out
 }
@@ -174,6 +184,20 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
     }
     if rows.iter().any(|m| m.row.daily.is_some()) {
         daily_quota(&mut out, rows);
+    }
+    for m in rows {
+        if let Some(billing) = &m.row.billing {
+            let _ = writeln!(
+                out,
+                "  {:<24} billing cap spent at {}; insufficient_quota answers {}; calls sent again after one {}",
+                m.row.strategy.name(),
+                billing
+                    .spent_at_s
+                    .map_or_else(|| "-".to_string(), |s| format!("{s} s")),
+                billing.insufficient_quota_attempts,
+                billing.retried_after_insufficient_quota
+            );
+        }
     }
     for note in notes {
         let _ = writeln!(out, "  note: {note}");

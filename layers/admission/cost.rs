@@ -389,6 +389,24 @@ pub trait ReadUsage<Res> {
         let _ = model;
         self.read_usage(res)
     }
+
+    /// Whether `res`'s usage arrives in its body, read as it streams (a server-sent-event
+    /// answer): then a successful call's reservation is not settled at response time but
+    /// handed to the response with [`hand_over`](Self::hand_over), for the body to settle
+    /// (see [`Settlement`](crate::admission::Settlement)). Default: never, and a response
+    /// that does not defer is settled at once, without allocating.
+    fn defers(&self, res: &Res) -> bool {
+        let _ = res;
+        false
+    }
+
+    /// Attaches the deferred `settlement` to `res` (for `http::Response`, in its
+    /// extensions), where a body wrapper takes it. Called only when
+    /// [`defers`](Self::defers) said so. Default: drops it, which keeps the estimate.
+    fn hand_over(&self, res: &mut Res, settlement: crate::admission::Settlement) {
+        let _ = res;
+        drop(settlement);
+    }
 }
 
 impl<Res, F> ReadUsage<Res> for F

@@ -457,6 +457,7 @@ where
     U: ReadUsage<S::Response>,
     C: Classify<S::Response>,
     Q: StoreSlot,
+    Q::Slot: 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -560,7 +561,7 @@ where
 impl<S, Req, U, C, T> Future for ResponseFuture<S, Req, U, C, T>
 where
     S: Service<Req>,
-    T: Slot,
+    T: Slot + 'static,
     S::Error: Into<BoxError>,
     U: ReadUsage<S::Response>,
     C: Classify<S::Response>,
@@ -627,10 +628,13 @@ where
                     let after = &**this.after;
                     let reservation = this.reservation.take();
                     let output = match result {
-                        Ok(res) => {
+                        Ok(mut res) => {
                             let outcome = after.classify.classify(Ok(&res));
-                            let usage = after.usage.read_usage(&res);
+                            // A stream's usage is in its body: its reservation goes with it.
+                            let reservation =
+                                super::defer_or_keep(reservation, &outcome, &after.usage, &mut res);
                             if let Some(r) = reservation {
+                                let usage = after.usage.read_usage(&res);
                                 after.finish(r, &outcome, usage);
                             }
                             Ok(res)

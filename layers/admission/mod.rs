@@ -266,6 +266,7 @@
 
 mod bucket;
 mod cost;
+mod deferred;
 mod layer;
 mod learn;
 mod limit;
@@ -281,6 +282,8 @@ pub use self::cost::{
     ByModel, Cost, Estimate, FixedCost, HeaderUsage, LlmEstimator, LlmInput, NoUsage, ReadUsage,
     Remaining, SpecOf, Usage, remaining_from_headers, remaining_from_headers_at,
 };
+pub use self::deferred::Settlement;
+pub(crate) use self::deferred::defer_or_keep;
 pub(crate) use self::layer::Metrics as AdmissionMetrics;
 pub use self::layer::{
     Admission, AdmissionLayer, Demand, DemandKey, Fixed, Keyed, OkIsSuccess, ResponseFuture,

@@ -79,7 +79,6 @@ impl<P: Slot> Attempt<P> {
     }
 
     /// Moves the reservation out (a streamed response settles it itself).
-    #[cfg_attr(not(feature = "smithy"), allow(dead_code))]
     pub(crate) fn take_reservation(&mut self) -> Option<Reservation<P>> {
         self.reservation.take()
     }

@@ -83,6 +83,7 @@ mod bedrock;
 mod dynamodb;
 mod endpoint;
 pub mod front;
+pub mod llm;
 mod serde_time;
 
 pub use self::bedrock::{
@@ -99,6 +100,7 @@ pub use self::endpoint::{
     EndpointConfig, EndpointFuture, EndpointLimit, EndpointSim, EndpointSimBuilder, EndpointStats,
     SimCaller,
 };
+pub use self::llm::{LlmConfig, LlmEndpointSim, LlmShape};
 
 /// A rejection from a simulator, shaped as the real service sends it: HTTP status, the exact
 /// AWS error type and the service's message text.

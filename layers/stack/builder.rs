@@ -10,9 +10,10 @@ use tokio::time::Instant;
 
 use super::Profile;
 use super::service::{Shared, Stack, TargetEvents};
+use crate::Outcome;
 use crate::admission::{
     AdmissionMetrics, Cost, Estimate, MemorySlot, MemoryStore, NoUsage, Priority, Quota,
-    QuotaStore, ReadUsage, Slot, Tenant, Usage,
+    QuotaStore, ReadUsage, Reservation, Slot, Tenant, Usage,
 };
 use crate::breaker::{BreakerConfig, BreakerRegistry};
 use crate::concurrency::{AdaptiveLimit, ConcurrencyConfig};
@@ -366,6 +367,18 @@ pub trait TargetQuota<Req, Res>: TargetSlots {
         let _ = model;
         self.usage(response)
     }
+    /// Hands a successful attempt's `reservation` to `response` when its usage reader says
+    /// the usage is in the body ([`ReadUsage::defers`]), or gives it back to be settled now.
+    /// Default (no admission): gives it back.
+    fn defer(
+        &self,
+        reservation: Option<Reservation<Self::Slot>>,
+        outcome: &Outcome,
+        response: &mut Res,
+    ) -> Option<Reservation<Self::Slot>> {
+        let _ = (outcome, response);
+        reservation
+    }
 }
 
 /// No admission: calls go from the breaker to the client.
@@ -493,7 +506,7 @@ impl<Req, Res, E, U, P> TargetQuota<Req, Res> for Admitting<E, U, P>
 where
     E: Estimate<Req>,
     U: ReadUsage<Res>,
-    P: Slot + Clone,
+    P: Slot + Clone + 'static,
 {
     fn cost(&self, request: &Req) -> Option<Cost> {
         Some(self.estimate.estimate(request))
@@ -509,6 +522,15 @@ where
 
     fn usage_for(&self, response: &Res, model: &str) -> Usage {
         self.usage.read_usage_for(response, model)
+    }
+
+    fn defer(
+        &self,
+        reservation: Option<Reservation<P>>,
+        outcome: &Outcome,
+        response: &mut Res,
+    ) -> Option<Reservation<P>> {
+        crate::admission::defer_or_keep(reservation, outcome, &self.usage, response)
     }
 }
 

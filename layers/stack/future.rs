@@ -504,18 +504,27 @@ where
         let now = self.fresh.take().unwrap_or_else(Instant::now);
         self.service = None;
         let shared = &*self.shared;
-        let (outcome, usage) = match &result {
+        let mut result = result;
+        let (outcome, usage) = match &mut result {
             Ok(response) => {
+                let outcome = shared.classifier.classify(Ok(&*response));
+                // A stream's usage is in its body: its reservation goes with it.
+                if let Some(attempt) = self.attempt.as_mut() {
+                    let reservation = attempt.take_reservation();
+                    if let Some(kept) = shared.admission.defer(reservation, &outcome, response) {
+                        attempt.reserved(kept);
+                    }
+                }
                 let model = self
                     .attempt
                     .as_ref()
                     .and_then(|a| a.target())
                     .and_then(|t| shared.route.targets()[t].labels().model_name());
                 let usage = match model {
-                    Some(model) => shared.admission.usage_for(response, model),
-                    None => shared.admission.usage(response),
+                    Some(model) => shared.admission.usage_for(&*response, model),
+                    None => shared.admission.usage(&*response),
                 };
-                (shared.classifier.classify(Ok(response)), usage)
+                (outcome, usage)
             }
             Err(error) => (
                 shared

@@ -1,4 +1,4 @@
-//! The seven scenarios, the client strategies and the runner that measures them.
+//! The eight scenarios, the client strategies and the runner that measures them.
 //!
 //! Every run builds its own current-thread tokio runtime with a paused clock, a fresh
 //! simulator started at the runtime's first instant, and the same arrival schedule (drawn from
@@ -12,12 +12,14 @@
 //!
 //! One file per concern: the shared pieces of a set-up (`schedule.rs`), the Bedrock scenarios
 //! 1 to 4 (`bedrock.rs`), DynamoDB's scenario 5 (`dynamodb.rs`), the shared account of
-//! scenario 6 (`shared.rs`), the daily quota of scenario 7 (`daily.rs`) and the runner
+//! scenario 6 (`shared.rs`), the daily quota of scenario 7 (`daily.rs`), the
+//! OpenAI-compatible endpoint of scenario 8 (`openai.rs`) and the runner
 //! (`run.rs`); this file holds the names, the strategies and the result types.
 
 mod bedrock;
 mod daily;
 mod dynamodb;
+pub mod openai;
 mod run;
 mod schedule;
 mod shared;
@@ -25,7 +27,7 @@ mod shared;
 use std::time::Duration;
 
 use tower::BoxError;
-use tower_headroom::sim::{BedrockSim, DynamoSim};
+use tower_headroom::sim::{BedrockSim, DynamoSim, LlmEndpointSim};
 
 // `handle` and `build_clients` are for `tests/showdown.rs`, which checks the set-up apart.
 #[allow(unused_imports)]
@@ -53,7 +55,7 @@ pub const NEIGHBOUR_FROM: u64 = 3;
 pub const NEIGHBOUR_UNTIL: u64 = 8;
 
 /// The scenario numbers, in order.
-pub const SCENARIOS: [u8; 7] = [1, 2, 3, 4, 5, 6, 7];
+pub const SCENARIOS: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
 /// A client strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,10 +73,13 @@ pub enum Strategy {
     /// The real AWS SDK client configured by `SdkHeadroom::configure_*`: the stack's retry
     /// policy, breakers, fallback targets and shared quota inside the SDK's own retry loop.
     SdkHeadroom,
+    /// The OpenAI and Anthropic SDKs' retry (scenario 8): 2 retries, exponential from 0.5 s
+    /// up to 8 s with jitter, `retry-after-ms` / `retry-after` honoured up to 60 s.
+    VendorSdk,
 }
 
 impl Strategy {
-    /// Every strategy, in table order.
+    /// Every strategy of the AWS scenarios (1 to 7), in table order.
     pub const ALL: [Strategy; 6] = [
         Strategy::NoRetry,
         Strategy::NaiveRetry,
@@ -83,6 +88,13 @@ impl Strategy {
         Strategy::Headroom,
         Strategy::SdkHeadroom,
     ];
+
+    /// The strategies measured on `scenario`: on the AWS scenarios every AWS one, on the
+    /// OpenAI-compatible endpoint (8) no policy, the vendor SDKs' retry and tower-headroom.
+    pub fn of(scenario: u8) -> &'static [Strategy] {
+        const HTTP: [Strategy; 3] = [Strategy::NoRetry, Strategy::VendorSdk, Strategy::Headroom];
+        if scenario == 8 { &HTTP } else { &Strategy::ALL }
+    }
 
     /// The name printed in tables and JSON.
     pub fn name(self) -> &'static str {
@@ -93,6 +105,7 @@ impl Strategy {
             Strategy::SdkAdaptive => "aws sdk adaptive",
             Strategy::Headroom => "tower-headroom",
             Strategy::SdkHeadroom => "aws sdk + tower-headroom",
+            Strategy::VendorSdk => "openai sdk retry",
         }
     }
 
@@ -120,6 +133,7 @@ pub fn name(scenario: u8) -> &'static str {
         5 => "hot-key",
         6 => "shared-account",
         7 => "daily-quota",
+        8 => "openai-compatible",
         _ => "unknown",
     }
 }
@@ -142,13 +156,14 @@ pub fn title(scenario: u8) -> &'static str {
             "shared account: chat 100/min + batch 6/min on a 200,000 TPM model (no RPM), an unmanaged neighbour in minutes 3-8"
         }
         7 => daily::TITLE,
+        8 => openai::TITLE,
         _ => "unknown scenario",
     }
 }
 
 /// How many minutes a scenario sends traffic.
 pub fn minutes(scenario: u8) -> u64 {
-    if scenario == 6 { 12 } else { 10 }
+    if matches!(scenario, 6 | 8) { 12 } else { 10 }
 }
 
 /// What a scenario's quota utilisation counts, for the table footer; `windows` is the number
@@ -173,6 +188,7 @@ pub fn utilisation_note(scenario: u8, windows: usize) -> String {
             "tokens counted against TPM for all callers, the neighbour included, in {whole} / (200,000 TPM x {windows})"
         ),
         7 => daily::UTILISATION.into(),
+        8 => openai::UTILISATION.into(),
         _ => String::new(),
     }
 }
@@ -183,6 +199,7 @@ pub fn quota_rate(scenario: u8) -> (f64, &'static str) {
         1 => (150.0 / 60.0, "requests"),
         2 | 6 => (200_000.0 / 60.0, "tokens"),
         7 => (daily::TPM as f64 / 60.0, "tokens"),
+        8 => (openai::TPM as f64 / 60.0, "tokens"),
         3 | 4 => (100.0 / 60.0, "requests"),
         _ => (100.0, "WCU"),
     }
@@ -235,6 +252,17 @@ pub struct SharedAccount {
 
 pub use self::daily::Daily;
 
+/// Scenario 8's extra columns: the billing stop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BillingStop {
+    /// When the account's billing cap was reached, in seconds from the start.
+    pub spent_at_s: Option<u64>,
+    /// Attempts the endpoint refused with `insufficient_quota`.
+    pub insufficient_quota_attempts: u64,
+    /// Calls that were sent again after an `insufficient_quota` answer.
+    pub retried_after_insufficient_quota: u64,
+}
+
 /// One row of a scenario's table: exactly the fields of the `--json` output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -268,6 +296,8 @@ pub struct Row {
     pub shared: Option<SharedAccount>,
     /// Scenario 7 only.
     pub daily: Option<Daily>,
+    /// Scenario 8 only.
+    pub billing: Option<BillingStop>,
 }
 
 /// Per-second series for the plot.
@@ -311,6 +341,8 @@ pub enum Backend {
     Bedrock(BedrockSim),
     /// Simulated DynamoDB.
     Dynamo(DynamoSim),
+    /// A simulated OpenAI-compatible endpoint.
+    Llm(LlmEndpointSim),
 }
 
 impl Backend {
@@ -321,6 +353,7 @@ impl Backend {
         match self {
             Backend::Bedrock(sim) => sim.inspections(),
             Backend::Dynamo(sim) => sim.inspections(),
+            Backend::Llm(sim) => sim.inspections(),
         }
     }
 }
@@ -392,7 +425,8 @@ pub fn setup(scenario: u8, seed: u64) -> Result<Setup, BoxError> {
         5 => dynamodb::hot_key(seed)?,
         6 => shared::shared_account(seed, span)?,
         7 => daily::daily_quota(seed, span)?,
-        n => return Err(format!("no scenario {n}: choose 1 to 7").into()),
+        8 => openai::openai_compatible(seed, span)?,
+        n => return Err(format!("no scenario {n}: choose 1 to 8").into()),
     };
     let mut arrivals = parts.arrivals;
     arrivals.sort_by_key(|a| a.at);

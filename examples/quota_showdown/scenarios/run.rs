@@ -2,7 +2,7 @@
 //! and what the simulator counted.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,9 +16,47 @@ use super::daily;
 use super::schedule::secs;
 use super::shared::neighbour;
 use super::{
-    AppResult, Backend, Clients, Direct, Handle, MINUTE, Measured, NEIGHBOUR, Neighbour,
-    PARTITION_KEY, Row, Series, Setup, SharedAccount, Strategy, TABLE, minutes, name, setup,
+    AppResult, Backend, BillingStop, Clients, Direct, Handle, MINUTE, Measured, NEIGHBOUR,
+    Neighbour, PARTITION_KEY, Row, Series, Setup, SharedAccount, Strategy, TABLE, minutes, name,
+    setup,
 };
+
+tokio::task_local! {
+    /// Scenario 8: the `insufficient_quota` answers the current call got (one counter per
+    /// call, set by the runner around it; read by the handle, not by the client).
+    static BILLING_REFUSALS: Arc<AtomicU64>;
+}
+
+/// The HTTP front as the clients' handle, counting each call's `insufficient_quota` answers
+/// (the runner's measurement: the clients never see it).
+fn http_handle(front: SimService) -> crate::http_clients::HttpService {
+    BoxCloneSyncService::new(tower::service_fn(
+        move |request: http::Request<http_body_util::Full<bytes::Bytes>>| {
+            let front = front.clone();
+            async move {
+                let response = front.oneshot(request).await?;
+                if response.status() != http::StatusCode::TOO_MANY_REQUESTS {
+                    return Ok(response);
+                }
+                let (parts, body) = response.into_parts();
+                let bytes = http_body_util::BodyExt::collect(body)
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                if bytes
+                    .windows(b"insufficient_quota".len())
+                    .any(|w| w == b"insufficient_quota")
+                {
+                    let _ = BILLING_REFUSALS.try_with(|n| n.fetch_add(1, Ordering::Relaxed));
+                }
+                Ok(http::Response::from_parts(
+                    parts,
+                    http_body_util::Full::new(bytes),
+                ))
+            }
+        },
+    ))
+}
 
 /// The handle a client gets: the simulator as a boxed `tower` service (nothing to inspect
 /// through it) and its wire front as the SDK's HTTP client.
@@ -37,6 +75,13 @@ pub fn handle(setup: &Setup) -> Result<Handle, BoxError> {
                     .build()?,
             ),
         },
+        Backend::Llm(sim) => {
+            let front = SimService::builder().llm(sim.clone()).build()?;
+            Handle {
+                direct: Direct::Http(http_handle(front.clone())),
+                wire: sdk_http_client(front),
+            }
+        }
     })
 }
 
@@ -105,6 +150,10 @@ fn cumulative(scenario: u8, backend: &Backend, now: Instant) -> (f64, u64, f64) 
                 .sum();
             (units, throttled, 0.0)
         }
+        Backend::Llm(sim) => {
+            let stats = sim.stats_at(now);
+            (stats.charged_tokens as f64, stats.counts.throttled(), 0.0)
+        }
         Backend::Dynamo(sim) => {
             let stats = sim.stats_at(now);
             let units = stats.tables.iter().map(|t| t.consumed_wcu()).sum();
@@ -167,6 +216,28 @@ fn totals(scenario: u8, backend: &Backend, series: &Series) -> Totals {
                 quota_tokens: primary.tpm * windows.len() as u64,
             }
         }
+        Backend::Llm(sim) => {
+            let stats = sim.stats();
+            // Whole minutes after the first and before the billing cap was reached.
+            let span = minutes(scenario) as usize;
+            let end = stats
+                .billing_spent_at
+                .map_or(span, |at| (at.as_secs() / 60) as usize)
+                .min(span);
+            let whole = 1..end.max(1);
+            let used: u64 = whole
+                .clone()
+                .map(|m| stats.charged_per_minute.get(m).copied().unwrap_or(0))
+                .sum();
+            let quota = super::openai::TPM * whole.len() as u64;
+            Totals {
+                attempts: stats.calls(),
+                throttled: stats.counts.throttled(),
+                utilisation: used as f64 / quota.max(1) as f64,
+                whole_windows: whole.len(),
+                quota_tokens: quota,
+            }
+        }
         Backend::Dynamo(sim) => {
             let stats = sim.stats();
             let table = &stats.tables[0];
@@ -191,6 +262,8 @@ struct Done {
     app: usize,
     latency: Duration,
     ok: bool,
+    /// Scenario 8: the call's `insufficient_quota` answers.
+    billing_refusals: u64,
 }
 
 /// Runs `scenario` with `strategy` on a fresh paused-clock runtime.
@@ -267,12 +340,21 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
         let (app, work) = (arrival.app, arrival.work.clone());
         tasks.spawn(async move {
             let began = Instant::now();
-            let ok = client.oneshot(work).await.is_ok();
+            let refusals = Arc::new(AtomicU64::new(0));
+            let ok = BILLING_REFUSALS
+                .scope(Arc::clone(&refusals), client.oneshot(work))
+                .await
+                .is_ok();
             let latency = began.elapsed();
             results
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(Done { app, latency, ok });
+                .push(Done {
+                    app,
+                    latency,
+                    ok,
+                    billing_refusals: refusals.load(Ordering::Relaxed),
+                });
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -345,6 +427,20 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
         Backend::Bedrock(sim) if scenario == 7 => Some(daily_probe.daily(&sim.stats())),
         _ => None,
     };
+    let billing = match &setup.backend {
+        Backend::Llm(sim) => {
+            let stats = sim.stats();
+            Some(BillingStop {
+                spent_at_s: stats.billing_spent_at.map(|d| d.as_secs()),
+                insufficient_quota_attempts: stats.insufficient_quota,
+                retried_after_insufficient_quota: done
+                    .iter()
+                    .filter(|d| d.billing_refusals > 1)
+                    .count() as u64,
+            })
+        }
+        _ => None,
+    };
     Ok(Measured {
         row: Row {
             scenario,
@@ -366,6 +462,7 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
             apps,
             shared,
             daily,
+            billing,
         },
         series,
         whole_windows: totals.whole_windows,

@@ -110,7 +110,7 @@ pub(crate) fn estimate_tokens(chars: u64) -> u64 {
 /// `"system": "..."`), else every `text` field found recursively (Converse's and Anthropic's
 /// content blocks, tool results). Other fields — block types, image bytes, ids — are not
 /// model text and are not counted.
-fn text_chars(value: &Value) -> u64 {
+pub(crate) fn text_chars(value: &Value) -> u64 {
     fn blocks(value: &Value) -> u64 {
         match value {
             Value::Array(items) => items.iter().map(blocks).sum(),

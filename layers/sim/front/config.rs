@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use super::{DEFAULT_MAX_BODY_BYTES, DEFAULT_REGION};
 use crate::ConfigError;
-use crate::sim::{BedrockConfig, DynamoConfig};
+use crate::sim::{BedrockConfig, DynamoConfig, LlmConfig};
 
-/// A whole simulator configuration file: `[front]`, `[bedrock]` and `[dynamodb]`.
+/// A whole simulator configuration file: `[front]`, `[bedrock]`, `[dynamodb]`, `[openai]` and
+/// `[anthropic]` (see [`LlmConfig`]).
 ///
 /// `[bedrock]` takes `seed`, `error_latency_ms`, `window_phase_s` (where the first quota
 /// window ends after the start; drawn from the seed when left out), `account_tpd` (the
@@ -72,6 +73,12 @@ pub struct SimFile {
     /// The DynamoDB tables, if any.
     #[serde(default)]
     pub dynamodb: Option<DynamoConfig>,
+    /// An OpenAI-style endpoint (`/v1/chat/completions`), if any.
+    #[serde(default)]
+    pub openai: Option<LlmConfig>,
+    /// An Anthropic-style endpoint (`/v1/messages`), if any.
+    #[serde(default)]
+    pub anthropic: Option<LlmConfig>,
 }
 
 /// The `[front]` section.

@@ -45,6 +45,8 @@
 //!   `ProvisionedThroughputExceededException`. Tables the simulator has no quota for pass
 //!   through uncharged. Without a store the front still charges and answers data operations
 //!   with empty results (handy on virtual time).
+//! - **OpenAI- and Anthropic-style endpoints** (`/v1/chat/completions`, `/v1/messages`) over
+//!   [`LlmEndpointSim`](super::LlmEndpointSim)s given with [`SimServiceBuilder::llm`].
 //! - **Errors** are sent as AWS sends them: the status, `x-amzn-errortype: <Code>`, and a JSON
 //!   body with `message` (plus the namespaced `__type` for DynamoDB). Bad input — a body that
 //!   is not JSON, an unknown path or operation, a body over the size limit — gets a 400
@@ -106,6 +108,7 @@ pub mod dynalite;
 mod dynamodb;
 mod event_stream;
 mod item_size;
+mod llm;
 mod prompt_cache;
 #[cfg(feature = "smithy")]
 mod sdk;
@@ -152,6 +155,8 @@ pub struct SimService {
 #[derive(Debug)]
 struct Inner {
     bedrock: Option<BedrockSim>,
+    /// OpenAI- and Anthropic-style endpoints, by path (see `llm`).
+    llm: Vec<super::LlmEndpointSim>,
     dynamo: Option<dynamodb::DynamoFront>,
     default_region: Arc<str>,
     max_body_bytes: usize,
@@ -166,6 +171,7 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct SimServiceBuilder {
     bedrock: Option<BedrockSim>,
+    llm: Vec<super::LlmEndpointSim>,
     dynamo: Option<DynamoSim>,
     upstream: Option<String>,
     partition_keys: HashMap<String, String>,
@@ -282,6 +288,7 @@ impl SimServiceBuilder {
         Ok(SimService {
             inner: Arc::new(Inner {
                 bedrock: self.bedrock,
+                llm: self.llm,
                 dynamo,
                 default_region: default_region.into(),
                 max_body_bytes,
@@ -311,6 +318,7 @@ impl SimService {
         if let Some(config) = &file.dynamodb {
             builder = builder.dynamodb(DynamoSim::from_config(config.clone())?);
         }
+        builder = builder.llm_from_file(file)?;
         for (table, attribute) in &file.front.partition_keys {
             builder = builder.partition_key(table, attribute);
         }
@@ -414,6 +422,10 @@ impl Inner {
             headers: parts.headers,
             request_id,
         };
+        if let Some(sim) = self.llm.iter().find(|s| s.shape().path() == path) {
+            let body = self.read_body(body, &head.headers).await;
+            return llm::answer(sim, &head, body).await;
+        }
         match target {
             Some(target) if path == "/" => {
                 let Some(dynamo) = &self.dynamo else {
