@@ -145,14 +145,17 @@ fn buffered(request: ::reqwest::Request) -> Result<http::Request<Bytes>, ::reqwe
 }
 
 #[async_trait::async_trait]
-impl<S> Middleware for TowerMiddleware<S>
+impl<S, B> Middleware for TowerMiddleware<S>
 where
-    S: Service<http::Request<Bytes>, Response = http::Response<::reqwest::Body>, Error = BoxError>
+    S: Service<http::Request<Bytes>, Response = http::Response<B>, Error = BoxError>
         + Clone
         + Send
         + Sync
         + 'static,
     S::Future: Send,
+    B: http_body::Body + Send + Sync + 'static,
+    B::Data: Into<Bytes>,
+    B::Error: Into<BoxError>,
 {
     async fn handle(
         &self,
@@ -168,8 +171,11 @@ where
         http.extensions_mut().insert(Dispatch(jobs));
         let call = self.stack.clone().oneshot(http);
         tokio::pin!(call);
-        let finished = |result: Result<http::Response<::reqwest::Body>, BoxError>| match result {
-            Ok(response) => Ok(::reqwest::Response::from(response)),
+        let finished = |result: Result<http::Response<B>, BoxError>| match result {
+            // A layer may have wrapped the body (`ErrorBodyLayer`); reqwest takes any body.
+            Ok(response) => Ok(::reqwest::Response::from(
+                response.map(::reqwest::Body::wrap),
+            )),
             Err(error) => Err(into_middleware_error(error)),
         };
         loop {
