@@ -78,7 +78,10 @@ fn configure_bedrock_logs_each_setting_it_replaced_with_old_and_new_values() {
         assert!(event.contains(&field), "{field} not in {event}");
     }
     // What the event says is what the config holds.
-    assert_eq!(config.retry_partition().unwrap().to_string(), "tower-headroom");
+    assert_eq!(
+        config.retry_partition().unwrap().to_string(),
+        "tower-headroom"
+    );
     let stalls = config.stalled_stream_protection().unwrap();
     assert!(stalls.is_enabled() && !stalls.upload_enabled() && stalls.download_enabled());
     assert_eq!(stalls.grace_period(), Duration::from_secs(9));

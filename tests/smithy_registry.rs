@@ -15,8 +15,8 @@ mod support {
     pub mod sdk;
 }
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message};
@@ -147,8 +147,12 @@ impl HttpConnector for Scripted {
 }
 
 fn headroom() -> SdkHeadroom {
-    let quick = Schedule::new(Duration::from_millis(1), Duration::from_millis(8), Jitter::Full)
-        .unwrap();
+    let quick = Schedule::new(
+        Duration::from_millis(1),
+        Duration::from_millis(8),
+        Jitter::Full,
+    )
+    .unwrap();
     let backoff = [
         ScheduleClass::Throttled,
         ScheduleClass::Overloaded,
@@ -214,17 +218,16 @@ async fn stress(calls: usize, seed: u64, attempt_timeout: Duration, spread: Dura
     let fates: Arc<[Fate]> = (0..calls).map(|_| Fate::pick(&mut rng)).collect();
     let attempts: Arc<[AtomicU32]> = (0..calls).map(|_| AtomicU32::new(0)).collect();
     let (dropped_tx, mut dropped_rx) = mpsc::unbounded_channel();
-    let scripted = Arc::new(Mutex::new(Some(Scripted {
+    let connector = SharedHttpConnector::new(Scripted {
         fates: Arc::clone(&fates),
         attempts: Arc::clone(&attempts),
         dropped: dropped_tx,
-    })));
-    let connector = SharedHttpConnector::new(scripted.lock().unwrap().take().unwrap());
+    });
     let http = http_client_fn(move |_, _| connector.clone());
     let headroom = headroom();
     let client = client(&headroom, http, attempt_timeout);
     let to_drop = fates.iter().filter(|f| **f == Fate::Dropped).count();
-    assert!(to_drop > 0 && fates.iter().any(|f| *f == Fate::TimeoutThenOk));
+    assert!(to_drop > 0 && fates.contains(&Fate::TimeoutThenOk));
 
     let mut tasks = Vec::with_capacity(calls);
     for index in 0..calls {
@@ -311,5 +314,11 @@ async fn concurrent_calls_each_get_their_own_decisions_and_leave_no_entry_on_the
 async fn concurrent_calls_each_get_their_own_decisions_and_leave_no_entry_on_four_threads() {
     // Real time: an attempt that answers does so within one poll, which an attempt timeout
     // cannot cut; only the scripted hangs reach it.
-    stress(600, 2, Duration::from_millis(100), Duration::from_millis(50)).await;
+    stress(
+        600,
+        2,
+        Duration::from_millis(100),
+        Duration::from_millis(50),
+    )
+    .await;
 }
