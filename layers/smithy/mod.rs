@@ -80,7 +80,8 @@
 //! A retry classifier is given the operation's `InterceptorContext` and nothing else
 //! (`ClassifyRetry::classify_retry(&self, ctx)`; aws-smithy-runtime-api 1.22 adds
 //! `classify_retry_v2(ctx, previous)`, still without the config bag, which only the retry
-//! *strategy* and the interceptors are given). The context carries no identity either: its
+//! *strategy*, `RetryStrategy::should_attempt_retry(ctx, components, cfg)`, and the
+//! interceptors are given). The context carries no identity either: its
 //! fields are the input, the output or error, the request, the response, the phase and a
 //! request checkpoint; the HTTP response's extensions are private, and an attempt that timed
 //! out or could not connect has no response at all. So the classifier finds its call by the
@@ -98,10 +99,11 @@
 //!    and `read_after_execution` (where it unregisters it) the context does not move, so no
 //!    other live context has its address.
 //! 3. The registry holds weak handles. The call's strong handle and its `Registered` guard
-//!    live in the operation's config bag, a sibling local of the context in the same future;
-//!    if the future is dropped mid-flight (the caller cancelled, or 1.9's operation timeout,
-//!    which skips `read_after_execution`), the bag drops with it and the guard removes the
-//!    call's entries before that memory can hold another operation's context.
+//!    live in the operation's config bag, a sibling local of the context in the same future.
+//!    When the operation ends without `read_after_execution` (1.9's operation timeout cuts
+//!    the finalizers short; 1.16 runs them) or its future is dropped mid-flight (the caller
+//!    cancelled), the bag drops with the context and the guard removes the call's entries,
+//!    before that memory can hold another operation's context.
 //!
 //! Hence an entry under an address is always the call of the operation whose context is at
 //! that address, and no entry outlives its operation. An orchestrator that copied the context,
@@ -113,7 +115,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
@@ -141,6 +143,7 @@ mod classify;
 mod dynamodb;
 mod http_client;
 mod interceptor;
+mod registry;
 #[cfg(feature = "bedrock")]
 mod stream;
 
@@ -148,6 +151,7 @@ pub use self::builder::SdkHeadroomBuilder;
 pub use self::classify::{classify_context, classify_response};
 pub use self::http_client::HeadroomHttpClient;
 pub use self::interceptor::HeadroomInterceptor;
+pub(crate) use self::registry::Registry;
 #[cfg(feature = "bedrock")]
 use self::stream::settle_stream;
 
@@ -247,59 +251,6 @@ impl Limits {
 /// Metric handles per route target (`Some(index)`) or key, and labels.
 pub(crate) type EventsByLabels = HashMap<(Option<usize>, Labels), Arc<call::Events>>;
 
-/// Weak handles to the calls in flight: a call that ends (or whose operation is dropped) is gone
-/// from here when its `Registered` guard is (see [How the classifier finds its
-/// call](self#how-the-classifier-finds-its-call)).
-pub(crate) struct Registry<S: crate::admission::StoreSlot> {
-    by_context: HashMap<usize, Weak<Mutex<call::Call<S>>>>,
-    by_id: HashMap<u64, Weak<Mutex<call::Call<S>>>>,
-}
-
-impl<S: crate::admission::StoreSlot> Registry<S> {
-    /// Removes `call`'s entries under `key` and `id`, and only its own: an entry that is
-    /// another call's is left alone.
-    fn remove(&mut self, key: usize, id: u64, call: &Weak<Mutex<call::Call<S>>>) {
-        if self.by_context.get(&key).is_some_and(|c| c.ptr_eq(call)) {
-            self.by_context.remove(&key);
-        }
-        if self.by_id.get(&id).is_some_and(|c| c.ptr_eq(call)) {
-            self.by_id.remove(&id);
-        }
-    }
-}
-
-/// A call's place in the registry, kept in the operation's config bag next to its
-/// [`CallHandle`](call::CallHandle): when the operation ends or its future is dropped
-/// mid-flight (cancelled by the caller, or cut by aws-smithy-runtime 1.9's operation timeout,
-/// which skips `read_after_execution`), the bag drops and this removes the call's entries.
-#[must_use = "the call stays registered only while its guard lives"]
-pub(crate) struct Registered<S: crate::admission::StoreSlot> {
-    shared: Weak<Shared<S>>,
-    key: usize,
-    id: u64,
-    call: Weak<Mutex<call::Call<S>>>,
-}
-
-impl<S: crate::admission::StoreSlot> Drop for Registered<S> {
-    fn drop(&mut self) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.registry().remove(self.key, self.id, &self.call);
-        }
-    }
-}
-
-impl<S: crate::admission::StoreSlot> fmt::Debug for Registered<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registered").field("id", &self.id).finish()
-    }
-}
-
-impl<S: crate::admission::StoreSlot + Send + Sync + 'static> aws_smithy_types::config_bag::Storable
-    for Registered<S>
-{
-    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
-}
-
 /// What the interceptor decided after an attempt, for the classifier to hand to the SDK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -309,62 +260,6 @@ pub(crate) enum Decision {
     Retry(OutcomeKind, Duration),
     /// Do not retry.
     Stop,
-}
-
-impl<S: crate::admission::StoreSlot> Shared<S> {
-    /// The key of an orchestrator context: its address, which is the operation's for the
-    /// operation's whole life (see [How the classifier finds its
-    /// call](self#how-the-classifier-finds-its-call)).
-    pub(crate) fn context_key(ctx: &InterceptorContext) -> usize {
-        ctx as *const InterceptorContext as usize
-    }
-
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry<S>> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers `call` under its operation's context and under `id`; the entries live until
-    /// [`unregister`](Self::unregister) or until the returned guard drops, whichever is first.
-    /// Keep the guard in the operation's config bag.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        ctx: &InterceptorContext,
-        id: u64,
-        call: &call::CallHandle<S>,
-    ) -> Registered<S> {
-        let key = Self::context_key(ctx);
-        let weak = Arc::downgrade(&call.0);
-        let mut registry = self.registry();
-        registry.by_context.insert(key, weak.clone());
-        registry.by_id.insert(id, weak.clone());
-        Registered {
-            shared: Arc::downgrade(self),
-            key,
-            id,
-            call: weak,
-        }
-    }
-
-    /// Removes the call registered under `ctx` and `id` (the operation has ended).
-    pub(crate) fn unregister(&self, ctx: &InterceptorContext, id: u64) {
-        let mut registry = self.registry();
-        registry.by_context.remove(&Self::context_key(ctx));
-        registry.by_id.remove(&id);
-    }
-
-    pub(crate) fn by_context(&self, ctx: &InterceptorContext) -> Option<call::CallHandle<S>> {
-        let registry = self.registry();
-        let weak = registry.by_context.get(&Self::context_key(ctx))?;
-        weak.upgrade().map(call::CallHandle)
-    }
-
-    pub(crate) fn by_id(&self, id: u64) -> Option<call::CallHandle<S>> {
-        self.registry()
-            .by_id
-            .get(&id)?
-            .upgrade()
-            .map(call::CallHandle)
-    }
 }
 
 impl SdkHeadroom {
@@ -385,14 +280,6 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
     /// The retry policy every plug-in of this headroom shares.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.shared.retry
-    }
-
-    /// The registry's entries (by context and by call number) of the calls in flight: two per
-    /// call, zero once every call has ended or been dropped. For tests.
-    #[doc(hidden)]
-    pub fn registered_calls(&self) -> usize {
-        let registry = self.shared.registry();
-        registry.by_context.len() + registry.by_id.len()
     }
 
     /// The SDK `max_attempts` that pairs with this headroom: the policy's attempts × (the
@@ -485,7 +372,9 @@ impl<S: QuotaStore<Arc<str>> + 'static> ClassifyRetry for HeadroomClassifier<S> 
             .is_some_and(|r| r.is_err_and(|e| e.is_timeout_error()));
         if timed_out && call.attempt_open() {
             // The SDK's attempt timeout dropped the attempt before the interceptor's
-            // after-attempt hook: the attempt ends, and the policy decides, here.
+            // after-attempt hook (aws-smithy-runtime 1.9; 1.16 runs the hook after the
+            // timeout, which decides as for any failure): the attempt ends, and the policy
+            // decides, here.
             return action(
                 self.shared
                     .end_attempt(&mut call, &outcome, None, Instant::now()),
