@@ -5,10 +5,13 @@
 //! configured by `configure_bedrock`, against a scripted HTTP client that gives each call its
 //! own deterministic fate: success, throttles then success, a fatal error, failures until the
 //! attempts run out, an attempt the SDK times out (decided by the classifier itself on
-//! aws-smithy-runtime 1.9) then success, or a call dropped mid-flight. Every call's result and
-//! attempt count must be its fate's (a decision handed to another call would stop a call
-//! early or retry a fatal one), and the registry must be empty at the end (a dropped call
-//! leaves nothing behind). Run on the paused clock (one thread) and on four worker threads.
+//! aws-smithy-runtime 1.9) then success, or a call dropped mid-flight. A quarter of the calls
+//! go through a second client with the classifier alone (never registered, deciding from the
+//! outcome), interleaved with the others; the calls to be dropped through a third, configured
+//! like the first without an attempt timeout. Every call's result and attempt count must be its
+//! fate's (a decision handed to another call would stop a call early or retry a fatal one),
+//! and the registry must be empty at the end (a dropped call leaves nothing behind). Run on
+//! the paused clock (one thread) and on four worker threads.
 #![cfg(all(feature = "sim", feature = "bedrock"))]
 
 mod support {
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message};
 use aws_smithy_runtime_api::client::http::{
     HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector, http_client_fn,
@@ -183,13 +187,17 @@ fn headroom() -> SdkHeadroom {
         .unwrap()
 }
 
+/// A client configured by `configure_bedrock` (`full`), or one with the classifier alone,
+/// whose calls are never registered and which decides from each outcome by itself, with the
+/// SDK's standard retry counting the attempts (the same counts, so the same fates hold).
 fn client(
     headroom: &SdkHeadroom,
     http: SharedHttpClient,
-    attempt_timeout: Duration,
+    attempt_timeout: Option<Duration>,
+    full: bool,
 ) -> aws_sdk_bedrockruntime::Client {
-    use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
-    use aws_sdk_bedrockruntime::config::{Credentials, Region};
+    use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+    use aws_sdk_bedrockruntime::config::{Credentials, Region, StalledStreamProtectionConfig};
     let builder = aws_sdk_bedrockruntime::Config::builder()
         .behavior_version_latest()
         .region(Region::from_static("us-east-1"))
@@ -201,13 +209,23 @@ fn client(
             None,
             "test",
         ))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(attempt_timeout)
+        .timeout_config(match attempt_timeout {
+            Some(timeout) => TimeoutConfig::builder()
+                .operation_attempt_timeout(timeout)
                 .build(),
-        )
+            None => TimeoutConfig::disabled(),
+        })
         .http_client(http);
-    let config = headroom.configure_bedrock(builder).unwrap().build();
+    let config = if full {
+        headroom.configure_bedrock(builder).unwrap().build()
+    } else {
+        builder
+            .retry_classifier(headroom.retry_classifier())
+            .retry_config(RetryConfig::standard().with_max_attempts(ATTEMPTS))
+            .retry_partition(headroom.sdk_retry_partition())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .build()
+    };
     aws_sdk_bedrockruntime::Client::from_conf(config)
 }
 
@@ -225,13 +243,26 @@ async fn stress(calls: usize, seed: u64, attempt_timeout: Duration, spread: Dura
     });
     let http = http_client_fn(move |_, _| connector.clone());
     let headroom = headroom();
-    let client = client(&headroom, http, attempt_timeout);
+    // Calls through the two clients interleave on the same addresses: an unregistered call
+    // must never find a registered one's entry.
+    let full = client(&headroom, http.clone(), Some(attempt_timeout), true);
+    let plain = client(&headroom, http.clone(), Some(attempt_timeout), false);
+    // The calls to be dropped wait for that however long the test takes to get to them: the
+    // same configuration without an attempt timeout, which would retry them meanwhile.
+    let waiting = client(&headroom, http, None, true);
+    let is_plain: Vec<bool> = (0..calls).map(|_| rng.u32(0..4) == 0).collect();
     let to_drop = fates.iter().filter(|f| **f == Fate::Dropped).count();
     assert!(to_drop > 0 && fates.contains(&Fate::TimeoutThenOk));
+    assert!((0..calls).any(|i| is_plain[i] && fates[i] != Fate::Dropped));
 
     let mut tasks = Vec::with_capacity(calls);
-    for index in 0..calls {
-        let client = client.clone();
+    for (index, (&fate, &is_plain)) in fates.iter().zip(&is_plain).enumerate() {
+        let client = match (fate, is_plain) {
+            (Fate::Dropped, _) => &waiting,
+            (_, true) => &plain,
+            (_, false) => &full,
+        }
+        .clone();
         let start = spread.mul_f64(rng.f64());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(start).await;
