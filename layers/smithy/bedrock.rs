@@ -281,13 +281,19 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
     /// builder's HTTP client) and the paired [`RetryConfig`](aws_smithy_types::retry::RetryConfig)
     /// on a Bedrock Runtime config builder.
     ///
+    /// Replaces three of the builder's settings, and logs old and new values in a `debug`
+    /// event (target `tower_headroom::smithy`): the retry config (standard mode with
+    /// [`sdk_max_attempts`](Self::sdk_max_attempts) and [`sdk_max_backoff`](Self::sdk_max_backoff)),
+    /// the retry partition ([`sdk_retry_partition`](Self::sdk_retry_partition)) and the
+    /// stalled-stream protection (the builder's, upload check off); see [the module docs](super).
+    ///
     /// Fails with a [`ConfigError`] naming `http_client` when the builder has none to wrap:
     /// build it from an `SdkConfig` (which carries one) or set one first.
     pub fn configure_bedrock(
         &self,
         builder: aws_sdk_bedrockruntime::config::Builder,
     ) -> Result<aws_sdk_bedrockruntime::config::Builder, ConfigError> {
-        super::configure!(self, builder, Bedrock)
+        super::configure!(self, builder, Bedrock, "bedrock")
     }
 }
 

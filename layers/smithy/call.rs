@@ -8,7 +8,7 @@
 //! records and decides — done, move to the next target, retry, stop — and the decision goes
 //! to the SDK's retry loop). Between the two the HTTP client admits the attempt against the
 //! quota ([`Shared::admit`]). The state lives behind one mutex shared through the operation's
-//! config bag and the request's extensions; nothing holds the lock across an await.
+//! config bag and the registry the HTTP client reads; nothing holds the lock across an await.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,7 +134,8 @@ impl Blocked {
     }
 }
 
-/// The handle to a call, in the config bag and in each attempt's request extensions.
+/// The handle to a call: in the operation's config bag, and found by the HTTP client through the
+/// call number in a request header (see [`CALL_HEADER`](super::interceptor::CALL_HEADER)).
 pub(crate) struct CallHandle<S: StoreSlot>(pub(crate) Arc<Mutex<Call<S>>>);
 
 impl<S: StoreSlot> Clone for CallHandle<S> {

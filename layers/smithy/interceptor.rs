@@ -177,8 +177,9 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         let region = (self.shape.region(cfg), self.shape.regional());
         let handle = self.shared.start(self.id, prepared, region, Instant::now());
         let id = handle.lock().id;
-        self.shared.register(ctx.inner(), id, &handle);
+        let registered = self.shared.register(ctx.inner(), id, &handle);
         cfg.interceptor_state().store_put(handle);
+        cfg.interceptor_state().store_put(registered);
         Ok(())
     }
 

@@ -24,22 +24,30 @@
 //!
 //! The decision is the interceptor's because only interceptors see the operation's config
 //! bag, where the attempt count and the call's plan live; a classifier sees only the
-//! `InterceptorContext`. The interceptor registers each call under its context (weakly: a call
-//! that ends or is dropped is gone), the orchestrator runs the `read_after_attempt` hooks and
-//! then the classifiers on that same context, and the classifier takes the decision from the
-//! call it finds. An attempt the SDK timed out never reaches `read_after_attempt`; the
-//! classifier ends it then. Installed alone, the classifier decides from the outcome by itself
-//! (first-retry backoff, no budget). The HTTP client finds the call through a header the
-//! interceptor adds after signing and the client removes before sending.
+//! `InterceptorContext`. The interceptor registers each call under its context, the
+//! orchestrator runs the `read_after_attempt` hooks and then the classifiers on that same
+//! context, and the classifier takes the decision from the call it finds (see [How the
+//! classifier finds its call](#how-the-classifier-finds-its-call)). An attempt the SDK timed
+//! out skips `read_after_attempt` in aws-smithy-runtime 1.9 (1.16 runs it after the timeout);
+//! the classifier ends such an attempt itself. Installed alone, the classifier decides from
+//! the outcome by itself (first-retry backoff, no budget). The HTTP client finds the call
+//! through a header the interceptor adds after signing and the client removes before sending.
 //!
 //! `configure_bedrock` / `configure_dynamodb` (features `bedrock`, `dynamodb`) install all
-//! three with one call and set the SDK's [`RetryConfig`](aws_smithy_types::retry::RetryConfig)
-//! to pair with them: standard mode, `max_attempts` = the policy's attempts × (the route's
-//! hops + 1), and `max_backoff` = the policy's longest delay (a quota window plus its spread, or
-//! the longest server delay), so the SDK never cuts a window-aligned delay short; a retry
-//! partition whose token bucket never runs out, so the policy's budget is the only one; and
-//! stalled-stream protection without the upload check, which would take an attempt waiting
-//! for admission for a stalled upload. The same
+//! three with one call, and **replace** three settings of the builder to pair with them:
+//!
+//! - the [`RetryConfig`](aws_smithy_types::retry::RetryConfig) (whatever mode and attempts it
+//!   had): standard mode, `max_attempts` = the policy's attempts × (the route's hops + 1), and
+//!   `max_backoff` = the policy's longest delay (a quota window plus its spread, or the longest
+//!   server delay), so the SDK never cuts a window-aligned delay short;
+//! - the retry partition (the SDK's default is shared by every client of a service and region
+//!   in the process): one named `tower-headroom` whose token bucket never runs out, so the
+//!   policy's budget is the only one;
+//! - the stalled-stream protection: the builder's, with the upload check off (it would take an
+//!   attempt waiting for admission for a stalled upload); download check and grace period kept.
+//!
+//! They log what they replaced, old and new values, in one `debug` event of target
+//! `tower_headroom::smithy` (no credentials: the settings above only). The same
 //! [`Quota`], [`BreakerRegistry`] and [`RetryPolicy`] (clones share state) may back Tower
 //! stacks and several SDK clients at once: one account quota, many clients.
 //!
@@ -68,11 +76,48 @@
 //! # let _ = bedrock_client;
 //! # }
 //! ```
+//!
+//! # How the classifier finds its call
+//!
+//! A retry classifier is given the operation's `InterceptorContext` and nothing else
+//! (`ClassifyRetry::classify_retry(&self, ctx)`; aws-smithy-runtime-api 1.22 adds
+//! `classify_retry_v2(ctx, previous)`, still without the config bag, which only the retry
+//! *strategy*, `RetryStrategy::should_attempt_retry(ctx, components, cfg)`, and the
+//! interceptors are given). The context carries no identity either: its
+//! fields are the input, the output or error, the request, the response, the phase and a
+//! request checkpoint; the HTTP response's extensions are private, and an attempt that timed
+//! out or could not connect has no response at all. So the classifier finds its call by the
+//! context's address (`context_key`), which is sound because of how the
+//! orchestrator holds the context (`aws_smithy_runtime::client::orchestrator::
+//! invoke_with_stop_point`, read in 1.9.4 and 1.16.2, unchanged in this respect):
+//!
+//! 1. It makes one context per operation, `let mut ctx = InterceptorContext::new(input)`, a
+//!    local of the operation's `async` block, and hands `&mut ctx` to every hook and, through
+//!    the retry strategy and the connection-poisoning interceptor, to every classifier. It
+//!    moves the context out (`Ok(ctx)`, then `finalize`) only after `read_after_execution`.
+//!    `InterceptorContext` is not `Clone`.
+//! 2. Hooks and classifiers run only while that future is polled, and a polled future is
+//!    pinned: between `modify_before_serialization` (where the interceptor registers the call)
+//!    and `read_after_execution` (where it unregisters it) the context does not move, so no
+//!    other live context has its address.
+//! 3. The registry holds weak handles. The call's strong handle and its `Registered` guard
+//!    live in the operation's config bag, a sibling local of the context in the same future.
+//!    When the operation ends without `read_after_execution` (1.9's operation timeout cuts
+//!    the finalizers short; 1.16 runs them) or its future is dropped mid-flight (the caller
+//!    cancelled), the bag drops with the context and the guard removes the call's entries,
+//!    before that memory can hold another operation's context.
+//!
+//! Hence an entry under an address is always the call of the operation whose context is at
+//! that address, and no entry outlives its operation. An orchestrator that copied the context,
+//! or classified on another one than its hooks see, would break this; `tests/smithy_registry.rs`
+//! (hundreds of concurrent calls with random failures, timeouts and dropped calls, each call's
+//! fate checked in its result and attempt count, the registry empty at the end) would catch it,
+//! and `scripts/sdk-newest` runs it against the newest published SDK crates.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
@@ -100,12 +145,14 @@ mod classify;
 mod dynamodb;
 mod http_client;
 mod interceptor;
+mod registry;
 mod stream;
 
 pub use self::builder::SdkHeadroomBuilder;
 pub use self::classify::{classify_context, classify_response};
 pub use self::http_client::HeadroomHttpClient;
 pub use self::interceptor::HeadroomInterceptor;
+pub(crate) use self::registry::Registry;
 use self::stream::settle_stream;
 
 /// The longest admission wait an SDK attempt may be given: the request is signed before it
@@ -207,13 +254,6 @@ impl Limits {
 /// Metric handles per route target (`Some(index)`) or key, and labels.
 pub(crate) type EventsByLabels = HashMap<(Option<usize>, Labels), Arc<call::Events>>;
 
-/// Weak handles to the calls in flight: a call that ends (or whose operation is dropped) is gone
-/// from here when its handle is.
-pub(crate) struct Registry<S: crate::admission::StoreSlot> {
-    by_context: HashMap<usize, Weak<Mutex<call::Call<S>>>>,
-    by_id: HashMap<u64, Weak<Mutex<call::Call<S>>>>,
-}
-
 /// What the interceptor decided after an attempt, for the classifier to hand to the SDK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -223,52 +263,6 @@ pub(crate) enum Decision {
     Retry(OutcomeKind, Duration),
     /// Do not retry.
     Stop,
-}
-
-impl<S: crate::admission::StoreSlot> Shared<S> {
-    /// The key of an orchestrator context: its address, stable for the whole operation (the
-    /// orchestrator keeps it in place in the operation's pinned future).
-    pub(crate) fn context_key(ctx: &InterceptorContext) -> usize {
-        ctx as *const InterceptorContext as usize
-    }
-
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry<S>> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn register(&self, ctx: &InterceptorContext, id: u64, call: &call::CallHandle<S>) {
-        let mut registry = self.registry();
-        // Operations dropped mid-flight leave dead entries; sweep them now and then.
-        if registry.by_id.len() >= 64 && registry.by_id.len().is_power_of_two() {
-            registry.by_context.retain(|_, c| c.strong_count() > 0);
-            registry.by_id.retain(|_, c| c.strong_count() > 0);
-        }
-        let weak = Arc::downgrade(&call.0);
-        registry
-            .by_context
-            .insert(Self::context_key(ctx), weak.clone());
-        registry.by_id.insert(id, weak);
-    }
-
-    pub(crate) fn unregister(&self, ctx: &InterceptorContext, id: u64) {
-        let mut registry = self.registry();
-        registry.by_context.remove(&Self::context_key(ctx));
-        registry.by_id.remove(&id);
-    }
-
-    pub(crate) fn by_context(&self, ctx: &InterceptorContext) -> Option<call::CallHandle<S>> {
-        let registry = self.registry();
-        let weak = registry.by_context.get(&Self::context_key(ctx))?;
-        weak.upgrade().map(call::CallHandle)
-    }
-
-    pub(crate) fn by_id(&self, id: u64) -> Option<call::CallHandle<S>> {
-        self.registry()
-            .by_id
-            .get(&id)?
-            .upgrade()
-            .map(call::CallHandle)
-    }
 }
 
 impl SdkHeadroom {
@@ -381,7 +375,9 @@ impl<S: QuotaStore<Arc<str>> + 'static> ClassifyRetry for HeadroomClassifier<S> 
             .is_some_and(|r| r.is_err_and(|e| e.is_timeout_error()));
         if timed_out && call.attempt_open() {
             // The SDK's attempt timeout dropped the attempt before the interceptor's
-            // after-attempt hook: the attempt ends, and the policy decides, here.
+            // after-attempt hook (aws-smithy-runtime 1.9; 1.16 runs the hook after the
+            // timeout, which decides as for any failure): the attempt ends, and the policy
+            // decides, here.
             return action(
                 self.shared
                     .end_attempt(&mut call, &outcome, None, Instant::now()),
@@ -427,12 +423,73 @@ pub(crate) fn upload_stalls_off(
     }
 }
 
+/// What `configure_bedrock` / `configure_dynamodb` replace on a config builder: each setting
+/// as the builder had it (`None`: unset, the SDK's default) and as installed.
+#[cfg(any(feature = "bedrock", feature = "dynamodb"))]
+pub(crate) struct Replaced<'a> {
+    pub(crate) retry: (
+        Option<&'a aws_smithy_types::retry::RetryConfig>,
+        &'a aws_smithy_types::retry::RetryConfig,
+    ),
+    pub(crate) partition: (
+        Option<&'a aws_smithy_runtime::client::retries::RetryPartition>,
+        &'a aws_smithy_runtime::client::retries::RetryPartition,
+    ),
+    pub(crate) stalls: (
+        Option<&'a aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig>,
+        &'a aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig,
+    ),
+}
+
+/// The `debug` event (target `tower_headroom::smithy`) saying what `configure` replaced, old
+/// and new values: settings only, nothing of the credentials or the endpoint.
+#[cfg(any(feature = "bedrock", feature = "dynamodb"))]
+pub(crate) fn log_replaced(configure: &'static str, replaced: Replaced<'_>) {
+    use aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig as Stalls;
+    use aws_smithy_types::retry::RetryConfig;
+    const UNSET: &str = "unset (the SDK's default)";
+    fn retry(config: &RetryConfig) -> String {
+        format!(
+            "{} mode, max_attempts {}, initial_backoff {:?}, max_backoff {:?}",
+            format!("{:?}", config.mode()).to_lowercase(),
+            config.max_attempts(),
+            config.initial_backoff(),
+            config.max_backoff()
+        )
+    }
+    fn stalls(config: &Stalls) -> String {
+        if !config.is_enabled() {
+            return "off".to_owned();
+        }
+        let on = |enabled: bool| if enabled { "on" } else { "off" };
+        format!(
+            "upload check {}, download check {}, grace_period {:?}",
+            on(config.upload_enabled()),
+            on(config.download_enabled()),
+            config.grace_period()
+        )
+    }
+    let (old_retry, new_retry) = replaced.retry;
+    let (old_partition, new_partition) = replaced.partition;
+    let (old_stalls, new_stalls) = replaced.stalls;
+    tracing::debug!(
+        target: "tower_headroom::smithy",
+        old_retry_config = %old_retry.map_or_else(|| UNSET.to_owned(), retry),
+        new_retry_config = %retry(new_retry),
+        old_retry_partition = %old_partition.map_or_else(|| UNSET.to_owned(), |p| p.to_string()),
+        new_retry_partition = %format_args!("{new_partition} (token bucket unlimited)"),
+        old_stalled_stream_protection = %old_stalls.map_or_else(|| UNSET.to_owned(), stalls),
+        new_stalled_stream_protection = %stalls(new_stalls),
+        "{configure} replaced the retry config, the retry partition and the stalled-stream protection",
+    );
+}
+
 /// The body of `configure_bedrock` / `configure_dynamodb`: the generated config builders of
 /// the two SDKs have the same methods but no common trait. The builder is built once to read
 /// its HTTP client (builders have no getter), then turned back into a builder.
 #[cfg(any(feature = "bedrock", feature = "dynamodb"))]
 macro_rules! configure {
-    ($headroom:expr, $builder:expr, $shape:expr) => {{
+    ($headroom:expr, $builder:expr, $shape:expr, $service:literal) => {{
         let config = $builder.build();
         let inner = config.http_client().ok_or_else(|| {
             ConfigError::new(
@@ -442,13 +499,22 @@ macro_rules! configure {
             )
         })?;
         let stalls = $crate::smithy::upload_stalls_off(config.stalled_stream_protection());
+        let (retry, partition) = ($headroom.sdk_retry_config(), $headroom.sdk_retry_partition());
+        $crate::smithy::log_replaced(
+            concat!("configure_", $service),
+            $crate::smithy::Replaced {
+                retry: (config.retry_config(), &retry),
+                partition: (config.retry_partition(), &partition),
+                stalls: (config.stalled_stream_protection(), &stalls),
+            },
+        );
         Ok(config
             .to_builder()
             .http_client($headroom.http_client(inner))
             .interceptor($headroom.interceptor_with(Arc::new($shape)))
             .retry_classifier($headroom.retry_classifier())
-            .retry_config($headroom.sdk_retry_config())
-            .retry_partition($headroom.sdk_retry_partition())
+            .retry_config(retry)
+            .retry_partition(partition)
             .stalled_stream_protection(stalls))
     }};
 }
