@@ -14,11 +14,7 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, InferenceConfiguration, Message,
 };
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
-    http_client_fn,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use tokio::time::Instant;
 use tower_headroom::Profile;
 use tower_headroom::admission::{Limit, Quota};
@@ -43,38 +39,24 @@ struct Sent {
 
 type Log = Arc<Mutex<Vec<Sent>>>;
 
-/// An HTTP client that logs each signed request, then hands it to `inner`.
+/// An HTTP client that logs each signed request's host, model path and signing region.
 fn recording(inner: SharedHttpClient, log: Log) -> SharedHttpClient {
-    #[derive(Debug)]
-    struct Recording {
-        inner: SharedHttpConnector,
-        log: Log,
-    }
-    impl HttpConnector for Recording {
-        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-            let uri: http::Uri = request.uri().parse().unwrap();
-            // `Credential=AKID/20240101/us-west-2/bedrock/aws4_request`: the third field.
-            let region = request
-                .headers()
-                .get("authorization")
-                .and_then(|a| a.split("Credential=").nth(1))
-                .and_then(|scope| scope.split('/').nth(2))
-                .unwrap_or_default()
-                .to_owned();
-            let path = uri.path().split("/model/").nth(1).unwrap_or_default();
-            self.log.lock().unwrap().push(Sent {
-                host: uri.host().unwrap_or_default().to_owned(),
-                path: path.to_owned(),
-                region,
-            });
-            self.inner.call(request)
-        }
-    }
-    http_client_fn(move |settings, components| {
-        SharedHttpConnector::new(Recording {
-            inner: inner.http_connector(settings, components),
-            log: Arc::clone(&log),
-        })
+    support::sdk::recording(inner, move |request| {
+        let uri: http::Uri = request.uri().parse().unwrap();
+        // `Credential=AKID/20240101/us-west-2/bedrock/aws4_request`: the third field.
+        let region = request
+            .headers()
+            .get("authorization")
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|scope| scope.split('/').nth(2))
+            .unwrap_or_default()
+            .to_owned();
+        let path = uri.path().split("/model/").nth(1).unwrap_or_default();
+        log.lock().unwrap().push(Sent {
+            host: uri.host().unwrap_or_default().to_owned(),
+            path: path.to_owned(),
+            region,
+        });
     })
 }
 

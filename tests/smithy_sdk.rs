@@ -115,43 +115,15 @@ fn policy(start: Instant) -> tower_headroom::retry::RetryPolicyBuilder {
 /// Every request that reached the backend: when, and its path.
 type Log = Arc<Mutex<Vec<(Instant, String)>>>;
 
-/// An HTTP client that logs each request, then hands it to `inner`.
+/// An HTTP client that logs each request (when, and its path), then hands it to `inner`.
 fn recording(inner: SharedHttpClient, log: Log) -> SharedHttpClient {
-    #[derive(Debug)]
-    struct Recording {
-        inner: SharedHttpConnector,
-        log: Log,
-    }
-    impl HttpConnector for Recording {
-        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-            let path = request
-                .uri()
-                .split_once("/model/")
-                .map_or(request.uri().to_owned(), |(_, p)| p.to_owned());
-            self.log.lock().unwrap().push((Instant::now(), path));
-            self.inner.call(request)
-        }
-    }
-    http_client_fn(move |settings, components| {
-        SharedHttpConnector::new(Recording {
-            inner: inner.http_connector(settings, components),
-            log: Arc::clone(&log),
-        })
+    support::sdk::recording(inner, move |request| {
+        let path = request
+            .uri()
+            .split_once("/model/")
+            .map_or(request.uri().to_owned(), |(_, p)| p.to_owned());
+        log.lock().unwrap().push((Instant::now(), path));
     })
-}
-
-/// The SDK's clock on tokio's (paused) time, so its time-based checks (stalled streams) see
-/// the virtual seconds pass.
-#[derive(Debug)]
-struct VirtualTime {
-    epoch: std::time::SystemTime,
-    start: Instant,
-}
-
-impl aws_smithy_async::time::TimeSource for VirtualTime {
-    fn now(&self) -> std::time::SystemTime {
-        self.epoch + self.start.elapsed()
-    }
 }
 
 fn bedrock_client<S>(
@@ -187,10 +159,7 @@ where
             None,
             "test",
         ))
-        .time_source(VirtualTime {
-            epoch: std::time::SystemTime::now(),
-            start: Instant::now(),
-        })
+        .time_source(support::sdk::VirtualTime::now())
         .http_client(http);
     let config = headroom.configure_bedrock(adjust(builder)).unwrap().build();
     aws_sdk_bedrockruntime::Client::from_conf(config)

@@ -7,6 +7,7 @@
 
 mod support {
     pub mod capture;
+    pub mod sdk;
 }
 
 use std::sync::Arc;
@@ -67,19 +68,6 @@ fn front_with(fault: Option<&str>, other_message: &str) -> SimService {
     builder.build().unwrap()
 }
 
-/// The SDK's clock on tokio's (paused) time, so its stalled-stream checks see virtual time.
-#[derive(Debug)]
-struct VirtualTime {
-    epoch: std::time::SystemTime,
-    start: Instant,
-}
-
-impl aws_smithy_async::time::TimeSource for VirtualTime {
-    fn now(&self) -> std::time::SystemTime {
-        self.epoch + self.start.elapsed()
-    }
-}
-
 struct Setup {
     client: aws_sdk_bedrockruntime::Client,
     quota: Quota<Arc<str>>,
@@ -123,10 +111,7 @@ fn setup_on(front: SimService, admission: bool) -> Setup {
             None,
             "test",
         ))
-        .time_source(VirtualTime {
-            epoch: std::time::SystemTime::now(),
-            start: Instant::now(),
-        })
+        .time_source(support::sdk::VirtualTime::now())
         .http_client(sdk_http_client(front.clone()));
     let config = headroom.configure_bedrock(builder).unwrap().build();
     Setup {

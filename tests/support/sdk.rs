@@ -79,3 +79,63 @@ pub async fn create_orders(client: &aws_sdk_dynamodb::Client) {
         .await
         .unwrap();
 }
+
+/// The SDK's clock on tokio's (paused) time, so its time-based checks (stalled streams,
+/// signing) see the virtual seconds pass.
+#[derive(Debug)]
+pub struct VirtualTime {
+    epoch: std::time::SystemTime,
+    start: tokio::time::Instant,
+}
+
+impl VirtualTime {
+    /// The wall clock now, advancing with tokio's clock from here.
+    pub fn now() -> Self {
+        VirtualTime {
+            epoch: std::time::SystemTime::now(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl aws_smithy_async::time::TimeSource for VirtualTime {
+    fn now(&self) -> std::time::SystemTime {
+        self.epoch + self.start.elapsed()
+    }
+}
+
+/// An HTTP client that shows each signed request to `see`, then hands it to `inner`.
+pub fn recording(
+    inner: SharedHttpClient,
+    see: impl Fn(&aws_smithy_runtime_api::client::orchestrator::HttpRequest) + Send + Sync + 'static,
+) -> SharedHttpClient {
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use std::sync::Arc;
+
+    type See = Arc<dyn Fn(&HttpRequest) + Send + Sync>;
+    struct Recording {
+        inner: SharedHttpConnector,
+        see: See,
+    }
+    impl std::fmt::Debug for Recording {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Recording")
+        }
+    }
+    impl HttpConnector for Recording {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            (self.see)(&request);
+            self.inner.call(request)
+        }
+    }
+    let see: See = Arc::new(see);
+    http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(Recording {
+            inner: inner.http_connector(settings, components),
+            see: Arc::clone(&see),
+        })
+    })
+}
