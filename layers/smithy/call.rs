@@ -160,14 +160,6 @@ impl<S: StoreSlot> CallHandle<S> {
     }
 }
 
-/// Where a new attempt goes when that is not where the operation points now: what the
-/// interceptor changes before the endpoint is resolved.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Retarget {
-    /// Resolve the endpoint and sign for this region (`None`: leave them).
-    pub(crate) region: Option<Arc<str>>,
-}
-
 impl<S: QuotaStore<Arc<str>>> Shared<S> {
     /// Starts a call from the client's `region`; `regional` when the service's requests can
     /// be moved to another region.
@@ -208,7 +200,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     /// attempt's endpoint is resolved; the region to move the operation to, if any, is
     /// returned, and the model id to rewrite the request to waits for
     /// [`take_pending_model`](Call::take_pending_model) (before signing).
-    pub(crate) fn begin_attempt(&self, call: &mut Call<S>, now: Instant) -> Retarget {
+    pub(crate) fn begin_attempt(&self, call: &mut Call<S>, now: Instant) -> Option<Arc<str>> {
         call.decision = None;
         if let Some(stale) = call.attempt.take() {
             // The previous attempt never ended (the SDK timed it out): it counts as a timeout.
@@ -322,11 +314,11 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         // Move the operation only when the attempt's region is not where it points now: to
         // the target's region, or back to the client's own.
         if region == call.moved_region {
-            return Retarget::default();
+            return None;
         }
         let to = region.clone().or_else(|| call.region.clone());
         call.moved_region = region;
-        Retarget { region: to }
+        to
     }
 
     /// Once admitted, the attempt takes a slot of its target's concurrency limit at `now`, or

@@ -194,10 +194,10 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         let Some(handle) = self.call(cfg) else {
             return Ok(());
         };
-        let retarget = self
+        let region = self
             .shared
             .begin_attempt(&mut handle.lock(), Instant::now());
-        if let Some(region) = retarget.region {
+        if let Some(region) = region {
             self.shape.reregion(cfg, &region)?;
         }
         Ok(())
