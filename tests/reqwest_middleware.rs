@@ -28,15 +28,41 @@ fn policy() -> RetryPolicy {
         .unwrap()
 }
 
+/// A client whose middleware runs `stack`.
+fn through<S>(stack: S) -> reqwest_middleware::ClientWithMiddleware
+where
+    TowerMiddleware<S>: reqwest_middleware::Middleware,
+{
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(TowerMiddleware::new(stack))
+        .build()
+}
+
+/// The retry layer alone over the rest of the chain.
+fn retrying() -> impl tower::Service<
+    http::Request<bytes::Bytes>,
+    Response = http::Response<reqwest::Body>,
+    Error = tower_headroom::BoxError,
+    Future = impl Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    ServiceBuilder::new()
+        .layer(RetryLayer::new(policy(), HttpClassifier::new()))
+        .service(NextService::new())
+}
+
+/// `http://addr` and a path prefix, as a stack target's key.
+fn base(addr: std::net::SocketAddr, prefix: &str) -> BaseUrl {
+    BaseUrl::parse(&format!("http://{addr}{prefix}")).unwrap()
+}
+
 #[tokio::test]
 async fn a_retry_layer_as_middleware_retries_a_503() {
     let (addr, connections) = server(vec![Behave::Status(503), Behave::Status(200)]).await;
-    let stack = ServiceBuilder::new()
-        .layer(RetryLayer::new(policy(), HttpClassifier::new()))
-        .service(NextService::new());
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TowerMiddleware::new(stack))
-        .build();
+    let stack = retrying();
+    let client = through(stack);
     let response = client
         .post(format!("http://{addr}/v1/chat/completions"))
         .body("{}")
@@ -56,19 +82,11 @@ async fn the_stack_falls_back_to_another_base_url() {
     let (up, up_calls) = server(vec![Behave::Status(200)]).await;
     let stack = StackBuilder::http()
         .retry(policy())
-        .target(Target::new(
-            "primary",
-            BaseUrl::parse(&format!("http://{down}")).unwrap(),
-        ))
-        .target(Target::new(
-            "backup",
-            BaseUrl::parse(&format!("http://{up}")).unwrap(),
-        ))
+        .target(Target::new("primary", base(down, "")))
+        .target(Target::new("backup", base(up, "")))
         .rewrite(NextService::new(), rebase)
         .unwrap();
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TowerMiddleware::new(stack))
-        .build();
+    let client = through(stack);
     let response = client
         .post(format!("http://{down}/v1/chat/completions"))
         .body("{}")
@@ -100,9 +118,7 @@ async fn an_attempt_timeout_drops_the_hanging_attempt() {
         .target(Target::new("only", ()))
         .services(vec![NextService::new()])
         .unwrap();
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TowerMiddleware::new(stack))
-        .build();
+    let client = through(stack);
     let started = std::time::Instant::now();
     let response = client
         .get(format!("http://{addr}/v1/models"))
@@ -118,12 +134,8 @@ async fn an_attempt_timeout_drops_the_hanging_attempt() {
 #[tokio::test]
 async fn a_streamed_body_is_sent_once_unretried() {
     let (addr, connections) = server(vec![Behave::Status(503), Behave::Status(200)]).await;
-    let stack = ServiceBuilder::new()
-        .layer(RetryLayer::new(policy(), HttpClassifier::new()))
-        .service(NextService::new());
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TowerMiddleware::new(stack))
-        .build();
+    let stack = retrying();
+    let client = through(stack);
     let stream = http_body_util::StreamBody::new(tokio_stream_once(b"{}"));
     let response = client
         .post(format!("http://{addr}/v1/chat/completions"))
@@ -164,14 +176,8 @@ async fn reqwest_service_behind_the_stack_with_base_urls() {
     let (up, up_calls) = server(vec![Behave::Status(200)]).await;
     let stack = StackBuilder::http()
         .retry(policy())
-        .target(Target::new(
-            "primary",
-            BaseUrl::parse(&format!("http://{down}/v1")).unwrap(),
-        ))
-        .target(Target::new(
-            "backup",
-            BaseUrl::parse(&format!("http://{up}/v1")).unwrap(),
-        ))
+        .target(Target::new("primary", base(down, "/v1")))
+        .target(Target::new("backup", base(up, "/v1")))
         .rewrite(ReqwestService::new(reqwest::Client::new()), rebase)
         .unwrap();
     let request = http::Request::post("/chat/completions")
@@ -187,12 +193,8 @@ async fn reqwest_service_behind_the_stack_with_base_urls() {
 #[tokio::test]
 async fn a_requests_own_timeout_holds_for_each_attempt() {
     let (addr, connections) = server(vec![Behave::Hang, Behave::Status(200)]).await;
-    let stack = ServiceBuilder::new()
-        .layer(RetryLayer::new(policy(), HttpClassifier::new()))
-        .service(NextService::new());
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TowerMiddleware::new(stack))
-        .build();
+    let stack = retrying();
+    let client = through(stack);
     let started = std::time::Instant::now();
     let response = client
         .get(format!("http://{addr}/v1/models"))
