@@ -468,7 +468,9 @@ fn shared_account_demand_is_about_the_quota() {
             .iter()
             .map(|a| match a.work {
                 scenarios::Work::Model { input_tokens, .. } => (input_tokens + 300) as f64,
-                scenarios::Work::Write { .. } | scenarios::Work::Chat { .. } => 0.0,
+                scenarios::Work::Write { .. }
+                | scenarios::Work::Read { .. }
+                | scenarios::Work::Chat { .. } => 0.0,
             })
             .sum()
     };

@@ -121,6 +121,7 @@ fn a_key_above_1000_wcu_throttles_with_the_key_range_reason_on_a_table_with_room
     assert_eq!(hot.consumed_wcu, 2.0 * PARTITION_MAX_WCU as f64);
     assert_eq!(hot.consumed_rcu, PARTITION_MAX_RCU as f64);
     assert_eq!((hot.writes_throttled, hot.reads_throttled), (2, 1));
+    assert_eq!((hot.writes, hot.reads), (2 * PARTITION_MAX_WCU, PARTITION_MAX_RCU));
     // The ten heaviest keys: the hot one, then cold ones of one unit each.
     assert_eq!(t.hot_keys.len(), 10);
     assert!(t.hot_keys[1..].iter().all(|k| k.consumed_wcu == 1.0));

@@ -57,6 +57,8 @@ impl KeyCeilings {
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Totals {
+    reads: u64,
+    writes: u64,
     read_half_units: u64,
     write_half_units: u64,
     reads_throttled: u64,
@@ -94,8 +96,10 @@ impl KeyTotals {
     pub(super) fn consumed(&mut self, key: &Arc<str>, read: bool, half_units: u64) {
         let t = self.entry(key);
         if read {
+            t.reads += 1;
             t.read_half_units += half_units;
         } else {
+            t.writes += 1;
             t.write_half_units += half_units;
         }
     }
@@ -117,6 +121,8 @@ impl KeyTotals {
             .take(n)
             .map(|(key, t)| KeyStats {
                 key: key.clone(),
+                reads: t.reads,
+                writes: t.writes,
                 consumed_rcu: t.read_half_units as f64 / 2.0,
                 consumed_wcu: t.write_half_units as f64 / 2.0,
                 reads_throttled: t.reads_throttled,

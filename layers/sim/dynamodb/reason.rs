@@ -6,7 +6,13 @@
 //! `MaxOnDemandThroughputExceeded` / `AccountLimitExceeded`), sent with the ARN of the throttled
 //! table: <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ThrottlingReason.html>.
 //! The error body carries them as `ThrottlingReasons: [{ "reason", "resource" }]`
-//! (<https://docs.aws.amazon.com/botocore/latest/reference/services/dynamodb/client/exceptions/ProvisionedThroughputExceededException.html>).
+//! (<https://docs.aws.amazon.com/botocore/latest/reference/services/dynamodb/client/exceptions/ProvisionedThroughputExceededException.html>;
+//! aws-sdk-dynamodb 1.136's deserializers read exactly these keys, on
+//! `ProvisionedThroughputExceededException`, `ThrottlingException` and `RequestLimitExceeded`).
+//! Which exception carries which limit is not spelled out in the pages found: the simulator
+//! sends `ProvisionedThroughputExceededException` for provisioned, key-range and on-demand
+//! peak throttles (its documented meaning, "Your request rate is too high") and
+//! `ThrottlingException` for an on-demand table's configured maximum.
 //! The simulator models tables only (no index), and no account limit.
 
 use std::borrow::Cow;

@@ -32,6 +32,10 @@ pub struct PartitionStats {
 pub struct KeyStats {
     /// The partition key, as the call rendered it.
     pub key: Arc<str>,
+    /// Its reads admitted.
+    pub reads: u64,
+    /// Its writes admitted.
+    pub writes: u64,
     /// Read capacity units its admitted reads consumed.
     pub consumed_rcu: f64,
     /// Write capacity units its admitted writes consumed.
