@@ -64,7 +64,7 @@
 //! [`ConfigError`] naming the field and the value, never a panic.
 //!
 //! Why hand-written: the quota semantics (fixed windows shared by all callers, reserve then
-//! settle with burndown, DynamoDB's debt-allowing burst buckets per partition) are the point of
+//! settle with burndown, DynamoDB's debt-allowing burst buckets and per-key ceilings) are the point of
 //! the simulator, and no limiter crate takes a `tokio` `Instant` as an argument or settles a
 //! reservation after the fact.
 
@@ -263,7 +263,8 @@ pub struct SimCounts {
     /// Rejected by a tokens-per-day quota (Bedrock's model or account-wide TPD: "Too many
     /// tokens per day").
     pub throttled_daily: u64,
-    /// Rejected by provisioned capacity (DynamoDB table or partition).
+    /// Rejected by DynamoDB capacity (table, key or partition, on-demand peak or maximum; the
+    /// reason is on the [`SimError`] and in [`TableStats::throttled`]).
     pub throttled_capacity: u64,
     /// Rejected by an overload episode ("Model ... is currently overloaded").
     pub overloaded: u64,
