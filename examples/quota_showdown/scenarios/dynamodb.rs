@@ -16,9 +16,9 @@ use super::{
 /// The hot key.
 pub const HOT_KEY: &str = "order#hot";
 /// The table's provisioned write capacity: what the hot key may take (its 1,000 WCU/s
-/// ceiling) and every other writer (about 60 WCU/s) fit.
+/// ceiling, 60 WCU/s between bursts) and every other writer (about 45 WCU/s) fit.
 pub const WCU: u64 = 1_500;
-/// The table's provisioned read capacity: 40 reads per second of one unit fit.
+/// The table's provisioned read capacity: 10 reads per second of one unit fit.
 pub const RCU: u64 = 100;
 /// The apps, in plan order: the hot key's writer, the other keys' writer, the reader.
 pub const APPS: [&str; 3] = ["hot-writer", "writer", "reader"];
@@ -36,25 +36,25 @@ pub(super) fn hot_key(seed: u64) -> Result<Parts, BoxError> {
         }],
     };
     let sim = DynamoSim::builder().table(table).build()?;
-    // Per second: the hot key 375 writes of about 4 KB (4 WCU each, 1,500 WCU: over its
-    // ceiling for longer than the one second its bucket holds) in the first five seconds of
-    // every twenty, 20 (80 WCU) in the other fifteen; 40 writes of 1-2 KB (1 or 2 WCU) to
-    // random other keys; 40 one-unit reads (half strongly consistent), one in ten of the hot
-    // key.
+    // Per second: the hot key 50 writes of 30 KB (30 WCU each, 1,500 WCU: over its ceiling
+    // for longer than the one second its bucket holds) in the first five seconds of every
+    // twenty, 2 (60 WCU) in the other fifteen; 10 writes of 3-6 KB (3 to 6 WCU) to random
+    // other keys; 10 one-unit reads (half strongly consistent), one in ten of the hot key.
+    // Large items keep the call count, and so the run, small.
     let mut out = Vec::new();
     let mut r = rng(seed, 0);
     let hot: Arc<str> = Arc::from(HOT_KEY);
     for second in 0..minutes(5) * 60 {
-        let n = if second % 20 < 5 { 375 } else { 20 };
+        let n = if second % 20 < 5 { 50 } else { 2 };
         spread(&mut out, &mut r, second, n, 0, |r| Work::Write {
             key: hot.clone(),
-            payload: r.u64(3_100..4_000),
+            payload: r.u64(29_800..30_700),
         });
-        spread(&mut out, &mut r, second, 40, 1, |r| Work::Write {
+        spread(&mut out, &mut r, second, 10, 1, |r| Work::Write {
             key: Arc::from(format!("order#{}", r.u32(..100_000))),
-            payload: r.u64(500..2_000),
+            payload: r.u64(2_100..6_100),
         });
-        spread(&mut out, &mut r, second, 40, 2, |r| Work::Read {
+        spread(&mut out, &mut r, second, 10, 2, |r| Work::Read {
             key: if r.u8(..10) == 0 {
                 hot.clone()
             } else {

@@ -152,7 +152,7 @@ pub fn title(scenario: u8) -> &'static str {
         }
         4 => "regional outage: us-east-1 answers 503 for 60 s (minute 4), us-west-2 healthy",
         5 => {
-            "DynamoDB hot key, adaptive capacity: one key bursting to 1,500 WCU/s for 5 s in 20 (its ceiling is 1,000) on a 1,500 WCU / 100 RCU table, beside 40 writes/s to other keys and 40 reads/s"
+            "DynamoDB hot key, adaptive capacity: one key bursting to 1,500 WCU/s for 5 s in 20 (its ceiling is 1,000) on a 1,500 WCU / 100 RCU table, beside 10 writes/s to other keys and 10 reads/s"
         }
         6 => {
             "shared account: chat 100/min + batch 6/min on a 200,000 TPM model (no RPM), an unmanaged neighbour in minutes 3-8"
