@@ -257,10 +257,7 @@ fn a_hot_key_throttles_on_its_partition_while_the_table_has_room_in_the_even_spl
     );
     assert_eq!(t.partitions[hot_partition].consumed_wcu(), 25.0);
     // The same key always lands on the same partition.
-    let again = DynamoSim::builder()
-        .table(even())
-        .build()
-        .unwrap();
+    let again = DynamoSim::builder().table(even()).build().unwrap();
     assert_eq!(again.partition(TABLE, hot), Some(hot_partition));
 }
 

@@ -23,7 +23,11 @@ fn sim(config: TableConfig, t0: Instant) -> DynamoSim {
 }
 
 fn provisioned(rcu: u64, wcu: u64) -> TableConfig {
-    TableConfig::builder(TABLE).rcu(rcu).wcu(wcu).build().unwrap()
+    TableConfig::builder(TABLE)
+        .rcu(rcu)
+        .wcu(wcu)
+        .build()
+        .unwrap()
 }
 
 /// Calls made by `call(i)` at `now` until one is throttled: (admitted, the throttle).
@@ -108,20 +112,35 @@ fn a_key_above_1000_wcu_throttles_with_the_key_range_reason_on_a_table_with_room
     );
     // The key's ceiling refills at 1,000 WCU per second and holds one second, no burst.
     let later = t0 + Duration::from_secs(600);
-    assert_eq!(until_throttled(&sim, later, |_| write("hot")).0, PARTITION_MAX_WCU);
+    assert_eq!(
+        until_throttled(&sim, later, |_| write("hot")).0,
+        PARTITION_MAX_WCU
+    );
 
     let stats = sim.stats_at(later);
     let t = stats.table(TABLE).unwrap();
-    assert_eq!(t.throttled(ThrottlingReason::TableWriteKeyRangeThroughputExceeded), 2);
-    assert_eq!(t.throttled(ThrottlingReason::TableWriteProvisionedThroughputExceeded), 1);
-    assert_eq!(t.throttled(ThrottlingReason::TableReadKeyRangeThroughputExceeded), 1);
+    assert_eq!(
+        t.throttled(ThrottlingReason::TableWriteKeyRangeThroughputExceeded),
+        2
+    );
+    assert_eq!(
+        t.throttled(ThrottlingReason::TableWriteProvisionedThroughputExceeded),
+        1
+    );
+    assert_eq!(
+        t.throttled(ThrottlingReason::TableReadKeyRangeThroughputExceeded),
+        1
+    );
     assert_eq!(t.writes.throttled_capacity, 3);
     let hot = &t.hot_keys[0];
     assert_eq!(&*hot.key, "hot");
     assert_eq!(hot.consumed_wcu, 2.0 * PARTITION_MAX_WCU as f64);
     assert_eq!(hot.consumed_rcu, PARTITION_MAX_RCU as f64);
     assert_eq!((hot.writes_throttled, hot.reads_throttled), (2, 1));
-    assert_eq!((hot.writes, hot.reads), (2 * PARTITION_MAX_WCU, PARTITION_MAX_RCU));
+    assert_eq!(
+        (hot.writes, hot.reads),
+        (2 * PARTITION_MAX_WCU, PARTITION_MAX_RCU)
+    );
     // The ten heaviest keys: the hot one, then cold ones of one unit each.
     assert_eq!(t.hot_keys.len(), 10);
     assert!(t.hot_keys[1..].iter().all(|k| k.consumed_wcu == 1.0));
@@ -193,21 +212,35 @@ fn on_demand_takes_twice_the_previous_peak_and_a_new_peak_counts_30_minutes_late
         Some(ThrottlingReason::TableWriteKeyRangeThroughputExceeded)
     );
     assert_eq!(err.code(), "ProvisionedThroughputExceededException");
-    assert!(err.message().starts_with("Throughput exceeds the current capacity"));
+    assert!(
+        err.message()
+            .starts_with("Throughput exceeds the current capacity")
+    );
     // No burst credit: a minute later, after an idle minute, 100 again.
     let t1 = t0 + Duration::from_secs(60);
-    assert_eq!(until_throttled(&sim, t1, |i| write(&format!("a{i}"))).0, 100);
+    assert_eq!(
+        until_throttled(&sim, t1, |i| write(&format!("a{i}"))).0,
+        100
+    );
     // The first second's 100 WCU becomes the previous peak 30 minutes later: 200 at once.
     let t2 = t0 + Duration::from_secs(30 * 60 - 1);
-    assert_eq!(until_throttled(&sim, t2, |i| write(&format!("b{i}"))).0, 100);
+    assert_eq!(
+        until_throttled(&sim, t2, |i| write(&format!("b{i}"))).0,
+        100
+    );
     let t3 = t0 + Duration::from_secs(30 * 60 + 1);
-    assert_eq!(until_throttled(&sim, t3, |i| write(&format!("c{i}"))).0, 200);
+    assert_eq!(
+        until_throttled(&sim, t3, |i| write(&format!("c{i}"))).0,
+        200
+    );
     let stats = sim.stats_at(t3);
     let t = stats.table(TABLE).unwrap();
     assert_eq!(t.previous_peak, Some((100.0, 100.0)));
     assert_eq!(t.on_demand_peak_throttles, 4);
     // Reads on the same rule, apart: twice 100 RCU.
-    let (reads, _) = until_throttled(&sim, t3, |i| DynamoCall::read(TABLE, format!("r{i}"), 1, true));
+    let (reads, _) = until_throttled(&sim, t3, |i| {
+        DynamoCall::read(TABLE, format!("r{i}"), 1, true)
+    });
     assert_eq!(reads, 200);
 }
 
@@ -247,7 +280,9 @@ fn on_demand_maximum_throughput_throttles_with_its_reason() {
         err.throttling_reason(),
         Some(ThrottlingReason::TableWriteMaxOnDemandThroughputExceeded)
     );
-    let (n, err) = until_throttled(&sim, t0, |i| DynamoCall::read(TABLE, format!("k{i}"), 1, true));
+    let (n, err) = until_throttled(&sim, t0, |i| {
+        DynamoCall::read(TABLE, format!("k{i}"), 1, true)
+    });
     assert_eq!(n, 20);
     assert_eq!(
         err.throttling_reason(),
@@ -257,8 +292,14 @@ fn on_demand_maximum_throughput_throttles_with_its_reason() {
     let t1 = t0 + Duration::from_secs(1);
     assert_eq!(until_throttled(&sim, t1, |i| write(&format!("n{i}"))).0, 30);
     let t = &sim.stats_at(t1).tables[0];
-    assert_eq!(t.throttled(ThrottlingReason::TableWriteMaxOnDemandThroughputExceeded), 2);
-    assert_eq!(t.throttled(ThrottlingReason::TableReadMaxOnDemandThroughputExceeded), 1);
+    assert_eq!(
+        t.throttled(ThrottlingReason::TableWriteMaxOnDemandThroughputExceeded),
+        2
+    );
+    assert_eq!(
+        t.throttled(ThrottlingReason::TableReadMaxOnDemandThroughputExceeded),
+        1
+    );
     assert_eq!(t.on_demand_peak_throttles, 0);
 }
 
@@ -278,7 +319,13 @@ async fn the_service_rejection_carries_the_reason() {
         .call(DynamoCall::write(TABLE, "k", 2_000))
         .await
         .unwrap();
-    let err = svc.ready().await.unwrap().call(write("k")).await.unwrap_err();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(write("k"))
+        .await
+        .unwrap_err();
     assert_eq!(
         err.throttling_reason(),
         Some(ThrottlingReason::TableWriteProvisionedThroughputExceeded)
@@ -327,7 +374,10 @@ fn capacity_options_are_configured_and_checked() {
     let err = sim
         .charge(&DynamoCall::write("b", "k", 6 * 1_024), Instant::now())
         .map(|_| ())
-        .and_then(|()| sim.charge(&DynamoCall::write("b", "k", 1), Instant::now()).map(|_| ()))
+        .and_then(|()| {
+            sim.charge(&DynamoCall::write("b", "k", 1), Instant::now())
+                .map(|_| ())
+        })
         .unwrap_err();
     assert_eq!(
         err.throttled_resource(),
@@ -344,7 +394,10 @@ fn capacity_options_are_configured_and_checked() {
             "max_write_request_units",
         ),
         (
-            TableConfig::builder(TABLE).on_demand().max_read_request_units(0).build(),
+            TableConfig::builder(TABLE)
+                .on_demand()
+                .max_read_request_units(0)
+                .build(),
             "max_read_request_units",
         ),
         (
@@ -355,7 +408,11 @@ fn capacity_options_are_configured_and_checked() {
             "capacity_model",
         ),
         (
-            TableConfig::builder(TABLE).rcu(1).wcu(1).previous_peak(1, 1).build(),
+            TableConfig::builder(TABLE)
+                .rcu(1)
+                .wcu(1)
+                .previous_peak(1, 1)
+                .build(),
             "previous_peak_rcu",
         ),
     ];

@@ -13,8 +13,7 @@ use tower::{Service, ServiceExt};
 use tower_headroom::classify::aws;
 use tower_headroom::sim::front::{SimFile, SimService};
 use tower_headroom::sim::{
-    BedrockSim, CapacityModel, DynamoSim, Episode, ModelConfig, OutputLength, SimError,
-    TableConfig,
+    BedrockSim, CapacityModel, DynamoSim, Episode, ModelConfig, OutputLength, SimError, TableConfig,
 };
 use tower_headroom::{OutcomeKind, ThrottleScope};
 

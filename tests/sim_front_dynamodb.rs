@@ -64,8 +64,11 @@ fn item(key: &str) -> Value {
 fn exhaust(sim: &DynamoSim, key: &str) {
     let now = tokio::time::Instant::now();
     for _ in 0..1_000 {
-        sim.charge(&tower_headroom::sim::DynamoCall::write("orders", key, 900), now)
-            .unwrap();
+        sim.charge(
+            &tower_headroom::sim::DynamoCall::write("orders", key, 900),
+            now,
+        )
+        .unwrap();
     }
 }
 

@@ -93,11 +93,11 @@ pub use self::bedrock::{
     ModelConfigBuilder, ModelReply, ModelStats, OutputLength, RegionStats, StopReason, WindowStats,
 };
 pub use self::dynamodb::{
-    DynamoCall, DynamoConfig, DynamoFuture, DynamoReply, DynamoSim, DynamoSimBuilder, DynamoStats,
-    BillingMode, CapacityModel, DEFAULT_ACCOUNT_ID, DEFAULT_REGION, KeyStats, MAX_BURST_SECONDS,
-    MAX_CAPACITY, MAX_PARTITIONS, NEW_ON_DEMAND_PEAK_RCU, NEW_ON_DEMAND_PEAK_WCU, Op,
-    PARTITION_MAX_RCU, PARTITION_MAX_WCU, PartitionStats, TableConfig, TableConfigBuilder,
-    TableStats, ThrottlingReason,
+    BillingMode, CapacityModel, DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DynamoCall, DynamoConfig,
+    DynamoFuture, DynamoReply, DynamoSim, DynamoSimBuilder, DynamoStats, KeyStats,
+    MAX_BURST_SECONDS, MAX_CAPACITY, MAX_PARTITIONS, NEW_ON_DEMAND_PEAK_RCU,
+    NEW_ON_DEMAND_PEAK_WCU, Op, PARTITION_MAX_RCU, PARTITION_MAX_WCU, PartitionStats, TableConfig,
+    TableConfigBuilder, TableStats, ThrottlingReason,
 };
 pub use self::endpoint::{
     EndpointConfig, EndpointFuture, EndpointLimit, EndpointSim, EndpointSimBuilder, EndpointStats,

@@ -54,8 +54,8 @@ impl DynamoSim {
         Some(partition_of(partition_key, table.partitions))
     }
 
-    /// The synchronous core: admits the call at `now` under its table's capacity model (see
-    /// the [module docs](super)) and returns the capacity units consumed, or rejects it with
+    /// The synchronous core: admits the call at `now` under its table's capacity model
+    /// ([`CapacityModel`], [`BillingMode`](super::BillingMode)) and returns the capacity units consumed, or rejects it with
     /// the throttling reason attached ([`SimError::throttling_reason`]). Never sleeps.
     pub fn charge(&self, call: &DynamoCall, now: Instant) -> Result<f64, SimError> {
         let inner = &self.inner;
@@ -84,7 +84,12 @@ impl DynamoSim {
             now,
             second,
         ) {
-            if read { &mut table.reads } else { &mut table.writes }.count(Rejection::Capacity);
+            if read {
+                &mut table.reads
+            } else {
+                &mut table.writes
+            }
+            .count(Rejection::Capacity);
             table.throttled(&call.partition_key, partition, read, limit);
             state.callers.count(&call.caller, Rejection::Capacity);
             return Err(throttle_error(
@@ -94,7 +99,11 @@ impl DynamoSim {
                 &config.arn,
             ));
         }
-        let counts = if read { &mut table.reads } else { &mut table.writes };
+        let counts = if read {
+            &mut table.reads
+        } else {
+            &mut table.writes
+        };
         counts.admitted += 1;
         counts.completed += 1;
         table.consumed(&call.partition_key, partition, read, half_units);

@@ -38,7 +38,8 @@ impl KeyCeilings {
     pub(super) fn get(&mut self, key: &Arc<str>, now: Instant) -> &mut Ceiling {
         if !self.keys.contains_key(&**key) {
             if self.keys.len() >= self.sweep_at.max(CEILING_KEYS) {
-                self.keys.retain(|_, c| !(c.read.is_full(now) && c.write.is_full(now)));
+                self.keys
+                    .retain(|_, c| !(c.read.is_full(now) && c.write.is_full(now)));
                 self.sweep_at = (self.keys.len() * 2).max(CEILING_KEYS);
             }
             self.keys.insert(
@@ -67,7 +68,9 @@ struct Totals {
 
 impl Totals {
     fn weight(&self) -> u64 {
-        self.read_half_units + self.write_half_units + 2 * (self.reads_throttled + self.writes_throttled)
+        self.read_half_units
+            + self.write_half_units
+            + 2 * (self.reads_throttled + self.writes_throttled)
     }
 }
 
@@ -90,7 +93,9 @@ impl KeyTotals {
             }
             self.keys.insert(key.clone(), Totals::default());
         }
-        self.keys.get_mut(&**key).expect("the key was inserted above")
+        self.keys
+            .get_mut(&**key)
+            .expect("the key was inserted above")
     }
 
     pub(super) fn consumed(&mut self, key: &Arc<str>, read: bool, half_units: u64) {

@@ -105,7 +105,12 @@ impl OnDemand {
     }
 
     pub(super) fn spend(&mut self, read: bool, half_units: u64) {
-        if read { &mut self.read } else { &mut self.write }.used += half_units;
+        if read {
+            &mut self.read
+        } else {
+            &mut self.write
+        }
+        .used += half_units;
     }
 
     /// The previous peak in force, (RCU, WCU) per second.

@@ -235,7 +235,11 @@ impl TableState {
                 on_demand.spend(read, half_units);
             }
             None => {
-                let table = if read { &mut self.read } else { &mut self.write };
+                let table = if read {
+                    &mut self.read
+                } else {
+                    &mut self.write
+                };
                 if !table.has_room(now) {
                     return Err(Limit::Provisioned);
                 }
@@ -262,7 +266,13 @@ impl TableState {
     }
 
     /// Counts an admitted call's consumption.
-    pub(super) fn consumed(&mut self, key: &Arc<str>, partition: usize, read: bool, half_units: u64) {
+    pub(super) fn consumed(
+        &mut self,
+        key: &Arc<str>,
+        partition: usize,
+        read: bool,
+        half_units: u64,
+    ) {
         let p = &mut self.partitions[partition].stats;
         if read {
             p.consumed_read_half_units += half_units;

@@ -16,7 +16,8 @@ use crate::sim::front::{Head, sim_error};
 
 /// Whether `item` holds every attribute of `key` with the same value.
 fn matches_key(item: &Map<String, Value>, key: &Map<String, Value>) -> bool {
-    key.iter().all(|(name, value)| item.get(name) == Some(value))
+    key.iter()
+        .all(|(name, value)| item.get(name) == Some(value))
 }
 
 impl DynamoFront {
@@ -187,7 +188,10 @@ impl DynamoFront {
             let (mut refused, mut units) = (Vec::new(), 0.0);
             for key in keys {
                 let key_map = key.as_object().ok_or_else(missing_key)?;
-                let pk_value = key_map.get(&*pk).and_then(key_text).ok_or_else(missing_key)?;
+                let pk_value = key_map
+                    .get(&*pk)
+                    .and_then(key_text)
+                    .ok_or_else(missing_key)?;
                 let found = items
                     .iter()
                     .position(|i| i.as_object().is_some_and(|i| matches_key(i, key_map)));

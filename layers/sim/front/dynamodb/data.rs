@@ -8,9 +8,9 @@ use super::capacity::{charge, report, with_capacity};
 use super::keys::{key_text, missing_key, query_key, table_name};
 use super::{DynamoFront, DynamoOp};
 use crate::sim::DynamoCall;
+use crate::sim::front::Head;
 use crate::sim::front::item_size::{item_size, value_size};
 use crate::sim::front::wire::{WireError, WireResponse};
-use crate::sim::front::Head;
 
 impl DynamoFront {
     pub(super) async fn write(
