@@ -208,3 +208,52 @@ async fn a_batch_get_returns_exactly_the_throttled_keys() {
         json!([{"reason": "TableReadKeyRangeThroughputExceeded", "resource": ARN}])
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_maximum_is_a_throttling_exception_with_its_reason() {
+    let sim = DynamoSim::builder()
+        .table(
+            TableConfig::builder("orders")
+                .on_demand()
+                .max_write_request_units(1)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let mut front = SimService::builder()
+        .dynamodb(sim)
+        .partition_key("orders", "pk")
+        .build()
+        .unwrap();
+    let put = || {
+        dynamo(
+            "PutItem",
+            json!({"TableName": "orders", "Item": {"pk": {"S": "k"}}}),
+        )
+    };
+    assert_eq!(send(&mut front, put()).await.status(), 200);
+    let response = send(&mut front, put()).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.headers()["x-amzn-errortype"],
+        "ThrottlingException"
+    );
+    let body = json_of(response).await;
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#ThrottlingException"
+    );
+    assert_eq!(
+        body["ThrottlingReasons"],
+        json!([{"reason": "TableWriteMaxOnDemandThroughputExceeded", "resource": ARN}])
+    );
+    let kind = tower_headroom::classify::aws::classify(
+        body["__type"].as_str().unwrap(),
+        body["message"].as_str(),
+    );
+    assert!(
+        matches!(kind, tower_headroom::OutcomeKind::Throttled(_)),
+        "{kind:?}"
+    );
+}
