@@ -64,5 +64,9 @@ fn a_key_warned_about_is_warned_again_only_after_the_window() {
         }
     });
     // Seconds 0, 5 and 10.
-    assert_eq!(logs.lines().filter(|l| l.contains("WARN")).count(), 3, "{logs}");
+    assert_eq!(
+        logs.lines().filter(|l| l.contains("WARN")).count(),
+        3,
+        "{logs}"
+    );
 }
