@@ -21,31 +21,14 @@
 //! scrapes the endpoint and checks that every query of the Grafana dashboard names a series
 //! the crate emitted.
 
+#[path = "support/bedrock_traffic.rs"]
+mod traffic;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::OnceLock;
 
-use aws_sdk_bedrockruntime::config::retry::{RetryConfig, RetryPartition};
-use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, InferenceConfiguration, Message,
-};
-use aws_smithy_async::time::TimeSource;
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tower_headroom::admission::Quota;
-use tower_headroom::fallback::Target;
-use tower_headroom::sim::front::{SimService, sdk_http_client};
-use tower_headroom::sim::{BedrockSim, Episode, ModelConfig, OutputLength};
-use tower_headroom::smithy::SdkHeadroom;
-use tower_headroom::{BoxError, Profile};
-
-const SONNET: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
-const EAST: &str = "us-east-1";
-const WEST: &str = "us-west-2";
-/// The console's tokens per minute for the model, in each region.
-const TPM: u64 = 60_000;
-const MINUTE: Duration = Duration::from_secs(60);
+use tower_headroom::BoxError;
 
 /// Where to serve, and whether to stop after the scenario.
 #[derive(Clone, Debug)]
@@ -121,23 +104,13 @@ pub async fn tour(options: Options) -> Result<Summary, BoxError> {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // Six virtual minutes on a paused clock, on a thread of its own.
-    let (calls, completed) = std::thread::spawn(|| -> Result<(usize, usize), String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(scenario()).map_err(|e| e.to_string())
-    })
-    .join()
-    .map_err(|_| "the scenario panicked")??;
+    let done = traffic::run_virtual(|_minute| ())?;
 
     let scrape = scrape(&url).await?;
     Ok(Summary {
         url,
-        calls,
-        completed,
+        calls: done.calls,
+        completed: done.completed,
         scrape,
     })
 }
@@ -150,141 +123,6 @@ async fn scrape(url: &str) -> Result<String, BoxError> {
     let response = client.get(url.parse()?).await?;
     let body = response.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8(body.to_vec())?)
-}
-
-/// The SDK's clock: the wall clock at the start plus the virtual time since.
-#[derive(Debug)]
-struct VirtualTime {
-    epoch: SystemTime,
-    start: tokio::time::Instant,
-}
-
-impl TimeSource for VirtualTime {
-    fn now(&self) -> SystemTime {
-        self.epoch + self.start.elapsed()
-    }
-}
-
-fn sdk_config(http: SharedHttpClient, partition: &str) -> aws_sdk_bedrockruntime::config::Builder {
-    aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::from_static(EAST))
-        .endpoint_url("http://bedrock.sim")
-        // The front does not check signatures.
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "example",
-            None,
-            None,
-            "demo",
-        ))
-        .retry_partition(RetryPartition::new(partition.to_owned()))
-        .time_source(VirtualTime {
-            epoch: SystemTime::now(),
-            start: tokio::time::Instant::now(),
-        })
-        .http_client(http)
-}
-
-fn converse_request(
-    client: &aws_sdk_bedrockruntime::Client,
-    input_tokens: usize,
-) -> Result<aws_sdk_bedrockruntime::operation::converse::builders::ConverseFluentBuilder, BoxError>
-{
-    // The simulator counts a token per four characters.
-    let message = Message::builder()
-        .role(ConversationRole::User)
-        .content(ContentBlock::Text("x".repeat(input_tokens * 4)))
-        .build()?;
-    Ok(client
-        .converse()
-        .model_id(SONNET)
-        .messages(message)
-        .inference_config(InferenceConfiguration::builder().max_tokens(300).build()))
-}
-
-/// The scenario: our client sends a call every 1.2 s for six minutes (about 50,000 of the
-/// 60,000 tokens per minute reserved); a neighbour on the same account bursts in the second
-/// minute; us-east-1 answers 503 in the fourth. Returns our calls and completions.
-async fn scenario() -> Result<(usize, usize), BoxError> {
-    let model = |region: &str| {
-        ModelConfig::builder(SONNET, region)
-            .tpm(TPM)
-            .ttft(Duration::from_millis(300))
-            .per_output_token(Duration::from_millis(10))
-            .output(OutputLength::Fixed { tokens: 120 })
-    };
-    let sim = BedrockSim::builder()
-        .model(
-            model(EAST)
-                .outage(Episode::new(3 * MINUTE, MINUTE))
-                .build()?,
-        )
-        .model(model(WEST).build()?)
-        .seed(7)
-        .build()?;
-    let http = sdk_http_client(SimService::builder().bedrock(sim).build()?);
-
-    // As a user configures it: the console's TPM per model and region, the Bedrock profile's
-    // defaults for everything else, us-west-2 as the fallback target.
-    let limit = || Profile::Bedrock.limit().units(TPM).build();
-    let west_key: Arc<str> = Arc::from(format!("{SONNET}@{WEST}"));
-    let quota = Quota::builder(limit()?)
-        .key_limit(Arc::clone(&west_key), limit()?)
-        .build();
-    let headroom = SdkHeadroom::builder(Profile::Bedrock)
-        .target(
-            Target::new("east", Arc::from(SONNET))
-                .model("claude-3-5-sonnet")
-                .region(EAST),
-        )
-        .target_model(
-            Target::new("west", west_key)
-                .model("claude-3-5-sonnet")
-                .region(WEST),
-            SONNET,
-        )
-        .quota(quota)
-        .seed(7)
-        .build()?;
-    let ours = aws_sdk_bedrockruntime::Client::from_conf(
-        headroom
-            .configure_bedrock(sdk_config(http.clone(), "ours"))?
-            .build(),
-    );
-    let neighbour = aws_sdk_bedrockruntime::Client::from_conf(
-        sdk_config(http, "neighbour")
-            .retry_config(RetryConfig::standard())
-            .build(),
-    );
-
-    let start = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    // The neighbour: 30 calls of 1,500 tokens at once, one minute in.
-    for _ in 0..30 {
-        let request = converse_request(&neighbour, 1_500)?;
-        tasks.spawn(async move {
-            tokio::time::sleep_until(start + MINUTE).await;
-            let _ = request.send().await;
-            None
-        });
-    }
-    let mut calls = 0;
-    let mut at = Duration::ZERO;
-    while at < 6 * MINUTE {
-        let request = converse_request(&ours, 400)?;
-        tasks.spawn(async move {
-            tokio::time::sleep_until(start + at).await;
-            Some(request.send().await.is_ok())
-        });
-        calls += 1;
-        at += Duration::from_millis(1_200);
-    }
-    let mut completed = 0;
-    while let Some(done) = tasks.join_next().await {
-        completed += usize::from(done? == Some(true));
-    }
-    Ok((calls, completed))
 }
 
 #[tokio::main]
