@@ -62,6 +62,7 @@ pub mod concurrency;
 pub mod deadline;
 mod error;
 pub mod fallback;
+pub mod hot_keys;
 #[cfg(any(feature = "sim", feature = "dynamodb"))]
 mod item_size;
 pub mod lifecycle;

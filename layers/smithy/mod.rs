@@ -136,6 +136,8 @@ use crate::stack::Profile;
 use crate::timeout::AttemptTimeout;
 use crate::{Outcome, OutcomeKind};
 
+#[cfg(feature = "dynamodb")]
+pub mod batch;
 #[cfg(feature = "bedrock")]
 mod bedrock;
 mod builder;

@@ -1,0 +1,194 @@
+//! [`BatchReader`]: any number of keys, read in `BatchGetItem`s of 100 with their
+//! `UnprocessedKeys` resent.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+
+use super::{BatchCall, BatchStop, MAX_GET_BATCH, Pacing, Progress, Tabled, drive, failed_batch};
+
+/// An item, or a key: attribute names and values.
+type Item = HashMap<String, AttributeValue>;
+
+/// Reads any number of keys; see [the module docs](super).
+#[derive(Clone, Debug)]
+pub struct BatchReader {
+    client: aws_sdk_dynamodb::Client,
+    pacing: Pacing,
+    options: HashMap<String, KeysAndAttributes>,
+}
+
+/// What a [`BatchReader::get`] read.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct BatchRead {
+    /// The items found, per table (a key with no item has none).
+    pub items: HashMap<String, Vec<Item>>,
+    /// Keys DynamoDB processed.
+    pub keys: usize,
+    /// `BatchGetItem` calls sent.
+    pub batches: usize,
+    /// Keys sent again after DynamoDB left them unprocessed or a batch call failed.
+    pub resent: usize,
+}
+
+/// A [`BatchReader::get`] stopped with keys left: why, every key not read, and what was read.
+///
+/// `Display` and `Debug` show counts and the reason, never a key or an item.
+#[non_exhaustive]
+pub struct BatchGetError {
+    /// Why it stopped.
+    pub stop: BatchStop,
+    /// Every key not read, with its table, in the order given.
+    pub unread: Vec<(String, Item)>,
+    /// The items read before it stopped.
+    pub read: BatchRead,
+}
+
+impl fmt::Display for BatchGetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} keys not read ({} read in {} batches): {}",
+            self.unread.len(),
+            self.read.keys,
+            self.read.batches,
+            self.stop
+        )
+    }
+}
+
+impl fmt::Debug for BatchGetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchGetError")
+            .field("stop", &self.stop)
+            .field("unread", &self.unread.len())
+            .field("read_keys", &self.read.keys)
+            .finish()
+    }
+}
+
+impl std::error::Error for BatchGetError {}
+
+impl BatchReader {
+    /// A reader over `client` (configure it with
+    /// [`SdkHeadroom::configure_dynamodb`](crate::smithy::SdkHeadroom::configure_dynamodb) to
+    /// admit every batch against its tables' capacity).
+    pub fn new(client: aws_sdk_dynamodb::Client) -> Self {
+        BatchReader {
+            client,
+            pacing: Pacing::default(),
+            options: HashMap::new(),
+        }
+    }
+
+    /// How long a [`get`](Self::get) may resend before it gives up (default: the DynamoDB
+    /// profile's batch deadline, five minutes).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.pacing.deadline = deadline;
+        self
+    }
+
+    /// Seeds the backoff's jitter, for runs that repeat exactly.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.pacing.seed = Some(seed);
+        self
+    }
+
+    /// How to read `table`: consistency, projection, attribute names, as a
+    /// `KeysAndAttributes` whose keys are ignored (default: eventually consistent, whole
+    /// items).
+    pub fn table_options(mut self, table: impl Into<String>, options: KeysAndAttributes) -> Self {
+        self.options.insert(table.into(), options);
+        self
+    }
+
+    /// Reads every key (a table name and the item's primary key), 100 to a `BatchGetItem`,
+    /// resending unprocessed keys until all are read or the deadline passes.
+    pub async fn get(
+        &self,
+        keys: impl IntoIterator<Item = (String, Item)>,
+    ) -> Result<BatchRead, BatchGetError> {
+        let mut call = GetCall {
+            client: &self.client,
+            options: &self.options,
+            items: HashMap::new(),
+        };
+        let result = drive(&mut call, keys, &self.pacing).await;
+        let read = |p: Progress, items| BatchRead {
+            items,
+            keys: p.done,
+            batches: p.batches,
+            resent: p.resent,
+        };
+        match result {
+            Ok(progress) => Ok(read(progress, call.items)),
+            Err((stop, unread, progress)) => Err(BatchGetError {
+                stop,
+                unread,
+                read: read(progress, call.items),
+            }),
+        }
+    }
+}
+
+struct GetCall<'a> {
+    client: &'a aws_sdk_dynamodb::Client,
+    options: &'a HashMap<String, KeysAndAttributes>,
+    items: HashMap<String, Vec<Item>>,
+}
+
+impl GetCall<'_> {
+    fn request(&self, table: &str, keys: Vec<Item>) -> Result<KeysAndAttributes, BatchStop> {
+        let builder = match self.options.get(table) {
+            Some(o) => KeysAndAttributes::builder()
+                .set_attributes_to_get(o.attributes_to_get.clone())
+                .set_consistent_read(o.consistent_read)
+                .set_projection_expression(o.projection_expression.clone())
+                .set_expression_attribute_names(o.expression_attribute_names.clone()),
+            None => KeysAndAttributes::builder(),
+        };
+        builder
+            .set_keys(Some(keys))
+            .build()
+            .map_err(|_| BatchStop::Fatal(crate::OutcomeKind::Fatal))
+    }
+}
+
+impl BatchCall for GetCall<'_> {
+    type Item = Item;
+    const MAX: usize = MAX_GET_BATCH;
+
+    async fn send(
+        &mut self,
+        batch: &[Tabled<Item>],
+    ) -> Result<Vec<Tabled<Item>>, Option<BatchStop>> {
+        let mut tables: HashMap<String, Vec<Item>> = HashMap::new();
+        for (table, key) in batch {
+            tables.entry(table.clone()).or_default().push(key.clone());
+        }
+        let mut request = HashMap::with_capacity(tables.len());
+        for (table, keys) in tables {
+            let entry = self.request(&table, keys).map_err(Some)?;
+            request.insert(table, entry);
+        }
+        let output = self
+            .client
+            .batch_get_item()
+            .set_request_items(Some(request))
+            .send()
+            .await
+            .map_err(|e| failed_batch(&e))?;
+        for (table, items) in output.responses.unwrap_or_default() {
+            self.items.entry(table).or_default().extend(items);
+        }
+        Ok(output
+            .unprocessed_keys
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(table, keys)| keys.keys.into_iter().map(move |k| (table.clone(), k)))
+            .collect())
+    }
+}
