@@ -122,6 +122,17 @@ fn the_same_seed_prints_the_same_json_twice() {
             ]);
             expected.sort_unstable();
         }
+        if scenario == 5 {
+            expected.extend([
+                "hot_key_attempts",
+                "hot_key_throttled",
+                "key_range_throttles",
+                "other_keys_throttled",
+                "provisioned_throttles",
+                "reads_throttled",
+            ]);
+            expected.sort_unstable();
+        }
         if scenario == 8 {
             expected.extend([
                 "billing_spent_at_s",
@@ -310,27 +321,63 @@ fn model_overload_and_regional_outage_fail_nothing() {
     }
 }
 
-/// The hot key's partition is over its capacity: no client completes much more than sending
-/// each write once does (tower-headroom fails about as many as no retry), so what a strategy
-/// controls is the attempts it wastes and how long writers wait.
+fn hot_key(strategy: Strategy) -> &'static scenarios::HotKey {
+    row(5, strategy)
+        .row
+        .hot_key
+        .as_ref()
+        .unwrap_or_else(|| panic!("scenario 5, {} has no hot-key columns", strategy.name()))
+}
+
+/// Scenario 5 under adaptive capacity: one key bursts to 1,500 WCU/s, over its 1,000 WCU/s
+/// ceiling, on a table with room for everyone. What holds today, on every row: the hot key
+/// is throttled and its throttles are the only ones (all key-range, none for the table's own
+/// capacity), and the other keys' writes and the reads are never throttled and keep their
+/// unloaded latency. Against the retry loops, tower-headroom wastes fewer attempts and makes
+/// the hot key's writers wait less.
+///
+/// Asked by the issue, not yet asserted (they need the crate side: per-key budgets learned
+/// from `ThrottlingReasons`, reads apart from writes, the hot-key report): the tower-headroom
+/// rows' hot-key throttled attempts at most 5% of the key's attempts (23% today: 2,254 of
+/// 9,755), and the hot-key report naming the key within 10 s of its first burst.
 #[test]
-fn dynamodb_hot_key_wastes_fewer_attempts() {
+fn dynamodb_hot_key_throttles_only_the_hot_key() {
+    // The table's unloaded latency: what a write or read to a cold key takes.
+    const UNLOADED_MS: f64 = 5.0;
+    let [hot_writer, writer, reader] = scenarios::dynamodb::APPS;
+    for &strategy in Strategy::of(5) {
+        let m = row(5, strategy);
+        let h = hot_key(strategy);
+        assert!(h.key_throttled > 0, "{}: {h:?}", strategy.name());
+        assert_eq!(h.other_throttled, 0, "{}: {h:?}", strategy.name());
+        assert_eq!(h.reads_throttled, 0, "{}: {h:?}", strategy.name());
+        assert_eq!(h.provisioned_throttles, 0, "{}: {h:?}", strategy.name());
+        assert_eq!(h.key_range_throttles, m.row.throttled_attempts, "{h:?}");
+        assert_eq!(h.key_throttled, m.row.throttled_attempts, "{h:?}");
+        for name in [writer, reader] {
+            let a = app(m, name);
+            assert_eq!(a.failed, 0, "{}: {a:?}", strategy.name());
+            assert!(a.p99_ms <= 1.2 * UNLOADED_MS, "{}: {a:?}", strategy.name());
+        }
+        assert!(app(m, hot_writer).completed > 0);
+    }
     let none = &row(5, Strategy::NoRetry).row;
-    let naive = &row(5, Strategy::NaiveRetry).row;
-    let sdk = &row(5, Strategy::SdkStandard).row;
     for strategy in [Strategy::Headroom, Strategy::SdkHeadroom] {
         let headroom = &row(5, strategy).row;
+        let hot = app(row(5, strategy), hot_writer);
         assert!(
             headroom.failed as f64 <= none.failed as f64 * 1.05,
             "{headroom:?} vs {none:?}"
         );
-        for baseline in [naive, sdk] {
+        for baseline in [Strategy::NaiveRetry, Strategy::SdkStandard] {
+            let base = &row(5, baseline).row;
             assert!(
-                headroom.throttled_attempts * 2 < baseline.throttled_attempts,
-                "{headroom:?} vs {baseline:?}"
+                headroom.throttled_attempts < base.throttled_attempts,
+                "{headroom:?} vs {base:?}"
             );
-            assert!(headroom.amplification < baseline.amplification);
-            assert!(headroom.p99_ms < baseline.p99_ms);
+            assert!(headroom.amplification < base.amplification);
+            let base_hot = app(row(5, baseline), hot_writer);
+            assert!(hot.p99_ms < base_hot.p99_ms, "{hot:?} vs {base_hot:?}");
         }
     }
 }
@@ -468,7 +515,9 @@ fn shared_account_demand_is_about_the_quota() {
             .iter()
             .map(|a| match a.work {
                 scenarios::Work::Model { input_tokens, .. } => (input_tokens + 300) as f64,
-                scenarios::Work::Write { .. } | scenarios::Work::Chat { .. } => 0.0,
+                scenarios::Work::Write { .. }
+                | scenarios::Work::Read { .. }
+                | scenarios::Work::Chat { .. } => 0.0,
             })
             .sum()
     };
@@ -620,6 +669,8 @@ fn shared_account() {
 /// Scenarios 3, 4 and 5 are no worse than before the sliding-window accounting (completed,
 /// throttled attempts, amplification at the default seed; the SDK adapter's scenario 4 row
 /// was 702 completed, 0 throttled, 0.89 before it could move an attempt to another region).
+/// Scenario 5's figures are those of its adaptive-capacity rework (the hot key over its
+/// 1,000 WCU/s ceiling), measured before the crate learned per-key budgets.
 #[test]
 fn overload_outage_and_hot_key_no_worse() {
     let before = [
@@ -627,8 +678,8 @@ fn overload_outage_and_hot_key_no_worse() {
         (3, Strategy::SdkHeadroom, 804, 0, 1.02),
         (4, Strategy::Headroom, 804, 0, 1.02),
         (4, Strategy::SdkHeadroom, 804, 0, 1.02),
-        (5, Strategy::Headroom, 9_462, 965, 1.06),
-        (5, Strategy::SdkHeadroom, 9_462, 965, 1.06),
+        (5, Strategy::Headroom, 18_901, 2_254, 1.04),
+        (5, Strategy::SdkHeadroom, 18_901, 2_254, 1.04),
     ];
     for (scenario, strategy, completed, throttled, amplification) in before {
         let r = &row(scenario, strategy).row;

@@ -1,5 +1,7 @@
-//! The DynamoDB simulator: consumed capacity, burst credit accrual and cap, hot partitions,
-//! debt from large items, error shapes and their classification, configuration.
+//! The DynamoDB simulator: consumed capacity, burst credit accrual and cap, hot partitions
+//! under the even split (DynamoDB before adaptive capacity), debt from large items, error
+//! shapes and their classification, configuration. Adaptive capacity, throttling reasons and
+//! on-demand tables are in `sim_dynamodb_adaptive.rs`.
 #![cfg(feature = "sim")]
 
 use std::time::Duration;
@@ -8,7 +10,8 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 use tower_headroom::classify::Classify;
 use tower_headroom::sim::{
-    DynamoCall, DynamoConfig, DynamoReply, DynamoSim, SimClassifier, TableConfig,
+    CapacityModel, DynamoCall, DynamoConfig, DynamoReply, DynamoSim, SimClassifier, TableConfig,
+    ThrottlingReason,
 };
 use tower_headroom::{OutcomeKind, ThrottleScope};
 
@@ -83,7 +86,16 @@ fn consumed_capacity_follows_item_size_and_consistency() {
 #[test]
 fn burst_credit_accrues_up_to_300_seconds_and_no_more() {
     let t0 = Instant::now();
-    let sim = sim(table(10, 10).partitions(1).build().unwrap(), t0);
+    // One partition split evenly: the key may spend the whole burst credit (under adaptive
+    // capacity one key stops at 1,000 WCU per second).
+    let sim = sim(
+        table(10, 10)
+            .partitions(1)
+            .capacity_model(CapacityModel::EvenSplit)
+            .build()
+            .unwrap(),
+        t0,
+    );
     // A new table starts with one second of capacity, no burst credit.
     assert_eq!(writes_until_throttled(&sim, "k", t0), 10);
     // 100 idle seconds bank 100 seconds of capacity.
@@ -202,10 +214,17 @@ fn a_large_item_takes_the_partition_into_debt() {
 }
 
 #[test]
-fn a_hot_key_throttles_on_its_partition_while_the_table_has_room() {
+fn a_hot_key_throttles_on_its_partition_while_the_table_has_room_in_the_even_split() {
     let t0 = Instant::now();
-    // 100 WCU over 4 partitions: 25 WCU each.
-    let sim = sim(table(100, 100).partitions(4).build().unwrap(), t0);
+    // 100 WCU over 4 partitions split evenly: 25 WCU each.
+    let even = || {
+        table(100, 100)
+            .partitions(4)
+            .capacity_model(CapacityModel::EvenSplit)
+            .build()
+            .unwrap()
+    };
+    let sim = sim(even(), t0);
     let hot = "customer#1";
     let hot_partition = sim.partition(TABLE, hot).unwrap();
     let cold: Vec<String> = (0..1_000)
@@ -219,6 +238,10 @@ fn a_hot_key_throttles_on_its_partition_while_the_table_has_room() {
         .charge(&DynamoCall::write(TABLE, hot, 100), t0)
         .unwrap_err();
     assert_eq!(err.code(), "ProvisionedThroughputExceededException");
+    assert_eq!(
+        err.throttling_reason(),
+        Some(ThrottlingReason::TableWriteKeyRangeThroughputExceeded)
+    );
     // Keys on other partitions still write.
     for key in &cold {
         sim.charge(&DynamoCall::write(TABLE, key.as_str(), 100), t0)
@@ -234,10 +257,7 @@ fn a_hot_key_throttles_on_its_partition_while_the_table_has_room() {
     );
     assert_eq!(t.partitions[hot_partition].consumed_wcu(), 25.0);
     // The same key always lands on the same partition.
-    let again = DynamoSim::builder()
-        .table(table(100, 100).partitions(4).build().unwrap())
-        .build()
-        .unwrap();
+    let again = DynamoSim::builder().table(even()).build().unwrap();
     assert_eq!(again.partition(TABLE, hot), Some(hot_partition));
 }
 

@@ -13,7 +13,7 @@ use tower::{Service, ServiceExt};
 use tower_headroom::classify::aws;
 use tower_headroom::sim::front::{SimFile, SimService};
 use tower_headroom::sim::{
-    BedrockSim, DynamoSim, Episode, ModelConfig, OutputLength, SimError, TableConfig,
+    BedrockSim, CapacityModel, DynamoSim, Episode, ModelConfig, OutputLength, SimError, TableConfig,
 };
 use tower_headroom::{OutcomeKind, ThrottleScope};
 
@@ -354,6 +354,8 @@ async fn bad_bedrock_input_gets_aws_400s() {
     }
 }
 
+/// A front over a table split evenly over two partitions (DynamoDB before adaptive capacity:
+/// a key's partition throttles at 1 WCU/s); adaptive capacity is in `sim_front_dynamodb.rs`.
 fn dynamo_front() -> SimService {
     let sim = DynamoSim::builder()
         .table(
@@ -361,6 +363,7 @@ fn dynamo_front() -> SimService {
                 .rcu(10)
                 .wcu(2)
                 .partitions(2)
+                .capacity_model(CapacityModel::EvenSplit)
                 .latency(Duration::from_millis(5))
                 .build()
                 .unwrap(),

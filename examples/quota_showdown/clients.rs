@@ -175,6 +175,8 @@ pub enum Work {
     Model { input_tokens: u64, max_tokens: u64 },
     /// A DynamoDB write: partition key and payload bytes.
     Write { key: Arc<str>, payload: u64 },
+    /// A DynamoDB read (`GetItem`) of the item under `key`, strongly consistent or not.
+    Read { key: Arc<str>, consistent: bool },
     /// A chat completion over HTTP: input tokens and `max_tokens`.
     Chat { input_tokens: u64, max_tokens: u64 },
 }
@@ -310,16 +312,25 @@ pub fn model_call(app: &App, work: Work) -> ModelCall {
             max_tokens,
         } => ModelCall::new(app.model, app.region, input_tokens, max_tokens).caller(app.name),
         // A scenario's apps all send one kind of work.
-        Work::Write { .. } | Work::Chat { .. } => ModelCall::new(app.model, app.region, 0, 0),
+        Work::Write { .. } | Work::Read { .. } | Work::Chat { .. } => {
+            ModelCall::new(app.model, app.region, 0, 0)
+        }
     }
 }
 
-/// The write the service sees for `work` sent by `app`.
+/// The size of the items reads find (one read unit, strongly consistent or not): what the
+/// SDK rows' `GetItem` on an empty store is charged too.
+pub const READ_ITEM_BYTES: u64 = 1_000;
+
+/// The write or read the service sees for `work` sent by `app`.
 pub fn dynamo_call(app: &App, work: Work) -> DynamoCall {
     match work {
         Work::Write { key, payload } => {
             let bytes = Work::item_bytes(&key, payload);
             DynamoCall::write(app.model, key, bytes).caller(app.name)
+        }
+        Work::Read { key, consistent } => {
+            DynamoCall::read(app.model, key, READ_ITEM_BYTES, consistent).caller(app.name)
         }
         Work::Model { .. } | Work::Chat { .. } => DynamoCall::write(app.model, "", 0),
     }

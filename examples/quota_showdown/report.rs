@@ -64,6 +64,19 @@ pub fn json_line(row: &Row) -> String {
             shared.our_mean_settled_cost
         );
     }
+    if let Some(h) = &row.hot_key {
+        let _ = write!(
+            out,
+            ",\"hot_key_attempts\":{},\"hot_key_throttled\":{},\"other_keys_throttled\":{},\
+             \"reads_throttled\":{},\"key_range_throttles\":{},\"provisioned_throttles\":{}",
+            h.key_attempts,
+            h.key_throttled,
+            h.other_throttled,
+            h.reads_throttled,
+            h.key_range_throttles,
+            h.provisioned_throttles,
+        );
+    }
     if let Some(daily) = &row.daily {
         let _ = write!(
             out,
@@ -184,6 +197,21 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
     }
     if rows.iter().any(|m| m.row.daily.is_some()) {
         daily_quota(&mut out, rows);
+    }
+    for m in rows {
+        if let Some(h) = &m.row.hot_key {
+            let _ = writeln!(
+                out,
+                "  {:<24} hot key: {} of {} attempts throttled; other keys throttled {}; reads throttled {}; key-range / provisioned throttles {} / {}",
+                m.row.strategy.name(),
+                h.key_throttled,
+                h.key_attempts,
+                h.other_throttled,
+                h.reads_throttled,
+                h.key_range_throttles,
+                h.provisioned_throttles,
+            );
+        }
     }
     for m in rows {
         if let Some(billing) = &m.row.billing {

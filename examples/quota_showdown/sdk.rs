@@ -290,7 +290,7 @@ fn dynamodb(app: &App, http: SharedHttpClient, adaptive: bool, partition: String
     put_item_client(app, aws_sdk_dynamodb::Client::from_conf(config))
 }
 
-/// `app`'s writes as `PutItem` calls through `client`.
+/// `app`'s writes as `PutItem` calls, and its reads as `GetItem` calls, through `client`.
 fn put_item_client(app: &App, client: aws_sdk_dynamodb::Client) -> Client {
     use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -298,8 +298,19 @@ fn put_item_client(app: &App, client: aws_sdk_dynamodb::Client) -> Client {
     BoxCloneService::new(tower::service_fn(move |work: Work| {
         let client = client.clone();
         async move {
-            let Work::Write { key, payload } = work else {
-                return Err(BoxError::from("a DynamoDB app sends writes"));
+            let (key, payload) = match work {
+                Work::Write { key, payload } => (key, payload),
+                Work::Read { key, consistent } => {
+                    client
+                        .get_item()
+                        .table_name(table)
+                        .key(PARTITION_KEY, AttributeValue::S(key.to_string()))
+                        .consistent_read(consistent)
+                        .send()
+                        .await?;
+                    return Ok(());
+                }
+                _ => return Err(BoxError::from("a DynamoDB app sends writes and reads")),
             };
             // `{ pk, payload }`: the size the direct strategies' calls are charged for.
             client

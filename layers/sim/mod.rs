@@ -12,8 +12,9 @@
 //!   `max_tokens`, the model's maximum when unset) and settlement with burndown at completion,
 //!   the daily `ThrottlingException`, a latency model, a seedable output-length model,
 //!   overload episodes, outage windows and a concurrency cap;
-//! - [`DynamoSim`]: provisioned RCU/WCU per second, burst credit, partitions with hashed keys
-//!   (a hot key throttles while the table has room), consumed capacity;
+//! - [`DynamoSim`]: provisioned RCU/WCU per second with burst credit and adaptive capacity (or
+//!   the even split of before), the 3,000 RCU / 1,000 WCU per-key ceiling, on-demand tables,
+//!   `ThrottlingReasons`, consumed capacity;
 //! - [`EndpointSim`]: a fixed-window or token-bucket limit answering `429` + `Retry-After`.
 //!
 //! Each simulator has a synchronous core that takes `now` (a [`tokio::time::Instant`]) and
@@ -63,7 +64,7 @@
 //! [`ConfigError`] naming the field and the value, never a panic.
 //!
 //! Why hand-written: the quota semantics (fixed windows shared by all callers, reserve then
-//! settle with burndown, DynamoDB's debt-allowing burst buckets per partition) are the point of
+//! settle with burndown, DynamoDB's debt-allowing burst buckets and per-key ceilings) are the point of
 //! the simulator, and no limiter crate takes a `tokio` `Instant` as an argument or settles a
 //! reservation after the fact.
 
@@ -92,9 +93,11 @@ pub use self::bedrock::{
     ModelConfigBuilder, ModelReply, ModelStats, OutputLength, RegionStats, StopReason, WindowStats,
 };
 pub use self::dynamodb::{
-    DynamoCall, DynamoConfig, DynamoFuture, DynamoReply, DynamoSim, DynamoSimBuilder, DynamoStats,
-    MAX_BURST_SECONDS, MAX_CAPACITY, MAX_PARTITIONS, Op, PARTITION_MAX_RCU, PARTITION_MAX_WCU,
-    PartitionStats, TableConfig, TableConfigBuilder, TableStats,
+    BillingMode, CapacityModel, DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DynamoCall, DynamoConfig,
+    DynamoFuture, DynamoReply, DynamoSim, DynamoSimBuilder, DynamoStats, KeyStats,
+    MAX_BURST_SECONDS, MAX_CAPACITY, MAX_PARTITIONS, NEW_ON_DEMAND_PEAK_RCU,
+    NEW_ON_DEMAND_PEAK_WCU, Op, PARTITION_MAX_RCU, PARTITION_MAX_WCU, PartitionStats, TableConfig,
+    TableConfigBuilder, TableStats, ThrottlingReason,
 };
 pub use self::endpoint::{
     EndpointConfig, EndpointFuture, EndpointLimit, EndpointSim, EndpointSimBuilder, EndpointStats,
@@ -113,6 +116,8 @@ pub struct SimError {
     code: &'static str,
     message: Cow<'static, str>,
     retry_after: Option<Duration>,
+    /// DynamoDB's `ThrottlingReasons` entry: the reason and the throttled resource's ARN.
+    throttling: Option<(ThrottlingReason, Arc<str>)>,
 }
 
 impl SimError {
@@ -127,7 +132,29 @@ impl SimError {
             code,
             message: message.into(),
             retry_after: None,
+            throttling: None,
         }
+    }
+
+    /// Attaches DynamoDB's throttling reason and the ARN of the throttled table (sent in the
+    /// error body as `ThrottlingReasons: [{ "reason", "resource" }]`).
+    pub fn with_throttling_reason(
+        mut self,
+        reason: ThrottlingReason,
+        resource: impl Into<Arc<str>>,
+    ) -> Self {
+        self.throttling = Some((reason, resource.into()));
+        self
+    }
+
+    /// Why DynamoDB throttled the call (`None` for every other rejection).
+    pub fn throttling_reason(&self) -> Option<ThrottlingReason> {
+        self.throttling.as_ref().map(|(reason, _)| *reason)
+    }
+
+    /// The ARN of the throttled table, with [`throttling_reason`](Self::throttling_reason).
+    pub fn throttled_resource(&self) -> Option<&str> {
+        self.throttling.as_ref().map(|(_, arn)| &**arn)
     }
 
     /// Attaches a `Retry-After` delay.
@@ -236,7 +263,8 @@ pub struct SimCounts {
     /// Rejected by a tokens-per-day quota (Bedrock's model or account-wide TPD: "Too many
     /// tokens per day").
     pub throttled_daily: u64,
-    /// Rejected by provisioned capacity (DynamoDB table or partition).
+    /// Rejected by DynamoDB capacity (table, key or partition, on-demand peak or maximum; the
+    /// reason is on the [`SimError`] and in [`TableStats::throttled`]).
     pub throttled_capacity: u64,
     /// Rejected by an overload episode ("Model ... is currently overloaded").
     pub overloaded: u64,

@@ -18,7 +18,7 @@
 
 mod bedrock;
 mod daily;
-mod dynamodb;
+pub mod dynamodb;
 pub mod openai;
 mod run;
 mod schedule;
@@ -151,7 +151,9 @@ pub fn title(scenario: u8) -> &'static str {
             "model overload: the primary model overloaded for minutes 3-5, a secondary model available"
         }
         4 => "regional outage: us-east-1 answers 503 for 60 s (minute 4), us-west-2 healthy",
-        5 => "DynamoDB hot key: bursty writes to a 100 WCU table (4 partitions), 30% to one key",
+        5 => {
+            "DynamoDB hot key, adaptive capacity: one key bursting to 1,500 WCU/s for 5 s in 20 (its ceiling is 1,000) on a 1,500 WCU / 100 RCU table, beside 10 writes/s to other keys and 10 reads/s"
+        }
         6 => {
             "shared account: chat 100/min + batch 6/min on a 200,000 TPM model (no RPM), an unmanaged neighbour in minutes 3-8"
         }
@@ -183,7 +185,7 @@ pub fn utilisation_note(scenario: u8, windows: usize) -> String {
         4 => format!(
             "requests admitted in either region in {whole} / primary quota (100 RPM x {windows}); demand is 80/min"
         ),
-        5 => "WCU consumed in the first 600 s / (100 WCU x 600 s)".into(),
+        5 => "WCU consumed in the first 600 s / (1,500 WCU x 600 s)".into(),
         6 => format!(
             "tokens counted against TPM for all callers, the neighbour included, in {whole} / (200,000 TPM x {windows})"
         ),
@@ -201,7 +203,7 @@ pub fn quota_rate(scenario: u8) -> (f64, &'static str) {
         7 => (daily::TPM as f64 / 60.0, "tokens"),
         8 => (openai::TPM as f64 / 60.0, "tokens"),
         3 | 4 => (100.0 / 60.0, "requests"),
-        _ => (100.0, "WCU"),
+        _ => (dynamodb::WCU as f64, "WCU"),
     }
 }
 
@@ -252,6 +254,23 @@ pub struct SharedAccount {
 
 pub use self::daily::Daily;
 
+/// Scenario 5's extra columns: where the throttles fell, as the simulator counted them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HotKey {
+    /// The hot key's attempts (writes and reads, admitted or throttled).
+    pub key_attempts: u64,
+    /// The hot key's attempts throttled.
+    pub key_throttled: u64,
+    /// Attempts on every other key throttled (writes and reads).
+    pub other_throttled: u64,
+    /// Read attempts throttled (any key).
+    pub reads_throttled: u64,
+    /// Throttles with a key-range reason (`Table{Read,Write}KeyRangeThroughputExceeded`).
+    pub key_range_throttles: u64,
+    /// Throttles with a provisioned-throughput reason (the table's own capacity).
+    pub provisioned_throttles: u64,
+}
+
 /// Scenario 8's extra columns: the billing stop.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BillingStop {
@@ -292,6 +311,8 @@ pub struct Row {
     pub amplification: f64,
     /// Per application.
     pub apps: Vec<AppResult>,
+    /// Scenario 5 only.
+    pub hot_key: Option<HotKey>,
     /// Scenario 6 only.
     pub shared: Option<SharedAccount>,
     /// Scenario 7 only.

@@ -16,7 +16,7 @@ use super::daily;
 use super::schedule::secs;
 use super::shared::neighbour;
 use super::{
-    AppResult, Backend, BillingStop, Clients, Direct, Handle, MINUTE, Measured, NEIGHBOUR,
+    AppResult, Backend, BillingStop, Clients, Direct, Handle, HotKey, MINUTE, Measured, NEIGHBOUR,
     Neighbour, PARTITION_KEY, Row, Series, Setup, SharedAccount, Strategy, TABLE, minutes, name,
     setup,
 };
@@ -394,6 +394,10 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
             }
         })
         .collect();
+    let hot_key = match &setup.backend {
+        Backend::Dynamo(sim) => Some(hot_key_columns(&sim.stats())),
+        _ => None,
+    };
     let shared = match &setup.backend {
         Backend::Bedrock(sim) if scenario == 6 => {
             let stats = sim.stats();
@@ -460,6 +464,7 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
                 totals.attempts as f64 / requests as f64
             },
             apps,
+            hot_key,
             shared,
             daily,
             billing,
@@ -467,6 +472,27 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
         series,
         whole_windows: totals.whole_windows,
     })
+}
+
+/// Scenario 5's columns from the simulator's statistics of its table.
+fn hot_key_columns(stats: &tower_headroom::sim::DynamoStats) -> HotKey {
+    use tower_headroom::sim::ThrottlingReason as R;
+    let table = &stats.tables[0];
+    let (key_attempts, key_throttled) = table.key(super::dynamodb::HOT_KEY).map_or((0, 0), |k| {
+        let throttled = k.reads_throttled + k.writes_throttled;
+        (k.reads + k.writes + throttled, throttled)
+    });
+    let all = table.reads.throttled() + table.writes.throttled();
+    HotKey {
+        key_attempts,
+        key_throttled,
+        other_throttled: all - key_throttled,
+        reads_throttled: table.reads.throttled(),
+        key_range_throttles: table.throttled(R::TableReadKeyRangeThroughputExceeded)
+            + table.throttled(R::TableWriteKeyRangeThroughputExceeded),
+        provisioned_throttles: table.throttled(R::TableReadProvisionedThroughputExceeded)
+            + table.throttled(R::TableWriteProvisionedThroughputExceeded),
+    }
 }
 
 /// The nearest-rank percentile, in milliseconds (0 when there is nothing to rank).

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 use super::state::{Inner, State, Table, TableState};
-use super::{DynamoConfig, DynamoSim, TableConfig};
+use super::{DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DynamoConfig, DynamoSim, TableConfig};
 use crate::ConfigError;
 use crate::sim::Callers;
 
@@ -15,6 +15,8 @@ use crate::sim::Callers;
 pub struct DynamoSimBuilder {
     tables: Vec<TableConfig>,
     start: Option<Instant>,
+    region: Option<String>,
+    account_id: Option<String>,
 }
 
 impl DynamoSimBuilder {
@@ -31,6 +33,16 @@ impl DynamoSimBuilder {
     /// The simulator's start (default: the moment [`build`](Self::build) runs).
     pub fn start(mut self, start: Instant) -> Self {
         self.start = Some(start);
+        self
+    }
+    /// The region in the tables' ARNs (default [`DEFAULT_REGION`]).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+    /// The account id in the tables' ARNs (default [`DEFAULT_ACCOUNT_ID`]).
+    pub fn account_id(mut self, account_id: impl Into<String>) -> Self {
+        self.account_id = Some(account_id.into());
         self
     }
     /// Validates every table and builds the simulator.
@@ -52,6 +64,25 @@ impl DynamoSimBuilder {
                 ));
             }
         }
+        let region = self.region.unwrap_or_else(|| String::from(DEFAULT_REGION));
+        let account_id = self
+            .account_id
+            .unwrap_or_else(|| String::from(DEFAULT_ACCOUNT_ID));
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if !plain(&region) {
+            return Err(ConfigError::new("region", &region, "must be a region name"));
+        }
+        if !plain(&account_id) {
+            return Err(ConfigError::new(
+                "account_id",
+                &account_id,
+                "must be an account id",
+            ));
+        }
         let start = self.start.unwrap_or_else(Instant::now);
         let states = self
             .tables
@@ -63,6 +94,7 @@ impl DynamoSimBuilder {
             .into_iter()
             .map(|config| Table {
                 name: config.name.as_str().into(),
+                arn: config.arn(&region, &account_id).into(),
                 partitions: config.partition_count(),
                 config,
             })
@@ -89,6 +121,10 @@ impl DynamoSim {
 
     /// Builds a simulator from a deserialized configuration, starting now.
     pub fn from_config(config: DynamoConfig) -> Result<Self, ConfigError> {
-        DynamoSim::builder().tables(config.tables).build()
+        DynamoSim::builder()
+            .tables(config.tables)
+            .region(config.region)
+            .account_id(config.account_id)
+            .build()
     }
 }

@@ -7,9 +7,13 @@ use std::sync::atomic::Ordering;
 use http::StatusCode;
 use tokio::time::Instant;
 
+use super::reason::throttle_error;
 use super::state::{Inner, partition_of};
-use super::{DynamoCall, DynamoStats, Op, PartitionStats, TableStats};
+use super::{CapacityModel, DynamoCall, DynamoStats, Op, PartitionStats, TableStats};
 use crate::sim::{Rejection, SimError, elapsed, lock};
+
+/// How many of the heaviest keys a snapshot lists.
+const HOT_KEYS: usize = 10;
 
 /// Simulated DynamoDB tables, shared by all clones and all callers.
 ///
@@ -50,8 +54,9 @@ impl DynamoSim {
         Some(partition_of(partition_key, table.partitions))
     }
 
-    /// The synchronous core: charges the call against its partition's bucket at `now` and
-    /// returns the capacity units consumed, or rejects it. Never sleeps.
+    /// The synchronous core: admits the call at `now` under its table's capacity model
+    /// ([`CapacityModel`], [`BillingMode`](super::BillingMode)) and returns the capacity units consumed, or rejects it with
+    /// the throttling reason attached ([`SimError::throttling_reason`]). Never sleeps.
     pub fn charge(&self, call: &DynamoCall, now: Instant) -> Result<f64, SimError> {
         let inner = &self.inner;
         let mut state = lock(&inner.state);
@@ -64,38 +69,44 @@ impl DynamoSim {
                 "Requested resource not found",
             ));
         };
+        let config = &inner.tables[index];
         let table = &mut state.tables[index];
-        let partition = partition_of(&call.partition_key, inner.tables[index].partitions);
+        let partition = partition_of(&call.partition_key, config.partitions);
         let half_units = call.half_units();
-        let p = &mut table.partitions[partition];
-        let (bucket, counts, throttles, consumed) = match call.op {
-            Op::Read { .. } => (
-                &mut p.read,
-                &mut table.reads,
-                &mut p.stats.reads_throttled,
-                &mut p.stats.consumed_read_half_units,
-            ),
-            Op::Write => (
-                &mut p.write,
-                &mut table.writes,
-                &mut p.stats.writes_throttled,
-                &mut p.stats.consumed_write_half_units,
-            ),
-        };
-        if !bucket.try_charge(half_units, now) {
-            counts.count(Rejection::Capacity);
-            *throttles += 1;
+        let read = matches!(call.op, Op::Read { .. });
+        let second = elapsed(inner.start, now).as_secs();
+        if let Err(limit) = table.admit(
+            &config.config,
+            &call.partition_key,
+            partition,
+            read,
+            half_units,
+            now,
+            second,
+        ) {
+            if read {
+                &mut table.reads
+            } else {
+                &mut table.writes
+            }
+            .count(Rejection::Capacity);
+            table.throttled(&call.partition_key, partition, read, limit);
             state.callers.count(&call.caller, Rejection::Capacity);
-            return Err(SimError::new(
-                StatusCode::BAD_REQUEST,
-                "ProvisionedThroughputExceededException",
-                "The level of configured provisioned throughput for the table was exceeded. \
-                 Consider increasing your provisioning level with the UpdateTable API.",
+            return Err(throttle_error(
+                limit,
+                read,
+                config.config.is_on_demand(),
+                &config.arn,
             ));
         }
+        let counts = if read {
+            &mut table.reads
+        } else {
+            &mut table.writes
+        };
         counts.admitted += 1;
         counts.completed += 1;
-        *consumed += half_units;
+        table.consumed(&call.partition_key, partition, read, half_units);
         let units = half_units as f64 / 2.0;
         if let Some((counts, spent)) = state.callers.entry(&call.caller) {
             counts.admitted += 1;
@@ -119,26 +130,54 @@ impl DynamoSim {
             .tables
             .iter()
             .zip(state.tables.iter_mut())
-            .map(|(table, st)| TableStats {
-                name: table.name.clone(),
-                rcu: table.config.rcu,
-                wcu: table.config.wcu,
-                elapsed: elapsed(inner.start, now),
-                reads: st.reads,
-                writes: st.writes,
-                partitions: st
+            .map(|(table, st)| {
+                let second = elapsed(inner.start, now).as_secs();
+                let even_split = table.config.capacity_model == CapacityModel::EvenSplit
+                    && st.on_demand.is_none();
+                st.read.refill(now);
+                st.write.refill(now);
+                let (table_read, table_write) = (st.read.units(), st.write.units());
+                let partitions: Vec<PartitionStats> = st
                     .partitions
                     .iter_mut()
                     .map(|p| {
                         p.read.refill(now);
                         p.write.refill(now);
+                        let (read_credit, write_credit) = if even_split {
+                            (p.read.units(), p.write.units())
+                        } else {
+                            (table_read, table_write)
+                        };
                         PartitionStats {
-                            read_credit: p.read.units(),
-                            write_credit: p.write.units(),
+                            read_credit,
+                            write_credit,
                             ..p.stats
                         }
                     })
-                    .collect(),
+                    .collect();
+                let (read_credit, write_credit) = if even_split {
+                    (
+                        partitions.iter().map(|p| p.read_credit).sum(),
+                        partitions.iter().map(|p| p.write_credit).sum(),
+                    )
+                } else {
+                    (table_read, table_write)
+                };
+                TableStats {
+                    name: table.name.clone(),
+                    rcu: table.config.rcu,
+                    wcu: table.config.wcu,
+                    elapsed: elapsed(inner.start, now),
+                    reads: st.reads,
+                    writes: st.writes,
+                    partitions,
+                    read_credit,
+                    write_credit,
+                    throttles: st.throttles,
+                    on_demand_peak_throttles: st.peak_throttles,
+                    previous_peak: st.on_demand.as_mut().map(|o| o.previous_peak(second)),
+                    hot_keys: st.totals.top(HOT_KEYS),
+                }
             })
             .collect();
         DynamoStats {

@@ -1,5 +1,6 @@
-//! The simulator's shared state: per table and partition, the read and write buckets that
-//! allow debt, and which partition a key goes to.
+//! The simulator's shared state: per table its read and write buckets that allow debt (the
+//! table's under adaptive capacity, each partition's in the even split), its keys' ceilings,
+//! its on-demand throughput, and which partition a key goes to; [`TableState::admit`] decides.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
-use super::{PARTITION_MAX_RCU, PARTITION_MAX_WCU, PartitionStats, TableConfig};
+use super::keys::{KeyCeilings, KeyTotals};
+use super::on_demand::OnDemand;
+use super::reason::Limit;
+use super::{
+    CapacityModel, PARTITION_MAX_RCU, PARTITION_MAX_WCU, PartitionStats, TableConfig,
+    ThrottlingReason,
+};
 use crate::sim::{Callers, SimCounts};
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
@@ -37,6 +44,7 @@ impl Inner {
 pub(super) struct Table {
     pub(super) config: TableConfig,
     pub(super) name: Arc<str>,
+    pub(super) arn: Arc<str>,
     pub(super) partitions: u32,
 }
 
@@ -51,6 +59,16 @@ pub(super) struct TableState {
     pub(super) reads: SimCounts,
     pub(super) writes: SimCounts,
     pub(super) partitions: Vec<PartitionState>,
+    /// The table's own buckets (adaptive capacity; unused in the even split and on demand).
+    pub(super) read: Bucket,
+    pub(super) write: Bucket,
+    pub(super) keys: KeyCeilings,
+    pub(super) totals: KeyTotals,
+    pub(super) on_demand: Option<OnDemand>,
+    /// Throttles per [`ThrottlingReason::index`].
+    pub(super) throttles: [u64; 6],
+    /// On-demand throttles above twice the previous peak (also counted as key-range ones).
+    pub(super) peak_throttles: u64,
 }
 
 #[derive(Debug)]
@@ -75,7 +93,7 @@ pub(super) struct Bucket {
 }
 
 impl Bucket {
-    fn new(
+    pub(super) fn new(
         capacity: u64,
         per_partition_max: u64,
         partitions: u32,
@@ -109,12 +127,28 @@ impl Bucket {
 
     /// Admits while the level is above zero, charging the whole cost (possibly into debt).
     pub(super) fn try_charge(&mut self, half_units: u64, now: Instant) -> bool {
-        self.refill(now);
-        if self.level <= 0 {
+        if !self.has_room(now) {
             return false;
         }
-        self.level -= i128::from(half_units) * self.half_unit;
+        self.spend(half_units);
         true
+    }
+
+    /// Whether the level (refilled to `now`) is above zero.
+    pub(super) fn has_room(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.level > 0
+    }
+
+    /// Charges `half_units` (possibly into debt).
+    pub(super) fn spend(&mut self, half_units: u64) {
+        self.level -= i128::from(half_units) * self.half_unit;
+    }
+
+    /// Whether the bucket (refilled to `now`) is full.
+    pub(super) fn is_full(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.level >= self.max
     }
 
     /// The level in units (for tests and statistics).
@@ -129,6 +163,13 @@ impl TableState {
         TableState {
             reads: SimCounts::default(),
             writes: SimCounts::default(),
+            read: Bucket::new(config.rcu, config.rcu, 1, config.burst_seconds, start),
+            write: Bucket::new(config.wcu, config.wcu, 1, config.burst_seconds, start),
+            keys: KeyCeilings::default(),
+            totals: KeyTotals::default(),
+            on_demand: config.is_on_demand().then(|| OnDemand::new(config)),
+            throttles: [0; 6],
+            peak_throttles: 0,
             partitions: (0..partitions)
                 .map(|_| PartitionState {
                     read: Bucket::new(
@@ -149,6 +190,96 @@ impl TableState {
                 })
                 .collect(),
         }
+    }
+}
+
+impl TableState {
+    /// Admits a call of `half_units` to `key` (on `partition`) at `now` and charges it, or
+    /// names the limit that refuses it. `second` is whole seconds since the start.
+    ///
+    /// - Even split: the partition's bucket.
+    /// - Adaptive: the key's ceiling, then the table's bucket; both charged when admitted.
+    /// - On-demand: the key's ceiling, then the table's maximum and twice its previous peak.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admit(
+        &mut self,
+        config: &TableConfig,
+        key: &Arc<str>,
+        partition: usize,
+        read: bool,
+        half_units: u64,
+        now: Instant,
+        second: u64,
+    ) -> Result<(), Limit> {
+        if config.capacity_model == CapacityModel::EvenSplit && self.on_demand.is_none() {
+            let p = &mut self.partitions[partition];
+            let bucket = if read { &mut p.read } else { &mut p.write };
+            return if bucket.try_charge(half_units, now) {
+                Ok(())
+            } else {
+                Err(Limit::KeyRange)
+            };
+        }
+        let ceiling = self.keys.get(key, now);
+        let key_bucket = if read {
+            &mut ceiling.read
+        } else {
+            &mut ceiling.write
+        };
+        if !key_bucket.has_room(now) {
+            return Err(Limit::KeyRange);
+        }
+        match &mut self.on_demand {
+            Some(on_demand) => {
+                on_demand.check(read, second)?;
+                on_demand.spend(read, half_units);
+            }
+            None => {
+                let table = if read {
+                    &mut self.read
+                } else {
+                    &mut self.write
+                };
+                if !table.has_room(now) {
+                    return Err(Limit::Provisioned);
+                }
+                table.spend(half_units);
+            }
+        }
+        key_bucket.spend(half_units);
+        Ok(())
+    }
+
+    /// Counts a throttle of `key` for `limit`.
+    pub(super) fn throttled(&mut self, key: &Arc<str>, partition: usize, read: bool, limit: Limit) {
+        let p = &mut self.partitions[partition].stats;
+        if read {
+            p.reads_throttled += 1;
+        } else {
+            p.writes_throttled += 1;
+        }
+        self.throttles[ThrottlingReason::of(limit, read).index()] += 1;
+        if limit == Limit::OnDemandPeak {
+            self.peak_throttles += 1;
+        }
+        self.totals.throttled(key, read);
+    }
+
+    /// Counts an admitted call's consumption.
+    pub(super) fn consumed(
+        &mut self,
+        key: &Arc<str>,
+        partition: usize,
+        read: bool,
+        half_units: u64,
+    ) {
+        let p = &mut self.partitions[partition].stats;
+        if read {
+            p.consumed_read_half_units += half_units;
+        } else {
+            p.consumed_write_half_units += half_units;
+        }
+        self.totals.consumed(key, read, half_units);
     }
 }
 

@@ -653,6 +653,7 @@ impl Inner {
                             namespace: wire::CORAL_SERVICE_NS,
                             message: String::from("The event stream could not be encoded."),
                             retry_after_secs: None,
+                            throttling_reasons: Vec::new(),
                         },
                         &head.request_id,
                         op.as_str(),
@@ -692,6 +693,12 @@ pub(crate) fn sim_error(error: &SimError) -> WireError {
         namespace: wire::DYNAMODB_NS,
         message: error.message().to_owned(),
         retry_after_secs: error.retry_after().map(|d| d.as_secs().max(1)),
+        throttling_reasons: error
+            .throttling_reason()
+            .zip(error.throttled_resource())
+            .map(|(reason, arn)| (reason.as_str(), arn.to_owned()))
+            .into_iter()
+            .collect(),
     }
 }
 

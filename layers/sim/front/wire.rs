@@ -58,6 +58,8 @@ pub(crate) struct WireError {
     pub message: String,
     /// Seconds for a `Retry-After` header, when the answer has one.
     pub retry_after_secs: Option<u64>,
+    /// DynamoDB's `ThrottlingReasons` (reason, resource ARN), sent in an awsJson1_0 body.
+    pub throttling_reasons: Vec<(&'static str, String)>,
 }
 
 impl WireError {
@@ -69,6 +71,7 @@ impl WireError {
             namespace: CORAL_VALIDATE_NS,
             message: message.into(),
             retry_after_secs: None,
+            throttling_reasons: Vec::new(),
         }
     }
 
@@ -80,6 +83,7 @@ impl WireError {
             namespace: CORAL_SERVICE_NS,
             message: message.into(),
             retry_after_secs: None,
+            throttling_reasons: Vec::new(),
         }
     }
 
@@ -91,6 +95,7 @@ impl WireError {
             namespace: CORAL_SERVICE_NS,
             message: String::from("The requested operation is not supported by the simulator."),
             retry_after_secs: None,
+            throttling_reasons: Vec::new(),
         }
     }
 
@@ -102,6 +107,7 @@ impl WireError {
             namespace: DYNAMODB_NS,
             message: message.into(),
             retry_after_secs: None,
+            throttling_reasons: Vec::new(),
         }
     }
 
@@ -114,6 +120,20 @@ impl WireError {
     pub fn into_response(self, protocol: Protocol, request_id: &str) -> WireResponse {
         let body = match protocol {
             Protocol::RestJson1 => serde_json::json!({ "message": self.message }),
+            Protocol::AwsJson10 if !self.throttling_reasons.is_empty() => {
+                let reasons: Vec<serde_json::Value> = self
+                    .throttling_reasons
+                    .iter()
+                    .map(|(reason, resource)| {
+                        serde_json::json!({ "reason": reason, "resource": resource })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "__type": self.qualified_code(),
+                    "message": self.message,
+                    "ThrottlingReasons": reasons,
+                })
+            }
             Protocol::AwsJson10 => {
                 serde_json::json!({ "__type": self.qualified_code(), "message": self.message })
             }

@@ -6,9 +6,10 @@
 //! | `UpdateItem` | write | the key's and the new values' sizes (the old item is not read), before forwarding |
 //! | `DeleteItem` | write | the key's size (one unit for ordinary keys), before forwarding |
 //! | `BatchWriteItem` | write, per item | as `PutItem` / `DeleteItem`; throttled items come back in `UnprocessedItems`, and only when every item is throttled does the call fail |
+//! | `BatchGetItem` | read, per key | as `GetItem`, after the store answered; throttled keys are taken out of `Responses` and come back in `UnprocessedKeys`, and only when every key is throttled does the call fail |
 //! | `GetItem` | read | the returned item's size, after the store answered |
 //! | `Query` | read | the returned items' total size, after the store answered |
-//! | `CreateTable`, `DescribeTable`, `ListTables`, `DeleteTable`, `UpdateTable`, `Scan`, `BatchGetItem`, `TransactWriteItems`, `TransactGetItems`, `DescribeTimeToLive`, `UpdateTimeToLive` | no | forwarded as they are |
+//! | `CreateTable`, `DescribeTable`, `ListTables`, `DeleteTable`, `UpdateTable`, `Scan`, `TransactWriteItems`, `TransactGetItems`, `DescribeTimeToLive`, `UpdateTimeToLive` | no | forwarded as they are |
 //!
 //! Reads are charged after the store answered because DynamoDB charges a read by what it
 //! returned and a read has no side effect to undo when the charge is refused. Tables the
@@ -21,9 +22,21 @@
 //! client learns is what the quota spent).
 //!
 //! Without a store, data operations are charged as above and answered with empty results
-//! (`{}`; `Query`: no items; `BatchWriteItem`: only the throttled items unprocessed), so
-//! capacity scenarios can run in process on virtual time.
+//! (`{}`; `Query`: no items; `BatchWriteItem`: only the throttled items unprocessed;
+//! `BatchGetItem`: no items, only the throttled keys unprocessed), so capacity scenarios can
+//! run in process on virtual time.
+//!
+//! Batches follow DynamoDB's rule: "If none of the items can be processed due to insufficient
+//! provisioned throughput on all of the tables in the request, then BatchGetItem returns a
+//! ProvisionedThroughputExceededException. If at least one of the items is successfully
+//! processed, then BatchGetItem completes successfully, while returning the keys of the unread
+//! items in UnprocessedKeys", and the same for `BatchWriteItem` and `UnprocessedItems`
+//! (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html>,
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html>).
+//! A throttle's error body carries DynamoDB's `ThrottlingReasons`
+//! (`[{ "reason": "TableWriteKeyRangeThroughputExceeded", "resource": "arn:aws:dynamodb:…:table/NAME" }]`).
 
+mod batch;
 mod capacity;
 mod data;
 mod keys;
@@ -119,6 +132,7 @@ impl DynamoFront {
             }
             DynamoOp::GetItem | DynamoOp::Query => self.read(op, head, raw, &body).await,
             DynamoOp::BatchWriteItem => self.batch_write(head, raw, body).await,
+            DynamoOp::BatchGetItem => self.batch_get(head, raw, body).await,
             DynamoOp::CreateTable | DynamoOp::DeleteTable | DynamoOp::PassThrough(_) => {
                 let answer = self.forward(op, head, raw).await?;
                 if answer.status.is_success() {
@@ -141,6 +155,9 @@ impl DynamoFront {
                     json!({"Items": [], "Count": 0, "ScannedCount": 0}),
                 )),
                 DynamoOp::BatchWriteItem => Ok(Answer::empty(json!({"UnprocessedItems": {}}))),
+                DynamoOp::BatchGetItem => Ok(Answer::empty(
+                    json!({"Responses": {}, "UnprocessedKeys": {}}),
+                )),
                 _ => Err(WireError::validation(format!(
                     "The simulator has no DynamoDB store to answer {}.",
                     op.as_str()
