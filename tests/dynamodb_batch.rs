@@ -137,6 +137,32 @@ async fn a_deadline_stops_with_every_unwritten_item_in_hand_and_names_none() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_key_is_read_and_unprocessed_keys_are_resent() {
+    let front = front(50, None);
+    let reader = BatchReader::new(client(
+        "http://dynamodb.sim",
+        sdk_http_client(front.clone()),
+    ))
+    .seed(5)
+    .deadline(Duration::from_secs(120));
+    let keys = (0..3_000).map(|i| {
+        let key = HashMap::from([("pk".to_owned(), AttributeValue::S(format!("k{i}")))]);
+        ("orders".to_owned(), key)
+    });
+    let read = reader.get(keys).await.unwrap();
+    assert_eq!(read.keys, 3_000);
+    // The table's 1,000 RCU/s (half a unit per eventually consistent key) left keys
+    // unprocessed, which were sent again.
+    assert!(read.resent > 0, "{read:?}");
+    assert!(
+        read.batches >= (3_000 + read.resent).div_ceil(100),
+        "{read:?}"
+    );
+    let stats = front.dynamodb().unwrap().stats();
+    assert_eq!(stats.tables[0].consumed_rcu(), 1_500.0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn nothing_to_write_sends_nothing() {
     let writer = BatchWriter::new(client(
         "http://dynamodb.sim",
