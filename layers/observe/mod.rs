@@ -29,14 +29,21 @@
 //! [`OutcomeKind::as_str`](crate::OutcomeKind::as_str): never a request or response body, a
 //! prompt, a completion, a header value or a credential.
 //!
-//! Metric handles are registered when a layer is built and reused on every call, so the hot
-//! path neither allocates nor looks anything up. A consequence: install your `metrics` recorder
-//! before you build the layers.
+//! Metric handles are registered once per label set and reused on every call, so the hot
+//! path neither allocates nor looks anything up. A layer registers them when it is built if a
+//! `metrics` recorder is installed then, else on its first use after one is: a recorder
+//! installed after the layers are built still receives every series (`tests/observe_late.rs`).
+//! Until a recorder exists, a metric costs one read of `metrics`' recorder slot and registers
+//! nothing; once registered, one atomic load.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::OutcomeKind;
+mod handles;
+
+pub(crate) use self::handles::{
+    ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram,
+};
 
 /// Metric names.
 pub mod names {
@@ -220,100 +227,6 @@ pub(crate) fn arn_resource(value: &str) -> &str {
     match value.rfind('/') {
         Some(slash) => &value[slash + 1..],
         None => value.rsplit(':').next().unwrap_or(value),
-    }
-}
-
-/// Per-outcome-class counters registered once for a set of labels.
-#[derive(Clone, Debug)]
-pub(crate) struct ClassCounters(CounterSet<{ OutcomeKind::ALL.len() }>);
-
-impl ClassCounters {
-    /// Registers `name` once per outcome class under `labels`.
-    pub(crate) fn register(name: &'static str, labels: &Labels) -> Self {
-        ClassCounters(CounterSet::register(
-            name,
-            labels,
-            keys::CLASS,
-            OutcomeKind::ALL.map(|kind| kind.as_str()),
-        ))
-    }
-
-    /// Adds one to the counter of `kind`.
-    #[inline]
-    pub(crate) fn increment(&self, kind: OutcomeKind) {
-        self.0.increment(kind.index());
-    }
-}
-
-/// Counters registered once per value of one extra label (a fixed enumeration).
-#[derive(Clone)]
-pub(crate) struct CounterSet<const N: usize> {
-    #[cfg(feature = "metrics")]
-    counters: [metrics::Counter; N],
-}
-
-impl<const N: usize> CounterSet<N> {
-    /// Registers `name` once per value of `key` under `labels`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn register(
-        name: &'static str,
-        labels: &Labels,
-        key: &'static str,
-        values: [&'static str; N],
-    ) -> Self {
-        CounterSet {
-            #[cfg(feature = "metrics")]
-            counters: values
-                .map(|value| metrics::counter!(name, labels.metric_labels(&[(key, value)]))),
-        }
-    }
-
-    /// Adds one to the counter of the `index`-th value.
-    #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn increment(&self, index: usize) {
-        #[cfg(feature = "metrics")]
-        self.counters[index].increment(1);
-    }
-}
-
-impl<const N: usize> fmt::Debug for CounterSet<N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CounterSet")
-    }
-}
-
-/// Per-outcome-class histograms registered once for a set of labels.
-#[derive(Clone)]
-pub(crate) struct ClassHistograms {
-    #[cfg(feature = "metrics")]
-    histograms: [metrics::Histogram; OutcomeKind::ALL.len()],
-}
-
-impl ClassHistograms {
-    /// Registers `name` once per outcome class under `labels`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn register(name: &'static str, labels: &Labels) -> Self {
-        ClassHistograms {
-            #[cfg(feature = "metrics")]
-            histograms: OutcomeKind::ALL.map(|kind| {
-                metrics::histogram!(name, labels.metric_labels(&[(keys::CLASS, kind.as_str())]))
-            }),
-        }
-    }
-
-    /// Records `value` for `kind`.
-    #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn record(&self, kind: OutcomeKind, value: f64) {
-        #[cfg(feature = "metrics")]
-        self.histograms[kind.index()].record(value);
-    }
-}
-
-impl fmt::Debug for ClassHistograms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClassHistograms")
     }
 }
 
