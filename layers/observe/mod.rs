@@ -7,6 +7,8 @@
 //! | `headroom_attempts_total` | counter | target, model, region, class | attempts finished, by outcome class (an SDK stream that fails after its `200` counts again under its error's class) |
 //! | `headroom_retries_total` | counter | target, model, region, class | retries scheduled, by the class that caused them |
 //! | `headroom_retry_wait_seconds` | histogram | target, model, region, class | wait before each retry |
+//! | `headroom_attempt_duration_seconds` | histogram | target, model, region, class | an attempt's time from its start (admission wait included) to its end, by outcome class; the Tower `Stack` and the SDK adapter (a local refusal is no attempt) |
+//! | `headroom_call_duration_seconds` | histogram | target, model, region, class | a call's time from its start to its end (every attempt, wait and retry), by the class it ended with, under the last attempt's target; the Tower `Stack` and the SDK adapter |
 //! | `headroom_retries_exhausted_total` | counter | target, model, region, reason | calls the retry layer gave up on |
 //! | `headroom_admission_wait_seconds` | histogram | target, model, region | time a call waited for quota |
 //! | `headroom_admission_rejected_total` | counter | target, model, region | calls shed by admission |
@@ -22,6 +24,11 @@
 //! The `class` label is [`OutcomeKind::as_str`](crate::OutcomeKind::as_str): a spent per-day
 //! quota counts as `throttled_daily`, apart from the per-minute `throttled_tokens` and
 //! `throttled_requests`, and a call stopped by one as `reason="quota_exhausted"`.
+//!
+//! The durations reuse the clock reads the adapters make anyway (no clock read is added): an
+//! attempt the Tower `Stack` admits and gets an answer to in the same poll ends at its
+//! admission instant, so its duration is `0` (the stack read the clock once for it; see
+//! ARCHITECTURE.md, "Clock reads").
 //!
 //! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
 //! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a
@@ -53,6 +60,12 @@ pub mod names {
     pub const RETRIES: &str = "headroom_retries_total";
     /// Histogram: seconds waited before a retry.
     pub const RETRY_WAIT: &str = "headroom_retry_wait_seconds";
+    /// Histogram: seconds from an attempt's start (admission wait included) to its end, by
+    /// outcome class.
+    pub const ATTEMPT_DURATION: &str = "headroom_attempt_duration_seconds";
+    /// Histogram: seconds from a call's start to its end (every attempt, wait and retry), by
+    /// the class of the outcome it ended with.
+    pub const CALL_DURATION: &str = "headroom_call_duration_seconds";
     /// Counter: calls the retry layer gave up on, labelled by reason.
     pub const RETRIES_EXHAUSTED: &str = "headroom_retries_exhausted_total";
     /// Histogram: seconds a call waited for quota before it was admitted.

@@ -440,6 +440,9 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         };
         match next {
             Next::Done => {
+                events
+                    .retry
+                    .call_took(outcome, now.saturating_duration_since(call.call.started()));
                 if let (Some(served), Some(target)) = (&events.served, ended.target) {
                     served.increment(0);
                     if target != 0 {
@@ -468,6 +471,9 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             }
             Next::Stop(reason) => {
                 events.retry.stop(outcome, call.call.retry(), reason);
+                events
+                    .retry
+                    .call_took(outcome, now.saturating_duration_since(call.call.started()));
                 Decision::Stop
             }
         }
@@ -484,6 +490,10 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
     ) -> Ended {
         let events = attempt.events;
         events.retry.attempt(outcome);
+        events.retry.attempt_took(
+            outcome,
+            now.saturating_duration_since(attempt.core.started()),
+        );
         let usage = units.map_or(Usage::UNKNOWN, Usage::units);
         let ended = attempt.core.end(outcome, usage, now);
         if let Some(limit) = ended.limit {

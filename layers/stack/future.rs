@@ -552,21 +552,28 @@ where
         now: Instant,
     ) -> Step<S::Response> {
         let shared = Arc::clone(&self.shared);
-        let ended = match self.attempt.as_mut() {
+        let (ended, started) = match self.attempt.as_mut() {
             Some(attempt) => {
+                let started = attempt.started();
                 let ended = attempt.end(&outcome, usage, now);
                 self.attempt = None;
-                ended
+                (ended, Some(started))
             }
-            None => Ended {
-                target: None,
-                sent: false,
-                limit: None,
-            },
+            None => (
+                Ended {
+                    target: None,
+                    sent: false,
+                    limit: None,
+                },
+                None,
+            ),
         };
         let events = ended.target.map(|t| &shared.events[t]);
         let retry_events = events.map_or(&shared.unrouted, |e| &e.retry);
         retry_events.attempt(&outcome);
+        if let Some(started) = started {
+            retry_events.attempt_took(&outcome, now.saturating_duration_since(started));
+        }
         if let (Some(limit), Some(events)) = (ended.limit, events) {
             events.admission.settled(&events.labels, &outcome, limit);
         }
@@ -580,7 +587,10 @@ where
             .call
             .next(&shared.policy, Some(&routing), &ended, &outcome, now);
         match next {
-            Next::Done => Step::Finish(self.finish(result, ended.target, &outcome)),
+            Next::Done => {
+                retry_events.call_took(&outcome, now.saturating_duration_since(self.call.started()));
+                Step::Finish(self.finish(result, ended.target, &outcome))
+            }
             Next::Move { target, permit } => {
                 if let Some(from) = ended.target {
                     let targets = shared.route.targets();
@@ -601,6 +611,7 @@ where
             }
             Next::Stop(reason) => {
                 retry_events.stop(&outcome, self.call.retry(), reason);
+                retry_events.call_took(&outcome, now.saturating_duration_since(self.call.started()));
                 let result = self.stopped(result, outcome, reason);
                 Step::Finish(self.finish(result, ended.target, &outcome))
             }
