@@ -64,15 +64,24 @@ impl<H> Lazy<H> {
         labels: &Labels,
         register: impl Fn(&Labels) -> H + Send + Sync + 'static,
     ) -> Self {
-        let lazy = Lazy {
+        let lazy = Self::on_first_use(labels, register);
+        let _ = lazy.get();
+        lazy
+    }
+
+    /// Handles of `labels` made by `register` the first time they are used with a recorder
+    /// current: no series until then (for metrics only some targets ever report).
+    pub(crate) fn on_first_use(
+        labels: &Labels,
+        register: impl Fn(&Labels) -> H + Send + Sync + 'static,
+    ) -> Self {
+        Lazy {
             inner: Arc::new(LazyInner {
                 handles: OnceLock::new(),
                 labels: labels.clone(),
                 register: Box::new(register),
             }),
-        };
-        let _ = lazy.get();
-        lazy
+        }
     }
 
     /// The handles, once a recorder exists.
@@ -307,5 +316,61 @@ impl ClassHistograms {
 impl std::fmt::Debug for ClassHistograms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClassHistograms")
+    }
+}
+
+/// The token counters of one label set, `headroom_tokens_total` by `type` (`input`, `output`,
+/// `cache_read`, `cache_write`): registered on the first count, so that targets that never
+/// report tokens (a DynamoDB table) have no series.
+#[derive(Clone)]
+pub(crate) struct Tokens {
+    #[cfg(feature = "metrics")]
+    lazy: Lazy<[metrics::Counter; 4]>,
+}
+
+impl Tokens {
+    /// The values of the `type` label, in the order [`add`](Self::add) counts them.
+    pub(crate) const TYPES: [&'static str; 4] = ["input", "output", "cache_read", "cache_write"];
+
+    /// The counters under `labels`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn register(labels: &Labels) -> Self {
+        Tokens {
+            #[cfg(feature = "metrics")]
+            lazy: Lazy::on_first_use(labels, |labels| {
+                Self::TYPES.map(|kind| {
+                    metrics::counter!(
+                        super::names::TOKENS,
+                        labels.metric_labels(&[(super::keys::TYPE, kind)])
+                    )
+                })
+            }),
+        }
+    }
+
+    /// Counts what one answer reported.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn add(&self, counts: &crate::bedrock::TokenCounts) {
+        #[cfg(feature = "metrics")]
+        if let Some(counters) = self.lazy.get() {
+            let values = [
+                counts.input,
+                counts.output,
+                counts.cache_read,
+                counts.cache_write,
+            ];
+            for (counter, value) in counters.iter().zip(values) {
+                if value > 0 {
+                    counter.increment(value);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens")
     }
 }

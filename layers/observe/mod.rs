@@ -9,6 +9,7 @@
 //! | `headroom_retry_wait_seconds` | histogram | target, model, region, class | wait before each retry |
 //! | `headroom_attempt_duration_seconds` | histogram | target, model, region, class | an attempt's time from its start (admission wait included) to its end, by outcome class; the Tower `Stack` and the SDK adapter (a local refusal is no attempt) |
 //! | `headroom_call_duration_seconds` | histogram | target, model, region, class | a call's time from its start to its end (every attempt, wait and retry), by the class it ended with, under the last attempt's target; the Tower `Stack` and the SDK adapter |
+//! | `headroom_tokens_total` | counter | target, model, region, type | tokens the model reported (`type` = `input`, `output`, `cache_read`, `cache_write`; `input` excludes the cached ones, as Bedrock counts), from the answer a call settles with: the Tower `Stack` with a usage reader that reads tokens (`BedrockUsage`) and the SDK adapter (Converse, InvokeModel) |
 //! | `headroom_retries_exhausted_total` | counter | target, model, region, reason | calls the retry layer gave up on |
 //! | `headroom_admission_wait_seconds` | histogram | target, model, region | time a call waited for quota |
 //! | `headroom_admission_rejected_total` | counter | target, model, region | calls shed by admission |
@@ -49,7 +50,7 @@ use std::sync::Arc;
 mod handles;
 
 pub(crate) use self::handles::{
-    ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram,
+    ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram, Tokens,
 };
 
 /// Metric names.
@@ -66,6 +67,9 @@ pub mod names {
     /// Histogram: seconds from a call's start to its end (every attempt, wait and retry), by
     /// the class of the outcome it ended with.
     pub const CALL_DURATION: &str = "headroom_call_duration_seconds";
+    /// Counter: tokens an LLM reported, by `type` (`input`, `output`, `cache_read`,
+    /// `cache_write`).
+    pub const TOKENS: &str = "headroom_tokens_total";
     /// Counter: calls the retry layer gave up on, labelled by reason.
     pub const RETRIES_EXHAUSTED: &str = "headroom_retries_exhausted_total";
     /// Histogram: seconds a call waited for quota before it was admitted.
@@ -107,6 +111,9 @@ pub mod keys {
     pub const TO: &str = "to";
     /// Whether a fallback router served a call from a target other than the first (`true`/`false`).
     pub const DEGRADED: &str = "degraded";
+    /// Which tokens a count is of: `input` (neither read from nor written to the prompt
+    /// cache), `output`, `cache_read`, `cache_write`.
+    pub const TYPE: &str = "type";
 }
 
 /// The names a layer reports under: target, model and region.

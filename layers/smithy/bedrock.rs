@@ -141,6 +141,11 @@ impl Shape for Bedrock {
         estimation: &Estimation,
         key: &str,
     ) -> Option<u64> {
+        let counts = self.tokens(output, response)?;
+        Some(counts.charged(estimation.models.spec(key)))
+    }
+
+    fn tokens(&self, output: &Output, response: Option<&HttpResponse>) -> Option<TokenCounts> {
         let counts = if let Some(output) = output.downcast_ref::<ConverseOutput>() {
             let usage = output.usage()?;
             let count = |n: i32| u64::try_from(n).ok();
@@ -162,7 +167,7 @@ impl Shape for Bedrock {
         } else {
             return None;
         };
-        Some(counts.charged(estimation.models.spec(key)))
+        Some(counts)
     }
 }
 

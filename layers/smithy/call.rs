@@ -560,6 +560,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                 retry: RetryMetrics::register(labels),
                 admission: AdmissionMetrics::register(labels),
                 served: target.map(|index| served_counter(labels, index != 0)),
+                tokens: crate::observe::Tokens::register(labels),
                 labels: labels.clone(),
             })
         });
@@ -687,6 +688,7 @@ pub(crate) struct Events {
     retry: RetryMetrics,
     admission: AdmissionMetrics,
     served: Option<CounterSet<1>>,
+    pub(crate) tokens: crate::observe::Tokens,
 }
 
 impl Events {

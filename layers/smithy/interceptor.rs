@@ -66,6 +66,18 @@ pub(crate) trait Shape: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// The token counts a successful LLM call reported, from its typed output (or the
+    /// response's headers); the units it spent are then these counts charged on the
+    /// attempt's model, and [`usage`](Shape::usage) is not asked. Default: none.
+    fn tokens(
+        &self,
+        output: &Output,
+        response: Option<&HttpResponse>,
+    ) -> Option<crate::bedrock::TokenCounts> {
+        let _ = (output, response);
+        None
+    }
+
     /// Removes from the output what the adapter asked for and the caller did not.
     fn restore(&self, output: &mut Output) {
         let _ = output;
@@ -246,16 +258,30 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         let Some(outcome) = classify_context(ctx.inner()) else {
             return Ok(());
         };
+        let mut tokens = None;
         let units = match ctx.output_or_error() {
             Some(Ok(output)) => {
                 let model = handle.lock().attempt_model();
                 let model = model.as_deref().unwrap_or_default();
-                self.shape
-                    .usage(output, ctx.response(), &self.shared.estimation, model)
+                tokens = self.shape.tokens(output, ctx.response());
+                match tokens {
+                    Some(counts) => {
+                        Some(counts.charged(self.shared.estimation.models.spec(model)))
+                    }
+                    None => self.shape.usage(
+                        output,
+                        ctx.response(),
+                        &self.shared.estimation,
+                        model,
+                    ),
+                }
             }
             _ => None,
         };
         let mut call = handle.lock();
+        if let Some(counts) = &tokens {
+            self.shared.attempt_events(&call).tokens.add(counts);
+        }
         let decision = self
             .shared
             .end_attempt(&mut call, &outcome, units, Instant::now());

@@ -515,11 +515,11 @@ where
                         attempt.reserved(kept);
                     }
                 }
-                let model = self
-                    .attempt
-                    .as_ref()
-                    .and_then(|a| a.target())
-                    .and_then(|t| shared.route.targets()[t].labels().model_name());
+                let target = self.attempt.as_ref().and_then(|a| a.target());
+                if let (Some(t), Some(tokens)) = (target, shared.admission.tokens(&*response)) {
+                    shared.events[t].tokens.add(&tokens);
+                }
+                let model = target.and_then(|t| shared.route.targets()[t].labels().model_name());
                 let usage = match model {
                     Some(model) => shared.admission.usage_for(&*response, model),
                     None => shared.admission.usage(&*response),
