@@ -77,3 +77,65 @@ async fn attempt_and_call_durations_by_target_and_class() {
     assert_eq!(calls("haiku", "success"), vec![5.0]);
     assert!(calls("sonnet", "unavailable").is_empty());
 }
+
+/// The gauge `name` under `target`.
+fn gauge(
+    series: &[(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        DebugValue,
+    )],
+    name: &str,
+    target: &str,
+) -> Option<f64> {
+    series.iter().find_map(|(key, .., value)| {
+        let ours = key.key().name() == name
+            && key
+                .key()
+                .labels()
+                .any(|l| l.key() == "target" && l.value() == target);
+        match value {
+            DebugValue::Gauge(v) if ours => Some(v.into_inner()),
+            _ => None,
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn quota_utilization_is_sampled_at_most_once_a_second() {
+    use tower::Service;
+    use tower_headroom::Cost;
+    use tower_headroom::admission::{FixedCost, Limit, Quota};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let upstream = tower::service_fn(|_: &'static str| async {
+        Ok::<_, Infallible>(http::Response::new(()))
+    });
+    let limit = Limit::per_minute().requests(10).build().unwrap();
+    let mut stack = StackBuilder::bedrock(HttpClassifier::new())
+        .target(Target::new("sonnet", "sonnet"))
+        .admission(Quota::new(limit), FixedCost(Cost::new(1, 1)))
+        .rewrite(upstream, |call: &mut &'static str, model: &&'static str| {
+            *call = model
+        })
+        .unwrap();
+    let mut call = async || {
+        let response = stack.ready().await.unwrap().call("").await.unwrap();
+        assert_eq!(response.status(), 200);
+    };
+    // Sampled after the first call (1 of 10); the next four, in the same second, are not.
+    for _ in 0..5 {
+        call().await;
+    }
+    let series = snapshotter.snapshot().into_vec();
+    assert_eq!(gauge(&series, names::QUOTA_UTILIZATION, "sonnet"), Some(0.1));
+    assert_eq!(gauge(&series, names::ADMISSION_QUEUE_DEPTH, "sonnet"), Some(0.0));
+    // A second later the sixth call samples again: 6 of 10 spent in the trailing minute.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    call().await;
+    let series = snapshotter.snapshot().into_vec();
+    assert_eq!(gauge(&series, names::QUOTA_UTILIZATION, "sonnet"), Some(0.6));
+}

@@ -193,6 +193,7 @@ pub(crate) struct Metrics {
     wait: crate::observe::Histogram,
     rejected: crate::observe::Counter,
     limit: crate::observe::Gauge,
+    gauges: super::gauges::QuotaGauges,
 }
 
 impl Metrics {
@@ -202,6 +203,20 @@ impl Metrics {
             wait: crate::observe::Histogram::register(names::ADMISSION_WAIT, labels),
             rejected: crate::observe::Counter::register(names::ADMISSION_REJECTED, labels, &[]),
             limit: crate::observe::Gauge::register(names::QUOTA_LIMIT, labels),
+            gauges: super::gauges::QuotaGauges::register(labels),
+        }
+    }
+
+    /// Samples the key's utilisation and queue gauges from `stats` when a sample is due at
+    /// `now` (at most once a second; otherwise one relaxed atomic load).
+    #[inline]
+    pub(crate) fn sample_quota(
+        &self,
+        now: Instant,
+        stats: impl FnOnce() -> Option<crate::admission::SlotStats>,
+    ) {
+        if self.gauges.due(now) {
+            self.gauges.sample(now, stats);
         }
     }
 

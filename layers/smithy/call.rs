@@ -160,7 +160,7 @@ impl<S: StoreSlot> CallHandle<S> {
     }
 }
 
-impl<S: QuotaStore<Arc<str>>> Shared<S> {
+impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
     /// Starts a call from the client's `region`; `regional` when the service's requests can
     /// be moved to another region.
     pub(crate) fn start(
@@ -498,6 +498,12 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         let ended = attempt.core.end(outcome, usage, now);
         if let Some(limit) = ended.limit {
             events.admission.settled(&events.labels, outcome, limit);
+        }
+        if let Some(quota) = &self.quota {
+            let key = &attempt.key;
+            events.admission.sample_quota(now, || {
+                crate::admission::slot_stats(&quota.slot(key, now), now)
+            });
         }
         ended
     }

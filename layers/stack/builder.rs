@@ -368,6 +368,12 @@ pub trait TargetQuota<Req, Res>: TargetSlots {
         let _ = model;
         self.usage(response)
     }
+    /// The quota statistics of the target at route index `target`, for the quota gauges
+    /// (the in-process store's); default: none.
+    fn slot_stats(&self, target: usize, now: Instant) -> Option<crate::admission::SlotStats> {
+        let _ = (target, now);
+        None
+    }
     /// The token counts a response reports ([`ReadUsage::read_tokens`]), for the token
     /// metrics. Default (no admission): none.
     fn tokens(&self, response: &Res) -> Option<crate::bedrock::TokenCounts> {
@@ -529,6 +535,10 @@ where
 
     fn tokens(&self, response: &Res) -> Option<crate::bedrock::TokenCounts> {
         self.usage.read_tokens(response)
+    }
+
+    fn slot_stats(&self, target: usize, now: Instant) -> Option<crate::admission::SlotStats> {
+        crate::admission::slot_stats(self.slots.get(target)?, now)
     }
 
     fn usage_for(&self, response: &Res, model: &str) -> Usage {

@@ -577,6 +577,11 @@ where
         if let (Some(limit), Some(events)) = (ended.limit, events) {
             events.admission.settled(&events.labels, &outcome, limit);
         }
+        if let (Some(target), Some(events)) = (ended.target, events) {
+            events
+                .admission
+                .sample_quota(now, || shared.admission.slot_stats(target, now));
+        }
         let headroom = headroom(&shared, &self.cost);
         let routing = Routing {
             route: &shared.route,
