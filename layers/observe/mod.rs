@@ -28,6 +28,16 @@
 //! quota counts as `throttled_daily`, apart from the per-minute `throttled_tokens` and
 //! `throttled_requests`, and a call stopped by one as `reason="quota_exhausted"`.
 //!
+//! **Cardinality.** Label sets are bounded per layer: the Tower layers' label sets are fixed
+//! when they are built (one per layer, or one per route target), except a
+//! [`BreakerRegistry`](crate::breaker::BreakerRegistry)'s, which makes one per key: it gives
+//! series of their own to at most [`MAX_LABEL_SETS`] distinct sets
+//! ([`max_label_sets`](crate::breaker::BreakerRegistryBuilder::max_label_sets)) and reports
+//! the breakers of later keys under `target=`[`OVERFLOW_TARGET`]; an evicted breaker gives its
+//! set's place back and its series are no longer updated (`tests/observe_cardinality.rs`).
+//! The SDK adapter caps its label sets the same way (`tests/smithy_cardinality.rs`). An ARN
+//! in a label shows only its resource name.
+//!
 //! The durations reuse the clock reads the adapters make anyway (no clock read is added): an
 //! attempt the Tower `Stack` admits and gets an answer to in the same poll ends at its
 //! admission instant, so its duration is `0` (the stack read the clock once for it; see
@@ -49,7 +59,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod cap;
 mod handles;
+
+pub use self::cap::{MAX_LABEL_SETS, OVERFLOW_TARGET};
+pub(crate) use self::cap::{LabelBudget, LabelHold};
 
 pub(crate) use self::handles::{
     ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram, Tokens,

@@ -681,11 +681,7 @@ impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadro
     }
 }
 
-/// The most label sets (target, model, region) an SDK adapter gives series of their own.
-pub(crate) const MAX_LABEL_SETS: usize = 256;
-
-/// The target label of the calls beyond [`MAX_LABEL_SETS`].
-pub(crate) const OVERFLOW_TARGET: &str = "_overflow";
+pub(crate) use crate::observe::{MAX_LABEL_SETS, OVERFLOW_TARGET};
 
 /// Where an attempt reports: the metric vocabulary of the Tower layers (the retry layer's, the
 /// admission layer's, the router's `headroom_fallback_total`), registered once per labels.
