@@ -43,6 +43,11 @@
 //! admission instant, so its duration is `0` (the stack read the clock once for it; see
 //! ARCHITECTURE.md, "Clock reads").
 //!
+//! **Spans.** A call through the Tower `Stack` or the SDK adapter is a `headroom.call` span
+//! with a `headroom.attempt` span per attempt, carrying OpenTelemetry's GenAI attributes; the
+//! fields are listed in the `span` module's source docs (`layers/observe/span.rs`) and in the
+//! README. They cost a disabled-callsite check when no subscriber wants them.
+//!
 //! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
 //! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a
 //! target, model and region) and from fixed enumerations such as
@@ -61,6 +66,7 @@ use std::sync::Arc;
 
 mod cap;
 mod handles;
+pub(crate) mod span;
 
 pub use self::cap::{MAX_LABEL_SETS, OVERFLOW_TARGET};
 pub(crate) use self::cap::{LabelBudget, LabelHold};

@@ -44,6 +44,17 @@ const LABEL: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) struct Bedrock;
 
 impl Shape for Bedrock {
+    fn gen_ai(&self, input: &Input) -> (Option<&'static str>, Option<&'static str>) {
+        // The GenAI conventions' operation for a chat API; InvokeModel's body is the model's
+        // own format, whose operation the adapter does not read.
+        let chat = input.downcast_ref::<ConverseInput>().is_some()
+            || input.downcast_ref::<ConverseStreamInput>().is_some();
+        (
+            Some(crate::observe::span::BEDROCK),
+            chat.then_some("chat"),
+        )
+    }
+
     fn prepare(&self, input: &mut Input, estimation: &Estimation) -> Option<Prepared> {
         let (model, llm, stream) = if let Some(input) = input.downcast_ref::<ConverseInput>() {
             let llm = converse_input(input.messages(), input.system(), input.inference_config());

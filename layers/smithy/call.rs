@@ -26,7 +26,8 @@ use crate::concurrency::{AdaptiveLimit, ConcurrencyLimited};
 use crate::deadline::Deadline;
 use crate::fallback::{Choice, NoHeadroom, NoTargetAvailable, served_counter};
 use crate::lifecycle::{self, Ended, Next, Routing};
-use crate::observe::{CounterSet, Labels};
+use crate::bedrock::TokenCounts;
+use crate::observe::{CounterSet, Labels, span};
 use crate::retry::RetryMetrics;
 use crate::{BoxError, Outcome, OutcomeKind};
 
@@ -100,6 +101,10 @@ pub(crate) struct Call<S: StoreSlot> {
     /// The model id the attempt being opened rewrites the request to, until it is signed.
     pending_model: Option<Arc<str>>,
     attempt: Option<Attempt<SlotOf<S>>>,
+    /// The call's span (`Span::none()` when no subscriber wants it).
+    span: tracing::Span,
+    /// Attempts opened (fallback moves included), for the spans.
+    attempts: u32,
 }
 
 /// The attempt in flight: the lifecycle core's attempt, and what the SDK's hooks need.
@@ -116,6 +121,8 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     blocked: Option<Blocked>,
     /// The target's adaptive concurrency limit, when the adapter has them.
     limit: Option<AdaptiveLimit>,
+    /// The attempt's span, under the call's.
+    span: tracing::Span,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -168,6 +175,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
         owner: u64,
         prepared: Prepared,
         (region, regional): (Option<Arc<str>>, bool),
+        (provider, operation): (Option<&'static str>, Option<&'static str>),
         now: Instant,
     ) -> CallHandle<S> {
         let route = self
@@ -192,6 +200,8 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
             moved_region: None,
             pending_model: None,
             attempt: None,
+            span: span::call(provider, operation),
+            attempts: 0,
         })))
     }
 
@@ -204,7 +214,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
         call.decision = None;
         if let Some(stale) = call.attempt.take() {
             // The previous attempt never ended (the SDK timed it out): it counts as a timeout.
-            self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, now);
+            self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, None, now);
         }
         let (attempt, region): (_, Option<Arc<str>>) =
             match (&self.route, call.call.plan().is_some()) {
@@ -304,6 +314,9 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
                 }
             };
         let mut attempt = attempt;
+        let hop = call.call.plan().map_or(0, |p| p.calls().saturating_sub(1));
+        call.attempts = call.attempts.saturating_add(1);
+        attempt.span = span::attempt(&call.span, &attempt.events.labels, call.attempts, hop);
         if let Some(limits) = &self.limits {
             let (target, key) = (attempt.core.target(), &attempt.key);
             attempt.limit = Some(limits.get(target, key, &attempt.events.labels));
@@ -399,13 +412,16 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
         &self,
         call: &mut Call<S>,
         outcome: &Outcome,
-        units: Option<u64>,
+        (units, tokens): (Option<u64>, Option<&TokenCounts>),
         now: Instant,
     ) -> Decision {
         let (ended, events) = match call.attempt.take() {
             Some(attempt) => {
                 let events = Arc::clone(&attempt.events);
-                (self.finish_attempt(attempt, outcome, units, now), events)
+                (
+                    self.finish_attempt(attempt, outcome, units, tokens, now),
+                    events,
+                )
             }
             // No attempt was opened (an interceptor failed first): decide on the outcome alone.
             None => (
@@ -443,6 +459,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
                 events
                     .retry
                     .call_took(outcome, now.saturating_duration_since(call.call.started()));
+                span::ended(&call.span, outcome, tokens, Some(call.attempts));
                 if let (Some(served), Some(target)) = (&events.served, ended.target) {
                     served.increment(0);
                     if target != 0 {
@@ -474,6 +491,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
                 events
                     .retry
                     .call_took(outcome, now.saturating_duration_since(call.call.started()));
+                span::ended(&call.span, outcome, tokens, Some(call.attempts));
                 Decision::Stop
             }
         }
@@ -486,8 +504,10 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
         mut attempt: Attempt<SlotOf<S>>,
         outcome: &Outcome,
         units: Option<u64>,
+        tokens: Option<&TokenCounts>,
         now: Instant,
     ) -> Ended {
+        span::ended(&attempt.span, outcome, tokens, None);
         let events = attempt.events;
         events.retry.attempt(outcome);
         events.retry.attempt_took(
@@ -580,7 +600,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
         call.moved = None;
         if let Some(attempt) = call.attempt.take() {
             // The operation ended with the attempt in flight (its timeout cut it short).
-            self.finish_attempt(attempt, &Outcome::new(OutcomeKind::Timeout), None, now);
+            self.finish_attempt(attempt, &Outcome::new(OutcomeKind::Timeout), None, None, now);
         }
     }
 }
@@ -599,6 +619,7 @@ impl<T: crate::admission::Slot> Attempt<T> {
             events,
             blocked: None,
             limit: None,
+            span: tracing::Span::none(),
         }
     }
 }

@@ -380,7 +380,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> ClassifyRetry for HeadroomClassifier<S> 
             // decides, here.
             return action(
                 self.shared
-                    .end_attempt(&mut call, &outcome, None, Instant::now()),
+                    .end_attempt(&mut call, &outcome, (None, None), Instant::now()),
             );
         }
         // Asked before the attempt ended (the SDK's connection-poisoning interceptor asks after

@@ -280,6 +280,7 @@ impl<T, C, A> StackBuilder<T, C, A> {
             limits,
             events,
             unrouted: RetryMetrics::register(&Labels::none()),
+            provider: matches!(self.profile, Profile::Bedrock).then_some(crate::observe::span::BEDROCK),
         }))
     }
 }
