@@ -37,7 +37,11 @@ fn breaker_keys_beyond_the_budget_report_as_overflow_and_eviction_frees_a_place(
         let mut opened: Vec<(String, u64)> = series
             .iter()
             .filter(|(key, ..)| key.key().name() == names::BREAKER_TRANSITIONS)
-            .filter(|(key, ..)| key.key().labels().any(|l| l.key() == "to" && l.value() == "open"))
+            .filter(|(key, ..)| {
+                key.key()
+                    .labels()
+                    .any(|l| l.key() == "to" && l.value() == "open")
+            })
             .filter_map(|(key, _, _, value)| {
                 let target = key.key().labels().find(|l| l.key() == "target")?;
                 match value {

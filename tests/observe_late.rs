@@ -27,11 +27,9 @@ fn counter(series: &Series, name: &str, labels: &[(&str, &str)]) -> u64 {
         .iter()
         .filter(|(key, ..)| key.key().name() == name)
         .filter(|(key, ..)| {
-            labels.iter().all(|(k, v)| {
-                key.key()
-                    .labels()
-                    .any(|l| l.key() == *k && l.value() == *v)
-            })
+            labels
+                .iter()
+                .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
         })
         .map(|(.., value)| match value {
             DebugValue::Counter(n) => *n,
@@ -95,9 +93,11 @@ fn a_stack_built_before_the_global_recorder_reports_to_it() {
 fn a_layer_built_without_a_recorder_reports_to_the_local_one_it_is_called_under() {
     let layer = RetryLayer::new(RetryPolicy::default(), HttpClassifier::new())
         .labels(Labels::target("late-local"));
-    let svc = tower::ServiceBuilder::new().layer(layer).service(tower::service_fn(
-        |_: ()| async { Ok::<_, Infallible>(http::Response::new(())) },
-    ));
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(|_: ()| async {
+            Ok::<_, Infallible>(http::Response::new(()))
+        }));
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let response = metrics::with_local_recorder(&recorder, || {

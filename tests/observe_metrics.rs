@@ -24,9 +24,8 @@ fn histogram(
     target: &str,
     class: &str,
 ) -> Vec<f64> {
-    let has = |key: &metrics::Key, k: &str, v: &str| {
-        key.labels().any(|l| l.key() == k && l.value() == v)
-    };
+    let has =
+        |key: &metrics::Key, k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
     series
         .iter()
         .filter(|(key, ..)| {
@@ -35,7 +34,9 @@ fn histogram(
                 && has(key.key(), "class", class)
         })
         .flat_map(|(.., value)| match value {
-            DebugValue::Histogram(values) => values.iter().map(|v| v.into_inner()).collect::<Vec<f64>>(),
+            DebugValue::Histogram(values) => {
+                values.iter().map(|v| v.into_inner()).collect::<Vec<f64>>()
+            }
             other => panic!("{name} is not a histogram: {other:?}"),
         })
         .collect()
@@ -111,9 +112,8 @@ async fn quota_utilization_is_sampled_at_most_once_a_second() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _local = metrics::set_default_local_recorder(&recorder);
-    let upstream = tower::service_fn(|_: &'static str| async {
-        Ok::<_, Infallible>(http::Response::new(()))
-    });
+    let upstream =
+        tower::service_fn(|_: &'static str| async { Ok::<_, Infallible>(http::Response::new(())) });
     let limit = Limit::per_minute().requests(10).build().unwrap();
     let mut stack = StackBuilder::bedrock(HttpClassifier::new())
         .target(Target::new("sonnet", "sonnet"))
@@ -131,11 +131,20 @@ async fn quota_utilization_is_sampled_at_most_once_a_second() {
         call().await;
     }
     let series = snapshotter.snapshot().into_vec();
-    assert_eq!(gauge(&series, names::QUOTA_UTILIZATION, "sonnet"), Some(0.1));
-    assert_eq!(gauge(&series, names::ADMISSION_QUEUE_DEPTH, "sonnet"), Some(0.0));
+    assert_eq!(
+        gauge(&series, names::QUOTA_UTILIZATION, "sonnet"),
+        Some(0.1)
+    );
+    assert_eq!(
+        gauge(&series, names::ADMISSION_QUEUE_DEPTH, "sonnet"),
+        Some(0.0)
+    );
     // A second later the sixth call samples again: 6 of 10 spent in the trailing minute.
     tokio::time::advance(Duration::from_secs(1)).await;
     call().await;
     let series = snapshotter.snapshot().into_vec();
-    assert_eq!(gauge(&series, names::QUOTA_UTILIZATION, "sonnet"), Some(0.6));
+    assert_eq!(
+        gauge(&series, names::QUOTA_UTILIZATION, "sonnet"),
+        Some(0.6)
+    );
 }

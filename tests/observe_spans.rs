@@ -22,7 +22,11 @@ fn no_canary(spans: &[support::spans::Recorded]) {
     for span in spans {
         for (name, value) in &span.fields {
             assert!(!value.contains(CANARY), "{} {name}={value}", span.name);
-            assert!(!value.contains("123456789012"), "{} {name}={value}", span.name);
+            assert!(
+                !value.contains("123456789012"),
+                "{} {name}={value}",
+                span.name
+            );
         }
     }
 }
@@ -194,7 +198,11 @@ async fn the_sdk_adapter_opens_a_chat_span_under_the_sdks_own() {
     assert_eq!(call.name, "headroom.call");
     // Under the SDK orchestrator's operation span; the attempt's beside its `try_attempt`.
     assert_eq!(call.parent.as_deref(), Some("try_op"));
-    assert!(spans.iter().any(|s| s.name == "try_attempt" && s.parent.as_deref() == Some("try_op")));
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "try_attempt" && s.parent.as_deref() == Some("try_op"))
+    );
     assert_eq!(call.field("gen_ai.provider.name"), Some("aws.bedrock"));
     assert_eq!(call.field("gen_ai.operation.name"), Some("chat"));
     assert_eq!(call.field("gen_ai.request.model"), Some(model));

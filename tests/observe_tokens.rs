@@ -86,17 +86,24 @@ async fn a_stack_whose_usage_reader_reads_no_tokens_has_no_token_series() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _local = metrics::set_default_local_recorder(&recorder);
-    let upstream = tower::service_fn(|_: &'static str| async {
-        Ok::<_, Infallible>(http::Response::new(()))
-    });
+    let upstream =
+        tower::service_fn(|_: &'static str| async { Ok::<_, Infallible>(http::Response::new(())) });
     let stack = StackBuilder::bedrock(HttpClassifier::new())
         .target(Target::new("table", "table"))
         .services(vec![upstream])
         .unwrap();
     stack.oneshot("").await.unwrap();
     let series = snapshotter.snapshot().into_vec();
-    assert!(series.iter().all(|(key, ..)| key.key().name() != names::TOKENS));
-    assert!(series.iter().any(|(key, ..)| key.key().name() == names::ATTEMPTS));
+    assert!(
+        series
+            .iter()
+            .all(|(key, ..)| key.key().name() != names::TOKENS)
+    );
+    assert!(
+        series
+            .iter()
+            .any(|(key, ..)| key.key().name() == names::ATTEMPTS)
+    );
 }
 
 #[cfg(all(feature = "sim", feature = "bedrock"))]

@@ -79,6 +79,7 @@ impl TokenCounts {
 
     /// The counts from a header lookup (`name` is lower case): shared by the Tower reader and
     /// the SDK adapter, whose responses have their own header type.
+    #[cfg_attr(not(feature = "bedrock"), allow(dead_code))]
     pub(crate) fn from_header_fn(header: impl Fn(&str) -> Option<String>) -> Option<Self> {
         let count = |name: &str| header(name).and_then(|v| v.trim().parse::<u64>().ok());
         Some(TokenCounts {

@@ -148,7 +148,10 @@ impl<K: Hash + Eq + Clone> BreakerRegistry<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shard(key).map.get(key).map(|(breaker, _)| breaker.clone())
+        self.shard(key)
+            .map
+            .get(key)
+            .map(|(breaker, _)| breaker.clone())
     }
 
     /// Evicts every breaker idle for `idle_after` that only the registry holds; returns how many.

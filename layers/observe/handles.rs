@@ -100,7 +100,11 @@ impl<H> Lazy<H> {
             return None;
         }
         let inner = &*self.inner;
-        Some(inner.handles.get_or_init(|| (inner.register)(&inner.labels)))
+        Some(
+            inner
+                .handles
+                .get_or_init(|| (inner.register)(&inner.labels)),
+        )
     }
 }
 
@@ -330,6 +334,7 @@ pub(crate) struct Tokens {
 
 impl Tokens {
     /// The values of the `type` label, in the order [`add`](Self::add) counts them.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) const TYPES: [&'static str; 4] = ["input", "output", "cache_read", "cache_write"];
 
     /// The counters under `labels`.

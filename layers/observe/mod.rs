@@ -68,8 +68,8 @@ mod cap;
 mod handles;
 pub(crate) mod span;
 
-pub use self::cap::{MAX_LABEL_SETS, OVERFLOW_TARGET};
 pub(crate) use self::cap::{LabelBudget, LabelHold};
+pub use self::cap::{MAX_LABEL_SETS, OVERFLOW_TARGET};
 
 pub(crate) use self::handles::{
     ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram, Tokens,

@@ -49,10 +49,7 @@ impl Shape for Bedrock {
         // own format, whose operation the adapter does not read.
         let chat = input.downcast_ref::<ConverseInput>().is_some()
             || input.downcast_ref::<ConverseStreamInput>().is_some();
-        (
-            Some(crate::observe::span::BEDROCK),
-            chat.then_some("chat"),
-        )
+        (Some(crate::observe::span::BEDROCK), chat.then_some("chat"))
     }
 
     fn prepare(&self, input: &mut Input, estimation: &Estimation) -> Option<Prepared> {

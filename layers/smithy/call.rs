@@ -21,12 +21,12 @@ use super::{Decision, Shared};
 use crate::admission::{
     AdmissionMetrics, Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage,
 };
+use crate::bedrock::TokenCounts;
 use crate::breaker::{BreakerHandle, BreakerPermit, CircuitOpen};
 use crate::concurrency::{AdaptiveLimit, ConcurrencyLimited};
 use crate::deadline::Deadline;
 use crate::fallback::{Choice, NoHeadroom, NoTargetAvailable, served_counter};
 use crate::lifecycle::{self, Ended, Next, Routing};
-use crate::bedrock::TokenCounts;
 use crate::observe::{CounterSet, Labels, span};
 use crate::retry::RetryMetrics;
 use crate::{BoxError, Outcome, OutcomeKind};
@@ -600,7 +600,13 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
         call.moved = None;
         if let Some(attempt) = call.attempt.take() {
             // The operation ended with the attempt in flight (its timeout cut it short).
-            self.finish_attempt(attempt, &Outcome::new(OutcomeKind::Timeout), None, None, now);
+            self.finish_attempt(
+                attempt,
+                &Outcome::new(OutcomeKind::Timeout),
+                None,
+                None,
+                now,
+            );
         }
     }
 }

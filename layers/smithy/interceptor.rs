@@ -275,15 +275,11 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
                 let model = model.as_deref().unwrap_or_default();
                 tokens = self.shape.tokens(output, ctx.response());
                 match tokens {
-                    Some(counts) => {
-                        Some(counts.charged(self.shared.estimation.models.spec(model)))
+                    Some(counts) => Some(counts.charged(self.shared.estimation.models.spec(model))),
+                    None => {
+                        self.shape
+                            .usage(output, ctx.response(), &self.shared.estimation, model)
                     }
-                    None => self.shape.usage(
-                        output,
-                        ctx.response(),
-                        &self.shared.estimation,
-                        model,
-                    ),
                 }
             }
             _ => None,

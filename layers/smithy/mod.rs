@@ -378,10 +378,12 @@ impl<S: QuotaStore<Arc<str>> + 'static> ClassifyRetry for HeadroomClassifier<S> 
             // after-attempt hook (aws-smithy-runtime 1.9; 1.16 runs the hook after the
             // timeout, which decides as for any failure): the attempt ends, and the policy
             // decides, here.
-            return action(
-                self.shared
-                    .end_attempt(&mut call, &outcome, (None, None), Instant::now()),
-            );
+            return action(self.shared.end_attempt(
+                &mut call,
+                &outcome,
+                (None, None),
+                Instant::now(),
+            ));
         }
         // Asked before the attempt ended (the SDK's connection-poisoning interceptor asks after
         // deserialization): an answer without side effects and without a delay, so that

@@ -280,7 +280,8 @@ impl<T, C, A> StackBuilder<T, C, A> {
             limits,
             events,
             unrouted: RetryMetrics::register(&Labels::none()),
-            provider: matches!(self.profile, Profile::Bedrock).then_some(crate::observe::span::BEDROCK),
+            provider: matches!(self.profile, Profile::Bedrock)
+                .then_some(crate::observe::span::BEDROCK),
         }))
     }
 }

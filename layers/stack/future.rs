@@ -629,7 +629,8 @@ where
             .next(&shared.policy, Some(&routing), &ended, &outcome, now);
         match next {
             Next::Done => {
-                retry_events.call_took(&outcome, now.saturating_duration_since(self.call.started()));
+                retry_events
+                    .call_took(&outcome, now.saturating_duration_since(self.call.started()));
                 span::ended(&self.span, &outcome, tokens.as_ref(), Some(self.attempts));
                 Step::Finish(self.finish(result, ended.target, &outcome))
             }
@@ -653,7 +654,8 @@ where
             }
             Next::Stop(reason) => {
                 retry_events.stop(&outcome, self.call.retry(), reason);
-                retry_events.call_took(&outcome, now.saturating_duration_since(self.call.started()));
+                retry_events
+                    .call_took(&outcome, now.saturating_duration_since(self.call.started()));
                 span::ended(&self.span, &outcome, tokens.as_ref(), Some(self.attempts));
                 let result = self.stopped(result, outcome, reason);
                 Step::Finish(self.finish(result, ended.target, &outcome))

@@ -70,13 +70,11 @@ pub async fn recorded<F: std::future::Future<Output = ()>>(f: F) -> Vec<Recorded
     static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
     SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(spans.clone())
-        .with(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("tower_headroom", tracing::Level::TRACE)
-                .with_target("aws_smithy_runtime", tracing::Level::TRACE),
-        );
+    let subscriber = tracing_subscriber::registry().with(spans.clone()).with(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("tower_headroom", tracing::Level::TRACE)
+            .with_target("aws_smithy_runtime", tracing::Level::TRACE),
+    );
     let guard = tracing::subscriber::set_default(subscriber);
     f.await;
     drop(guard);
