@@ -363,7 +363,7 @@ impl<D: DemandKey, U, C, Q> AdmissionLayer<D, U, C, Q> {
     }
 
     /// Reports metrics and events under `labels`. Metric handles are registered when the
-    /// layer builds a service: install the `metrics` recorder before that.
+    /// layer builds a service, or on first use if no `metrics` recorder was installed then.
     pub fn labels(mut self, labels: Labels) -> Self {
         self.labels = labels;
         self

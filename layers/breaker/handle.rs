@@ -44,8 +44,8 @@ struct Shared {
 }
 
 impl BreakerHandle {
-    /// A closed breaker reporting under `labels`. Metric handles are registered here, so
-    /// install the `metrics` recorder first.
+    /// A closed breaker reporting under `labels`. Metric handles are registered here, or on
+    /// first use if no `metrics` recorder is installed yet.
     pub fn new(config: BreakerConfig, labels: Labels) -> Self {
         Self::new_at(config, labels, Instant::now())
     }

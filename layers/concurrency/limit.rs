@@ -50,7 +50,7 @@ struct Shared {
 
 impl AdaptiveLimit {
     /// A limit starting at the configuration's initial limit, reporting under `labels`. Metric
-    /// handles are registered here, so install the `metrics` recorder first.
+    /// handles are registered here, or on first use if no `metrics` recorder is installed yet.
     pub fn new(config: ConcurrencyConfig, labels: Labels) -> Self {
         let metrics = Metrics::register(&labels);
         metrics.limit(config.initial_limit());

@@ -44,9 +44,33 @@
 //! ARCHITECTURE.md, "Clock reads").
 //!
 //! **Spans.** A call through the Tower `Stack` or the SDK adapter is a `headroom.call` span
-//! with a `headroom.attempt` span per attempt, carrying OpenTelemetry's GenAI attributes; the
-//! fields are listed in the `span` module's source docs (`layers/observe/span.rs`) and in the
-//! README. They cost a disabled-callsite check when no subscriber wants them.
+//! (target `tower_headroom::call`) with a `headroom.attempt` span (target
+//! `tower_headroom::attempt`) per attempt under it, both at `INFO`, carrying OpenTelemetry's
+//! GenAI attributes. In the SDK adapter the call span is a child of the SDK orchestrator's
+//! `try_op` span, a sibling of the SDK's `try_attempt` spans, and our attempt spans are the
+//! call span's children, not the `try_attempt`s' (the hooks that open and end them run in
+//! `try_op`, outside each attempt's future); in the Tower `Stack` the call span is entered while the call's future is polled and
+//! the attempt span while the client's future is, so the client's own spans nest under it.
+//! They cost a disabled-callsite check when no subscriber wants them, and allocate nothing then.
+//!
+//! | field | span | value |
+//! |---|---|---|
+//! | `otel.kind` | call | `client` (read by `tracing-opentelemetry`) |
+//! | `gen_ai.provider.name` | call | `aws.bedrock` for a Bedrock stack or the Bedrock SDK client |
+//! | `gen_ai.operation.name` | call | `chat` (Converse, ConverseStream); unset for InvokeModel (its body is the model's own format) and in the Tower `Stack` |
+//! | `gen_ai.request.model` | both | the model label (an ARN reduced to its resource name) |
+//! | `target_name`, `model`, `region` | attempt | the target's labels |
+//! | `attempt`, `hop` | attempt | the attempt's number in the call (1-based) and how many fallback moves preceded it |
+//! | `wait_ms` | attempt | how long it waited for quota, when it did (Tower `Stack`) |
+//! | `class` | both | the outcome class ([`OutcomeKind::as_str`](crate::OutcomeKind::as_str)) of the attempt, of the call's last attempt |
+//! | `error.type` | both | the outcome class when it is not a success |
+//! | `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens` | both | the tokens the answer reported (input: all input tokens, cached ones included) |
+//! | `attempts` | call | attempts made |
+//!
+//! `gen_ai.provider.name` replaced `gen_ai.system` in the GenAI semantic conventions (v1.37),
+//! `aws.bedrock` is its Bedrock value, and `chat` is the conventions' operation name for a
+//! chat API (source: <https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/>). The
+//! Tower `Stack` does not know the operation and leaves `gen_ai.operation.name` empty.
 //!
 //! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
 //! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a

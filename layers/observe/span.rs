@@ -1,22 +1,8 @@
 //! The spans of a call and of its attempts, with OpenTelemetry's GenAI attributes.
 //!
 //! A call is one `headroom.call` span (target `tower_headroom::call`), and each attempt one
-//! `headroom.attempt` span (target `tower_headroom::attempt`) under it; both at `INFO`. Their
-//! fields:
-//!
-//! | field | span | value |
-//! |---|---|---|
-//! | `otel.kind` | call | `client` (read by `tracing-opentelemetry`) |
-//! | `gen_ai.provider.name` | call | `aws.bedrock` for a Bedrock stack or the Bedrock SDK client |
-//! | `gen_ai.operation.name` | call | `chat` (Converse, ConverseStream), `generate_content` (InvokeModel); SDK adapter only |
-//! | `gen_ai.request.model` | both | the model label (an ARN reduced to its resource name) |
-//! | `target_name`, `model`, `region` | attempt | the target's labels |
-//! | `attempt`, `hop` | attempt | the attempt's number in the call (1-based) and how many fallback moves preceded it |
-//! | `wait_ms` | attempt | how long it waited for quota, when it did |
-//! | `class` | both | the outcome class ([`OutcomeKind::as_str`](crate::OutcomeKind::as_str)) of the attempt, of the call's last attempt |
-//! | `error.type` | both | the outcome class when it is not a success |
-//! | `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens` | both | the tokens the answer reported (input: all input tokens, cached ones included) |
-//! | `attempts` | call | attempts made |
+//! `headroom.attempt` span (target `tower_headroom::attempt`) under it; both at `INFO`. The
+//! fields are listed in the [`observe`](super) module docs.
 //!
 //! `gen_ai.provider.name` is the attribute that replaced `gen_ai.system` in the GenAI
 //! semantic conventions (v1.37; `aws.bedrock` is its Bedrock value); the operation names are

@@ -143,6 +143,7 @@ mod call;
 mod classify;
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
+mod events;
 mod http_client;
 mod interceptor;
 mod registry;
@@ -252,7 +253,7 @@ impl Limits {
 }
 
 /// Metric handles per route target (`Some(index)`) or key, and labels.
-pub(crate) type EventsByLabels = HashMap<(Option<usize>, Labels), Arc<call::Events>>;
+pub(crate) type EventsByLabels = HashMap<(Option<usize>, Labels), Arc<events::Events>>;
 
 /// What the interceptor decided after an attempt, for the classifier to hand to the SDK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
