@@ -3,7 +3,7 @@
 //! (`headroom_admission_queue_depth`).
 //!
 //! They are sampled, never computed by the quota's own `reserve`/`settle`: the adapter that
-//! ends an attempt asks [`QuotaGauges::due`] (one relaxed atomic load), and at most once per
+//! ends an attempt asks [`QuotaGauges::due`] (a relaxed atomic load), and at most once per
 //! [`SAMPLE_EVERY`] per key reads the key's [`SlotStats`] (one lock of its state) and sets
 //! the gauges. Only the in-process store ([`MemorySlot`]) says these numbers; a key on
 //! another store has no such series.
@@ -67,10 +67,11 @@ impl QuotaGauges {
         u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Whether a sample is due at `now`: one relaxed load on the attempt's path.
+    /// Whether a sample is due at `now` (and a recorder listens): a relaxed load and a clock
+    /// subtraction on the attempt's path, only the recorder check without a recorder.
     #[inline]
     pub(crate) fn due(&self, now: Instant) -> bool {
-        self.nanos(now) >= self.next.load(Ordering::Relaxed)
+        self.utilization.live() && self.nanos(now) >= self.next.load(Ordering::Relaxed)
     }
 
     /// Samples `stats` (asked only when this caller won the sample due at `now`).

@@ -161,6 +161,15 @@ impl Gauge {
         }
     }
 
+    /// Whether a recorder receives this gauge (registering it if one was installed since).
+    #[inline]
+    pub(crate) fn live(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        return self.lazy.get().is_some();
+        #[cfg(not(feature = "metrics"))]
+        false
+    }
+
     /// Sets the value.
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -303,6 +312,22 @@ impl ClassHistograms {
                     )
                 })
             }),
+        }
+    }
+
+    /// Records the seconds from `start` to `end` for `kind`, computed only when a recorder
+    /// listens.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn record_since(
+        &self,
+        kind: crate::OutcomeKind,
+        start: tokio::time::Instant,
+        end: tokio::time::Instant,
+    ) {
+        #[cfg(feature = "metrics")]
+        if let Some(histograms) = self.lazy.get() {
+            histograms[kind.index()].record(end.saturating_duration_since(start).as_secs_f64());
         }
     }
 

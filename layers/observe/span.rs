@@ -45,15 +45,15 @@ pub(crate) fn call(provider: Option<&'static str>, operation: Option<&'static st
 /// to the target of `labels`.
 #[inline]
 pub(crate) fn attempt(call: &Span, labels: &Labels, attempt: u32, hop: u32) -> Span {
-    let model = labels.model_name().map(arn_resource);
+    // The values are computed only when the callsite is enabled.
     let span = tracing::info_span!(
         target: "tower_headroom::attempt",
         parent: call,
         "headroom.attempt",
         target_name = labels.target_name().map(arn_resource),
-        model,
+        model = labels.model_name().map(arn_resource),
         region = labels.region_name(),
-        gen_ai.request.model = model,
+        gen_ai.request.model = labels.model_name().map(arn_resource),
         attempt,
         hop,
         wait_ms = Empty,
@@ -62,8 +62,10 @@ pub(crate) fn attempt(call: &Span, labels: &Labels, attempt: u32, hop: u32) -> S
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
     );
-    if let Some(model) = model {
-        call.record("gen_ai.request.model", model);
+    if !call.is_none() {
+        if let Some(model) = labels.model_name() {
+            call.record("gen_ai.request.model", arn_resource(model));
+        }
     }
     span
 }
@@ -85,9 +87,13 @@ pub(crate) fn ended(
     tokens: Option<&TokenCounts>,
     attempts: Option<u32>,
 ) {
-    if span.is_none() {
-        return;
+    if !span.is_none() {
+        record_end(span, outcome, tokens, attempts);
     }
+}
+
+#[cold]
+fn record_end(span: &Span, outcome: &Outcome, tokens: Option<&TokenCounts>, attempts: Option<u32>) {
     let class = outcome.kind.as_str();
     span.record("class", class);
     if !outcome.is_success() {

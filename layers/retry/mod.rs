@@ -54,6 +54,8 @@ pub use self::policy::{
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::Outcome;
 use crate::observe::{ClassCounters, ClassHistograms, CounterSet, Labels, keys, names};
 
@@ -99,18 +101,19 @@ impl RetryMetrics {
     /// Records a finished attempt's duration (from its start, admission wait included, to its
     /// end) by its outcome's class; a local refusal is no attempt and is not recorded.
     #[inline]
-    pub(crate) fn attempt_took(&self, outcome: &Outcome, took: Duration) {
+    pub(crate) fn attempt_took(&self, outcome: &Outcome, started: Instant, ended: Instant) {
         if !outcome.local {
             self.attempt_duration
-                .record(outcome.kind, took.as_secs_f64());
+                .record_since(outcome.kind, started, ended);
         }
     }
 
     /// Records a call's duration (from its start to its last attempt's end: every attempt,
     /// wait and retry) by the class of the outcome it ended with.
     #[inline]
-    pub(crate) fn call_took(&self, outcome: &Outcome, took: Duration) {
-        self.call_duration.record(outcome.kind, took.as_secs_f64());
+    pub(crate) fn call_took(&self, outcome: &Outcome, started: Instant, ended: Instant) {
+        self.call_duration
+            .record_since(outcome.kind, started, ended);
     }
 
     pub(crate) fn retry(&self, outcome: &Outcome, state: &RetryState, wait: Duration) {

@@ -454,9 +454,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
         };
         match next {
             Next::Done => {
-                events
-                    .retry
-                    .call_took(outcome, now.saturating_duration_since(call.call.started()));
+                events.retry.call_took(outcome, call.call.started(), now);
                 span::ended(&call.span, outcome, tokens, Some(call.attempts));
                 if let (Some(served), Some(target)) = (&events.served, ended.target) {
                     served.increment(0);
@@ -486,9 +484,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
             }
             Next::Stop(reason) => {
                 events.retry.stop(outcome, call.call.retry(), reason);
-                events
-                    .retry
-                    .call_took(outcome, now.saturating_duration_since(call.call.started()));
+                events.retry.call_took(outcome, call.call.started(), now);
                 span::ended(&call.span, outcome, tokens, Some(call.attempts));
                 Decision::Stop
             }
@@ -508,10 +504,9 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
         span::ended(&attempt.span, outcome, tokens, None);
         let events = attempt.events;
         events.retry.attempt(outcome);
-        events.retry.attempt_took(
-            outcome,
-            now.saturating_duration_since(attempt.core.started()),
-        );
+        events
+            .retry
+            .attempt_took(outcome, attempt.core.started(), now);
         let usage = units.map_or(Usage::UNKNOWN, Usage::units);
         let ended = attempt.core.end(outcome, usage, now);
         if let Some(limit) = ended.limit {

@@ -608,7 +608,7 @@ where
         let retry_events = events.map_or(&shared.unrouted, |e| &e.retry);
         retry_events.attempt(&outcome);
         if let Some(started) = started {
-            retry_events.attempt_took(&outcome, now.saturating_duration_since(started));
+            retry_events.attempt_took(&outcome, started, now);
         }
         if let (Some(limit), Some(events)) = (ended.limit, events) {
             events.admission.settled(&events.labels, &outcome, limit);
@@ -629,8 +629,7 @@ where
             .next(&shared.policy, Some(&routing), &ended, &outcome, now);
         match next {
             Next::Done => {
-                retry_events
-                    .call_took(&outcome, now.saturating_duration_since(self.call.started()));
+                retry_events.call_took(&outcome, self.call.started(), now);
                 span::ended(&self.span, &outcome, tokens.as_ref(), Some(self.attempts));
                 Step::Finish(self.finish(result, ended.target, &outcome))
             }
@@ -654,8 +653,7 @@ where
             }
             Next::Stop(reason) => {
                 retry_events.stop(&outcome, self.call.retry(), reason);
-                retry_events
-                    .call_took(&outcome, now.saturating_duration_since(self.call.started()));
+                retry_events.call_took(&outcome, self.call.started(), now);
                 span::ended(&self.span, &outcome, tokens.as_ref(), Some(self.attempts));
                 let result = self.stopped(result, outcome, reason);
                 Step::Finish(self.finish(result, ended.target, &outcome))
