@@ -390,6 +390,14 @@ pub trait ReadUsage<Res> {
         self.read_usage(res)
     }
 
+    /// The token counts `res` reports (an LLM's answer), for the token metrics
+    /// (`headroom_tokens_total`, see [`observe`](crate::observe)); read by a
+    /// [`Stack`](crate::stack::Stack) after a response. Default: none.
+    fn read_tokens(&self, res: &Res) -> Option<crate::bedrock::TokenCounts> {
+        let _ = res;
+        None
+    }
+
     /// Whether `res`'s usage arrives in its body, read as it streams (a server-sent-event
     /// answer): then a successful call's reservation is not settled at response time but
     /// handed to the response with [`hand_over`](Self::hand_over), for the body to settle

@@ -190,37 +190,41 @@ impl<Res> Classify<Res> for OkIsSuccess {
 /// calls shed, the learned limit. Shared with the AWS SDK adapter.
 #[derive(Clone)]
 pub(crate) struct Metrics {
-    #[cfg(feature = "metrics")]
-    wait: metrics::Histogram,
-    #[cfg(feature = "metrics")]
-    rejected: metrics::Counter,
-    #[cfg(feature = "metrics")]
-    limit: metrics::Gauge,
+    wait: crate::observe::Histogram,
+    rejected: crate::observe::Counter,
+    limit: crate::observe::Gauge,
+    gauges: super::gauges::QuotaGauges,
 }
 
 impl Metrics {
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn register(labels: &Labels) -> Self {
-        #[cfg(feature = "metrics")]
         use crate::observe::names;
         Metrics {
-            #[cfg(feature = "metrics")]
-            wait: metrics::histogram!(names::ADMISSION_WAIT, labels.metric_labels(&[])),
-            #[cfg(feature = "metrics")]
-            rejected: metrics::counter!(names::ADMISSION_REJECTED, labels.metric_labels(&[])),
-            #[cfg(feature = "metrics")]
-            limit: metrics::gauge!(names::QUOTA_LIMIT, labels.metric_labels(&[])),
+            wait: crate::observe::Histogram::register(names::ADMISSION_WAIT, labels),
+            rejected: crate::observe::Counter::register(names::ADMISSION_REJECTED, labels, &[]),
+            limit: crate::observe::Gauge::register(names::QUOTA_LIMIT, labels),
+            gauges: super::gauges::QuotaGauges::register(labels),
         }
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    /// Samples the key's utilisation and queue gauges from `stats` when a sample is due at
+    /// `now` (at most once a second; otherwise one relaxed atomic load).
+    #[inline]
+    pub(crate) fn sample_quota(
+        &self,
+        now: Instant,
+        stats: impl FnOnce() -> Option<crate::admission::SlotStats>,
+    ) {
+        if self.gauges.due(now) {
+            self.gauges.sample(now, stats);
+        }
+    }
+
     pub(crate) fn waited(&self, wait: Duration) {
-        #[cfg(feature = "metrics")]
         self.wait.record(wait.as_secs_f64());
     }
 
     pub(crate) fn rejected(&self, labels: &Labels, rejected: &Rejected) {
-        #[cfg(feature = "metrics")]
         self.rejected.increment(1);
         tracing::debug!(
             labels = %labels,
@@ -231,9 +235,7 @@ impl Metrics {
     }
 
     /// Reports the key's effective limit after a settling that may have moved it.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn settled(&self, labels: &Labels, outcome: &Outcome, limit: u64) {
-        #[cfg(feature = "metrics")]
         self.limit.set(limit as f64);
         if outcome.kind.teaches_quota() {
             tracing::debug!(
@@ -361,7 +363,7 @@ impl<D: DemandKey, U, C, Q> AdmissionLayer<D, U, C, Q> {
     }
 
     /// Reports metrics and events under `labels`. Metric handles are registered when the
-    /// layer builds a service: install the `metrics` recorder before that.
+    /// layer builds a service, or on first use if no `metrics` recorder was installed then.
     pub fn labels(mut self, labels: Labels) -> Self {
         self.labels = labels;
         self

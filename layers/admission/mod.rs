@@ -267,6 +267,7 @@
 mod bucket;
 mod cost;
 mod deferred;
+mod gauges;
 mod layer;
 mod learn;
 mod limit;
@@ -284,6 +285,7 @@ pub use self::cost::{
 };
 pub use self::deferred::Settlement;
 pub(crate) use self::deferred::defer_or_keep;
+pub(crate) use self::gauges::slot_stats;
 pub(crate) use self::layer::Metrics as AdmissionMetrics;
 pub use self::layer::{
     Admission, AdmissionLayer, Demand, DemandKey, Fixed, Keyed, OkIsSuccess, ResponseFuture,

@@ -62,16 +62,24 @@ impl TokenCounts {
     /// assert_eq!(counts, TokenCounts::new(1_000, 300).with_cache(0, 100));
     /// ```
     pub fn from_headers(headers: &http::HeaderMap) -> Option<Self> {
-        Self::from_header_fn(|name| {
+        // Parsed in place: a stack's success path reads these without allocating.
+        let count = |name: &str| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Some(TokenCounts {
+            input: count(INPUT_HEADER)?,
+            output: count(OUTPUT_HEADER)?,
+            cache_read: count(CACHE_READ_HEADER).unwrap_or(0),
+            cache_write: count(CACHE_WRITE_HEADER).unwrap_or(0),
         })
     }
 
     /// The counts from a header lookup (`name` is lower case): shared by the Tower reader and
     /// the SDK adapter, whose responses have their own header type.
+    #[cfg_attr(not(feature = "bedrock"), allow(dead_code))]
     pub(crate) fn from_header_fn(header: impl Fn(&str) -> Option<String>) -> Option<Self> {
         let count = |name: &str| header(name).and_then(|v| v.trim().parse::<u64>().ok());
         Some(TokenCounts {
@@ -160,6 +168,10 @@ impl<B> ReadUsage<http::Response<B>> for BedrockUsage {
 
     fn read_usage_for(&self, res: &http::Response<B>, model: &str) -> Usage {
         self.read(res.headers(), Some(model))
+    }
+
+    fn read_tokens(&self, res: &http::Response<B>) -> Option<TokenCounts> {
+        TokenCounts::from_headers(res.headers())
     }
 }
 

@@ -44,8 +44,8 @@ struct Shared {
 }
 
 impl BreakerHandle {
-    /// A closed breaker reporting under `labels`. Metric handles are registered here, so
-    /// install the `metrics` recorder first.
+    /// A closed breaker reporting under `labels`. Metric handles are registered here, or on
+    /// first use if no `metrics` recorder is installed yet.
     pub fn new(config: BreakerConfig, labels: Labels) -> Self {
         Self::new_at(config, labels, Instant::now())
     }
@@ -255,8 +255,7 @@ impl fmt::Debug for BreakerPermit {
 
 /// The breaker's metric handles, registered once per breaker.
 struct BreakerMetrics {
-    #[cfg(feature = "metrics")]
-    state: metrics::Gauge,
+    state: crate::observe::Gauge,
     /// Indexed by [`State::index`].
     transitions: CounterSet<3>,
 }
@@ -265,8 +264,7 @@ impl BreakerMetrics {
     fn register(labels: &Labels) -> Self {
         use crate::observe::{keys, names};
         BreakerMetrics {
-            #[cfg(feature = "metrics")]
-            state: metrics::gauge!(names::BREAKER_STATE, labels.metric_labels(&[])),
+            state: crate::observe::Gauge::register(names::BREAKER_STATE, labels),
             transitions: CounterSet::register(
                 names::BREAKER_TRANSITIONS,
                 labels,
@@ -276,9 +274,7 @@ impl BreakerMetrics {
         }
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     fn state(&self, state: State) {
-        #[cfg(feature = "metrics")]
         self.state.set(state.gauge_value());
     }
 

@@ -18,13 +18,17 @@ use tokio::time::Instant;
 
 use super::config::{BreakerConfig, ConfigError};
 use super::handle::BreakerHandle;
-use crate::observe::Labels;
+use crate::observe::{LabelBudget, LabelHold, Labels};
 
 type LabelFn<K> = dyn Fn(&K) -> Labels + Send + Sync;
 
 /// A concurrent map from key to [`BreakerHandle`], sharing one [`BreakerConfig`].
 ///
-/// A breaker is created the first time its key is asked for. A breaker that nobody but the
+/// A breaker is created the first time its key is asked for. Its labels (from
+/// [`labels`](BreakerRegistryBuilder::labels)) get series of their own for the first
+/// [`max_label_sets`](BreakerRegistryBuilder::max_label_sets) distinct sets; the breakers of
+/// later ones report under `target=`[`OVERFLOW_TARGET`](crate::observe::OVERFLOW_TARGET), and
+/// an evicted breaker gives its set's place back. A breaker that nobody but the
 /// registry holds and that has not been used for `idle_after` is evicted: each lookup sweeps its
 /// own shard at most once per `idle_after`, and [`evict_idle`](Self::evict_idle) sweeps all.
 ///
@@ -56,10 +60,13 @@ struct Inner<K> {
     labels: Box<LabelFn<K>>,
     idle_after: Duration,
     created: AtomicU64,
+    /// The label sets the breakers have series for.
+    budget: LabelBudget,
 }
 
 struct Shard<K> {
-    map: HashMap<K, BreakerHandle>,
+    /// Each key's breaker, with its hold on its label set (given back when evicted).
+    map: HashMap<K, (BreakerHandle, LabelHold)>,
     last_sweep: Option<Instant>,
 }
 
@@ -68,7 +75,7 @@ impl<K> Shard<K> {
     fn sweep(&mut self, now: Instant, idle_after: Duration) -> usize {
         let before = self.map.len();
         self.map
-            .retain(|_, breaker| breaker.is_shared() || breaker.idle_since(now) < idle_after);
+            .retain(|_, (breaker, _)| breaker.is_shared() || breaker.idle_since(now) < idle_after);
         self.last_sweep = Some(now);
         before - self.map.len()
     }
@@ -107,6 +114,7 @@ impl<K: Hash + Eq + Clone> BreakerRegistry<K> {
             labels: None,
             idle_after: Duration::from_secs(600),
             shards: 16,
+            max_label_sets: crate::observe::MAX_LABEL_SETS,
         }
     }
 
@@ -124,13 +132,13 @@ impl<K: Hash + Eq + Clone> BreakerRegistry<K> {
         if due {
             shard.sweep(now, idle_after);
         }
-        if let Some(breaker) = shard.map.get(key) {
+        if let Some((breaker, _)) = shard.map.get(key) {
             return breaker.clone();
         }
         let owned = key.to_owned();
-        let breaker =
-            BreakerHandle::new_at(self.config_for_new(), (self.inner.labels)(&owned), now);
-        shard.map.insert(owned, breaker.clone());
+        let (labels, hold) = self.inner.budget.admit((self.inner.labels)(&owned));
+        let breaker = BreakerHandle::new_at(self.config_for_new(), labels, now);
+        shard.map.insert(owned, (breaker.clone(), hold));
         breaker
     }
 
@@ -140,7 +148,10 @@ impl<K: Hash + Eq + Clone> BreakerRegistry<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shard(key).map.get(key).cloned()
+        self.shard(key)
+            .map
+            .get(key)
+            .map(|(breaker, _)| breaker.clone())
     }
 
     /// Evicts every breaker idle for `idle_after` that only the registry holds; returns how many.
@@ -193,6 +204,7 @@ pub struct BreakerRegistryBuilder<K> {
     labels: Option<Box<LabelFn<K>>>,
     idle_after: Duration,
     shards: usize,
+    max_label_sets: usize,
 }
 
 impl<K> fmt::Debug for BreakerRegistryBuilder<K> {
@@ -216,6 +228,14 @@ impl<K: Hash + Eq + Clone> BreakerRegistryBuilder<K> {
     /// How long a breaker must go unused before it may be evicted (default 10 minutes).
     pub fn idle_after(mut self, idle_after: Duration) -> Self {
         self.idle_after = idle_after;
+        self
+    }
+
+    /// The most distinct label sets the breakers get series of their own for (default
+    /// [`MAX_LABEL_SETS`](crate::observe::MAX_LABEL_SETS)); the rest report under
+    /// `target=`[`OVERFLOW_TARGET`](crate::observe::OVERFLOW_TARGET).
+    pub fn max_label_sets(mut self, max: usize) -> Self {
+        self.max_label_sets = max;
         self
     }
 
@@ -252,6 +272,7 @@ impl<K: Hash + Eq + Clone> BreakerRegistryBuilder<K> {
                 labels: self.labels.unwrap_or_else(|| Box::new(|_| Labels::none())),
                 idle_after: self.idle_after,
                 created: AtomicU64::new(0),
+                budget: LabelBudget::new(self.max_label_sets, "breaker registry"),
             }),
         })
     }

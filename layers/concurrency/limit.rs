@@ -50,7 +50,7 @@ struct Shared {
 
 impl AdaptiveLimit {
     /// A limit starting at the configuration's initial limit, reporting under `labels`. Metric
-    /// handles are registered here, so install the `metrics` recorder first.
+    /// handles are registered here, or on first use if no `metrics` recorder is installed yet.
     pub fn new(config: ConcurrencyConfig, labels: Labels) -> Self {
         let metrics = Metrics::register(&labels);
         metrics.limit(config.initial_limit());
@@ -212,33 +212,24 @@ impl fmt::Debug for ConcurrencyPermit {
 
 /// The limit's metric handles, registered once per limit.
 struct Metrics {
-    #[cfg(feature = "metrics")]
-    limit: metrics::Gauge,
-    #[cfg(feature = "metrics")]
-    rejected: metrics::Counter,
+    limit: crate::observe::Gauge,
+    rejected: crate::observe::Counter,
 }
 
 impl Metrics {
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     fn register(labels: &Labels) -> Self {
-        #[cfg(feature = "metrics")]
         use crate::observe::names;
         Metrics {
-            #[cfg(feature = "metrics")]
-            limit: metrics::gauge!(names::CONCURRENCY_LIMIT, labels.metric_labels(&[])),
-            #[cfg(feature = "metrics")]
-            rejected: metrics::counter!(names::CONCURRENCY_REJECTED, labels.metric_labels(&[])),
+            limit: crate::observe::Gauge::register(names::CONCURRENCY_LIMIT, labels),
+            rejected: crate::observe::Counter::register(names::CONCURRENCY_REJECTED, labels, &[]),
         }
     }
 
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     fn limit(&self, limit: u32) {
-        #[cfg(feature = "metrics")]
         self.limit.set(f64::from(limit));
     }
 
     fn rejected(&self) {
-        #[cfg(feature = "metrics")]
         self.rejected.increment(1);
     }
 }

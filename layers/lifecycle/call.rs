@@ -22,6 +22,8 @@ pub(crate) struct Call {
     /// Route targets that answered this call with a spent day ([`ThrottleScope::Daily`]): a
     /// retry's fresh plan skips them, since no wait within the call cures them.
     spent: u64,
+    /// When the call started (its duration is reported when it ends).
+    started: Instant,
 }
 
 /// What follows an attempt.
@@ -63,7 +65,13 @@ impl Call {
             retry: policy.start_until(now, deadline),
             plan: route.map(|route| route.plan().with_deadline(deadline)),
             spent: 0,
+            started: now,
         }
+    }
+
+    /// When the call started.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
     }
 
     /// The call's deadline: no admission wait, router wait or retry runs past it.

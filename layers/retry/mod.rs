@@ -54,6 +54,8 @@ pub use self::policy::{
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::Outcome;
 use crate::observe::{ClassCounters, ClassHistograms, CounterSet, Labels, keys, names};
 
@@ -64,6 +66,8 @@ pub(crate) struct RetryMetrics {
     attempts: ClassCounters,
     retries: ClassCounters,
     wait: ClassHistograms,
+    attempt_duration: ClassHistograms,
+    call_duration: ClassHistograms,
     exhausted: CounterSet<{ StopReason::ALL.len() }>,
 }
 
@@ -74,6 +78,8 @@ impl RetryMetrics {
             attempts: ClassCounters::register(names::ATTEMPTS, labels),
             retries: ClassCounters::register(names::RETRIES, labels),
             wait: ClassHistograms::register(names::RETRY_WAIT, labels),
+            attempt_duration: ClassHistograms::register(names::ATTEMPT_DURATION, labels),
+            call_duration: ClassHistograms::register(names::CALL_DURATION, labels),
             exhausted: CounterSet::register(
                 names::RETRIES_EXHAUSTED,
                 labels,
@@ -90,6 +96,24 @@ impl RetryMetrics {
         if !outcome.local {
             self.attempts.increment(outcome.kind);
         }
+    }
+
+    /// Records a finished attempt's duration (from its start, admission wait included, to its
+    /// end) by its outcome's class; a local refusal is no attempt and is not recorded.
+    #[inline]
+    pub(crate) fn attempt_took(&self, outcome: &Outcome, started: Instant, ended: Instant) {
+        if !outcome.local {
+            self.attempt_duration
+                .record_since(outcome.kind, started, ended);
+        }
+    }
+
+    /// Records a call's duration (from its start to its last attempt's end: every attempt,
+    /// wait and retry) by the class of the outcome it ended with.
+    #[inline]
+    pub(crate) fn call_took(&self, outcome: &Outcome, started: Instant, ended: Instant) {
+        self.call_duration
+            .record_since(outcome.kind, started, ended);
     }
 
     pub(crate) fn retry(&self, outcome: &Outcome, state: &RetryState, wait: Duration) {

@@ -44,6 +44,14 @@ const LABEL: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) struct Bedrock;
 
 impl Shape for Bedrock {
+    fn gen_ai(&self, input: &Input) -> (Option<&'static str>, Option<&'static str>) {
+        // The GenAI conventions' operation for a chat API; InvokeModel's body is the model's
+        // own format, whose operation the adapter does not read.
+        let chat = input.downcast_ref::<ConverseInput>().is_some()
+            || input.downcast_ref::<ConverseStreamInput>().is_some();
+        (Some(crate::observe::span::BEDROCK), chat.then_some("chat"))
+    }
+
     fn prepare(&self, input: &mut Input, estimation: &Estimation) -> Option<Prepared> {
         let (model, llm, stream) = if let Some(input) = input.downcast_ref::<ConverseInput>() {
             let llm = converse_input(input.messages(), input.system(), input.inference_config());
@@ -141,6 +149,11 @@ impl Shape for Bedrock {
         estimation: &Estimation,
         key: &str,
     ) -> Option<u64> {
+        let counts = self.tokens(output, response)?;
+        Some(counts.charged(estimation.models.spec(key)))
+    }
+
+    fn tokens(&self, output: &Output, response: Option<&HttpResponse>) -> Option<TokenCounts> {
         let counts = if let Some(output) = output.downcast_ref::<ConverseOutput>() {
             let usage = output.usage()?;
             let count = |n: i32| u64::try_from(n).ok();
@@ -162,7 +175,7 @@ impl Shape for Bedrock {
         } else {
             return None;
         };
-        Some(counts.charged(estimation.models.spec(key)))
+        Some(counts)
     }
 }
 

@@ -17,17 +17,16 @@ use std::time::Duration;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use tokio::time::Instant;
 
+pub(crate) use super::events::Events;
 use super::{Decision, Shared};
-use crate::admission::{
-    AdmissionMetrics, Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage,
-};
+use crate::admission::{Ask, Cost, QuotaStore, Rejected, Reservation, StoreSlot, Usage};
+use crate::bedrock::TokenCounts;
 use crate::breaker::{BreakerHandle, BreakerPermit, CircuitOpen};
 use crate::concurrency::{AdaptiveLimit, ConcurrencyLimited};
 use crate::deadline::Deadline;
-use crate::fallback::{Choice, NoHeadroom, NoTargetAvailable, served_counter};
+use crate::fallback::{Choice, NoHeadroom, NoTargetAvailable};
 use crate::lifecycle::{self, Ended, Next, Routing};
-use crate::observe::{CounterSet, Labels};
-use crate::retry::RetryMetrics;
+use crate::observe::{Labels, span};
 use crate::{BoxError, Outcome, OutcomeKind};
 
 /// What the interceptor read from a call's typed input.
@@ -100,6 +99,10 @@ pub(crate) struct Call<S: StoreSlot> {
     /// The model id the attempt being opened rewrites the request to, until it is signed.
     pending_model: Option<Arc<str>>,
     attempt: Option<Attempt<SlotOf<S>>>,
+    /// The call's span (`Span::none()` when no subscriber wants it).
+    span: tracing::Span,
+    /// Attempts opened (fallback moves included), for the spans.
+    attempts: u32,
 }
 
 /// The attempt in flight: the lifecycle core's attempt, and what the SDK's hooks need.
@@ -116,6 +119,8 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     blocked: Option<Blocked>,
     /// The target's adaptive concurrency limit, when the adapter has them.
     limit: Option<AdaptiveLimit>,
+    /// The attempt's span, under the call's.
+    span: tracing::Span,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -160,7 +165,7 @@ impl<S: StoreSlot> CallHandle<S> {
     }
 }
 
-impl<S: QuotaStore<Arc<str>>> Shared<S> {
+impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
     /// Starts a call from the client's `region`; `regional` when the service's requests can
     /// be moved to another region.
     pub(crate) fn start(
@@ -168,6 +173,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         owner: u64,
         prepared: Prepared,
         (region, regional): (Option<Arc<str>>, bool),
+        (provider, operation): (Option<&'static str>, Option<&'static str>),
         now: Instant,
     ) -> CallHandle<S> {
         let route = self
@@ -192,6 +198,8 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             moved_region: None,
             pending_model: None,
             attempt: None,
+            span: span::call(provider, operation),
+            attempts: 0,
         })))
     }
 
@@ -204,7 +212,7 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         call.decision = None;
         if let Some(stale) = call.attempt.take() {
             // The previous attempt never ended (the SDK timed it out): it counts as a timeout.
-            self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, now);
+            self.finish_attempt(stale, &Outcome::new(OutcomeKind::Timeout), None, None, now);
         }
         let (attempt, region): (_, Option<Arc<str>>) =
             match (&self.route, call.call.plan().is_some()) {
@@ -304,6 +312,9 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
                 }
             };
         let mut attempt = attempt;
+        let hop = call.call.plan().map_or(0, |p| p.calls().saturating_sub(1));
+        call.attempts = call.attempts.saturating_add(1);
+        attempt.span = span::attempt(&call.span, &attempt.events.labels, call.attempts, hop);
         if let Some(limits) = &self.limits {
             let (target, key) = (attempt.core.target(), &attempt.key);
             attempt.limit = Some(limits.get(target, key, &attempt.events.labels));
@@ -399,13 +410,16 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         &self,
         call: &mut Call<S>,
         outcome: &Outcome,
-        units: Option<u64>,
+        (units, tokens): (Option<u64>, Option<&TokenCounts>),
         now: Instant,
     ) -> Decision {
         let (ended, events) = match call.attempt.take() {
             Some(attempt) => {
                 let events = Arc::clone(&attempt.events);
-                (self.finish_attempt(attempt, outcome, units, now), events)
+                (
+                    self.finish_attempt(attempt, outcome, units, tokens, now),
+                    events,
+                )
             }
             // No attempt was opened (an interceptor failed first): decide on the outcome alone.
             None => (
@@ -440,6 +454,8 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         };
         match next {
             Next::Done => {
+                events.retry.call_took(outcome, call.call.started(), now);
+                span::ended(&call.span, outcome, tokens, Some(call.attempts));
                 if let (Some(served), Some(target)) = (&events.served, ended.target) {
                     served.increment(0);
                     if target != 0 {
@@ -468,6 +484,8 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             }
             Next::Stop(reason) => {
                 events.retry.stop(outcome, call.call.retry(), reason);
+                events.retry.call_took(outcome, call.call.started(), now);
+                span::ended(&call.span, outcome, tokens, Some(call.attempts));
                 Decision::Stop
             }
         }
@@ -480,14 +498,25 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         mut attempt: Attempt<SlotOf<S>>,
         outcome: &Outcome,
         units: Option<u64>,
+        tokens: Option<&TokenCounts>,
         now: Instant,
     ) -> Ended {
+        span::ended(&attempt.span, outcome, tokens, None);
         let events = attempt.events;
         events.retry.attempt(outcome);
+        events
+            .retry
+            .attempt_took(outcome, attempt.core.started(), now);
         let usage = units.map_or(Usage::UNKNOWN, Usage::units);
         let ended = attempt.core.end(outcome, usage, now);
         if let Some(limit) = ended.limit {
             events.admission.settled(&events.labels, outcome, limit);
+        }
+        if let Some(quota) = &self.quota {
+            let key = &attempt.key;
+            events.admission.sample_quota(now, || {
+                crate::admission::slot_stats(&quota.slot(key, now), now)
+            });
         }
         ended
     }
@@ -522,40 +551,6 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         }
     }
 
-    /// The metric handles of `labels`, registered the first time they are seen (as the Tower
-    /// layers register theirs when they are built); `target` is the route index, whose
-    /// `headroom_fallback_total` is `degraded` for every target but the first.
-    ///
-    /// At most [`MAX_LABEL_SETS`] label sets get their own series (every model id, table and
-    /// region a client calls is one); the calls beyond report under the target label
-    /// [`OVERFLOW_TARGET`], so that no client can grow the metrics without bound.
-    fn events(&self, target: Option<usize>, labels: Labels) -> Arc<Events> {
-        let mut cache = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (target, labels);
-        let key = if cache.len() >= MAX_LABEL_SETS && !cache.contains_key(&key) {
-            let overflow = (None, Labels::target(OVERFLOW_TARGET));
-            if !cache.contains_key(&overflow) {
-                tracing::warn!(
-                    target: "tower_headroom::smithy",
-                    max = MAX_LABEL_SETS,
-                    "more label sets than the metrics keep apart; the rest report as target={OVERFLOW_TARGET}"
-                );
-            }
-            overflow
-        } else {
-            key
-        };
-        let entry = cache.entry(key).or_insert_with_key(|(target, labels)| {
-            Arc::new(Events {
-                retry: RetryMetrics::register(labels),
-                admission: AdmissionMetrics::register(labels),
-                served: target.map(|index| served_counter(labels, index != 0)),
-                labels: labels.clone(),
-            })
-        });
-        Arc::clone(entry)
-    }
-
     /// Ends the call: an attempt still open (the operation was cut short) is given up, and a
     /// target moved to but never called gives its permit up.
     pub(crate) fn end_call(&self, call: &mut Call<S>, now: Instant) {
@@ -563,7 +558,13 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         call.moved = None;
         if let Some(attempt) = call.attempt.take() {
             // The operation ended with the attempt in flight (its timeout cut it short).
-            self.finish_attempt(attempt, &Outcome::new(OutcomeKind::Timeout), None, now);
+            self.finish_attempt(
+                attempt,
+                &Outcome::new(OutcomeKind::Timeout),
+                None,
+                None,
+                now,
+            );
         }
     }
 }
@@ -582,6 +583,7 @@ impl<T: crate::admission::Slot> Attempt<T> {
             events,
             blocked: None,
             limit: None,
+            span: tracing::Span::none(),
         }
     }
 }
@@ -660,37 +662,6 @@ impl<S: QuotaStore<Arc<str>>> crate::fallback::Headroom<Arc<str>> for CallHeadro
                 crate::admission::Headroom::admit_wait(quota, target, cost, now)
             }
             None => Some(Duration::ZERO),
-        }
-    }
-}
-
-/// The most label sets (target, model, region) an SDK adapter gives series of their own.
-pub(crate) const MAX_LABEL_SETS: usize = 256;
-
-/// The target label of the calls beyond [`MAX_LABEL_SETS`].
-pub(crate) const OVERFLOW_TARGET: &str = "_overflow";
-
-/// Where an attempt reports: the metric vocabulary of the Tower layers (the retry layer's, the
-/// admission layer's, the router's `headroom_fallback_total`), registered once per labels.
-pub(crate) struct Events {
-    pub(crate) labels: Labels,
-    retry: RetryMetrics,
-    admission: AdmissionMetrics,
-    served: Option<CounterSet<1>>,
-}
-
-impl Events {
-    /// A streamed response's stream said how its call ended, after the attempt had ended at its
-    /// `200`: reports the key's limit when settling may have moved it (as the admission layer
-    /// does), and counts a stream that broke under its class in `headroom_attempts_total` (its
-    /// `200` was counted as a success then).
-    #[cfg_attr(not(feature = "bedrock"), allow(dead_code))]
-    pub(crate) fn stream_ended(&self, outcome: &Outcome, limit: Option<u64>) {
-        if !outcome.is_success() {
-            self.retry.attempt(outcome);
-        }
-        if let Some(limit) = limit {
-            self.admission.settled(&self.labels, outcome, limit);
         }
     }
 }

@@ -28,6 +28,13 @@ pub(crate) trait Shape: Send + Sync + fmt::Debug + 'static {
     /// operation the adapter leaves alone.
     fn prepare(&self, input: &mut Input, estimation: &Estimation) -> Option<Prepared>;
 
+    /// The call's `gen_ai.provider.name` and `gen_ai.operation.name`, for its span (see
+    /// `observe::span`); default: none.
+    fn gen_ai(&self, input: &Input) -> (Option<&'static str>, Option<&'static str>) {
+        let _ = input;
+        (None, None)
+    }
+
     /// The region the client signs for, as a label.
     fn region(&self, cfg: &ConfigBag) -> Option<Arc<str>> {
         let _ = cfg;
@@ -63,6 +70,18 @@ pub(crate) trait Shape: Send + Sync + fmt::Debug + 'static {
         key: &str,
     ) -> Option<u64> {
         let _ = (output, response, estimation, key);
+        None
+    }
+
+    /// The token counts a successful LLM call reported, from its typed output (or the
+    /// response's headers); the units it spent are then these counts charged on the
+    /// attempt's model, and [`usage`](Shape::usage) is not asked. Default: none.
+    fn tokens(
+        &self,
+        output: &Output,
+        response: Option<&HttpResponse>,
+    ) -> Option<crate::bedrock::TokenCounts> {
+        let _ = (output, response);
         None
     }
 
@@ -171,11 +190,14 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
             // Another headroom interceptor on this client runs the call.
             return Ok(());
         }
+        let gen_ai = self.shape.gen_ai(ctx.input());
         let Some(prepared) = self.shape.prepare(ctx.input_mut(), &self.shared.estimation) else {
             return Ok(());
         };
         let region = (self.shape.region(cfg), self.shape.regional());
-        let handle = self.shared.start(self.id, prepared, region, Instant::now());
+        let handle = self
+            .shared
+            .start(self.id, prepared, region, gen_ai, Instant::now());
         let id = handle.lock().id;
         let registered = self.shared.register(ctx.inner(), id, &handle);
         cfg.interceptor_state().store_put(handle);
@@ -246,19 +268,32 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         let Some(outcome) = classify_context(ctx.inner()) else {
             return Ok(());
         };
+        let mut tokens = None;
         let units = match ctx.output_or_error() {
             Some(Ok(output)) => {
                 let model = handle.lock().attempt_model();
                 let model = model.as_deref().unwrap_or_default();
-                self.shape
-                    .usage(output, ctx.response(), &self.shared.estimation, model)
+                tokens = self.shape.tokens(output, ctx.response());
+                match tokens {
+                    Some(counts) => Some(counts.charged(self.shared.estimation.models.spec(model))),
+                    None => {
+                        self.shape
+                            .usage(output, ctx.response(), &self.shared.estimation, model)
+                    }
+                }
             }
             _ => None,
         };
         let mut call = handle.lock();
-        let decision = self
-            .shared
-            .end_attempt(&mut call, &outcome, units, Instant::now());
+        if let Some(counts) = &tokens {
+            self.shared.attempt_events(&call).tokens.add(counts);
+        }
+        let decision = self.shared.end_attempt(
+            &mut call,
+            &outcome,
+            (units, tokens.as_ref()),
+            Instant::now(),
+        );
         call.decision = Some(decision);
         Ok(())
     }

@@ -145,6 +145,7 @@ mod call;
 mod classify;
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
+mod events;
 mod http_client;
 mod interceptor;
 mod registry;
@@ -254,7 +255,7 @@ impl Limits {
 }
 
 /// Metric handles per route target (`Some(index)`) or key, and labels.
-pub(crate) type EventsByLabels = HashMap<(Option<usize>, Labels), Arc<call::Events>>;
+pub(crate) type EventsByLabels = HashMap<(Option<usize>, Labels), Arc<events::Events>>;
 
 /// What the interceptor decided after an attempt, for the classifier to hand to the SDK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -380,10 +381,12 @@ impl<S: QuotaStore<Arc<str>> + 'static> ClassifyRetry for HeadroomClassifier<S> 
             // after-attempt hook (aws-smithy-runtime 1.9; 1.16 runs the hook after the
             // timeout, which decides as for any failure): the attempt ends, and the policy
             // decides, here.
-            return action(
-                self.shared
-                    .end_attempt(&mut call, &outcome, None, Instant::now()),
-            );
+            return action(self.shared.end_attempt(
+                &mut call,
+                &outcome,
+                (None, None),
+                Instant::now(),
+            ));
         }
         // Asked before the attempt ended (the SDK's connection-poisoning interceptor asks after
         // deserialization): an answer without side effects and without a delay, so that

@@ -149,7 +149,7 @@ mod tests {
         };
         headroom
             .shared
-            .start(0, prepared, (None, false), Instant::now())
+            .start(0, prepared, (None, false), (None, None), Instant::now())
     }
 
     #[test]

@@ -254,6 +254,7 @@ impl<T, C, A> StackBuilder<T, C, A> {
                 retry: RetryMetrics::register(target.labels()),
                 admission: AdmissionMetrics::register(target.labels()),
                 served: served_counter(target.labels(), index != 0),
+                tokens: crate::observe::Tokens::register(target.labels()),
                 labels: target.labels().clone(),
             })
             .collect();
@@ -279,6 +280,8 @@ impl<T, C, A> StackBuilder<T, C, A> {
             limits,
             events,
             unrouted: RetryMetrics::register(&Labels::none()),
+            provider: matches!(self.profile, Profile::Bedrock)
+                .then_some(crate::observe::span::BEDROCK),
         }))
     }
 }
@@ -366,6 +369,18 @@ pub trait TargetQuota<Req, Res>: TargetSlots {
     fn usage_for(&self, response: &Res, model: &str) -> Usage {
         let _ = model;
         self.usage(response)
+    }
+    /// The quota statistics of the target at route index `target`, for the quota gauges
+    /// (the in-process store's); default: none.
+    fn slot_stats(&self, target: usize, now: Instant) -> Option<crate::admission::SlotStats> {
+        let _ = (target, now);
+        None
+    }
+    /// The token counts a response reports ([`ReadUsage::read_tokens`]), for the token
+    /// metrics. Default (no admission): none.
+    fn tokens(&self, response: &Res) -> Option<crate::bedrock::TokenCounts> {
+        let _ = response;
+        None
     }
     /// Hands a successful attempt's `reservation` to `response` when its usage reader says
     /// the usage is in the body ([`ReadUsage::defers`]), or gives it back to be settled now.
@@ -518,6 +533,14 @@ where
 
     fn cost_for(&self, request: &Req, model: &str) -> Option<Cost> {
         Some(self.estimate.estimate_for(request, model))
+    }
+
+    fn tokens(&self, response: &Res) -> Option<crate::bedrock::TokenCounts> {
+        self.usage.read_tokens(response)
+    }
+
+    fn slot_stats(&self, target: usize, now: Instant) -> Option<crate::admission::SlotStats> {
+        crate::admission::slot_stats(self.slots.get(target)?, now)
     }
 
     fn usage_for(&self, response: &Res, model: &str) -> Usage {

@@ -10,10 +10,12 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
+use tracing::Span;
 
 use super::builder::{RewriteFor, TargetQuota, TargetSlots};
 use super::service::{CostHeadroom, Costs, Shared};
 use crate::admission::{Grant, RejectReason, Rejected, Reservation, Usage};
+use crate::bedrock::TokenCounts;
 use crate::breaker::BreakerPermit;
 use crate::classify::classify_error;
 use crate::concurrency::ConcurrencyLimited;
@@ -22,6 +24,7 @@ use crate::fallback::{
     Annotate, Choice, Exhaustion, HttpExtension, NoTargetAvailable, report_served,
 };
 use crate::lifecycle::{Attempt, Call, Ended, Next, Routing};
+use crate::observe::span;
 use crate::retry::{StopReason, stopped_error};
 use crate::timeout::AttemptTimedOut;
 use crate::{BoxError, Classify, Outcome};
@@ -87,6 +90,13 @@ struct Driver<S, T, C, A: TargetSlots, F, Req> {
     /// ready in the same poll took no time the stack could measure apart from its own work,
     /// so its end is this instant and the attempt reads the clock once.
     fresh: Option<Instant>,
+    /// The call's span, and the attempt's (`Span::none()` when no subscriber wants them).
+    span: Span,
+    attempt_span: Span,
+    /// The tokens the attempt's answer reported, for its span.
+    tokens: Option<TokenCounts>,
+    /// Attempts opened (fallback moves included), for the spans.
+    attempts: u32,
 }
 
 impl<S, T, C, A, F, Req> ResponseFuture<S, T, C, A, F, Req>
@@ -100,6 +110,7 @@ where
         cost: Costs,
         call: Call,
         now: Instant,
+        span: Span,
     ) -> Self {
         ResponseFuture {
             driver: Driver {
@@ -113,6 +124,10 @@ where
                 clock: Some(now),
                 admitted: now,
                 fresh: None,
+                span,
+                attempt_span: Span::none(),
+                tokens: None,
+                attempts: 0,
             },
             state: State::Begin,
         }
@@ -147,6 +162,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let driver = this.driver;
+        // Entered while the future is polled (a clone: the driver is borrowed mutably below;
+        // cloning `Span::none()` is a copy).
+        let call_span = driver.span.clone();
+        let _call = call_span.enter();
         loop {
             let step = match this.state.as_mut().project() {
                 StateProj::Begin => {
@@ -196,7 +215,11 @@ where
                     mut timeout,
                 } => {
                     let deadline = driver.call.deadline();
-                    match Deadline::scope(deadline, || future.poll(cx)) {
+                    let polled = {
+                        let _attempt = driver.attempt_span.enter();
+                        Deadline::scope(deadline, || future.poll(cx))
+                    };
+                    match polled {
                         Poll::Ready(result) => driver.answered(result.map_err(Into::into)),
                         Poll::Pending => {
                             driver.fresh = None;
@@ -361,6 +384,14 @@ where
             .rewrite(&mut request, shared.route.targets()[target].key());
         self.request = Some(request);
         self.service = Some(shared.services[target].clone());
+        let hop = self.call.plan().map_or(0, |p| p.calls().saturating_sub(1));
+        self.attempts = self.attempts.saturating_add(1);
+        self.attempt_span = span::attempt(
+            &self.span,
+            shared.route.targets()[target].labels(),
+            self.attempts,
+            hop,
+        );
         // Built in place: an attempt is a few hundred bytes, moved on the hot path otherwise.
         self.attempt.insert(Attempt::new(Some(target), permit, now))
     }
@@ -430,6 +461,7 @@ where
         {
             let wait = now.saturating_duration_since(attempt.started());
             self.shared.events[target].admission.waited(wait);
+            span::waited(&self.attempt_span, wait);
         }
     }
 
@@ -515,11 +547,12 @@ where
                         attempt.reserved(kept);
                     }
                 }
-                let model = self
-                    .attempt
-                    .as_ref()
-                    .and_then(|a| a.target())
-                    .and_then(|t| shared.route.targets()[t].labels().model_name());
+                let target = self.attempt.as_ref().and_then(|a| a.target());
+                if let (Some(t), Some(tokens)) = (target, shared.admission.tokens(&*response)) {
+                    shared.events[t].tokens.add(&tokens);
+                    self.tokens = Some(tokens);
+                }
+                let model = target.and_then(|t| shared.route.targets()[t].labels().model_name());
                 let usage = match model {
                     Some(model) => shared.admission.usage_for(&*response, model),
                     None => shared.admission.usage(&*response),
@@ -552,23 +585,38 @@ where
         now: Instant,
     ) -> Step<S::Response> {
         let shared = Arc::clone(&self.shared);
-        let ended = match self.attempt.as_mut() {
+        let (ended, started) = match self.attempt.as_mut() {
             Some(attempt) => {
+                let started = attempt.started();
                 let ended = attempt.end(&outcome, usage, now);
                 self.attempt = None;
-                ended
+                (ended, Some(started))
             }
-            None => Ended {
-                target: None,
-                sent: false,
-                limit: None,
-            },
+            None => (
+                Ended {
+                    target: None,
+                    sent: false,
+                    limit: None,
+                },
+                None,
+            ),
         };
+        let tokens = self.tokens.take();
+        span::ended(&self.attempt_span, &outcome, tokens.as_ref(), None);
+        self.attempt_span = Span::none();
         let events = ended.target.map(|t| &shared.events[t]);
         let retry_events = events.map_or(&shared.unrouted, |e| &e.retry);
         retry_events.attempt(&outcome);
+        if let Some(started) = started {
+            retry_events.attempt_took(&outcome, started, now);
+        }
         if let (Some(limit), Some(events)) = (ended.limit, events) {
             events.admission.settled(&events.labels, &outcome, limit);
+        }
+        if let (Some(target), Some(events)) = (ended.target, events) {
+            events
+                .admission
+                .sample_quota(now, || shared.admission.slot_stats(target, now));
         }
         let headroom = headroom(&shared, &self.cost);
         let routing = Routing {
@@ -580,7 +628,11 @@ where
             .call
             .next(&shared.policy, Some(&routing), &ended, &outcome, now);
         match next {
-            Next::Done => Step::Finish(self.finish(result, ended.target, &outcome)),
+            Next::Done => {
+                retry_events.call_took(&outcome, self.call.started(), now);
+                span::ended(&self.span, &outcome, tokens.as_ref(), Some(self.attempts));
+                Step::Finish(self.finish(result, ended.target, &outcome))
+            }
             Next::Move { target, permit } => {
                 if let Some(from) = ended.target {
                     let targets = shared.route.targets();
@@ -601,6 +653,8 @@ where
             }
             Next::Stop(reason) => {
                 retry_events.stop(&outcome, self.call.retry(), reason);
+                retry_events.call_took(&outcome, self.call.started(), now);
+                span::ended(&self.span, &outcome, tokens.as_ref(), Some(self.attempts));
                 let result = self.stopped(result, outcome, reason);
                 Step::Finish(self.finish(result, ended.target, &outcome))
             }

@@ -53,6 +53,8 @@ pub(crate) struct Shared<S, T, C, A, F> {
     pub(crate) events: Box<[TargetEvents]>,
     /// Where a call reports when no target could take it.
     pub(crate) unrouted: RetryMetrics,
+    /// `gen_ai.provider.name` of the calls' spans (a Bedrock stack's).
+    pub(crate) provider: Option<&'static str>,
 }
 
 /// One target's metric handles, registered when the stack is built.
@@ -60,6 +62,7 @@ pub(crate) struct TargetEvents {
     pub(crate) retry: RetryMetrics,
     pub(crate) admission: AdmissionMetrics,
     pub(crate) served: CounterSet<1>,
+    pub(crate) tokens: crate::observe::Tokens,
     pub(crate) labels: Labels,
 }
 
@@ -136,7 +139,8 @@ where
         let deadline = Deadline::current().unwrap_or(Deadline::from_now(now, shared.budget));
         let call = Call::start(&shared.policy, Some(&shared.route), Some(deadline), now);
         let cost = Costs::estimate(&shared.admission, &request, shared.route.targets());
-        ResponseFuture::new(Arc::clone(&self.shared), request, cost, call, now)
+        let span = crate::observe::span::call(shared.provider, None);
+        ResponseFuture::new(Arc::clone(&self.shared), request, cost, call, now, span)
     }
 }
 

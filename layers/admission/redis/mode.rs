@@ -65,16 +65,14 @@ impl StoreMode {
 }
 
 pub(super) struct ModeMetrics {
-    #[cfg(feature = "metrics")]
-    gauge: metrics::Gauge,
+    gauge: crate::observe::Gauge,
     transitions: crate::observe::CounterSet<3>,
 }
 
 impl ModeMetrics {
     pub(super) fn register(labels: &Labels) -> Self {
         ModeMetrics {
-            #[cfg(feature = "metrics")]
-            gauge: metrics::gauge!(names::QUOTA_STORE_MODE, labels.metric_labels(&[])),
+            gauge: crate::observe::Gauge::register(names::QUOTA_STORE_MODE, labels),
             transitions: crate::observe::CounterSet::register(
                 names::QUOTA_STORE_TRANSITIONS,
                 labels,
@@ -101,7 +99,6 @@ impl Common {
         }
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.metrics.transitions.increment(to.index());
-        #[cfg(feature = "metrics")]
         self.metrics.gauge.set(to.index() as f64);
         match error {
             Some(e) => tracing::warn!(

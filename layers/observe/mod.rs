@@ -7,10 +7,15 @@
 //! | `headroom_attempts_total` | counter | target, model, region, class | attempts finished, by outcome class (an SDK stream that fails after its `200` counts again under its error's class) |
 //! | `headroom_retries_total` | counter | target, model, region, class | retries scheduled, by the class that caused them |
 //! | `headroom_retry_wait_seconds` | histogram | target, model, region, class | wait before each retry |
+//! | `headroom_attempt_duration_seconds` | histogram | target, model, region, class | an attempt's time from its start (admission wait included) to its end, by outcome class; the Tower `Stack` and the SDK adapter (a local refusal is no attempt) |
+//! | `headroom_call_duration_seconds` | histogram | target, model, region, class | a call's time from its start to its end (every attempt, wait and retry), by the class it ended with, under the last attempt's target; the Tower `Stack` and the SDK adapter |
+//! | `headroom_tokens_total` | counter | target, model, region, type | tokens the model reported (`type` = `input`, `output`, `cache_read`, `cache_write`; `input` excludes the cached ones, as Bedrock counts), from the answer a call settles with: the Tower `Stack` with a usage reader that reads tokens (`BedrockUsage`) and the SDK adapter (Converse, InvokeModel) |
 //! | `headroom_retries_exhausted_total` | counter | target, model, region, reason | calls the retry layer gave up on |
 //! | `headroom_admission_wait_seconds` | histogram | target, model, region | time a call waited for quota |
 //! | `headroom_admission_rejected_total` | counter | target, model, region | calls shed by admission |
 //! | `headroom_quota_limit` | gauge | target, model, region | the effective (learned) unit limit |
+//! | `headroom_quota_utilization` | gauge | target, model, region | share (0–1, above 1 when a learned cut left the spend over it) of the effective limit spent over the trailing window, the larger of requests and units; sampled when an attempt ends, at most once a second per key, in-process quota store only |
+//! | `headroom_admission_queue_depth` | gauge | target, model, region | calls waiting for quota on the key, all lanes; sampled with the utilisation |
 //! | `headroom_breaker_state` | gauge | target, model, region | 0 closed, 1 half-open, 2 open |
 //! | `headroom_breaker_transitions_total` | counter | target, model, region, to | state changes |
 //! | `headroom_concurrency_limit` | gauge | target, model, region | the learned limit on calls in flight |
@@ -23,20 +28,76 @@
 //! quota counts as `throttled_daily`, apart from the per-minute `throttled_tokens` and
 //! `throttled_requests`, and a call stopped by one as `reason="quota_exhausted"`.
 //!
+//! **Cardinality.** Label sets are bounded per layer: the Tower layers' label sets are fixed
+//! when they are built (one per layer, or one per route target), except a
+//! [`BreakerRegistry`](crate::breaker::BreakerRegistry)'s, which makes one per key: it gives
+//! series of their own to at most [`MAX_LABEL_SETS`] distinct sets
+//! ([`max_label_sets`](crate::breaker::BreakerRegistryBuilder::max_label_sets)) and reports
+//! the breakers of later keys under `target=`[`OVERFLOW_TARGET`]; an evicted breaker gives its
+//! set's place back and its series are no longer updated (`tests/observe_cardinality.rs`).
+//! The SDK adapter caps its label sets the same way (`tests/smithy_cardinality.rs`). An ARN
+//! in a label shows only its resource name.
+//!
+//! The durations reuse the clock reads the adapters make anyway (no clock read is added): an
+//! attempt the Tower `Stack` admits and gets an answer to in the same poll ends at its
+//! admission instant, so its duration is `0` (the stack read the clock once for it; see
+//! ARCHITECTURE.md, "Clock reads").
+//!
+//! **Spans.** A call through the Tower `Stack` or the SDK adapter is a `headroom.call` span
+//! (target `tower_headroom::call`) with a `headroom.attempt` span (target
+//! `tower_headroom::attempt`) per attempt under it, both at `INFO`, carrying OpenTelemetry's
+//! GenAI attributes. In the SDK adapter the call span is a child of the SDK orchestrator's
+//! `try_op` span, a sibling of the SDK's `try_attempt` spans, and our attempt spans are the
+//! call span's children, not the `try_attempt`s' (the hooks that open and end them run in
+//! `try_op`, outside each attempt's future); in the Tower `Stack` the call span is entered while the call's future is polled and
+//! the attempt span while the client's future is, so the client's own spans nest under it.
+//! They cost a disabled-callsite check when no subscriber wants them, and allocate nothing then.
+//!
+//! | field | span | value |
+//! |---|---|---|
+//! | `otel.kind` | call | `client` (read by `tracing-opentelemetry`) |
+//! | `gen_ai.provider.name` | call | `aws.bedrock` for a Bedrock stack or the Bedrock SDK client |
+//! | `gen_ai.operation.name` | call | `chat` (Converse, ConverseStream); unset for InvokeModel (its body is the model's own format) and in the Tower `Stack` |
+//! | `gen_ai.request.model` | both | the model label (an ARN reduced to its resource name) |
+//! | `target_name`, `model`, `region` | attempt | the target's labels |
+//! | `attempt`, `hop` | attempt | the attempt's number in the call (1-based) and how many fallback moves preceded it |
+//! | `wait_ms` | attempt | how long it waited for quota, when it did (Tower `Stack`) |
+//! | `class` | both | the outcome class ([`OutcomeKind::as_str`](crate::OutcomeKind::as_str)) of the attempt, of the call's last attempt |
+//! | `error.type` | both | the outcome class when it is not a success |
+//! | `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens` | both | the tokens the answer reported (input: all input tokens, cached ones included) |
+//! | `attempts` | call | attempts made |
+//!
+//! `gen_ai.provider.name` replaced `gen_ai.system` in the GenAI semantic conventions (v1.37),
+//! `aws.bedrock` is its Bedrock value, and `chat` is the conventions' operation name for a
+//! chat API (source: <https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/>). The
+//! Tower `Stack` does not know the operation and leaves `gen_ai.operation.name` empty.
+//!
 //! `tracing` events use the same field names (`target_name`, `model`, `region`, `class`,
 //! `attempt`, `wait_ms`). Label values come only from [`Labels`] (names the user chose for a
 //! target, model and region) and from fixed enumerations such as
 //! [`OutcomeKind::as_str`](crate::OutcomeKind::as_str): never a request or response body, a
 //! prompt, a completion, a header value or a credential.
 //!
-//! Metric handles are registered when a layer is built and reused on every call, so the hot
-//! path neither allocates nor looks anything up. A consequence: install your `metrics` recorder
-//! before you build the layers.
+//! Metric handles are registered once per label set and reused on every call, so the hot
+//! path neither allocates nor looks anything up. A layer registers them when it is built if a
+//! `metrics` recorder is installed then, else on its first use after one is: a recorder
+//! installed after the layers are built still receives every series (`tests/observe_late.rs`).
+//! Until a recorder exists, a metric costs one read of `metrics`' recorder slot and registers
+//! nothing; once registered, one atomic load.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::OutcomeKind;
+mod cap;
+mod handles;
+pub(crate) mod span;
+
+pub(crate) use self::cap::{LabelBudget, LabelHold};
+pub use self::cap::{MAX_LABEL_SETS, OVERFLOW_TARGET};
+
+pub(crate) use self::handles::{
+    ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram, Tokens,
+};
 
 /// Metric names.
 pub mod names {
@@ -46,6 +107,15 @@ pub mod names {
     pub const RETRIES: &str = "headroom_retries_total";
     /// Histogram: seconds waited before a retry.
     pub const RETRY_WAIT: &str = "headroom_retry_wait_seconds";
+    /// Histogram: seconds from an attempt's start (admission wait included) to its end, by
+    /// outcome class.
+    pub const ATTEMPT_DURATION: &str = "headroom_attempt_duration_seconds";
+    /// Histogram: seconds from a call's start to its end (every attempt, wait and retry), by
+    /// the class of the outcome it ended with.
+    pub const CALL_DURATION: &str = "headroom_call_duration_seconds";
+    /// Counter: tokens an LLM reported, by `type` (`input`, `output`, `cache_read`,
+    /// `cache_write`).
+    pub const TOKENS: &str = "headroom_tokens_total";
     /// Counter: calls the retry layer gave up on, labelled by reason.
     pub const RETRIES_EXHAUSTED: &str = "headroom_retries_exhausted_total";
     /// Histogram: seconds a call waited for quota before it was admitted.
@@ -54,6 +124,11 @@ pub mod names {
     pub const ADMISSION_REJECTED: &str = "headroom_admission_rejected_total";
     /// Gauge: the effective unit limit per window after learning.
     pub const QUOTA_LIMIT: &str = "headroom_quota_limit";
+    /// Gauge: the share of the effective limit this client spent over the trailing window
+    /// (the larger of the requests' and the units' shares), sampled at most once a second.
+    pub const QUOTA_UTILIZATION: &str = "headroom_quota_utilization";
+    /// Gauge: calls waiting for quota on a key (all lanes), sampled at most once a second.
+    pub const ADMISSION_QUEUE_DEPTH: &str = "headroom_admission_queue_depth";
     /// Gauge: circuit breaker state (0 closed, 1 half-open, 2 open).
     pub const BREAKER_STATE: &str = "headroom_breaker_state";
     /// Counter: circuit breaker transitions, labelled by the new state.
@@ -87,6 +162,9 @@ pub mod keys {
     pub const TO: &str = "to";
     /// Whether a fallback router served a call from a target other than the first (`true`/`false`).
     pub const DEGRADED: &str = "degraded";
+    /// Which tokens a count is of: `input` (neither read from nor written to the prompt
+    /// cache), `output`, `cache_read`, `cache_write`.
+    pub const TYPE: &str = "type";
 }
 
 /// The names a layer reports under: target, model and region.
@@ -220,100 +298,6 @@ pub(crate) fn arn_resource(value: &str) -> &str {
     match value.rfind('/') {
         Some(slash) => &value[slash + 1..],
         None => value.rsplit(':').next().unwrap_or(value),
-    }
-}
-
-/// Per-outcome-class counters registered once for a set of labels.
-#[derive(Clone, Debug)]
-pub(crate) struct ClassCounters(CounterSet<{ OutcomeKind::ALL.len() }>);
-
-impl ClassCounters {
-    /// Registers `name` once per outcome class under `labels`.
-    pub(crate) fn register(name: &'static str, labels: &Labels) -> Self {
-        ClassCounters(CounterSet::register(
-            name,
-            labels,
-            keys::CLASS,
-            OutcomeKind::ALL.map(|kind| kind.as_str()),
-        ))
-    }
-
-    /// Adds one to the counter of `kind`.
-    #[inline]
-    pub(crate) fn increment(&self, kind: OutcomeKind) {
-        self.0.increment(kind.index());
-    }
-}
-
-/// Counters registered once per value of one extra label (a fixed enumeration).
-#[derive(Clone)]
-pub(crate) struct CounterSet<const N: usize> {
-    #[cfg(feature = "metrics")]
-    counters: [metrics::Counter; N],
-}
-
-impl<const N: usize> CounterSet<N> {
-    /// Registers `name` once per value of `key` under `labels`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn register(
-        name: &'static str,
-        labels: &Labels,
-        key: &'static str,
-        values: [&'static str; N],
-    ) -> Self {
-        CounterSet {
-            #[cfg(feature = "metrics")]
-            counters: values
-                .map(|value| metrics::counter!(name, labels.metric_labels(&[(key, value)]))),
-        }
-    }
-
-    /// Adds one to the counter of the `index`-th value.
-    #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn increment(&self, index: usize) {
-        #[cfg(feature = "metrics")]
-        self.counters[index].increment(1);
-    }
-}
-
-impl<const N: usize> fmt::Debug for CounterSet<N> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CounterSet")
-    }
-}
-
-/// Per-outcome-class histograms registered once for a set of labels.
-#[derive(Clone)]
-pub(crate) struct ClassHistograms {
-    #[cfg(feature = "metrics")]
-    histograms: [metrics::Histogram; OutcomeKind::ALL.len()],
-}
-
-impl ClassHistograms {
-    /// Registers `name` once per outcome class under `labels`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn register(name: &'static str, labels: &Labels) -> Self {
-        ClassHistograms {
-            #[cfg(feature = "metrics")]
-            histograms: OutcomeKind::ALL.map(|kind| {
-                metrics::histogram!(name, labels.metric_labels(&[(keys::CLASS, kind.as_str())]))
-            }),
-        }
-    }
-
-    /// Records `value` for `kind`.
-    #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn record(&self, kind: OutcomeKind, value: f64) {
-        #[cfg(feature = "metrics")]
-        self.histograms[kind.index()].record(value);
-    }
-}
-
-impl fmt::Debug for ClassHistograms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClassHistograms")
     }
 }
 

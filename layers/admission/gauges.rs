@@ -1,0 +1,130 @@
+//! The quota's gauges: how much of each key's effective limit this client used over the
+//! trailing window (`headroom_quota_utilization`) and how many calls wait for it
+//! (`headroom_admission_queue_depth`).
+//!
+//! They are sampled, never computed by the quota's own `reserve`/`settle`: the adapter that
+//! ends an attempt asks [`QuotaGauges::due`] (a relaxed atomic load), and at most once per
+//! [`SAMPLE_EVERY`] per key reads the key's [`SlotStats`] (one lock of its state) and sets
+//! the gauges. Only the in-process store ([`MemorySlot`]) says these numbers; a key on
+//! another store has no such series.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{MemorySlot, SlotStats};
+use crate::observe::{Gauge, Labels, names};
+
+/// How often at most a key's gauges are sampled.
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// The statistics of `slot` at `now`, when its store keeps them (the in-process one).
+pub(crate) fn slot_stats<P: 'static>(slot: &P, now: Instant) -> Option<SlotStats> {
+    let any: &dyn Any = slot;
+    any.downcast_ref::<Arc<MemorySlot>>()
+        .map(|slot| slot.stats(now))
+}
+
+/// The share of the effective limit spent over the trailing window: the larger of the
+/// requests' and the units' shares (the one that throttles first); `None` without a limit.
+pub(crate) fn utilization(stats: &SlotStats) -> Option<f64> {
+    let share = |spent: Option<u64>, limit: Option<u64>| match (spent, limit) {
+        (Some(spent), Some(limit)) if limit > 0 => Some(spent as f64 / limit as f64),
+        _ => None,
+    };
+    let requests = share(stats.requests_spent, stats.requests_limit);
+    let units = share(stats.units_spent, stats.units_limit);
+    match (requests, units) {
+        (Some(r), Some(u)) => Some(r.max(u)),
+        (r, u) => r.or(u),
+    }
+}
+
+/// One key's sampled gauges.
+#[derive(Clone)]
+pub(crate) struct QuotaGauges {
+    utilization: Gauge,
+    queue: Gauge,
+    /// When the next sample is due, in nanoseconds since `epoch`.
+    next: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl QuotaGauges {
+    pub(crate) fn register(labels: &Labels) -> Self {
+        QuotaGauges {
+            utilization: Gauge::register(names::QUOTA_UTILIZATION, labels),
+            queue: Gauge::register(names::ADMISSION_QUEUE_DEPTH, labels),
+            next: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a sample is due at `now` (and a recorder listens): a relaxed load and a clock
+    /// subtraction on the attempt's path, only the recorder check without a recorder.
+    #[inline]
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        self.utilization.live() && self.nanos(now) >= self.next.load(Ordering::Relaxed)
+    }
+
+    /// Samples `stats` (asked only when this caller won the sample due at `now`).
+    pub(crate) fn sample(&self, now: Instant, stats: impl FnOnce() -> Option<SlotStats>) {
+        let at = self.nanos(now);
+        let next = self.next.load(Ordering::Relaxed);
+        if at < next {
+            return;
+        }
+        let then = at.saturating_add(u64::try_from(SAMPLE_EVERY.as_nanos()).unwrap_or(u64::MAX));
+        if self
+            .next
+            .compare_exchange(next, then, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let Some(stats) = stats() else {
+            return;
+        };
+        if let Some(share) = utilization(&stats) {
+            self.utilization.set(share);
+        }
+        self.queue.set(f64::from(stats.waiting));
+    }
+}
+
+impl std::fmt::Debug for QuotaGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuotaGauges")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(requests: (u64, u64), units: Option<(u64, u64)>) -> SlotStats {
+        SlotStats {
+            waiting: 0,
+            requests_limit: Some(requests.1),
+            units_limit: units.map(|u| u.1),
+            requests_spent: Some(requests.0),
+            units_spent: units.map(|u| u.0),
+            at_rest: false,
+        }
+    }
+
+    #[test]
+    fn utilization_is_the_dimension_nearest_its_limit() {
+        assert_eq!(utilization(&stats((10, 100), Some((900, 1000)))), Some(0.9));
+        assert_eq!(utilization(&stats((50, 100), Some((100, 1000)))), Some(0.5));
+        assert_eq!(utilization(&stats((25, 100), None)), Some(0.25));
+        assert_eq!(utilization(&stats((0, 0), None)), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! `headroom_tokens_total` counts the tokens an answer reports, by type, under the target that
+//! answered: the Tower stack with `BedrockUsage` (the `InvokeModel` headers), and the SDK
+//! adapter with the real `aws-sdk-bedrockruntime` client against the simulator's front.
+#![cfg(feature = "metrics")]
+
+use std::convert::Infallible;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use tower::ServiceExt;
+use tower_headroom::admission::{FixedCost, Limit, Quota};
+use tower_headroom::bedrock::{BedrockUsage, ModelTable};
+use tower_headroom::fallback::Target;
+use tower_headroom::observe::names;
+use tower_headroom::stack::StackBuilder;
+use tower_headroom::{Cost, HttpClassifier};
+
+type Series = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+/// `headroom_tokens_total` of `type` whose labels include all of `labels`.
+fn tokens(series: &Series, kind: &str, labels: &[(&str, &str)]) -> u64 {
+    series
+        .iter()
+        .filter(|(key, ..)| key.key().name() == names::TOKENS)
+        .filter(|(key, ..)| {
+            let has = |k: &str, v: &str| key.key().labels().any(|l| l.key() == k && l.value() == v);
+            has("type", kind) && labels.iter().all(|(k, v)| has(k, v))
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_stack_counts_the_tokens_in_bedrock_headers() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let upstream = tower::service_fn(|_model: &'static str| async {
+        Ok::<_, Infallible>(
+            http::Response::builder()
+                .header("x-amzn-bedrock-input-token-count", "1000")
+                .header("x-amzn-bedrock-output-token-count", "300")
+                .header("x-amzn-bedrock-cache-read-input-token-count", "5000")
+                .body(())
+                .unwrap(),
+        )
+    });
+    let limit = Limit::per_minute().units(10_000_000).build().unwrap();
+    let stack = StackBuilder::bedrock(HttpClassifier::new())
+        .target(
+            Target::new("haiku", "haiku")
+                .model("anthropic.claude-3-haiku-20240307-v1:0")
+                .region("us-east-1"),
+        )
+        .admission(Quota::new(limit), FixedCost(Cost::new(1, 2_000)))
+        .usage(BedrockUsage::new(ModelTable::builtin()))
+        .rewrite(upstream, |call: &mut &'static str, model: &&'static str| {
+            *call = model
+        })
+        .unwrap();
+    for _ in 0..2 {
+        let response = stack.clone().oneshot("").await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let series = snapshotter.snapshot().into_vec();
+    let haiku = [
+        ("target", "haiku"),
+        ("model", "anthropic.claude-3-haiku-20240307-v1:0"),
+        ("region", "us-east-1"),
+    ];
+    assert_eq!(tokens(&series, "input", &haiku), 2_000);
+    assert_eq!(tokens(&series, "output", &haiku), 600);
+    assert_eq!(tokens(&series, "cache_read", &haiku), 10_000);
+    assert_eq!(tokens(&series, "cache_write", &haiku), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stack_whose_usage_reader_reads_no_tokens_has_no_token_series() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let upstream =
+        tower::service_fn(|_: &'static str| async { Ok::<_, Infallible>(http::Response::new(())) });
+    let stack = StackBuilder::bedrock(HttpClassifier::new())
+        .target(Target::new("table", "table"))
+        .services(vec![upstream])
+        .unwrap();
+    stack.oneshot("").await.unwrap();
+    let series = snapshotter.snapshot().into_vec();
+    assert!(
+        series
+            .iter()
+            .all(|(key, ..)| key.key().name() != names::TOKENS)
+    );
+    assert!(
+        series
+            .iter()
+            .any(|(key, ..)| key.key().name() == names::ATTEMPTS)
+    );
+}
+
+#[cfg(all(feature = "sim", feature = "bedrock"))]
+#[tokio::test(start_paused = true)]
+async fn the_sdk_adapter_counts_converse_usage() {
+    use std::time::Duration;
+
+    use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message};
+    use tokio::time::Instant;
+    use tower_headroom::Profile;
+    use tower_headroom::sim::front::{SimService, sdk_http_client};
+    use tower_headroom::sim::{BedrockSim, ModelConfig, OutputLength};
+    use tower_headroom::smithy::SdkHeadroom;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let model = "anthropic.claude-3-haiku-20240307-v1:0";
+    let sim = BedrockSim::builder()
+        .start(Instant::now())
+        .model(
+            ModelConfig::builder(model, "us-east-1")
+                .ttft(Duration::from_millis(10))
+                .per_output_token(Duration::ZERO)
+                .output(OutputLength::Fixed { tokens: 5 })
+                .tpm(1_000_000)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let front = SimService::builder().bedrock(sim).build().unwrap();
+    let headroom = SdkHeadroom::builder(Profile::Bedrock).build().unwrap();
+    let config = aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_bedrockruntime::config::Region::from_static(
+            "us-east-1",
+        ))
+        .endpoint_url("http://bedrock.sim")
+        .credentials_provider(aws_sdk_bedrockruntime::config::Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .http_client(sdk_http_client(front));
+    let client = aws_sdk_bedrockruntime::Client::from_conf(
+        headroom.configure_bedrock(config).unwrap().build(),
+    );
+    let message = Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text("hello there".into()))
+        .build()
+        .unwrap();
+    let mut reported = (0, 0);
+    for _ in 0..3 {
+        let output = client
+            .converse()
+            .model_id(model)
+            .messages(message.clone())
+            .send()
+            .await
+            .unwrap();
+        let usage = output.usage().unwrap();
+        reported.0 += u64::try_from(usage.input_tokens()).unwrap();
+        reported.1 += u64::try_from(usage.output_tokens()).unwrap();
+    }
+    assert_eq!(reported.1, 15);
+    assert!(reported.0 > 0);
+    let series = snapshotter.snapshot().into_vec();
+    let labels = [("model", model), ("region", "us-east-1")];
+    assert_eq!(tokens(&series, "input", &labels), reported.0);
+    assert_eq!(tokens(&series, "output", &labels), reported.1);
+}
