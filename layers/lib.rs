@@ -90,7 +90,10 @@ pub use crate::error::ConfigError;
 pub use crate::fallback::{
     FallbackBuilder, FallbackLayer, NoTargetAvailable, Route, Served, Target,
 };
-pub use crate::outcome::{Outcome, OutcomeKind, ThrottleScope};
+pub use crate::outcome::{
+    Outcome, OutcomeKind, ThrottleLimit, ThrottleReason, ThrottleScope, ThrottledOperation,
+    ThrottledResource,
+};
 pub use crate::retry::{RetryLayer, RetryPolicy};
 pub use crate::stack::{Profile, StackBuilder};
 

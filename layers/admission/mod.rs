@@ -206,7 +206,7 @@
 //!   capacity ([`LimitBuilder::initial_credit`]) and saves more only while capacity goes
 //!   unused. Hence a token bucket per second with burst for a table, and a throttle classified as
 //!   one partition's or key's ([`ThrottleScope::Partition`](crate::ThrottleScope::Partition))
-//!   never teaching the table's limit (`classify::aws::throttling_reasons` reads the reasons).
+//!   never teaching the table's limit ([`classify::aws::classify_reasons`](crate::classify::aws::classify_reasons) reads the reasons).
 //! - **Anthropic**: "the token bucket algorithm … capacity is continuously replenished up to
 //!   your maximum limit"; `*-remaining` and `*-reset` (RFC 3339: when the limit is fully
 //!   replenished) headers, and `retry-after` on a 429
