@@ -60,6 +60,7 @@ pub mod breaker;
 pub mod classify;
 pub mod concurrency;
 pub mod deadline;
+pub mod dynamodb;
 mod error;
 pub mod fallback;
 #[cfg(any(feature = "sim", feature = "dynamodb"))]

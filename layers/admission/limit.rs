@@ -326,19 +326,21 @@ impl LimitBuilder {
     /// ```
     /// use std::time::Duration;
     /// use tokio::time::Instant;
-    /// use tower_headroom::admission::{Cost, Limit, Quota};
+    /// use tower_headroom::admission::{Cost, Grant, Limit, Quota};
     ///
     /// // 100 WCU with 300 s of burst: the first second's 100 units pass at once, the next
     /// // call waits for the refill.
     /// let quota = Quota::new(Limit::per_second().units(100).burst(Duration::from_secs(300)).build()?);
     /// let now = Instant::now();
-    /// let _spent = quota.reserve(&"orders", Cost::units(100), now)?;
-    /// assert!(quota.reserve(&"orders", Cost::units(50), now).is_err());
+    /// let first = quota.reserve(&"orders", Cost::units(100), now)?;
+    /// assert_eq!(first.grant(), Grant::Now);
+    /// let second = quota.reserve(&"orders", Cost::units(50), now)?;
+    /// assert_eq!(second.grant(), Grant::At(now + Duration::from_millis(500)));
     /// // A bucket known to be full starts full.
     /// let full = Limit::per_second().units(100).burst(Duration::from_secs(300))
     ///     .initial_credit(Duration::from_secs(300)).build()?;
     /// let quota = Quota::new(full);
-    /// assert!(quota.reserve(&"orders", Cost::units(20_000), now).is_ok());
+    /// assert_eq!(quota.reserve(&"orders", Cost::units(20_000), now)?.grant(), Grant::Now);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn initial_credit(mut self, credit: Duration) -> Self {
