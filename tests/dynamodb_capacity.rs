@@ -130,7 +130,10 @@ async fn reads_never_wait_for_the_write_budget() {
     for (name, latencies) in [("writes", &mut writes), ("reads", &mut reads)] {
         let p99 = p99(latencies);
         let p50 = latencies[latencies.len() / 2];
-        eprintln!("{name}: {} calls, p50 {p50:?}, p99 {p99:?}", latencies.len());
+        eprintln!(
+            "{name}: {} calls, p50 {p50:?}, p99 {p99:?}",
+            latencies.len()
+        );
         assert!(
             p99 <= LATENCY + Duration::from_millis(3),
             "{name}: p99 {p99:?}"
