@@ -212,13 +212,11 @@ pub fn rcu_to_half_units(rcu: f64) -> Option<u64> {
     (rcu.is_finite() && rcu >= 0.0).then(|| (rcu * HALF_UNITS_PER_RCU as f64).ceil() as u64)
 }
 
-/// A table's name from its ARN or its name: `arn:aws:dynamodb:us-east-1:123456789012:table/orders`
-/// and `…:table/orders/index/by-date` both give `orders`; a plain name is itself.
-pub fn table_of(resource: &str) -> &str {
-    match resource.split_once(":table/") {
-        Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
-        None => resource,
-    }
+/// The table a quota key is for: `"orders:read"` and `"orders/by-date:write"` give
+/// `orders`; a key of another shape is itself.
+pub fn key_table(key: &str) -> &str {
+    let name = key.rsplit_once(':').map_or(key, |(name, _)| name);
+    name.split_once('/').map_or(name, |(table, _)| table)
 }
 
 /// A key's `Arc<str>`, for the SDK adapter.
@@ -269,11 +267,9 @@ mod tests {
         assert_eq!(read_limit(0).unwrap_err().field(), "rcu");
         assert_eq!(read_limit(u64::MAX).unwrap_err().field(), "rcu");
         assert_eq!(write_limit(0).unwrap_err().field(), "wcu");
-        assert_eq!(
-            table_of("arn:aws:dynamodb:us-east-1:123456789012:table/orders/index/by-date"),
-            "orders"
-        );
-        assert_eq!(table_of("orders"), "orders");
+        assert_eq!(key_table("orders:read"), "orders");
+        assert_eq!(key_table("orders/by-date:write"), "orders");
+        assert_eq!(key_table("orders"), "orders");
     }
 
     #[test]

@@ -166,3 +166,104 @@ async fn reads_never_wait_for_the_write_budget() {
         "no key for the table alone"
     );
 }
+
+/// A `BatchWriteItem` over two tables reserves on both tables' write keys, all or nothing,
+/// and settles each from its own table's `ConsumedCapacity`.
+#[tokio::test(start_paused = true)]
+async fn a_batch_over_two_tables_reserves_on_both_all_or_nothing() {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    use tower_headroom::Deadline;
+    use tower_headroom::deadline::within;
+
+    let table = |name: &str| {
+        TableConfig::builder(name)
+            .rcu(100)
+            .wcu(100)
+            .partitions(1)
+            .latency(LATENCY)
+            .build()
+            .unwrap()
+    };
+    let sim = DynamoSim::builder()
+        .table(table("orders"))
+        .table(table("users"))
+        .build()
+        .unwrap();
+    let front = SimService::builder()
+        .dynamodb(sim)
+        .partition_key("orders", "pk")
+        .partition_key("users", "pk")
+        .build()
+        .unwrap();
+    let quota: Quota<Arc<str>> =
+        Quota::builder(Profile::DynamoDb.limit().units(100).build().unwrap())
+            .table("orders", 100, 100)
+            .unwrap()
+            .table("users", 100, 10)
+            .unwrap()
+            .build();
+    let headroom = SdkHeadroom::builder(Profile::DynamoDb)
+        .quota(quota.clone())
+        .build()
+        .unwrap();
+    let client = client(&headroom, &front);
+    let put = |pk: &str| {
+        WriteRequest::builder()
+            .put_request(
+                PutRequest::builder()
+                    .item("pk", AttributeValue::S(pk.to_owned()))
+                    .item("d", AttributeValue::S("x".repeat(900)))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    let batch = |orders: usize, users: usize| {
+        client
+            .batch_write_item()
+            .request_items(
+                "orders",
+                (0..orders).map(|i| put(&format!("o{i}"))).collect(),
+            )
+            .request_items("users", (0..users).map(|i| put(&format!("u{i}"))).collect())
+    };
+    let spent = |key: String| {
+        quota
+            .stats(&Arc::from(key), Instant::now())
+            .and_then(|s| s.units_spent)
+            .unwrap_or(0)
+    };
+    batch(6, 4).send().await.unwrap();
+    // Each table's key holds its own items' units, as its ConsumedCapacity entry said.
+    assert_eq!(spent(dynamodb::write_key("orders")), 6);
+    assert_eq!(spent(dynamodb::write_key("users")), 4);
+    let stats = front.dynamodb().unwrap().stats();
+    assert_eq!(stats.table("orders").unwrap().consumed_wcu(), 6.0);
+    assert_eq!(stats.table("users").unwrap().consumed_wcu(), 4.0);
+
+    // `users` has 6 of its 10 WCU left this second: a batch needing 10 there cannot start
+    // within a deadline of now. `orders` (the call's first key) had room and was reserved
+    // first; it gives its reservation back, and nothing is sent.
+    let refused = within(Deadline::at(Instant::now()), batch(1, 10).send()).await;
+    assert!(refused.is_err());
+    assert_eq!(
+        spent(dynamodb::write_key("orders")),
+        6,
+        "orders gave its reservation back"
+    );
+    assert_eq!(spent(dynamodb::write_key("users")), 4);
+    let stats = front.dynamodb().unwrap().stats();
+    assert_eq!(
+        stats.table("orders").unwrap().writes.admitted,
+        6,
+        "nothing was sent"
+    );
+    assert_eq!(
+        stats.table("users").unwrap().writes.admitted,
+        4,
+        "nothing was sent"
+    );
+    // With a second for `users` to refill, the same batch goes through on both.
+    batch(1, 10).send().await.unwrap();
+    assert_eq!(spent(dynamodb::write_key("orders")), 7);
+}

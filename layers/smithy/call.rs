@@ -49,6 +49,10 @@ pub(crate) struct Prepared {
     pub(crate) routable: bool,
     /// Keys are model ids: metrics and logs label them as the model.
     pub(crate) keys_are_models: bool,
+    /// Other quota keys the call spends on, each with its cost (a DynamoDB batch or
+    /// transaction over several tables: a key per table). Each attempt reserves on all of them
+    /// or on none, and settles each with its own usage.
+    pub(crate) also: Vec<(Arc<str>, Cost)>,
 }
 
 /// An LLM call's reservation before its model is known: input tokens and `maxTokens`.
@@ -116,6 +120,16 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     blocked: Option<Blocked>,
     /// The target's adaptive concurrency limit, when the adapter has them.
     limit: Option<AdaptiveLimit>,
+    /// The reservations on the call's other keys ([`Prepared::also`]), with the units each
+    /// spent once the attempt's output said.
+    also: Vec<Also<T>>,
+}
+
+/// A reservation on one of a call's other keys ([`Prepared::also`]).
+pub(crate) struct Also<T: crate::admission::Slot> {
+    key: Arc<str>,
+    reservation: Reservation<T>,
+    units: Option<u64>,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -486,6 +500,15 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         events.retry.attempt(outcome);
         let usage = units.map_or(Usage::UNKNOWN, Usage::units);
         let ended = attempt.core.end(outcome, usage, now);
+        // The call's other keys end as its own did: given back unsent, else settled.
+        for also in attempt.also {
+            if ended.sent {
+                let usage = also.units.map_or(Usage::UNKNOWN, Usage::units);
+                lifecycle::settle(also.reservation, outcome, usage, || now);
+            } else {
+                also.reservation.release_unsent(now);
+            }
+        }
         if let Some(limit) = ended.limit {
             events.admission.settled(&events.labels, outcome, limit);
         }
@@ -511,6 +534,38 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             // The attempt was ended meanwhile (cannot happen in the orchestrator's order):
             // dropping the reservation settles it at its estimate.
             None => drop(reservation),
+        }
+    }
+
+    /// Stores the attempt's reservations on the call's other keys ([`Prepared::also`]).
+    pub(crate) fn admitted_also(call: &mut Call<S>, also: Vec<(Arc<str>, Reservation<SlotOf<S>>)>) {
+        if let Some(attempt) = call.attempt.as_mut() {
+            attempt.also = also
+                .into_iter()
+                .map(|(key, reservation)| Also {
+                    key,
+                    reservation,
+                    units: None,
+                })
+                .collect();
+        }
+    }
+
+    /// Records what the attempt spent on each of the call's other keys, from `usage` of the
+    /// key (read from the attempt's output).
+    pub(crate) fn also_usage(call: &mut Call<S>, usage: impl Fn(&str) -> Option<u64>) {
+        if let Some(attempt) = call.attempt.as_mut() {
+            for also in &mut attempt.also {
+                also.units = usage(&also.key);
+            }
+        }
+    }
+
+    /// Gives every reservation of the attempt in flight back, unsent: one of the call's keys
+    /// refused it, and a call reserves on all its keys or on none.
+    pub(crate) fn release_unsent(call: &mut Call<S>, now: Instant) {
+        if let Some(reservation) = Self::take_reservation(call) {
+            reservation.release_unsent(now);
         }
     }
 
@@ -582,6 +637,7 @@ impl<T: crate::admission::Slot> Attempt<T> {
             events,
             blocked: None,
             limit: None,
+            also: Vec::new(),
         }
     }
 }

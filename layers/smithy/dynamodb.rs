@@ -11,9 +11,11 @@
 //! strongly consistent one a whole one); `TransactWriteItems` and `TransactGetItems` twice
 //! that. Each is settled from the table's own share of `ConsumedCapacity`.
 //!
-//! A `BatchWriteItem`, `BatchGetItem` or transaction that touches several tables is reserved,
-//! whole, on the first table's key (by name) and settled with the capacity all its tables
-//! consumed: one reservation per call until the adapter holds one per table.
+//! A `BatchWriteItem`, `BatchGetItem` or transaction that touches several tables reserves on
+//! every table's key, all or nothing (each attempt waits until every table has room, or
+//! gives every reservation back), and settles each from its own table's `ConsumedCapacity`
+//! entry. A throttle of such a call teaches every table's key it reserved on (a batch is
+//! refused whole only when all its items were throttled).
 //! Breakers and metric labels follow the quota key (`target="orders:write"`).
 
 use std::collections::HashMap;
@@ -102,6 +104,7 @@ fn prepared(key: Arc<str>, units: u64, asked_usage: bool) -> Prepared {
         asked_usage,
         routable: false,
         keys_are_models: false,
+        also: Vec::new(),
     }
 }
 
@@ -109,18 +112,21 @@ fn prepared(key: Arc<str>, units: u64, asked_usage: bool) -> Prepared {
 /// name order, each with its units (half units for reads).
 type PerTable = std::collections::BTreeMap<String, u64>;
 
-/// The key and cost of an operation that may touch several tables. Until the adapter holds a
-/// reservation per table, the whole cost is reserved on the first table's key (by name) and
-/// settled with the whole consumed capacity.
+/// The keys and costs of an operation that may touch several tables: the first table's (by
+/// name) is the call's own key, the others' its [`also`](Prepared::also) keys; each attempt
+/// reserves on all of them or none, and each settles from its own table's `ConsumedCapacity`.
 fn per_table(
     tables: PerTable,
     access: Access,
     field: &mut Option<ReturnConsumedCapacity>,
 ) -> Option<Prepared> {
-    let table = tables.keys().next()?;
-    let key = dynamodb::arc_key(table, access);
-    let units = tables.values().fold(0u64, |a, u| a.saturating_add(*u));
-    Some(prepared(key, units, ask_usage(field)))
+    let mut tables = tables.into_iter();
+    let (table, units) = tables.next()?;
+    let mut prepared = prepared(dynamodb::arc_key(&table, access), units, ask_usage(field));
+    prepared.also = tables
+        .map(|(table, units)| (dynamodb::arc_key(&table, access), Cost::units(units)))
+        .collect();
+    Some(prepared)
 }
 
 /// The units a read of one item (or one page) is estimated at before it runs: one 4 KB
@@ -227,9 +233,9 @@ impl Shape for DynamoDb {
         output: &Output,
         _response: Option<&HttpResponse>,
         _estimation: &Estimation,
-        _key: &str,
+        key: &str,
     ) -> Option<u64> {
-        consumed(output)
+        consumed(output, dynamodb::key_table(key))
     }
 
     fn restore(&self, output: &mut Output) {
@@ -279,9 +285,9 @@ fn table_units(c: &ConsumedCapacity, access: Access) -> Option<u64> {
     Some(units)
 }
 
-/// The units an output reports consumed, in its key's units, summed over tables for batches
-/// and transactions; `None` when it reports none.
-fn consumed(output: &Output) -> Option<u64> {
+/// The units an output reports consumed, in its key's units: for a batch or transaction, what
+/// `table` consumed (every table's, when the answer names none); `None` when it reports none.
+fn consumed(output: &Output, table: &str) -> Option<u64> {
     use Access::{Read as R, Write as W};
     macro_rules! single {
         ($($output:ty => $access:expr),*) => {$(
@@ -298,8 +304,14 @@ fn consumed(output: &Output) -> Option<u64> {
         QueryOutput => R,
         ScanOutput => R
     );
+    let named = |all: &[ConsumedCapacity]| all.iter().any(|c| c.table_name().is_some());
     let sum = |all: &[ConsumedCapacity], access| {
-        let mut units = all.iter().filter_map(|c| table_units(c, access)).peekable();
+        let mine = |c: &&ConsumedCapacity| !named(all) || c.table_name() == Some(table);
+        let mut units = all
+            .iter()
+            .filter(mine)
+            .filter_map(|c| table_units(c, access))
+            .peekable();
         units.peek()?;
         Some(units.fold(0u64, u64::saturating_add))
     };
@@ -556,6 +568,43 @@ mod tests {
         assert_eq!(DynamoDb.usage(&batch, None, &est, "t:read"), Some(7));
         let none = Output::erase(BatchWriteItemOutput::builder().build());
         assert_eq!(DynamoDb.usage(&none, None, &est, "t:write"), None);
+    }
+
+    #[test]
+    fn a_multi_table_batch_reserves_and_settles_each_table_apart() {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let write = |n| {
+            WriteRequest::builder()
+                .put_request(PutRequest::builder().set_item(Some(kb(n))).build().unwrap())
+                .build()
+        };
+        let batch = BatchWriteItemInput::builder()
+            .request_items("users", vec![write(1)])
+            .request_items("orders", vec![write(2), write(3)])
+            .build()
+            .unwrap();
+        let mut input = Input::erase(batch);
+        let p = DynamoDb.prepare(&mut input, &est()).unwrap();
+        // The first table by name is the call's own key; every other table has its own.
+        assert_eq!((&*p.key, p.cost.units), ("orders:write", 5));
+        assert_eq!(p.also.len(), 1);
+        assert_eq!((&*p.also[0].0, p.also[0].1.units), ("users:write", 1));
+        let capacity = |table: &str, units: f64| {
+            ConsumedCapacity::builder()
+                .table_name(table)
+                .capacity_units(units)
+                .build()
+        };
+        let output = Output::erase(
+            BatchWriteItemOutput::builder()
+                .consumed_capacity(capacity("orders", 5.0))
+                .consumed_capacity(capacity("users", 1.0))
+                .build(),
+        );
+        let est = est();
+        assert_eq!(DynamoDb.usage(&output, None, &est, "orders:write"), Some(5));
+        assert_eq!(DynamoDb.usage(&output, None, &est, "users:write"), Some(1));
+        assert_eq!(DynamoDb.usage(&output, None, &est, "other:write"), None);
     }
 
     #[test]
