@@ -8,7 +8,7 @@
 //! So a table is two quota keys, [`read_key`] (`"orders:read"`) and [`write_key`]
 //! (`"orders:write"`), and an index two more ([`index_key`]: `"orders/by-date:read"`); table
 //! and index names never hold `:` or `/`, so no two keys collide. One line per table gives both
-//! their limits, counted as DynamoDB counts ([`Profile::DynamoDb`](crate::Profile::DynamoDb):
+//! their limits, counted as DynamoDB counts ([`Profile::DynamoDb`]:
 //! a token bucket per second with 300 s of burst, starting with one second of it):
 //!
 //! ```
@@ -30,7 +30,8 @@
 //! # Units
 //!
 //! From the developer guide ([DynamoDB read and write operations](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html);
-//! item sizes as in `crate::item_size`):
+//! an item's size is its attribute names' and values' bytes, as the SDK adapter and the
+//! simulator both count it):
 //!
 //! | request | cost |
 //! |---|---|
@@ -47,7 +48,6 @@
 //! WCU. Set a read key's limit by hand only through [`read_limit`].
 
 use std::hash::Hash;
-use std::sync::Arc;
 
 use crate::Profile;
 use crate::admission::{Limit, QuotaBuilder};
@@ -184,7 +184,7 @@ impl Read {
 /// Write capacity units of a standard write of an item of `bytes`: one per started KB, at
 /// least one.
 pub fn write_units(bytes: u64) -> u64 {
-    crate::item_size::write_units(bytes)
+    bytes.div_ceil(1024).max(1)
 }
 
 /// Write capacity units of a transactional write (`TransactWriteItems`) of an item of
@@ -220,14 +220,16 @@ pub fn key_table(key: &str) -> &str {
 }
 
 /// A key's `Arc<str>`, for the SDK adapter.
-pub(crate) fn arc_key(table: &str, access: Access) -> Arc<str> {
-    Arc::from(key(table, access))
+#[cfg(feature = "dynamodb")]
+pub(crate) fn arc_key(table: &str, access: Access) -> std::sync::Arc<str> {
+    std::sync::Arc::from(key(table, access))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::admission::Quota;
+    use std::sync::Arc;
 
     #[test]
     fn units_round_as_dynamodb_rounds() {
