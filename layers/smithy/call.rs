@@ -103,7 +103,7 @@ pub(crate) struct Call<S: StoreSlot> {
     moved_region: Option<Arc<str>>,
     /// The model id the attempt being opened rewrites the request to, until it is signed.
     pending_model: Option<Arc<str>>,
-    attempt: Option<Attempt<SlotOf<S>>>,
+    pub(super) attempt: Option<Attempt<SlotOf<S>>>,
 }
 
 /// The attempt in flight: the lifecycle core's attempt, and what the SDK's hooks need.
@@ -122,14 +122,7 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     limit: Option<AdaptiveLimit>,
     /// The reservations on the call's other keys ([`Prepared::also`]), with the units each
     /// spent once the attempt's output said.
-    also: Vec<Also<T>>,
-}
-
-/// A reservation on one of a call's other keys ([`Prepared::also`]).
-pub(crate) struct Also<T: crate::admission::Slot> {
-    key: Arc<str>,
-    reservation: Reservation<T>,
-    units: Option<u64>,
+    pub(super) also: Vec<super::also::Also<T>>,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -500,15 +493,8 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
         events.retry.attempt(outcome);
         let usage = units.map_or(Usage::UNKNOWN, Usage::units);
         let ended = attempt.core.end(outcome, usage, now);
-        // The call's other keys end as its own did: given back unsent, else settled.
-        for also in attempt.also {
-            if ended.sent {
-                let usage = also.units.map_or(Usage::UNKNOWN, Usage::units);
-                lifecycle::settle(also.reservation, outcome, usage, || now);
-            } else {
-                also.reservation.release_unsent(now);
-            }
-        }
+        // The call's other keys end as its own did.
+        super::also::end(attempt.also, &ended, outcome, now);
         if let Some(limit) = ended.limit {
             events.admission.settled(&events.labels, outcome, limit);
         }
@@ -534,38 +520,6 @@ impl<S: QuotaStore<Arc<str>>> Shared<S> {
             // The attempt was ended meanwhile (cannot happen in the orchestrator's order):
             // dropping the reservation settles it at its estimate.
             None => drop(reservation),
-        }
-    }
-
-    /// Stores the attempt's reservations on the call's other keys ([`Prepared::also`]).
-    pub(crate) fn admitted_also(call: &mut Call<S>, also: Vec<(Arc<str>, Reservation<SlotOf<S>>)>) {
-        if let Some(attempt) = call.attempt.as_mut() {
-            attempt.also = also
-                .into_iter()
-                .map(|(key, reservation)| Also {
-                    key,
-                    reservation,
-                    units: None,
-                })
-                .collect();
-        }
-    }
-
-    /// Records what the attempt spent on each of the call's other keys, from `usage` of the
-    /// key (read from the attempt's output).
-    pub(crate) fn also_usage(call: &mut Call<S>, usage: impl Fn(&str) -> Option<u64>) {
-        if let Some(attempt) = call.attempt.as_mut() {
-            for also in &mut attempt.also {
-                also.units = usage(&also.key);
-            }
-        }
-    }
-
-    /// Gives every reservation of the attempt in flight back, unsent: one of the call's keys
-    /// refused it, and a call reserves on all its keys or on none.
-    pub(crate) fn release_unsent(call: &mut Call<S>, now: Instant) {
-        if let Some(reservation) = Self::take_reservation(call) {
-            reservation.release_unsent(now);
         }
     }
 
