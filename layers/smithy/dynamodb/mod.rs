@@ -316,7 +316,10 @@ impl Shape for DynamoDb {
 impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
     /// Installs the interceptor, the retry classifier, the HTTP client wrapper (around the
     /// builder's HTTP client) and the paired [`RetryConfig`](aws_smithy_types::retry::RetryConfig)
-    /// on a DynamoDB config builder. Quota keys and breakers are per table.
+    /// on a DynamoDB config builder. Quota keys (and breakers) are per table and access: a
+    /// table's reads on [`dynamodb::read_key`] (`"orders:read"`, half RCUs), its writes on
+    /// [`dynamodb::write_key`] (`"orders:write"`); give both limits with
+    /// [`TableLimits::table`](crate::dynamodb::TableLimits::table).
     ///
     /// Replaces three of the builder's settings, and logs old and new values in a `debug`
     /// event (target `tower_headroom::smithy`): the retry config (standard mode with
