@@ -52,17 +52,43 @@ use crate::item_size::{CONTAINER, ELEMENT, SCALAR, number_size};
 
 mod usage;
 
-/// The DynamoDB shape: the global secondary indexes the caller declared, per table
-/// ([`SdkHeadroom::configure_dynamodb_indexed`]).
+/// The most tables whose global secondary indexes the shape remembers from answers, and the
+/// most indexes per table (DynamoDB's default quota is 20 per table): memory stays bounded
+/// whatever the answers name.
+const MAX_TABLES: usize = 1024;
+const MAX_INDEXES: usize = 32;
+
+/// The DynamoDB shape: the global secondary indexes per table, the ones the caller declared
+/// ([`SdkHeadroom::configure_dynamodb_indexed`]) and the ones an answer's `ConsumedCapacity`
+/// reported (`INDEXES`, which the adapter asks for).
 #[derive(Debug, Default)]
 pub(crate) struct DynamoDb {
-    indexes: HashMap<String, Vec<String>>,
+    indexes: std::sync::Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl DynamoDb {
-    /// The declared global secondary indexes of `table`.
-    fn indexes_of(&self, table: &str) -> &[String] {
-        self.indexes.get(table).map_or(&[], Vec::as_slice)
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        // The map holds no invariant a panicking holder could break.
+        self.indexes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers that `table` has the global secondary index `index`, within the bounds.
+    pub(crate) fn add_index(&self, table: &str, index: &str) {
+        let mut known = self.known();
+        if !known.contains_key(table) && known.len() >= MAX_TABLES {
+            return;
+        }
+        let indexes = known.entry(table.to_owned()).or_default();
+        if indexes.len() < MAX_INDEXES && !indexes.iter().any(|i| i == index) {
+            indexes.push(index.to_owned());
+        }
+    }
+
+    /// The known global secondary indexes of `table`.
+    fn indexes_of(&self, table: &str) -> Vec<String> {
+        self.known().get(table).cloned().unwrap_or_default()
     }
 
     /// A write's keys beyond its table's: every declared index of each table it writes, at
@@ -71,7 +97,7 @@ impl DynamoDb {
     fn index_writes(&self, prepared: &mut Prepared, tables: &PerTable) {
         for (table, units) in tables {
             for index in self.indexes_of(table) {
-                let key = Arc::from(dynamodb::index_key(table, index, Access::Write));
+                let key = Arc::from(dynamodb::index_key(table, &index, Access::Write));
                 prepared.also.push((key, Cost::units(*units)));
             }
         }
@@ -286,7 +312,12 @@ impl Shape for DynamoDb {
         _estimation: &Estimation,
         key: &str,
     ) -> Option<u64> {
-        consumed(output, &Of::key(key))
+        let of = Of::key(key);
+        if of.index.is_none() {
+            // An index the answer reports is one the table's later calls reserve on too.
+            usage::reported_indexes(output, |table, index| self.add_index(table, index));
+        }
+        consumed(output, &of)
     }
 
     fn restore(&self, output: &mut Output) {
@@ -343,18 +374,18 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
     /// reserves on each declared index's write key as well (at the table's units, an upper
     /// bound; settled from the index's own `ConsumedCapacity`, which the adapter asks for as
     /// `INDEXES`). An index not declared (a local secondary index, which reads the table's
-    /// capacity) keeps the table's keys.
+    /// capacity) keeps the table's keys. ([`configure_dynamodb`](Self::configure_dynamodb)
+    /// learns a table's global secondary indexes from the first answer that reports them; this
+    /// declares them from the first call. At most 32 indexes per table and 1,024 tables are
+    /// kept.)
     pub fn configure_dynamodb_indexed<'a>(
         &self,
         builder: aws_sdk_dynamodb::config::Builder,
         indexes: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<aws_sdk_dynamodb::config::Builder, ConfigError> {
-        let mut shape = DynamoDb::default();
+        let shape = DynamoDb::default();
         for (table, index) in indexes {
-            let declared = shape.indexes.entry(table.to_owned()).or_default();
-            if !declared.iter().any(|i| i == index) {
-                declared.push(index.to_owned());
-            }
+            shape.add_index(table, index);
         }
         super::configure!(self, builder, shape, "dynamodb")
     }

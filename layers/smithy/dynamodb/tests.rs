@@ -292,10 +292,8 @@ fn a_multi_table_batch_reserves_and_settles_each_table_apart() {
 #[test]
 fn a_declared_global_secondary_index_has_its_own_keys() {
     use aws_sdk_dynamodb::types::Capacity;
-    let mut shape = DynamoDb::default();
-    shape
-        .indexes
-        .insert("orders".to_owned(), vec!["by-date".to_owned()]);
+    let shape = DynamoDb::default();
+    shape.add_index("orders", "by-date");
     let prepare = |input: Input| {
         let mut input = input;
         let p = shape.prepare(&mut input, &est()).unwrap();
@@ -390,4 +388,60 @@ fn asks_for_usage_only_when_the_caller_did_not() {
     let mut indexes = Some(ReturnConsumedCapacity::Indexes);
     assert!(!ask_usage(&mut indexes));
     assert_eq!(indexes, Some(ReturnConsumedCapacity::Indexes));
+}
+
+#[test]
+fn an_index_an_answer_reports_gets_its_own_keys_from_then_on() {
+    use aws_sdk_dynamodb::types::Capacity;
+    let shape = DynamoDb::default();
+    let put = || {
+        Input::erase(
+            PutItemInput::builder()
+                .table_name("orders")
+                .set_item(Some(kb(1)))
+                .build()
+                .unwrap(),
+        )
+    };
+    let also = |input: Input| {
+        let mut input = input;
+        let p = shape.prepare(&mut input, &est()).unwrap();
+        p.also
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        also(put()).is_empty(),
+        "nothing known of the table's indexes yet"
+    );
+    let mut gsi = HashMap::new();
+    gsi.insert(
+        "by-date".to_owned(),
+        Capacity::builder().capacity_units(1.0).build(),
+    );
+    let answer = Output::erase(
+        PutItemOutput::builder()
+            .consumed_capacity(
+                ConsumedCapacity::builder()
+                    .table_name("orders")
+                    .capacity_units(2.0)
+                    .table(Capacity::builder().capacity_units(1.0).build())
+                    .set_global_secondary_indexes(Some(gsi))
+                    .build(),
+            )
+            .build(),
+    );
+    assert_eq!(shape.usage(&answer, None, &est(), "orders:write"), Some(1));
+    assert_eq!(also(put()), vec!["orders/by-date:write".to_owned()]);
+    // Bounded: a table keeps at most 32 indexes, the shape at most 1,024 tables.
+    for i in 0..100 {
+        shape.add_index("orders", &format!("i{i}"));
+        shape.add_index(&format!("t{i:04}"), "x");
+    }
+    for i in 100..2000 {
+        shape.add_index(&format!("t{i:04}"), "x");
+    }
+    assert_eq!(shape.indexes_of("orders").len(), 32);
+    assert_eq!(shape.known().len(), 1024);
 }

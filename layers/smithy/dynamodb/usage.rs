@@ -18,7 +18,7 @@ use crate::dynamodb::{self, Access};
 /// What a quota key is for: a table, or one of its global secondary indexes.
 pub(super) struct Of<'a> {
     table: &'a str,
-    index: Option<&'a str>,
+    pub(super) index: Option<&'a str>,
 }
 
 impl<'a> Of<'a> {
@@ -114,4 +114,48 @@ pub(super) fn consumed(output: &Output, of: &Of<'_>) -> Option<u64> {
         TransactGetItemsOutput => R
     );
     None
+}
+
+/// Calls `found(table, index)` for each global secondary index an output's `ConsumedCapacity`
+/// reports (asked for as `INDEXES`) with the table it names.
+pub(super) fn reported_indexes(output: &Output, mut found: impl FnMut(&str, &str)) {
+    let mut report = |c: &ConsumedCapacity| {
+        if let (Some(table), Some(indexes)) = (c.table_name(), c.global_secondary_indexes()) {
+            for index in indexes.keys() {
+                found(table, index);
+            }
+        }
+    };
+    macro_rules! single {
+        ($($output:ty),*) => {$(
+            if let Some(o) = output.downcast_ref::<$output>() {
+                if let Some(c) = o.consumed_capacity() {
+                    report(c);
+                }
+                return;
+            }
+        )*};
+    }
+    single!(
+        PutItemOutput,
+        UpdateItemOutput,
+        DeleteItemOutput,
+        GetItemOutput,
+        QueryOutput,
+        ScanOutput
+    );
+    macro_rules! many {
+        ($($output:ty),*) => {$(
+            if let Some(o) = output.downcast_ref::<$output>() {
+                o.consumed_capacity().iter().for_each(&mut report);
+                return;
+            }
+        )*};
+    }
+    many!(
+        BatchWriteItemOutput,
+        BatchGetItemOutput,
+        TransactWriteItemsOutput,
+        TransactGetItemsOutput
+    );
 }
