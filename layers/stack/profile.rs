@@ -98,15 +98,16 @@ impl Profile {
     /// assert_eq!(model.accounting(), Accounting::SlidingWindow);
     /// let table = Profile::DynamoDb.limit().units(1_000).build()?; // the table's WCU
     /// assert!(matches!(table.accounting(), Accounting::TokenBucket { .. }));
+    /// assert_eq!(table.initial_credit(), std::time::Duration::from_secs(1));
     /// # Ok::<(), tower_headroom::ConfigError>(())
     /// ```
     pub fn limit(self) -> crate::admission::LimitBuilder {
         match self {
             Profile::Bedrock | Profile::Http => crate::Limit::per_minute(),
-            // DynamoDB saves unused capacity up to 300 s; a table starts with about a second.
-            Profile::DynamoDb => crate::Limit::per_second()
-                .burst(Duration::from_secs(300))
-                .initial_credit(Duration::from_secs(1)),
+            // DynamoDB saves unused capacity up to 300 s; a table starts with about a second,
+            // which is a bucket's default start (one window). Left to the default, so that a
+            // shorter `burst` set afterwards needs no `initial_credit` of its own.
+            Profile::DynamoDb => crate::Limit::per_second().burst(Duration::from_secs(300)),
         }
     }
 
