@@ -1,5 +1,6 @@
 //! The real `aws-sdk-dynamodb` client with tower-headroom installed by
-//! [`SdkHeadroom::configure_dynamodb`]: a write-capacity quota per table paces a burst of
+//! [`SdkHeadroom::configure_dynamodb`]: a write-capacity quota per table (the key
+//! `orders:write`, apart from the table's reads) paces a burst of
 //! `PutItem` calls that the plain SDK client gets throttled on
 //! (`ProvisionedThroughputExceededException`). Runs with no AWS account:
 //!
@@ -66,6 +67,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use tokio::time::Instant;
 use tower_headroom::admission::{Limit, Quota};
+use tower_headroom::dynamodb;
 use tower_headroom::sim::front::{Server, SimService, loopback_http_client};
 use tower_headroom::sim::{DynamoSim, TableConfig, TableStats};
 use tower_headroom::smithy::SdkHeadroom;
@@ -264,7 +266,9 @@ pub async fn tour(options: Options) -> Result<Summary, BoxError> {
     let http = recording(loopback_http_client(), wire.clone());
     let quota: Quota<Arc<str>> = Quota::builder(Limit::per_second().units(1_000).build()?)
         .key_limit(
-            Arc::from(TABLE),
+            // A table's writes are their own quota key (`orders:write`; its reads would be
+            // `orders:read`, `dynamodb::TableLimits::table` sets both from RCU and WCU).
+            Arc::from(dynamodb::write_key(TABLE)),
             // The table's provisioned WCU, counted over a sliding second: no second of the
             // table's sees more than its capacity, whatever its phase.
             Limit::per_second().units(options.wcu).build()?,
@@ -553,7 +557,8 @@ fn recording(inner: SharedHttpClient, log: WireLog) -> SharedHttpClient {
             let [attempts, _, asked] = &*self.log.0;
             attempts.fetch_add(1, Ordering::SeqCst);
             let body = request.body().bytes().unwrap_or_default();
-            if contains(body, br#""ReturnConsumedCapacity":"TOTAL""#) {
+            // The adapter asks for INDEXES: the table's own share apart from its indexes'.
+            if contains(body, br#""ReturnConsumedCapacity":"INDEXES""#) {
                 asked.fetch_add(1, Ordering::SeqCst);
             }
             let response = self.inner.call(request);

@@ -33,10 +33,9 @@ pub(crate) fn number_size(n: &str) -> u64 {
     significant.max(1).div_ceil(2) + 1 + u64::from(negative)
 }
 
-/// Write capacity units for an item of `bytes`: one per started KB, at least one.
-pub(crate) fn write_units(bytes: u64) -> u64 {
-    bytes.div_ceil(1024).max(1)
-}
+/// Write capacity units for an item of `bytes`: one per started KB, at least one (the rule
+/// lives with DynamoDB's other capacity rules, in [`crate::dynamodb`]).
+pub(crate) use crate::dynamodb::write_units;
 
 #[cfg(test)]
 mod tests {

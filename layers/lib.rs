@@ -60,6 +60,7 @@ pub mod breaker;
 pub mod classify;
 pub mod concurrency;
 pub mod deadline;
+pub mod dynamodb;
 mod error;
 pub mod fallback;
 pub mod hot_keys;
@@ -91,7 +92,10 @@ pub use crate::error::ConfigError;
 pub use crate::fallback::{
     FallbackBuilder, FallbackLayer, NoTargetAvailable, Route, Served, Target,
 };
-pub use crate::outcome::{Outcome, OutcomeKind, ThrottleScope};
+pub use crate::outcome::{
+    Outcome, OutcomeKind, ThrottleLimit, ThrottleReason, ThrottleScope, ThrottledOperation,
+    ThrottledResource,
+};
 pub use crate::retry::{RetryLayer, RetryPolicy};
 pub use crate::stack::{Profile, StackBuilder};
 

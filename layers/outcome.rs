@@ -34,6 +34,98 @@ pub struct Outcome {
     /// service, so it spends no attempt of the retry policy and none of its budget, and a
     /// breaker never counts it.
     pub local: bool,
+    /// Why the provider throttled, when it said (DynamoDB's `ThrottlingReasons`): which
+    /// resource, which operation, which limit. The [`kind`](Self::kind) already carries what
+    /// the policies need (a key-range throttle is [`ThrottleScope::Partition`]); this is the
+    /// detail, for callers and reports. Never the resource's ARN or a key value.
+    pub reason: Option<ThrottleReason>,
+}
+
+/// Why DynamoDB throttled a request: one entry of its `ThrottlingReasons`, whose `reason` reads
+/// `ResourceType` + `OperationType` + `LimitType` (`TableWriteKeyRangeThroughputExceeded`)
+/// ([ThrottlingReason](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ThrottlingReason.html)).
+/// [`classify::aws::throttle_reason`](crate::classify::aws::throttle_reason) parses one, and
+/// [`classify::aws::classify_reasons`](crate::classify::aws::classify_reasons) says which
+/// [`ThrottleScope`] a list of them means.
+///
+/// ```
+/// use tower_headroom::classify::aws::throttle_reason;
+/// use tower_headroom::{ThrottleLimit, ThrottleReason, ThrottledOperation, ThrottledResource};
+///
+/// assert_eq!(
+///     throttle_reason("IndexWriteKeyRangeThroughputExceeded"),
+///     Some(ThrottleReason {
+///         resource: ThrottledResource::Index,
+///         operation: ThrottledOperation::Write,
+///         limit: ThrottleLimit::KeyRange,
+///     })
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ThrottleReason {
+    /// What was throttled: the table, or one of its global secondary indexes.
+    pub resource: ThrottledResource,
+    /// Reads or writes.
+    pub operation: ThrottledOperation,
+    /// Which limit said no.
+    pub limit: ThrottleLimit,
+}
+
+/// The resource a [`ThrottleReason`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ThrottledResource {
+    /// The table (`Table…`).
+    Table,
+    /// A global secondary index (`Index…`).
+    Index,
+}
+
+/// The operation a [`ThrottleReason`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ThrottledOperation {
+    /// Reads (read capacity units).
+    Read,
+    /// Writes (write capacity units).
+    Write,
+}
+
+/// The limit a [`ThrottleReason`] names, and what it teaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ThrottleLimit {
+    /// `ProvisionedThroughputExceeded`: the table's or index's provisioned RCU or WCU
+    /// ([`ThrottleScope::Capacity`]: the table's read or write budget learns).
+    Provisioned,
+    /// `KeyRangeThroughputExceeded`: one partition key value (a key range) is over the
+    /// partition maximum of 3,000 RCU / 1,000 WCU per second ([`ThrottleScope::Partition`]:
+    /// the table's budget is not lowered; slowing the whole table for one hot key starves the
+    /// others).
+    KeyRange,
+    /// `AccountLimitExceeded`: an on-demand table or index is over the per-table throughput
+    /// quota its account sets for the Region (by default 40,000 RCU and 40,000 WCU per table);
+    /// a budget per table set account-wide, so the table's read or write budget learns it
+    /// ([`ThrottleScope::Capacity`]) as it learns a provisioned throttle.
+    AccountLimit,
+    /// `MaxOnDemandThroughputExceeded`: an on-demand table or index is over the maximum
+    /// throughput configured on it ([`ThrottleScope::Capacity`]: the table's budget learns its
+    /// configured maximum).
+    MaxOnDemand,
+}
+
+impl ThrottleReason {
+    /// The scope a throttle for this reason has: [`ThrottleScope::Partition`] for a key-range
+    /// throttle, [`ThrottleScope::Capacity`] for every other limit (the table's or index's own
+    /// budget: provisioned, the per-table account quota, the configured on-demand maximum).
+    pub const fn scope(&self) -> ThrottleScope {
+        match self.limit {
+            ThrottleLimit::KeyRange => ThrottleScope::Partition,
+            ThrottleLimit::Provisioned
+            | ThrottleLimit::AccountLimit
+            | ThrottleLimit::MaxOnDemand => ThrottleScope::Capacity,
+        }
+    }
 }
 
 /// The class of an [`Outcome`]; its methods say how each policy treats it.
@@ -73,7 +165,7 @@ pub enum ThrottleScope {
     /// Per-second provisioned capacity of a table or index (DynamoDB RCU/WCU).
     Capacity,
     /// One partition or one key is over its own ceiling (a DynamoDB hot partition,
-    /// `ThrottlingReasons` `*KeyRangeThroughputExceeded`): the key's quota as a whole was not
+    /// `ThrottlingReasons` `*KeyRangeThroughputExceeded`, see [`ThrottleReason`]): the key's quota as a whole was not
     /// the problem, so admission never lowers it for this.
     Partition,
     /// A throttle that did not say which limit it hit.
@@ -94,6 +186,7 @@ impl Outcome {
             kind,
             retry_after: None,
             local: false,
+            reason: None,
         }
     }
 
@@ -111,6 +204,12 @@ impl Outcome {
     /// Attaches the delay the server asked for, if any.
     pub const fn with_retry_after_opt(mut self, delay: Option<Duration>) -> Self {
         self.retry_after = delay;
+        self
+    }
+
+    /// Attaches why the provider throttled ([`Outcome::reason`](Outcome#structfield.reason)).
+    pub const fn with_reason(mut self, reason: Option<ThrottleReason>) -> Self {
+        self.reason = reason;
         self
     }
 

@@ -314,3 +314,57 @@ proptest! {
         runtime.block_on(run(cfg, ops, case))?;
     }
 }
+
+/// A token bucket starts where the provider's starts, on the server as in process: with one
+/// window of credit by default (DynamoDB's second), with the whole burst only when told, and
+/// more credit only from capacity left unused.
+#[tokio::test]
+async fn a_bucket_starts_with_its_initial_credit_on_the_server_as_in_process() {
+    async fn decide(limit: Limit, name: &str, steps: &[(u64, u64)]) -> Vec<(bool, bool)> {
+        let quota: Quota<&'static str> = Quota::new(limit.clone());
+        let store: RedisStore<&'static str> = RedisStore::builder(name.to_owned(), limit)
+            .lease(0.0)
+            .connect(&server().url())
+            .await
+            .expect("connect to the test's redis-server");
+        let t0 = quota.epoch();
+        let mut seen = Vec::new();
+        for &(ms, units) in steps {
+            let now = t0 + Duration::from_millis(ms);
+            let cost = Cost::units(units);
+            let ask = Ask::new(cost).deadline(Deadline::at(now));
+            let core = quota.reserve_ask(&"table", &ask, now);
+            let redis = store
+                .test_op(&"table", TestOp::Take(cost), ms * 1_000)
+                .await
+                .unwrap();
+            let granted = matches!(redis, TestAnswer::Granted { .. });
+            if let Ok(r) = core {
+                r.settle(Usage::units(units), now);
+                seen.push((true, granted));
+            } else {
+                seen.push((false, granted));
+            }
+        }
+        seen
+    }
+    let bucket = || {
+        Limit::per_second()
+            .units(100)
+            .burst(Duration::from_secs(300))
+            .learning(Learning::OFF)
+    };
+    // One second of credit: 100 units pass at once, 50 more do not; after 10 s idle, 1,000
+    // more have been saved.
+    let steps = [(0, 100), (0, 50), (10_000, 1_000), (10_000, 500)];
+    let expected = vec![(true, true), (false, false), (true, true), (false, false)];
+    let seen = decide(bucket().build().unwrap(), "bucket-start-default", &steps).await;
+    assert_eq!(seen, expected);
+    // Told the bucket is full: 20,000 units at once.
+    let full = bucket()
+        .initial_credit(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let seen = decide(full, "bucket-start-full", &[(0, 20_000), (0, 10_001)]).await;
+    assert_eq!(seen, vec![(true, true), (false, false)]);
+}

@@ -177,6 +177,9 @@ pub struct Limit {
     pub(crate) accounting: Accounting,
     /// Burst credit in nanoseconds of the limit (token bucket only; zero for windows).
     pub(crate) burst: u64,
+    /// The credit a token bucket holds when its key is first used, in nanoseconds of the
+    /// limit (at most `burst`; zero for windows): [`LimitBuilder::initial_credit`].
+    pub(crate) initial: u64,
     /// The share of the capacity (bucket) or of the limit (window) that batch and borrowing
     /// calls leave to interactive ones; `None`: the window's automatic reserve.
     pub(crate) reserve_ppm: Option<u64>,
@@ -213,6 +216,7 @@ impl Limit {
             requests: None,
             units: None,
             accounting: Accounting::SlidingWindow,
+            initial: None,
             reserve: None,
             shares: None,
             share_burst: None,
@@ -253,6 +257,12 @@ impl Limit {
         self.accounting
     }
 
+    /// The credit a token bucket starts with ([`LimitBuilder::initial_credit`]); zero for a
+    /// sliding window.
+    pub fn initial_credit(&self) -> Duration {
+        Duration::from_nanos(self.initial)
+    }
+
     /// The long windows ([`LimitBuilder::also`]), shortest first.
     pub fn long_windows(&self) -> &[Window] {
         &self.long
@@ -266,6 +276,7 @@ pub struct LimitBuilder {
     requests: Option<u64>,
     units: Option<u64>,
     accounting: Accounting,
+    initial: Option<Duration>,
     reserve: Option<f64>,
     shares: Option<Vec<u64>>,
     share_burst: Option<Duration>,
@@ -295,9 +306,45 @@ impl LimitBuilder {
 
     /// Counts as a [token bucket](Accounting::TokenBucket) keeping up to `credit` of unused
     /// capacity (DynamoDB keeps 300 s; OpenAI's and Anthropic's buckets hold one window).
-    /// Zero paces calls at the limit.
+    /// Zero paces calls at the limit. A key's bucket starts with one window of credit (or the
+    /// whole burst, when that is shorter) and saves more only from capacity it leaves unused,
+    /// as DynamoDB's does; [`initial_credit`](Self::initial_credit) changes the start.
     pub fn burst(mut self, credit: Duration) -> Self {
         self.accounting = Accounting::TokenBucket { burst: credit };
+        self
+    }
+
+    /// The credit a token bucket holds when its key is first used, as a duration of the limit
+    /// (default: one window, or the burst when that is shorter). A provider's bucket starts
+    /// where the provider starts it and fills only with capacity left unused: a new DynamoDB
+    /// table starts with about one second of capacity, not with its 300 s of burst, so a
+    /// freshly started process must not believe in five minutes of saved capacity it may not
+    /// have. Set it to the burst for a bucket known to be full (a test, a table idle for
+    /// longer than its burst). At most the burst ([`ConfigError`] naming `initial_credit`
+    /// otherwise, or when the limit is not a token bucket).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use tower_headroom::admission::{Cost, Grant, Limit, Quota};
+    ///
+    /// // 100 WCU with 300 s of burst: the first second's 100 units pass at once, the next
+    /// // call waits for the refill.
+    /// let quota = Quota::new(Limit::per_second().units(100).burst(Duration::from_secs(300)).build()?);
+    /// let now = Instant::now();
+    /// let first = quota.reserve(&"orders", Cost::units(100), now)?;
+    /// assert_eq!(first.grant(), Grant::Now);
+    /// let second = quota.reserve(&"orders", Cost::units(50), now)?;
+    /// assert_eq!(second.grant(), Grant::At(now + Duration::from_millis(500)));
+    /// // A bucket known to be full starts full.
+    /// let full = Limit::per_second().units(100).burst(Duration::from_secs(300))
+    ///     .initial_credit(Duration::from_secs(300)).build()?;
+    /// let quota = Quota::new(full);
+    /// assert_eq!(quota.reserve(&"orders", Cost::units(20_000), now)?.grant(), Grant::Now);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn initial_credit(mut self, credit: Duration) -> Self {
+        self.initial = Some(credit);
         self
     }
 
@@ -394,6 +441,25 @@ impl LimitBuilder {
         if burst > MAX_BURST {
             return Err(ConfigError::new("burst", burst, "must be at most 24 h"));
         }
+        let initial = match (self.accounting, self.initial) {
+            (Accounting::SlidingWindow, None) => Duration::ZERO,
+            (Accounting::SlidingWindow, Some(credit)) => {
+                return Err(ConfigError::new(
+                    "initial_credit",
+                    credit,
+                    "applies to a token bucket only (set `burst`)",
+                ));
+            }
+            (Accounting::TokenBucket { .. }, None) => self.window.min(burst),
+            (Accounting::TokenBucket { .. }, Some(credit)) if credit > burst => {
+                return Err(ConfigError::new(
+                    "initial_credit",
+                    credit,
+                    "must be at most the burst credit",
+                ));
+            }
+            (Accounting::TokenBucket { .. }, Some(credit)) => credit,
+        };
         if let Some(reserve) = self.reserve {
             if !(0.0..=1.0).contains(&reserve) {
                 return Err(ConfigError::new(
@@ -469,6 +535,7 @@ impl LimitBuilder {
             units: self.units,
             accounting: self.accounting,
             burst: nanos(burst),
+            initial: nanos(initial),
             reserve_ppm: self.reserve.map(ppm),
             shares,
             share_total,
@@ -527,6 +594,45 @@ mod tests {
                 .unwrap_err()
                 .field(),
             "max_queue"
+        );
+    }
+
+    #[test]
+    fn a_bucket_starts_with_one_window_of_credit_unless_told() {
+        let bucket = |b: LimitBuilder| b.units(100).burst(Duration::from_secs(300));
+        let l = bucket(Limit::per_second()).build().unwrap();
+        assert_eq!(l.initial_credit(), Duration::from_secs(1));
+        // A burst shorter than the window: the bucket starts full.
+        let l = Limit::per_minute()
+            .units(100)
+            .burst(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        assert_eq!(l.initial_credit(), Duration::from_secs(10));
+        let l = bucket(Limit::per_second())
+            .initial_credit(Duration::from_secs(300))
+            .build()
+            .unwrap();
+        assert_eq!(l.initial_credit(), Duration::from_secs(300));
+        let e = bucket(Limit::per_second())
+            .initial_credit(Duration::from_secs(301))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "initial_credit");
+        assert!(e.to_string().contains("301s"), "{e}");
+        let e = Limit::per_minute()
+            .units(5)
+            .initial_credit(Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "initial_credit");
+        assert_eq!(
+            Limit::per_minute()
+                .units(5)
+                .build()
+                .unwrap()
+                .initial_credit(),
+            Duration::ZERO
         );
     }
 }

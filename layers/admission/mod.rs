@@ -82,7 +82,9 @@
 //!
 //! With [`LimitBuilder::burst`] (or [`Accounting::TokenBucket`]) each dimension of a key is a
 //! token bucket refilled at `limit / window`, holding at most the burst credit, for providers
-//! that refill continuously. A call needs the bucket to hold `min(cost, capacity)` and is then
+//! that refill continuously. It starts with one window of credit (or the burst, if shorter;
+//! [`LimitBuilder::initial_credit`] to change it) and saves more only from capacity left
+//! unused, as the provider's bucket does. A call needs the bucket to hold `min(cost, capacity)` and is then
 //! charged its whole cost: the level may go negative, and that debt delays later calls. So a
 //! settle above the estimate is recorded as debt, a cost larger than the capacity is still
 //! admissible (it runs when the bucket is full and pays back afterwards), and a waiting
@@ -197,10 +199,14 @@
 //!   ([burst and adaptive capacity](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/burst-adaptive-capacity.html));
 //!   throttling errors name the resource and limit in `ThrottlingReasons`
 //!   ([ThrottlingReason](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ThrottlingReason.html)).
-//!   Hence a token bucket per second with burst for a table, and a throttle classified as
+//!   The burst credit is unused capacity the table saved ("retains up to 5 minutes (300
+//!   seconds) of unused read and write capacity",
+//!   [re:Post: spiky workloads](https://repost.aws/knowledge-center/dynamodb-spiky-workloads-short-intervals)):
+//!   a table that has not saved it has not got it, so a bucket starts with one second of
+//!   capacity ([`LimitBuilder::initial_credit`]) and saves more only while capacity goes
+//!   unused. Hence a token bucket per second with burst for a table, and a throttle classified as
 //!   one partition's or key's ([`ThrottleScope::Partition`](crate::ThrottleScope::Partition))
-//!   never teaching the table's limit. (The crate's DynamoDB classifiers do not read
-//!   `ThrottlingReasons` yet, so a custom classifier has to name the scope.)
+//!   never teaching the table's limit ([`classify::aws::classify_reasons`](crate::classify::aws::classify_reasons) reads the reasons).
 //! - **Anthropic**: "the token bucket algorithm … capacity is continuously replenished up to
 //!   your maximum limit"; `*-remaining` and `*-reset` (RFC 3339: when the limit is fully
 //!   replenished) headers, and `retry-after` on a 429

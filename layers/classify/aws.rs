@@ -43,7 +43,7 @@
 //!
 //! | code | outcome |
 //! |---|---|
-//! | `ProvisionedThroughputExceededException` | `Throttled(Capacity)` |
+//! | `ProvisionedThroughputExceededException` | `Throttled(Capacity)`; `Throttled(Partition)` when its `ThrottlingReasons` name only key ranges (see below) |
 //! | `RequestLimitExceeded`, `TooManyRequestsException`, `RequestThrottled`, `RequestThrottledException`, `SlowDown` | `Throttled(Requests)` unless the message says tokens (`Tokens`) or a day (`Daily`) |
 //! | `ThrottlingException`, `Throttling`, `ThrottledException`, `EC2ThrottledException`, `BandwidthLimitExceeded`, `LimitExceededException` | `Throttled`, scope from the message (`Daily` for a spent day), else `Unknown` |
 //! | `TransactionInProgressException`, `PriorRequestNotComplete` | `Throttled(Unknown)` (the SDK retries them as throttles; they are not breaker-worthy) |
@@ -80,6 +80,26 @@
 //! nor Anthropic documents a rate-limit header that says a limit is per day, so the HTTP
 //! classifier (which reads no body) has no daily rule.
 //!
+//! # DynamoDB's throttling reasons
+//!
+//! DynamoDB's `ProvisionedThroughputExceededException`, `ThrottlingException` and
+//! `RequestLimitExceeded` carry `ThrottlingReasons`, a list of `{"reason": …, "resource": ARN}`
+//! in the awsJson error body
+//! ([ThrottlingReason](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ThrottlingReason.html)).
+//! [`throttle_reason`] parses one reason into a [`ThrottleReason`](crate::ThrottleReason), [`classify_reasons`]
+//! picks the one that decides, and [`with_reason`] refines the code's class with it:
+//!
+//! | limit | scope | what learns |
+//! |---|---|---|
+//! | `KeyRangeThroughputExceeded` | `Throttled(Partition)` | nothing of the table's budget: one partition key value is over the partition maximum |
+//! | `ProvisionedThroughputExceeded` | `Throttled(Capacity)` | the table's (or index's) read or write budget |
+//! | `AccountLimitExceeded` | `Throttled(Capacity)` | the same budget: it is the per-table quota the account sets for on-demand tables |
+//! | `MaxOnDemandThroughputExceeded` | `Throttled(Capacity)` | the same budget: the table's configured on-demand maximum |
+//!
+//! The SDK adapter's classifier (`smithy::classify_response`) reads the list from the raw
+//! response body, so it works with SDK versions whose error types have no field for it; the
+//! [`Outcome`](crate::Outcome) carries the deciding reason, never the resource ARN.
+//!
 //! Decisions worth knowing:
 //! - `ModelErrorException` (HTTP 424, "an error while processing the model") is `Fatal`: it is
 //!   tied to the request (the model failed on this input), so a retry repeats it;
@@ -97,6 +117,10 @@
 //! Messages are only matched, never logged or stored.
 
 use crate::{OutcomeKind, ThrottleScope};
+
+mod reasons;
+
+pub use self::reasons::{classify_reasons, throttle_reason, with_reason};
 
 /// Strips a `namespace#` prefix and a `:suffix` from an AWS error code.
 ///

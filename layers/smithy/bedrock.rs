@@ -85,6 +85,7 @@ impl Shape for Bedrock {
             asked_usage: false,
             routable: true,
             keys_are_models: true,
+            also: Vec::new(),
         })
     }
 

@@ -48,6 +48,10 @@ pub(crate) struct Prepared {
     pub(crate) routable: bool,
     /// Keys are model ids: metrics and logs label them as the model.
     pub(crate) keys_are_models: bool,
+    /// Other quota keys the call spends on, each with its cost (a DynamoDB batch or
+    /// transaction over several tables: a key per table). Each attempt reserves on all of them
+    /// or on none, and settles each with its own usage.
+    pub(crate) also: Vec<(Arc<str>, Cost)>,
 }
 
 /// An LLM call's reservation before its model is known: input tokens and `maxTokens`.
@@ -98,7 +102,7 @@ pub(crate) struct Call<S: StoreSlot> {
     moved_region: Option<Arc<str>>,
     /// The model id the attempt being opened rewrites the request to, until it is signed.
     pending_model: Option<Arc<str>>,
-    attempt: Option<Attempt<SlotOf<S>>>,
+    pub(super) attempt: Option<Attempt<SlotOf<S>>>,
     /// The call's span (`Span::none()` when no subscriber wants it).
     span: tracing::Span,
     /// Attempts opened (fallback moves included), for the spans.
@@ -121,6 +125,9 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     limit: Option<AdaptiveLimit>,
     /// The attempt's span, under the call's.
     span: tracing::Span,
+    /// The reservations on the call's other keys ([`Prepared::also`]), with the units each
+    /// spent once the attempt's output said.
+    pub(super) also: Vec<super::also::Also<T>>,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -509,6 +516,8 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
             .attempt_took(outcome, attempt.core.started(), now);
         let usage = units.map_or(Usage::UNKNOWN, Usage::units);
         let ended = attempt.core.end(outcome, usage, now);
+        // The call's other keys end as its own did.
+        super::also::end(attempt.also, &ended, outcome, now);
         if let Some(limit) = ended.limit {
             events.admission.settled(&events.labels, outcome, limit);
         }
@@ -584,6 +593,7 @@ impl<T: crate::admission::Slot> Attempt<T> {
             blocked: None,
             limit: None,
             span: tracing::Span::none(),
+            also: Vec::new(),
         }
     }
 }

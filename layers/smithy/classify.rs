@@ -10,7 +10,7 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::retry::ErrorKind;
 
 use crate::classify::{aws, classify_error_with, classify_status, retry_after};
-use crate::{Outcome, OutcomeKind, ThrottleScope};
+use crate::{Outcome, OutcomeKind, ThrottleReason, ThrottleScope};
 
 /// The outcome of the attempt `ctx` holds; `None` while it holds no result.
 ///
@@ -63,6 +63,7 @@ pub fn classify_response(response: &HttpResponse, now: SystemTime) -> Outcome {
     let header_code = response.headers().get("x-amzn-errortype");
     let code = header_code.or(body.as_ref().and_then(|b| b.code.as_deref()));
     let message = body.as_ref().and_then(|b| b.message.as_deref());
+    let reason = body.as_ref().and_then(|b| b.reason);
     let kind = match code {
         Some(code) => aws::classify_with_status(code, message, status),
         None => match classify_status(status) {
@@ -72,6 +73,9 @@ pub fn classify_response(response: &HttpResponse, now: SystemTime) -> Outcome {
             kind => kind,
         },
     };
+    // DynamoDB's `ThrottlingReasons` say which limit: a hot key range is no budget's fault.
+    let kind = aws::with_reason(kind, reason);
+    let reason = reason.filter(|_| matches!(kind, OutcomeKind::Throttled(_)));
     if !kind.is_retryable() {
         return Outcome::new(kind);
     }
@@ -80,11 +84,14 @@ pub fn classify_response(response: &HttpResponse, now: SystemTime) -> Outcome {
         _ => None,
     };
     let hints = retry_after::from_headers(&retry_headers(response), known_scope, now);
-    let kind = match (kind, hints.scope) {
-        (OutcomeKind::Throttled(_), Some(scope)) => OutcomeKind::Throttled(scope),
-        (kind, _) => kind,
+    let kind = match (kind, hints.scope, reason) {
+        // A reason the provider gave wins over what the headers suggest.
+        (OutcomeKind::Throttled(_), Some(scope), None) => OutcomeKind::Throttled(scope),
+        (kind, ..) => kind,
     };
-    Outcome::new(kind).with_retry_after_opt(hints.delay)
+    Outcome::new(kind)
+        .with_retry_after_opt(hints.delay)
+        .with_reason(reason)
 }
 
 /// The SDK's connector errors: timeouts, I/O, the user's own. "Other" connector errors are
@@ -103,19 +110,33 @@ fn connector_error(link: &(dyn Error + 'static)) -> Option<Outcome> {
     Some(Outcome::new(kind))
 }
 
-/// The code and message of an AWS JSON error body (restJson1 or awsJson).
+/// The code, message and DynamoDB throttling reason of an AWS JSON error body (restJson1 or
+/// awsJson).
 struct ErrorFields {
     code: Option<String>,
     message: Option<String>,
+    /// The deciding entry of `ThrottlingReasons` (`[{"reason": …, "resource": …}]`); the
+    /// resource ARN is not kept.
+    reason: Option<ThrottleReason>,
 }
 
 fn error_fields(body: &[u8]) -> Option<ErrorFields> {
     // A body that is not a JSON object (XML, HTML from a proxy, nothing) has no fields.
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let reasons = value
+        .get("ThrottlingReasons")
+        .and_then(|v| v.as_array())
+        .map(|list| {
+            aws::classify_reasons(
+                list.iter()
+                    .filter_map(|entry| entry.get("reason").and_then(|r| r.as_str())),
+            )
+        });
     Some(ErrorFields {
         code: text("__type").or_else(|| text("code")),
         message: text("message").or_else(|| text("Message")),
+        reason: reasons.flatten(),
     })
 }
 
@@ -197,6 +218,105 @@ mod tests {
         );
         let validation = response(400, &[], r#"{"__type":"ValidationException"}"#);
         assert_eq!(classify_response(&validation, now).kind, OutcomeKind::Fatal);
+    }
+
+    #[test]
+    fn dynamodb_throttling_reasons_decide_the_scope_and_travel_in_the_outcome() {
+        use crate::{ThrottleLimit, ThrottledOperation, ThrottledResource};
+        let now = SystemTime::now();
+        let body = |code: &str, reasons: &[&str]| {
+            let list: Vec<String> = reasons
+                .iter()
+                .map(|r| {
+                    format!(
+                        r#"{{"reason":"{r}","resource":"arn:aws:dynamodb:us-east-1:123456789012:table/orders"}}"#
+                    )
+                })
+                .collect();
+            format!(
+                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"Throughput exceeds the current capacity for one or more partitions.","ThrottlingReasons":[{}]}}"#,
+                list.join(",")
+            )
+        };
+        let hot = response(
+            400,
+            &[],
+            &body(
+                "ProvisionedThroughputExceededException",
+                &["TableWriteKeyRangeThroughputExceeded"],
+            ),
+        );
+        let outcome = classify_response(&hot, now);
+        assert_eq!(
+            outcome.kind,
+            OutcomeKind::Throttled(ThrottleScope::Partition)
+        );
+        assert!(!outcome.kind.teaches_quota());
+        assert_eq!(
+            outcome.reason,
+            Some(ThrottleReason {
+                resource: ThrottledResource::Table,
+                operation: ThrottledOperation::Write,
+                limit: ThrottleLimit::KeyRange,
+            })
+        );
+        let provisioned = response(
+            400,
+            &[],
+            &body(
+                "ProvisionedThroughputExceededException",
+                &["TableReadProvisionedThroughputExceeded"],
+            ),
+        );
+        let outcome = classify_response(&provisioned, now);
+        assert_eq!(
+            outcome.kind,
+            OutcomeKind::Throttled(ThrottleScope::Capacity)
+        );
+        assert_eq!(
+            outcome.reason.map(|r| (r.operation, r.limit)),
+            Some((ThrottledOperation::Read, ThrottleLimit::Provisioned))
+        );
+        // An on-demand table's limits under ThrottlingException teach its budget too.
+        for reason in [
+            "TableWriteAccountLimitExceeded",
+            "IndexReadMaxOnDemandThroughputExceeded",
+        ] {
+            let on_demand = response(400, &[], &body("ThrottlingException", &[reason]));
+            let outcome = classify_response(&on_demand, now);
+            assert_eq!(
+                outcome.kind,
+                OutcomeKind::Throttled(ThrottleScope::Capacity),
+                "{reason}"
+            );
+            assert!(outcome.reason.is_some(), "{reason}");
+        }
+        // No reasons, or unknown ones: the code decides, and no reason is claimed.
+        for reasons in [&[][..], &["SomethingNew"][..]] {
+            let plain = response(
+                400,
+                &[],
+                &body("ProvisionedThroughputExceededException", reasons),
+            );
+            let outcome = classify_response(&plain, now);
+            assert_eq!(
+                outcome.kind,
+                OutcomeKind::Throttled(ThrottleScope::Capacity)
+            );
+            assert_eq!(outcome.reason, None);
+        }
+        // A reason never turns a non-throttle into one.
+        let odd = response(
+            400,
+            &[],
+            &body(
+                "ValidationException",
+                &["TableReadKeyRangeThroughputExceeded"],
+            ),
+        );
+        let outcome = classify_response(&odd, now);
+        assert_eq!(outcome.kind, OutcomeKind::Fatal);
+        assert_eq!(outcome.reason, None);
     }
 
     #[test]

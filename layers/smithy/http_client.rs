@@ -109,27 +109,47 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
         };
         let (shared, inner) = (Arc::clone(&self.shared), self.inner.clone());
         HttpConnectorFuture::new(async move {
-            let (admission, events, stream, cost) = {
+            let (admission, events, stream, cost, also) = {
                 let call = handle.lock();
                 (
                     shared.admission(&call),
                     shared.attempt_events(&call),
                     call.prepared.stream,
                     shared.attempt_cost(&call),
+                    call.prepared.also.clone(),
                 )
+            };
+            let throttled = |rejected| {
+                ConnectorError::other(Box::new(rejected), Some(ErrorKind::ThrottlingError))
+                    .never_connected()
             };
             match admission {
                 Err(blocked) => return Err(fail_fast(blocked)),
                 Ok(None) => {}
                 Ok(Some((key, ask))) => match shared.admit(&key, ask, &events).await {
-                    Ok(reservation) => Shared::admitted(&mut handle.lock(), reservation),
-                    Err(rejected) => {
-                        return Err(ConnectorError::other(
-                            Box::new(rejected),
-                            Some(ErrorKind::ThrottlingError),
-                        )
-                        .never_connected());
+                    Ok(reservation) => {
+                        Shared::admitted(&mut handle.lock(), reservation);
+                        // The call's other keys (one per table of a batch), all or nothing.
+                        let mut held = Vec::with_capacity(also.len());
+                        for (key, cost) in also {
+                            let ask = crate::admission::Ask { cost, ..ask };
+                            match shared.admit(&key, ask, &events).await {
+                                Ok(reservation) => held.push((key, reservation)),
+                                Err(rejected) => {
+                                    let now = tokio::time::Instant::now();
+                                    for (_, reservation) in held {
+                                        reservation.release_unsent(now);
+                                    }
+                                    Shared::release_unsent(&mut handle.lock(), now);
+                                    return Err(throttled(rejected));
+                                }
+                            }
+                        }
+                        if !held.is_empty() {
+                            Shared::admitted_also(&mut handle.lock(), held);
+                        }
                     }
+                    Err(rejected) => return Err(throttled(rejected)),
                 },
             }
             if let Err(limited) = Shared::take_slot(&mut handle.lock(), tokio::time::Instant::now())

@@ -107,6 +107,7 @@ impl Shape for Generic {
             asked_usage: false,
             routable: false,
             keys_are_models: false,
+            also: Vec::new(),
         })
     }
 }
@@ -273,13 +274,16 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
             Some(Ok(output)) => {
                 let model = handle.lock().attempt_model();
                 let model = model.as_deref().unwrap_or_default();
+                let est = &self.shared.estimation;
+                // The call's other keys (a batch over several tables) settle from the same
+                // output, each with its own part.
+                Shared::also_usage(&mut handle.lock(), |key| {
+                    self.shape.usage(output, ctx.response(), est, key)
+                });
                 tokens = self.shape.tokens(output, ctx.response());
                 match tokens {
-                    Some(counts) => Some(counts.charged(self.shared.estimation.models.spec(model))),
-                    None => {
-                        self.shape
-                            .usage(output, ctx.response(), &self.shared.estimation, model)
-                    }
+                    Some(counts) => Some(counts.charged(est.models.spec(model))),
+                    None => self.shape.usage(output, ctx.response(), est, model),
                 }
             }
             _ => None,

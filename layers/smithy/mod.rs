@@ -136,6 +136,7 @@ use crate::stack::Profile;
 use crate::timeout::AttemptTimeout;
 use crate::{Outcome, OutcomeKind};
 
+mod also;
 #[cfg(feature = "dynamodb")]
 pub mod batch;
 #[cfg(feature = "bedrock")]

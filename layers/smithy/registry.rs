@@ -146,6 +146,7 @@ mod tests {
             asked_usage: false,
             routable: false,
             keys_are_models: false,
+            also: Vec::new(),
         };
         headroom
             .shared

@@ -83,7 +83,8 @@ impl Profile {
     /// A [`Limit`](crate::Limit) counted the way the profile's provider counts, to give the
     /// console's numbers to: for Bedrock a minute's sliding window (tokens per minute, whose
     /// window phase the client cannot know); for DynamoDB a token bucket per second keeping
-    /// the 300 s of unused capacity DynamoDB documents as burst; for plain HTTP a minute's
+    /// the 300 s of unused capacity DynamoDB documents as burst, starting with one second of it
+    /// and saving the rest from capacity left unused, as a table does; for plain HTTP a minute's
     /// sliding window, which never lets any one-minute window see more than the limit,
     /// whether the server counts fixed windows or a bucket (give it
     /// [`burst`](crate::admission::LimitBuilder::burst) of a window for a server documented as
@@ -97,11 +98,15 @@ impl Profile {
     /// assert_eq!(model.accounting(), Accounting::SlidingWindow);
     /// let table = Profile::DynamoDb.limit().units(1_000).build()?; // the table's WCU
     /// assert!(matches!(table.accounting(), Accounting::TokenBucket { .. }));
+    /// assert_eq!(table.initial_credit(), std::time::Duration::from_secs(1));
     /// # Ok::<(), tower_headroom::ConfigError>(())
     /// ```
     pub fn limit(self) -> crate::admission::LimitBuilder {
         match self {
             Profile::Bedrock | Profile::Http => crate::Limit::per_minute(),
+            // DynamoDB saves unused capacity up to 300 s; a table starts with about a second,
+            // which is a bucket's default start (one window). Left to the default, so that a
+            // shorter `burst` set afterwards needs no `initial_credit` of its own.
             Profile::DynamoDb => crate::Limit::per_second().burst(Duration::from_secs(300)),
         }
     }

@@ -22,6 +22,11 @@ impl Bucket {
         }
     }
 
+    /// A bucket holding `level` at `now` (a key's bucket starts at its initial credit).
+    pub(crate) fn at(level: i128, now: u64) -> Self {
+        Bucket { level, last: now }
+    }
+
     pub(crate) fn advance(&mut self, now: u64, rate: u64, cap: i128) {
         if now > self.last {
             let refill = i128::from(now - self.last) * i128::from(rate);
@@ -63,6 +68,12 @@ pub(crate) fn scaled(n: u64, l: &Limit) -> i128 {
 /// A bucket's capacity at `rate`.
 pub(crate) fn cap(l: &Limit, rate: u64) -> i128 {
     i128::from(l.burst) * i128::from(rate)
+}
+
+/// The level a key's bucket starts at, at `rate`: its initial credit
+/// ([`LimitBuilder::initial_credit`](crate::admission::LimitBuilder::initial_credit)).
+pub(crate) fn initial(l: &Limit, rate: u64) -> i128 {
+    i128::from(l.initial) * i128::from(rate)
 }
 
 /// A tenant's share of `rate`.

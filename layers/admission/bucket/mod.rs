@@ -22,7 +22,7 @@ use crate::Outcome;
 
 mod level;
 
-pub(crate) use self::level::{Bucket, cap, child_cap, child_rate, part, scaled};
+pub(crate) use self::level::{Bucket, cap, child_cap, child_rate, initial, part, scaled};
 
 /// Lanes: 0 interactive within share, 1 batch within share, 2 interactive borrowing,
 /// 3 batch borrowing. Lane 0 books at once; the others confirm when they wake.
@@ -121,7 +121,8 @@ impl BucketState {
     pub(crate) fn new(l: &Limit, now: u64) -> Self {
         let dim = |limit: Option<u64>| {
             limit.map(|max| Dim {
-                bucket: Bucket::full(cap(l, max), now),
+                // The provider's credit starts low and accrues from unused capacity.
+                bucket: Bucket::at(initial(l, max), now),
                 rate: max,
                 learner: Learner::new(max, &l.learning, now),
                 spent: Ring::new(l.window, SPEND_SLOTS, now),

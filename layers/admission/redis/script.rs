@@ -35,8 +35,13 @@ use super::StoreError;
 ///   `learn` of a daily throttle (`outcome` `d`) spends the longest window or, without one,
 ///   holds the key (`dh`) until one grant probes (`dp`; probe bit 2).
 ///
+/// A bucket whose key has no state starts at the limit's initial credit (at least one lease),
+/// as the in-process core's does (`LimitBuilder::initial_credit`).
+///
 /// Every state lives in one hash per quota key, so the script touches one key (one cluster
-/// slot); `PEXPIRE` forgets it once idle long enough that it is at rest again.
+/// slot); `PEXPIRE` forgets it once idle long enough that it is at rest again (a bucket
+/// forgotten so restarts at its initial credit, as an evicted in-process key does: less than
+/// the provider may hold, never more).
 const LUA: &str = r#"
 local key = KEYS[1]
 local window = tonumber(ARGV[1])
@@ -69,6 +74,9 @@ for i = 1, nlong do
 end
 -- A daily throttle on a key without a long window holds it 15 minutes, then one grant probes;
 -- while the probe is out, the others look again every 15 s.
+-- The level a token bucket starts at when its key has no state (its initial credit), per
+-- dimension, after the long windows.
+local inits = {tonumber(ARGV[28 + nlong * 4]), tonumber(ARGV[29 + nlong * 4])}
 local daily_hold, probe_recheck = 900000000, 15000000
 if window == nil or window <= 0 or den == nil or den <= 0 or nslots == nil or nslots <= 0 then
   return redis.error_reply('ERR headroom: bad arguments')
@@ -190,10 +198,10 @@ local function ring_wait(r, free)
   return nil
 end
 
-local function read(field, rate, cap)
+local function read(field, rate, cap, init)
   local v = redis.call('HMGET', key, field, field .. '@')
   local level, last = tonumber(v[1]), tonumber(v[2])
-  if level == nil or last == nil then return cap end
+  if level == nil or last == nil then return math.min(init or cap, cap) end
   if now > last then level = level + (now - last) * rate end
   if level > cap then level = cap end
   return level
@@ -206,7 +214,7 @@ for d = 1, 2 do
     learners[d] = learner(d)
     rates[d] = effective_at(learners[d], now) / window
     rings[d] = ring(d, model == 'w' and 'w' or 'p')
-    if model == 'b' then levels[d] = read(names[d], rates[d], caps[d]) end
+    if model == 'b' then levels[d] = read(names[d], rates[d], caps[d], inits[d]) end
     if tenant >= 0 then
       crates[d] = rates[d] * num / den
       clevels[d] = read('t' .. tenant .. names[d], crates[d], ccaps[d])
@@ -580,6 +588,9 @@ pub(crate) struct Args {
     pub(crate) window_us: u64,
     pub(crate) limits: [u64; 2],
     pub(crate) caps: [u64; 2],
+    /// The level a bucket starts at when its key has no state (its initial credit), per
+    /// dimension.
+    pub(crate) initial: [u64; 2],
     pub(crate) shares: Option<(std::sync::Arc<[u64]>, u64)>,
     pub(crate) child_caps_us: u64,
     pub(crate) ttl_ms: u64,
@@ -643,6 +654,7 @@ impl Args {
         for w in &self.long {
             inv.arg(w[0]).arg(w[1]).arg(w[2]).arg(w[3]);
         }
+        inv.arg(self.initial[0]).arg(self.initial[1]);
         inv
     }
 }

@@ -134,6 +134,17 @@ impl<K: Key> RedisStore<K> {
                 .unwrap_or(u64::MAX)
         };
         let caps = [0, 1].map(|d| burst(limits[d]).max(lease[d].saturating_add(slack(limits[d]))));
+        // A bucket starts at the limit's initial credit, as the in-process one does, and holds
+        // at least one lease, so that a process can take its first slice at once.
+        let initial = [0, 1].map(|d| {
+            let credit = u64::try_from(
+                u128::from(limits[d]) * u128::from(limit.initial) / u128::from(limit.window),
+            )
+            .unwrap_or(u64::MAX);
+            credit
+                .max(lease[d].saturating_add(slack(limits[d])))
+                .min(caps[d])
+        });
         let max_cost = [0, 1].map(|d| limits[d].saturating_add(burst(limits[d])));
         let reserve = [0, 1].map(|d| {
             sat(u64::try_from(
@@ -152,6 +163,7 @@ impl<K: Key> RedisStore<K> {
             window_us,
             limits,
             caps,
+            initial,
             shares: limit.shares.clone().map(|w| (w, limit.share_total)),
             child_caps_us: limit.share_burst / 1_000,
             ttl_ms: ms(limit.window)
