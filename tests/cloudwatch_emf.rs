@@ -97,6 +97,39 @@ fn every_alarm_queries_a_metric_the_example_emits_with_its_dimensions() {
         }
         alarms += 1;
         for query in resource["Properties"]["Metrics"].as_array().unwrap() {
+            if let Some(metric) = query["MetricStat"]["Metric"].as_object() {
+                // A metric math alarm's input: a metric by name and dimensions.
+                assert_eq!(metric["Namespace"]["Ref"], "Namespace", "{id}");
+                let name = metric["MetricName"].as_str().unwrap().to_owned();
+                let dims: BTreeSet<String> = metric["Dimensions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d["Name"].as_str().unwrap().to_owned())
+                    .collect();
+                assert!(
+                    series.contains(&(namespace.to_owned(), name.clone(), dims.clone())),
+                    "{id}: {name} with dimensions {dims:?} was not emitted; emitted: {series:#?}"
+                );
+                // The template's default dimension values are ones the example emitted.
+                for dimension in metric["Dimensions"].as_array().unwrap() {
+                    let value = match &dimension["Value"] {
+                        serde_json::Value::String(v) => v.clone(),
+                        other => {
+                            let parameter = other["Ref"].as_str().unwrap();
+                            let default = &template["Parameters"][parameter]["Default"];
+                            default.as_str().unwrap().to_owned()
+                        }
+                    };
+                    let pair = format!("\"{}\":\"{}\"", dimension["Name"].as_str().unwrap(), value);
+                    // A counter still at zero writes no document: every call of the run
+                    // succeeds, so `result=failure` has none.
+                    if value != "failure" {
+                        assert!(summary.emf.contains(&pair), "{id}: no document has {pair}");
+                    }
+                }
+                continue;
+            }
             let Some(expression) = query["Expression"]["Fn::Sub"].as_str() else {
                 continue;
             };
@@ -110,7 +143,7 @@ fn every_alarm_queries_a_metric_the_example_emits_with_its_dimensions() {
             }
         }
     }
-    assert!(alarms >= 2, "{alarms} alarms");
+    assert_eq!(alarms, 4, "throttles, 503s, utilisation, success rate");
     // No prompt text, no credential in any document.
     assert!(!summary.emf.contains("xxxx"));
     assert!(!summary.emf.contains("AKIDEXAMPLE"));

@@ -77,6 +77,56 @@ async fn attempt_and_call_durations_by_target_and_class() {
     let calls = |target, class| histogram(&series, names::CALL_DURATION, target, class);
     assert_eq!(calls("haiku", "success"), vec![5.0]);
     assert!(calls("sonnet", "unavailable").is_empty());
+    // One call, a success, under the target that ended it.
+    assert_eq!(counter(&series, names::CALLS, "haiku", "success"), 1);
+    assert_eq!(counter(&series, names::CALLS, "haiku", "failure"), 0);
+    assert_eq!(counter(&series, names::CALLS, "sonnet", "success"), 0);
+
+    // A call that fails on its only target counts as one failure, whatever its attempts.
+    let failing = tower::service_fn(|_: &'static str| async {
+        let mut response = http::Response::new(());
+        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        Ok::<_, Infallible>(response)
+    });
+    let stack = StackBuilder::bedrock(HttpClassifier::new())
+        .target(Target::new("opus", "opus").model("opus"))
+        .rewrite(failing, |call: &mut &'static str, model: &&'static str| {
+            *call = model
+        })
+        .unwrap();
+    // The stack hands the last answer back once its retries are spent.
+    assert_eq!(stack.oneshot("").await.unwrap().status(), 503);
+    let series = snapshotter.snapshot().into_vec();
+    assert_eq!(counter(&series, names::CALLS, "opus", "failure"), 1);
+    assert_eq!(counter(&series, names::CALLS, "opus", "success"), 0);
+}
+
+/// The counter `name` under `target` and `result` (0 when absent).
+fn counter(
+    series: &[(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        DebugValue,
+    )],
+    name: &str,
+    target: &str,
+    result: &str,
+) -> u64 {
+    let has =
+        |key: &metrics::Key, k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
+    series
+        .iter()
+        .filter(|(key, ..)| {
+            key.key().name() == name
+                && has(key.key(), "target", target)
+                && has(key.key(), "result", result)
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
 }
 
 /// The gauge `name` under `target`.

@@ -110,6 +110,30 @@ async fn every_dashboard_query_names_an_emitted_series() {
             &["target=\"west\"", "degraded=\"true\""]
         ) > 0.0
     );
+    // The effective limit of a key that never learned is its configured limit, the console's
+    // tokens per minute; the utilisation is a share of it.
+    let west = "target=\"west\"";
+    assert_eq!(
+        sample(&summary.scrape, "headroom_quota_limit", &[west]),
+        60_000.0
+    );
+    let utilization = sample(&summary.scrape, "headroom_quota_utilization", &[west]);
+    assert!(utilization > 0.0 && utilization <= 1.0, "{utilization}");
+    assert!(
+        sample(
+            &summary.scrape,
+            "headroom_tokens_total",
+            &[east, "type=\"input\""]
+        ) > 0.0
+    );
+    assert_eq!(
+        sample(
+            &summary.scrape,
+            "headroom_calls_total",
+            &["result=\"success\""]
+        ),
+        summary.calls as f64
+    );
     // Labels carry names the user chose, never a prompt or a credential.
     assert!(!summary.scrape.contains("xxxx"));
     assert!(!summary.scrape.contains("AKIDEXAMPLE"));

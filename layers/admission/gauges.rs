@@ -1,6 +1,7 @@
 //! The quota's gauges: how much of each key's effective limit this client used over the
-//! trailing window (`headroom_quota_utilization`) and how many calls wait for it
-//! (`headroom_admission_queue_depth`).
+//! trailing window (`headroom_quota_utilization`), how many calls wait for it
+//! (`headroom_admission_queue_depth`), and the effective limit itself (`headroom_quota_limit`,
+//! which learning also sets when it moves the limit).
 //!
 //! They are sampled, never computed by the quota's own `reserve`/`settle`: the adapter that
 //! ends an attempt asks [`QuotaGauges::due`] (a relaxed atomic load), and at most once per
@@ -48,6 +49,9 @@ pub(crate) fn utilization(stats: &SlotStats) -> Option<f64> {
 pub(crate) struct QuotaGauges {
     utilization: Gauge,
     queue: Gauge,
+    /// The effective unit limit, also set when learning moves it: sampled so that a key
+    /// that never learned shows its limit too.
+    limit: Gauge,
     /// When the next sample is due, in nanoseconds since `epoch`.
     next: Arc<AtomicU64>,
     epoch: Instant,
@@ -58,6 +62,7 @@ impl QuotaGauges {
         QuotaGauges {
             utilization: Gauge::register(names::QUOTA_UTILIZATION, labels),
             queue: Gauge::register(names::ADMISSION_QUEUE_DEPTH, labels),
+            limit: Gauge::register(names::QUOTA_LIMIT, labels),
             next: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
         }
@@ -96,6 +101,9 @@ impl QuotaGauges {
             self.utilization.set(share);
         }
         self.queue.set(f64::from(stats.waiting));
+        if let Some(units) = stats.units_limit {
+            self.limit.set(units as f64);
+        }
     }
 }
 

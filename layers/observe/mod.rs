@@ -8,12 +8,13 @@
 //! | `headroom_retries_total` | counter | target, model, region, class | retries scheduled, by the class that caused them |
 //! | `headroom_retry_wait_seconds` | histogram | target, model, region, class | wait before each retry |
 //! | `headroom_attempt_duration_seconds` | histogram | target, model, region, class | an attempt's time from its start (admission wait included) to its end, by outcome class; the Tower `Stack` and the SDK adapter (a local refusal is no attempt) |
+//! | `headroom_calls_total` | counter | target, model, region, result | calls ended, `result` = `success` or `failure` (the success rate's numerator and denominator, for an alarm such as "success under 95% over 10 minutes"; CloudWatch metric math needs two series, not one per class), under the last attempt's target; the Tower `Stack` and the SDK adapter |
 //! | `headroom_call_duration_seconds` | histogram | target, model, region, class | a call's time from its start to its end (every attempt, wait and retry), by the class it ended with, under the last attempt's target; the Tower `Stack` and the SDK adapter |
 //! | `headroom_tokens_total` | counter | target, model, region, type | tokens the model reported (`type` = `input`, `output`, `cache_read`, `cache_write`; `input` excludes the cached ones, as Bedrock counts), from the answer a call settles with: the Tower `Stack` with a usage reader that reads tokens (`BedrockUsage`) and the SDK adapter (Converse, InvokeModel) |
 //! | `headroom_retries_exhausted_total` | counter | target, model, region, reason | calls the retry layer gave up on |
 //! | `headroom_admission_wait_seconds` | histogram | target, model, region | time a call waited for quota |
 //! | `headroom_admission_rejected_total` | counter | target, model, region | calls shed by admission |
-//! | `headroom_quota_limit` | gauge | target, model, region | the effective (learned) unit limit |
+//! | `headroom_quota_limit` | gauge | target, model, region | the effective (learned) unit limit: set when learning moves it, and sampled with the utilisation (so a key that never learned shows its configured limit) |
 //! | `headroom_quota_utilization` | gauge | target, model, region | share (0–1, above 1 when a learned cut left the spend over it) of the effective limit spent over the trailing window, the larger of requests and units; sampled when an attempt ends, at most once a second per key, in-process quota store only |
 //! | `headroom_admission_queue_depth` | gauge | target, model, region | calls waiting for quota on the key, all lanes; sampled with the utilisation |
 //! | `headroom_breaker_state` | gauge | target, model, region | 0 closed, 1 half-open, 2 open |
@@ -113,6 +114,8 @@ pub mod names {
     /// Histogram: seconds from a call's start to its end (every attempt, wait and retry), by
     /// the class of the outcome it ended with.
     pub const CALL_DURATION: &str = "headroom_call_duration_seconds";
+    /// Counter: calls ended, by `result` (`success`, `failure`).
+    pub const CALLS: &str = "headroom_calls_total";
     /// Counter: tokens an LLM reported, by `type` (`input`, `output`, `cache_read`,
     /// `cache_write`).
     pub const TOKENS: &str = "headroom_tokens_total";
@@ -157,6 +160,8 @@ pub mod keys {
     pub const CLASS: &str = "class";
     /// Why the retry layer stopped ([`StopReason::as_str`](crate::retry::StopReason::as_str)).
     pub const REASON: &str = "reason";
+    /// How a call ended: `success` or `failure`.
+    pub const RESULT: &str = "result";
     /// The state a circuit breaker moved to (`closed`, `half_open`, `open`), or a shared
     /// quota store to (`shared`, `fail_open`, `fail_closed`).
     pub const TO: &str = "to";

@@ -68,6 +68,7 @@ pub(crate) struct RetryMetrics {
     wait: ClassHistograms,
     attempt_duration: ClassHistograms,
     call_duration: ClassHistograms,
+    calls: CounterSet<2>,
     exhausted: CounterSet<{ StopReason::ALL.len() }>,
 }
 
@@ -80,6 +81,7 @@ impl RetryMetrics {
             wait: ClassHistograms::register(names::RETRY_WAIT, labels),
             attempt_duration: ClassHistograms::register(names::ATTEMPT_DURATION, labels),
             call_duration: ClassHistograms::register(names::CALL_DURATION, labels),
+            calls: CounterSet::register(names::CALLS, labels, keys::RESULT, ["success", "failure"]),
             exhausted: CounterSet::register(
                 names::RETRIES_EXHAUSTED,
                 labels,
@@ -108,10 +110,11 @@ impl RetryMetrics {
         }
     }
 
-    /// Records a call's duration (from its start to its last attempt's end: every attempt,
-    /// wait and retry) by the class of the outcome it ended with.
+    /// Counts a call by how it ended, and records its duration (from its start to its last
+    /// attempt's end: every attempt, wait and retry) by the class of the outcome it ended with.
     #[inline]
     pub(crate) fn call_took(&self, outcome: &Outcome, started: Instant, ended: Instant) {
+        self.calls.increment(usize::from(!outcome.is_success()));
         self.call_duration
             .record_since(outcome.kind, started, ended);
     }
