@@ -24,6 +24,9 @@
 //! | `headroom_fallback_total` | counter | target, model, region, degraded | which target served a call |
 //! | `headroom_quota_store_mode` | gauge | target, model, region | shared quota store: 0 shared, 1 failing open, 2 failing closed |
 //! | `headroom_quota_store_transitions_total` | counter | target, model, region, to | shared quota store mode changes |
+//! | `headroom_hot_key_units_per_second` | gauge | name, rank | the capacity units the `rank`-th heaviest partition key of a [`HotKeys`](crate::hot_keys::HotKeys) stream asked for in its last finished second (ranks 1–5; never a key value) |
+//! | `headroom_hot_key_share` | gauge | name, rank | the same as a share of the partition maximum |
+//! | `headroom_hot_key_throttles_total` | counter | name | throttled attempts the stream recorded |
 //!
 //! The `class` label is [`OutcomeKind::as_str`](crate::OutcomeKind::as_str): a spent per-day
 //! quota counts as `throttled_daily`, apart from the per-minute `throttled_tokens` and
