@@ -149,6 +149,9 @@ async fn run(cfg: Config, ops: Vec<Op>, case: u64) -> Result<(), TestCaseError> 
     let store: RedisStore<&'static str> =
         RedisStore::builder(format!("differential-{case}"), limit)
             .lease(0.0)
+            // Semantics, not latency: a loaded machine (CI runs many test threads) must not
+            // turn a slow answer into a store error.
+            .op_timeout(Duration::from_secs(10))
             .connect(&server().url())
             .await
             .expect("connect to the test's redis-server");
@@ -324,6 +327,7 @@ async fn a_bucket_starts_with_its_initial_credit_on_the_server_as_in_process() {
         let quota: Quota<&'static str> = Quota::new(limit.clone());
         let store: RedisStore<&'static str> = RedisStore::builder(name.to_owned(), limit)
             .lease(0.0)
+            .op_timeout(Duration::from_secs(10))
             .connect(&server().url())
             .await
             .expect("connect to the test's redis-server");
