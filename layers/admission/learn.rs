@@ -57,6 +57,7 @@ impl Learner {
     }
 
     /// The effective limit, as last updated.
+    #[inline]
     pub(crate) fn effective(&self) -> u64 {
         self.effective
     }
@@ -64,6 +65,7 @@ impl Learner {
     /// The effective limit at `now`, without recording it: after a window with no throttle
     /// since the last one, the gap to the configured limit left then shrinks by `regain` every
     /// further window (continuously).
+    #[inline]
     pub(crate) fn effective_at(&self, rules: &LearningRules, window: u64, now: u64) -> u64 {
         let window = window.max(1);
         let quiet_end = self.quiet_since.saturating_add(window);
@@ -87,8 +89,17 @@ impl Learner {
     }
 
     /// Whether the limit is the configured one.
+    #[inline]
     pub(crate) fn at_max(&self) -> bool {
         self.effective >= self.max
+    }
+
+    /// Whether the limit is the configured one with no regain running: then
+    /// [`effective_at`](Self::effective_at) is the configured limit at any time and
+    /// [`regain`](Self::regain) changes nothing.
+    #[inline]
+    pub(crate) fn steady(&self) -> bool {
+        self.base >= self.max && self.effective >= self.max
     }
 
     /// Records the regain due by `now`.

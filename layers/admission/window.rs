@@ -83,6 +83,8 @@ struct Dim {
     pace: Bucket,
     learner: Learner,
     max: u64,
+    /// The pacing bucket's capacity at the configured limit (`pace_cap(l, max)`).
+    pace_cap_max: i128,
 }
 
 impl Dim {
@@ -124,6 +126,10 @@ pub(crate) struct WindowState {
     last_used: u64,
     /// The latest time seen: time never runs backwards for the arithmetic.
     clock: u64,
+    /// No ring starts a new slot before this instant (the earliest end of their newest
+    /// slots, as of the last [`advance`](Self::advance); 0 before the first): until then
+    /// advancing them changes nothing, which [`reserve_fast`](Self::reserve_fast) relies on.
+    fast_until: u64,
 }
 
 impl WindowState {
@@ -136,6 +142,7 @@ impl WindowState {
                 pace: Bucket::full(Dim::pace_cap(l, max), now),
                 learner: Learner::new(max, &l.learning, now),
                 max,
+                pace_cap_max: Dim::pace_cap(l, max),
             })
         };
         let dims = [dim(l.requests), dim(l.units)];
@@ -165,6 +172,7 @@ impl WindowState {
             probing: false,
             last_used: now,
             clock: now,
+            fast_until: 0,
         }
     }
 
@@ -189,6 +197,17 @@ impl WindowState {
             dim.pace.advance(now, rate, Dim::pace_cap(l, rate));
             dim.learner.regain(&l.learning, l.window, now);
         }
+        self.fast_until = self
+            .dims
+            .iter()
+            .flatten()
+            .map(|dim| {
+                (dim.spent.head_end())
+                    .min(dim.interactive.head_end())
+                    .min(dim.interactive_calls.head_end())
+            })
+            .min()
+            .unwrap_or(u64::MAX);
     }
 
     fn advance_child(&mut self, l: &Limit, t: usize, now: u64) {
@@ -317,11 +336,24 @@ impl WindowState {
 
     /// Records an admitted call's estimate at `now`.
     fn admit(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
+        if self.charge_admitted(l, t.cost, usize::from(t.lane)) {
+            t.probe = true;
+        }
+        t.charged = true;
+        t.charged_at = now;
+        t.admit_at = now;
+    }
+
+    /// Charges an admitted call's estimate to the window (and its lane's records); returns
+    /// whether the call probes (the first call after a hold probes the provider's window for
+    /// the others).
+    #[inline]
+    fn charge_admitted(&mut self, l: &Limit, cost: Cost, lane: usize) -> bool {
         for d in 0..2 {
             let Some(dim) = &mut self.dims[d] else {
                 continue;
             };
-            let n = part(t.cost, d);
+            let n = part(cost, d);
             dim.spent.add(n);
             // The pace remembers at most two buckets of debt: it smooths the background lanes
             // (the window guarantees the limit), and a deficit run up by interactive calls must
@@ -329,19 +361,71 @@ impl WindowState {
             let floor = -2 * Dim::pace_cap(l, dim.learner.effective());
             dim.pace.charge(scaled(n, l));
             dim.pace.level = dim.pace.level.max(floor);
-            if usize::from(t.lane) == INTERACTIVE {
+            if lane == INTERACTIVE {
                 dim.interactive.add(n);
                 dim.interactive_calls.add(1);
             }
         }
-        t.charged = true;
-        t.charged_at = now;
-        t.admit_at = now;
-        // The first call after a hold probes the provider's window for the others.
         if self.streak > 0 {
-            t.probe = true;
             self.probing = true;
+            return true;
         }
+        false
+    }
+
+    /// The common case of [`reserve`](Self::reserve), in one pass: an interactive call on a
+    /// key without shares, no hold, no probe, nobody queued in its lane, the learned limits at
+    /// the configured ones and room in the window for it. Then the call is admitted at the
+    /// instant returned (`now`, or the key's later clock), and the state changes exactly as
+    /// `reserve` would change it (the same advance, the same charge); the ticket is
+    /// [`Admitted::ticket`](super::state::Admitted::ticket). Anything else — or no room — answers `None` without changing the
+    /// state, and `reserve` takes over.
+    #[inline]
+    pub(crate) fn reserve_fast(&mut self, l: &Limit, ask: &Ask, now: u64) -> Option<u64> {
+        let now = self.clock.max(now);
+        if now >= self.fast_until
+            || l.shares.is_some()
+            || ask.priority != Priority::Interactive
+            || self.probing
+            || self.streak > 0
+            || self.blocked_until > now
+            || self.lanes[INTERACTIVE].pending != [0, 0]
+        {
+            return None;
+        }
+        // Room for the call in every limited dimension, as `wait_at` computes it for lane 0
+        // with nothing ahead: the trailing window's spend plus the cost within the limit,
+        // which a steady learner holds at the configured one.
+        for d in 0..2 {
+            if let Some(dim) = &self.dims[d] {
+                let n = part(ask.cost, d);
+                if !dim.learner.steady()
+                    || n > dim.max
+                    || dim.spent.sum() + u128::from(n) > u128::from(dim.max)
+                {
+                    return None;
+                }
+            }
+        }
+        self.clock = now;
+        self.last_used = now;
+        for d in 0..2 {
+            let Some(dim) = &mut self.dims[d] else {
+                continue;
+            };
+            // `advance` — the rings are in their newest slots until `fast_until`, the pace
+            // refills at a steady learner's rate (the configured limit), the regain changes
+            // nothing — then `charge_admitted` for an interactive call that probes nothing (no
+            // streak).
+            let n = part(ask.cost, d);
+            dim.pace.advance(now, dim.max, dim.pace_cap_max);
+            dim.spent.add(n);
+            dim.pace.charge(scaled(n, l));
+            dim.pace.level = dim.pace.level.max(-2 * dim.pace_cap_max);
+            dim.interactive.add(n);
+            dim.interactive_calls.add(1);
+        }
+        Some(now)
     }
 
     pub(crate) fn reserve(

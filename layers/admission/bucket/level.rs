@@ -15,6 +15,7 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
+    #[inline]
     pub(crate) fn full(cap: i128, now: u64) -> Self {
         Bucket {
             level: cap,
@@ -22,6 +23,7 @@ impl Bucket {
         }
     }
 
+    #[inline]
     pub(crate) fn advance(&mut self, now: u64, rate: u64, cap: i128) {
         if now > self.last {
             let refill = i128::from(now - self.last) * i128::from(rate);
@@ -31,6 +33,7 @@ impl Bucket {
     }
 
     /// Nanoseconds until the level reaches `need`.
+    #[inline]
     pub(crate) fn wait_for(&self, need: i128, rate: u64) -> u64 {
         if self.level >= need {
             return 0;
@@ -41,31 +44,37 @@ impl Bucket {
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
+    #[inline]
     pub(crate) fn charge(&mut self, amount: i128) {
         self.level = self.level.saturating_sub(amount);
     }
 
+    #[inline]
     pub(crate) fn refund(&mut self, amount: i128, cap: i128) {
         self.level = self.level.saturating_add(amount).min(cap);
     }
 }
 
 /// The part of `cost` in dimension `d`.
+#[inline]
 pub(crate) fn part(cost: Cost, d: usize) -> u64 {
     if d == REQ { cost.requests } else { cost.units }
 }
 
 /// `n` units in unit-nanoseconds.
+#[inline]
 pub(crate) fn scaled(n: u64, l: &Limit) -> i128 {
     i128::from(n) * i128::from(l.window)
 }
 
 /// A bucket's capacity at `rate`.
+#[inline]
 pub(crate) fn cap(l: &Limit, rate: u64) -> i128 {
     i128::from(l.burst) * i128::from(rate)
 }
 
 /// A tenant's share of `rate`.
+#[inline]
 pub(crate) fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
     match &l.shares {
         Some(w) => {
@@ -77,6 +86,7 @@ pub(crate) fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
 }
 
 /// A tenant bucket's capacity at `rate`.
+#[inline]
 pub(crate) fn child_cap(l: &Limit, rate: u64) -> i128 {
     i128::from(l.share_burst) * i128::from(rate)
 }

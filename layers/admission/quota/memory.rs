@@ -16,9 +16,11 @@ use crate::admission::cost::{Cost, Usage};
 use crate::admission::limit::Limit;
 use crate::admission::long::bound_window;
 use crate::admission::state::{KeyState, Ticket};
+use crate::deadline::Deadline;
 use crate::nanos;
 
 /// Nanoseconds from a store's epoch to `now` (zero before it, saturating).
+#[inline]
 fn since(epoch: Instant, now: Instant) -> u64 {
     nanos(now.saturating_duration_since(epoch))
 }
@@ -57,12 +59,28 @@ pub struct SlotStats {
 }
 
 impl MemorySlot {
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, KeyState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    #[inline]
     fn ns(&self, now: Instant) -> u64 {
         since(self.epoch, now)
+    }
+
+    /// `now` and the ask's deadline (at most [`MAX_WAIT`] on), in nanoseconds since the epoch.
+    #[inline]
+    fn ns_and_deadline(&self, ask: &Ask, now: Instant) -> (u64, u64) {
+        let now_ns = self.ns(now);
+        let deadline = match ask.deadline.or_else(Deadline::current) {
+            Some(deadline) => self.ns(deadline.instant()),
+            // The priority's default wait from `now`, as `Ask::deadline_at` has it, without
+            // the instant arithmetic: for `now` at or after the epoch, nanoseconds add up.
+            None if now >= self.epoch => now_ns.saturating_add(nanos(ask.priority.default_wait())),
+            None => self.ns(ask.deadline_at(now)),
+        };
+        (now_ns, deadline.min(now_ns.saturating_add(nanos(MAX_WAIT))))
     }
 
     fn instant(&self, ns: u64) -> Instant {
@@ -93,13 +111,16 @@ impl Slot for Arc<MemorySlot> {
 
     #[inline]
     fn reserve(&self, ask: &Ask, now: Instant) -> Result<(MemoryTicket, Grant), Rejected> {
-        let deadline = self.ns(ask.deadline_at(now));
-        let now = self.ns(now);
-        let deadline = deadline.min(now.saturating_add(nanos(MAX_WAIT)));
-        let ticket = self
-            .lock()
-            .reserve(&self.limit, ask, deadline, now)
-            .map_err(Rejected::from_refusal)?;
+        let (now, deadline) = self.ns_and_deadline(ask, now);
+        let mut state = self.lock();
+        // The success path in one short critical section; anything else in the general one.
+        if let Some(admitted) = state.reserve_fast(&self.limit, ask, now) {
+            drop(state);
+            return Ok((MemoryTicket(admitted.ticket(ask, deadline)), Grant::Now));
+        }
+        let ticket = state.reserve(&self.limit, ask, deadline, now);
+        drop(state);
+        let ticket = ticket.map_err(Rejected::from_refusal)?;
         let grant = if ticket.waiting {
             Grant::At(self.instant(ticket.admit_at))
         } else {
