@@ -88,18 +88,12 @@ impl Learner {
         self.cut_at
     }
 
-    /// Whether the limit is the configured one.
+    /// Whether the limit is the configured one. Then it stays so until the next throttle:
+    /// [`effective_at`](Self::effective_at) is the configured limit at any time, and
+    /// [`regain`](Self::regain) changes nothing.
     #[inline]
     pub(crate) fn at_max(&self) -> bool {
         self.effective >= self.max
-    }
-
-    /// Whether the limit is the configured one with no regain running: then
-    /// [`effective_at`](Self::effective_at) is the configured limit at any time and
-    /// [`regain`](Self::regain) changes nothing.
-    #[inline]
-    pub(crate) fn steady(&self) -> bool {
-        self.base >= self.max && self.effective >= self.max
     }
 
     /// Records the regain due by `now`.

@@ -20,8 +20,9 @@ pub(crate) struct Ring {
     head_end: u64,
     /// The newest slot's position in `slots` (`head % len`).
     head_pos: usize,
-    /// The sum of every slot (all are live), exact: each slot's change is added here.
-    sum: u128,
+    /// The sum of every slot (all are live), exact: each slot's change is added here. Kept as
+    /// two words (low, high) so that an addition that does not carry writes one.
+    sum: [u64; 2],
 }
 
 impl Ring {
@@ -37,7 +38,7 @@ impl Ring {
             head: 0,
             head_end: 0,
             head_pos: 0,
-            sum: 0,
+            sum: [0, 0],
         };
         ring.set_head(now / slot_ns);
         ring
@@ -83,7 +84,7 @@ impl Ring {
         let steps = (current - self.head).min(self.len());
         for i in 1..=steps {
             let p = self.position(self.head + i);
-            self.sum -= u128::from(self.slots[p]);
+            self.set_sum(self.sum() - u128::from(self.slots[p]));
             self.slots[p] = 0;
         }
         self.set_head(current);
@@ -99,24 +100,29 @@ impl Ring {
     /// What the live slots hold.
     #[inline]
     pub(crate) fn sum(&self) -> u128 {
-        self.sum
+        u128::from(self.sum[0]) | (u128::from(self.sum[1]) << 64)
+    }
+
+    #[inline]
+    fn set_sum(&mut self, sum: u128) {
+        self.sum = [sum as u64, (sum >> 64) as u64];
     }
 
     /// What the ring will hold at `now` (at or after its newest slot), without moving it.
     #[inline]
     pub(crate) fn sum_at(&self, now: u64) -> u128 {
         if now < self.head_end {
-            return self.sum;
+            return self.sum();
         }
         let current = now / self.slot_ns;
         if current <= self.head {
-            return self.sum;
+            return self.sum();
         }
         let steps = (current - self.head).min(self.len());
         let gone: u128 = (1..=steps)
             .map(|i| u128::from(self.slots[self.position(self.head + i)]))
             .sum();
-        self.sum - gone
+        self.sum() - gone
     }
 
     /// Whether `slot` is still in the ring.
@@ -132,7 +138,11 @@ impl Ring {
         let old = self.slots[p];
         let new = old.saturating_add(amount);
         self.slots[p] = new;
-        self.sum += u128::from(new - old);
+        let (low, carry) = self.sum[0].overflowing_add(new - old);
+        self.sum[0] = low;
+        if carry {
+            self.sum[1] += 1;
+        }
         self.head
     }
 
@@ -147,7 +157,7 @@ impl Ring {
         let old = self.slots[p];
         let new = u64::try_from((i128::from(old) + delta).max(0)).unwrap_or(u64::MAX);
         self.slots[p] = new;
-        self.sum = self.sum - u128::from(old) + u128::from(new);
+        self.set_sum(self.sum() - u128::from(old) + u128::from(new));
     }
 
     /// Adds `delta` to `slot`, or to the oldest live slot when `slot` has already left the

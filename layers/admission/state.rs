@@ -444,3 +444,6 @@ impl KeyState {
         &self.long
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -383,8 +383,7 @@ impl WindowState {
     #[inline]
     pub(crate) fn reserve_fast(&mut self, l: &Limit, ask: &Ask, now: u64) -> Option<u64> {
         let now = self.clock.max(now);
-        if now >= self.fast_until
-            || l.shares.is_some()
+        if l.shares.is_some()
             || ask.priority != Priority::Interactive
             || self.probing
             || self.streak > 0
@@ -395,13 +394,13 @@ impl WindowState {
         }
         // Room for the call in every limited dimension, as `wait_at` computes it for lane 0
         // with nothing ahead: the trailing window's spend plus the cost within the limit,
-        // which a steady learner holds at the configured one.
+        // which a learner at the configured limit holds at the configured one.
         for d in 0..2 {
             if let Some(dim) = &self.dims[d] {
                 let n = part(ask.cost, d);
-                if !dim.learner.steady()
+                if !dim.learner.at_max()
                     || n > dim.max
-                    || dim.spent.sum() + u128::from(n) > u128::from(dim.max)
+                    || dim.spent.sum_at(now) + u128::from(n) > u128::from(dim.max)
                 {
                     return None;
                 }
@@ -409,12 +408,16 @@ impl WindowState {
         }
         self.clock = now;
         self.last_used = now;
+        // A ring starts a new slot: the general advance (rare: once a slot at most).
+        if now >= self.fast_until {
+            self.advance(l, now);
+        }
         for d in 0..2 {
             let Some(dim) = &mut self.dims[d] else {
                 continue;
             };
             // `advance` — the rings are in their newest slots until `fast_until`, the pace
-            // refills at a steady learner's rate (the configured limit), the regain changes
+            // refills at the rate of a learner at the configured limit, its regain changes
             // nothing — then `charge_admitted` for an interactive call that probes nothing (no
             // streak).
             let n = part(ask.cost, d);

@@ -359,11 +359,11 @@ impl BucketState {
             return None;
         }
         // Enough in every bucket at `now`, as `level_wait` computes it for lane 0: with nobody
-        // booked ahead and a steady learner, the rate after the advance is the configured one.
+        // booked ahead and a learner at the configured limit, the rate after the advance is the configured one.
         for d in 0..2 {
             if let Some(dim) = &self.dims[d] {
                 let n = part(ask.cost, d);
-                if !dim.learner.steady() || dim.too_large(n) || now >= dim.spent.head_end() {
+                if !dim.learner.at_max() || dim.too_large(n) {
                     return None;
                 }
                 let mut bucket = dim.bucket;
@@ -379,12 +379,15 @@ impl BucketState {
             let Some(dim) = &mut self.dims[d] else {
                 continue;
             };
-            // `advance` with nobody booked and a steady learner (its regain changes nothing,
-            // the rate becomes the configured limit) and the spend ring in its newest slot,
-            // then `charge` to no tenant.
+            // `advance` with nobody booked and a learner at the configured limit (its regain changes nothing,
+            // the rate becomes the configured limit), then `charge` to no tenant.
             let n = part(ask.cost, d);
             dim.bucket.advance(now, dim.rate, dim.cap);
-            dim.rate = dim.learner.effective();
+            dim.spent.advance(now);
+            let rate = dim.learner.effective();
+            if dim.rate != rate {
+                dim.rate = rate;
+            }
             dim.bucket.charge(scaled(n, l));
             dim.spent.add(n);
         }

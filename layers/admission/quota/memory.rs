@@ -90,6 +90,29 @@ impl MemorySlot {
             .unwrap_or(self.epoch + MAX_WAIT)
     }
 
+    /// [`Slot::settle`] beyond the success path: under the lock.
+    #[inline(never)]
+    fn settle_locked(
+        &self,
+        ticket: &mut MemoryTicket,
+        outcome: &Outcome,
+        usage: &Usage,
+        now: Instant,
+    ) -> Option<u64> {
+        let now = self.ns(now);
+        let mut state = self.lock();
+        let moved = state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
+        // A limit learned below the configured one at the last settle may have regained it
+        // since: that is a move to report too.
+        let moves = moved || self.learning.load(Ordering::Relaxed);
+        self.learning.store(state.learning(), Ordering::Relaxed);
+        if !moves {
+            return None;
+        }
+        let (requests, units) = state.effective();
+        units.or(requests)
+    }
+
     /// The slot's state, at `now`.
     pub fn stats(&self, now: Instant) -> SlotStats {
         let state = self.lock();
@@ -158,18 +181,7 @@ impl Slot for Arc<MemorySlot> {
         {
             return None;
         }
-        let now = self.ns(now());
-        let mut state = self.lock();
-        let moved = state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
-        // A limit learned below the configured one at the last settle may have regained it
-        // since: that is a move to report too.
-        let moves = moved || self.learning.load(Ordering::Relaxed);
-        self.learning.store(state.learning(), Ordering::Relaxed);
-        if !moves {
-            return None;
-        }
-        let (requests, units) = state.effective();
-        units.or(requests)
+        self.settle_locked(ticket, outcome, usage, now())
     }
 
     fn release_unsent(&self, ticket: &mut MemoryTicket, now: Instant) {
