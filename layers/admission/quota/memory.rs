@@ -132,7 +132,7 @@ impl MemorySlot {
 impl Slot for Arc<MemorySlot> {
     type Ticket = MemoryTicket;
 
-    #[inline]
+    #[inline(always)]
     fn reserve(&self, ask: &Ask, now: Instant) -> Result<(MemoryTicket, Grant), Rejected> {
         let (now, deadline) = self.ns_and_deadline(ask, now);
         let mut state = self.lock();
@@ -161,7 +161,7 @@ impl Slot for Arc<MemorySlot> {
         Ok(at.map_or(Grant::Now, |at| Grant::At(self.instant(at))))
     }
 
-    #[inline]
+    #[inline(always)]
     fn settle(
         &self,
         ticket: &mut MemoryTicket,
