@@ -421,10 +421,9 @@ impl WindowState {
             // nothing — then `charge_admitted` for an interactive call that probes nothing (no
             // streak).
             let n = part(ask.cost, d);
-            dim.pace.advance(now, dim.max, dim.pace_cap_max);
+            dim.pace.advance_unsaturated(now, dim.max, dim.pace_cap_max);
             dim.spent.add(n);
-            dim.pace.charge(scaled(n, l));
-            dim.pace.level = dim.pace.level.max(-2 * dim.pace_cap_max);
+            dim.pace.charge_floored(scaled(n, l), -2 * dim.pace_cap_max);
             dim.interactive.add(n);
             dim.interactive_calls.add(1);
         }

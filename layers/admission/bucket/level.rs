@@ -32,6 +32,31 @@ impl Bucket {
         }
     }
 
+    /// [`advance`](Self::advance) without saturating, for the fast paths: the level is at
+    /// most a capacity and a refill is a `u64` of nanoseconds times a rate the configuration
+    /// bounds (under 2^114), so the sum cannot overflow and is the same.
+    #[inline]
+    pub(crate) fn advance_unsaturated(&mut self, now: u64, rate: u64, cap: i128) {
+        if now > self.last {
+            let refill = i128::from(now - self.last) * i128::from(rate);
+            self.level = (self.level + refill).min(cap);
+            self.last = now;
+        }
+    }
+
+    /// [`charge`](Self::charge) `amount` (at most 2^111: a `u64` of units times a window),
+    /// then keep the level at or above `floor` (above -2^126): the same result, with no
+    /// saturating arithmetic.
+    #[inline]
+    pub(crate) fn charge_floored(&mut self, amount: i128, floor: i128) {
+        // `level - amount` saturates only far below `floor`, which wins then anyway.
+        self.level = if self.level >= floor + amount {
+            self.level - amount
+        } else {
+            floor
+        };
+    }
+
     /// Nanoseconds until the level reaches `need`.
     #[inline]
     pub(crate) fn wait_for(&self, need: i128, rate: u64) -> u64 {

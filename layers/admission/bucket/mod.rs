@@ -367,7 +367,7 @@ impl BucketState {
                     return None;
                 }
                 let mut bucket = dim.bucket;
-                bucket.advance(now, dim.rate, dim.cap);
+                bucket.advance_unsaturated(now, dim.rate, dim.cap);
                 if bucket.level < scaled(n, l).min(dim.cap) {
                     return None;
                 }
@@ -382,13 +382,14 @@ impl BucketState {
             // `advance` with nobody booked and a learner at the configured limit (its regain changes nothing,
             // the rate becomes the configured limit), then `charge` to no tenant.
             let n = part(ask.cost, d);
-            dim.bucket.advance(now, dim.rate, dim.cap);
+            dim.bucket.advance_unsaturated(now, dim.rate, dim.cap);
             dim.spent.advance(now);
             let rate = dim.learner.effective();
             if dim.rate != rate {
                 dim.rate = rate;
             }
-            dim.bucket.charge(scaled(n, l));
+            // The level covers the charge (checked above), so it cannot saturate.
+            dim.bucket.level -= scaled(n, l);
             dim.spent.add(n);
         }
         Some(now)
