@@ -30,8 +30,9 @@
 //! window) and at least one mean interactive call, so that interactive arrivals find room while
 //! batch calls queue, and a client without interactive traffic keeps nothing back.
 //!
-//! Memory is fixed per key: 257 counters per limited dimension (the [`Ring`]), 34 more for the
-//! interactive spend and calls, a pacing bucket, a child bucket per tenant.
+//! Memory is fixed per key: 257 counters per limited dimension (the [`Ring`]), 17 more for its
+//! interactive spend, a pacing bucket, a child bucket per tenant, and 17 for the interactive
+//! calls.
 
 use super::bucket::{Bucket, Lane, REQ, UNITS, child_cap, child_rate, part, scaled};
 use super::cost::{Cost, Usage};
@@ -77,8 +78,6 @@ const PPM: u128 = 1_000_000;
 struct Dim {
     spent: Ring,
     interactive: Ring,
-    /// The interactive calls of the trailing window (their mean cost is the least reserve).
-    interactive_calls: Ring,
     /// Paces the background lanes (levels in unit-nanoseconds, as the token bucket's).
     pace: Bucket,
     learner: Learner,
@@ -90,9 +89,9 @@ struct Dim {
 impl Dim {
     /// The automatic reserve at `now`: a 128th of the trailing window's interactive spend, and
     /// at least the mean interactive call, so that the next interactive arrival finds room.
-    fn reserve_at(&self, now: u64) -> u128 {
+    fn reserve_at(&self, interactive_calls: &Ring, now: u64) -> u128 {
         let spend = self.interactive.sum_at(now);
-        let calls = self.interactive_calls.sum_at(now);
+        let calls = interactive_calls.sum_at(now);
         if calls == 0 {
             return 0;
         }
@@ -110,6 +109,9 @@ impl Dim {
 pub(crate) struct WindowState {
     dims: [Option<Dim>; 2],
     lanes: [Lane; LANES],
+    /// The interactive calls of the trailing window (their mean cost is the least reserve of
+    /// each dimension): one count for both dimensions, which would keep the same one.
+    interactive_calls: Ring,
     tenants: Box<[[Bucket; 2]]>,
     /// When each tenant last asked beyond its share (`u64::MAX`: never).
     borrowed_at: Box<[u64]>,
@@ -138,7 +140,6 @@ impl WindowState {
             limit.map(|max| Dim {
                 spent: Ring::new(l.window, SLOTS, now),
                 interactive: Ring::new(l.window, RESERVE_SLOTS, now),
-                interactive_calls: Ring::new(l.window, RESERVE_SLOTS, now),
                 pace: Bucket::full(Dim::pace_cap(l, max), now),
                 learner: Learner::new(max, &l.learning, now),
                 max,
@@ -164,6 +165,7 @@ impl WindowState {
         WindowState {
             dims,
             lanes: [Lane::default(); LANES],
+            interactive_calls: Ring::new(l.window, RESERVE_SLOTS, now),
             tenants,
             borrowed_at,
             blocked_until: 0,
@@ -189,10 +191,10 @@ impl WindowState {
     }
 
     fn advance(&mut self, l: &Limit, now: u64) {
+        self.interactive_calls.advance(now);
         for dim in self.dims.iter_mut().flatten() {
             dim.spent.advance(now);
             dim.interactive.advance(now);
-            dim.interactive_calls.advance(now);
             let rate = dim.learner.effective();
             dim.pace.advance(now, rate, Dim::pace_cap(l, rate));
             dim.learner.regain(&l.learning, l.window, now);
@@ -202,12 +204,9 @@ impl WindowState {
             .iter()
             .flatten()
             .map(|dim| {
-                (dim.spent.head_end())
-                    .min(dim.interactive.head_end())
-                    .min(dim.interactive_calls.head_end())
+                (dim.spent.head_end()).min(dim.interactive.head_end())
             })
-            .min()
-            .unwrap_or(u64::MAX);
+            .fold(self.interactive_calls.head_end(), u64::min);
     }
 
     fn advance_child(&mut self, l: &Limit, t: usize, now: u64) {
@@ -290,7 +289,7 @@ impl WindowState {
             let reserve = if lane > INTERACTIVE {
                 match l.reserve_ppm {
                     Some(ppm) => limit * u128::from(ppm) / PPM,
-                    None => dim.reserve_at(now),
+                    None => dim.reserve_at(&self.interactive_calls, now),
                 }
                 .min(limit)
             } else {
@@ -363,8 +362,10 @@ impl WindowState {
             dim.pace.level = dim.pace.level.max(floor);
             if lane == INTERACTIVE {
                 dim.interactive.add(n);
-                dim.interactive_calls.add(1);
             }
+        }
+        if lane == INTERACTIVE {
+            self.interactive_calls.add(1);
         }
         if self.streak > 0 {
             self.probing = true;
@@ -425,8 +426,8 @@ impl WindowState {
             dim.spent.add(n);
             dim.pace.charge_floored(scaled(n, l), -2 * dim.pace_cap_max);
             dim.interactive.add(n);
-            dim.interactive_calls.add(1);
         }
+        self.interactive_calls.add(1);
         Some(now)
     }
 
