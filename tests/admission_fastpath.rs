@@ -49,7 +49,10 @@ fn a_waiter_queued_behind_a_fast_path_reservation_keeps_its_place() {
         // (FIFO in its lane): no fast path around the queue.
         let small = quota.reserve(&"k", Cost::units(500), t0 + MS).unwrap();
         let (Grant::At(small_at), Grant::At(waiter_at)) = (small.grant(), waiter.grant()) else {
-            panic!("{name}: the small call jumped the queue: {:?}", small.grant());
+            panic!(
+                "{name}: the small call jumped the queue: {:?}",
+                small.grant()
+            );
         };
         assert!(small_at >= waiter_at, "{name}: behind the waiter");
         // The first call settles far below its estimate; then the waiter, and the small call
@@ -94,7 +97,10 @@ fn a_settle_above_the_estimate_after_a_fast_reservation_is_debt() {
     assert!(matches!(over.grant(), Grant::At(_)), "the debt is counted");
     over.cancel(t1);
     let wait = slot.admit_wait(Cost::units(500), t1).unwrap();
-    assert!(wait >= 30 * S, "waits for the debt to leave the window: {wait:?}");
+    assert!(
+        wait >= 30 * S,
+        "waits for the debt to leave the window: {wait:?}"
+    );
     // The debt slides out with the window; the later call stays.
     let later = t0 + 61 * S;
     assert_eq!(slot.stats(later).units_spent, Some(2_000));

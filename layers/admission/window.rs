@@ -203,9 +203,7 @@ impl WindowState {
             .dims
             .iter()
             .flatten()
-            .map(|dim| {
-                (dim.spent.head_end()).min(dim.interactive.head_end())
-            })
+            .map(|dim| (dim.spent.head_end()).min(dim.interactive.head_end()))
             .fold(self.interactive_calls.head_end(), u64::min);
     }
 

@@ -352,9 +352,7 @@ impl BucketState {
     #[inline]
     pub(crate) fn reserve_fast(&mut self, l: &Limit, ask: &Ask, now: u64) -> Option<u64> {
         let now = self.clock.max(now);
-        if l.shares.is_some()
-            || ask.priority != Priority::Interactive
-            || self.lanes[0].waiting > 0
+        if l.shares.is_some() || ask.priority != Priority::Interactive || self.lanes[0].waiting > 0
         {
             return None;
         }

@@ -36,16 +36,23 @@ fn limits() -> Vec<(&'static str, Limit)> {
     let w = || Limit::per_second().requests(40).units(4_000);
     vec![
         ("sliding window", w().build().unwrap()),
-        ("units only", Limit::per_second().units(4_000).build().unwrap()),
+        (
+            "units only",
+            Limit::per_second().units(4_000).build().unwrap(),
+        ),
         (
             "token bucket",
             w().burst(Duration::from_millis(500)).build().unwrap(),
         ),
         (
             "sliding window + long window",
-            w().also(Window::new(Duration::from_secs(10)).requests(200).units(20_000))
-                .build()
-                .unwrap(),
+            w().also(
+                Window::new(Duration::from_secs(10))
+                    .requests(200)
+                    .units(20_000),
+            )
+            .build()
+            .unwrap(),
         ),
         (
             "token bucket + long window",
@@ -123,7 +130,11 @@ fn reserve_both(
     let expected = general.reserve(l, ask, deadline, now);
     match s.reserve_fast(l, ask, now) {
         None => {
-            assert_eq!(format!("{s:?}"), before, "a declined fast path changed the state");
+            assert_eq!(
+                format!("{s:?}"),
+                before,
+                "a declined fast path changed the state"
+            );
             *declined += 1;
             *s = general;
             expected.ok()
@@ -132,7 +143,11 @@ fn reserve_both(
             *fast_taken += 1;
             let got = Admitted { at, long_at }.ticket(ask, deadline);
             let expected = expected.expect("the fast path admitted what reserve refuses");
-            assert_eq!(format!("{got:?}"), format!("{expected:?}"), "tickets differ");
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{expected:?}"),
+                "tickets differ"
+            );
             assert_eq!(format!("{s:?}"), format!("{general:?}"), "states differ");
             Some(got)
         }
@@ -172,9 +187,15 @@ fn the_fast_path_admits_exactly_as_reserve_or_declines_without_a_trace() {
                     0..=3 => {
                         let ask = random_ask(&mut rng);
                         let deadline = at + rng.below(2 * SEC);
-                        if let Some(t) =
-                            reserve_both(&l, &mut s, &ask, deadline, at, &mut fast_taken, &mut declined)
-                        {
+                        if let Some(t) = reserve_both(
+                            &l,
+                            &mut s,
+                            &ask,
+                            deadline,
+                            at,
+                            &mut fast_taken,
+                            &mut declined,
+                        ) {
                             live.push(t);
                         }
                     }
