@@ -1,6 +1,13 @@
 //! One key's quota state, whichever [`Accounting`] its limit uses, with its long windows: the
 //! state the stores hold, the ticket a reservation carries, and the rules both accountings
 //! share.
+//!
+//! The success path has a fast path: [`KeyState::reserve_fast`] admits an interactive call at
+//! once when nothing else is in play (no tenant shares, no hold or probe, nobody queued ahead,
+//! learned limits at the configured ones, room now) with the same state changes as
+//! [`KeyState::reserve`], in one pass instead of the general arithmetic; otherwise it declines
+//! without changing anything and the store calls `reserve`. The tests in `state/tests.rs`
+//! compare the two, field by field, over random walks on every kind of limit.
 
 use super::bucket::BucketState;
 use super::cost::{Cost, Usage};

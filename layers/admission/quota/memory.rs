@@ -1,5 +1,9 @@
 //! The in-process store: [`MemoryStore`], per-key [`MemorySlot`]s in a sharded map with
 //! idle-key eviction.
+//!
+//! A reservation takes the key's lock once: the success path (see `KeyState::reserve_fast`)
+//! in a short critical section, anything else in the general one; a settle at the estimate
+//! with nothing to learn takes no lock at all.
 
 use std::collections::HashMap;
 use std::fmt;
