@@ -305,14 +305,19 @@ impl Long {
     /// window, as [`wait_at`](Self::wait_at) answers zero. Changes nothing.
     #[inline]
     pub(crate) fn fits_now(&self, cost: Cost, now: u64) -> bool {
-        self.hold_until == 0
-            && self.windows.iter().all(|w| {
-                w.iter().enumerate().all(|(d, dim)| {
-                    dim.as_ref().is_none_or(|dim| {
-                        dim.spent.sum_at(now) + u128::from(part(cost, d)) <= u128::from(dim.max)
-                    })
-                })
-            })
+        if self.hold_until != 0 {
+            return false;
+        }
+        for w in &self.windows {
+            for (d, dim) in w.iter().enumerate() {
+                if let Some(dim) = dim
+                    && dim.spent.sum_at(now) + u128::from(part(cost, d)) > u128::from(dim.max)
+                {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Time never runs backwards.
@@ -375,9 +380,13 @@ impl Long {
     #[inline]
     pub(crate) fn charge(&mut self, cost: Cost, now: u64) {
         debug_assert_eq!(self.hold_until, 0);
-        for (d, dim) in self.dims() {
-            dim.spent.advance(now);
-            dim.spent.add(part(cost, d));
+        for w in &mut self.windows {
+            for (d, dim) in w.iter_mut().enumerate() {
+                if let Some(dim) = dim {
+                    dim.spent.advance(now);
+                    dim.spent.add(part(cost, d));
+                }
+            }
         }
     }
 
