@@ -94,27 +94,29 @@ impl MemorySlot {
             .unwrap_or(self.epoch + MAX_WAIT)
     }
 
-    /// [`Slot::settle`] beyond the success path: under the lock.
+    /// [`Slot::settle`] beyond the success path: under the lock. The ticket and the usage come
+    /// by value and the ticket goes back, so that the success path need not keep either in
+    /// memory.
     #[inline(never)]
     fn settle_locked(
         &self,
-        ticket: &mut MemoryTicket,
+        mut ticket: MemoryTicket,
         outcome: &Outcome,
-        usage: &Usage,
+        usage: Usage,
         now: Instant,
-    ) -> Option<u64> {
+    ) -> (Option<u64>, MemoryTicket) {
         let now = self.ns(now);
         let mut state = self.lock();
-        let moved = state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
+        let moved = state.settle(&self.limit, &mut ticket.0, outcome, &usage, now);
         // A limit learned below the configured one at the last settle may have regained it
         // since: that is a move to report too.
         let moves = moved || self.learning.load(Ordering::Relaxed);
         self.learning.store(state.learning(), Ordering::Relaxed);
         if !moves {
-            return None;
+            return (None, ticket);
         }
         let (requests, units) = state.effective();
-        units.or(requests)
+        (units.or(requests), ticket)
     }
 
     /// The slot's state, at `now`.
@@ -185,7 +187,9 @@ impl Slot for Arc<MemorySlot> {
         {
             return None;
         }
-        self.settle_locked(ticket, outcome, usage, now())
+        let (moved, settled) = self.settle_locked(*ticket, outcome, *usage, now());
+        *ticket = settled;
+        moved
     }
 
     fn release_unsent(&self, ticket: &mut MemoryTicket, now: Instant) {
