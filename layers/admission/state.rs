@@ -172,7 +172,11 @@ impl KeyState {
     /// `reserve` would have returned differs from an empty one ([`Admitted::ticket`]).
     /// Otherwise it answers `None` with the state unchanged, and the caller goes on to
     /// [`reserve`](Self::reserve).
-    #[inline]
+    ///
+    /// Out of line on purpose: the slot's `reserve` around it is inlined into every caller
+    /// (the stack's futures too), and stays small that way; what it returns fits in
+    /// registers-sized words, cheap to pass back.
+    #[inline(never)]
     pub(crate) fn reserve_fast(&mut self, l: &Limit, ask: &Ask, now: u64) -> Option<Admitted> {
         if !self.long.active() {
             let at = each!(&mut self.primary, s => s.reserve_fast(l, ask, now))?;

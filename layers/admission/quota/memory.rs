@@ -167,7 +167,7 @@ impl Slot for Arc<MemorySlot> {
         Ok(at.map_or(Grant::Now, |at| Grant::At(self.instant(at))))
     }
 
-    #[inline(always)]
+    #[inline]
     fn settle(
         &self,
         ticket: &mut MemoryTicket,

@@ -96,7 +96,7 @@ impl<T: Slot> Reservation<T> {
     }
 
     /// Settles a successful call with what it really spent (refund when less, debt when more).
-    #[inline(always)]
+    #[inline]
     pub fn settle(self, usage: Usage, now: Instant) {
         let _ = self.finish(&Outcome::SUCCESS, usage, now);
     }
@@ -104,14 +104,14 @@ impl<T: Slot> Reservation<T> {
     /// Settles a call with its outcome: a throttle the budget did not predict shrinks the
     /// learned limit; successes grow it back. Returns the effective limit when settling may
     /// have moved it (see [`Slot::settle`]).
-    #[inline(always)]
+    #[inline]
     pub fn finish(self, outcome: &Outcome, usage: Usage, now: Instant) -> Option<u64> {
         self.finish_with(outcome, usage, || now)
     }
 
     /// [`finish`](Reservation::finish), reading the time from `now` only when settling needs
     /// it (a success at its estimate, with nothing to learn, does not).
-    #[inline(always)]
+    #[inline]
     pub fn finish_with(
         mut self,
         outcome: &Outcome,
