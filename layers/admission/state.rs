@@ -174,8 +174,8 @@ impl KeyState {
     /// [`reserve`](Self::reserve).
     ///
     /// Out of line on purpose: the slot's `reserve` around it is inlined into every caller
-    /// (the stack's futures too), and stays small that way; what it returns fits in
-    /// registers-sized words, cheap to pass back.
+    /// (the stack's futures too), and stays small that way; what it returns is three
+    /// plain words, cheap to pass back.
     #[inline(never)]
     pub(crate) fn reserve_fast(&mut self, l: &Limit, ask: &Ask, now: u64) -> Option<Admitted> {
         if !self.long.active() {
