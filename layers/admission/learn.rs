@@ -57,6 +57,7 @@ impl Learner {
     }
 
     /// The effective limit, as last updated.
+    #[inline]
     pub(crate) fn effective(&self) -> u64 {
         self.effective
     }
@@ -64,6 +65,7 @@ impl Learner {
     /// The effective limit at `now`, without recording it: after a window with no throttle
     /// since the last one, the gap to the configured limit left then shrinks by `regain` every
     /// further window (continuously).
+    #[inline]
     pub(crate) fn effective_at(&self, rules: &LearningRules, window: u64, now: u64) -> u64 {
         let window = window.max(1);
         let quiet_end = self.quiet_since.saturating_add(window);
@@ -86,7 +88,10 @@ impl Learner {
         self.cut_at
     }
 
-    /// Whether the limit is the configured one.
+    /// Whether the limit is the configured one. Then it stays so until the next throttle:
+    /// [`effective_at`](Self::effective_at) is the configured limit at any time, and
+    /// [`regain`](Self::regain) changes nothing.
+    #[inline]
     pub(crate) fn at_max(&self) -> bool {
         self.effective >= self.max
     }

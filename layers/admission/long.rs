@@ -294,7 +294,34 @@ impl Long {
         !self.windows.is_empty() || self.hold_until != 0
     }
 
+    /// The latest time seen.
+    #[inline]
+    pub(crate) fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// Whether a call of `cost` is admitted by the long windows at `now` (at or after the
+    /// clock) with no wait: no daily hold (so it probes nothing), and room in every long
+    /// window, as [`wait_at`](Self::wait_at) answers zero. Changes nothing.
+    #[inline]
+    pub(crate) fn fits_now(&self, cost: Cost, now: u64) -> bool {
+        if self.hold_until != 0 {
+            return false;
+        }
+        for w in &self.windows {
+            for (d, dim) in w.iter().enumerate() {
+                if let Some(dim) = dim
+                    && dim.spent.sum_at(now) + u128::from(part(cost, d)) > u128::from(dim.max)
+                {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Time never runs backwards.
+    #[inline]
     pub(crate) fn tick(&mut self, now: u64) -> u64 {
         self.clock = self.clock.max(now);
         self.clock
@@ -348,8 +375,24 @@ impl Long {
         (wait, bound)
     }
 
+    /// Charges an admitted call's estimate at `now`, with no daily hold (so it probes nothing):
+    /// [`admit`](Self::admit) on a fresh ticket, whose fields the caller knows.
+    #[inline]
+    pub(crate) fn charge(&mut self, cost: Cost, now: u64) {
+        debug_assert_eq!(self.hold_until, 0);
+        for w in &mut self.windows {
+            for (d, dim) in w.iter_mut().enumerate() {
+                if let Some(dim) = dim {
+                    dim.spent.advance(now);
+                    dim.spent.add(part(cost, d));
+                }
+            }
+        }
+    }
+
     /// Charges an admitted (or primary-booked) call's estimate at `now`; it becomes the probe
     /// when a daily hold is over and none is out.
+    #[inline]
     pub(crate) fn admit(&mut self, t: &mut LongTicket, cost: Cost, now: u64) {
         for (d, dim) in self.dims() {
             dim.spent.advance(now);

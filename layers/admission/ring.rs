@@ -15,8 +15,14 @@ pub(crate) struct Ring {
     slot_ns: u64,
     /// Absolute index (time / slot length) of the newest slot.
     head: u64,
-    /// The sum of every slot (all are live), exact: each slot's change is added here.
-    sum: u128,
+    /// Where the newest slot ends (`(head + 1) * slot_ns`, saturating): before it, the ring
+    /// needs no division to know that `now` is still in its newest slot.
+    head_end: u64,
+    /// The newest slot's position in `slots` (`head % len`).
+    head_pos: usize,
+    /// The sum of every slot (all are live), exact: each slot's change is added here. Kept as
+    /// two words (low, high) so that an addition that does not carry writes one.
+    sum: [u64; 2],
 }
 
 impl Ring {
@@ -26,29 +32,51 @@ impl Ring {
         let slot_ns = (window_ns / n.max(1)).max(1);
         let per_window = window_ns.div_ceil(slot_ns);
         let len = usize::try_from(per_window + 1).unwrap_or(usize::MAX);
-        Ring {
+        let mut ring = Ring {
             slots: vec![0; len].into_boxed_slice(),
             slot_ns,
-            head: now / slot_ns,
-            sum: 0,
-        }
+            head: 0,
+            head_end: 0,
+            head_pos: 0,
+            sum: [0, 0],
+        };
+        ring.set_head(now / slot_ns);
+        ring
     }
 
+    #[inline]
+    fn set_head(&mut self, head: u64) {
+        self.head = head;
+        self.head_end = head.saturating_add(1).saturating_mul(self.slot_ns);
+        self.head_pos = self.position(head);
+    }
+
+    #[inline]
     pub(crate) fn len(&self) -> u64 {
         self.slots.len() as u64
     }
 
+    #[inline]
     fn position(&self, slot: u64) -> usize {
         (slot % self.len()) as usize
     }
 
     /// The absolute slot `t` falls in.
+    #[inline]
     pub(crate) fn slot_of(&self, t: u64) -> u64 {
         t / self.slot_ns
     }
 
     /// Moves the newest slot to `now`, forgetting the slots that left the window.
+    #[inline]
     pub(crate) fn advance(&mut self, now: u64) {
+        if now < self.head_end {
+            return;
+        }
+        self.advance_slow(now);
+    }
+
+    fn advance_slow(&mut self, now: u64) {
         let current = now / self.slot_ns;
         if current <= self.head {
             return;
@@ -56,44 +84,71 @@ impl Ring {
         let steps = (current - self.head).min(self.len());
         for i in 1..=steps {
             let p = self.position(self.head + i);
-            self.sum -= u128::from(self.slots[p]);
+            self.set_sum(self.sum() - u128::from(self.slots[p]));
             self.slots[p] = 0;
         }
-        self.head = current;
+        self.set_head(current);
+    }
+
+    /// Where the newest slot ends: [`advance`](Self::advance) to an earlier instant changes
+    /// nothing, and [`sum_at`](Self::sum_at) one is [`sum`](Self::sum).
+    #[inline]
+    pub(crate) fn head_end(&self) -> u64 {
+        self.head_end
     }
 
     /// What the live slots hold.
+    #[inline]
     pub(crate) fn sum(&self) -> u128 {
-        self.sum
+        u128::from(self.sum[0]) | (u128::from(self.sum[1]) << 64)
+    }
+
+    #[inline]
+    fn set_sum(&mut self, sum: u128) {
+        self.sum = [sum as u64, (sum >> 64) as u64];
     }
 
     /// What the ring will hold at `now` (at or after its newest slot), without moving it.
+    #[inline]
     pub(crate) fn sum_at(&self, now: u64) -> u128 {
+        if now < self.head_end {
+            return self.sum();
+        }
         let current = now / self.slot_ns;
         if current <= self.head {
-            return self.sum;
+            return self.sum();
         }
         let steps = (current - self.head).min(self.len());
         let gone: u128 = (1..=steps)
             .map(|i| u128::from(self.slots[self.position(self.head + i)]))
             .sum();
-        self.sum - gone
+        self.sum() - gone
     }
 
     /// Whether `slot` is still in the ring.
+    #[inline]
     pub(crate) fn live(&self, slot: u64) -> bool {
         slot <= self.head && self.head - slot < self.len()
     }
 
     /// Adds `amount` to the newest slot; returns that slot.
+    #[inline]
     pub(crate) fn add(&mut self, amount: u64) -> u64 {
-        let head = self.head;
-        self.adjust(head, i128::from(amount));
-        head
+        let p = self.head_pos;
+        let old = self.slots[p];
+        let new = old.saturating_add(amount);
+        self.slots[p] = new;
+        let (low, carry) = self.sum[0].overflowing_add(new - old);
+        self.sum[0] = low;
+        if carry {
+            self.sum[1] += 1;
+        }
+        self.head
     }
 
     /// Changes `slot` by `delta` (never below zero) when it is still live; a slot that left the
     /// window is left alone (its spend no longer counts anywhere).
+    #[inline]
     pub(crate) fn adjust(&mut self, slot: u64, delta: i128) {
         if delta == 0 || !self.live(slot) {
             return;
@@ -102,7 +157,7 @@ impl Ring {
         let old = self.slots[p];
         let new = u64::try_from((i128::from(old) + delta).max(0)).unwrap_or(u64::MAX);
         self.slots[p] = new;
-        self.sum = self.sum - u128::from(old) + u128::from(new);
+        self.set_sum(self.sum() - u128::from(old) + u128::from(new));
     }
 
     /// Adds `delta` to `slot`, or to the oldest live slot when `slot` has already left the

@@ -1,6 +1,13 @@
 //! One key's quota state, whichever [`Accounting`] its limit uses, with its long windows: the
 //! state the stores hold, the ticket a reservation carries, and the rules both accountings
 //! share.
+//!
+//! The success path has a fast path: [`KeyState::reserve_fast`] admits an interactive call at
+//! once when nothing else is in play (no tenant shares, no hold or probe, nobody queued ahead,
+//! learned limits at the configured ones, room now) with the same state changes as
+//! [`KeyState::reserve`], in one pass instead of the general arithmetic; otherwise it declines
+//! without changing anything and the store calls `reserve`. The tests in `state/tests.rs`
+//! compare the two, field by field, over random walks on every kind of limit.
 
 use super::bucket::BucketState;
 use super::cost::{Cost, Usage};
@@ -36,6 +43,49 @@ impl Ticket {
     #[inline]
     pub(crate) fn probes(&self) -> bool {
         self.probe || self.long.probe
+    }
+}
+
+/// What [`KeyState::reserve_fast`] admitted: two instants, returned in registers rather than
+/// as a whole [`Ticket`] (copying one freshly written costs more than the rest of the fast
+/// path).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Admitted {
+    /// When the primary window admitted the call.
+    pub(crate) at: u64,
+    /// When the long windows were charged, if the key has any.
+    pub(crate) long_at: Option<u64>,
+}
+
+impl Admitted {
+    /// The ticket `reserve` returns for the call: admitted at once in the first lane, charged
+    /// to no tenant's share, probing nothing.
+    #[inline]
+    pub(crate) fn ticket(self, ask: &Ask, deadline: u64) -> Ticket {
+        let long = match self.long_at {
+            None => LongTicket::default(),
+            Some(at) => LongTicket {
+                held: false,
+                charged: true,
+                at,
+                bound: 0,
+                probe: false,
+                priority: ask.priority,
+                tenant: ask.tenant,
+            },
+        };
+        Ticket {
+            cost: ask.cost,
+            lane: 0,
+            green: None,
+            charged: true,
+            waiting: false,
+            admit_at: self.at,
+            deadline,
+            charged_at: self.at,
+            probe: false,
+            long,
+        }
     }
 }
 
@@ -112,6 +162,39 @@ impl KeyState {
             primary,
             long: Long::new(l, now),
         }
+    }
+
+    /// The common case of [`reserve`](Self::reserve), the success path taken without the
+    /// general arithmetic: an interactive call on a key without shares, with nothing held,
+    /// probing or queued ahead of it, the learned limits at the configured ones, and room for
+    /// it now in the primary window and in every long window. Then it is admitted at once, the
+    /// state changes exactly as `reserve` would change it, and this returns where the ticket
+    /// `reserve` would have returned differs from an empty one ([`Admitted::ticket`]).
+    /// Otherwise it answers `None` with the state unchanged, and the caller goes on to
+    /// [`reserve`](Self::reserve).
+    ///
+    /// Out of line on purpose: the slot's `reserve` around it is inlined into every caller
+    /// (the stack's futures too), and stays small that way; what it returns is three
+    /// plain words, cheap to pass back.
+    #[inline(never)]
+    pub(crate) fn reserve_fast(&mut self, l: &Limit, ask: &Ask, now: u64) -> Option<Admitted> {
+        if !self.long.active() {
+            let at = each!(&mut self.primary, s => s.reserve_fast(l, ask, now))?;
+            return Some(Admitted { at, long_at: None });
+        }
+        // As `reserve_long` with every long window's wait zero: no hold (so no probe), room
+        // in each; then the primary window admits at once, and the long windows are charged.
+        let long_now = self.long.clock().max(now);
+        if !self.long.fits_now(ask.cost, long_now) {
+            return None;
+        }
+        let at = each!(&mut self.primary, s => s.reserve_fast(l, ask, long_now))?;
+        let now = self.long.tick(now);
+        self.long.charge(ask.cost, now);
+        Some(Admitted {
+            at,
+            long_at: Some(now),
+        })
     }
 
     /// Reserves `ask`, to be admitted no later than `deadline`.
@@ -372,3 +455,6 @@ impl KeyState {
         &self.long
     }
 }
+
+#[cfg(test)]
+mod tests;

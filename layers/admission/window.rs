@@ -30,8 +30,9 @@
 //! window) and at least one mean interactive call, so that interactive arrivals find room while
 //! batch calls queue, and a client without interactive traffic keeps nothing back.
 //!
-//! Memory is fixed per key: 257 counters per limited dimension (the [`Ring`]), 34 more for the
-//! interactive spend and calls, a pacing bucket, a child bucket per tenant.
+//! Memory is fixed per key: 257 counters per limited dimension (the [`Ring`]), 17 more for its
+//! interactive spend, a pacing bucket, a child bucket per tenant, and 17 for the interactive
+//! calls.
 
 use super::bucket::{Bucket, Lane, REQ, UNITS, child_cap, child_rate, part, scaled};
 use super::cost::{Cost, Usage};
@@ -42,6 +43,8 @@ use super::quota::{Ask, RejectReason};
 use super::ring::Ring;
 use super::state::{Refusal, Ticket, named_dims};
 use crate::Outcome;
+
+mod fast;
 
 /// Time slots per window of the spend ring: a slot's spend leaves up to 1/256 of a window late.
 pub(crate) const SLOTS: u64 = 256;
@@ -77,20 +80,20 @@ const PPM: u128 = 1_000_000;
 struct Dim {
     spent: Ring,
     interactive: Ring,
-    /// The interactive calls of the trailing window (their mean cost is the least reserve).
-    interactive_calls: Ring,
     /// Paces the background lanes (levels in unit-nanoseconds, as the token bucket's).
     pace: Bucket,
     learner: Learner,
     max: u64,
+    /// The pacing bucket's capacity at the configured limit (`pace_cap(l, max)`).
+    pace_cap_max: i128,
 }
 
 impl Dim {
     /// The automatic reserve at `now`: a 128th of the trailing window's interactive spend, and
     /// at least the mean interactive call, so that the next interactive arrival finds room.
-    fn reserve_at(&self, now: u64) -> u128 {
+    fn reserve_at(&self, interactive_calls: &Ring, now: u64) -> u128 {
         let spend = self.interactive.sum_at(now);
-        let calls = self.interactive_calls.sum_at(now);
+        let calls = interactive_calls.sum_at(now);
         if calls == 0 {
             return 0;
         }
@@ -108,6 +111,9 @@ impl Dim {
 pub(crate) struct WindowState {
     dims: [Option<Dim>; 2],
     lanes: [Lane; LANES],
+    /// The interactive calls of the trailing window (their mean cost is the least reserve of
+    /// each dimension): one count for both dimensions, which would keep the same one.
+    interactive_calls: Ring,
     tenants: Box<[[Bucket; 2]]>,
     /// When each tenant last asked beyond its share (`u64::MAX`: never).
     borrowed_at: Box<[u64]>,
@@ -124,6 +130,10 @@ pub(crate) struct WindowState {
     last_used: u64,
     /// The latest time seen: time never runs backwards for the arithmetic.
     clock: u64,
+    /// No ring starts a new slot before this instant (the earliest end of their newest
+    /// slots, as of the last [`advance`](Self::advance); 0 before the first): until then
+    /// advancing them changes nothing, which [`reserve_fast`](Self::reserve_fast) relies on.
+    fast_until: u64,
 }
 
 impl WindowState {
@@ -132,10 +142,10 @@ impl WindowState {
             limit.map(|max| Dim {
                 spent: Ring::new(l.window, SLOTS, now),
                 interactive: Ring::new(l.window, RESERVE_SLOTS, now),
-                interactive_calls: Ring::new(l.window, RESERVE_SLOTS, now),
                 pace: Bucket::full(Dim::pace_cap(l, max), now),
                 learner: Learner::new(max, &l.learning, now),
                 max,
+                pace_cap_max: Dim::pace_cap(l, max),
             })
         };
         let dims = [dim(l.requests), dim(l.units)];
@@ -157,6 +167,7 @@ impl WindowState {
         WindowState {
             dims,
             lanes: [Lane::default(); LANES],
+            interactive_calls: Ring::new(l.window, RESERVE_SLOTS, now),
             tenants,
             borrowed_at,
             blocked_until: 0,
@@ -165,6 +176,7 @@ impl WindowState {
             probing: false,
             last_used: now,
             clock: now,
+            fast_until: 0,
         }
     }
 
@@ -181,14 +193,20 @@ impl WindowState {
     }
 
     fn advance(&mut self, l: &Limit, now: u64) {
+        self.interactive_calls.advance(now);
         for dim in self.dims.iter_mut().flatten() {
             dim.spent.advance(now);
             dim.interactive.advance(now);
-            dim.interactive_calls.advance(now);
             let rate = dim.learner.effective();
             dim.pace.advance(now, rate, Dim::pace_cap(l, rate));
             dim.learner.regain(&l.learning, l.window, now);
         }
+        self.fast_until = self
+            .dims
+            .iter()
+            .flatten()
+            .map(|dim| (dim.spent.head_end()).min(dim.interactive.head_end()))
+            .fold(self.interactive_calls.head_end(), u64::min);
     }
 
     fn advance_child(&mut self, l: &Limit, t: usize, now: u64) {
@@ -271,7 +289,7 @@ impl WindowState {
             let reserve = if lane > INTERACTIVE {
                 match l.reserve_ppm {
                     Some(ppm) => limit * u128::from(ppm) / PPM,
-                    None => dim.reserve_at(now),
+                    None => dim.reserve_at(&self.interactive_calls, now),
                 }
                 .min(limit)
             } else {
@@ -317,11 +335,24 @@ impl WindowState {
 
     /// Records an admitted call's estimate at `now`.
     fn admit(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
+        if self.charge_admitted(l, t.cost, usize::from(t.lane)) {
+            t.probe = true;
+        }
+        t.charged = true;
+        t.charged_at = now;
+        t.admit_at = now;
+    }
+
+    /// Charges an admitted call's estimate to the window (and its lane's records); returns
+    /// whether the call probes (the first call after a hold probes the provider's window for
+    /// the others).
+    #[inline]
+    fn charge_admitted(&mut self, l: &Limit, cost: Cost, lane: usize) -> bool {
         for d in 0..2 {
             let Some(dim) = &mut self.dims[d] else {
                 continue;
             };
-            let n = part(t.cost, d);
+            let n = part(cost, d);
             dim.spent.add(n);
             // The pace remembers at most two buckets of debt: it smooths the background lanes
             // (the window guarantees the limit), and a deficit run up by interactive calls must
@@ -329,19 +360,18 @@ impl WindowState {
             let floor = -2 * Dim::pace_cap(l, dim.learner.effective());
             dim.pace.charge(scaled(n, l));
             dim.pace.level = dim.pace.level.max(floor);
-            if usize::from(t.lane) == INTERACTIVE {
+            if lane == INTERACTIVE {
                 dim.interactive.add(n);
-                dim.interactive_calls.add(1);
             }
         }
-        t.charged = true;
-        t.charged_at = now;
-        t.admit_at = now;
-        // The first call after a hold probes the provider's window for the others.
-        if self.streak > 0 {
-            t.probe = true;
-            self.probing = true;
+        if lane == INTERACTIVE {
+            self.interactive_calls.add(1);
         }
+        if self.streak > 0 {
+            self.probing = true;
+            return true;
+        }
+        false
     }
 
     pub(crate) fn reserve(

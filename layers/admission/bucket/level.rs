@@ -15,6 +15,7 @@ pub(crate) struct Bucket {
 }
 
 impl Bucket {
+    #[inline]
     pub(crate) fn full(cap: i128, now: u64) -> Self {
         Bucket {
             level: cap,
@@ -27,6 +28,7 @@ impl Bucket {
         Bucket { level, last: now }
     }
 
+    #[inline]
     pub(crate) fn advance(&mut self, now: u64, rate: u64, cap: i128) {
         if now > self.last {
             let refill = i128::from(now - self.last) * i128::from(rate);
@@ -35,7 +37,33 @@ impl Bucket {
         }
     }
 
+    /// [`advance`](Self::advance) without saturating, for the fast paths: the level is at
+    /// most a capacity and a refill is a `u64` of nanoseconds times a rate the configuration
+    /// bounds (under 2^114), so the sum cannot overflow and is the same.
+    #[inline]
+    pub(crate) fn advance_unsaturated(&mut self, now: u64, rate: u64, cap: i128) {
+        if now > self.last {
+            let refill = i128::from(now - self.last) * i128::from(rate);
+            self.level = (self.level + refill).min(cap);
+            self.last = now;
+        }
+    }
+
+    /// [`charge`](Self::charge) `amount` (at most 2^111: a `u64` of units times a window),
+    /// then keep the level at or above `floor` (above -2^126): the same result, with no
+    /// saturating arithmetic.
+    #[inline]
+    pub(crate) fn charge_floored(&mut self, amount: i128, floor: i128) {
+        // `level - amount` saturates only far below `floor`, which wins then anyway.
+        self.level = if self.level >= floor + amount {
+            self.level - amount
+        } else {
+            floor
+        };
+    }
+
     /// Nanoseconds until the level reaches `need`.
+    #[inline]
     pub(crate) fn wait_for(&self, need: i128, rate: u64) -> u64 {
         if self.level >= need {
             return 0;
@@ -46,26 +74,31 @@ impl Bucket {
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
+    #[inline]
     pub(crate) fn charge(&mut self, amount: i128) {
         self.level = self.level.saturating_sub(amount);
     }
 
+    #[inline]
     pub(crate) fn refund(&mut self, amount: i128, cap: i128) {
         self.level = self.level.saturating_add(amount).min(cap);
     }
 }
 
 /// The part of `cost` in dimension `d`.
+#[inline]
 pub(crate) fn part(cost: Cost, d: usize) -> u64 {
     if d == REQ { cost.requests } else { cost.units }
 }
 
 /// `n` units in unit-nanoseconds.
+#[inline]
 pub(crate) fn scaled(n: u64, l: &Limit) -> i128 {
     i128::from(n) * i128::from(l.window)
 }
 
 /// A bucket's capacity at `rate`.
+#[inline]
 pub(crate) fn cap(l: &Limit, rate: u64) -> i128 {
     i128::from(l.burst) * i128::from(rate)
 }
@@ -77,6 +110,7 @@ pub(crate) fn initial(l: &Limit, rate: u64) -> i128 {
 }
 
 /// A tenant's share of `rate`.
+#[inline]
 pub(crate) fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
     match &l.shares {
         Some(w) => {
@@ -88,6 +122,7 @@ pub(crate) fn child_rate(l: &Limit, rate: u64, tenant: usize) -> u64 {
 }
 
 /// A tenant bucket's capacity at `rate`.
+#[inline]
 pub(crate) fn child_cap(l: &Limit, rate: u64) -> i128 {
     i128::from(l.share_burst) * i128::from(rate)
 }

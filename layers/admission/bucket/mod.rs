@@ -20,6 +20,7 @@ use super::ring::Ring;
 use super::state::{Refusal, Ticket, named_dims};
 use crate::Outcome;
 
+mod fast;
 mod level;
 
 pub(crate) use self::level::{Bucket, cap, child_cap, child_rate, initial, part, scaled};

@@ -1,5 +1,9 @@
 //! The in-process store: [`MemoryStore`], per-key [`MemorySlot`]s in a sharded map with
 //! idle-key eviction.
+//!
+//! A reservation takes the key's lock once: the success path (see `KeyState::reserve_fast`)
+//! in a short critical section, anything else in the general one; a settle at the estimate
+//! with nothing to learn takes no lock at all.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,9 +20,11 @@ use crate::admission::cost::{Cost, Usage};
 use crate::admission::limit::Limit;
 use crate::admission::long::bound_window;
 use crate::admission::state::{KeyState, Ticket};
+use crate::deadline::Deadline;
 use crate::nanos;
 
 /// Nanoseconds from a store's epoch to `now` (zero before it, saturating).
+#[inline]
 fn since(epoch: Instant, now: Instant) -> u64 {
     nanos(now.saturating_duration_since(epoch))
 }
@@ -57,12 +63,28 @@ pub struct SlotStats {
 }
 
 impl MemorySlot {
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, KeyState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    #[inline]
     fn ns(&self, now: Instant) -> u64 {
         since(self.epoch, now)
+    }
+
+    /// `now` and the ask's deadline (at most [`MAX_WAIT`] on), in nanoseconds since the epoch.
+    #[inline]
+    fn ns_and_deadline(&self, ask: &Ask, now: Instant) -> (u64, u64) {
+        let now_ns = self.ns(now);
+        let deadline = match ask.deadline.or_else(Deadline::current) {
+            Some(deadline) => self.ns(deadline.instant()),
+            // The priority's default wait from `now`, as `Ask::deadline_at` has it, without
+            // the instant arithmetic: for `now` at or after the epoch, nanoseconds add up.
+            None if now >= self.epoch => now_ns.saturating_add(nanos(ask.priority.default_wait())),
+            None => self.ns(ask.deadline_at(now)),
+        };
+        (now_ns, deadline.min(now_ns.saturating_add(nanos(MAX_WAIT))))
     }
 
     fn instant(&self, ns: u64) -> Instant {
@@ -70,6 +92,31 @@ impl MemorySlot {
         self.epoch
             .checked_add(Duration::from_nanos(ns))
             .unwrap_or(self.epoch + MAX_WAIT)
+    }
+
+    /// [`Slot::settle`] beyond the success path: under the lock. The ticket and the usage come
+    /// by value and the ticket goes back, so that the success path need not keep either in
+    /// memory.
+    #[inline(never)]
+    fn settle_locked(
+        &self,
+        mut ticket: MemoryTicket,
+        outcome: &Outcome,
+        usage: Usage,
+        now: Instant,
+    ) -> (Option<u64>, MemoryTicket) {
+        let now = self.ns(now);
+        let mut state = self.lock();
+        let moved = state.settle(&self.limit, &mut ticket.0, outcome, &usage, now);
+        // A limit learned below the configured one at the last settle may have regained it
+        // since: that is a move to report too.
+        let moves = moved || self.learning.load(Ordering::Relaxed);
+        self.learning.store(state.learning(), Ordering::Relaxed);
+        if !moves {
+            return (None, ticket);
+        }
+        let (requests, units) = state.effective();
+        (units.or(requests), ticket)
     }
 
     /// The slot's state, at `now`.
@@ -91,15 +138,18 @@ impl MemorySlot {
 impl Slot for Arc<MemorySlot> {
     type Ticket = MemoryTicket;
 
-    #[inline]
+    #[inline(always)]
     fn reserve(&self, ask: &Ask, now: Instant) -> Result<(MemoryTicket, Grant), Rejected> {
-        let deadline = self.ns(ask.deadline_at(now));
-        let now = self.ns(now);
-        let deadline = deadline.min(now.saturating_add(nanos(MAX_WAIT)));
-        let ticket = self
-            .lock()
-            .reserve(&self.limit, ask, deadline, now)
-            .map_err(Rejected::from_refusal)?;
+        let (now, deadline) = self.ns_and_deadline(ask, now);
+        let mut state = self.lock();
+        // The success path in one short critical section; anything else in the general one.
+        if let Some(admitted) = state.reserve_fast(&self.limit, ask, now) {
+            drop(state);
+            return Ok((MemoryTicket(admitted.ticket(ask, deadline)), Grant::Now));
+        }
+        let ticket = state.reserve(&self.limit, ask, deadline, now);
+        drop(state);
+        let ticket = ticket.map_err(Rejected::from_refusal)?;
         let grant = if ticket.waiting {
             Grant::At(self.instant(ticket.admit_at))
         } else {
@@ -137,18 +187,9 @@ impl Slot for Arc<MemorySlot> {
         {
             return None;
         }
-        let now = self.ns(now());
-        let mut state = self.lock();
-        let moved = state.settle(&self.limit, &mut ticket.0, outcome, usage, now);
-        // A limit learned below the configured one at the last settle may have regained it
-        // since: that is a move to report too.
-        let moves = moved || self.learning.load(Ordering::Relaxed);
-        self.learning.store(state.learning(), Ordering::Relaxed);
-        if !moves {
-            return None;
-        }
-        let (requests, units) = state.effective();
-        units.or(requests)
+        let (moved, settled) = self.settle_locked(*ticket, outcome, *usage, now());
+        *ticket = settled;
+        moved
     }
 
     fn release_unsent(&self, ticket: &mut MemoryTicket, now: Instant) {

@@ -34,7 +34,7 @@ impl<T: Slot> Reservation<T> {
     /// Reserves `ask` on a slot (see [`Quota::slot`]).
     ///
     /// [`Quota::slot`]: super::Quota::slot
-    #[inline]
+    #[inline(always)]
     pub fn reserve(slot: T, ask: &Ask, now: Instant) -> Result<Self, Rejected> {
         let (ticket, grant) = slot.reserve(ask, now)?;
         Ok(Reservation {
