@@ -1,7 +1,8 @@
 //! The quota's gauges: how much of each key's effective limit this client used over the
 //! trailing window (`headroom_quota_utilization`), how many calls wait for it
 //! (`headroom_admission_queue_depth`), and the effective limit itself (`headroom_quota_limit`,
-//! which learning also sets when it moves the limit).
+//! which learning also sets when it moves the limit) beside the configured one
+//! (`headroom_quota_configured_limit`).
 //!
 //! They are sampled, never computed by the quota's own `reserve`/`settle`: the adapter that
 //! ends an attempt asks [`QuotaGauges::due`] (a relaxed atomic load), and at most once per
@@ -52,6 +53,8 @@ pub(crate) struct QuotaGauges {
     /// The effective unit limit, also set when learning moves it: sampled so that a key
     /// that never learned shows its limit too.
     limit: Gauge,
+    /// The configured unit limit, beside the effective one.
+    configured: Gauge,
     /// When the next sample is due, in nanoseconds since `epoch`.
     next: Arc<AtomicU64>,
     epoch: Instant,
@@ -63,6 +66,7 @@ impl QuotaGauges {
             utilization: Gauge::register(names::QUOTA_UTILIZATION, labels),
             queue: Gauge::register(names::ADMISSION_QUEUE_DEPTH, labels),
             limit: Gauge::register(names::QUOTA_LIMIT, labels),
+            configured: Gauge::register(names::QUOTA_CONFIGURED_LIMIT, labels),
             next: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
         }
@@ -104,6 +108,9 @@ impl QuotaGauges {
         if let Some(units) = stats.units_limit {
             self.limit.set(units as f64);
         }
+        if let Some(units) = stats.units_configured {
+            self.configured.set(units as f64);
+        }
     }
 }
 
@@ -122,6 +129,7 @@ mod tests {
             waiting: 0,
             requests_limit: Some(requests.1),
             units_limit: units.map(|u| u.1),
+            units_configured: units.map(|u| u.1),
             requests_spent: Some(requests.0),
             units_spent: units.map(|u| u.0),
             at_rest: false,

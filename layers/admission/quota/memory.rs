@@ -52,6 +52,8 @@ pub struct SlotStats {
     pub requests_limit: Option<u64>,
     /// Effective (learned) units per window.
     pub units_limit: Option<u64>,
+    /// Configured units per window (the limit learning starts from and returns to).
+    pub units_configured: Option<u64>,
     /// Requests this client spent over the trailing window (calls in flight at their
     /// estimate).
     pub requests_spent: Option<u64>,
@@ -128,6 +130,7 @@ impl MemorySlot {
             waiting: state.waiting(),
             requests_limit,
             units_limit,
+            units_configured: self.limit.units(),
             requests_spent,
             units_spent,
             at_rest: state.at_rest(&self.limit, self.ns(now), 0),
