@@ -2,7 +2,7 @@
 //! trailing window (`headroom_quota_utilization`), how many calls wait for it
 //! (`headroom_admission_queue_depth`), and the effective limit itself (`headroom_quota_limit`,
 //! which learning also sets when it moves the limit) beside the configured one
-//! (`headroom_quota_configured_limit`).
+//! (`headroom_quota_configured_limit`), and the units spent beyond it (`headroom_quota_debt`).
 //!
 //! They are sampled, never computed by the quota's own `reserve`/`settle`: the adapter that
 //! ends an attempt asks [`QuotaGauges::due`] (a relaxed atomic load), and at most once per
@@ -45,6 +45,16 @@ pub(crate) fn utilization(stats: &SlotStats) -> Option<f64> {
     }
 }
 
+/// The units spent over the trailing window beyond the effective limit: what a settle above
+/// its estimate (or a learned cut) left the key owing, which later calls wait out; zero
+/// without a unit limit.
+pub(crate) fn debt(stats: &SlotStats) -> u64 {
+    match (stats.units_spent, stats.units_limit) {
+        (Some(spent), Some(limit)) => spent.saturating_sub(limit),
+        _ => 0,
+    }
+}
+
 /// One key's sampled gauges.
 #[derive(Clone)]
 pub(crate) struct QuotaGauges {
@@ -55,6 +65,8 @@ pub(crate) struct QuotaGauges {
     limit: Gauge,
     /// The configured unit limit, beside the effective one.
     configured: Gauge,
+    /// Units spent beyond the effective limit.
+    debt: Gauge,
     /// When the next sample is due, in nanoseconds since `epoch`.
     next: Arc<AtomicU64>,
     epoch: Instant,
@@ -67,6 +79,7 @@ impl QuotaGauges {
             queue: Gauge::register(names::ADMISSION_QUEUE_DEPTH, labels),
             limit: Gauge::register(names::QUOTA_LIMIT, labels),
             configured: Gauge::register(names::QUOTA_CONFIGURED_LIMIT, labels),
+            debt: Gauge::register(names::QUOTA_DEBT, labels),
             next: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
         }
@@ -111,6 +124,7 @@ impl QuotaGauges {
         if let Some(units) = stats.units_configured {
             self.configured.set(units as f64);
         }
+        self.debt.set(debt(&stats) as f64);
     }
 }
 
@@ -134,6 +148,13 @@ mod tests {
             units_spent: units.map(|u| u.0),
             at_rest: false,
         }
+    }
+
+    #[test]
+    fn debt_is_the_spend_beyond_the_effective_limit() {
+        assert_eq!(debt(&stats((10, 100), Some((1_200, 1_000)))), 200);
+        assert_eq!(debt(&stats((10, 100), Some((900, 1_000)))), 0);
+        assert_eq!(debt(&stats((500, 100), None)), 0);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | `headroom_admission_rejected_total` | counter | target, model, region | calls shed by admission |
 //! | `headroom_quota_limit` | gauge | target, model, region | the effective (learned) unit limit: set when learning moves it, and sampled with the utilisation (so a key that never learned shows its configured limit) |
 //! | `headroom_quota_configured_limit` | gauge | target, model, region | the configured unit limit (the console's number), sampled with the utilisation |
+//! | `headroom_quota_debt` | gauge | target, model, region | units spent over the trailing window beyond the effective limit (a settle above its estimate, or a learned cut, left the key owing them; later calls wait them out), sampled with the utilisation |
 //! | `headroom_quota_utilization` | gauge | target, model, region | share (0–1, above 1 when a learned cut left the spend over it) of the effective limit spent over the trailing window, the larger of requests and units; sampled when an attempt ends, at most once a second per key, in-process quota store only |
 //! | `headroom_admission_queue_depth` | gauge | target, model, region | calls waiting for quota on the key, all lanes; sampled with the utilisation |
 //! | `headroom_breaker_state` | gauge | target, model, region | 0 closed, 1 half-open, 2 open |
@@ -133,6 +134,8 @@ pub mod names {
     pub const QUOTA_LIMIT: &str = "headroom_quota_limit";
     /// Gauge: the configured unit limit per window (the one learning starts from).
     pub const QUOTA_CONFIGURED_LIMIT: &str = "headroom_quota_configured_limit";
+    /// Gauge: units spent over the trailing window beyond the effective limit.
+    pub const QUOTA_DEBT: &str = "headroom_quota_debt";
     /// Gauge: the share of the effective limit this client spent over the trailing window
     /// (the larger of the requests' and the units' shares), sampled at most once a second.
     pub const QUOTA_UTILIZATION: &str = "headroom_quota_utilization";
