@@ -348,13 +348,27 @@ impl HotKeys {
     /// not. Returns the key's id.
     pub fn record(&self, key: &[u8], units: u64, throttled: bool, now: Instant) -> KeyId {
         let id = self.salt.id(key);
+        self.record_id(id, Some(key), units, throttled, now);
+        id
+    }
+
+    /// [`record`](Self::record) for a key already hashed with this tracker's salt (its value,
+    /// when given, is kept only with `show_keys`); returns the key's units in `now`'s second.
+    pub(crate) fn record_id(
+        &self,
+        id: KeyId,
+        key: Option<&[u8]>,
+        units: u64,
+        throttled: bool,
+        now: Instant,
+    ) -> u64 {
         let second = self.second(now);
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let rolled = inner.roll(second, self.window_secs);
         if let Some(finished) = rolled.filter(|_| self.metrics) {
             self.emit_gauges(&finished);
         }
-        let value = self.show_keys.then(|| shown(key));
+        let value = key.filter(|_| self.show_keys).map(shown);
         let sketch = match inner.seconds.back_mut() {
             Some(s) if s.second == second => s,
             _ => {
@@ -363,6 +377,7 @@ impl HotKeys {
             }
         };
         let entry = sketch.add(id, units, throttled, value);
+        let second_units = entry.units;
         let hot = (entry.units >= self.warn_at).then(|| (entry.units, entry.key.clone()));
         if let Some((entry_units, entry_key)) =
             hot.filter(|_| inner.first_warning(id, second, self.window_secs, self.tracked))
@@ -386,7 +401,7 @@ impl HotKeys {
             )
             .increment(1);
         }
-        id
+        second_units
     }
 
     /// The heaviest keys over the window ending at `now`.
