@@ -125,6 +125,7 @@ fn the_same_seed_prints_the_same_json_twice() {
         if scenario == 5 {
             expected.extend([
                 "hot_key_attempts",
+                "hot_key_report_named_at_s",
                 "hot_key_throttled",
                 "key_range_throttles",
                 "other_keys_throttled",

@@ -124,7 +124,7 @@ pub fn headroom_clients(
     let (profile, quota): (Profile, Quota<Arc<str>>) = if is_bedrock(handle) {
         (Profile::Bedrock, bedrock_quota(console, plan, key)?)
     } else {
-        (Profile::DynamoDb, dynamodb_quota(console, plan, key)?)
+        (Profile::DynamoDb, dynamodb_quota(console, plan)?)
     };
     let apps = plan
         .apps
@@ -165,12 +165,18 @@ pub fn headroom_clients(
             })
         })
         .collect::<Result<Vec<_>, BoxError>>()?;
-    let probe_key = key(primary);
+    // DynamoDB's writes are keyed by the table's write key.
+    let probe_key = if is_bedrock(handle) {
+        key(primary)
+    } else {
+        Arc::from(tower_headroom::dynamodb::write_key(primary.model))
+    };
     let probe: LimitProbe =
         Arc::new(move |now| quota.stats(&probe_key, now).and_then(|s| s.units_limit));
     Ok(Clients {
         apps,
         effective_limit: Some(probe),
+        hot_key_report: None,
     })
 }
 
