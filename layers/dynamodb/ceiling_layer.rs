@@ -41,6 +41,7 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 
 use super::Access;
 use super::ceiling::PartitionCeiling;
+use crate::Outcome;
 use crate::classify::Classify;
 
 /// What one request spends of one partition key, as the key extractor names it.
@@ -166,6 +167,20 @@ impl<T> Future for ResponseFuture<T> {
     }
 }
 
+fn boxed<E: Into<BoxError>>(error: E) -> BoxError {
+    error.into()
+}
+
+fn classify<C: Classify<T>, T>(classifier: &C, result: &Result<T, BoxError>) -> Outcome {
+    match result {
+        Ok(response) => classifier.classify(Ok(response)),
+        Err(error) => {
+            let error: &(dyn std::error::Error + 'static) = &**error;
+            classifier.classify(Err(error))
+        }
+    }
+}
+
 impl<S, C, F, Req> Service<Req> for PartitionCeilingService<S, C, F>
 where
     S: Service<Req> + Clone + Send + 'static,
@@ -194,21 +209,20 @@ where
         ResponseFuture {
             inner: Box::pin(async move {
                 let Some(key) = key else {
-                    return inner.oneshot(req).await.map_err(Into::into);
+                    return inner.oneshot(req).await.map_err(boxed);
                 };
-                let mut ticket = ceiling.admit(
-                    &key.table,
-                    key.access,
-                    &key.partition_key,
-                    key.units,
-                    Instant::now(),
-                )?;
-                ticket.ready().await?;
-                let result = inner.oneshot(req).await.map_err(Into::into);
-                let outcome = match &result {
-                    Ok(response) => classifier.classify(Ok(response)),
-                    Err(error) => classifier.classify(Err(&**error)),
-                };
+                let mut ticket = ceiling
+                    .admit(
+                        &key.table,
+                        key.access,
+                        &key.partition_key,
+                        key.units,
+                        Instant::now(),
+                    )
+                    .map_err(BoxError::from)?;
+                ticket.ready().await.map_err(BoxError::from)?;
+                let result = inner.oneshot(req).await.map_err(boxed);
+                let outcome = classify(&classifier, &result);
                 ceiling.record_with_key(ticket, &key.partition_key, &outcome, Instant::now());
                 result
             }),
