@@ -118,7 +118,10 @@ async fn a_hot_key_is_held_to_its_ceiling_and_named() {
     assert_eq!(top.units, 5 * 50 * 30);
     // Its busiest second is the first, before it was seen hot; below what it asked for.
     assert!(top.peak_units_per_second < 1_500, "{top:?}");
-    assert!(top.peak_share() > 0.5 * PARTITION_MAX_WCU as f64 / 1_000.0, "{top:?}");
+    assert!(
+        top.peak_share() > 0.5 * PARTITION_MAX_WCU as f64 / 1_000.0,
+        "{top:?}"
+    );
     assert!(top.key.is_none());
     assert_eq!(ceiling.hot_keys(now), 1);
 }

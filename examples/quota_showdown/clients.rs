@@ -28,10 +28,10 @@ use tower_headroom::Outcome;
 use tower_headroom::admission::{Cost, Limit, Priority, Quota, Tenant, Usage};
 use tower_headroom::bedrock::ModelTable;
 use tower_headroom::classify::Classify;
-use tower_headroom::fallback::Target;
 use tower_headroom::dynamodb::{
     self, Access, PartitionCeiling, PartitionCeilingLayer, PartitionUnits, TableLimits,
 };
+use tower_headroom::fallback::Target;
 use tower_headroom::sim::{
     DynamoCall, DynamoReply, ModelCall, ModelReply, Op, SimClassifier, SimError,
 };
@@ -317,9 +317,10 @@ pub fn dynamodb_quota(console: &Console, plan: &Plan) -> Result<Quota<Arc<str>>,
 pub fn dynamo_units(call: &DynamoCall) -> u64 {
     match call.op {
         Op::Write => dynamodb::write_units(call.item_bytes),
-        Op::Read { consistent } => {
-            dynamodb::read_half_units(call.item_bytes, dynamodb::Read::consistent(Some(consistent)))
-        }
+        Op::Read { consistent } => dynamodb::read_half_units(
+            call.item_bytes,
+            dynamodb::Read::consistent(Some(consistent)),
+        ),
     }
 }
 
@@ -327,7 +328,10 @@ pub fn dynamo_units(call: &DynamoCall) -> u64 {
 /// seeded for repeatable hashes, no gauges (the showdown reads the report).
 pub fn partition_ceiling(seed: u64) -> Result<Arc<PartitionCeiling>, BoxError> {
     Ok(Arc::new(
-        PartitionCeiling::builder().salt(seed).metrics(false).build()?,
+        PartitionCeiling::builder()
+            .salt(seed)
+            .metrics(false)
+            .build()?,
     ))
 }
 
@@ -600,9 +604,7 @@ fn dynamodb_stacks(
                 for t in targets(access) {
                     builder = builder.target(t);
                 }
-                builder
-                    .seed(app_seed)
-                    .admission(quota.clone(), estimate)
+                builder.seed(app_seed).admission(quota.clone(), estimate)
             };
             let writes = stack(Access::Write)
                 .usage(write_usage)

@@ -76,7 +76,9 @@ pub fn json_line(row: &Row) -> String {
             h.key_range_throttles,
             h.provisioned_throttles,
         );
-        let named = h.report_named_at_s.map_or("null".to_owned(), |at| at.to_string());
+        let named = h
+            .report_named_at_s
+            .map_or("null".to_owned(), |at| at.to_string());
         let _ = write!(out, ",\"hot_key_report_named_at_s\":{named}");
     }
     if let Some(daily) = &row.daily {

@@ -57,9 +57,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Access, HALF_UNITS_PER_RCU};
-use crate::admission::{
-    Ask, Cost, Grant, Limit, MemorySlot, Quota, Rejected, Reservation, Usage,
-};
+use crate::admission::{Ask, Cost, Grant, Limit, MemorySlot, Quota, Rejected, Reservation, Usage};
 use crate::error::ConfigError;
 use crate::hot_keys::{HotKeyReport, HotKeys, KeyId};
 use crate::{Outcome, OutcomeKind, ThrottleLimit, ThrottleScope};
@@ -241,7 +239,9 @@ impl CeilingTicket {
 
     /// When the attempt may be sent: now, or at an instant (a hot key over its maximum).
     pub fn grant(&self) -> Grant {
-        self.reservation.as_ref().map_or(Grant::Now, Reservation::grant)
+        self.reservation
+            .as_ref()
+            .map_or(Grant::Now, Reservation::grant)
     }
 
     /// The key's hash.
@@ -327,9 +327,10 @@ impl PartitionCeiling {
         let (stream, stream_key, hot) = {
             let mut inner = self.lock();
             let stream = self.stream(&mut inner, table, access);
-            let stream_key = stream
-                .as_ref()
-                .map_or_else(|| Arc::from(super::key(table, access)), |s| Arc::from(s.name()));
+            let stream_key = stream.as_ref().map_or_else(
+                || Arc::from(super::key(table, access)),
+                |s| Arc::from(s.name()),
+            );
             let key = (stream_key, id);
             let hot = match inner.hot.get(&key) {
                 Some(&at) if now.saturating_duration_since(at) < self.hold => true,
@@ -383,13 +384,13 @@ impl PartitionCeiling {
 
     /// Records an attempt's outcome: into the report, and into the key's budget (a hot key's
     /// units spent on success, given back otherwise; a key-range throttle shrinks only this
-    /// key's learned limit and makes the key hot). `partition_key` is the value the ticket
-    /// was admitted for (the report keeps it only when asked to show keys).
+    /// key's learned limit and makes the key hot).
     pub fn record(&self, ticket: CeilingTicket, outcome: &Outcome, now: Instant) {
         self.record_key(ticket, None, outcome, now);
     }
 
-    /// [`record`](Self::record), with the key's value for a report that shows keys.
+    /// [`record`](Self::record), with the key's value (the one the ticket was admitted for)
+    /// for a report that shows keys ([`PartitionCeilingBuilder::show_keys`]).
     pub fn record_with_key(
         &self,
         ticket: CeilingTicket,
@@ -456,7 +457,11 @@ impl PartitionCeiling {
     /// The hot-key report of `table`'s reads or writes over the window ending at `now` (reads
     /// in half RCUs), `None` before any attempt on them.
     pub fn report(&self, table: &str, access: Access, now: Instant) -> Option<HotKeyReport> {
-        let stream = self.lock().streams.get(super::key(table, access).as_str()).cloned();
+        let stream = self
+            .lock()
+            .streams
+            .get(super::key(table, access).as_str())
+            .cloned();
         stream.map(|s| s.report(now))
     }
 

@@ -93,7 +93,8 @@ impl<C: Clone, F: Clone> Clone for PartitionCeilingLayer<C, F> {
 
 impl<C, F> fmt::Debug for PartitionCeilingLayer<C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PartitionCeilingLayer").finish_non_exhaustive()
+        f.debug_struct("PartitionCeilingLayer")
+            .finish_non_exhaustive()
     }
 }
 

@@ -50,7 +50,10 @@ fn a_hot_key_is_held_to_the_partition_maximum() {
     let sent = drive(&c, b"order#hot", 1_500, 5);
     assert!(sent[0] <= 1_500, "{sent:?}");
     for (second, units) in sent.iter().enumerate().skip(1) {
-        assert!(*units <= PARTITION_MAX_WCU + 30, "second {second}: {units} ({sent:?})");
+        assert!(
+            *units <= PARTITION_MAX_WCU + 30,
+            "second {second}: {units} ({sent:?})"
+        );
     }
     // Everything is sent eventually, at the maximum.
     assert_eq!(sent.iter().sum::<u64>(), 1_500 * 5);
@@ -81,11 +84,27 @@ fn a_key_range_throttle_teaches_only_its_key() {
     // Another key's table throttle makes nothing hot.
     let other = c.admit("orders", Access::Write, b"b", 1, now).unwrap();
     c.record(other, &Outcome::throttled(ThrottleScope::Capacity), now);
-    assert!(c.admit("orders", Access::Write, b"a", 1, now).unwrap().is_hot());
-    assert!(!c.admit("orders", Access::Write, b"b", 1, now).unwrap().is_hot());
+    assert!(
+        c.admit("orders", Access::Write, b"a", 1, now)
+            .unwrap()
+            .is_hot()
+    );
+    assert!(
+        !c.admit("orders", Access::Write, b"b", 1, now)
+            .unwrap()
+            .is_hot()
+    );
     // The same value on the table's reads, or on another table, is another key.
-    assert!(!c.admit("orders", Access::Read, b"a", 1, now).unwrap().is_hot());
-    assert!(!c.admit("users", Access::Write, b"a", 1, now).unwrap().is_hot());
+    assert!(
+        !c.admit("orders", Access::Read, b"a", 1, now)
+            .unwrap()
+            .is_hot()
+    );
+    assert!(
+        !c.admit("users", Access::Write, b"a", 1, now)
+            .unwrap()
+            .is_hot()
+    );
     // Throttles shrink the key's learned limit below the maximum.
     let later = now + Duration::from_secs(2);
     for i in 0..5 {
@@ -103,7 +122,11 @@ fn a_key_range_throttle_teaches_only_its_key() {
     assert!(top.key.is_none());
     // Once the hold has passed without heat, the key is cold again and its budget evicted.
     let cold = later + Duration::from_secs(61);
-    assert!(!c.admit("orders", Access::Write, b"a", 1, cold).unwrap().is_hot());
+    assert!(
+        !c.admit("orders", Access::Write, b"a", 1, cold)
+            .unwrap()
+            .is_hot()
+    );
     assert_eq!(c.budgets(cold + Duration::from_secs(61)), 0);
 }
 
@@ -118,9 +141,15 @@ fn memory_stays_bounded_with_many_keys() {
     let now = Instant::now();
     for i in 0..100_000u32 {
         let key = format!("order#{i}");
-        let t = c.admit("orders", Access::Write, key.as_bytes(), 5, now).unwrap();
+        let t = c
+            .admit("orders", Access::Write, key.as_bytes(), 5, now)
+            .unwrap();
         // Every tenth is throttled by its key range, so would be hot.
-        let outcome = if i % 10 == 0 { key_range() } else { Outcome::SUCCESS };
+        let outcome = if i % 10 == 0 {
+            key_range()
+        } else {
+            Outcome::SUCCESS
+        };
         c.record(t, &outcome, now);
     }
     assert_eq!(c.hot_keys(now), 100);
@@ -131,7 +160,10 @@ fn memory_stays_bounded_with_many_keys() {
 
 #[test]
 fn settings_are_checked() {
-    let e = PartitionCeiling::builder().hot_share(0.0).build().unwrap_err();
+    let e = PartitionCeiling::builder()
+        .hot_share(0.0)
+        .build()
+        .unwrap_err();
     assert_eq!(e.field(), "hot_share");
     let e = PartitionCeiling::builder()
         .hold(Duration::from_millis(10))
