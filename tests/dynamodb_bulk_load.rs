@@ -92,18 +92,17 @@ async fn plain_loop(client: aws_sdk_dynamodb::Client) {
         let mut pending = HashMap::from([("orders".to_owned(), chunk.to_vec())]);
         let mut backoff = Duration::from_millis(50);
         loop {
-            match client
+            let sent = client
                 .batch_write_item()
                 .set_request_items(Some(pending.clone()))
                 .send()
-                .await
-            {
-                Ok(out) => match out.unprocessed_items {
+                .await;
+            // An error: every item throttled, after the SDK's own retries; resend them all.
+            if let Ok(out) = sent {
+                match out.unprocessed_items {
                     Some(left) if !left.is_empty() => pending = left,
                     _ => break,
-                },
-                // Every item throttled, after the SDK's own retries: resend them all.
-                Err(_) => {}
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -159,5 +158,8 @@ async fn a_bulk_load_writes_every_item_and_headroom_is_hardly_throttled() {
         "{throttled} of {}",
         written + throttled
     );
-    assert!(throttled < plain_throttled, "{throttled} vs {plain_throttled}");
+    assert!(
+        throttled < plain_throttled,
+        "{throttled} vs {plain_throttled}"
+    );
 }

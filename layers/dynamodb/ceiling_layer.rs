@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::Instant;
-use tower::{BoxError, Layer, Service, ServiceExt};
+use tower::{BoxError, Layer, Service};
 
 use super::Access;
 use super::ceiling::PartitionCeiling;
@@ -168,8 +168,16 @@ impl<T> Future for ResponseFuture<T> {
     }
 }
 
-fn boxed<E: Into<BoxError>>(error: E) -> BoxError {
-    error.into()
+/// `inner` made ready, then called with `req`.
+async fn oneshot<S, Req>(mut inner: S, req: Req) -> Result<S::Response, BoxError>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    std::future::poll_fn(|cx| inner.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    inner.call(req).await.map_err(Into::into)
 }
 
 fn classify<C: Classify<T>, T>(classifier: &C, result: &Result<T, BoxError>) -> Outcome {
@@ -210,7 +218,7 @@ where
         ResponseFuture {
             inner: Box::pin(async move {
                 let Some(key) = key else {
-                    return inner.oneshot(req).await.map_err(boxed);
+                    return oneshot(inner, req).await;
                 };
                 let mut ticket = ceiling
                     .admit(
@@ -222,7 +230,7 @@ where
                     )
                     .map_err(BoxError::from)?;
                 ticket.ready().await.map_err(BoxError::from)?;
-                let result = inner.oneshot(req).await.map_err(boxed);
+                let result = oneshot(inner, req).await;
                 let outcome = classify(&classifier, &result);
                 ceiling.record_with_key(ticket, &key.partition_key, &outcome, Instant::now());
                 result
