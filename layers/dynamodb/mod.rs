@@ -53,20 +53,18 @@
 //! table: [`PartitionCeiling`] gives keys it sees hot a budget of their own at that maximum,
 //! learns from key-range throttles on that key alone, and reports the heaviest keys
 //! ([`PartitionCeiling::report`]); [`PartitionCeilingLayer`] puts it in front of a Tower
-//! client (see the `ceiling` docs on [`PartitionCeiling`]).
+//! client (see [`ceiling`] and [`ceiling_layer`]).
 
 use std::hash::Hash;
 
-mod ceiling;
-mod ceiling_layer;
+pub mod ceiling;
+pub mod ceiling_layer;
 
 pub use self::ceiling::{
     CeilingTicket, MAX_STREAMS, PARTITION_MAX_RCU, PARTITION_MAX_WCU, PartitionCeiling,
     PartitionCeilingBuilder, partition_max,
 };
-pub use self::ceiling_layer::{
-    PartitionCeilingLayer, PartitionCeilingService, PartitionUnits, ResponseFuture,
-};
+pub use self::ceiling_layer::{PartitionCeilingLayer, PartitionCeilingService, PartitionUnits};
 
 use crate::Profile;
 use crate::admission::{Limit, QuotaBuilder};
