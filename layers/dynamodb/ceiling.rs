@@ -36,8 +36,8 @@
 //!
 //! let ceiling = PartitionCeiling::builder().build()?;
 //! let now = Instant::now();
-//! // 600 WCU of one key in a second: past half of its 1,000 WCU maximum, so it is hot.
-//! for _ in 0..20 {
+//! // 510 WCU of one key in a second: past half of its 1,000 WCU maximum, so it is hot.
+//! for _ in 0..17 {
 //!     let ticket = ceiling.admit("orders", Access::Write, b"order#hot", 30, now)?;
 //!     assert!(!ticket.is_hot());
 //!     ceiling.record(ticket, &Outcome::SUCCESS, now);
