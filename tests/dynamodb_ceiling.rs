@@ -125,3 +125,31 @@ async fn a_hot_key_is_held_to_its_ceiling_and_named() {
     assert!(top.key.is_none());
     assert_eq!(ceiling.hot_keys(now), 1);
 }
+
+/// The simulator's rejection as the Tower path classifies it: a key-range throttle is
+/// `Throttled(Partition)` with its reason (the table's budget is not lowered), a table's
+/// provisioned throttle `Throttled(Capacity)`.
+#[test]
+fn a_key_range_throttle_is_a_partition_throttle_on_the_tower_path() {
+    use tower_headroom::sim::{SimError, ThrottlingReason};
+    use tower_headroom::{OutcomeKind, ThrottleLimit, ThrottleScope};
+    let error = |reason| {
+        SimError::new(
+            http::StatusCode::BAD_REQUEST,
+            "ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded.",
+        )
+        .with_throttling_reason(
+            reason,
+            "arn:aws:dynamodb:us-east-1:000000000000:table/orders",
+        )
+    };
+    let hot = error(ThrottlingReason::TableWriteKeyRangeThroughputExceeded).outcome();
+    assert_eq!(hot.kind, OutcomeKind::Throttled(ThrottleScope::Partition));
+    assert_eq!(hot.reason.unwrap().limit, ThrottleLimit::KeyRange);
+    assert!(!hot.kind.teaches_quota());
+    let table = error(ThrottlingReason::TableWriteProvisionedThroughputExceeded).outcome();
+    assert_eq!(table.kind, OutcomeKind::Throttled(ThrottleScope::Capacity));
+    assert_eq!(table.reason.unwrap().limit, ThrottleLimit::Provisioned);
+    assert!(table.kind.teaches_quota());
+}
