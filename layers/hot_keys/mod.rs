@@ -38,6 +38,11 @@
 //! # Ok::<(), tower_headroom::ConfigError>(())
 //! ```
 //!
+//! [`dynamodb::PartitionCeiling`](crate::dynamodb::PartitionCeiling) keeps one per table key
+//! (`orders:write`, `orders:read`), fed from every call it admits, and reads it to find the keys
+//! that need a budget of their own: its [`report`](crate::dynamodb::PartitionCeiling::report) is
+//! the client's view of its hot keys.
+//!
 //! # Key values stay out of sight
 //!
 //! Partition key values are customer data. By default a key is known only by a salted hash
