@@ -28,9 +28,12 @@ use tower_headroom::Outcome;
 use tower_headroom::admission::{Cost, Limit, Priority, Quota, Tenant, Usage};
 use tower_headroom::bedrock::ModelTable;
 use tower_headroom::classify::Classify;
+use tower_headroom::dynamodb::{
+    self, Access, PartitionCeiling, PartitionCeilingLayer, PartitionUnits, TableLimits,
+};
 use tower_headroom::fallback::Target;
 use tower_headroom::sim::{
-    DynamoCall, DynamoReply, ModelCall, ModelReply, SimClassifier, SimError,
+    DynamoCall, DynamoReply, ModelCall, ModelReply, Op, SimClassifier, SimError,
 };
 use tower_headroom::stack::{Profile, StackBuilder};
 
@@ -196,12 +199,17 @@ pub type Client = tower::util::BoxCloneService<Work, (), BoxError>;
 /// instant: the effective limit of its `Quota`, not the provider's.
 pub type LimitProbe = Arc<dyn Fn(Instant) -> Option<u64> + Send + Sync>;
 
+/// Whether the client's own hot-key report names the scenario's hot key at an instant.
+pub type HotKeyProbe = Arc<dyn Fn(Instant) -> bool + Send + Sync>;
+
 /// Every app's client, and for strategies with admission a probe of the shared quota.
 pub struct Clients {
     /// One per app, in plan order.
     pub apps: Vec<Client>,
     /// The effective units limit of the primary target's quota, for strategies that have one.
     pub effective_limit: Option<LimitProbe>,
+    /// For clients with a hot-key report (the tower-headroom DynamoDB rows).
+    pub hot_key_report: Option<HotKeyProbe>,
 }
 
 /// Builds `strategy`'s clients for `plan`'s apps from the console's numbers and the handle.
@@ -215,6 +223,7 @@ pub fn build(
     let plain = |apps| Clients {
         apps,
         effective_limit: None,
+        hot_key_report: None,
     };
     if let Direct::Http(service) = &handle.direct {
         return crate::http_clients::build(strategy, console, plan, service, seed);
@@ -256,7 +265,7 @@ pub fn bedrock_limit(quota: &ModelQuota, shares: Option<&[u64]>) -> Result<Limit
 }
 
 /// The quota a user writes for a DynamoDB table: its provisioned write capacity per second,
-/// with the 300 s of burst credit DynamoDB documents.
+/// with the 300 s of burst credit DynamoDB documents (the default of keys no table names).
 pub fn dynamodb_limit(table: &TableQuota) -> Result<Limit, BoxError> {
     Ok(Profile::DynamoDb.limit().units(table.wcu).build()?)
 }
@@ -290,13 +299,51 @@ where
     })
 }
 
-/// The DynamoDB quota of `plan`, keyed by `key`.
-pub fn dynamodb_quota<K, F>(console: &Console, plan: &Plan, key: F) -> Result<Quota<K>, BoxError>
-where
-    K: std::hash::Hash + Eq + Clone + Send + Sync,
-    F: Fn(&RouteTarget) -> K,
-{
-    quota_of(plan, key, |t| dynamodb_limit(console.table(t.model)?))
+/// The DynamoDB quota of `plan`: one line per table, its reads (`"orders:read"`, from its
+/// RCU) and writes (`"orders:write"`, from its WCU) on their own keys, as the console shows
+/// them (`TableLimits::table`).
+pub fn dynamodb_quota(console: &Console, plan: &Plan) -> Result<Quota<Arc<str>>, BoxError> {
+    let primary = plan.routes.first().ok_or("a plan needs a target")?;
+    let mut builder = Quota::builder(dynamodb_limit(console.table(primary.model)?)?);
+    for target in &plan.routes {
+        let table = console.table(target.model)?;
+        builder = builder.table(&table.table, table.rcu, table.wcu)?;
+    }
+    Ok(builder.build())
+}
+
+/// The units of a DynamoDB call on its table's key, as DynamoDB counts them: one WCU per
+/// started KB of a write, a read's 4 KB blocks in half RCUs (`dynamodb::read_half_units`).
+pub fn dynamo_units(call: &DynamoCall) -> u64 {
+    match call.op {
+        Op::Write => dynamodb::write_units(call.item_bytes),
+        Op::Read { consistent } => dynamodb::read_half_units(
+            call.item_bytes,
+            dynamodb::Read::consistent(Some(consistent)),
+        ),
+    }
+}
+
+/// The user's per-key ceiling and hot-key report for their DynamoDB clients: the defaults,
+/// seeded for repeatable hashes, no gauges (the showdown reads the report).
+pub fn partition_ceiling(seed: u64) -> Result<Arc<PartitionCeiling>, BoxError> {
+    Ok(Arc::new(
+        PartitionCeiling::builder()
+            .salt(seed)
+            .metrics(false)
+            .build()?,
+    ))
+}
+
+/// A probe of `ceiling`'s report: whether the heaviest key of `table`'s writes is `key`.
+pub fn names_hot_key(ceiling: Arc<PartitionCeiling>, table: &str, key: &str) -> HotKeyProbe {
+    let table: Arc<str> = Arc::from(table);
+    let id = ceiling.id(key.as_bytes());
+    Arc::new(move |now| {
+        ceiling
+            .report(&table, Access::Write, now)
+            .is_some_and(|r| r.by_units().first().is_some_and(|top| top.id == id))
+    })
 }
 
 /// The client machines' wall clock: [`CLIENT_EPOCH`] plus the virtual time since `start`.
@@ -492,11 +539,15 @@ fn bedrock_stacks(
     Ok(Clients {
         apps,
         effective_limit: Some(probe(quota, Key::of(primary))),
+        hot_key_report: None,
     })
 }
 
 /// tower-headroom on DynamoDB: the DynamoDB profile and the table's quota (see
-/// [`dynamodb_limit`]).
+/// [`dynamodb_quota`]: reads and writes on their own keys), each app's reads and writes through
+/// their own stack (a target keyed by the table's read or write key), and in front of both the
+/// per-key ceiling with its hot-key report, shared by every app (the partition key is the
+/// user's schema, [`PARTITION_KEY`]).
 fn dynamodb_stacks(
     console: &Console,
     plan: &Plan,
@@ -506,32 +557,73 @@ fn dynamodb_stacks(
     let backend = ServiceBuilder::new()
         .map_response(http::Response::new as fn(DynamoReply) -> http::Response<DynamoReply>)
         .service(service.clone());
-    let quota: Quota<Key> = dynamodb_quota(console, plan, Key::of)?;
-    let estimate = |call: &DynamoCall| Cost::units(call.item_bytes.div_ceil(1024).max(1));
-    let usage = |reply: &http::Response<DynamoReply>| {
+    let quota = dynamodb_quota(console, plan)?;
+    let estimate = |call: &DynamoCall| Cost::units(dynamo_units(call));
+    let write_usage = |reply: &http::Response<DynamoReply>| {
         Usage::units(reply.body().consumed_capacity.ceil() as u64)
     };
-    let targets: Vec<Target<Key>> = plan.routes.iter().map(target).collect();
+    let read_usage = |reply: &http::Response<DynamoReply>| {
+        dynamodb::rcu_to_half_units(reply.body().consumed_capacity)
+            .map_or(Usage::UNKNOWN, Usage::units)
+    };
+    let ceiling = partition_ceiling(seed)?;
+    let per_key = PartitionCeilingLayer::new(
+        Arc::clone(&ceiling),
+        HttpSimClassifier,
+        |call: &DynamoCall| {
+            let access = match call.op {
+                Op::Write => Access::Write,
+                Op::Read { .. } => Access::Read,
+            };
+            Some(PartitionUnits::new(
+                Arc::clone(&call.table),
+                access,
+                call.partition_key.as_bytes(),
+                dynamo_units(call),
+            ))
+        },
+    );
+    let targets = |access: Access| -> Vec<Target<Arc<str>>> {
+        plan.routes
+            .iter()
+            .map(|route| {
+                Target::new(route.name, Arc::from(dynamodb::key(route.model, access)))
+                    .model(route.model)
+                    .region(route.region)
+            })
+            .collect()
+    };
     let apps = plan
         .apps
         .iter()
         .enumerate()
         .map(|(i, app)| {
             let app_seed = seed.wrapping_add(i as u64);
-            let mut builder = StackBuilder::dynamodb(HttpSimClassifier);
-            for t in &targets {
-                builder = builder.target(t.clone());
-            }
-            let stack = builder
-                .seed(app_seed)
-                .admission(quota.clone(), estimate)
-                .usage(usage)
-                .services(vec![backend.clone(); targets.len()])?;
+            let stack = |access: Access| {
+                let mut builder = StackBuilder::dynamodb(HttpSimClassifier);
+                for t in targets(access) {
+                    builder = builder.target(t);
+                }
+                builder.seed(app_seed).admission(quota.clone(), estimate)
+            };
+            let writes = stack(Access::Write)
+                .usage(write_usage)
+                .services(vec![backend.clone(); plan.routes.len()])?;
+            let reads = stack(Access::Read)
+                .usage(read_usage)
+                .services(vec![backend.clone(); plan.routes.len()])?;
+            let writes = ServiceBuilder::new().layer(per_key.clone()).service(writes);
+            let reads = ServiceBuilder::new().layer(per_key.clone()).service(reads);
             let app = app.clone();
             let client = tower::service_fn(move |work: Work| -> Boxed {
                 let call = dynamo_call(&app, work);
-                let stack = stack.clone();
-                Box::pin(async move { stack.oneshot(call).await.map(drop) })
+                let (writes, reads) = (writes.clone(), reads.clone());
+                Box::pin(async move {
+                    match call.op {
+                        Op::Write => writes.oneshot(call).await.map(drop),
+                        Op::Read { .. } => reads.oneshot(call).await.map(drop),
+                    }
+                })
             });
             Ok(Client::new(client))
         })
@@ -539,6 +631,11 @@ fn dynamodb_stacks(
     let primary = plan.routes.first().ok_or("a plan needs a target")?;
     Ok(Clients {
         apps,
-        effective_limit: Some(probe(quota, Key::of(primary))),
+        effective_limit: Some(probe(quota, Arc::from(dynamodb::write_key(primary.model)))),
+        hot_key_report: Some(names_hot_key(
+            ceiling,
+            primary.model,
+            super::scenarios::dynamodb::HOT_KEY,
+        )),
     })
 }

@@ -146,6 +146,7 @@ fn plain(plan: &Plan, service: &HttpService, retries: u32, seed: u64) -> Clients
     Clients {
         apps,
         effective_limit: None,
+        hot_key_report: None,
     }
 }
 
@@ -239,6 +240,7 @@ fn stacks(
     Ok(Clients {
         apps,
         effective_limit: Some(probe(quota, key)),
+        hot_key_report: None,
     })
 }
 

@@ -76,6 +76,10 @@ pub fn json_line(row: &Row) -> String {
             h.key_range_throttles,
             h.provisioned_throttles,
         );
+        let named = h
+            .report_named_at_s
+            .map_or("null".to_owned(), |at| at.to_string());
+        let _ = write!(out, ",\"hot_key_report_named_at_s\":{named}");
     }
     if let Some(daily) = &row.daily {
         let _ = write!(
@@ -211,6 +215,13 @@ pub fn table(scenario: u8, rows: &[Measured], notes: &[String]) -> String {
                 h.key_range_throttles,
                 h.provisioned_throttles,
             );
+            if let Some(at) = h.report_named_at_s {
+                let _ = writeln!(
+                    out,
+                    "  {:<24} the client's hot-key report names the hot key {at} s after its first burst",
+                    ""
+                );
+            }
         }
     }
     for m in rows {

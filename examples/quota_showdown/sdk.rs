@@ -27,16 +27,21 @@ use std::time::SystemTime;
 use aws_smithy_async::time::TimeSource;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig;
-use tower::BoxError;
 use tower::util::BoxCloneService;
+use tower::{BoxError, Layer};
+use tower_headroom::Outcome;
 use tower_headroom::admission::{Priority, Quota, Tenant};
+use tower_headroom::dynamodb::{
+    self, Access, PartitionCeiling, PartitionCeilingLayer, PartitionUnits, Read,
+};
 use tower_headroom::fallback::Target;
 use tower_headroom::smithy::SdkHeadroom;
 use tower_headroom::stack::Profile;
 
 use super::clients::{
-    App, Client, Clients, Console, Direct, Handle, LimitProbe, PARTITION_KEY, Plan, RouteTarget,
-    Work, bedrock_quota, client_clock, dynamodb_quota,
+    App, Client, Clients, Console, Direct, Handle, LimitProbe, PARTITION_KEY, Plan,
+    READ_ITEM_BYTES, RouteTarget, Work, bedrock_quota, client_clock, dynamodb_quota, names_hot_key,
+    partition_ceiling,
 };
 
 /// Fake static credentials: the front does not verify signatures.
@@ -124,8 +129,10 @@ pub fn headroom_clients(
     let (profile, quota): (Profile, Quota<Arc<str>>) = if is_bedrock(handle) {
         (Profile::Bedrock, bedrock_quota(console, plan, key)?)
     } else {
-        (Profile::DynamoDb, dynamodb_quota(console, plan, key)?)
+        (Profile::DynamoDb, dynamodb_quota(console, plan)?)
     };
+    // DynamoDB: the per-key ceiling and its hot-key report in front of every app's client.
+    let ceiling = partition_ceiling(seed)?;
     let apps = plan
         .apps
         .iter()
@@ -161,16 +168,27 @@ pub fn headroom_clients(
                 let config = headroom
                     .configure_dynamodb(dynamodb_config(app, http.clone(), partition(app)))?
                     .build();
-                put_item_client(app, aws_sdk_dynamodb::Client::from_conf(config))
+                with_ceiling(
+                    app,
+                    Arc::clone(&ceiling),
+                    put_item_client(app, aws_sdk_dynamodb::Client::from_conf(config)),
+                )
             })
         })
         .collect::<Result<Vec<_>, BoxError>>()?;
-    let probe_key = key(primary);
+    // DynamoDB's writes are keyed by the table's write key.
+    let probe_key = if is_bedrock(handle) {
+        key(primary)
+    } else {
+        Arc::from(tower_headroom::dynamodb::write_key(primary.model))
+    };
     let probe: LimitProbe =
         Arc::new(move |now| quota.stats(&probe_key, now).and_then(|s| s.units_limit));
     Ok(Clients {
         apps,
         effective_limit: Some(probe),
+        hot_key_report: (!is_bedrock(handle))
+            .then(|| names_hot_key(ceiling, primary.model, super::scenarios::dynamodb::HOT_KEY)),
     })
 }
 
@@ -326,4 +344,58 @@ fn put_item_client(app: &App, client: aws_sdk_dynamodb::Client) -> Client {
             Ok(())
         }
     }))
+}
+
+/// `client` behind the per-key ceiling (`PartitionCeilingLayer`), as a user puts it around
+/// their SDK calls: a call on a hot key waits for the key's budget before the SDK sees it. The
+/// key is the partition key value the call names (the user's schema, [`PARTITION_KEY`]), its
+/// units the item's (writes) or one 4 KB block (reads), as DynamoDB counts them.
+fn with_ceiling(app: &App, ceiling: Arc<PartitionCeiling>, client: Client) -> Client {
+    let table: Arc<str> = Arc::from(app.model);
+    let units = move |work: &Work| -> Option<PartitionUnits> {
+        let (access, key, units) = match work {
+            Work::Write { key, payload } => (
+                Access::Write,
+                key,
+                dynamodb::write_units(Work::item_bytes(key, *payload)),
+            ),
+            Work::Read { key, consistent } => (
+                Access::Read,
+                key,
+                dynamodb::read_half_units(READ_ITEM_BYTES, Read::consistent(Some(*consistent))),
+            ),
+            _ => return None,
+        };
+        Some(PartitionUnits::new(
+            Arc::clone(&table),
+            access,
+            key.as_bytes(),
+            units,
+        ))
+    };
+    BoxCloneService::new(
+        PartitionCeilingLayer::new(ceiling, sdk_outcome as SdkOutcome, units).layer(client),
+    )
+}
+
+type SdkOutcome = fn(Result<&(), &(dyn std::error::Error + 'static)>) -> Outcome;
+
+/// An SDK call's outcome as the ceiling needs it: a DynamoDB error by its code (a throttle of
+/// the hot key teaches the key's budget), anything else by the crate's error classifier.
+fn sdk_outcome(result: Result<&(), &(dyn std::error::Error + 'static)>) -> Outcome {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    let Err(error) = result else {
+        return Outcome::SUCCESS;
+    };
+    use aws_sdk_dynamodb::error::SdkError;
+    use aws_sdk_dynamodb::operation::{get_item::GetItemError, put_item::PutItemError};
+    use tower_headroom::classify::find;
+    let code = find::<SdkError<PutItemError>>(error)
+        .and_then(|e| e.code())
+        .or_else(|| find::<SdkError<GetItemError>>(error).and_then(|e| e.code()))
+        .map(str::to_owned);
+    match code {
+        Some(code) => Outcome::new(tower_headroom::classify::aws::classify(&code, None)),
+        None => tower_headroom::classify::classify_error(error),
+    }
 }

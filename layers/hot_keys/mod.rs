@@ -38,6 +38,11 @@
 //! # Ok::<(), tower_headroom::ConfigError>(())
 //! ```
 //!
+//! [`dynamodb::PartitionCeiling`](crate::dynamodb::PartitionCeiling) keeps one per table key
+//! (`orders:write`, `orders:read`), fed from every call it admits, and reads it to find the keys
+//! that need a budget of their own: its [`report`](crate::dynamodb::PartitionCeiling::report) is
+//! the client's view of its hot keys.
+//!
 //! # Key values stay out of sight
 //!
 //! Partition key values are customer data. By default a key is known only by a salted hash
@@ -348,13 +353,27 @@ impl HotKeys {
     /// not. Returns the key's id.
     pub fn record(&self, key: &[u8], units: u64, throttled: bool, now: Instant) -> KeyId {
         let id = self.salt.id(key);
+        self.record_id(id, Some(key), units, throttled, now);
+        id
+    }
+
+    /// [`record`](Self::record) for a key already hashed with this tracker's salt (its value,
+    /// when given, is kept only with `show_keys`); returns the key's units in `now`'s second.
+    pub(crate) fn record_id(
+        &self,
+        id: KeyId,
+        key: Option<&[u8]>,
+        units: u64,
+        throttled: bool,
+        now: Instant,
+    ) -> u64 {
         let second = self.second(now);
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let rolled = inner.roll(second, self.window_secs);
         if let Some(finished) = rolled.filter(|_| self.metrics) {
             self.emit_gauges(&finished);
         }
-        let value = self.show_keys.then(|| shown(key));
+        let value = key.filter(|_| self.show_keys).map(shown);
         let sketch = match inner.seconds.back_mut() {
             Some(s) if s.second == second => s,
             _ => {
@@ -363,6 +382,7 @@ impl HotKeys {
             }
         };
         let entry = sketch.add(id, units, throttled, value);
+        let second_units = entry.units;
         let hot = (entry.units >= self.warn_at).then(|| (entry.units, entry.key.clone()));
         if let Some((entry_units, entry_key)) =
             hot.filter(|_| inner.first_warning(id, second, self.window_secs, self.tracked))
@@ -386,7 +406,7 @@ impl HotKeys {
             )
             .increment(1);
         }
-        id
+        second_units
     }
 
     /// The heaviest keys over the window ending at `now`.

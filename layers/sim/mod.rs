@@ -186,13 +186,18 @@ impl SimError {
 
     /// This rejection as the crate's classifiers see it:
     /// [`aws::classify_with_status`] on the code, message and status, plus the delay.
+    /// A DynamoDB throttle's [`throttling_reason`](Self::throttling_reason) refines the class
+    /// and rides along as [`Outcome::reason`](Outcome#structfield.reason), as the crate's AWS
+    /// classifiers do with an error body's `ThrottlingReasons`: a key-range throttle is
+    /// `Throttled(Partition)`, which never lowers the table's budget.
     pub fn outcome(&self) -> Outcome {
-        Outcome::new(aws::classify_with_status(
-            self.code,
-            Some(&self.message),
-            self.status.as_u16(),
-        ))
-        .with_retry_after_opt(self.retry_after)
+        let reason = self
+            .throttling_reason()
+            .and_then(|r| aws::throttle_reason(r.as_str()));
+        let kind = aws::classify_with_status(self.code, Some(&self.message), self.status.as_u16());
+        Outcome::new(aws::with_reason(kind, reason))
+            .with_reason(reason)
+            .with_retry_after_opt(self.retry_after)
     }
 }
 

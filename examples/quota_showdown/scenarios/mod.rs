@@ -269,6 +269,9 @@ pub struct HotKey {
     pub key_range_throttles: u64,
     /// Throttles with a provisioned-throughput reason (the table's own capacity).
     pub provisioned_throttles: u64,
+    /// The first second (from the start; the hot key's first burst starts at 0) at which the
+    /// client's own hot-key report named the hot key as its heaviest, for clients with one.
+    pub report_named_at_s: Option<u64>,
 }
 
 /// Scenario 8's extra columns: the billing stop.

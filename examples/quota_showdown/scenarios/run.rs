@@ -282,6 +282,7 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
     let Clients {
         apps: clients,
         effective_limit,
+        hot_key_report,
     } = build_clients(&setup, &handle, strategy, seed)?;
     let span_minutes = minutes(scenario);
 
@@ -298,6 +299,7 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
             let mut daily = daily::Probe::default();
             let mut last = (0.0, 0, 0.0);
             let mut tick = start;
+            let mut named_at = None;
             for second in 1u64.. {
                 tick += secs(1);
                 tokio::time::sleep_until(tick).await;
@@ -309,6 +311,11 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
                 if let (7, Backend::Bedrock(sim)) = (scenario, &backend) {
                     daily.sample(second, &sim.stats_at(tick));
                 }
+                if let Some(names) = hot_key_report.as_ref().filter(|_| named_at.is_none()) {
+                    if names(tick) {
+                        named_at = Some(second);
+                    }
+                }
                 if let Some(probe) = &probe {
                     if second % 60 == 0 && second / 60 <= span_minutes {
                         limits.push(probe(tick));
@@ -318,7 +325,7 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
                     break;
                 }
             }
-            (series, limits, daily)
+            (series, limits, daily, named_at)
         })
     };
 
@@ -365,7 +372,7 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
         None => (0, 0),
     };
     done.store(true, Ordering::Relaxed);
-    let (series, limits, daily_probe) = sampler.await?;
+    let (series, limits, daily_probe, named_at) = sampler.await?;
 
     let done = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
     let totals = totals(scenario, &setup.backend, &series);
@@ -395,7 +402,7 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
         })
         .collect();
     let hot_key = match &setup.backend {
-        Backend::Dynamo(sim) => Some(hot_key_columns(&sim.stats())),
+        Backend::Dynamo(sim) => Some(hot_key_columns(&sim.stats(), named_at)),
         _ => None,
     };
     let shared = match &setup.backend {
@@ -475,7 +482,7 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
 }
 
 /// Scenario 5's columns from the simulator's statistics of its table.
-fn hot_key_columns(stats: &tower_headroom::sim::DynamoStats) -> HotKey {
+fn hot_key_columns(stats: &tower_headroom::sim::DynamoStats, named_at: Option<u64>) -> HotKey {
     use tower_headroom::sim::ThrottlingReason as R;
     let table = &stats.tables[0];
     let (key_attempts, key_throttled) = table.key(super::dynamodb::HOT_KEY).map_or((0, 0), |k| {
@@ -492,6 +499,7 @@ fn hot_key_columns(stats: &tower_headroom::sim::DynamoStats) -> HotKey {
             + table.throttled(R::TableWriteKeyRangeThroughputExceeded),
         provisioned_throttles: table.throttled(R::TableReadProvisionedThroughputExceeded)
             + table.throttled(R::TableWriteProvisionedThroughputExceeded),
+        report_named_at_s: named_at,
     }
 }
 

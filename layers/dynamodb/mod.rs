@@ -46,8 +46,25 @@
 //! [`TableLimits::table`]) sets a read key's limit to twice the table's RCU, an eventually
 //! consistent 4 KB read costs 1 there and a strongly consistent one 2. Write keys count whole
 //! WCU. Set a read key's limit by hand only through [`read_limit`].
+//!
+//! # The per-key ceiling and the hot-key report
+//!
+//! One partition key value gets at most 1,000 WCU and 3,000 RCU per second however large the
+//! table: [`PartitionCeiling`] gives keys it sees hot a budget of their own at that maximum,
+//! learns from key-range throttles on that key alone, and reports the heaviest keys
+//! ([`PartitionCeiling::report`]); [`PartitionCeilingLayer`] puts it in front of a Tower
+//! client (see [`ceiling`] and [`ceiling_layer`]).
 
 use std::hash::Hash;
+
+pub mod ceiling;
+pub mod ceiling_layer;
+
+pub use self::ceiling::{
+    CeilingTicket, MAX_STREAMS, PARTITION_MAX_RCU, PARTITION_MAX_WCU, PartitionCeiling,
+    PartitionCeilingBuilder, partition_max,
+};
+pub use self::ceiling_layer::{PartitionCeilingLayer, PartitionCeilingService, PartitionUnits};
 
 use crate::Profile;
 use crate::admission::{Limit, QuotaBuilder};

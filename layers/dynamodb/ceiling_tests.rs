@@ -1,0 +1,176 @@
+use std::time::Duration;
+
+use super::*;
+use crate::{ThrottleReason, ThrottledOperation, ThrottledResource};
+
+fn ceiling() -> PartitionCeiling {
+    PartitionCeiling::builder()
+        .salt(7)
+        .metrics(false)
+        .build()
+        .unwrap()
+}
+
+fn key_range() -> Outcome {
+    Outcome::throttled(ThrottleScope::Partition).with_reason(Some(ThrottleReason {
+        resource: ThrottledResource::Table,
+        operation: ThrottledOperation::Write,
+        limit: ThrottleLimit::KeyRange,
+    }))
+}
+
+/// Sends `per_second` units of `key` a second, in 30-unit attempts, for `seconds`, each
+/// attempt sent when the ceiling grants it; returns the units sent in each second.
+fn drive(c: &PartitionCeiling, key: &[u8], per_second: u64, seconds: u64) -> Vec<u64> {
+    let start = Instant::now();
+    let n = per_second / 30;
+    let mut sent = vec![0; seconds as usize + 30];
+    let mut free = start;
+    for i in 0..n * seconds {
+        let arrival = start + Duration::from_secs_f64(i as f64 / n as f64);
+        let now = arrival.max(free);
+        let ticket = c.admit("orders", Access::Write, key, 30, now).unwrap();
+        let at = match ticket.grant() {
+            Grant::Now => now,
+            Grant::At(at) => at,
+        };
+        // Attempts on one key go out in order: the next is not admitted before this one.
+        free = at;
+        sent[at.duration_since(start).as_secs() as usize] += 30;
+        c.record(ticket, &Outcome::SUCCESS, at);
+    }
+    sent
+}
+
+#[test]
+fn a_hot_key_is_held_to_the_partition_maximum() {
+    let c = ceiling();
+    // 1,500 WCU/s for 5 s: after the first part-second, never more than 1,000 a second (give
+    // or take the one 30-unit attempt a second's edge splits).
+    let sent = drive(&c, b"order#hot", 1_500, 5);
+    assert!(sent[0] <= 1_500, "{sent:?}");
+    for (second, units) in sent.iter().enumerate().skip(1) {
+        assert!(
+            *units <= PARTITION_MAX_WCU + 30,
+            "second {second}: {units} ({sent:?})"
+        );
+    }
+    // Everything is sent eventually, at the maximum.
+    assert_eq!(sent.iter().sum::<u64>(), 1_500 * 5);
+    assert!(sent[2] >= 950, "{sent:?}");
+    assert_eq!(c.hot_keys(Instant::now()), 1);
+}
+
+#[test]
+fn a_cold_key_reserves_nothing() {
+    let c = ceiling();
+    let sent = drive(&c, b"order#cold", 300, 5);
+    assert_eq!(&sent[..5], &[300; 5]);
+    assert_eq!(c.hot_keys(Instant::now()), 0);
+    assert_eq!(c.budgets(Instant::now()), 0);
+    let t = c
+        .admit("orders", Access::Write, b"order#cold", 30, Instant::now())
+        .unwrap();
+    assert!(!t.is_hot());
+}
+
+#[test]
+fn a_key_range_throttle_teaches_only_its_key() {
+    let c = ceiling();
+    let now = Instant::now();
+    let hot = c.admit("orders", Access::Write, b"a", 1, now).unwrap();
+    assert!(!hot.is_hot());
+    c.record(hot, &key_range(), now);
+    // Another key's table throttle makes nothing hot.
+    let other = c.admit("orders", Access::Write, b"b", 1, now).unwrap();
+    c.record(other, &Outcome::throttled(ThrottleScope::Capacity), now);
+    assert!(
+        c.admit("orders", Access::Write, b"a", 1, now)
+            .unwrap()
+            .is_hot()
+    );
+    assert!(
+        !c.admit("orders", Access::Write, b"b", 1, now)
+            .unwrap()
+            .is_hot()
+    );
+    // The same value on the table's reads, or on another table, is another key.
+    assert!(
+        !c.admit("orders", Access::Read, b"a", 1, now)
+            .unwrap()
+            .is_hot()
+    );
+    assert!(
+        !c.admit("users", Access::Write, b"a", 1, now)
+            .unwrap()
+            .is_hot()
+    );
+    // Throttles shrink the key's learned limit below the maximum.
+    let later = now + Duration::from_secs(2);
+    for i in 0..5 {
+        let t = c.admit("orders", Access::Write, b"a", 10, later).unwrap();
+        c.record(t, &key_range(), later + Duration::from_millis(i));
+    }
+    let key = (Arc::from("orders:write"), c.id(b"a"));
+    let learned = c.writes.stats(&key, later).unwrap().units_limit.unwrap();
+    assert!(learned < PARTITION_MAX_WCU, "{learned}");
+    // The report counts the throttles under the key's hash, never its value.
+    let report = c.report("orders", Access::Write, later).unwrap();
+    let top = report.by_throttles()[0];
+    assert_eq!(top.id, c.id(b"a"));
+    assert_eq!(top.throttles, 6);
+    assert!(top.key.is_none());
+    // Once the hold has passed without heat, the key is cold again and its budget evicted.
+    let cold = later + Duration::from_secs(61);
+    assert!(
+        !c.admit("orders", Access::Write, b"a", 1, cold)
+            .unwrap()
+            .is_hot()
+    );
+    assert_eq!(c.budgets(cold + Duration::from_secs(61)), 0);
+}
+
+#[test]
+fn memory_stays_bounded_with_many_keys() {
+    let c = PartitionCeiling::builder()
+        .salt(1)
+        .metrics(false)
+        .max_hot(100)
+        .build()
+        .unwrap();
+    let now = Instant::now();
+    for i in 0..100_000u32 {
+        let key = format!("order#{i}");
+        let t = c
+            .admit("orders", Access::Write, key.as_bytes(), 5, now)
+            .unwrap();
+        // Every tenth is throttled by its key range, so would be hot.
+        let outcome = if i % 10 == 0 {
+            key_range()
+        } else {
+            Outcome::SUCCESS
+        };
+        c.record(t, &outcome, now);
+    }
+    assert_eq!(c.hot_keys(now), 100);
+    assert!(c.budgets(now) <= 100);
+    let report = c.report("orders", Access::Write, now).unwrap();
+    assert!(report.keys.len() <= 64 * 60, "{}", report.keys.len());
+}
+
+#[test]
+fn settings_are_checked() {
+    let e = PartitionCeiling::builder()
+        .hot_share(0.0)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "hot_share");
+    let e = PartitionCeiling::builder()
+        .hold(Duration::from_millis(10))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "hold");
+    let e = PartitionCeiling::builder().max_hot(0).build().unwrap_err();
+    assert_eq!(e.field(), "max_hot");
+    assert_eq!(partition_max(Access::Read), 6_000);
+}
