@@ -33,10 +33,6 @@ pub(crate) fn number_size(n: &str) -> u64 {
     significant.max(1).div_ceil(2) + 1 + u64::from(negative)
 }
 
-/// Write capacity units for an item of `bytes`: one per started KB, at least one (the rule
-/// lives with DynamoDB's other capacity rules, in [`crate::dynamodb`]).
-pub(crate) use crate::dynamodb::write_units;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,12 +44,5 @@ mod tests {
         assert_eq!(number_size("1000000"), 2);
         assert_eq!(number_size("-0.0012"), 3);
         assert_eq!(number_size("1.5E+10"), 2);
-    }
-
-    #[test]
-    fn writes_cost_a_unit_per_started_kilobyte() {
-        assert_eq!(write_units(0), 1);
-        assert_eq!(write_units(1024), 1);
-        assert_eq!(write_units(1025), 2);
     }
 }

@@ -69,7 +69,7 @@ impl DynamoCall {
     /// `ceil(bytes / 4 KiB)` RCU, halved when eventually consistent, at least one unit (half).
     pub(super) fn half_units(&self) -> u64 {
         match self.op {
-            Op::Write => crate::item_size::write_units(self.item_bytes) * 2,
+            Op::Write => crate::dynamodb::write_units(self.item_bytes) * 2,
             Op::Read { consistent } => {
                 self.item_bytes.div_ceil(4096).max(1) * if consistent { 2 } else { 1 }
             }
