@@ -64,7 +64,10 @@ fn sliding_window_lanes_count_waiters_and_their_oldest_wait() {
     assert_eq!((interactive.waiting, interactive.oldest_wait), (1, ms(400)));
     second.cancel(t0 + ms(710));
     let interactive = lane(&quota, t0 + ms(720), "interactive");
-    assert_eq!((interactive.waiting, interactive.oldest_wait), (0, Duration::ZERO));
+    assert_eq!(
+        (interactive.waiting, interactive.oldest_wait),
+        (0, Duration::ZERO)
+    );
 }
 
 #[test]
@@ -169,11 +172,17 @@ async fn the_stack_samples_each_lanes_queue() {
             Quota::new(Limit::per_minute().requests(2).build().unwrap()),
             FixedCost(Cost::ONE_REQUEST),
         )
-        .rewrite(upstream, |_call: &mut &'static str, _model: &&'static str| {})
+        .rewrite(
+            upstream,
+            |_call: &mut &'static str, _model: &&'static str| {},
+        )
         .unwrap();
     // The first call samples at once: nobody waits.
     stack.clone().oneshot("fast").await.unwrap();
-    assert_eq!(lane_gauges(&snapshotter, "interactive"), (Some(0.0), Some(0.0)));
+    assert_eq!(
+        lane_gauges(&snapshotter, "interactive"),
+        (Some(0.0), Some(0.0))
+    );
     // The second takes the minute's last request for two seconds; the third waits for the
     // minute, and is still waiting when the second ends and samples again.
     let slow = tokio::spawn(stack.clone().oneshot("slow"));

@@ -51,15 +51,20 @@ async fn a_redis_key_reports_its_unspent_lease() {
         .await
         .expect("connect to the test's redis-server");
     let quota = Quota::with_store(store);
-    let backend =
-        tower::service_fn(|_req: http::Request<()>| async { Ok::<_, BoxError>(http::Response::new(())) });
+    let backend = tower::service_fn(|_req: http::Request<()>| async {
+        Ok::<_, BoxError>(http::Response::new(()))
+    });
     let stack = StackBuilder::new(Profile::Http, HttpClassifier::new())
         .target(Target::new("model-a", "model-a"))
         .deadline(Duration::from_secs(5))
         .admission(quota.clone(), FixedCost(Cost::new(1, 1_000)))
         .services(vec![backend])
         .unwrap();
-    assert_eq!(lease_gauge(&snapshotter, "model-a"), None, "no series before a call");
+    assert_eq!(
+        lease_gauge(&snapshotter, "model-a"),
+        None,
+        "no series before a call"
+    );
     let response = stack.oneshot(http::Request::new(())).await.unwrap();
     assert_eq!(response.status(), 200);
 

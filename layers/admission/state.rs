@@ -456,7 +456,9 @@ impl KeyState {
             lanes: [(u32, u64); N],
         ) -> [Option<LaneStat>; MAX_LANES] {
             let mut out = [None; MAX_LANES];
-            for (slot, (name, (waiting, oldest))) in out.iter_mut().zip(names.into_iter().zip(lanes)) {
+            for (slot, (name, (waiting, oldest))) in
+                out.iter_mut().zip(names.into_iter().zip(lanes))
+            {
                 *slot = Some(LaneStat {
                     name,
                     waiting,

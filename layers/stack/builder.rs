@@ -296,8 +296,9 @@ impl<T, C, A> StackBuilder<T, C, A> {
             unrouted: RetryMetrics::register(&Labels::none()),
             provider: matches!(self.profile, Profile::Bedrock)
                 .then_some(crate::observe::span::BEDROCK),
-            operation: self.operation.or(matches!(self.profile, Profile::Bedrock)
-                .then_some(crate::observe::span::CHAT)),
+            operation: self
+                .operation
+                .or(matches!(self.profile, Profile::Bedrock).then_some(crate::observe::span::CHAT)),
         }))
     }
 }
