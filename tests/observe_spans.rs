@@ -94,6 +94,8 @@ async fn the_stack_opens_a_call_span_and_one_per_attempt_with_genai_attributes()
     );
     let (call, first, second) = (&spans[0], &spans[1], &spans[2]);
     assert_eq!(call.field("gen_ai.provider.name"), Some("aws.bedrock"));
+    // A Bedrock stack's calls are chats unless named otherwise.
+    assert_eq!(call.field("gen_ai.operation.name"), Some("chat"));
     assert_eq!(call.field("otel.kind"), Some("client"));
     assert_eq!(call.field("class"), Some("success"));
     assert_eq!(call.field("error.type"), None);
@@ -123,6 +125,36 @@ async fn the_stack_opens_a_call_span_and_one_per_attempt_with_genai_attributes()
     assert_eq!(second.field("class"), Some("success"));
     assert_eq!(second.field("error.type"), None);
     assert_eq!(second.field("gen_ai.usage.output_tokens"), Some("300"));
+}
+
+/// The operation name of the call spans of an HTTP stack: none unless named, the given
+/// name when named.
+async fn http_operation(operation: Option<&'static str>) -> Option<String> {
+    let upstream = tower::service_fn(|_request: http::Request<String>| async move {
+        Ok::<_, Infallible>(http::Response::new(String::new()))
+    });
+    let mut builder = StackBuilder::http().target(Target::new("embed", "embed"));
+    if let Some(operation) = operation {
+        builder = builder.operation(operation);
+    }
+    let stack = builder.services(vec![upstream]).unwrap();
+    let spans = support::spans::recorded(async {
+        let response = stack.oneshot(http::Request::new(String::new())).await;
+        assert_eq!(response.unwrap().status(), 200);
+    })
+    .await;
+    assert_eq!(spans[0].name, "headroom.call");
+    assert_eq!(spans[0].field("gen_ai.provider.name"), None);
+    spans[0].field("gen_ai.operation.name").map(str::to_owned)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stack_names_the_operation_it_is_told() {
+    assert_eq!(http_operation(None).await, None);
+    assert_eq!(
+        http_operation(Some("embeddings")).await.as_deref(),
+        Some("embeddings")
+    );
 }
 
 #[cfg(all(feature = "sim", feature = "bedrock"))]

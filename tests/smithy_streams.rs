@@ -520,3 +520,50 @@ async fn without_a_quota_a_mid_stream_error_still_reaches_the_breaker_and_the_me
     assert_eq!(counter(&recorder, "headroom_attempts_total", &labels), 1);
     assert_eq!(setup.held(SONNET4), 0, "no quota, nothing held");
 }
+
+/// The tokens a stream's usage reports count in `headroom_tokens_total` as a non-streamed
+/// answer's do: an InvokeModelWithResponseStream's metrics chunk and a ConverseStream's
+/// `metadata` event, under the target that answered.
+#[tokio::test(start_paused = true)]
+async fn streamed_usage_counts_in_the_token_metric() {
+    let recorder = DebuggingRecorder::new();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let setup = setup(None);
+    // (input, output) counted since the last look: a snapshot takes the counts it reads.
+    let tokens = || {
+        let series = recorder.snapshotter().snapshot().into_vec();
+        let count = |kind: &str| -> u64 {
+            series
+                .iter()
+                .filter(|(key, ..)| key.key().name() == tower_headroom::observe::names::TOKENS)
+                .filter(|(key, ..)| {
+                    key.key()
+                        .labels()
+                        .any(|l| l.key() == "type" && l.value() == kind)
+                })
+                .map(|(.., value)| match value {
+                    DebugValue::Counter(n) => *n,
+                    _ => 0,
+                })
+                .sum()
+        };
+        (count("input"), count("output"))
+    };
+
+    let mut output = setup.invoke_stream(SONNET4).await.unwrap();
+    assert_eq!(tokens(), (0, 0), "counted when the stream says");
+    read_chunks(&mut output).await;
+    // The front counts 100 input tokens and 42 output.
+    assert_eq!(tokens(), (100, 42));
+
+    let held = setup.held(SONNET4);
+    let mut output = setup.converse_stream(SONNET4).await;
+    while let Some(event) = output.stream.recv().await.expect("no stream error") {
+        let _ = event;
+    }
+    let (input, out) = tokens();
+    assert_eq!(out, 42);
+    assert!(input > 0);
+    // What the metric counts is what the window was settled to (burndown 5 on the output).
+    assert_eq!(setup.held(SONNET4) - held, input + 5 * out);
+}

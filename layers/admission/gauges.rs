@@ -1,6 +1,7 @@
 //! The quota's gauges: how much of each key's effective limit this client used over the
-//! trailing window (`headroom_quota_utilization`), how many calls wait for it
-//! (`headroom_admission_queue_depth`), and the effective limit itself (`headroom_quota_limit`,
+//! trailing window (`headroom_quota_utilization`), how many calls wait for it in each lane
+//! (`headroom_admission_queue_depth{lane}`) and how long the oldest of them has waited
+//! (`headroom_admission_oldest_wait_seconds{lane}`), and the effective limit itself (`headroom_quota_limit`,
 //! which learning also sets when it moves the limit) beside the configured one
 //! (`headroom_quota_configured_limit`), and the units spent beyond it (`headroom_quota_debt`).
 //!
@@ -8,7 +9,8 @@
 //! ends an attempt asks [`QuotaGauges::due`] (a relaxed atomic load), and at most once per
 //! [`SAMPLE_EVERY`] per key reads the key's [`SlotStats`] (one lock of its state) and sets
 //! the gauges. Only the in-process store ([`MemorySlot`]) says these numbers; a key on
-//! another store has no such series.
+//! the Redis store says only its lease balance (`headroom_quota_lease_balance`: units taken
+//! from the server and not yet spent), and a key on another store has no such series.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -17,15 +19,47 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::state::MAX_LANES;
 use super::{MemorySlot, SlotStats};
-use crate::observe::{Gauge, Labels, names};
+use crate::observe::{Gauge, Labels, keys, names};
+
+/// The `lane` label of each lane (the names [`LaneStats`](super::LaneStats) gives).
+const LANE_LABELS: [&[(&str, &str)]; MAX_LANES] = [
+    &[(keys::LANE, "interactive")],
+    &[(keys::LANE, "interactive_pressing")],
+    &[(keys::LANE, "batch")],
+    &[(keys::LANE, "interactive_borrowing")],
+    &[(keys::LANE, "batch_borrowing")],
+];
+
+/// One lane's gauges: calls waiting, and the oldest one's wait.
+#[derive(Clone)]
+struct LaneGauges {
+    depth: Gauge,
+    oldest: Gauge,
+}
 
 /// How often at most a key's gauges are sampled.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
-/// The statistics of `slot` at `now`, when its store keeps them (the in-process one).
+/// The statistics of `slot` at `now`, when its store keeps them: the in-process one's, or a
+/// Redis slot's lease balance.
 pub(crate) fn slot_stats<P: 'static>(slot: &P, now: Instant) -> Option<SlotStats> {
     let any: &dyn Any = slot;
+    #[cfg(feature = "redis")]
+    if let Some(slot) = any.downcast_ref::<super::redis::RedisSlot>() {
+        return Some(SlotStats {
+            waiting: 0,
+            requests_limit: None,
+            units_limit: None,
+            units_configured: None,
+            requests_spent: None,
+            units_spent: None,
+            at_rest: false,
+            lanes: [None; MAX_LANES],
+            lease_balance: Some(slot.leased()),
+        });
+    }
     any.downcast_ref::<Arc<MemorySlot>>()
         .map(|slot| slot.stats(now))
 }
@@ -59,7 +93,9 @@ pub(crate) fn debt(stats: &SlotStats) -> u64 {
 #[derive(Clone)]
 pub(crate) struct QuotaGauges {
     utilization: Gauge,
-    queue: Gauge,
+    /// Per lane name (the five of the sliding window; the token bucket uses four), registered
+    /// on first use.
+    lanes: [(&'static str, LaneGauges); MAX_LANES],
     /// The effective unit limit, also set when learning moves it: sampled so that a key
     /// that never learned shows its limit too.
     limit: Gauge,
@@ -67,6 +103,9 @@ pub(crate) struct QuotaGauges {
     configured: Gauge,
     /// Units spent beyond the effective limit.
     debt: Gauge,
+    /// Units leased from a shared store, not yet spent (Redis keys only, so registered on
+    /// first use).
+    lease: Gauge,
     /// When the next sample is due, in nanoseconds since `epoch`.
     next: Arc<AtomicU64>,
     epoch: Instant,
@@ -76,10 +115,17 @@ impl QuotaGauges {
     pub(crate) fn register(labels: &Labels) -> Self {
         QuotaGauges {
             utilization: Gauge::register(names::QUOTA_UTILIZATION, labels),
-            queue: Gauge::register(names::ADMISSION_QUEUE_DEPTH, labels),
+            lanes: LANE_LABELS.map(|lane| {
+                let gauges = LaneGauges {
+                    depth: Gauge::on_first_use(names::ADMISSION_QUEUE_DEPTH, labels, lane),
+                    oldest: Gauge::on_first_use(names::ADMISSION_OLDEST_WAIT, labels, lane),
+                };
+                (lane[0].1, gauges)
+            }),
             limit: Gauge::register(names::QUOTA_LIMIT, labels),
             configured: Gauge::register(names::QUOTA_CONFIGURED_LIMIT, labels),
             debt: Gauge::register(names::QUOTA_DEBT, labels),
+            lease: Gauge::on_first_use(names::QUOTA_LEASE_BALANCE, labels, &[]),
             next: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
         }
@@ -114,10 +160,19 @@ impl QuotaGauges {
         let Some(stats) = stats() else {
             return;
         };
+        if let Some(leased) = stats.lease_balance {
+            self.lease.set(leased as f64);
+            return;
+        }
         if let Some(share) = utilization(&stats) {
             self.utilization.set(share);
         }
-        self.queue.set(f64::from(stats.waiting));
+        for lane in stats.lanes.iter().flatten() {
+            if let Some((_, gauges)) = self.lanes.iter().find(|(name, _)| *name == lane.lane) {
+                gauges.depth.set(f64::from(lane.waiting));
+                gauges.oldest.set(lane.oldest_wait.as_secs_f64());
+            }
+        }
         if let Some(units) = stats.units_limit {
             self.limit.set(units as f64);
         }
@@ -147,6 +202,8 @@ mod tests {
             requests_spent: Some(requests.0),
             units_spent: units.map(|u| u.0),
             at_rest: false,
+            lanes: [None; MAX_LANES],
+            lease_balance: None,
         }
     }
 

@@ -302,6 +302,6 @@ pub use self::limit::{
 };
 pub use self::long::{DAILY_HOLD, LONG_SLOTS, MAX_LONG_WINDOWS, Window};
 pub use self::quota::{
-    Ask, Grant, Headroom, MAX_WAIT, MemorySlot, MemoryStore, MemoryTicket, Quota, QuotaBuilder,
-    QuotaStore, RejectReason, Rejected, Reservation, Slot, SlotStats, StoreSlot,
+    Ask, Grant, Headroom, LaneStats, MAX_WAIT, MemorySlot, MemoryStore, MemoryTicket, Quota,
+    QuotaBuilder, QuotaStore, RejectReason, Rejected, Reservation, Slot, SlotStats, StoreSlot,
 };

@@ -17,6 +17,20 @@ use super::quota::{Ask, RejectReason};
 use super::window::WindowState;
 use crate::{Outcome, OutcomeKind, ThrottleScope};
 
+/// The most lanes a key's model has (the sliding window's five).
+pub(crate) const MAX_LANES: usize = 5;
+
+/// One lane's queue, for the gauges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LaneStat {
+    /// The lane's name in metrics.
+    pub(crate) name: &'static str,
+    /// Calls waiting in it.
+    pub(crate) waiting: u32,
+    /// Nanoseconds the oldest of them has waited.
+    pub(crate) oldest: u64,
+}
+
 /// What a reservation remembers, so that it can be confirmed, settled or cancelled later
 /// without looking anything up.
 #[derive(Clone, Copy, Debug)]
@@ -432,6 +446,31 @@ impl KeyState {
     /// Calls waiting, all lanes.
     pub(crate) fn waiting(&self) -> u32 {
         each!(&self.primary, s => s.waiting())
+    }
+
+    /// Per lane, in the order the lanes are served: its name, the calls waiting in it and the
+    /// nanoseconds the oldest of them has waited at `now`; `None` past the model's lanes.
+    pub(crate) fn lanes(&self, now: u64) -> [Option<LaneStat>; MAX_LANES] {
+        fn named<const N: usize>(
+            names: [&'static str; N],
+            lanes: [(u32, u64); N],
+        ) -> [Option<LaneStat>; MAX_LANES] {
+            let mut out = [None; MAX_LANES];
+            for (slot, (name, (waiting, oldest))) in
+                out.iter_mut().zip(names.into_iter().zip(lanes))
+            {
+                *slot = Some(LaneStat {
+                    name,
+                    waiting,
+                    oldest,
+                });
+            }
+            out
+        }
+        match &self.primary {
+            Primary::Bucket(s) => named(super::bucket::LANE_NAMES, s.lanes(now)),
+            Primary::Window(s) => named(super::window::LANE_NAMES, s.lanes(now)),
+        }
     }
 
     /// Whether a learned limit is below the configured one.

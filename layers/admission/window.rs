@@ -74,6 +74,14 @@ const BATCH: usize = 2;
 const BORROWING: usize = 3;
 /// Batch, borrowing.
 const BATCH_BORROWING: usize = 4;
+/// The lanes' names in metrics, by index.
+pub(crate) const LANE_NAMES: [&str; LANES] = [
+    "interactive",
+    "interactive_pressing",
+    "batch",
+    "interactive_borrowing",
+    "batch_borrowing",
+];
 const PPM: u128 = 1_000_000;
 
 #[derive(Clone, Debug)]
@@ -429,7 +437,7 @@ impl WindowState {
             self.admit(l, &mut ticket, now);
         } else {
             let ln = &mut self.lanes[lane];
-            ln.waiting += 1;
+            ln.enter(now);
             ln.pending[REQ] = ln.pending[REQ].saturating_add(ask.cost.requests);
             ln.pending[UNITS] = ln.pending[UNITS].saturating_add(ask.cost.units);
         }
@@ -452,16 +460,18 @@ impl WindowState {
     }
 
     /// A waiting call that will not be admitted: out of its lane, its share given back.
-    fn give_up(&mut self, l: &Limit, t: &mut Ticket) {
-        self.leave_lane(t);
+    fn give_up(&mut self, l: &Limit, t: &mut Ticket, now: u64) {
+        self.leave_lane(t, now);
         if let Some(c) = t.green {
             self.charge_child(l, usize::from(c), t.cost, -1);
         }
     }
 
-    fn leave_lane(&mut self, t: &mut Ticket) {
+    /// A waiting call leaves its lane at `now`. (While a call waits, its `charged_at` is when
+    /// it asked; `admit` sets it after the call left.)
+    fn leave_lane(&mut self, t: &mut Ticket, now: u64) {
         let ln = &mut self.lanes[usize::from(t.lane)];
-        ln.waiting = ln.waiting.saturating_sub(1);
+        ln.leave(t.charged_at, now);
         ln.pending[REQ] = ln.pending[REQ].saturating_sub(t.cost.requests);
         ln.pending[UNITS] = ln.pending[UNITS].saturating_sub(t.cost.units);
         t.waiting = false;
@@ -485,18 +495,19 @@ impl WindowState {
         // This call's own units are in its lane's pending; the lanes before it go first.
         let wait = self.wait_at(l, t.cost, usize::from(t.lane), false, now);
         if wait == 0 {
-            self.leave_lane(t);
+            self.leave_lane(t, now);
             self.admit(l, t, now);
             return Ok(None);
         }
         if now.saturating_add(wait) > t.deadline {
-            self.give_up(l, t);
+            self.give_up(l, t, now);
             return Err(Refusal {
                 reason: RejectReason::Deadline,
                 retry_in: Some(wait),
             });
         }
         let at = now.saturating_add(wait.min(recheck(l)));
+        self.lanes[usize::from(t.lane)].still_waits(t.charged_at);
         t.admit_at = at;
         Ok(Some(at))
     }
@@ -511,7 +522,7 @@ impl WindowState {
         if let Some(c) = t.green {
             self.advance_child(l, usize::from(c), now);
         }
-        self.give_up(l, t);
+        self.give_up(l, t, now);
     }
 
     pub(crate) fn settle(
@@ -686,6 +697,12 @@ impl WindowState {
 
     pub(crate) fn waiting(&self) -> u32 {
         self.lanes.iter().map(|ln| ln.waiting).sum()
+    }
+
+    /// Per lane, in [`LANE_NAMES`]' order: the calls waiting and the nanoseconds the oldest
+    /// has waited at `now`.
+    pub(crate) fn lanes(&self, now: u64) -> [(u32, u64); LANES] {
+        self.lanes.map(|ln| (ln.waiting, ln.oldest_wait(now)))
     }
 
     pub(crate) fn learning(&self) -> bool {

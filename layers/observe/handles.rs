@@ -161,6 +161,22 @@ impl Gauge {
         }
     }
 
+    /// `name` under `labels` and the `extra` fixed labels, registered the first time it is
+    /// used with a recorder current (no series before: for gauges only some keys report).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn on_first_use(
+        name: &'static str,
+        labels: &Labels,
+        extra: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        Gauge {
+            #[cfg(feature = "metrics")]
+            lazy: Lazy::on_first_use(labels, move |labels| {
+                metrics::gauge!(name, labels.metric_labels(extra))
+            }),
+        }
+    }
+
     /// Whether a recorder receives this gauge (registering it if one was installed since).
     #[inline]
     pub(crate) fn live(&self) -> bool {

@@ -10,7 +10,7 @@
 //! | `headroom_attempt_duration_seconds` | histogram | target, model, region, class | an attempt's time from its start (admission wait included) to its end, by outcome class; the Tower `Stack` and the SDK adapter (a local refusal is no attempt) |
 //! | `headroom_calls_total` | counter | target, model, region, result | calls ended, `result` = `success` or `failure` (the success rate's numerator and denominator, for an alarm such as "success under 95% over 10 minutes"; CloudWatch metric math needs two series, not one per class), under the last attempt's target; the Tower `Stack` and the SDK adapter |
 //! | `headroom_call_duration_seconds` | histogram | target, model, region, class | a call's time from its start to its end (every attempt, wait and retry), by the class it ended with, under the last attempt's target; the Tower `Stack` and the SDK adapter |
-//! | `headroom_tokens_total` | counter | target, model, region, type | tokens the model reported (`type` = `input`, `output`, `cache_read`, `cache_write`; `input` excludes the cached ones, as Bedrock counts), from the answer a call settles with: the Tower `Stack` with a usage reader that reads tokens (`BedrockUsage`) and the SDK adapter (Converse, InvokeModel) |
+//! | `headroom_tokens_total` | counter | target, model, region, type | tokens the model reported (`type` = `input`, `output`, `cache_read`, `cache_write`; `input` excludes the cached ones, as Bedrock counts), from the answer a call settles with: the Tower `Stack` with a usage reader that reads tokens (`BedrockUsage`) and the SDK adapter (Converse, InvokeModel, and ConverseStream and InvokeModelWithResponseStream from their usage event; not yet the `llm_http` SSE settlement) |
 //! | `headroom_retries_exhausted_total` | counter | target, model, region, reason | calls the retry layer gave up on |
 //! | `headroom_admission_wait_seconds` | histogram | target, model, region | time a call waited for quota |
 //! | `headroom_admission_rejected_total` | counter | target, model, region | calls shed by admission |
@@ -18,7 +18,9 @@
 //! | `headroom_quota_configured_limit` | gauge | target, model, region | the configured unit limit (the console's number), sampled with the utilisation |
 //! | `headroom_quota_debt` | gauge | target, model, region | units spent over the trailing window beyond the effective limit (a settle above its estimate, or a learned cut, left the key owing them; later calls wait them out), sampled with the utilisation |
 //! | `headroom_quota_utilization` | gauge | target, model, region | share (0–1, above 1 when a learned cut left the spend over it) of the effective limit spent over the trailing window, the larger of requests and units; sampled when an attempt ends, at most once a second per key, in-process quota store only |
-//! | `headroom_admission_queue_depth` | gauge | target, model, region | calls waiting for quota on the key, all lanes; sampled with the utilisation |
+//! | `headroom_admission_queue_depth` | gauge | target, model, region, lane | calls waiting for quota on the key, per lane (`interactive`, `interactive_pressing`, `batch`, `interactive_borrowing`, `batch_borrowing`: the admission lanes; the token bucket has no `interactive_pressing`); sampled with the utilisation |
+//! | `headroom_admission_oldest_wait_seconds` | gauge | target, model, region, lane | how long the call that has waited longest in the lane has waited (0 when none waits; may read low for up to a 64th of the window after the oldest left, see [`LaneStats`](crate::admission::LaneStats)); sampled with the utilisation |
+//! | `headroom_quota_lease_balance` | gauge | target, model, region | units (requests for a limit of requests only) leased from the Redis store and not yet spent, all the key's leases together; negative while calls that spent beyond their estimates leave debt; sampled with the utilisation, Redis store only |
 //! | `headroom_breaker_state` | gauge | target, model, region | 0 closed, 1 half-open, 2 open |
 //! | `headroom_breaker_transitions_total` | counter | target, model, region, to | state changes |
 //! | `headroom_concurrency_limit` | gauge | target, model, region | the learned limit on calls in flight |
@@ -139,8 +141,12 @@ pub mod names {
     /// Gauge: the share of the effective limit this client spent over the trailing window
     /// (the larger of the requests' and the units' shares), sampled at most once a second.
     pub const QUOTA_UTILIZATION: &str = "headroom_quota_utilization";
-    /// Gauge: calls waiting for quota on a key (all lanes), sampled at most once a second.
+    /// Gauge: calls waiting for quota on a key, per lane, sampled at most once a second.
     pub const ADMISSION_QUEUE_DEPTH: &str = "headroom_admission_queue_depth";
+    /// Gauge: units leased from the Redis store and not yet spent, per key.
+    pub const QUOTA_LEASE_BALANCE: &str = "headroom_quota_lease_balance";
+    /// Gauge: how long the oldest call waiting in a lane has waited, in seconds.
+    pub const ADMISSION_OLDEST_WAIT: &str = "headroom_admission_oldest_wait_seconds";
     /// Gauge: circuit breaker state (0 closed, 1 half-open, 2 open).
     pub const BREAKER_STATE: &str = "headroom_breaker_state";
     /// Counter: circuit breaker transitions, labelled by the new state.
@@ -179,6 +185,9 @@ pub mod keys {
     /// Which tokens a count is of: `input` (neither read from nor written to the prompt
     /// cache), `output`, `cache_read`, `cache_write`.
     pub const TYPE: &str = "type";
+    /// The admission lane a queue gauge is of: `interactive`, `interactive_pressing`,
+    /// `batch`, `interactive_borrowing`, `batch_borrowing`.
+    pub const LANE: &str = "lane";
 }
 
 /// The names a layer reports under: target, model and region.

@@ -23,6 +23,9 @@ use crate::bedrock::TokenCounts;
 /// `gen_ai.provider.name` of Amazon Bedrock.
 pub(crate) const BEDROCK: &str = "aws.bedrock";
 
+/// `gen_ai.operation.name` of a chat call (Converse, a messages API).
+pub(crate) const CHAT: &str = "chat";
+
 /// A call's span, a child of the current span.
 #[inline]
 pub(crate) fn call(provider: Option<&'static str>, operation: Option<&'static str>) -> Span {

@@ -38,6 +38,8 @@ pub struct StackBuilder<T, C, A = NoAdmission> {
     given: Given,
     /// An adaptive concurrency limit per target, when set.
     concurrency: Option<ConcurrencyConfig>,
+    /// `gen_ai.operation.name` of the calls' spans, when given.
+    operation: Option<&'static str>,
     admission: A,
 }
 
@@ -65,6 +67,7 @@ impl<T, C> StackBuilder<T, C> {
             route: Route::builder(),
             given: Given::default(),
             concurrency: None,
+            operation: None,
             admission: NoAdmission,
         }
     }
@@ -97,6 +100,7 @@ impl<T, C> StackBuilder<T, C> {
             route: self.route,
             given: self.given,
             concurrency: self.concurrency,
+            operation: self.operation,
             admission: Admit {
                 quota,
                 estimate,
@@ -158,6 +162,16 @@ impl<T, C, A> StackBuilder<T, C, A> {
     /// "Too many connections", overload and latency. Off by default.
     pub fn concurrency(mut self, config: ConcurrencyConfig) -> Self {
         self.concurrency = Some(config);
+        self
+    }
+
+    /// Names the calls' operation in their spans (`gen_ai.operation.name`, one of the
+    /// OpenTelemetry GenAI conventions' names such as `chat`, `text_completion` or
+    /// `embeddings`; source: <https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/>).
+    /// A [Bedrock](Profile::Bedrock) stack's calls are `chat` unless named otherwise; other
+    /// stacks' have none unless named.
+    pub fn operation(mut self, name: &'static str) -> Self {
+        self.operation = Some(name);
         self
     }
 
@@ -282,6 +296,9 @@ impl<T, C, A> StackBuilder<T, C, A> {
             unrouted: RetryMetrics::register(&Labels::none()),
             provider: matches!(self.profile, Profile::Bedrock)
                 .then_some(crate::observe::span::BEDROCK),
+            operation: self
+                .operation
+                .or(matches!(self.profile, Profile::Bedrock).then_some(crate::observe::span::CHAT)),
         }))
     }
 }
@@ -303,6 +320,7 @@ impl<T, C, E, Q> StackBuilder<T, C, Admit<T, E, NoUsage, Q>> {
             route: self.route,
             given: self.given,
             concurrency: self.concurrency,
+            operation: self.operation,
             admission: Admit {
                 quota,
                 estimate,

@@ -55,6 +55,9 @@ pub(crate) struct Shared<S, T, C, A, F> {
     pub(crate) unrouted: RetryMetrics,
     /// `gen_ai.provider.name` of the calls' spans (a Bedrock stack's).
     pub(crate) provider: Option<&'static str>,
+    /// `gen_ai.operation.name` of the calls' spans (`chat` for a Bedrock stack, unless
+    /// [named](super::StackBuilder::operation) otherwise).
+    pub(crate) operation: Option<&'static str>,
 }
 
 /// One target's metric handles, registered when the stack is built.
@@ -139,7 +142,7 @@ where
         let deadline = Deadline::current().unwrap_or(Deadline::from_now(now, shared.budget));
         let call = Call::start(&shared.policy, Some(&shared.route), Some(deadline), now);
         let cost = Costs::estimate(&shared.admission, &request, shared.route.targets());
-        let span = crate::observe::span::call(shared.provider, None);
+        let span = crate::observe::span::call(shared.provider, shared.operation);
         ResponseFuture::new(Arc::clone(&self.shared), request, cost, call, now, span)
     }
 }

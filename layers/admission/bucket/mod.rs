@@ -28,6 +28,13 @@ pub(crate) use self::level::{Bucket, cap, child_cap, child_rate, initial, part, 
 /// Lanes: 0 interactive within share, 1 batch within share, 2 interactive borrowing,
 /// 3 batch borrowing. Lane 0 books at once; the others confirm when they wake.
 pub(crate) const LANES: usize = 4;
+/// The lanes' names in metrics, by index (the sliding window's names for the same lanes).
+pub(crate) const LANE_NAMES: [&str; LANES] = [
+    "interactive",
+    "batch",
+    "interactive_borrowing",
+    "batch_borrowing",
+];
 pub(crate) const REQ: usize = 0;
 pub(crate) const UNITS: usize = 1;
 const PPM: i128 = 1_000_000;
@@ -80,6 +87,48 @@ pub(crate) struct Lane {
     pub(crate) waiting: u32,
     pub(crate) pending: [u64; 2],
     pub(crate) tail: u64,
+    /// When the lane's oldest waiter began to wait, as far as the lane knows (for
+    /// [`Lane::oldest_wait`]); kept on the waiting path only.
+    pub(crate) since: u64,
+}
+
+impl Lane {
+    /// A call begins to wait in the lane at `now`.
+    #[inline]
+    pub(crate) fn enter(&mut self, now: u64) {
+        if self.waiting == 0 {
+            self.since = now;
+        }
+        self.waiting += 1;
+    }
+
+    /// A call that began to wait at `began` leaves the lane at `now`. When it was the oldest
+    /// and others still wait, the lane does not know when the next oldest began (it keeps no
+    /// queue): it counts from `now` until [`Lane::still_waits`] tells it better.
+    #[inline]
+    pub(crate) fn leave(&mut self, began: u64, now: u64) {
+        self.waiting = self.waiting.saturating_sub(1);
+        if self.waiting > 0 && began <= self.since {
+            self.since = self.since.max(now);
+        }
+    }
+
+    /// A call that began to wait at `began` looked again and still waits.
+    #[inline]
+    pub(crate) fn still_waits(&mut self, began: u64) {
+        self.since = self.since.min(began);
+    }
+
+    /// Nanoseconds the lane's oldest waiter has waited at `now` (zero with nobody waiting):
+    /// exact while the oldest waits; after it leaves, at least the time since then, and the
+    /// remaining waiters' time once they look again.
+    pub(crate) fn oldest_wait(&self, now: u64) -> u64 {
+        if self.waiting == 0 {
+            0
+        } else {
+            now.saturating_sub(self.since)
+        }
+    }
 }
 
 /// One key's token-bucket state.
@@ -433,7 +482,7 @@ impl BucketState {
         }
         if wait > 0 {
             let ln = &mut self.lanes[lane];
-            ln.waiting += 1;
+            ln.enter(now);
             if lane > 0 {
                 ln.pending[REQ] = ln.pending[REQ].saturating_add(ask.cost.requests);
                 ln.pending[UNITS] = ln.pending[UNITS].saturating_add(ask.cost.units);
@@ -456,9 +505,11 @@ impl BucketState {
             .unwrap_or(0)
     }
 
-    fn leave_lane(&mut self, t: &mut Ticket) {
+    /// A waiting call leaves its lane at `now`. (While a call waits, its `charged_at` is when
+    /// it asked: lane 0 charges it then, the others when they admit it.)
+    fn leave_lane(&mut self, t: &mut Ticket, now: u64) {
         let ln = &mut self.lanes[usize::from(t.lane)];
-        ln.waiting = ln.waiting.saturating_sub(1);
+        ln.leave(t.charged_at, now);
         if !t.charged {
             ln.pending[REQ] = ln.pending[REQ].saturating_sub(t.cost.requests);
             ln.pending[UNITS] = ln.pending[UNITS].saturating_sub(t.cost.units);
@@ -487,9 +538,10 @@ impl BucketState {
         }
         if t.charged {
             if now < t.admit_at {
+                self.lanes[usize::from(t.lane)].still_waits(t.charged_at);
                 return Ok(Some(t.admit_at));
             }
-            self.leave_lane(t);
+            self.leave_lane(t, now);
             return Ok(None);
         }
         let now = self.tick(now);
@@ -500,7 +552,7 @@ impl BucketState {
         }
         let wait = self.level_wait(l, t.cost, usize::from(t.lane));
         if wait == 0 {
-            self.leave_lane(t);
+            self.leave_lane(t, now);
             self.charge(l, t.cost, t.green);
             t.charged_at = now;
             t.charged = true;
@@ -509,12 +561,13 @@ impl BucketState {
         }
         let at = now.saturating_add(wait);
         if at > t.deadline {
-            self.leave_lane(t);
+            self.leave_lane(t, now);
             return Err(Refusal {
                 reason: RejectReason::Deadline,
                 retry_in: Some(wait),
             });
         }
+        self.lanes[usize::from(t.lane)].still_waits(t.charged_at);
         t.admit_at = at;
         Ok(Some(at))
     }
@@ -528,7 +581,7 @@ impl BucketState {
         let now = self.tick(now);
         if t.charged && now >= t.admit_at {
             // Booked and its instant has come: by the book it was admitted, so it is in flight.
-            self.leave_lane(t);
+            self.leave_lane(t, now);
             return;
         }
         let booked = t.charged;
@@ -555,7 +608,7 @@ impl BucketState {
             }
             t.charged = false;
         }
-        self.leave_lane(t);
+        self.leave_lane(t, now);
     }
 
     /// Settles an admitted call: real usage, the server's remaining budget, and learning.
@@ -589,7 +642,7 @@ impl BucketState {
                 self.cancel(l, t, now);
                 return false;
             }
-            self.leave_lane(t);
+            self.leave_lane(t, now);
         }
         if !t.charged {
             return false;
@@ -703,6 +756,12 @@ impl BucketState {
     /// Calls waiting, all lanes.
     pub(crate) fn waiting(&self) -> u32 {
         self.lanes.iter().map(|ln| ln.waiting).sum()
+    }
+
+    /// Per lane, in [`LANE_NAMES`]' order: the calls waiting and the nanoseconds the oldest
+    /// has waited at `now`.
+    pub(crate) fn lanes(&self, now: u64) -> [(u32, u64); LANES] {
+        self.lanes.map(|ln| (ln.waiting, ln.oldest_wait(now)))
     }
 
     /// Whether a learned limit is below the configured one.

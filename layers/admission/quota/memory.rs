@@ -62,6 +62,32 @@ pub struct SlotStats {
     pub units_spent: Option<u64>,
     /// Whether the state is back at rest (nothing waiting, buckets full).
     pub at_rest: bool,
+    /// Per lane, in the order the lanes are served (the sliding window has five, the token
+    /// bucket four; `None` after the last).
+    pub lanes: [Option<LaneStats>; 5],
+    /// Units leased from a shared store and not yet spent (a
+    /// [`RedisSlot`](crate::admission::redis::RedisSlot)'s; every other field is then empty):
+    /// `None` for the in-process store.
+    pub lease_balance: Option<i64>,
+}
+
+/// One lane of a [`MemorySlot`]: the calls waiting in it and how long the oldest has waited.
+///
+/// The lanes are those of the [admission docs](crate::admission#shares-and-priorities):
+/// `interactive` (within share; every interactive call without shares),
+/// `interactive_pressing` (within share, its tenant borrowed lately; sliding window only),
+/// `batch` (within share), `interactive_borrowing` and `batch_borrowing`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneStats {
+    /// The lane's name (the `lane` label of the queue gauges).
+    pub lane: &'static str,
+    /// Calls waiting in the lane.
+    pub waiting: u32,
+    /// How long the call that has waited longest in the lane has waited (zero with nobody
+    /// waiting). Exact while that call waits; once it leaves, the lane counts the next one's
+    /// wait from then until that call looks again (the sliding window's waiters look at
+    /// least every 64th of the window), so it may read low for that long.
+    pub oldest_wait: Duration,
 }
 
 impl MemorySlot {
@@ -134,6 +160,14 @@ impl MemorySlot {
             requests_spent,
             units_spent,
             at_rest: state.at_rest(&self.limit, self.ns(now), 0),
+            lanes: state.lanes(self.ns(now)).map(|lane| {
+                lane.map(|lane| LaneStats {
+                    lane: lane.name,
+                    waiting: lane.waiting,
+                    oldest_wait: Duration::from_nanos(lane.oldest),
+                })
+            }),
+            lease_balance: None,
         }
     }
 }

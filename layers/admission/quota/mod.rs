@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use self::ask::{Ask, Grant, MAX_WAIT};
-pub use self::memory::{MemorySlot, MemoryStore, MemoryTicket, SlotStats};
+pub use self::memory::{LaneStats, MemorySlot, MemoryStore, MemoryTicket, SlotStats};
 pub use self::reject::{RejectReason, Rejected};
 pub use self::reservation::Reservation;
 pub use self::store::{Headroom, QuotaStore, Slot, StoreSlot};

@@ -528,6 +528,16 @@ impl Leases {
     pub(crate) fn balance(&self, i: usize) -> Amount {
         self.leases[i].balance
     }
+
+    /// What the key's leases hold together, taken from the server and not yet spent, in
+    /// units (in requests for a limit of requests only); negative when calls spent more than
+    /// their estimates (debt the next asks cover).
+    pub(crate) fn leased(&self) -> i64 {
+        let d = usize::from(self.sizes.limited[1]);
+        self.leases
+            .iter()
+            .fold(0i64, |sum, lease| sum.saturating_add(lease.balance[d]))
+    }
 }
 
 fn lane(priority: Priority) -> usize {

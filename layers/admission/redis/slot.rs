@@ -245,6 +245,13 @@ impl RedisSlot {
             .expect("local tickets exist only with a fallback")
     }
 
+    /// What the key's leases hold together (every tenant's), taken from the server and not
+    /// yet spent: units, or requests for a limit of requests only; negative while calls that
+    /// spent more than their estimates leave debt. `headroom_quota_lease_balance` samples it.
+    pub fn leased(&self) -> i64 {
+        lock(&self.0.leases).leased()
+    }
+
     /// The balance of the lease for `tenant` (requests, units): for tests and dashboards.
     pub fn lease_balance(&self, tenant: Option<Tenant>) -> (i64, i64) {
         let b = lock(&self.0.leases).balance(self.0.lease_index(tenant));

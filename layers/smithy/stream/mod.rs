@@ -13,7 +13,8 @@
 //!   or an InvokeModelWithResponseStream `chunk` whose decoded body carries Bedrock's
 //!   `amazon-bedrock-invocationMetrics` or closes an Anthropic message (`message_start`'s
 //!   `message.usage`, then `message_delta`'s `usage.output_tokens`, then `message_stop`):
-//!   the reservation settles to the counts × the burndown of the model the attempt went to.
+//!   the reservation settles to the counts × the burndown of the model the attempt went to,
+//!   and the counts go to `headroom_tokens_total` (as a non-streamed answer's do).
 //! - **an exception** (`:message-type` `exception`, its type in `:exception-type`, e.g.
 //!   `throttlingException`, `serviceUnavailableException`, `modelStreamErrorException`,
 //!   `modelTimeoutException`, `internalServerException`, `validationException`;
@@ -66,8 +67,10 @@ pub(crate) struct StreamEnd<T: Slot> {
 
 #[cfg_attr(not(feature = "bedrock"), allow(dead_code))]
 impl<T: Slot> StreamEnd<T> {
-    /// The stream reported the call's usage: the reservation settles to it.
+    /// The stream reported the call's usage: the reservation settles to it, and its tokens
+    /// count in `headroom_tokens_total` as a non-streamed answer's do.
     fn succeeded(self, counts: TokenCounts) {
+        self.events.tokens.add(&counts);
         let units = counts.charged(self.spec);
         if let Some(reservation) = self.reservation {
             let outcome = Outcome::SUCCESS;
