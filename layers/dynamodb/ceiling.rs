@@ -323,7 +323,22 @@ impl PartitionCeiling {
         units: u64,
         now: Instant,
     ) -> Result<CeilingTicket, Rejected> {
-        let id = self.id(partition_key);
+        let ask = Ask::new(Cost::units(units));
+        self.admit_id(table, access, self.id(partition_key), ask, now)
+    }
+
+    /// [`admit`](Self::admit) of a key known by its hash ([`id`](Self::id)), with `ask`'s
+    /// cost (its units) and deadline: what an adapter calls when it hashed the key as soon as
+    /// it read it and bounds the wait by the call's own deadline.
+    pub fn admit_id(
+        &self,
+        table: &str,
+        access: Access,
+        id: KeyId,
+        ask: Ask,
+        now: Instant,
+    ) -> Result<CeilingTicket, Rejected> {
+        let units = ask.cost.units;
         let (stream, stream_key, hot) = {
             let mut inner = self.lock();
             let stream = self.stream(&mut inner, table, access);
@@ -344,10 +359,7 @@ impl PartitionCeiling {
         };
         let reservation = if hot {
             let key = (Arc::clone(&stream_key), id);
-            Some(
-                self.quota(access)
-                    .reserve_ask(&key, &Ask::new(Cost::units(units)), now)?,
-            )
+            Some(self.quota(access).reserve_ask(&key, &ask, now)?)
         } else {
             None
         };
