@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tower_headroom::Profile;
 use tower_headroom::dynamodb::{Access, PARTITION_MAX_WCU, PartitionCeiling};
 use tower_headroom::sim::front::{SimService, sdk_http_client};
-use tower_headroom::sim::{DynamoSim, TableConfig};
+use tower_headroom::sim::{CapacityModel, DynamoSim, TableConfig};
 use tower_headroom::smithy::SdkHeadroom;
 
 const TABLE: &str = "orders";
@@ -216,24 +216,50 @@ async fn a_cold_key_reserves_nothing() {
 #[tokio::test(start_paused = true)]
 async fn a_key_range_throttle_teaches_only_its_key() {
     let t0 = Instant::now();
-    let front = front(t0);
-    // Only a throttle makes a key hot (no key reaches the whole maximum in a second).
+    // Two partitions of 500 WCU, no burst: a key over 500 WCU/s is refused with a key-range
+    // reason before it reaches the share that would make it hot (the whole maximum).
+    let sim = DynamoSim::builder()
+        .table(
+            TableConfig::builder(TABLE)
+                .rcu(100)
+                .wcu(1_000)
+                .partitions(2)
+                .burst_seconds(0)
+                .capacity_model(CapacityModel::EvenSplit)
+                .latency(Duration::from_millis(5))
+                .build()
+                .unwrap(),
+        )
+        .start(t0)
+        .build()
+        .unwrap();
+    let a = "order#a";
+    let part = sim.partition(TABLE, a).unwrap();
+    let b = (0..)
+        .map(|i| format!("order#b{i}"))
+        .find(|b| sim.partition(TABLE, b) != Some(part))
+        .unwrap();
+    let front = SimService::builder()
+        .dynamodb(sim)
+        .partition_key(TABLE, "pk")
+        .build()
+        .unwrap();
     let ceiling = ceiling(1.0);
     let client = client(&front, Arc::clone(&ceiling));
     let mut calls = Vec::new();
-    // 40 writes of 30 KB on one key in 0.4 s (1,200 WCU), 10 on another (300 WCU).
-    for i in 0..40u64 {
+    // 30 writes of 30 KB on one key in 0.6 s (900 WCU), 10 of 30 KB on another (300 WCU).
+    for i in 0..30u64 {
         let client = client.clone();
         calls.push(tokio::spawn(async move {
-            tokio::time::sleep_until(t0 + Duration::from_millis(i * 10)).await;
-            put(client, "order#a".to_owned(), 30).await
+            tokio::time::sleep_until(t0 + Duration::from_millis(i * 20)).await;
+            put(client, a.to_owned(), 30).await
         }));
     }
     for i in 0..10u64 {
-        let client = client.clone();
+        let (client, b) = (client.clone(), b.clone());
         calls.push(tokio::spawn(async move {
-            tokio::time::sleep_until(t0 + Duration::from_millis(i * 40 + 5)).await;
-            put(client, "order#b".to_owned(), 30).await
+            tokio::time::sleep_until(t0 + Duration::from_millis(i * 60 + 5)).await;
+            put(client, b, 30).await
         }));
     }
     for call in calls {
@@ -241,15 +267,26 @@ async fn a_key_range_throttle_teaches_only_its_key() {
     }
     let stats = front.dynamodb().unwrap().stats();
     let table = &stats.tables[0];
-    assert!(table.key("order#a").unwrap().writes_throttled > 0);
-    assert_eq!(table.key("order#b").unwrap().writes_throttled, 0);
+    let throttled = table.key(a).unwrap().writes_throttled;
+    assert!(throttled > 0);
+    assert_eq!(table.key(&b).unwrap().writes_throttled, 0);
     let now = Instant::now();
+    // Every throttled attempt was recorded on its key, and only there.
+    let report = ceiling.report(TABLE, Access::Write, now).unwrap();
+    let entry = |key: &str| {
+        let id = ceiling.id(key.as_bytes());
+        report.by_units().iter().find(|k| k.id == id).unwrap()
+    };
+    assert_eq!(entry(a).throttles, throttled);
+    assert_eq!(entry(&b).throttles, 0);
+    assert!(entry(a).peak_units_per_second < PARTITION_MAX_WCU);
+    // The throttle made that key hot; the other stays cold.
     assert_eq!(ceiling.hot_keys(now), 1);
     let a = ceiling
-        .admit(TABLE, Access::Write, b"order#a", 1, now)
+        .admit(TABLE, Access::Write, a.as_bytes(), 1, now)
         .unwrap();
     let b = ceiling
-        .admit(TABLE, Access::Write, b"order#b", 1, now)
+        .admit(TABLE, Access::Write, b.as_bytes(), 1, now)
         .unwrap();
     assert!(a.is_hot());
     assert!(!b.is_hot());
