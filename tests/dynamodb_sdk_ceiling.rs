@@ -181,7 +181,9 @@ async fn a_hot_key_is_held_to_its_maximum_and_others_pass_at_once() {
             let slowest = burst.others.iter().max().unwrap();
             assert!(*slowest < Duration::from_millis(50), "{slowest:?}");
             // The report names the hot key, by its hash only.
-            let report = ceiling.report(TABLE, Access::Write, Instant::now()).unwrap();
+            let report = ceiling
+                .report(TABLE, Access::Write, Instant::now())
+                .unwrap();
             let top = &report.by_units()[0];
             assert_eq!(top.id, ceiling.id(HOT.as_bytes()));
             assert!(top.key.is_none());

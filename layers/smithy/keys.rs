@@ -53,15 +53,13 @@ impl Keys {
     /// Adds `units` of `access` on the key `id` of `table` (summed with the call's other
     /// items on the same key).
     pub(crate) fn add(&mut self, table: &str, access: Access, id: KeyId, units: u64) {
-        let same = |(t, k): &&mut (Arc<str>, KeyCharge)| {
-            &**t == table && k.access == access && k.id == id
-        };
+        let same =
+            |(t, k): &&mut (Arc<str>, KeyCharge)| &**t == table && k.access == access && k.id == id;
         match self.keys.iter_mut().find(same) {
             Some((_, charge)) => charge.units = charge.units.saturating_add(units),
-            None => self.keys.push((
-                Arc::from(table),
-                KeyCharge { access, id, units },
-            )),
+            None => self
+                .keys
+                .push((Arc::from(table), KeyCharge { access, id, units })),
         }
     }
 
@@ -69,7 +67,10 @@ impl Keys {
     /// deadline (its cost and tenant are not used). On a refusal the tickets admitted so far
     /// are dropped, which gives their units back.
     pub(crate) async fn wait(&self, ask: Ask) -> Result<Vec<CeilingTicket>, Rejected> {
-        let ask = Ask { tenant: None, ..ask };
+        let ask = Ask {
+            tenant: None,
+            ..ask
+        };
         let now = Instant::now();
         let mut tickets = Vec::with_capacity(self.keys.len());
         for (table, key) in &self.keys {
