@@ -27,7 +27,10 @@
 //! Key values are customer data: the ceiling keeps only their salted hashes ([`KeyId`]), and
 //! shows values only where the [`HotKeys`] report was asked to ([`PartitionCeilingBuilder::show_keys`]).
 //!
-//! The Tower adapter is [`PartitionCeilingLayer`](super::PartitionCeilingLayer).
+//! The Tower adapter is [`PartitionCeilingLayer`](super::PartitionCeilingLayer); the AWS SDK
+//! adapter drives the ceiling itself once told each table's partition key attribute
+//! (`SdkHeadroom::configure_dynamodb_ceiling`, feature `dynamodb`), waiting per attempt with
+//! [`admit_id`](PartitionCeiling::admit_id) and the call's deadline.
 //!
 //! ```
 //! use tokio::time::Instant;

@@ -17,6 +17,10 @@
 //! entry. A throttle of such a call teaches every table's key it reserved on (a batch is
 //! refused whole only when all its items were throttled).
 //! Breakers and metric labels follow the quota key (`target="orders:write"`).
+//!
+//! With [`SdkHeadroom::configure_dynamodb_ceiling`], each item's partition key (hashed at once)
+//! also goes through the per-key ceiling ([`crate::dynamodb::PartitionCeiling`]): a hot key
+//! waits for its own budget per attempt, and each attempt's outcome is recorded on its key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
