@@ -27,7 +27,10 @@
 //! Key values are customer data: the ceiling keeps only their salted hashes ([`KeyId`]), and
 //! shows values only where the [`HotKeys`] report was asked to ([`PartitionCeilingBuilder::show_keys`]).
 //!
-//! The Tower adapter is [`PartitionCeilingLayer`](super::PartitionCeilingLayer).
+//! The Tower adapter is [`PartitionCeilingLayer`](super::PartitionCeilingLayer); the AWS SDK
+//! adapter drives the ceiling itself once told each table's partition key attribute
+//! (`SdkHeadroom::configure_dynamodb_ceiling`, feature `dynamodb`), waiting per attempt with
+//! [`admit_id`](PartitionCeiling::admit_id) and the call's deadline.
 //!
 //! ```
 //! use tokio::time::Instant;
@@ -323,7 +326,22 @@ impl PartitionCeiling {
         units: u64,
         now: Instant,
     ) -> Result<CeilingTicket, Rejected> {
-        let id = self.id(partition_key);
+        let ask = Ask::new(Cost::units(units));
+        self.admit_id(table, access, self.id(partition_key), ask, now)
+    }
+
+    /// [`admit`](Self::admit) of a key known by its hash ([`id`](Self::id)), with `ask`'s
+    /// cost (its units) and deadline: what an adapter calls when it hashed the key as soon as
+    /// it read it and bounds the wait by the call's own deadline.
+    pub fn admit_id(
+        &self,
+        table: &str,
+        access: Access,
+        id: KeyId,
+        ask: Ask,
+        now: Instant,
+    ) -> Result<CeilingTicket, Rejected> {
+        let units = ask.cost.units;
         let (stream, stream_key, hot) = {
             let mut inner = self.lock();
             let stream = self.stream(&mut inner, table, access);
@@ -344,10 +362,7 @@ impl PartitionCeiling {
         };
         let reservation = if hot {
             let key = (Arc::clone(&stream_key), id);
-            Some(
-                self.quota(access)
-                    .reserve_ask(&key, &Ask::new(Cost::units(units)), now)?,
-            )
+            Some(self.quota(access).reserve_ask(&key, &ask, now)?)
         } else {
             None
         };

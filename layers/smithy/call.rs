@@ -86,6 +86,9 @@ pub(crate) struct Call<S: StoreSlot> {
     /// The decision about the last attempt, for the classifier, until the next attempt.
     pub(crate) decision: Option<Decision>,
     pub(crate) prepared: Prepared,
+    /// The call's partition keys under the per-key ceiling, when the client has one
+    /// ([`super::keys`]).
+    pub(crate) keys: Option<super::keys::Keys>,
     /// The client's region.
     region: Option<Arc<str>>,
     /// The request can be sent to another region: its endpoint and signing region are
@@ -128,6 +131,8 @@ pub(crate) struct Attempt<T: crate::admission::Slot> {
     /// The reservations on the call's other keys ([`Prepared::also`]), with the units each
     /// spent once the attempt's output said.
     pub(super) also: Vec<super::also::Also<T>>,
+    /// The per-key ceiling's tickets of the attempt, once it is sent ([`super::keys`]).
+    pub(super) keys: Vec<crate::dynamodb::CeilingTicket>,
 }
 
 /// Why an attempt is failed before it is sent.
@@ -199,6 +204,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
             decision: None,
             regional: regional && prepared.routable,
             prepared,
+            keys: None,
             region,
             call,
             moved: None,
@@ -374,6 +380,21 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
             Some(signed_limit),
         );
         Ok(Some((Arc::clone(&attempt.key), ask)))
+    }
+
+    /// The ask whose deadline bounds the attempt's wait for its partition keys' budgets: the
+    /// call's deadline, and never past the signature's validity; `None` for a call without
+    /// keys or an attempt that is blocked.
+    pub(crate) fn key_ask(&self, call: &Call<S>) -> Option<Ask> {
+        let attempt = call.attempt.as_ref()?;
+        if attempt.blocked.is_some() || call.keys.as_ref().is_none_or(|k| k.keys.is_empty()) {
+            return None;
+        }
+        let signed_limit = Deadline::from_now(Instant::now(), super::MAX_ADMISSION_WAIT);
+        Some(
+            call.call
+                .ask(Cost::ONE_REQUEST, self.priority, None, Some(signed_limit)),
+        )
     }
 
     /// The cost of the attempt in flight, on its target's model (the call's own cost when none).
@@ -594,6 +615,7 @@ impl<T: crate::admission::Slot> Attempt<T> {
             limit: None,
             span: tracing::Span::none(),
             also: Vec::new(),
+            keys: Vec::new(),
         }
     }
 }

@@ -109,19 +109,35 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
         };
         let (shared, inner) = (Arc::clone(&self.shared), self.inner.clone());
         HttpConnectorFuture::new(async move {
-            let (admission, events, stream, cost, also) = {
+            let (admission, events, stream, cost, also, keys) = {
                 let call = handle.lock();
+                let keys = shared
+                    .key_ask(&call)
+                    .and_then(|ask| Some((call.keys.clone()?, ask)));
                 (
                     shared.admission(&call),
                     shared.attempt_events(&call),
                     call.prepared.stream,
                     shared.attempt_cost(&call),
                     call.prepared.also.clone(),
+                    keys,
                 )
             };
             let throttled = |rejected| {
                 ConnectorError::other(Box::new(rejected), Some(ErrorKind::ThrottlingError))
                     .never_connected()
+            };
+            // Hot partition keys wait for their own budgets first, holding nothing of the
+            // quota; the tickets are dropped (units given back) if the attempt is not sent.
+            let tickets = match (&admission, keys) {
+                (Ok(_), Some((keys, ask))) => match keys.wait(ask).await {
+                    Ok(tickets) => tickets,
+                    Err(rejected) => {
+                        events.admission.rejected(&events.labels, &rejected);
+                        return Err(throttled(rejected));
+                    }
+                },
+                _ => Vec::new(),
             };
             match admission {
                 Err(blocked) => return Err(fail_fast(blocked)),
@@ -159,7 +175,11 @@ impl<S: QuotaStore<Arc<str>> + 'static> HttpConnector for HeadroomConnector<S> {
                         .never_connected(),
                 );
             }
-            Shared::sent(&mut handle.lock());
+            {
+                let mut call = handle.lock();
+                Shared::admitted_keys(&mut call, tickets);
+                Shared::sent(&mut call);
+            }
             let response = match shared.attempt_timeout {
                 Some(timeout) => {
                     let after = timeout.for_cost(Some(cost));

@@ -85,6 +85,13 @@ pub(crate) trait Shape: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// The call's partition keys under the per-key ceiling, from its typed input (hashed at
+    /// once); default: none.
+    fn keys(&self, input: &Input) -> Option<super::keys::Keys> {
+        let _ = input;
+        None
+    }
+
     /// Removes from the output what the adapter asked for and the caller did not.
     fn restore(&self, output: &mut Output) {
         let _ = output;
@@ -192,6 +199,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
             return Ok(());
         }
         let gen_ai = self.shape.gen_ai(ctx.input());
+        let keys = self.shape.keys(ctx.input());
         let Some(prepared) = self.shape.prepare(ctx.input_mut(), &self.shared.estimation) else {
             return Ok(());
         };
@@ -199,7 +207,11 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
         let handle = self
             .shared
             .start(self.id, prepared, region, gen_ai, Instant::now());
-        let id = handle.lock().id;
+        let id = {
+            let mut call = handle.lock();
+            call.keys = keys;
+            call.id
+        };
         let registered = self.shared.register(ctx.inner(), id, &handle);
         cfg.interceptor_state().store_put(handle);
         cfg.interceptor_state().store_put(registered);
@@ -289,6 +301,8 @@ impl<S: QuotaStore<Arc<str>> + 'static> Intercept for HeadroomInterceptor<S> {
             _ => None,
         };
         let mut call = handle.lock();
+        // The ceiling learns from each sent attempt: its keys' budgets and report.
+        Shared::record_keys(&mut call, &outcome, Instant::now());
         if let Some(counts) = &tokens {
             self.shared.attempt_events(&call).tokens.add(counts);
         }

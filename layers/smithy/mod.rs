@@ -149,6 +149,7 @@ mod dynamodb;
 mod events;
 mod http_client;
 mod interceptor;
+mod keys;
 mod registry;
 mod stream;
 

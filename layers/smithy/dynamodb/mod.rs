@@ -17,6 +17,10 @@
 //! entry. A throttle of such a call teaches every table's key it reserved on (a batch is
 //! refused whole only when all its items were throttled).
 //! Breakers and metric labels follow the quota key (`target="orders:write"`).
+//!
+//! With [`SdkHeadroom::configure_dynamodb_ceiling`], each item's partition key (hashed at once)
+//! also goes through the per-key ceiling ([`crate::dynamodb::PartitionCeiling`]): a hot key
+//! waits for its own budget per attempt, and each attempt's outcome is recorded on its key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,10 +50,11 @@ use super::call::Prepared;
 use super::interceptor::Shape;
 use super::{Estimation, SdkHeadroom};
 use crate::admission::{Cost, QuotaStore};
-use crate::dynamodb::{self, Access, Read};
+use crate::dynamodb::{self, Access, PartitionCeiling, Read};
 use crate::error::ConfigError;
 use crate::item_size::{CONTAINER, ELEMENT, SCALAR, number_size};
 
+mod keys;
 mod usage;
 
 /// The most tables whose global secondary indexes the shape remembers from answers, and the
@@ -64,6 +69,9 @@ const MAX_INDEXES: usize = 32;
 #[derive(Debug, Default)]
 pub(crate) struct DynamoDb {
     indexes: std::sync::Mutex<HashMap<String, Vec<String>>>,
+    /// The per-key ceiling and each table's partition key attribute, when declared
+    /// ([`SdkHeadroom::configure_dynamodb_ceiling`]).
+    partition: Option<keys::PartitionKeys>,
 }
 
 impl DynamoDb {
@@ -300,6 +308,10 @@ impl Shape for DynamoDb {
         None
     }
 
+    fn keys(&self, input: &Input) -> Option<crate::smithy::keys::Keys> {
+        self.partition.as_ref()?.keys(input)
+    }
+
     fn region(&self, cfg: &ConfigBag) -> Option<Arc<str>> {
         cfg.load::<aws_sdk_dynamodb::config::Region>()
             .map(|region| Arc::from(region.as_ref()))
@@ -384,6 +396,56 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
         indexes: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<aws_sdk_dynamodb::config::Builder, ConfigError> {
         let shape = DynamoDb::default();
+        for (table, index) in indexes {
+            shape.add_index(table, index);
+        }
+        super::configure!(self, builder, shape, "dynamodb")
+    }
+
+    /// [`configure_dynamodb_indexed`](Self::configure_dynamodb_indexed), with the per-key
+    /// ceiling: `partition_keys` names each table's partition key attribute, as
+    /// `(table, attribute)` pairs, and every attempt on a declared table's key goes through
+    /// `ceiling` (share one ceiling among the clients of the tables).
+    ///
+    /// The interceptor reads each item's partition key value from the typed input (see
+    /// `smithy::dynamodb::keys` for which operations) and hashes it at once; the HTTP client
+    /// waits, per attempt and before the quota admits it, until each hot key's own budget
+    /// (the partition maximum, 1,000 WCU and 3,000 RCU per second) has room, within the call's
+    /// deadline — a wait past it fails the attempt unsent with [`Rejected`](crate::Rejected);
+    /// each sent attempt's outcome is recorded in the ceiling (a key-range throttle teaches
+    /// only its key) and in its hot-key [report](PartitionCeiling::report). A cold key reserves
+    /// nothing. Without this call nothing reads partition keys.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_headroom::ConfigError;
+    /// use tower_headroom::dynamodb::PartitionCeiling;
+    /// use tower_headroom::smithy::SdkHeadroom;
+    ///
+    /// // `sdk` has the HTTP client to wrap; the ceiling is shared by the tables' clients.
+    /// fn configure(
+    ///     headroom: &SdkHeadroom,
+    ///     ceiling: Arc<PartitionCeiling>,
+    ///     sdk: aws_sdk_dynamodb::config::Builder,
+    /// ) -> Result<aws_sdk_dynamodb::config::Builder, ConfigError> {
+    ///     headroom.configure_dynamodb_ceiling(sdk, [], ceiling, [("orders", "pk")])
+    /// }
+    /// ```
+    pub fn configure_dynamodb_ceiling<'a>(
+        &self,
+        builder: aws_sdk_dynamodb::config::Builder,
+        indexes: impl IntoIterator<Item = (&'a str, &'a str)>,
+        ceiling: Arc<PartitionCeiling>,
+        partition_keys: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<aws_sdk_dynamodb::config::Builder, ConfigError> {
+        let names = partition_keys
+            .into_iter()
+            .map(|(table, name)| (table.to_owned(), name.to_owned()))
+            .collect();
+        let shape = DynamoDb {
+            partition: Some(keys::PartitionKeys { ceiling, names }),
+            ..DynamoDb::default()
+        };
         for (table, index) in indexes {
             shape.add_index(table, index);
         }
