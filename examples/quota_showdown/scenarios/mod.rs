@@ -13,10 +13,12 @@
 //! One file per concern: the shared pieces of a set-up (`schedule.rs`), the Bedrock scenarios
 //! 1 to 4 (`bedrock.rs`), DynamoDB's scenario 5 (`dynamodb.rs`), the shared account of
 //! scenario 6 (`shared.rs`), the daily quota of scenario 7 (`daily.rs`), the
-//! OpenAI-compatible endpoint of scenario 8 (`openai.rs`) and the runner
+//! OpenAI-compatible endpoint of scenario 8 (`openai.rs`), the bulk load of scenario 9
+//! (`bulk.rs`, its own runner: one job, not a schedule of apps) and the runner
 //! (`run.rs`); this file holds the names, the strategies and the result types.
 
 mod bedrock;
+pub mod bulk;
 mod daily;
 pub mod dynamodb;
 pub mod openai;
