@@ -125,9 +125,7 @@ struct VirtualTime {
 
 impl TimeSource for VirtualTime {
     fn now(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH
-            + Duration::from_secs(1_767_225_600)
-            + self.start.elapsed()
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600) + self.start.elapsed()
     }
 }
 
@@ -179,8 +177,9 @@ pub fn client(
             let headroom = SdkHeadroom::builder(Profile::DynamoDb)
                 .quota(quota)
                 .build()?;
-            let client =
-                aws_sdk_dynamodb::Client::from_conf(headroom.configure_dynamodb(config(http))?.build());
+            let client = aws_sdk_dynamodb::Client::from_conf(
+                headroom.configure_dynamodb(config(http))?.build(),
+            );
             BulkClient::Writer(BatchWriter::new(client).seed(seed))
         }
     })
@@ -189,7 +188,10 @@ pub fn client(
 /// One item of about 500 bytes: one WCU.
 fn put(i: usize) -> WriteRequest {
     let put = PutRequest::builder()
-        .item(super::PARTITION_KEY, AttributeValue::S(format!("order#{i}")))
+        .item(
+            super::PARTITION_KEY,
+            AttributeValue::S(format!("order#{i}")),
+        )
         .item("note", AttributeValue::S("x".repeat(480)))
         .build()
         .expect("the partition key is set");
