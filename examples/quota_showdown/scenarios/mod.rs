@@ -336,6 +336,12 @@ pub struct Series {
     pub throttled: Vec<u64>,
     /// Scenario 6: the neighbour's tokens settled in second `i`.
     pub neighbour: Vec<f64>,
+    /// Calls the backend admitted on a fallback target (any route but the first) in second
+    /// `i`: Bedrock scenarios with more than one route, else empty.
+    pub fallback: Vec<u64>,
+    /// The client's own effective limit (its quota's learned limit on the primary target) at
+    /// the end of each minute, in the quota's units per window; empty without admission.
+    pub effective_limit: Vec<Option<u64>>,
 }
 
 /// One measured (scenario, strategy) run.
