@@ -203,7 +203,9 @@ pub fn scenario(dir: &Path, n: u8, rows: &[Measured]) -> Result<PathBuf, BoxErro
                 "Scenario {n}: our {unit}/s, settled (dashed: the quota; dotted: the stacks' own limits)"
             )
         } else {
-            format!("Scenario {n}: admitted {unit}/s (dashed: the quota; dotted: the stacks' own limits)")
+            format!(
+                "Scenario {n}: admitted {unit}/s (dashed: the quota; dotted: the stacks' own limits)"
+            )
         },
         unit,
         span,
