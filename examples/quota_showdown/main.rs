@@ -30,9 +30,10 @@
 //!
 //! Options: `--scenario N` (1 to 9) runs one scenario; `--json` prints one JSON object per
 //! (scenario, strategy) instead of tables; `--plot DIR` writes `DIR/showdown-scenarioN.svg`
-//! per scenario (admitted units per second and throttles over time, per strategy; scenario 6
-//! adds the neighbour's tokens and the stacks' effective limits; the README's plot is
-//! `--scenario 1 --plot docs`); `--seed N`.
+//! per scenario 1 to 8 (admitted units per second with the stacks' effective limits, the
+//! quota utilisation with the 80% line, throttles and fallback hops per second, per strategy;
+//! scenario 6 adds the neighbour's tokens; the README's plots are scenarios 1, 2, 4 and 6 of
+//! `--plot docs`); `--seed N`.
 //!
 //! The scenarios and the runner are in `scenarios/` (one file per scenario family, the runner
 //! in `scenarios/run.rs`), the client set-up in `clients.rs` and
