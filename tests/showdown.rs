@@ -34,6 +34,10 @@ use std::sync::OnceLock;
 #[path = "showdown/openai.rs"]
 mod openai;
 
+/// Scenario 9, the bulk load: its own runs.
+#[path = "showdown/bulk.rs"]
+mod bulk;
+
 use scenarios::{DEFAULT_SEED, Measured, SCENARIOS, Strategy};
 use tower_headroom::sim::BEDROCK_WINDOW;
 

@@ -24,11 +24,16 @@
 //! endpoint over plain HTTP (the simulator's front, in process): no policy, the vendor SDKs'
 //! retry, and tower-headroom's stack (`http_clients.rs`).
 //!
-//! Options: `--scenario N` (1 to 8) runs one scenario; `--json` prints one JSON object per
+//! Scenario 9 is a bulk load through `BatchWriteItem` on a throttled provisioned table: the
+//! plain SDK loop that resends `UnprocessedItems` (standard and adaptive retry) against
+//! tower-headroom's `BatchWriter` (`scenarios/bulk.rs`).
+//!
+//! Options: `--scenario N` (1 to 9) runs one scenario; `--json` prints one JSON object per
 //! (scenario, strategy) instead of tables; `--plot DIR` writes `DIR/showdown-scenarioN.svg`
-//! per scenario (admitted units per second and throttles over time, per strategy; scenario 6
-//! adds the neighbour's tokens and the stacks' effective limits; the README's plot is
-//! `--scenario 1 --plot docs`); `--seed N`.
+//! per scenario 1 to 8 (admitted units per second with the stacks' effective limits, the
+//! quota utilisation with the 80% line, throttles and fallback hops per second, per strategy;
+//! scenario 6 adds the neighbour's tokens; the README's plots are scenarios 1, 2, 4 and 6 of
+//! `--plot docs`); `--seed N`.
 //!
 //! The scenarios and the runner are in `scenarios/` (one file per scenario family, the runner
 //! in `scenarios/run.rs`), the client set-up in `clients.rs` and
@@ -59,7 +64,11 @@ const USAGE: &str = "usage: quota_showdown [--scenario N] [--json] [--plot DIR] 
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
-        scenarios: SCENARIOS.to_vec(),
+        scenarios: SCENARIOS
+            .iter()
+            .copied()
+            .chain([scenarios::bulk::SCENARIO])
+            .collect(),
         json: false,
         plot: None,
         seed: scenarios::DEFAULT_SEED,
@@ -75,8 +84,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--scenario" => {
                 let v = value("--scenario")?;
                 match v.parse::<u8>() {
-                    Ok(n) if SCENARIOS.contains(&n) => options.scenarios = vec![n],
-                    _ => return Err(format!("--scenario must be 1 to 8, not {v:?}")),
+                    Ok(n) if SCENARIOS.contains(&n) || n == scenarios::bulk::SCENARIO => {
+                        options.scenarios = vec![n]
+                    }
+                    _ => return Err(format!("--scenario must be 1 to 9, not {v:?}")),
                 }
             }
             "--plot" => options.plot = Some(PathBuf::from(value("--plot")?)),
@@ -120,6 +131,21 @@ fn main() -> ExitCode {
     };
     let real = std::time::Instant::now();
     for &n in &options.scenarios {
+        if n == scenarios::bulk::SCENARIO {
+            match scenarios::bulk::run_all(options.seed) {
+                Ok(rows) if options.json => {
+                    for r in &rows {
+                        println!("{}", scenarios::bulk::json_line(r));
+                    }
+                }
+                Ok(rows) => println!("{}", scenarios::bulk::table(&rows)),
+                Err(e) => {
+                    eprintln!("error: scenario {n}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            continue;
+        }
         let (rows, notes) = match scenario(n, options.seed) {
             Ok(result) => result,
             Err(e) => {

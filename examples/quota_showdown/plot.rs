@@ -1,12 +1,17 @@
-//! `--plot DIR`: an SVG per scenario, with `plotters` (SVG backend only): admitted units per
-//! second (top) and throttled attempts per second (bottom) over time, one line per strategy,
-//! in 6-second bins, with the quota's rate as a dashed line.
+//! `--plot DIR`: an SVG per scenario, with `plotters` (SVG backend only), over time, one
+//! colour per strategy, in 6-second bins:
 //!
-//! Scenario 6 has three panels: our apps' tokens per second per strategy, with the quota
-//! (dashed) and each tower-headroom row's effective limit (dotted, its own quota's learned
-//! limit, sampled once a minute); the neighbour's tokens per second in each strategy's run;
-//! our throttled attempts per second. Its tokens are counted when the calls settle (the
-//! simulator knows each caller's tokens at settlement), which is what the quota keeps.
+//! - admitted units per second, with the quota's rate (dashed) and each tower-headroom row's
+//!   effective limit (dotted: its own quota's learned limit, sampled once a minute) where the
+//!   limit is in the plotted unit (the token, WCU and OpenAI scenarios; the request-count
+//!   scenarios 1, 3 and 4 keep a token quota beside their request quota, so it is left out);
+//! - the quota utilisation: the share of the quota's rate used, with the 80% line (dashed);
+//! - throttled attempts per second, and (dotted) fallback hops: calls a fallback target (the
+//!   second model or region) served per second, in the scenarios with one (3, 4 and 7).
+//!
+//! Scenario 6 adds a panel of the neighbour's tokens per second in each strategy's run. Its
+//! tokens are counted when the calls settle (the simulator knows each caller's tokens at
+//! settlement), which is what the quota keeps.
 
 use std::path::{Path, PathBuf};
 
@@ -48,12 +53,12 @@ type Lines<'a> = Vec<(&'a str, Points)>;
 type Dotted = (usize, String, Points);
 
 /// A step line of one value per minute (the value at the end of minute `k` drawn over it),
-/// in units per second.
-fn per_minute_steps(values: &[Option<u64>]) -> Points {
+/// in units per second: each value is per `window` seconds.
+fn per_minute_steps(values: &[Option<u64>], window: f64) -> Points {
     let mut points = Vec::new();
     for (k, value) in values.iter().enumerate() {
         if let Some(v) = value {
-            let rate = *v as f64 / 60.0;
+            let rate = *v as f64 / window;
             points.push((k as f64, rate));
             points.push((k as f64 + 1.0, rate));
         }
@@ -134,72 +139,83 @@ fn panel(
     Ok(())
 }
 
+/// The window, in seconds, of scenario `n`'s quota: DynamoDB's capacity is per second, the
+/// model quotas per minute.
+fn window(n: u8) -> f64 {
+    if n == 5 { 1.0 } else { 60.0 }
+}
+
+/// The tower-headroom rows' effective limits, dotted, where they are in the plotted unit.
+fn effective_limits(n: u8, rows: &[Measured], rate: f64) -> Vec<Dotted> {
+    if matches!(n, 1 | 3 | 4) {
+        return Vec::new();
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(_, m)| m.series.effective_limit.iter().any(Option::is_some))
+        .map(|(i, m)| {
+            (
+                i,
+                format!("{}: effective limit", m.row.strategy.name()),
+                per_minute_steps(&m.series.effective_limit, window(n)),
+            )
+        })
+        // A limit far above the quota is another dimension's (tokens beside requests).
+        .filter(|(_, _, points)| points.iter().all(|p| p.1 <= 10.0 * rate))
+        .collect()
+}
+
 /// Writes `DIR/showdown-scenarioN.svg` and returns its path.
 pub fn scenario(dir: &Path, n: u8, rows: &[Measured]) -> Result<PathBuf, BoxError> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("showdown-scenario{n}.svg"));
     let span = minutes(n) as f64 + 2.0;
     let (rate, unit) = quota_rate(n);
-    let admitted: Lines<'_> = rows
+    let lines = |f: &dyn Fn(&Measured) -> Points| -> Lines<'_> {
+        rows.iter().map(|m| (m.row.strategy.name(), f(m))).collect()
+    };
+    let admitted = lines(&|m| binned(m.series.admitted.iter().copied(), span));
+    let utilisation = lines(&|m| binned(m.series.admitted.iter().map(|&u| 100.0 * u / rate), span));
+    let throttled = lines(&|m| binned(m.series.throttled.iter().map(|&t| t as f64), span));
+    let hops: Vec<Dotted> = rows
         .iter()
-        .map(|m| {
+        .enumerate()
+        .filter(|(_, m)| m.series.fallback.iter().any(|&c| c > 0))
+        .map(|(i, m)| {
             (
-                m.row.strategy.name(),
-                binned(m.series.admitted.iter().copied(), span),
+                i,
+                format!("{}: fallback hops", m.row.strategy.name()),
+                binned(m.series.fallback.iter().map(|&c| c as f64), span),
             )
         })
         .collect();
-    let throttled: Lines<'_> = rows
-        .iter()
-        .map(|m| {
-            (
-                m.row.strategy.name(),
-                binned(m.series.throttled.iter().map(|&t| t as f64), span),
-            )
-        })
-        .collect();
+    let limits = effective_limits(n, rows, rate);
 
     let shared = rows.iter().any(|m| m.row.shared.is_some());
-    let height = if shared { 1000 } else { 680 };
+    let height = if shared { 1250 } else { 930 };
     let root = SVGBackend::new(path.as_path(), (1000, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    if shared {
-        let neighbour: Lines<'_> = rows
-            .iter()
-            .map(|m| {
-                (
-                    m.row.strategy.name(),
-                    binned(m.series.neighbour.iter().copied(), span),
-                )
-            })
-            .collect();
-        let limits: Vec<Dotted> = rows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                let shared = m.row.shared.as_ref()?;
-                (!shared.effective_limit_per_minute.is_empty()).then(|| {
-                    (
-                        i,
-                        format!("{}: effective limit", m.row.strategy.name()),
-                        per_minute_steps(&shared.effective_limit_per_minute),
-                    )
-                })
-            })
-            .collect();
-        let (top, rest) = root.split_vertically(400);
-        let (middle, bottom) = rest.split_vertically(300);
-        panel(
-            &top,
+    let (top, rest) = root.split_vertically(400);
+    panel(
+        &top,
+        if shared {
             format!(
                 "Scenario {n}: our {unit}/s, settled (dashed: the quota; dotted: the stacks' own limits)"
-            ),
-            unit,
-            span,
-            &admitted,
-            Some(rate),
-            &limits,
-        )?;
+            )
+        } else {
+            format!(
+                "Scenario {n}: admitted {unit}/s (dashed: the quota; dotted: the stacks' own limits)"
+            )
+        },
+        unit,
+        span,
+        &admitted,
+        Some(rate),
+        &limits,
+    )?;
+    let rest = if shared {
+        let neighbour = lines(&|m| binned(m.series.neighbour.iter().copied(), span));
+        let (middle, rest) = rest.split_vertically(300);
         panel(
             &middle,
             format!("Scenario {n}: the neighbour's {unit}/s, settled, in each strategy's run"),
@@ -209,36 +225,33 @@ pub fn scenario(dir: &Path, n: u8, rows: &[Measured]) -> Result<PathBuf, BoxErro
             Some(rate),
             &[],
         )?;
-        panel(
-            &bottom,
-            format!("Scenario {n}: our throttled attempts/s"),
-            "throttles",
-            span,
-            &throttled,
-            None,
-            &[],
-        )?;
+        rest
     } else {
-        let (top, bottom) = root.split_vertically(400);
-        panel(
-            &top,
-            format!("Scenario {n}: admitted {unit}/s (dashed: the quota)"),
-            unit,
-            span,
-            &admitted,
-            Some(rate),
-            &[],
-        )?;
-        panel(
-            &bottom,
-            format!("Scenario {n}: throttled attempts/s"),
-            "throttles",
-            span,
-            &throttled,
-            None,
-            &[],
-        )?;
-    }
+        rest
+    };
+    let (middle, bottom) = rest.split_vertically(250);
+    panel(
+        &middle,
+        format!("Scenario {n}: quota utilisation, % of the quota's rate used (dashed: 80%)"),
+        "% used",
+        span,
+        &utilisation,
+        Some(80.0),
+        &[],
+    )?;
+    panel(
+        &bottom,
+        if hops.is_empty() {
+            format!("Scenario {n}: throttled attempts/s")
+        } else {
+            format!("Scenario {n}: throttled attempts/s (dotted: calls a fallback target served/s)")
+        },
+        "per second",
+        span,
+        &throttled,
+        None,
+        &hops,
+    )?;
     root.present()?;
     Ok(path.clone())
 }

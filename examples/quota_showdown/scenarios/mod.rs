@@ -13,10 +13,12 @@
 //! One file per concern: the shared pieces of a set-up (`schedule.rs`), the Bedrock scenarios
 //! 1 to 4 (`bedrock.rs`), DynamoDB's scenario 5 (`dynamodb.rs`), the shared account of
 //! scenario 6 (`shared.rs`), the daily quota of scenario 7 (`daily.rs`), the
-//! OpenAI-compatible endpoint of scenario 8 (`openai.rs`) and the runner
+//! OpenAI-compatible endpoint of scenario 8 (`openai.rs`), the bulk load of scenario 9
+//! (`bulk.rs`, its own runner: one job, not a schedule of apps) and the runner
 //! (`run.rs`); this file holds the names, the strategies and the result types.
 
 mod bedrock;
+pub mod bulk;
 mod daily;
 pub mod dynamodb;
 pub mod openai;
@@ -334,6 +336,12 @@ pub struct Series {
     pub throttled: Vec<u64>,
     /// Scenario 6: the neighbour's tokens settled in second `i`.
     pub neighbour: Vec<f64>,
+    /// Calls the backend admitted on a fallback target (any route but the first) in second
+    /// `i`: Bedrock scenarios with more than one route, else empty.
+    pub fallback: Vec<u64>,
+    /// The client's own effective limit (its quota's learned limit on the primary target) at
+    /// the end of each minute, in the quota's units per window; empty without admission.
+    pub effective_limit: Vec<Option<u64>>,
 }
 
 /// One measured (scenario, strategy) run.

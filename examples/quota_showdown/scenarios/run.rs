@@ -167,6 +167,30 @@ fn cumulative(scenario: u8, backend: &Backend, now: Instant) -> (f64, u64, f64) 
     }
 }
 
+/// Bedrock with more than one route: the calls admitted so far on every route but the first
+/// (a fallback model or region); else `None`.
+fn fallback_admitted(backend: &Backend, routes: &[(&str, &str)], now: Instant) -> Option<u64> {
+    let (Backend::Bedrock(sim), [_, fallbacks @ ..]) = (backend, routes) else {
+        return None;
+    };
+    if fallbacks.is_empty() {
+        return None;
+    }
+    let stats = sim.stats_at(now);
+    Some(
+        stats
+            .models
+            .iter()
+            .filter(|m| {
+                fallbacks
+                    .iter()
+                    .any(|(model, region)| *m.model_id == **model && *m.region == **region)
+            })
+            .map(|m| m.counts.admitted)
+            .sum(),
+    )
+}
+
 /// The simulator's totals after a run.
 struct Totals {
     attempts: u64,
@@ -292,12 +316,19 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
     let sampler = {
         let backend = setup.backend.clone();
         let done = Arc::clone(&done);
-        let probe = effective_limit.filter(|_| scenario == 6);
+        let probe = effective_limit;
+        let routes: Vec<(&'static str, &'static str)> = setup
+            .plan
+            .routes
+            .iter()
+            .map(|r| (r.model, r.region))
+            .collect();
         tokio::spawn(async move {
             let mut series = Series::default();
             let mut limits = Vec::new();
             let mut daily = daily::Probe::default();
             let mut last = (0.0, 0, 0.0);
+            let mut last_fallback = 0;
             let mut tick = start;
             let mut named_at = None;
             for second in 1u64.. {
@@ -308,6 +339,10 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
                 series.throttled.push(now.1 - last.1);
                 series.neighbour.push(now.2 - last.2);
                 last = now;
+                if let Some(served) = fallback_admitted(&backend, &routes, tick) {
+                    series.fallback.push(served - last_fallback);
+                    last_fallback = served;
+                }
                 if let (7, Backend::Bedrock(sim)) = (scenario, &backend) {
                     daily.sample(second, &sim.stats_at(tick));
                 }
@@ -318,7 +353,11 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
                 }
                 if let Some(probe) = &probe {
                     if second % 60 == 0 && second / 60 <= span_minutes {
-                        limits.push(probe(tick));
+                        let limit = probe(tick);
+                        series.effective_limit.push(limit);
+                        if scenario == 6 {
+                            limits.push(limit);
+                        }
                     }
                 }
                 if done.load(Ordering::Relaxed) {
