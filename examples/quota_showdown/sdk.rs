@@ -27,21 +27,16 @@ use std::time::SystemTime;
 use aws_smithy_async::time::TimeSource;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig;
+use tower::BoxError;
 use tower::util::BoxCloneService;
-use tower::{BoxError, Layer};
-use tower_headroom::Outcome;
 use tower_headroom::admission::{Priority, Quota, Tenant};
-use tower_headroom::dynamodb::{
-    self, Access, PartitionCeiling, PartitionCeilingLayer, PartitionUnits, Read,
-};
 use tower_headroom::fallback::Target;
 use tower_headroom::smithy::SdkHeadroom;
 use tower_headroom::stack::Profile;
 
 use super::clients::{
-    App, Client, Clients, Console, Direct, Handle, LimitProbe, PARTITION_KEY, Plan,
-    READ_ITEM_BYTES, RouteTarget, Work, bedrock_quota, client_clock, dynamodb_quota, names_hot_key,
-    partition_ceiling,
+    App, Client, Clients, Console, Direct, Handle, LimitProbe, PARTITION_KEY, Plan, RouteTarget,
+    Work, bedrock_quota, client_clock, dynamodb_quota, names_hot_key, partition_ceiling,
 };
 
 /// Fake static credentials: the front does not verify signatures.
@@ -165,14 +160,17 @@ pub fn headroom_clients(
                     .build();
                 converse_client(app, aws_sdk_bedrockruntime::Client::from_conf(config))
             } else {
+                // The per-key ceiling inside the adapter: the table's partition key attribute
+                // (the user's schema), its values read from each call's typed input.
                 let config = headroom
-                    .configure_dynamodb(dynamodb_config(app, http.clone(), partition(app)))?
+                    .configure_dynamodb_ceiling(
+                        dynamodb_config(app, http.clone(), partition(app)),
+                        [],
+                        Arc::clone(&ceiling),
+                        [(app.model, PARTITION_KEY)],
+                    )?
                     .build();
-                with_ceiling(
-                    app,
-                    Arc::clone(&ceiling),
-                    put_item_client(app, aws_sdk_dynamodb::Client::from_conf(config)),
-                )
+                put_item_client(app, aws_sdk_dynamodb::Client::from_conf(config))
             })
         })
         .collect::<Result<Vec<_>, BoxError>>()?;
@@ -344,58 +342,4 @@ fn put_item_client(app: &App, client: aws_sdk_dynamodb::Client) -> Client {
             Ok(())
         }
     }))
-}
-
-/// `client` behind the per-key ceiling (`PartitionCeilingLayer`), as a user puts it around
-/// their SDK calls: a call on a hot key waits for the key's budget before the SDK sees it. The
-/// key is the partition key value the call names (the user's schema, [`PARTITION_KEY`]), its
-/// units the item's (writes) or one 4 KB block (reads), as DynamoDB counts them.
-fn with_ceiling(app: &App, ceiling: Arc<PartitionCeiling>, client: Client) -> Client {
-    let table: Arc<str> = Arc::from(app.model);
-    let units = move |work: &Work| -> Option<PartitionUnits> {
-        let (access, key, units) = match work {
-            Work::Write { key, payload } => (
-                Access::Write,
-                key,
-                dynamodb::write_units(Work::item_bytes(key, *payload)),
-            ),
-            Work::Read { key, consistent } => (
-                Access::Read,
-                key,
-                dynamodb::read_half_units(READ_ITEM_BYTES, Read::consistent(Some(*consistent))),
-            ),
-            _ => return None,
-        };
-        Some(PartitionUnits::new(
-            Arc::clone(&table),
-            access,
-            key.as_bytes(),
-            units,
-        ))
-    };
-    BoxCloneService::new(
-        PartitionCeilingLayer::new(ceiling, sdk_outcome as SdkOutcome, units).layer(client),
-    )
-}
-
-type SdkOutcome = fn(Result<&(), &(dyn std::error::Error + 'static)>) -> Outcome;
-
-/// An SDK call's outcome as the ceiling needs it: a DynamoDB error by its code (a throttle of
-/// the hot key teaches the key's budget), anything else by the crate's error classifier.
-fn sdk_outcome(result: Result<&(), &(dyn std::error::Error + 'static)>) -> Outcome {
-    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-    let Err(error) = result else {
-        return Outcome::SUCCESS;
-    };
-    use aws_sdk_dynamodb::error::SdkError;
-    use aws_sdk_dynamodb::operation::{get_item::GetItemError, put_item::PutItemError};
-    use tower_headroom::classify::find;
-    let code = find::<SdkError<PutItemError>>(error)
-        .and_then(|e| e.code())
-        .or_else(|| find::<SdkError<GetItemError>>(error).and_then(|e| e.code()))
-        .map(str::to_owned);
-    match code {
-        Some(code) => Outcome::new(tower_headroom::classify::aws::classify(&code, None)),
-        None => tower_headroom::classify::classify_error(error),
-    }
 }
