@@ -43,6 +43,7 @@ pub(crate) struct Keys {
 
 impl Keys {
     /// An empty set over `ceiling`.
+    #[cfg(feature = "dynamodb")]
     pub(crate) fn new(ceiling: Arc<PartitionCeiling>) -> Self {
         Keys {
             ceiling,
@@ -52,6 +53,7 @@ impl Keys {
 
     /// Adds `units` of `access` on the key `id` of `table` (summed with the call's other
     /// items on the same key).
+    #[cfg(feature = "dynamodb")]
     pub(crate) fn add(&mut self, table: &str, access: Access, id: KeyId, units: u64) {
         let same =
             |(t, k): &&mut (Arc<str>, KeyCharge)| &**t == table && k.access == access && k.id == id;
