@@ -1,7 +1,11 @@
-//! Metrics reach a recorder installed after the layers were built: a stack built with no
-//! recorder, then a global `metrics` recorder installed (once per process: this binary holds
-//! the only test that installs one), reports its calls; a retry layer built with no recorder
-//! reports to a local recorder current when it is called.
+//! Metrics reach a recorder installed after the layers were built: a retry layer built with no
+//! recorder reports to a local recorder current when it is called; a stack built with no
+//! recorder, then a global `metrics` recorder installed, reports its calls.
+//!
+//! Both checks need "no global recorder yet" when their layers are built, and a global recorder
+//! can be installed only once per process, so they run in order inside one test: as two tests
+//! they raced (the global one could be installed while the local check built its layer, which
+//! then rightly registered with the global recorder).
 #![cfg(feature = "metrics")]
 
 use std::convert::Infallible;
@@ -39,6 +43,11 @@ fn counter(series: &Series, name: &str, labels: &[(&str, &str)]) -> u64 {
 }
 
 #[test]
+fn layers_built_without_a_recorder_report_to_the_one_current_when_called() {
+    a_layer_built_without_a_recorder_reports_to_the_local_one_it_is_called_under();
+    a_stack_built_before_the_global_recorder_reports_to_it();
+}
+
 fn a_stack_built_before_the_global_recorder_reports_to_it() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -89,7 +98,6 @@ fn a_stack_built_before_the_global_recorder_reports_to_it() {
     assert_eq!(counter(&series, names::FALLBACK, &first), 3);
 }
 
-#[test]
 fn a_layer_built_without_a_recorder_reports_to_the_local_one_it_is_called_under() {
     let layer = RetryLayer::new(RetryPolicy::default(), HttpClassifier::new())
         .labels(Labels::target("late-local"));
