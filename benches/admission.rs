@@ -152,6 +152,16 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
+        g.bench_function(
+            format!("headroom reserve+settle, {name} (borrowed slot)"),
+            |b| {
+                b.iter(|| {
+                    let now = Instant::now();
+                    let r = Reservation::reserve(&*slot, black_box(&ask), now).unwrap();
+                    r.settle(Usage::units(10), now);
+                })
+            },
+        );
         let _ = slot.admit_wait(Cost::units(1), Instant::now());
         g.bench_function(
             format!("headroom reserve+settle, {name}, 2 threads, own keys"),
@@ -249,6 +259,17 @@ fn ratios() {
             }
             start.elapsed()
         });
+        // The same, borrowing the slot instead of owning a clone of its `Arc` (the shape of
+        // governor's `check_n` on a limiter the caller holds).
+        let hb = per_op(OPS, |ops| {
+            let start = std::time::Instant::now();
+            for i in 0..ops {
+                let now = t0 + Duration::from_nanos(i);
+                let r = Reservation::reserve(&*slot, black_box(&ask), now).unwrap();
+                r.settle(Usage::units(10), now);
+            }
+            start.elapsed()
+        });
         pinned.push((name, hc, hp));
         let h1 = per_op(OPS, timed(|| headroom_op(&q, black_box(&KEYS[0]))));
         let h2 = per_op(OPS, |ops| {
@@ -266,6 +287,10 @@ fn ratios() {
         println!(
             "    reserve+settle, pinned slot, time passed in: {hp:>7.1} ns = {:.2}x governor check_n",
             hp / g1
+        );
+        println!(
+            "    reserve+settle, borrowed slot, time passed in: {hb:>5.1} ns = {:.2}x governor check_n",
+            hb / g1
         );
         println!(
             "    reserve+settle with Instant::now():       {h1:>7.1} ns   = {:.2}x governor check_n, {:.2}x check_key_n",

@@ -172,7 +172,7 @@ impl MemorySlot {
     }
 }
 
-impl Slot for Arc<MemorySlot> {
+impl Slot for MemorySlot {
     type Ticket = MemoryTicket;
 
     #[inline(always)]

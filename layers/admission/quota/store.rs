@@ -74,6 +74,71 @@ pub trait Slot: Send + Sync {
     }
 }
 
+/// `impl Slot for $ty` forwarding every operation to the `S` it points to.
+macro_rules! forward_slot {
+    ($(#[$doc:meta])* $ty:ty) => {
+        $(#[$doc])*
+        impl<S: Slot + ?Sized> Slot for $ty {
+            type Ticket = S::Ticket;
+
+            #[inline(always)]
+            fn reserve(&self, ask: &Ask, now: Instant) -> Result<(Self::Ticket, Grant), Rejected> {
+                (**self).reserve(ask, now)
+            }
+            #[inline]
+            fn confirm(&self, ticket: &mut Self::Ticket, now: Instant) -> Result<Grant, Rejected> {
+                (**self).confirm(ticket, now)
+            }
+            #[inline(always)]
+            fn settle(
+                &self,
+                ticket: &mut Self::Ticket,
+                outcome: &Outcome,
+                usage: &Usage,
+                now: impl FnOnce() -> Instant,
+            ) -> Option<u64> {
+                (**self).settle(ticket, outcome, usage, now)
+            }
+            #[inline]
+            fn release_unsent(&self, ticket: &mut Self::Ticket, now: Instant) {
+                (**self).release_unsent(ticket, now)
+            }
+            #[inline]
+            fn cancel(&self, ticket: &mut Self::Ticket, now: Instant) {
+                (**self).cancel(ticket, now)
+            }
+            #[inline]
+            fn admit_wait(&self, cost: Cost, now: Instant) -> Option<Duration> {
+                (**self).admit_wait(cost, now)
+            }
+            #[inline]
+            fn admitted_at(&self, ticket: &Self::Ticket) -> Instant {
+                (**self).admitted_at(ticket)
+            }
+            #[inline]
+            fn bound_by(&self, ticket: &Self::Ticket) -> Option<Duration> {
+                (**self).bound_by(ticket)
+            }
+            #[inline]
+            fn poll_wake(&self, ticket: &mut Self::Ticket, cx: &mut Context<'_>) -> Poll<()> {
+                (**self).poll_wake(ticket, cx)
+            }
+        }
+    };
+}
+
+forward_slot!(
+    /// How stores hand slots to reservations that outlive the caller's borrow (the layers'
+    /// futures hold `Reservation<Arc<MemorySlot>>`).
+    std::sync::Arc<S>
+);
+forward_slot!(
+    /// A reservation that borrows its slot, for a caller that holds the slot for as long as
+    /// the call (the shape of a rate limiter checked by reference): it saves the two atomic
+    /// reference-count operations an owned `Arc` costs per call.
+    &S
+);
+
 /// The [`Slot`] type of a store, apart from its key type, so that a service's future names the
 /// slot without the key (a type that named the key there would trip the compiler's check that
 /// a spawned future is `Send` when the key is a reference, as in `&'static str`).
