@@ -368,3 +368,110 @@ async fn a_stream_without_a_usage_event_settles_at_its_estimate() {
     ];
     assert_eq!(through_admission(NO_USAGE, None).await, ESTIMATE);
 }
+
+/// `headroom_tokens_total{type}` whose labels include all of `labels`, from a snapshot.
+#[cfg(feature = "metrics")]
+fn tokens_counted(
+    snapshot: metrics_util::debugging::Snapshot,
+    labels: &[(&str, &str)],
+) -> [u64; 4] {
+    let series = snapshot.into_vec();
+    ["input", "output", "cache_read", "cache_write"].map(|kind| tokens_of(&series, kind, labels))
+}
+
+#[cfg(feature = "metrics")]
+fn tokens_of(
+    series: &[(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        metrics_util::debugging::DebugValue,
+    )],
+    kind: &str,
+    labels: &[(&str, &str)],
+) -> u64 {
+    use metrics_util::debugging::DebugValue;
+    series
+        .iter()
+        .filter(|(key, ..)| key.key().name() == tower_headroom::observe::names::TOKENS)
+        .filter(|(key, ..)| {
+            let has = |k: &str, v: &str| key.key().labels().any(|l| l.key() == k && l.value() == v);
+            has("type", kind) && labels.iter().all(|(k, v)| has(k, v))
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+/// A streamed answer's tokens reach `headroom_tokens_total` under the target that answered,
+/// when its usage event arrives (not at the response's head), as a non-streamed answer's do:
+/// OpenAI's cached tokens counted apart from its `prompt_tokens`, Anthropic's cache reads and
+/// writes as reported.
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn the_stack_counts_a_streams_tokens_when_its_usage_event_arrives() {
+    const OPENAI_CACHED: &[&str] = &[
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":120,\"completion_tokens\":30,\"prompt_tokens_details\":{\"cached_tokens\":100}}}\n\n",
+        "data: [DONE]\n\n",
+    ];
+    // (stream, input, output, cache read, cache write)
+    for (parts, counts) in [
+        (OPENAI_CACHED, [20, 30, 100, 0]),
+        (ANTHROPIC, [200, 40, 500, 10]),
+    ] {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let mut stack = StackBuilder::http()
+            .target(Target::new("llm", "llm").model("gpt-4o").region("eu"))
+            .admission(quota(), FixedCost(Cost::units(ESTIMATE)))
+            .usage(SseUsage::new())
+            .rewrite(upstream(parts), |_: &mut (), _: &&'static str| {})
+            .unwrap();
+        let response = stack.ready().await.unwrap().call(()).await.unwrap();
+        let labels = [("target", "llm"), ("model", "gpt-4o"), ("region", "eu")];
+        // The head arrived; the tokens are not known yet.
+        assert_eq!(tokens_counted(snapshotter.snapshot(), &labels), [0; 4]);
+        let settlement = response.extensions().get::<Settlement>().unwrap().clone();
+        settle_stream(response).into_body().collect().await.unwrap();
+        assert_eq!(
+            tokens_counted(snapshotter.snapshot(), &labels),
+            counts,
+            "{parts:?}"
+        );
+        // A clone of the settled settlement cannot count the stream twice.
+        let twice = tower_headroom::bedrock::TokenCounts {
+            input: 1,
+            output: 1,
+            cache_read: 0,
+            cache_write: 0,
+        };
+        settlement.settle_with_tokens(tower_headroom::Usage::units(2), &twice, Instant::now());
+        assert_eq!(tokens_counted(snapshotter.snapshot(), &labels), [0; 4]);
+    }
+}
+
+/// The admission layer counts a stream's tokens under its own labels, as the stack does per
+/// target.
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn the_admission_layer_counts_a_streams_tokens_under_its_labels() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let layer = AdmissionLayer::new(quota(), Fixed::new("llm", FixedCost(Cost::units(ESTIMATE))))
+        .usage(SseUsage::new())
+        .classify(HttpClassifier::new())
+        .labels(tower_headroom::observe::Labels::target("gpt"));
+    let response = layer.layer(upstream(OPENAI)).oneshot(()).await.unwrap();
+    let labels = [("target", "gpt")];
+    assert_eq!(tokens_counted(snapshotter.snapshot(), &labels), [0; 4]);
+    settle_stream(response).into_body().collect().await.unwrap();
+    assert_eq!(
+        tokens_counted(snapshotter.snapshot(), &labels),
+        [120, 30, 0, 0]
+    );
+}

@@ -81,6 +81,45 @@ async fn the_stack_counts_the_tokens_in_bedrock_headers() {
     assert_eq!(tokens(&series, "cache_write", &haiku), 0);
 }
 
+/// The admission layer counts what its answers report under its labels, as the stack does
+/// per target.
+#[tokio::test(start_paused = true)]
+async fn the_admission_layer_counts_the_tokens_in_bedrock_headers() {
+    use tower::Layer;
+    use tower_headroom::admission::{AdmissionLayer, Fixed};
+    use tower_headroom::observe::Labels;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let upstream = tower::service_fn(|()| async {
+        Ok::<_, Infallible>(
+            http::Response::builder()
+                .header("x-amzn-bedrock-input-token-count", "700")
+                .header("x-amzn-bedrock-output-token-count", "90")
+                .header("x-amzn-bedrock-cache-write-input-token-count", "4")
+                .body(())
+                .unwrap(),
+        )
+    });
+    let limit = Limit::per_minute().units(10_000_000).build().unwrap();
+    let svc = AdmissionLayer::new(
+        Quota::new(limit),
+        Fixed::new("haiku", FixedCost(Cost::units(2_000))),
+    )
+    .usage(BedrockUsage::new(ModelTable::builtin()))
+    .classify(HttpClassifier::new())
+    .labels(Labels::target("haiku").region("us-east-1"))
+    .layer(upstream);
+    svc.clone().oneshot(()).await.unwrap();
+    svc.oneshot(()).await.unwrap();
+    let series = snapshotter.snapshot().into_vec();
+    let haiku = [("target", "haiku"), ("region", "us-east-1")];
+    assert_eq!(tokens(&series, "input", &haiku), 1_400);
+    assert_eq!(tokens(&series, "output", &haiku), 180);
+    assert_eq!(tokens(&series, "cache_read", &haiku), 0);
+    assert_eq!(tokens(&series, "cache_write", &haiku), 8);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stack_whose_usage_reader_reads_no_tokens_has_no_token_series() {
     let recorder = DebuggingRecorder::new();

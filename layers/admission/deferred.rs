@@ -24,6 +24,8 @@ use tokio::time::Instant;
 
 use super::cost::Usage;
 use super::quota::{Reservation, Slot};
+use crate::bedrock::TokenCounts;
+use crate::observe::TokenCounters;
 use crate::{Outcome, OutcomeKind};
 
 /// A reservation to settle later, from the response's body: for answers whose usage arrives at
@@ -37,9 +39,14 @@ use crate::{Outcome, OutcomeKind};
 /// Cheap to clone (`http` extensions need `Clone`): the clones share the one reservation, the
 /// first [`settle`](Settlement::settle) or [`fail`](Settlement::fail) ends it and the others
 /// then do nothing. Dropping every clone unsettled keeps the estimate.
+///
+/// A settlement handed over by the stack (or by an admission layer) carries that target's
+/// token counters: [`settle_with_tokens`](Settlement::settle_with_tokens) counts the stream's
+/// reported tokens in `headroom_tokens_total` as a non-streamed answer's are counted.
 #[derive(Clone)]
 pub struct Settlement {
     inner: Arc<Mutex<Option<Box<dyn Settle>>>>,
+    tokens: Option<TokenCounters>,
 }
 
 /// The type-erased reservation.
@@ -58,7 +65,15 @@ impl Settlement {
     pub fn new<T: Slot + 'static>(reservation: Reservation<T>) -> Self {
         Settlement {
             inner: Arc::new(Mutex::new(Some(Box::new(reservation)))),
+            tokens: None,
         }
+    }
+
+    /// The same, counting the tokens [`settle_with_tokens`](Self::settle_with_tokens) is
+    /// given in `tokens`.
+    pub fn counting(mut self, tokens: TokenCounters) -> Self {
+        self.tokens = Some(tokens);
+        self
     }
 
     fn take(&self) -> Option<Box<dyn Settle>> {
@@ -71,6 +86,18 @@ impl Settlement {
     /// The call succeeded and spent `usage`: settles the reservation to it.
     pub fn settle(&self, usage: Usage, now: Instant) {
         if let Some(reservation) = self.take() {
+            reservation.finish(&Outcome::SUCCESS, usage, now);
+        }
+    }
+
+    /// [`settle`](Self::settle), and counts the token counts the stream reported in the
+    /// counters the settlement carries ([`counting`](Self::counting)) — once, by the clone
+    /// that settles.
+    pub fn settle_with_tokens(&self, usage: Usage, tokens: &TokenCounts, now: Instant) {
+        if let Some(reservation) = self.take() {
+            if let Some(counters) = &self.tokens {
+                counters.add(tokens);
+            }
             reservation.finish(&Outcome::SUCCESS, usage, now);
         }
     }
@@ -96,19 +123,21 @@ impl fmt::Debug for Settlement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settlement")
             .field("pending", &self.is_pending())
+            .field("counts_tokens", &self.tokens.is_some())
             .finish()
     }
 }
 
 /// Hands `reservation` over to `response` when `usage` says its usage is in its body and the
-/// attempt succeeded; otherwise gives it back to be settled now. The one rule, shared by the
-/// admission layer and the stack.
+/// attempt succeeded, with `tokens` to count the stream's tokens in; otherwise gives it back
+/// to be settled now. The one rule, shared by the admission layer and the stack.
 #[inline]
 pub(crate) fn defer_or_keep<T, Res, U>(
     reservation: Option<Reservation<T>>,
     outcome: &Outcome,
     usage: &U,
     response: &mut Res,
+    tokens: &TokenCounters,
 ) -> Option<Reservation<T>>
 where
     T: Slot + 'static,
@@ -116,7 +145,7 @@ where
 {
     match reservation {
         Some(r) if outcome.kind == OutcomeKind::Success && usage.defers(response) => {
-            usage.hand_over(response, Settlement::new(r));
+            usage.hand_over(response, Settlement::new(r).counting(tokens.clone()));
             None
         }
         other => other,

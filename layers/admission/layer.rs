@@ -254,6 +254,8 @@ struct After<U, C> {
     classify: C,
     labels: Labels,
     metrics: Metrics,
+    /// `headroom_tokens_total` under the layer's labels: the tokens answers report.
+    tokens: crate::observe::TokenCounters,
 }
 
 impl<U, C> After<U, C> {
@@ -398,6 +400,7 @@ where
                 classify: self.classify.clone(),
                 labels: self.labels.clone(),
                 metrics: Metrics::register(&self.labels),
+                tokens: crate::observe::TokenCounters::new(&self.labels),
             }),
             pinned,
             slot_of,
@@ -632,11 +635,20 @@ where
                     let output = match result {
                         Ok(mut res) => {
                             let outcome = after.classify.classify(Ok(&res));
-                            // A stream's usage is in its body: its reservation goes with it.
-                            let reservation =
-                                super::defer_or_keep(reservation, &outcome, &after.usage, &mut res);
+                            // A stream's usage is in its body: its reservation goes with it,
+                            // and its tokens are counted when its usage event comes.
+                            let reservation = super::defer_or_keep(
+                                reservation,
+                                &outcome,
+                                &after.usage,
+                                &mut res,
+                                &after.tokens,
+                            );
                             if let Some(r) = reservation {
                                 let usage = after.usage.read_usage(&res);
+                                if let Some(tokens) = after.usage.read_tokens(&res) {
+                                    after.tokens.add(&tokens);
+                                }
                                 after.finish(r, &outcome, usage);
                             }
                             Ok(res)

@@ -79,6 +79,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use crate::admission::{HeaderUsage, ReadUsage, Settlement, Usage};
+use crate::bedrock::TokenCounts;
 
 /// The largest event (all its lines) the reader buffers; a larger one is skipped unread.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
@@ -116,6 +117,22 @@ impl StreamUsage {
         self.input
             .saturating_add(self.output)
             .saturating_add(self.cache_write)
+    }
+
+    /// The counts for `headroom_tokens_total`, whose `input` leaves out the cached tokens:
+    /// OpenAI's `prompt_tokens` includes its cached ones, so they are taken out of it;
+    /// Anthropic's `input_tokens` already leaves out cache reads and writes.
+    pub fn token_counts(&self) -> TokenCounts {
+        let input = match self.shape {
+            StreamShape::OpenAi => self.input.saturating_sub(self.cache_read),
+            StreamShape::Anthropic => self.input,
+        };
+        TokenCounts {
+            input,
+            output: self.output,
+            cache_read: self.cache_read,
+            cache_write: self.cache_write,
+        }
     }
 }
 
@@ -413,6 +430,10 @@ impl<B, U: ReadUsage<http::Response<B>>> ReadUsage<http::Response<B>> for SseUsa
         self.inner.read_usage_for(res, model)
     }
 
+    fn read_tokens(&self, res: &http::Response<B>) -> Option<TokenCounts> {
+        self.inner.read_tokens(res)
+    }
+
     fn defers(&self, res: &http::Response<B>) -> bool {
         is_event_stream(res)
     }
@@ -474,7 +495,11 @@ fn settle(settlement: &Settlement, end: StreamEnd) {
                 units = usage.units(),
                 "settled a streamed call from its usage event"
             );
-            settlement.settle(Usage::units(usage.units()), Instant::now());
+            settlement.settle_with_tokens(
+                Usage::units(usage.units()),
+                &usage.token_counts(),
+                Instant::now(),
+            );
         }
         StreamEnd::Error => settlement.fail(Instant::now()),
     }

@@ -367,21 +367,26 @@ impl std::fmt::Debug for ClassHistograms {
 /// The token counters of one label set, `headroom_tokens_total` by `type` (`input`, `output`,
 /// `cache_read`, `cache_write`): registered on the first count, so that targets that never
 /// report tokens (a DynamoDB table) have no series.
+///
+/// The stack keeps one per target and the admission layer one for its labels; either hands its
+/// counters to a streamed answer's [`Settlement`](crate::admission::Settlement), which counts
+/// the tokens of the stream's usage event when it arrives. Cheap to clone (the clones share
+/// the counters).
 #[derive(Clone)]
-pub(crate) struct Tokens {
+pub struct TokenCounters {
     #[cfg(feature = "metrics")]
     lazy: Lazy<[metrics::Counter; 4]>,
 }
 
-impl Tokens {
+impl TokenCounters {
     /// The values of the `type` label, in the order [`add`](Self::add) counts them.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) const TYPES: [&'static str; 4] = ["input", "output", "cache_read", "cache_write"];
 
-    /// The counters under `labels`.
+    /// The counters under `labels` (registered with the recorder current at the first count).
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn register(labels: &Labels) -> Self {
-        Tokens {
+    pub fn new(labels: &Labels) -> Self {
+        TokenCounters {
             #[cfg(feature = "metrics")]
             lazy: Lazy::on_first_use(labels, |labels| {
                 Self::TYPES.map(|kind| {
@@ -397,7 +402,7 @@ impl Tokens {
     /// Counts what one answer reported.
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn add(&self, counts: &crate::bedrock::TokenCounts) {
+    pub fn add(&self, counts: &crate::bedrock::TokenCounts) {
         #[cfg(feature = "metrics")]
         if let Some(counters) = self.lazy.get() {
             let values = [
@@ -415,8 +420,8 @@ impl Tokens {
     }
 }
 
-impl std::fmt::Debug for Tokens {
+impl std::fmt::Debug for TokenCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tokens")
+        f.write_str("TokenCounters")
     }
 }

@@ -10,7 +10,7 @@
 //! | `headroom_attempt_duration_seconds` | histogram | target, model, region, class | an attempt's time from its start (admission wait included) to its end, by outcome class; the Tower `Stack` and the SDK adapter (a local refusal is no attempt) |
 //! | `headroom_calls_total` | counter | target, model, region, result | calls ended, `result` = `success` or `failure` (the success rate's numerator and denominator, for an alarm such as "success under 95% over 10 minutes"; CloudWatch metric math needs two series, not one per class), under the last attempt's target; the Tower `Stack` and the SDK adapter |
 //! | `headroom_call_duration_seconds` | histogram | target, model, region, class | a call's time from its start to its end (every attempt, wait and retry), by the class it ended with, under the last attempt's target; the Tower `Stack` and the SDK adapter |
-//! | `headroom_tokens_total` | counter | target, model, region, type | tokens the model reported (`type` = `input`, `output`, `cache_read`, `cache_write`; `input` excludes the cached ones, as Bedrock counts), from the answer a call settles with: the Tower `Stack` with a usage reader that reads tokens (`BedrockUsage`) and the SDK adapter (Converse, InvokeModel, and ConverseStream and InvokeModelWithResponseStream from their usage event; not yet the `llm_http` SSE settlement) |
+//! | `headroom_tokens_total` | counter | target, model, region, type | tokens the model reported (`type` = `input`, `output`, `cache_read`, `cache_write`; `input` excludes the cached ones, as Bedrock counts), from the answer a call settles with: the Tower `Stack` (per target) and `AdmissionLayer` (under its labels) with a usage reader that reads tokens (`BedrockUsage`; `SseUsage` streams when their usage event arrives, through the `Settlement`) and the SDK adapter (Converse, InvokeModel, and ConverseStream and InvokeModelWithResponseStream from their usage event) |
 //! | `headroom_retries_exhausted_total` | counter | target, model, region, reason | calls the retry layer gave up on |
 //! | `headroom_admission_wait_seconds` | histogram | target, model, region | time a call waited for quota |
 //! | `headroom_admission_rejected_total` | counter | target, model, region | calls shed by admission |
@@ -103,8 +103,9 @@ pub(crate) mod span;
 pub(crate) use self::cap::{LabelBudget, LabelHold};
 pub use self::cap::{MAX_LABEL_SETS, OVERFLOW_TARGET};
 
+pub use self::handles::TokenCounters;
 pub(crate) use self::handles::{
-    ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram, Tokens,
+    ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram,
 };
 
 /// Metric names.

@@ -39,7 +39,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> Shared<S> {
                 retry: RetryMetrics::register(labels),
                 admission: AdmissionMetrics::register(labels),
                 served: target.map(|index| served_counter(labels, index != 0)),
-                tokens: crate::observe::Tokens::register(labels),
+                tokens: crate::observe::TokenCounters::new(labels),
                 labels: labels.clone(),
             })
         });
@@ -56,7 +56,7 @@ pub(crate) struct Events {
     pub(crate) retry: RetryMetrics,
     pub(crate) admission: AdmissionMetrics,
     pub(crate) served: Option<CounterSet<1>>,
-    pub(crate) tokens: crate::observe::Tokens,
+    pub(crate) tokens: crate::observe::TokenCounters,
 }
 
 impl Events {

@@ -268,7 +268,7 @@ impl<T, C, A> StackBuilder<T, C, A> {
                 retry: RetryMetrics::register(target.labels()),
                 admission: AdmissionMetrics::register(target.labels()),
                 served: served_counter(target.labels(), index != 0),
-                tokens: crate::observe::Tokens::register(target.labels()),
+                tokens: crate::observe::TokenCounters::new(target.labels()),
                 labels: target.labels().clone(),
             })
             .collect();
@@ -401,15 +401,17 @@ pub trait TargetQuota<Req, Res>: TargetSlots {
         None
     }
     /// Hands a successful attempt's `reservation` to `response` when its usage reader says
-    /// the usage is in the body ([`ReadUsage::defers`]), or gives it back to be settled now.
-    /// Default (no admission): gives it back.
+    /// the usage is in the body ([`ReadUsage::defers`]), with the target's token counters for
+    /// the stream's tokens, or gives it back to be settled now. Default (no admission): gives
+    /// it back.
     fn defer(
         &self,
         reservation: Option<Reservation<Self::Slot>>,
         outcome: &Outcome,
         response: &mut Res,
+        tokens: &crate::observe::TokenCounters,
     ) -> Option<Reservation<Self::Slot>> {
-        let _ = (outcome, response);
+        let _ = (outcome, response, tokens);
         reservation
     }
 }
@@ -570,8 +572,9 @@ where
         reservation: Option<Reservation<P>>,
         outcome: &Outcome,
         response: &mut Res,
+        tokens: &crate::observe::TokenCounters,
     ) -> Option<Reservation<P>> {
-        crate::admission::defer_or_keep(reservation, outcome, &self.usage, response)
+        crate::admission::defer_or_keep(reservation, outcome, &self.usage, response, tokens)
     }
 }
 

@@ -540,14 +540,20 @@ where
         let (outcome, usage) = match &mut result {
             Ok(response) => {
                 let outcome = shared.classifier.classify(Ok(&*response));
-                // A stream's usage is in its body: its reservation goes with it.
-                if let Some(attempt) = self.attempt.as_mut() {
+                let target = self.attempt.as_ref().and_then(|a| a.target());
+                // A stream's usage is in its body: its reservation goes with it, with the
+                // target's token counters for the tokens its usage event reports.
+                if let (Some(attempt), Some(t)) = (self.attempt.as_mut(), target) {
                     let reservation = attempt.take_reservation();
-                    if let Some(kept) = shared.admission.defer(reservation, &outcome, response) {
+                    let tokens = &shared.events[t].tokens;
+                    if let Some(kept) =
+                        shared
+                            .admission
+                            .defer(reservation, &outcome, response, tokens)
+                    {
                         attempt.reserved(kept);
                     }
                 }
-                let target = self.attempt.as_ref().and_then(|a| a.target());
                 if let (Some(t), Some(tokens)) = (target, shared.admission.tokens(&*response)) {
                     shared.events[t].tokens.add(&tokens);
                     self.tokens = Some(tokens);

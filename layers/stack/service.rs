@@ -65,7 +65,7 @@ pub(crate) struct TargetEvents {
     pub(crate) retry: RetryMetrics,
     pub(crate) admission: AdmissionMetrics,
     pub(crate) served: CounterSet<1>,
-    pub(crate) tokens: crate::observe::Tokens,
+    pub(crate) tokens: crate::observe::TokenCounters,
     pub(crate) labels: Labels,
 }
 
