@@ -215,6 +215,21 @@ fn three_apps_one_quota() {
             );
         }
         assert!(r.completed >= none.row.completed, "{r:?} vs {:?}", none.row);
+        // The plot's effective limit is the request quota's, sampled each minute (not the
+        // token quota beside it): at most the console's 150 a minute, and not learned far
+        // below it with nothing throttled.
+        let (rate, unit) = scenarios::quota_rate(1);
+        assert_eq!(unit, "requests");
+        let console = (rate * 60.0).round() as u64;
+        let limits = &headroom.series.effective_limit;
+        assert!(limits.len() >= 10, "{limits:?}");
+        assert!(
+            limits
+                .iter()
+                .all(|l| l.is_some_and(|l| l <= console && l * 10 >= console * 9)),
+            "{}: {limits:?}",
+            strategy.name()
+        );
     }
     // The baselines, measured in the same run at the same demand, do throttle. (The adaptive
     // SDK throttles least: 75 attempts at the default seed since the simulator's windows no

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_headroom::Outcome;
-use tower_headroom::admission::{Cost, Limit, Priority, Quota, Tenant, Usage};
+use tower_headroom::admission::{Cost, Limit, Priority, Quota, SlotStats, Tenant, Usage};
 use tower_headroom::bedrock::ModelTable;
 use tower_headroom::classify::Classify;
 use tower_headroom::dynamodb::{
@@ -197,7 +197,7 @@ pub type Client = tower::util::BoxCloneService<Work, (), BoxError>;
 
 /// Reads the client's own learned limit (units per window of its primary target) at an
 /// instant: the effective limit of its `Quota`, not the provider's.
-pub type LimitProbe = Arc<dyn Fn(Instant) -> Option<u64> + Send + Sync>;
+pub type LimitProbe = Arc<dyn Fn(Instant) -> Option<SlotStats> + Send + Sync>;
 
 /// Whether the client's own hot-key report names the scenario's hot key at an instant.
 pub type HotKeyProbe = Arc<dyn Fn(Instant) -> bool + Send + Sync>;
@@ -206,7 +206,7 @@ pub type HotKeyProbe = Arc<dyn Fn(Instant) -> bool + Send + Sync>;
 pub struct Clients {
     /// One per app, in plan order.
     pub apps: Vec<Client>,
-    /// The effective units limit of the primary target's quota, for strategies that have one.
+    /// The primary target's quota statistics (its effective limits), for strategies that have one.
     pub effective_limit: Option<LimitProbe>,
     /// For clients with a hot-key report (the tower-headroom DynamoDB rows).
     pub hot_key_report: Option<HotKeyProbe>,
@@ -467,12 +467,12 @@ fn target(route: &RouteTarget) -> Target<Key> {
 
 type Boxed = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
-/// The effective units limit of `quota`'s `key`, as a probe.
+/// The quota statistics of `quota`'s `key` (its effective limits), as a probe.
 pub fn probe<K>(quota: Quota<K>, key: K) -> LimitProbe
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
 {
-    Arc::new(move |now| quota.stats(&key, now).and_then(|s| s.units_limit))
+    Arc::new(move |now| quota.stats(&key, now))
 }
 
 /// tower-headroom on Bedrock: one stack per application, sharing one quota per target.

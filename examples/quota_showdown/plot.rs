@@ -2,9 +2,9 @@
 //! colour per strategy, in 6-second bins:
 //!
 //! - admitted units per second, with the quota's rate (dashed) and each tower-headroom row's
-//!   effective limit (dotted: its own quota's learned limit, sampled once a minute) where the
-//!   limit is in the plotted unit (the token, WCU and OpenAI scenarios; the request-count
-//!   scenarios 1, 3 and 4 keep a token quota beside their request quota, so it is left out);
+//!   effective limit (dotted: its own quota's learned limit in the plotted unit — requests in
+//!   the request-count scenarios 1, 3 and 4, tokens or WCU in the others — sampled once a
+//!   minute);
 //! - the quota utilisation: the share of the quota's rate used, with the 80% line (dashed);
 //! - throttled attempts per second, and (dotted) fallback hops: calls a fallback target (the
 //!   second model or region) served per second, in the scenarios with one (3, 4 and 7).
@@ -147,9 +147,6 @@ fn window(n: u8) -> f64 {
 
 /// The tower-headroom rows' effective limits, dotted, where they are in the plotted unit.
 fn effective_limits(n: u8, rows: &[Measured], rate: f64) -> Vec<Dotted> {
-    if matches!(n, 1 | 3 | 4) {
-        return Vec::new();
-    }
     rows.iter()
         .enumerate()
         .filter(|(_, m)| m.series.effective_limit.iter().any(Option::is_some))

@@ -180,8 +180,7 @@ pub fn headroom_clients(
     } else {
         Arc::from(tower_headroom::dynamodb::write_key(primary.model))
     };
-    let probe: LimitProbe =
-        Arc::new(move |now| quota.stats(&probe_key, now).and_then(|s| s.units_limit));
+    let probe: LimitProbe = Arc::new(move |now| quota.stats(&probe_key, now));
     Ok(Clients {
         apps,
         effective_limit: Some(probe),

@@ -340,7 +340,8 @@ pub struct Series {
     /// `i`: Bedrock scenarios with more than one route, else empty.
     pub fallback: Vec<u64>,
     /// The client's own effective limit (its quota's learned limit on the primary target) at
-    /// the end of each minute, in the quota's units per window; empty without admission.
+    /// the end of each minute, per window in the unit the scenario counts (requests in 1, 3
+    /// and 4; tokens or WCU in the others); empty without admission.
     pub effective_limit: Vec<Option<u64>>,
 }
 

@@ -18,7 +18,7 @@ use super::shared::neighbour;
 use super::{
     AppResult, Backend, BillingStop, Clients, Direct, Handle, HotKey, MINUTE, Measured, NEIGHBOUR,
     Neighbour, PARTITION_KEY, Row, Series, Setup, SharedAccount, Strategy, TABLE, minutes, name,
-    setup,
+    quota_rate, setup,
 };
 
 tokio::task_local! {
@@ -353,7 +353,14 @@ async fn run_async(scenario: u8, strategy: Strategy, seed: u64) -> Result<Measur
                 }
                 if let Some(probe) = &probe {
                     if second % 60 == 0 && second / 60 <= span_minutes {
-                        let limit = probe(tick);
+                        // In the unit the scenario's quota counts (and its plot draws).
+                        let limit = probe(tick).and_then(|stats| {
+                            if quota_rate(scenario).1 == "requests" {
+                                stats.requests_limit
+                            } else {
+                                stats.units_limit
+                            }
+                        });
                         series.effective_limit.push(limit);
                         if scenario == 6 {
                             limits.push(limit);
