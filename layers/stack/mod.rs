@@ -58,6 +58,7 @@
 //! ```
 
 mod builder;
+mod driver;
 mod future;
 mod profile;
 mod response;
