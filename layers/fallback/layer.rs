@@ -1,21 +1,19 @@
-//! The Tower adapter: a router over several services, or a request rewriter over one.
+//! The Tower adapter: a router over several services, or a request rewriter over one (its
+//! builder, layer and service; the response future is in `future.rs`).
 
 use std::error::Error;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::future::ResponseFuture;
 use super::route::{Choice, Exhaustion, Headroom, NoHeadroom, Plan, Route};
 use crate::breaker::{BreakerConfig, BreakerHandle, BreakerPermit, BreakerRegistry, ConfigError};
-use crate::lifecycle::{Routing, move_on};
 use crate::observe::{CounterSet, Labels, keys, names};
 use crate::{BoxError, Classify, Outcome};
 
@@ -328,25 +326,25 @@ impl<T, C, H, A> FallbackBuilder<T, C, H, A> {
     }
 }
 
-struct Router<T, C, H, A> {
-    route: Route<T>,
-    breakers: Box<[Option<BreakerHandle>]>,
-    classifier: C,
-    headroom: H,
-    annotate: A,
+pub(super) struct Router<T, C, H, A> {
+    pub(super) route: Route<T>,
+    pub(super) breakers: Box<[Option<BreakerHandle>]>,
+    pub(super) classifier: C,
+    pub(super) headroom: H,
+    pub(super) annotate: A,
     /// `headroom_fallback_total` per target (see [`served_counter`]).
-    served: Box<[CounterSet<1>]>,
+    pub(super) served: Box<[CounterSet<1>]>,
 }
 
 impl<T, C, H: Headroom<T>, A> Router<T, C, H, A> {
-    fn choose(&self, plan: &mut Plan, now: Instant) -> Choice<Option<BreakerPermit>> {
+    pub(super) fn choose(&self, plan: &mut Plan, now: Instant) -> Choice<Option<BreakerPermit>> {
         choose(&self.route, &self.breakers, plan, now, &self.headroom)
     }
 }
 
-struct Shared<D, T, C, H, A> {
-    router: Arc<Router<T, C, H, A>>,
-    dispatch: D,
+pub(super) struct Shared<D, T, C, H, A> {
+    pub(super) router: Arc<Router<T, C, H, A>>,
+    pub(super) dispatch: D,
 }
 
 /// A fallback router as a Tower layer over one service (form (b)); built by
@@ -444,229 +442,8 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
-        let mut plan = shared.router.route.plan();
-        let mut original = Some(request);
-        let now = Instant::now();
-        let state = match shared.router.choose(&mut plan, now) {
-            Choice::Call { target, permit, .. } => {
-                prepare(&shared, &plan, &mut original, target, permit, now)
-            }
-            Choice::Exhausted { retry_in, cause } => State::NoTarget { retry_in, cause },
-        };
-        ResponseFuture {
-            shared,
-            original,
-            plan,
-            state,
-        }
+        ResponseFuture::new(Arc::clone(&self.shared), request)
     }
-}
-
-/// The state for a call to `target`: a copy of the request if the plan may still move after
-/// it, else the original itself.
-///
-/// `original` is always there: it is taken only for a call after which the plan may not move
-/// (`!may_move`), and [`Route::after`] answers [`After::Move`] only when it may, so no call is
-/// prepared after the original was taken.
-fn prepare<Req, D, T, C, H, A>(
-    shared: &Shared<D, T, C, H, A>,
-    plan: &Plan,
-    original: &mut Option<Req>,
-    target: usize,
-    permit: Option<BreakerPermit>,
-    chosen: Instant,
-) -> StateOf<Req, D, T>
-where
-    Req: Clone,
-    D: Dispatch<Req, T>,
-{
-    let original_kept = "the original request is kept while the plan may move";
-    let mut request = if shared.router.route.may_move(plan) {
-        original.as_ref().expect(original_kept).clone()
-    } else {
-        original.take().expect(original_kept)
-    };
-    let key = shared.router.route.targets()[target].key();
-    let service = shared.dispatch.service(target, key, &mut request);
-    State::Ready {
-        service,
-        request: Some(request),
-        target,
-        permit,
-        chosen,
-    }
-}
-
-/// The future's state for a dispatcher `D`.
-type StateOf<Req, D, T> = State<
-    Req,
-    <D as Dispatch<Req, T>>::Service,
-    <<D as Dispatch<Req, T>>::Service as Service<Req>>::Future,
->;
-
-pin_project! {
-    /// The response future of [`Fallback`].
-    pub struct ResponseFuture<Req, D, T, C, H, A>
-    where
-        D: Dispatch<Req, T>,
-    {
-        shared: Arc<Shared<D, T, C, H, A>>,
-        original: Option<Req>,
-        plan: Plan,
-        #[pin]
-        state: State<Req, D::Service, <D::Service as Service<Req>>::Future>,
-    }
-}
-
-impl<Req, D, T, C, H, A> fmt::Debug for ResponseFuture<Req, D, T, C, H, A>
-where
-    D: Dispatch<Req, T>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("fallback::ResponseFuture")
-            .field("plan", &self.plan)
-            .finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<Req, S, F> {
-        Ready {
-            service: S,
-            request: Option<Req>,
-            target: usize,
-            permit: Option<BreakerPermit>,
-            // When the target was chosen: a call's duration (for the breaker's slow-call rate)
-            // counts from here, readiness included, which saves a clock read per call.
-            chosen: Instant,
-        },
-        Calling {
-            #[pin]
-            future: F,
-            target: usize,
-            permit: Option<BreakerPermit>,
-            started: Instant,
-        },
-        NoTarget {
-            retry_in: Option<Duration>,
-            cause: Exhaustion,
-        },
-    }
-}
-
-impl<Req, D, T, C, H, A> Future for ResponseFuture<Req, D, T, C, H, A>
-where
-    Req: Clone,
-    D: Dispatch<Req, T>,
-    <D::Service as Service<Req>>::Error: Into<BoxError>,
-    C: Classify<<D::Service as Service<Req>>::Response>,
-    H: Headroom<T>,
-    A: Annotate<<D::Service as Service<Req>>::Response>,
-{
-    type Output = Result<<D::Service as Service<Req>>::Response, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let (result, target, permit, started) = match this.state.as_mut().project() {
-                StateProj::Ready {
-                    service,
-                    request,
-                    target,
-                    permit,
-                    chosen,
-                } => match ready!(service.poll_ready(cx)) {
-                    Ok(()) => {
-                        let Some(request) = request.take() else {
-                            return Poll::Ready(Err(polled_after_completion()));
-                        };
-                        let future = service.call(request);
-                        let (target, permit, started) = (*target, permit.take(), *chosen);
-                        this.state.set(State::Calling {
-                            future,
-                            target,
-                            permit,
-                            started,
-                        });
-                        continue;
-                    }
-                    // A target that cannot get ready is a failed call to it.
-                    Err(error) => (Err(error.into()), *target, permit.take(), Instant::now()),
-                },
-                StateProj::Calling {
-                    future,
-                    target,
-                    permit,
-                    started,
-                } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::into);
-                    (result, *target, permit.take(), *started)
-                }
-                StateProj::NoTarget { retry_in, cause } => {
-                    return Poll::Ready(Err(Box::new(NoTargetAvailable {
-                        retry_in: *retry_in,
-                        cause: *cause,
-                    })));
-                }
-            };
-
-            let router = &*this.shared.router;
-            let now = Instant::now();
-            let outcome: Outcome = match &result {
-                Ok(response) => router.classifier.classify(Ok(response)),
-                Err(error) => router
-                    .classifier
-                    .classify(Err(&**error as &(dyn Error + 'static))),
-            };
-            if let Some(permit) = permit {
-                crate::lifecycle::record(permit, &outcome, started, now);
-            }
-            let routing = Routing {
-                route: &router.route,
-                breakers: &router.breakers,
-                headroom: &router.headroom,
-            };
-            let Some((to, permit)) = move_on(&routing, this.plan, target, &outcome, now) else {
-                return Poll::Ready(finish(router, this.plan, target, outcome, result));
-            };
-            let next = prepare(this.shared, this.plan, this.original, to, permit, now);
-            let targets = router.route.targets();
-            tracing::debug!(
-                target_name = targets[target].name().as_ref(),
-                to = targets[to].name().as_ref(),
-                class = outcome.kind.as_str(),
-                "fallback moving to the next target"
-            );
-            this.state.set(next);
-        }
-    }
-}
-
-fn finish<T, C, H, A, Res>(
-    router: &Router<T, C, H, A>,
-    plan: &Plan,
-    target: usize,
-    outcome: Outcome,
-    mut result: Result<Res, BoxError>,
-) -> Result<Res, BoxError>
-where
-    A: Annotate<Res>,
-{
-    if let Ok(response) = &mut result {
-        let hops = plan.calls().saturating_sub(1);
-        report_served(
-            &router.route,
-            &router.served[target],
-            &router.annotate,
-            response,
-            target,
-            hops,
-            &outcome,
-        );
-    }
-    result
 }
 
 /// A response from the route's `target` after `hops` moves: annotated with [`Served`] when it
@@ -701,10 +478,6 @@ pub(crate) fn report_served<T, Res>(
     if outcome.is_success() {
         served.increment(0);
     }
-}
-
-fn polled_after_completion() -> BoxError {
-    "fallback response future polled after completion".into()
 }
 
 /// `headroom_fallback_total{target, model, region, degraded}` for one target: `degraded` is

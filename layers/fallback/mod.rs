@@ -57,13 +57,15 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(run()).unwrap();
 //! ```
 
+mod future;
 mod layer;
 mod route;
 
+pub use self::future::ResponseFuture;
 pub(crate) use self::layer::BreakerSource;
 pub use self::layer::{
     Annotate, Dispatch, Fallback, FallbackBuilder, FallbackLayer, HttpExtension, NoAnnotation,
-    NoTargetAvailable, ResponseFuture, Rewrite, Served, Services,
+    NoTargetAvailable, Rewrite, Served, Services,
 };
 pub(crate) use self::layer::{choose, report_served, served_counter};
 pub use self::route::{
