@@ -146,6 +146,19 @@ impl Ring {
         self.head
     }
 
+    /// [`add`](Self::add) for a caller that knows the ring holds at most `u64::MAX - amount`
+    /// (the sliding window's fast path: what it holds plus the call is within the limit, at
+    /// most 2^50): then neither the newest slot (part of the sum) nor the sum's low word can
+    /// overflow, and this is `add` without the saturation and the carry. Returns nothing (the
+    /// fast path knows the slot).
+    #[inline]
+    pub(crate) fn add_within(&mut self, amount: u64) {
+        debug_assert!(self.sum() + u128::from(amount) <= u128::from(u64::MAX));
+        let p = self.head_pos;
+        self.slots[p] += amount;
+        self.sum[0] += amount;
+    }
+
     /// Changes `slot` by `delta` (never below zero) when it is still live; a slot that left the
     /// window is left alone (its spend no longer counts anywhere).
     #[inline]
