@@ -101,8 +101,15 @@ pub use crate::stack::{Profile, StackBuilder};
 
 /// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years): the one conversion
 /// the cores use wherever a `Duration` becomes integer arithmetic.
+///
+/// In 64 bits: the seconds' nanoseconds and the sum overflow exactly when `as_nanos` (a
+/// `u128`) exceeds `u64::MAX`, and the 128-bit product costs more on the success path.
+#[inline]
 pub(crate) fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_add(u64::from(d.subsec_nanos())))
+        .unwrap_or(u64::MAX)
 }
 
 /// The boxed error type the layers of this crate return, as in Tower itself.

@@ -105,14 +105,20 @@ impl MemorySlot {
     #[inline]
     fn ns_and_deadline(&self, ask: &Ask, now: Instant) -> (u64, u64) {
         let now_ns = self.ns(now);
+        let max = now_ns.saturating_add(nanos(MAX_WAIT));
         let deadline = match ask.deadline.or_else(Deadline::current) {
-            Some(deadline) => self.ns(deadline.instant()),
+            Some(deadline) => self.ns(deadline.instant()).min(max),
             // The priority's default wait from `now`, as `Ask::deadline_at` has it, without
-            // the instant arithmetic: for `now` at or after the epoch, nanoseconds add up.
-            None if now >= self.epoch => now_ns.saturating_add(nanos(ask.priority.default_wait())),
-            None => self.ns(ask.deadline_at(now)),
+            // the instant arithmetic: for `now` after the epoch (`now_ns > 0`; `since` is
+            // zero at or before it) nanoseconds add up. Capped as the others: a saturating
+            // addition grows with what is added, so capping the wait caps the sum (both
+            // waits are constants, the cap a constant too).
+            None if now_ns > 0 => {
+                now_ns.saturating_add(nanos(ask.priority.default_wait()).min(nanos(MAX_WAIT)))
+            }
+            None => self.ns(ask.deadline_at(now)).min(max),
         };
-        (now_ns, deadline.min(now_ns.saturating_add(nanos(MAX_WAIT))))
+        (now_ns, deadline)
     }
 
     fn instant(&self, ns: u64) -> Instant {
