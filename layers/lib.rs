@@ -119,3 +119,30 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// The 64-bit conversion is the 128-bit one, saturated: around the edge and elsewhere.
+    #[test]
+    fn nanos_saturates_exactly_where_the_128_bit_count_leaves_u64() {
+        let wide = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let edge = Duration::from_nanos(u64::MAX);
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::new(1, 999_999_999),
+            Duration::from_secs(24 * 3600),
+            edge - Duration::from_nanos(1),
+            edge,
+            edge + Duration::from_nanos(1),
+            Duration::from_secs(u64::MAX / 1_000_000_000 + 1),
+            Duration::MAX,
+        ] {
+            assert_eq!(super::nanos(d), wide(d), "{d:?}");
+        }
+        assert_eq!(super::nanos(edge), u64::MAX);
+        assert_eq!(super::nanos(edge + Duration::from_nanos(1)), u64::MAX);
+    }
+}

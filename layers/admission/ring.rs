@@ -278,6 +278,20 @@ mod tests {
     }
 
     #[test]
+    fn add_within_is_add_below_the_bound() {
+        let mut a = Ring::new(60, 6, 0);
+        let mut b = a.clone();
+        for (t, n) in [(0, 5), (3, 7), (25, 1), (70, 9), (75, u64::MAX / 4)] {
+            a.advance(t);
+            b.advance(t);
+            a.add(n);
+            b.add_within(n);
+            assert_eq!(a.sum(), b.sum());
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+    }
+
+    #[test]
     fn tiny_windows_still_have_slots() {
         let mut r = Ring::new(3, 256, 0);
         assert_eq!(r.slot_ns(), 1);
