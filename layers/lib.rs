@@ -101,8 +101,15 @@ pub use crate::stack::{Profile, StackBuilder};
 
 /// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years): the one conversion
 /// the cores use wherever a `Duration` becomes integer arithmetic.
+///
+/// In 64 bits: the seconds' nanoseconds and the sum overflow exactly when `as_nanos` (a
+/// `u128`) exceeds `u64::MAX`, and the 128-bit product costs more on the success path.
+#[inline]
 pub(crate) fn nanos(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_add(u64::from(d.subsec_nanos())))
+        .unwrap_or(u64::MAX)
 }
 
 /// The boxed error type the layers of this crate return, as in Tower itself.
@@ -112,3 +119,30 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// The 64-bit conversion is the 128-bit one, saturated: around the edge and elsewhere.
+    #[test]
+    fn nanos_saturates_exactly_where_the_128_bit_count_leaves_u64() {
+        let wide = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let edge = Duration::from_nanos(u64::MAX);
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::new(1, 999_999_999),
+            Duration::from_secs(24 * 3600),
+            edge - Duration::from_nanos(1),
+            edge,
+            edge + Duration::from_nanos(1),
+            Duration::from_secs(u64::MAX / 1_000_000_000 + 1),
+            Duration::MAX,
+        ] {
+            assert_eq!(super::nanos(d), wide(d), "{d:?}");
+        }
+        assert_eq!(super::nanos(edge), u64::MAX);
+        assert_eq!(super::nanos(edge + Duration::from_nanos(1)), u64::MAX);
+    }
+}

@@ -131,8 +131,9 @@ impl Ring {
         slot <= self.head && self.head - slot < self.len()
     }
 
-    /// Adds `amount` to the newest slot; returns that slot.
-    #[inline]
+    /// Adds `amount` to the newest slot; returns that slot. Always inline: a few instructions,
+    /// on the success path.
+    #[inline(always)]
     pub(crate) fn add(&mut self, amount: u64) -> u64 {
         let p = self.head_pos;
         let old = self.slots[p];
@@ -144,6 +145,19 @@ impl Ring {
             self.sum[1] += 1;
         }
         self.head
+    }
+
+    /// [`add`](Self::add) for a caller that knows the ring holds at most `u64::MAX - amount`
+    /// (the sliding window's fast path: what it holds plus the call is within the limit, at
+    /// most 2^50): then neither the newest slot (part of the sum) nor the sum's low word can
+    /// overflow, and this is `add` without the saturation and the carry. Returns nothing (the
+    /// fast path knows the slot).
+    #[inline]
+    pub(crate) fn add_within(&mut self, amount: u64) {
+        debug_assert!(self.sum() + u128::from(amount) <= u128::from(u64::MAX));
+        let p = self.head_pos;
+        self.slots[p] += amount;
+        self.sum[0] += amount;
     }
 
     /// Changes `slot` by `delta` (never below zero) when it is still live; a slot that left the
@@ -261,6 +275,20 @@ mod tests {
         assert_eq!(r.sum(), 0);
         r.adjust(t, 5);
         assert_eq!(r.sum(), 0);
+    }
+
+    #[test]
+    fn add_within_is_add_below_the_bound() {
+        let mut a = Ring::new(60, 6, 0);
+        let mut b = a.clone();
+        for (t, n) in [(0, 5), (3, 7), (25, 1), (70, 9), (75, u64::MAX / 4)] {
+            a.advance(t);
+            b.advance(t);
+            a.add(n);
+            b.add_within(n);
+            assert_eq!(a.sum(), b.sum());
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
     }
 
     #[test]

@@ -94,6 +94,9 @@ struct Dim {
     max: u64,
     /// The pacing bucket's capacity at the configured limit (`pace_cap(l, max)`).
     pace_cap_max: i128,
+    /// The pacing bucket's floor at the configured limit (`-2 * pace_cap_max`, as
+    /// `charge_admitted` has it), kept so that the fast path need not compute it.
+    pace_floor_max: i128,
 }
 
 impl Dim {
@@ -154,6 +157,7 @@ impl WindowState {
                 learner: Learner::new(max, &l.learning, now),
                 max,
                 pace_cap_max: Dim::pace_cap(l, max),
+                pace_floor_max: -2 * Dim::pace_cap(l, max),
             })
         };
         let dims = [dim(l.requests), dim(l.units)];

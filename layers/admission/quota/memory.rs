@@ -105,14 +105,20 @@ impl MemorySlot {
     #[inline]
     fn ns_and_deadline(&self, ask: &Ask, now: Instant) -> (u64, u64) {
         let now_ns = self.ns(now);
+        let max = now_ns.saturating_add(nanos(MAX_WAIT));
         let deadline = match ask.deadline.or_else(Deadline::current) {
-            Some(deadline) => self.ns(deadline.instant()),
+            Some(deadline) => self.ns(deadline.instant()).min(max),
             // The priority's default wait from `now`, as `Ask::deadline_at` has it, without
-            // the instant arithmetic: for `now` at or after the epoch, nanoseconds add up.
-            None if now >= self.epoch => now_ns.saturating_add(nanos(ask.priority.default_wait())),
-            None => self.ns(ask.deadline_at(now)),
+            // the instant arithmetic: for `now` after the epoch (`now_ns > 0`; `since` is
+            // zero at or before it) nanoseconds add up. Capped at `max` as the others, by
+            // capping the wait (a constant) instead of the sum: a saturating addition grows
+            // with what is added, so the two are the same.
+            None if now_ns > 0 => {
+                now_ns.saturating_add(nanos(ask.priority.default_wait()).min(nanos(MAX_WAIT)))
+            }
+            None => self.ns(ask.deadline_at(now)).min(max),
         };
-        (now_ns, deadline.min(now_ns.saturating_add(nanos(MAX_WAIT))))
+        (now_ns, deadline)
     }
 
     fn instant(&self, ns: u64) -> Instant {
@@ -393,5 +399,59 @@ impl<K: Hash + Eq + Clone + Send + Sync> QuotaStore<K> for MemoryStore<K> {
                     .map(Duration::from_nanos)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::limit::Priority;
+
+    /// `ns_and_deadline`'s shortcut for the default wait gives what the general formula gives
+    /// (the ask's deadline in the store's nanoseconds, capped at `MAX_WAIT` from `now`):
+    /// before, at and after the epoch, for both priorities and for explicit deadlines.
+    #[test]
+    fn the_default_deadline_shortcut_is_the_general_formula() {
+        let epoch = Instant::now();
+        let limit = Arc::new(Limit::per_second().units(100).build().unwrap());
+        let slot = MemorySlot {
+            state: Mutex::new(KeyState::new(&limit, 0)),
+            limit,
+            epoch,
+            learning: AtomicBool::new(false),
+        };
+        let general = |ask: &Ask, now: Instant| {
+            let now_ns = since(epoch, now);
+            let cap = now_ns.saturating_add(nanos(MAX_WAIT));
+            (now_ns, since(epoch, ask.deadline_at(now)).min(cap))
+        };
+        let nows = [
+            epoch.checked_sub(Duration::from_secs(1)),
+            Some(epoch),
+            Some(epoch + Duration::from_nanos(1)),
+            Some(epoch + Duration::from_secs(3600)),
+        ];
+        for now in nows.into_iter().flatten() {
+            let interactive = Ask::new(Cost::units(1));
+            for ask in [
+                interactive,
+                interactive.priority(Priority::Batch),
+                interactive.deadline(Deadline::at(now + Duration::from_secs(5))),
+                interactive.deadline(Deadline::at(now + 2 * MAX_WAIT)),
+            ] {
+                assert_eq!(
+                    slot.ns_and_deadline(&ask, now),
+                    general(&ask, now),
+                    "{ask:?} at {now:?}"
+                );
+            }
+        }
+        // The shortcut's constants: the default waits from a `now` after the epoch.
+        let now = epoch + Duration::from_secs(3600);
+        let (now_ns, deadline) = slot.ns_and_deadline(&Ask::new(Cost::units(1)), now);
+        assert_eq!(
+            deadline - now_ns,
+            nanos(Priority::Interactive.default_wait())
+        );
     }
 }

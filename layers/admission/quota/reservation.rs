@@ -136,10 +136,23 @@ impl<T: Slot> Reservation<T> {
     }
 }
 
+impl<T: Slot> Reservation<T> {
+    /// [`Drop`] of a reservation still unsettled: out of line, so that the drop itself is a
+    /// test of `done`, small enough to inline everywhere, the unwinding paths included. The
+    /// compiler then sees that a settled reservation's drop does nothing and keeps the
+    /// reservation in registers.
+    #[cold]
+    #[inline(never)]
+    fn cancel_on_drop(&mut self) {
+        self.slot.cancel(&mut self.ticket, Instant::now());
+    }
+}
+
 impl<T: Slot> Drop for Reservation<T> {
+    #[inline(always)]
     fn drop(&mut self) {
         if !self.done {
-            self.slot.cancel(&mut self.ticket, Instant::now());
+            self.cancel_on_drop();
         }
     }
 }
