@@ -19,7 +19,6 @@
 //! and then lets one call probe).
 #![cfg(feature = "redis")]
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -32,11 +31,6 @@ use tower_headroom::{Deadline, Outcome, ThrottleScope};
 #[path = "support/redis.rs"]
 mod redis_server;
 use redis_server::RedisServer;
-
-fn server() -> &'static RedisServer {
-    static SERVER: OnceLock<RedisServer> = OnceLock::new();
-    SERVER.get_or_init(RedisServer::start)
-}
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -128,7 +122,7 @@ struct Admitted {
     probe: u8,
 }
 
-async fn run(cfg: Config, ops: Vec<Op>, case: u64) -> Result<(), TestCaseError> {
+async fn run(cfg: Config, ops: Vec<Op>, case: u64, url: &str) -> Result<(), TestCaseError> {
     let mut builder = Limit::per_window(Duration::from_millis(cfg.window_ms))
         .requests(cfg.requests)
         .units(cfg.units)
@@ -152,7 +146,7 @@ async fn run(cfg: Config, ops: Vec<Op>, case: u64) -> Result<(), TestCaseError> 
             // Semantics, not latency: a loaded machine (CI runs many test threads) must not
             // turn a slow answer into a store error.
             .op_timeout(Duration::from_secs(10))
-            .connect(&server().url())
+            .connect(url)
             .await
             .expect("connect to the test's redis-server");
     const KEY: &str = "model";
@@ -303,18 +297,28 @@ async fn run(cfg: Config, ops: Vec<Op>, case: u64) -> Result<(), TestCaseError> 
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
-
-    #[test]
-    fn the_redis_store_decides_as_the_core_does((cfg, ops) in schedule()) {
-        static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let case = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// The 200 random schedules share one server, owned by the test (a server in a `static` would
+/// never be dropped, and so never stopped, when the test binary exits).
+#[test]
+fn the_redis_store_decides_as_the_core_does() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let config = ProptestConfig {
+        // Failing cases are saved beside this file, as `proptest!` saves them.
+        source_file: Some(file!()),
+        ..ProptestConfig::with_cases(200)
+    };
+    let case = std::cell::Cell::new(0);
+    let result = proptest::test_runner::TestRunner::new(config).run(&schedule(), |(cfg, ops)| {
+        case.set(case.get() + 1);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(run(cfg, ops, case))?;
+        runtime.block_on(run(cfg, ops, case.get(), &url))
+    });
+    if let Err(error) = result {
+        panic!("{error}");
     }
 }
 
@@ -323,12 +327,19 @@ proptest! {
 /// more credit only from capacity left unused.
 #[tokio::test]
 async fn a_bucket_starts_with_its_initial_credit_on_the_server_as_in_process() {
-    async fn decide(limit: Limit, name: &str, steps: &[(u64, u64)]) -> Vec<(bool, bool)> {
+    let server = RedisServer::start();
+    let url = server.url();
+    async fn decide(
+        limit: Limit,
+        name: &str,
+        steps: &[(u64, u64)],
+        url: &str,
+    ) -> Vec<(bool, bool)> {
         let quota: Quota<&'static str> = Quota::new(limit.clone());
         let store: RedisStore<&'static str> = RedisStore::builder(name.to_owned(), limit)
             .lease(0.0)
             .op_timeout(Duration::from_secs(10))
-            .connect(&server().url())
+            .connect(url)
             .await
             .expect("connect to the test's redis-server");
         let t0 = quota.epoch();
@@ -362,13 +373,19 @@ async fn a_bucket_starts_with_its_initial_credit_on_the_server_as_in_process() {
     // more have been saved.
     let steps = [(0, 100), (0, 50), (10_000, 1_000), (10_000, 500)];
     let expected = vec![(true, true), (false, false), (true, true), (false, false)];
-    let seen = decide(bucket().build().unwrap(), "bucket-start-default", &steps).await;
+    let seen = decide(
+        bucket().build().unwrap(),
+        "bucket-start-default",
+        &steps,
+        &url,
+    )
+    .await;
     assert_eq!(seen, expected);
     // Told the bucket is full: 20,000 units at once.
     let full = bucket()
         .initial_credit(Duration::from_secs(300))
         .build()
         .unwrap();
-    let seen = decide(full, "bucket-start-full", &[(0, 20_000), (0, 10_001)]).await;
+    let seen = decide(full, "bucket-start-full", &[(0, 20_000), (0, 10_001)], &url).await;
     assert_eq!(seen, vec![(true, true), (false, false)]);
 }
