@@ -12,8 +12,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
 use governor::{Quota as GQuota, RateLimiter};
+use std::sync::Arc;
 use tokio::time::Instant;
-use tower_headroom::admission::{Ask, Cost, Limit, Quota, Reservation, Slot as _, Usage, Window};
+
+use tower_headroom::admission::{
+    Ask, Cost, Limit, MemorySlot, Quota, Reservation, Slot as _, Usage, Window,
+};
 
 const KEYS: [&str; 2] = ["claude-us-east-1", "claude-us-west-2"];
 
@@ -189,6 +193,42 @@ criterion_group! {
     targets = bench
 }
 
+/// `ops` calls of governor's `check_n`, timed: a function of its own, so that the loop's
+/// placement does not move with the code around it.
+#[inline(never)]
+fn governor_loop(gd: &governor::DefaultDirectRateLimiter, ops: u64) -> Duration {
+    let start = std::time::Instant::now();
+    for _ in 0..ops {
+        black_box(gd.check_n(N)).ok();
+    }
+    start.elapsed()
+}
+
+/// `ops` reservations settled at their estimate on a pinned slot, time passed in, each owning
+/// a clone of the slot's `Arc`: a function of its own, as [`governor_loop`].
+#[inline(never)]
+fn pinned_loop(slot: &Arc<MemorySlot>, ask: &Ask, t0: Instant, ops: u64) -> Duration {
+    let start = std::time::Instant::now();
+    for i in 0..ops {
+        let now = t0 + Duration::from_nanos(i);
+        let r = Reservation::reserve(slot.clone(), black_box(ask), now).unwrap();
+        r.settle(Usage::units(10), now);
+    }
+    start.elapsed()
+}
+
+/// [`pinned_loop`] with reservations that borrow the slot.
+#[inline(never)]
+fn borrowed_loop(slot: &MemorySlot, ask: &Ask, t0: Instant, ops: u64) -> Duration {
+    let start = std::time::Instant::now();
+    for i in 0..ops {
+        let now = t0 + Duration::from_nanos(i);
+        let r = Reservation::reserve(slot, black_box(ask), now).unwrap();
+        r.settle(Usage::units(10), now);
+    }
+    start.elapsed()
+}
+
 /// Times `ops` runs of `f`.
 fn timed(f: impl Fn()) -> impl Fn(u64) -> Duration {
     move |ops| {
@@ -210,12 +250,7 @@ fn per_op(ops: u64, run: impl Fn(u64) -> Duration) -> f64 {
 fn ratios() {
     const OPS: u64 = 2_000_000;
     let gd = governor_direct();
-    let g1 = per_op(
-        OPS,
-        timed(|| {
-            black_box(gd.check_n(N)).ok();
-        }),
-    );
+    let g1 = per_op(OPS, |ops| governor_loop(&gd, ops));
     let gk = governor_keyed();
     let gk1 = per_op(
         OPS,
@@ -250,26 +285,10 @@ fn ratios() {
         });
         let slot = q.slot(&KEYS[0], t0);
         let ask = Ask::new(Cost::units(10));
-        let hp = per_op(OPS, |ops| {
-            let start = std::time::Instant::now();
-            for i in 0..ops {
-                let now = t0 + Duration::from_nanos(i);
-                let r = Reservation::reserve(slot.clone(), black_box(&ask), now).unwrap();
-                r.settle(Usage::units(10), now);
-            }
-            start.elapsed()
-        });
+        let hp = per_op(OPS, |ops| pinned_loop(&slot, &ask, t0, ops));
         // The same, borrowing the slot instead of owning a clone of its `Arc` (the shape of
         // governor's `check_n` on a limiter the caller holds).
-        let hb = per_op(OPS, |ops| {
-            let start = std::time::Instant::now();
-            for i in 0..ops {
-                let now = t0 + Duration::from_nanos(i);
-                let r = Reservation::reserve(&*slot, black_box(&ask), now).unwrap();
-                r.settle(Usage::units(10), now);
-            }
-            start.elapsed()
-        });
+        let hb = per_op(OPS, |ops| borrowed_loop(&slot, &ask, t0, ops));
         pinned.push((name, hc, hp));
         let h1 = per_op(OPS, timed(|| headroom_op(&q, black_box(&KEYS[0]))));
         let h2 = per_op(OPS, |ops| {
