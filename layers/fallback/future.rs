@@ -92,6 +92,7 @@ where
     H: Headroom<T>,
 {
     /// A call of `request` through the router: its first target chosen now.
+    #[inline]
     pub(super) fn new(shared: Arc<Shared<D, T, C, H, A>>, request: Req) -> Self {
         let mut plan = shared.router.route.plan();
         let mut original = Some(request);
