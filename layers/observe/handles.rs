@@ -84,6 +84,12 @@ impl<H> Lazy<H> {
         }
     }
 
+    /// Whether the handles are registered (one atomic load).
+    #[inline]
+    pub(crate) fn registered(&self) -> bool {
+        self.inner.handles.get().is_some()
+    }
+
     /// The handles, once a recorder exists.
     #[inline]
     pub(crate) fn get(&self) -> Option<&H> {
@@ -258,6 +264,12 @@ impl ClassCounters {
     pub(crate) fn increment(&self, kind: crate::OutcomeKind) {
         self.0.increment(kind.index());
     }
+
+    /// Whether the counters are registered with a recorder (see [`super::recording`]).
+    #[inline]
+    pub(crate) fn registered(&self) -> bool {
+        self.0.registered()
+    }
 }
 
 /// Counters of one label set, one per value of one extra label (a fixed enumeration).
@@ -288,6 +300,15 @@ impl<const N: usize> CounterSet<N> {
     #[inline]
     pub(crate) fn increment(&self, index: usize) {
         self.add(index, 1);
+    }
+
+    /// Whether the counters are registered with a recorder (see [`super::recording`]).
+    #[inline]
+    pub(crate) fn registered(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        return self.lazy.registered();
+        #[cfg(not(feature = "metrics"))]
+        false
     }
 
     /// Adds `n` to the counter of the `index`-th value.

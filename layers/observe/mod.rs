@@ -104,6 +104,20 @@ pub(crate) use self::cap::{LabelBudget, LabelHold};
 pub use self::cap::{MAX_LABEL_SETS, OVERFLOW_TARGET};
 
 pub use self::handles::TokenCounters;
+
+/// Whether what a call records now reaches a recorder: a group of its handles is registered
+/// (`registered`, one atomic load: the usual case once a recorder is installed), or a recorder
+/// is current on this thread. A call that records several metrics asks once and skips them
+/// all when nothing would receive them, instead of each handle asking `metrics` for a
+/// recorder (without one, the cost of every handle on the success path).
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn recording(registered: bool) -> bool {
+    #[cfg(feature = "metrics")]
+    return registered || self::handles::recorder_installed();
+    #[cfg(not(feature = "metrics"))]
+    false
+}
 pub(crate) use self::handles::{
     ClassCounters, ClassHistograms, Counter, CounterSet, Gauge, Histogram,
 };

@@ -91,6 +91,13 @@ impl RetryMetrics {
         }
     }
 
+    /// Whether these metrics reach a recorder now ([`crate::observe::recording`]): when not,
+    /// a caller may skip recording them.
+    #[inline]
+    pub(crate) fn live(&self) -> bool {
+        crate::observe::recording(self.attempts.registered())
+    }
+
     /// Counts an attempt by its outcome's class; a refusal by this client before anything was
     /// sent ([`Outcome::local`]) is no attempt and is not counted.
     #[inline]

@@ -462,14 +462,18 @@ where
         self.attempt_span = Span::none();
         let events = ended.target.map(|t| &shared.events[t]);
         let retry_events = events.map_or(&shared.unrouted, |e| &e.retry);
-        retry_events.attempt(&outcome);
-        if let Some(started) = started {
-            retry_events.attempt_took(&outcome, started, now);
+        // Asked once for the attempt's metrics: without a recorder they are all skipped.
+        let live = retry_events.live();
+        if live {
+            retry_events.attempt(&outcome);
+            if let Some(started) = started {
+                retry_events.attempt_took(&outcome, started, now);
+            }
         }
         if let (Some(limit), Some(events)) = (ended.limit, events) {
             events.admission.settled(&events.labels, &outcome, limit);
         }
-        if let (Some(target), Some(events)) = (ended.target, events) {
+        if let (true, Some(target), Some(events)) = (live, ended.target, events) {
             events
                 .admission
                 .sample_quota(now, || shared.admission.slot_stats(target, now));
@@ -485,7 +489,9 @@ where
             .next(&shared.policy, Some(&routing), &ended, &outcome, now);
         match next {
             Next::Done => {
-                retry_events.call_took(&outcome, self.call.started(), now);
+                if live {
+                    retry_events.call_took(&outcome, self.call.started(), now);
+                }
                 span::ended(&self.span, &outcome, tokens.as_ref(), Some(self.attempts));
                 Step::Finish(self.finish(result, ended.target, &outcome))
             }
