@@ -475,3 +475,31 @@ async fn the_admission_layer_counts_a_streams_tokens_under_its_labels() {
         [120, 30, 0, 0]
     );
 }
+
+#[path = "support/spans.rs"]
+mod spans;
+
+/// A streamed answer's call span is held by its settlement until the stream ends, and carries
+/// the tokens of the stream's usage event then (they are not known when the head arrives).
+#[tokio::test(start_paused = true)]
+async fn the_call_span_of_a_stream_carries_its_tokens() {
+    let recorded = spans::recorded(async {
+        let mut stack = StackBuilder::http()
+            .target(Target::new("llm", "llm").model("claude").region("eu"))
+            .admission(quota(), FixedCost(Cost::units(ESTIMATE)))
+            .usage(SseUsage::new())
+            .rewrite(upstream(ANTHROPIC), |_: &mut (), _: &&'static str| {})
+            .unwrap();
+        let response = stack.ready().await.unwrap().call(()).await.unwrap();
+        settle_stream(response).into_body().collect().await.unwrap();
+    })
+    .await;
+    let call = recorded
+        .iter()
+        .find(|span| span.name == "headroom.call")
+        .expect("a call span");
+    assert_eq!(call.field("class"), Some("success"));
+    // 200 input + 500 cache read + 10 cache write; 40 output (the latest, cumulative).
+    assert_eq!(call.field("gen_ai.usage.input_tokens"), Some("710"));
+    assert_eq!(call.field("gen_ai.usage.output_tokens"), Some("40"));
+}

@@ -21,6 +21,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
+use tracing::Span;
 
 use super::cost::Usage;
 use super::quota::{Reservation, Slot};
@@ -42,11 +43,15 @@ use crate::{Outcome, OutcomeKind};
 ///
 /// A settlement handed over by the stack (or by an admission layer) carries that target's
 /// token counters: [`settle_with_tokens`](Settlement::settle_with_tokens) counts the stream's
-/// reported tokens in `headroom_tokens_total` as a non-streamed answer's are counted.
+/// reported tokens in `headroom_tokens_total` as a non-streamed answer's are counted. One
+/// handed over by the stack also holds the call's span: the span ends with the stream (when
+/// the last clone of the settlement is dropped) and carries the stream's
+/// `gen_ai.usage.input_tokens` and `gen_ai.usage.output_tokens`.
 #[derive(Clone)]
 pub struct Settlement {
     inner: Arc<Mutex<Option<Box<dyn Settle>>>>,
     tokens: Option<TokenCounters>,
+    span: Span,
 }
 
 /// The type-erased reservation.
@@ -66,6 +71,7 @@ impl Settlement {
         Settlement {
             inner: Arc::new(Mutex::new(Some(Box::new(reservation)))),
             tokens: None,
+            span: Span::none(),
         }
     }
 
@@ -73,6 +79,13 @@ impl Settlement {
     /// given in `tokens`.
     pub fn counting(mut self, tokens: TokenCounters) -> Self {
         self.tokens = Some(tokens);
+        self
+    }
+
+    /// The same, holding `span` open until the stream ends and recording the stream's token
+    /// counts on it ([`settle_with_tokens`](Self::settle_with_tokens)).
+    pub fn traced(mut self, span: Span) -> Self {
+        self.span = span;
         self
     }
 
@@ -91,13 +104,14 @@ impl Settlement {
     }
 
     /// [`settle`](Self::settle), and counts the token counts the stream reported in the
-    /// counters the settlement carries ([`counting`](Self::counting)) — once, by the clone
-    /// that settles.
+    /// counters the settlement carries ([`counting`](Self::counting)) and on its span
+    /// ([`traced`](Self::traced)) — once, by the clone that settles.
     pub fn settle_with_tokens(&self, usage: Usage, tokens: &TokenCounts, now: Instant) {
         if let Some(reservation) = self.take() {
             if let Some(counters) = &self.tokens {
                 counters.add(tokens);
             }
+            crate::observe::span::usage(&self.span, tokens);
             reservation.finish(&Outcome::SUCCESS, usage, now);
         }
     }
@@ -124,13 +138,15 @@ impl fmt::Debug for Settlement {
         f.debug_struct("Settlement")
             .field("pending", &self.is_pending())
             .field("counts_tokens", &self.tokens.is_some())
+            .field("traced", &!self.span.is_none())
             .finish()
     }
 }
 
 /// Hands `reservation` over to `response` when `usage` says its usage is in its body and the
-/// attempt succeeded, with `tokens` to count the stream's tokens in; otherwise gives it back
-/// to be settled now. The one rule, shared by the admission layer and the stack.
+/// attempt succeeded, with `tokens` to count the stream's tokens in and the call's `span`;
+/// otherwise gives it back to be settled now. The one rule, shared by the admission layer and
+/// the stack.
 #[inline]
 pub(crate) fn defer_or_keep<T, Res, U>(
     reservation: Option<Reservation<T>>,
@@ -138,6 +154,7 @@ pub(crate) fn defer_or_keep<T, Res, U>(
     usage: &U,
     response: &mut Res,
     tokens: &TokenCounters,
+    span: &Span,
 ) -> Option<Reservation<T>>
 where
     T: Slot + 'static,
@@ -145,7 +162,10 @@ where
 {
     match reservation {
         Some(r) if outcome.kind == OutcomeKind::Success && usage.defers(response) => {
-            usage.hand_over(response, Settlement::new(r).counting(tokens.clone()));
+            let settlement = Settlement::new(r)
+                .counting(tokens.clone())
+                .traced(span.clone());
+            usage.hand_over(response, settlement);
             None
         }
         other => other,

@@ -643,6 +643,7 @@ where
                                 &after.usage,
                                 &mut res,
                                 &after.tokens,
+                                &tracing::Span::none(),
                             );
                             if let Some(r) = reservation {
                                 let usage = after.usage.read_usage(&res);

@@ -72,7 +72,7 @@
 //! | `wait_ms` | attempt | how long it waited for quota, when it did (Tower `Stack`) |
 //! | `class` | both | the outcome class ([`OutcomeKind::as_str`](crate::OutcomeKind::as_str)) of the attempt, of the call's last attempt |
 //! | `error.type` | both | the outcome class when it is not a success |
-//! | `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens` | both | the tokens the answer reported (input: all input tokens, cached ones included) |
+//! | `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens` | both | the tokens the answer reported (input: all input tokens, cached ones included); for a streamed answer through the `Stack` (`llm_http::sse`), the call span, held by the stream's `Settlement` until the stream ends, gets them from its usage event |
 //! | `attempts` | call | attempts made |
 //!
 //! `gen_ai.provider.name` replaced `gen_ai.system` in the GenAI semantic conventions (v1.37),

@@ -103,11 +103,25 @@ fn record_end(span: &Span, outcome: &Outcome, tokens: Option<&TokenCounts>, atte
         span.record("error.type", class);
     }
     if let Some(tokens) = tokens {
-        let input = tokens.input + tokens.cache_read + tokens.cache_write;
-        span.record("gen_ai.usage.input_tokens", input);
-        span.record("gen_ai.usage.output_tokens", tokens.output);
+        record_usage(span, tokens);
     }
     if let Some(attempts) = attempts {
         span.record("attempts", attempts);
     }
+}
+
+/// Records the tokens a streamed answer reported at its end on its call's span, which the
+/// stream's [`Settlement`](crate::admission::Settlement) kept open until then.
+#[inline]
+pub(crate) fn usage(span: &Span, tokens: &TokenCounts) {
+    if !span.is_none() {
+        record_usage(span, tokens);
+    }
+}
+
+#[cold]
+fn record_usage(span: &Span, tokens: &TokenCounts) {
+    let input = tokens.input + tokens.cache_read + tokens.cache_write;
+    span.record("gen_ai.usage.input_tokens", input);
+    span.record("gen_ai.usage.output_tokens", tokens.output);
 }

@@ -401,17 +401,18 @@ pub trait TargetQuota<Req, Res>: TargetSlots {
         None
     }
     /// Hands a successful attempt's `reservation` to `response` when its usage reader says
-    /// the usage is in the body ([`ReadUsage::defers`]), with the target's token counters for
-    /// the stream's tokens, or gives it back to be settled now. Default (no admission): gives
-    /// it back.
+    /// the usage is in the body ([`ReadUsage::defers`]), with the target's token counters and
+    /// the call's span for the stream's tokens, or gives it back to be settled now. Default
+    /// (no admission): gives it back.
     fn defer(
         &self,
         reservation: Option<Reservation<Self::Slot>>,
         outcome: &Outcome,
         response: &mut Res,
         tokens: &crate::observe::TokenCounters,
+        span: &tracing::Span,
     ) -> Option<Reservation<Self::Slot>> {
-        let _ = (outcome, response, tokens);
+        let _ = (outcome, response, tokens, span);
         reservation
     }
 }
@@ -573,8 +574,9 @@ where
         outcome: &Outcome,
         response: &mut Res,
         tokens: &crate::observe::TokenCounters,
+        span: &tracing::Span,
     ) -> Option<Reservation<P>> {
-        crate::admission::defer_or_keep(reservation, outcome, &self.usage, response, tokens)
+        crate::admission::defer_or_keep(reservation, outcome, &self.usage, response, tokens, span)
     }
 }
 

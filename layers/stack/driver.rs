@@ -392,14 +392,16 @@ where
                 let outcome = shared.classifier.classify(Ok(&*response));
                 let target = self.attempt.as_ref().and_then(|a| a.target());
                 // A stream's usage is in its body: its reservation goes with it, with the
-                // target's token counters for the tokens its usage event reports.
+                // target's token counters and the call's span for the tokens its usage event
+                // reports.
                 if let (Some(attempt), Some(t)) = (self.attempt.as_mut(), target) {
                     let reservation = attempt.take_reservation();
                     let tokens = &shared.events[t].tokens;
+                    let span = &self.span;
                     if let Some(kept) =
                         shared
                             .admission
-                            .defer(reservation, &outcome, response, tokens)
+                            .defer(reservation, &outcome, response, tokens, span)
                     {
                         attempt.reserved(kept);
                     }
