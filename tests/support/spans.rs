@@ -1,5 +1,7 @@
 //! Test support: every span a closure or future opens, with all its fields (those given at
-//! creation and those recorded later) and its parent's name.
+//! creation and those recorded later) and its parent's name. Each test binary uses part of it.
+
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fmt;
