@@ -81,6 +81,43 @@ impl std::fmt::Display for BatchStop {
     }
 }
 
+/// The pacing setters both helpers have, on a `pacing: Pacing` field; `$run` names the
+/// method the deadline bounds, for its docs.
+macro_rules! pacing_setters {
+    ($run:literal) => {
+        #[doc = concat!("How long a [`", $run, "`](Self::", $run, ") may resend before it gives up")]
+        /// (default: the DynamoDB profile's batch deadline, five minutes).
+        pub fn deadline(mut self, deadline: std::time::Duration) -> Self {
+            self.pacing.deadline = deadline;
+            self
+        }
+
+        /// Seeds the backoff's jitter, for runs that repeat exactly.
+        pub fn seed(mut self, seed: u64) -> Self {
+            self.pacing.seed = Some(seed);
+            self
+        }
+    };
+}
+use pacing_setters;
+
+/// A helper's error in words: `left` items not done (`what`), `done` done in `batches`
+/// batches, and why it stopped. Counts only, never an item.
+fn describe_stop(
+    f: &mut std::fmt::Formatter<'_>,
+    left: usize,
+    what: (&str, &str),
+    done: usize,
+    batches: usize,
+    stop: &BatchStop,
+) -> std::fmt::Result {
+    let (left_words, done_word) = what;
+    write!(
+        f,
+        "{left} {left_words} ({done} {done_word} in {batches} batches): {stop}"
+    )
+}
+
 /// The schedule and the deadline both helpers resend by.
 #[derive(Clone, Debug)]
 struct Pacing {

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
-use super::{BatchCall, BatchStop, MAX_GET_BATCH, Pacing, Progress, Tabled, drive, failed_batch};
+use super::{
+    BatchCall, BatchStop, MAX_GET_BATCH, Pacing, Progress, Tabled, describe_stop, drive,
+    failed_batch, pacing_setters,
+};
 
 /// An item, or a key: attribute names and values.
 type Item = HashMap<String, AttributeValue>;
@@ -49,13 +51,13 @@ pub struct BatchGetError {
 
 impl fmt::Display for BatchGetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        describe_stop(
             f,
-            "{} keys not read ({} read in {} batches): {}",
             self.unread.len(),
+            ("keys not read", "read"),
             self.read.keys,
             self.read.batches,
-            self.stop
+            &self.stop,
         )
     }
 }
@@ -84,18 +86,7 @@ impl BatchReader {
         }
     }
 
-    /// How long a [`get`](Self::get) may resend before it gives up (default: the DynamoDB
-    /// profile's batch deadline, five minutes).
-    pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.pacing.deadline = deadline;
-        self
-    }
-
-    /// Seeds the backoff's jitter, for runs that repeat exactly.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.pacing.seed = Some(seed);
-        self
-    }
+    pacing_setters!("get");
 
     /// How to read `table`: consistency, projection, attribute names, as a
     /// `KeysAndAttributes` whose keys are ignored (default: eventually consistent, whole

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::WriteRequest;
 
-use super::{BatchCall, BatchStop, MAX_WRITE_BATCH, Pacing, Progress, Tabled, drive, failed_batch};
+use super::{
+    BatchCall, BatchStop, MAX_WRITE_BATCH, Pacing, Progress, Tabled, describe_stop, drive,
+    failed_batch, pacing_setters,
+};
 
 /// Writes any number of put and delete requests; see [the module docs](super).
 #[derive(Clone, Debug)]
@@ -53,13 +55,13 @@ pub struct BatchWriteError {
 
 impl fmt::Display for BatchWriteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
+        describe_stop(
             f,
-            "{} write requests not written ({} written in {} batches): {}",
             self.unwritten.len(),
+            ("write requests not written", "written"),
             self.done.items,
             self.done.batches,
-            self.stop
+            &self.stop,
         )
     }
 }
@@ -87,18 +89,7 @@ impl BatchWriter {
         }
     }
 
-    /// How long a [`write`](Self::write) may resend before it gives up (default: the DynamoDB
-    /// profile's batch deadline, five minutes).
-    pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.pacing.deadline = deadline;
-        self
-    }
-
-    /// Seeds the backoff's jitter, for runs that repeat exactly.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.pacing.seed = Some(seed);
-        self
-    }
+    pacing_setters!("write");
 
     /// Writes every request (a table name and a put or delete request), 25 to a
     /// `BatchWriteItem`, in the order given, resending unprocessed ones until all are written
