@@ -4,6 +4,8 @@
 //! SDK adapter with the real `aws-sdk-bedrockruntime` client against the simulator's front.
 
 mod support {
+    #[cfg(all(feature = "sim", feature = "bedrock"))]
+    pub mod sdk;
     pub mod spans;
 }
 
@@ -160,45 +162,16 @@ async fn a_stack_names_the_operation_it_is_told() {
 #[cfg(all(feature = "sim", feature = "bedrock"))]
 #[tokio::test(start_paused = true)]
 async fn the_sdk_adapter_opens_a_chat_span_under_the_sdks_own() {
-    use std::time::Duration;
-
     use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message};
-    use tokio::time::Instant;
     use tower_headroom::Profile;
-    use tower_headroom::sim::front::{SimService, sdk_http_client};
-    use tower_headroom::sim::{BedrockSim, ModelConfig, OutputLength};
+    use tower_headroom::sim::front::sdk_http_client;
     use tower_headroom::smithy::SdkHeadroom;
 
-    let model = "anthropic.claude-3-haiku-20240307-v1:0";
-    let sim = BedrockSim::builder()
-        .start(Instant::now())
-        .model(
-            ModelConfig::builder(model, "us-east-1")
-                .ttft(Duration::from_millis(10))
-                .per_output_token(Duration::ZERO)
-                .output(OutputLength::Fixed { tokens: 5 })
-                .tpm(1_000_000)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let front = SimService::builder().bedrock(sim).build().unwrap();
+    let model = support::sdk::HAIKU;
+    let front = support::sdk::haiku_front(1_000_000);
     let headroom = SdkHeadroom::builder(Profile::Bedrock).build().unwrap();
-    let config = aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_bedrockruntime::config::Region::from_static(
-            "us-east-1",
-        ))
-        .endpoint_url("http://bedrock.sim")
-        .credentials_provider(aws_sdk_bedrockruntime::config::Credentials::new(
-            "AKIDEXAMPLE",
-            CANARY,
-            None,
-            None,
-            "test",
-        ))
-        .http_client(sdk_http_client(front));
+    // The canary as the secret key: no span may carry it.
+    let config = support::sdk::bedrock_sim_config(sdk_http_client(front), CANARY);
     let client = aws_sdk_bedrockruntime::Client::from_conf(
         headroom.configure_bedrock(config).unwrap().build(),
     );

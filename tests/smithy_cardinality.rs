@@ -8,15 +8,12 @@ mod support {
 }
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message};
 use metrics_util::debugging::DebuggingRecorder;
-use tokio::time::Instant;
 use tower_headroom::Profile;
 use tower_headroom::retry::RetryPolicy;
-use tower_headroom::sim::front::{SimService, sdk_http_client};
-use tower_headroom::sim::{BedrockSim, ModelConfig, OutputLength};
+use tower_headroom::sim::front::sdk_http_client;
 use tower_headroom::smithy::SdkHeadroom;
 
 #[tokio::test(start_paused = true)]
@@ -24,38 +21,12 @@ async fn label_sets_are_capped_and_arns_show_their_resource_name() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let _recorder = metrics::set_default_local_recorder(&recorder);
-    let sim = BedrockSim::builder()
-        .start(Instant::now())
-        .model(
-            ModelConfig::builder("anthropic.claude-3-haiku-20240307-v1:0", "us-east-1")
-                .ttft(Duration::from_millis(10))
-                .per_output_token(Duration::ZERO)
-                .output(OutputLength::Fixed { tokens: 5 })
-                .tpm(1_000_000)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let front = SimService::builder().bedrock(sim).build().unwrap();
+    let front = support::sdk::haiku_front(1_000_000);
     let headroom = SdkHeadroom::builder(Profile::Bedrock)
         .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
         .build()
         .unwrap();
-    let config = aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_bedrockruntime::config::Region::from_static(
-            "us-east-1",
-        ))
-        .endpoint_url("http://bedrock.sim")
-        .credentials_provider(aws_sdk_bedrockruntime::config::Credentials::new(
-            support::sdk::ACCESS_KEY,
-            support::sdk::SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .http_client(sdk_http_client(front));
+    let config = support::sdk::bedrock_sim_config(sdk_http_client(front), support::sdk::SECRET_KEY);
     let client = aws_sdk_bedrockruntime::Client::from_conf(
         headroom.configure_bedrock(config).unwrap().build(),
     );

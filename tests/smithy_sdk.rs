@@ -147,20 +147,8 @@ where
     S: tower_headroom::admission::QuotaStore<Arc<str>> + 'static,
 {
     // The SDK's defaults throughout (stalled-stream protection on): what users run.
-    use aws_sdk_bedrockruntime::config::{Credentials, Region};
-    let builder = aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version_latest()
-        .region(Region::from_static("us-east-1"))
-        .endpoint_url("http://bedrock.sim")
-        .credentials_provider(Credentials::new(
-            support::sdk::ACCESS_KEY,
-            support::sdk::SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .time_source(support::sdk::VirtualTime::now())
-        .http_client(http);
+    let builder = support::sdk::bedrock_sim_config(http, support::sdk::SECRET_KEY)
+        .time_source(support::sdk::VirtualTime::now());
     let config = headroom.configure_bedrock(adjust(builder)).unwrap().build();
     aws_sdk_bedrockruntime::Client::from_conf(config)
 }

@@ -41,6 +41,48 @@ pub fn bedrock_with(
     aws_sdk_bedrockruntime::Client::from_conf(config)
 }
 
+/// The model of [`haiku_front`].
+pub const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+/// The simulator's Bedrock with one model, [`HAIKU`] in us-east-1 (10 ms to the first token,
+/// 5 output tokens, `tpm` tokens a minute), started now, behind its in-process front.
+pub fn haiku_front(tpm: u64) -> tower_headroom::sim::front::SimService {
+    use tower_headroom::sim::{BedrockSim, ModelConfig, OutputLength};
+    let sim = BedrockSim::builder()
+        .start(tokio::time::Instant::now())
+        .model(
+            ModelConfig::builder(HAIKU, "us-east-1")
+                .ttft(std::time::Duration::from_millis(10))
+                .per_output_token(std::time::Duration::ZERO)
+                .output(OutputLength::Fixed { tokens: 5 })
+                .tpm(tpm)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    tower_headroom::sim::front::SimService::builder()
+        .bedrock(sim)
+        .build()
+        .unwrap()
+}
+
+/// A Bedrock Runtime config for the simulator's front reached through `http` (e.g.
+/// `sim::front::sdk_http_client`): us-east-1, fake credentials with `secret`, the SDK's
+/// defaults otherwise — for `SdkHeadroom::configure_bedrock`, which sets the retries.
+pub fn bedrock_sim_config(
+    http: SharedHttpClient,
+    secret: &str,
+) -> aws_sdk_bedrockruntime::config::Builder {
+    use aws_sdk_bedrockruntime::config::{Credentials, Region};
+    aws_sdk_bedrockruntime::Config::builder()
+        .behavior_version_latest()
+        .region(Region::from_static("us-east-1"))
+        .endpoint_url("http://bedrock.sim")
+        .credentials_provider(Credentials::new(ACCESS_KEY, secret, None, None, "test"))
+        .http_client(http)
+}
+
 /// A DynamoDB client for `endpoint`, fake credentials, retries off.
 pub fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::{Credentials, Region, retry::RetryConfig};
