@@ -47,20 +47,7 @@ fn front() -> SimService {
 }
 
 fn config(front: &SimService) -> aws_sdk_dynamodb::config::Builder {
-    use aws_sdk_dynamodb::config::{Credentials, Region};
-    aws_sdk_dynamodb::Config::builder()
-        .behavior_version_latest()
-        .region(Region::from_static("us-east-1"))
-        .endpoint_url("http://dynamodb.sim")
-        .credentials_provider(Credentials::new(
-            support::sdk::ACCESS_KEY,
-            support::sdk::SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .time_source(support::sdk::VirtualTime::now())
-        .http_client(sdk_http_client(front.clone()))
+    support::sdk::dynamodb_sim_config(sdk_http_client(front.clone()))
 }
 
 /// One item of about 500 bytes: one WCU.

@@ -28,20 +28,7 @@ use tower_headroom::smithy::SdkHeadroom;
 const LATENCY: Duration = Duration::from_millis(5);
 
 fn client(headroom: &SdkHeadroom, front: &SimService) -> aws_sdk_dynamodb::Client {
-    use aws_sdk_dynamodb::config::{Credentials, Region};
-    let builder = aws_sdk_dynamodb::Config::builder()
-        .behavior_version_latest()
-        .region(Region::from_static("us-east-1"))
-        .endpoint_url("http://dynamodb.sim")
-        .credentials_provider(Credentials::new(
-            support::sdk::ACCESS_KEY,
-            support::sdk::SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .time_source(support::sdk::VirtualTime::now())
-        .http_client(sdk_http_client(front.clone()));
+    let builder = support::sdk::dynamodb_sim_config(sdk_http_client(front.clone()));
     aws_sdk_dynamodb::Client::from_conf(headroom.configure_dynamodb(builder).unwrap().build())
 }
 

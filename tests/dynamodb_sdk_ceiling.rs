@@ -56,21 +56,8 @@ fn ceiling(hot_share: f64) -> Arc<PartitionCeiling> {
 }
 
 fn client(front: &SimService, ceiling: Arc<PartitionCeiling>) -> aws_sdk_dynamodb::Client {
-    use aws_sdk_dynamodb::config::{Credentials, Region};
     let headroom = SdkHeadroom::builder(Profile::DynamoDb).build().unwrap();
-    let builder = aws_sdk_dynamodb::Config::builder()
-        .behavior_version_latest()
-        .region(Region::from_static("us-east-1"))
-        .endpoint_url("http://dynamodb.sim")
-        .credentials_provider(Credentials::new(
-            support::sdk::ACCESS_KEY,
-            support::sdk::SECRET_KEY,
-            None,
-            None,
-            "test",
-        ))
-        .time_source(support::sdk::VirtualTime::now())
-        .http_client(sdk_http_client(front.clone()));
+    let builder = support::sdk::dynamodb_sim_config(sdk_http_client(front.clone()));
     let config = headroom
         .configure_dynamodb_ceiling(builder, [], ceiling, [(TABLE, "pk")])
         .unwrap();

@@ -83,6 +83,20 @@ pub fn bedrock_sim_config(
         .http_client(http)
 }
 
+/// A DynamoDB config for the simulator's front reached through `http` (e.g.
+/// `sim::front::sdk_http_client`): us-east-1, fake credentials, tokio's clock as the SDK's
+/// time source, the SDK's defaults otherwise — for `SdkHeadroom::configure_dynamodb`.
+pub fn dynamodb_sim_config(http: SharedHttpClient) -> aws_sdk_dynamodb::config::Builder {
+    use aws_sdk_dynamodb::config::{Credentials, Region};
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version_latest()
+        .region(Region::from_static("us-east-1"))
+        .endpoint_url("http://dynamodb.sim")
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .time_source(VirtualTime::now())
+        .http_client(http)
+}
+
 /// A DynamoDB client for `endpoint`, fake credentials, retries off.
 pub fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::{Credentials, Region, retry::RetryConfig};
