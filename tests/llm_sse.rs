@@ -2,6 +2,12 @@
 //! admission layer and the stack, on tokio's paused clock.
 #![cfg(feature = "llm-http")]
 
+mod support {
+    #[cfg(feature = "metrics")]
+    pub mod metrics;
+    pub mod spans;
+}
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -369,42 +375,6 @@ async fn a_stream_without_a_usage_event_settles_at_its_estimate() {
     assert_eq!(through_admission(NO_USAGE, None).await, ESTIMATE);
 }
 
-/// `headroom_tokens_total{type}` whose labels include all of `labels`, from a snapshot.
-#[cfg(feature = "metrics")]
-fn tokens_counted(
-    snapshot: metrics_util::debugging::Snapshot,
-    labels: &[(&str, &str)],
-) -> [u64; 4] {
-    let series = snapshot.into_vec();
-    ["input", "output", "cache_read", "cache_write"].map(|kind| tokens_of(&series, kind, labels))
-}
-
-#[cfg(feature = "metrics")]
-fn tokens_of(
-    series: &[(
-        metrics_util::CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        metrics_util::debugging::DebugValue,
-    )],
-    kind: &str,
-    labels: &[(&str, &str)],
-) -> u64 {
-    use metrics_util::debugging::DebugValue;
-    series
-        .iter()
-        .filter(|(key, ..)| key.key().name() == tower_headroom::observe::names::TOKENS)
-        .filter(|(key, ..)| {
-            let has = |k: &str, v: &str| key.key().labels().any(|l| l.key() == k && l.value() == v);
-            has("type", kind) && labels.iter().all(|(k, v)| has(k, v))
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => *n,
-            other => panic!("not a counter: {other:?}"),
-        })
-        .sum()
-}
-
 /// A streamed answer's tokens reach `headroom_tokens_total` under the target that answered,
 /// when its usage event arrives (not at the response's head), as a non-streamed answer's do:
 /// OpenAI's cached tokens counted apart from its `prompt_tokens`, Anthropic's cache reads and
@@ -434,11 +404,14 @@ async fn the_stack_counts_a_streams_tokens_when_its_usage_event_arrives() {
         let response = stack.ready().await.unwrap().call(()).await.unwrap();
         let labels = [("target", "llm"), ("model", "gpt-4o"), ("region", "eu")];
         // The head arrived; the tokens are not known yet.
-        assert_eq!(tokens_counted(snapshotter.snapshot(), &labels), [0; 4]);
+        assert_eq!(
+            support::metrics::tokens(&snapshotter.snapshot().into_vec(), &labels),
+            [0; 4]
+        );
         let settlement = response.extensions().get::<Settlement>().unwrap().clone();
         settle_stream(response).into_body().collect().await.unwrap();
         assert_eq!(
-            tokens_counted(snapshotter.snapshot(), &labels),
+            support::metrics::tokens(&snapshotter.snapshot().into_vec(), &labels),
             counts,
             "{parts:?}"
         );
@@ -450,7 +423,10 @@ async fn the_stack_counts_a_streams_tokens_when_its_usage_event_arrives() {
             cache_write: 0,
         };
         settlement.settle_with_tokens(tower_headroom::Usage::units(2), &twice, Instant::now());
-        assert_eq!(tokens_counted(snapshotter.snapshot(), &labels), [0; 4]);
+        assert_eq!(
+            support::metrics::tokens(&snapshotter.snapshot().into_vec(), &labels),
+            [0; 4]
+        );
     }
 }
 
@@ -468,22 +444,22 @@ async fn the_admission_layer_counts_a_streams_tokens_under_its_labels() {
         .labels(tower_headroom::observe::Labels::target("gpt"));
     let response = layer.layer(upstream(OPENAI)).oneshot(()).await.unwrap();
     let labels = [("target", "gpt")];
-    assert_eq!(tokens_counted(snapshotter.snapshot(), &labels), [0; 4]);
+    assert_eq!(
+        support::metrics::tokens(&snapshotter.snapshot().into_vec(), &labels),
+        [0; 4]
+    );
     settle_stream(response).into_body().collect().await.unwrap();
     assert_eq!(
-        tokens_counted(snapshotter.snapshot(), &labels),
+        support::metrics::tokens(&snapshotter.snapshot().into_vec(), &labels),
         [120, 30, 0, 0]
     );
 }
-
-#[path = "support/spans.rs"]
-mod spans;
 
 /// A streamed answer's call span is held by its settlement until the stream ends, and carries
 /// the tokens of the stream's usage event then (they are not known when the head arrives).
 #[tokio::test(start_paused = true)]
 async fn the_call_span_of_a_stream_carries_its_tokens() {
-    let recorded = spans::recorded(async {
+    let recorded = support::spans::recorded(async {
         let mut stack = StackBuilder::http()
             .target(Target::new("llm", "llm").model("claude").region("eu"))
             .admission(quota(), FixedCost(Cost::units(ESTIMATE)))

@@ -8,12 +8,15 @@
 //! then rightly registered with the global recorder).
 #![cfg(feature = "metrics")]
 
+mod support {
+    pub mod metrics;
+}
+
 use std::convert::Infallible;
 use std::future::Future;
 
-use metrics::{SharedString, Unit};
-use metrics_util::CompositeKey;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebuggingRecorder;
+use support::metrics::counter;
 use tower::{Service, ServiceExt};
 use tower_headroom::admission::{FixedCost, HeaderUsage, Limit, Quota};
 use tower_headroom::fallback::Target;
@@ -21,26 +24,6 @@ use tower_headroom::observe::{Labels, names};
 use tower_headroom::retry::RetryPolicy;
 use tower_headroom::stack::StackBuilder;
 use tower_headroom::{Cost, HttpClassifier, RetryLayer};
-
-type Series = Vec<(CompositeKey, Option<Unit>, Option<SharedString>, DebugValue)>;
-
-/// The counter `name` whose labels include all of `labels`, summed over its series, in a
-/// snapshot (which drains the recorder's counters: take one per check).
-fn counter(series: &Series, name: &str, labels: &[(&str, &str)]) -> u64 {
-    series
-        .iter()
-        .filter(|(key, ..)| key.key().name() == name)
-        .filter(|(key, ..)| {
-            labels
-                .iter()
-                .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => *n,
-            other => panic!("{name} is not a counter: {other:?}"),
-        })
-        .sum()
-}
 
 #[test]
 fn layers_built_without_a_recorder_report_to_the_one_current_when_called() {

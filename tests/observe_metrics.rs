@@ -2,45 +2,20 @@
 //! target and outcome class, the call's under the target and class it ended with.
 #![cfg(feature = "metrics")]
 
+mod support {
+    pub mod metrics;
+}
+
 use std::convert::Infallible;
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebuggingRecorder;
+use support::metrics::{counter, gauge, histogram};
 use tower::ServiceExt;
 use tower_headroom::HttpClassifier;
 use tower_headroom::fallback::Target;
 use tower_headroom::observe::names;
 use tower_headroom::stack::StackBuilder;
-
-/// The values recorded in histogram `name` under `target` and `class`.
-fn histogram(
-    series: &[(
-        metrics_util::CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )],
-    name: &str,
-    target: &str,
-    class: &str,
-) -> Vec<f64> {
-    let has =
-        |key: &metrics::Key, k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
-    series
-        .iter()
-        .filter(|(key, ..)| {
-            key.key().name() == name
-                && has(key.key(), "target", target)
-                && has(key.key(), "class", class)
-        })
-        .flat_map(|(.., value)| match value {
-            DebugValue::Histogram(values) => {
-                values.iter().map(|v| v.into_inner()).collect::<Vec<f64>>()
-            }
-            other => panic!("{name} is not a histogram: {other:?}"),
-        })
-        .collect()
-}
 
 #[tokio::test(start_paused = true)]
 async fn attempt_and_call_durations_by_target_and_class() {
@@ -69,18 +44,51 @@ async fn attempt_and_call_durations_by_target_and_class() {
     assert_eq!(response.status(), 200);
 
     let series = snapshotter.snapshot().into_vec();
-    let attempts = |target, class| histogram(&series, names::ATTEMPT_DURATION, target, class);
+    let attempts = |target, class| {
+        histogram(
+            &series,
+            names::ATTEMPT_DURATION,
+            &[("target", target), ("class", class)],
+        )
+    };
     assert_eq!(attempts("sonnet", "unavailable"), vec![2.0]);
     assert_eq!(attempts("haiku", "success"), vec![3.0]);
     assert!(attempts("sonnet", "success").is_empty());
     // The call: both attempts, under the target that ended it.
-    let calls = |target, class| histogram(&series, names::CALL_DURATION, target, class);
+    let calls = |target, class| {
+        histogram(
+            &series,
+            names::CALL_DURATION,
+            &[("target", target), ("class", class)],
+        )
+    };
     assert_eq!(calls("haiku", "success"), vec![5.0]);
     assert!(calls("sonnet", "unavailable").is_empty());
     // One call, a success, under the target that ended it.
-    assert_eq!(counter(&series, names::CALLS, "haiku", "success"), 1);
-    assert_eq!(counter(&series, names::CALLS, "haiku", "failure"), 0);
-    assert_eq!(counter(&series, names::CALLS, "sonnet", "success"), 0);
+    assert_eq!(
+        counter(
+            &series,
+            names::CALLS,
+            &[("target", "haiku"), ("result", "success")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &series,
+            names::CALLS,
+            &[("target", "haiku"), ("result", "failure")]
+        ),
+        0
+    );
+    assert_eq!(
+        counter(
+            &series,
+            names::CALLS,
+            &[("target", "sonnet"), ("result", "success")]
+        ),
+        0
+    );
 
     // A call that fails on its only target counts as one failure, whatever its attempts.
     let failing = tower::service_fn(|_: &'static str| async {
@@ -97,60 +105,22 @@ async fn attempt_and_call_durations_by_target_and_class() {
     // The stack hands the last answer back once its retries are spent.
     assert_eq!(stack.oneshot("").await.unwrap().status(), 503);
     let series = snapshotter.snapshot().into_vec();
-    assert_eq!(counter(&series, names::CALLS, "opus", "failure"), 1);
-    assert_eq!(counter(&series, names::CALLS, "opus", "success"), 0);
-}
-
-/// The counter `name` under `target` and `result` (0 when absent).
-fn counter(
-    series: &[(
-        metrics_util::CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )],
-    name: &str,
-    target: &str,
-    result: &str,
-) -> u64 {
-    let has =
-        |key: &metrics::Key, k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
-    series
-        .iter()
-        .filter(|(key, ..)| {
-            key.key().name() == name
-                && has(key.key(), "target", target)
-                && has(key.key(), "result", result)
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => *n,
-            other => panic!("{name} is not a counter: {other:?}"),
-        })
-        .sum()
-}
-
-/// The gauge `name` under `target`.
-fn gauge(
-    series: &[(
-        metrics_util::CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )],
-    name: &str,
-    target: &str,
-) -> Option<f64> {
-    series.iter().find_map(|(key, .., value)| {
-        let ours = key.key().name() == name
-            && key
-                .key()
-                .labels()
-                .any(|l| l.key() == "target" && l.value() == target);
-        match value {
-            DebugValue::Gauge(v) if ours => Some(v.into_inner()),
-            _ => None,
-        }
-    })
+    assert_eq!(
+        counter(
+            &series,
+            names::CALLS,
+            &[("target", "opus"), ("result", "failure")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &series,
+            names::CALLS,
+            &[("target", "opus"), ("result", "success")]
+        ),
+        0
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -182,11 +152,15 @@ async fn quota_utilization_is_sampled_at_most_once_a_second() {
     }
     let series = snapshotter.snapshot().into_vec();
     assert_eq!(
-        gauge(&series, names::QUOTA_UTILIZATION, "sonnet"),
+        gauge(&series, names::QUOTA_UTILIZATION, &[("target", "sonnet")]),
         Some(0.1)
     );
     assert_eq!(
-        gauge(&series, names::ADMISSION_QUEUE_DEPTH, "sonnet"),
+        gauge(
+            &series,
+            names::ADMISSION_QUEUE_DEPTH,
+            &[("target", "sonnet")]
+        ),
         Some(0.0)
     );
     // A second later the sixth call samples again: 6 of 10 spent in the trailing minute.
@@ -194,7 +168,7 @@ async fn quota_utilization_is_sampled_at_most_once_a_second() {
     call().await;
     let series = snapshotter.snapshot().into_vec();
     assert_eq!(
-        gauge(&series, names::QUOTA_UTILIZATION, "sonnet"),
+        gauge(&series, names::QUOTA_UTILIZATION, &[("target", "sonnet")]),
         Some(0.6)
     );
 }

@@ -3,14 +3,16 @@
 //! adapter with the real `aws-sdk-bedrockruntime` client against the simulator's front.
 #![cfg(feature = "metrics")]
 
-#[cfg(all(feature = "sim", feature = "bedrock"))]
 mod support {
+    pub mod metrics;
+    #[cfg(all(feature = "sim", feature = "bedrock"))]
     pub mod sdk;
 }
 
 use std::convert::Infallible;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebuggingRecorder;
+use support::metrics::token;
 use tower::ServiceExt;
 use tower_headroom::admission::{FixedCost, Limit, Quota};
 use tower_headroom::bedrock::{BedrockUsage, ModelTable};
@@ -18,29 +20,6 @@ use tower_headroom::fallback::Target;
 use tower_headroom::observe::names;
 use tower_headroom::stack::StackBuilder;
 use tower_headroom::{Cost, HttpClassifier};
-
-type Series = Vec<(
-    metrics_util::CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-/// `headroom_tokens_total` of `type` whose labels include all of `labels`.
-fn tokens(series: &Series, kind: &str, labels: &[(&str, &str)]) -> u64 {
-    series
-        .iter()
-        .filter(|(key, ..)| key.key().name() == names::TOKENS)
-        .filter(|(key, ..)| {
-            let has = |k: &str, v: &str| key.key().labels().any(|l| l.key() == k && l.value() == v);
-            has("type", kind) && labels.iter().all(|(k, v)| has(k, v))
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => *n,
-            other => panic!("not a counter: {other:?}"),
-        })
-        .sum()
-}
 
 #[tokio::test(start_paused = true)]
 async fn the_stack_counts_the_tokens_in_bedrock_headers() {
@@ -80,10 +59,10 @@ async fn the_stack_counts_the_tokens_in_bedrock_headers() {
         ("model", "anthropic.claude-3-haiku-20240307-v1:0"),
         ("region", "us-east-1"),
     ];
-    assert_eq!(tokens(&series, "input", &haiku), 2_000);
-    assert_eq!(tokens(&series, "output", &haiku), 600);
-    assert_eq!(tokens(&series, "cache_read", &haiku), 10_000);
-    assert_eq!(tokens(&series, "cache_write", &haiku), 0);
+    assert_eq!(token(&series, "input", &haiku), 2_000);
+    assert_eq!(token(&series, "output", &haiku), 600);
+    assert_eq!(token(&series, "cache_read", &haiku), 10_000);
+    assert_eq!(token(&series, "cache_write", &haiku), 0);
 }
 
 /// The admission layer counts what its answers report under its labels, as the stack does
@@ -119,10 +98,10 @@ async fn the_admission_layer_counts_the_tokens_in_bedrock_headers() {
     svc.oneshot(()).await.unwrap();
     let series = snapshotter.snapshot().into_vec();
     let haiku = [("target", "haiku"), ("region", "us-east-1")];
-    assert_eq!(tokens(&series, "input", &haiku), 1_400);
-    assert_eq!(tokens(&series, "output", &haiku), 180);
-    assert_eq!(tokens(&series, "cache_read", &haiku), 0);
-    assert_eq!(tokens(&series, "cache_write", &haiku), 8);
+    assert_eq!(token(&series, "input", &haiku), 1_400);
+    assert_eq!(token(&series, "output", &haiku), 180);
+    assert_eq!(token(&series, "cache_read", &haiku), 0);
+    assert_eq!(token(&series, "cache_write", &haiku), 8);
 }
 
 #[tokio::test(start_paused = true)]
@@ -190,6 +169,6 @@ async fn the_sdk_adapter_counts_converse_usage() {
     assert!(reported.0 > 0);
     let series = snapshotter.snapshot().into_vec();
     let labels = [("model", model), ("region", "us-east-1")];
-    assert_eq!(tokens(&series, "input", &labels), reported.0);
-    assert_eq!(tokens(&series, "output", &labels), reported.1);
+    assert_eq!(token(&series, "input", &labels), reported.0);
+    assert_eq!(token(&series, "output", &labels), reported.1);
 }
