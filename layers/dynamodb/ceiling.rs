@@ -188,12 +188,7 @@ impl PartitionCeilingBuilder {
             reads: read_quota,
             inner: Mutex::new(Inner::default()),
             salt,
-            hot_share: self.hot_share,
-            hold: self.hold,
-            max_hot: self.max_hot,
-            window: self.window,
-            show_keys: self.show_keys,
-            metrics: self.metrics,
+            settings: self,
         })
     }
 }
@@ -205,13 +200,10 @@ pub struct PartitionCeiling {
     writes: Quota<(Arc<str>, KeyId)>,
     reads: Quota<(Arc<str>, KeyId)>,
     inner: Mutex<Inner>,
+    /// The hash salt: the builder's, or a random one.
     salt: u64,
-    hot_share: f64,
-    hold: Duration,
-    max_hot: usize,
-    window: Duration,
-    show_keys: bool,
-    metrics: bool,
+    /// What it was built with (validated).
+    settings: PartitionCeilingBuilder,
 }
 
 #[derive(Debug, Default)]
@@ -351,7 +343,7 @@ impl PartitionCeiling {
             );
             let key = (stream_key, id);
             let hot = match inner.hot.get(&key) {
-                Some(&at) if now.saturating_duration_since(at) < self.hold => true,
+                Some(&at) if now.saturating_duration_since(at) < self.settings.hold => true,
                 Some(_) => {
                     inner.hot.remove(&key);
                     false
@@ -387,10 +379,10 @@ impl PartitionCeiling {
         }
         let builder = HotKeys::builder(name.clone())
             .partition_max(partition_max(access))
-            .window(self.window)
-            .warn_share(self.hot_share)
-            .show_keys(self.show_keys)
-            .metrics(self.metrics)
+            .window(self.settings.window)
+            .warn_share(self.settings.hot_share)
+            .show_keys(self.settings.show_keys)
+            .metrics(self.settings.metrics)
             .salt(self.salt);
         let hot_keys = Arc::new(builder.build().ok()?);
         inner.streams.insert(Arc::from(name), Arc::clone(&hot_keys));
@@ -453,17 +445,18 @@ impl PartitionCeiling {
         }
         let Some(stream) = stream else { return };
         let second_units = stream.record_id(id, partition_key, units, throttled, now);
-        let hot = key_range || second_units as f64 >= self.hot_share * partition_max(access) as f64;
+        let hot = key_range
+            || second_units as f64 >= self.settings.hot_share * partition_max(access) as f64;
         if hot {
             let mut inner = self.lock();
             let key = (stream_key, id);
-            if !inner.hot.contains_key(&key) && inner.hot.len() >= self.max_hot {
-                let hold = self.hold;
+            if !inner.hot.contains_key(&key) && inner.hot.len() >= self.settings.max_hot {
+                let hold = self.settings.hold;
                 inner
                     .hot
                     .retain(|_, at| now.saturating_duration_since(*at) < hold);
             }
-            if inner.hot.contains_key(&key) || inner.hot.len() < self.max_hot {
+            if inner.hot.contains_key(&key) || inner.hot.len() < self.settings.max_hot {
                 inner.hot.insert(key, now);
             }
         }
@@ -482,7 +475,7 @@ impl PartitionCeiling {
 
     /// How many keys are hot (have a budget) at `now`; expired ones are forgotten.
     pub fn hot_keys(&self, now: Instant) -> usize {
-        let hold = self.hold;
+        let hold = self.settings.hold;
         let mut inner = self.lock();
         inner
             .hot
