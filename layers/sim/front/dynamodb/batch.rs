@@ -120,17 +120,7 @@ impl DynamoFront {
             _ => unprocessed,
         };
         reply.insert(String::from("UnprocessedItems"), Value::Object(merged));
-        if report != Report::None {
-            reply.insert(
-                String::from("ConsumedCapacity"),
-                Value::Array(
-                    spent
-                        .iter()
-                        .map(|(table, units)| consumed_capacity(table, *units, true, report))
-                        .collect(),
-                ),
-            );
-        }
+        insert_consumed(&mut reply, &spent, true, report);
         Ok(answer.rewritten(&reply, &head.request_id))
     }
 
@@ -238,17 +228,28 @@ impl DynamoFront {
         reply.insert(String::from("Responses"), Value::Object(responses));
         reply.insert(String::from("UnprocessedKeys"), Value::Object(unprocessed));
         let report = report(&body);
-        if report != Report::None {
-            reply.insert(
-                String::from("ConsumedCapacity"),
-                Value::Array(
-                    spent
-                        .iter()
-                        .map(|(table, units)| consumed_capacity(table, *units, false, report))
-                        .collect(),
-                ),
-            );
-        }
+        insert_consumed(&mut reply, &spent, false, report);
         Ok(answer.rewritten(&reply, &head.request_id))
+    }
+}
+
+/// A batch reply's `ConsumedCapacity`: one entry per table it charged (`write` units or read
+/// units), when the request asked for a report.
+fn insert_consumed(
+    reply: &mut Map<String, Value>,
+    spent: &[(String, f64)],
+    write: bool,
+    report: Report,
+) {
+    if report != Report::None {
+        reply.insert(
+            String::from("ConsumedCapacity"),
+            Value::Array(
+                spent
+                    .iter()
+                    .map(|(table, units)| consumed_capacity(table, *units, write, report))
+                    .collect(),
+            ),
+        );
     }
 }
