@@ -7,11 +7,13 @@
 //! than the loop's.
 #![cfg(all(feature = "sim", feature = "dynamodb"))]
 
+#[path = "../examples/support/unprocessed_loop.rs"]
+mod unprocessed_loop;
+
 mod support {
     pub mod sdk;
 }
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,30 +73,9 @@ fn writes(front: &SimService) -> (u64, u64, f64) {
     )
 }
 
-/// The loop users write: 25 items a batch, one batch at a time, `UnprocessedItems` resent
-/// after an exponential backoff (50 ms doubling to 1 s), the SDK's standard retry for errors.
+/// The loop users write (AWS's docs' loop), over the test's items.
 async fn plain_loop(client: aws_sdk_dynamodb::Client) {
-    let items: Vec<WriteRequest> = (0..ITEMS).map(put).collect();
-    for chunk in items.chunks(25) {
-        let mut pending = HashMap::from([("orders".to_owned(), chunk.to_vec())]);
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let sent = client
-                .batch_write_item()
-                .set_request_items(Some(pending.clone()))
-                .send()
-                .await;
-            // An error: every item throttled, after the SDK's own retries; resend them all.
-            if let Ok(out) = sent {
-                match out.unprocessed_items {
-                    Some(left) if !left.is_empty() => pending = left,
-                    _ => break,
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-    }
+    unprocessed_loop::documented_loop(client, "orders", (0..ITEMS).map(put).collect()).await;
 }
 
 #[tokio::test(start_paused = true)]

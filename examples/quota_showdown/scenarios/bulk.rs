@@ -11,7 +11,6 @@
 //! The clients are built from the console numbers ([`TABLE_RCU`], [`TABLE_WCU`]) and the
 //! front's HTTP client alone ([`clients`]); only the measurement reads the simulator.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +28,9 @@ use tower_headroom::smithy::SdkHeadroom;
 use tower_headroom::smithy::batch::BatchWriter;
 
 use super::TABLE;
+
+#[path = "../../support/unprocessed_loop.rs"]
+mod unprocessed_loop;
 
 /// The bulk load's scenario number.
 pub const SCENARIO: u8 = 9;
@@ -198,33 +200,9 @@ fn put(i: usize) -> WriteRequest {
     WriteRequest::builder().put_request(put).build()
 }
 
-/// The loop of AWS's docs: 25 items a batch, one batch at a time, `UnprocessedItems` resent
-/// after an exponential backoff (50 ms doubling to 1 s); an error (every item throttled,
-/// after the SDK's own retries) resends the whole batch. Returns the calls sent.
+/// The loop of AWS's docs over the scenario's items; returns the calls sent.
 async fn plain_loop(client: aws_sdk_dynamodb::Client) -> u64 {
-    let items: Vec<WriteRequest> = (0..ITEMS).map(put).collect();
-    let mut batches = 0;
-    for chunk in items.chunks(25) {
-        let mut pending = HashMap::from([(TABLE.to_owned(), chunk.to_vec())]);
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            batches += 1;
-            let sent = client
-                .batch_write_item()
-                .set_request_items(Some(pending.clone()))
-                .send()
-                .await;
-            if let Ok(out) = sent {
-                match out.unprocessed_items {
-                    Some(left) if !left.is_empty() => pending = left,
-                    _ => break,
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-    }
-    batches
+    unprocessed_loop::documented_loop(client, TABLE, (0..ITEMS).map(put).collect()).await
 }
 
 /// Runs one row on its own paused runtime against a fresh table.
