@@ -82,7 +82,7 @@ pub const fn partition_max(access: Access) -> u64 {
 }
 
 /// Builds a [`PartitionCeiling`]; see [the module docs](self).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct PartitionCeilingBuilder {
     hot_share: f64,
@@ -195,7 +195,6 @@ impl PartitionCeilingBuilder {
 
 /// The per-key ceiling and hot-key report of a client's DynamoDB traffic; see
 /// [the module docs](self).
-#[derive(Debug)]
 pub struct PartitionCeiling {
     writes: Quota<(Arc<str>, KeyId)>,
     reads: Quota<(Arc<str>, KeyId)>,
@@ -204,6 +203,33 @@ pub struct PartitionCeiling {
     salt: u64,
     /// What it was built with (validated).
     settings: PartitionCeilingBuilder,
+}
+
+/// The settings, without the salt's value: with it, a reader of the hashed key ids in logs
+/// could test guesses at low-entropy keys.
+impl std::fmt::Debug for PartitionCeilingBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionCeilingBuilder")
+            .field("hot_share", &self.hot_share)
+            .field("hold", &self.hold)
+            .field("max_hot", &self.max_hot)
+            .field("window", &self.window)
+            .field("show_keys", &self.show_keys)
+            .field("metrics", &self.metrics)
+            .field("salt", &self.salt.map(|_| "set"))
+            .finish()
+    }
+}
+
+/// Its settings and how many keys are hot; never the salt or a key.
+impl std::fmt::Debug for PartitionCeiling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hot = self.inner.lock().map_or(0, |inner| inner.hot.len());
+        f.debug_struct("PartitionCeiling")
+            .field("settings", &self.settings)
+            .field("hot_keys", &hot)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]

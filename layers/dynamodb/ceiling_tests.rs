@@ -174,3 +174,15 @@ fn settings_are_checked() {
     assert_eq!(e.field(), "max_hot");
     assert_eq!(partition_max(Access::Read), 6_000);
 }
+
+#[test]
+fn debug_shows_the_settings_and_never_the_salt() {
+    let salt = 0x5eed_cafe_f00d_1234_u64;
+    let builder = PartitionCeiling::builder().salt(salt).metrics(false);
+    let ceiling = builder.clone().build().unwrap();
+    for text in [format!("{builder:?}"), format!("{ceiling:?}")] {
+        assert!(text.contains("hot_share"), "{text}");
+        assert!(!text.contains(&salt.to_string()), "{text}");
+        assert!(!text.contains(&format!("{salt:x}")), "{text}");
+    }
+}
