@@ -2,7 +2,9 @@
 //! the real `aws-sdk-dynamodb` client handed in process to the simulator's front on tokio's
 //! paused clock: a key bursting over its 1,000 WCU/s partition maximum is held to it while
 //! other keys pass at once, a cold key reserves nothing, a key-range throttle teaches only its
-//! key, no key value is logged, and the ceiling's report names the hot key by its hash.
+//! key, no key value is logged, the ceiling's report names the hot key by its hash, and every
+//! operation the adapter reads keys from (reads, batches, queries, transactions) charges each
+//! of its keys what it spends.
 #![cfg(all(feature = "sim", feature = "dynamodb"))]
 
 mod support {
@@ -279,4 +281,264 @@ async fn a_key_range_throttle_teaches_only_its_key() {
         .unwrap();
     assert!(a.is_hot());
     assert!(!b.is_hot());
+}
+
+/// Each operation the adapter reads keys from, sent by the real client: the ceiling's report
+/// holds each key (by its hash only) with the units the operation spends on it, summed over
+/// a call's items; what it cannot key (a `Query` on an index, a `Scan`, an undeclared table)
+/// is not recorded.
+#[tokio::test(start_paused = true)]
+async fn every_keyed_operation_charges_its_keys() {
+    use aws_sdk_dynamodb::types::{
+        ConditionCheck, DeleteRequest, Get, KeysAndAttributes, Put, PutRequest, TransactGetItem,
+        TransactWriteItem, Update, WriteRequest,
+    };
+    use std::collections::HashMap;
+
+    const CUSTOMERS: &str = "customers";
+    let t0 = Instant::now();
+    let table = |name: &str| {
+        TableConfig::builder(name)
+            .rcu(3_000)
+            .wcu(3_000)
+            .latency(Duration::from_millis(5))
+            .build()
+            .unwrap()
+    };
+    let sim = DynamoSim::builder()
+        .table(table(TABLE))
+        .table(table(CUSTOMERS))
+        .start(t0)
+        .build()
+        .unwrap();
+    let front = SimService::builder()
+        .dynamodb(sim)
+        .partition_key(TABLE, "pk")
+        .partition_key(CUSTOMERS, "id")
+        .build()
+        .unwrap();
+    let ceiling = ceiling(0.5);
+    let headroom = SdkHeadroom::builder(Profile::DynamoDb).build().unwrap();
+    let builder = support::sdk::dynamodb_sim_config(sdk_http_client(front.clone()));
+    let config = headroom
+        .configure_dynamodb_ceiling(
+            builder,
+            [],
+            Arc::clone(&ceiling),
+            [(TABLE, "pk"), (CUSTOMERS, "id")],
+        )
+        .unwrap();
+    let client = aws_sdk_dynamodb::Client::from_conf(config.build());
+
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let key = |pk: &str, sk: u32| {
+        HashMap::from([
+            ("pk".to_owned(), s(pk)),
+            ("sk".to_owned(), AttributeValue::N(sk.to_string())),
+        ])
+    };
+    // An item of about 2.5 KB: three WCU.
+    let item = |pk: &str, sk: u32| {
+        let mut item = key(pk, sk);
+        item.insert("d".to_owned(), s(&"x".repeat(2_500)));
+        item
+    };
+    let customer = |id: &str| HashMap::from([("id".to_owned(), s(id))]);
+
+    // GetItem: one 4 KB block, in half RCUs: 2 strongly consistent, 1 eventually.
+    for (pk, consistent) in [("get-strong", true), ("get-eventual", false)] {
+        client
+            .get_item()
+            .table_name(TABLE)
+            .set_key(Some(key(pk, 1)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .unwrap();
+    }
+    // BatchWriteItem over two tables: two 3-WCU puts on one key (6), a delete (1), a put of
+    // a small customer (1).
+    let put = |item| {
+        WriteRequest::builder()
+            .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+            .build()
+    };
+    let delete = WriteRequest::builder()
+        .delete_request(
+            DeleteRequest::builder()
+                .set_key(Some(key("batch-delete", 1)))
+                .build()
+                .unwrap(),
+        )
+        .build();
+    client
+        .batch_write_item()
+        .request_items(
+            TABLE,
+            vec![put(item("batch-put", 1)), put(item("batch-put", 2)), delete],
+        )
+        .request_items(CUSTOMERS, vec![put(customer("customer-put"))])
+        .send()
+        .await
+        .unwrap();
+    // BatchGetItem: two strongly consistent keys on one partition key (4), an eventually
+    // consistent customer (1).
+    let strong = KeysAndAttributes::builder()
+        .keys(key("batch-get", 1))
+        .keys(key("batch-get", 2))
+        .consistent_read(true)
+        .build()
+        .unwrap();
+    let eventual = KeysAndAttributes::builder()
+        .keys(customer("customer-get"))
+        .build()
+        .unwrap();
+    client
+        .batch_get_item()
+        .request_items(TABLE, strong)
+        .request_items(CUSTOMERS, eventual)
+        .send()
+        .await
+        .unwrap();
+    // Query: the partition key by name (strong: 2), by a `#name` after a sort key clause
+    // (eventual: 1); on an index (another attribute), nothing.
+    client
+        .query()
+        .table_name(TABLE)
+        .key_condition_expression("pk = :v")
+        .expression_attribute_values(":v", s("query-plain"))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    client
+        .query()
+        .table_name(TABLE)
+        .key_condition_expression("sk > :s AND #k = :v")
+        .expression_attribute_names("#k", "pk")
+        .expression_attribute_values(":v", s("query-named"))
+        .expression_attribute_values(":s", AttributeValue::N("0".to_owned()))
+        .send()
+        .await
+        .unwrap();
+    client
+        .query()
+        .table_name(TABLE)
+        .index_name("by-date")
+        .key_condition_expression("pk = :v")
+        .expression_attribute_values(":v", s("query-index"))
+        .send()
+        .await
+        .unwrap();
+    // Transactions: twice the units. The front keeps no store, so it refuses them, but the
+    // attempts were sent and are recorded.
+    let transact_write = client
+        .transact_write_items()
+        .transact_items(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(TABLE)
+                        .set_item(Some(item("transact-put", 1)))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .transact_items(
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(TABLE)
+                        .set_key(Some(key("transact-update", 1)))
+                        .update_expression("SET n = :n")
+                        .expression_attribute_values(":n", AttributeValue::N("1".to_owned()))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .transact_items(
+            TransactWriteItem::builder()
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name(CUSTOMERS)
+                        .set_key(Some(customer("customer-check")))
+                        .condition_expression("attribute_exists(id)")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await;
+    assert!(transact_write.is_err());
+    let transact_get = client
+        .transact_get_items()
+        .transact_items(
+            TransactGetItem::builder()
+                .get(
+                    Get::builder()
+                        .table_name(TABLE)
+                        .set_key(Some(key("transact-get", 1)))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await;
+    assert!(transact_get.is_err());
+    // Not keyed: a Scan (sent, and refused by the storeless front), and a table with no
+    // declared partition key.
+    let _scan_refused = client.scan().table_name(TABLE).send().await;
+    client
+        .put_item()
+        .table_name("audit")
+        .item("pk", s("audit-put"))
+        .send()
+        .await
+        .unwrap();
+
+    let now = Instant::now();
+    let units = |table: &str, access: Access| -> HashMap<_, _> {
+        let report = ceiling.report(table, access, now).unwrap();
+        assert!(report.by_units().iter().all(|k| k.key.is_none()));
+        report.by_units().iter().map(|k| (k.id, k.units)).collect()
+    };
+    let id = |value: &str| ceiling.id(value.as_bytes());
+    let expect = |pairs: &[(&str, u64)]| -> HashMap<_, _> {
+        pairs.iter().map(|&(v, units)| (id(v), units)).collect()
+    };
+    assert_eq!(
+        units(TABLE, Access::Read),
+        expect(&[
+            ("get-strong", 2),
+            ("get-eventual", 1),
+            ("batch-get", 4),
+            ("query-plain", 2),
+            ("query-named", 1),
+            ("transact-get", 4),
+        ])
+    );
+    assert_eq!(
+        units(TABLE, Access::Write),
+        expect(&[
+            ("batch-put", 6),
+            ("batch-delete", 1),
+            ("transact-put", 6),
+            ("transact-update", 2),
+        ])
+    );
+    assert_eq!(
+        units(CUSTOMERS, Access::Write),
+        expect(&[("customer-put", 1), ("customer-check", 2)])
+    );
+    assert_eq!(
+        units(CUSTOMERS, Access::Read),
+        expect(&[("customer-get", 1)])
+    );
+    assert!(ceiling.report("audit", Access::Write, now).is_none());
+    // Nothing was hot: no key reserved anything.
+    assert_eq!(ceiling.budgets(now), 0);
 }
