@@ -207,6 +207,10 @@ async fn plain_loop(client: aws_sdk_dynamodb::Client) -> u64 {
 
 /// Runs one row on its own paused runtime against a fresh table.
 pub fn run(strategy: BulkStrategy, seed: u64) -> Result<BulkRow, BoxError> {
+    // The SDK's retry jitter draws from this thread's `fastrand` generator, and the paused
+    // current-thread runtime runs every task on this thread: seeding it makes the SDK rows
+    // repeat run to run.
+    fastrand::seed(seed);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
