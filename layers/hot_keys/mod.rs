@@ -60,7 +60,10 @@
 //! second exceed `1 / tracked` of that second's total is always kept, its count is never
 //! under-reported and over-reported by at most [`HotKey::error`]. Memory is bounded by
 //! `window seconds × tracked` entries (plus the key values when shown), whatever the number of
-//! distinct keys ([`HotKeys::entries`]).
+//! distinct keys ([`HotKeys::entries`]). The warning (and the ceiling's "hot") counts only
+//! what a key certainly asked for in the second (its count less [`HotKey::error`]), so a cold
+//! key is never taken for a hot one; a key at the partition maximum, once tracked, gains
+//! faster than the others and is kept.
 //!
 //! Written here rather than taken from a crate: the maintained heavy-hitter sketch
 //! (Apache DataSketches' `FrequentItemsSketch`, crate `datasketches`) needs Rust 1.86, above
@@ -358,7 +361,10 @@ impl HotKeys {
     }
 
     /// [`record`](Self::record) for a key already hashed with this tracker's salt (its value,
-    /// when given, is kept only with `show_keys`); returns the key's units in `now`'s second.
+    /// when given, is kept only with `show_keys`); returns the key's units in `now`'s second
+    /// that the summary can vouch for (its count less its possible over-count), the figure
+    /// its warning uses too: a key that just replaced the lightest one inherits that key's
+    /// count, so under traffic on many keys a cold key's raw count can pass any share.
     pub(crate) fn record_id(
         &self,
         id: KeyId,
@@ -382,8 +388,8 @@ impl HotKeys {
             }
         };
         let entry = sketch.add(id, units, throttled, value);
-        let second_units = entry.units;
-        let hot = (entry.units >= self.warn_at).then(|| (entry.units, entry.key.clone()));
+        let second_units = entry.guaranteed_units();
+        let hot = (second_units >= self.warn_at).then(|| (second_units, entry.key.clone()));
         if let Some((entry_units, entry_key)) =
             hot.filter(|_| inner.first_warning(id, second, self.window_secs, self.tracked))
         {

@@ -20,6 +20,14 @@ pub(super) struct Entry {
     pub(super) key: Option<Box<str>>,
 }
 
+impl Entry {
+    /// The units the key certainly asked for since it was last (re)tracked: its count less
+    /// what it may over-count.
+    pub(super) fn guaranteed_units(&self) -> u64 {
+        self.units - self.error
+    }
+}
+
 /// The summary of one second.
 #[derive(Clone, Debug)]
 pub(super) struct Sketch {

@@ -192,3 +192,44 @@ fn metrics_label_ranks_never_keys() {
         .map(|(.., v)| v);
     assert_eq!(throttles, Some(DebugValue::Counter(1)).as_ref());
 }
+
+#[test]
+fn many_cold_keys_never_pass_for_hot_and_a_hot_one_among_them_does() {
+    // One second of 40,000 one-unit attempts over 10,000 keys (4 each) beside one key at
+    // 1,000 units, warned about at half the maximum (the ceiling's share): every fresh key
+    // inherits the lightest count, which passes the 500 units, yet only the hot key is
+    // vouched for past them.
+    let keys = HotKeys::builder("orders:write")
+        .warn_share(0.5)
+        .salt(7)
+        .metrics(false)
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let hot = keys.id(b"the hot one");
+    let mut past_the_warning = std::collections::HashSet::new();
+    for i in 0..40_000u64 {
+        let now = t0 + Duration::from_micros(i * 25);
+        let key = format!("cold#{}", i % 10_000);
+        if keys.record_id(keys.id(key.as_bytes()), None, 1, false, now) >= keys.warn_at {
+            past_the_warning.insert(key);
+        }
+        if i % 40 == 0 && keys.record_id(hot, None, 1, false, now) >= keys.warn_at {
+            past_the_warning.insert("the hot one".to_owned());
+        }
+    }
+    let report = keys.report(t0);
+    let cold_counted_past = report
+        .by_units()
+        .iter()
+        .filter(|k| k.id != hot && k.units >= keys.warn_at)
+        .count();
+    assert!(cold_counted_past > 0, "the raw counts would have misled");
+    assert_eq!(report.by_units()[0].id, hot);
+    assert!(
+        past_the_warning.len() == 1 && past_the_warning.contains("the hot one"),
+        "{} keys passed the warning's share; the hot one among them: {}",
+        past_the_warning.len(),
+        past_the_warning.contains("the hot one")
+    );
+}
