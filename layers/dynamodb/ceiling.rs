@@ -234,10 +234,20 @@ impl std::fmt::Debug for PartitionCeiling {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// One tracker per table key.
-    streams: HashMap<Arc<str>, Arc<HotKeys>>,
+    /// Per table, its writes' and its reads' tracker ([`Access::index`]), looked up by the
+    /// table's name so that an attempt allocates nothing.
+    streams: HashMap<Box<str>, [Option<Stream>; 2]>,
+    /// How many trackers `streams` holds.
+    stream_count: usize,
     /// Hot keys and when they last were.
     hot: HashMap<(Arc<str>, KeyId), Instant>,
+}
+
+/// One table key's tracker, with the key (`"orders:write"`) its tickets carry.
+#[derive(Clone, Debug)]
+struct Stream {
+    key: Arc<str>,
+    hot_keys: Arc<HotKeys>,
 }
 
 /// One attempt as the ceiling admitted it: [`record`](PartitionCeiling::record) it with the
@@ -362,11 +372,11 @@ impl PartitionCeiling {
         let units = ask.cost.units;
         let (stream, stream_key, hot) = {
             let mut inner = self.lock();
-            let stream = self.stream(&mut inner, table, access);
-            let stream_key = stream.as_ref().map_or_else(
-                || Arc::from(super::key(table, access)),
-                |s| Arc::from(s.name()),
-            );
+            let (stream, stream_key) = match self.stream(&mut inner, table, access) {
+                Some(Stream { key, hot_keys }) => (Some(hot_keys), key),
+                // Past MAX_STREAMS: untracked, and rare enough to name the key afresh.
+                None => (None, Arc::from(super::key(table, access))),
+            };
             let key = (stream_key, id);
             let hot = match inner.hot.get(&key) {
                 Some(&at) if now.saturating_duration_since(at) < self.settings.hold => true,
@@ -395,14 +405,18 @@ impl PartitionCeiling {
     }
 
     /// The tracker of `table`'s `access`, created on first use (none past [`MAX_STREAMS`]).
-    fn stream(&self, inner: &mut Inner, table: &str, access: Access) -> Option<Arc<HotKeys>> {
-        let name = super::key(table, access);
-        if let Some(s) = inner.streams.get(name.as_str()) {
-            return Some(Arc::clone(s));
+    fn stream(&self, inner: &mut Inner, table: &str, access: Access) -> Option<Stream> {
+        if let Some(s) = inner
+            .streams
+            .get(table)
+            .and_then(|s| s[access.index()].as_ref())
+        {
+            return Some(s.clone());
         }
-        if inner.streams.len() >= MAX_STREAMS {
+        if inner.stream_count >= MAX_STREAMS {
             return None;
         }
+        let name = super::key(table, access);
         let builder = HotKeys::builder(name.clone())
             .partition_max(partition_max(access))
             .window(self.settings.window)
@@ -410,9 +424,14 @@ impl PartitionCeiling {
             .show_keys(self.settings.show_keys)
             .metrics(self.settings.metrics)
             .salt(self.salt);
-        let hot_keys = Arc::new(builder.build().ok()?);
-        inner.streams.insert(Arc::from(name), Arc::clone(&hot_keys));
-        Some(hot_keys)
+        let stream = Stream {
+            key: Arc::from(name),
+            hot_keys: Arc::new(builder.build().ok()?),
+        };
+        let slots = inner.streams.entry(Box::from(table)).or_default();
+        slots[access.index()] = Some(stream.clone());
+        inner.stream_count += 1;
+        Some(stream)
     }
 
     /// Records an attempt's outcome: into the report, and into the key's budget (a hot key's
@@ -494,8 +513,9 @@ impl PartitionCeiling {
         let stream = self
             .lock()
             .streams
-            .get(super::key(table, access).as_str())
-            .cloned();
+            .get(table)
+            .and_then(|s| s[access.index()].as_ref())
+            .map(|s| Arc::clone(&s.hot_keys));
         stream.map(|s| s.report(now))
     }
 

@@ -91,6 +91,14 @@ impl Access {
             Access::Write => "write",
         }
     }
+
+    /// 0 for writes, 1 for reads: a place in a per-table pair.
+    fn index(self) -> usize {
+        match self {
+            Access::Write => 0,
+            Access::Read => 1,
+        }
+    }
 }
 
 /// The quota key of a table's reads or writes: `"orders:read"`, `"orders:write"`.

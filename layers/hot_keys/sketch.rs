@@ -59,12 +59,19 @@ impl Sketch {
     ) -> &Entry {
         let served = if throttled { 0 } else { units };
         let throttles = u64::from(throttled);
-        if let Some(i) = self.entries.iter().position(|e| e.id == id) {
-            let e = &mut self.entries[i];
-            e.units = e.units.saturating_add(units);
-            e.served_units = e.served_units.saturating_add(served);
-            e.throttles += throttles;
-            return &self.entries[i];
+        // One pass finds the key or, failing that, the lightest entry it would replace.
+        let mut lightest = 0;
+        for i in 0..self.entries.len() {
+            if self.entries[i].id == id {
+                let e = &mut self.entries[i];
+                e.units = e.units.saturating_add(units);
+                e.served_units = e.served_units.saturating_add(served);
+                e.throttles += throttles;
+                return &self.entries[i];
+            }
+            if self.entries[i].units < self.entries[lightest].units {
+                lightest = i;
+            }
         }
         let fresh = |error: u64| Entry {
             id,
@@ -78,13 +85,8 @@ impl Sketch {
             self.entries.push(fresh(0));
             return self.entries.last().expect("just pushed");
         }
-        let (i, lightest) = self
-            .entries
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, e)| e.units)
-            .map(|(i, e)| (i, e.units))
-            .expect("a full summary has entries");
+        let i = lightest;
+        let lightest = self.entries[i].units;
         self.entries[i] = fresh(lightest);
         &self.entries[i]
     }
