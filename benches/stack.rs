@@ -13,6 +13,8 @@
 //!   circuit breaker → rate limiter → the service, for each of the two targets;
 //! - `headroom_open_fast_fail`: the stack with both targets' breakers open and one attempt (no
 //!   inner call; the error is boxed), driven on a current-thread runtime;
+//! - `bare_on_runtime`: the bare service driven the same way, what the runtime alone costs the
+//!   fast-fail row;
 //!
 //! tower-resilience's own fast-fail path is not compared: with both breakers forced open
 //! (`force_open`) its stack still reached the inner service in our runs, so there was no
@@ -191,12 +193,23 @@ fn bench(c: &mut Criterion) {
     group.bench_function("headroom_open_fast_fail", |b| {
         b.iter(|| fail_fast(&runtime, &mut ours_open, black_box(200)))
     });
+    // What driving one call on the runtime costs by itself, for the fast-fail row.
+    let mut service = bare();
+    group.bench_function("bare_on_runtime", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                use tower::ServiceExt;
+                service.ready().await?.call(black_box(200)).await
+            })
+        })
+    });
 
     group.finish();
 
     common::print_overhead_ratio("stack", "headroom_stack", "tower_resilience_stack", "bare");
     common::print_ratio("stack", "headroom_stack", "tower_resilience_stack");
     common::print_ratio("stack", "headroom_open_fast_fail", "headroom_stack");
+    common::print_ratio("stack", "headroom_open_fast_fail", "bare_on_runtime");
 }
 
 criterion_group!(benches, bench);

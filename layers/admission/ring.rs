@@ -82,12 +82,30 @@ impl Ring {
             return;
         }
         let steps = (current - self.head).min(self.len());
-        for i in 1..=steps {
-            let p = self.position(self.head + i);
-            self.set_sum(self.sum() - u128::from(self.slots[p]));
-            self.slots[p] = 0;
+        if steps == self.len() {
+            // Everything has left: a key idle for a window is cleared in one pass.
+            self.slots.fill(0);
+            self.set_sum(0);
+        } else {
+            for p in self.positions_after_head(steps) {
+                self.set_sum(self.sum() - u128::from(self.slots[p]));
+                self.slots[p] = 0;
+            }
         }
         self.set_head(current);
+    }
+
+    /// The positions in `slots` of the `steps` (at most `len`) slots after the newest, oldest
+    /// first, without a division each.
+    #[inline]
+    fn positions_after_head(&self, steps: u64) -> impl Iterator<Item = usize> + use<> {
+        let len = self.slots.len();
+        let first = self.head_pos + 1;
+        // `first + i` < 2 × len: one subtraction wraps it.
+        (0..steps as usize).map(move |i| {
+            let p = first + i;
+            if p >= len { p - len } else { p }
+        })
     }
 
     /// Where the newest slot ends: [`advance`](Self::advance) to an earlier instant changes
@@ -118,11 +136,17 @@ impl Ring {
         if current <= self.head {
             return self.sum();
         }
+        let sum = self.sum();
         let steps = (current - self.head).min(self.len());
-        let gone: u128 = (1..=steps)
-            .map(|i| u128::from(self.slots[self.position(self.head + i)]))
+        if sum == 0 || steps == self.len() {
+            // Nothing held, or everything has left (a key idle for a window): no slot to read.
+            return 0;
+        }
+        let gone: u128 = self
+            .positions_after_head(steps)
+            .map(|p| u128::from(self.slots[p]))
             .sum();
-        self.sum() - gone
+        sum - gone
     }
 
     /// Whether `slot` is still in the ring.
@@ -226,6 +250,69 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sum_at` and `advance` as first written: each slot found by its absolute index modulo
+    /// the ring's length, one at a time.
+    fn sum_at_slot_by_slot(r: &Ring, now: u64) -> u128 {
+        let current = now / r.slot_ns;
+        if now < r.head_end || current <= r.head {
+            return r.sum();
+        }
+        let steps = (current - r.head).min(r.len());
+        r.sum()
+            - (1..=steps)
+                .map(|i| u128::from(r.slots[r.position(r.head + i)]))
+                .sum::<u128>()
+    }
+
+    fn advance_slot_by_slot(r: &mut Ring, now: u64) {
+        let current = now / r.slot_ns;
+        if now < r.head_end || current <= r.head {
+            return;
+        }
+        let steps = (current - r.head).min(r.len());
+        for i in 1..=steps {
+            let p = r.position(r.head + i);
+            r.set_sum(r.sum() - u128::from(r.slots[p]));
+            r.slots[p] = 0;
+        }
+        r.set_head(current);
+    }
+
+    #[test]
+    fn sum_at_and_advance_match_the_slot_by_slot_formulas() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for (window, n) in [(60, 6), (1_000, 7), (100, 100), (5, 1)] {
+            let mut ring = Ring::new(window, n, rng.u64(0..1_000));
+            let mut reference = ring.clone();
+            let mut now = ring.head * ring.slot_ns;
+            for _ in 0..20_000 {
+                // Mostly within a window, sometimes past several.
+                now += match rng.u8(0..10) {
+                    0 => rng.u64(0..5 * window),
+                    _ => rng.u64(0..window / 4 + 1),
+                };
+                let later = now + rng.u64(0..2 * window);
+                assert_eq!(ring.sum_at(later), sum_at_slot_by_slot(&ring, later));
+                ring.advance(now);
+                advance_slot_by_slot(&mut reference, now);
+                assert_eq!(
+                    (&ring.slots, ring.sum(), ring.head, ring.head_pos),
+                    (
+                        &reference.slots,
+                        reference.sum(),
+                        reference.head,
+                        reference.head_pos
+                    )
+                );
+                if rng.bool() {
+                    let amount = rng.u64(0..1_000);
+                    ring.add(amount);
+                    reference.add(amount);
+                }
+            }
+        }
+    }
 
     #[test]
     fn spend_leaves_one_window_after_its_slot_ends() {
