@@ -132,6 +132,13 @@ impl Ring {
         if now < self.head_end {
             return self.sum();
         }
+        self.sum_at_past_head(now)
+    }
+
+    /// [`sum_at`](Self::sum_at) once `now` is past the newest slot: out of line, so that the
+    /// admission fast path, which inlines `sum_at`, stays small.
+    #[inline(never)]
+    fn sum_at_past_head(&self, now: u64) -> u128 {
         let current = now / self.slot_ns;
         if current <= self.head {
             return self.sum();
