@@ -402,31 +402,26 @@ async fn every_keyed_operation_charges_its_keys() {
         .unwrap();
     // Query: the partition key by name (strong: 2), by a `#name` after a sort key clause
     // (eventual: 1); on an index (another attribute), nothing.
-    client
-        .query()
-        .table_name(TABLE)
-        .key_condition_expression("pk = :v")
-        .expression_attribute_values(":v", s("query-plain"))
+    let query = |condition: &str, value: &str| {
+        client
+            .query()
+            .table_name(TABLE)
+            .key_condition_expression(condition)
+            .expression_attribute_values(":v", s(value))
+    };
+    query("pk = :v", "query-plain")
         .consistent_read(true)
         .send()
         .await
         .unwrap();
-    client
-        .query()
-        .table_name(TABLE)
-        .key_condition_expression("sk > :s AND #k = :v")
+    query("sk > :s AND #k = :v", "query-named")
         .expression_attribute_names("#k", "pk")
-        .expression_attribute_values(":v", s("query-named"))
         .expression_attribute_values(":s", AttributeValue::N("0".to_owned()))
         .send()
         .await
         .unwrap();
-    client
-        .query()
-        .table_name(TABLE)
+    query("pk = :v", "query-index")
         .index_name("by-date")
-        .key_condition_expression("pk = :v")
-        .expression_attribute_values(":v", s("query-index"))
         .send()
         .await
         .unwrap();
