@@ -13,8 +13,10 @@
 //! - every attempt is [recorded](PartitionCeiling::record) in a [`HotKeys`] per table key
 //!   (`"orders:write"`), which is also the [report](PartitionCeiling::report);
 //! - a key whose units in the current second pass a share of the partition maximum
-//!   ([`PartitionCeilingBuilder::hot_share`], default 0.5), or that DynamoDB throttled with a
-//!   key-range reason, is *hot* for [`PartitionCeilingBuilder::hold`] (default 60 s, renewed
+//!   ([`PartitionCeilingBuilder::hot_share`], default 0.5) — counting only what the report's
+//!   bounded summary can vouch for, so that a cold key never passes for hot on a count it
+//!   inherited (a key sending steadily is tracked from its first attempt of the second) —
+//!   or that DynamoDB throttled with a key-range reason, is *hot* for [`PartitionCeilingBuilder::hold`] (default 60 s, renewed
 //!   while it stays hot); at most [`PartitionCeilingBuilder::max_hot`] keys are hot at once;
 //! - an attempt on a hot key [reserves](PartitionCeiling::admit) its units on that key's own
 //!   per-second bucket at the partition maximum (writes: 1,000 WCU; reads: 3,000 RCU, which
