@@ -392,6 +392,13 @@ impl PartitionCeiling {
         };
         let reservation = if hot {
             let key = (Arc::clone(&stream_key), id);
+            // One call may ask more than the key's whole second (25 items of 100 KB on one
+            // key): it waits for a full bucket rather than never fitting; DynamoDB then
+            // serves what the partition can and returns the rest unprocessed.
+            let ask = Ask {
+                cost: Cost::units(units.min(partition_max(access))),
+                ..ask
+            };
             Some(self.quota(access).reserve_ask(&key, &ask, now)?)
         } else {
             None
@@ -437,8 +444,9 @@ impl PartitionCeiling {
     }
 
     /// Records an attempt's outcome: into the report, and into the key's budget (a hot key's
-    /// units spent on success, given back otherwise; a key-range throttle shrinks only this
-    /// key's learned limit and makes the key hot).
+    /// units spent on success and on a fatal answer — a failed condition check consumes
+    /// capacity — given back on a throttle or a transient failure; a key-range throttle
+    /// shrinks only this key's learned limit and makes the key hot).
     pub fn record(&self, ticket: CeilingTicket, outcome: &Outcome, now: Instant) {
         self.record_key(ticket, None, outcome, now);
     }
@@ -475,17 +483,23 @@ impl PartitionCeiling {
             units,
             reservation,
         } = ticket;
+        // What the key's one-second bucket can hold of the attempt (see `admit_id`).
+        let budget_units = units.min(partition_max(access));
         if let Some(reservation) = reservation {
             if key_range {
                 // The key's own budget was wrong: it learns, as a table's budget learns from
                 // a table throttle.
                 let _ = reservation.finish(
                     &Outcome::throttled(ThrottleScope::Capacity),
-                    Usage::units(units),
+                    Usage::units(budget_units),
                     now,
                 );
-            } else if outcome.is_success() {
-                reservation.settle(Usage::units(units), now);
+            } else if outcome.is_success() || outcome.kind == OutcomeKind::Fatal {
+                // A refused request can still have spent its units: a conditional write whose
+                // condition fails consumes write capacity
+                // (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html).
+                // Counting every fatal answer as spent errs toward the maximum.
+                reservation.settle(Usage::units(budget_units), now);
             } else {
                 reservation.release_unsent(now);
             }

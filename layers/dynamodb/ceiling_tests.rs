@@ -186,3 +186,57 @@ fn debug_shows_the_settings_and_never_the_salt() {
         assert!(!text.contains(&format!("{salt:x}")), "{text}");
     }
 }
+
+/// A ceiling whose `key` is hot at `now` on the units it sent (600 WCU in a second, past
+/// half the maximum), with nothing learned.
+fn hot_by_units(key: &[u8], now: Instant) -> PartitionCeiling {
+    let c = ceiling();
+    let t = c.admit("orders", Access::Write, key, 600, now).unwrap();
+    assert!(!t.is_hot());
+    c.record(t, &Outcome::SUCCESS, now);
+    assert_eq!(c.hot_keys(now), 1);
+    c
+}
+
+#[test]
+fn a_call_larger_than_a_keys_second_waits_for_a_full_second_instead_of_never_fitting() {
+    let t0 = Instant::now();
+    let c = hot_by_units(b"order#big", t0);
+    // 25 items of 100 KB on one key: 2,500 WCU, more than the key's 1,000 a second.
+    let t = c
+        .admit("orders", Access::Write, b"order#big", 2_500, t0)
+        .expect("admitted, to wait for the key's whole second");
+    assert!(t.is_hot());
+    match t.grant() {
+        Grant::Now => {}
+        // The key's bucket starts empty: a whole second, give or take its rounding.
+        Grant::At(at) => assert!(at <= t0 + Duration::from_millis(1_005), "{:?}", at - t0),
+    }
+}
+
+#[test]
+fn a_refused_attempt_spends_its_units_and_a_throttled_one_gives_them_back() {
+    let t0 = Instant::now();
+    let waits = [Outcome::FATAL, Outcome::throttled(ThrottleScope::Capacity)].map(|outcome| {
+        let c = hot_by_units(b"order#cas", t0);
+        let first = c
+            .admit("orders", Access::Write, b"order#cas", 800, t0)
+            .unwrap();
+        let sent = match first.grant() {
+            Grant::Now => t0,
+            Grant::At(at) => at,
+        };
+        c.record(first, &outcome, sent);
+        let next = c
+            .admit("orders", Access::Write, b"order#cas", 800, sent)
+            .unwrap();
+        match next.grant() {
+            Grant::Now => Duration::ZERO,
+            Grant::At(at) => at - sent,
+        }
+    });
+    // A failed condition check consumed its capacity: the next 800 wait for it to refill.
+    assert!(waits[0] >= Duration::from_millis(700), "{waits:?}");
+    // A throttled attempt was not served: its units are there for the next one.
+    assert!(waits[1] < waits[0], "{waits:?}");
+}

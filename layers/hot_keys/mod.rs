@@ -47,8 +47,9 @@
 //!
 //! Partition key values are customer data. By default a key is known only by a salted hash
 //! ([`KeyId`], shown as `h:` and 16 hex digits, the salt random per [`HotKeys`]), in the
-//! report, in warnings and in metric labels; [`HotKeysBuilder::show_keys`] opts in to the
-//! values themselves (in the report and warnings only — never as a metric label), and
+//! report and in warnings; metric labels carry neither (only the tracker's name and a rank);
+//! [`HotKeysBuilder::show_keys`] opts in to the values themselves (in the report and warnings
+//! only — never as a metric label), and
 //! [`HotKeysBuilder::salt`] makes the hashes stable across processes (so two instances'
 //! warnings can be matched).
 //!
@@ -72,7 +73,7 @@
 
 mod sketch;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, PoisonError};
@@ -214,10 +215,13 @@ impl HotKeysBuilder {
         self
     }
 
-    /// Emit gauges of the heaviest keys once a second (default on, with the `metrics`
-    /// feature): `headroom_hot_key_units_per_second` and `headroom_hot_key_share` labelled
-    /// `name` and `rank` (1 to 5), and the counter `headroom_hot_key_throttles_total`
-    /// labelled `name`. Ranks, not keys, label the series, so their number is bounded.
+    /// Emit gauges of the heaviest keys (default on, with the `metrics` feature):
+    /// `headroom_hot_key_units_per_second` and `headroom_hot_key_share` labelled `name` and
+    /// `rank` (1 to 5), and the counter `headroom_hot_key_throttles_total` labelled `name`.
+    /// Ranks, not keys, label the series, so their number is bounded. The gauges show the
+    /// last second that had traffic, set when the first attempt of a later second is
+    /// recorded (no timer runs): after traffic stops they keep that second's values until
+    /// the next attempt — read them beside a traffic series, or use [`HotKeys::report`].
     pub fn metrics(mut self, on: bool) -> Self {
         self.metrics = on;
         self
@@ -418,18 +422,29 @@ impl HotKeys {
     /// The heaviest keys over the window ending at `now`.
     pub fn report(&self, now: Instant) -> HotKeyReport {
         let second = self.second(now);
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let oldest = second.saturating_sub(self.window_secs - 1);
+        // Copied out under the lock, merged after it: attempts wait on this lock, and a long
+        // window holds many entries.
+        let entries: Vec<Entry> = {
+            let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            inner
+                .seconds
+                .iter()
+                .filter(|s| s.second >= oldest)
+                .flat_map(|s| s.entries().iter().cloned())
+                .collect()
+        };
         let mut keys: Vec<HotKey> = Vec::new();
-        for sketch in inner.seconds.iter().filter(|s| s.second >= oldest) {
-            for e in sketch.entries() {
-                match keys.iter_mut().find(|k| k.id == e.id) {
-                    Some(k) => merge(k, e),
-                    None => keys.push(self.hot_key(e)),
+        let mut at: HashMap<KeyId, usize> = HashMap::with_capacity(entries.len());
+        for e in &entries {
+            match at.get(&e.id) {
+                Some(&i) => merge(&mut keys[i], e),
+                None => {
+                    at.insert(e.id, keys.len());
+                    keys.push(self.hot_key(e));
                 }
             }
         }
-        drop(inner);
         keys.sort_by(|a, b| b.units.cmp(&a.units).then(a.id.cmp(&b.id)));
         HotKeyReport {
             name: self.name.clone(),
@@ -478,10 +493,10 @@ impl HotKeys {
 }
 
 fn merge(k: &mut HotKey, e: &Entry) {
-    k.units += e.units;
-    k.served_units += e.served_units;
-    k.throttles += e.throttles;
-    k.error += e.error;
+    k.units = k.units.saturating_add(e.units);
+    k.served_units = k.served_units.saturating_add(e.served_units);
+    k.throttles = k.throttles.saturating_add(e.throttles);
+    k.error = k.error.saturating_add(e.error);
     k.peak_units_per_second = k.peak_units_per_second.max(e.units);
     if k.key.is_none() {
         k.key = e.key.as_deref().map(str::to_owned);

@@ -66,7 +66,7 @@ impl Sketch {
                 let e = &mut self.entries[i];
                 e.units = e.units.saturating_add(units);
                 e.served_units = e.served_units.saturating_add(served);
-                e.throttles += throttles;
+                e.throttles = e.throttles.saturating_add(throttles);
                 return &self.entries[i];
             }
             if self.entries[i].units < self.entries[lightest].units {
