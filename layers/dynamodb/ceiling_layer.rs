@@ -3,7 +3,10 @@
 //!
 //! Put it *outside* the stack that holds the table's quota (around the client as your code
 //! calls it), so a call waiting for its key's budget holds nothing of the stack's: no table
-//! reservation, no concurrency slot. The key extractor names each request's table, access,
+//! reservation, no concurrency slot. Outside the stack it sees each call's final outcome,
+//! not its attempts: a key-range throttle the stack's retry then got past is recorded as
+//! the success it ended in (the key is found hot by its units instead). The AWS SDK adapter
+//! (`SdkHeadroom::configure_dynamodb_ceiling`) records every attempt. The key extractor names each request's table, access,
 //! partition key value and units (as the stack's estimator prices them); a request it returns
 //! `None` for passes untouched.
 //!
@@ -45,7 +48,9 @@ use crate::Outcome;
 use crate::classify::Classify;
 
 /// What one request spends of one partition key, as the key extractor names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` shows the key's length, never its bytes (customer data).
+#[derive(Clone, PartialEq, Eq)]
 pub struct PartitionUnits {
     /// The table.
     pub table: Arc<str>,
@@ -71,6 +76,17 @@ impl PartitionUnits {
             partition_key: partition_key.into(),
             units,
         }
+    }
+}
+
+impl fmt::Debug for PartitionUnits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartitionUnits")
+            .field("table", &self.table)
+            .field("access", &self.access)
+            .field("partition_key_bytes", &self.partition_key.len())
+            .field("units", &self.units)
+            .finish()
     }
 }
 

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::dynamodb::PartitionUnits;
 use crate::{ThrottleReason, ThrottledOperation, ThrottledResource};
 
 fn ceiling() -> PartitionCeiling {
@@ -185,6 +186,16 @@ fn debug_shows_the_settings_and_never_the_salt() {
         assert!(!text.contains(&salt.to_string()), "{text}");
         assert!(!text.contains(&format!("{salt:x}")), "{text}");
     }
+}
+
+#[test]
+fn partition_units_debug_never_shows_the_key() {
+    let units = PartitionUnits::new("orders", Access::Write, "order#secret-canary", 3);
+    let text = format!("{units:?}");
+    assert!(!text.contains("secret-canary"), "{text}");
+    // Nor as the bytes' numbers.
+    assert!(!text.contains("115, 101, 99"), "{text}");
+    assert!(text.contains("orders") && text.contains("19"), "{text}");
 }
 
 /// A ceiling whose `key` is hot at `now` on the units it sent (600 WCU in a second, past
