@@ -104,7 +104,8 @@ pub enum ThrottleLimit {
     /// others).
     KeyRange,
     /// `AccountLimitExceeded`: an on-demand table or index is over the per-table throughput
-    /// quota its account sets for the Region (by default 40,000 RCU and 40,000 WCU per table);
+    /// quota its account sets for the Region (by default 40,000 RCU and 40,000 WCU per table,
+    /// [DynamoDB quotas](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html));
     /// a budget per table set account-wide, so the table's read or write budget learns it
     /// ([`ThrottleScope::Capacity`]) as it learns a provisioned throttle.
     AccountLimit,

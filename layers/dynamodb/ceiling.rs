@@ -2,9 +2,10 @@
 //! maximum per second, and the client's own hot-key report.
 //!
 //! DynamoDB serves one partition key at most 3,000 RCU and 1,000 WCU per second, whatever
-//! the table's capacity ("A hot partition can cause throttling if the partition limits of 3000
-//! RCU and 1000 WCU … per second are exceeded",
-//! [burst and adaptive capacity](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/burst-adaptive-capacity.html)),
+//! the table's capacity ("every partition in a DynamoDB table is designed to deliver a maximum
+//! capacity of 3,000 read units per second and 1,000 write units per second",
+//! [partition key design](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html);
+//! reads and writes apart, [burst and adaptive capacity](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/burst-adaptive-capacity.html)),
 //! and answers a key over it with a `*KeyRangeThroughputExceeded` throttling reason
 //! ([ThrottlingReason](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ThrottlingReason.html)).
 //! Slowing the whole table for one key starves every other key, so [`PartitionCeiling`] gives

@@ -2,10 +2,11 @@
 //! CloudWatch Contributor Insights shows for DynamoDB.
 //!
 //! DynamoDB serves one partition key (one item collection) at most 3,000 read and 1,000 write
-//! capacity units per second, however much capacity the table has: "A hot partition can cause
-//! throttling if the partition limits of 3000 RCU and 1000 WCU (or a combination of both) per
-//! second are exceeded"
-//! ([DynamoDB burst and adaptive capacity](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/burst-adaptive-capacity.html)),
+//! capacity units per second, however much capacity the table has: "every partition in a
+//! DynamoDB table is designed to deliver a maximum capacity of 3,000 read units per second and
+//! 1,000 write units per second"
+//! ([partition key design](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html);
+//! reads and writes are limited apart, [burst and adaptive capacity](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/burst-adaptive-capacity.html)),
 //! and adaptive capacity isolates a frequently accessed item on a partition of its own, so
 //! the per-key ceiling is the one limit no table capacity cures
 //! ([partition key design](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html)).
@@ -404,7 +405,7 @@ impl HotKeys {
                 value = entry_key.as_deref().unwrap_or(""),
                 units_per_second = entry_units,
                 partition_max = self.partition_max,
-                "a partition key is near the per-key maximum: no table capacity cures this; spread its writes (write sharding) or cache its reads",
+                "a partition key is spending a large share of the per-key maximum: no table capacity cures this; spread its writes (write sharding) or cache its reads",
             );
         }
         drop(inner);

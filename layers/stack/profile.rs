@@ -104,9 +104,12 @@ impl Profile {
     pub fn limit(self) -> crate::admission::LimitBuilder {
         match self {
             Profile::Bedrock | Profile::Http => crate::Limit::per_minute(),
-            // DynamoDB saves unused capacity up to 300 s; a table starts with about a second,
-            // which is a bucket's default start (one window). Left to the default, so that a
-            // shorter `burst` set afterwards needs no `initial_credit` of its own.
+            // DynamoDB saves unused capacity up to 300 s and may spend it on maintenance
+            // without notice (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/burst-adaptive-capacity.html):
+            // burst is saved from capacity left unused, so a client that has seen none unused
+            // counts on none beyond the second it is provisioned — a bucket's default start
+            // (one window). Left to the default, so that a shorter `burst` set afterwards
+            // needs no `initial_credit` of its own.
             Profile::DynamoDb => crate::Limit::per_second().burst(Duration::from_secs(300)),
         }
     }
