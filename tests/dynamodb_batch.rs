@@ -235,6 +235,18 @@ async fn written_items_are_stored_and_read_back_in_batches() {
     assert!(matches!(error.stop, BatchStop::Fatal(_)), "{error:?}");
     assert_eq!(error.unwritten.len(), 60);
     assert_eq!(error.done.batches, 1);
+    // What DynamoDB answered: its error code in the message, the SDK's error as the source.
+    assert_eq!(error.error_code(), Some("ResourceNotFoundException"));
+    assert!(
+        error.to_string().ends_with("(ResourceNotFoundException)"),
+        "{error}"
+    );
+    let source = std::error::Error::source(&error).expect("the SDK's error");
+    assert!(
+        format!("{source:?}").contains("ResourceNotFoundException"),
+        "{source:?}"
+    );
     assert!(!error.to_string().contains("secret-order"));
+    assert!(!format!("{error:?}").contains("secret-order"));
     server.shutdown().await.unwrap();
 }

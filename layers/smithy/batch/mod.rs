@@ -39,7 +39,9 @@
 //! ```
 //!
 //! Errors show counts and reasons, never an item or a key value (`Debug` included); the items
-//! are in the error for the caller to keep.
+//! are in the error for the caller to keep. A batch DynamoDB refused for good (a validation
+//! error, a missing table) names the AWS error code (`error_code`, also in the message) and
+//! keeps the SDK's error as `source()`; one such batch stops the whole job.
 
 mod read;
 mod write;
@@ -49,6 +51,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::OutcomeKind;
 use crate::retry::{Backoff, Schedule, ScheduleClass};
@@ -109,13 +112,47 @@ fn describe_stop(
     what: (&str, &str),
     done: usize,
     batches: usize,
-    stop: &BatchStop,
+    stopped: &Stopped,
 ) -> std::fmt::Result {
     let (left_words, done_word) = what;
+    let stop = &stopped.stop;
     write!(
         f,
         "{left} {left_words} ({done} {done_word} in {batches} batches): {stop}"
-    )
+    )?;
+    match stopped.error_code() {
+        Some(code) => write!(f, " ({code})"),
+        None => Ok(()),
+    }
+}
+
+/// Why a helper stopped, with what DynamoDB or the SDK answered when a batch was refused for
+/// good: its error code (an AWS error name such as `ValidationException`, never an item)
+/// and the error itself, the stop's `source()`.
+struct Stopped {
+    stop: BatchStop,
+    code: Option<String>,
+    source: Option<crate::BoxError>,
+}
+
+impl Stopped {
+    fn new(stop: BatchStop) -> Self {
+        Stopped {
+            stop,
+            code: None,
+            source: None,
+        }
+    }
+
+    fn error_code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// The schedule and the deadline both helpers resend by.
@@ -156,11 +193,11 @@ trait BatchCall {
     /// The most items one call carries.
     const MAX: usize;
     /// Sends `batch`; `Ok` with the items DynamoDB left unprocessed, `Err(None)` when the
-    /// call failed in a way resending cures, `Err(Some(stop))` when it cannot.
+    /// call failed in a way resending cures, `Err(Some(stopped))` when it cannot.
     fn send(
         &mut self,
         batch: &[Tabled<Self::Item>],
-    ) -> impl Future<Output = Result<Vec<Tabled<Self::Item>>, Option<BatchStop>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Tabled<Self::Item>>, Option<Stopped>>> + Send;
 }
 
 /// Sends `pending` in batches of at most `C::MAX`, resending what is left undone after a
@@ -170,7 +207,7 @@ async fn drive<C: BatchCall>(
     call: &mut C,
     pending: impl IntoIterator<Item = Tabled<C::Item>>,
     pacing: &Pacing,
-) -> Result<Progress, (BatchStop, Vec<Tabled<C::Item>>, Progress)> {
+) -> Result<Progress, (Stopped, Vec<Tabled<C::Item>>, Progress)> {
     let mut pending: VecDeque<Tabled<C::Item>> = pending.into_iter().collect();
     let deadline = tokio::time::Instant::now() + pacing.deadline;
     let mut rng = pacing
@@ -202,7 +239,7 @@ async fn drive<C: BatchCall>(
         }
         let delay = pacing.schedule.delay(round, previous, &mut rng);
         if tokio::time::Instant::now() + delay >= deadline {
-            return Err((BatchStop::Deadline, pending.into(), progress));
+            return Err((Stopped::new(BatchStop::Deadline), pending.into(), progress));
         }
         tokio::time::sleep(delay).await;
         (round, previous) = (round + 1, delay);
@@ -211,9 +248,12 @@ async fn drive<C: BatchCall>(
 }
 
 /// What a failed batch call means for its items: resend them (a throttle, a timeout, a
-/// transient failure the SDK's own retries did not cure), or stop.
-fn failed_batch<E>(error: &SdkError<E, HttpResponse>) -> Option<BatchStop> {
-    let kind = match error {
+/// transient failure the SDK's own retries did not cure), or stop, keeping the error.
+fn failed_batch<E>(error: SdkError<E, HttpResponse>) -> Option<Stopped>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let kind = match &error {
         SdkError::ConstructionFailure(_) => OutcomeKind::Fatal,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => OutcomeKind::Transient,
         _ => error
@@ -222,5 +262,9 @@ fn failed_batch<E>(error: &SdkError<E, HttpResponse>) -> Option<BatchStop> {
                 super::classify_response(response, SystemTime::now()).kind
             }),
     };
-    (!kind.is_retryable()).then_some(BatchStop::Fatal(kind))
+    (!kind.is_retryable()).then(|| Stopped {
+        stop: BatchStop::Fatal(kind),
+        code: error.code().map(str::to_owned),
+        source: Some(Box::new(error)),
+    })
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use super::{
-    BatchCall, BatchStop, MAX_GET_BATCH, Pacing, Progress, Tabled, describe_stop, drive,
+    BatchCall, BatchStop, MAX_GET_BATCH, Pacing, Progress, Stopped, Tabled, describe_stop, drive,
     failed_batch, pacing_setters,
 };
 
@@ -47,6 +47,8 @@ pub struct BatchGetError {
     pub unread: Vec<(String, Item)>,
     /// The items read before it stopped.
     pub read: BatchRead,
+    /// The error a batch was refused with, when one was.
+    stopped: Stopped,
 }
 
 impl fmt::Display for BatchGetError {
@@ -57,7 +59,7 @@ impl fmt::Display for BatchGetError {
             ("keys not read", "read"),
             self.read.keys,
             self.read.batches,
-            &self.stop,
+            &self.stopped,
         )
     }
 }
@@ -72,7 +74,20 @@ impl fmt::Debug for BatchGetError {
     }
 }
 
-impl std::error::Error for BatchGetError {}
+impl std::error::Error for BatchGetError {
+    /// The SDK's error for a batch DynamoDB refused for good ([`BatchStop::Fatal`]).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.stopped.source()
+    }
+}
+
+impl BatchGetError {
+    /// The AWS error code of the batch DynamoDB refused (`ValidationException`,
+    /// `ResourceNotFoundException`, …), when it stopped on one.
+    pub fn error_code(&self) -> Option<&str> {
+        self.stopped.error_code()
+    }
+}
 
 impl BatchReader {
     /// A reader over `client` (configure it with
@@ -89,15 +104,17 @@ impl BatchReader {
     pacing_setters!("get");
 
     /// How to read `table`: consistency, projection, attribute names, as a
-    /// `KeysAndAttributes` whose keys are ignored (default: eventually consistent, whole
-    /// items).
+    /// `KeysAndAttributes` whose keys are not used (its builder wants some: give it
+    /// `.set_keys(Some(Vec::new()))`; default: eventually consistent, whole items).
     pub fn table_options(mut self, table: impl Into<String>, options: KeysAndAttributes) -> Self {
         self.options.insert(table.into(), options);
         self
     }
 
     /// Reads every key (a table name and the item's primary key), 100 to a `BatchGetItem`,
-    /// resending unprocessed keys until all are read or the deadline passes.
+    /// resending unprocessed keys until all are read or the deadline passes. A key given
+    /// twice may land in one batch, which DynamoDB refuses as a whole: the read then stops
+    /// with [`BatchStop::Fatal`] and every key not read (give each key once).
     pub async fn get(
         &self,
         keys: impl IntoIterator<Item = (String, Item)>,
@@ -116,10 +133,11 @@ impl BatchReader {
         };
         match result {
             Ok(progress) => Ok(read(progress, call.items)),
-            Err((stop, unread, progress)) => Err(BatchGetError {
-                stop,
+            Err((stopped, unread, progress)) => Err(BatchGetError {
+                stop: stopped.stop,
                 unread,
                 read: read(progress, call.items),
+                stopped,
             }),
         }
     }
@@ -132,7 +150,7 @@ struct GetCall<'a> {
 }
 
 impl GetCall<'_> {
-    fn request(&self, table: &str, keys: Vec<Item>) -> Result<KeysAndAttributes, BatchStop> {
+    fn request(&self, table: &str, keys: Vec<Item>) -> Result<KeysAndAttributes, Stopped> {
         let builder = match self.options.get(table) {
             Some(o) => KeysAndAttributes::builder()
                 .set_attributes_to_get(o.attributes_to_get.clone())
@@ -141,10 +159,11 @@ impl GetCall<'_> {
                 .set_expression_attribute_names(o.expression_attribute_names.clone()),
             None => KeysAndAttributes::builder(),
         };
-        builder
-            .set_keys(Some(keys))
-            .build()
-            .map_err(|_| BatchStop::Fatal(crate::OutcomeKind::Fatal))
+        builder.set_keys(Some(keys)).build().map_err(|e| Stopped {
+            stop: BatchStop::Fatal(crate::OutcomeKind::Fatal),
+            code: None,
+            source: Some(Box::new(e)),
+        })
     }
 }
 
@@ -152,10 +171,7 @@ impl BatchCall for GetCall<'_> {
     type Item = Item;
     const MAX: usize = MAX_GET_BATCH;
 
-    async fn send(
-        &mut self,
-        batch: &[Tabled<Item>],
-    ) -> Result<Vec<Tabled<Item>>, Option<BatchStop>> {
+    async fn send(&mut self, batch: &[Tabled<Item>]) -> Result<Vec<Tabled<Item>>, Option<Stopped>> {
         let mut tables: HashMap<String, Vec<Item>> = HashMap::new();
         for (table, key) in batch {
             tables.entry(table.clone()).or_default().push(key.clone());
@@ -171,7 +187,7 @@ impl BatchCall for GetCall<'_> {
             .set_request_items(Some(request))
             .send()
             .await
-            .map_err(|e| failed_batch(&e))?;
+            .map_err(failed_batch)?;
         for (table, items) in output.responses.unwrap_or_default() {
             self.items.entry(table).or_default().extend(items);
         }

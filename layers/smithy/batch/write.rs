@@ -7,7 +7,7 @@ use std::fmt;
 use aws_sdk_dynamodb::types::WriteRequest;
 
 use super::{
-    BatchCall, BatchStop, MAX_WRITE_BATCH, Pacing, Progress, Tabled, describe_stop, drive,
+    BatchCall, BatchStop, MAX_WRITE_BATCH, Pacing, Progress, Stopped, Tabled, describe_stop, drive,
     failed_batch, pacing_setters,
 };
 
@@ -51,6 +51,8 @@ pub struct BatchWriteError {
     pub unwritten: Vec<(String, WriteRequest)>,
     /// What was done before it stopped.
     pub done: BatchWritten,
+    /// The error a batch was refused with, when one was.
+    stopped: Stopped,
 }
 
 impl fmt::Display for BatchWriteError {
@@ -61,7 +63,7 @@ impl fmt::Display for BatchWriteError {
             ("write requests not written", "written"),
             self.done.items,
             self.done.batches,
-            &self.stop,
+            &self.stopped,
         )
     }
 }
@@ -76,7 +78,20 @@ impl fmt::Debug for BatchWriteError {
     }
 }
 
-impl std::error::Error for BatchWriteError {}
+impl std::error::Error for BatchWriteError {
+    /// The SDK's error for a batch DynamoDB refused for good ([`BatchStop::Fatal`]).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.stopped.source()
+    }
+}
+
+impl BatchWriteError {
+    /// The AWS error code of the batch DynamoDB refused (`ValidationException`,
+    /// `ResourceNotFoundException`, …), when it stopped on one.
+    pub fn error_code(&self) -> Option<&str> {
+        self.stopped.error_code()
+    }
+}
 
 impl BatchWriter {
     /// A writer over `client` (configure it with
@@ -103,10 +118,11 @@ impl BatchWriter {
         drive(&mut call, requests, &self.pacing)
             .await
             .map(BatchWritten::from)
-            .map_err(|(stop, unwritten, done)| BatchWriteError {
-                stop,
+            .map_err(|(stopped, unwritten, done)| BatchWriteError {
+                stop: stopped.stop,
                 unwritten,
                 done: done.into(),
+                stopped,
             })
     }
 }
@@ -120,7 +136,7 @@ impl BatchCall for WriteCall<'_> {
     async fn send(
         &mut self,
         batch: &[Tabled<WriteRequest>],
-    ) -> Result<Vec<Tabled<WriteRequest>>, Option<BatchStop>> {
+    ) -> Result<Vec<Tabled<WriteRequest>>, Option<Stopped>> {
         let mut tables: HashMap<String, Vec<WriteRequest>> = HashMap::new();
         for (table, request) in batch {
             tables
@@ -134,7 +150,7 @@ impl BatchCall for WriteCall<'_> {
             .set_request_items(Some(tables))
             .send()
             .await
-            .map_err(|e| failed_batch(&e))?;
+            .map_err(failed_batch)?;
         Ok(output
             .unprocessed_items
             .unwrap_or_default()
