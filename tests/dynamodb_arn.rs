@@ -186,14 +186,18 @@ async fn the_ceiling_counts_a_call_naming_the_table_by_its_arn() {
         .unwrap();
     let now = Instant::now();
     let id = ceiling.id(b"order-7");
-    let writes = ceiling.report("orders", Access::Write, now).expect("recorded");
+    let writes = ceiling
+        .report("orders", Access::Write, now)
+        .expect("recorded");
     assert_eq!(writes.by_units().len(), 1);
     assert_eq!(
         (writes.by_units()[0].id, writes.by_units()[0].units),
         (id, 3),
         "the ARN's 2 WCU and the name's 1 on the one key"
     );
-    let reads = ceiling.report("orders", Access::Read, now).expect("recorded");
+    let reads = ceiling
+        .report("orders", Access::Read, now)
+        .expect("recorded");
     assert_eq!((reads.by_units()[0].id, reads.by_units()[0].units), (id, 1));
     // The ARN names the same report.
     assert_eq!(

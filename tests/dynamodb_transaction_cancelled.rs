@@ -141,7 +141,11 @@ async fn transact(
 async fn a_transaction_cancelled_for_capacity_is_retried_with_its_token_and_teaches_the_quota() {
     let (sent, seen, limit, logs) = transact(cancelled("None", "ThrottlingError"), 2).await;
     assert_eq!(sent, Ok(()), "retried until it went through");
-    assert_eq!(seen.len(), 3, "two cancelled attempts and the one that went through");
+    assert_eq!(
+        seen.len(),
+        3,
+        "two cancelled attempts and the one that went through"
+    );
     assert!(!seen[0].is_empty(), "the SDK filled the ClientRequestToken");
     assert!(
         seen.iter().all(|t| *t == seen[0]),

@@ -404,7 +404,10 @@ mod tests {
         // Keys are the same whether the table is named or given by its ARN.
         assert_eq!(read_key(arn), "orders:read");
         assert_eq!(write_key(arn), "orders:write");
-        assert_eq!(index_key(arn, "by-date", Access::Read), "orders/by-date:read");
+        assert_eq!(
+            index_key(arn, "by-date", Access::Read),
+            "orders/by-date:read"
+        );
         assert_eq!(key_table(&format!("{arn}:write")), "orders");
         assert_eq!(key_table(&write_key(arn)), "orders");
     }

@@ -385,9 +385,7 @@ mod tests {
                 r#"[{{"Code":"ConditionalCheckFailed","Message":"The conditional request failed",{item}}}]"#
             ),
             // A failed condition beside a throttle: a retry would fail on it again.
-            format!(
-                r#"[{{"Code":"ThrottlingError"}},{{"Code":"ConditionalCheckFailed",{item}}}]"#
-            ),
+            format!(r#"[{{"Code":"ThrottlingError"}},{{"Code":"ConditionalCheckFailed",{item}}}]"#),
             r#"[{"Code":"TransactionConflict"},{"Code":"ProvisionedThroughputExceeded"}]"#
                 .to_owned(),
             // Malformed or empty lists, and entries.

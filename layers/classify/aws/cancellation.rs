@@ -117,7 +117,10 @@ mod tests {
             &[Some("ConditionalCheckFailed")][..],
             &[Some("None"), Some("ConditionalCheckFailed")],
             &[Some("ThrottlingError"), Some("ConditionalCheckFailed")],
-            &[Some("ConditionalCheckFailed"), Some("ProvisionedThroughputExceeded")],
+            &[
+                Some("ConditionalCheckFailed"),
+                Some("ProvisionedThroughputExceeded"),
+            ],
             &[Some("TransactionConflict"), Some("ThrottlingError")],
             &[Some("ValidationError")],
             &[Some("ItemCollectionSizeLimitExceeded")],

@@ -313,7 +313,11 @@ impl Shape for DynamoDb {
                 } else {
                     continue;
                 };
-                add_units(&mut tables, table, dynamodb::transactional_write_units(bytes));
+                add_units(
+                    &mut tables,
+                    table,
+                    dynamodb::transactional_write_units(bytes),
+                );
             }
             let mut prepared = per_table(&tables, W, &mut i.return_consumed_capacity)?;
             self.index_writes(&mut prepared, &tables);

@@ -513,7 +513,10 @@ fn a_table_arn_is_keyed_grouped_and_settled_under_its_name() {
     let batch = BatchWriteItemInput::builder()
         .request_items(ARN, vec![write(1)])
         .request_items("orders", vec![write(2)])
-        .request_items("arn:aws:dynamodb:us-east-1:123456789012:table/users", vec![write(1)])
+        .request_items(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/users",
+            vec![write(1)],
+        )
         .build()
         .unwrap();
     let (key, units, also) = prepare(Input::erase(batch));
@@ -533,10 +536,14 @@ fn a_table_arn_is_keyed_grouped_and_settled_under_its_name() {
     // A transaction's items, by ARN and by name: one key.
     assert_eq!(
         prepare(Input::erase(two_puts())),
-        ("orders:write".into(), 4, vec![
-            ("orders/by-date:write".into(), 4),
-            ("orders/by-user:write".into(), 4)
-        ])
+        (
+            "orders:write".into(),
+            4,
+            vec![
+                ("orders/by-date:write".into(), 4),
+                ("orders/by-user:write".into(), 4)
+            ]
+        )
     );
     let transact_get = TransactGetItemsInput::builder()
         .transact_items(
@@ -640,7 +647,9 @@ fn the_ceiling_reads_keys_of_a_table_named_by_its_arn() {
         )
     };
     let by_name = partition.keys(&put("orders")).expect("a declared table");
-    let by_arn = partition.keys(&put(ARN)).expect("the same table by its ARN");
+    let by_arn = partition
+        .keys(&put(ARN))
+        .expect("the same table by its ARN");
     let tables = |keys: &crate::smithy::keys::Keys| {
         keys.keys
             .iter()
@@ -655,7 +664,9 @@ fn the_ceiling_reads_keys_of_a_table_named_by_its_arn() {
         .expression_attribute_values(":v", AttributeValue::S("order#1".to_owned()))
         .build()
         .unwrap();
-    let keys = partition.keys(&Input::erase(query)).expect("a simple query");
+    let keys = partition
+        .keys(&Input::erase(query))
+        .expect("a simple query");
     assert_eq!(&*keys.keys[0].0, "orders");
     // Another table, by ARN or not, has no partition key declared.
     assert!(
