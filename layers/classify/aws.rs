@@ -52,6 +52,7 @@
 //! | `ModelTimeoutException`, `RequestTimeout`, `RequestTimeoutException` | `Timeout` |
 //! | `InternalServerException`, `InternalServerError`, `InternalFailure`, `InternalError`, `ModelStreamErrorException` | `Transient` |
 //! | `ValidationException` whose message says the input is longer than the model takes ("Input is too long for requested model", "prompt is too long") | `TooLarge` (the router moves to the next model) |
+//! | `TransactionCanceledException` (DynamoDB) | `Throttled(Capacity)` when its `CancellationReasons` refuse items only for capacity (`ThrottlingError`, `ProvisionedThroughputExceeded`, the other items `None`); else, and without reasons, `Fatal` (see below) |
 //! | `ValidationException`, `AccessDeniedException`, `ResourceNotFoundException`, `ServiceQuotaExceededException`, `ModelErrorException`, `UnrecognizedClientException`, `TransactionConflictException`, … (see [`classify_code`]) | `Fatal` |
 //! | anything else | the HTTP status if known (see [`classify_with_status`]), else `Fatal` |
 //!
@@ -100,6 +101,42 @@
 //! response body, so it works with SDK versions whose error types have no field for it; the
 //! [`Outcome`](crate::Outcome) carries the deciding reason, never the resource ARN.
 //!
+//! # DynamoDB's cancelled transactions
+//!
+//! DynamoDB refuses a whole `TransactWriteItems` or `TransactGetItems` with
+//! `TransactionCanceledException`, among other causes when "there is insufficient provisioned
+//! capacity for the transaction to be completed"; its `CancellationReasons` hold one entry per
+//! item, in request order, each with a `Code`: `None` ("No Errors"), `ConditionalCheckFailed`,
+//! `ItemCollectionSizeLimitExceeded`, `TransactionConflict`, `ProvisionedThroughputExceeded`
+//! (a provisioned table's or index's throughput), `ThrottlingError` (an on-demand table or
+//! index while it scales), `ValidationError`
+//! ([TransactWriteItems](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html),
+//! [TransactGetItems](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactGetItems.html),
+//! [CancellationReason](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CancellationReason.html):
+//! "If no error occurred for the associated item an error with a Null code and Null message
+//! will be present"). The awsJson error body carries the list, e.g.
+//! `{"__type": "…#TransactionCanceledException", "CancellationReasons": [{"Code": "None"},
+//! {"Code": "ValidationError", "Message": "…"}], "Message": "Transaction cancelled, please refer
+//! cancellation reasons for specific reasons [None, ValidationError]"}`
+//! ([aws-sdk-net#1292](https://github.com/aws/aws-sdk-net/issues/1292)). [`classify_cancellation`]
+//! reads the codes and [`with_cancellation`] refines the code's `Fatal` with them:
+//!
+//! | reasons | outcome |
+//! |---|---|
+//! | at least one `ThrottlingError` or `ProvisionedThroughputExceeded`, every other `None` (or no code) | `Throttled(Capacity)`: retried, teaches the table's budget |
+//! | any other code beside them (`ConditionalCheckFailed`, `TransactionConflict`, `ValidationError`, …, or one not in this list) | `Fatal`: a retry would fail on that item again |
+//! | no list, a list that is not one, no failing item | `Fatal` |
+//!
+//! Retrying such a transaction is safe: a cancelled transaction made no change ("either all
+//! of them succeed, or all of them fail"), and a `TransactWriteItems` with a
+//! `ClientRequestToken` — which the AWS SDK fills in when the caller does not, once per call,
+//! so every attempt sends the same — is idempotent for 10 minutes: "multiple identical calls
+//! have the same effect as one single call". The SDK adapter's classifier
+//! (`smithy::classify_response`) reads the list from the raw response body, as it reads
+//! `ThrottlingReasons`; only the codes are read, never an entry's `Message` or `Item` (which
+//! can hold the item's attribute values), and nothing of the list is kept in the
+//! [`Outcome`](crate::Outcome), a log or an error.
+//!
 //! Decisions worth knowing:
 //! - `ModelErrorException` (HTTP 424, "an error while processing the model") is `Fatal`: it is
 //!   tied to the request (the model failed on this input), so a retry repeats it;
@@ -118,8 +155,10 @@
 
 use crate::{OutcomeKind, ThrottleScope};
 
+mod cancellation;
 mod reasons;
 
+pub use self::cancellation::{classify_cancellation, is_transaction_canceled, with_cancellation};
 pub use self::reasons::{classify_reasons, throttle_reason, with_reason};
 
 /// Strips a `namespace#` prefix and a `:suffix` from an AWS error code.
@@ -177,7 +216,8 @@ pub fn classify_with_status(code: &str, message: Option<&str>, status: u16) -> O
 /// `Fatal` codes: `ValidationException`, `AccessDeniedException`, `ResourceNotFoundException`,
 /// `ServiceQuotaExceededException`, `ModelErrorException`, `UnrecognizedClientException`,
 /// `TransactionConflictException`, `ConditionalCheckFailedException`,
-/// `TransactionCanceledException`, `ItemCollectionSizeLimitExceededException`,
+/// `TransactionCanceledException` (by its code alone; its `CancellationReasons` may make it a
+/// throttle, [`with_cancellation`]), `ItemCollectionSizeLimitExceededException`,
 /// `ResourceInUseException`, `ConflictException`, `IdempotentParameterMismatchException`,
 /// `SerializationException`, `UnknownOperationException`, `InvalidParameterValue`,
 /// `InvalidParameterCombination`, `MissingParameter`, `MissingAuthenticationToken`,

@@ -346,7 +346,7 @@ impl PartitionCeiling {
     }
 
     /// Admits an attempt of `units` (WCU, or a read key's half units) on `partition_key` of
-    /// `table` at `now`: a cold key reserves nothing, a hot key its units on its own bucket
+    /// `table` (its name or its ARN, [`table_name`](super::table_name)) at `now`: a cold key reserves nothing, a hot key its units on its own bucket
     /// (see [`CeilingTicket::grant`]). Fails only when a hot key's wait would pass the
     /// deadline in scope.
     pub fn admit(
@@ -372,6 +372,7 @@ impl PartitionCeiling {
         ask: Ask,
         now: Instant,
     ) -> Result<CeilingTicket, Rejected> {
+        let table = super::table_name(table);
         let units = ask.cost.units;
         let (stream, stream_key, hot) = {
             let mut inner = self.lock();
@@ -525,8 +526,10 @@ impl PartitionCeiling {
     }
 
     /// The hot-key report of `table`'s reads or writes over the window ending at `now` (reads
-    /// in half RCUs), `None` before any attempt on them.
+    /// in half RCUs), `None` before any attempt on them. `table` is its name or its ARN
+    /// ([`table_name`](super::table_name)): both name the same report.
     pub fn report(&self, table: &str, access: Access, now: Instant) -> Option<HotKeyReport> {
+        let table = super::table_name(table);
         let stream = self
             .lock()
             .streams

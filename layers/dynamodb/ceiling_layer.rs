@@ -52,7 +52,8 @@ use crate::classify::Classify;
 /// Its `Debug` shows the key's length, never its bytes (customer data).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PartitionUnits {
-    /// The table.
+    /// The table, by its name or its ARN (the ceiling counts both under the name,
+    /// [`table_name`](super::table_name)).
     pub table: Arc<str>,
     /// Reads or writes.
     pub access: Access,

@@ -6,10 +6,12 @@
 //! units (WCU) apart, per table and per global secondary index
 //! ([provisioned capacity mode](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/provisioned-capacity-mode.html)).
 //! So a table is two quota keys, [`read_key`] (`"orders:read"`) and [`write_key`]
-//! (`"orders:write"`), and an index two more ([`index_key`]: `"orders/by-date:read"`); table
-//! and index names never hold `:` or `/`, so no two keys collide. One line per table gives both
-//! their limits, counted as DynamoDB counts ([`Profile::DynamoDb`]:
-//! a token bucket per second with 300 s of burst, starting with one second of it):
+//! (`"orders:write"`), and an index two more ([`index_key`]: `"orders/by-date:read"`). Table
+//! and index names are 3 to 255 characters of `a-z`, `A-Z`, `0-9`, `_`, `-` and `.`
+//! ([naming rules](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html)),
+//! never `:` or `/`, so no two keys collide. One line per table gives both their limits,
+//! counted as DynamoDB counts ([`Profile::DynamoDb`]: a token bucket per second with 300 s of
+//! burst, starting with one second of it):
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,6 +28,26 @@
 //! # let _ = quota;
 //! # Ok::<(), tower_headroom::ConfigError>(())
 //! ```
+//!
+//! # Table names and table ARNs
+//!
+//! Wherever a request names a table it may give the table's ARN instead: "You can also provide
+//! the Amazon Resource Name (ARN) of the table in this parameter" (`TableName` of
+//! [`GetItem`](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_GetItem.html),
+//! `PutItem`, `Query`, the transactions'
+//! [`Get`](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Get.html) and
+//! `Put`; the batches' `RequestItems` take "table names or table ARNs",
+//! [`BatchWriteItem`](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html)),
+//! and an answer's `ConsumedCapacity` then names the table by that ARN ("If you had specified
+//! the Amazon Resource Name (ARN) of a table in the input, you'll see the table ARN in the
+//! response",
+//! [`ConsumedCapacity`](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ConsumedCapacity.html)).
+//! A name never holds `:`, so [`table_name`] tells them apart and gives a table ARN's name
+//! (`arn:aws:dynamodb:us-east-1:123456789012:table/orders` → `orders`, an index's or a
+//! stream's ARN its table's). Every key this module builds goes through it, as does every
+//! table name the SDK adapter, the per-key ceiling and the simulator read, so a call that
+//! names `orders` by its ARN reserves and settles on `orders:read` / `orders:write` and
+//! [`TableLimits::table`]'s limits apply to it.
 //!
 //! # Units
 //!
@@ -101,9 +123,51 @@ impl Access {
     }
 }
 
-/// The quota key of a table's reads or writes: `"orders:read"`, `"orders:write"`.
+/// The table a request's `TableName` (or a batch's `RequestItems` key, or a
+/// `ConsumedCapacity` entry's `TableName`) names: a DynamoDB table ARN's table name (the
+/// resource after `table/`, cut before a further `/`, as in an index's `/index/NAME` or a
+/// stream's `/stream/LABEL`); anything else (a name, another service's ARN, junk) as it is.
+/// See [the module docs](self#table-names-and-table-arns).
+///
+/// ```
+/// use tower_headroom::dynamodb::table_name;
+///
+/// assert_eq!(table_name("orders"), "orders");
+/// assert_eq!(table_name("arn:aws:dynamodb:us-east-1:123456789012:table/orders"), "orders");
+/// assert_eq!(
+///     table_name("arn:aws:dynamodb:us-east-1:123456789012:table/orders/index/by-date"),
+///     "orders"
+/// );
+/// assert_eq!(table_name("arn:aws:s3:::orders"), "arn:aws:s3:::orders");
+/// ```
+pub fn table_name(name_or_arn: &str) -> &str {
+    let Some(rest) = name_or_arn.strip_prefix("arn:") else {
+        return name_or_arn;
+    };
+    // arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE (the resource may hold `:` itself).
+    let mut fields = rest.splitn(5, ':');
+    let (Some(_partition), Some("dynamodb"), Some(_region), Some(_account), Some(resource)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return name_or_arn;
+    };
+    match resource.strip_prefix("table/") {
+        Some(table) => match table.split('/').next() {
+            Some(name) if !name.is_empty() => name,
+            _ => name_or_arn,
+        },
+        None => name_or_arn,
+    }
+}
+
+/// The quota key of a table's reads or writes: `"orders:read"`, `"orders:write"` (the table
+/// by its name or its ARN: [`table_name`]).
 pub fn key(table: &str, access: Access) -> String {
-    format!("{table}:{}", access.suffix())
+    format!("{}:{}", table_name(table), access.suffix())
 }
 
 /// The quota key of a table's reads: `"orders:read"` (counted in half RCUs, [`read_limit`]).
@@ -116,9 +180,10 @@ pub fn write_key(table: &str) -> String {
     key(table, Access::Write)
 }
 
-/// The quota key of a global secondary index's reads or writes: `"orders/by-date:read"`.
+/// The quota key of a global secondary index's reads or writes: `"orders/by-date:read"` (the
+/// table by its name or its ARN: [`table_name`]).
 pub fn index_key(table: &str, index: &str, access: Access) -> String {
-    format!("{table}/{index}:{}", access.suffix())
+    format!("{}/{index}:{}", table_name(table), access.suffix())
 }
 
 /// A read key's limit for `rcu` read capacity units per second: `2 × rcu` half units
@@ -238,9 +303,11 @@ pub fn rcu_to_half_units(rcu: f64) -> Option<u64> {
 }
 
 /// The table a quota key is for: `"orders:read"` and `"orders/by-date:write"` give
-/// `orders`; a key of another shape is itself.
+/// `orders`; a key of another shape is itself. (Keys built here never hold an ARN; a key made
+/// by hand from a table ARN, `"arn:…:table/orders:write"`, still gives `orders`.)
 pub fn key_table(key: &str) -> &str {
     let name = key.rsplit_once(':').map_or(key, |(name, _)| name);
+    let name = table_name(name);
     name.split_once('/').map_or(name, |(table, _)| table)
 }
 
@@ -297,6 +364,52 @@ mod tests {
         assert_eq!(key_table("orders:read"), "orders");
         assert_eq!(key_table("orders/by-date:write"), "orders");
         assert_eq!(key_table("orders"), "orders");
+    }
+
+    #[test]
+    fn a_table_arn_names_its_table_and_anything_else_is_itself() {
+        let arn = "arn:aws:dynamodb:us-east-1:123456789012:table/orders";
+        // A name, a table ARN, in every partition.
+        assert_eq!(table_name("orders"), "orders");
+        assert_eq!(table_name("my-table_1.v2"), "my-table_1.v2");
+        assert_eq!(table_name(arn), "orders");
+        assert_eq!(
+            table_name("arn:aws-cn:dynamodb:cn-north-1:123456789012:table/orders"),
+            "orders"
+        );
+        assert_eq!(
+            table_name("arn:aws-us-gov:dynamodb:us-gov-west-1:123456789012:table/orders"),
+            "orders"
+        );
+        // An index's or a stream's ARN: its table.
+        assert_eq!(table_name(&format!("{arn}/index/by-date")), "orders");
+        assert_eq!(
+            table_name(&format!("{arn}/stream/2024-01-15T00:00:00.000")),
+            "orders"
+        );
+        // Not a DynamoDB table ARN: as it is.
+        for other in [
+            "",
+            "arn:",
+            "arn:aws:s3:::orders",
+            "arn:aws:sqs:us-east-1:123456789012:orders",
+            "arn:aws:dynamodb:us-east-1:123456789012:global-table/orders",
+            "arn:aws:dynamodb:us-east-1:123456789012:table/",
+            "arn:aws:dynamodb:us-east-1:table/orders",
+            "ARN:aws:dynamodb:us-east-1:123456789012:table/orders",
+            "orders:read",
+        ] {
+            assert_eq!(table_name(other), other, "{other}");
+        }
+        // Keys are the same whether the table is named or given by its ARN.
+        assert_eq!(read_key(arn), "orders:read");
+        assert_eq!(write_key(arn), "orders:write");
+        assert_eq!(
+            index_key(arn, "by-date", Access::Read),
+            "orders/by-date:read"
+        );
+        assert_eq!(key_table(&format!("{arn}:write")), "orders");
+        assert_eq!(key_table(&write_key(arn)), "orders");
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::{Outcome, OutcomeKind, ThrottleReason, ThrottleScope};
 /// A response that failed is read on the wire, so one table serves every service and protocol:
 /// the error code from `x-amzn-errortype` (restJson1) or the body's `__type` / `code`
 /// (awsJson), the message from the body's `message` / `Message`, then
-/// [`aws::classify_with_status`], with `Retry-After` and its relatives from the headers. A
+/// [`aws::classify_with_status`], refined by DynamoDB's `ThrottlingReasons` and, for a
+/// `TransactionCanceledException`, its `CancellationReasons` (see [`aws`]'s module docs),
+/// with `Retry-After` and its relatives from the headers. A
 /// failure without a response walks the error's `source()` chain: this crate's own errors
 /// first (a shed call, an open circuit), then the SDK's connector and timeout errors, then
 /// I/O errors.
@@ -64,8 +66,13 @@ pub fn classify_response(response: &HttpResponse, now: SystemTime) -> Outcome {
     let code = header_code.or(body.as_ref().and_then(|b| b.code.as_deref()));
     let message = body.as_ref().and_then(|b| b.message.as_deref());
     let reason = body.as_ref().and_then(|b| b.reason);
+    let cancellation = body.as_ref().and_then(|b| b.cancellation);
     let kind = match code {
-        Some(code) => aws::classify_with_status(code, message, status),
+        Some(code) => aws::with_cancellation(
+            code,
+            aws::classify_with_status(code, message, status),
+            cancellation,
+        ),
         None => match classify_status(status) {
             OutcomeKind::Fatal if message.is_some_and(aws::says_overloaded) => {
                 OutcomeKind::Overloaded
@@ -118,6 +125,10 @@ struct ErrorFields {
     /// The deciding entry of `ThrottlingReasons` (`[{"reason": …, "resource": …}]`); the
     /// resource ARN is not kept.
     reason: Option<ThrottleReason>,
+    /// What a `TransactionCanceledException`'s `CancellationReasons` (`[{"Code": …}, …]`)
+    /// make of it ([`aws::classify_cancellation`]); only the codes are read, never an entry's
+    /// `Message` or `Item`. `None` when the body has no such list.
+    cancellation: Option<OutcomeKind>,
 }
 
 fn error_fields(body: &[u8]) -> Option<ErrorFields> {
@@ -133,11 +144,28 @@ fn error_fields(body: &[u8]) -> Option<ErrorFields> {
                     .filter_map(|entry| entry.get("reason").and_then(|r| r.as_str())),
             )
         });
+    let cancellation = value
+        .get("CancellationReasons")
+        .and_then(|v| v.as_array())
+        .map(|list| aws::classify_cancellation(list.iter().map(cancellation_code)));
     Some(ErrorFields {
         code: text("__type").or_else(|| text("code")),
         message: text("message").or_else(|| text("Message")),
         reason: reasons.flatten(),
+        cancellation,
     })
+}
+
+/// One `CancellationReasons` entry's code, as [`aws::classify_cancellation`] takes it: `None`
+/// when absent or null (no error), `Some("")` for an entry that is not an object or a code that
+/// is not a string (malformed: an unknown code).
+fn cancellation_code(entry: &serde_json::Value) -> Option<&str> {
+    use serde_json::Value;
+    match entry.as_object().map(|e| e.get("Code")) {
+        Some(None | Some(Value::Null)) => None,
+        Some(Some(Value::String(code))) => Some(code),
+        _ => Some(""),
+    }
 }
 
 /// The response's headers that may carry a retry delay, as an `http::HeaderMap`.
@@ -317,6 +345,87 @@ mod tests {
         let outcome = classify_response(&odd, now);
         assert_eq!(outcome.kind, OutcomeKind::Fatal);
         assert_eq!(outcome.reason, None);
+    }
+
+    #[test]
+    fn a_transaction_cancelled_for_capacity_is_a_throttle_and_any_other_is_fatal() {
+        let now = SystemTime::now();
+        let cancelled = |reasons: &str| {
+            response(
+                400,
+                &[],
+                &format!(
+                    r#"{{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons","CancellationReasons":{reasons}}}"#
+                ),
+            )
+        };
+        // An item holding attribute values (`ReturnValuesOnConditionCheckFailure`) beside the
+        // code: only the code is read.
+        let item = r#""Item":{"pk":{"S":"secret-canary"},"n":{"N":"1"}}"#;
+        let throttled = [
+            r#"[{"Code":"None"},{"Code":"ThrottlingError","Message":"Throughput exceeds the current capacity of your table or index."}]"#.to_owned(),
+            r#"[{"Code":"ProvisionedThroughputExceeded"},{"Code":null},{}]"#.to_owned(),
+            format!(r#"[{{"Code":"None",{item}}},{{"Code":"ThrottlingError"}}]"#),
+        ];
+        for reasons in &throttled {
+            let outcome = classify_response(&cancelled(reasons), now);
+            assert_eq!(
+                outcome.kind,
+                OutcomeKind::Throttled(ThrottleScope::Capacity),
+                "{reasons}"
+            );
+            assert!(outcome.kind.is_retryable() && outcome.kind.teaches_quota());
+            assert_eq!(outcome.reason, None, "no throttling reason is claimed");
+            assert!(!format!("{outcome:?}").contains("secret-canary"));
+            assert_eq!(error_kind(outcome.kind), ErrorKind::ThrottlingError);
+        }
+        let fatal = [
+            // Only a failed condition.
+            format!(
+                r#"[{{"Code":"ConditionalCheckFailed","Message":"The conditional request failed",{item}}}]"#
+            ),
+            // A failed condition beside a throttle: a retry would fail on it again.
+            format!(r#"[{{"Code":"ThrottlingError"}},{{"Code":"ConditionalCheckFailed",{item}}}]"#),
+            r#"[{"Code":"TransactionConflict"},{"Code":"ProvisionedThroughputExceeded"}]"#
+                .to_owned(),
+            // Malformed or empty lists, and entries.
+            r#"[]"#.to_owned(),
+            r#"[{"Code":"None"}]"#.to_owned(),
+            r#"{"Code":"ThrottlingError"}"#.to_owned(),
+            r#""ThrottlingError""#.to_owned(),
+            r#"null"#.to_owned(),
+            r#"[7,{"Code":"ThrottlingError"}]"#.to_owned(),
+            r#"[{"Code":5},{"Code":"ThrottlingError"}]"#.to_owned(),
+        ];
+        for reasons in &fatal {
+            let outcome = classify_response(&cancelled(reasons), now);
+            assert_eq!(outcome.kind, OutcomeKind::Fatal, "{reasons}");
+            assert!(!format!("{outcome:?}").contains("secret-canary"));
+        }
+        // No list at all.
+        let bare = response(
+            400,
+            &[],
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled"}"#,
+        );
+        assert_eq!(classify_response(&bare, now).kind, OutcomeKind::Fatal);
+        // Reasons under another code change nothing.
+        let other = response(
+            400,
+            &[],
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ValidationException","CancellationReasons":[{"Code":"ThrottlingError"}]}"#,
+        );
+        assert_eq!(classify_response(&other, now).kind, OutcomeKind::Fatal);
+        // The code may come from the header, the reasons from the body.
+        let header = response(
+            400,
+            &[("x-amzn-errortype", "TransactionCanceledException")],
+            r#"{"CancellationReasons":[{"Code":"ThrottlingError"}]}"#,
+        );
+        assert_eq!(
+            classify_response(&header, now).kind,
+            OutcomeKind::Throttled(ThrottleScope::Capacity)
+        );
     }
 
     #[test]

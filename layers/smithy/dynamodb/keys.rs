@@ -10,7 +10,8 @@
 //! `BatchGetItem` and transactions each item on its own key (summed per key), a transaction's
 //! items at twice the units. A `Query` counts on its key only when its key condition names the
 //! partition key with `=` on a value placeholder (`pk = :v`, `#k = :v`, with an optional
-//! `AND` sort key condition); any other `Query`, and `Scan`, is skipped.
+//! `AND` sort key condition); any other `Query`, and `Scan`, is skipped. A table named by its
+//! ARN is looked up, and its keys counted, under its name ([`dynamodb::table_name`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,8 +52,10 @@ fn key_bytes(value: &AttributeValue) -> Option<&[u8]> {
 }
 
 impl PartitionKeys {
-    /// Adds `units` on the key of `item` (a full item or a key) in `table`.
+    /// Adds `units` on the key of `item` (a full item or a key) in `table` (by its name or its
+    /// ARN).
     fn add(&self, keys: &mut Keys, table: &str, access: Access, item: &Item, units: u64) {
+        let table = dynamodb::table_name(table);
         let Some(name) = self.names.get(table) else {
             return;
         };
@@ -71,6 +74,7 @@ impl PartitionKeys {
             // An index's partition key is another attribute.
             return;
         }
+        let table = dynamodb::table_name(table);
         let Some(name) = self.names.get(table) else {
             return;
         };

@@ -21,6 +21,16 @@
 //! With [`SdkHeadroom::configure_dynamodb_ceiling`], each item's partition key (hashed at once)
 //! also goes through the per-key ceiling ([`crate::dynamodb::PartitionCeiling`]): a hot key
 //! waits for its own budget per attempt, and each attempt's outcome is recorded on its key.
+//!
+//! A table may be named by its ARN wherever DynamoDB takes a table name (`TableName`, a batch's
+//! `RequestItems` keys, a transaction item's `TableName`), and an answer's `ConsumedCapacity`
+//! then names it by that ARN: every table name the adapter reads, from an input or from a
+//! `ConsumedCapacity` entry, goes through [`dynamodb::table_name`], so the call is keyed,
+//! settled, grouped with the same table's other items, matched with declared indexes and
+//! partition key attributes, and reported by the ceiling under the table's name
+//! (`"orders:write"` whether the call said `orders` or
+//! `arn:aws:dynamodb:us-east-1:123456789012:table/orders`; the sources are in
+//! [`crate::dynamodb`]'s module docs).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,6 +94,7 @@ impl DynamoDb {
 
     /// Remembers that `table` has the global secondary index `index`, within the bounds.
     pub(crate) fn add_index(&self, table: &str, index: &str) {
+        let table = dynamodb::table_name(table);
         let mut known = self.known();
         if !known.contains_key(table) && known.len() >= MAX_TABLES {
             return;
@@ -94,8 +105,9 @@ impl DynamoDb {
         }
     }
 
-    /// The known global secondary indexes of `table`.
+    /// The known global secondary indexes of `table` (by its name or its ARN).
     fn indexes_of(&self, table: &str) -> Vec<String> {
+        let table = dynamodb::table_name(table);
         self.known().get(table).cloned().unwrap_or_default()
     }
 
@@ -114,7 +126,7 @@ impl DynamoDb {
     /// A read's key: a declared global secondary index's read key when the read names it
     /// (`IndexName`), else the table's (a local secondary index reads the table's capacity).
     fn read_key(&self, table: &Option<String>, index: &Option<String>) -> Option<Arc<str>> {
-        let table = table.as_deref()?;
+        let table = dynamodb::table_name(table.as_deref()?);
         Some(match index.as_deref() {
             Some(index) if self.indexes_of(table).iter().any(|i| i == index) => {
                 Arc::from(dynamodb::index_key(table, index, Access::Read))
@@ -182,8 +194,20 @@ fn prepared(key: Arc<str>, units: u64, asked_usage: bool) -> Prepared {
 }
 
 /// One request's cost per table, for the operations that may touch several: the tables in
-/// name order, each with its units (half units for reads).
+/// name order (a table given by its ARN under its name, [`dynamodb::table_name`]), each with
+/// its units (half units for reads).
 type PerTable = std::collections::BTreeMap<String, u64>;
+
+/// Adds `units` to `table`'s entry (by its name or its ARN: the same entry).
+fn add_units(tables: &mut PerTable, table: &str, units: u64) {
+    let table = dynamodb::table_name(table);
+    match tables.get_mut(table) {
+        Some(entry) => *entry = entry.saturating_add(units),
+        None => {
+            tables.insert(table.to_owned(), units);
+        }
+    }
+}
 
 /// The keys and costs of an operation that may touch several tables: the first table's (by
 /// name) is the call's own key, the others' its [`also`](Prepared::also) keys; each attempt
@@ -215,7 +239,8 @@ impl Shape for DynamoDb {
             |table: &Option<String>, access| table.as_deref().map(|t| dynamodb::arc_key(t, access));
         let single_write = |table: &Option<String>, units: u64, asked: bool| {
             let mut prepared = prepared(key(table, W)?, units, asked);
-            let tables = PerTable::from([(table.clone()?, units)]);
+            let mut tables = PerTable::new();
+            add_units(&mut tables, table.as_deref()?, units);
             self.index_writes(&mut prepared, &tables);
             Some(prepared)
         };
@@ -259,7 +284,7 @@ impl Shape for DynamoDb {
                         None => 1,
                     })
                     .fold(0u64, u64::saturating_add);
-                tables.insert(table.clone(), units);
+                add_units(&mut tables, table, units);
             }
             let mut prepared = per_table(&tables, W, &mut i.return_consumed_capacity)?;
             self.index_writes(&mut prepared, &tables);
@@ -270,7 +295,7 @@ impl Shape for DynamoDb {
             for (table, keys) in i.request_items.as_ref()? {
                 let units =
                     (keys.keys().len() as u64).saturating_mul(one_block(keys.consistent_read()));
-                tables.insert(table.clone(), units);
+                add_units(&mut tables, table, units);
             }
             return per_table(&tables, R, &mut i.return_consumed_capacity);
         }
@@ -288,9 +313,11 @@ impl Shape for DynamoDb {
                 } else {
                     continue;
                 };
-                let units = dynamodb::transactional_write_units(bytes);
-                let entry = tables.entry(table.to_owned()).or_default();
-                *entry = entry.saturating_add(units);
+                add_units(
+                    &mut tables,
+                    table,
+                    dynamodb::transactional_write_units(bytes),
+                );
             }
             let mut prepared = per_table(&tables, W, &mut i.return_consumed_capacity)?;
             self.index_writes(&mut prepared, &tables);
@@ -300,8 +327,7 @@ impl Shape for DynamoDb {
             let mut tables = PerTable::new();
             for get in i.transact_items.as_deref()?.iter().filter_map(|t| t.get()) {
                 let units = dynamodb::read_half_units(0, Read::Transactional);
-                let entry = tables.entry(get.table_name().to_owned()).or_default();
-                *entry = entry.saturating_add(units);
+                add_units(&mut tables, get.table_name(), units);
             }
             return per_table(&tables, R, &mut i.return_consumed_capacity);
         }
@@ -440,7 +466,7 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
     ) -> Result<aws_sdk_dynamodb::config::Builder, ConfigError> {
         let names = partition_keys
             .into_iter()
-            .map(|(table, name)| (table.to_owned(), name.to_owned()))
+            .map(|(table, name)| (dynamodb::table_name(table).to_owned(), name.to_owned()))
             .collect();
         let shape = DynamoDb {
             partition: Some(keys::PartitionKeys { ceiling, names }),

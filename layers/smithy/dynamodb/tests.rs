@@ -445,3 +445,233 @@ fn an_index_an_answer_reports_gets_its_own_keys_from_then_on() {
     assert_eq!(shape.indexes_of("orders").len(), 32);
     assert_eq!(shape.known().len(), 1024);
 }
+
+/// A table's ARN in `TableName`, in a batch's `RequestItems` or a transaction's items, and in
+/// a `ConsumedCapacity` entry: keyed, grouped, matched and settled under the table's name.
+#[test]
+fn a_table_arn_is_keyed_grouped_and_settled_under_its_name() {
+    use aws_sdk_dynamodb::types::{
+        Capacity, Get, KeysAndAttributes, PutRequest, TransactGetItem, WriteRequest,
+    };
+    const ARN: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/orders";
+    let shape = DynamoDb::default();
+    // Declared by name, used by ARN (and the other way round).
+    shape.add_index("orders", "by-date");
+    shape.add_index(&format!("{ARN}/index/ignored-arn-suffix"), "by-user");
+    assert_eq!(shape.indexes_of(ARN), ["by-date", "by-user"]);
+    let prepare = |input: Input| {
+        let mut input = input;
+        let p = shape.prepare(&mut input, &est()).unwrap();
+        let also: Vec<_> = p
+            .also
+            .iter()
+            .map(|(k, c)| (k.to_string(), c.units))
+            .collect();
+        (p.key.to_string(), p.cost.units, also)
+    };
+    let put = PutItemInput::builder()
+        .table_name(ARN)
+        .set_item(Some(kb(2)))
+        .build()
+        .unwrap();
+    assert_eq!(
+        prepare(Input::erase(put)),
+        (
+            "orders:write".into(),
+            2,
+            vec![
+                ("orders/by-date:write".into(), 2),
+                ("orders/by-user:write".into(), 2)
+            ]
+        )
+    );
+    let get = GetItemInput::builder().table_name(ARN).build().unwrap();
+    assert_eq!(
+        prepare(Input::erase(get)),
+        ("orders:read".into(), 1, vec![])
+    );
+    let query = QueryInput::builder()
+        .table_name(ARN)
+        .index_name("by-date")
+        .build()
+        .unwrap();
+    assert_eq!(
+        prepare(Input::erase(query)),
+        ("orders/by-date:read".into(), 1, vec![])
+    );
+    let scan = ScanInput::builder().table_name(ARN).build().unwrap();
+    assert_eq!(
+        prepare(Input::erase(scan)),
+        ("orders:read".into(), 1, vec![])
+    );
+    // A batch naming the table once by name and once by ARN: one key, the units summed.
+    let write = |n| {
+        WriteRequest::builder()
+            .put_request(PutRequest::builder().set_item(Some(kb(n))).build().unwrap())
+            .build()
+    };
+    let batch = BatchWriteItemInput::builder()
+        .request_items(ARN, vec![write(1)])
+        .request_items("orders", vec![write(2)])
+        .request_items(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/users",
+            vec![write(1)],
+        )
+        .build()
+        .unwrap();
+    let (key, units, also) = prepare(Input::erase(batch));
+    assert_eq!((key.as_str(), units), ("orders:write", 3));
+    assert!(also.contains(&("users:write".into(), 1)), "{also:?}");
+    let batch_get = BatchGetItemInput::builder()
+        .request_items(
+            ARN,
+            KeysAndAttributes::builder().keys(kb(1)).build().unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        prepare(Input::erase(batch_get)),
+        ("orders:read".into(), 1, vec![])
+    );
+    // A transaction's items, by ARN and by name: one key.
+    assert_eq!(
+        prepare(Input::erase(two_puts())),
+        (
+            "orders:write".into(),
+            4,
+            vec![
+                ("orders/by-date:write".into(), 4),
+                ("orders/by-user:write".into(), 4)
+            ]
+        )
+    );
+    let transact_get = TransactGetItemsInput::builder()
+        .transact_items(
+            TransactGetItem::builder()
+                .get(
+                    Get::builder()
+                        .table_name(ARN)
+                        .set_key(Some(kb(1)))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        prepare(Input::erase(transact_get)),
+        ("orders:read".into(), 4, vec![])
+    );
+
+    // An answer names the table by the ARN the call gave: each key still finds its entry.
+    let est = est();
+    let capacity = |table: &str, units: f64| {
+        ConsumedCapacity::builder()
+            .table_name(table)
+            .capacity_units(units)
+            .build()
+    };
+    let output = Output::erase(
+        BatchWriteItemOutput::builder()
+            .consumed_capacity(capacity(ARN, 3.0))
+            .consumed_capacity(capacity(
+                "arn:aws:dynamodb:us-east-1:123456789012:table/users",
+                1.0,
+            ))
+            .build(),
+    );
+    assert_eq!(shape.usage(&output, None, &est, "orders:write"), Some(3));
+    assert_eq!(shape.usage(&output, None, &est, "users:write"), Some(1));
+    // An index an ARN-named answer reports is learned for the table's name.
+    let mut gsi = HashMap::new();
+    gsi.insert(
+        "by-status".to_owned(),
+        Capacity::builder().capacity_units(1.0).build(),
+    );
+    let answer = Output::erase(
+        PutItemOutput::builder()
+            .consumed_capacity(
+                ConsumedCapacity::builder()
+                    .table_name(ARN)
+                    .capacity_units(2.0)
+                    .table(Capacity::builder().capacity_units(1.0).build())
+                    .set_global_secondary_indexes(Some(gsi))
+                    .build(),
+            )
+            .build(),
+    );
+    assert_eq!(shape.usage(&answer, None, &est, "orders:write"), Some(1));
+    assert!(shape.indexes_of("orders").contains(&"by-status".to_owned()));
+    assert!(!shape.known().keys().any(|t| t.starts_with("arn:")));
+}
+
+/// Two transactional 1 KB puts on `orders`, the first by ARN: 4 WCU on one key.
+fn two_puts() -> TransactWriteItemsInput {
+    use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+    let put = |table: &str| {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(table)
+                    .set_item(Some(kb(1)))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    TransactWriteItemsInput::builder()
+        .transact_items(put("arn:aws:dynamodb:us-east-1:123456789012:table/orders"))
+        .transact_items(put("orders"))
+        .build()
+        .unwrap()
+}
+
+/// The per-key ceiling finds a table named by its ARN under its name, and counts its keys there.
+#[test]
+fn the_ceiling_reads_keys_of_a_table_named_by_its_arn() {
+    use crate::dynamodb::PartitionCeiling;
+    const ARN: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/orders";
+    let ceiling = Arc::new(PartitionCeiling::builder().metrics(false).build().unwrap());
+    let partition = keys::PartitionKeys {
+        ceiling,
+        names: HashMap::from([("orders".to_owned(), "pk".to_owned())]),
+    };
+    let put = |table: &str| {
+        Input::erase(
+            PutItemInput::builder()
+                .table_name(table)
+                .set_item(Some(kb(2)))
+                .build()
+                .unwrap(),
+        )
+    };
+    let by_name = partition.keys(&put("orders")).expect("a declared table");
+    let by_arn = partition
+        .keys(&put(ARN))
+        .expect("the same table by its ARN");
+    let tables = |keys: &crate::smithy::keys::Keys| {
+        keys.keys
+            .iter()
+            .map(|(t, k)| (t.to_string(), k.units, k.id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tables(&by_arn), tables(&by_name));
+    assert_eq!(tables(&by_arn)[0].0, "orders");
+    let query = QueryInput::builder()
+        .table_name(ARN)
+        .key_condition_expression("pk = :v")
+        .expression_attribute_values(":v", AttributeValue::S("order#1".to_owned()))
+        .build()
+        .unwrap();
+    let keys = partition
+        .keys(&Input::erase(query))
+        .expect("a simple query");
+    assert_eq!(&*keys.keys[0].0, "orders");
+    // Another table, by ARN or not, has no partition key declared.
+    assert!(
+        partition
+            .keys(&put("arn:aws:dynamodb:us-east-1:123456789012:table/users"))
+            .is_none()
+    );
+}

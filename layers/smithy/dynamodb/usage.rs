@@ -1,4 +1,7 @@
 //! Settlement: what an output's `ConsumedCapacity` says a quota key spent, in the key's units.
+//!
+//! An entry's `TableName` is the table's ARN when the call named the table by its ARN; it is
+//! read through [`dynamodb::table_name`], as the quota keys were built.
 
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
@@ -22,7 +25,8 @@ pub(super) struct Of<'a> {
 }
 
 impl<'a> Of<'a> {
-    /// `"orders:read"`: the table; `"orders/by-date:write"`: the index.
+    /// `"orders:read"`: the table; `"orders/by-date:write"`: the index. (The adapter's keys
+    /// name tables by name, never by ARN: [`dynamodb::key`].)
     pub(super) fn key(key: &'a str) -> Self {
         let name = key.rsplit_once(':').map_or(key, |(name, _)| name);
         match name.split_once('/') {
@@ -91,7 +95,9 @@ pub(super) fn consumed(output: &Output, of: &Of<'_>) -> Option<u64> {
     );
     let named = |all: &[ConsumedCapacity]| all.iter().any(|c| c.table_name().is_some());
     let sum = |all: &[ConsumedCapacity], access| {
-        let mine = |c: &&ConsumedCapacity| !named(all) || c.table_name() == Some(of.table);
+        let mine = |c: &&ConsumedCapacity| {
+            !named(all) || c.table_name().map(dynamodb::table_name) == Some(of.table)
+        };
         let mut units = all
             .iter()
             .filter(mine)
@@ -121,6 +127,7 @@ pub(super) fn consumed(output: &Output, of: &Of<'_>) -> Option<u64> {
 pub(super) fn reported_indexes(output: &Output, mut found: impl FnMut(&str, &str)) {
     let mut report = |c: &ConsumedCapacity| {
         if let (Some(table), Some(indexes)) = (c.table_name(), c.global_secondary_indexes()) {
+            let table = dynamodb::table_name(table);
             for index in indexes.keys() {
                 found(table, index);
             }

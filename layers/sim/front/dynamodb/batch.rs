@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::capacity::{Report, consumed_capacity, report};
 use super::keys::{key_text, missing_key};
 use super::{DynamoFront, DynamoOp};
+use crate::dynamodb;
 use crate::sim::DynamoCall;
 use crate::sim::front::item_size::item_size;
 use crate::sim::front::wire::{WireError, WireResponse};
@@ -38,14 +39,16 @@ impl DynamoFront {
         let mut spent: Vec<(String, f64)> = Vec::new();
         let mut throttle = None;
         let mut items = 0usize;
-        for (table, writes) in requests {
+        for (given, writes) in requests {
             let Some(writes) = writes.as_array() else {
                 return Err(WireError::serialization(
                     "RequestItems values must be lists.",
                 ));
             };
+            // The reply names the table as the request did (name or ARN).
+            let table = dynamodb::table_name(given);
             let Some(sim) = self.charged(table) else {
-                admitted.insert(table.clone(), Value::Array(writes.clone()));
+                admitted.insert(given.clone(), Value::Array(writes.clone()));
                 continue;
             };
             let pk = self.partition_key(table, head).await?;
@@ -59,7 +62,7 @@ impl DynamoFront {
                     .and_then(Value::as_object)
                     .ok_or_else(missing_key)?;
                 let key = item.get(&*pk).and_then(key_text).ok_or_else(missing_key)?;
-                let mut call = DynamoCall::write(table.as_str(), key, item_size(item));
+                let mut call = DynamoCall::write(table, key, item_size(item));
                 if let Some(caller) = &head.caller {
                     call = call.caller(caller.clone());
                 }
@@ -75,12 +78,12 @@ impl DynamoFront {
                 }
             }
             if !ok.is_empty() {
-                admitted.insert(table.clone(), Value::Array(ok));
+                admitted.insert(given.clone(), Value::Array(ok));
             }
             if !refused.is_empty() {
-                unprocessed.insert(table.clone(), Value::Array(refused));
+                unprocessed.insert(given.clone(), Value::Array(refused));
             }
-            spent.push((table.clone(), units));
+            spent.push((given.clone(), units));
         }
         if let Some(error) = &throttle {
             if admitted.is_empty() {
@@ -137,15 +140,16 @@ impl DynamoFront {
         };
         // Every charged table's partition key, before anything is sent.
         let mut charged = Vec::new();
-        for (table, request) in requests {
+        for (given, request) in requests {
             let Some(request) = request.as_object() else {
                 return Err(WireError::serialization(
                     "RequestItems values must be objects.",
                 ));
             };
+            let table = dynamodb::table_name(given);
             if let Some(sim) = self.charged(table) {
                 let pk = self.partition_key(table, head).await?;
-                charged.push((table.clone(), request.clone(), sim, pk));
+                charged.push((given.clone(), request.clone(), sim, pk));
             }
         }
         let answer = self.forward(DynamoOp::BatchGetItem, head, raw).await?;
@@ -188,7 +192,8 @@ impl DynamoFront {
                 let bytes = found
                     .and_then(|at| items[at].as_object())
                     .map_or(0, item_size);
-                let mut call = DynamoCall::read(table.as_str(), pk_value, bytes, consistent);
+                let name = dynamodb::table_name(&table);
+                let mut call = DynamoCall::read(name, pk_value, bytes, consistent);
                 if let Some(caller) = &head.caller {
                     call = call.caller(caller.clone());
                 }

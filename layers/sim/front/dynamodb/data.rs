@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::capacity::{charge, report, with_capacity};
 use super::keys::{key_text, missing_key, query_key, table_name};
 use super::{DynamoFront, DynamoOp};
+use crate::dynamodb;
 use crate::sim::DynamoCall;
 use crate::sim::front::Head;
 use crate::sim::front::item_size::{item_size, value_size};
@@ -20,7 +21,8 @@ impl DynamoFront {
         raw: Bytes,
         body: &Map<String, Value>,
     ) -> Result<WireResponse, WireError> {
-        let table = table_name(body)?;
+        let given = table_name(body)?;
+        let table = dynamodb::table_name(given);
         let Some(sim) = self.charged(table) else {
             return Ok(self
                 .forward(op, head, raw)
@@ -66,7 +68,7 @@ impl DynamoFront {
         let answer = self.forward(op, head, raw).await?;
         Ok(with_capacity(
             answer,
-            table,
+            given,
             units,
             true,
             report(body),
@@ -81,7 +83,8 @@ impl DynamoFront {
         raw: Bytes,
         body: &Map<String, Value>,
     ) -> Result<WireResponse, WireError> {
-        let table = table_name(body)?;
+        let given = table_name(body)?;
+        let table = dynamodb::table_name(given);
         let Some(sim) = self.charged(table) else {
             return Ok(self
                 .forward(op, head, raw)
@@ -130,7 +133,7 @@ impl DynamoFront {
         let units = charge(sim, call).await?;
         Ok(with_capacity(
             answer,
-            table,
+            given,
             units,
             false,
             report(body),

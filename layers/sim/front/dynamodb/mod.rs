@@ -33,6 +33,10 @@
 //! items in UnprocessedKeys", and the same for `BatchWriteItem` and `UnprocessedItems`
 //! (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html>,
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html>).
+//! A table may be named by its ARN (`TableName`, `RequestItems` keys), as DynamoDB allows: it is
+//! charged, and its partition key found, under its name ([`crate::dynamodb::table_name`]); the
+//! answer's `ConsumedCapacity` names it as the request did, as DynamoDB does.
+//!
 //! A throttle's error body carries DynamoDB's `ThrottlingReasons`
 //! (`[{ "reason": "TableWriteKeyRangeThroughputExceeded", "resource": "arn:aws:dynamodb:…:table/NAME" }]`).
 
@@ -169,6 +173,7 @@ impl DynamoFront {
     /// Remembers key schemas the client creates, forgets deleted tables.
     fn learn(&self, op: DynamoOp, body: &Map<String, Value>) {
         let Ok(table) = table_name(body) else { return };
+        let table = crate::dynamodb::table_name(table);
         match op {
             DynamoOp::CreateTable => {
                 if let Some(key) = hash_key(body.get("KeySchema")) {
