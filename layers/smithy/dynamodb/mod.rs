@@ -433,14 +433,20 @@ impl<S: QuotaStore<Arc<str>> + 'static> SdkHeadroom<S> {
     /// `(table, attribute)` pairs, and every attempt on a declared table's key goes through
     /// `ceiling` (share one ceiling among the clients of the tables).
     ///
-    /// The interceptor reads each item's partition key value from the typed input (see
-    /// `smithy::dynamodb::keys` for which operations) and hashes it at once; the HTTP client
+    /// The interceptor reads each item's partition key value from the typed input
+    /// (`PutItem`, `UpdateItem`, `DeleteItem`, `GetItem`, each item of `BatchWriteItem`,
+    /// `BatchGetItem`, `TransactWriteItems` and `TransactGetItems`, and a `Query` whose key
+    /// condition is `pk = :v` on the table; not `Scan` or an index's `Query`) and hashes it at
+    /// once; the HTTP client
     /// waits, per attempt and before the quota admits it, until each hot key's own budget
     /// (the partition maximum, 1,000 WCU and 3,000 RCU per second) has room, within the call's
     /// deadline — a wait past it fails the attempt unsent with [`Rejected`](crate::Rejected);
     /// each sent attempt's outcome is recorded in the ceiling (a key-range throttle teaches
-    /// only its key) and in its hot-key [report](PartitionCeiling::report). A cold key reserves
-    /// nothing. Without this call nothing reads partition keys.
+    /// only its key; a batch or transaction refused as a whole records it on each of its keys,
+    /// since DynamoDB does not say which) and in its hot-key
+    /// [report](PartitionCeiling::report). A key's units are the call's estimate (an
+    /// `UpdateItem` one WCU, a `GetItem` one 4 KB block): `ConsumedCapacity` is per table, not
+    /// per key. A cold key reserves nothing. Without this call nothing reads partition keys.
     ///
     /// ```
     /// use std::sync::Arc;
