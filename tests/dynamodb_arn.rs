@@ -11,37 +11,16 @@ mod support {
 }
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use tokio::time::Instant;
 use tower_headroom::Profile;
-use tower_headroom::admission::{Quota, SlotStats};
-use tower_headroom::dynamodb::{self, Access, PartitionCeiling, TableLimits};
-use tower_headroom::sim::front::{SimService, sdk_http_client};
-use tower_headroom::sim::{DynamoSim, TableConfig};
+use tower_headroom::admission::SlotStats;
+use tower_headroom::dynamodb::{self, Access, PartitionCeiling};
+use tower_headroom::sim::front::sdk_http_client;
 use tower_headroom::smithy::SdkHeadroom;
 
 const ARN: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/orders";
-
-fn front() -> SimService {
-    let sim = DynamoSim::builder()
-        .table(
-            TableConfig::builder("orders")
-                .rcu(100)
-                .wcu(100)
-                .latency(Duration::from_millis(5))
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    SimService::builder()
-        .dynamodb(sim)
-        .partition_key("orders", "pk")
-        .build()
-        .unwrap()
-}
 
 /// What one run left: the two keys' stats, the keys an ARN would have made, and what the
 /// simulator charged.
@@ -58,16 +37,8 @@ struct Run {
 /// charged 2, settled from the batch's `ConsumedCapacity` entry for the table) and a strongly
 /// consistent `GetItem` (2 half units), each naming the table as `table`.
 async fn run(table: &str) -> Run {
-    let front = front();
-    let quota: Quota<Arc<str>> =
-        Quota::builder(Profile::DynamoDb.limit().units(100).build().unwrap())
-            .table("orders", 100, 100)
-            .unwrap()
-            .build();
-    let headroom = SdkHeadroom::builder(Profile::DynamoDb)
-        .quota(quota.clone())
-        .build()
-        .unwrap();
+    let front = support::sdk::orders_front(100, 100);
+    let (quota, headroom) = support::sdk::orders_headroom(100, 100);
     let builder = support::sdk::dynamodb_sim_config(sdk_http_client(front.clone()));
     let client =
         aws_sdk_dynamodb::Client::from_conf(headroom.configure_dynamodb(builder).unwrap().build());
@@ -152,7 +123,7 @@ async fn an_arn_reserves_and_settles_on_the_tables_keys_as_its_name_does() {
 
 #[tokio::test(start_paused = true)]
 async fn the_ceiling_counts_a_call_naming_the_table_by_its_arn() {
-    let front = front();
+    let front = support::sdk::orders_front(100, 100);
     let ceiling = Arc::new(
         PartitionCeiling::builder()
             .salt(7)

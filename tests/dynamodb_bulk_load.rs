@@ -15,14 +15,12 @@ mod support {
 }
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use tower_headroom::Profile;
 use tower_headroom::admission::Quota;
 use tower_headroom::dynamodb::TableLimits;
 use tower_headroom::sim::front::{SimService, sdk_http_client};
-use tower_headroom::sim::{DynamoSim, TableConfig};
 use tower_headroom::smithy::SdkHeadroom;
 use tower_headroom::smithy::batch::BatchWriter;
 
@@ -30,22 +28,7 @@ const ITEMS: usize = 2_000;
 const WCU: u64 = 100;
 
 fn front() -> SimService {
-    let sim = DynamoSim::builder()
-        .table(
-            TableConfig::builder("orders")
-                .rcu(100)
-                .wcu(WCU)
-                .latency(Duration::from_millis(5))
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    SimService::builder()
-        .dynamodb(sim)
-        .partition_key("orders", "pk")
-        .build()
-        .unwrap()
+    support::sdk::orders_front(100, WCU)
 }
 
 fn config(front: &SimService) -> aws_sdk_dynamodb::config::Builder {

@@ -58,15 +58,7 @@ async fn reads_never_wait_for_the_write_budget() {
         .build()
         .unwrap();
     // The console's numbers, one line for the table; nothing tuned.
-    let quota: Quota<Arc<str>> =
-        Quota::builder(Profile::DynamoDb.limit().units(100).build().unwrap())
-            .table("orders", 100, 100)
-            .unwrap()
-            .build();
-    let headroom = SdkHeadroom::builder(Profile::DynamoDb)
-        .quota(quota.clone())
-        .build()
-        .unwrap();
+    let (quota, headroom) = support::sdk::orders_headroom(100, 100);
     let client = client(&headroom, &front);
 
     // 80 writes/s and 80 strongly consistent reads/s for 10 s, open loop: each call starts on

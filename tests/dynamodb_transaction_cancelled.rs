@@ -22,10 +22,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::http::{Response as SdkResponse, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use tokio::time::Instant;
-use tower_headroom::Profile;
-use tower_headroom::admission::Quota;
-use tower_headroom::dynamodb::{self, TableLimits};
-use tower_headroom::smithy::SdkHeadroom;
+use tower_headroom::dynamodb::{self};
 
 /// An item value DynamoDB may return in a reason (`ReturnValuesOnConditionCheckFailure`).
 const CANARY: &str = "item-value-canary";
@@ -97,15 +94,7 @@ async fn transact(
     refusal: String,
     refusals: usize,
 ) -> (Result<(), String>, Vec<String>, Option<u64>, String) {
-    let quota: Quota<Arc<str>> =
-        Quota::builder(Profile::DynamoDb.limit().units(100).build().unwrap())
-            .table("orders", 100, 100)
-            .unwrap()
-            .build();
-    let headroom = SdkHeadroom::builder(Profile::DynamoDb)
-        .quota(quota.clone())
-        .build()
-        .unwrap();
+    let (quota, headroom) = support::sdk::orders_headroom(100, 100);
     let seen = Seen::default();
     let builder = support::sdk::dynamodb_sim_config(canned(refusal, refusals, seen.clone()));
     let client =

@@ -195,3 +195,49 @@ pub fn recording(
         })
     })
 }
+
+/// The simulator's DynamoDB with one provisioned table, `orders` (`rcu` and `wcu`, 5 ms a
+/// call, partition key `pk`, the simulator's defaults otherwise), behind its in-process front.
+pub fn orders_front(rcu: u64, wcu: u64) -> tower_headroom::sim::front::SimService {
+    use tower_headroom::sim::{DynamoSim, TableConfig};
+    let sim = DynamoSim::builder()
+        .table(
+            TableConfig::builder("orders")
+                .rcu(rcu)
+                .wcu(wcu)
+                .latency(std::time::Duration::from_millis(5))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    tower_headroom::sim::front::SimService::builder()
+        .dynamodb(sim)
+        .partition_key("orders", "pk")
+        .build()
+        .unwrap()
+}
+
+/// `orders`' console numbers as a user writes them (the DynamoDB profile's limit, one line
+/// for the table, nothing tuned), and an SDK adapter over that quota.
+pub fn orders_headroom(
+    rcu: u64,
+    wcu: u64,
+) -> (
+    tower_headroom::admission::Quota<std::sync::Arc<str>>,
+    tower_headroom::smithy::SdkHeadroom,
+) {
+    use tower_headroom::Profile;
+    use tower_headroom::dynamodb::TableLimits as _;
+    let quota = tower_headroom::admission::Quota::builder(
+        Profile::DynamoDb.limit().units(wcu).build().unwrap(),
+    )
+    .table("orders", rcu, wcu)
+    .unwrap()
+    .build();
+    let headroom = tower_headroom::smithy::SdkHeadroom::builder(Profile::DynamoDb)
+        .quota(quota.clone())
+        .build()
+        .unwrap();
+    (quota, headroom)
+}
