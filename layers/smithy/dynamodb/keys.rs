@@ -13,6 +13,7 @@
 //! `AND` sort key condition); any other `Query`, and `Scan`, is skipped. A table named by its
 //! ARN is looked up, and its keys counted, under its name ([`dynamodb::table_name`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -42,13 +43,50 @@ pub(crate) struct PartitionKeys {
     pub(crate) names: HashMap<String, String>,
 }
 
-/// The bytes a key value is hashed from: a string's, a number's text, a binary's.
-fn key_bytes(value: &AttributeValue) -> Option<&[u8]> {
+/// The bytes a key value is hashed from: a string's, a number's canonical text
+/// ([`canonical_number`]), a binary's.
+fn key_bytes(value: &AttributeValue) -> Option<Cow<'_, [u8]>> {
     match value {
-        AttributeValue::S(s) | AttributeValue::N(s) => Some(s.as_bytes()),
-        AttributeValue::B(b) => Some(b.as_ref()),
+        AttributeValue::S(s) => Some(Cow::Borrowed(s.as_bytes())),
+        AttributeValue::N(n) => Some(canonical_number(n)),
+        AttributeValue::B(b) => Some(Cow::Borrowed(b.as_ref())),
         _ => None,
     }
+}
+
+/// A number as DynamoDB keys it: by value, not by its text ("Leading and trailing zeroes
+/// are trimmed", [data types](https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html#HowItWorks.DataTypes)),
+/// so `1`, `1.0`, `01`, `+1` and `10E-1` are one partition key: its sign, significant digits
+/// and decimal point's place (`0.d₁d₂… × 10^e`, written `d₁d₂…e<e>`; zero is `0`). Text that
+/// is not a number is hashed as it is (DynamoDB would refuse the call).
+fn canonical_number(text: &str) -> Cow<'_, [u8]> {
+    let raw = || Cow::Borrowed(text.as_bytes());
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => match unsigned[at + 1..].parse::<i64>() {
+            Ok(e) => (&unsigned[..at], e),
+            Err(_) => return raw(),
+        },
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return raw();
+    }
+    let all: String = [whole, fraction].concat();
+    let leading = all.bytes().take_while(|&b| b == b'0').count();
+    let significant = all[leading..].trim_end_matches('0');
+    if significant.is_empty() {
+        return Cow::Borrowed(b"0");
+    }
+    let point = exponent.saturating_add(whole.len() as i64 - leading as i64);
+    let sign = if negative { "-" } else { "" };
+    Cow::Owned(format!("{sign}{significant}e{point}").into_bytes())
 }
 
 impl PartitionKeys {
@@ -60,7 +98,7 @@ impl PartitionKeys {
             return;
         };
         if let Some(bytes) = item.get(name).and_then(key_bytes) {
-            keys.add(table, access, self.ceiling.id(bytes), units);
+            keys.add(table, access, self.ceiling.id(&bytes), units);
         }
     }
 
@@ -102,7 +140,7 @@ impl PartitionKeys {
             }
             if let Some(bytes) = values.and_then(|v| v.get(rhs)).and_then(key_bytes) {
                 let units = one_block(i.consistent_read);
-                keys.add(table, Access::Read, self.ceiling.id(bytes), units);
+                keys.add(table, Access::Read, self.ceiling.id(&bytes), units);
             }
             return;
         }
@@ -171,5 +209,38 @@ impl PartitionKeys {
             }
         }
         (!keys.keys.is_empty()).then_some(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_number;
+
+    fn canonical(text: &str) -> String {
+        String::from_utf8(canonical_number(text).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_number_is_keyed_by_its_value_not_its_text() {
+        for same in [
+            "1", "1.0", "01", "+1", "001.000", "10E-1", "0.1e1", "1e0", "100e-2",
+        ] {
+            assert_eq!(canonical(same), "1e1", "{same}");
+        }
+        assert_eq!(canonical("-12.5"), "-125e2");
+        assert_eq!(canonical("-0.0125E3"), "-125e2");
+        assert_eq!(canonical("0.05"), "5e-1");
+        assert_eq!(canonical("500"), "5e3");
+        for zero in ["0", "-0", "0.000", "0e10", ".0"] {
+            assert_eq!(canonical(zero), "0", "{zero}");
+        }
+        // Different numbers stay apart.
+        assert_ne!(canonical("10"), canonical("1"));
+        assert_ne!(canonical("-1"), canonical("1"));
+        assert_ne!(canonical("0.1"), canonical("1"));
+        // Not a number: hashed as written.
+        for text in ["", "-", "abc", "1.2.3", "1e", "e5", "1e5x", "0x10", "1 "] {
+            assert_eq!(canonical(text), text, "{text:?}");
+        }
     }
 }

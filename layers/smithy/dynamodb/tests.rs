@@ -675,3 +675,29 @@ fn the_ceiling_reads_keys_of_a_table_named_by_its_arn() {
             .is_none()
     );
 }
+
+#[test]
+fn a_number_partition_key_is_one_key_however_it_is_written() {
+    use crate::dynamodb::PartitionCeiling;
+    let ceiling = Arc::new(PartitionCeiling::builder().metrics(false).build().unwrap());
+    let partition = keys::PartitionKeys {
+        ceiling,
+        names: HashMap::from([("orders".to_owned(), "pk".to_owned())]),
+    };
+    let id = |number: &str| {
+        let put = PutItemInput::builder()
+            .table_name("orders")
+            .item("pk", AttributeValue::N(number.to_owned()))
+            .build()
+            .unwrap();
+        partition
+            .keys(&Input::erase(put))
+            .expect("a declared table")
+            .keys[0]
+            .1
+            .id
+    };
+    assert_eq!(id("1"), id("1.0"));
+    assert_eq!(id("1"), id("01"));
+    assert_ne!(id("1"), id("10"));
+}
