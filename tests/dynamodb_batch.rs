@@ -163,6 +163,30 @@ async fn every_key_is_read_and_unprocessed_keys_are_resent() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_tables_options_apply_to_keys_that_name_it_by_its_arn() {
+    const ARN: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/orders";
+    let front = front(50, None);
+    let consistent = KeysAndAttributes::builder()
+        .set_keys(Some(Vec::new()))
+        .consistent_read(true)
+        .build()
+        .unwrap();
+    let reader = BatchReader::new(client(
+        "http://dynamodb.sim",
+        sdk_http_client(front.clone()),
+    ))
+    .table_options("orders", consistent);
+    let keys = (0..10).map(|i| {
+        let key = HashMap::from([("pk".to_owned(), AttributeValue::S(format!("k{i}")))]);
+        (ARN.to_owned(), key)
+    });
+    assert_eq!(reader.get(keys).await.unwrap().keys, 10);
+    // Strongly consistent: one RCU a key (eventually consistent would be half).
+    let stats = front.dynamodb().unwrap().stats();
+    assert_eq!(stats.tables[0].consumed_rcu(), 10.0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn nothing_to_write_sends_nothing() {
     let writer = BatchWriter::new(client(
         "http://dynamodb.sim",

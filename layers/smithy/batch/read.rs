@@ -103,11 +103,14 @@ impl BatchReader {
 
     pacing_setters!("get");
 
-    /// How to read `table`: consistency, projection, attribute names, as a
-    /// `KeysAndAttributes` whose keys are not used (its builder wants some: give it
-    /// `.set_keys(Some(Vec::new()))`; default: eventually consistent, whole items).
+    /// How to read `table` (named by its name or its ARN): consistency, projection, attribute
+    /// names, as a `KeysAndAttributes` whose keys are not used (its builder wants some: give
+    /// it `.set_keys(Some(Vec::new()))`; default: eventually consistent, whole items).
     pub fn table_options(mut self, table: impl Into<String>, options: KeysAndAttributes) -> Self {
-        self.options.insert(table.into(), options);
+        let table = table.into();
+        // Keyed by the table's name, so that keys naming it by its ARN get them too.
+        self.options
+            .insert(crate::dynamodb::table_name(&table).to_owned(), options);
         self
     }
 
@@ -151,7 +154,7 @@ struct GetCall<'a> {
 
 impl GetCall<'_> {
     fn request(&self, table: &str, keys: Vec<Item>) -> Result<KeysAndAttributes, Stopped> {
-        let builder = match self.options.get(table) {
+        let builder = match self.options.get(crate::dynamodb::table_name(table)) {
             Some(o) => KeysAndAttributes::builder()
                 .set_attributes_to_get(o.attributes_to_get.clone())
                 .set_consistent_read(o.consistent_read)
