@@ -1,7 +1,9 @@
 //! Three clients with their own connections share one quota through a real `redis-server`:
 //! per-window totals stay within the documented bound, the quota is used, shares hold across
 //! processes, skewed local clocks change nothing, and leasing keeps Redis off the hot path.
-//! Redis keeps real time, so these tests run on the real clock with one-second windows.
+//! Redis keeps real time, so these tests run on the real clock with one-second windows, one
+//! test at a time: run side by side on a two-core machine, five tests' clients and servers
+//! compete for the cores, and how the quota splits between clients measures the scheduler.
 #![cfg(feature = "redis")]
 
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,9 @@ use tower_headroom::admission::{
 #[path = "support/redis.rs"]
 mod redis_server;
 use redis_server::RedisServer;
+
+/// Held by each test for its whole run (see the module docs).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const KEY: &str = "model/us-east-1";
 
@@ -195,12 +200,14 @@ async fn three_clients(skews: [(Duration, Duration); 3], tag: &str) -> [u64; 3] 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_clients_share_one_quota_within_the_lease_bound() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let none = (Duration::ZERO, Duration::ZERO);
     three_clients([none; 3], "shared").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_with_skewed_clocks_agree_on_the_budget() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     // One client's clock runs 3 s ahead, another's 2 s behind: the budget is kept on the
     // server's clock, so the bound and the utilisation hold and nobody gets a head start.
     let skews = [
@@ -217,6 +224,7 @@ async fn clients_with_skewed_clocks_agree_on_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_hold_across_processes() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     const LIMIT: u64 = 900;
     let limit = Limit::per_second()
@@ -294,6 +302,7 @@ async fn shares_hold_across_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leasing_keeps_redis_off_the_hot_path() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     let limit = Limit::per_second().units(1_000_000).build().unwrap();
     for (lease, tag) in [(0.01, "leased"), (0.0, "unleased")] {
@@ -329,6 +338,7 @@ async fn leasing_keeps_redis_off_the_hot_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unused_leases_go_back_on_shutdown() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let server = RedisServer::start();
     // Ten requests per second, leases of half of it.
     let limit = Limit::per_second().requests(10).build().unwrap();
