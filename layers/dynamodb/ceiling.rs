@@ -84,6 +84,14 @@ pub const fn partition_max(access: Access) -> u64 {
     }
 }
 
+/// What a hot key's one-second bucket is asked for an attempt of `units`: at most the whole
+/// bucket. One call may ask more than the key's second (25 items of 100 KB on one key): it
+/// waits for a full bucket rather than never fitting, and DynamoDB then serves what the
+/// partition can and returns the rest unprocessed.
+fn budget_units(units: u64, access: Access) -> u64 {
+    units.min(partition_max(access))
+}
+
 /// Builds a [`PartitionCeiling`]; see [the module docs](self).
 #[derive(Clone)]
 #[must_use]
@@ -394,11 +402,8 @@ impl PartitionCeiling {
         };
         let reservation = if hot {
             let key = (Arc::clone(&stream_key), id);
-            // One call may ask more than the key's whole second (25 items of 100 KB on one
-            // key): it waits for a full bucket rather than never fitting; DynamoDB then
-            // serves what the partition can and returns the rest unprocessed.
             let ask = Ask {
-                cost: Cost::units(units.min(partition_max(access))),
+                cost: Cost::units(budget_units(units, access)),
                 ..ask
             };
             Some(self.quota(access).reserve_ask(&key, &ask, now)?)
@@ -485,8 +490,7 @@ impl PartitionCeiling {
             units,
             reservation,
         } = ticket;
-        // What the key's one-second bucket can hold of the attempt (see `admit_id`).
-        let budget_units = units.min(partition_max(access));
+        let budget_units = budget_units(units, access);
         if let Some(reservation) = reservation {
             if key_range {
                 // The key's own budget was wrong: it learns, as a table's budget learns from
