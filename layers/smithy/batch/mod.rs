@@ -112,38 +112,45 @@ fn describe_stop(
     what: (&str, &str),
     done: usize,
     batches: usize,
-    stopped: &Stopped,
+    stop: &BatchStop,
+    refusal: &Refusal,
 ) -> std::fmt::Result {
     let (left_words, done_word) = what;
-    let stop = &stopped.stop;
     write!(
         f,
         "{left} {left_words} ({done} {done_word} in {batches} batches): {stop}"
     )?;
-    match stopped.error_code() {
+    match refusal.error_code() {
         Some(code) => write!(f, " ({code})"),
         None => Ok(()),
     }
 }
 
-/// Why a helper stopped, with what DynamoDB or the SDK answered when a batch was refused for
-/// good: its error code (an AWS error name such as `ValidationException`, never an item)
-/// and the error itself, the stop's `source()`.
+/// Why a helper stopped, and what it was refused with.
 struct Stopped {
     stop: BatchStop,
-    code: Option<String>,
-    source: Option<crate::BoxError>,
+    refusal: Refusal,
 }
 
 impl Stopped {
     fn new(stop: BatchStop) -> Self {
         Stopped {
             stop,
-            code: None,
-            source: None,
+            refusal: Refusal::default(),
         }
     }
+}
 
+/// What DynamoDB or the SDK answered when a batch was refused for good: its error code (an
+/// AWS error name such as `ValidationException`, never an item) and the error itself, the
+/// helper error's `source()`. Empty when the helper stopped for its deadline.
+#[derive(Default)]
+struct Refusal {
+    code: Option<String>,
+    source: Option<crate::BoxError>,
+}
+
+impl Refusal {
     fn error_code(&self) -> Option<&str> {
         self.code.as_deref()
     }
@@ -264,7 +271,9 @@ where
     };
     (!kind.is_retryable()).then(|| Stopped {
         stop: BatchStop::Fatal(kind),
-        code: error.code().map(str::to_owned),
-        source: Some(Box::new(error)),
+        refusal: Refusal {
+            code: error.code().map(str::to_owned),
+            source: Some(Box::new(error)),
+        },
     })
 }

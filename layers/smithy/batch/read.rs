@@ -7,8 +7,8 @@ use std::fmt;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use super::{
-    BatchCall, BatchStop, MAX_GET_BATCH, Pacing, Progress, Stopped, Tabled, describe_stop, drive,
-    failed_batch, pacing_setters,
+    BatchCall, BatchStop, MAX_GET_BATCH, Pacing, Progress, Refusal, Stopped, Tabled, describe_stop,
+    drive, failed_batch, pacing_setters,
 };
 
 /// An item, or a key: attribute names and values.
@@ -47,8 +47,8 @@ pub struct BatchGetError {
     pub unread: Vec<(String, Item)>,
     /// The items read before it stopped.
     pub read: BatchRead,
-    /// The error a batch was refused with, when one was.
-    stopped: Stopped,
+    /// What a batch was refused with, when one was.
+    refusal: Refusal,
 }
 
 impl fmt::Display for BatchGetError {
@@ -59,7 +59,8 @@ impl fmt::Display for BatchGetError {
             ("keys not read", "read"),
             self.read.keys,
             self.read.batches,
-            &self.stopped,
+            &self.stop,
+            &self.refusal,
         )
     }
 }
@@ -77,7 +78,7 @@ impl fmt::Debug for BatchGetError {
 impl std::error::Error for BatchGetError {
     /// The SDK's error for a batch DynamoDB refused for good ([`BatchStop::Fatal`]).
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.stopped.source()
+        self.refusal.source()
     }
 }
 
@@ -85,7 +86,7 @@ impl BatchGetError {
     /// The AWS error code of the batch DynamoDB refused (`ValidationException`,
     /// `ResourceNotFoundException`, …), when it stopped on one.
     pub fn error_code(&self) -> Option<&str> {
-        self.stopped.error_code()
+        self.refusal.error_code()
     }
 }
 
@@ -136,11 +137,11 @@ impl BatchReader {
         };
         match result {
             Ok(progress) => Ok(read(progress, call.items)),
-            Err((stopped, unread, progress)) => Err(BatchGetError {
-                stop: stopped.stop,
+            Err((Stopped { stop, refusal }, unread, progress)) => Err(BatchGetError {
+                stop,
                 unread,
                 read: read(progress, call.items),
-                stopped,
+                refusal,
             }),
         }
     }
@@ -164,8 +165,10 @@ impl GetCall<'_> {
         };
         builder.set_keys(Some(keys)).build().map_err(|e| Stopped {
             stop: BatchStop::Fatal(crate::OutcomeKind::Fatal),
-            code: None,
-            source: Some(Box::new(e)),
+            refusal: Refusal {
+                code: None,
+                source: Some(Box::new(e)),
+            },
         })
     }
 }

@@ -7,8 +7,8 @@ use std::fmt;
 use aws_sdk_dynamodb::types::WriteRequest;
 
 use super::{
-    BatchCall, BatchStop, MAX_WRITE_BATCH, Pacing, Progress, Stopped, Tabled, describe_stop, drive,
-    failed_batch, pacing_setters,
+    BatchCall, BatchStop, MAX_WRITE_BATCH, Pacing, Progress, Refusal, Stopped, Tabled,
+    describe_stop, drive, failed_batch, pacing_setters,
 };
 
 /// Writes any number of put and delete requests; see [the module docs](super).
@@ -51,8 +51,8 @@ pub struct BatchWriteError {
     pub unwritten: Vec<(String, WriteRequest)>,
     /// What was done before it stopped.
     pub done: BatchWritten,
-    /// The error a batch was refused with, when one was.
-    stopped: Stopped,
+    /// What a batch was refused with, when one was.
+    refusal: Refusal,
 }
 
 impl fmt::Display for BatchWriteError {
@@ -63,7 +63,8 @@ impl fmt::Display for BatchWriteError {
             ("write requests not written", "written"),
             self.done.items,
             self.done.batches,
-            &self.stopped,
+            &self.stop,
+            &self.refusal,
         )
     }
 }
@@ -81,7 +82,7 @@ impl fmt::Debug for BatchWriteError {
 impl std::error::Error for BatchWriteError {
     /// The SDK's error for a batch DynamoDB refused for good ([`BatchStop::Fatal`]).
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.stopped.source()
+        self.refusal.source()
     }
 }
 
@@ -89,7 +90,7 @@ impl BatchWriteError {
     /// The AWS error code of the batch DynamoDB refused (`ValidationException`,
     /// `ResourceNotFoundException`, …), when it stopped on one.
     pub fn error_code(&self) -> Option<&str> {
-        self.stopped.error_code()
+        self.refusal.error_code()
     }
 }
 
@@ -118,12 +119,14 @@ impl BatchWriter {
         drive(&mut call, requests, &self.pacing)
             .await
             .map(BatchWritten::from)
-            .map_err(|(stopped, unwritten, done)| BatchWriteError {
-                stop: stopped.stop,
-                unwritten,
-                done: done.into(),
-                stopped,
-            })
+            .map_err(
+                |(Stopped { stop, refusal }, unwritten, done)| BatchWriteError {
+                    stop,
+                    unwritten,
+                    done: done.into(),
+                    refusal,
+                },
+            )
     }
 }
 
